@@ -1,0 +1,94 @@
+/**
+ * `coordinator` command line.
+ *
+ *   coordinator start --config job.yaml [--data file.csv] [--epochs N] [--threads N]
+ *                     [--batch-size N] [--seed N] [--out DIR] [--backend B] [--verbose]
+ *   coordinator start --demo          (generated Telco-schema data, the seed's model)
+ */
+import { parseArgs } from 'node:util';
+import { BACKENDS } from '../shared/backend.js';
+import { loadConfig, validateConfig, type Overrides } from '../shared/config/load.js';
+import { DptrainError, UsageError } from '../shared/errors.js';
+import { DEMO_CONFIG_SOURCE, demoConfigRaw } from './demo.js';
+import { runJob } from './job.js';
+
+const USAGE = `usage: coordinator start (--config FILE | --demo) [options]
+
+Trains a model with synchronous data parallelism over worker threads.
+
+options:
+  --config FILE        job config (YAML or JSON)
+  --demo               use generated Telco-schema data (and the demo config if --config is absent)
+  --data FILE          CSV file (overrides data.path)
+  --epochs N           overrides fit.epochs
+  --batch-size N       overrides fit.batchSize (the global batch)
+  --threads N          overrides cluster.threads
+  --backend B          ${BACKENDS.join(' | ')} (overrides cluster.backend)
+  --seed N             overrides seed
+  --out DIR            run directory (overrides output.dir; default runs/<time>)
+  --verbose            show stack traces on errors
+  -h, --help           this text`;
+
+function integerFlag(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new UsageError(`--${name} must be an integer, got "${value}"`);
+  return n;
+}
+
+async function start(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      demo: { type: 'boolean' },
+      data: { type: 'string' },
+      epochs: { type: 'string' },
+      'batch-size': { type: 'string' },
+      threads: { type: 'string' },
+      backend: { type: 'string' },
+      seed: { type: 'string' },
+      out: { type: 'string' },
+      verbose: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const overrides: Overrides = {
+    'data.path': values.data,
+    'fit.epochs': integerFlag('epochs', values.epochs),
+    'fit.batchSize': integerFlag('batch-size', values['batch-size']),
+    'cluster.threads': integerFlag('threads', values.threads),
+    'cluster.backend': values.backend,
+    seed: integerFlag('seed', values.seed),
+    'output.dir': values.out,
+  };
+  if (!values.config && !values.demo) throw new UsageError('give --config FILE or --demo (see --help)');
+  if (values.demo && values.data) throw new UsageError('--demo makes its own data; drop --data or --demo');
+  const config = values.config ? loadConfig(values.config, overrides) : validateConfig(demoConfigRaw(), DEMO_CONFIG_SOURCE, overrides);
+  await runJob(config, { demo: values.demo === true });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const verbose = argv.includes('--verbose');
+  const [command, ...rest] = argv;
+  try {
+    if (command === 'start') await start(rest);
+    else if (command === undefined || command === '--help' || command === '-h' || command === 'help') console.log(USAGE);
+    else throw new UsageError(`unknown command "${command}"; expected: start`);
+    return 0;
+  } catch (err) {
+    const known = err instanceof DptrainError;
+    const isArgError = (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
+    const code = known ? err.code : isArgError ? 'E_USAGE' : 'E_INTERNAL';
+    console.error(`error [${code}]: ${(err as Error).message}`);
+    if (verbose) console.error((err as Error).stack);
+    else if (!known && !isArgError) console.error('(run with --verbose for the stack trace)');
+    return known || isArgError ? 1 : 70;
+  }
+}

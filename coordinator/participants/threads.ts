@@ -1,0 +1,111 @@
+/**
+ * Local participants: Piscina worker threads. The data set and weights are SharedArrayBuffers
+ * given to every thread once; a step sends only row indices, and a gradient comes back as a
+ * transferred ArrayBuffer (GradientPacket).
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { BackendChoice } from '../../shared/backend.js';
+import type { Dataset, RowRange } from '../../shared/data/dataset.js';
+import { WorkerError } from '../../shared/errors.js';
+import type { ModelSpec } from '../../shared/model/spec.js';
+import { unpackGradient, type GradientResult } from '../../shared/protocol/gradient-packet.js';
+import type { EvaluateAnswer, InfoAnswer, ThreadInit, ThreadTask } from '../../shared/protocol/thread-tasks.js';
+import type { Participant, ParticipantGroup } from './participant.js';
+
+/** The compiled thread entry (threads run JavaScript, also when the caller runs from source). */
+function threadEntry(): string {
+  for (const rel of ['../../worker/thread.js', '../../dist/worker/thread.js']) {
+    const path = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(path)) return path;
+  }
+  throw new WorkerError('the thread entry dist/worker/thread.js is missing: run `npm run build` first');
+}
+
+export interface ThreadPoolOptions {
+  readonly threads: number;
+  readonly backend: BackendChoice;
+  readonly spec: ModelSpec;
+  readonly dataset: Dataset;
+  readonly parameters: number;
+}
+
+export class ThreadPool implements ParticipantGroup {
+  readonly participants: Participant[];
+  private readonly weights: Float32Array;
+
+  private constructor(
+    private readonly pool: Piscina,
+    weights: SharedArrayBuffer,
+    private readonly parameters: number,
+    threads: number,
+    readonly backend: string,
+  ) {
+    this.weights = new Float32Array(weights);
+    this.participants = Array.from({ length: threads }, (_, i) => this.participant(`thread-${i}`));
+  }
+
+  static async start(options: ThreadPoolOptions): Promise<ThreadPool> {
+    const { dataset } = options;
+    const weights = new SharedArrayBuffer(options.parameters * Float32Array.BYTES_PER_ELEMENT);
+    const init: ThreadInit = {
+      spec: options.spec,
+      backend: options.backend,
+      x: dataset.x.buffer as SharedArrayBuffer,
+      y: dataset.y.buffer as SharedArrayBuffer,
+      features: dataset.features,
+      outputs: dataset.outputs,
+      weights,
+    };
+    const pool = new Piscina({
+      filename: threadEntry(),
+      minThreads: options.threads,
+      maxThreads: options.threads,
+      idleTimeout: 2 ** 31 - 1,
+      concurrentTasksPerWorker: 1,
+      workerData: init,
+    });
+    let info: InfoAnswer;
+    try {
+      info = (await pool.run({ kind: 'info' } satisfies ThreadTask)) as InfoAnswer;
+    } catch (err) {
+      await pool.destroy();
+      throw new WorkerError(`worker threads failed to start: ${(err as Error).message}`, { cause: err });
+    }
+    return new ThreadPool(pool, weights, options.parameters, options.threads, info.backend);
+  }
+
+  publish(weights: Float32Array, _version: number): void {
+    // Only called between steps, while no thread is reading.
+    this.weights.set(weights);
+  }
+
+  private participant(id: string): Participant {
+    const run = async <T>(task: ThreadTask): Promise<T> => {
+      try {
+        return (await this.pool.run(task)) as T;
+      } catch (err) {
+        throw new WorkerError(`${id}: ${(err as Error).message}`, { cause: err });
+      }
+    };
+    return {
+      id,
+      kind: 'thread',
+      gradient: async (step, version, rows): Promise<GradientResult> => {
+        // slice(): send only this part, not the whole epoch order the view points into.
+        const packet = await run<ArrayBuffer>({ kind: 'gradient', step, version, rows: rows.slice() });
+        try {
+          return unpackGradient(packet, this.parameters);
+        } catch (err) {
+          throw new WorkerError(`${id}: ${(err as Error).message}`);
+        }
+      },
+      evaluate: (version, range: RowRange) => run<EvaluateAnswer>({ kind: 'evaluate', version, start: range.start, count: range.count }),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}

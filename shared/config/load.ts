@@ -1,0 +1,78 @@
+/**
+ * Loads a job config from YAML or JSON, applies command-line overrides, validates it, and turns
+ * schema failures into one line naming the file and the key's path.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { JobConfigSchema, type JobConfig } from './schema.js';
+
+/** Values from command-line flags, as dotted config paths (`fit.epochs`) to values. */
+export type Overrides = Readonly<Record<string, unknown>>;
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)), '');
+}
+
+function formatIssue(issue: z.core.$ZodIssue): string {
+  const at = formatPath(issue.path);
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.map((k) => (at ? `${at}.${k}` : k));
+    return `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => `"${k}"`).join(', ')}`;
+  }
+  return `${at || '(top level)'}: ${issue.message}`;
+}
+
+function setPath(target: Record<string, unknown>, dotted: string, value: unknown): void {
+  const keys = dotted.split('.');
+  let node = target;
+  keys.slice(0, -1).forEach((key) => {
+    const next = node[key];
+    if (next === undefined || next === null) node[key] = {};
+    else if (typeof next !== 'object' || Array.isArray(next)) throw new ConfigError(`cannot set ${dotted}: ${key} is not an object`);
+    node = node[key] as Record<string, unknown>;
+  });
+  node[keys[keys.length - 1]!] = value;
+}
+
+/** Validates a raw config object (after overrides); `source` names it in errors. */
+export function validateConfig(raw: unknown, source: string, overrides: Overrides = {}): JobConfig {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(`${source}: the config must be a mapping with keys data, model, compile, fit, cluster, output`);
+  }
+  const copy = structuredClone(raw) as Record<string, unknown>;
+  for (const [path, value] of Object.entries(overrides)) {
+    if (value !== undefined) setPath(copy, path, value);
+  }
+  const result = JobConfigSchema.safeParse(copy);
+  if (!result.success) {
+    const issues = result.error.issues.map(formatIssue);
+    throw new ConfigError(`${source}: ${issues.join('; ')}`);
+  }
+  return result.data;
+}
+
+/** Reads and validates a config file. Relative `data.path` is resolved against the file's folder. */
+export function loadConfig(file: string, overrides: Overrides = {}): JobConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(`cannot read config file ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const config = validateConfig(raw, file, overrides);
+  const path = config.data.path;
+  if (path && overrides['data.path'] === undefined && !isAbsolute(path)) {
+    return { ...config, data: { ...config.data, path: resolve(dirname(file), path) } };
+  }
+  return config;
+}

@@ -1,0 +1,110 @@
+/**
+ * The job config: data, model, compile, fit, cluster, output (plus a seed). Validated with zod;
+ * every object is strict, so an unknown key fails with its path, like a wrong type does.
+ * Defaults follow Keras where Keras has one.
+ */
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+import { BACKENDS } from '../backend.js';
+import { optimizerDefaults, type OptimizerConfig } from '../math/optimizers.js';
+import { ACTIVATIONS, LOSSES, METRICS } from '../model/spec.js';
+
+const Label = z.strictObject({
+  column: z.string().min(1),
+  type: z.enum(['binary', 'categorical', 'numeric']).default('binary'),
+  positive: z.string().optional(),
+  negative: z.string().optional(),
+});
+
+const Data = z.strictObject({
+  /** CSV file; relative paths are resolved against the config file's folder. */
+  path: z.string().min(1).optional(),
+  drop: z.array(z.string()).default([]),
+  numeric: z.array(z.string()).default([]),
+  categorical: z.array(z.string()).default([]),
+  label: Label,
+  testSize: z.number().min(0).lt(1).default(0.2),
+  stratify: z.boolean().default(true),
+  standardize: z.boolean().default(false),
+});
+
+const Layer = z.strictObject({
+  type: z.literal('dense').default('dense'),
+  units: z.int().positive(),
+  activation: z.enum(ACTIVATIONS).default('linear'),
+  useBias: z.boolean().default(true),
+  alpha: z.number().nonnegative().optional(),
+});
+
+const Adam = z.strictObject({
+  name: z.literal('adam'),
+  learningRate: z.number().positive().default(optimizerDefaults.adam.learningRate),
+  beta1: z.number().min(0).lt(1).default(optimizerDefaults.adam.beta1),
+  beta2: z.number().min(0).lt(1).default(optimizerDefaults.adam.beta2),
+  epsilon: z.number().positive().default(optimizerDefaults.adam.epsilon),
+});
+const Sgd = z.strictObject({
+  name: z.literal('sgd'),
+  learningRate: z.number().positive().default(optimizerDefaults.sgd.learningRate),
+  momentum: z.number().min(0).lt(1).default(optimizerDefaults.sgd.momentum),
+  nesterov: z.boolean().default(optimizerDefaults.sgd.nesterov),
+});
+const Rmsprop = z.strictObject({
+  name: z.literal('rmsprop'),
+  learningRate: z.number().positive().default(optimizerDefaults.rmsprop.learningRate),
+  rho: z.number().min(0).lt(1).default(optimizerDefaults.rmsprop.rho),
+  momentum: z.number().min(0).lt(1).default(optimizerDefaults.rmsprop.momentum),
+  epsilon: z.number().positive().default(optimizerDefaults.rmsprop.epsilon),
+});
+const OptimizerObject = z.discriminatedUnion('name', [Adam, Sgd, Rmsprop]);
+/** `optimizer: adam` or `optimizer: { name: adam, learningRate: 0.001 }`. */
+const Optimizer = z
+  .union([z.enum(['adam', 'sgd', 'rmsprop']), OptimizerObject])
+  .transform((v): OptimizerConfig => (typeof v === 'string' ? OptimizerObject.parse({ name: v }) : v));
+
+const Compile = z.strictObject({
+  optimizer: Optimizer.default({ name: 'adam', ...optimizerDefaults.adam }),
+  loss: z.enum(LOSSES),
+  metrics: z.array(z.enum(METRICS)).default(['accuracy']),
+});
+
+const EarlyStopping = z.strictObject({
+  monitor: z.string().default('val_loss'),
+  patience: z.int().nonnegative().default(0),
+  minDelta: z.number().nonnegative().default(0),
+  mode: z.enum(['auto', 'min', 'max']).default('auto'),
+  restoreBestWeights: z.boolean().default(false),
+});
+
+const Fit = z.strictObject({
+  epochs: z.int().positive().default(1),
+  batchSize: z.int().positive().default(32),
+  validationSplit: z.number().min(0).lt(1).default(0),
+  shuffle: z.boolean().default(true),
+  earlyStopping: EarlyStopping.optional(),
+});
+
+const Cluster = z.strictObject({
+  /** Piscina threads on the coordinator's machine; default: one per core. */
+  threads: z.int().positive().default(() => availableParallelism()),
+  backend: z.enum(BACKENDS).default('auto'),
+});
+
+const Output = z.strictObject({
+  /** Run directory; default runs/<time>. */
+  dir: z.string().min(1).optional(),
+});
+
+export const JobConfigSchema = z.strictObject({
+  seed: z.int().default(42),
+  data: Data,
+  model: z.strictObject({ layers: z.array(Layer).min(1) }),
+  compile: Compile,
+  fit: Fit.prefault({}),
+  cluster: Cluster.prefault({}),
+  output: Output.prefault({}),
+});
+
+export type JobConfig = z.output<typeof JobConfigSchema>;
+export type JobConfigInput = z.input<typeof JobConfigSchema>;
+export type EarlyStoppingConfig = z.output<typeof EarlyStopping>;

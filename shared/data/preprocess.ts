@@ -1,0 +1,309 @@
+/**
+ * Preprocessing, fitted once and saved with the run so new data gets the same transform:
+ * drop columns, coerce numeric columns (unparseable -> missing), drop rows with missing values,
+ * one-hot encode text columns the way `pandas.get_dummies` does, and map the label.
+ *
+ * get_dummies' rules, kept here: columns that are not encoded come first in their original
+ * order, then for each encoded column (in column order) one column per category, categories
+ * sorted, named `<column>_<category>`.
+ */
+import { DataError } from '../errors.js';
+import { columnIndex, type Table } from './csv.js';
+
+export interface LabelOptions {
+  readonly column: string;
+  /** binary: positive -> 1, negative -> 0; categorical: one-hot over sorted classes; numeric: as is. */
+  readonly type: 'binary' | 'categorical' | 'numeric';
+  readonly positive?: string | undefined;
+  readonly negative?: string | undefined;
+}
+
+export interface PreprocessOptions {
+  readonly drop: readonly string[];
+  readonly numeric: readonly string[];
+  readonly categorical: readonly string[];
+  readonly label: LabelOptions;
+}
+
+export type FeatureColumn =
+  | { readonly name: string; readonly kind: 'numeric' }
+  | { readonly name: string; readonly kind: 'onehot'; readonly categories: readonly string[] };
+
+export type LabelTransform =
+  | { readonly column: string; readonly type: 'binary'; readonly positive: string; readonly negative: string }
+  | { readonly column: string; readonly type: 'categorical'; readonly classes: readonly string[] }
+  | { readonly column: string; readonly type: 'numeric' };
+
+export interface Scaler {
+  readonly mean: readonly number[];
+  readonly std: readonly number[];
+}
+
+/** The fitted transform, as saved in a run's preprocessing.json. */
+export interface Preprocessor {
+  readonly version: 1;
+  readonly drop: readonly string[];
+  /** Encoded-feature order: numeric columns first, then one-hot blocks (get_dummies order). */
+  readonly columns: readonly FeatureColumn[];
+  readonly features: readonly string[];
+  readonly label: LabelTransform;
+  readonly scaler?: Scaler;
+}
+
+/** Rows that could not be used, with why. */
+export interface RejectedRow {
+  readonly line: number;
+  readonly reason: string;
+}
+
+export interface Encoded {
+  readonly x: Float32Array;
+  readonly y: Float32Array;
+  readonly rows: number;
+  readonly features: number;
+  readonly outputs: number;
+  /** Source line of each encoded row. */
+  readonly lines: number[];
+  readonly rejected: RejectedRow[];
+}
+
+function isMissing(value: string | undefined): boolean {
+  return value === undefined || value.trim() === '';
+}
+
+function parseNumber(value: string): number {
+  const t = value.trim();
+  if (t === '') return NaN;
+  const n = Number(t);
+  return Number.isFinite(n) ? n : NaN;
+}
+
+function sortStrings(values: Iterable<string>): string[] {
+  // Python sorts str by code point; for the BMP this equals JS's default UTF-16 order.
+  return [...values].sort();
+}
+
+export function labelOutputs(label: LabelTransform): number {
+  return label.type === 'categorical' ? label.classes.length : 1;
+}
+
+function fitLabel(table: Table, options: LabelOptions, rowsUsed: number[]): LabelTransform {
+  const li = columnIndex(table, options.column, 'data.label.column');
+  const values = new Set<string>();
+  for (const r of rowsUsed) values.add(table.rows[r]![li]!);
+  if (options.type === 'numeric') return { column: options.column, type: 'numeric' };
+  if (options.type === 'categorical') {
+    if (values.size < 2) throw new DataError(`label column "${options.column}" has ${values.size} class(es) in ${table.source}; need at least 2`);
+    return { column: options.column, type: 'categorical', classes: sortStrings(values) };
+  }
+  if (options.positive === undefined) throw new DataError('data.label.positive is required for a binary label');
+  const positive = options.positive;
+  let negative = options.negative;
+  if (negative === undefined) {
+    const others = [...values].filter((v) => v !== positive);
+    if (others.length !== 1) {
+      throw new DataError(
+        `label column "${options.column}" in ${table.source} has values ${sortStrings(values).map((v) => JSON.stringify(v)).join(', ')}; ` +
+          `a binary label needs exactly "${positive}" and one other value (set data.label.negative)`,
+      );
+    }
+    negative = others[0]!;
+  }
+  for (const r of rowsUsed) {
+    const v = table.rows[r]![li]!;
+    if (v !== positive && v !== negative) {
+      throw new DataError(
+        `label column "${options.column}" has unexpected value ${JSON.stringify(v)} on line ${table.lines[r]} of ${table.source} (expected "${positive}" or "${negative}")`,
+      );
+    }
+  }
+  if (!values.has(positive)) throw new DataError(`label column "${options.column}" in ${table.source} never has the positive value "${positive}"`);
+  return { column: options.column, type: 'binary', positive, negative };
+}
+
+/**
+ * Fits the transform on `table`: which columns are numeric, the categories of the others, and the
+ * label mapping. Rows with a missing value are left out of the fit (and of `encode`).
+ */
+export function fitPreprocessor(table: Table, options: PreprocessOptions): Preprocessor {
+  for (const c of options.drop) columnIndex(table, c, 'data.drop');
+  for (const c of options.numeric) columnIndex(table, c, 'data.numeric');
+  for (const c of options.categorical) columnIndex(table, c, 'data.categorical');
+  columnIndex(table, options.label.column, 'data.label.column');
+  const excluded = new Set([...options.drop, options.label.column]);
+  const featureNames = table.header.filter((h) => !excluded.has(h));
+  if (featureNames.length === 0) throw new DataError(`no feature columns left in ${table.source} after dropping ${[...excluded].join(', ')}`);
+
+  // Which columns are numbers: listed in `numeric` (coerced), or every non-blank value parses.
+  const kinds = new Map<string, 'numeric' | 'text'>();
+  for (const name of featureNames) {
+    const ci = table.header.indexOf(name);
+    if (options.numeric.includes(name)) kinds.set(name, 'numeric');
+    else if (options.categorical.includes(name)) kinds.set(name, 'text');
+    else {
+      const allNumbers = table.rows.every((row) => isMissing(row[ci]) || !Number.isNaN(parseNumber(row[ci]!)));
+      kinds.set(name, allNumbers ? 'numeric' : 'text');
+    }
+  }
+
+  const usable = usableRows(table, featureNames, kinds, options.label.column, options.label.type === 'numeric');
+  if (usable.length === 0) {
+    throw new DataError(`no rows left in ${table.source} after dropping rows with missing values (${table.rows.length} rows read)`);
+  }
+
+  const numericCols: FeatureColumn[] = [];
+  const onehotCols: FeatureColumn[] = [];
+  for (const name of featureNames) {
+    if (kinds.get(name) === 'numeric') {
+      numericCols.push({ name, kind: 'numeric' });
+    } else {
+      const ci = table.header.indexOf(name);
+      const cats = new Set<string>();
+      for (const r of usable) cats.add(table.rows[r]![ci]!);
+      onehotCols.push({ name, kind: 'onehot', categories: sortStrings(cats) });
+    }
+  }
+  const columns = [...numericCols, ...onehotCols];
+  const features = columns.flatMap((c) => (c.kind === 'numeric' ? [c.name] : c.categories.map((cat) => `${c.name}_${cat}`)));
+  const label = fitLabel(table, options.label, usable);
+  return { version: 1, drop: [...options.drop], columns, features, label };
+}
+
+function usableRows(
+  table: Table,
+  featureNames: readonly string[],
+  kinds: Map<string, 'numeric' | 'text'>,
+  labelColumn: string,
+  numericLabel: boolean,
+): number[] {
+  const checks = featureNames.map((name) => ({ ci: table.header.indexOf(name), numeric: kinds.get(name) === 'numeric' }));
+  const li = table.header.indexOf(labelColumn);
+  const out: number[] = [];
+  table.rows.forEach((row, r) => {
+    if (isMissing(row[li]) || (numericLabel && Number.isNaN(parseNumber(row[li]!)))) return;
+    for (const { ci, numeric } of checks) {
+      const v = row[ci];
+      if (isMissing(v) || (numeric && Number.isNaN(parseNumber(v!)))) return;
+    }
+    out.push(r);
+  });
+  return out;
+}
+
+/**
+ * Applies a fitted transform to a table (the training table or new data). Rows with missing
+ * values, unknown categories or unknown labels are not encoded; they are listed in `rejected`
+ * with their line and reason. With `requireLabel: false` the label column may be absent.
+ */
+export function encode(table: Table, pre: Preprocessor, options: { requireLabel?: boolean } = {}): Encoded {
+  const requireLabel = options.requireLabel ?? true;
+  const cols = pre.columns.map((c) => ({ col: c, ci: columnIndex(table, c.name, 'the saved preprocessing') }));
+  const li = requireLabel ? columnIndex(table, pre.label.column, 'data.label.column') : table.header.indexOf(pre.label.column);
+  const features = pre.features.length;
+  const outputs = labelOutputs(pre.label);
+  const categoryIndex = pre.columns.map((c) => (c.kind === 'onehot' ? new Map(c.categories.map((cat, k) => [cat, k])) : undefined));
+  const classIndex = pre.label.type === 'categorical' ? new Map(pre.label.classes.map((c, k) => [c, k])) : undefined;
+
+  const x = new Float32Array(table.rows.length * features);
+  const y = new Float32Array(table.rows.length * outputs);
+  const lines: number[] = [];
+  const rejected: RejectedRow[] = [];
+  let n = 0;
+  rowLoop: for (let r = 0; r < table.rows.length; r++) {
+    const row = table.rows[r]!;
+    const line = table.lines[r]!;
+    const xo = n * features;
+    let f = 0;
+    for (let k = 0; k < cols.length; k++) {
+      const { col, ci } = cols[k]!;
+      const v = row[ci];
+      if (isMissing(v)) {
+        rejected.push({ line, reason: `missing value in column "${col.name}"` });
+        continue rowLoop;
+      }
+      if (col.kind === 'numeric') {
+        const num = parseNumber(v!);
+        if (Number.isNaN(num)) {
+          rejected.push({ line, reason: `column "${col.name}" is not a number: ${JSON.stringify(v)}` });
+          continue rowLoop;
+        }
+        x[xo + f++] = num;
+      } else {
+        const idx = categoryIndex[k]!.get(v!);
+        if (idx === undefined) {
+          rejected.push({ line, reason: `column "${col.name}" has unknown category ${JSON.stringify(v)}` });
+          continue rowLoop;
+        }
+        x.fill(0, xo + f, xo + f + col.categories.length);
+        x[xo + f + idx] = 1;
+        f += col.categories.length;
+      }
+    }
+    if (li >= 0) {
+      const v = row[li];
+      const yo = n * outputs;
+      if (isMissing(v)) {
+        if (requireLabel) {
+          rejected.push({ line, reason: `missing label in column "${pre.label.column}"` });
+          continue;
+        }
+      } else if (pre.label.type === 'binary') {
+        if (v !== pre.label.positive && v !== pre.label.negative) {
+          rejected.push({ line, reason: `label ${JSON.stringify(v)} is neither "${pre.label.positive}" nor "${pre.label.negative}"` });
+          continue;
+        }
+        y[yo] = v === pre.label.positive ? 1 : 0;
+      } else if (pre.label.type === 'categorical') {
+        const idx = classIndex!.get(v!);
+        if (idx === undefined) {
+          rejected.push({ line, reason: `label ${JSON.stringify(v)} is not one of the trained classes` });
+          continue;
+        }
+        y.fill(0, yo, yo + outputs);
+        y[yo + idx] = 1;
+      } else {
+        const num = parseNumber(v!);
+        if (Number.isNaN(num)) {
+          rejected.push({ line, reason: `label is not a number: ${JSON.stringify(v)}` });
+          continue;
+        }
+        y[yo] = num;
+      }
+    }
+    lines.push(line);
+    n++;
+  }
+  const xs = x.subarray(0, n * features);
+  if (pre.scaler) applyScaler(xs, pre.scaler);
+  return { x: xs, y: y.subarray(0, n * outputs), rows: n, features, outputs, lines, rejected };
+}
+
+/** Mean and population std (ddof 0, like scikit-learn's StandardScaler) of the given rows. */
+export function fitScaler(x: Float32Array, features: number, rows: Int32Array): Scaler {
+  const mean = new Float64Array(features);
+  const sq = new Float64Array(features);
+  for (const r of rows) {
+    for (let j = 0; j < features; j++) mean[j]! += x[r * features + j]!;
+  }
+  for (let j = 0; j < features; j++) mean[j]! /= rows.length;
+  for (const r of rows) {
+    for (let j = 0; j < features; j++) {
+      const d = x[r * features + j]! - mean[j]!;
+      sq[j]! += d * d;
+    }
+  }
+  const std = Array.from(sq, (s) => {
+    const sd = Math.sqrt(s / rows.length);
+    return sd > 0 ? sd : 1;
+  });
+  return { mean: Array.from(mean), std };
+}
+
+/** Standardises `x` in place: (x - mean) / std per feature. */
+export function applyScaler(x: Float32Array, scaler: Scaler): void {
+  const features = scaler.mean.length;
+  for (let i = 0; i < x.length; i++) {
+    const j = i % features;
+    x[i] = (x[i]! - scaler.mean[j]!) / scaler.std[j]!;
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Typed errors. Every error a user can cause carries a stable `code` and a one-line message
+ * that names the file, field, column or peer at fault. The CLI prints `error [CODE]: message`
+ * and exits non-zero; stack traces are shown only with --verbose.
+ */
+export type ErrorCode =
+  | 'E_USAGE'
+  | 'E_CONFIG'
+  | 'E_DATA'
+  | 'E_MODEL'
+  | 'E_BACKEND'
+  | 'E_WORKER'
+  | 'E_PROTOCOL';
+
+export class DptrainError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Bad command line: unknown flag, missing value. */
+export class UsageError extends DptrainError {
+  constructor(message: string) {
+    super('E_USAGE', message);
+  }
+}
+
+/** The job config is invalid: unknown key, wrong type, out-of-range value. */
+export class ConfigError extends DptrainError {
+  constructor(message: string) {
+    super('E_CONFIG', message);
+  }
+}
+
+/** The data cannot be used: missing file, unknown column, unexpected label, nothing left. */
+export class DataError extends DptrainError {
+  constructor(message: string) {
+    super('E_DATA', message);
+  }
+}
+
+/** The model spec cannot be built or does not match the weights. */
+export class ModelError extends DptrainError {
+  constructor(message: string) {
+    super('E_MODEL', message);
+  }
+}
+
+/** The asked-for TensorFlow.js backend is not available here. */
+export class BackendError extends DptrainError {
+  constructor(message: string) {
+    super('E_BACKEND', message);
+  }
+}
+
+/** A participant (thread or node) failed or returned something unusable. */
+export class WorkerError extends DptrainError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_WORKER', message, options);
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * Batch planning: which rows make up each step, and how one global batch is divided among the
+ * participants of a synchronous step. Pure functions over typed arrays; no transport, no tensors.
+ */
+import { Rng, range, shuffleInPlace } from './rng.js';
+
+/** One participant's share of a global batch: a contiguous slice of the batch's row indices. */
+export interface BatchPart {
+  /** Index of the participant in the list the plan was made for. */
+  readonly participant: number;
+  /** Row indices (into the training set) this participant computes. */
+  readonly rows: Int32Array;
+}
+
+/**
+ * Divides `total` samples in proportion to `weights` (largest-remainder rounding; ties go to the
+ * lower index). Equal weights give sizes that differ by at most one, larger ones first:
+ * 32 over 3 -> [11, 11, 10]; 2 over 4 -> [1, 1, 0, 0].
+ */
+export function splitCounts(total: number, weights: readonly number[]): number[] {
+  if (!Number.isInteger(total) || total < 0) throw new RangeError(`total must be a non-negative integer, got ${total}`);
+  if (weights.length === 0) throw new RangeError('cannot split a batch over zero participants');
+  let sum = 0;
+  for (const w of weights) {
+    if (!(w >= 0) || !Number.isFinite(w)) throw new RangeError(`weights must be finite and >= 0, got ${w}`);
+    sum += w;
+  }
+  if (sum === 0) throw new RangeError('at least one weight must be positive');
+  const exact = weights.map((w) => (total * w) / sum);
+  const counts = exact.map((x) => Math.floor(x));
+  let left = total - counts.reduce((a, b) => a + b, 0);
+  const order = exact
+    .map((x, i) => ({ i, frac: x - Math.floor(x) }))
+    .sort((a, b) => b.frac - a.frac || a.i - b.i);
+  for (let k = 0; left > 0; k++, left--) {
+    const slot = order[k % order.length] as { i: number };
+    counts[slot.i] = (counts[slot.i] as number) + 1;
+  }
+  return counts;
+}
+
+/**
+ * Splits one global batch (its row indices) into contiguous parts by `splitCounts`.
+ * Participants that get zero rows are left out of the plan.
+ */
+export function planBatch(batchRows: Int32Array, weights: readonly number[]): BatchPart[] {
+  const counts = splitCounts(batchRows.length, weights);
+  const parts: BatchPart[] = [];
+  let start = 0;
+  counts.forEach((count, participant) => {
+    if (count > 0) parts.push({ participant, rows: batchRows.subarray(start, start + count) });
+    start += count;
+  });
+  return parts;
+}
+
+/** The row order of one epoch: 0..n-1, shuffled with `rng` when `shuffle` is true. */
+export function epochOrder(n: number, shuffle: boolean, rng: Rng): Int32Array {
+  const order = range(n);
+  return shuffle ? shuffleInPlace(order, rng) : order;
+}
+
+/** Cuts an epoch's row order into global batches of `batchSize` (the last one may be smaller). */
+export function epochBatches(order: Int32Array, batchSize: number): Int32Array[] {
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+  const batches: Int32Array[] = [];
+  for (let start = 0; start < order.length; start += batchSize) {
+    batches.push(order.subarray(start, Math.min(order.length, start + batchSize)));
+  }
+  return batches;
+}
+
+/** Number of steps in one epoch of `n` rows. */
+export function stepsPerEpoch(n: number, batchSize: number): number {
+  return Math.ceil(n / batchSize);
+}

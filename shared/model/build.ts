@@ -1,0 +1,86 @@
+/**
+ * Builds a tfjs-layers Sequential model from a ModelSpec and moves flat weights in and out of it.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { ModelError } from '../errors.js';
+import { weightLayout, denseName, type WeightLayout } from './layout.js';
+import { activations } from './registries.js';
+import type { ModelSpec } from './spec.js';
+
+export function buildModel(spec: ModelSpec): tfl.Sequential {
+  const model = tfl.sequential();
+  spec.layers.forEach((layer, i) => {
+    const activation = activations[layer.activation];
+    if (!activation) throw new ModelError(`unknown activation "${String(layer.activation)}" in layer ${i + 1}`);
+    model.add(
+      tfl.layers.dense({
+        name: denseName(i),
+        units: layer.units,
+        activation: activation.dense,
+        useBias: layer.useBias,
+        ...(i === 0 ? { inputShape: [spec.inputDim] } : {}),
+      }),
+    );
+    if (activation.after) model.add(activation.after(layer.alpha));
+  });
+  return model;
+}
+
+/** The model's trainable variables in flat-layout order, checked against the layout. */
+export function modelVariables(model: tfl.LayersModel, layout: WeightLayout = layoutOf(model)): tf.Variable[] {
+  const weights = model.trainableWeights;
+  if (weights.length !== layout.entries.length) {
+    throw new ModelError(`model has ${weights.length} weight tensors, layout expects ${layout.entries.length}`);
+  }
+  return weights.map((w, i) => {
+    const entry = layout.entries[i]!;
+    if (w.shape.join(',') !== entry.shape.join(',')) {
+      throw new ModelError(`weight ${entry.name} has shape [${w.shape.join(', ')}], expected [${entry.shape.join(', ')}]`);
+    }
+    return w.read() as tf.Variable;
+  });
+}
+
+function layoutOf(model: tfl.LayersModel): WeightLayout {
+  let offset = 0;
+  const entries = model.trainableWeights.map((w) => {
+    const size = w.shape.reduce((a: number, b) => a * (b ?? 1), 1);
+    const entry = { name: w.originalName, shape: w.shape as number[], offset, size, kind: w.shape.length === 1 ? ('bias' as const) : ('kernel' as const) };
+    offset += size;
+    return entry;
+  });
+  return { entries, size: offset };
+}
+
+/** Copies flat weights into the variables (copying, so later changes to `flat` do not leak in). */
+export function assignFlatWeights(variables: readonly tf.Variable[], layout: WeightLayout, flat: Float32Array): void {
+  if (flat.length !== layout.size) throw new ModelError(`weights have ${flat.length} values, model needs ${layout.size}`);
+  layout.entries.forEach((entry, i) => {
+    const values = flat.slice(entry.offset, entry.offset + entry.size);
+    const t = tf.tensor(values, entry.shape as number[], 'float32');
+    variables[i]!.assign(t);
+    t.dispose();
+  });
+}
+
+/** Builds the model for `spec` and loads `flat` into it. */
+export function modelWithWeights(spec: ModelSpec, flat: Float32Array): tfl.Sequential {
+  const model = buildModel(spec);
+  const layout = weightLayout(spec);
+  assignFlatWeights(modelVariables(model, layout), layout, flat);
+  return model;
+}
+
+/** Reads a model's trainable weights into one flat array. */
+export function readFlatWeights(model: tfl.LayersModel): Float32Array {
+  const variables = model.trainableWeights.map((w) => w.read());
+  const total = variables.reduce((a, v) => a + v.size, 0);
+  const out = new Float32Array(total);
+  let offset = 0;
+  for (const v of variables) {
+    out.set(v.dataSync() as Float32Array, offset);
+    offset += v.size;
+  }
+  return out;
+}

@@ -1,0 +1,53 @@
+/**
+ * Messages between the coordinator and its Piscina threads. The data set and the weights live
+ * in SharedArrayBuffers handed over once at start (ThreadInit); per step a thread gets only the
+ * row indices it must compute and the weights version to use.
+ */
+import type { BackendChoice } from '../backend.js';
+import type { ModelSpec } from '../model/spec.js';
+
+export interface ThreadInit {
+  readonly spec: ModelSpec;
+  readonly backend: BackendChoice;
+  readonly x: SharedArrayBuffer;
+  readonly y: SharedArrayBuffer;
+  readonly features: number;
+  readonly outputs: number;
+  /** The current flat weights, written by the coordinator between steps. */
+  readonly weights: SharedArrayBuffer;
+}
+
+/** Gradient of the mean loss over `rows` with the weights of `version`. Answer: a GradientPacket. */
+export interface GradientTask {
+  readonly kind: 'gradient';
+  readonly step: number;
+  readonly version: number;
+  readonly rows: Int32Array;
+}
+
+/** Loss and metric sums over rows start..start+count-1 with the weights of `version`. */
+export interface EvaluateTask {
+  readonly kind: 'evaluate';
+  readonly version: number;
+  readonly start: number;
+  readonly count: number;
+}
+
+/** Which backend the thread is running. */
+export interface InfoTask {
+  readonly kind: 'info';
+}
+
+export type ThreadTask = GradientTask | EvaluateTask | InfoTask;
+
+export interface EvaluateAnswer {
+  readonly count: number;
+  readonly lossSum: number;
+  readonly metricSums: number[];
+  readonly numTensors: number;
+}
+
+export interface InfoAnswer {
+  readonly backend: string;
+  readonly numTensors: number;
+}

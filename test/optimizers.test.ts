@@ -1,0 +1,71 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../shared/backend.js';
+import { createOptimizer, type OptimizerConfig } from '../shared/math/optimizers.js';
+import { Rng } from '../shared/math/rng.js';
+
+/** Runs `steps` steps of the tfjs optimizer on one variable; returns the final value. */
+function tfjsRun(make: () => tf.Optimizer, init: Float32Array, grads: Float32Array[]): Float32Array {
+  const v = tf.variable(tf.tensor1d(init));
+  const opt = make();
+  for (const g of grads) {
+    const gt = tf.tensor1d(g);
+    opt.applyGradients({ [v.name]: gt });
+    gt.dispose();
+  }
+  const out = v.dataSync() as Float32Array;
+  v.dispose();
+  opt.dispose();
+  return out;
+}
+
+function randomArrays(n: number, size: number, seed: number, scale: number): Float32Array[] {
+  const rng = new Rng(seed);
+  return Array.from({ length: n }, () => Float32Array.from({ length: size }, () => rng.normal() * scale * (rng.next() < 0.2 ? 1e-6 : 1)));
+}
+
+const cases: { config: OptimizerConfig; reference: () => tf.Optimizer }[] = [
+  { config: { name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }, reference: () => tf.train.adam(0.001, 0.9, 0.999, 1e-7) },
+  { config: { name: 'adam', learningRate: 0.05, beta1: 0.8, beta2: 0.99, epsilon: 1e-4 }, reference: () => tf.train.adam(0.05, 0.8, 0.99, 1e-4) },
+  { config: { name: 'sgd', learningRate: 0.1, momentum: 0, nesterov: false }, reference: () => tf.train.sgd(0.1) },
+  { config: { name: 'sgd', learningRate: 0.01, momentum: 0.9, nesterov: false }, reference: () => tf.train.momentum(0.01, 0.9) },
+  { config: { name: 'sgd', learningRate: 0.01, momentum: 0.9, nesterov: true }, reference: () => tf.train.momentum(0.01, 0.9, true) },
+  { config: { name: 'rmsprop', learningRate: 0.001, rho: 0.9, momentum: 0, epsilon: 1e-7 }, reference: () => tf.train.rmsprop(0.001, 0.9, 0, 1e-7) },
+  { config: { name: 'rmsprop', learningRate: 0.01, rho: 0.95, momentum: 0.5, epsilon: 1e-6 }, reference: () => tf.train.rmsprop(0.01, 0.95, 0.5, 1e-6) },
+];
+
+describe('pure optimizers match tf.train bit for bit', () => {
+  beforeAll(async () => {
+    await initBackend('cpu');
+  });
+  for (const { config, reference } of cases) {
+    it(`${JSON.stringify(config)}`, () => {
+      const size = 257;
+      const [init] = randomArrays(1, size, 1, 0.5);
+      const grads = randomArrays(40, size, 2, 0.1);
+      const expected = tfjsRun(reference, init!, grads);
+      const weights = init!.slice();
+      const opt = createOptimizer(config, size);
+      for (const g of grads) opt.apply(weights, g);
+      expect(opt.iterations).toBe(40);
+      expect(Array.from(weights)).toEqual(Array.from(expected));
+    });
+  }
+  it('rejects a gradient of the wrong length', () => {
+    const opt = createOptimizer({ name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }, 3);
+    expect(() => opt.apply(new Float32Array(3), new Float32Array(2))).toThrow(/expects 3 parameters/);
+  });
+  it('continues exactly from a saved state', () => {
+    const config: OptimizerConfig = { name: 'adam', learningRate: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
+    const grads = randomArrays(10, 8, 5, 1);
+    const straight = new Float32Array(8);
+    const a = createOptimizer(config, 8);
+    grads.forEach((g) => a.apply(straight, g));
+    const resumed = new Float32Array(8);
+    const b = createOptimizer(config, 8);
+    grads.slice(0, 4).forEach((g) => b.apply(resumed, g));
+    const c = createOptimizer(config, 8, b.state());
+    grads.slice(4).forEach((g) => c.apply(resumed, g));
+    expect(Array.from(resumed)).toEqual(Array.from(straight));
+  });
+});

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { firstNonFinite, weightedAverage } from '../shared/math/reduce.js';
+
+describe('weightedAverage', () => {
+  it('weights each mean gradient by its sample count', () => {
+    const out = weightedAverage([
+      { gradient: Float32Array.from([1, 2, -4]), count: 1 },
+      { gradient: Float32Array.from([4, 8, 0]), count: 3 },
+    ]);
+    expect(Array.from(out)).toEqual([3.25, 6.5, -1]);
+  });
+  it('for an uneven split (11, 11, 10 of 32) equals the mean over all 32 samples', () => {
+    // per-sample gradients g_i = i (one parameter); the mean over 0..31 is 15.5
+    const parts = [
+      { from: 0, count: 11 },
+      { from: 11, count: 11 },
+      { from: 22, count: 10 },
+    ].map(({ from, count }) => {
+      let sum = 0;
+      for (let i = from; i < from + count; i++) sum += i;
+      return { gradient: Float32Array.from([sum / count]), count };
+    });
+    expect(Array.from(weightedAverage(parts))).toEqual([15.5]);
+  });
+  it('writes into a given output array', () => {
+    const out = new Float32Array(2);
+    const result = weightedAverage([{ gradient: Float32Array.from([2, 4]), count: 2 }], out);
+    expect(result).toBe(out);
+    expect(Array.from(out)).toEqual([2, 4]);
+  });
+  it('rejects mismatched lengths, bad counts and empty input', () => {
+    expect(() => weightedAverage([])).toThrow(/no gradients/);
+    expect(() =>
+      weightedAverage([
+        { gradient: new Float32Array(2), count: 1 },
+        { gradient: new Float32Array(3), count: 1 },
+      ]),
+    ).toThrow(/gradient 1 has length 3, expected 2/);
+    expect(() => weightedAverage([{ gradient: new Float32Array(2), count: 0 }])).toThrow(/sample count 0/);
+  });
+  it('finds non-finite values', () => {
+    expect(firstNonFinite(Float32Array.from([0, 1, Number.NaN]))).toBe(2);
+    expect(firstNonFinite(Float32Array.from([0, Number.POSITIVE_INFINITY]))).toBe(1);
+    expect(firstNonFinite(Float32Array.from([0, 1]))).toBe(-1);
+  });
+});

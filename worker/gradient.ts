@@ -1,0 +1,101 @@
+/**
+ * The gradient of a batch: what every participant (thread or node) computes each step.
+ * Owns one tfjs model built from the spec; weights come in flat, gradients go out flat.
+ * Works on plain Float32Arrays of features and targets, so it knows nothing of transport.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { assignFlatWeights, buildModel, modelVariables } from '../shared/model/build.js';
+import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
+import { losses, metrics } from '../shared/model/registries.js';
+import { outputDim, type ModelSpec } from '../shared/model/spec.js';
+
+/** Sums over a batch: loss and each metric, summed over samples (divide by count for means). */
+export interface BatchSums {
+  readonly count: number;
+  readonly lossSum: number;
+  readonly metricSums: number[];
+}
+
+export interface BatchGradient extends BatchSums {
+  /** Mean gradient of the loss over the batch, in flat layout. */
+  readonly gradient: Float32Array;
+}
+
+export class GradientEngine {
+  readonly layout: WeightLayout;
+  readonly inputDim: number;
+  readonly outputDim: number;
+  private readonly model: tfl.Sequential;
+  private readonly variables: tf.Variable[];
+  private readonly lossFn: (t: tf.Tensor, p: tf.Tensor) => tf.Tensor;
+  private readonly metricFns: ((t: tf.Tensor, p: tf.Tensor) => tf.Tensor)[];
+
+  constructor(readonly spec: ModelSpec) {
+    this.model = buildModel(spec);
+    this.layout = weightLayout(spec);
+    this.variables = modelVariables(this.model, this.layout);
+    this.inputDim = spec.inputDim;
+    this.outputDim = outputDim(spec);
+    this.lossFn = losses[spec.loss].fn;
+    this.metricFns = spec.metrics.map((name) => metrics[name].fn(this.outputDim));
+  }
+
+  setWeights(flat: Float32Array): void {
+    assignFlatWeights(this.variables, this.layout, flat);
+  }
+
+  /** Mean-loss gradient, loss sum and metric sums for `count` samples. */
+  gradient(x: Float32Array, y: Float32Array, count: number): BatchGradient {
+    const xs = tf.tensor2d(x, [count, this.inputDim]);
+    const ys = tf.tensor2d(y, [count, this.outputDim]);
+    let preds: tf.Tensor | undefined;
+    const { value, grads } = tf.variableGrads(() => {
+      const p = this.model.apply(xs, { training: true }) as tf.Tensor;
+      preds = tf.keep(p);
+      return tf.mean(this.lossFn(ys, p)) as tf.Scalar;
+    }, this.variables);
+    const gradient = new Float32Array(this.layout.size);
+    this.variables.forEach((v, i) => {
+      gradient.set(grads[v.name]!.dataSync() as Float32Array, this.layout.entries[i]!.offset);
+    });
+    const lossSum = (value.dataSync()[0] as number) * count;
+    const metricSums = this.sumMetrics(ys, preds!);
+    tf.dispose([xs, ys, value, preds!, ...Object.values(grads)]);
+    return { gradient, count, lossSum, metricSums };
+  }
+
+  /** Loss and metric sums without a gradient (validation, test). */
+  evaluate(x: Float32Array, y: Float32Array, count: number): BatchSums {
+    const xs = tf.tensor2d(x, [count, this.inputDim]);
+    const ys = tf.tensor2d(y, [count, this.outputDim]);
+    const preds = this.model.apply(xs) as tf.Tensor;
+    const loss = tf.sum(this.lossFn(ys, preds));
+    const lossSum = loss.dataSync()[0] as number;
+    const metricSums = this.sumMetrics(ys, preds);
+    tf.dispose([xs, ys, preds, loss]);
+    return { count, lossSum, metricSums };
+  }
+
+  /** Model outputs for `count` samples, row-major [count, outputDim]. */
+  predict(x: Float32Array, count: number): Float32Array {
+    const xs = tf.tensor2d(x, [count, this.inputDim]);
+    const preds = this.model.apply(xs) as tf.Tensor;
+    const out = preds.dataSync() as Float32Array;
+    tf.dispose([xs, preds]);
+    return out;
+  }
+
+  private sumMetrics(ys: tf.Tensor, preds: tf.Tensor): number[] {
+    return this.metricFns.map((fn) => {
+      const s = tf.tidy(() => tf.sum(fn(ys, preds)));
+      const v = s.dataSync()[0] as number;
+      s.dispose();
+      return v;
+    });
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}
