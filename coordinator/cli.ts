@@ -6,7 +6,7 @@
  *   coordinator start --demo          (generated Telco-schema data, the seed's model)
  */
 import { parseArgs } from 'node:util';
-import { BACKENDS } from '../shared/backend.js';
+import { BACKENDS } from '../shared/backend-choice.js';
 import { loadConfig, validateConfig, type Overrides } from '../shared/config/load.js';
 import { DptrainError, UsageError } from '../shared/errors.js';
 import { DEMO_CONFIG_SOURCE, demoConfigRaw } from './demo.js';

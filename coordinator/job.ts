@@ -4,15 +4,13 @@
  */
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { initBackend } from '../shared/backend.js';
 import type { JobConfig } from '../shared/config/schema.js';
 import { parseCsv, readCsv, type Table } from '../shared/data/csv.js';
 import { prepareData, type PreparedData } from '../shared/data/dataset.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { BackendError, ConfigError } from '../shared/errors.js';
-import { modelWithWeights } from '../shared/model/build.js';
-import { saveModel } from '../shared/model/io.js';
 import { weightLayout } from '../shared/model/layout.js';
+import type { ModelSpec } from '../shared/model/spec.js';
 import { ThreadPool } from './participants/threads.js';
 import { epochLine, evaluationLine } from './progress.js';
 import { RunDir, defaultRunDir } from './run-dir.js';
@@ -74,6 +72,19 @@ export function prepareJobData(config: JobConfig, table: Table): PreparedData {
   );
 }
 
+/** Saves the trained model in the TensorFlow.js layers format (tfjs is loaded only here, on cpu). */
+async function exportModel(spec: ModelSpec, weights: Float32Array, dir: string): Promise<void> {
+  const [{ initBackend }, { modelWithWeights }, { saveModel }] = await Promise.all([
+    import('../shared/backend.js'),
+    import('../shared/model/build.js'),
+    import('../shared/model/io.js'),
+  ]);
+  await initBackend('cpu');
+  const model = modelWithWeights(spec, weights);
+  await saveModel(model, dir);
+  model.dispose();
+}
+
 export async function runJob(config: JobConfig, options: JobOptions = {}): Promise<JobResult> {
   const log = options.log ?? ((line: string) => console.log(line));
   const started = performance.now();
@@ -114,10 +125,7 @@ export async function runJob(config: JobConfig, options: JobOptions = {}): Promi
   }
 
   runDir.writeHistory(fit.history);
-  await initBackend('cpu');
-  const model = modelWithWeights(spec, fit.weights);
-  await saveModel(model, runDir.file('model'));
-  model.dispose();
+  await exportModel(spec, fit.weights, runDir.file('model'));
   const summary: Summary = {
     test,
     epochs: fit.history.length,

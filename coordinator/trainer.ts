@@ -14,8 +14,7 @@ import { weightedAverage } from '../shared/math/reduce.js';
 import { Rng } from '../shared/math/rng.js';
 import { epochBatches, epochOrder, planBatch, splitCounts, stepsPerEpoch } from '../shared/math/split-plan.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
-import { metrics as metricRegistry } from '../shared/model/registries.js';
-import type { ModelSpec } from '../shared/model/spec.js';
+import { METRIC_HIGHER_IS_BETTER, type MetricName, type ModelSpec } from '../shared/model/spec.js';
 import { EarlyStopping } from './callbacks/early-stopping.js';
 import type { ParticipantGroup } from './participants/participant.js';
 
@@ -181,7 +180,7 @@ export class Trainer {
     const train = this.dataset.train;
     const rng = runRngs.shuffle(this.config.seed);
     const earlyStopping = fit.earlyStopping
-      ? new EarlyStopping(fit.earlyStopping, metricRegistry[fit.earlyStopping.monitor.replace(/^val_/, '') as keyof typeof metricRegistry]?.higherIsBetter ?? false)
+      ? new EarlyStopping(fit.earlyStopping, METRIC_HIGHER_IS_BETTER[fit.earlyStopping.monitor.replace(/^val_/, '') as MetricName] ?? false)
       : undefined;
     const history: EpochLog[] = [];
     const phases: PhaseTimes = { compute: 0, reduce: 0, apply: 0, broadcast: 0 };

@@ -11,8 +11,9 @@ import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from './errors.js';
 
-export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
-export type BackendChoice = (typeof BACKENDS)[number];
+import { BACKENDS, type BackendChoice } from './backend-choice.js';
+
+export { BACKENDS, type BackendChoice };
 
 export const TENSORFLOW_INSTALL_HINT =
   'install it on this node with `npm install @tensorflow/tfjs-node-gpu@4.22.0` (needs CUDA 11.2, cuDNN 8.1 and ' +

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { BackendChoice } from '../../shared/backend.js';
+import type { BackendChoice } from '../../shared/backend-choice.js';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import { WorkerError } from '../../shared/errors.js';
 import type { ModelSpec } from '../../shared/model/spec.js';

@@ -5,7 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { BACKENDS } from '../backend.js';
+import { BACKENDS } from '../backend-choice.js';
 import { optimizerDefaults, type OptimizerConfig } from '../math/optimizers.js';
 import { ACTIVATIONS, LOSSES, METRICS } from '../model/spec.js';
 

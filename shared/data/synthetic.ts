@@ -55,7 +55,7 @@ export function telcoDemoCsv(rows = 7043, seed = 7): string {
     const monthlyCharges = Math.max(18.25, Math.round(monthly * 20) / 20);
     const totalCharges = tenure === 0 ? ' ' : (monthlyCharges * tenure * (0.95 + 0.1 * rng.next())).toFixed(2);
     const logit =
-      -1.2 +
+      -1.75 +
       (contract === 'Month-to-month' ? 1.3 : contract === 'One year' ? -0.3 : -1.6) -
       0.035 * tenure +
       (internet === 'Fiber optic' ? 0.9 : internet === 'No' ? -0.8 : 0) +

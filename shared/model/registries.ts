@@ -49,17 +49,14 @@ export const losses: Readonly<Record<LossName, LossEntry>> = {
 export interface MetricEntry {
   /** Per-sample metric; `outputUnits` lets 'accuracy' pick binary or categorical like Keras. */
   readonly fn: (outputUnits: number) => PerSample;
-  /** Whether larger is better (for early stopping's mode 'auto'). */
-  readonly higherIsBetter: boolean;
 }
 
 export const metrics: Readonly<Record<MetricName, MetricEntry>> = {
   accuracy: {
     fn: (units) => (units === 1 ? (t, p) => tfl.metrics.binaryAccuracy(t, p) : (t, p) => tfl.metrics.categoricalAccuracy(t, p)),
-    higherIsBetter: true,
   },
-  binaryAccuracy: { fn: () => (t, p) => tfl.metrics.binaryAccuracy(t, p), higherIsBetter: true },
-  categoricalAccuracy: { fn: () => (t, p) => tfl.metrics.categoricalAccuracy(t, p), higherIsBetter: true },
-  meanSquaredError: { fn: () => (t, p) => tfl.metrics.meanSquaredError(t, p), higherIsBetter: false },
-  meanAbsoluteError: { fn: () => (t, p) => tfl.metrics.meanAbsoluteError(t, p), higherIsBetter: false },
+  binaryAccuracy: { fn: () => (t, p) => tfl.metrics.binaryAccuracy(t, p) },
+  categoricalAccuracy: { fn: () => (t, p) => tfl.metrics.categoricalAccuracy(t, p) },
+  meanSquaredError: { fn: () => (t, p) => tfl.metrics.meanSquaredError(t, p) },
+  meanAbsoluteError: { fn: () => (t, p) => tfl.metrics.meanAbsoluteError(t, p) },
 };

@@ -18,6 +18,15 @@ export type LossName = (typeof LOSSES)[number];
 export const METRICS = ['accuracy', 'binaryAccuracy', 'categoricalAccuracy', 'meanSquaredError', 'meanAbsoluteError'] as const;
 export type MetricName = (typeof METRICS)[number];
 
+/** Whether larger is better, per metric (early stopping's mode 'auto'); losses are minimised. */
+export const METRIC_HIGHER_IS_BETTER: Readonly<Record<MetricName, boolean>> = {
+  accuracy: true,
+  binaryAccuracy: true,
+  categoricalAccuracy: true,
+  meanSquaredError: false,
+  meanAbsoluteError: false,
+};
+
 export interface DenseSpec {
   readonly units: number;
   readonly activation: ActivationName;

@@ -3,7 +3,7 @@
  * in SharedArrayBuffers handed over once at start (ThreadInit); per step a thread gets only the
  * row indices it must compute and the weights version to use.
  */
-import type { BackendChoice } from '../backend.js';
+import type { BackendChoice } from '../backend-choice.js';
 import type { ModelSpec } from '../model/spec.js';
 
 export interface ThreadInit {

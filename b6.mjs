@@ -1,0 +1,17 @@
+import { ThreadPool } from './dist/coordinator/participants/threads.js';
+import { Trainer, modelSpec } from './dist/coordinator/trainer.js';
+import { validateConfig } from './dist/shared/config/load.js';
+import { parseCsv } from './dist/shared/data/csv.js';
+import { prepareData } from './dist/shared/data/dataset.js';
+import { telcoDemoCsv } from './dist/shared/data/synthetic.js';
+import { weightLayout } from './dist/shared/model/layout.js';
+const threads = Number(process.argv[2]); const backend = process.argv[3];
+const cfg = validateConfig({ data: { label: { column: 'Churn', positive: 'Yes' } }, model: { layers: [{ units: 64, activation: 'relu' }, { units: 64, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] }, compile: { loss: 'binaryCrossentropy' }, fit: { epochs: 3, batchSize: 32 }, cluster: { threads, backend } }, 'x');
+const p = prepareData(parseCsv(telcoDemoCsv(), 'demo'), { drop: ['customerID'], numeric: ['TotalCharges'], categorical: [], label: { column: 'Churn', type: 'binary', positive: 'Yes' } }, { testSize: 0.2, stratify: true, standardize: true, validationSplit: 0 }, 1);
+const spec = modelSpec(cfg, p.dataset);
+let t = performance.now();
+const pool = await ThreadPool.start({ threads, backend, spec, dataset: p.dataset, parameters: weightLayout(spec).size });
+console.log('pool start ms', (performance.now() - t).toFixed(0));
+const fit = await new Trainer(cfg, p.dataset, pool, spec).fit({ onEpochEnd: (l) => console.log(l.epoch, l.seconds.toFixed(2), Math.round(l.samplesPerSecond)) });
+console.log('steps', fit.steps, 'ms/step', (fit.trainSeconds * 1000 / fit.steps).toFixed(2), Object.fromEntries(Object.entries(fit.phases).map(([k, v]) => [k, (v * 1000 / fit.steps).toFixed(3)])));
+await pool.close();

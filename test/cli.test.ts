@@ -1,0 +1,123 @@
+/**
+ * The command line as a user meets it: bad input gives one clear line naming the thing at fault
+ * and a non-zero exit (stack only with --verbose).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { COORDINATOR_BIN, ROOT } from './helpers.js';
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function coordinator(args: string[]): Run {
+  const r = spawnSync(process.execPath, [COORDINATOR_BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+let dir: string;
+const header = 'customerID,tenure,Contract,Churn';
+
+function writeCsv(name: string, rows: string[]): string {
+  const path = join(dir, name);
+  writeFileSync(path, `${header}\n${rows.join('\n')}\n`);
+  return path;
+}
+
+function writeConfig(name: string, body: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, body);
+  return path;
+}
+
+const goodConfig = (extra = '', layers = '[{ units: 4, activation: relu }, { units: 1, activation: sigmoid }]', compile = 'loss: binaryCrossentropy') => `
+data:
+  drop: [customerID]
+  label: { column: Churn, positive: "Yes", negative: "No" }
+model:
+  layers: ${layers}
+compile: { ${compile} }
+fit: { epochs: 1, batchSize: 8 }
+cluster: { threads: 1, backend: cpu }
+${extra}`;
+
+/** Expects one error line on stderr (no stack), matching `pattern`, and exit code 1. */
+function expectError(run: Run, pattern: RegExp): void {
+  expect(run.status, run.stderr).toBe(1);
+  const lines = run.stderr.trim().split('\n');
+  expect(lines, run.stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(/^error \[E_[A-Z]+\]: /);
+  expect(lines[0]).toMatch(pattern);
+  expect(run.stderr).not.toMatch(/\n\s+at /);
+}
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'dptrain-cli-'));
+  writeCsv('good.csv', Array.from({ length: 40 }, (_, i) => `${i},${i % 30},${i % 3 ? 'Month' : 'Year'},${i % 4 ? 'No' : 'Yes'}`));
+});
+
+describe('coordinator start: bad input', () => {
+  it('missing data file', () => {
+    const config = writeConfig('a.yaml', goodConfig());
+    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'nope.csv'), '--out', join(dir, 'run-a')]), /cannot read data file .*nope\.csv: no such file/);
+  });
+  it('missing config file', () => {
+    expectError(coordinator(['start', '--config', join(dir, 'nope.yaml')]), /cannot read config file .*nope\.yaml: no such file/);
+  });
+  it('unknown column', () => {
+    const config = writeConfig('b.yaml', goodConfig().replace('drop: [customerID]', 'drop: [customerId]'));
+    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'good.csv'), '--out', join(dir, 'run-b')]), /unknown column "customerId" in data\.drop; .*good\.csv has columns: customerID, tenure, Contract, Churn/);
+  });
+  it('label with unexpected values', () => {
+    const data = writeCsv('label.csv', ['1,3,Month,Yes', '2,4,Year,No', '3,5,Month,Maybe']);
+    const config = writeConfig('c.yaml', goodConfig());
+    expectError(coordinator(['start', '--config', config, '--data', data, '--out', join(dir, 'run-c')]), /label column "Churn" has unexpected value "Maybe" on line 4 of .*label\.csv/);
+  });
+  it('empty data after dropping rows with missing values', () => {
+    const data = writeCsv('empty.csv', ['1,,Month,Yes', '2, ,Year,No']);
+    const config = writeConfig('d.yaml', goodConfig());
+    expectError(coordinator(['start', '--config', config, '--data', data, '--out', join(dir, 'run-d')]), /no rows left in .*empty\.csv after dropping rows with missing values \(2 rows read\)/);
+  });
+  it('unknown activation', () => {
+    const config = writeConfig('e.yaml', goodConfig('', '[{ units: 4, activation: relux }, { units: 1, activation: sigmoid }]'));
+    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'good.csv')]), /e\.yaml: model\.layers\[0\]\.activation: .*"leakyRelu"/);
+  });
+  it('unknown loss', () => {
+    const config = writeConfig('f.yaml', goodConfig('', undefined, 'loss: crossEntropyish'));
+    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'good.csv')]), /f\.yaml: compile\.loss: .*"binaryCrossentropy"/);
+  });
+  it('unknown optimizer', () => {
+    const config = writeConfig('g.yaml', goodConfig('', undefined, 'loss: binaryCrossentropy, optimizer: adagrad'));
+    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'good.csv')]), /g\.yaml: compile\.optimizer/);
+  });
+  it('unknown config key', () => {
+    const config = writeConfig('h.yaml', goodConfig('output: { directory: x }'));
+    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'good.csv')]), /h\.yaml: unknown key "output\.directory"/);
+  });
+  it('batch size smaller than the number of threads', () => {
+    const config = writeConfig('i.yaml', goodConfig());
+    expectError(
+      coordinator(['start', '--config', config, '--data', join(dir, 'good.csv'), '--batch-size', '2', '--threads', '4', '--out', join(dir, 'run-i')]),
+      /fit\.batchSize \(2\) is smaller than cluster\.threads \(4\)/,
+    );
+  });
+  it('unknown flag and bad flag value', () => {
+    expectError(coordinator(['start', '--demo', '--epochz', '3']), /epochz/);
+    expectError(coordinator(['start', '--demo', '--epochs', 'three']), /--epochs must be an integer, got "three"/);
+  });
+  it('the tensorflow backend in coordinator threads says what to do', () => {
+    const config = writeConfig('j.yaml', goodConfig());
+    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'good.csv'), '--backend', 'tensorflow', '--out', join(dir, 'run-j')]), /cannot run in coordinator threads.*worker start --backend tensorflow/);
+  });
+  it('prints the stack trace only with --verbose', () => {
+    const run = coordinator(['start', '--config', join(dir, 'nope.yaml'), '--verbose']);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/^error \[E_CONFIG\]: cannot read config file/);
+    expect(run.stderr).toMatch(/\n\s+at /);
+  });
+});

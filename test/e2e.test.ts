@@ -1,0 +1,111 @@
+/**
+ * End to end through the CLI: the seed's churn model on the real Telco file, the tuned variant,
+ * and the demo. The saved model is read back with tf.loadLayersModel and must reproduce the
+ * test metrics the run printed.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { prepareJobData, type Summary } from '../coordinator/job.js';
+import { initBackend } from '../shared/backend.js';
+import { validateConfig } from '../shared/config/load.js';
+import { readCsv } from '../shared/data/csv.js';
+import { loadModel } from '../shared/model/io.js';
+import { COORDINATOR_BIN, HAVE_TELCO, ROOT, TELCO_CSV } from './helpers.js';
+
+function train(args: string[]): { out: string; stdout: string; summary: Summary } {
+  const out = mkdtempSync(join(tmpdir(), 'dptrain-run-'));
+  const r = spawnSync(process.execPath, [COORDINATOR_BIN, 'start', ...args, '--out', out], { cwd: ROOT, encoding: 'utf8', timeout: 600_000 });
+  expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+  return { out, stdout: r.stdout, summary: JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as Summary };
+}
+
+/** Loads the run's saved model and evaluates it on the run's own test split. */
+async function reevaluate(out: string, table = readCsv(TELCO_CSV)): Promise<{ accuracy: number; loss: number }> {
+  const config = validateConfig(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')), 'config.json');
+  const { dataset } = prepareJobData(config, table);
+  const model = await loadModel(join(out, 'model'));
+  const { start, count } = dataset.test;
+  const xs = tf.tensor2d(dataset.x.slice(start * dataset.features, (start + count) * dataset.features), [count, dataset.features]);
+  const ys = dataset.y.slice(start, start + count);
+  const p = (model.predict(xs) as tf.Tensor).dataSync();
+  let correct = 0;
+  let loss = 0;
+  p.forEach((prob, i) => {
+    const y = ys[i]!;
+    if ((prob > 0.5 ? 1 : 0) === y) correct++;
+    const q = Math.min(Math.max(prob, 1e-7), 1 - 1e-7);
+    loss -= y * Math.log(q) + (1 - y) * Math.log(1 - q);
+  });
+  return { accuracy: correct / count, loss: loss / count };
+}
+
+beforeAll(async () => {
+  await initBackend('cpu');
+});
+
+describe.skipIf(!HAVE_TELCO)('Telco churn, seed setup (64-64-1, adam 0.001, batch 32, validationSplit 0.2, early stopping)', () => {
+  let run: ReturnType<typeof train>;
+  beforeAll(() => {
+    run = train(['--config', 'examples/telco-churn.yaml', '--data', TELCO_CSV, '--threads', '2']);
+  }, 900_000);
+
+  it('reaches test accuracy >= 0.77 and writes summary.json', () => {
+    const s = run.summary;
+    expect(s.test.accuracy).toBeGreaterThanOrEqual(0.77);
+    expect(s).toMatchObject({ trainRows: 4500, valRows: 1125, testRows: 1407, features: 45, threads: 2, backend: 'wasm' });
+    expect(s.epochs).toBeGreaterThan(0);
+    expect(s.bestEpoch).toBeGreaterThan(0);
+    expect(s.bestEpoch).toBeLessThanOrEqual(s.epochs);
+    expect(s.samplesPerSecond).toBeGreaterThan(0);
+    expect(s.wallSeconds).toBeGreaterThan(0);
+    expect(s.samples).toBe(s.epochs * 4500);
+  });
+
+  it('prints Keras-like progress and where the files went', () => {
+    expect(run.stdout).toMatch(/Epoch 1\/50 - 141 steps - [\d.]+s - loss: [\d.]+ - accuracy: [\d.]+ - val_loss: [\d.]+ - val_accuracy: [\d.]+ - \d+ samples\/s/);
+    expect(run.stdout).toMatch(/Test: loss: [\d.]+ - accuracy: [\d.]+/);
+    expect(run.stdout).toContain(`Run files: ${run.out}`);
+  });
+
+  it('writes history (JSON and CSV), config and preprocessing to the run directory', () => {
+    const history = JSON.parse(readFileSync(join(run.out, 'history.json'), 'utf8')) as Record<string, number[]>;
+    expect(Object.keys(history)).toEqual(expect.arrayContaining(['epoch', 'loss', 'accuracy', 'val_loss', 'val_accuracy']));
+    expect(history['loss']).toHaveLength(run.summary.epochs);
+    const csv = readFileSync(join(run.out, 'history.csv'), 'utf8').trim().split('\n');
+    expect(csv[0]).toBe('epoch,loss,accuracy,val_loss,val_accuracy,seconds,samples_per_second');
+    expect(csv).toHaveLength(run.summary.epochs + 1);
+    const pre = JSON.parse(readFileSync(join(run.out, 'preprocessing.json'), 'utf8')) as { features: string[] };
+    expect(pre.features).toHaveLength(45);
+    expect(existsSync(join(run.out, 'model', 'model.json'))).toBe(true);
+    expect(existsSync(join(run.out, 'model', 'weights.bin'))).toBe(true);
+  });
+
+  it('saves a model that tf.loadLayersModel reads back and that reproduces the test metrics', async () => {
+    const again = await reevaluate(run.out);
+    expect(again.accuracy).toBeCloseTo(run.summary.test['accuracy']!, 6);
+    expect(again.loss).toBeCloseTo(run.summary.test.loss, 3);
+  });
+});
+
+describe.skipIf(!HAVE_TELCO)('Telco churn, tuned (standardised features, restoreBestWeights)', () => {
+  it('reaches test accuracy >= 0.77 and restores the best epoch when stopping early', () => {
+    const { summary } = train(['--config', 'examples/telco-churn-tuned.yaml', '--data', TELCO_CSV, '--threads', '2']);
+    expect(summary.test.accuracy).toBeGreaterThanOrEqual(0.77);
+    if (summary.stoppedEarly) expect(summary.restoredBestWeights).toBe(true);
+  }, 900_000);
+});
+
+describe('demo', () => {
+  it('coordinator start --demo trains on generated data with no file', () => {
+    const { out, summary, stdout } = train(['--demo', '--epochs', '2']);
+    expect(existsSync(join(out, 'demo-data.csv'))).toBe(true);
+    expect(summary.epochs).toBe(2);
+    expect(summary.features).toBe(45);
+    expect(summary.test.accuracy).toBeGreaterThan(0.6);
+    expect(stdout).toMatch(/Epoch 2\/2/);
+  }, 600_000);
+});

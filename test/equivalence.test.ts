@@ -1,0 +1,129 @@
+/**
+ * "Synchronous" means: N threads with global batch B give the model one process gives with
+ * batch B. The reference here is plain TensorFlow.js: a tfjs-layers model compiled with
+ * tf.train.adam, trained with trainOnBatch on the same batches from the same initial weights.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ThreadPool } from '../coordinator/participants/threads.js';
+import { Trainer, modelSpec, runRngs, type FitResult } from '../coordinator/trainer.js';
+import { initBackend } from '../shared/backend.js';
+import { validateConfig } from '../shared/config/load.js';
+import type { JobConfig } from '../shared/config/schema.js';
+import { parseCsv } from '../shared/data/csv.js';
+import { prepareData, type Dataset } from '../shared/data/dataset.js';
+import { telcoDemoCsv } from '../shared/data/synthetic.js';
+import { epochBatches, epochOrder } from '../shared/math/split-plan.js';
+import { modelWithWeights, readFlatWeights } from '../shared/model/build.js';
+import { initialWeights, weightLayout } from '../shared/model/layout.js';
+import { TELCO_PREPROCESS } from './helpers.js';
+
+const TRAIN_ROWS = 32 * 9 + 2; // 10 steps per epoch; the last batch (2) is smaller than 4 threads
+const EPOCHS = 3; // 30 steps
+
+function jobConfig(threads: number): JobConfig {
+  return validateConfig(
+    {
+      seed: 11,
+      data: { label: { column: 'Churn', positive: 'Yes' } },
+      model: { layers: [{ units: 16, activation: 'relu' }, { units: 8, activation: 'tanh' }, { units: 1, activation: 'sigmoid' }] },
+      compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'binaryCrossentropy' },
+      fit: { epochs: EPOCHS, batchSize: 32 },
+      cluster: { threads, backend: 'wasm' },
+    },
+    'test config',
+  );
+}
+
+let dataset: Dataset;
+
+beforeAll(async () => {
+  const table = parseCsv(telcoDemoCsv(600, 3), 'demo');
+  const prepared = prepareData(table, TELCO_PREPROCESS, { testSize: 0.2, stratify: true, standardize: true, validationSplit: 0 }, 5);
+  dataset = { ...prepared.dataset, train: { start: 0, count: TRAIN_ROWS }, val: { start: TRAIN_ROWS, count: 0 } };
+  await initBackend('cpu');
+});
+
+/** Plain single-process TensorFlow.js on the same batches. */
+async function reference(config: JobConfig): Promise<Float32Array> {
+  const spec = modelSpec(config, dataset);
+  const model = modelWithWeights(spec, initialWeights(weightLayout(spec), runRngs.weights(config.seed)));
+  model.compile({ optimizer: tf.train.adam(0.01), loss: 'binaryCrossentropy' });
+  const rng = runRngs.shuffle(config.seed);
+  const { features, outputs } = dataset;
+  for (let epoch = 0; epoch < EPOCHS; epoch++) {
+    for (const batch of epochBatches(epochOrder(TRAIN_ROWS, true, rng), 32)) {
+      const x = new Float32Array(batch.length * features);
+      const y = new Float32Array(batch.length * outputs);
+      batch.forEach((r, i) => {
+        x.set(dataset.x.subarray(r * features, (r + 1) * features), i * features);
+        y.set(dataset.y.subarray(r * outputs, (r + 1) * outputs), i * outputs);
+      });
+      const xs = tf.tensor2d(x, [batch.length, features]);
+      const ys = tf.tensor2d(y, [batch.length, outputs]);
+      await model.trainOnBatch(xs, ys);
+      tf.dispose([xs, ys]);
+    }
+  }
+  const weights = readFlatWeights(model);
+  model.dispose();
+  return weights;
+}
+
+async function distributed(threads: number): Promise<FitResult> {
+  const config = jobConfig(threads);
+  const spec = modelSpec(config, dataset);
+  const pool = await ThreadPool.start({ threads, backend: 'wasm', spec, dataset, parameters: weightLayout(spec).size });
+  try {
+    const fit = await new Trainer(config, dataset, pool, spec).fit();
+    return { ...fit, weights: fit.weights.slice() };
+  } finally {
+    await pool.close();
+  }
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+describe('synchronous data parallelism over threads', () => {
+  let expected: Float32Array;
+  const runs = new Map<number, FitResult>();
+
+  beforeAll(async () => {
+    expected = await reference(jobConfig(1));
+  });
+
+  for (const threads of [1, 2, 4]) {
+    it(`${threads} thread(s), 30 steps: weights equal the single-process reference (max abs diff < 1e-4)`, async () => {
+      const fit = await distributed(threads);
+      runs.set(threads, fit);
+      expect(fit.steps).toBe(30);
+      expect(fit.samples).toBe(EPOCHS * TRAIN_ROWS);
+      const init = initialWeights(weightLayout(modelSpec(jobConfig(1), dataset)), runRngs.weights(11));
+      expect(maxAbsDiff(fit.weights, init)).toBeGreaterThan(1e-2); // it did train
+      expect(maxAbsDiff(fit.weights, expected)).toBeLessThan(1e-4);
+    });
+  }
+
+  it('leaks no tensors: every thread reports the same tf.memory().numTensors after every step', () => {
+    for (const fit of runs.values()) {
+      expect(fit.tensorCounts.length).toBeGreaterThanOrEqual(30);
+      expect(new Set(fit.tensorCounts).size).toBe(1);
+    }
+  });
+
+  it('is reproducible: two runs with the same seed and threads give bit-identical weights', async () => {
+    const again = await distributed(2);
+    const first = runs.get(2)!;
+    expect(Buffer.from(again.weights.buffer).equals(Buffer.from(first.weights.buffer))).toBe(true);
+  });
+});
+
+afterAll(() => {
+  void tfl; // tfjs-layers is the reference's engine (trainOnBatch)
+});
