@@ -1,6 +1,7 @@
 /**
- * The gradient of a batch: what every participant (thread or node) computes each step.
- * Owns one tfjs model built from the spec; weights come in flat, gradients go out flat.
+ * The stock way to get the gradient of a batch: a tfjs-layers model built from the spec and
+ * tf.variableGrads through it. Kept as the reference the direct engine (dense-gradient.ts) is
+ * tested against, and selectable with engine: 'tape'.
  * Works on plain Float32Arrays of features and targets, so it knows nothing of transport.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -9,20 +10,10 @@ import { assignFlatWeights, buildModel, modelVariables } from '../shared/model/b
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { losses, metrics } from '../shared/model/registries.js';
 import { outputDim, type ModelSpec } from '../shared/model/spec.js';
+import { DenseGradientEngine } from './dense-gradient.js';
+import type { BatchEngine, BatchGradient, BatchSums, EngineName } from './engine.js';
 
-/** Sums over a batch: loss and each metric, summed over samples (divide by count for means). */
-export interface BatchSums {
-  readonly count: number;
-  readonly lossSum: number;
-  readonly metricSums: number[];
-}
-
-export interface BatchGradient extends BatchSums {
-  /** Mean gradient of the loss over the batch, in flat layout. */
-  readonly gradient: Float32Array;
-}
-
-export class GradientEngine {
+export class TapeGradientEngine implements BatchEngine {
   readonly layout: WeightLayout;
   readonly inputDim: number;
   readonly outputDim: number;
@@ -98,4 +89,8 @@ export class GradientEngine {
   dispose(): void {
     this.model.dispose();
   }
+}
+
+export function createEngine(spec: ModelSpec, name: EngineName = 'dense'): BatchEngine {
+  return name === 'tape' ? new TapeGradientEngine(spec) : new DenseGradientEngine(spec);
 }

@@ -9,11 +9,11 @@ import { Piscina } from 'piscina';
 import { initBackend } from '../shared/backend.js';
 import { packGradient } from '../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer, InfoAnswer, ThreadInit, ThreadTask } from '../shared/protocol/thread-tasks.js';
-import { GradientEngine } from './gradient.js';
+import { createEngine } from './gradient.js';
 
 const init = workerData as ThreadInit;
 const backend = await initBackend(init.backend);
-const engine = new GradientEngine(init.spec);
+const engine = createEngine(init.spec, init.engine);
 const x = new Float32Array(init.x);
 const y = new Float32Array(init.y);
 const sharedWeights = new Float32Array(init.weights);

@@ -29,6 +29,8 @@ export interface ThreadPoolOptions {
   readonly spec: ModelSpec;
   readonly dataset: Dataset;
   readonly parameters: number;
+  /** Gradient engine in the threads (default 'dense'). */
+  readonly engine?: 'dense' | 'tape';
 }
 
 export class ThreadPool implements ParticipantGroup {
@@ -52,6 +54,7 @@ export class ThreadPool implements ParticipantGroup {
     const init: ThreadInit = {
       spec: options.spec,
       backend: options.backend,
+      engine: options.engine ?? 'dense',
       x: dataset.x.buffer as SharedArrayBuffer,
       y: dataset.y.buffer as SharedArrayBuffer,
       features: dataset.features,

@@ -9,6 +9,8 @@ import type { ModelSpec } from '../model/spec.js';
 export interface ThreadInit {
   readonly spec: ModelSpec;
   readonly backend: BackendChoice;
+  /** How gradients are computed: 'dense' (direct backpropagation) or 'tape' (stock tfjs). */
+  readonly engine: 'dense' | 'tape';
   readonly x: SharedArrayBuffer;
   readonly y: SharedArrayBuffer;
   readonly features: number;

@@ -1,0 +1,33 @@
+/**
+ * What a participant computes each step, behind one interface: the gradient of a batch, and loss
+ * and metric sums for evaluation. Two implementations: DenseGradientEngine (direct Dense
+ * backpropagation, the default) and TapeGradientEngine (tfjs-layers model + tf.variableGrads,
+ * the stock reference).
+ */
+import type { WeightLayout } from '../shared/model/layout.js';
+import type { ModelSpec } from '../shared/model/spec.js';
+
+/** Sums over a batch: loss and each metric, summed over samples (divide by count for means). */
+export interface BatchSums {
+  readonly count: number;
+  readonly lossSum: number;
+  readonly metricSums: number[];
+}
+
+export interface BatchGradient extends BatchSums {
+  /** Mean gradient of the loss over the batch, in flat layout. */
+  readonly gradient: Float32Array;
+}
+
+export interface BatchEngine {
+  readonly spec: ModelSpec;
+  readonly layout: WeightLayout;
+  setWeights(flat: Float32Array): void;
+  gradient(x: Float32Array, y: Float32Array, count: number): BatchGradient;
+  evaluate(x: Float32Array, y: Float32Array, count: number): BatchSums;
+  predict(x: Float32Array, count: number): Float32Array;
+  dispose(): void;
+}
+
+export const ENGINES = ['dense', 'tape'] as const;
+export type EngineName = (typeof ENGINES)[number];
