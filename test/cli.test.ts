@@ -1,12 +1,15 @@
 /**
  * The command line as a user meets it: bad input gives one clear line naming the thing at fault
- * and a non-zero exit (stack only with --verbose).
+ * and a non-zero exit (stack only with --verbose). A few cases run the real binary in a child
+ * process; the rest call the same `main` in-process (starting Node and loading TensorFlow.js
+ * takes seconds per process on a small machine).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../coordinator/cli.js';
 import { COORDINATOR_BIN, ROOT } from './helpers.js';
 
 interface Run {
@@ -19,6 +22,26 @@ function coordinator(args: string[]): Run {
   const r = spawnSync(process.execPath, [COORDINATOR_BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
+
+/** Runs `coordinator ...` in this process, capturing what it prints to stderr. */
+async function coordinatorInProcess(args: string[]): Promise<Run> {
+  const errors: string[] = [];
+  const spy = vi.spyOn(console, 'error').mockImplementation((...parts: unknown[]) => {
+    errors.push(parts.map(String).join(' '));
+  });
+  const log = vi.spyOn(console, 'log').mockImplementation(() => undefined);
+  try {
+    const status = await main(args);
+    return { status, stdout: '', stderr: errors.map((e) => `${e}\n`).join('') };
+  } finally {
+    spy.mockRestore();
+    log.mockRestore();
+  }
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 let dir: string;
 const header = 'customerID,tenure,Contract,Churn';
@@ -62,47 +85,47 @@ beforeAll(() => {
 });
 
 describe('coordinator start: bad input', () => {
-  it('missing data file', () => {
+  it('missing data file', async () => {
     const config = writeConfig('a.yaml', goodConfig());
-    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'nope.csv'), '--out', join(dir, 'run-a')]), /cannot read data file .*nope\.csv: no such file/);
+    expectError(await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'nope.csv'), '--out', join(dir, 'run-a')]), /cannot read data file .*nope\.csv: no such file/);
   });
   it('missing config file', () => {
     expectError(coordinator(['start', '--config', join(dir, 'nope.yaml')]), /cannot read config file .*nope\.yaml: no such file/);
   });
-  it('unknown column', () => {
+  it('unknown column', async () => {
     const config = writeConfig('b.yaml', goodConfig().replace('drop: [customerID]', 'drop: [customerId]'));
-    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'good.csv'), '--out', join(dir, 'run-b')]), /unknown column "customerId" in data\.drop; .*good\.csv has columns: customerID, tenure, Contract, Churn/);
+    expectError(await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv'), '--out', join(dir, 'run-b')]), /unknown column "customerId" in data\.drop; .*good\.csv has columns: customerID, tenure, Contract, Churn/);
   });
-  it('label with unexpected values', () => {
+  it('label with unexpected values', async () => {
     const data = writeCsv('label.csv', ['1,3,Month,Yes', '2,4,Year,No', '3,5,Month,Maybe']);
     const config = writeConfig('c.yaml', goodConfig());
-    expectError(coordinator(['start', '--config', config, '--data', data, '--out', join(dir, 'run-c')]), /label column "Churn" has unexpected value "Maybe" on line 4 of .*label\.csv/);
+    expectError(await coordinatorInProcess(['start', '--config', config, '--data', data, '--out', join(dir, 'run-c')]), /label column "Churn" has unexpected value "Maybe" on line 4 of .*label\.csv/);
   });
-  it('empty data after dropping rows with missing values', () => {
+  it('empty data after dropping rows with missing values', async () => {
     const data = writeCsv('empty.csv', ['1,,Month,Yes', '2, ,Year,No']);
     const config = writeConfig('d.yaml', goodConfig());
-    expectError(coordinator(['start', '--config', config, '--data', data, '--out', join(dir, 'run-d')]), /no rows left in .*empty\.csv after dropping rows with missing values \(2 rows read\)/);
+    expectError(await coordinatorInProcess(['start', '--config', config, '--data', data, '--out', join(dir, 'run-d')]), /no rows left in .*empty\.csv after dropping rows with missing values \(2 rows read\)/);
   });
-  it('unknown activation', () => {
+  it('unknown activation', async () => {
     const config = writeConfig('e.yaml', goodConfig('', '[{ units: 4, activation: relux }, { units: 1, activation: sigmoid }]'));
-    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'good.csv')]), /e\.yaml: model\.layers\[0\]\.activation: .*"leakyRelu"/);
+    expectError(await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv')]), /e\.yaml: model\.layers\[0\]\.activation: .*"leakyRelu"/);
   });
-  it('unknown loss', () => {
+  it('unknown loss', async () => {
     const config = writeConfig('f.yaml', goodConfig('', undefined, 'loss: crossEntropyish'));
-    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'good.csv')]), /f\.yaml: compile\.loss: .*"binaryCrossentropy"/);
+    expectError(await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv')]), /f\.yaml: compile\.loss: .*"binaryCrossentropy"/);
   });
-  it('unknown optimizer', () => {
+  it('unknown optimizer', async () => {
     const config = writeConfig('g.yaml', goodConfig('', undefined, 'loss: binaryCrossentropy, optimizer: adagrad'));
-    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'good.csv')]), /g\.yaml: compile\.optimizer/);
+    expectError(await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv')]), /g\.yaml: compile\.optimizer/);
   });
-  it('unknown config key', () => {
+  it('unknown config key', async () => {
     const config = writeConfig('h.yaml', goodConfig('output: { directory: x }'));
-    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'good.csv')]), /h\.yaml: unknown key "output\.directory"/);
+    expectError(await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv')]), /h\.yaml: unknown key "output\.directory"/);
   });
-  it('batch size smaller than the number of threads', () => {
+  it('batch size smaller than the number of threads', async () => {
     const config = writeConfig('i.yaml', goodConfig());
     expectError(
-      coordinator(['start', '--config', config, '--data', join(dir, 'good.csv'), '--batch-size', '2', '--threads', '4', '--out', join(dir, 'run-i')]),
+      await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv'), '--batch-size', '2', '--threads', '4', '--out', join(dir, 'run-i')]),
       /fit\.batchSize \(2\) is smaller than cluster\.threads \(4\)/,
     );
   });
@@ -110,9 +133,9 @@ describe('coordinator start: bad input', () => {
     expectError(coordinator(['start', '--demo', '--epochz', '3']), /epochz/);
     expectError(coordinator(['start', '--demo', '--epochs', 'three']), /--epochs must be an integer, got "three"/);
   });
-  it('the tensorflow backend in coordinator threads says what to do', () => {
+  it('the tensorflow backend in coordinator threads says what to do', async () => {
     const config = writeConfig('j.yaml', goodConfig());
-    expectError(coordinator(['start', '--config', config, '--data', join(dir, 'good.csv'), '--backend', 'tensorflow', '--out', join(dir, 'run-j')]), /cannot run in coordinator threads.*worker start --backend tensorflow/);
+    expectError(await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv'), '--backend', 'tensorflow', '--out', join(dir, 'run-j')]), /cannot run in coordinator threads.*worker start --backend tensorflow/);
   });
   it('prints the stack trace only with --verbose', () => {
     const run = coordinator(['start', '--config', join(dir, 'nope.yaml'), '--verbose']);

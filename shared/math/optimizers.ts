@@ -47,12 +47,32 @@ export interface Optimizer {
   state(): OptimizerState;
 }
 
-function checkLengths(slot: Float32Array, weights: Float32Array, gradient: Float32Array): void {
-  if (weights.length !== slot.length || gradient.length !== slot.length) {
-    throw new RangeError(
-      `optimizer expects ${slot.length} parameters, got weights ${weights.length} and gradient ${gradient.length}`,
-    );
-  }
+/**
+ * Wraps an update rule into an Optimizer: checks lengths, counts iterations, exposes the state.
+ * `update` changes weights and its own slots in place; `state` snapshots them.
+ */
+function optimizer(
+  config: OptimizerConfig,
+  size: number,
+  startIterations: number,
+  update: (weights: Float32Array, gradient: Float32Array) => void,
+  state: () => Pick<OptimizerState, 'slots' | 'scalars'>,
+): Optimizer {
+  let iterations = startIterations;
+  return {
+    config,
+    get iterations() {
+      return iterations;
+    },
+    apply(weights, gradient) {
+      if (weights.length !== size || gradient.length !== size) {
+        throw new RangeError(`optimizer expects ${size} parameters, got weights ${weights.length} and gradient ${gradient.length}`);
+      }
+      update(weights, gradient);
+      iterations++;
+    },
+    state: () => ({ name: config.name, iterations, ...state() }),
+  };
 }
 
 /** Adam as tf.train.adam: accBeta products iterated in float32, epsilon added after sqrt. */
@@ -67,32 +87,23 @@ export function adam(config: AdamConfig, size: number, from?: OptimizerState): O
   const v = from?.slots['v'] ?? new Float32Array(size);
   let accBeta1 = from?.scalars['accBeta1'] ?? b1;
   let accBeta2 = from?.scalars['accBeta2'] ?? b2;
-  let iterations = from?.iterations ?? 0;
-  return {
-    config,
-    get iterations() {
-      return iterations;
-    },
-    apply(weights, gradient) {
-      checkLengths(m, weights, gradient);
-      const c1 = f(1 - accBeta1);
-      const c2 = f(1 - accBeta2);
-      for (let i = 0; i < weights.length; i++) {
-        const g = gradient[i] as number;
-        const mi = f(f((m[i] as number) * b1) + f(g * oneMinusB1));
-        const vi = f(f((v[i] as number) * b2) + f(f(g * g) * oneMinusB2));
-        m[i] = mi;
-        v[i] = vi;
-        const mHat = f(mi / c1);
-        const vHat = f(vi / c2);
-        weights[i] = f(f(f(mHat / f(f(Math.sqrt(vHat)) + eps)) * negLr) + (weights[i] as number));
-      }
-      accBeta1 = f(accBeta1 * b1);
-      accBeta2 = f(accBeta2 * b2);
-      iterations++;
-    },
-    state: () => ({ name: 'adam', iterations, slots: { m: m.slice(), v: v.slice() }, scalars: { accBeta1, accBeta2 } }),
+  const update = (weights: Float32Array, gradient: Float32Array): void => {
+    const c1 = f(1 - accBeta1);
+    const c2 = f(1 - accBeta2);
+    for (let i = 0; i < weights.length; i++) {
+      const g = gradient[i] as number;
+      const mi = f(f((m[i] as number) * b1) + f(g * oneMinusB1));
+      const vi = f(f((v[i] as number) * b2) + f(f(g * g) * oneMinusB2));
+      m[i] = mi;
+      v[i] = vi;
+      const mHat = f(mi / c1);
+      const vHat = f(vi / c2);
+      weights[i] = f(f(f(mHat / f(f(Math.sqrt(vHat)) + eps)) * negLr) + (weights[i] as number));
+    }
+    accBeta1 = f(accBeta1 * b1);
+    accBeta2 = f(accBeta2 * b2);
   };
+  return optimizer(config, size, from?.iterations ?? 0, update, () => ({ slots: { m: m.slice(), v: v.slice() }, scalars: { accBeta1, accBeta2 } }));
 }
 
 /** SGD as tf.train.sgd, or with momentum as tf.train.momentum (optionally Nesterov). */
@@ -100,29 +111,20 @@ export function sgd(config: SgdConfig, size: number, from?: OptimizerState): Opt
   const c = f(-config.learningRate);
   const mom = f(config.momentum);
   const acc = from?.slots['momentum'] ?? new Float32Array(size);
-  let iterations = from?.iterations ?? 0;
-  return {
-    config,
-    get iterations() {
-      return iterations;
-    },
-    apply(weights, gradient) {
-      checkLengths(acc, weights, gradient);
-      for (let i = 0; i < weights.length; i++) {
-        const g = gradient[i] as number;
-        if (config.momentum === 0) {
-          weights[i] = f(f(c * g) + (weights[i] as number));
-          continue;
-        }
-        const a = f(f(mom * (acc[i] as number)) + g);
-        acc[i] = a;
-        const direction = config.nesterov ? f(g + f(a * mom)) : a;
-        weights[i] = f(f(c * direction) + (weights[i] as number));
+  const update = (weights: Float32Array, gradient: Float32Array): void => {
+    for (let i = 0; i < weights.length; i++) {
+      const g = gradient[i] as number;
+      if (config.momentum === 0) {
+        weights[i] = f(f(c * g) + (weights[i] as number));
+        continue;
       }
-      iterations++;
-    },
-    state: () => ({ name: 'sgd', iterations, slots: { momentum: acc.slice() }, scalars: {} }),
+      const a = f(f(mom * (acc[i] as number)) + g);
+      acc[i] = a;
+      const direction = config.nesterov ? f(g + f(a * mom)) : a;
+      weights[i] = f(f(c * direction) + (weights[i] as number));
+    }
   };
+  return optimizer(config, size, from?.iterations ?? 0, update, () => ({ slots: { momentum: acc.slice() }, scalars: {} }));
 }
 
 /** RMSProp as tf.train.rmsprop (not centered): epsilon added inside the sqrt. */
@@ -134,26 +136,17 @@ export function rmsprop(config: RmspropConfig, size: number, from?: OptimizerSta
   const eps = f(config.epsilon);
   const ms = from?.slots['rms'] ?? new Float32Array(size);
   const moments = from?.slots['momentum'] ?? new Float32Array(size);
-  let iterations = from?.iterations ?? 0;
-  return {
-    config,
-    get iterations() {
-      return iterations;
-    },
-    apply(weights, gradient) {
-      checkLengths(ms, weights, gradient);
-      for (let i = 0; i < weights.length; i++) {
-        const g = gradient[i] as number;
-        const s = f(f((ms[i] as number) * rho) + f(f(g * g) * oneMinusRho));
-        ms[i] = s;
-        const mo = f(f((moments[i] as number) * mom) + f(f(g * lr) / f(Math.sqrt(f(s + eps)))));
-        moments[i] = mo;
-        weights[i] = f((weights[i] as number) - mo);
-      }
-      iterations++;
-    },
-    state: () => ({ name: 'rmsprop', iterations, slots: { rms: ms.slice(), momentum: moments.slice() }, scalars: {} }),
+  const update = (weights: Float32Array, gradient: Float32Array): void => {
+    for (let i = 0; i < weights.length; i++) {
+      const g = gradient[i] as number;
+      const s = f(f((ms[i] as number) * rho) + f(f(g * g) * oneMinusRho));
+      ms[i] = s;
+      const mo = f(f((moments[i] as number) * mom) + f(f(g * lr) / f(Math.sqrt(f(s + eps)))));
+      moments[i] = mo;
+      weights[i] = f((weights[i] as number) - mo);
+    }
   };
+  return optimizer(config, size, from?.iterations ?? 0, update, () => ({ slots: { rms: ms.slice(), momentum: moments.slice() }, scalars: {} }));
 }
 
 /** The optimizer registry: name -> factory. Add an optimizer by adding one entry. */
