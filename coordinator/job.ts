@@ -14,7 +14,7 @@ import type { ModelSpec } from '../shared/model/spec.js';
 import { ThreadPool } from './participants/threads.js';
 import { epochLine, evaluationLine } from './progress.js';
 import { RunDir, defaultRunDir } from './run-dir.js';
-import { Trainer, modelSpec, type EvaluateResult, type FitResult } from './trainer.js';
+import { Trainer, checkBatchSize, modelSpec, type EvaluateResult, type FitResult } from './trainer.js';
 
 export interface JobOptions {
   /** Use generated Telco-schema demo data instead of data.path. */
@@ -99,9 +99,7 @@ export async function runJob(config: JobConfig, options: JobOptions = {}): Promi
   const { dataset, preprocessor } = prepared;
   const spec = modelSpec(config, dataset);
   const parameters = weightLayout(spec).size;
-  if (config.fit.batchSize < config.cluster.threads) {
-    throw new ConfigError(`fit.batchSize (${config.fit.batchSize}) is smaller than cluster.threads (${config.cluster.threads}): every thread needs at least one sample per step`);
-  }
+  checkBatchSize(config.fit.batchSize, config.cluster.threads);
   runDir.writeJson('config.json', config);
   runDir.writeJson('preprocessing.json', preprocessor);
 

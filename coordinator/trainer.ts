@@ -24,6 +24,15 @@ export const runRngs = {
   shuffle: (seed: number): Rng => new Rng(seed + 1),
 };
 
+/** Every thread needs at least one sample of each full batch. */
+export function checkBatchSize(batchSize: number, threads: number): void {
+  if (batchSize < threads) {
+    throw new ConfigError(
+      `fit.batchSize (${batchSize}) is smaller than cluster.threads (${threads}): every thread needs at least one sample per step; lower cluster.threads or raise the batch size`,
+    );
+  }
+}
+
 /** Builds the ModelSpec from the config and the data's shape. */
 export function modelSpec(config: JobConfig, dataset: Pick<Dataset, 'features' | 'outputs'>): ModelSpec {
   const layers = config.model.layers.map(({ units, activation, useBias, alpha }) => ({ units, activation, useBias, ...(alpha === undefined ? {} : { alpha }) }));
@@ -99,10 +108,7 @@ export class Trainer {
 
   private checkConfig(): void {
     const { fit } = this.config;
-    const threads = this.group.participants.length;
-    if (fit.batchSize < threads) {
-      throw new ConfigError(`fit.batchSize (${fit.batchSize}) is smaller than the number of threads (${threads}): every thread needs at least one sample per step; lower cluster.threads or raise the batch size`);
-    }
+    checkBatchSize(fit.batchSize, this.group.participants.length);
     const es = fit.earlyStopping;
     if (es) {
       const names = this.logNames();
