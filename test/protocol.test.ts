@@ -1,0 +1,72 @@
+import { Packr } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION, decodeMessage, encodeMessage, expectGradient, expectHello, type Message } from '../shared/protocol/messages.js';
+
+const gradient = (values: number[], step = 3): Message => ({
+  type: 'gradient',
+  step,
+  count: 16,
+  lossSum: 4.5,
+  metricSums: [12],
+  gradient: Float32Array.from(values),
+});
+
+describe('wire protocol', () => {
+  it('round-trips every message type, typed arrays as raw bytes', () => {
+    const messages: Message[] = [
+      { type: 'hello', version: PROTOCOL_VERSION, token: 't', name: 'gpu-1', backend: 'wasm' },
+      { type: 'welcome', version: PROTOCOL_VERSION, workerId: 'node-1' },
+      { type: 'job', jobId: 'j', spec: { inputDim: 2 }, parameters: 3 },
+      { type: 'shard', features: 2, outputs: 1, firstRow: 0, rows: 2, chunk: 0, chunks: 1, x: Float32Array.from([1, 2, 3, 4]), y: Float32Array.from([0, 1]) },
+      { type: 'weights', version: 7, weights: Float32Array.from([0.5, -0.25, 1e-8]) },
+      { type: 'step', step: 9, version: 7, rows: Int32Array.from([4, 1, 3]) },
+      gradient([0.1, -0.2, 0.3]),
+      { type: 'heartbeat', sentAt: 123.5 },
+      { type: 'error', code: 'E_X', message: 'why' },
+      { type: 'bye', reason: 'done' },
+    ];
+    for (const m of messages) expect(decodeMessage(encodeMessage(m))).toEqual(m);
+    // 1000 floats take ~4000 bytes, not a list of 1000 msgpack numbers (5 bytes each)
+    const big = encodeMessage(gradient(Array.from({ length: 1000 }, (_, i) => i / 7)));
+    expect(big.byteLength).toBeLessThan(4100);
+  });
+
+  it('decodes typed arrays from unaligned frames', () => {
+    const frame = encodeMessage({ type: 'weights', version: 1, weights: Float32Array.from([1, 2]) });
+    const shifted = new Uint8Array(frame.byteLength + 1);
+    shifted.set(frame, 1);
+    expect(decodeMessage(shifted.subarray(1))).toEqual({ type: 'weights', version: 1, weights: Float32Array.from([1, 2]) });
+  });
+
+  it('rejects garbage, truncated frames and unknown types with a reason', () => {
+    expect(() => decodeMessage(Uint8Array.from([0xc1, 0xff, 0x00]))).toThrow(/not a msgpack message|unknown message type/);
+    const frame = encodeMessage(gradient([1, 2, 3]));
+    expect(() => decodeMessage(frame.subarray(0, frame.byteLength - 5))).toThrow(/not a msgpack message/);
+    const packr = new Packr({ useRecords: false });
+    expect(() => decodeMessage(packr.pack({ type: 'launch' }))).toThrow('unknown message type "launch"');
+    expect(() => decodeMessage(packr.pack([1, 2]))).toThrow('unknown message type undefined');
+  });
+
+  it('rejects missing fields, wrong types, extra fields, non-finite numbers and ragged bytes', () => {
+    const packr = new Packr({ useRecords: false });
+    expect(() => decodeMessage(packr.pack({ type: 'heartbeat' }))).toThrow(/bad "heartbeat" message: sentAt/);
+    expect(() => decodeMessage(packr.pack({ type: 'bye', reason: 3 }))).toThrow(/bad "bye" message: reason/);
+    expect(() => decodeMessage(packr.pack({ type: 'bye', reason: 'x', extra: 1 }))).toThrow(/bad "bye" message/);
+    expect(() => decodeMessage(encodeMessage({ ...(gradient([1]) as object), lossSum: Number.NaN } as Message))).toThrow(/lossSum/);
+    expect(() => decodeMessage(encodeMessage(gradient([1, Number.NaN, 3])))).toThrow('gradient.gradient[1] is NaN, not a finite number');
+    expect(() => decodeMessage(encodeMessage(gradient([1, Number.POSITIVE_INFINITY])))).toThrow(/Infinity/);
+    expect(() => decodeMessage(packr.pack({ type: 'weights', version: 1, weights: new Uint8Array(6) }))).toThrow('weights.weights: 6 bytes is not a whole number of 4-byte values');
+  });
+
+  it('checks hello version and token, and gradients against step and shape', () => {
+    const hello: Message = { type: 'hello', version: PROTOCOL_VERSION, token: 'secret', name: 'n', backend: 'wasm' };
+    expect(expectHello(hello, (t) => t === 'secret')).toBe(hello);
+    expect(() => expectHello({ ...hello, version: 99 } as Message, () => true)).toThrow('protocol version 99 is not supported (this side speaks 1)');
+    expect(() => expectHello(hello, () => false)).toThrow('bad token');
+    expect(() => expectHello({ type: 'bye', reason: 'x' }, () => true)).toThrow('expected "hello" first, got "bye"');
+    const g = gradient([1, 2, 3]);
+    expect(expectGradient(g, 3, 3, 1)).toBe(g);
+    expect(() => expectGradient(g, 4, 3, 1)).toThrow('gradient for step 3, expected step 4');
+    expect(() => expectGradient(g, 3, 5, 1)).toThrow('gradient has 3 values, the model has 5 parameters');
+  });
+});
