@@ -90,6 +90,8 @@ export class Trainer {
   readonly spec: ModelSpec;
   readonly weights: Float32Array;
   readonly optimizer: Optimizer;
+  /** Reused every step for the averaged gradient (no allocation on the hot path). */
+  private readonly meanGradient: Float32Array;
   private version = 0;
 
   constructor(
@@ -102,6 +104,7 @@ export class Trainer {
     const layout = weightLayout(this.spec);
     this.weights = initialWeights(layout, runRngs.weights(config.seed));
     this.optimizer = createOptimizer(config.compile.optimizer, layout.size);
+    this.meanGradient = new Float32Array(layout.size);
     this.checkConfig();
     group.publish(this.weights, this.version);
   }
@@ -142,7 +145,7 @@ export class Trainer {
       }
       tensorCounts.push(r.numTensors);
     });
-    const mean = weightedAverage(results);
+    const mean = weightedAverage(results, this.meanGradient);
     const t2 = performance.now();
     this.optimizer.apply(this.weights, mean);
     const t3 = performance.now();

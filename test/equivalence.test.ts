@@ -4,8 +4,7 @@
  * tf.train.adam, trained with trainOnBatch on the same batches from the same initial weights.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ThreadPool } from '../coordinator/participants/threads.js';
 import { Trainer, modelSpec, runRngs, type FitResult } from '../coordinator/trainer.js';
 import { initBackend } from '../shared/backend.js';
@@ -122,8 +121,4 @@ describe('synchronous data parallelism over threads', () => {
     const first = runs.get(2)!;
     expect(Buffer.from(again.weights.buffer).equals(Buffer.from(first.weights.buffer))).toBe(true);
   });
-});
-
-afterAll(() => {
-  void tfl; // tfjs-layers is the reference's engine (trainOnBatch)
 });

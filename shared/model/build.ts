@@ -28,7 +28,7 @@ export function buildModel(spec: ModelSpec): tfl.Sequential {
 }
 
 /** The model's trainable variables in flat-layout order, checked against the layout. */
-export function modelVariables(model: tfl.LayersModel, layout: WeightLayout = layoutOf(model)): tf.Variable[] {
+export function modelVariables(model: tfl.LayersModel, layout: WeightLayout): tf.Variable[] {
   const weights = model.trainableWeights;
   if (weights.length !== layout.entries.length) {
     throw new ModelError(`model has ${weights.length} weight tensors, layout expects ${layout.entries.length}`);
@@ -40,17 +40,6 @@ export function modelVariables(model: tfl.LayersModel, layout: WeightLayout = la
     }
     return w.read() as tf.Variable;
   });
-}
-
-function layoutOf(model: tfl.LayersModel): WeightLayout {
-  let offset = 0;
-  const entries = model.trainableWeights.map((w) => {
-    const size = w.shape.reduce((a: number, b) => a * (b ?? 1), 1);
-    const entry = { name: w.originalName, shape: w.shape as number[], offset, size, kind: w.shape.length === 1 ? ('bias' as const) : ('kernel' as const) };
-    offset += size;
-    return entry;
-  });
-  return { entries, size: offset };
 }
 
 /** Copies flat weights into the variables (copying, so later changes to `flat` do not leak in). */
