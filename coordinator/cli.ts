@@ -7,14 +7,14 @@
  */
 import { parseArgs } from 'node:util';
 import { BACKENDS } from '../shared/backend-choice.js';
-import { loadConfig, validateConfig, type Overrides } from '../shared/config/load.js';
+import { loadConfig, validateConfig } from '../shared/config/load.js';
 import { DptrainError, UsageError } from '../shared/errors.js';
 import { DEMO_CONFIG_SOURCE, demoConfigRaw } from './demo.js';
 import { runJob } from './job.js';
 
 const USAGE = `usage: coordinator start (--config FILE | --demo) [options]
 
-Trains a model with synchronous data parallelism over worker threads.
+Trains a model with synchronous data parallelism over worker threads and worker nodes.
 
 options:
   --config FILE        job config (YAML or JSON)
@@ -25,6 +25,12 @@ options:
   --threads N          overrides cluster.threads
   --backend B          ${BACKENDS.join(' | ')} (overrides cluster.backend)
   --seed N             overrides seed
+  --listen HOST:PORT   accept worker nodes here (overrides cluster.listen; port 0: any free port)
+  --token-file FILE    shared token for worker nodes (or set DPTRAIN_TOKEN)
+  --min-workers N      worker nodes to wait for before training (overrides cluster.minWorkers)
+  --balance B          proportional | equal (overrides cluster.balance)
+  --tls-cert FILE      serve wss:// with this certificate (PEM; needs --tls-key)
+  --tls-key FILE       private key for --tls-cert
   --out DIR            run directory (overrides output.dir; default runs/<time>)
   --verbose            show stack traces on errors
   -h, --help           this text`;
@@ -48,6 +54,12 @@ async function start(argv: string[]): Promise<void> {
       threads: { type: 'string' },
       backend: { type: 'string' },
       seed: { type: 'string' },
+      listen: { type: 'string' },
+      'token-file': { type: 'string' },
+      'min-workers': { type: 'string' },
+      balance: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
       out: { type: 'string' },
       verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -59,7 +71,7 @@ async function start(argv: string[]): Promise<void> {
     console.log(USAGE);
     return;
   }
-  const overrides: Overrides = {
+  const overrides: Record<string, unknown> = {
     'data.path': values.data,
     'fit.epochs': integerFlag('epochs', values.epochs),
     'fit.batchSize': integerFlag('batch-size', values['batch-size']),
@@ -67,7 +79,14 @@ async function start(argv: string[]): Promise<void> {
     'cluster.backend': values.backend,
     seed: integerFlag('seed', values.seed),
     'output.dir': values.out,
+    'cluster.listen': values.listen,
+    'cluster.tokenFile': values['token-file'],
+    'cluster.minWorkers': integerFlag('min-workers', values['min-workers']),
+    'cluster.balance': values.balance,
   };
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  overrides['cluster.tls.cert'] = values['tls-cert'];
+  overrides['cluster.tls.key'] = values['tls-key'];
   if (!values.config && !values.demo) throw new UsageError('give --config FILE or --demo (see --help)');
   if (values.demo && values.data) throw new UsageError('--demo makes its own data; drop --data or --demo');
   const config = values.config ? loadConfig(values.config, overrides) : validateConfig(demoConfigRaw(), DEMO_CONFIG_SOURCE, overrides);

@@ -2,6 +2,7 @@
  * One training job end to end: config -> data -> shared data set -> threads -> fit -> test
  * evaluation -> run directory (config, preprocessing, history, model, summary).
  */
+import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { JobConfig } from '../shared/config/schema.js';
@@ -11,7 +12,12 @@ import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { BackendError, ConfigError } from '../shared/errors.js';
 import { weightLayout } from '../shared/model/layout.js';
 import type { ModelSpec } from '../shared/model/spec.js';
+import { readToken } from '../shared/token.js';
+import { Cluster } from './participants/cluster.js';
+import type { ParticipantStats } from './participants/participant.js';
+import { RemoteNode } from './participants/remote-node.js';
 import { ThreadPool } from './participants/threads.js';
+import { NodeServer, parseListen } from './server.js';
 import { epochLine, evaluationLine } from './progress.js';
 import { RunDir, defaultRunDir } from './run-dir.js';
 import { Trainer, checkBatchSize, modelSpec, type EvaluateResult, type FitResult } from './trainer.js';
@@ -21,6 +27,8 @@ export interface JobOptions {
   readonly demo?: boolean;
   /** Where progress lines go (default: console.log). */
   readonly log?: (line: string) => void;
+  /** Called with the node server's URL once it listens. */
+  readonly onListening?: (url: string) => void;
 }
 
 export interface Summary {
@@ -44,6 +52,12 @@ export interface Summary {
   readonly backend: string;
   readonly seed: number;
   readonly phaseSeconds: FitResult['phases'];
+  /** Samples, steps and failures of every thread and node that took part. */
+  readonly participants: ParticipantStats[];
+  /** Participant failures by reason (each failed part was recomputed). */
+  readonly failures: Record<string, number>;
+  /** Connections refused before joining, by reason (bad token, version, malformed...). */
+  readonly rejectedPeers: Record<string, number>;
 }
 
 export interface JobResult {
@@ -85,6 +99,50 @@ async function exportModel(spec: ModelSpec, weights: Float32Array, dir: string):
   model.dispose();
 }
 
+/** Starts the local threads (if any) and the node server (if listening) as one Cluster. */
+async function startCluster(
+  config: JobConfig,
+  spec: ModelSpec,
+  dataset: PreparedData['dataset'],
+  log: (line: string) => void,
+  events: JobOptions,
+): Promise<{ cluster: Cluster; server: NodeServer | undefined }> {
+  const { cluster: c } = config;
+  const parameters = weightLayout(spec).size;
+  if (c.threads === 0 && !c.listen) throw new ConfigError('cluster.threads is 0 and cluster.listen is unset: nobody would train; use threads, worker nodes, or both');
+  const token = c.listen ? readToken(c.tokenFile) : undefined;
+  const pool = c.threads > 0 ? await ThreadPool.start({ threads: c.threads, backend: c.backend, spec, dataset, parameters }) : undefined;
+  const cluster = new Cluster(pool, { minWorkers: c.minWorkers, waitTimeoutMs: c.waitTimeout * 1000, balance: c.balance, log, trainRows: dataset.train.count });
+  if (!c.listen || token === undefined) return { cluster, server: undefined };
+  const context = cluster.nodeContext({
+    jobId: randomUUID(),
+    spec,
+    dataset,
+    parameters,
+    heartbeatMs: Math.round(c.heartbeatInterval * 1000),
+    heartbeatTimeoutMs: Math.round(c.heartbeatTimeout * 1000),
+    stepTimeoutMs: Math.round(c.stepTimeout * 1000),
+    chunkBytes: Math.min(c.chunkBytes, c.maxMessageBytes - 4096),
+  });
+  try {
+    const server = await NodeServer.start({
+      ...parseListen(c.listen),
+      token,
+      tls: c.tls,
+      maxPayload: c.maxMessageBytes,
+      helloTimeoutMs: Math.round(c.heartbeatTimeout * 1000),
+      log,
+      onNode: (socket, hello, address) => cluster.addNode(new RemoteNode(cluster.newNodeId(), socket, hello, address, context)),
+    });
+    log(`listening for worker nodes on ${server.url}`);
+    events.onListening?.(server.url);
+    return { cluster, server };
+  } catch (err) {
+    await cluster.close();
+    throw err;
+  }
+}
+
 export async function runJob(config: JobConfig, options: JobOptions = {}): Promise<JobResult> {
   const log = options.log ?? ((line: string) => console.log(line));
   const started = performance.now();
@@ -103,23 +161,28 @@ export async function runJob(config: JobConfig, options: JobOptions = {}): Promi
   runDir.writeJson('config.json', config);
   runDir.writeJson('preprocessing.json', preprocessor);
 
-  const pool = await ThreadPool.start({ threads: config.cluster.threads, backend: config.cluster.backend, spec, dataset, parameters });
+  const { cluster, server } = await startCluster(config, spec, dataset, log, options);
   let fit: FitResult;
   let test: EvaluateResult;
+  let outcome = 'job failed';
   try {
+    const threads = cluster.threads;
     log(
       `dptrain: ${dataset.train.count} train / ${dataset.val.count} validation / ${dataset.test.count} test rows x ${dataset.features} features ` +
         `(${prepared.rowsDropped} of ${prepared.rowsRead} rows dropped for missing values); ` +
         `model ${[spec.inputDim, ...spec.layers.map((l) => l.units)].join('-')} (${parameters} parameters); ` +
-        `${config.cluster.threads} thread(s) on ${pool.backend} (of ${availableParallelism()} cores)`,
+        `${config.cluster.threads} thread(s)${threads ? ` on ${threads.backend}` : ''} (of ${availableParallelism()} cores)` +
+        (server ? ` + worker nodes (min ${config.cluster.minWorkers}, balance ${config.cluster.balance})` : ''),
     );
-    const trainer = new Trainer(config, dataset, pool, spec);
+    const trainer = new Trainer(config, dataset, cluster, spec);
     fit = await trainer.fit({ onEpochEnd: (e, epochs) => log(epochLine(e, epochs)) });
     if (fit.restoredBestWeights) log(`Restored the weights of epoch ${fit.bestEpoch} (early stopping).`);
     test = dataset.test.count > 0 ? await trainer.evaluate(dataset.test) : { loss: NaN };
     log(evaluationLine('Test', test));
+    outcome = 'job finished';
   } finally {
-    await pool.close();
+    await cluster.close(outcome);
+    await server?.close();
   }
 
   runDir.writeHistory(fit.history);
@@ -142,7 +205,10 @@ export async function runJob(config: JobConfig, options: JobOptions = {}): Promi
     samplesPerSecond: fit.samples / fit.trainSeconds,
     wallSeconds: (performance.now() - started) / 1000,
     threads: config.cluster.threads,
-    backend: pool.backend,
+    backend: cluster.threads?.backend ?? 'nodes',
+    participants: [...cluster.stats.values()],
+    failures: Object.fromEntries(cluster.failures),
+    rejectedPeers: Object.fromEntries(server?.rejections ?? []),
     seed: config.seed,
     phaseSeconds: fit.phases,
   };

@@ -8,15 +8,20 @@
 import { performance } from 'node:perf_hooks';
 import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset, RowRange } from '../shared/data/dataset.js';
-import { ConfigError, WorkerError } from '../shared/errors.js';
+import { ClusterError, ConfigError, WorkerError } from '../shared/errors.js';
 import { createOptimizer, type Optimizer } from '../shared/math/optimizers.js';
-import { weightedAverage } from '../shared/math/reduce.js';
+import { firstNonFinite, weightedAverage } from '../shared/math/reduce.js';
 import { Rng } from '../shared/math/rng.js';
-import { epochBatches, epochOrder, planBatch, splitCounts, stepsPerEpoch } from '../shared/math/split-plan.js';
+import { assignRows, epochBatches, epochOrder, stepsPerEpoch } from '../shared/math/split-plan.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { METRIC_HIGHER_IS_BETTER, type MetricName, type ModelSpec } from '../shared/model/spec.js';
 import { EarlyStopping } from './callbacks/early-stopping.js';
-import type { ParticipantGroup } from './participants/participant.js';
+import type { GradientResult } from '../shared/protocol/gradient-packet.js';
+import type { EvaluateAnswer } from '../shared/protocol/thread-tasks.js';
+import { ParticipantFault, type Participant, type ParticipantGroup } from './participants/participant.js';
+
+/** Attempts per step (each one recomputes only the parts that failed) before the run stops. */
+const MAX_ATTEMPTS = 8;
 
 /** Seeded streams of a run, derived from the config seed (exported so references can match). */
 export const runRngs = {
@@ -111,7 +116,6 @@ export class Trainer {
 
   private checkConfig(): void {
     const { fit } = this.config;
-    checkBatchSize(fit.batchSize, this.group.participants.length);
     const es = fit.earlyStopping;
     if (es) {
       const names = this.logNames();
@@ -131,20 +135,72 @@ export class Trainer {
     this.group.publish(this.weights, this.version);
   }
 
-  /** Runs one synchronous step on the global batch `rows`; returns the sums for the epoch logs. */
+  /**
+   * Runs one synchronous step on the global batch `rows` and returns the sums for the epoch
+   * logs. The batch is split over the participants (equally or by speed, nodes first getting
+   * rows they hold); the part of any participant that fails is recomputed by the others, so the
+   * averaged gradient is always the mean over the whole batch, and the optimizer steps once.
+   */
   async step(step: number, rows: Int32Array, phases: PhaseTimes, tensorCounts: number[]): Promise<{ lossSum: number; metricSums: number[] }> {
-    const participants = this.group.participants;
     const t0 = performance.now();
-    const parts = planBatch(rows, participants.map(() => 1));
-    const results = await Promise.all(parts.map((p) => participants[p.participant]!.gradient(step, this.version, p.rows)));
-    const t1 = performance.now();
-    results.forEach((r, i) => {
-      const part = parts[i]!;
-      if (r.count !== part.rows.length) {
-        throw new WorkerError(`${participants[part.participant]!.id} computed ${r.count} samples, was given ${part.rows.length}`);
+    const results: GradientResult[] = [];
+    const nonFiniteRows = new Set<number>();
+    const excluded = new Set<Participant>();
+    let pending = rows;
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      if (attempt >= MAX_ATTEMPTS) throw new ClusterError(`step ${step}: ${pending.length} rows still not computed after ${MAX_ATTEMPTS} attempts`);
+      const participants = (await this.group.ready()).filter((p) => !excluded.has(p));
+      if (participants.length === 0) {
+        if (nonFiniteRows.size > 0) throw new WorkerError(`step ${step}: the gradient is not finite and no other participant is left to check it: training diverged (try a lower learning rate or data.standardize: true)`);
+        throw new ClusterError(`step ${step}: no participant left to compute ${pending.length} rows`);
       }
-      tensorCounts.push(r.numTensors);
-    });
+      const counts = this.group.split(pending.length, participants);
+      const parts = assignRows(pending, counts, participants.map((p) => p.holds));
+      const settled = await Promise.allSettled(
+        parts.map(async (part) => {
+          const started = performance.now();
+          const result = await participants[part.participant]!.gradient(step, this.version, part.rows);
+          return { result, seconds: (performance.now() - started) / 1000 };
+        }),
+      );
+      const failed: Int32Array[] = [];
+      settled.forEach((outcome, i) => {
+        const part = parts[i]!;
+        const participant = participants[part.participant]!;
+        let fault: ParticipantFault | undefined;
+        if (outcome.status === 'rejected') {
+          const err = outcome.reason as Error;
+          fault = err instanceof ParticipantFault ? err : new ParticipantFault(participant.id, 'crashed', err.message);
+        } else {
+          const { result, seconds } = outcome.value;
+          const bad = firstNonFinite(result.gradient);
+          if (result.count !== part.rows.length) {
+            fault = new ParticipantFault(participant.id, 'shape', `computed ${result.count} samples, was given ${part.rows.length}`);
+          } else if (bad >= 0 || !Number.isFinite(result.lossSum)) {
+            fault = new ParticipantFault(participant.id, 'non_finite', `returned a non-finite gradient (value ${bad} is ${result.gradient[bad]}, loss sum ${result.lossSum})`);
+          } else {
+            results.push(result);
+            if (result.numTensors >= 0) tensorCounts.push(result.numTensors);
+            this.group.succeeded(participant, step, result.count, seconds);
+          }
+        }
+        if (fault) {
+          if (fault.reason === 'non_finite') {
+            if (part.rows.some((r) => nonFiniteRows.has(r))) {
+              throw new WorkerError(
+                `step ${step}: the gradient is not finite on the same rows from two participants: training diverged (try a lower learning rate or data.standardize: true)`,
+              );
+            }
+            part.rows.forEach((r) => nonFiniteRows.add(r));
+            excluded.add(participant);
+          }
+          this.group.failed(participant, step, fault);
+          failed.push(part.rows);
+        }
+      });
+      pending = concatRows(failed);
+    }
+    const t1 = performance.now();
     const mean = weightedAverage(results, this.meanGradient);
     const t2 = performance.now();
     this.optimizer.apply(this.weights, mean);
@@ -161,15 +217,32 @@ export class Trainer {
 
   /** Loss and metrics over a range of the data set with the current weights, spread over the participants. */
   async evaluate(range: RowRange): Promise<EvaluateResult> {
-    const participants = this.group.participants;
-    const counts = splitCounts(range.count, participants.map(() => 1));
-    let start = range.start;
-    const jobs = counts.map((count, i) => {
-      const job = count > 0 ? participants[i]!.evaluate(this.version, { start, count }) : undefined;
-      start += count;
-      return job;
-    });
-    const answers = (await Promise.all(jobs)).filter((a) => a !== undefined);
+    const answers: EvaluateAnswer[] = [];
+    let pending: RowRange[] = range.count > 0 ? [range] : [];
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      if (attempt >= MAX_ATTEMPTS) throw new ClusterError(`evaluation: rows still not evaluated after ${MAX_ATTEMPTS} attempts`);
+      const participants = await this.group.ready();
+      const jobs: { participant: Participant; range: RowRange }[] = [];
+      for (const r of pending) {
+        let start = r.start;
+        this.group.split(r.count, participants).forEach((count, i) => {
+          if (count > 0) jobs.push({ participant: participants[i]!, range: { start, count } });
+          start += count;
+        });
+      }
+      const settled = await Promise.allSettled(jobs.map((j) => j.participant.evaluate(this.version, j.range)));
+      pending = [];
+      settled.forEach((outcome, i) => {
+        const job = jobs[i]!;
+        if (outcome.status === 'fulfilled') {
+          answers.push(outcome.value);
+          return;
+        }
+        const err = outcome.reason as Error;
+        this.group.failed(job.participant, -1, err instanceof ParticipantFault ? err : new ParticipantFault(job.participant.id, 'crashed', err.message));
+        pending.push(job.range);
+      });
+    }
     const total = answers.reduce((a, r) => a + r.count, 0);
     const result: Record<string, number> = { loss: answers.reduce((a, r) => a + r.lossSum, 0) / total };
     this.spec.metrics.forEach((name, k) => {
@@ -251,6 +324,16 @@ export class Trainer {
       tensorCounts,
     };
   }
+}
+
+function concatRows(parts: readonly Int32Array[]): Int32Array {
+  const out = new Int32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 function bestByLoss(history: readonly EpochLog[]): number {

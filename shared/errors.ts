@@ -10,7 +10,8 @@ export type ErrorCode =
   | 'E_MODEL'
   | 'E_BACKEND'
   | 'E_WORKER'
-  | 'E_PROTOCOL';
+  | 'E_PROTOCOL'
+  | 'E_CLUSTER';
 
 export class DptrainError extends Error {
   readonly code: ErrorCode;
@@ -60,5 +61,12 @@ export class BackendError extends DptrainError {
 export class WorkerError extends DptrainError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('E_WORKER', message, options);
+  }
+}
+
+/** The cluster cannot go on: not enough workers within the wait timeout, or nobody left. */
+export class ClusterError extends DptrainError {
+  constructor(message: string) {
+    super('E_CLUSTER', message);
   }
 }

@@ -3,8 +3,8 @@
  * batch B. The reference here is plain TensorFlow.js: a tfjs-layers model compiled with
  * tf.train.adam, trained with trainOnBatch on the same batches from the same initial weights.
  */
-import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from '../coordinator/participants/cluster.js';
 import { ThreadPool } from '../coordinator/participants/threads.js';
 import { Trainer, modelSpec, runRngs, type FitResult } from '../coordinator/trainer.js';
 import { initBackend } from '../shared/backend.js';
@@ -13,10 +13,9 @@ import type { JobConfig } from '../shared/config/schema.js';
 import { parseCsv } from '../shared/data/csv.js';
 import { prepareData, type Dataset } from '../shared/data/dataset.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
-import { epochBatches, epochOrder } from '../shared/math/split-plan.js';
-import { modelWithWeights, readFlatWeights } from '../shared/model/build.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { TELCO_PREPROCESS } from './helpers.js';
+import { referenceWeights } from './reference.js';
 
 const TRAIN_ROWS = 32 * 9 + 2; // 10 steps per epoch; the last batch (2) is smaller than 4 threads
 const EPOCHS = 3; // 30 steps
@@ -45,29 +44,8 @@ beforeAll(async () => {
 });
 
 /** Plain single-process TensorFlow.js on the same batches. */
-async function reference(config: JobConfig): Promise<Float32Array> {
-  const spec = modelSpec(config, dataset);
-  const model = modelWithWeights(spec, initialWeights(weightLayout(spec), runRngs.weights(config.seed)));
-  model.compile({ optimizer: tf.train.adam(0.01), loss: 'binaryCrossentropy' });
-  const rng = runRngs.shuffle(config.seed);
-  const { features, outputs } = dataset;
-  for (let epoch = 0; epoch < EPOCHS; epoch++) {
-    for (const batch of epochBatches(epochOrder(TRAIN_ROWS, true, rng), 32)) {
-      const x = new Float32Array(batch.length * features);
-      const y = new Float32Array(batch.length * outputs);
-      batch.forEach((r, i) => {
-        x.set(dataset.x.subarray(r * features, (r + 1) * features), i * features);
-        y.set(dataset.y.subarray(r * outputs, (r + 1) * outputs), i * outputs);
-      });
-      const xs = tf.tensor2d(x, [batch.length, features]);
-      const ys = tf.tensor2d(y, [batch.length, outputs]);
-      await model.trainOnBatch(xs, ys);
-      tf.dispose([xs, ys]);
-    }
-  }
-  const weights = readFlatWeights(model);
-  model.dispose();
-  return weights;
+function reference(config: JobConfig): Promise<Float32Array> {
+  return referenceWeights(config, dataset);
 }
 
 async function distributed(threads: number): Promise<FitResult> {
@@ -75,7 +53,8 @@ async function distributed(threads: number): Promise<FitResult> {
   const spec = modelSpec(config, dataset);
   const pool = await ThreadPool.start({ threads, backend: 'wasm', spec, dataset, parameters: weightLayout(spec).size });
   try {
-    const fit = await new Trainer(config, dataset, pool, spec).fit();
+    const cluster = new Cluster(pool, { minWorkers: 0, waitTimeoutMs: 1000, balance: 'equal', log: () => {}, trainRows: TRAIN_ROWS });
+    const fit = await new Trainer(config, dataset, cluster, spec).fit();
     return { ...fit, weights: fit.weights.slice() };
   } finally {
     await pool.close();

@@ -2,12 +2,15 @@ import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION, decodeMessage, encodeMessage, expectGradient, expectHello, type Message } from '../shared/protocol/messages.js';
 
+const SPEC = { inputDim: 2, layers: [{ units: 1, activation: 'sigmoid' as const, useBias: true }], loss: 'binaryCrossentropy' as const, metrics: ['accuracy' as const] };
+
 const gradient = (values: number[], step = 3): Message => ({
   type: 'gradient',
   step,
   count: 16,
   lossSum: 4.5,
   metricSums: [12],
+  computeMs: 1.5,
   gradient: Float32Array.from(values),
 });
 
@@ -16,11 +19,13 @@ describe('wire protocol', () => {
     const messages: Message[] = [
       { type: 'hello', version: PROTOCOL_VERSION, token: 't', name: 'gpu-1', backend: 'wasm' },
       { type: 'welcome', version: PROTOCOL_VERSION, workerId: 'node-1' },
-      { type: 'job', jobId: 'j', spec: { inputDim: 2 }, parameters: 3 },
-      { type: 'shard', features: 2, outputs: 1, firstRow: 0, rows: 2, chunk: 0, chunks: 1, x: Float32Array.from([1, 2, 3, 4]), y: Float32Array.from([0, 1]) },
+      { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000 },
+      { type: 'shard', firstRow: 0, rows: 2, chunk: 0, chunks: 1, x: Float32Array.from([1, 2, 3, 4]), y: Float32Array.from([0, 1]) },
       { type: 'weights', version: 7, weights: Float32Array.from([0.5, -0.25, 1e-8]) },
-      { type: 'step', step: 9, version: 7, rows: Int32Array.from([4, 1, 3]) },
+      { type: 'step', step: 9, version: 7, rows: Int32Array.from([4, 1, 3]), x: Float32Array.from([5, 6]), y: Float32Array.from([1]) },
       gradient([0.1, -0.2, 0.3]),
+      { type: 'evaluate', id: 2, version: 7, x: Float32Array.from([1, 2]), y: Float32Array.from([0]) },
+      { type: 'evaluation', id: 2, count: 1, lossSum: 0.7, metricSums: [1] },
       { type: 'heartbeat', sentAt: 123.5 },
       { type: 'error', code: 'E_X', message: 'why' },
       { type: 'bye', reason: 'done' },
@@ -56,17 +61,26 @@ describe('wire protocol', () => {
     expect(() => decodeMessage(encodeMessage(gradient([1, Number.NaN, 3])))).toThrow('gradient.gradient[1] is NaN, not a finite number');
     expect(() => decodeMessage(encodeMessage(gradient([1, Number.POSITIVE_INFINITY])))).toThrow(/Infinity/);
     expect(() => decodeMessage(packr.pack({ type: 'weights', version: 1, weights: new Uint8Array(6) }))).toThrow('weights.weights: 6 bytes is not a whole number of 4-byte values');
+    const job = { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000 };
+    expect(() => decodeMessage(packr.pack({ ...job, spec: { ...SPEC, loss: 'hinge' } }))).toThrow(/bad "job" message: spec.loss/);
+    expect(() => decodeMessage(packr.pack({ ...job, spec: { ...SPEC, layers: [] } }))).toThrow(/bad "job" message: spec.layers/);
   });
 
   it('checks hello version and token, and gradients against step and shape', () => {
     const hello: Message = { type: 'hello', version: PROTOCOL_VERSION, token: 'secret', name: 'n', backend: 'wasm' };
     expect(expectHello(hello, (t) => t === 'secret')).toBe(hello);
     expect(() => expectHello({ ...hello, version: 99 } as Message, () => true)).toThrow('protocol version 99 is not supported (this side speaks 1)');
+    // a hello of another version is reported as such even when its fields differ
+    const packr = new Packr({ useRecords: false });
+    expect(() => decodeMessage(packr.pack({ type: 'hello', version: 2, auth: { token: 'x' } }))).toThrow(
+      expect.objectContaining({ fault: 'version', message: 'protocol version 2 is not supported (this side speaks 1)' }),
+    );
     expect(() => expectHello(hello, () => false)).toThrow('bad token');
     expect(() => expectHello({ type: 'bye', reason: 'x' }, () => true)).toThrow('expected "hello" first, got "bye"');
     const g = gradient([1, 2, 3]);
     expect(expectGradient(g, 3, 3, 1)).toBe(g);
     expect(() => expectGradient(g, 4, 3, 1)).toThrow('gradient for step 3, expected step 4');
-    expect(() => expectGradient(g, 3, 5, 1)).toThrow('gradient has 3 values, the model has 5 parameters');
+    expect(() => expectGradient(g, 3, 5, 1)).toThrow(expect.objectContaining({ fault: 'shape', message: 'gradient has 3 values, the model has 5 parameters' }));
+    expect(() => decodeMessage(encodeMessage(gradient([Number.NaN])))).toThrow(expect.objectContaining({ fault: 'non_finite' }));
   });
 });

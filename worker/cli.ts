@@ -1,40 +1,108 @@
 /**
  * `worker` command line.
  *
- *   worker backends            which TensorFlow.js backends load on this machine
- *   worker start ...           join a coordinator over WebSocket (remote nodes: issue #3, not built yet)
+ *   worker start --connect ws://HOST:PORT [--token-file F] [--backend B] [--name N] [--ca PEM]
+ *                [--retries N] [--verbose]       join a coordinator and compute its steps
+ *   worker backends [--backend B]                which TensorFlow.js backends load here
+ *
+ * The token comes from --token-file or the DPTRAIN_TOKEN environment variable, never from the
+ * command line (it would show in `ps` and shell history).
  */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { BACKENDS, initBackend, type BackendChoice } from '../shared/backend.js';
+import { readToken } from '../shared/token.js';
 import { DptrainError, UsageError } from '../shared/errors.js';
+import { NodeClient } from './node-client.js';
 
 const USAGE = `usage: worker <command>
 
 commands:
-  backends [--backend B]   start a backend (${BACKENDS.join(' | ')}, default: each in turn) and report it
-  start                    join a coordinator (remote worker nodes are not built yet)`;
+  start --connect URL      join a coordinator (ws://host:port or wss://host:port) and train
+      --token-file FILE    file holding the shared token (or set DPTRAIN_TOKEN)
+      --backend B          ${BACKENDS.join(' | ')} (default auto: wasm, else cpu)
+      --name NAME          name shown in the coordinator's logs (default: host name)
+      --ca FILE            PEM certificate to trust for wss:// (self-signed coordinators)
+      --retries N          failed connection attempts before giving up (default 8)
+      --verbose            log every step; stack traces on errors
+  backends [--backend B]   start a backend (default: each in turn) and report it`;
+
+function checkBackend(value: string | undefined): BackendChoice | undefined {
+  if (value !== undefined && !BACKENDS.includes(value as BackendChoice)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got "${value}"`);
+  return value as BackendChoice | undefined;
+}
 
 async function backends(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { backend: { type: 'string' } }, strict: true });
-  const choice = values.backend as BackendChoice | undefined;
-  if (choice !== undefined && !BACKENDS.includes(choice)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got "${choice}"`);
+  const choice = checkBackend(values.backend);
   const name = await initBackend(choice ?? 'auto', (msg) => console.error(`note: ${msg}`));
   console.log(`backend ${choice ?? 'auto'}: running on "${name}"`);
+}
+
+async function start(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      connect: { type: 'string' },
+      'token-file': { type: 'string' },
+      backend: { type: 'string' },
+      name: { type: 'string' },
+      ca: { type: 'string' },
+      retries: { type: 'string' },
+      'max-payload': { type: 'string' },
+      verbose: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (!values.connect) throw new UsageError('worker start needs --connect ws://HOST:PORT');
+  if (!/^wss?:\/\//.test(values.connect)) throw new UsageError(`--connect must be a ws:// or wss:// URL, got "${values.connect}"`);
+  const retries = Number(values.retries ?? 8);
+  if (!Number.isInteger(retries) || retries < 0) throw new UsageError(`--retries must be a non-negative integer, got "${values.retries}"`);
+  const token = readToken(values['token-file']);
+  const choice = checkBackend(values.backend) ?? 'auto';
+  const log = (line: string): void => console.log(`[worker] ${line}`);
+  const backend = await initBackend(choice, (msg) => log(`note: ${msg}`));
+  if (choice === 'auto') log(`backend auto: running on ${backend}${backend === 'wasm' ? ' (use --backend tensorflow on a GPU node with @tensorflow/tfjs-node-gpu installed)' : ''}`);
+  let ca: Buffer | undefined;
+  if (values.ca) {
+    try {
+      ca = readFileSync(values.ca);
+    } catch (err) {
+      throw new UsageError(`--ca ${values.ca}: ${(err as Error).message}`);
+    }
+  }
+  const client = new NodeClient({
+    url: values.connect,
+    token,
+    name: values.name ?? hostname(),
+    backend,
+    ...(ca ? { ca } : {}),
+    retries,
+    backoffMs: 500,
+    maxPayload: Number(values['max-payload'] ?? 256 * 2 ** 20),
+    log,
+    verbose: values.verbose === true,
+  });
+  const reason = await client.run();
+  client.close();
+  log(`done: ${reason} (${client.stats.steps} steps, ${client.stats.samples} samples, ${client.stats.computeSeconds.toFixed(2)} s computing)`);
 }
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (command === 'backends') await backends(rest);
-    else if (command === 'start') {
-      throw new UsageError('remote worker nodes are not implemented in this version; train with coordinator threads (`coordinator start`)');
-    } else if (command === undefined || command === '--help' || command === '-h') console.log(USAGE);
-    else throw new UsageError(`unknown command "${command}"; expected: backends, start`);
+    else if (command === 'start') await start(rest);
+    else if (command === undefined || command === '--help' || command === '-h') console.log(USAGE);
+    else throw new UsageError(`unknown command "${command}"; expected: start, backends`);
     return 0;
   } catch (err) {
-    const code = err instanceof DptrainError ? err.code : 'E_INTERNAL';
+    const known = err instanceof DptrainError;
+    const isArgError = (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
+    const code = known ? err.code : isArgError ? 'E_USAGE' : 'E_INTERNAL';
     console.error(`error [${code}]: ${(err as Error).message}`);
     if (argv.includes('--verbose')) console.error((err as Error).stack);
-    return err instanceof DptrainError ? 1 : 70;
+    return known || isArgError ? 1 : 70;
   }
 }

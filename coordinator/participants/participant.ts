@@ -1,25 +1,76 @@
 /**
- * A participant computes gradients for the coordinator: a local Piscina thread or (later) a
- * remote worker node. The trainer sees only this interface.
+ * A participant computes gradients for the coordinator: a local Piscina thread or a remote
+ * worker node. The trainer sees only this interface and the group that manages membership.
  */
 import type { RowRange } from '../../shared/data/dataset.js';
+import { WorkerError } from '../../shared/errors.js';
+import type { Holds } from '../../shared/math/split-plan.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
 
+export type ParticipantKind = 'thread' | 'node';
+
+/**
+ * Why a participant's part of a step was not used. Also the `reason` label of the failure
+ * counters, so keep the set small.
+ */
+export const FAILURE_REASONS = ['disconnected', 'timeout', 'malformed', 'shape', 'non_finite', 'unexpected', 'worker_error', 'crashed'] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
+
+/** A participant failed a request; its part is recomputed by others. */
+export class ParticipantFault extends WorkerError {
+  constructor(
+    readonly participant: string,
+    readonly reason: FailureReason,
+    message: string,
+  ) {
+    super(`${participant}: ${message}`);
+  }
+}
+
 export interface Participant {
-  /** Stable name for logs and metrics, e.g. "thread-0". */
+  /** Stable name for logs and metrics, e.g. "thread-0", "node-2". */
   readonly id: string;
-  readonly kind: 'thread' | 'node';
+  readonly kind: ParticipantKind;
+  /** Which training rows it holds without being sent them (undefined: all). */
+  readonly holds: Holds;
   /** Mean gradient over `rows` (training-set row indices) with the weights of `version`. */
   gradient(step: number, version: number, rows: Int32Array): Promise<GradientResult>;
   /** Loss and metric sums over a range of the data set with the weights of `version`. */
   evaluate(version: number, range: RowRange): Promise<EvaluateAnswer>;
 }
 
-/** A set of participants that receive weights together (threads share one buffer). */
+/** Per-participant accounting, kept for the run summary (and metrics). */
+export interface ParticipantStats {
+  readonly id: string;
+  readonly kind: ParticipantKind;
+  readonly name: string;
+  readonly backend: string;
+  samples: number;
+  steps: number;
+  failures: number;
+  /** Step at which it first took part (-1: never). */
+  firstStep: number;
+  lastStep: number;
+  /** Why it left, if it did. */
+  left?: string;
+}
+
+/**
+ * The participants of a run and their membership: who takes part in the next step, how a batch
+ * is shared among them, and what happens when one fails.
+ */
 export interface ParticipantGroup {
-  readonly participants: readonly Participant[];
-  /** Makes `weights` the weights of `version` for every participant in the group. */
+  /** Participants for the next step; may wait (with a timeout) for enough workers. */
+  ready(): Promise<readonly Participant[]>;
+  /** Makes `weights` the weights of `version` for every participant. */
   publish(weights: Float32Array, version: number): void;
-  close(): Promise<void>;
+  /** How many of `total` samples each participant gets (equal, or balanced by measured speed). */
+  split(total: number, participants: readonly Participant[]): number[];
+  /** A participant's result for `step` was used: `count` samples in `seconds`. */
+  succeeded(participant: Participant, step: number, count: number, seconds: number): void;
+  /** A participant failed at `step` (-1: evaluation); nodes are dropped, threads are retried. */
+  failed(participant: Participant, step: number, fault: ParticipantFault): void;
+  readonly stats: ReadonlyMap<string, ParticipantStats>;
+  close(reason?: string): Promise<void>;
 }

@@ -12,7 +12,7 @@ import { WorkerError } from '../../shared/errors.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import { unpackGradient, type GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer, InfoAnswer, ThreadInit, ThreadTask } from '../../shared/protocol/thread-tasks.js';
-import type { Participant, ParticipantGroup } from './participant.js';
+import { ParticipantFault, type Participant } from './participant.js';
 
 /** The compiled thread entry (threads run JavaScript, also when the caller runs from source). */
 function threadEntry(): string {
@@ -33,7 +33,7 @@ export interface ThreadPoolOptions {
   readonly engine?: 'dense' | 'tape';
 }
 
-export class ThreadPool implements ParticipantGroup {
+export class ThreadPool {
   readonly participants: Participant[];
   private readonly weights: Float32Array;
 
@@ -79,7 +79,7 @@ export class ThreadPool implements ParticipantGroup {
     return new ThreadPool(pool, weights, options.parameters, options.threads, info.backend);
   }
 
-  publish(weights: Float32Array, _version: number): void {
+  publish(weights: Float32Array): void {
     // Only called between steps, while no thread is reading.
     this.weights.set(weights);
   }
@@ -89,19 +89,20 @@ export class ThreadPool implements ParticipantGroup {
       try {
         return (await this.pool.run(task)) as T;
       } catch (err) {
-        throw new WorkerError(`${id}: ${(err as Error).message}`, { cause: err });
+        throw new ParticipantFault(id, 'crashed', (err as Error).message);
       }
     };
     return {
       id,
       kind: 'thread',
+      holds: undefined,
       gradient: async (step, version, rows): Promise<GradientResult> => {
         // slice(): send only this part, not the whole epoch order the view points into.
         const packet = await run<ArrayBuffer>({ kind: 'gradient', step, version, rows: rows.slice() });
         try {
           return unpackGradient(packet, this.parameters);
         } catch (err) {
-          throw new WorkerError(`${id}: ${(err as Error).message}`);
+          throw new ParticipantFault(id, 'shape', (err as Error).message);
         }
       },
       evaluate: (version, range: RowRange) => run<EvaluateAnswer>({ kind: 'evaluate', version, start: range.start, count: range.count }),

@@ -70,9 +70,16 @@ export function loadConfig(file: string, overrides: Overrides = {}): JobConfig {
     throw new ConfigError(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
   }
   const config = validateConfig(raw, file, overrides);
-  const path = config.data.path;
-  if (path && overrides['data.path'] === undefined && !isAbsolute(path)) {
-    return { ...config, data: { ...config.data, path: resolve(dirname(file), path) } };
-  }
-  return config;
+  // Paths in the file are relative to the file; paths given as flags stay as given.
+  const near = (path: string | undefined, override: string): string | undefined =>
+    path && overrides[override] === undefined && !isAbsolute(path) ? resolve(dirname(file), path) : path;
+  const { cluster } = config;
+  const dataPath = near(config.data.path, 'data.path');
+  const tokenFile = near(cluster.tokenFile, 'cluster.tokenFile');
+  const tls = cluster.tls && { cert: near(cluster.tls.cert, 'cluster.tls.cert')!, key: near(cluster.tls.key, 'cluster.tls.key')! };
+  return {
+    ...config,
+    data: { ...config.data, ...(dataPath ? { path: dataPath } : {}) },
+    cluster: { ...cluster, ...(tokenFile ? { tokenFile } : {}), ...(tls ? { tls } : {}) },
+  };
 }

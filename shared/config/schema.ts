@@ -85,9 +85,29 @@ const Fit = z.strictObject({
 });
 
 const Cluster = z.strictObject({
-  /** Piscina threads on the coordinator's machine; default: one per core. */
-  threads: z.int().positive().default(() => availableParallelism()),
+  /** Piscina threads on the coordinator's machine; default: one per core. 0: nodes only. */
+  threads: z.int().nonnegative().default(() => availableParallelism()),
   backend: z.enum(BACKENDS).default('auto'),
+  /** HOST:PORT where worker nodes connect (ws://, or wss:// with tls); unset: threads only. */
+  listen: z.string().min(1).optional(),
+  /** File holding the shared token (or set DPTRAIN_TOKEN). Required with listen. */
+  tokenFile: z.string().min(1).optional(),
+  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+  /** Worker nodes (threads not counted) needed before training starts or goes on. */
+  minWorkers: z.int().nonnegative().default(0),
+  /** Seconds to wait for minWorkers before giving up. */
+  waitTimeout: z.number().positive().default(300),
+  /** Split each batch by measured speed (proportional) or in equal parts (deterministic). */
+  balance: z.enum(['proportional', 'equal']).default('proportional'),
+  /** Seconds a node may take for one step before it is dropped. */
+  stepTimeout: z.number().positive().default(120),
+  heartbeatInterval: z.number().positive().default(2),
+  /** Seconds of silence after which a node (or, on the node, the coordinator) is given up. */
+  heartbeatTimeout: z.number().positive().default(20),
+  /** Largest WebSocket frame accepted, in bytes. */
+  maxMessageBytes: z.int().min(65536).default(256 * 2 ** 20),
+  /** Largest shard chunk sent to a node, in bytes. */
+  chunkBytes: z.int().min(1024).default(4 * 2 ** 20),
 });
 
 const Output = z.strictObject({

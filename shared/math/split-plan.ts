@@ -74,3 +74,44 @@ export function epochBatches(order: Int32Array, batchSize: number): Int32Array[]
 export function stepsPerEpoch(n: number, batchSize: number): number {
   return Math.ceil(n / batchSize);
 }
+
+/** Which training rows a participant holds: `undefined` means all of them (a local thread). */
+export type Holds = ((row: number) => boolean) | undefined;
+
+/**
+ * Like planBatch, but data-aware: participant i gets exactly `counts[i]` rows of the batch, and
+ * participants with partial data (worker nodes holding a shard) first get rows they hold; the
+ * rest is filled in batch order. Rows a node is given but does not hold travel inline with the
+ * step. The union of the parts is always the whole batch, so the averaged gradient is the same
+ * whatever the assignment (up to float rounding). Deterministic for the same inputs.
+ */
+export function assignRows(batchRows: Int32Array, counts: readonly number[], holds: readonly Holds[]): BatchPart[] {
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (total !== batchRows.length) throw new RangeError(`counts add up to ${total}, the batch has ${batchRows.length} rows`);
+  if (holds.length !== counts.length) throw new RangeError(`${holds.length} holds for ${counts.length} counts`);
+  const taken = new Uint8Array(batchRows.length);
+  const rows: number[][] = counts.map(() => []);
+  holds.forEach((holdsRow, p) => {
+    if (!holdsRow) return;
+    const want = counts[p]!;
+    for (let i = 0; i < batchRows.length && rows[p]!.length < want; i++) {
+      if (!taken[i] && holdsRow(batchRows[i]!)) {
+        taken[i] = 1;
+        rows[p]!.push(batchRows[i]!);
+      }
+    }
+  });
+  let next = 0;
+  counts.forEach((want, p) => {
+    while (rows[p]!.length < want) {
+      while (taken[next]) next++;
+      taken[next] = 1;
+      rows[p]!.push(batchRows[next]!);
+    }
+  });
+  const parts: BatchPart[] = [];
+  rows.forEach((r, participant) => {
+    if (r.length > 0) parts.push({ participant, rows: Int32Array.from(r) });
+  });
+  return parts;
+}

@@ -10,26 +10,62 @@
  */
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
+import { ACTIVATIONS, LOSSES, METRICS } from '../model/spec.js';
 
 export const PROTOCOL_VERSION = 1;
 
+/** Why a message was rejected; also the `reason` label of failure counters. */
+export type ProtocolFault = 'malformed' | 'version' | 'auth' | 'non_finite' | 'shape' | 'unexpected';
+
 export class ProtocolError extends Error {
   readonly code = 'E_PROTOCOL';
+  constructor(
+    message: string,
+    readonly fault: ProtocolFault = 'malformed',
+  ) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
 }
 
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 const count = z.int().nonnegative();
 const bytes = z.instanceof(Uint8Array);
 
-/** Message shapes as they travel (typed arrays as bytes). */
+/** The model spec as it travels in a job message (checked before the worker builds anything). */
+export const ModelSpecSchema = z.strictObject({
+  inputDim: z.int().positive(),
+  layers: z
+    .array(z.strictObject({ units: z.int().positive(), activation: z.enum(ACTIVATIONS), useBias: z.boolean(), alpha: z.number().nonnegative().optional() }))
+    .min(1),
+  loss: z.enum(LOSSES),
+  metrics: z.array(z.enum(METRICS)),
+});
+
+/**
+ * Message shapes as they travel (typed arrays as bytes). The conversation:
+ *   worker -> hello (version, token)        coordinator -> welcome (worker id) or error + close
+ *   coordinator -> job (model, data shape, timings), shard chunks (rows held from now on)
+ *   coordinator -> weights (when changed), step (rows held + rows inline)  worker -> gradient
+ *   coordinator -> evaluate (rows inline)   worker -> evaluation
+ *   both -> heartbeat (liveness), error, bye
+ */
 const wire = {
-  hello: z.strictObject({ type: z.literal('hello'), version: z.int(), token: z.string(), name: z.string().max(200), backend: z.string().max(50) }),
+  hello: z.strictObject({ type: z.literal('hello'), version: z.int(), token: z.string().max(4096), name: z.string().max(200), backend: z.string().max(50) }),
   welcome: z.strictObject({ type: z.literal('welcome'), version: z.int(), workerId: z.string() }),
-  job: z.strictObject({ type: z.literal('job'), jobId: z.string(), spec: z.unknown(), parameters: count }),
+  job: z.strictObject({
+    type: z.literal('job'),
+    jobId: z.string(),
+    spec: ModelSpecSchema,
+    parameters: z.int().positive(),
+    features: z.int().positive(),
+    outputs: z.int().positive(),
+    trainRows: count,
+    heartbeatMs: z.int().positive(),
+    heartbeatTimeoutMs: z.int().positive(),
+  }),
   shard: z.strictObject({
     type: z.literal('shard'),
-    features: count,
-    outputs: count,
     firstRow: count,
     rows: count,
     chunk: count,
@@ -38,15 +74,18 @@ const wire = {
     y: bytes,
   }),
   weights: z.strictObject({ type: z.literal('weights'), version: count, weights: bytes }),
-  step: z.strictObject({ type: z.literal('step'), step: count, version: count, rows: bytes }),
+  step: z.strictObject({ type: z.literal('step'), step: count, version: count, rows: bytes, x: bytes, y: bytes }),
   gradient: z.strictObject({
     type: z.literal('gradient'),
     step: count,
     count: z.int().positive(),
     lossSum: finite,
     metricSums: z.array(finite),
+    computeMs: finite,
     gradient: bytes,
   }),
+  evaluate: z.strictObject({ type: z.literal('evaluate'), id: count, version: count, x: bytes, y: bytes }),
+  evaluation: z.strictObject({ type: z.literal('evaluation'), id: count, count: z.int().positive(), lossSum: finite, metricSums: z.array(finite) }),
   heartbeat: z.strictObject({ type: z.literal('heartbeat'), sentAt: finite }),
   error: z.strictObject({ type: z.literal('error'), code: z.string(), message: z.string() }),
   bye: z.strictObject({ type: z.literal('bye'), reason: z.string() }),
@@ -60,8 +99,11 @@ export type WelcomeMessage = Wire['welcome'];
 export type JobMessage = Wire['job'];
 export type ShardMessage = Typed<Wire['shard'], 'x' | 'y', Float32Array>;
 export type WeightsMessage = Typed<Wire['weights'], 'weights', Float32Array>;
-export type StepMessage = Typed<Wire['step'], 'rows', Int32Array>;
+/** rows: training rows the worker holds (global indices); x/y: further rows sent inline. */
+export type StepMessage = Typed<Typed<Wire['step'], 'rows', Int32Array>, 'x' | 'y', Float32Array>;
 export type GradientMessage = Typed<Wire['gradient'], 'gradient', Float32Array>;
+export type EvaluateMessage = Typed<Wire['evaluate'], 'x' | 'y', Float32Array>;
+export type EvaluationMessage = Wire['evaluation'];
 export type HeartbeatMessage = Wire['heartbeat'];
 export type ErrorMessage = Wire['error'];
 export type ByeMessage = Wire['bye'];
@@ -74,6 +116,8 @@ export type Message =
   | WeightsMessage
   | StepMessage
   | GradientMessage
+  | EvaluateMessage
+  | EvaluationMessage
   | HeartbeatMessage
   | ErrorMessage
   | ByeMessage;
@@ -102,8 +146,9 @@ function fromBytes(raw: Uint8Array, Kind: TypedKind, field: string): Float32Arra
 const TYPED_FIELDS: Partial<Record<MessageType, Record<string, TypedKind>>> = {
   shard: { x: Float32Array, y: Float32Array },
   weights: { weights: Float32Array },
-  step: { rows: Int32Array },
+  step: { rows: Int32Array, x: Float32Array, y: Float32Array },
   gradient: { gradient: Float32Array },
+  evaluate: { x: Float32Array, y: Float32Array },
 };
 
 /** Encodes a message for the wire. */
@@ -126,6 +171,9 @@ export function decodeMessage(frame: Uint8Array): Message {
   if (typeof type !== 'string' || !(type in wire)) {
     throw new ProtocolError(`unknown message type ${JSON.stringify(type)}`);
   }
+  // A hello of another version may have other fields: report the version, not the fields.
+  const version = (raw as { version?: unknown }).version;
+  if (type === 'hello' && version !== PROTOCOL_VERSION) throw versionError(version);
   const parsed = wire[type as MessageType].safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -138,7 +186,7 @@ export function decodeMessage(frame: Uint8Array): Message {
       const typed = fromBytes(message[name] as Uint8Array, Kind, `${type}.${name}`);
       if (typed instanceof Float32Array) {
         const bad = typed.findIndex((v) => !Number.isFinite(v));
-        if (bad >= 0) throw new ProtocolError(`${type}.${name}[${bad}] is ${typed[bad]}, not a finite number`);
+        if (bad >= 0) throw new ProtocolError(`${type}.${name}[${bad}] is ${typed[bad]}, not a finite number`, 'non_finite');
       }
       message[name] = typed;
     }
@@ -146,23 +194,25 @@ export function decodeMessage(frame: Uint8Array): Message {
   return message as unknown as Message;
 }
 
+function versionError(version: unknown): ProtocolError {
+  return new ProtocolError(`protocol version ${JSON.stringify(version)} is not supported (this side speaks ${PROTOCOL_VERSION})`, 'version');
+}
+
 /** Checks a hello: protocol version and (constant-time) token. */
 export function expectHello(message: Message, checkToken: (token: string) => boolean): HelloMessage {
-  if (message.type !== 'hello') throw new ProtocolError(`expected "hello" first, got "${message.type}"`);
-  if (message.version !== PROTOCOL_VERSION) {
-    throw new ProtocolError(`protocol version ${message.version} is not supported (this side speaks ${PROTOCOL_VERSION})`);
-  }
-  if (!checkToken(message.token)) throw new ProtocolError('bad token');
+  if (message.type !== 'hello') throw new ProtocolError(`expected "hello" first, got "${message.type}"`, 'unexpected');
+  if (message.version !== PROTOCOL_VERSION) throw versionError(message.version);
+  if (!checkToken(message.token)) throw new ProtocolError('bad token', 'auth');
   return message;
 }
 
 /** Checks a gradient against the step it answers and the model's parameter count. */
 export function expectGradient(message: Message, step: number, parameters: number, metrics: number): GradientMessage {
-  if (message.type !== 'gradient') throw new ProtocolError(`expected "gradient", got "${message.type}"`);
-  if (message.step !== step) throw new ProtocolError(`gradient for step ${message.step}, expected step ${step}`);
+  if (message.type !== 'gradient') throw new ProtocolError(`expected "gradient", got "${message.type}"`, 'unexpected');
+  if (message.step !== step) throw new ProtocolError(`gradient for step ${message.step}, expected step ${step}`, 'unexpected');
   if (message.gradient.length !== parameters) {
-    throw new ProtocolError(`gradient has ${message.gradient.length} values, the model has ${parameters} parameters`);
+    throw new ProtocolError(`gradient has ${message.gradient.length} values, the model has ${parameters} parameters`, 'shape');
   }
-  if (message.metricSums.length !== metrics) throw new ProtocolError(`gradient has ${message.metricSums.length} metric sums, expected ${metrics}`);
+  if (message.metricSums.length !== metrics) throw new ProtocolError(`gradient has ${message.metricSums.length} metric sums, expected ${metrics}`, 'shape');
   return message;
 }

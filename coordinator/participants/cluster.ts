@@ -1,0 +1,222 @@
+/**
+ * Cluster: the participants of a run (local threads plus worker nodes) and their membership.
+ * Nodes that connect are admitted at the next step boundary: they get the job, their shard and,
+ * with their first step, the current weights. Nodes that fail are dropped and their shard is
+ * re-planned over the others. Before each step the cluster makes sure enough workers are there
+ * (`minWorkers`, waiting up to `waitTimeout`), and it splits batches equally or by measured speed.
+ */
+import { performance } from 'node:perf_hooks';
+import { ClusterError } from '../../shared/errors.js';
+import { SpeedModel, balancedCounts, type TimeModel } from '../../shared/math/balance.js';
+import { missingRanges, partitionRows } from '../../shared/math/shard-plan.js';
+import { splitCounts } from '../../shared/math/split-plan.js';
+import type { ThreadPool } from './threads.js';
+import type { NodeContext, RemoteNode } from './remote-node.js';
+import type { FailureReason, Participant, ParticipantFault, ParticipantGroup, ParticipantStats } from './participant.js';
+
+export type Balance = 'proportional' | 'equal';
+
+export interface ClusterOptions {
+  /** Worker nodes required before a step runs (threads not counted). */
+  readonly minWorkers: number;
+  readonly waitTimeoutMs: number;
+  readonly balance: Balance;
+  readonly log: (line: string) => void;
+  /** Training rows (for the shard plan). */
+  readonly trainRows: number;
+}
+
+/** Forgetting factor of the per-participant speed models (per observation). */
+const SPEED_DECAY = 0.9;
+/** Steps a participant may go without samples under proportional balance before it is re-measured. */
+const PROBE_EVERY = 16;
+
+export class Cluster implements ParticipantGroup {
+  readonly stats = new Map<string, ParticipantStats>();
+  /** Participant failures by reason. */
+  readonly failures = new Map<FailureReason, number>();
+  private nodes: RemoteNode[] = [];
+  private joining: RemoteNode[] = [];
+  private readonly speeds = new Map<string, SpeedModel>();
+  private readonly warmedUp = new Set<string>();
+  private readonly idleSteps = new Map<string, number>();
+  private weights: Float32Array = new Float32Array(0);
+  private version = -1;
+  private step = 0;
+  private wake: (() => void) | undefined;
+  private nextNode = 1;
+  /** Membership changed since the last shard plan. */
+  private dirty = false;
+
+  constructor(
+    readonly threads: ThreadPool | undefined,
+    private readonly options: ClusterOptions,
+  ) {
+    for (const p of threads?.participants ?? []) this.track(p, p.id, threads!.backend);
+  }
+
+  /** What a node needs from the run (its job, timings); weights are read lazily. */
+  nodeContext(base: Omit<NodeContext, 'currentWeights'>): NodeContext {
+    return { ...base, currentWeights: () => ({ weights: this.weights, version: this.version }) };
+  }
+
+  newNodeId(): string {
+    return `node-${this.nextNode++}`;
+  }
+
+  /** A node passed the handshake: it takes part from the next step on. */
+  addNode(node: RemoteNode): void {
+    node.start();
+    this.track(node, node.name, node.backend);
+    node.onClose((reason, message) => this.removeNode(node, `${reason}: ${message}`));
+    this.joining.push(node);
+    this.options.log(`${node.id} (${node.name}, ${node.backend}, ${node.address}) joined`);
+    this.wake?.();
+  }
+
+  private track(p: Participant, name: string, backend: string): void {
+    this.stats.set(p.id, { id: p.id, kind: p.kind, name, backend, samples: 0, steps: 0, failures: 0, firstStep: -1, lastStep: -1 });
+  }
+
+  private removeNode(node: RemoteNode, why: string): void {
+    const was = this.nodes.length + this.joining.length;
+    this.nodes = this.nodes.filter((n) => n !== node);
+    this.joining = this.joining.filter((n) => n !== node);
+    if (this.nodes.length + this.joining.length === was) return;
+    const stats = this.stats.get(node.id);
+    if (stats) stats.left = why;
+    this.dirty = true;
+    this.options.log(`${node.id} (${node.name}) left at step ${this.step}: ${why}; ${this.nodes.length} node(s) remain`);
+  }
+
+  get participants(): readonly Participant[] {
+    return [...(this.threads?.participants ?? []), ...this.nodes];
+  }
+
+  /** Nodes currently taking part. */
+  get nodeCount(): number {
+    return this.nodes.length;
+  }
+
+  async ready(): Promise<readonly Participant[]> {
+    this.admit();
+    const { minWorkers, waitTimeoutMs, log } = this.options;
+    const enough = (): boolean => this.nodes.length >= minWorkers && this.participants.length > 0;
+    if (!enough()) {
+      const want = Math.max(minWorkers, 1);
+      log(`waiting for worker nodes: ${this.nodes.length} of ${want} connected (timeout ${Math.round(waitTimeoutMs / 1000)} s)`);
+      const deadline = performance.now() + waitTimeoutMs;
+      while (!enough()) {
+        const left = deadline - performance.now();
+        if (left <= 0) {
+          throw new ClusterError(
+            `waited ${Math.round(waitTimeoutMs / 1000)} s for worker nodes: ${this.nodes.length} of ${want} connected; start workers with \`worker start --connect ...\` or lower cluster.minWorkers`,
+          );
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wake = undefined;
+        this.admit();
+      }
+      log(`${this.nodes.length} worker node(s) connected; training`);
+    }
+    return this.participants;
+  }
+
+  /** Moves joined nodes into the run and re-plans the shards if membership changed. */
+  private admit(): void {
+    const fresh = this.joining.filter((n) => n.open);
+    this.joining = [];
+    this.nodes.push(...fresh);
+    if (fresh.length > 0 || this.dirty) this.reshard();
+    this.dirty = false;
+  }
+
+  /** The shard plan: node i holds the i-th of n equal contiguous ranges of the training set. */
+  private reshard(): void {
+    if (this.nodes.length === 0) return;
+    const plan = partitionRows(this.options.trainRows, this.nodes.length);
+    this.nodes.forEach((node, i) => {
+      for (const range of missingRanges(node.ranges, plan[i]!)) node.sendRows(range);
+    });
+  }
+
+  publish(weights: Float32Array, version: number): void {
+    this.threads?.publish(weights);
+    this.weights = weights;
+    this.version = version;
+  }
+
+  split(total: number, participants: readonly Participant[]): number[] {
+    const equal = participants.map(() => 1);
+    if (this.options.balance === 'equal') return splitCounts(total, equal);
+    const models = participants.map((p) => this.speeds.get(p.id)?.model());
+    const known = models.filter((m): m is TimeModel => m !== undefined);
+    if (known.length === 0) return splitCounts(total, equal);
+    // Newcomers are assumed average until measured.
+    const average: TimeModel = {
+      latency: known.reduce((a, m) => a + m.latency, 0) / known.length,
+      perSample: known.reduce((a, m) => a + m.perSample, 0) / known.length,
+    };
+    const counts = balancedCounts(total, models.map((m) => m ?? average));
+    // A participant left out for PROBE_EVERY steps gets one sample, so its model stays current
+    // (else one slow measurement would exclude it for good).
+    counts.forEach((c, i) => {
+      const id = participants[i]!.id;
+      const idle = c > 0 ? 0 : (this.idleSteps.get(id) ?? 0) + 1;
+      this.idleSteps.set(id, idle);
+      if (idle >= PROBE_EVERY) {
+        const donor = counts.indexOf(Math.max(...counts));
+        if (counts[donor]! > 1) {
+          counts[donor]!--;
+          counts[i] = 1;
+          this.idleSteps.set(id, 0);
+        }
+      }
+    });
+    return counts;
+  }
+
+  succeeded(p: Participant, step: number, count: number, seconds: number): void {
+    this.step = step;
+    const stats = this.stats.get(p.id);
+    if (stats) {
+      stats.samples += count;
+      stats.steps++;
+      if (stats.firstStep < 0) stats.firstStep = step;
+      stats.lastStep = step;
+    }
+    // The first part a participant computes includes its warm-up (kernel compilation, weights): not measured.
+    if (!this.warmedUp.has(p.id)) this.warmedUp.add(p.id);
+    else {
+      let model = this.speeds.get(p.id);
+      if (!model) this.speeds.set(p.id, (model = new SpeedModel(SPEED_DECAY)));
+      model.observe(count, seconds);
+    }
+  }
+
+  failed(p: Participant, step: number, fault: ParticipantFault): void {
+    const stats = this.stats.get(p.id);
+    if (stats) stats.failures++;
+    this.failures.set(fault.reason, (this.failures.get(fault.reason) ?? 0) + 1);
+    this.options.log(`${step >= 0 ? `step ${step}` : 'evaluation'}: ${fault.message} (${fault.reason}); its part is recomputed`);
+    const node = this.nodes.find((n) => n === p) ?? this.joining.find((n) => n === p);
+    if (node) {
+      node.drop(fault.reason, fault.message);
+      this.removeNode(node, `${fault.reason}: ${fault.message}`);
+    }
+    this.speeds.delete(p.id);
+  }
+
+  async close(reason = 'job finished'): Promise<void> {
+    for (const node of [...this.nodes, ...this.joining]) node.bye(reason);
+    this.nodes = [];
+    this.joining = [];
+    await this.threads?.close();
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * RemoteNode: a worker node connected over WebSocket, as a Participant. It holds a shard of the
+ * training set (sent once, in chunks); a step names the rows it holds and carries any others
+ * inline; weights go out only when the node does not have the step's version yet. Any protocol
+ * violation, a missed heartbeat or step deadline, or a closed connection drops the node: its
+ * pending requests fail with a ParticipantFault, so the trainer recomputes that part.
+ */
+import { performance } from 'node:perf_hooks';
+import type WebSocket from 'ws';
+import type { Dataset, RowRange } from '../../shared/data/dataset.js';
+import { chunkRange, inRanges } from '../../shared/math/shard-plan.js';
+import type { ModelSpec } from '../../shared/model/spec.js';
+import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
+import {
+  PROTOCOL_VERSION,
+  ProtocolError,
+  decodeMessage,
+  encodeMessage,
+  expectGradient,
+  type HelloMessage,
+  type Message,
+} from '../../shared/protocol/messages.js';
+import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
+import { ParticipantFault, type FailureReason, type Participant } from './participant.js';
+
+export interface NodeContext {
+  readonly jobId: string;
+  readonly spec: ModelSpec;
+  readonly dataset: Dataset;
+  readonly parameters: number;
+  readonly heartbeatMs: number;
+  readonly heartbeatTimeoutMs: number;
+  readonly stepTimeoutMs: number;
+  /** Largest shard chunk in bytes (below the peers' maxPayload). */
+  readonly chunkBytes: number;
+  /** The current weights and their version (sent lazily). */
+  readonly currentWeights: () => { weights: Float32Array; version: number };
+}
+
+interface Pending {
+  readonly key: string;
+  readonly resolve: (message: Message) => void;
+  readonly reject: (fault: ParticipantFault) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+export class RemoteNode implements Participant {
+  readonly kind = 'node' as const;
+  readonly holds: (row: number) => boolean;
+  /** Training rows this node was sent (it keeps them all). */
+  readonly ranges: RowRange[] = [];
+  readonly name: string;
+  readonly backend: string;
+  bytesSent = 0;
+  bytesReceived = 0;
+  private sentVersion = -1;
+  private readonly pending = new Map<string, Pending>();
+  private nextEvaluation = 0;
+  private lastSeen = performance.now();
+  private readonly heartbeat: NodeJS.Timeout;
+  private closedReason: string | undefined;
+  private readonly closeListeners: ((reason: FailureReason, message: string) => void)[] = [];
+
+  constructor(
+    readonly id: string,
+    private readonly socket: WebSocket,
+    hello: HelloMessage,
+    readonly address: string,
+    private readonly context: NodeContext,
+  ) {
+    this.name = hello.name;
+    this.backend = hello.backend;
+    this.holds = (row) => inRanges(this.ranges, row);
+    socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
+    socket.on('close', (code, reason) => this.closed('disconnected', `connection closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`));
+    socket.on('error', (err: Error & { code?: string }) =>
+      this.drop(err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'malformed' : 'disconnected', `${err.message}${err.code ? ` (${err.code})` : ''}`),
+    );
+    this.heartbeat = setInterval(() => {
+      const silent = performance.now() - this.lastSeen;
+      if (silent > context.heartbeatTimeoutMs) this.drop('timeout', `no heartbeat for ${Math.round(silent)} ms`);
+      else this.send({ type: 'heartbeat', sentAt: Date.now() });
+    }, context.heartbeatMs);
+  }
+
+  /** Welcomes the node and sends it the job. */
+  start(): void {
+    const { jobId, spec, parameters, dataset, heartbeatMs, heartbeatTimeoutMs } = this.context;
+    this.send({ type: 'welcome', version: PROTOCOL_VERSION, workerId: this.id });
+    this.send({
+      type: 'job',
+      jobId,
+      spec: spec as never,
+      parameters,
+      features: dataset.features,
+      outputs: dataset.outputs,
+      trainRows: dataset.train.count,
+      heartbeatMs,
+      heartbeatTimeoutMs,
+    });
+  }
+
+  get open(): boolean {
+    return this.closedReason === undefined;
+  }
+
+  onClose(listener: (reason: FailureReason, message: string) => void): void {
+    this.closeListeners.push(listener);
+  }
+
+  /** Sends training rows (global indices within the training set) in chunks; the node keeps them. */
+  sendRows(range: RowRange): void {
+    const { dataset, chunkBytes } = this.context;
+    const { features, outputs } = dataset;
+    const rowBytes = (features + outputs) * 4;
+    const chunks = chunkRange(range, Math.max(1, Math.floor(chunkBytes / rowBytes)));
+    chunks.forEach((c, i) => {
+      const first = dataset.train.start + c.start;
+      this.send({
+        type: 'shard',
+        firstRow: c.start,
+        rows: c.count,
+        chunk: i,
+        chunks: chunks.length,
+        x: dataset.x.subarray(first * features, (first + c.count) * features),
+        y: dataset.y.subarray(first * outputs, (first + c.count) * outputs),
+      });
+    });
+    this.ranges.push(range);
+  }
+
+  private send(message: Message): void {
+    if (!this.open) return;
+    const frame = encodeMessage(message);
+    this.bytesSent += frame.byteLength;
+    this.socket.send(frame);
+  }
+
+  private sendWeights(version: number): void {
+    const current = this.context.currentWeights();
+    if (current.version !== version) throw new ParticipantFault(this.id, 'unexpected', `asked for weights version ${version}, the coordinator has ${current.version}`);
+    if (this.sentVersion !== version) {
+      this.send({ type: 'weights', version, weights: current.weights });
+      this.sentVersion = version;
+    }
+  }
+
+  private request(key: string, send: () => void): Promise<Message> {
+    if (!this.open) return Promise.reject(new ParticipantFault(this.id, 'disconnected', `is gone (${this.closedReason})`));
+    return new Promise<Message>((resolve, reject) => {
+      const timer = setTimeout(() => this.drop('timeout', `no answer to ${key} within ${this.context.stepTimeoutMs} ms`), this.context.stepTimeoutMs);
+      this.pending.set(key, { key, resolve, reject, timer });
+      try {
+        send();
+      } catch (err) {
+        this.settle(key);
+        clearTimeout(timer);
+        reject(err instanceof ParticipantFault ? err : new ParticipantFault(this.id, 'unexpected', (err as Error).message));
+      }
+    });
+  }
+
+  private settle(key: string): Pending | undefined {
+    const p = this.pending.get(key);
+    if (p) {
+      clearTimeout(p.timer);
+      this.pending.delete(key);
+    }
+    return p;
+  }
+
+  async gradient(step: number, version: number, rows: Int32Array): Promise<GradientResult> {
+    const { dataset, parameters, spec } = this.context;
+    const { features, outputs } = dataset;
+    const held: number[] = [];
+    const inline: number[] = [];
+    for (const r of rows) (this.holds(r) ? held : inline).push(r);
+    const x = new Float32Array(inline.length * features);
+    const y = new Float32Array(inline.length * outputs);
+    inline.forEach((r, i) => {
+      const row = dataset.train.start + r;
+      x.set(dataset.x.subarray(row * features, (row + 1) * features), i * features);
+      y.set(dataset.y.subarray(row * outputs, (row + 1) * outputs), i * outputs);
+    });
+    const answer = await this.request(`step ${step}`, () => {
+      this.sendWeights(version);
+      this.send({ type: 'step', step, version, rows: Int32Array.from(held), x, y });
+    });
+    let message;
+    try {
+      message = expectGradient(answer, step, parameters, spec.metrics.length);
+    } catch (err) {
+      throw this.drop((err as ProtocolError).fault === 'shape' ? 'shape' : 'unexpected', (err as Error).message);
+    }
+    if (message.count !== rows.length) throw this.drop('shape', `computed ${message.count} samples for step ${step}, was given ${rows.length}`);
+    return { count: message.count, lossSum: message.lossSum, metricSums: message.metricSums, gradient: message.gradient, numTensors: -1 };
+  }
+
+  async evaluate(version: number, range: RowRange): Promise<EvaluateAnswer> {
+    const { dataset, spec } = this.context;
+    const { features, outputs } = dataset;
+    const id = this.nextEvaluation++;
+    const answer = await this.request(`evaluation ${id}`, () => {
+      this.sendWeights(version);
+      this.send({
+        type: 'evaluate',
+        id,
+        version,
+        x: dataset.x.subarray(range.start * features, (range.start + range.count) * features),
+        y: dataset.y.subarray(range.start * outputs, (range.start + range.count) * outputs),
+      });
+    });
+    if (answer.type !== 'evaluation' || answer.count !== range.count || answer.metricSums.length !== spec.metrics.length) {
+      throw this.drop('shape', `bad answer to evaluation ${id}`);
+    }
+    return { count: answer.count, lossSum: answer.lossSum, metricSums: answer.metricSums, numTensors: -1 };
+  }
+
+  private receive(data: Buffer, isBinary: boolean): void {
+    this.lastSeen = performance.now();
+    this.bytesReceived += data.byteLength;
+    let message: Message;
+    try {
+      if (!isBinary) throw new ProtocolError('text frame; the protocol is binary msgpack');
+      message = decodeMessage(data);
+    } catch (err) {
+      const fault = (err as ProtocolError).fault;
+      this.drop(fault === 'non_finite' ? 'non_finite' : fault === 'shape' ? 'shape' : 'malformed', (err as Error).message);
+      return;
+    }
+    switch (message.type) {
+      case 'heartbeat':
+        return;
+      case 'gradient':
+        return this.answer(`step ${message.step}`, message);
+      case 'evaluation':
+        return this.answer(`evaluation ${message.id}`, message);
+      case 'error':
+        this.drop('worker_error', `reported [${message.code}] ${message.message}`);
+        return;
+      case 'bye':
+        this.drop('disconnected', `left: ${message.reason}`);
+        return;
+      default:
+        this.drop('unexpected', `sent an unexpected "${message.type}" message`);
+    }
+  }
+
+  private answer(key: string, message: Message): void {
+    const p = this.settle(key);
+    if (!p) {
+      this.drop('unexpected', `sent an answer to ${key}, which was not asked for`);
+      return;
+    }
+    p.resolve(message);
+  }
+
+  /** Drops the node: closes the connection with a reason and fails what it still owes. */
+  drop(reason: FailureReason, message: string): ParticipantFault {
+    const fault = new ParticipantFault(this.id, reason, message);
+    if (this.open) {
+      this.send({ type: 'error', code: 'E_DROPPED', message });
+      this.socket.close(1008, message.slice(0, 120));
+      // terminate if the peer does not complete the close handshake
+      setTimeout(() => this.socket.terminate(), 2000).unref();
+      this.closed(reason, message);
+    }
+    return fault;
+  }
+
+  /** Ends the job for this node (it exits or waits for the next job). */
+  bye(reason: string): void {
+    if (!this.open) return;
+    this.send({ type: 'bye', reason });
+    this.socket.close(1000, 'bye');
+    this.closed('disconnected', `job ended: ${reason}`, false);
+  }
+
+  private closed(reason: FailureReason, message: string, notify = true): void {
+    if (this.closedReason !== undefined) return;
+    this.closedReason = message;
+    clearInterval(this.heartbeat);
+    for (const p of [...this.pending.values()]) {
+      this.settle(p.key);
+      p.reject(new ParticipantFault(this.id, reason, message));
+    }
+    if (notify) for (const listener of this.closeListeners) listener(reason, message);
+  }
+}

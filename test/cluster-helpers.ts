@@ -1,0 +1,126 @@
+/**
+ * Helpers for tests that run a real coordinator and real worker processes on 127.0.0.1:
+ * spawn, read their output line by line, wait for a line, kill.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import type { Summary } from '../coordinator/job.js';
+import { telcoDemoCsv } from '../shared/data/synthetic.js';
+import { COORDINATOR_BIN, ROOT } from './helpers.js';
+
+export const WORKER_BIN = fileURLToPath(new URL('../bin/worker.js', import.meta.url));
+export const TOKEN = 'test-token-0123456789abcdef';
+
+export class Proc {
+  readonly lines: string[] = [];
+  readonly exited: Promise<number | null>;
+  private waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
+    let buffered = '';
+    const onData = (chunk: Buffer): void => {
+      buffered += chunk.toString();
+      const parts = buffered.split('\n');
+      buffered = parts.pop()!;
+      for (const line of parts) this.line(line);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  }
+
+  private line(line: string): void {
+    this.lines.push(line);
+    this.waiters = this.waiters.filter((w) => {
+      const m = line.match(w.re);
+      if (m) w.resolve(m);
+      return !m;
+    });
+  }
+
+  get output(): string {
+    return this.lines.join('\n');
+  }
+
+  /** Resolves with the first line (already seen or future) that matches. */
+  waitFor(re: RegExp, timeoutMs = 120_000): Promise<RegExpMatchArray> {
+    for (const line of this.lines) {
+      const m = line.match(re);
+      if (m) return Promise.resolve(m);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.name}: no line matching ${re} within ${timeoutMs} ms; output:\n${this.output}`)), timeoutMs);
+      const waiter = {
+        re,
+        resolve: (m: RegExpMatchArray) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+      };
+      this.waiters.push(waiter);
+      void this.exited.then(() => {
+        if (this.waiters.includes(waiter)) {
+          clearTimeout(timer);
+          reject(new Error(`${this.name} exited before printing ${re}; output:\n${this.output}`));
+        }
+      });
+    });
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (this.child.exitCode === null) this.child.kill(signal);
+  }
+}
+
+export function spawnNode(name: string, bin: string, args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Proc(name, child);
+}
+
+/** A temp folder with the token file, a demo CSV of `rows` rows and a job config. */
+export function jobFolder(rows: number, config: Record<string, unknown>): { dir: string; configFile: string; dataFile: string; tokenFile: string; out: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'dptrain-cluster-'));
+  const dataFile = join(dir, 'data.csv');
+  writeFileSync(dataFile, telcoDemoCsv(rows, 3));
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, `${TOKEN}\n`);
+  const configFile = join(dir, 'job.yaml');
+  writeFileSync(configFile, stringify({ ...config, data: { ...(config['data'] as object), path: dataFile } }));
+  return { dir, configFile, dataFile, tokenFile, out: join(dir, 'run') };
+}
+
+export function startCoordinator(configFile: string, args: string[] = []): Proc {
+  return spawnNode('coordinator', COORDINATOR_BIN, ['start', '--config', configFile, '--listen', '127.0.0.1:0', ...args]);
+}
+
+export async function coordinatorUrl(coordinator: Proc): Promise<string> {
+  return (await coordinator.waitFor(/listening for worker nodes on (wss?:\/\/\S+)/))[1]!;
+}
+
+export function startWorker(name: string, url: string, tokenFile: string, args: string[] = []): Proc {
+  return spawnNode(name, WORKER_BIN, ['start', '--connect', url, '--token-file', tokenFile, '--name', name, '--backend', 'wasm', ...args]);
+}
+
+export function readSummary(out: string): Summary {
+  return JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as Summary;
+}
+
+/** The trained weights as the run saved them (model/weights.bin, flat float32 in layer order). */
+export function readRunWeights(out: string): Float32Array {
+  const bytes = readFileSync(join(out, 'model', 'weights.bin'));
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+}
+
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new Error(`lengths differ: ${a.length} vs ${b.length}`);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}

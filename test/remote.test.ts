@@ -1,0 +1,223 @@
+/**
+ * Remote worker nodes, with real processes on 127.0.0.1: a coordinator process and worker
+ * processes (`bin/coordinator.js start --listen`, `bin/worker.js start --connect`).
+ * - Synchronous: nodes (with or without threads) give the single-process reference's weights.
+ * - Faults: kill -9 a worker mid-epoch; every step is applied once and the weights still equal
+ *   the reference (its part of the step in flight is recomputed).
+ * - Membership: a worker started mid-run takes part from then on.
+ * - Hostile peers: bad token, other protocol version, garbage and truncated frames, an
+ *   oversize frame, a gradient of the wrong length and a NaN gradient are rejected with a
+ *   logged reason while training goes on.
+ */
+import { readFileSync } from 'node:fs';
+import { Packr } from 'msgpackr';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { parse as parseYaml } from 'yaml';
+import { prepareJobData } from '../coordinator/job.js';
+import { initBackend } from '../shared/backend.js';
+import { validateConfig } from '../shared/config/load.js';
+import type { JobConfig } from '../shared/config/schema.js';
+import { readCsv } from '../shared/data/csv.js';
+import { stepsPerEpoch } from '../shared/math/split-plan.js';
+import { PROTOCOL_VERSION, decodeMessage, encodeMessage, type Message } from '../shared/protocol/messages.js';
+import {
+  TOKEN,
+  coordinatorUrl,
+  jobFolder,
+  maxAbsDiff,
+  readRunWeights,
+  readSummary,
+  startCoordinator,
+  startWorker,
+  type Proc,
+} from './cluster-helpers.js';
+import { referenceWeights } from './reference.js';
+
+const procs: Proc[] = [];
+const track = (p: Proc): Proc => (procs.push(p), p);
+
+afterEach(async () => {
+  for (const p of procs.splice(0)) p.kill();
+});
+
+beforeAll(async () => {
+  await initBackend('cpu');
+});
+
+function jobConfig(fit: { epochs: number; batchSize: number }, cluster: Record<string, unknown>): Record<string, unknown> {
+  return {
+    seed: 5,
+    data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, testSize: 0.2, standardize: true },
+    model: { layers: [{ units: 16, activation: 'relu' }, { units: 8, activation: 'tanh' }, { units: 1, activation: 'sigmoid' }] },
+    compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'binaryCrossentropy' },
+    fit,
+    cluster: { backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 15, stepTimeout: 60, waitTimeout: 120, ...cluster },
+  };
+}
+
+/** The coordinator's config and data set, as it prepares them from the folder's files. */
+function prepared(configFile: string, dataFile: string): { config: JobConfig; dataset: ReturnType<typeof prepareJobData>['dataset'] } {
+  const config = validateConfig(parseYaml(readFileSync(configFile, 'utf8')), configFile);
+  return { config, dataset: prepareJobData(config, readCsv(dataFile)).dataset };
+}
+
+/** Batch size that gives exactly `steps` steps per epoch for `rows` rows. */
+function batchFor(rows: number, steps: number): number {
+  for (let b = Math.ceil(rows / steps); b > 0; b--) if (stepsPerEpoch(rows, b) === steps) return b;
+  throw new Error(`no batch size gives ${steps} steps for ${rows} rows`);
+}
+
+/** Makes a job folder with a batch size that gives `stepsPerEpochWanted` steps per epoch. */
+function jobWithSteps(rows: number, epochs: number, stepsPerEpochWanted: number, cluster: Record<string, unknown>) {
+  const probe = jobFolder(rows, jobConfig({ epochs, batchSize: 32 }, cluster));
+  const { dataset } = prepared(probe.configFile, probe.dataFile);
+  const batchSize = batchFor(dataset.train.count, stepsPerEpochWanted);
+  const job = jobFolder(rows, jobConfig({ epochs, batchSize }, cluster));
+  return { ...job, ...prepared(job.configFile, job.dataFile) };
+}
+
+describe('remote worker nodes (real processes on 127.0.0.1)', () => {
+  for (const threads of [0, 1]) {
+    it(`${threads} thread(s) + 2 worker processes, 30 steps: weights equal the single-process reference`, async () => {
+      const job = jobWithSteps(600, 2, 15, { threads, minWorkers: 2, balance: 'proportional' });
+      const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+      const url = await coordinatorUrl(coordinator);
+      const workers = ['w1', 'w2'].map((name) => track(startWorker(name, url, job.tokenFile)));
+      expect(await coordinator.exited, coordinator.output).toBe(0);
+      for (const w of workers) expect(await w.exited, w.output).toBe(0);
+
+      const summary = readSummary(job.out);
+      expect(summary.steps).toBe(30);
+      expect(summary.samples).toBe(2 * job.dataset.train.count);
+      const nodes = summary.participants.filter((p) => p.kind === 'node');
+      expect(nodes).toHaveLength(2);
+      // every training sample of every epoch was computed exactly once, by somebody
+      expect(summary.participants.reduce((a, p) => a + p.samples, 0)).toBe(2 * job.dataset.train.count);
+      for (const n of nodes) expect(n.samples).toBeGreaterThan(0);
+      const expected = await referenceWeights(job.config, job.dataset);
+      expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+    });
+  }
+
+  it('kill -9 of one of two workers mid-epoch: every step applied once, weights equal the reference', async () => {
+    const job = jobWithSteps(2100, 2, 50, { threads: 0, minWorkers: 1, balance: 'equal' });
+    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+    const url = await coordinatorUrl(coordinator);
+    const victim = track(startWorker('victim', url, job.tokenFile, ['--verbose']));
+    const survivor = track(startWorker('survivor', url, job.tokenFile));
+    await coordinator.waitFor(/2 worker node\(s\) connected|node-2 .* joined/);
+    await victim.waitFor(/^\[worker\] step 30:/); // step 30 of 100: mid-way through epoch 1
+    victim.kill('SIGKILL');
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    expect(await survivor.exited, survivor.output).toBe(0);
+
+    expect(coordinator.output).toMatch(/\(victim\) left at step \d+: disconnected/);
+    const summary = readSummary(job.out);
+    expect(summary.steps).toBe(100);
+    expect(summary.samples).toBe(2 * job.dataset.train.count);
+    expect(summary.participants.reduce((a, p) => a + p.samples, 0)).toBe(2 * job.dataset.train.count);
+    const victimStats = summary.participants.find((p) => p.name === 'victim')!;
+    expect(victimStats.left).toMatch(/disconnected/);
+    expect(victimStats.lastStep).toBeLessThan(99);
+    expect(summary.participants.find((p) => p.name === 'survivor')!.lastStep).toBe(99);
+    const expected = await referenceWeights(job.config, job.dataset);
+    expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+  });
+
+  it('uses a worker that joins mid-run, and rejects hostile peers with a reason while training goes on', async () => {
+    const epochs = 40;
+    const job = jobFolder(1200, jobConfig({ epochs, batchSize: 32 }, { threads: 1, minWorkers: 1, maxMessageBytes: 1 << 20 }));
+    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+    const url = await coordinatorUrl(coordinator);
+    track(startWorker('first', url, job.tokenFile));
+    await coordinator.waitFor(/^Epoch 1\//);
+    const late = track(startWorker('late', url, job.tokenFile));
+    await late.waitFor(/connected to/);
+
+    const hello = (over: Record<string, unknown> = {}) => ({ type: 'hello', version: PROTOCOL_VERSION, token: TOKEN, name: 'evil', backend: 'wasm', ...over });
+    const packr = new Packr({ useRecords: false });
+    const frames: [string, Uint8Array, RegExp][] = [
+      ['bad token', packr.pack(hello({ token: 'wrong-token-0000000000' })), /rejected peer .*: bad token/],
+      ['other version', packr.pack(hello({ version: PROTOCOL_VERSION + 1 })), /rejected peer .*: protocol version 2 is not supported/],
+      ['garbage', Uint8Array.from([0xc1, 0x00, 0xff, 0x13]), /rejected peer .*: (not a msgpack message|unknown message type)/],
+      ['truncated', packr.pack(hello()).subarray(0, 20), /rejected peer .*: not a msgpack message/],
+      ['oversize', new Uint8Array(2 << 20), /rejected peer .*: Max payload size exceeded/],
+    ];
+    for (const [what, frame, logged] of frames) {
+      const answer = await rawPeer(url, [frame]);
+      expect(answer.closed, what).toBe(true);
+      await coordinator.waitFor(logged, 30_000);
+    }
+    // Authenticated peers that misbehave at their first step.
+    for (const [what, bad, logged] of [
+      ['wrong-length gradient', (g: Float32Array) => g.subarray(1), /gradient has \d+ values, the model has \d+ parameters \(shape\)/],
+      ['NaN gradient', (g: Float32Array) => g.fill(Number.NaN, 3, 4), /gradient\.gradient\[3\] is NaN, not a finite number \(non_finite\)/],
+    ] as const) {
+      const peer = await badWorker(url, bad);
+      expect(peer.droppedWith, what).toMatch(/./);
+      await coordinator.waitFor(logged, 30_000);
+    }
+
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    const summary = readSummary(job.out);
+    const trainRows = summary.trainRows;
+    expect(summary.steps).toBe(epochs * stepsPerEpoch(trainRows, 32));
+    expect(summary.samples).toBe(epochs * trainRows);
+    expect(summary.participants.reduce((a, p) => a + p.samples, 0)).toBe(epochs * trainRows);
+    const lateStats = summary.participants.find((p) => p.name === 'late')!;
+    expect(lateStats.firstStep).toBeGreaterThan(0);
+    expect(lateStats.samples).toBeGreaterThan(0);
+    expect(summary.rejectedPeers).toMatchObject({ auth: 1, version: 1, malformed: 2, oversize: 1 });
+    expect(summary.failures).toMatchObject({ shape: 1, non_finite: 1 });
+    expect(summary.test['accuracy']).toBeGreaterThan(0.7);
+  });
+});
+
+/** Opens a connection, sends raw frames, and reports whether the server closed it. */
+function rawPeer(url: string, frames: Uint8Array[]): Promise<{ closed: boolean; messages: Message[] }> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url);
+    const messages: Message[] = [];
+    socket.on('open', () => frames.forEach((f) => socket.send(f)));
+    socket.on('message', (data: Buffer) => messages.push(decodeMessage(data)));
+    socket.on('close', () => resolve({ closed: true, messages }));
+    socket.on('error', () => undefined);
+    setTimeout(() => reject(new Error(`server did not close the connection; got ${JSON.stringify(messages.map((m) => m.type))}`)), 30_000);
+  });
+}
+
+/** A peer that authenticates, then answers its first step with a corrupted gradient. */
+function badWorker(url: string, corrupt: (g: Float32Array) => Float32Array): Promise<{ droppedWith: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url);
+    let parameters = 0;
+    let features = 0;
+    let dropped = '';
+    socket.on('open', () => socket.send(encodeMessage({ type: 'hello', version: PROTOCOL_VERSION, token: TOKEN, name: 'evil', backend: 'wasm' })));
+    socket.on('message', (data: Buffer) => {
+      const m = decodeMessage(data);
+      if (m.type === 'job') ({ parameters, features } = m);
+      if (m.type === 'error') dropped = m.message;
+      if (m.type === 'step') {
+        const count = m.rows.length + m.x.length / features;
+        const gradient = corrupt(new Float32Array(parameters).fill(0.01));
+        // encode by hand: encodeMessage is for valid messages, but bytes are bytes
+        const frame = new Packr({ useRecords: false, moreTypes: false }).pack({
+          type: 'gradient',
+          step: m.step,
+          count,
+          lossSum: 0.5 * count,
+          metricSums: [count / 2],
+          computeMs: 1,
+          gradient: new Uint8Array(gradient.buffer, gradient.byteOffset, gradient.byteLength),
+        });
+        socket.send(frame);
+      }
+    });
+    socket.on('close', () => resolve({ droppedWith: dropped }));
+    socket.on('error', () => undefined);
+    setTimeout(() => reject(new Error('the bad worker was never dropped')), 60_000);
+  });
+}
+

@@ -1,0 +1,209 @@
+/**
+ * A worker node: connects to the coordinator over WebSocket, authenticates, receives the job and
+ * its shard, then answers steps (gradients) and evaluations until the coordinator says bye.
+ * A lost connection is retried with exponential backoff; a rejection (bad token, other protocol
+ * version) is final. The wire format lives in shared/protocol/messages.ts; the math in the
+ * gradient engine; this file is only the conversation.
+ */
+import { performance } from 'node:perf_hooks';
+import * as tf from '@tensorflow/tfjs-core';
+import WebSocket from 'ws';
+import { WorkerError } from '../shared/errors.js';
+import {
+  PROTOCOL_VERSION,
+  ProtocolError,
+  decodeMessage,
+  encodeMessage,
+  type JobMessage,
+  type Message,
+} from '../shared/protocol/messages.js';
+import type { BatchEngine } from './engine.js';
+import { createEngine } from './gradient.js';
+import { ShardStore } from './shard-store.js';
+
+export interface NodeClientOptions {
+  /** ws://host:port or wss://host:port */
+  readonly url: string;
+  readonly token: string;
+  readonly name: string;
+  /** The backend this process runs (already started). */
+  readonly backend: string;
+  /** Extra CA certificate(s) to trust for wss:// (PEM). */
+  readonly ca?: Buffer;
+  /** Consecutive failed connection attempts before giving up. */
+  readonly retries: number;
+  /** First backoff delay in ms (doubles per attempt, at most 30 s). */
+  readonly backoffMs: number;
+  readonly maxPayload: number;
+  readonly log: (line: string) => void;
+  /** Log every step (for debugging and tests). */
+  readonly verbose?: boolean;
+}
+
+/** How one connection ended. */
+type SessionEnd = { kind: 'finished'; reason: string } | { kind: 'lost'; reason: string; welcomed: boolean };
+
+/** Codes the coordinator sends when it will never accept this worker as it is. */
+const FINAL_CODES = new Set(['E_AUTH', 'E_VERSION']);
+
+export interface NodeStats {
+  steps: number;
+  samples: number;
+  computeSeconds: number;
+  reconnects: number;
+}
+
+export class NodeClient {
+  readonly stats: NodeStats = { steps: 0, samples: 0, computeSeconds: 0, reconnects: 0 };
+  private engine: BatchEngine | undefined;
+  private store: ShardStore | undefined;
+  private job: JobMessage | undefined;
+  private version = -1;
+
+  constructor(private readonly options: NodeClientOptions) {}
+
+  /** Runs until the coordinator ends the job (resolves with its reason) or gives up (throws). */
+  async run(): Promise<string> {
+    const { retries, backoffMs, url, log } = this.options;
+    let failures = 0;
+    for (;;) {
+      const end = await this.session();
+      if (end.kind === 'finished') return end.reason;
+      if (end.welcomed) {
+        failures = 0;
+        this.stats.reconnects++;
+      }
+      failures++;
+      if (failures > retries) {
+        throw new WorkerError(`gave up on the coordinator at ${url} after ${failures} failed attempt(s); last error: ${end.reason}`);
+      }
+      const delay = Math.min(30_000, backoffMs * 2 ** (failures - 1)) * (0.75 + Math.random() * 0.5);
+      log(`connection to ${url} lost (${end.reason}); retry ${failures}/${retries} in ${(delay / 1000).toFixed(1)} s`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
+  private session(): Promise<SessionEnd> {
+    const { url, token, name, backend, ca, maxPayload, log } = this.options;
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(url, { maxPayload, handshakeTimeout: 10_000, ...(ca ? { ca } : {}) });
+      let welcomed = false;
+      let settled = false;
+      let lastSeen = performance.now();
+      let heartbeat: NodeJS.Timeout | undefined;
+      const finish = (end: SessionEnd | Error): void => {
+        if (settled) return;
+        settled = true;
+        clearInterval(heartbeat);
+        if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) socket.terminate();
+        if (end instanceof Error) reject(end);
+        else resolve(end);
+      };
+      const send = (message: Message): void => {
+        if (socket.readyState === WebSocket.OPEN) socket.send(encodeMessage(message));
+      };
+
+      socket.on('open', () => send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend }));
+      socket.on('error', (err) => finish({ kind: 'lost', reason: err.message, welcomed }));
+      socket.on('close', (code, reason) => finish({ kind: 'lost', reason: `closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`, welcomed }));
+      socket.on('message', (data: Buffer, isBinary: boolean) => {
+        lastSeen = performance.now();
+        let message: Message;
+        try {
+          if (!isBinary) throw new ProtocolError('text frame; the protocol is binary msgpack');
+          message = decodeMessage(data);
+        } catch (err) {
+          log(`bad message from the coordinator: ${(err as Error).message}`);
+          send({ type: 'error', code: 'E_PROTOCOL', message: (err as Error).message });
+          finish({ kind: 'lost', reason: `bad message: ${(err as Error).message}`, welcomed });
+          return;
+        }
+        try {
+          switch (message.type) {
+            case 'welcome':
+              welcomed = true;
+              log(`connected to ${url} as ${message.workerId}`);
+              return;
+            case 'job':
+              this.startJob(message);
+              clearInterval(heartbeat);
+              heartbeat = setInterval(() => {
+                if (performance.now() - lastSeen > message.heartbeatTimeoutMs) {
+                  finish({ kind: 'lost', reason: `no message from the coordinator for ${message.heartbeatTimeoutMs} ms`, welcomed });
+                } else send({ type: 'heartbeat', sentAt: Date.now() });
+              }, message.heartbeatMs);
+              return;
+            case 'shard':
+              this.need(this.store, 'shard').add(message.firstRow, message.rows, message.x, message.y);
+              return;
+            case 'weights':
+              this.need(this.engine, 'weights').setWeights(message.weights);
+              this.version = message.version;
+              return;
+            case 'step': {
+              const engine = this.need(this.engine, 'step');
+              if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
+              const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, message.x, message.y);
+              const started = performance.now();
+              const result = engine.gradient(xs, ys, count);
+              const computeMs = performance.now() - started;
+              this.stats.steps++;
+              this.stats.samples += count;
+              this.stats.computeSeconds += computeMs / 1000;
+              send({ type: 'gradient', step: message.step, count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs, gradient: result.gradient });
+              if (this.options.verbose) log(`step ${message.step}: ${count} rows (${message.rows.length} held, ${count - message.rows.length} inline), ${computeMs.toFixed(1)} ms`);
+              return;
+            }
+            case 'evaluate': {
+              const engine = this.need(this.engine, 'evaluate');
+              if (message.version !== this.version) throw new WorkerError(`evaluation wants weights version ${message.version}, this node has ${this.version}`);
+              const count = message.x.length / this.need(this.job, 'evaluate').features;
+              const sums = engine.evaluate(message.x, message.y, count);
+              send({ type: 'evaluation', id: message.id, count: sums.count, lossSum: sums.lossSum, metricSums: sums.metricSums });
+              return;
+            }
+            case 'heartbeat':
+              return;
+            case 'error':
+              log(`coordinator error [${message.code}]: ${message.message}`);
+              if (FINAL_CODES.has(message.code)) finish(new WorkerError(`the coordinator at ${url} refused this worker: ${message.message}`));
+              return;
+            case 'bye':
+              finish({ kind: 'finished', reason: message.reason });
+              return;
+            default:
+              throw new ProtocolError(`unexpected "${message.type}" message from the coordinator`);
+          }
+        } catch (err) {
+          const text = (err as Error).message;
+          log(`cannot handle "${message.type}": ${text}`);
+          send({ type: 'error', code: (err as { code?: string }).code ?? 'E_WORKER', message: text });
+          finish({ kind: 'lost', reason: text, welcomed });
+        }
+      });
+    });
+  }
+
+  private need<T>(value: T | undefined, what: string): T {
+    if (value === undefined) throw new ProtocolError(`"${what}" message before the job`, 'unexpected');
+    return value;
+  }
+
+  private startJob(job: JobMessage): void {
+    this.engine?.dispose();
+    this.engine = createEngine(job.spec, 'dense');
+    if (this.engine.layout.size !== job.parameters) {
+      throw new WorkerError(`job says ${job.parameters} parameters, its model spec has ${this.engine.layout.size}`);
+    }
+    this.store = new ShardStore(job.features, job.outputs);
+    this.job = job;
+    this.version = -1;
+    this.options.log(
+      `job ${job.jobId}: model ${[job.spec.inputDim, ...job.spec.layers.map((l) => l.units)].join('-')} (${job.parameters} parameters), ${job.trainRows} training rows, backend ${tf.getBackend()}`,
+    );
+  }
+
+  close(): void {
+    this.engine?.dispose();
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * ShardStore: the training rows a worker node holds, as the coordinator sent them (chunks of
+ * contiguous rows, indexed by their global row number). A step names held rows by index and
+ * brings any other rows inline; `batch` puts both together for the gradient engine.
+ */
+import { WorkerError } from '../shared/errors.js';
+
+interface Chunk {
+  readonly start: number;
+  readonly count: number;
+  readonly x: Float32Array;
+  readonly y: Float32Array;
+}
+
+export class ShardStore {
+  private readonly chunks: Chunk[] = [];
+  private held = 0;
+
+  constructor(
+    readonly features: number,
+    readonly outputs: number,
+  ) {}
+
+  /** Rows held (a row sent twice counts twice; the coordinator sends only missing rows). */
+  get rows(): number {
+    return this.held;
+  }
+
+  add(start: number, count: number, x: Float32Array, y: Float32Array): void {
+    if (x.length !== count * this.features || y.length !== count * this.outputs) {
+      throw new WorkerError(
+        `shard chunk of ${count} rows from ${start} has ${x.length} feature values and ${y.length} targets, expected ${count * this.features} and ${count * this.outputs}`,
+      );
+    }
+    this.chunks.push({ start, count, x, y });
+    this.chunks.sort((a, b) => a.start - b.start);
+    this.held += count;
+  }
+
+  private find(row: number): Chunk {
+    let lo = 0;
+    let hi = this.chunks.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const c = this.chunks[mid]!;
+      if (row < c.start) hi = mid - 1;
+      else if (row >= c.start + c.count) lo = mid + 1;
+      else return c;
+    }
+    throw new WorkerError(`row ${row} was named in a step but is not in this node's shard`);
+  }
+
+  /** Features and targets of the held `rows`, followed by the inline rows `x`, `y`. */
+  batch(rows: Int32Array, x: Float32Array, y: Float32Array): { xs: Float32Array; ys: Float32Array; count: number } {
+    const { features, outputs } = this;
+    if (x.length % features !== 0 || y.length !== (x.length / features) * outputs) {
+      throw new WorkerError(`inline rows: ${x.length} feature values and ${y.length} targets do not make whole rows of ${features} + ${outputs}`);
+    }
+    const inline = x.length / features;
+    const count = rows.length + inline;
+    const xs = new Float32Array(count * features);
+    const ys = new Float32Array(count * outputs);
+    rows.forEach((row, i) => {
+      const c = this.find(row);
+      const k = row - c.start;
+      xs.set(c.x.subarray(k * features, (k + 1) * features), i * features);
+      ys.set(c.y.subarray(k * outputs, (k + 1) * outputs), i * outputs);
+    });
+    xs.set(x, rows.length * features);
+    ys.set(y, rows.length * outputs);
+    return { xs, ys, count };
+  }
+}
