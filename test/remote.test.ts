@@ -126,7 +126,7 @@ describe('remote worker nodes (real processes on 127.0.0.1)', () => {
   });
 
   it('uses a worker that joins mid-run, and rejects hostile peers with a reason while training goes on', async () => {
-    const epochs = 40;
+    const epochs = 20;
     const job = jobFolder(1200, jobConfig({ epochs, batchSize: 32 }, { threads: 1, minWorkers: 1, maxMessageBytes: 1 << 20 }));
     const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
     const url = await coordinatorUrl(coordinator);

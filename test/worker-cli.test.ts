@@ -1,0 +1,129 @@
+/**
+ * Worker nodes from the command line, with real processes: what a user sees when the backend,
+ * token, certificate or coordinator is wrong or goes away, and TLS (wss://) end to end.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TOKEN, WORKER_BIN, coordinatorUrl, jobFolder, readSummary, spawnNode, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { ROOT } from './helpers.js';
+
+const procs: Proc[] = [];
+const track = (p: Proc): Proc => (procs.push(p), p);
+afterEach(() => {
+  for (const p of procs.splice(0)) p.kill();
+});
+
+function worker(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [WORKER_BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } });
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+function hasPackage(name: string): boolean {
+  try {
+    createRequire(join(ROOT, 'package.json')).resolve(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const smallJob = (cluster: Record<string, unknown>) => ({
+  seed: 1,
+  data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true },
+  model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+  compile: { loss: 'binaryCrossentropy' },
+  fit: { epochs: 2, batchSize: 64 },
+  cluster: { backend: 'cpu', heartbeatInterval: 0.5, ...cluster },
+});
+
+describe('worker start', () => {
+  it.skipIf(hasPackage('@tensorflow/tfjs-node-gpu') || hasPackage('@tensorflow/tfjs-node'))(
+    '--backend tensorflow without tfjs-node(-gpu) says what to install and exits 1',
+    () => {
+      const r = worker(['start', '--connect', 'ws://127.0.0.1:9', '--backend', 'tensorflow'], { DPTRAIN_TOKEN: TOKEN });
+      expect(r.status).toBe(1);
+      expect(r.out).toMatch(/error \[E_BACKEND\]: backend "tensorflow" is not available/);
+      expect(r.out).toContain('npm install @tensorflow/tfjs-node-gpu@4.22.0');
+      expect(r.out).toContain('CUDA 11.2, cuDNN 8.1');
+    },
+  );
+
+  it('needs a token from a file or DPTRAIN_TOKEN, and a usable one', () => {
+    const env = { DPTRAIN_TOKEN: '' };
+    const none = spawnSync(process.execPath, [WORKER_BIN, 'start', '--connect', 'ws://127.0.0.1:9'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'DPTRAIN_TOKEN')),
+    });
+    expect(none.status).toBe(1);
+    expect(none.stderr).toContain('a shared token is required: give --token-file FILE or set DPTRAIN_TOKEN');
+    expect(worker(['start', '--connect', 'ws://127.0.0.1:9'], env).out).toContain('$DPTRAIN_TOKEN: the token has 0 characters, at least 16 are required');
+    expect(worker(['start', '--connect', 'ws://127.0.0.1:9', '--token-file', '/nonexistent/secret']).out).toContain('token file /nonexistent/secret: no such file');
+    expect(worker(['start', '--connect', 'http://x', '--token-file', '/x']).out).toContain('--connect must be a ws:// or wss:// URL, got "http://x"');
+  });
+
+  it('a wrong token is final: the worker exits 1 with the reason and does not retry', async () => {
+    const job = jobFolder(300, smallJob({ threads: 1, minWorkers: 0 }));
+    writeFileSync(join(job.dir, 'wrong'), 'not-the-right-token-at-all');
+    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out, '--min-workers', '1']));
+    const url = await coordinatorUrl(coordinator);
+    const w = track(startWorker('intruder', url, join(job.dir, 'wrong')));
+    expect(await w.exited).toBe(1);
+    expect(w.output).toMatch(/refused this worker: bad token/);
+    expect(w.output).not.toMatch(/retry/);
+    await coordinator.waitFor(/rejected peer 127\.0\.0\.1:\d+: bad token/);
+  });
+
+  it('retries with backoff when the coordinator goes away, then gives up with a clear message', async () => {
+    const job = jobFolder(300, { ...smallJob({ threads: 0, minWorkers: 1 }), fit: { epochs: 500, batchSize: 64 } });
+    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+    const url = await coordinatorUrl(coordinator);
+    const w = track(startWorker('orphan', url, job.tokenFile, ['--retries', '2']));
+    await coordinator.waitFor(/^Epoch 1\//);
+    coordinator.kill('SIGKILL');
+    expect(await w.exited).toBe(1);
+    expect(w.output).toMatch(/connection to .* lost .*; retry 1\/2 in \d/);
+    expect(w.output).toMatch(/retry 2\/2/);
+    expect(w.output).toMatch(/error \[E_WORKER\]: gave up on the coordinator at ws:\/\/127\.0\.0\.1:\d+ after 3 failed attempt\(s\)/);
+  });
+});
+
+describe('coordinator with worker nodes', () => {
+  it('waits for minWorkers and gives up after waitTimeout with a clear message', async () => {
+    const job = jobFolder(300, smallJob({ threads: 0, minWorkers: 2, waitTimeout: 1 }));
+    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+    expect(await coordinator.exited).toBe(1);
+    expect(coordinator.output).toContain('waiting for worker nodes: 0 of 2 connected (timeout 1 s)');
+    expect(coordinator.output).toMatch(/error \[E_CLUSTER\]: waited 1 s for worker nodes: 0 of 2 connected/);
+  });
+
+  it('refuses to listen without a token', () => {
+    const job = jobFolder(300, smallJob({ threads: 0 }));
+    const r = spawnNode('c', join(ROOT, 'bin/coordinator.js'), ['start', '--config', job.configFile, '--listen', '127.0.0.1:0'], { DPTRAIN_TOKEN: '' });
+    return r.exited.then((code) => {
+      expect(code).toBe(1);
+      expect(r.output).toContain('$DPTRAIN_TOKEN: the token has 0 characters');
+    });
+  });
+
+  it('serves wss:// with a certificate: a worker trusting it trains, one that does not is refused', async () => {
+    const job = jobFolder(300, smallJob({ threads: 0, minWorkers: 1 }));
+    const cert = join(job.dir, 'cert.pem');
+    const key = join(job.dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out, '--tls-cert', cert, '--tls-key', key]));
+    const url = await coordinatorUrl(coordinator);
+    expect(url).toMatch(/^wss:\/\//);
+    const untrusting = track(startWorker('untrusting', url, job.tokenFile, ['--retries', '0']));
+    expect(await untrusting.exited).toBe(1);
+    expect(untrusting.output).toMatch(/gave up on the coordinator .*self[- ]signed certificate/);
+    const trusting = track(startWorker('trusting', url, job.tokenFile, ['--ca', cert]));
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    expect(await trusting.exited, trusting.output).toBe(0);
+    const summary = readSummary(job.out);
+    expect(summary.participants.find((p) => p.name === 'trusting')!.samples).toBe(summary.samples);
+  });
+});
