@@ -31,6 +31,7 @@ options:
   --balance B          proportional | equal (overrides cluster.balance)
   --tls-cert FILE      serve wss:// with this certificate (PEM; needs --tls-key)
   --tls-key FILE       private key for --tls-cert
+  --metrics-listen A   HOST:PORT for /metrics, /healthz, /readyz (overrides metrics.listen; "off": none)
   --out DIR            run directory (overrides output.dir; default runs/<time>)
   --verbose            show stack traces on errors
   -h, --help           this text`;
@@ -60,6 +61,7 @@ async function start(argv: string[]): Promise<void> {
       balance: { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
+      'metrics-listen': { type: 'string' },
       out: { type: 'string' },
       verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -83,6 +85,7 @@ async function start(argv: string[]): Promise<void> {
     'cluster.tokenFile': values['token-file'],
     'cluster.minWorkers': integerFlag('min-workers', values['min-workers']),
     'cluster.balance': values.balance,
+    'metrics.listen': values['metrics-listen'] === 'off' ? false : values['metrics-listen'],
   };
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   overrides['cluster.tls.cert'] = values['tls-cert'];

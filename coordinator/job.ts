@@ -12,7 +12,9 @@ import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { BackendError, ConfigError } from '../shared/errors.js';
 import { weightLayout } from '../shared/model/layout.js';
 import type { ModelSpec } from '../shared/model/spec.js';
+import { parseHostPort, serveMetrics, type MetricsServer } from '../shared/metrics-server.js';
 import { readToken } from '../shared/token.js';
+import { TrainingMetrics } from './metrics.js';
 import { Cluster } from './participants/cluster.js';
 import type { ParticipantStats } from './participants/participant.js';
 import { RemoteNode } from './participants/remote-node.js';
@@ -106,13 +108,17 @@ async function startCluster(
   dataset: PreparedData['dataset'],
   log: (line: string) => void,
   events: JobOptions,
+  metrics: TrainingMetrics,
 ): Promise<{ cluster: Cluster; server: NodeServer | undefined }> {
   const { cluster: c } = config;
   const parameters = weightLayout(spec).size;
   if (c.threads === 0 && !c.listen) throw new ConfigError('cluster.threads is 0 and cluster.listen is unset: nobody would train; use threads, worker nodes, or both');
   const token = c.listen ? readToken(c.tokenFile) : undefined;
-  const pool = c.threads > 0 ? await ThreadPool.start({ threads: c.threads, backend: c.backend, spec, dataset, parameters }) : undefined;
-  const cluster = new Cluster(pool, { minWorkers: c.minWorkers, waitTimeoutMs: c.waitTimeout * 1000, balance: c.balance, log, trainRows: dataset.train.count });
+  const pool =
+    c.threads > 0
+      ? await ThreadPool.start({ threads: c.threads, backend: c.backend, spec, dataset, parameters, onBytes: (direction, n) => metrics.bytes('thread', direction, n) })
+      : undefined;
+  const cluster = new Cluster(pool, { minWorkers: c.minWorkers, waitTimeoutMs: c.waitTimeout * 1000, balance: c.balance, log, trainRows: dataset.train.count, metrics });
   if (!c.listen || token === undefined) return { cluster, server: undefined };
   const context = cluster.nodeContext({
     jobId: randomUUID(),
@@ -123,6 +129,7 @@ async function startCluster(
     heartbeatTimeoutMs: Math.round(c.heartbeatTimeout * 1000),
     stepTimeoutMs: Math.round(c.stepTimeout * 1000),
     chunkBytes: Math.min(c.chunkBytes, c.maxMessageBytes - 4096),
+    onBytes: (direction, n) => metrics.bytes('node', direction, n),
   });
   try {
     const server = await NodeServer.start({
@@ -132,6 +139,7 @@ async function startCluster(
       maxPayload: c.maxMessageBytes,
       helloTimeoutMs: Math.round(c.heartbeatTimeout * 1000),
       log,
+      onRejected: (reason) => metrics.rejected(reason),
       onNode: (socket, hello, address) => cluster.addNode(new RemoteNode(cluster.newNodeId(), socket, hello, address, context)),
     });
     log(`listening for worker nodes on ${server.url}`);
@@ -140,6 +148,27 @@ async function startCluster(
   } catch (err) {
     await cluster.close();
     throw err;
+  }
+}
+
+/** Serves /metrics, /healthz and /readyz; a busy port is reported and training goes on without. */
+async function startMetricsServer(config: JobConfig, metrics: TrainingMetrics, ready: () => boolean, log: (line: string) => void): Promise<MetricsServer | undefined> {
+  const listen = config.metrics.listen;
+  if (listen === false) return undefined;
+  let host: string;
+  let port: number;
+  try {
+    ({ host, port } = parseHostPort(listen, 'metrics.listen'));
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  try {
+    const server = await serveMetrics(metrics.registry, host, port, ready);
+    log(`metrics on ${server.url}`);
+    return server;
+  } catch (err) {
+    log(`warning: no metrics server: cannot listen on ${listen} (${(err as Error).message}); set metrics.listen or --metrics-listen`);
+    return undefined;
   }
 }
 
@@ -161,7 +190,17 @@ export async function runJob(config: JobConfig, options: JobOptions = {}): Promi
   runDir.writeJson('config.json', config);
   runDir.writeJson('preprocessing.json', preprocessor);
 
-  const { cluster, server } = await startCluster(config, spec, dataset, log, options);
+  const metrics = new TrainingMetrics();
+  let training = false;
+  const metricsServer = await startMetricsServer(config, metrics, () => training, log);
+  let cluster: Cluster;
+  let server: NodeServer | undefined;
+  try {
+    ({ cluster, server } = await startCluster(config, spec, dataset, log, options, metrics));
+  } catch (err) {
+    await metricsServer?.close();
+    throw err;
+  }
   let fit: FitResult;
   let test: EvaluateResult;
   let outcome = 'job failed';
@@ -174,45 +213,58 @@ export async function runJob(config: JobConfig, options: JobOptions = {}): Promi
         `${config.cluster.threads} thread(s)${threads ? ` on ${threads.backend}` : ''} (of ${availableParallelism()} cores)` +
         (server ? ` + worker nodes (min ${config.cluster.minWorkers}, balance ${config.cluster.balance})` : ''),
     );
-    const trainer = new Trainer(config, dataset, cluster, spec);
+    const trainer = new Trainer(config, dataset, cluster, spec, metrics);
+    training = true;
     fit = await trainer.fit({ onEpochEnd: (e, epochs) => log(epochLine(e, epochs)) });
     if (fit.restoredBestWeights) log(`Restored the weights of epoch ${fit.bestEpoch} (early stopping).`);
     test = dataset.test.count > 0 ? await trainer.evaluate(dataset.test) : { loss: NaN };
     log(evaluationLine('Test', test));
+    metrics.test(test);
     outcome = 'job finished';
   } finally {
+    training = false;
     await cluster.close(outcome);
     await server?.close();
+    if (outcome !== 'job finished') await metricsServer?.close();
   }
 
-  runDir.writeHistory(fit.history);
-  await exportModel(spec, fit.weights, runDir.file('model'));
-  const summary: Summary = {
-    test,
-    epochs: fit.history.length,
-    bestEpoch: fit.bestEpoch,
-    stoppedEarly: fit.stoppedEarly,
-    restoredBestWeights: fit.restoredBestWeights,
-    trainRows: dataset.train.count,
-    valRows: dataset.val.count,
-    testRows: dataset.test.count,
-    rowsRead: prepared.rowsRead,
-    rowsDropped: prepared.rowsDropped,
-    features: dataset.features,
-    parameters,
-    steps: fit.steps,
-    samples: fit.samples,
-    samplesPerSecond: fit.samples / fit.trainSeconds,
-    wallSeconds: (performance.now() - started) / 1000,
-    threads: config.cluster.threads,
-    backend: cluster.threads?.backend ?? 'nodes',
-    participants: [...cluster.stats.values()],
-    failures: Object.fromEntries(cluster.failures),
-    rejectedPeers: Object.fromEntries(server?.rejections ?? []),
-    seed: config.seed,
-    phaseSeconds: fit.phases,
-  };
-  runDir.writeJson('summary.json', summary);
-  log(`Run files: ${runDir.path}`);
+  let summary: Summary;
+  try {
+    runDir.writeHistory(fit.history);
+    await exportModel(spec, fit.weights, runDir.file('model'));
+    summary = {
+      test,
+      epochs: fit.history.length,
+      bestEpoch: fit.bestEpoch,
+      stoppedEarly: fit.stoppedEarly,
+      restoredBestWeights: fit.restoredBestWeights,
+      trainRows: dataset.train.count,
+      valRows: dataset.val.count,
+      testRows: dataset.test.count,
+      rowsRead: prepared.rowsRead,
+      rowsDropped: prepared.rowsDropped,
+      features: dataset.features,
+      parameters,
+      steps: fit.steps,
+      samples: fit.samples,
+      samplesPerSecond: fit.samples / fit.trainSeconds,
+      wallSeconds: (performance.now() - started) / 1000,
+      threads: config.cluster.threads,
+      backend: cluster.threads?.backend ?? 'nodes',
+      participants: [...cluster.stats.values()],
+      failures: Object.fromEntries(cluster.failures),
+      rejectedPeers: Object.fromEntries(server?.rejections ?? []),
+      seed: config.seed,
+      phaseSeconds: fit.phases,
+    };
+    runDir.writeJson('summary.json', summary);
+    log(`Run files: ${runDir.path}`);
+    if (metricsServer && config.metrics.linger > 0) {
+      log(`serving the final metrics for ${config.metrics.linger} s (metrics.linger)`);
+      await new Promise((r) => setTimeout(r, config.metrics.linger * 1000));
+    }
+  } finally {
+    await metricsServer?.close();
+  }
   return { summary, fit, runDir: runDir.path };
 }

@@ -22,6 +22,8 @@ export interface NodeServerOptions {
   readonly maxPayload: number;
   readonly helloTimeoutMs: number;
   readonly log: (line: string) => void;
+  /** A connection was refused (metrics). */
+  readonly onRejected?: (reason: string) => void;
   /** A peer passed the handshake. */
   readonly onNode: (socket: WebSocket, hello: HelloMessage, address: string) => void;
 }
@@ -79,6 +81,7 @@ export class NodeServer {
       const address = `${request.socket.remoteAddress}:${request.socket.remotePort}`;
       const reject = (reason: string, code: string, message: string): void => {
         server.rejections.set(reason, (server.rejections.get(reason) ?? 0) + 1);
+        options.onRejected?.(reason);
         options.log(`rejected peer ${address}: ${message}`);
         if (socket.readyState === socket.OPEN) {
           socket.send(encodeMessage({ type: 'error', code, message }));
@@ -91,6 +94,7 @@ export class NodeServer {
         clearTimeout(timer);
         const reason = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'oversize' : 'malformed';
         server.rejections.set(reason, (server.rejections.get(reason) ?? 0) + 1);
+        options.onRejected?.(reason);
         options.log(`rejected peer ${address}: ${err.message}${err.code ? ` (${err.code})` : ''}`);
       });
       socket.once('message', (data: Buffer, isBinary: boolean) => {

@@ -16,6 +16,7 @@ import { assignRows, epochBatches, epochOrder, stepsPerEpoch } from '../shared/m
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { METRIC_HIGHER_IS_BETTER, type MetricName, type ModelSpec } from '../shared/model/spec.js';
 import { EarlyStopping } from './callbacks/early-stopping.js';
+import type { TrainingMetrics } from './metrics.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer } from '../shared/protocol/thread-tasks.js';
 import { ParticipantFault, type Participant, type ParticipantGroup } from './participants/participant.js';
@@ -104,6 +105,7 @@ export class Trainer {
     readonly dataset: Dataset,
     readonly group: ParticipantGroup,
     spec?: ModelSpec,
+    private readonly metrics?: TrainingMetrics,
   ) {
     this.spec = spec ?? modelSpec(config, dataset);
     const layout = weightLayout(this.spec);
@@ -207,10 +209,12 @@ export class Trainer {
     const t3 = performance.now();
     this.publish();
     const t4 = performance.now();
-    phases.compute += (t1 - t0) / 1000;
-    phases.reduce += (t2 - t1) / 1000;
-    phases.apply += (t3 - t2) / 1000;
-    phases.broadcast += (t4 - t3) / 1000;
+    const stepPhases = { compute: (t1 - t0) / 1000, reduce: (t2 - t1) / 1000, apply: (t3 - t2) / 1000, broadcast: (t4 - t3) / 1000 };
+    phases.compute += stepPhases.compute;
+    phases.reduce += stepPhases.reduce;
+    phases.apply += stepPhases.apply;
+    phases.broadcast += stepPhases.broadcast;
+    this.metrics?.step(stepPhases);
     const metricSums = this.spec.metrics.map((_, k) => results.reduce((a, r) => a + r.metricSums[k]!, 0));
     return { lossSum: results.reduce((a, r) => a + r.lossSum, 0), metricSums };
   }
@@ -274,7 +278,9 @@ export class Trainer {
 
     for (let epoch = 0; epoch < fit.epochs; epoch++) {
       events.onEpochStart?.(epoch, fit.epochs);
+      this.metrics?.epoch(epoch + 1);
       const started = performance.now();
+      const samplesBefore = this.metrics?.samplesTotal ?? samples;
       const order = epochOrder(train.count, fit.shuffle, rng);
       let lossSum = 0;
       const metricSums = this.spec.metrics.map(() => 0);
@@ -298,10 +304,12 @@ export class Trainer {
         steps: stepsPerEpoch(train.count, fit.batchSize),
         seconds,
         samples: train.count,
-        samplesPerSecond: train.count / stepSeconds,
+        // from the samples counter Prometheus exports, so console and dashboard agree
+        samplesPerSecond: ((this.metrics?.samplesTotal ?? samples) - samplesBefore) / stepSeconds,
         values,
       };
       history.push(log);
+      this.metrics?.epochEnd(values, log.samplesPerSecond);
       events.onEpochEnd?.(log, fit.epochs);
       if (earlyStopping?.onEpochEnd(epoch, values, this.weights)) {
         stoppedEarly = true;

@@ -14,6 +14,8 @@ import { parseArgs } from 'node:util';
 import { BACKENDS, initBackend, type BackendChoice } from '../shared/backend.js';
 import { readToken } from '../shared/token.js';
 import { DptrainError, UsageError } from '../shared/errors.js';
+import { parseHostPort, serveMetrics, type MetricsServer } from '../shared/metrics-server.js';
+import { WorkerMetrics } from './metrics.js';
 import { NodeClient } from './node-client.js';
 
 const USAGE = `usage: worker <command>
@@ -25,6 +27,7 @@ commands:
       --name NAME          name shown in the coordinator's logs (default: host name)
       --ca FILE            PEM certificate to trust for wss:// (self-signed coordinators)
       --retries N          failed connection attempts before giving up (default 8)
+      --metrics-listen A   HOST:PORT for this node's /metrics (default 127.0.0.1:9465; "off": none)
       --verbose            log every step; stack traces on errors
   backends [--backend B]   start a backend (default: each in turn) and report it`;
 
@@ -40,6 +43,24 @@ async function backends(argv: string[]): Promise<void> {
   console.log(`backend ${choice ?? 'auto'}: running on "${name}"`);
 }
 
+async function startMetrics(listen: string, metrics: WorkerMetrics, log: (line: string) => void): Promise<MetricsServer | undefined> {
+  if (listen === 'off') return undefined;
+  let address;
+  try {
+    address = parseHostPort(listen, '--metrics-listen');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  try {
+    const server = await serveMetrics(metrics.registry, address.host, address.port);
+    log(`metrics on ${server.url}`);
+    return server;
+  } catch (err) {
+    log(`warning: no metrics server: cannot listen on ${listen} (${(err as Error).message}); use --metrics-listen HOST:PORT`);
+    return undefined;
+  }
+}
+
 async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -51,6 +72,7 @@ async function start(argv: string[]): Promise<void> {
       ca: { type: 'string' },
       retries: { type: 'string' },
       'max-payload': { type: 'string' },
+      'metrics-listen': { type: 'string' },
       verbose: { type: 'boolean' },
     },
     strict: true,
@@ -72,7 +94,10 @@ async function start(argv: string[]): Promise<void> {
       throw new UsageError(`--ca ${values.ca}: ${(err as Error).message}`);
     }
   }
+  const metrics = new WorkerMetrics(backend);
+  const metricsServer = await startMetrics(values['metrics-listen'] ?? '127.0.0.1:9465', metrics, log);
   const client = new NodeClient({
+    metrics,
     url: values.connect,
     token,
     name: values.name ?? hostname(),
@@ -84,8 +109,13 @@ async function start(argv: string[]): Promise<void> {
     log,
     verbose: values.verbose === true,
   });
-  const reason = await client.run();
-  client.close();
+  let reason: string;
+  try {
+    reason = await client.run();
+  } finally {
+    client.close();
+    await metricsServer?.close();
+  }
   log(`done: ${reason} (${client.stats.steps} steps, ${client.stats.samples} samples, ${client.stats.computeSeconds.toFixed(2)} s computing)`);
 }
 

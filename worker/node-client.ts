@@ -19,6 +19,7 @@ import {
 } from '../shared/protocol/messages.js';
 import type { BatchEngine } from './engine.js';
 import { createEngine } from './gradient.js';
+import type { WorkerMetrics } from './metrics.js';
 import { ShardStore } from './shard-store.js';
 
 export interface NodeClientOptions {
@@ -38,6 +39,7 @@ export interface NodeClientOptions {
   readonly log: (line: string) => void;
   /** Log every step (for debugging and tests). */
   readonly verbose?: boolean;
+  readonly metrics?: WorkerMetrics | undefined;
 }
 
 /** How one connection ended. */
@@ -72,6 +74,7 @@ export class NodeClient {
       if (end.welcomed) {
         failures = 0;
         this.stats.reconnects++;
+        this.options.metrics?.reconnected();
       }
       failures++;
       if (failures > retries) {
@@ -95,12 +98,16 @@ export class NodeClient {
         if (settled) return;
         settled = true;
         clearInterval(heartbeat);
+        this.options.metrics?.connected(false);
         if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) socket.terminate();
         if (end instanceof Error) reject(end);
         else resolve(end);
       };
       const send = (message: Message): void => {
-        if (socket.readyState === WebSocket.OPEN) socket.send(encodeMessage(message));
+        if (socket.readyState !== WebSocket.OPEN) return;
+        const frame = encodeMessage(message);
+        this.options.metrics?.bytes('sent', frame.byteLength);
+        socket.send(frame);
       };
 
       socket.on('open', () => send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend }));
@@ -108,6 +115,7 @@ export class NodeClient {
       socket.on('close', (code, reason) => finish({ kind: 'lost', reason: `closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`, welcomed }));
       socket.on('message', (data: Buffer, isBinary: boolean) => {
         lastSeen = performance.now();
+        this.options.metrics?.bytes('received', data.byteLength);
         let message: Message;
         try {
           if (!isBinary) throw new ProtocolError('text frame; the protocol is binary msgpack');
@@ -122,6 +130,7 @@ export class NodeClient {
           switch (message.type) {
             case 'welcome':
               welcomed = true;
+              this.options.metrics?.connected(true);
               log(`connected to ${url} as ${message.workerId}`);
               return;
             case 'job':
@@ -150,6 +159,7 @@ export class NodeClient {
               this.stats.steps++;
               this.stats.samples += count;
               this.stats.computeSeconds += computeMs / 1000;
+              this.options.metrics?.step(count, computeMs / 1000);
               send({ type: 'gradient', step: message.step, count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs, gradient: result.gradient });
               if (this.options.verbose) log(`step ${message.step}: ${count} rows (${message.rows.length} held, ${count - message.rows.length} inline), ${computeMs.toFixed(1)} ms`);
               return;

@@ -10,6 +10,7 @@ import { ClusterError } from '../../shared/errors.js';
 import { SpeedModel, balancedCounts, type TimeModel } from '../../shared/math/balance.js';
 import { missingRanges, partitionRows } from '../../shared/math/shard-plan.js';
 import { splitCounts } from '../../shared/math/split-plan.js';
+import type { TrainingMetrics } from '../metrics.js';
 import type { ThreadPool } from './threads.js';
 import type { NodeContext, RemoteNode } from './remote-node.js';
 import type { FailureReason, Participant, ParticipantFault, ParticipantGroup, ParticipantStats } from './participant.js';
@@ -24,6 +25,7 @@ export interface ClusterOptions {
   readonly log: (line: string) => void;
   /** Training rows (for the shard plan). */
   readonly trainRows: number;
+  readonly metrics?: TrainingMetrics | undefined;
 }
 
 /** Forgetting factor of the per-participant speed models (per observation). */
@@ -53,6 +55,13 @@ export class Cluster implements ParticipantGroup {
     private readonly options: ClusterOptions,
   ) {
     for (const p of threads?.participants ?? []) this.track(p, p.id, threads!.backend);
+    if (threads) options.metrics?.backend('thread', threads.backend);
+    this.countParticipants();
+  }
+
+  private countParticipants(): void {
+    this.options.metrics?.participants('thread', this.threads?.participants.length ?? 0);
+    this.options.metrics?.participants('node', this.nodes.length);
   }
 
   /** What a node needs from the run (its job, timings); weights are read lazily. */
@@ -68,6 +77,7 @@ export class Cluster implements ParticipantGroup {
   addNode(node: RemoteNode): void {
     node.start();
     this.track(node, node.name, node.backend);
+    this.options.metrics?.backend('node', node.backend);
     node.onClose((reason, message) => this.removeNode(node, `${reason}: ${message}`));
     this.joining.push(node);
     this.options.log(`${node.id} (${node.name}, ${node.backend}, ${node.address}) joined`);
@@ -86,6 +96,7 @@ export class Cluster implements ParticipantGroup {
     const stats = this.stats.get(node.id);
     if (stats) stats.left = why;
     this.dirty = true;
+    this.countParticipants();
     this.options.log(`${node.id} (${node.name}) left at step ${this.step}: ${why}; ${this.nodes.length} node(s) remain`);
   }
 
@@ -133,6 +144,7 @@ export class Cluster implements ParticipantGroup {
     const fresh = this.joining.filter((n) => n.open);
     this.joining = [];
     this.nodes.push(...fresh);
+    if (fresh.length > 0) this.countParticipants();
     if (fresh.length > 0 || this.dirty) this.reshard();
     this.dirty = false;
   }
@@ -184,6 +196,7 @@ export class Cluster implements ParticipantGroup {
 
   succeeded(p: Participant, step: number, count: number, seconds: number): void {
     this.step = step;
+    this.options.metrics?.samples(p.id, p.kind, count);
     const stats = this.stats.get(p.id);
     if (stats) {
       stats.samples += count;
@@ -204,6 +217,7 @@ export class Cluster implements ParticipantGroup {
     const stats = this.stats.get(p.id);
     if (stats) stats.failures++;
     this.failures.set(fault.reason, (this.failures.get(fault.reason) ?? 0) + 1);
+    this.options.metrics?.failure(fault.reason);
     this.options.log(`${step >= 0 ? `step ${step}` : 'evaluation'}: ${fault.message} (${fault.reason}); its part is recomputed`);
     const node = this.nodes.find((n) => n === p) ?? this.joining.find((n) => n === p);
     if (node) {

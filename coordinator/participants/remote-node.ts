@@ -35,6 +35,8 @@ export interface NodeContext {
   readonly chunkBytes: number;
   /** The current weights and their version (sent lazily). */
   readonly currentWeights: () => { weights: Float32Array; version: number };
+  /** Counts bytes on the wire (metrics). */
+  readonly onBytes?: (direction: 'sent' | 'received', bytes: number) => void;
 }
 
 interface Pending {
@@ -133,6 +135,7 @@ export class RemoteNode implements Participant {
     if (!this.open) return;
     const frame = encodeMessage(message);
     this.bytesSent += frame.byteLength;
+    this.context.onBytes?.('sent', frame.byteLength);
     this.socket.send(frame);
   }
 
@@ -219,6 +222,7 @@ export class RemoteNode implements Participant {
   private receive(data: Buffer, isBinary: boolean): void {
     this.lastSeen = performance.now();
     this.bytesReceived += data.byteLength;
+    this.context.onBytes?.('received', data.byteLength);
     let message: Message;
     try {
       if (!isBinary) throw new ProtocolError('text frame; the protocol is binary msgpack');

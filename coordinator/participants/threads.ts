@@ -31,6 +31,8 @@ export interface ThreadPoolOptions {
   readonly parameters: number;
   /** Gradient engine in the threads (default 'dense'). */
   readonly engine?: 'dense' | 'tape';
+  /** Counts bytes passed to and from threads (row indices out, gradient packets back). */
+  readonly onBytes?: (direction: 'sent' | 'received', bytes: number) => void;
 }
 
 export class ThreadPool {
@@ -43,6 +45,7 @@ export class ThreadPool {
     private readonly parameters: number,
     threads: number,
     readonly backend: string,
+    private readonly onBytes?: (direction: 'sent' | 'received', bytes: number) => void,
   ) {
     this.weights = new Float32Array(weights);
     this.participants = Array.from({ length: threads }, (_, i) => this.participant(`thread-${i}`));
@@ -76,7 +79,7 @@ export class ThreadPool {
       await pool.destroy();
       throw new WorkerError(`worker threads failed to start: ${(err as Error).message}`, { cause: err });
     }
-    return new ThreadPool(pool, weights, options.parameters, options.threads, info.backend);
+    return new ThreadPool(pool, weights, options.parameters, options.threads, info.backend, options.onBytes);
   }
 
   publish(weights: Float32Array): void {
@@ -98,7 +101,9 @@ export class ThreadPool {
       holds: undefined,
       gradient: async (step, version, rows): Promise<GradientResult> => {
         // slice(): send only this part, not the whole epoch order the view points into.
+        this.onBytes?.('sent', rows.byteLength);
         const packet = await run<ArrayBuffer>({ kind: 'gradient', step, version, rows: rows.slice() });
+        this.onBytes?.('received', packet.byteLength);
         try {
           return unpackGradient(packet, this.parameters);
         } catch (err) {

@@ -110,6 +110,13 @@ const Cluster = z.strictObject({
   chunkBytes: z.int().min(1024).default(4 * 2 ** 20),
 });
 
+const Metrics = z.strictObject({
+  /** HOST:PORT for /metrics, /healthz, /readyz; false: no metrics server. */
+  listen: z.union([z.string().min(1), z.literal(false)]).default('127.0.0.1:9464'),
+  /** Seconds to keep serving /metrics after the job ends (so the last values get scraped). */
+  linger: z.number().nonnegative().default(0),
+});
+
 const Output = z.strictObject({
   /** Run directory; default runs/<time>. */
   dir: z.string().min(1).optional(),
@@ -122,6 +129,7 @@ export const JobConfigSchema = z.strictObject({
   compile: Compile,
   fit: Fit.prefault({}),
   cluster: Cluster.prefault({}),
+  metrics: Metrics.prefault({}),
   output: Output.prefault({}),
 });
 
