@@ -11,12 +11,11 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { BACKENDS, initBackend, type BackendChoice } from '../shared/backend.js';
+import { BACKENDS, type BackendChoice } from '../shared/backend-choice.js';
 import { readToken } from '../shared/token.js';
 import { DptrainError, UsageError } from '../shared/errors.js';
 import { parseHostPort, serveMetrics, type MetricsServer } from '../shared/metrics-server.js';
 import { WorkerMetrics } from './metrics.js';
-import { NodeClient } from './node-client.js';
 
 const USAGE = `usage: worker <command>
 
@@ -39,6 +38,7 @@ function checkBackend(value: string | undefined): BackendChoice | undefined {
 async function backends(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { backend: { type: 'string' } }, strict: true });
   const choice = checkBackend(values.backend);
+  const { initBackend } = await import('../shared/backend.js');
   const name = await initBackend(choice ?? 'auto', (msg) => console.error(`note: ${msg}`));
   console.log(`backend ${choice ?? 'auto'}: running on "${name}"`);
 }
@@ -84,6 +84,8 @@ async function start(argv: string[]): Promise<void> {
   const token = readToken(values['token-file']);
   const choice = checkBackend(values.backend) ?? 'auto';
   const log = (line: string): void => console.log(`[worker] ${line}`);
+  // TensorFlow.js loads only now (seconds on a small machine), after the arguments are checked.
+  const [{ initBackend }, { NodeClient }] = await Promise.all([import('../shared/backend.js'), import('./node-client.js')]);
   const backend = await initBackend(choice, (msg) => log(`note: ${msg}`));
   if (choice === 'auto') log(`backend auto: running on ${backend}${backend === 'wasm' ? ' (use --backend tensorflow on a GPU node with @tensorflow/tfjs-node-gpu installed)' : ''}`);
   let ca: Buffer | undefined;
