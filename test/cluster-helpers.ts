@@ -50,7 +50,7 @@ export class Proc {
   }
 
   /** Resolves with the first line (already seen or future) that matches. */
-  waitFor(re: RegExp, timeoutMs = 120_000): Promise<RegExpMatchArray> {
+  waitFor(re: RegExp, timeoutMs = 300_000): Promise<RegExpMatchArray> {
     for (const line of this.lines) {
       const m = line.match(re);
       if (m) return Promise.resolve(m);

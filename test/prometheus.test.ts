@@ -55,7 +55,7 @@ async function query(base: string, expr: string): Promise<PromResult[]> {
   return body.data.result;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 300_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -75,7 +75,7 @@ function promtoolCheckMetrics(body: string): { status: number | null; out: strin
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
-describe.skipIf(!HAVE_PROMETHEUS && !REQUIRED)('metrics against a real Prometheus', () => {
+describe.skipIf(!HAVE_PROMETHEUS && !REQUIRED)('metrics against a real Prometheus', { timeout: 900_000 }, () => {
   it('prometheus and promtool are installed (.ci/run installs Debian\'s package)', () => {
     expect(HAVE_PROMETHEUS).toBe(true);
   });
@@ -94,7 +94,7 @@ describe.skipIf(!HAVE_PROMETHEUS && !REQUIRED)('metrics against a real Prometheu
       compile: { loss: 'binaryCrossentropy' },
       fit: { epochs: 12, batchSize: 32, validationSplit: 0.1 },
       cluster: { threads: 1, minWorkers: 1, backend: 'wasm', heartbeatInterval: 0.5 },
-      metrics: { listen: `127.0.0.1:${coordMetrics}`, linger: 30 },
+      metrics: { listen: `127.0.0.1:${coordMetrics}`, linger: 300 },
     });
 
     // The shipped config, pointed at this machine's processes.
@@ -143,7 +143,7 @@ describe.skipIf(!HAVE_PROMETHEUS && !REQUIRED)('metrics against a real Prometheu
     expect(missing).toEqual([]);
 
     // After training (the coordinator lingers): the counter equals what the run trained.
-    await coordinator.waitFor(/^Run files: /, 300_000);
+    await coordinator.waitFor(/^Run files: /, 600_000);
     const summary = readSummary(job.out);
     const total = await until('the final samples count to be scraped', async () => {
       const r = await query(base, 'sum(dptrain_samples_total)');

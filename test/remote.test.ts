@@ -52,7 +52,7 @@ function jobConfig(fit: { epochs: number; batchSize: number }, cluster: Record<s
     model: { layers: [{ units: 16, activation: 'relu' }, { units: 8, activation: 'tanh' }, { units: 1, activation: 'sigmoid' }] },
     compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'binaryCrossentropy' },
     fit,
-    cluster: { backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 15, stepTimeout: 60, waitTimeout: 120, ...cluster },
+    cluster: { backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300, ...cluster },
   };
 }
 
@@ -77,7 +77,8 @@ function jobWithSteps(rows: number, epochs: number, stepsPerEpochWanted: number,
   return { ...job, ...prepared(job.configFile, job.dataFile) };
 }
 
-describe('remote worker nodes (real processes on 127.0.0.1)', () => {
+// Generous limits: these start several Node processes, which can take minutes on a loaded 2-core machine.
+describe('remote worker nodes (real processes on 127.0.0.1)', { timeout: 900_000 }, () => {
   for (const threads of [0, 1]) {
     it(`${threads} thread(s) + 2 worker processes, 30 steps: weights equal the single-process reference`, async () => {
       const job = jobWithSteps(600, 2, 15, { threads, minWorkers: 2, balance: 'proportional' });
@@ -107,7 +108,7 @@ describe('remote worker nodes (real processes on 127.0.0.1)', () => {
     const victim = track(startWorker('victim', url, job.tokenFile, ['--verbose']));
     const survivor = track(startWorker('survivor', url, job.tokenFile));
     await coordinator.waitFor(/2 worker node\(s\) connected|node-2 .* joined/);
-    await victim.waitFor(/^\[worker\] step 30:/); // step 30 of 100: mid-way through epoch 1
+    await victim.waitFor(/^\[worker\] step 30:/, 600_000); // step 30 of 100: mid-way through epoch 1
     victim.kill('SIGKILL');
     expect(await coordinator.exited, coordinator.output).toBe(0);
     expect(await survivor.exited, survivor.output).toBe(0);
@@ -147,7 +148,7 @@ describe('remote worker nodes (real processes on 127.0.0.1)', () => {
     for (const [what, frame, logged] of frames) {
       const answer = await rawPeer(url, [frame]);
       expect(answer.closed, what).toBe(true);
-      await coordinator.waitFor(logged, 30_000);
+      await coordinator.waitFor(logged);
     }
     // Authenticated peers that misbehave at their first step.
     for (const [what, bad, logged] of [
@@ -156,7 +157,7 @@ describe('remote worker nodes (real processes on 127.0.0.1)', () => {
     ] as const) {
       const peer = await badWorker(url, bad);
       expect(peer.droppedWith, what).toMatch(/./);
-      await coordinator.waitFor(logged, 30_000);
+      await coordinator.waitFor(logged);
     }
 
     expect(await coordinator.exited, coordinator.output).toBe(0);
@@ -183,7 +184,7 @@ function rawPeer(url: string, frames: Uint8Array[]): Promise<{ closed: boolean; 
     socket.on('message', (data: Buffer) => messages.push(decodeMessage(data)));
     socket.on('close', () => resolve({ closed: true, messages }));
     socket.on('error', () => undefined);
-    setTimeout(() => reject(new Error(`server did not close the connection; got ${JSON.stringify(messages.map((m) => m.type))}`)), 30_000);
+    setTimeout(() => reject(new Error(`server did not close the connection; got ${JSON.stringify(messages.map((m) => m.type))}`)), 300_000);
   });
 }
 
@@ -217,7 +218,7 @@ function badWorker(url: string, corrupt: (g: Float32Array) => Float32Array): Pro
     });
     socket.on('close', () => resolve({ droppedWith: dropped }));
     socket.on('error', () => undefined);
-    setTimeout(() => reject(new Error('the bad worker was never dropped')), 60_000);
+    setTimeout(() => reject(new Error("the bad worker was never dropped")), 300_000);
   });
 }
 

@@ -39,7 +39,7 @@ const smallJob = (cluster: Record<string, unknown>) => ({
   cluster: { backend: 'cpu', heartbeatInterval: 0.5, ...cluster },
 });
 
-describe('worker start', () => {
+describe('worker start', { timeout: 600_000 }, () => {
   it.skipIf(hasPackage('@tensorflow/tfjs-node-gpu') || hasPackage('@tensorflow/tfjs-node'))(
     '--backend tensorflow without tfjs-node(-gpu) says what to install and exits 1',
     () => {
@@ -91,7 +91,7 @@ describe('worker start', () => {
   });
 });
 
-describe('coordinator with worker nodes', () => {
+describe('coordinator with worker nodes', { timeout: 600_000 }, () => {
   it('waits for minWorkers and gives up after waitTimeout with a clear message', async () => {
     const job = jobFolder(300, smallJob({ threads: 0, minWorkers: 2, waitTimeout: 1 }));
     const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
