@@ -52,6 +52,10 @@ export async function serveMetrics(registry: Registry, host: string, port: numbe
       res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics, /healthz or /readyz\n');
     }
   });
+  // Scrapers and probes reuse connections; a keep-alive longer than their intervals avoids the
+  // race where the server closes an idle socket just as a client sends on it.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, resolve);

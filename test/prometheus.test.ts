@@ -48,8 +48,13 @@ interface PromResult {
   value: [number, string];
 }
 
+/** GET without connection reuse (a slow test must not race a server closing an idle socket). */
+function get(url: string): Promise<Response> {
+  return fetch(url, { headers: { connection: 'close' } });
+}
+
 async function query(base: string, expr: string): Promise<PromResult[]> {
-  const res = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(expr)}`);
+  const res = await get(`${base}/api/v1/query?query=${encodeURIComponent(expr)}`);
   const body = (await res.json()) as { status: string; error?: string; data: { result: PromResult[] } };
   if (body.status !== 'success') throw new Error(`query ${expr}: ${body.error}`);
   return body.data.result;
@@ -124,8 +129,8 @@ describe.skipIf(!HAVE_PROMETHEUS && !REQUIRED)('metrics against a real Prometheu
 
     // While training: /metrics bodies pass promtool, and every dashboard query has data.
     await coordinator.waitFor(/^Epoch 2\//);
-    const coordinatorBody = await (await fetch(`http://127.0.0.1:${coordMetrics}/metrics`)).text();
-    const workerBody = await (await fetch(`http://127.0.0.1:${workerMetrics}/metrics`)).text();
+    const coordinatorBody = await (await get(`http://127.0.0.1:${coordMetrics}/metrics`)).text();
+    const workerBody = await (await get(`http://127.0.0.1:${workerMetrics}/metrics`)).text();
     expect(coordinatorBody).toMatch(/^dptrain_samples_total\{participant="node-1",kind="node"\} \d+/m);
     expect(workerBody).toMatch(/^dptrain_worker_samples_total \d+/m);
     for (const [who, body] of [['coordinator', coordinatorBody], ['worker', workerBody]] as const) {
@@ -133,7 +138,7 @@ describe.skipIf(!HAVE_PROMETHEUS && !REQUIRED)('metrics against a real Prometheu
       expect(r.status, `promtool check metrics (${who}): ${r.out}`).toBe(0);
       expect(r.out.trim(), who).toBe('');
     }
-    const ready = await fetch(`http://127.0.0.1:${coordMetrics}/readyz`);
+    const ready = await get(`http://127.0.0.1:${coordMetrics}/readyz`);
     expect(ready.status).toBe(200);
     const missing = await until('every dashboard expression to return data', async () => {
       const empty: string[] = [];
@@ -167,7 +172,7 @@ describe.skipIf(!HAVE_PROMETHEUS && !REQUIRED)('metrics against a real Prometheu
     const history = JSON.parse(readFileSync(join(job.out, 'history.json'), 'utf8')) as { samples_per_second: number[] };
     expect(history.samples_per_second).toHaveLength(12);
     expect(history.samples_per_second.every((v) => v > 0)).toBe(true);
-    const notReady = await fetch(`http://127.0.0.1:${coordMetrics}/readyz`);
+    const notReady = await get(`http://127.0.0.1:${coordMetrics}/readyz`);
     expect(notReady.status).toBe(503);
   });
 });
