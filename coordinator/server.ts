@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ConfigError } from '../shared/errors.js';
 import { ProtocolError, decodeMessage, encodeMessage, expectHello, type HelloMessage, type ProtocolFault } from '../shared/protocol/messages.js';
+import { parseHostPort } from '../shared/metrics-server.js';
 import { tokenChecker } from '../shared/token.js';
 
 export interface NodeServerOptions {
@@ -31,12 +32,13 @@ export interface NodeServerOptions {
 /** Error codes sent to a rejected peer; E_AUTH and E_VERSION tell a worker not to retry. */
 const REJECT_CODES: Partial<Record<ProtocolFault, string>> = { auth: 'E_AUTH', version: 'E_VERSION' };
 
-/** Parses "host:port" (port 0 picks a free one). */
+/** Parses cluster.listen "host:port" (port 0 picks a free one). */
 export function parseListen(value: string): { host: string; port: number } {
-  const m = /^(.*):(\d+)$/.exec(value);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || !m[1] || port > 65535) throw new ConfigError(`cluster.listen must be HOST:PORT (e.g. 0.0.0.0:7070), got "${value}"`);
-  return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port };
+  try {
+    return parseHostPort(value, 'cluster.listen');
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 }
 
 export class NodeServer {

@@ -53,8 +53,6 @@ export class RemoteNode implements Participant {
   readonly ranges: RowRange[] = [];
   readonly name: string;
   readonly backend: string;
-  bytesSent = 0;
-  bytesReceived = 0;
   private sentVersion = -1;
   private readonly pending = new Map<string, Pending>();
   private nextEvaluation = 0;
@@ -134,7 +132,6 @@ export class RemoteNode implements Participant {
   private send(message: Message): void {
     if (!this.open) return;
     const frame = encodeMessage(message);
-    this.bytesSent += frame.byteLength;
     this.context.onBytes?.('sent', frame.byteLength);
     this.socket.send(frame);
   }
@@ -221,7 +218,6 @@ export class RemoteNode implements Participant {
 
   private receive(data: Buffer, isBinary: boolean): void {
     this.lastSeen = performance.now();
-    this.bytesReceived += data.byteLength;
     this.context.onBytes?.('received', data.byteLength);
     let message: Message;
     try {
