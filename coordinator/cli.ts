@@ -4,17 +4,21 @@
  *   coordinator start --config job.yaml [--data file.csv] [--epochs N] [--threads N]
  *                     [--batch-size N] [--seed N] [--out DIR] [--backend B] [--verbose]
  *   coordinator start --demo          (generated Telco-schema data, the seed's model)
+ *   coordinator demo-data --out FILE  (write that generated data as a CSV)
  */
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { BACKENDS } from '../shared/backend-choice.js';
 import { loadConfig, validateConfig } from '../shared/config/load.js';
+import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { DptrainError, UsageError } from '../shared/errors.js';
 import { DEMO_CONFIG_SOURCE, demoConfigRaw } from './demo.js';
 import { runJob } from './job.js';
 
 const USAGE = `usage: coordinator start (--config FILE | --demo) [options]
+       coordinator demo-data --out FILE [--rows N] [--seed N]
 
-Trains a model with synchronous data parallelism over worker threads and worker nodes.
+start: trains a model with synchronous data parallelism over worker threads and worker nodes.
 
 options:
   --config FILE        job config (YAML or JSON)
@@ -34,7 +38,10 @@ options:
   --metrics-listen A   HOST:PORT for /metrics, /healthz, /readyz (overrides metrics.listen; "off": none)
   --out DIR            run directory (overrides output.dir; default runs/<time>)
   --verbose            show stack traces on errors
-  -h, --help           this text`;
+  -h, --help           this text
+
+demo-data: writes the generated Telco-schema CSV that --demo trains on (columns of the IBM
+Telco Customer Churn data, 7043 rows by default), e.g. for deploy/data/data.csv.`;
 
 function integerFlag(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -96,13 +103,33 @@ async function start(argv: string[]): Promise<void> {
   await runJob(config, { demo: values.demo === true });
 }
 
+function demoData(argv: string[]): void {
+  const { values } = parseArgs({ args: argv, options: { out: { type: 'string' }, rows: { type: 'string' }, seed: { type: 'string' } }, strict: true });
+  if (!values.out) throw new UsageError('demo-data needs --out FILE');
+  const rows = integerFlag('rows', values.rows) ?? 7043;
+  if (rows < 10) throw new UsageError(`--rows must be at least 10, got ${rows}`);
+  writeFileSync(values.out, telcoDemoCsv(rows, integerFlag('seed', values.seed) ?? 7));
+  console.log(`wrote ${rows} generated Telco-schema rows to ${values.out}`);
+}
+
+const help = (): void => console.log(USAGE);
+
+/** Every command, by name. */
+const COMMANDS: Record<string, (argv: string[]) => void | Promise<void>> = {
+  start,
+  'demo-data': demoData,
+  help,
+  '--help': help,
+  '-h': help,
+};
+
 export async function main(argv: string[]): Promise<number> {
   const verbose = argv.includes('--verbose');
-  const [command, ...rest] = argv;
+  const [command = 'help', ...rest] = argv;
   try {
-    if (command === 'start') await start(rest);
-    else if (command === undefined || command === '--help' || command === '-h' || command === 'help') console.log(USAGE);
-    else throw new UsageError(`unknown command "${command}"; expected: start`);
+    const run = COMMANDS[command];
+    if (!run) throw new UsageError(`unknown command "${command}"; expected one of: start, demo-data`);
+    await run(rest);
     return 0;
   } catch (err) {
     const known = err instanceof DptrainError;

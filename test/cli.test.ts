@@ -5,11 +5,12 @@
  * takes seconds per process on a small machine).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../coordinator/cli.js';
+import { TELCO_COLUMNS, telcoDemoCsv } from '../shared/data/synthetic.js';
 import { COORDINATOR_BIN, ROOT } from './helpers.js';
 
 interface Run {
@@ -142,5 +143,21 @@ describe('coordinator start: bad input', () => {
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/^error \[E_CONFIG\]: cannot read config file/);
     expect(run.stderr).toMatch(/\n\s+at /);
+  });
+});
+
+describe('coordinator demo-data', () => {
+  it('writes the generated Telco-schema CSV that --demo trains on', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'dptrain-demo-data-')), 'data.csv');
+    const run = await coordinatorInProcess(['demo-data', '--out', out, '--rows', '50', '--seed', '3']);
+    expect(run.status, run.stderr).toBe(0);
+    const text = readFileSync(out, 'utf8');
+    expect(text).toBe(telcoDemoCsv(50, 3));
+    expect(text.trim().split('\n')).toHaveLength(51);
+    expect(text.split('\n')[0]).toBe(TELCO_COLUMNS.join(','));
+  });
+  it('needs --out, and says which command is unknown', async () => {
+    expectError(await coordinatorInProcess(['demo-data']), /demo-data needs --out FILE/);
+    expectError(await coordinatorInProcess(['strat']), /unknown command "strat"; expected one of: start, demo-data/);
   });
 });

@@ -6,18 +6,14 @@
  * /metrics bodies. Without Prometheus installed the test is skipped, unless
  * DPTRAIN_REQUIRE_PROMETHEUS=1 (CI) makes that a failure.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parse as parseYaml, stringify } from 'yaml';
+import { parse as parseYaml } from 'yaml';
 import { coordinatorUrl, jobFolder, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
+import { freePort, get, HAVE_PROMETHEUS, PROMETHEUS_REQUIRED, promtool, query, startPrometheus, until } from './prometheus-helpers.js';
 
-const HAVE_PROMETHEUS = spawnSync('prometheus', ['--version']).status === 0 && spawnSync('promtool', ['--version']).status === 0;
-const REQUIRED = process.env['DPTRAIN_REQUIRE_PROMETHEUS'] === '1';
 const SHIPPED_CONFIG = join(ROOT, 'deploy/prometheus/prometheus.yml');
 const DASHBOARD = join(ROOT, 'deploy/grafana/dashboards/dptrain.json');
 
@@ -26,68 +22,20 @@ afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** Every `expr` in the dashboard's panels. */
 function dashboardExpressions(): string[] {
   const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: { targets?: { expr: string }[] }[] };
   return dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
 }
 
-interface PromResult {
-  metric: Record<string, string>;
-  value: [number, string];
-}
-
-/** GET without connection reuse (a slow test must not race a server closing an idle socket). */
-function get(url: string): Promise<Response> {
-  return fetch(url, { headers: { connection: 'close' } });
-}
-
-async function query(base: string, expr: string): Promise<PromResult[]> {
-  const res = await get(`${base}/api/v1/query?query=${encodeURIComponent(expr)}`);
-  const body = (await res.json()) as { status: string; error?: string; data: { result: PromResult[] } };
-  if (body.status !== 'success') throw new Error(`query ${expr}: ${body.error}`);
-  return body.data.result;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 300_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-}
-
-function promtoolCheckMetrics(body: string): { status: number | null; out: string } {
-  const r = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
-}
-
-describe.skipIf(!HAVE_PROMETHEUS && !REQUIRED)('metrics against a real Prometheus', { timeout: 900_000 }, () => {
+describe.skipIf(!HAVE_PROMETHEUS && !PROMETHEUS_REQUIRED)('metrics against a real Prometheus', { timeout: 900_000 }, () => {
   it('prometheus and promtool are installed (.ci/run installs Debian\'s package)', () => {
     expect(HAVE_PROMETHEUS).toBe(true);
   });
 
   it('promtool accepts the shipped prometheus.yml', () => {
-    const r = spawnSync('promtool', ['check', 'config', SHIPPED_CONFIG], { encoding: 'utf8' });
-    expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
+    const r = promtool(['check', 'config', SHIPPED_CONFIG]);
+    expect(r.status, r.out).toBe(0);
   });
 
   it('counts every trained sample, has rates and phase histograms, and every dashboard query returns data', async () => {
@@ -113,13 +61,9 @@ describe.skipIf(!HAVE_PROMETHEUS && !REQUIRED)('metrics against a real Prometheu
           : { job_name: sc['job_name'], static_configs: [{ targets: [`127.0.0.1:${workerMetrics}`] }] },
       ),
     };
-    const promDir = mkdtempSync(join(tmpdir(), 'dptrain-prom-'));
-    const promConfig = join(promDir, 'prometheus.yml');
-    writeFileSync(promConfig, stringify(config));
-    expect(spawnSync('promtool', ['check', 'config', promConfig]).status).toBe(0);
-    const prometheus = spawn('prometheus', [`--config.file=${promConfig}`, `--storage.tsdb.path=${join(promDir, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`], { stdio: 'ignore' });
-    cleanups.push(() => prometheus.kill('SIGKILL'));
-    const base = `http://127.0.0.1:${promPort}`;
+    const prometheus = startPrometheus(config, promPort);
+    cleanups.push(() => prometheus.process.kill('SIGKILL'));
+    const base = prometheus.base;
 
     const coordinator: Proc = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
     cleanups.push(() => coordinator.kill());
@@ -134,7 +78,7 @@ describe.skipIf(!HAVE_PROMETHEUS && !REQUIRED)('metrics against a real Prometheu
     expect(coordinatorBody).toMatch(/^dptrain_samples_total\{participant="node-1",kind="node"\} \d+/m);
     expect(workerBody).toMatch(/^dptrain_worker_samples_total \d+/m);
     for (const [who, body] of [['coordinator', coordinatorBody], ['worker', workerBody]] as const) {
-      const r = promtoolCheckMetrics(body);
+      const r = promtool(['check', 'metrics'], body);
       expect(r.status, `promtool check metrics (${who}): ${r.out}`).toBe(0);
       expect(r.out.trim(), who).toBe('');
     }
