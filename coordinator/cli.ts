@@ -4,18 +4,30 @@
  *   coordinator start --config job.yaml [--data file.csv] [--epochs N] [--threads N]
  *                     [--batch-size N] [--seed N] [--out DIR] [--backend B] [--verbose]
  *   coordinator start --demo          (generated Telco-schema data, the seed's model)
+ *   coordinator start --resume RUN_DIR
+ *   coordinator evaluate --model DIR --data CSV
+ *   coordinator predict --model DIR --data CSV --out FILE
+ *   coordinator plot history RUN_DIR | plot activations --out DIR
  *   coordinator demo-data --out FILE  (write that generated data as a CSV)
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { BACKENDS } from '../shared/backend-choice.js';
+import { BACKENDS, type BackendChoice } from '../shared/backend-choice.js';
 import { loadConfig, validateConfig } from '../shared/config/load.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { DptrainError, UsageError } from '../shared/errors.js';
 import { DEMO_CONFIG_SOURCE, demoConfigRaw } from './demo.js';
 import { runJob } from './job.js';
+import { evaluationLine } from './progress.js';
+import { evaluateCsv, loadSavedModel, predictCsv } from './saved-model.js';
 
 const USAGE = `usage: coordinator start (--config FILE | --demo) [options]
+       coordinator start --resume RUN_DIR [--threads N] [--listen ...]
+       coordinator evaluate --model DIR --data CSV [--backend B]
+       coordinator predict --model DIR --data CSV --out FILE [--backend B]
+       coordinator plot history RUN_DIR [--out DIR]
+       coordinator plot activations --out DIR
        coordinator demo-data --out FILE [--rows N] [--seed N]
 
 start: trains a model with synchronous data parallelism over worker threads and worker nodes.
@@ -37,8 +49,18 @@ options:
   --tls-key FILE       private key for --tls-cert
   --metrics-listen A   HOST:PORT for /metrics, /healthz, /readyz (overrides metrics.listen; "off": none)
   --out DIR            run directory (overrides output.dir; default runs/<time>)
+  --resume RUN_DIR     continue that run from its newest checkpoint (its config.json and data;
+                       cluster and metrics flags may change); SIGINT/SIGTERM stop a run after
+                       the current step with a checkpoint
   --verbose            show stack traces on errors
   -h, --help           this text
+
+evaluate: loss and metrics of a saved model (RUN_DIR/model) on a labelled CSV with raw rows,
+  transformed by the saved preprocessing.
+predict: one line per CSV row: probabilities / value and the predicted label; rows that cannot
+  be transformed are listed with their line and reason.
+plot history: loss and metrics per epoch, train vs validation (history.svg and .png).
+plot activations: sigmoid, tanh, swish, relu, leakyRelu over [-10, 10] (activations.svg, .png).
 
 demo-data: writes the generated Telco-schema CSV that --demo trains on (columns of the IBM
 Telco Customer Churn data, 7043 rows by default), e.g. for deploy/data/data.csv.`;
@@ -70,12 +92,17 @@ async function start(argv: string[]): Promise<void> {
       'tls-key': { type: 'string' },
       'metrics-listen': { type: 'string' },
       out: { type: 'string' },
+      resume: { type: 'string' },
       verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
     allowPositionals: false,
   });
+  if (values.resume !== undefined) {
+    const fixed = (['config', 'demo', 'data', 'epochs', 'batch-size', 'seed', 'out'] as const).filter((k) => values[k] !== undefined);
+    if (fixed.length > 0) throw new UsageError(`--resume continues a run with its own config and data; drop ${fixed.map((k) => `--${k}`).join(', ')}`);
+  }
   if (values.help) {
     console.log(USAGE);
     return;
@@ -97,10 +124,59 @@ async function start(argv: string[]): Promise<void> {
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   overrides['cluster.tls.cert'] = values['tls-cert'];
   overrides['cluster.tls.key'] = values['tls-key'];
+  if (values.resume !== undefined) {
+    const configFile = join(values.resume, 'config.json');
+    if (!existsSync(configFile)) throw new UsageError(`--resume ${values.resume}: no config.json there; give the run directory of an earlier run`);
+    await runJob(loadConfig(configFile, { ...overrides, 'output.dir': values.resume }), { resume: true });
+    return;
+  }
   if (!values.config && !values.demo) throw new UsageError('give --config FILE or --demo (see --help)');
   if (values.demo && values.data) throw new UsageError('--demo makes its own data; drop --data or --demo');
   const config = values.config ? loadConfig(values.config, overrides) : validateConfig(demoConfigRaw(), DEMO_CONFIG_SOURCE, overrides);
   await runJob(config, { demo: values.demo === true });
+}
+
+function backendFlag(value: string | undefined): BackendChoice {
+  if (value === undefined) return 'auto';
+  if (!(BACKENDS as readonly string[]).includes(value)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got "${value}"`);
+  return value as BackendChoice;
+}
+
+function reportRejected(rejected: readonly { line: number; reason: string }[], dataFile: string): void {
+  if (rejected.length === 0) return;
+  console.error(`${dataFile}: ${rejected.length} row(s) could not be transformed:`);
+  for (const r of rejected.slice(0, 20)) console.error(`  line ${r.line}: ${r.reason}`);
+  if (rejected.length > 20) console.error(`  ... and ${rejected.length - 20} more`);
+}
+
+async function evaluate(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { model: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, verbose: { type: 'boolean' } }, strict: true });
+  if (!values.model || !values.data) throw new UsageError('evaluate needs --model DIR and --data CSV');
+  const model = await loadSavedModel(values.model, backendFlag(values.backend));
+  const result = evaluateCsv(model, values.data);
+  reportRejected(result.rejected, values.data);
+  console.log(`${evaluationLine('Evaluate', result.values)} (${result.rows} rows, ${model.backend})`);
+  console.log(JSON.stringify({ rows: result.rows, rejected: result.rejected.length, ...result.values }));
+}
+
+async function predict(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, backend: { type: 'string' }, verbose: { type: 'boolean' } }, strict: true });
+  if (!values.model || !values.data || !values.out) throw new UsageError('predict needs --model DIR, --data CSV and --out FILE');
+  const model = await loadSavedModel(values.model, backendFlag(values.backend));
+  const result = predictCsv(model, values.data, values.out);
+  reportRejected(result.rejected, values.data);
+  console.log(`wrote ${result.rows} predictions${result.rejected.length ? ` and ${result.rejected.length} rejected rows` : ''} to ${values.out}`);
+}
+
+async function plot(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, options: { out: { type: 'string' }, verbose: { type: 'boolean' } }, strict: true, allowPositionals: true });
+  const [what, runDir] = positionals;
+  const { plotActivations, plotHistory } = await import('./plot.js'); // vega and resvg only load here
+  let files: string[];
+  if (what === 'history' && runDir) files = await plotHistory(runDir, values.out ?? runDir);
+  else if (what === 'activations' && values.out) files = await plotActivations(values.out);
+  else throw new UsageError('plot history RUN_DIR [--out DIR] | plot activations --out DIR');
+  console.log(`wrote ${files.join(', ')}`);
 }
 
 function demoData(argv: string[]): void {
@@ -117,6 +193,9 @@ const help = (): void => console.log(USAGE);
 /** Every command, by name. */
 const COMMANDS: Record<string, (argv: string[]) => void | Promise<void>> = {
   start,
+  evaluate,
+  predict,
+  plot,
   'demo-data': demoData,
   help,
   '--help': help,
@@ -128,7 +207,7 @@ export async function main(argv: string[]): Promise<number> {
   const [command = 'help', ...rest] = argv;
   try {
     const run = COMMANDS[command];
-    if (!run) throw new UsageError(`unknown command "${command}"; expected one of: start, demo-data`);
+    if (!run) throw new UsageError(`unknown command "${command}"; expected one of: start, evaluate, predict, plot, demo-data`);
     await run(rest);
     return 0;
   } catch (err) {

@@ -6,7 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { JobConfig } from '../shared/config/schema.js';
-import { parseCsv, readCsv, type Table } from '../shared/data/csv.js';
+import { readCsv, type Table } from '../shared/data/csv.js';
+import type { Preprocessor } from '../shared/data/preprocess.js';
 import { prepareData, type PreparedData } from '../shared/data/dataset.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { BackendError, ConfigError } from '../shared/errors.js';
@@ -14,6 +15,7 @@ import { weightLayout } from '../shared/model/layout.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import { parseHostPort, serveMetrics, type MetricsServer } from '../shared/metrics-server.js';
 import { readToken } from '../shared/token.js';
+import { CHECKPOINT_DIR, loadLatestCheckpoint, writeCheckpoint, type TrainingState } from './checkpoint.js';
 import { TrainingMetrics } from './metrics.js';
 import { Cluster } from './participants/cluster.js';
 import type { ParticipantStats } from './participants/participant.js';
@@ -27,6 +29,12 @@ import { Trainer, checkBatchSize, modelSpec, type EvaluateResult, type FitResult
 export interface JobOptions {
   /** Use generated Telco-schema demo data instead of data.path. */
   readonly demo?: boolean;
+  /** Continue the run in output.dir from its newest usable checkpoint. */
+  readonly resume?: boolean;
+  /** Stop on SIGINT/SIGTERM after the current step with a checkpoint (default true). */
+  readonly handleSignals?: boolean;
+  /** Polled after every step (tests): true stops like a signal does. */
+  readonly stopRequested?: () => boolean;
   /** Where progress lines go (default: console.log). */
   readonly log?: (line: string) => void;
   /** Called with the node server's URL once it listens. */
@@ -60,6 +68,10 @@ export interface Summary {
   readonly failures: Record<string, number>;
   /** Connections refused before joining, by reason (bad token, version, malformed...). */
   readonly rejectedPeers: Record<string, number>;
+  /** Stopped by a signal before the end; resume with `coordinator start --resume <run dir>`. */
+  readonly interrupted: boolean;
+  /** The checkpoint this process resumed from, if it did. */
+  readonly resumedFrom?: string;
 }
 
 export interface JobResult {
@@ -68,12 +80,14 @@ export interface JobResult {
   readonly runDir: string;
 }
 
-function loadTable(config: JobConfig, options: JobOptions, runDir: RunDir): Table {
-  if (options.demo) {
-    const text = telcoDemoCsv();
-    runDir.write('demo-data.csv', text);
-    return parseCsv(text, 'demo data');
-  }
+/** With --demo the generated data is written to the run directory and becomes data.path (so a resume finds it). */
+function dataConfig(config: JobConfig, options: JobOptions, runDir: RunDir): JobConfig {
+  if (!options.demo) return config;
+  const path = runDir.write('demo-data.csv', telcoDemoCsv());
+  return { ...config, data: { ...config.data, path } };
+}
+
+function loadTable(config: JobConfig): Table {
   if (!config.data.path) throw new ConfigError('no data: set data.path in the config, pass --data FILE, or use --demo');
   return readCsv(config.data.path);
 }
@@ -88,17 +102,45 @@ export function prepareJobData(config: JobConfig, table: Table): PreparedData {
   );
 }
 
-/** Saves the trained model in the TensorFlow.js layers format (tfjs is loaded only here, on cpu). */
-async function exportModel(spec: ModelSpec, weights: Float32Array, dir: string): Promise<void> {
-  const [{ initBackend }, { modelWithWeights }, { saveModel }] = await Promise.all([
+/**
+ * Saves the trained model in the TensorFlow.js layers format plus what `coordinator predict`
+ * needs to take raw CSV rows: the fitted preprocessing and the model spec (tfjs is loaded only
+ * here, on cpu).
+ */
+async function exportModel(spec: ModelSpec, weights: Float32Array, preprocessor: Preprocessor, runDir: RunDir): Promise<void> {
+  const [{ initBackend }, { modelWithWeights }, { saveModel, SAVED_MODEL_FILES }] = await Promise.all([
     import('../shared/backend.js'),
     import('../shared/model/build.js'),
     import('../shared/model/io.js'),
   ]);
   await initBackend('cpu');
   const model = modelWithWeights(spec, weights);
-  await saveModel(model, dir);
+  await saveModel(model, runDir.file('model'));
   model.dispose();
+  runDir.writeJson(`model/${SAVED_MODEL_FILES.preprocessing}`, preprocessor);
+  runDir.writeJson(`model/${SAVED_MODEL_FILES.spec}`, spec);
+}
+
+/** SIGINT/SIGTERM: the first asks to stop after the current step (with a checkpoint), a second exits at once. */
+function stopOnSignals(log: (line: string) => void, training: () => boolean): { requested: () => boolean; remove: () => void } {
+  let requested = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (requested || !training()) {
+      log(`${signal}: exiting now${training() ? ' (the last checkpoint stays usable)' : ''}`);
+      process.exit(130);
+    }
+    requested = true;
+    log(`${signal}: stopping after this step and writing a checkpoint (send it again to exit at once)`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    requested: () => requested,
+    remove: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
 }
 
 /** Starts the local threads (if any) and the node server (if listening) as one Cluster. */
@@ -172,7 +214,8 @@ async function startMetricsServer(config: JobConfig, metrics: TrainingMetrics, r
   }
 }
 
-export async function runJob(config: JobConfig, options: JobOptions = {}): Promise<JobResult> {
+export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Promise<JobResult> {
+  let config = jobConfig;
   const log = options.log ?? ((line: string) => console.log(line));
   const started = performance.now();
   if (config.cluster.backend === 'tensorflow') {
@@ -181,7 +224,14 @@ export async function runJob(config: JobConfig, options: JobOptions = {}): Promi
     );
   }
   const runDir = new RunDir(config.output.dir ?? defaultRunDir());
-  const table = loadTable(config, options, runDir);
+  let resumeFrom: { state: TrainingState; file: string } | undefined;
+  if (options.resume) {
+    resumeFrom = loadLatestCheckpoint(runDir.file(CHECKPOINT_DIR), log);
+    const { epoch, batch, step, finished } = resumeFrom.state;
+    log(`resuming from ${resumeFrom.file} (${finished ? 'training had finished' : `epoch ${epoch + 1}, batch ${batch + 1}`}, step ${step})`);
+  }
+  config = dataConfig(config, options, runDir);
+  const table = loadTable(config);
   const prepared = prepareJobData(config, table);
   const { dataset, preprocessor } = prepared;
   const spec = modelSpec(config, dataset);
@@ -189,6 +239,7 @@ export async function runJob(config: JobConfig, options: JobOptions = {}): Promi
   checkBatchSize(config.fit.batchSize, config.cluster.threads);
   runDir.writeJson('config.json', config);
   runDir.writeJson('preprocessing.json', preprocessor);
+  runDir.writeJson('split.json', prepared.lines);
 
   const metrics = new TrainingMetrics();
   let training = false;
@@ -204,6 +255,7 @@ export async function runJob(config: JobConfig, options: JobOptions = {}): Promi
   let fit: FitResult;
   let test: EvaluateResult;
   let outcome = 'job failed';
+  const signals = options.handleSignals === false ? undefined : stopOnSignals(log, () => training);
   try {
     const threads = cluster.threads;
     log(
@@ -215,14 +267,28 @@ export async function runJob(config: JobConfig, options: JobOptions = {}): Promi
     );
     const trainer = new Trainer(config, dataset, cluster, spec, metrics);
     training = true;
-    fit = await trainer.fit({ onEpochEnd: (e, epochs) => log(epochLine(e, epochs)) });
-    if (fit.restoredBestWeights) log(`Restored the weights of epoch ${fit.bestEpoch} (early stopping).`);
-    test = dataset.test.count > 0 ? await trainer.evaluate(dataset.test) : { loss: NaN };
-    log(evaluationLine('Test', test));
-    metrics.test(test);
-    outcome = 'job finished';
+    const checkpoints = runDir.file(CHECKPOINT_DIR);
+    let lastCheckpoint = resumeFrom?.file;
+    fit = await trainer.fit({
+      ...(resumeFrom ? { resume: resumeFrom.state } : {}),
+      onEpochEnd: (e, epochs) => log(epochLine(e, epochs)),
+      onCheckpoint: (state) => (lastCheckpoint = writeCheckpoint(checkpoints, state, config.checkpoint.keep)),
+      stopRequested: () => signals?.requested() === true || options.stopRequested?.() === true,
+    });
+    if (fit.interrupted) {
+      log(`Stopped at step ${fit.steps}; checkpoint ${lastCheckpoint}. Continue with: coordinator start --resume ${runDir.path}`);
+      test = { loss: NaN };
+      outcome = 'job interrupted';
+    } else {
+      if (fit.restoredBestWeights) log(`Restored the weights of epoch ${fit.bestEpoch} (early stopping).`);
+      test = dataset.test.count > 0 ? await trainer.evaluate(dataset.test) : { loss: NaN };
+      log(evaluationLine('Test', test));
+      metrics.test(test);
+      outcome = 'job finished';
+    }
   } finally {
     training = false;
+    signals?.remove();
     await cluster.close(outcome);
     await server?.close();
     if (outcome !== 'job finished') await metricsServer?.close();
@@ -231,7 +297,7 @@ export async function runJob(config: JobConfig, options: JobOptions = {}): Promi
   let summary: Summary;
   try {
     runDir.writeHistory(fit.history);
-    await exportModel(spec, fit.weights, runDir.file('model'));
+    if (!fit.interrupted) await exportModel(spec, fit.weights, preprocessor, runDir);
     summary = {
       test,
       epochs: fit.history.length,
@@ -256,10 +322,12 @@ export async function runJob(config: JobConfig, options: JobOptions = {}): Promi
       rejectedPeers: Object.fromEntries(server?.rejections ?? []),
       seed: config.seed,
       phaseSeconds: fit.phases,
+      interrupted: fit.interrupted,
+      ...(resumeFrom ? { resumedFrom: resumeFrom.file } : {}),
     };
     runDir.writeJson('summary.json', summary);
     log(`Run files: ${runDir.path}`);
-    if (metricsServer && config.metrics.linger > 0) {
+    if (metricsServer && config.metrics.linger > 0 && !fit.interrupted) {
       log(`serving the final metrics for ${config.metrics.linger} s (metrics.linger)`);
       await new Promise((r) => setTimeout(r, config.metrics.linger * 1000));
     }

@@ -5,10 +5,11 @@
  * (optimizers) and publishes the new weights. Epochs, validation, early stopping and history
  * follow Keras' `fit`.
  */
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset, RowRange } from '../shared/data/dataset.js';
-import { ClusterError, ConfigError, WorkerError } from '../shared/errors.js';
+import { CheckpointError, ClusterError, ConfigError, WorkerError } from '../shared/errors.js';
 import { createOptimizer, type Optimizer } from '../shared/math/optimizers.js';
 import { firstNonFinite, weightedAverage } from '../shared/math/reduce.js';
 import { Rng } from '../shared/math/rng.js';
@@ -18,6 +19,7 @@ import { METRIC_HIGHER_IS_BETTER, type MetricName, type ModelSpec } from '../sha
 import { EarlyStopping } from './callbacks/early-stopping.js';
 import type { TrainingMetrics } from './metrics.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
+import type { TrainingState } from './checkpoint.js';
 import type { EvaluateAnswer } from '../shared/protocol/thread-tasks.js';
 import { ParticipantFault, type Participant, type ParticipantGroup } from './participants/participant.js';
 
@@ -80,11 +82,22 @@ export interface FitResult {
   readonly phases: PhaseTimes;
   /** tf.memory().numTensors reported by participants after each step, in step order. */
   readonly tensorCounts: number[];
+  /** Stopped on request (stopRequested) before the last epoch; a checkpoint was written. */
+  readonly interrupted: boolean;
 }
 
 export interface TrainerEvents {
   onEpochStart?(epoch: number, epochs: number): void;
   onEpochEnd?(log: EpochLog, epochs: number): void;
+  /** A checkpoint is due (every `checkpoint.everySteps` steps, at epoch ends, and when stopping on request). */
+  onCheckpoint?(state: TrainingState): void;
+  /** Polled after every step: true finishes the current step, checkpoints and returns (interrupted). */
+  stopRequested?(): boolean;
+}
+
+export interface FitOptions extends TrainerEvents {
+  /** Continue from this checkpoint instead of starting fresh. */
+  readonly resume?: TrainingState;
 }
 
 export interface EvaluateResult {
@@ -95,7 +108,7 @@ export interface EvaluateResult {
 export class Trainer {
   readonly spec: ModelSpec;
   readonly weights: Float32Array;
-  readonly optimizer: Optimizer;
+  private optimizer: Optimizer;
   /** Reused every step for the averaged gradient (no allocation on the hot path). */
   private readonly meanGradient: Float32Array;
   private version = 0;
@@ -261,35 +274,97 @@ export class Trainer {
     this.publish();
   }
 
-  async fit(events: TrainerEvents = {}): Promise<FitResult> {
+  /**
+   * Hash of what a checkpoint must match to be resumed here: the training rows and labels, the
+   * model, the optimizer and the batch settings. A checkpoint of other data is refused.
+   */
+  fingerprint(): string {
+    const { x, y, features, outputs, train } = this.dataset;
+    const hash = createHash('sha256');
+    hash.update(new Uint8Array(x.buffer, x.byteOffset + train.start * features * 4, train.count * features * 4));
+    hash.update(new Uint8Array(y.buffer, y.byteOffset + train.start * outputs * 4, train.count * outputs * 4));
+    const { fit, compile, seed } = this.config;
+    hash.update(JSON.stringify({ spec: this.spec, optimizer: compile.optimizer, batchSize: fit.batchSize, shuffle: fit.shuffle, seed, val: this.dataset.val.count }));
+    return hash.digest('hex');
+  }
+
+  async fit(options: FitOptions = {}): Promise<FitResult> {
     const { fit } = this.config;
     const train = this.dataset.train;
+    const fingerprint = this.fingerprint();
     const rng = runRngs.shuffle(this.config.seed);
     const earlyStopping = fit.earlyStopping
       ? new EarlyStopping(fit.earlyStopping, METRIC_HIGHER_IS_BETTER[fit.earlyStopping.monitor.replace(/^val_/, '') as MetricName] ?? false)
       : undefined;
-    const history: EpochLog[] = [];
-    const phases: PhaseTimes = { compute: 0, reduce: 0, apply: 0, broadcast: 0 };
+    const resume = options.resume;
+    if (resume && resume.fingerprint !== fingerprint) {
+      throw new CheckpointError('the checkpoint belongs to other training data, model or settings (fingerprint differs); resume with the same config and data file');
+    }
+    const history: EpochLog[] = resume ? [...resume.history] : [];
+    const phases: PhaseTimes = resume ? { ...resume.phases } : { compute: 0, reduce: 0, apply: 0, broadcast: 0 };
     const tensorCounts: number[] = [];
-    let step = 0;
-    let samples = 0;
-    let trainSeconds = 0;
-    let stoppedEarly = false;
+    let step = resume?.step ?? 0;
+    let samples = resume?.samples ?? 0;
+    let trainSeconds = resume?.trainSeconds ?? 0;
+    let stoppedEarly = resume?.stoppedEarly ?? false;
+    let finished = resume?.finished ?? false;
+    let interrupted = false;
+    if (resume) {
+      this.weights.set(resume.weights);
+      this.optimizer = createOptimizer(this.config.compile.optimizer, this.weights.length, resume.optimizer);
+      if (resume.earlyStopping) earlyStopping?.restore(resume.earlyStopping);
+      rng.restore(resume.shuffle);
+      this.publish();
+    }
 
-    for (let epoch = 0; epoch < fit.epochs; epoch++) {
-      events.onEpochStart?.(epoch, fit.epochs);
+    const snapshot = (epoch: number, batch: number, shuffle: number, progress: TrainingState['epochProgress']): TrainingState => ({
+      epoch,
+      batch,
+      step,
+      samples,
+      trainSeconds,
+      phases: { ...phases },
+      history: [...history],
+      epochProgress: { ...progress, metricSums: [...progress.metricSums] },
+      shuffle,
+      finished,
+      stoppedEarly,
+      earlyStopping: earlyStopping?.state(),
+      optimizer: this.optimizer.state(),
+      weights: this.weights.slice(),
+      fingerprint,
+    });
+
+    for (let epoch = resume?.epoch ?? 0; epoch < fit.epochs && !finished; epoch++) {
+      const resuming = resume !== undefined && epoch === resume.epoch;
+      const skip = resuming ? resume.batch : 0;
+      options.onEpochStart?.(epoch, fit.epochs);
       this.metrics?.epoch(epoch + 1);
-      const started = performance.now();
+      const localStart = performance.now();
+      const started = localStart - (resuming ? resume.epochProgress.seconds * 1000 : 0);
       const samplesBefore = this.metrics?.samplesTotal ?? samples;
+      const shuffleAtStart = rng.position;
       const order = epochOrder(train.count, fit.shuffle, rng);
-      let lossSum = 0;
-      const metricSums = this.spec.metrics.map(() => 0);
-      for (const batch of epochBatches(order, fit.batchSize)) {
-        const sums = await this.step(step++, batch, phases, tensorCounts);
+      let lossSum = resuming ? resume.epochProgress.lossSum : 0;
+      const metricSums = resuming ? [...resume.epochProgress.metricSums] : this.spec.metrics.map(() => 0);
+      const batches = epochBatches(order, fit.batchSize);
+      for (let b = skip; b < batches.length; b++) {
+        const sums = await this.step(step++, batches[b]!, phases, tensorCounts);
         lossSum += sums.lossSum;
         sums.metricSums.forEach((m, k) => (metricSums[k]! += m));
+        const stop = b + 1 < batches.length && options.stopRequested?.() === true;
+        const due = this.config.checkpoint.everySteps > 0 && step % this.config.checkpoint.everySteps === 0;
+        if ((stop || due) && b + 1 < batches.length) {
+          options.onCheckpoint?.(snapshot(epoch, b + 1, shuffleAtStart, { lossSum, metricSums, seconds: (performance.now() - started) / 1000 }));
+        }
+        if (stop) {
+          interrupted = true;
+          break;
+        }
       }
-      const stepSeconds = (performance.now() - started) / 1000;
+      if (interrupted) break;
+      const stepEnd = performance.now();
+      const stepSeconds = (stepEnd - started) / 1000;
       trainSeconds += stepSeconds;
       samples += train.count;
       const values: Record<string, number> = { loss: lossSum / train.count };
@@ -305,19 +380,23 @@ export class Trainer {
         seconds,
         samples: train.count,
         // from the samples counter Prometheus exports, so console and dashboard agree
-        samplesPerSecond: ((this.metrics?.samplesTotal ?? samples) - samplesBefore) / stepSeconds,
+        samplesPerSecond: ((this.metrics?.samplesTotal ?? samples) - samplesBefore) / ((stepEnd - localStart) / 1000),
         values,
       };
       history.push(log);
       this.metrics?.epochEnd(values, log.samplesPerSecond);
-      events.onEpochEnd?.(log, fit.epochs);
-      if (earlyStopping?.onEpochEnd(epoch, values, this.weights)) {
-        stoppedEarly = true;
+      options.onEpochEnd?.(log, fit.epochs);
+      if (earlyStopping?.onEpochEnd(epoch, values, this.weights)) stoppedEarly = true;
+      finished = stoppedEarly || epoch + 1 === fit.epochs;
+      const stop = !finished && options.stopRequested?.() === true;
+      if (this.config.checkpoint.epochEnd || stop) options.onCheckpoint?.(snapshot(epoch + 1, 0, rng.position, { lossSum: 0, metricSums: this.spec.metrics.map(() => 0), seconds: 0 }));
+      if (stop) {
+        interrupted = true;
         break;
       }
     }
 
-    const restore = earlyStopping?.weightsToRestore();
+    const restore = interrupted ? undefined : earlyStopping?.weightsToRestore();
     if (restore) this.setWeights(restore);
     return {
       weights: this.weights,
@@ -330,6 +409,7 @@ export class Trainer {
       trainSeconds,
       phases,
       tensorCounts,
+      interrupted,
     };
   }
 }

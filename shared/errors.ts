@@ -11,7 +11,8 @@ export type ErrorCode =
   | 'E_BACKEND'
   | 'E_WORKER'
   | 'E_PROTOCOL'
-  | 'E_CLUSTER';
+  | 'E_CLUSTER'
+  | 'E_CHECKPOINT';
 
 export class DptrainError extends Error {
   readonly code: ErrorCode;
@@ -68,5 +69,12 @@ export class WorkerError extends DptrainError {
 export class ClusterError extends DptrainError {
   constructor(message: string) {
     super('E_CLUSTER', message);
+  }
+}
+
+/** No usable checkpoint to resume from, or one that does not belong to this run's data. */
+export class CheckpointError extends DptrainError {
+  constructor(message: string) {
+    super('E_CHECKPOINT', message);
   }
 }

@@ -8,6 +8,15 @@ import type { EarlyStoppingConfig } from '../../shared/config/schema.js';
 
 export type EpochLogs = Readonly<Record<string, number>>;
 
+/** What a checkpoint keeps of an EarlyStopping. */
+export interface EarlyStoppingState {
+  readonly wait: number;
+  readonly best: number;
+  readonly bestEpoch: number;
+  readonly stoppedEpoch: number;
+  readonly bestWeights?: Float32Array | undefined;
+}
+
 export class EarlyStopping {
   private readonly higherIsBetter: boolean;
   private wait = 0;
@@ -49,6 +58,19 @@ export class EarlyStopping {
       return true;
     }
     return false;
+  }
+
+  state(): EarlyStoppingState {
+    return { wait: this.wait, best: this.best, bestEpoch: this.bestEpoch, stoppedEpoch: this.stoppedEpoch, bestWeights: this.bestWeights?.slice() };
+  }
+
+  restore(state: EarlyStoppingState): this {
+    this.wait = state.wait;
+    this.best = state.best;
+    this.bestEpoch = state.bestEpoch;
+    this.stoppedEpoch = state.stoppedEpoch;
+    this.bestWeights = state.bestWeights?.slice();
+    return this;
   }
 
   /** The weights to keep when training stopped early with restoreBestWeights, else undefined. */

@@ -117,6 +117,15 @@ const Metrics = z.strictObject({
   linger: z.number().nonnegative().default(0),
 });
 
+const Checkpoint = z.strictObject({
+  /** Also checkpoint every N optimizer steps (0: only at epoch ends). */
+  everySteps: z.int().nonnegative().default(0),
+  /** Checkpoint at the end of every epoch. */
+  epochEnd: z.boolean().default(true),
+  /** Checkpoints kept in <run dir>/checkpoints (older ones are deleted). */
+  keep: z.int().min(1).default(3),
+});
+
 const Output = z.strictObject({
   /** Run directory; default runs/<time>. */
   dir: z.string().min(1).optional(),
@@ -130,6 +139,7 @@ export const JobConfigSchema = z.strictObject({
   fit: Fit.prefault({}),
   cluster: Cluster.prefault({}),
   metrics: Metrics.prefault({}),
+  checkpoint: Checkpoint.prefault({}),
   output: Output.prefault({}),
 });
 

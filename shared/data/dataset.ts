@@ -41,6 +41,8 @@ export interface PreparedData {
   /** Rows read from the file and rows dropped for missing values. */
   readonly rowsRead: number;
   readonly rowsDropped: number;
+  /** File line of every row of each split, in data set order. */
+  readonly lines: { readonly train: number[]; readonly val: number[]; readonly test: number[] };
 }
 
 function sharedFloat32(length: number): Float32Array {
@@ -96,5 +98,6 @@ export function prepareData(table: Table, pre: PreprocessOptions, split: SplitOp
     preprocessor,
     rowsRead: table.rows.length,
     rowsDropped: enc.rejected.length,
+    lines: { train: Array.from(train, (r) => enc.lines[r]!), val: Array.from(val, (r) => enc.lines[r]!), test: Array.from(test, (r) => enc.lines[r]!) },
   };
 }

@@ -10,6 +10,16 @@ export class Rng {
     this.state = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ 0xc2b2ae35) >>> 0;
   }
 
+  /** The generator's whole state (for checkpoints); `restore` continues the stream from it. */
+  get position(): number {
+    return this.state;
+  }
+
+  restore(position: number): this {
+    this.state = position >>> 0;
+    return this;
+  }
+
   /** Uniform in [0, 1). */
   next(): number {
     this.state = (this.state + 0x6d2b79f5) >>> 0;

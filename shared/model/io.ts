@@ -11,6 +11,14 @@ import { ModelError } from '../errors.js';
 
 const WEIGHTS_FILE = 'weights.bin';
 
+/** The files a saved dptrain model directory has besides model.json and weights.bin. */
+export const SAVED_MODEL_FILES = {
+  /** The fitted preprocessing (raw CSV row -> features). */
+  preprocessing: 'preprocessing.json',
+  /** The ModelSpec: layers, loss, metrics. */
+  spec: 'dptrain-model.json',
+} as const;
+
 /** An IOHandler that saves to and loads from a directory. */
 export function fileHandler(dir: string): tf.io.IOHandler {
   return {

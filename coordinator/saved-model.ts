@@ -1,0 +1,117 @@
+/**
+ * Using a saved model directory (`<run dir>/model`): model.json + weights.bin (TensorFlow.js
+ * layers format, read back with tf.loadLayersModel), preprocessing.json and dptrain-model.json.
+ * `predictCsv` and `evaluateCsv` take raw CSV rows, transform them with the saved preprocessing
+ * and run them through the same engine the workers train with. Rows that cannot be transformed
+ * (missing value, unknown category, bad label) are reported with their line numbers.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readCsv } from '../shared/data/csv.js';
+import { encode, type Preprocessor, type RejectedRow } from '../shared/data/preprocess.js';
+import { ModelError } from '../shared/errors.js';
+import type { BackendChoice } from '../shared/backend-choice.js';
+import type { ModelSpec } from '../shared/model/spec.js';
+import type { BatchEngine } from '../worker/engine.js';
+
+export interface SavedModel {
+  readonly dir: string;
+  readonly spec: ModelSpec;
+  readonly preprocessor: Preprocessor;
+  readonly weights: Float32Array;
+  readonly backend: string;
+  readonly engine: BatchEngine;
+}
+
+function readJson<T>(file: string): T {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
+  } catch (err) {
+    throw new ModelError(`${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file (is this a dptrain model directory, <run dir>/model?)' : (err as Error).message}`);
+  }
+}
+
+/** Loads a model directory: weights through tf.loadLayersModel, checked against the spec. */
+export async function loadSavedModel(dir: string, backend: BackendChoice = 'auto'): Promise<SavedModel> {
+  const [{ initBackend }, { loadModel, SAVED_MODEL_FILES }, { readFlatWeights }, { weightLayout }, { createEngine }] = await Promise.all([
+    import('../shared/backend.js'),
+    import('../shared/model/io.js'),
+    import('../shared/model/build.js'),
+    import('../shared/model/layout.js'),
+    import('../worker/gradient.js'),
+  ]);
+  const spec = readJson<ModelSpec>(join(dir, SAVED_MODEL_FILES.spec));
+  const preprocessor = readJson<Preprocessor>(join(dir, SAVED_MODEL_FILES.preprocessing));
+  const used = await initBackend(backend);
+  const model = await loadModel(dir);
+  const weights = readFlatWeights(model);
+  model.dispose();
+  const expected = weightLayout(spec).size;
+  if (weights.length !== expected) throw new ModelError(`${dir}: model.json has ${weights.length} weights, ${SAVED_MODEL_FILES.spec} describes ${expected}`);
+  if (preprocessor.features.length !== spec.inputDim) throw new ModelError(`${dir}: the preprocessing makes ${preprocessor.features.length} features, the model takes ${spec.inputDim}`);
+  const engine = createEngine(spec);
+  engine.setWeights(weights);
+  return { dir, spec, preprocessor, weights, backend: used, engine };
+}
+
+/** Column names of a prediction: one probability per class, or the value. */
+function outputColumns(pre: Preprocessor): string[] {
+  if (pre.label.type === 'binary') return [`probability_${pre.label.positive}`, 'predicted'];
+  if (pre.label.type === 'categorical') return [...pre.label.classes.map((c) => `probability_${c}`), 'predicted'];
+  return ['predicted'];
+}
+
+function csvField(v: string): string {
+  return /[",\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v;
+}
+
+export interface PredictResult {
+  readonly rows: number;
+  readonly rejected: RejectedRow[];
+  /** Model outputs, row-major (rows x outputs), in file order of the predicted rows. */
+  readonly outputs: Float32Array;
+  readonly lines: number[];
+}
+
+/** Predicts every row of `dataFile` (label column optional); writes a CSV with `line` and the outputs. */
+export function predictCsv(model: SavedModel, dataFile: string, outFile?: string): PredictResult {
+  const table = readCsv(dataFile);
+  const enc = encode(table, model.preprocessor, { requireLabel: false });
+  const outputs = model.engine.predict(enc.x, enc.rows);
+  if (outFile !== undefined) {
+    const pre = model.preprocessor;
+    const k = enc.outputs;
+    const cells = new Map<number, string>();
+    enc.lines.forEach((line, r) => {
+      const values = Array.from(outputs.subarray(r * k, (r + 1) * k));
+      let predicted: string;
+      if (pre.label.type === 'binary') predicted = values[0]! > 0.5 ? pre.label.positive : pre.label.negative;
+      else if (pre.label.type === 'categorical') predicted = pre.label.classes[values.indexOf(Math.max(...values))]!;
+      else predicted = String(values[0]);
+      const probabilities = pre.label.type === 'numeric' ? [] : values.map(String);
+      cells.set(line, [...probabilities, csvField(predicted), ''].join(','));
+    });
+    for (const r of enc.rejected) cells.set(r.line, [...outputColumns(pre).map(() => ''), csvField(r.reason)].join(','));
+    const header = ['line', ...outputColumns(pre), 'error'].join(',');
+    const body = [...cells].sort((a, b) => a[0] - b[0]).map(([line, rest]) => `${line},${rest}`);
+    writeFileSync(outFile, `${[header, ...body].join('\n')}\n`);
+  }
+  return { rows: enc.rows, rejected: enc.rejected, outputs, lines: enc.lines };
+}
+
+export interface EvaluateCsvResult {
+  readonly rows: number;
+  readonly rejected: RejectedRow[];
+  /** loss and each metric of the spec, means over the rows. */
+  readonly values: Record<string, number>;
+}
+
+/** Loss and metrics on the labelled rows of `dataFile`, as training computes them. */
+export function evaluateCsv(model: SavedModel, dataFile: string): EvaluateCsvResult {
+  const enc = encode(readCsv(dataFile), model.preprocessor, { requireLabel: true });
+  if (enc.rows === 0) throw new ModelError(`${dataFile}: no row could be transformed (${enc.rejected.length} rejected)`);
+  const sums = model.engine.evaluate(enc.x, enc.y, enc.rows);
+  const values: Record<string, number> = { loss: sums.lossSum / enc.rows };
+  model.spec.metrics.forEach((name, k) => (values[name] = sums.metricSums[k]! / enc.rows));
+  return { rows: enc.rows, rejected: enc.rejected, values };
+}
