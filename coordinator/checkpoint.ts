@@ -61,12 +61,15 @@ export function encodeCheckpoint(state: TrainingState): Buffer {
   const arrays: [string, Float32Array][] = [['weights', state.weights]];
   for (const [name, slot] of Object.entries(state.optimizer.slots)) arrays.push([`optimizer.${name}`, slot]);
   if (state.earlyStopping?.bestWeights) arrays.push(['earlyStopping.bestWeights', state.earlyStopping.bestWeights]);
-  const { weights: _w, optimizer, earlyStopping, ...rest } = state;
-  const { slots: _s, ...optimizerScalars } = optimizer;
+  const { optimizer, earlyStopping, ...withWeights } = state;
+  const rest: Record<string, unknown> = { ...withWeights };
+  delete rest['weights'];
+  const optimizerScalars: Record<string, unknown> = { ...optimizer };
+  delete optimizerScalars['slots'];
   const header: Header = {
     state: {
-      ...rest,
-      optimizer: optimizerScalars,
+      ...(rest as unknown as Omit<TrainingState, 'weights' | 'optimizer' | 'earlyStopping'>),
+      optimizer: optimizerScalars as unknown as Omit<OptimizerState, 'slots'>,
       ...(earlyStopping ? { earlyStopping: { wait: earlyStopping.wait, best: earlyStopping.best, bestEpoch: earlyStopping.bestEpoch, stoppedEpoch: earlyStopping.stoppedEpoch } } : {}),
     },
     arrays: arrays.map(([name, a]) => ({ name, length: a.length })),
