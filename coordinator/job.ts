@@ -144,7 +144,7 @@ function stopOnSignals(log: (line: string) => void, training: () => boolean): { 
 }
 
 /** Starts the local threads (if any) and the node server (if listening) as one Cluster. */
-async function startCluster(
+export async function startCluster(
   config: JobConfig,
   spec: ModelSpec,
   dataset: PreparedData['dataset'],

@@ -112,6 +112,8 @@ export class Trainer {
   /** Reused every step for the averaged gradient (no allocation on the hot path). */
   private readonly meanGradient: Float32Array;
   private version = 0;
+  /** The last step's slowest participant time on its own part (s; 0 if none reported), for benchmarks. */
+  lastSlowestCompute = 0;
 
   constructor(
     readonly config: JobConfig,
@@ -216,6 +218,7 @@ export class Trainer {
       pending = concatRows(failed);
     }
     const t1 = performance.now();
+    this.lastSlowestCompute = results.reduce((a, r) => Math.max(a, (r.computeMs ?? -1) / 1000), 0);
     const mean = weightedAverage(results, this.meanGradient);
     const t2 = performance.now();
     this.optimizer.apply(this.weights, mean);

@@ -7,6 +7,7 @@ import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { Piscina } from 'piscina';
 import { initBackend } from '../shared/backend.js';
+import { performance } from 'node:perf_hooks';
 import { packGradient } from '../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer, InfoAnswer, ThreadInit, ThreadTask } from '../shared/protocol/thread-tasks.js';
 import { createEngine } from './gradient.js';
@@ -40,10 +41,11 @@ function gatherRows(rows: Int32Array): { xs: Float32Array; ys: Float32Array } {
 export default function handle(task: ThreadTask): unknown {
   switch (task.kind) {
     case 'gradient': {
+      const started = performance.now();
       useVersion(task.version);
       const { xs, ys } = gatherRows(task.rows);
       const result = engine.gradient(xs, ys, task.rows.length);
-      const packet = packGradient({ ...result, numTensors: tf.memory().numTensors });
+      const packet = packGradient({ ...result, numTensors: tf.memory().numTensors, computeMs: performance.now() - started });
       return Piscina.move(packet);
     }
     case 'evaluate': {

@@ -193,7 +193,7 @@ export class RemoteNode implements Participant {
       throw this.drop((err as ProtocolError).fault === 'shape' ? 'shape' : 'unexpected', (err as Error).message);
     }
     if (message.count !== rows.length) throw this.drop('shape', `computed ${message.count} samples for step ${step}, was given ${rows.length}`);
-    return { count: message.count, lossSum: message.lossSum, metricSums: message.metricSums, gradient: message.gradient, numTensors: -1 };
+    return { count: message.count, lossSum: message.lossSum, metricSums: message.metricSums, gradient: message.gradient, numTensors: -1, computeMs: message.computeMs };
   }
 
   async evaluate(version: number, range: RowRange): Promise<EvaluateAnswer> {

@@ -12,13 +12,15 @@ export interface GradientResult {
   readonly gradient: Float32Array;
   /** tf.memory().numTensors in the participant after the step (leak check). */
   readonly numTensors: number;
+  /** Milliseconds the participant spent on the step itself (gathering rows + gradient); -1 unknown. */
+  readonly computeMs?: number;
 }
 
 export class PacketError extends Error {
   readonly code = 'E_PACKET';
 }
 
-const FIXED = 4;
+const FIXED = 5;
 
 export function packGradient(result: GradientResult): ArrayBuffer {
   const headerLength = FIXED + result.metricSums.length;
@@ -28,6 +30,7 @@ export function packGradient(result: GradientResult): ArrayBuffer {
   header[1] = result.lossSum;
   header[2] = result.numTensors;
   header[3] = result.metricSums.length;
+  header[4] = result.computeMs ?? -1;
   result.metricSums.forEach((m, i) => (header[FIXED + i] = m));
   new Float32Array(buffer, headerLength * 8).set(result.gradient);
   return buffer;
@@ -53,6 +56,7 @@ export function unpackGradient(buffer: ArrayBuffer, expectedLength: number): Gra
     count: header[0]!,
     lossSum: header[1]!,
     numTensors: header[2]!,
+    computeMs: header[4]!,
     metricSums: Array.from(header.subarray(FIXED)),
     gradient: new Float32Array(buffer, headerLength * 8, expectedLength),
   };

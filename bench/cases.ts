@@ -1,0 +1,226 @@
+/**
+ * One benchmark case, run in its own process (`node dist/bench/case-main.js '<json case>'`) so
+ * every configuration starts from a fresh heap, JIT and backend. Prints one JSON line.
+ *
+ * Configurations: `fit` (plain tfjs-layers `model.fit` in one process: the baseline a user would
+ * write), `threads-N` (our trainer with N Piscina threads), `nodes-2` (no threads, two worker
+ * processes over loopback WebSocket), `mixed` (one thread + one worker process). For ours, each
+ * step's time is split into compute (slowest participant's own time), transfer (the rest of the
+ * wait for the slowest participant: messages, scheduling), reduce, apply and broadcast.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { startCluster } from '../coordinator/job.js';
+import { TrainingMetrics } from '../coordinator/metrics.js';
+import { Trainer, type PhaseTimes } from '../coordinator/trainer.js';
+import type { BackendChoice } from '../shared/backend-choice.js';
+import { validateConfig } from '../shared/config/load.js';
+import type { JobConfig } from '../shared/config/schema.js';
+import { parseCsv } from '../shared/data/csv.js';
+import { prepareData, type Dataset } from '../shared/data/dataset.js';
+import { telcoDemoCsv } from '../shared/data/synthetic.js';
+import { Rng } from '../shared/math/rng.js';
+import { epochBatches, epochOrder } from '../shared/math/split-plan.js';
+import type { ModelSpec } from '../shared/model/spec.js';
+
+export type Config = 'fit' | 'threads-1' | 'threads-2' | 'nodes-2' | 'mixed';
+export type WorkloadName = 'a' | 'b';
+
+export interface Case {
+  readonly workload: WorkloadName;
+  readonly config: Config;
+  readonly backend: Exclude<BackendChoice, 'auto' | 'tensorflow'>;
+  readonly warmupSteps: number;
+  readonly repeats: number;
+  readonly stepsPerRepeat: number;
+}
+
+export interface CaseResult extends Case {
+  readonly batch: number;
+  readonly parameters: number;
+  /** samples/s of each repeat. */
+  readonly samplesPerSecond: number[];
+  /** Mean ms per step over the measured steps, by phase (ours only). */
+  readonly phasesMs?: { step: number; compute: number; transfer: number; reduce: number; apply: number; broadcast: number };
+}
+
+export interface Workload {
+  readonly title: string;
+  readonly spec: ModelSpec;
+  readonly batch: number;
+  readonly dataset: () => Dataset;
+}
+
+/** A Dataset of `rows` synthetic rows: standard normal features, labels from a fixed linear teacher. */
+export function syntheticDataset(rows: number, features: number, seed: number): Dataset {
+  const rng = new Rng(seed);
+  const x = new Float32Array(new SharedArrayBuffer(rows * features * 4));
+  const y = new Float32Array(new SharedArrayBuffer(rows * 4));
+  const teacher = Array.from({ length: features }, () => rng.normal());
+  for (let r = 0; r < rows; r++) {
+    let z = 0;
+    for (let f = 0; f < features; f++) {
+      const v = rng.normal();
+      x[r * features + f] = v;
+      z += v * teacher[f]!;
+    }
+    y[r] = z + 0.5 * rng.normal() > 0 ? 1 : 0;
+  }
+  return { x, y, features, outputs: 1, train: { start: 0, count: rows }, val: { start: rows, count: 0 }, test: { start: rows, count: 0 } };
+}
+
+const dense = (units: number[], inputDim: number): ModelSpec => ({
+  inputDim,
+  layers: units.map((u, i) => ({ units: u, activation: i === units.length - 1 ? 'sigmoid' : 'relu', useBias: true })),
+  loss: 'binaryCrossentropy',
+  metrics: ['accuracy'],
+});
+
+export const WORKLOADS: Record<WorkloadName, Workload> = {
+  a: {
+    title: "(a) the seed's model, 45-64-64-1, batch 32, generated Telco data (5625 train rows)",
+    spec: dense([64, 64, 1], 45),
+    batch: 32,
+    dataset: () =>
+      prepareData(
+        parseCsv(telcoDemoCsv(7043, 7), 'demo data'),
+        { drop: ['customerID'], numeric: ['TotalCharges'], categorical: [], label: { column: 'Churn', type: 'binary', positive: 'Yes', negative: 'No' } },
+        { testSize: 0.2, stratify: true, standardize: true, validationSplit: 0 },
+        42,
+      ).dataset,
+  },
+  b: {
+    title: '(b) compute-heavy MLP, 45-512-512-1, global batch 1024, 100k synthetic rows',
+    spec: dense([512, 512, 1], 45),
+    batch: 1024,
+    dataset: () => syntheticDataset(100_000, 45, 3),
+  },
+};
+
+function jobConfig(c: Case, threads: number, listen: boolean, tokenFile: string): JobConfig {
+  const w = WORKLOADS[c.workload];
+  return validateConfig(
+    {
+      seed: 1,
+      data: { path: 'unused.csv', label: { column: 'y' } },
+      model: { layers: w.spec.layers.map((l) => ({ units: l.units, activation: l.activation })) },
+      compile: { loss: w.spec.loss, optimizer: 'adam' },
+      fit: { epochs: 1, batchSize: w.batch },
+      cluster: { threads, backend: c.backend, ...(listen ? { listen: '127.0.0.1:0', tokenFile, minWorkers: c.config === 'nodes-2' ? 2 : 1, waitTimeout: 300 } : {}) },
+      metrics: { listen: false },
+    },
+    'bench',
+  );
+}
+
+/** The global batches the measured run goes through (a seeded shuffle, repeated as needed). */
+function batchesFor(dataset: Dataset, batch: number, count: number): Int32Array[] {
+  const rng = new Rng(5);
+  const out: Int32Array[] = [];
+  while (out.length < count) out.push(...epochBatches(epochOrder(dataset.train.count, true, rng), batch).filter((b) => b.length === batch));
+  return out.slice(0, count);
+}
+
+async function runOurs(c: Case): Promise<CaseResult> {
+  const w = WORKLOADS[c.workload];
+  const dataset = w.dataset();
+  const threads = c.config === 'threads-1' || c.config === 'mixed' ? 1 : c.config === 'threads-2' ? 2 : 0;
+  const nodes = c.config === 'nodes-2' ? 2 : c.config === 'mixed' ? 1 : 0;
+  const dir = mkdtempSync(join(tmpdir(), 'dptrain-bench-'));
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, 'bench-token-0123456789abcdef\n');
+  const config = jobConfig(c, threads, nodes > 0, tokenFile);
+  const workers: ChildProcess[] = [];
+  const workerBin = fileURLToPath(new URL('../../bin/worker.js', import.meta.url));
+  const { cluster, server } = await startCluster(config, w.spec, dataset, () => undefined, {
+    onListening: (url) => {
+      for (let i = 0; i < nodes; i++) {
+        workers.push(spawn(process.execPath, [workerBin, 'start', '--connect', url, '--token-file', tokenFile, '--backend', c.backend, '--metrics-listen', 'off', '--name', `bench-${i}`], { stdio: 'ignore' }));
+      }
+    },
+  }, new TrainingMetrics());
+  try {
+    const trainer = new Trainer(config, dataset, cluster, w.spec);
+    const batches = batchesFor(dataset, w.batch, c.warmupSteps + c.repeats * c.stepsPerRepeat);
+    const phases: PhaseTimes = { compute: 0, reduce: 0, apply: 0, broadcast: 0 };
+    const tensors: number[] = [];
+    let step = 0;
+    for (; step < c.warmupSteps; step++) await trainer.step(step, batches[step]!, phases, tensors);
+    const measured: PhaseTimes = { compute: 0, reduce: 0, apply: 0, broadcast: 0 };
+    let slowest = 0;
+    const samplesPerSecond: number[] = [];
+    for (let r = 0; r < c.repeats; r++) {
+      const t0 = performance.now();
+      for (let s = 0; s < c.stepsPerRepeat; s++, step++) {
+        await trainer.step(step, batches[step]!, measured, tensors);
+        slowest += trainer.lastSlowestCompute;
+      }
+      samplesPerSecond.push((c.stepsPerRepeat * w.batch) / ((performance.now() - t0) / 1000));
+    }
+    const n = c.repeats * c.stepsPerRepeat;
+    const ms = (s: number): number => (s / n) * 1000;
+    return {
+      ...c,
+      batch: w.batch,
+      parameters: trainer.weights.length,
+      samplesPerSecond,
+      phasesMs: {
+        step: ms(measured.compute + measured.reduce + measured.apply + measured.broadcast),
+        compute: ms(slowest),
+        transfer: ms(Math.max(0, measured.compute - slowest)),
+        reduce: ms(measured.reduce),
+        apply: ms(measured.apply),
+        broadcast: ms(measured.broadcast),
+      },
+    };
+  } finally {
+    await cluster.close('bench finished');
+    await server?.close();
+    for (const wp of workers) wp.kill();
+  }
+}
+
+/** Plain tfjs-layers: compile with Adam and `model.fit` the same batches, one process. */
+async function runFit(c: Case): Promise<CaseResult> {
+  const w = WORKLOADS[c.workload];
+  const [{ initBackend }, tf, { buildModel }] = await Promise.all([import('../shared/backend.js'), import('@tensorflow/tfjs-core'), import('../shared/model/build.js')]);
+  await initBackend(c.backend);
+  const dataset = w.dataset();
+  const model = buildModel(w.spec);
+  model.compile({ optimizer: tf.train.adam(0.001), loss: 'binaryCrossentropy', metrics: ['accuracy'] });
+  const gather = (rows: Int32Array[]): { x: Float32Array; y: Float32Array } => {
+    const all = rows.flatMap((b) => Array.from(b));
+    const x = new Float32Array(all.length * dataset.features);
+    const y = new Float32Array(all.length);
+    all.forEach((r, i) => {
+      x.set(dataset.x.subarray(r * dataset.features, (r + 1) * dataset.features), i * dataset.features);
+      y[i] = dataset.y[r]!;
+    });
+    return { x, y };
+  };
+  const batches = batchesFor(dataset, w.batch, c.warmupSteps + c.stepsPerRepeat);
+  const fitRows = async (rows: Int32Array[]): Promise<void> => {
+    const { x, y } = gather(rows);
+    const xs = tf.tensor2d(x, [y.length, dataset.features]);
+    const ys = tf.tensor2d(y, [y.length, 1]);
+    await model.fit(xs, ys, { batchSize: w.batch, epochs: 1, shuffle: false, verbose: 0 });
+    tf.dispose([xs, ys]);
+  };
+  await fitRows(batches.slice(0, c.warmupSteps));
+  const measured = batches.slice(c.warmupSteps);
+  const samplesPerSecond: number[] = [];
+  for (let r = 0; r < c.repeats; r++) {
+    const t0 = performance.now();
+    await fitRows(measured);
+    samplesPerSecond.push((measured.length * w.batch) / ((performance.now() - t0) / 1000));
+  }
+  return { ...c, batch: w.batch, parameters: model.countParams(), samplesPerSecond };
+}
+
+export async function runCase(c: Case): Promise<CaseResult> {
+  return c.config === 'fit' ? runFit(c) : runOurs(c);
+}

@@ -1,0 +1,186 @@
+/**
+ * `npm run bench`: every case in its own process, one after the other (nothing else should run
+ * meanwhile), then BENCHMARKS.md (machine, versions, date, tables, targets, bench/NOTES.md) and
+ * bench/results.json (raw numbers).
+ *
+ *   node dist/bench/run.js [--quick] [--workload a|b] [--out DIR]
+ *
+ * --quick: few steps per case (checks the harness; the numbers mean little).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { WORKLOADS, type Case, type CaseResult, type Config, type WorkloadName } from './cases.js';
+import type { KernelResult } from './kernels.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CASE_MAIN = fileURLToPath(new URL('./case-main.js', import.meta.url));
+
+interface Results {
+  readonly date: string;
+  readonly machine: { cpu: string; cores: number; memoryGiB: number; os: string; calibrationMs: number };
+  readonly versions: Record<string, string>;
+  readonly quick: boolean;
+  readonly kernels: (KernelResult | { error: string })[];
+  readonly cases: (CaseResult | (Case & { error: string }))[];
+}
+
+function version(pkg: string): string {
+  try {
+    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'absent';
+  }
+}
+
+/** A fixed JS loop, to tell a slow or throttled machine from a slow program. */
+function calibrate(): number {
+  const t0 = performance.now();
+  let s = 0;
+  for (let i = 0; i < 1e8; i++) s += i & 7;
+  if (s < 0) console.log(s);
+  return performance.now() - t0;
+}
+
+function child<T>(arg: unknown, timeoutMs: number): T | { error: string } {
+  const r = spawnSync(process.execPath, [CASE_MAIN, JSON.stringify(arg)], { cwd: ROOT, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 });
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  if (r.status === 0 && last.startsWith('{')) return JSON.parse(last) as T;
+  return { error: `exit ${r.status ?? r.signal}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}` };
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function plan(quick: boolean, only: WorkloadName | undefined): Case[] {
+  const cases: Case[] = [];
+  const configs: Config[] = ['fit', 'threads-1', 'threads-2', 'nodes-2', 'mixed'];
+  const add = (workload: WorkloadName, backend: Case['backend'], list: Config[], sizes: Pick<Case, 'warmupSteps' | 'repeats' | 'stepsPerRepeat'>): void => {
+    if (!only || only === workload) for (const config of list) cases.push({ workload, config, backend, ...sizes });
+  };
+  const a = quick ? { warmupSteps: 3, repeats: 2, stepsPerRepeat: 5 } : { warmupSteps: 30, repeats: 7, stepsPerRepeat: 60 };
+  const b = quick ? { warmupSteps: 1, repeats: 2, stepsPerRepeat: 2 } : { warmupSteps: 3, repeats: 7, stepsPerRepeat: 6 };
+  add('a', 'wasm', configs, a);
+  add('a', 'cpu', configs, a);
+  add('b', 'wasm', configs, b);
+  return quick ? cases.filter((c) => c.config !== 'mixed' && c.backend === 'wasm') : cases;
+}
+
+const f1 = (v: number): string => (Number.isFinite(v) ? v.toFixed(1) : '–');
+const f0 = (v: number): string => (Number.isFinite(v) ? v.toFixed(0) : '–');
+
+function caseRow(r: Results['cases'][number]): string {
+  if ('error' in r) return `| ${r.config} | ${r.backend} | failed: ${r.error.replaceAll('|', '/')} | | | | | | | | |`;
+  const sps = r.samplesPerSecond;
+  const p = r.phasesMs;
+  const overhead = p ? ((p.step - p.compute) / p.step) * 100 : NaN;
+  return `| ${r.config} | ${r.backend} | ${f0(median(sps))} (${f0(Math.min(...sps))}–${f0(Math.max(...sps))}) | ${f1((r.batch / median(sps)) * 1000)} | ${p ? f1(p.step) : '–'} | ${p ? f1(p.compute) : '–'} | ${p ? f1(p.transfer) : '–'} | ${p ? f1(p.reduce) : '–'} | ${p ? f1(p.apply) : '–'} | ${p ? f1(p.broadcast) : '–'} | ${p ? `${f1(overhead)}%` : '–'} |`;
+}
+
+function find(results: Results, workload: WorkloadName, config: Config, backend = 'wasm'): CaseResult | undefined {
+  const r = results.cases.find((c) => c.workload === workload && c.config === config && c.backend === backend);
+  return r && !('error' in r) ? r : undefined;
+}
+
+function targets(results: Results): string[] {
+  const sps = (r: CaseResult | undefined): number => (r ? median(r.samplesPerSecond) : NaN);
+  const b1 = find(results, 'b', 'threads-1');
+  const b2 = find(results, 'b', 'threads-2');
+  const bNodes = find(results, 'b', 'nodes-2');
+  const ratio = sps(b2) / sps(b1);
+  const stepMs = b2?.phasesMs?.step ?? NaN;
+  const over = (r: CaseResult | undefined): number => (r?.phasesMs ? ((r.phasesMs.step - r.phasesMs.compute) / r.phasesMs.step) * 100 : NaN);
+  const lines = [
+    `| (b) 2 threads vs 1 thread | >= 1.8x | ${Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : '–'} | ${ratio >= 1.8 ? 'met' : 'not met'} |`,
+    `| (b) 2 threads, ms per step (wasm) | <= 60 ms | ${f1(stepMs)} ms | ${stepMs <= 60 ? 'met' : 'not met'} |`,
+    `| (b) not-compute share, 2 threads | <= 10% | ${f1(over(b2))}% | ${over(b2) <= 10 ? 'met' : 'not met'} |`,
+    `| (b) not-compute share, 2 worker processes | <= 10% | ${f1(over(bNodes))}% | ${over(bNodes) <= 10 ? 'met' : 'not met'} |`,
+  ];
+  for (const backend of ['wasm', 'cpu']) {
+    const ours = sps(find(results, 'a', 'threads-1', backend));
+    const fit = sps(find(results, 'a', 'fit', backend));
+    lines.push(`| (a) 1 thread vs model.fit (${backend}) | >= 0.9x | ${Number.isFinite(ours / fit) ? `${(ours / fit).toFixed(2)}x` : '–'} | ${ours / fit >= 0.9 ? 'met' : 'not met'} |`);
+  }
+  return lines;
+}
+
+function markdown(results: Results): string {
+  const m = results.machine;
+  const out: string[] = [
+    '# Benchmarks',
+    '',
+    `Written by \`npm run bench\` (\`bench/run.ts\`) on ${results.date}${results.quick ? ' with --quick (too few steps to mean much)' : ''}. Raw numbers: \`bench/results.json\`.`,
+    '',
+    `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB.toFixed(0)} GiB, ${m.os}. Calibration: a 1e8-iteration JS loop took ${m.calibrationMs.toFixed(0)} ms (about 100 ms on an unthrottled core; much more means the machine was slowed down while measuring, and every number below is slowed with it).`,
+    `Versions: ${Object.entries(results.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
+    '',
+    'Each case runs in a fresh process, one at a time. samples/s: median of the repeats after warm-up steps (min–max in brackets). Step time split (ms, mean per step): compute = slowest participant\'s own time on its part (gathering rows + gradient); transfer = the rest of the wait for it (messages, scheduling, copies); reduce = weighted average; apply = optimizer step; broadcast = publishing the weights. "not compute" = (step - compute) / step. `fit` is plain tfjs-layers `model.fit` in one process (no split).',
+    '',
+  ];
+  for (const w of ['a', 'b'] as const) {
+    const rows = results.cases.filter((c) => c.workload === w);
+    if (rows.length === 0) continue;
+    const first = rows[0]!;
+    out.push(`## ${WORKLOADS[w].title}`, '', `${first.warmupSteps} warm-up steps, ${first.repeats} repeats of ${first.stepsPerRepeat} steps.`, '');
+    out.push('| config | backend | samples/s | ms/step (from the median) | ms/step (mean) | compute | transfer | reduce | apply | broadcast | not compute |', '|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of rows) out.push(caseRow(r));
+    out.push('');
+  }
+  out.push('## Kernels: matMul with transposes, direct Dense gradients vs the stock tape', '');
+  for (const k of results.kernels) {
+    if ('error' in k) {
+      out.push(`failed: ${k.error}`, '');
+      continue;
+    }
+    out.push(
+      `On ${k.backend}: matMul [1024x512]x[512x512]: plain ${f1(k.matMulGflops.plain)} GFLOP/s, transposeA ${f1(k.matMulGflops.transposeA)}, transposeB ${f1(k.matMulGflops.transposeB)}. ` +
+        `Gradient of 45-512-512-1 at batch 1024: direct Dense engine ${f1(median(k.gradientMs.dense))} ms, stock tfjs-layers + tape ${f1(median(k.gradientMs.tape))} ms ` +
+        `(${(median(k.gradientMs.tape) / median(k.gradientMs.dense)).toFixed(1)}x); largest difference ${k.maxRelativeDifference.toExponential(1)} of the largest gradient value.`,
+      '',
+    );
+  }
+  out.push('## Targets (issue #7)', '', '| target | wanted | measured | |', '|---|---|---|---|', ...targets(results), '');
+  const notes = join(ROOT, 'bench', 'NOTES.md');
+  if (existsSync(notes)) out.push(readFileSync(notes, 'utf8').trim(), '');
+  return `${out.join('\n')}\n`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, workload: { type: 'string' }, out: { type: 'string' } }, strict: true });
+  const quick = values.quick === true;
+  const only = values.workload as WorkloadName | undefined;
+  if (only && !(only in WORKLOADS)) throw new Error(`--workload must be a or b, got ${only}`);
+  const outDir = values.out ?? ROOT;
+  const results: Results = {
+    date: new Date().toISOString(),
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: totalmem() / 2 ** 30, os: `Linux ${release()}`, calibrationMs: calibrate() },
+    versions: Object.fromEntries(['@tensorflow/tfjs-core', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-backend-wasm', 'piscina', 'ws', 'msgpackr'].map((p) => [p, version(p)]).concat([['node', process.version]])),
+    quick,
+    kernels: [],
+    cases: [],
+  };
+  if (!quick || only === undefined) {
+    console.error('kernels (wasm) ...');
+    results.kernels.push(child<KernelResult>({ kernels: 'wasm' }, 600_000));
+  }
+  for (const c of plan(quick, only)) {
+    console.error(`(${c.workload}) ${c.config} on ${c.backend} ...`);
+    const r = child<CaseResult>(c, 1_800_000);
+    results.cases.push('error' in r ? { ...c, error: r.error } : r);
+    console.error(`  ${'error' in r ? r.error : `${median(r.samplesPerSecond).toFixed(0)} samples/s`}`);
+  }
+  results.machine.calibrationMs = Math.max(results.machine.calibrationMs, calibrate());
+  mkdirSync(join(outDir, 'bench'), { recursive: true });
+  writeFileSync(join(outDir, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(join(outDir, 'BENCHMARKS.md'), markdown(results));
+  console.error(`wrote ${join(outDir, 'BENCHMARKS.md')} and ${join(outDir, 'bench', 'results.json')}`);
+}
+
+await main();
