@@ -78,7 +78,7 @@ describe.skipIf(!HAVE_PROMETHEUS && !PROMETHEUS_REQUIRED)('the compose topology 
     const workerArgs = (metricsPort: number): string[] => localize(compose.services['worker-cpu']!.command, [...common, ['0.0.0.0:9465', `127.0.0.1:${metricsPort}`]]);
 
     // Prometheus: the shipped config, with the compose names (coordinator, the "worker" DNS name
-    // that resolves to every replica) replaced by loopback targets, scraping every 250 ms (workers leave right after the job).
+    // that resolves to every replica) replaced by loopback targets, scraping every 500 ms (workers leave right after the job).
     const shipped = parseYaml(readFileSync(join(ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8')) as { global: object; scrape_configs: Record<string, unknown>[] };
     const [coordinatorJob, workersJob] = shipped.scrape_configs;
     expect(coordinatorJob).toMatchObject({ job_name: 'dptrain-coordinator', static_configs: [{ targets: ['coordinator:9464'] }] });
@@ -86,7 +86,7 @@ describe.skipIf(!HAVE_PROMETHEUS && !PROMETHEUS_REQUIRED)('the compose topology 
     const prometheus = startPrometheus(
       {
         ...shipped,
-        global: { ...shipped.global, scrape_interval: '250ms', scrape_timeout: '250ms' },
+        global: { ...shipped.global, scrape_interval: '500ms', scrape_timeout: '500ms' },
         scrape_configs: [
           { ...coordinatorJob, static_configs: [{ targets: [`127.0.0.1:${coordMetrics}`] }] },
           { job_name: workersJob!['job_name'], static_configs: [{ targets: [`127.0.0.1:${w1Metrics}`, `127.0.0.1:${w2Metrics}`] }] },
@@ -127,7 +127,7 @@ describe.skipIf(!HAVE_PROMETHEUS && !PROMETHEUS_REQUIRED)('the compose topology 
     });
     expect(up.map((s) => s.metric['job']).sort()).toEqual(['dptrain-coordinator', 'dptrain-workers', 'dptrain-workers']);
     const coordinatorSamples = await until('the coordinator\'s final count', async () => {
-      const v = Number((await query(base, 'sum(dptrain_samples_total{kind="node"})'))[0]?.value[1]);
+      const v = Number((await query(base, 'sum(last_over_time(dptrain_samples_total{kind="node"}[5m]))'))[0]?.value[1]);
       return v === summary.samples ? v : undefined;
     });
     expect(coordinatorSamples).toBe(2 * summary.trainRows);
