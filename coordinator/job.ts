@@ -127,7 +127,7 @@ function stopOnSignals(log: (line: string) => void, training: () => boolean): { 
   const onSignal = (signal: NodeJS.Signals): void => {
     if (requested || !training()) {
       log(`${signal}: exiting now${training() ? ' (the last checkpoint stays usable)' : ''}`);
-      process.exit(130);
+      process.exit(signal === 'SIGINT' ? 130 : 143); // 128 + signal number, as a shell reports it
     }
     requested = true;
     log(`${signal}: stopping after this step and writing a checkpoint (send it again to exit at once)`);
