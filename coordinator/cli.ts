@@ -44,7 +44,7 @@ options:
   --listen HOST:PORT   accept worker nodes here (overrides cluster.listen; port 0: any free port)
   --token-file FILE    shared token for worker nodes (or set DPTRAIN_TOKEN)
   --min-workers N      worker nodes to wait for before training (overrides cluster.minWorkers)
-  --balance B          proportional | equal (overrides cluster.balance)
+  --balance B          auto | proportional | equal (overrides cluster.balance)
   --tls-cert FILE      serve wss:// with this certificate (PEM; needs --tls-key)
   --tls-key FILE       private key for --tls-cert
   --metrics-listen A   HOST:PORT for /metrics, /healthz, /readyz (overrides metrics.listen; "off": none)

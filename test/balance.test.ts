@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { Cluster, type Balance } from '../coordinator/participants/cluster.js';
+import type { Participant, ParticipantKind } from '../coordinator/participants/participant.js';
 import { SpeedModel, balancedCounts } from '../shared/math/balance.js';
 
 describe('SpeedModel', () => {
@@ -43,5 +45,39 @@ describe('balancedCounts', () => {
   it('always adds up to the total', () => {
     const models = [{ latency: 0.003, perSample: 0.0002 }, { latency: 0.001, perSample: 0.0011 }, { latency: 0, perSample: 0.0007 }];
     for (const total of [0, 1, 2, 31, 32, 1024]) expect(balancedCounts(total, models).reduce((a, b) => a + b, 0)).toBe(total);
+  });
+});
+
+describe('Cluster.split by cluster.balance', () => {
+  const fake = (id: string, kind: ParticipantKind): Participant => ({
+    id,
+    kind,
+    holds: undefined,
+    gradient: () => Promise.reject(new Error('not used')),
+    evaluate: () => Promise.reject(new Error('not used')),
+  });
+  const threadA = fake('thread-0', 'thread');
+  const threadB = fake('thread-1', 'thread');
+  const node = fake('node-1', 'node');
+  /** A cluster that has measured thread-0 at 1 ms/sample and the others at 3 ms/sample. */
+  function measured(balance: Balance): Cluster {
+    const cluster = new Cluster(undefined, { minWorkers: 0, waitTimeoutMs: 1000, balance, log: () => {}, trainRows: 1000 });
+    for (const p of [threadA, threadB, node]) {
+      const perSample = p === threadA ? 0.001 : 0.003;
+      for (const n of [0, 8, 16, 32, 24]) cluster.succeeded(p, 0, n, n * perSample); // the first is warm-up, not measured
+    }
+    return cluster;
+  }
+
+  it('auto: equal parts while only threads train, proportional once a worker node takes part', () => {
+    const cluster = measured('auto');
+    expect(cluster.split(64, [threadA, threadB])).toEqual([32, 32]);
+    expect(cluster.split(63, [threadA, threadB])).toEqual([32, 31]);
+    expect(cluster.split(100, [threadA, threadB, node])).toEqual([60, 20, 20]);
+  });
+
+  it('proportional splits threads by speed too; equal never looks at speed', () => {
+    expect(measured('proportional').split(64, [threadA, threadB])).toEqual([48, 16]);
+    expect(measured('equal').split(99, [threadA, threadB, node])).toEqual([33, 33, 33]);
   });
 });

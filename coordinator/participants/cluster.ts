@@ -15,7 +15,7 @@ import type { ThreadPool } from './threads.js';
 import type { NodeContext, RemoteNode } from './remote-node.js';
 import type { FailureReason, Participant, ParticipantFault, ParticipantGroup, ParticipantStats } from './participant.js';
 
-export type Balance = 'proportional' | 'equal';
+export type Balance = 'auto' | 'proportional' | 'equal';
 
 export interface ClusterOptions {
   /** Worker nodes required before a step runs (threads not counted). */
@@ -167,6 +167,8 @@ export class Cluster implements ParticipantGroup {
   split(total: number, participants: readonly Participant[]): number[] {
     const equal = participants.map(() => 1);
     if (this.options.balance === 'equal') return splitCounts(total, equal);
+    // Threads of one pool run the same code on the same cores: equal parts keep a run bit-reproducible.
+    if (this.options.balance === 'auto' && participants.every((p) => p.kind === 'thread')) return splitCounts(total, equal);
     const models = participants.map((p) => this.speeds.get(p.id)?.model());
     const known = models.filter((m): m is TimeModel => m !== undefined);
     if (known.length === 0) return splitCounts(total, equal);

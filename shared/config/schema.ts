@@ -97,8 +97,11 @@ const Cluster = z.strictObject({
   minWorkers: z.int().nonnegative().default(0),
   /** Seconds to wait for minWorkers before giving up. */
   waitTimeout: z.number().positive().default(300),
-  /** Split each batch by measured speed (proportional) or in equal parts (deterministic). */
-  balance: z.enum(['proportional', 'equal']).default('proportional'),
+  /**
+   * Split each batch by measured speed (proportional), in equal parts (deterministic), or
+   * auto: equal while only this machine's threads train, proportional once worker nodes take part.
+   */
+  balance: z.enum(['auto', 'proportional', 'equal']).default('auto'),
   /** Seconds a node may take for one step before it is dropped. */
   stepTimeout: z.number().positive().default(120),
   heartbeatInterval: z.number().positive().default(2),
