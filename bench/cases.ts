@@ -4,7 +4,8 @@
  *
  * Configurations: `fit` (plain tfjs-layers `model.fit` in one process: the baseline a user would
  * write), `threads-N` (our trainer with N Piscina threads), `nodes-2` (no threads, two worker
- * processes over loopback WebSocket), `mixed` (one thread + one worker process). For ours, each
+ * processes over loopback WebSocket), `nodes-2-f16` (the same, gradients sent as float16), `mixed`
+ * (one thread + one worker process). For ours, each
  * step's time is split into compute (slowest participant's own time), transfer (the rest of the
  * wait for the slowest participant: messages, scheduling), reduce, apply and broadcast.
  */
@@ -27,7 +28,7 @@ import { Rng } from '../shared/math/rng.js';
 import { epochBatches, epochOrder } from '../shared/math/split-plan.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 
-export type Config = 'fit' | 'threads-1' | 'threads-2' | 'nodes-2' | 'mixed';
+export type Config = 'fit' | 'threads-1' | 'threads-2' | 'nodes-2' | 'nodes-2-f16' | 'mixed';
 export type WorkloadName = 'a' | 'b';
 
 export interface Case {
@@ -101,6 +102,10 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
   },
 };
 
+function nodesOf(config: Config): number {
+  return config === 'nodes-2' || config === 'nodes-2-f16' ? 2 : config === 'mixed' ? 1 : 0;
+}
+
 function jobConfig(c: Case, threads: number, listen: boolean, tokenFile: string): JobConfig {
   const w = WORKLOADS[c.workload];
   return validateConfig(
@@ -110,7 +115,7 @@ function jobConfig(c: Case, threads: number, listen: boolean, tokenFile: string)
       model: { layers: w.spec.layers.map((l) => ({ units: l.units, activation: l.activation })) },
       compile: { loss: w.spec.loss, optimizer: 'adam' },
       fit: { epochs: 1, batchSize: w.batch },
-      cluster: { threads, backend: c.backend, ...(listen ? { listen: '127.0.0.1:0', tokenFile, minWorkers: c.config === 'nodes-2' ? 2 : 1, waitTimeout: 300 } : {}) },
+      cluster: { threads, backend: c.backend, ...(listen ? { listen: '127.0.0.1:0', tokenFile, minWorkers: nodesOf(c.config), waitTimeout: 300 } : {}), gradientDtype: c.config === 'nodes-2-f16' ? 'float16' : 'float32' },
       metrics: { listen: false },
     },
     'bench',
@@ -129,7 +134,7 @@ async function runOurs(c: Case): Promise<CaseResult> {
   const w = WORKLOADS[c.workload];
   const dataset = w.dataset();
   const threads = c.config === 'threads-1' || c.config === 'mixed' ? 1 : c.config === 'threads-2' ? 2 : 0;
-  const nodes = c.config === 'nodes-2' ? 2 : c.config === 'mixed' ? 1 : 0;
+  const nodes = nodesOf(c.config);
   const dir = mkdtempSync(join(tmpdir(), 'dptrain-bench-'));
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, 'bench-token-0123456789abcdef\n');

@@ -70,7 +70,7 @@ function plan(quick: boolean, only: WorkloadName | undefined): Case[] {
   const b = quick ? { warmupSteps: 1, repeats: 2, stepsPerRepeat: 2 } : { warmupSteps: 3, repeats: 7, stepsPerRepeat: 6 };
   add('a', 'wasm', configs, a);
   add('a', 'cpu', configs, a);
-  add('b', 'wasm', configs, b);
+  add('b', 'wasm', [...configs, 'nodes-2-f16'], b);
   return quick ? cases.filter((c) => c.config !== 'mixed' && c.backend === 'wasm') : cases;
 }
 

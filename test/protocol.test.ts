@@ -11,6 +11,7 @@ const gradient = (values: number[], step = 3): Message => ({
   lossSum: 4.5,
   metricSums: [12],
   computeMs: 1.5,
+  dtype: 'float32',
   gradient: Float32Array.from(values),
 });
 
@@ -19,7 +20,7 @@ describe('wire protocol', () => {
     const messages: Message[] = [
       { type: 'hello', version: PROTOCOL_VERSION, token: 't', name: 'gpu-1', backend: 'wasm' },
       { type: 'welcome', version: PROTOCOL_VERSION, workerId: 'node-1' },
-      { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000 },
+      { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float16' },
       { type: 'shard', firstRow: 0, rows: 2, chunk: 0, chunks: 1, x: Float32Array.from([1, 2, 3, 4]), y: Float32Array.from([0, 1]) },
       { type: 'weights', version: 7, weights: Float32Array.from([0.5, -0.25, 1e-8]) },
       { type: 'step', step: 9, version: 7, rows: Int32Array.from([4, 1, 3]), x: Float32Array.from([5, 6]), y: Float32Array.from([1]) },
@@ -31,9 +32,9 @@ describe('wire protocol', () => {
       { type: 'bye', reason: 'done' },
     ];
     for (const m of messages) expect(decodeMessage(encodeMessage(m))).toEqual(m);
-    // 1000 floats take ~4000 bytes, not a list of 1000 msgpack numbers (5 bytes each)
+    // 1000 floats take 4000 bytes plus the header, not a list of 1000 msgpack numbers (5 bytes each)
     const big = encodeMessage(gradient(Array.from({ length: 1000 }, (_, i) => i / 7)));
-    expect(big.byteLength).toBeLessThan(4100);
+    expect(big.byteLength).toBeLessThan(4200);
   });
 
   it('decodes typed arrays from unaligned frames', () => {
@@ -61,7 +62,7 @@ describe('wire protocol', () => {
     expect(() => decodeMessage(encodeMessage(gradient([1, Number.NaN, 3])))).toThrow('gradient.gradient[1] is NaN, not a finite number');
     expect(() => decodeMessage(encodeMessage(gradient([1, Number.POSITIVE_INFINITY])))).toThrow(/Infinity/);
     expect(() => decodeMessage(packr.pack({ type: 'weights', version: 1, weights: new Uint8Array(6) }))).toThrow('weights.weights: 6 bytes is not a whole number of 4-byte values');
-    const job = { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000 };
+    const job = { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float16' };
     expect(() => decodeMessage(packr.pack({ ...job, spec: { ...SPEC, loss: 'hinge' } }))).toThrow(/bad "job" message: spec.loss/);
     expect(() => decodeMessage(packr.pack({ ...job, spec: { ...SPEC, layers: [] } }))).toThrow(/bad "job" message: spec.layers/);
   });
@@ -69,11 +70,11 @@ describe('wire protocol', () => {
   it('checks hello version and token, and gradients against step and shape', () => {
     const hello: Message = { type: 'hello', version: PROTOCOL_VERSION, token: 'secret', name: 'n', backend: 'wasm' };
     expect(expectHello(hello, (t) => t === 'secret')).toBe(hello);
-    expect(() => expectHello({ ...hello, version: 99 } as Message, () => true)).toThrow('protocol version 99 is not supported (this side speaks 1)');
+    expect(() => expectHello({ ...hello, version: 99 } as Message, () => true)).toThrow(`protocol version 99 is not supported (this side speaks ${PROTOCOL_VERSION})`);
     // a hello of another version is reported as such even when its fields differ
     const packr = new Packr({ useRecords: false });
-    expect(() => decodeMessage(packr.pack({ type: 'hello', version: 2, auth: { token: 'x' } }))).toThrow(
-      expect.objectContaining({ fault: 'version', message: 'protocol version 2 is not supported (this side speaks 1)' }),
+    expect(() => decodeMessage(packr.pack({ type: 'hello', version: 1, auth: { token: 'x' } }))).toThrow(
+      expect.objectContaining({ fault: 'version', message: `protocol version 1 is not supported (this side speaks ${PROTOCOL_VERSION})` }),
     );
     expect(() => expectHello(hello, () => false)).toThrow('bad token');
     expect(() => expectHello({ type: 'bye', reason: 'x' }, () => true)).toThrow('expected "hello" first, got "bye"');
@@ -82,5 +83,30 @@ describe('wire protocol', () => {
     expect(() => expectGradient(g, 4, 3, 1)).toThrow('gradient for step 3, expected step 4');
     expect(() => expectGradient(g, 3, 5, 1)).toThrow(expect.objectContaining({ fault: 'shape', message: 'gradient has 3 values, the model has 5 parameters' }));
     expect(() => decodeMessage(encodeMessage(gradient([Number.NaN])))).toThrow(expect.objectContaining({ fault: 'non_finite' }));
+  });
+
+  it('sends a float16 gradient in half the bytes, scaled so it keeps 11 bits, and checks it like float32', () => {
+    const values = Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 1e-3 * (1 + (i % 7)));
+    const half: Message = { ...(gradient(values) as object), dtype: 'float16' } as Message;
+    const frame = encodeMessage(half);
+    expect(frame.byteLength).toBeGreaterThan(2000);
+    expect(frame.byteLength).toBeLessThan(2200);
+    const decoded = decodeMessage(frame) as Extract<Message, { type: 'gradient' }>;
+    expect(decoded).toMatchObject({ type: 'gradient', step: 3, count: 16, dtype: 'float16' });
+    expect(decoded).not.toHaveProperty('scaleExp');
+    const max = Math.max(...values.map(Math.abs));
+    values.forEach((v, i) => expect(Math.abs(decoded.gradient[i]! - v)).toBeLessThanOrEqual(Math.max(Math.abs(v), max * 2 ** -14) * 2 ** -11));
+    expect(() => decodeMessage(encodeMessage({ ...(half as object), gradient: Float32Array.from([1, 2, Number.NaN]) } as Message))).toThrow(
+      expect.objectContaining({ fault: 'non_finite', message: 'gradient.gradient[2] is NaN, not a finite number' }),
+    );
+    // a float32 value beyond float16's range is scaled down, not turned into Infinity
+    const large = (decodeMessage(encodeMessage({ ...(half as object), gradient: Float32Array.from([1e6, -3]) } as Message)) as typeof decoded).gradient;
+    expect(Math.abs(large[0]! - 1e6)).toBeLessThanOrEqual(1e6 * 2 ** -11);
+    expect(large[1]).toBe(-3);
+    const packr = new Packr({ useRecords: false });
+    const raw = { type: 'gradient', step: 3, count: 16, lossSum: 1, metricSums: [1], computeMs: 1, dtype: 'float16', scaleExp: 0 };
+    expect(() => decodeMessage(packr.pack({ ...raw, gradient: new Uint8Array(3) }))).toThrow('gradient.gradient: 3 bytes is not a whole number of 2-byte float16 values');
+    expect(() => decodeMessage(packr.pack({ ...raw, scaleExp: 1000, gradient: new Uint8Array(2) }))).toThrow(/bad "gradient" message: scaleExp/);
+    expect(() => decodeMessage(packr.pack({ ...raw, dtype: 'int8', gradient: new Uint8Array(2) }))).toThrow(/bad "gradient" message: dtype/);
   });
 });

@@ -160,7 +160,7 @@ export class NodeClient {
               this.stats.samples += count;
               this.stats.computeSeconds += computeMs / 1000;
               this.options.metrics?.step(count, computeMs / 1000);
-              send({ type: 'gradient', step: message.step, count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs, gradient: result.gradient });
+              send({ type: 'gradient', step: message.step, count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs, dtype: this.need(this.job, 'step').gradientDtype, gradient: result.gradient });
               if (this.options.verbose) log(`step ${message.step}: ${count} rows (${message.rows.length} held, ${count - message.rows.length} inline), ${computeMs.toFixed(1)} ms`);
               return;
             }

@@ -8,6 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
+import type { GradientDtype } from '../../shared/math/float16.js';
 import { chunkRange, inRanges } from '../../shared/math/shard-plan.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
@@ -30,6 +31,8 @@ export interface NodeContext {
   readonly parameters: number;
   readonly heartbeatMs: number;
   readonly heartbeatTimeoutMs: number;
+  /** How the node sends gradients. */
+  readonly gradientDtype: GradientDtype;
   readonly stepTimeoutMs: number;
   /** Largest shard chunk in bytes (below the peers' maxPayload). */
   readonly chunkBytes: number;
@@ -85,7 +88,7 @@ export class RemoteNode implements Participant {
 
   /** Welcomes the node and sends it the job. */
   start(): void {
-    const { jobId, spec, parameters, dataset, heartbeatMs, heartbeatTimeoutMs } = this.context;
+    const { jobId, spec, parameters, dataset, heartbeatMs, heartbeatTimeoutMs, gradientDtype } = this.context;
     this.send({ type: 'welcome', version: PROTOCOL_VERSION, workerId: this.id });
     this.send({
       type: 'job',
@@ -97,6 +100,7 @@ export class RemoteNode implements Participant {
       trainRows: dataset.train.count,
       heartbeatMs,
       heartbeatTimeoutMs,
+      gradientDtype,
     });
   }
 

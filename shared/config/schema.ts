@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { BACKENDS } from '../backend-choice.js';
+import { GRADIENT_DTYPES } from '../math/float16.js';
 import { optimizerDefaults, type OptimizerConfig } from '../math/optimizers.js';
 import { ACTIVATIONS, LOSSES, METRICS } from '../model/spec.js';
 
@@ -111,6 +112,11 @@ const Cluster = z.strictObject({
   maxMessageBytes: z.int().min(65536).default(256 * 2 ** 20),
   /** Largest shard chunk sent to a node, in bytes. */
   chunkBytes: z.int().min(1024).default(4 * 2 ** 20),
+  /**
+   * How worker nodes send gradients: float32 (exact), or float16 with a power-of-two scale per
+   * message (half the bytes, values within 2^-11 relative). Threads always share float32.
+   */
+  gradientDtype: z.enum(GRADIENT_DTYPES).default('float32'),
 });
 
 const Metrics = z.strictObject({

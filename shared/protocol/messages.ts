@@ -3,6 +3,8 @@
  * its encoding (msgpackr) and its validation, in one module both sides import.
  *
  * Typed arrays travel as raw little-endian bytes (msgpack `bin`), never as lists of numbers.
+ * A gradient travels as float32, or as float16 with a power-of-two scale when the job asks for
+ * it (`cluster.gradientDtype`); either way the receiver gets a Float32Array.
  * Every decoded message is validated (type, fields, finite numbers, byte lengths) before use;
  * anything else is a ProtocolError with a reason, so a bad peer is named and dropped, never
  * trusted. Checks that need context (the expected step, the model's parameter count) are the
@@ -10,9 +12,11 @@
  */
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
+import { GRADIENT_DTYPES, decodeFloat16, encodeFloat16 } from '../math/float16.js';
 import { ACTIVATIONS, LOSSES, METRICS } from '../model/spec.js';
 
-export const PROTOCOL_VERSION = 1;
+/** 2: gradients may travel as float16 (job.gradientDtype). */
+export const PROTOCOL_VERSION = 2;
 
 /** Why a message was rejected; also the `reason` label of failure counters. */
 export type ProtocolFault = 'malformed' | 'version' | 'auth' | 'non_finite' | 'shape' | 'unexpected';
@@ -63,6 +67,8 @@ const wire = {
     trainRows: count,
     heartbeatMs: z.int().positive(),
     heartbeatTimeoutMs: z.int().positive(),
+    /** How the worker sends gradients. */
+    gradientDtype: z.enum(GRADIENT_DTYPES),
   }),
   shard: z.strictObject({
     type: z.literal('shard'),
@@ -82,6 +88,9 @@ const wire = {
     lossSum: finite,
     metricSums: z.array(finite),
     computeMs: finite,
+    dtype: z.enum(GRADIENT_DTYPES),
+    /** float16: the values were multiplied by 2^scaleExp before rounding (0 for float32). */
+    scaleExp: z.int().min(-300).max(300),
     gradient: bytes,
   }),
   evaluate: z.strictObject({ type: z.literal('evaluate'), id: count, version: count, x: bytes, y: bytes }),
@@ -101,7 +110,8 @@ export type ShardMessage = Typed<Wire['shard'], 'x' | 'y', Float32Array>;
 export type WeightsMessage = Typed<Wire['weights'], 'weights', Float32Array>;
 /** rows: training rows the worker holds (global indices); x/y: further rows sent inline. */
 export type StepMessage = Typed<Typed<Wire['step'], 'rows', Int32Array>, 'x' | 'y', Float32Array>;
-export type GradientMessage = Typed<Wire['gradient'], 'gradient', Float32Array>;
+/** In memory the gradient is always float32; `dtype` says how it travels (scaleExp is the wire's business). */
+export type GradientMessage = Typed<Omit<Wire['gradient'], 'scaleExp'>, 'gradient', Float32Array>;
 export type EvaluateMessage = Typed<Wire['evaluate'], 'x' | 'y', Float32Array>;
 export type EvaluationMessage = Wire['evaluation'];
 export type HeartbeatMessage = Wire['heartbeat'];
@@ -147,7 +157,6 @@ const TYPED_FIELDS: Partial<Record<MessageType, Record<string, TypedKind>>> = {
   shard: { x: Float32Array, y: Float32Array },
   weights: { weights: Float32Array },
   step: { rows: Int32Array, x: Float32Array, y: Float32Array },
-  gradient: { gradient: Float32Array },
   evaluate: { x: Float32Array, y: Float32Array },
 };
 
@@ -156,6 +165,12 @@ export function encodeMessage(message: Message): Uint8Array {
   const fields = TYPED_FIELDS[message.type];
   const out: Record<string, unknown> = { ...message };
   if (fields) for (const name of Object.keys(fields)) out[name] = asBytes(out[name] as ArrayBufferView);
+  if (message.type === 'gradient') {
+    if (message.dtype === 'float16') {
+      const { halves, scaleExp } = encodeFloat16(message.gradient);
+      Object.assign(out, { gradient: asBytes(halves), scaleExp });
+    } else Object.assign(out, { gradient: asBytes(message.gradient), scaleExp: 0 });
+  }
   return packr.pack(out);
 }
 
@@ -184,14 +199,30 @@ export function decodeMessage(frame: Uint8Array): Message {
   if (fields) {
     for (const [name, Kind] of Object.entries(fields)) {
       const typed = fromBytes(message[name] as Uint8Array, Kind, `${type}.${name}`);
-      if (typed instanceof Float32Array) {
-        const bad = typed.findIndex((v) => !Number.isFinite(v));
-        if (bad >= 0) throw new ProtocolError(`${type}.${name}[${bad}] is ${typed[bad]}, not a finite number`, 'non_finite');
-      }
+      if (typed instanceof Float32Array) checkFinite(typed, `${type}.${name}`);
       message[name] = typed;
     }
   }
+  if (type === 'gradient') {
+    const { dtype, scaleExp, gradient } = message as Wire['gradient'];
+    const values = dtype === 'float16' ? decodeFloat16(fromBytes16(gradient), scaleExp) : (fromBytes(gradient, Float32Array, 'gradient.gradient') as Float32Array);
+    checkFinite(values, 'gradient.gradient');
+    message['gradient'] = values;
+    delete message['scaleExp'];
+  }
   return message as unknown as Message;
+}
+
+function checkFinite(values: Float32Array, field: string): void {
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new ProtocolError(`${field}[${bad}] is ${values[bad]}, not a finite number`, 'non_finite');
+}
+
+function fromBytes16(raw: Uint8Array): Uint16Array {
+  if (raw.byteLength % 2 !== 0) throw new ProtocolError(`gradient.gradient: ${raw.byteLength} bytes is not a whole number of 2-byte float16 values`);
+  const out = new Uint16Array(raw.byteLength / 2);
+  asBytes(out).set(raw);
+  return out;
 }
 
 function versionError(version: unknown): ProtocolError {
