@@ -24,6 +24,7 @@ import type { JobConfig } from '../shared/config/schema.js';
 import { parseCsv } from '../shared/data/csv.js';
 import { prepareData, type Dataset } from '../shared/data/dataset.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
+import type { GradientDtype } from '../shared/math/float16.js';
 import { Rng } from '../shared/math/rng.js';
 import { epochBatches, epochOrder } from '../shared/math/split-plan.js';
 import type { ModelSpec } from '../shared/model/spec.js';
@@ -102,12 +103,18 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
   },
 };
 
-function nodesOf(config: Config): number {
-  return config === 'nodes-2' || config === 'nodes-2-f16' ? 2 : config === 'mixed' ? 1 : 0;
-}
+/** What each configuration of ours runs (`fit` is not ours: no cluster). */
+const CLUSTERS: Record<Exclude<Config, 'fit'>, { threads: number; nodes: number; gradientDtype: GradientDtype }> = {
+  'threads-1': { threads: 1, nodes: 0, gradientDtype: 'float32' },
+  'threads-2': { threads: 2, nodes: 0, gradientDtype: 'float32' },
+  'nodes-2': { threads: 0, nodes: 2, gradientDtype: 'float32' },
+  'nodes-2-f16': { threads: 0, nodes: 2, gradientDtype: 'float16' },
+  mixed: { threads: 1, nodes: 1, gradientDtype: 'float32' },
+};
 
-function jobConfig(c: Case, threads: number, listen: boolean, tokenFile: string): JobConfig {
+function jobConfig(c: Case, tokenFile: string): JobConfig {
   const w = WORKLOADS[c.workload];
+  const { threads, nodes, gradientDtype } = CLUSTERS[c.config as Exclude<Config, 'fit'>];
   return validateConfig(
     {
       seed: 1,
@@ -115,7 +122,7 @@ function jobConfig(c: Case, threads: number, listen: boolean, tokenFile: string)
       model: { layers: w.spec.layers.map((l) => ({ units: l.units, activation: l.activation })) },
       compile: { loss: w.spec.loss, optimizer: 'adam' },
       fit: { epochs: 1, batchSize: w.batch },
-      cluster: { threads, backend: c.backend, ...(listen ? { listen: '127.0.0.1:0', tokenFile, minWorkers: nodesOf(c.config), waitTimeout: 300 } : {}), gradientDtype: c.config === 'nodes-2-f16' ? 'float16' : 'float32' },
+      cluster: { threads, backend: c.backend, gradientDtype, ...(nodes > 0 ? { listen: '127.0.0.1:0', tokenFile, minWorkers: nodes, waitTimeout: 300 } : {}) },
       metrics: { listen: false },
     },
     'bench',
@@ -133,12 +140,11 @@ function batchesFor(dataset: Dataset, batch: number, count: number): Int32Array[
 async function runOurs(c: Case): Promise<CaseResult> {
   const w = WORKLOADS[c.workload];
   const dataset = w.dataset();
-  const threads = c.config === 'threads-1' || c.config === 'mixed' ? 1 : c.config === 'threads-2' ? 2 : 0;
-  const nodes = nodesOf(c.config);
+  const { nodes } = CLUSTERS[c.config as Exclude<Config, 'fit'>];
   const dir = mkdtempSync(join(tmpdir(), 'dptrain-bench-'));
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, 'bench-token-0123456789abcdef\n');
-  const config = jobConfig(c, threads, nodes > 0, tokenFile);
+  const config = jobConfig(c, tokenFile);
   const workers: ChildProcess[] = [];
   const workerBin = fileURLToPath(new URL('../../bin/worker.js', import.meta.url));
   const { cluster, server } = await startCluster(config, w.spec, dataset, () => undefined, {

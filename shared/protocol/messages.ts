@@ -142,9 +142,10 @@ function asBytes(view: ArrayBufferView): Uint8Array {
 }
 
 /** Copies bytes into a fresh, aligned typed array (received bytes may sit at any offset). */
-type TypedKind = { new (n: number): Float32Array | Int32Array; BYTES_PER_ELEMENT: number };
+type TypedArray = Float32Array | Int32Array | Uint16Array;
+type TypedKind = { new (n: number): TypedArray; BYTES_PER_ELEMENT: number };
 
-function fromBytes(raw: Uint8Array, Kind: TypedKind, field: string): Float32Array | Int32Array {
+function fromBytes(raw: Uint8Array, Kind: TypedKind, field: string): TypedArray {
   if (raw.byteLength % Kind.BYTES_PER_ELEMENT !== 0) {
     throw new ProtocolError(`${field}: ${raw.byteLength} bytes is not a whole number of ${Kind.BYTES_PER_ELEMENT}-byte values`);
   }
@@ -205,8 +206,9 @@ export function decodeMessage(frame: Uint8Array): Message {
   }
   if (type === 'gradient') {
     const { dtype, scaleExp, gradient } = message as Wire['gradient'];
-    const values = dtype === 'float16' ? decodeFloat16(fromBytes16(gradient), scaleExp) : (fromBytes(gradient, Float32Array, 'gradient.gradient') as Float32Array);
-    checkFinite(values, 'gradient.gradient');
+    const field = 'gradient.gradient';
+    const values = dtype === 'float16' ? decodeFloat16(fromBytes(gradient, Uint16Array, field) as Uint16Array, scaleExp) : (fromBytes(gradient, Float32Array, field) as Float32Array);
+    checkFinite(values, field);
     message['gradient'] = values;
     delete message['scaleExp'];
   }
@@ -216,13 +218,6 @@ export function decodeMessage(frame: Uint8Array): Message {
 function checkFinite(values: Float32Array, field: string): void {
   const bad = values.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0) throw new ProtocolError(`${field}[${bad}] is ${values[bad]}, not a finite number`, 'non_finite');
-}
-
-function fromBytes16(raw: Uint8Array): Uint16Array {
-  if (raw.byteLength % 2 !== 0) throw new ProtocolError(`gradient.gradient: ${raw.byteLength} bytes is not a whole number of 2-byte float16 values`);
-  const out = new Uint16Array(raw.byteLength / 2);
-  asBytes(out).set(raw);
-  return out;
 }
 
 function versionError(version: unknown): ProtocolError {
