@@ -115,7 +115,17 @@ export class NodeServer {
     return server;
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops listening. Connections still closing (a node that was just sent `bye`) get `graceMs` to
+   * finish the close handshake, so the last frames reach the peer (over TLS they may still sit in
+   * the socket's buffer); whatever is left after that is cut.
+   */
+  async close(graceMs = 5000): Promise<void> {
+    const closing = [...this.wss.clients].filter((c) => c.readyState !== c.CLOSED);
+    await Promise.race([
+      Promise.all(closing.map((c) => new Promise<void>((resolve) => c.once('close', () => resolve())))),
+      new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref()),
+    ]);
     for (const client of this.wss.clients) client.terminate();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
