@@ -3,7 +3,8 @@
  * every configuration starts from a fresh heap, JIT and backend. Prints one JSON line.
  *
  * Configurations: `fit` (plain tfjs-layers `model.fit` in one process: the baseline a user would
- * write), `threads-N` (our trainer with N Piscina threads), `nodes-2` (no threads, two worker
+ * write), `in-process` (our trainer computing in its own thread: the default for one lane without
+ * nodes), `threads-N` (our trainer with N Piscina threads), `nodes-2` (no threads, two worker
  * processes over loopback WebSocket), `nodes-2-f16` (the same, gradients sent as float16), `mixed`
  * (one thread + one worker process). For ours, each
  * step's time is split into compute (slowest participant's own time), transfer (the rest of the
@@ -29,7 +30,7 @@ import { Rng } from '../shared/math/rng.js';
 import { epochBatches, epochOrder } from '../shared/math/split-plan.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 
-export type Config = 'fit' | 'threads-1' | 'threads-2' | 'nodes-2' | 'nodes-2-f16' | 'mixed';
+export type Config = 'fit' | 'in-process' | 'threads-1' | 'threads-2' | 'nodes-2' | 'nodes-2-f16' | 'mixed';
 export type WorkloadName = 'a' | 'b';
 
 export interface Case {
@@ -104,17 +105,18 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
 };
 
 /** What each configuration of ours runs (`fit` is not ours: no cluster). */
-const CLUSTERS: Record<Exclude<Config, 'fit'>, { threads: number; nodes: number; gradientDtype: GradientDtype }> = {
-  'threads-1': { threads: 1, nodes: 0, gradientDtype: 'float32' },
-  'threads-2': { threads: 2, nodes: 0, gradientDtype: 'float32' },
-  'nodes-2': { threads: 0, nodes: 2, gradientDtype: 'float32' },
-  'nodes-2-f16': { threads: 0, nodes: 2, gradientDtype: 'float16' },
-  mixed: { threads: 1, nodes: 1, gradientDtype: 'float32' },
+const CLUSTERS: Record<Exclude<Config, 'fit'>, { threads: number; inProcess: boolean; nodes: number; gradientDtype: GradientDtype }> = {
+  'in-process': { threads: 1, inProcess: true, nodes: 0, gradientDtype: 'float32' },
+  'threads-1': { threads: 1, inProcess: false, nodes: 0, gradientDtype: 'float32' },
+  'threads-2': { threads: 2, inProcess: false, nodes: 0, gradientDtype: 'float32' },
+  'nodes-2': { threads: 0, inProcess: false, nodes: 2, gradientDtype: 'float32' },
+  'nodes-2-f16': { threads: 0, inProcess: false, nodes: 2, gradientDtype: 'float16' },
+  mixed: { threads: 1, inProcess: false, nodes: 1, gradientDtype: 'float32' },
 };
 
 function jobConfig(c: Case, tokenFile: string): JobConfig {
   const w = WORKLOADS[c.workload];
-  const { threads, nodes, gradientDtype } = CLUSTERS[c.config as Exclude<Config, 'fit'>];
+  const { threads, inProcess, nodes, gradientDtype } = CLUSTERS[c.config as Exclude<Config, 'fit'>];
   return validateConfig(
     {
       seed: 1,
@@ -122,7 +124,7 @@ function jobConfig(c: Case, tokenFile: string): JobConfig {
       model: { layers: w.spec.layers.map((l) => ({ units: l.units, activation: l.activation })) },
       compile: { loss: w.spec.loss, optimizer: 'adam' },
       fit: { epochs: 1, batchSize: w.batch },
-      cluster: { threads, backend: c.backend, gradientDtype, ...(nodes > 0 ? { listen: '127.0.0.1:0', tokenFile, minWorkers: nodes, waitTimeout: 300 } : {}) },
+      cluster: { threads, inProcess, backend: c.backend, gradientDtype, ...(nodes > 0 ? { listen: '127.0.0.1:0', tokenFile, minWorkers: nodes, waitTimeout: 300 } : {}) },
       metrics: { listen: false },
     },
     'bench',

@@ -62,12 +62,14 @@ export function median(xs: readonly number[]): number {
 
 function plan(quick: boolean, only: WorkloadName | undefined): Case[] {
   const cases: Case[] = [];
-  const configs: Config[] = ['fit', 'threads-1', 'threads-2', 'nodes-2', 'mixed'];
+  const configs: Config[] = ['fit', 'in-process', 'threads-1', 'threads-2', 'nodes-2', 'mixed'];
   const add = (workload: WorkloadName, backend: Case['backend'], list: Config[], sizes: Pick<Case, 'warmupSteps' | 'repeats' | 'stepsPerRepeat'>): void => {
     if (!only || only === workload) for (const config of list) cases.push({ workload, config, backend, ...sizes });
   };
-  const a = quick ? { warmupSteps: 3, repeats: 2, stepsPerRepeat: 5 } : { warmupSteps: 30, repeats: 7, stepsPerRepeat: 60 };
-  const b = quick ? { warmupSteps: 1, repeats: 2, stepsPerRepeat: 2 } : { warmupSteps: 3, repeats: 7, stepsPerRepeat: 6 };
+  // Many short repeats: on a machine whose speed changes from second to second, the median and
+  // the best repeat say more than a few long ones.
+  const a = quick ? { warmupSteps: 3, repeats: 2, stepsPerRepeat: 5 } : { warmupSteps: 30, repeats: 15, stepsPerRepeat: 20 };
+  const b = quick ? { warmupSteps: 1, repeats: 2, stepsPerRepeat: 2 } : { warmupSteps: 3, repeats: 9, stepsPerRepeat: 3 };
   add('a', 'wasm', configs, a);
   add('a', 'cpu', configs, a);
   add('b', 'wasm', [...configs, 'nodes-2-f16'], b);
@@ -94,6 +96,8 @@ const verdict = (value: number, met: boolean): string => (!Number.isFinite(value
 
 function targets(results: Results): string[] {
   const sps = (r: CaseResult | undefined): number => (r ? median(r.samplesPerSecond) : NaN);
+  const best = (r: CaseResult | undefined): number => (r ? Math.max(...r.samplesPerSecond) : NaN);
+  const times = (v: number): string => (Number.isFinite(v) ? `${v.toFixed(2)}x` : '–');
   const b1 = find(results, 'b', 'threads-1');
   const b2 = find(results, 'b', 'threads-2');
   const bNodes = find(results, 'b', 'nodes-2');
@@ -101,15 +105,19 @@ function targets(results: Results): string[] {
   const stepMs = b2?.phasesMs?.step ?? NaN;
   const over = (r: CaseResult | undefined): number => (r?.phasesMs ? ((r.phasesMs.step - r.phasesMs.compute) / r.phasesMs.step) * 100 : NaN);
   const lines = [
-    `| (b) 2 threads vs 1 thread | >= 1.8x | ${Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : '–'} | ${verdict(ratio, ratio >= 1.8)} |`,
-    `| (b) 2 threads, ms per step (wasm) | <= 60 ms | ${f1(stepMs)} ms | ${verdict(stepMs, stepMs <= 60)} |`,
+    `| (b) 2 threads vs 1 thread | >= 1.8x | ${times(ratio)} (best repeats: ${times(best(b2) / best(b1))}) | ${verdict(ratio, ratio >= 1.8)} |`,
+    `| (b) 2 threads, ms per step (wasm) | <= 60 ms | ${f1(stepMs)} ms (best repeat: ${f1(b2 ? (b2.batch / best(b2)) * 1000 : NaN)} ms) | ${verdict(stepMs, stepMs <= 60)} |`,
     `| (b) not-compute share, 2 threads | <= 10% | ${f1(over(b2))}% | ${verdict(over(b2), over(b2) <= 10)} |`,
     `| (b) not-compute share, 2 worker processes | <= 10% | ${f1(over(bNodes))}% | ${verdict(over(bNodes), over(bNodes) <= 10)} |`,
   ];
   for (const backend of ['wasm', 'cpu']) {
-    const ours = sps(find(results, 'a', 'threads-1', backend));
     const fit = sps(find(results, 'a', 'fit', backend));
-    lines.push(`| (a) 1 thread vs model.fit (${backend}) | >= 0.9x | ${Number.isFinite(ours / fit) ? `${(ours / fit).toFixed(2)}x` : '–'} | ${verdict(ours / fit, ours / fit >= 0.9)} |`);
+    for (const [config, what] of [['in-process', 'one lane in-process (the default for threads: 1)'], ['threads-1', '1 Piscina thread']] as const) {
+      const ours = find(results, 'a', config, backend);
+      const ratio = sps(ours) / fit;
+      const bestRatio = best(ours) / best(find(results, 'a', 'fit', backend));
+      lines.push(`| (a) ${what} vs model.fit (${backend}) | >= 0.9x | ${times(ratio)} (best repeats: ${times(bestRatio)}) | ${verdict(ratio, ratio >= 0.9)} |`);
+    }
   }
   return lines;
 }

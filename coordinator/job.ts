@@ -20,6 +20,8 @@ import { TrainingMetrics } from './metrics.js';
 import { Cluster } from './participants/cluster.js';
 import type { ParticipantStats } from './participants/participant.js';
 import { RemoteNode } from './participants/remote-node.js';
+import { InProcessLane } from './participants/in-process.js';
+import type { LocalLanes } from './participants/participant.js';
 import { ThreadPool } from './participants/threads.js';
 import { NodeServer, parseListen } from './server.js';
 import { epochLine, evaluationLine } from './progress.js';
@@ -143,6 +145,22 @@ function stopOnSignals(log: (line: string) => void, training: () => boolean): { 
   };
 }
 
+/**
+ * Whether the job's one local lane runs in the coordinator's own thread (cluster.inProcess):
+ * auto means yes for one lane and no worker nodes. Not with nodes: the coordinator's thread must
+ * stay free for their messages and heartbeats while a step computes.
+ */
+export function computesInProcess(config: JobConfig): boolean {
+  const { inProcess, threads, listen } = config.cluster;
+  if (inProcess === 'auto') return threads === 1 && !listen;
+  if (inProcess && (threads !== 1 || listen)) {
+    throw new ConfigError(
+      `cluster.inProcess is true but ${threads !== 1 ? `cluster.threads is ${threads}` : 'cluster.listen is set'}: the coordinator computes in its own thread only as the one lane (threads: 1) of a job without worker nodes`,
+    );
+  }
+  return inProcess;
+}
+
 /** Starts the local threads (if any) and the node server (if listening) as one Cluster. */
 export async function startCluster(
   config: JobConfig,
@@ -156,11 +174,10 @@ export async function startCluster(
   const parameters = weightLayout(spec).size;
   if (c.threads === 0 && !c.listen) throw new ConfigError('cluster.threads is 0 and cluster.listen is unset: nobody would train; use threads, worker nodes, or both');
   const token = c.listen ? readToken(c.tokenFile) : undefined;
-  const pool =
-    c.threads > 0
-      ? await ThreadPool.start({ threads: c.threads, backend: c.backend, spec, dataset, parameters, onBytes: (direction, n) => metrics.bytes('thread', direction, n) })
-      : undefined;
-  const cluster = new Cluster(pool, { minWorkers: c.minWorkers, waitTimeoutMs: c.waitTimeout * 1000, balance: c.balance, log, trainRows: dataset.train.count, metrics });
+  let local: LocalLanes | undefined;
+  if (computesInProcess(config)) local = await InProcessLane.start({ backend: c.backend, spec, dataset, parameters, onFallback: log });
+  else if (c.threads > 0) local = await ThreadPool.start({ threads: c.threads, backend: c.backend, spec, dataset, parameters, onBytes: (direction, n) => metrics.bytes('thread', direction, n) });
+  const cluster = new Cluster(local, { minWorkers: c.minWorkers, waitTimeoutMs: c.waitTimeout * 1000, balance: c.balance, log, trainRows: dataset.train.count, metrics });
   if (!c.listen || token === undefined) return { cluster, server: undefined };
   const context = cluster.nodeContext({
     jobId: randomUUID(),
@@ -219,9 +236,9 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   let config = jobConfig;
   const log = options.log ?? ((line: string) => console.log(line));
   const started = performance.now();
-  if (config.cluster.backend === 'tensorflow') {
+  if (config.cluster.backend === 'tensorflow' && !computesInProcess(config)) {
     throw new BackendError(
-      'cluster.backend "tensorflow" cannot run in coordinator threads (tfjs-node is not safe in worker_threads); use wasm or cpu here and `worker start --backend tensorflow` on GPU nodes',
+      'cluster.backend "tensorflow" cannot run in coordinator threads (tfjs-node is not safe in worker_threads); use it in the coordinator\'s own thread (cluster.threads: 1 without worker nodes), or wasm or cpu here and `worker start --backend tensorflow` on GPU nodes',
     );
   }
   const runDir = new RunDir(config.output.dir ?? defaultRunDir());
@@ -258,12 +275,12 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   let outcome = 'job failed';
   const signals = options.handleSignals === false ? undefined : stopOnSignals(log, () => training);
   try {
-    const threads = cluster.threads;
+    const local = cluster.local;
     log(
       `dptrain: ${dataset.train.count} train / ${dataset.val.count} validation / ${dataset.test.count} test rows x ${dataset.features} features ` +
         `(${prepared.rowsDropped} of ${prepared.rowsRead} rows dropped for missing values); ` +
         `model ${[spec.inputDim, ...spec.layers.map((l) => l.units)].join('-')} (${parameters} parameters); ` +
-        `${config.cluster.threads} thread(s)${threads ? ` on ${threads.backend}` : ''} (of ${availableParallelism()} cores)` +
+        (local instanceof InProcessLane ? `computing in the coordinator's thread on ${local.backend}` : `${config.cluster.threads} thread(s)${local ? ` on ${local.backend}` : ''} (of ${availableParallelism()} cores)`) +
         (server ? ` + worker nodes (min ${config.cluster.minWorkers}, balance ${config.cluster.balance})` : ''),
     );
     const trainer = new Trainer(config, dataset, cluster, spec, metrics);
@@ -317,7 +334,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
       samplesPerSecond: fit.samples / fit.trainSeconds,
       wallSeconds: (performance.now() - started) / 1000,
       threads: config.cluster.threads,
-      backend: cluster.threads?.backend ?? 'nodes',
+      backend: cluster.local?.backend ?? 'nodes',
       participants: [...cluster.stats.values()],
       failures: Object.fromEntries(cluster.failures),
       rejectedPeers: Object.fromEntries(server?.rejections ?? []),

@@ -136,7 +136,24 @@ describe('coordinator start: bad input', () => {
   });
   it('the tensorflow backend in coordinator threads says what to do', async () => {
     const config = writeConfig('j.yaml', goodConfig());
-    expectError(await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv'), '--backend', 'tensorflow', '--out', join(dir, 'run-j')]), /cannot run in coordinator threads.*worker start --backend tensorflow/);
+    expectError(
+      await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv'), '--backend', 'tensorflow', '--threads', '2', '--out', join(dir, 'run-j')]),
+      /cannot run in coordinator threads.*cluster\.threads: 1 without worker nodes.*worker start --backend tensorflow/,
+    );
+  });
+  it('the tensorflow backend in the coordinator\'s own thread (one lane) is tried, and its absence says what to install', async () => {
+    const config = writeConfig('j1.yaml', goodConfig());
+    expectError(
+      await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv'), '--backend', 'tensorflow', '--threads', '1', '--out', join(dir, 'run-j1')]),
+      /backend "tensorflow" is not available: neither @tensorflow\/tfjs-node-gpu nor @tensorflow\/tfjs-node could be loaded; install it .*npm install @tensorflow\/tfjs-node-gpu@4\.22\.0/,
+    );
+  });
+  it('cluster.inProcess: true needs one lane and no worker nodes', async () => {
+    const config = writeConfig('k.yaml', goodConfig('', undefined, 'loss: binaryCrossentropy').replace('cluster: { threads: 1, backend: cpu }', 'cluster: { threads: 2, backend: cpu, inProcess: true }'));
+    expectError(
+      await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv'), '--out', join(dir, 'run-k')]),
+      /cluster\.inProcess is true but cluster\.threads is 2: the coordinator computes in its own thread only as the one lane/,
+    );
   });
   it('prints the stack trace only with --verbose', () => {
     const run = coordinator(['start', '--config', join(dir, 'nope.yaml'), '--verbose']);

@@ -5,6 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../coordinator/participants/cluster.js';
+import { InProcessLane } from '../coordinator/participants/in-process.js';
 import { ThreadPool } from '../coordinator/participants/threads.js';
 import { Trainer, modelSpec, runRngs, type FitResult } from '../coordinator/trainer.js';
 import { initBackend } from '../shared/backend.js';
@@ -48,10 +49,12 @@ function reference(config: JobConfig): Promise<Float32Array> {
   return referenceWeights(config, dataset);
 }
 
-async function distributed(threads: number): Promise<FitResult> {
-  const config = jobConfig(threads);
+/** Our trainer over `threads` Piscina threads, or (`in-process`) in this thread as the one lane. */
+async function distributed(threads: number | 'in-process'): Promise<FitResult> {
+  const config = jobConfig(threads === 'in-process' ? 1 : threads);
   const spec = modelSpec(config, dataset);
-  const pool = await ThreadPool.start({ threads, backend: 'wasm', spec, dataset, parameters: weightLayout(spec).size });
+  const parameters = weightLayout(spec).size;
+  const pool = threads === 'in-process' ? await InProcessLane.start({ backend: 'wasm', spec, dataset, parameters }) : await ThreadPool.start({ threads, backend: 'wasm', spec, dataset, parameters });
   try {
     const cluster = new Cluster(pool, { minWorkers: 0, waitTimeoutMs: 1000, balance: 'equal', log: () => {}, trainRows: TRAIN_ROWS });
     const fit = await new Trainer(config, dataset, cluster, spec).fit();
@@ -93,6 +96,13 @@ describe('synchronous data parallelism over threads', () => {
       expect(fit.tensorCounts.length).toBeGreaterThanOrEqual(30);
       expect(new Set(fit.tensorCounts).size).toBe(1);
     }
+  });
+
+  it("in the coordinator's own thread (cluster.inProcess): bit-identical to one Piscina thread", async () => {
+    const inProcess = await distributed('in-process');
+    expect(inProcess.steps).toBe(30);
+    expect(new Set(inProcess.tensorCounts).size).toBe(1);
+    expect(Buffer.from(inProcess.weights.buffer).equals(Buffer.from(runs.get(1)!.weights.buffer))).toBe(true);
   });
 
   it('is reproducible: two runs with the same seed and threads give bit-identical weights', async () => {

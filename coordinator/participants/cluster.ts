@@ -1,5 +1,5 @@
 /**
- * Cluster: the participants of a run (local threads plus worker nodes) and their membership.
+ * Cluster: the participants of a run (local lanes plus worker nodes) and their membership.
  * Nodes that connect are admitted at the next step boundary: they get the job, their shard and,
  * with their first step, the current weights. Nodes that fail are dropped and their shard is
  * re-planned over the others. Before each step the cluster makes sure enough workers are there
@@ -11,9 +11,8 @@ import { SpeedModel, balancedCounts, type TimeModel } from '../../shared/math/ba
 import { missingRanges, partitionRows } from '../../shared/math/shard-plan.js';
 import { splitCounts } from '../../shared/math/split-plan.js';
 import type { TrainingMetrics } from '../metrics.js';
-import type { ThreadPool } from './threads.js';
 import type { NodeContext, RemoteNode } from './remote-node.js';
-import type { FailureReason, Participant, ParticipantFault, ParticipantGroup, ParticipantStats } from './participant.js';
+import type { FailureReason, LocalLanes, Participant, ParticipantFault, ParticipantGroup, ParticipantStats } from './participant.js';
 
 export type Balance = 'auto' | 'proportional' | 'equal';
 
@@ -51,16 +50,17 @@ export class Cluster implements ParticipantGroup {
   private dirty = false;
 
   constructor(
-    readonly threads: ThreadPool | undefined,
+    /** This machine's lanes: Piscina threads or the coordinator's own thread (none: nodes only). */
+    readonly local: LocalLanes | undefined,
     private readonly options: ClusterOptions,
   ) {
-    for (const p of threads?.participants ?? []) this.track(p, p.id, threads!.backend);
-    if (threads) options.metrics?.backend('thread', threads.backend);
+    for (const p of local?.participants ?? []) this.track(p, p.id, local!.backend);
+    if (local) options.metrics?.backend('thread', local.backend);
     this.countParticipants();
   }
 
   private countParticipants(): void {
-    this.options.metrics?.participants('thread', this.threads?.participants.length ?? 0);
+    this.options.metrics?.participants('thread', this.local?.participants.length ?? 0);
     this.options.metrics?.participants('node', this.nodes.length);
   }
 
@@ -101,7 +101,7 @@ export class Cluster implements ParticipantGroup {
   }
 
   get participants(): readonly Participant[] {
-    return [...(this.threads?.participants ?? []), ...this.nodes];
+    return [...(this.local?.participants ?? []), ...this.nodes];
   }
 
   /** Nodes currently taking part. */
@@ -159,7 +159,7 @@ export class Cluster implements ParticipantGroup {
   }
 
   publish(weights: Float32Array, version: number): void {
-    this.threads?.publish(weights);
+    this.local?.publish(weights);
     this.weights = weights;
     this.version = version;
   }
@@ -233,6 +233,6 @@ export class Cluster implements ParticipantGroup {
     for (const node of [...this.nodes, ...this.joining]) node.bye(reason);
     this.nodes = [];
     this.joining = [];
-    await this.threads?.close();
+    await this.local?.close();
   }
 }

@@ -74,3 +74,16 @@ export interface ParticipantGroup {
   readonly stats: ReadonlyMap<string, ParticipantStats>;
   close(reason?: string): Promise<void>;
 }
+
+/**
+ * The participants on the coordinator's own machine, which read the data set and the weights in
+ * shared memory: Piscina threads (ThreadPool) or the coordinator's own thread (InProcessLane).
+ */
+export interface LocalLanes {
+  readonly participants: readonly Participant[];
+  /** The TensorFlow.js backend they run. */
+  readonly backend: string;
+  /** Makes `weights` current; only called between steps. */
+  publish(weights: Float32Array): void;
+  close(): Promise<void>;
+}

@@ -12,7 +12,7 @@ import { WorkerError } from '../../shared/errors.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import { unpackGradient, type GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer, InfoAnswer, ThreadInit, ThreadTask } from '../../shared/protocol/thread-tasks.js';
-import { ParticipantFault, type Participant } from './participant.js';
+import { ParticipantFault, type LocalLanes, type Participant } from './participant.js';
 
 /** The compiled thread entry (threads run JavaScript, also when the caller runs from source). */
 function threadEntry(): string {
@@ -35,7 +35,7 @@ export interface ThreadPoolOptions {
   readonly onBytes?: (direction: 'sent' | 'received', bytes: number) => void;
 }
 
-export class ThreadPool {
+export class ThreadPool implements LocalLanes {
   readonly participants: Participant[];
   private readonly weights: Float32Array;
 

@@ -89,6 +89,12 @@ const Cluster = z.strictObject({
   /** Piscina threads on the coordinator's machine; default: one per core. 0: nodes only. */
   threads: z.int().nonnegative().default(() => availableParallelism()),
   backend: z.enum(BACKENDS).default('auto'),
+  /**
+   * Compute in the coordinator's own thread instead of a Piscina thread (no round trip per step,
+   * like model.fit; also the one local lane where backend tensorflow runs). Needs threads: 1 and
+   * no listen. auto: yes when threads is 1 and listen is unset.
+   */
+  inProcess: z.union([z.boolean(), z.literal('auto')]).default('auto'),
   /** HOST:PORT where worker nodes connect (ws://, or wss:// with tls); unset: threads only. */
   listen: z.string().min(1).optional(),
   /** File holding the shared token (or set DPTRAIN_TOKEN). Required with listen. */

@@ -1,0 +1,75 @@
+/**
+ * InProcessLane: the coordinator computes the gradients itself, in its own thread, with a
+ * LocalLane over the same shared data set and weights the threads would use. Used for a job with
+ * one lane and no worker nodes (`cluster.inProcess`): one Piscina thread would only add a round
+ * trip per step (post, wake, transfer back) while the coordinator waits; `model.fit` pays none.
+ * It is also the one local lane that may run the `tensorflow` backend (tfjs-node is not safe in
+ * worker threads, but is in a process's main thread).
+ */
+import type { BackendChoice } from '../../shared/backend-choice.js';
+import type { Dataset, RowRange } from '../../shared/data/dataset.js';
+import type { ModelSpec } from '../../shared/model/spec.js';
+import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
+import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
+import type { LocalLane } from '../../worker/local-lane.js';
+import { ParticipantFault, type LocalLanes, type Participant } from './participant.js';
+
+export interface InProcessOptions {
+  readonly backend: BackendChoice;
+  readonly spec: ModelSpec;
+  readonly dataset: Dataset;
+  readonly parameters: number;
+  /** Gradient engine (default 'dense'). */
+  readonly engine?: 'dense' | 'tape';
+  /** Hears why `auto` did not get wasm. */
+  readonly onFallback?: (message: string) => void;
+}
+
+export class InProcessLane implements LocalLanes {
+  readonly participants: readonly Participant[];
+  private readonly weights: Float32Array;
+
+  private constructor(
+    private readonly lane: LocalLane,
+    weights: Float32Array,
+    readonly backend: string,
+  ) {
+    this.weights = weights;
+    this.participants = [this.participant('main')];
+  }
+
+  static async start(options: InProcessOptions): Promise<InProcessLane> {
+    // tfjs is loaded only when a job computes in-process.
+    const [{ initBackend }, { LocalLane }] = await Promise.all([import('../../shared/backend.js'), import('../../worker/local-lane.js')]);
+    const backend = await initBackend(options.backend, options.onFallback);
+    const { dataset } = options;
+    const weights = new Float32Array(options.parameters);
+    const lane = new LocalLane({ spec: options.spec, engine: options.engine ?? 'dense', x: dataset.x, y: dataset.y, features: dataset.features, outputs: dataset.outputs, weights });
+    return new InProcessLane(lane, weights, backend);
+  }
+
+  publish(weights: Float32Array): void {
+    this.weights.set(weights);
+  }
+
+  private participant(id: string): Participant {
+    const guard = <T>(compute: () => T): Promise<T> => {
+      try {
+        return Promise.resolve(compute());
+      } catch (err) {
+        return Promise.reject(new ParticipantFault(id, 'worker_error', (err as Error).message));
+      }
+    };
+    return {
+      id,
+      kind: 'thread',
+      holds: undefined,
+      gradient: (_step, version, rows): Promise<GradientResult> => guard(() => this.lane.gradient(version, rows)),
+      evaluate: (version, range: RowRange): Promise<EvaluateAnswer> => guard(() => this.lane.evaluate(version, range.start, range.count)),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.lane.dispose();
+  }
+}

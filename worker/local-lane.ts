@@ -1,0 +1,71 @@
+/**
+ * LocalLane: gradients and evaluations over a data set in shared memory, computed in the calling
+ * thread. The Piscina thread entry (thread.ts) runs one per thread; the coordinator runs one in
+ * its own thread for a single-lane job (coordinator/participants/in-process.ts), as `model.fit`
+ * would. Rows are read in place; weights are reloaded from the shared array when the version
+ * changes.
+ */
+import { performance } from 'node:perf_hooks';
+import * as tf from '@tensorflow/tfjs-core';
+import type { GradientResult } from '../shared/protocol/gradient-packet.js';
+import type { EvaluateAnswer } from '../shared/protocol/thread-tasks.js';
+import type { ModelSpec } from '../shared/model/spec.js';
+import type { BatchEngine, EngineName } from './engine.js';
+import { createEngine } from './gradient.js';
+
+export interface LocalLaneData {
+  readonly spec: ModelSpec;
+  readonly engine: EngineName;
+  /** Features of every row, row-major. */
+  readonly x: Float32Array;
+  /** Targets of every row, row-major. */
+  readonly y: Float32Array;
+  readonly features: number;
+  readonly outputs: number;
+  /** The current flat weights, written by the coordinator between steps. */
+  readonly weights: Float32Array;
+}
+
+export class LocalLane {
+  private readonly engine: BatchEngine;
+  private loadedVersion = -1;
+
+  constructor(private readonly data: LocalLaneData) {
+    this.engine = createEngine(data.spec, data.engine);
+  }
+
+  /** Mean gradient over `rows` with the weights of `version`, and the time it took. */
+  gradient(version: number, rows: Int32Array): GradientResult {
+    const started = performance.now();
+    this.useVersion(version);
+    const { features, outputs, x, y } = this.data;
+    const xs = new Float32Array(rows.length * features);
+    const ys = new Float32Array(rows.length * outputs);
+    rows.forEach((r, i) => {
+      xs.set(x.subarray(r * features, (r + 1) * features), i * features);
+      ys.set(y.subarray(r * outputs, (r + 1) * outputs), i * outputs);
+    });
+    const result = this.engine.gradient(xs, ys, rows.length);
+    return { ...result, numTensors: tf.memory().numTensors, computeMs: performance.now() - started };
+  }
+
+  /** Loss and metric sums over rows start..start+count-1 with the weights of `version`. */
+  evaluate(version: number, start: number, count: number): EvaluateAnswer {
+    this.useVersion(version);
+    const { features, outputs, x, y } = this.data;
+    const end = start + count;
+    const sums = this.engine.evaluate(x.slice(start * features, end * features), y.slice(start * outputs, end * outputs), count);
+    return { ...sums, numTensors: tf.memory().numTensors };
+  }
+
+  dispose(): void {
+    this.engine.dispose();
+  }
+
+  private useVersion(version: number): void {
+    if (version !== this.loadedVersion) {
+      this.engine.setWeights(this.data.weights);
+      this.loadedVersion = version;
+    }
+  }
+}
