@@ -169,8 +169,7 @@ async function runOurs(c: Case): Promise<CaseResult> {
     for (let r = 0; r < c.repeats; r++) {
       const t0 = performance.now();
       for (let s = 0; s < c.stepsPerRepeat; s++, step++) {
-        await trainer.step(step, batches[step]!, measured, tensors);
-        slowest += trainer.lastSlowestCompute;
+        slowest += (await trainer.step(step, batches[step]!, measured, tensors)).slowestCompute;
       }
       samplesPerSecond.push((c.stepsPerRepeat * w.batch) / ((performance.now() - t0) / 1000));
     }

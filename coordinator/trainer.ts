@@ -105,6 +105,14 @@ export interface EvaluateResult {
   readonly [metric: string]: number;
 }
 
+/** What one step gives back: sums for the epoch logs, and its slowest participant's own time. */
+export interface StepSums {
+  readonly lossSum: number;
+  readonly metricSums: number[];
+  /** Slowest participant's time on its own part, seconds (0 if none reported); for benchmarks. */
+  readonly slowestCompute: number;
+}
+
 export class Trainer {
   readonly spec: ModelSpec;
   readonly weights: Float32Array;
@@ -112,8 +120,6 @@ export class Trainer {
   /** Reused every step for the averaged gradient (no allocation on the hot path). */
   private readonly meanGradient: Float32Array;
   private version = 0;
-  /** The last step's slowest participant time on its own part (s; 0 if none reported), for benchmarks. */
-  lastSlowestCompute = 0;
 
   constructor(
     readonly config: JobConfig,
@@ -158,7 +164,7 @@ export class Trainer {
    * rows they hold); the part of any participant that fails is recomputed by the others, so the
    * averaged gradient is always the mean over the whole batch, and the optimizer steps once.
    */
-  async step(step: number, rows: Int32Array, phases: PhaseTimes, tensorCounts: number[]): Promise<{ lossSum: number; metricSums: number[] }> {
+  async step(step: number, rows: Int32Array, phases: PhaseTimes, tensorCounts: number[]): Promise<StepSums> {
     const t0 = performance.now();
     const results: GradientResult[] = [];
     const nonFiniteRows = new Set<number>();
@@ -218,7 +224,6 @@ export class Trainer {
       pending = concatRows(failed);
     }
     const t1 = performance.now();
-    this.lastSlowestCompute = results.reduce((a, r) => Math.max(a, (r.computeMs ?? -1) / 1000), 0);
     const mean = weightedAverage(results, this.meanGradient);
     const t2 = performance.now();
     this.optimizer.apply(this.weights, mean);
@@ -232,7 +237,8 @@ export class Trainer {
     phases.broadcast += stepPhases.broadcast;
     this.metrics?.step(stepPhases);
     const metricSums = this.spec.metrics.map((_, k) => results.reduce((a, r) => a + r.metricSums[k]!, 0));
-    return { lossSum: results.reduce((a, r) => a + r.lossSum, 0), metricSums };
+    const slowestCompute = results.reduce((a, r) => Math.max(a, (r.computeMs ?? -1) / 1000), 0);
+    return { lossSum: results.reduce((a, r) => a + r.lossSum, 0), metricSums, slowestCompute };
   }
 
   /** Loss and metrics over a range of the data set with the current weights, spread over the participants. */

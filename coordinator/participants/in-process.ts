@@ -53,11 +53,14 @@ export class InProcessLane implements LocalLanes {
   }
 
   private participant(id: string): Participant {
-    const guard = <T>(compute: () => T): Promise<T> => {
+    const guard = async <T>(compute: () => T): Promise<T> => {
+      // Let the event loop run first (signals, /metrics, timers): otherwise a whole fit of
+      // already-resolved promises would never yield to it.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       try {
-        return Promise.resolve(compute());
+        return compute();
       } catch (err) {
-        return Promise.reject(new ParticipantFault(id, 'worker_error', (err as Error).message));
+        throw new ParticipantFault(id, 'worker_error', (err as Error).message);
       }
     };
     return {
