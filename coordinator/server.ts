@@ -116,12 +116,12 @@ export class NodeServer {
   }
 
   /**
-   * Stops listening. Connections still closing (a node that was just sent `bye`) get `graceMs` to
-   * finish the close handshake, so the last frames reach the peer (over TLS they may still sit in
-   * the socket's buffer); whatever is left after that is cut.
+   * Stops listening. Connections already closing (a node that was just sent `bye`) get `graceMs`
+   * to finish the close handshake, so their last frames reach the peer (over TLS they may still
+   * sit in the socket's buffer); the rest, and whatever is left after that, are cut.
    */
   async close(graceMs = 5000): Promise<void> {
-    const closing = [...this.wss.clients].filter((c) => c.readyState !== c.CLOSED);
+    const closing = [...this.wss.clients].filter((c) => c.readyState === c.CLOSING);
     await Promise.race([
       Promise.all(closing.map((c) => new Promise<void>((resolve) => c.once('close', () => resolve())))),
       new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref()),

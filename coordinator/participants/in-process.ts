@@ -11,6 +11,7 @@ import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
+import type { EngineName } from '../../worker/engine.js';
 import type { LocalLane } from '../../worker/local-lane.js';
 import { ParticipantFault, type LocalLanes, type Participant } from './participant.js';
 
@@ -20,21 +21,20 @@ export interface InProcessOptions {
   readonly dataset: Dataset;
   readonly parameters: number;
   /** Gradient engine (default 'dense'). */
-  readonly engine?: 'dense' | 'tape';
+  readonly engine?: EngineName;
   /** Hears why `auto` did not get wasm. */
   readonly onFallback?: (message: string) => void;
 }
 
 export class InProcessLane implements LocalLanes {
   readonly participants: readonly Participant[];
-  private readonly weights: Float32Array;
 
   private constructor(
     private readonly lane: LocalLane,
-    weights: Float32Array,
+    /** The array the lane reads its weights from. */
+    private readonly weights: Float32Array,
     readonly backend: string,
   ) {
-    this.weights = weights;
     this.participants = [this.participant('main')];
   }
 
