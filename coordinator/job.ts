@@ -235,7 +235,9 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   let config = jobConfig;
   const log = options.log ?? ((line: string) => console.log(line));
   const started = performance.now();
-  if (config.cluster.backend === 'tensorflow' && !computesInProcess(config)) {
+  // Checked before anything is written: an impossible cluster.inProcess is a config error.
+  const inProcess = computesInProcess(config);
+  if (config.cluster.backend === 'tensorflow' && !inProcess) {
     throw new BackendError(
       'cluster.backend "tensorflow" cannot run in coordinator threads (tfjs-node is not safe in worker_threads); use it in the coordinator\'s own thread (cluster.threads: 1 without worker nodes), or wasm or cpu here and `worker start --backend tensorflow` on GPU nodes',
     );

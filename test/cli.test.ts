@@ -5,7 +5,7 @@
  * takes seconds per process on a small machine).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -149,11 +149,12 @@ describe('coordinator start: bad input', () => {
     );
   });
   it('cluster.inProcess: true needs one lane and no worker nodes', async () => {
-    const config = writeConfig('k.yaml', goodConfig('', undefined, 'loss: binaryCrossentropy').replace('cluster: { threads: 1, backend: cpu }', 'cluster: { threads: 2, backend: cpu, inProcess: true }'));
+    const config = writeConfig('k.yaml', goodConfig().replace('cluster: { threads: 1, backend: cpu }', 'cluster: { threads: 2, backend: cpu, inProcess: true }'));
     expectError(
       await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv'), '--out', join(dir, 'run-k')]),
       /cluster\.inProcess is true but cluster\.threads is 2: the coordinator computes in its own thread only as the one lane/,
     );
+    expect(existsSync(join(dir, 'run-k'))).toBe(false); // refused before the run directory is written
   });
   it('prints the stack trace only with --verbose', () => {
     const run = coordinator(['start', '--config', join(dir, 'nope.yaml'), '--verbose']);
