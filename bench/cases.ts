@@ -17,11 +17,11 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { startCluster } from '../coordinator/job.js';
+import { withThreads, type RunConfig } from '../coordinator/participants/thread-count.js';
 import { TrainingMetrics } from '../coordinator/metrics.js';
 import { Trainer, type PhaseTimes } from '../coordinator/trainer.js';
 import type { BackendChoice } from '../shared/backend-choice.js';
 import { validateConfig } from '../shared/config/load.js';
-import type { JobConfig } from '../shared/config/schema.js';
 import { parseCsv } from '../shared/data/csv.js';
 import { prepareData, type Dataset } from '../shared/data/dataset.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
@@ -114,10 +114,10 @@ const CLUSTERS: Record<Exclude<Config, 'fit'>, { threads: number; inProcess: boo
   mixed: { threads: 1, inProcess: false, nodes: 1, gradientDtype: 'float32' },
 };
 
-function jobConfig(c: Case, tokenFile: string): JobConfig {
+function jobConfig(c: Case, tokenFile: string): RunConfig {
   const w = WORKLOADS[c.workload];
   const { threads, inProcess, nodes, gradientDtype } = CLUSTERS[c.config as Exclude<Config, 'fit'>];
-  return validateConfig(
+  const config = validateConfig(
     {
       seed: 1,
       data: { path: 'unused.csv', label: { column: 'y' } },
@@ -129,6 +129,7 @@ function jobConfig(c: Case, tokenFile: string): JobConfig {
     },
     'bench',
   );
+  return withThreads(config, threads);
 }
 
 /** The global batches the measured run goes through (a seeded shuffle, repeated as needed). */

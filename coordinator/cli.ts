@@ -38,7 +38,7 @@ options:
   --data FILE          CSV file (overrides data.path)
   --epochs N           overrides fit.epochs
   --batch-size N       overrides fit.batchSize (the global batch)
-  --threads N          overrides cluster.threads
+  --threads N|auto     overrides cluster.threads (auto: one per core for a big enough model)
   --backend B          ${BACKENDS.join(' | ')} (overrides cluster.backend)
   --seed N             overrides seed
   --listen HOST:PORT   accept worker nodes here (overrides cluster.listen; port 0: any free port)
@@ -70,6 +70,12 @@ function integerFlag(name: string, value: string | undefined): number | undefine
   const n = Number(value);
   if (!Number.isInteger(n)) throw new UsageError(`--${name} must be an integer, got "${value}"`);
   return n;
+}
+
+function threadsFlag(value: string | undefined): number | 'auto' | undefined {
+  if (value === 'auto') return value;
+  if (value !== undefined && !Number.isInteger(Number(value))) throw new UsageError(`--threads must be an integer or auto, got "${value}"`);
+  return integerFlag('threads', value);
 }
 
 async function start(argv: string[]): Promise<void> {
@@ -111,7 +117,7 @@ async function start(argv: string[]): Promise<void> {
     'data.path': values.data,
     'fit.epochs': integerFlag('epochs', values.epochs),
     'fit.batchSize': integerFlag('batch-size', values['batch-size']),
-    'cluster.threads': integerFlag('threads', values.threads),
+    'cluster.threads': threadsFlag(values.threads),
     'cluster.backend': values.backend,
     seed: integerFlag('seed', values.seed),
     'output.dir': values.out,

@@ -21,6 +21,7 @@ import { Cluster } from './participants/cluster.js';
 import { InProcessLane } from './participants/in-process.js';
 import type { LocalLanes, ParticipantStats } from './participants/participant.js';
 import { RemoteNode } from './participants/remote-node.js';
+import { chooseThreads, withThreads, type RunConfig } from './participants/thread-count.js';
 import { ThreadPool } from './participants/threads.js';
 import { NodeServer, parseListen } from './server.js';
 import { epochLine, evaluationLine } from './progress.js';
@@ -149,7 +150,7 @@ function stopOnSignals(log: (line: string) => void, training: () => boolean): { 
  * auto means yes for one lane and no worker nodes. Not with nodes: the coordinator's thread must
  * stay free for their messages and heartbeats while a step computes.
  */
-export function computesInProcess(config: JobConfig): boolean {
+export function computesInProcess(config: RunConfig): boolean {
   const { inProcess, threads, listen } = config.cluster;
   if (inProcess === 'auto') return threads === 1 && !listen;
   if (inProcess && (threads !== 1 || listen)) {
@@ -160,9 +161,23 @@ export function computesInProcess(config: JobConfig): boolean {
   return inProcess;
 }
 
+/**
+ * Refuses impossible lane settings before anything is written, while threads may still be auto
+ * (which gives 1 whenever inProcess is true or the backend is tensorflow, the cases checked here).
+ */
+function checkLocalLanes(config: JobConfig): void {
+  const { threads } = config.cluster;
+  const inProcess = computesInProcess(withThreads(config, threads === 'auto' ? 1 : threads));
+  if (config.cluster.backend === 'tensorflow' && !inProcess) {
+    throw new BackendError(
+      'cluster.backend "tensorflow" cannot run in coordinator threads (tfjs-node is not safe in worker_threads); use it in the coordinator\'s own thread (cluster.threads: 1 without worker nodes), or wasm or cpu here and `worker start --backend tensorflow` on GPU nodes',
+    );
+  }
+}
+
 /** Starts the local threads (if any) and the node server (if listening) as one Cluster. */
 export async function startCluster(
-  config: JobConfig,
+  config: RunConfig,
   spec: ModelSpec,
   dataset: PreparedData['dataset'],
   log: (line: string) => void,
@@ -236,12 +251,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   const log = options.log ?? ((line: string) => console.log(line));
   const started = performance.now();
   // Checked before anything is written: an impossible cluster.inProcess is a config error.
-  const inProcess = computesInProcess(config);
-  if (config.cluster.backend === 'tensorflow' && !inProcess) {
-    throw new BackendError(
-      'cluster.backend "tensorflow" cannot run in coordinator threads (tfjs-node is not safe in worker_threads); use it in the coordinator\'s own thread (cluster.threads: 1 without worker nodes), or wasm or cpu here and `worker start --backend tensorflow` on GPU nodes',
-    );
-  }
+  checkLocalLanes(jobConfig);
   const runDir = new RunDir(config.output.dir ?? defaultRunDir());
   let resumeFrom: { state: TrainingState; file: string } | undefined;
   if (options.resume) {
@@ -255,18 +265,21 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   const { dataset, preprocessor } = prepared;
   const spec = modelSpec(config, dataset);
   const parameters = weightLayout(spec).size;
-  checkBatchSize(config.fit.batchSize, config.cluster.threads);
+  const threadChoice = chooseThreads(config, spec, availableParallelism());
+  checkBatchSize(config.fit.batchSize, threadChoice.threads);
+  // config.json keeps threads as given (auto is chosen again on resume, maybe on another machine).
   runDir.writeJson('config.json', config);
   runDir.writeJson('preprocessing.json', preprocessor);
   runDir.writeJson('split.json', prepared.lines);
 
+  const run = withThreads(config, threadChoice.threads);
   const metrics = new TrainingMetrics();
   let training = false;
   const metricsServer = await startMetricsServer(config, metrics, () => training, log);
   let cluster: Cluster;
   let server: NodeServer | undefined;
   try {
-    ({ cluster, server } = await startCluster(config, spec, dataset, log, options, metrics));
+    ({ cluster, server } = await startCluster(run, spec, dataset, log, options, metrics));
   } catch (err) {
     await metricsServer?.close();
     throw err;
@@ -281,10 +294,11 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
       `dptrain: ${dataset.train.count} train / ${dataset.val.count} validation / ${dataset.test.count} test rows x ${dataset.features} features ` +
         `(${prepared.rowsDropped} of ${prepared.rowsRead} rows dropped for missing values); ` +
         `model ${[spec.inputDim, ...spec.layers.map((l) => l.units)].join('-')} (${parameters} parameters); ` +
-        (local instanceof InProcessLane ? `computing in the coordinator's thread on ${local.backend}` : `${config.cluster.threads} thread(s)${local ? ` on ${local.backend}` : ''} (of ${availableParallelism()} cores)`) +
-        (server ? ` + worker nodes (min ${config.cluster.minWorkers}, balance ${config.cluster.balance})` : ''),
+        (local instanceof InProcessLane ? `computing in the coordinator's thread on ${local.backend}` : `${run.cluster.threads} thread(s)${local ? ` on ${local.backend}` : ''} (of ${availableParallelism()} cores)`) +
+        (server ? ` + worker nodes (min ${run.cluster.minWorkers}, balance ${run.cluster.balance})` : '') +
+        (threadChoice.reason ? ` [${threadChoice.reason}]` : ''),
     );
-    const trainer = new Trainer(config, dataset, cluster, spec, metrics);
+    const trainer = new Trainer(run, dataset, cluster, spec, metrics);
     training = true;
     const checkpoints = runDir.file(CHECKPOINT_DIR);
     let lastCheckpoint = resumeFrom?.file;
@@ -334,7 +348,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
       samples: fit.samples,
       samplesPerSecond: fit.samples / fit.trainSeconds,
       wallSeconds: (performance.now() - started) / 1000,
-      threads: config.cluster.threads,
+      threads: run.cluster.threads,
       backend: cluster.local?.backend ?? 'nodes',
       participants: [...cluster.stats.values()],
       failures: Object.fromEntries(cluster.failures),

@@ -133,6 +133,7 @@ describe('coordinator start: bad input', () => {
   it('unknown flag and bad flag value', () => {
     expectError(coordinator(['start', '--demo', '--epochz', '3']), /epochz/);
     expectError(coordinator(['start', '--demo', '--epochs', 'three']), /--epochs must be an integer, got "three"/);
+    expectError(coordinator(['start', '--demo', '--threads', 'many']), /--threads must be an integer or auto, got "many"/);
   });
   it('the tensorflow backend in coordinator threads says what to do', async () => {
     const config = writeConfig('j.yaml', goodConfig());
@@ -146,6 +147,13 @@ describe('coordinator start: bad input', () => {
     expectError(
       await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv'), '--backend', 'tensorflow', '--threads', '1', '--out', join(dir, 'run-j1')]),
       /backend "tensorflow" is not available: neither @tensorflow\/tfjs-node-gpu nor @tensorflow\/tfjs-node could be loaded; install it .*npm install @tensorflow\/tfjs-node-gpu@4\.22\.0/,
+    );
+  });
+  it('the tensorflow backend with threads: auto gets the one lane in the coordinator\'s thread', async () => {
+    const config = writeConfig('j2.yaml', goodConfig().replace('cluster: { threads: 1, backend: cpu }', 'cluster: { backend: tensorflow }'));
+    expectError(
+      await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv'), '--out', join(dir, 'run-j2')]),
+      /backend "tensorflow" is not available: neither @tensorflow\/tfjs-node-gpu nor @tensorflow\/tfjs-node could be loaded/,
     );
   });
   it('cluster.inProcess: true needs one lane and no worker nodes', async () => {

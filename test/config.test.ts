@@ -17,7 +17,7 @@ describe('job config', () => {
     expect(config.compile.optimizer).toEqual({ name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 });
     expect(config.compile.metrics).toEqual(['accuracy']);
     expect(config.cluster.backend).toBe('auto');
-    expect(config.cluster.threads).toBeGreaterThan(0);
+    expect(config.cluster.threads).toBe('auto');
     expect(config.model.layers[0]).toEqual({ type: 'dense', units: 1, activation: 'sigmoid', useBias: true });
   });
 
@@ -45,6 +45,9 @@ describe('job config', () => {
     const config = validateConfig(minimal, 'j', { 'fit.epochs': 7, 'cluster.threads': 3, 'fit.batchSize': undefined });
     expect(config.fit.epochs).toBe(7);
     expect(config.cluster.threads).toBe(3);
+    expect(validateConfig(minimal, 'j', { 'cluster.threads': 'auto' }).cluster.threads).toBe('auto');
+    expect(() => validateConfig(minimal, 'j', { 'cluster.threads': 'many' })).toThrow(/cluster\.threads/);
+    expect(() => validateConfig(minimal, 'j', { 'cluster.threads': -1 })).toThrow(/cluster\.threads/);
     expect(config.fit.batchSize).toBe(32);
     expect(() => validateConfig(minimal, 'j', { 'fit.epochs': 0 })).toThrow(/fit\.epochs/);
   });

@@ -3,7 +3,6 @@
  * every object is strict, so an unknown key fails with its path, like a wrong type does.
  * Defaults follow Keras where Keras has one.
  */
-import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { BACKENDS } from '../backend-choice.js';
 import { GRADIENT_DTYPES } from '../math/float16.js';
@@ -86,8 +85,12 @@ const Fit = z.strictObject({
 });
 
 const Cluster = z.strictObject({
-  /** Piscina threads on the coordinator's machine; default: one per core. 0: nodes only. */
-  threads: z.int().nonnegative().default(() => availableParallelism()),
+  /**
+   * Local lanes on the coordinator's machine (Piscina threads, or its own thread for one lane).
+   * auto: one per core for a model big enough to gain from threads, else one lane
+   * (coordinator/participants/thread-count.ts). 0: worker nodes only.
+   */
+  threads: z.union([z.int().nonnegative(), z.literal('auto')]).default('auto'),
   backend: z.enum(BACKENDS).default('auto'),
   /**
    * Compute in the coordinator's own thread instead of a Piscina thread (no round trip per step,
