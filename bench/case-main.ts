@@ -1,10 +1,10 @@
-/** Runs one benchmark case (or the kernel measurements) given as JSON and prints the result as one JSON line. */
-import { runCase, type Case } from './cases.js';
+/** Runs one benchmark group (or the kernel measurements) given as JSON and prints the results as one JSON line. */
+import { runGroup, type Case, type Group } from './cases.js';
 import { runKernels } from './kernels.js';
 
-const arg = JSON.parse(process.argv[2] ?? '{}') as Case | { kernels: Case['backend'] };
+const arg = JSON.parse(process.argv[2] ?? '{}') as Group | { kernels: Case['backend'] };
 try {
-  const result = 'kernels' in arg ? await runKernels(arg.kernels) : await runCase(arg);
+  const result = 'kernels' in arg ? await runKernels(arg.kernels) : await runGroup(arg);
   console.log(JSON.stringify(result));
   process.exit(0);
 } catch (err) {

@@ -1,6 +1,7 @@
 /**
- * One benchmark case, run in its own process (`node dist/bench/case-main.js '<json case>'`) so
- * every configuration starts from a fresh heap, JIT and backend. Prints one JSON line.
+ * Benchmark cases. A group (one workload on one backend, several configurations) runs in its own
+ * process (`node dist/bench/case-main.js '<json group>'`) and measures its configurations
+ * interleaved, round by round (runGroup). Prints one JSON line.
  *
  * Configurations: `fit` (plain tfjs-layers `model.fit` in one process: the baseline a user would
  * write), `in-process` (our trainer computing in its own thread: the default for one lane without
@@ -140,11 +141,18 @@ function batchesFor(dataset: Dataset, batch: number, count: number): Int32Array[
   return out.slice(0, count);
 }
 
-async function runOurs(c: Case): Promise<CaseResult> {
+/** One configuration inside a group: warmed up once, then asked for one repeat per round. */
+interface Runner {
+  warmUp(): Promise<void>;
+  /** Runs stepsPerRepeat steps and returns their samples/s. */
+  repeat(): Promise<number>;
+  result(samplesPerSecond: number[]): CaseResult;
+  close(): Promise<void>;
+}
+
+async function oursRunner(c: Case, dataset: Dataset, dir: string): Promise<Runner> {
   const w = WORKLOADS[c.workload];
-  const dataset = w.dataset();
   const { nodes } = CLUSTERS[c.config as Exclude<Config, 'fit'>];
-  const dir = mkdtempSync(join(tmpdir(), 'dptrain-bench-'));
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, 'bench-token-0123456789abcdef\n');
   const config = jobConfig(c, tokenFile);
@@ -157,83 +165,138 @@ async function runOurs(c: Case): Promise<CaseResult> {
       }
     },
   }, new TrainingMetrics());
-  try {
-    const trainer = new Trainer(config, dataset, cluster, w.spec);
-    const batches = batchesFor(dataset, w.batch, c.warmupSteps + c.repeats * c.stepsPerRepeat);
-    const phases: PhaseTimes = { compute: 0, reduce: 0, apply: 0, broadcast: 0 };
-    const tensors: number[] = [];
-    let step = 0;
-    for (; step < c.warmupSteps; step++) await trainer.step(step, batches[step]!, phases, tensors);
-    const measured: PhaseTimes = { compute: 0, reduce: 0, apply: 0, broadcast: 0 };
-    let slowest = 0;
-    const samplesPerSecond: number[] = [];
-    for (let r = 0; r < c.repeats; r++) {
-      const t0 = performance.now();
-      for (let s = 0; s < c.stepsPerRepeat; s++, step++) {
-        slowest += (await trainer.step(step, batches[step]!, measured, tensors)).slowestCompute;
-      }
-      samplesPerSecond.push((c.stepsPerRepeat * w.batch) / ((performance.now() - t0) / 1000));
-    }
-    const n = c.repeats * c.stepsPerRepeat;
-    const ms = (s: number): number => (s / n) * 1000;
-    return {
-      ...c,
-      batch: w.batch,
-      parameters: trainer.weights.length,
-      samplesPerSecond,
-      phasesMs: {
-        step: ms(measured.compute + measured.reduce + measured.apply + measured.broadcast),
-        compute: ms(slowest),
-        transfer: ms(Math.max(0, measured.compute - slowest)),
-        reduce: ms(measured.reduce),
-        apply: ms(measured.apply),
-        broadcast: ms(measured.broadcast),
-      },
-    };
-  } finally {
+  const close = async (): Promise<void> => {
     await cluster.close('bench finished');
     await server?.close();
     for (const wp of workers) wp.kill();
+  };
+  let trainer: Trainer;
+  try {
+    trainer = new Trainer(config, dataset, cluster, w.spec);
+  } catch (err) {
+    await close();
+    throw err;
   }
+  const batches = batchesFor(dataset, w.batch, c.warmupSteps + c.repeats * c.stepsPerRepeat);
+  const tensors: number[] = [];
+  const measured: PhaseTimes = { compute: 0, reduce: 0, apply: 0, broadcast: 0 };
+  let slowest = 0;
+  let step = 0;
+  return {
+    async warmUp() {
+      const phases: PhaseTimes = { compute: 0, reduce: 0, apply: 0, broadcast: 0 };
+      for (; step < c.warmupSteps; step++) await trainer.step(step, batches[step]!, phases, tensors);
+    },
+    async repeat() {
+      const t0 = performance.now();
+      for (let s = 0; s < c.stepsPerRepeat; s++, step++) slowest += (await trainer.step(step, batches[step]!, measured, tensors)).slowestCompute;
+      return (c.stepsPerRepeat * w.batch) / ((performance.now() - t0) / 1000);
+    },
+    result(samplesPerSecond) {
+      const n = c.repeats * c.stepsPerRepeat;
+      const ms = (sec: number): number => (sec / n) * 1000;
+      return {
+        ...c,
+        batch: w.batch,
+        parameters: trainer.weights.length,
+        samplesPerSecond,
+        phasesMs: {
+          step: ms(measured.compute + measured.reduce + measured.apply + measured.broadcast),
+          compute: ms(slowest),
+          transfer: ms(Math.max(0, measured.compute - slowest)),
+          reduce: ms(measured.reduce),
+          apply: ms(measured.apply),
+          broadcast: ms(measured.broadcast),
+        },
+      };
+    },
+    close,
+  };
 }
 
-/** Plain tfjs-layers: compile with Adam and `model.fit` the same batches, one process. */
-async function runFit(c: Case): Promise<CaseResult> {
+/** Plain tfjs-layers: compile with Adam and `model.fit` the same kind of batches, in this process. */
+async function fitRunner(c: Case, dataset: Dataset): Promise<Runner> {
   const w = WORKLOADS[c.workload];
   const [{ initBackend }, tf, { buildModel }] = await Promise.all([import('../shared/backend.js'), import('@tensorflow/tfjs-core'), import('../shared/model/build.js')]);
   await initBackend(c.backend);
-  const dataset = w.dataset();
   const model = buildModel(w.spec);
   model.compile({ optimizer: tf.train.adam(0.001), loss: 'binaryCrossentropy', metrics: ['accuracy'] });
-  const gather = (rows: Int32Array[]): { x: Float32Array; y: Float32Array } => {
-    const all = rows.flatMap((b) => Array.from(b));
-    const x = new Float32Array(all.length * dataset.features);
-    const y = new Float32Array(all.length);
-    all.forEach((r, i) => {
+  const batches = batchesFor(dataset, w.batch, c.warmupSteps + c.repeats * c.stepsPerRepeat);
+  let next = 0;
+  const fitBatches = async (count: number): Promise<void> => {
+    const rows = batches.slice(next, next + count).flatMap((b) => Array.from(b));
+    next += count;
+    const x = new Float32Array(rows.length * dataset.features);
+    const y = new Float32Array(rows.length);
+    rows.forEach((r, i) => {
       x.set(dataset.x.subarray(r * dataset.features, (r + 1) * dataset.features), i * dataset.features);
       y[i] = dataset.y[r]!;
     });
-    return { x, y };
-  };
-  const batches = batchesFor(dataset, w.batch, c.warmupSteps + c.stepsPerRepeat);
-  const fitRows = async (rows: Int32Array[]): Promise<void> => {
-    const { x, y } = gather(rows);
-    const xs = tf.tensor2d(x, [y.length, dataset.features]);
-    const ys = tf.tensor2d(y, [y.length, 1]);
+    const xs = tf.tensor2d(x, [rows.length, dataset.features]);
+    const ys = tf.tensor2d(y, [rows.length, 1]);
     await model.fit(xs, ys, { batchSize: w.batch, epochs: 1, shuffle: false, verbose: 0 });
     tf.dispose([xs, ys]);
   };
-  await fitRows(batches.slice(0, c.warmupSteps));
-  const measured = batches.slice(c.warmupSteps);
-  const samplesPerSecond: number[] = [];
-  for (let r = 0; r < c.repeats; r++) {
-    const t0 = performance.now();
-    await fitRows(measured);
-    samplesPerSecond.push((measured.length * w.batch) / ((performance.now() - t0) / 1000));
-  }
-  return { ...c, batch: w.batch, parameters: model.countParams(), samplesPerSecond };
+  return {
+    warmUp: () => fitBatches(c.warmupSteps),
+    async repeat() {
+      const t0 = performance.now();
+      await fitBatches(c.stepsPerRepeat);
+      return (c.stepsPerRepeat * w.batch) / ((performance.now() - t0) / 1000);
+    },
+    result: (samplesPerSecond) => ({ ...c, batch: w.batch, parameters: model.countParams(), samplesPerSecond }),
+    close: async () => {
+      model.dispose();
+    },
+  };
 }
 
-export async function runCase(c: Case): Promise<CaseResult> {
-  return c.config === 'fit' ? runFit(c) : runOurs(c);
+/** Configurations measured together, interleaved, in one process (`node dist/bench/case-main.js '<json group>'`). */
+export interface Group {
+  readonly workload: WorkloadName;
+  readonly backend: Case['backend'];
+  readonly configs: readonly Config[];
+  readonly warmupSteps: number;
+  readonly repeats: number;
+  readonly stepsPerRepeat: number;
+}
+
+/**
+ * Measures a group's configurations interleaved: every round runs one repeat of each (in an order
+ * that rotates from round to round), so the i-th repeats of two configurations were measured
+ * within seconds of each other. On a machine whose speed changes from second to second the
+ * ratio of same-round repeats compares code, not the machine's moods. A configuration that fails
+ * to start is reported with its error; the others go on.
+ */
+export async function runGroup(g: Group): Promise<(CaseResult | (Case & { error: string }))[]> {
+  const dataset = WORKLOADS[g.workload].dataset();
+  const dir = mkdtempSync(join(tmpdir(), 'dptrain-bench-'));
+  const cases: Case[] = g.configs.map((config) => ({ workload: g.workload, config, backend: g.backend, warmupSteps: g.warmupSteps, repeats: g.repeats, stepsPerRepeat: g.stepsPerRepeat }));
+  const runners: (Runner | { error: string })[] = [];
+  for (const c of cases) {
+    try {
+      const runner = c.config === 'fit' ? await fitRunner(c, dataset) : await oursRunner(c, dataset, mkdtempSync(join(dir, `${c.config}-`)));
+      await runner.warmUp();
+      runners.push(runner);
+    } catch (err) {
+      runners.push({ error: (err as Error).message });
+    }
+  }
+  const samplesPerSecond = cases.map((): number[] => []);
+  for (let round = 0; round < g.repeats; round++) {
+    for (let k = 0; k < runners.length; k++) {
+      const i = (round + k) % runners.length;
+      const runner = runners[i]!;
+      if ('error' in runner) continue;
+      try {
+        samplesPerSecond[i]!.push(await runner.repeat());
+      } catch (err) {
+        runners[i] = { error: (err as Error).message };
+        await runner.close().catch(() => undefined);
+      }
+    }
+  }
+  const results = runners.map((r, i) => ('error' in r ? { ...cases[i]!, error: r.error } : r.result(samplesPerSecond[i]!)));
+  for (const r of runners) if (!('error' in r)) await r.close();
+  return results;
 }

@@ -22,6 +22,17 @@ describe('weightedAverage', () => {
     });
     expect(Array.from(weightedAverage(parts))).toEqual([15.5]);
   });
+  it('sums in float64 in participant order and rounds once, with two parts (its fast path) and with more', () => {
+    const values = (seed: number): Float32Array => Float32Array.from({ length: 1000 }, (_, i) => Math.sin(seed * 1000 + i) * 10 ** ((i % 9) - 4));
+    const g = [values(1), values(2), values(3)];
+    const n = [7, 3, 11];
+    const two = weightedAverage([0, 1].map((k) => ({ gradient: g[k]!, count: n[k]! })));
+    const three = weightedAverage([0, 1, 2].map((k) => ({ gradient: g[k]!, count: n[k]! })));
+    for (let i = 0; i < 1000; i++) {
+      expect(two[i]).toBe(Math.fround((0 + 7 * g[0]![i]! + 3 * g[1]![i]!) / 10));
+      expect(three[i]).toBe(Math.fround((0 + 7 * g[0]![i]! + 3 * g[1]![i]! + 11 * g[2]![i]!) / 21));
+    }
+  });
   it('writes into a given output array', () => {
     const out = new Float32Array(2);
     const result = weightedAverage([{ gradient: Float32Array.from([2, 4]), count: 2 }], out);

@@ -21,7 +21,6 @@ export class ReduceError extends Error {
 export function weightedAverage(parts: readonly GradientContribution[], out?: Float32Array): Float32Array {
   if (parts.length === 0) throw new ReduceError('no gradients to average');
   const length = (parts[0] as GradientContribution).gradient.length;
-  const acc = new Float64Array(length);
   let total = 0;
   parts.forEach((part, k) => {
     if (part.gradient.length !== length) {
@@ -30,14 +29,24 @@ export function weightedAverage(parts: readonly GradientContribution[], out?: Fl
     if (!Number.isInteger(part.count) || part.count <= 0) {
       throw new ReduceError(`gradient ${k} has sample count ${part.count}, expected a positive integer`);
     }
-    const g = part.gradient;
-    const n = part.count;
-    for (let i = 0; i < length; i++) acc[i] = (acc[i] as number) + n * (g[i] as number);
-    total += n;
+    total += part.count;
   });
   const result = out ?? new Float32Array(length);
   if (result.length !== length) throw new ReduceError(`output has length ${result.length}, expected ${length}`);
-  for (let i = 0; i < length; i++) result[i] = (acc[i] as number) / total;
+  const gradients = parts.map((p) => p.gradient);
+  const counts = parts.map((p) => p.count);
+  // One pass, no scratch array: per element, a float64 sum in participant order, then the division.
+  if (parts.length === 2) {
+    const [g0, g1] = gradients as [Float32Array, Float32Array];
+    const [n0, n1] = counts as [number, number];
+    for (let i = 0; i < length; i++) result[i] = (0 + n0 * (g0[i] as number) + n1 * (g1[i] as number)) / total;
+    return result;
+  }
+  for (let i = 0; i < length; i++) {
+    let sum = 0;
+    for (let k = 0; k < gradients.length; k++) sum += (counts[k] as number) * ((gradients[k] as Float32Array)[i] as number);
+    result[i] = sum / total;
+  }
   return result;
 }
 
