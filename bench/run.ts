@@ -122,7 +122,7 @@ function targets(results: Results): string[] {
   ];
   for (const backend of ['wasm', 'cpu']) {
     const fit = find(results, 'a', 'fit', backend);
-    for (const [config, what] of [['in-process', 'one lane in-process (the default for threads: 1)'], ['threads-1', '1 Piscina thread']] as const) {
+    for (const [config, what] of [['in-process', 'one lane in-process (what threads: auto picks for this model)'], ['threads-1', '1 Piscina thread']] as const) {
       const ours = find(results, 'a', config, backend);
       const ratio = results.interleaved ? pairedRatio(ours, fit) : sps(ours) / sps(fit);
       const bestRatio = best(ours) / best(fit);
