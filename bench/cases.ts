@@ -274,11 +274,13 @@ export async function runGroup(g: Group): Promise<(CaseResult | (Case & { error:
   const cases: Case[] = g.configs.map((config) => ({ workload: g.workload, config, backend: g.backend, warmupSteps: g.warmupSteps, repeats: g.repeats, stepsPerRepeat: g.stepsPerRepeat }));
   const runners: (Runner | { error: string })[] = [];
   for (const c of cases) {
+    let runner: Runner | undefined;
     try {
-      const runner = c.config === 'fit' ? await fitRunner(c, dataset) : await oursRunner(c, dataset, mkdtempSync(join(dir, `${c.config}-`)));
+      runner = c.config === 'fit' ? await fitRunner(c, dataset) : await oursRunner(c, dataset, mkdtempSync(join(dir, `${c.config}-`)));
       await runner.warmUp();
       runners.push(runner);
     } catch (err) {
+      await runner?.close().catch(() => undefined); // started but failed to warm up: stop its threads and processes
       runners.push({ error: (err as Error).message });
     }
   }
