@@ -21,7 +21,7 @@ import { Cluster } from './participants/cluster.js';
 import { InProcessLane } from './participants/in-process.js';
 import type { LocalLanes, ParticipantStats } from './participants/participant.js';
 import { RemoteNode } from './participants/remote-node.js';
-import { chooseThreads, withThreads, type RunConfig } from './participants/thread-count.js';
+import { chooseThreads, threadsWithoutModel, withThreads, type RunConfig } from './participants/thread-count.js';
 import { ThreadPool } from './participants/threads.js';
 import { NodeServer, parseListen } from './server.js';
 import { epochLine, evaluationLine } from './progress.js';
@@ -162,12 +162,11 @@ export function computesInProcess(config: RunConfig): boolean {
 }
 
 /**
- * Refuses impossible lane settings before anything is written, while threads may still be auto
- * (which gives 1 whenever inProcess is true or the backend is tensorflow, the cases checked here).
+ * Refuses impossible lane settings before anything is written. Where threads: auto still depends
+ * on the model, no setting checked here can be impossible, so 1 stands in for it.
  */
 function checkLocalLanes(config: JobConfig): void {
-  const { threads } = config.cluster;
-  const inProcess = computesInProcess(withThreads(config, threads === 'auto' ? 1 : threads));
+  const inProcess = computesInProcess(withThreads(config, threadsWithoutModel(config) ?? 1));
   if (config.cluster.backend === 'tensorflow' && !inProcess) {
     throw new BackendError(
       'cluster.backend "tensorflow" cannot run in coordinator threads (tfjs-node is not safe in worker_threads); use it in the coordinator\'s own thread (cluster.threads: 1 without worker nodes), or wasm or cpu here and `worker start --backend tensorflow` on GPU nodes',
@@ -294,7 +293,9 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
       `dptrain: ${dataset.train.count} train / ${dataset.val.count} validation / ${dataset.test.count} test rows x ${dataset.features} features ` +
         `(${prepared.rowsDropped} of ${prepared.rowsRead} rows dropped for missing values); ` +
         `model ${[spec.inputDim, ...spec.layers.map((l) => l.units)].join('-')} (${parameters} parameters); ` +
-        (local instanceof InProcessLane ? `computing in the coordinator's thread on ${local.backend}` : `${run.cluster.threads} thread(s)${local ? ` on ${local.backend}` : ''} (of ${availableParallelism()} cores)`) +
+        (local instanceof InProcessLane
+          ? `computing in the coordinator's thread on ${local.backend}`
+          : `${run.cluster.threads} thread(s)${local ? ` on ${local.backend}` : ''}${threadChoice.reason ? '' : ` (of ${availableParallelism()} cores)`}`) +
         (server ? ` + worker nodes (min ${run.cluster.minWorkers}, balance ${run.cluster.balance})` : '') +
         (threadChoice.reason ? ` [${threadChoice.reason}]` : ''),
     );

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MIN_FLOPS_PER_THREAD, chooseThreads, stepFlops } from '../coordinator/participants/thread-count.js';
+import { MIN_FLOPS_PER_THREAD, chooseThreads, stepFlops, threadsWithoutModel } from '../coordinator/participants/thread-count.js';
 import { validateConfig } from '../shared/config/load.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 
@@ -50,5 +50,8 @@ describe('cluster.threads: auto', () => {
     expect(chooseThreads(config({ inProcess: true }, 1024), bigModel, 8).threads).toBe(1);
     expect(chooseThreads(config({ threads: 3 }, 32), seedModel, 8)).toEqual({ threads: 3 });
     expect(chooseThreads(config({ threads: 0, listen: '127.0.0.1:0' }, 32), seedModel, 8)).toEqual({ threads: 0 });
+    expect(threadsWithoutModel(config({ backend: 'tensorflow' }, 32))).toBe(1);
+    expect(threadsWithoutModel(config({ threads: 3 }, 32))).toBe(3);
+    expect(threadsWithoutModel(config({}, 32))).toBeUndefined(); // auto with wasm: depends on the model
   });
 });

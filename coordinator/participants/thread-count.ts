@@ -37,11 +37,23 @@ export interface ThreadChoice {
   readonly reason?: string;
 }
 
-/** Resolves `cluster.threads: auto` for this model and batch on a machine with `cores` cores. */
-export function chooseThreads(config: JobConfig, spec: ModelSpec, cores: number): ThreadChoice {
+/** The choice when it does not depend on the model: a number given, or one lane for tensorflow / inProcess: true. */
+function choiceWithoutModel(config: JobConfig): ThreadChoice | undefined {
   const { threads, backend, inProcess } = config.cluster;
   if (threads !== 'auto') return { threads };
   if (backend === 'tensorflow' || inProcess === true) return { threads: 1, reason: `threads: auto chose 1 (${backend === 'tensorflow' ? 'backend tensorflow' : 'cluster.inProcess: true'})` };
+  return undefined;
+}
+
+/** The thread count if it is known before the data and model are (for checks made before anything is written). */
+export function threadsWithoutModel(config: JobConfig): number | undefined {
+  return choiceWithoutModel(config)?.threads;
+}
+
+/** Resolves `cluster.threads: auto` for this model and batch on a machine with `cores` cores. */
+export function chooseThreads(config: JobConfig, spec: ModelSpec, cores: number): ThreadChoice {
+  const fixed = choiceWithoutModel(config);
+  if (fixed) return fixed;
   const flops = stepFlops(spec, config.fit.batchSize);
   const threadsForWork = Math.floor(flops / MIN_FLOPS_PER_THREAD);
   const chosen = Math.max(1, Math.min(cores, threadsForWork, config.fit.batchSize));
