@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/backend.js';
-import { createOptimizer, type OptimizerConfig } from '../shared/math/optimizers.js';
+import { createOptimizer, type OptimizerConfig, type OptimizerImplementation } from '../shared/math/optimizers.js';
 import { Rng } from '../shared/math/rng.js';
 
 /** Runs `steps` steps of the tfjs optimizer on one variable; returns the final value. */
@@ -38,14 +38,15 @@ describe('pure optimizers match tf.train bit for bit', () => {
   beforeAll(async () => {
     await initBackend('cpu');
   });
-  for (const { config, reference } of cases) {
-    it(`${JSON.stringify(config)}`, () => {
+  for (const { config, reference } of cases) for (const implementation of ['wasm', 'js'] as OptimizerImplementation[]) {
+    it(`${implementation} ${JSON.stringify(config)}`, () => {
       const size = 257;
       const [init] = randomArrays(1, size, 1, 0.5);
       const grads = randomArrays(40, size, 2, 0.1);
       const expected = tfjsRun(reference, init!, grads);
       const weights = init!.slice();
-      const opt = createOptimizer(config, size);
+      const opt = createOptimizer(config, size, undefined, implementation);
+      expect(opt.implementation).toBe(implementation);
       for (const g of grads) opt.apply(weights, g);
       expect(opt.iterations).toBe(40);
       expect(Array.from(weights)).toEqual(Array.from(expected));
