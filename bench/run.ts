@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { WORKLOADS, type Case, type CaseResult, type Config, type Group, type WorkloadName } from './cases.js';
+import { WORKLOADS, type Case, type CaseResult, type Config, type Group, type PhasesMs, type WorkloadName } from './cases.js';
 import type { KernelResult } from './kernels.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -113,12 +113,15 @@ function targets(results: Results): string[] {
   const bNodes = find(results, 'b', 'nodes-2');
   const ratio = results.interleaved ? pairedRatio(b2, b1) : sps(b2) / sps(b1);
   const stepMs = b2?.phasesMs?.step ?? NaN;
-  const over = (r: CaseResult | undefined): number => (r?.phasesMs ? ((r.phasesMs.step - r.phasesMs.compute) / r.phasesMs.step) * 100 : NaN);
+  const share = (p: PhasesMs | undefined): number => (p ? ((p.step - p.compute) / p.step) * 100 : NaN);
+  const over = (r: CaseResult | undefined): number => share(r?.phasesMs);
+  // On a machine slowed in bursts the fastest repeat is the one that ran at full speed.
+  const overFastest = (r: CaseResult | undefined): string => (r?.fastestRepeatPhasesMs ? ` (fastest repeat: ${f1(share(r.fastestRepeatPhasesMs))}%)` : '');
   const lines = [
     `| (b) 2 threads vs 1 thread | >= 1.8x | ${times(ratio)}${results.interleaved ? ' (median of same-round ratios)' : ''} (best repeats: ${times(best(b2) / best(b1))}; vs in-process: ${times(results.interleaved ? pairedRatio(b2, find(results, 'b', 'in-process')) : NaN)}) | ${verdict(ratio, ratio >= 1.8)} |`,
     `| (b) 2 threads, ms per step (wasm) | <= 60 ms | ${f1(stepMs)} ms (best repeat: ${f1(b2 ? (b2.batch / best(b2)) * 1000 : NaN)} ms) | ${verdict(stepMs, stepMs <= 60)} |`,
-    `| (b) not-compute share, 2 threads | <= 10% | ${f1(over(b2))}% | ${verdict(over(b2), over(b2) <= 10)} |`,
-    `| (b) not-compute share, 2 worker processes | <= 10% | ${f1(over(bNodes))}% | ${verdict(over(bNodes), over(bNodes) <= 10)} |`,
+    `| (b) not-compute share, 2 threads | <= 10% | ${f1(over(b2))}%${overFastest(b2)} | ${verdict(over(b2), over(b2) <= 10)} |`,
+    `| (b) not-compute share, 2 worker processes | <= 10% | ${f1(over(bNodes))}%${overFastest(bNodes)} | ${verdict(over(bNodes), over(bNodes) <= 10)} |`,
   ];
   for (const backend of ['wasm', 'cpu']) {
     const fit = find(results, 'a', 'fit', backend);

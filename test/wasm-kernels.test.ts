@@ -51,6 +51,11 @@ describe('WebAssembly optimizer kernels', () => {
     expect(arrays.every((a) => a.view.length === 1029)).toBe(true);
   });
 
+  it('give way to the reference loops when the arrays do not fit in one WebAssembly memory', () => {
+    // 4 arrays x 300M floats = 4.8 GB > 4 GiB: growing fails at once, nothing is allocated.
+    expect(kernelArena(300_000_000, 2)).toBeNull();
+  });
+
   for (const config of configs) {
     it(`equal the reference bit for bit: ${JSON.stringify(config)}`, () => {
       const size = 1029;

@@ -63,7 +63,10 @@ export function kernelsAvailable(): boolean {
   return kernelModule() !== null;
 }
 
-/** A fresh arena for `size` parameters and `slotCount` slot arrays, or null without SIMD. */
+/**
+ * A fresh arena for `size` parameters and `slotCount` slot arrays, or null without SIMD or when the
+ * arrays do not fit in one WebAssembly memory (4 GiB: over ~250M parameters with Adam).
+ */
 export function kernelArena(size: number, slotCount: number): KernelArena | null {
   const module = kernelModule();
   if (module === null) return null;
@@ -72,7 +75,11 @@ export function kernelArena(size: number, slotCount: number): KernelArena | null
   const arrays = 2 + slotCount;
   const bytes = arrays * padded * Float32Array.BYTES_PER_ELEMENT;
   const have = kernels.memory.buffer.byteLength;
-  if (bytes > have) kernels.memory.grow(Math.ceil((bytes - have) / PAGE));
+  try {
+    if (bytes > have) kernels.memory.grow(Math.ceil((bytes - have) / PAGE));
+  } catch {
+    return null; // beyond a 32-bit WebAssembly memory (4 GiB): the reference loops take over
+  }
   const buffer = kernels.memory.buffer;
   const array = (k: number): ArenaArray => {
     const offset = k * padded * Float32Array.BYTES_PER_ELEMENT;
