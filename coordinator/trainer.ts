@@ -163,14 +163,36 @@ export class Trainer {
    * logs. The batch is split over the participants (equally or by speed, nodes first getting
    * rows they hold); the part of any participant that fails is recomputed by the others, so the
    * averaged gradient is always the mean over the whole batch, and the optimizer steps once.
+   *
+   * Gradients are checked for NaN and infinity through their mean: the weighted average is
+   * non-finite at an index exactly when some part is (reduce.ts), so one pass over the mean
+   * replaces a pass over every part; only when it fails are the parts searched for the culprits,
+   * which are then treated like any failed part.
    */
   async step(step: number, rows: Int32Array, phases: PhaseTimes, tensorCounts: number[]): Promise<StepSums> {
     const t0 = performance.now();
-    const results: GradientResult[] = [];
+    let accepted: { participant: Participant; rows: Int32Array; result: GradientResult; seconds: number }[] = [];
     const nonFiniteRows = new Set<number>();
     const excluded = new Set<Participant>();
+    let failed: Int32Array[] = [];
+    /** A part that failed: its participant is told, its rows go back to be recomputed. */
+    const reject = (participant: Participant, partRows: Int32Array, fault: ParticipantFault): void => {
+      if (fault.reason === 'non_finite') {
+        if (partRows.some((r) => nonFiniteRows.has(r))) {
+          throw new WorkerError(
+            `step ${step}: the gradient is not finite on the same rows from two participants: training diverged (try a lower learning rate or data.standardize: true)`,
+          );
+        }
+        partRows.forEach((r) => nonFiniteRows.add(r));
+        excluded.add(participant);
+      }
+      this.group.failed(participant, step, fault);
+      failed.push(partRows);
+    };
     let pending = rows;
-    for (let attempt = 0; pending.length > 0; attempt++) {
+    let mean: Float32Array;
+    let reduceMs = 0;
+    for (let attempt = 0; ; attempt++) {
       if (attempt >= MAX_ATTEMPTS) throw new ClusterError(`step ${step}: ${pending.length} rows still not computed after ${MAX_ATTEMPTS} attempts`);
       const participants = (await this.group.ready()).filter((p) => !excluded.has(p));
       if (participants.length === 0) {
@@ -186,46 +208,50 @@ export class Trainer {
           return { result, seconds: (performance.now() - started) / 1000 };
         }),
       );
-      const failed: Int32Array[] = [];
+      failed = [];
       settled.forEach((outcome, i) => {
         const part = parts[i]!;
         const participant = participants[part.participant]!;
-        let fault: ParticipantFault | undefined;
         if (outcome.status === 'rejected') {
           const err = outcome.reason as Error;
-          fault = err instanceof ParticipantFault ? err : new ParticipantFault(participant.id, 'crashed', err.message);
-        } else {
-          const { result, seconds } = outcome.value;
-          const bad = firstNonFinite(result.gradient);
-          if (result.count !== part.rows.length) {
-            fault = new ParticipantFault(participant.id, 'shape', `computed ${result.count} samples, was given ${part.rows.length}`);
-          } else if (bad >= 0 || !Number.isFinite(result.lossSum)) {
-            fault = new ParticipantFault(participant.id, 'non_finite', `returned a non-finite gradient (value ${bad} is ${result.gradient[bad]}, loss sum ${result.lossSum})`);
-          } else {
-            results.push(result);
-            if (result.numTensors >= 0) tensorCounts.push(result.numTensors);
-            this.group.succeeded(participant, step, result.count, seconds);
-          }
+          reject(participant, part.rows, err instanceof ParticipantFault ? err : new ParticipantFault(participant.id, 'crashed', err.message));
+          return;
         }
-        if (fault) {
-          if (fault.reason === 'non_finite') {
-            if (part.rows.some((r) => nonFiniteRows.has(r))) {
-              throw new WorkerError(
-                `step ${step}: the gradient is not finite on the same rows from two participants: training diverged (try a lower learning rate or data.standardize: true)`,
-              );
-            }
-            part.rows.forEach((r) => nonFiniteRows.add(r));
-            excluded.add(participant);
-          }
-          this.group.failed(participant, step, fault);
-          failed.push(part.rows);
+        const { result, seconds } = outcome.value;
+        if (result.count !== part.rows.length) {
+          reject(participant, part.rows, new ParticipantFault(participant.id, 'shape', `computed ${result.count} samples, was given ${part.rows.length}`));
+        } else if (!Number.isFinite(result.lossSum)) {
+          reject(participant, part.rows, new ParticipantFault(participant.id, 'non_finite', `returned a non-finite loss sum (${result.lossSum})`));
+        } else {
+          accepted.push({ participant, rows: part.rows, result, seconds });
         }
       });
+      if (failed.length === 0) {
+        const started = performance.now();
+        const average = weightedAverage(accepted.map((a) => a.result), this.meanGradient);
+        const finite = firstNonFinite(average) < 0;
+        reduceMs += performance.now() - started;
+        if (finite) {
+          mean = average;
+          break;
+        }
+        // Rare: find the parts that are not finite; the others stay accepted.
+        const culprits = accepted.filter((a) => firstNonFinite(a.result.gradient) >= 0);
+        accepted = accepted.filter((a) => !culprits.includes(a));
+        for (const { participant, rows: partRows, result } of culprits) {
+          const bad = firstNonFinite(result.gradient);
+          reject(participant, partRows, new ParticipantFault(participant.id, 'non_finite', `returned a non-finite gradient (value ${bad} is ${result.gradient[bad]}, loss sum ${result.lossSum})`));
+        }
+      }
       pending = concatRows(failed);
     }
-    const t1 = performance.now();
-    const mean = weightedAverage(results, this.meanGradient);
+    for (const { participant, result, seconds } of accepted) {
+      if (result.numTensors >= 0) tensorCounts.push(result.numTensors);
+      this.group.succeeded(participant, step, result.count, seconds);
+    }
+    const results = accepted.map((a) => a.result);
     const t2 = performance.now();
+    const t1 = t2 - reduceMs;
     this.optimizer.apply(this.weights, mean);
     const t3 = performance.now();
     this.publish();

@@ -49,6 +49,20 @@ describe('weightedAverage', () => {
     ).toThrow(/gradient 1 has length 3, expected 2/);
     expect(() => weightedAverage([{ gradient: new Float32Array(2), count: 0 }])).toThrow(/sample count 0/);
   });
+  it('is non-finite exactly where some part is (so the trainer checks the mean, not every part)', () => {
+    const max = 3.4028234663852886e38; // the largest float32
+    const parts = [
+      { gradient: Float32Array.from([max, max, 1, Number.NaN, 0, max, -max]), count: 1000 },
+      { gradient: Float32Array.from([max, -max, Number.POSITIVE_INFINITY, 1, 0, max, -max]), count: 3 },
+      { gradient: Float32Array.from([max, 0, 1, 1, Number.NEGATIVE_INFINITY, max, Number.POSITIVE_INFINITY]), count: 2 ** 30 },
+    ];
+    for (const k of [2, 3]) {
+      const mean = weightedAverage(parts.slice(0, k));
+      const expected = parts[0]!.gradient.map((_, i) => (parts.slice(0, k).some((p) => !Number.isFinite(p.gradient[i])) ? 1 : 0));
+      expect(Array.from(mean.map((v) => (Number.isFinite(v) ? 0 : 1))), `${k} parts`).toEqual(Array.from(expected));
+    }
+    expect(weightedAverage(parts.slice(0, 2))[0]).toBe(max); // the largest value averages to itself, not to infinity
+  });
   it('finds non-finite values', () => {
     expect(firstNonFinite(Float32Array.from([0, 1, Number.NaN]))).toBe(2);
     expect(firstNonFinite(Float32Array.from([0, Number.POSITIVE_INFINITY]))).toBe(1);

@@ -3,6 +3,11 @@
  * number of samples each computed. sum_i(n_i * g_i) / sum_i(n_i) equals the gradient of the mean
  * loss over the whole global batch, which is what makes N participants equal to one process.
  * Accumulates in float64 in a fixed participant order, so a run is bit-reproducible.
+ *
+ * The mean is non-finite at an index exactly when some part is there: NaN and infinities
+ * propagate through the sum, and a mean of finite float32 values with weights summing to one
+ * cannot exceed their largest magnitude (float64 cannot overflow on the way). So one check of the
+ * mean stands for a check of every part.
  */
 
 /** One participant's contribution to a step. */
