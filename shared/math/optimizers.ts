@@ -8,7 +8,7 @@
  *
  * Two implementations of each rule give the same bits: the JavaScript loops below (the readable
  * reference) and WebAssembly SIMD kernels (wasm/optimizers.wat, four lanes at a time, ~10x
- * faster: Adam on 287k parameters 3.4 ms -> 0.3 ms). The kernels are used wherever the runtime
+ * faster: Adam on 287k parameters 3.3 -> 0.43 ms, see bench/optimizer-step.ts). The kernels are used wherever the runtime
  * has WebAssembly SIMD, which Node 20 always has.
  */
 import { kernelArena, type KernelArena } from './wasm/kernels.js';
@@ -231,7 +231,7 @@ export const optimizerDefaults = {
 
 /**
  * The optimizer `config` names for `size` parameters, continuing from `from` when given.
- * `implementation` 'js' forces the reference loops (tests and the benchmark compare the two).
+ * `implementation` 'js' forces the reference loops (tests and bench/optimizer-step.ts compare the two).
  */
 export function createOptimizer(config: OptimizerConfig, size: number, from?: OptimizerState, implementation: OptimizerImplementation = 'wasm'): Optimizer {
   const factory = optimizers[config.name] as (c: OptimizerConfig, n: number, s?: OptimizerState, i?: OptimizerImplementation) => Optimizer;
