@@ -236,10 +236,9 @@ export class Trainer {
           break;
         }
         // Rare: find the parts that are not finite; the others stay accepted.
-        const culprits = accepted.filter((a) => firstNonFinite(a.result.gradient) >= 0);
-        accepted = accepted.filter((a) => !culprits.includes(a));
-        for (const { participant, rows: partRows, result } of culprits) {
-          const bad = firstNonFinite(result.gradient);
+        const checked = accepted.map((a) => ({ ...a, bad: firstNonFinite(a.result.gradient) }));
+        accepted = checked.filter((a) => a.bad < 0);
+        for (const { participant, rows: partRows, result, bad } of checked.filter((a) => a.bad >= 0)) {
           reject(participant, partRows, new ParticipantFault(participant.id, 'non_finite', `returned a non-finite gradient (value ${bad} is ${result.gradient[bad]}, loss sum ${result.lossSum})`));
         }
       }

@@ -10,6 +10,7 @@ import { ParticipantFault, type Participant, type ParticipantGroup } from '../co
 import { Trainer } from '../coordinator/trainer.js';
 import { validateConfig } from '../shared/config/load.js';
 import type { Dataset } from '../shared/data/dataset.js';
+import { splitCounts } from '../shared/math/split-plan.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
 
 type Behaviour = 'ok' | 'nan-gradient' | 'nan-loss';
@@ -42,8 +43,7 @@ class FakeGroup implements ParticipantGroup {
   ready = async (): Promise<readonly Participant[]> => this.members;
   publish(): void {}
   split(total: number, participants: readonly Participant[]): number[] {
-    const base = Math.floor(total / participants.length);
-    return participants.map((_, i) => base + (i < total % participants.length ? 1 : 0));
+    return splitCounts(total, participants.map(() => 1));
   }
   succeeded(p: Participant, _step: number, count: number): void {
     this.successes.push({ id: p.id, count });

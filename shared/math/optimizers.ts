@@ -73,7 +73,7 @@ function slotArrays(
   const slots = names.map((name, k) => {
     const saved = from?.slots[name];
     if (saved !== undefined && saved.length !== size) throw new RangeError(`optimizer slot ${name} has ${saved.length} values, expected ${size}`);
-    const slot = arena ? (arena.slots[k] as KernelArena['slots'][number]).view : new Float32Array(size);
+    const slot = arena ? arena.slots[k]!.view : new Float32Array(size);
     if (saved) slot.set(saved);
     return slot;
   });
