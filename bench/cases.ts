@@ -169,6 +169,18 @@ function batchesFor(dataset: Dataset, batch: number, count: number): Int32Array[
   return out.slice(0, count);
 }
 
+/** Waits up to `ms` for a child process to exit, then kills it. */
+function exited(child: ChildProcess, ms: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill(), ms);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 /** One configuration inside a group: warmed up once, then asked for one repeat per round. */
 interface Runner {
   warmUp(): Promise<void>;
@@ -189,14 +201,16 @@ async function oursRunner(c: Case, dataset: Dataset, dir: string): Promise<Runne
   const { cluster, server } = await startCluster(config, w.spec, dataset, () => undefined, {
     onListening: (url) => {
       for (let i = 0; i < nodes; i++) {
-        workers.push(spawn(process.execPath, [workerBin, 'start', '--connect', url, '--token-file', tokenFile, '--backend', c.backend, '--metrics-listen', 'off', '--name', `bench-${i}`], { stdio: 'ignore' }));
+        // node flags of the bench (e.g. --cpu-prof) apply to its worker processes too
+        workers.push(spawn(process.execPath, [...process.execArgv, workerBin, 'start', '--connect', url, '--token-file', tokenFile, '--backend', c.backend, '--metrics-listen', 'off', '--name', `bench-${i}`], { stdio: 'ignore' }));
       }
     },
   }, new TrainingMetrics());
   const close = async (): Promise<void> => {
     await cluster.close('bench finished');
     await server?.close();
-    for (const wp of workers) wp.kill();
+    // the workers leave on `bye` (and write their --cpu-prof profiles); stragglers are killed
+    await Promise.all(workers.map((wp) => exited(wp, 5000)));
   };
   let trainer: Trainer;
   try {

@@ -71,6 +71,19 @@ describe('assignRows (data-aware split)', () => {
     ]);
   });
 
+  it('gives a node the rows only it holds before rows another node also holds', () => {
+    // node 0 kept the whole set from when it was alone; node 1 joined and holds rows 5..9
+    const rows = Int32Array.from([3, 8, 6, 1, 9, 0, 5, 2, 7, 4]);
+    const holds = [(r: number) => r < 10, (r: number) => r >= 5];
+    expect(list(assignRows(rows, [5, 5], holds))).toEqual([
+      [0, [3, 1, 0, 2, 4]],
+      [1, [8, 6, 9, 5, 7]],
+    ]);
+    // more rows of the newcomer's range than it may take: the old node takes the rest, none inline
+    const parts = assignRows(rows, [7, 3], holds);
+    parts.forEach((part) => part.rows.forEach((r) => expect(holds[part.participant]!(r)).toBe(true)));
+  });
+
   it('is a plain contiguous split when everyone holds everything, and leaves out empty parts', () => {
     expect(list(assignRows(batch, [3, 0, 3], [undefined, undefined, undefined]))).toEqual([
       [0, [7, 2, 9]],

@@ -17,6 +17,7 @@ import {
   type JobMessage,
   type Message,
 } from '../shared/protocol/messages.js';
+import { FramePool } from '../shared/protocol/frame-pool.js';
 import type { BatchEngine } from './engine.js';
 import { createEngine } from './gradient.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -45,6 +46,10 @@ export interface NodeClientOptions {
 /** How one connection ended. */
 type SessionEnd = { kind: 'finished'; reason: string } | { kind: 'lost'; reason: string; welcomed: boolean };
 
+function zeroMask(mask: Uint8Array): void {
+  mask.fill(0);
+}
+
 /** Codes the coordinator sends when it will never accept this worker as it is. */
 const FINAL_CODES = new Set(['E_AUTH', 'E_VERSION']);
 
@@ -61,6 +66,9 @@ export class NodeClient {
   private store: ShardStore | undefined;
   private job: JobMessage | undefined;
   private version = -1;
+  private readonly gradientFrames = new FramePool();
+  /** Weights of `version` not yet loaded into the engine. */
+  private weights: Float32Array | undefined;
 
   constructor(private readonly options: NodeClientOptions) {}
 
@@ -89,7 +97,11 @@ export class NodeClient {
   private session(): Promise<SessionEnd> {
     const { url, token, name, backend, ca, maxPayload, log } = this.options;
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(url, { maxPayload, handshakeTimeout: 10_000, ...(ca ? { ca } : {}) });
+      // Frames carry a zero masking key, which ws takes as "skip the XOR" on both sides. Masking
+      // (RFC 6455, 5.3) keeps scripts in a browser from steering what intermediaries cache; a
+      // worker is not a browser, and masking cost a byte-by-byte pass over every gradient here and
+      // again in the coordinator.
+      const socket = new WebSocket(url, { maxPayload, handshakeTimeout: 10_000, generateMask: zeroMask, ...(ca ? { ca } : {}) });
       let welcomed = false;
       let settled = false;
       let lastSeen = performance.now();
@@ -105,6 +117,15 @@ export class NodeClient {
       };
       const send = (message: Message): void => {
         if (socket.readyState !== WebSocket.OPEN) return;
+        // gradients (every step, megabytes) are encoded into reused memory
+        if (message.type === 'gradient') {
+          const frame = this.gradientFrames.encode(message);
+          const written = frame.retain();
+          frame.release();
+          this.options.metrics?.bytes('sent', frame.bytes.byteLength);
+          socket.send(frame.bytes, () => written());
+          return;
+        }
         const frame = encodeMessage(message);
         this.options.metrics?.bytes('sent', frame.byteLength);
         socket.send(frame);
@@ -146,14 +167,18 @@ export class NodeClient {
               this.need(this.store, 'shard').add(message.firstRow, message.rows, message.x, message.y);
               return;
             case 'weights':
-              this.need(this.engine, 'weights').setWeights(message.weights);
+              // loaded into the model by the next step or evaluation, as a thread does
+              this.need(this.engine, 'weights');
+              this.weights = message.weights;
               this.version = message.version;
               return;
             case 'step': {
               const engine = this.need(this.engine, 'step');
               if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
-              const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, message.x, message.y);
+              // compute time counts what a thread's does: loading new weights, gathering rows, the gradient
               const started = performance.now();
+              this.loadWeights(engine);
+              const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, message.x, message.y);
               const result = engine.gradient(xs, ys, count);
               const computeMs = performance.now() - started;
               this.stats.steps++;
@@ -168,6 +193,7 @@ export class NodeClient {
               const engine = this.need(this.engine, 'evaluate');
               if (message.version !== this.version) throw new WorkerError(`evaluation wants weights version ${message.version}, this node has ${this.version}`);
               const count = message.x.length / this.need(this.job, 'evaluate').features;
+              this.loadWeights(engine);
               const sums = engine.evaluate(message.x, message.y, count);
               send({ type: 'evaluation', id: message.id, count: sums.count, lossSum: sums.lossSum, metricSums: sums.metricSums });
               return;
@@ -199,6 +225,13 @@ export class NodeClient {
     return value;
   }
 
+  private loadWeights(engine: BatchEngine): void {
+    if (this.weights) {
+      engine.setWeights(this.weights);
+      this.weights = undefined;
+    }
+  }
+
   private startJob(job: JobMessage): void {
     this.engine?.dispose();
     this.engine = createEngine(job.spec, 'dense');
@@ -208,6 +241,7 @@ export class NodeClient {
     this.store = new ShardStore(job.features, job.outputs);
     this.job = job;
     this.version = -1;
+    this.weights = undefined;
     this.options.log(
       `job ${job.jobId}: model ${[job.spec.inputDim, ...job.spec.layers.map((l) => l.units)].join('-')} (${job.parameters} parameters), ${job.trainRows} training rows, backend ${tf.getBackend()}`,
     );

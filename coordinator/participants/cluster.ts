@@ -10,6 +10,7 @@ import { ClusterError } from '../../shared/errors.js';
 import { SpeedModel, balancedCounts, type TimeModel } from '../../shared/math/balance.js';
 import { missingRanges, partitionRows } from '../../shared/math/shard-plan.js';
 import { splitCounts } from '../../shared/math/split-plan.js';
+import { FramePool, type PooledFrame } from '../../shared/protocol/frame-pool.js';
 import type { TrainingMetrics } from '../metrics.js';
 import type { NodeContext, RemoteNode } from './remote-node.js';
 import type { FailureReason, LocalLanes, Participant, ParticipantFault, ParticipantGroup, ParticipantStats } from './participant.js';
@@ -43,6 +44,8 @@ export class Cluster implements ParticipantGroup {
   private readonly idleSteps = new Map<string, number>();
   private weights: Float32Array = new Float32Array(0);
   private version = -1;
+  private readonly weightFrames = new FramePool();
+  private encodedWeights: { version: number; frame: PooledFrame } | undefined;
   private step = 0;
   private wake: (() => void) | undefined;
   private nextNode = 1;
@@ -65,8 +68,18 @@ export class Cluster implements ParticipantGroup {
   }
 
   /** What a node needs from the run (its job, timings); weights are read lazily. */
-  nodeContext(base: Omit<NodeContext, 'currentWeights'>): NodeContext {
-    return { ...base, currentWeights: () => ({ weights: this.weights, version: this.version }) };
+  nodeContext(base: Omit<NodeContext, 'weightsFrame'>): NodeContext {
+    return { ...base, weightsFrame: (version) => this.weightsFrame(version) };
+  }
+
+  /** The "weights" message of `version`, encoded once for all the nodes that need it, in reused memory. */
+  private weightsFrame(version: number): PooledFrame {
+    if (version !== this.version) throw new ClusterError(`weights version ${version} was asked for, the coordinator has ${this.version}`);
+    if (this.encodedWeights?.version !== version) {
+      this.encodedWeights?.frame.release();
+      this.encodedWeights = { version, frame: this.weightFrames.encode({ type: 'weights', version, weights: this.weights }) };
+    }
+    return this.encodedWeights.frame;
   }
 
   newNodeId(): string {

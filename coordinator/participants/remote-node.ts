@@ -11,6 +11,7 @@ import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import type { GradientDtype } from '../../shared/math/float16.js';
 import { chunkRange, inRanges } from '../../shared/math/shard-plan.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
+import type { PooledFrame } from '../../shared/protocol/frame-pool.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import {
   PROTOCOL_VERSION,
@@ -36,8 +37,8 @@ export interface NodeContext {
   readonly stepTimeoutMs: number;
   /** Largest shard chunk in bytes (below the peers' maxPayload). */
   readonly chunkBytes: number;
-  /** The current weights and their version (sent lazily). */
-  readonly currentWeights: () => { weights: Float32Array; version: number };
+  /** The encoded "weights" message of a version (throws unless it is the current one). */
+  readonly weightsFrame: (version: number) => PooledFrame;
   /** Counts bytes on the wire (metrics). */
   readonly onBytes?: (direction: 'sent' | 'received', bytes: number) => void;
 }
@@ -134,17 +135,23 @@ export class RemoteNode implements Participant {
   }
 
   private send(message: Message): void {
-    if (!this.open) return;
-    const frame = encodeMessage(message);
+    if (this.open) this.sendFrame(encodeMessage(message));
+  }
+
+  /** Sends a frame; `written` is called once the socket has written it (or failed to). */
+  private sendFrame(frame: Uint8Array, written?: () => void): void {
+    if (!this.open) {
+      written?.();
+      return;
+    }
     this.context.onBytes?.('sent', frame.byteLength);
-    this.socket.send(frame);
+    this.socket.send(frame, written && (() => written()));
   }
 
   private sendWeights(version: number): void {
-    const current = this.context.currentWeights();
-    if (current.version !== version) throw new ParticipantFault(this.id, 'unexpected', `asked for weights version ${version}, the coordinator has ${current.version}`);
     if (this.sentVersion !== version) {
-      this.send({ type: 'weights', version, weights: current.weights });
+      const frame = this.context.weightsFrame(version);
+      this.sendFrame(frame.bytes, frame.retain());
       this.sentVersion = version;
     }
   }

@@ -84,31 +84,39 @@ export type Holds = ((row: number) => boolean) | undefined;
  * rest is filled in batch order. Rows a node is given but does not hold travel inline with the
  * step. The union of the parts is always the whole batch, so the averaged gradient is the same
  * whatever the assignment (up to float rounding). Deterministic for the same inputs.
+ *
+ * Nodes first take the rows only they hold, then rows they share with other nodes: a node that
+ * kept its old, larger shard after another joined would otherwise take the newcomer's rows and
+ * leave it to receive its part inline every step. Each part lists its rows in batch order.
  */
 export function assignRows(batchRows: Int32Array, counts: readonly number[], holds: readonly Holds[]): BatchPart[] {
   const total = counts.reduce((a, b) => a + b, 0);
   if (total !== batchRows.length) throw new RangeError(`counts add up to ${total}, the batch has ${batchRows.length} rows`);
   if (holds.length !== counts.length) throw new RangeError(`${holds.length} holds for ${counts.length} counts`);
-  const taken = new Uint8Array(batchRows.length);
-  const rows: number[][] = counts.map(() => []);
-  holds.forEach((holdsRow, p) => {
-    if (!holdsRow) return;
-    const want = counts[p]!;
-    for (let i = 0; i < batchRows.length && rows[p]!.length < want; i++) {
-      if (!taken[i] && holdsRow(batchRows[i]!)) {
-        taken[i] = 1;
-        rows[p]!.push(batchRows[i]!);
+  const owner = new Int32Array(batchRows.length).fill(-1);
+  const given = counts.map(() => 0);
+  const nodes = holds.flatMap((h, p) => (h ? [{ p, holds: h }] : []));
+  const holderCount = Array.from(batchRows, (row) => nodes.reduce((n, node) => n + (node.holds(row) ? 1 : 0), 0));
+  const take = (p: number, i: number): void => {
+    owner[i] = p;
+    given[p]!++;
+  };
+  for (const exclusiveOnly of [true, false]) {
+    for (const { p, holds: holdsRow } of nodes) {
+      for (let i = 0; i < batchRows.length && given[p]! < counts[p]!; i++) {
+        if (owner[i]! < 0 && (!exclusiveOnly || holderCount[i] === 1) && holdsRow(batchRows[i]!)) take(p, i);
       }
     }
-  });
+  }
   let next = 0;
   counts.forEach((want, p) => {
-    while (rows[p]!.length < want) {
-      while (taken[next]) next++;
-      taken[next] = 1;
-      rows[p]!.push(batchRows[next]!);
+    while (given[p]! < want) {
+      while (owner[next]! >= 0) next++;
+      take(p, next);
     }
   });
+  const rows: number[][] = counts.map(() => []);
+  owner.forEach((p, i) => rows[p]!.push(batchRows[i]!));
   const parts: BatchPart[] = [];
   rows.forEach((r, participant) => {
     if (r.length > 0) parts.push({ participant, rows: Int32Array.from(r) });

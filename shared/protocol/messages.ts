@@ -7,16 +7,22 @@
  * it (`cluster.gradientDtype`); either way the receiver gets a Float32Array.
  * Every decoded message is validated (type, fields, finite numbers, byte lengths) before use;
  * anything else is a ProtocolError with a reason, so a bad peer is named and dropped, never
- * trusted. Checks that need context (the expected step, the model's parameter count) are the
- * `expect*` functions below.
+ * trusted. The one exception is the values of a gradient: the trainer checks every participant's
+ * gradient (threads and nodes alike) for NaN and infinity through the step's weighted mean, in one
+ * pass, and names the culprit. Checks that need context (the expected step, the model's parameter
+ * count) are the `expect*` functions below.
+ *
+ * Large arrays are read in place: the last typed field of a frame starts 8-byte aligned (a `pad`
+ * string before it), so fromBytes returns a view of the received frame instead of a copy.
  */
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
 import { GRADIENT_DTYPES, decodeFloat16, encodeFloat16 } from '../math/float16.js';
+import { firstNonFinite } from '../math/reduce.js';
 import { ACTIVATIONS, LOSSES, METRICS } from '../model/spec.js';
 
-/** 2: gradients may travel as float16 (job.gradientDtype). */
-export const PROTOCOL_VERSION = 2;
+/** 2: gradients may travel as float16 (job.gradientDtype). 3: typed arrays last and 8-byte aligned (`pad`). */
+export const PROTOCOL_VERSION = 3;
 
 /** Why a message was rejected; also the `reason` label of failure counters. */
 export type ProtocolFault = 'malformed' | 'version' | 'auth' | 'non_finite' | 'shape' | 'unexpected';
@@ -35,6 +41,8 @@ export class ProtocolError extends Error {
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 const count = z.int().nonnegative();
 const bytes = z.instanceof(Uint8Array);
+/** Filler before the typed arrays so that the last one starts 8-byte aligned in the frame (see encodeMessage). */
+const pad = z.string().max(7).optional();
 
 /** The model spec as it travels in a job message (checked before the worker builds anything). */
 export const ModelSpecSchema = z.strictObject({
@@ -76,11 +84,12 @@ const wire = {
     rows: count,
     chunk: count,
     chunks: z.int().positive(),
-    x: bytes,
+    pad,
     y: bytes,
+    x: bytes,
   }),
-  weights: z.strictObject({ type: z.literal('weights'), version: count, weights: bytes }),
-  step: z.strictObject({ type: z.literal('step'), step: count, version: count, rows: bytes, x: bytes, y: bytes }),
+  weights: z.strictObject({ type: z.literal('weights'), version: count, pad, weights: bytes }),
+  step: z.strictObject({ type: z.literal('step'), step: count, version: count, pad, rows: bytes, y: bytes, x: bytes }),
   gradient: z.strictObject({
     type: z.literal('gradient'),
     step: count,
@@ -91,9 +100,10 @@ const wire = {
     dtype: z.enum(GRADIENT_DTYPES),
     /** float16: the values were multiplied by 2^scaleExp before rounding (0 for float32). */
     scaleExp: z.int().min(-300).max(300),
+    pad,
     gradient: bytes,
   }),
-  evaluate: z.strictObject({ type: z.literal('evaluate'), id: count, version: count, x: bytes, y: bytes }),
+  evaluate: z.strictObject({ type: z.literal('evaluate'), id: count, version: count, pad, y: bytes, x: bytes }),
   evaluation: z.strictObject({ type: z.literal('evaluation'), id: count, count: z.int().positive(), lossSum: finite, metricSums: z.array(finite) }),
   heartbeat: z.strictObject({ type: z.literal('heartbeat'), sentAt: finite }),
   error: z.strictObject({ type: z.literal('error'), code: z.string(), message: z.string() }),
@@ -106,13 +116,15 @@ type Typed<T, Fields extends keyof T, A> = Omit<T, Fields> & { [F in Fields]: A 
 export type HelloMessage = Wire['hello'];
 export type WelcomeMessage = Wire['welcome'];
 export type JobMessage = Wire['job'];
-export type ShardMessage = Typed<Wire['shard'], 'x' | 'y', Float32Array>;
-export type WeightsMessage = Typed<Wire['weights'], 'weights', Float32Array>;
+/** `pad` is the wire's business: messages in memory have none. */
+type Unpadded<T> = Omit<T, 'pad'>;
+export type ShardMessage = Typed<Unpadded<Wire['shard']>, 'x' | 'y', Float32Array>;
+export type WeightsMessage = Typed<Unpadded<Wire['weights']>, 'weights', Float32Array>;
 /** rows: training rows the worker holds (global indices); x/y: further rows sent inline. */
-export type StepMessage = Typed<Typed<Wire['step'], 'rows', Int32Array>, 'x' | 'y', Float32Array>;
+export type StepMessage = Typed<Typed<Unpadded<Wire['step']>, 'rows', Int32Array>, 'x' | 'y', Float32Array>;
 /** In memory the gradient is always float32; `dtype` says how it travels (scaleExp is the wire's business). */
-export type GradientMessage = Typed<Omit<Wire['gradient'], 'scaleExp'>, 'gradient', Float32Array>;
-export type EvaluateMessage = Typed<Wire['evaluate'], 'x' | 'y', Float32Array>;
+export type GradientMessage = Typed<Omit<Wire['gradient'], 'scaleExp' | 'pad'>, 'gradient', Float32Array>;
+export type EvaluateMessage = Typed<Unpadded<Wire['evaluate']>, 'x' | 'y', Float32Array>;
 export type EvaluationMessage = Wire['evaluation'];
 export type HeartbeatMessage = Wire['heartbeat'];
 export type ErrorMessage = Wire['error'];
@@ -141,38 +153,84 @@ function asBytes(view: ArrayBufferView): Uint8Array {
   return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
 }
 
-/** Copies bytes into a fresh, aligned typed array (received bytes may sit at any offset). */
 type TypedArray = Float32Array | Int32Array | Uint16Array;
-type TypedKind = { new (n: number): TypedArray; BYTES_PER_ELEMENT: number };
+type TypedKind = { new (n: number): TypedArray; new (buffer: ArrayBuffer, offset: number, length: number): TypedArray; BYTES_PER_ELEMENT: number };
 
+/**
+ * The values of a typed field: a view of the received bytes where they are aligned for the type
+ * (the frame is this message's own memory), otherwise an aligned copy.
+ */
 function fromBytes(raw: Uint8Array, Kind: TypedKind, field: string): TypedArray {
-  if (raw.byteLength % Kind.BYTES_PER_ELEMENT !== 0) {
-    throw new ProtocolError(`${field}: ${raw.byteLength} bytes is not a whole number of ${Kind.BYTES_PER_ELEMENT}-byte values`);
+  const size = Kind.BYTES_PER_ELEMENT;
+  if (raw.byteLength % size !== 0) {
+    throw new ProtocolError(`${field}: ${raw.byteLength} bytes is not a whole number of ${size}-byte values`);
   }
-  const out = new Kind(raw.byteLength / Kind.BYTES_PER_ELEMENT);
+  if (raw.byteOffset % size === 0) return new Kind(raw.buffer as ArrayBuffer, raw.byteOffset, raw.byteLength / size);
+  const out = new Kind(raw.byteLength / size);
   asBytes(out).set(raw);
   return out;
 }
 
+/** Typed fields by message type, in wire order: the largest last. */
 const TYPED_FIELDS: Partial<Record<MessageType, Record<string, TypedKind>>> = {
-  shard: { x: Float32Array, y: Float32Array },
+  shard: { y: Float32Array, x: Float32Array },
   weights: { weights: Float32Array },
-  step: { rows: Int32Array, x: Float32Array, y: Float32Array },
-  evaluate: { x: Float32Array, y: Float32Array },
+  step: { rows: Int32Array, y: Float32Array, x: Float32Array },
+  evaluate: { y: Float32Array, x: Float32Array },
+  gradient: {},
 };
 
-/** Encodes a message for the wire. */
-export function encodeMessage(message: Message): Uint8Array {
+/** The msgpack header of a `bin` of `length` bytes (bin8, bin16 or bin32). */
+function binHeader(length: number): Uint8Array {
+  if (length < 0x100) return Uint8Array.of(0xc4, length);
+  if (length < 0x10000) return Uint8Array.of(0xc5, length >>> 8, length & 0xff);
+  return Uint8Array.of(0xc6, length >>> 24, (length >>> 16) & 0xff, (length >>> 8) & 0xff, length & 0xff);
+}
+
+/** Memory for a frame of `bytes` bytes (at least that long); the frame is written at its start. */
+export type FrameMemory = (bytes: number) => Uint8Array;
+
+const newMemory: FrameMemory = (bytes) => new Uint8Array(bytes);
+
+/**
+ * Encodes a message for the wire. Typed arrays go last, as msgpack `bin`: msgpack writes a map's
+ * entries in order, so the last one's bytes end the frame, and a `pad` string before them puts
+ * those bytes 8-byte aligned from the frame's start. The receiver then reads the weights or the
+ * gradient in place (fromBytes) instead of copying them. The frame is built as msgpackr's
+ * encoding of the message with the last array left empty, then that array's `bin` header and
+ * bytes: one copy of the payload, into `memory` (the sender's reusable buffers, see FramePool).
+ */
+export function encodeMessage(message: Message, memory: FrameMemory = newMemory): Uint8Array {
   const fields = TYPED_FIELDS[message.type];
-  const out: Record<string, unknown> = { ...message };
-  if (fields) for (const name of Object.keys(fields)) out[name] = asBytes(out[name] as ArrayBufferView);
+  if (!fields) return packr.pack(message);
+  const head: Record<string, unknown> = { ...message };
+  const typed: [string, Uint8Array][] = [];
   if (message.type === 'gradient') {
     if (message.dtype === 'float16') {
       const { halves, scaleExp } = encodeFloat16(message.gradient);
-      Object.assign(out, { gradient: asBytes(halves), scaleExp });
-    } else Object.assign(out, { gradient: asBytes(message.gradient), scaleExp: 0 });
-  }
-  return packr.pack(out);
+      head['scaleExp'] = scaleExp;
+      typed.push(['gradient', asBytes(halves)]);
+    } else {
+      head['scaleExp'] = 0;
+      typed.push(['gradient', asBytes(message.gradient)]);
+    }
+  } else for (const name of Object.keys(fields)) typed.push([name, asBytes(head[name] as ArrayBufferView)]);
+  for (const [name] of typed) delete head[name];
+  const [lastName, last] = typed.at(-1)!;
+  const lastHeader = binHeader(last.byteLength);
+  // msgpackr's encoding ending in an empty bin (2 bytes: c4 00) whose place the payload takes
+  const encodeHead = (padding: string): Uint8Array => packr.pack({ ...head, pad: padding, ...Object.fromEntries(typed.slice(0, -1)), [lastName]: new Uint8Array(0) });
+  let start = encodeHead('');
+  const misaligned = (start.byteLength - 2 + lastHeader.byteLength) % 8;
+  // a pad of k characters is k bytes longer (msgpack fixstr)
+  if (misaligned !== 0) start = encodeHead(' '.repeat(8 - misaligned));
+  const headLength = start.byteLength - 2;
+  const bytes = headLength + lastHeader.byteLength + last.byteLength;
+  const frame = memory(bytes).subarray(0, bytes);
+  frame.set(start.subarray(0, headLength));
+  frame.set(lastHeader, headLength);
+  frame.set(last, headLength + lastHeader.byteLength);
+  return frame;
 }
 
 /** Decodes and validates one frame; throws ProtocolError with the reason. */
@@ -196,6 +254,7 @@ export function decodeMessage(frame: Uint8Array): Message {
     throw new ProtocolError(`bad "${type}" message: ${issue.path.join('.') || '(message)'}: ${issue.message}`);
   }
   const message: Record<string, unknown> = { ...parsed.data };
+  delete message['pad'];
   const fields = TYPED_FIELDS[type as MessageType];
   if (fields) {
     for (const [name, Kind] of Object.entries(fields)) {
@@ -205,18 +264,18 @@ export function decodeMessage(frame: Uint8Array): Message {
     }
   }
   if (type === 'gradient') {
+    // Not checked for NaN or infinity here: the trainer checks every participant's gradient, in one
+    // pass over their mean (coordinator/trainer.ts), and names the culprit.
     const { dtype, scaleExp, gradient } = message as Wire['gradient'];
     const field = 'gradient.gradient';
-    const values = dtype === 'float16' ? decodeFloat16(fromBytes(gradient, Uint16Array, field) as Uint16Array, scaleExp) : (fromBytes(gradient, Float32Array, field) as Float32Array);
-    checkFinite(values, field);
-    message['gradient'] = values;
+    message['gradient'] = dtype === 'float16' ? decodeFloat16(fromBytes(gradient, Uint16Array, field) as Uint16Array, scaleExp) : fromBytes(gradient, Float32Array, field);
     delete message['scaleExp'];
   }
   return message as unknown as Message;
 }
 
 function checkFinite(values: Float32Array, field: string): void {
-  const bad = values.findIndex((v) => !Number.isFinite(v));
+  const bad = firstNonFinite(values);
   if (bad >= 0) throw new ProtocolError(`${field}[${bad}] is ${values[bad]}, not a finite number`, 'non_finite');
 }
 
