@@ -1,8 +1,10 @@
 /**
- * `npm run bench`: each group (a workload on a backend, all its configurations measured
- * interleaved round by round) in its own process, one after the other (nothing else should run
- * meanwhile), then BENCHMARKS.md (machine, versions, date, tables, targets, bench/NOTES.md) and
- * bench/results.json (raw numbers).
+ * `npm run bench`: workload (a) as groups (a workload on a backend, all its configurations
+ * measured interleaved round by round in one process); workload (b) with each configuration in a
+ * process of its own, in several passes whose order rotates (so no configuration's threads or
+ * worker processes sit beside another's while it is measured, and machine drift is shared out).
+ * One process at a time (nothing else should run meanwhile), then BENCHMARKS.md (machine,
+ * versions, date, tables, targets, bench/NOTES.md) and bench/results.json (raw numbers).
  *
  *   node dist/bench/run.js [--quick] [--workload a|b] [--out DIR]
  *   node dist/bench/run.js --render bench/results.json   (rewrite BENCHMARKS.md from saved numbers)
@@ -24,14 +26,22 @@ const CASE_MAIN = fileURLToPath(new URL('./case-main.js', import.meta.url));
 
 interface Results {
   readonly date: string;
-  readonly machine: { cpu: string; cores: number; memoryGiB: number; os: string; calibrationMs: number };
+  readonly machine: { cpu: string; cores: number; memoryGiB: number; os: string; calibrationMs: number; mallocEnv?: Record<string, string> };
   readonly versions: Record<string, string>;
   readonly quick: boolean;
   /** Configurations of a group measured round by round (same-round repeats are comparable); absent in older files. */
   readonly interleaved?: boolean;
+  /** Workloads measured one configuration per process, in passes (absent in older files). */
+  readonly isolated?: WorkloadName[];
   readonly kernels: (KernelResult | { error: string })[];
-  readonly cases: (CaseResult | (Case & { error: string }))[];
+  readonly cases: (MeasuredCase | (Case & { error: string }))[];
 }
+
+/** A case; measured in passes, it also has each pass's median samples/s. */
+type MeasuredCase = CaseResult & { readonly passMedians?: number[] };
+
+/** A plan entry: a group measured interleaved in one process, or its configurations each in their own process, `passes` times. */
+type Planned = Group & { readonly passes?: number };
 
 function version(pkg: string): string {
   try {
@@ -63,16 +73,18 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-function plan(quick: boolean, only: WorkloadName | undefined): Group[] {
-  const groups: Group[] = [];
+function plan(quick: boolean, only: WorkloadName | undefined): Planned[] {
+  const groups: Planned[] = [];
   const configs: Config[] = ['fit', 'in-process', 'threads-1', 'threads-2', 'nodes-2', 'mixed'];
-  const add = (workload: WorkloadName, backend: Group['backend'], list: Config[], sizes: Pick<Group, 'warmupSteps' | 'repeats' | 'stepsPerRepeat'>): void => {
+  const add = (workload: WorkloadName, backend: Group['backend'], list: Config[], sizes: Pick<Planned, 'warmupSteps' | 'repeats' | 'stepsPerRepeat' | 'passes'>): void => {
     if (!only || only === workload) groups.push({ workload, backend, configs: quick ? list.filter((c) => c !== 'mixed') : list, ...sizes });
   };
   // Many short repeats, interleaved: on a machine whose speed changes from second to second,
   // same-round ratios, the median and the best repeat say more than a few long repeats.
   const a = quick ? { warmupSteps: 3, repeats: 2, stepsPerRepeat: 5 } : { warmupSteps: 30, repeats: 15, stepsPerRepeat: 20 };
-  const b = quick ? { warmupSteps: 1, repeats: 2, stepsPerRepeat: 1 } : { warmupSteps: 3, repeats: 15, stepsPerRepeat: 1 };
+  // (b): one configuration per process (idle threads and worker processes of the others cost
+  // the measured one up to a third of its speed here), 3 passes of 12 one-step repeats.
+  const b = quick ? { warmupSteps: 1, repeats: 2, stepsPerRepeat: 1, passes: 1 } : { warmupSteps: 3, repeats: 12, stepsPerRepeat: 1, passes: 3 };
   add('a', 'wasm', configs, a);
   if (!quick) add('a', 'cpu', configs, a);
   add('b', 'wasm', [...configs, 'nodes-2-f16'], b);
@@ -90,18 +102,45 @@ function caseRow(r: Results['cases'][number]): string {
   return `| ${r.config} | ${r.backend} | ${f0(median(sps))} (${f0(Math.min(...sps))}–${f0(Math.max(...sps))}) | ${f1((r.batch / median(sps)) * 1000)} | ${p ? f1(p.step) : '–'} | ${p ? f1(p.compute) : '–'} | ${p ? f1(p.transfer) : '–'} | ${p ? f1(p.reduce) : '–'} | ${p ? f1(p.apply) : '–'} | ${p ? f1(p.broadcast) : '–'} | ${p ? `${f1(overhead)}%` : '–'} |`;
 }
 
-function find(results: Results, workload: WorkloadName, config: Config, backend = 'wasm'): CaseResult | undefined {
+function find(results: Results, workload: WorkloadName, config: Config, backend = 'wasm'): MeasuredCase | undefined {
   const r = results.cases.find((c) => c.workload === workload && c.config === config && c.backend === backend);
   return r && !('error' in r) ? r : undefined;
 }
 
 const verdict = (value: number, met: boolean): string => (!Number.isFinite(value) ? 'not measured' : met ? 'met' : 'not met');
 
-/** Median over rounds of a's samples/s divided by b's in the same round (interleaved groups). */
-function pairedRatio(a: CaseResult | undefined, b: CaseResult | undefined): number {
+/**
+ * a's samples/s over b's, compared like for like: the median over passes of the ratio of their
+ * pass medians (configurations measured in passes), or over rounds of same-round repeats.
+ */
+function pairedRatio(a: MeasuredCase | undefined, b: MeasuredCase | undefined): number {
   if (!a || !b) return NaN;
+  if (a.passMedians && b.passMedians) {
+    const n = Math.min(a.passMedians.length, b.passMedians.length);
+    return n === 0 ? NaN : median(Array.from({ length: n }, (_, i) => a.passMedians![i]! / b.passMedians![i]!));
+  }
   const n = Math.min(a.samplesPerSecond.length, b.samplesPerSecond.length);
   return n === 0 ? NaN : median(Array.from({ length: n }, (_, i) => a.samplesPerSecond[i]! / b.samplesPerSecond[i]!));
+}
+
+/** One case from its passes: all repeats, phases averaged over every measured step, the fastest repeat's split. */
+function mergePasses(parts: readonly CaseResult[]): MeasuredCase {
+  const first = parts[0]!;
+  const samplesPerSecond = parts.flatMap((p) => p.samplesPerSecond);
+  const weight = (p: CaseResult): number => p.samplesPerSecond.length;
+  const total = parts.reduce((a, p) => a + weight(p), 0);
+  const phases = parts.every((p) => p.phasesMs)
+    ? (Object.fromEntries(Object.keys(first.phasesMs!).map((k) => [k, parts.reduce((a, p) => a + p.phasesMs![k as keyof PhasesMs] * weight(p), 0) / total])) as unknown as PhasesMs)
+    : undefined;
+  const fastest = parts.reduce((a, p) => (Math.max(...p.samplesPerSecond) > Math.max(...a.samplesPerSecond) ? p : a));
+  return {
+    ...first,
+    repeats: total,
+    samplesPerSecond,
+    ...(phases && { phasesMs: phases }),
+    ...(fastest.fastestRepeatPhasesMs && { fastestRepeatPhasesMs: fastest.fastestRepeatPhasesMs }),
+    passMedians: parts.map((p) => median(p.samplesPerSecond)),
+  };
 }
 
 function targets(results: Results): string[] {
@@ -118,7 +157,7 @@ function targets(results: Results): string[] {
   // On a machine slowed in bursts the fastest repeat is the one that ran at full speed.
   const overFastest = (r: CaseResult | undefined): string => (r?.fastestRepeatPhasesMs ? ` (fastest repeat: ${f1(share(r.fastestRepeatPhasesMs))}%)` : '');
   const lines = [
-    `| (b) 2 threads vs 1 thread | >= 1.8x | ${times(ratio)}${results.interleaved ? ' (median of same-round ratios)' : ''} (best repeats: ${times(best(b2) / best(b1))}; vs in-process: ${times(results.interleaved ? pairedRatio(b2, find(results, 'b', 'in-process')) : NaN)}) | ${verdict(ratio, ratio >= 1.8)} |`,
+    `| (b) 2 threads vs 1 thread | >= 1.8x | ${times(ratio)}${b2?.passMedians ? ' (median of per-pass ratios)' : results.interleaved ? ' (median of same-round ratios)' : ''} (best repeats: ${times(best(b2) / best(b1))}; vs in-process: ${times(results.interleaved ? pairedRatio(b2, find(results, 'b', 'in-process')) : NaN)}) | ${verdict(ratio, ratio >= 1.8)} |`,
     `| (b) 2 threads, ms per step (wasm) | <= 60 ms | ${f1(stepMs)} ms (best repeat: ${f1(b2 ? (b2.batch / best(b2)) * 1000 : NaN)} ms) | ${verdict(stepMs, stepMs <= 60)} |`,
     `| (b) not-compute share, 2 threads | <= 10% | ${f1(over(b2))}%${overFastest(b2)} | ${verdict(over(b2), over(b2) <= 10)} |`,
     `| (b) not-compute share, 2 worker processes | <= 10% | ${f1(over(bNodes))}%${overFastest(bNodes)} | ${verdict(over(bNodes), over(bNodes) <= 10)} |`,
@@ -144,10 +183,20 @@ function markdown(results: Results): string {
     '',
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB.toFixed(0)} GiB, ${m.os}. Calibration: a 1e8-iteration JS loop took ${m.calibrationMs.toFixed(0)} ms (about 100 ms on an unthrottled core; much more means the machine was slowed down while measuring, and every number below is slowed with it).`,
     `Versions: ${Object.entries(results.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
+    ...(m.mallocEnv
+      ? [
+          Object.keys(m.mallocEnv).length > 0
+            ? `Memory allocator: glibc with ${Object.entries(m.mallocEnv).map(([k, v]) => `\`${k}=${v}\``).join(' ')}, as the Docker images set (README, "Memory allocator").`
+            : 'Memory allocator: glibc defaults (the Docker images tune it; README, "Memory allocator").',
+        ]
+      : []),
     '',
     (results.interleaved
       ? 'Each workload and backend runs in a fresh process; its configurations are measured interleaved: every round runs one repeat of each, in an order that rotates, so same-round repeats were measured seconds apart and their ratio compares code rather than the machine\'s speed at the time (the targets use the median of those ratios).'
       : 'Each case runs in a fresh process, one at a time.') +
+      (results.isolated?.length
+        ? ` Except workload ${results.isolated.map((w) => `(${w})`).join(', ')}: there every configuration runs in a process of its own (the idle threads and worker processes of the others cost the measured one up to a third of its speed on this machine), in passes whose order rotates; ratios are the median over passes of the ratio of pass medians.`
+        : '') +
       ' samples/s: median of the repeats after warm-up steps (min–max in brackets). Step time split (ms, mean per step): compute = slowest participant\'s own time on its part (gathering rows + gradient); transfer = the rest of the wait for it (messages, scheduling, copies); reduce = weighted average; apply = optimizer step; broadcast = publishing the weights. "not compute" = (step - compute) / step. `fit` is plain tfjs-layers `model.fit` in one process (no split).',
     '',
   ];
@@ -155,7 +204,8 @@ function markdown(results: Results): string {
     const rows = results.cases.filter((c) => c.workload === w);
     if (rows.length === 0) continue;
     const first = rows[0]!;
-    out.push(`## ${WORKLOADS[w].title}`, '', `${first.warmupSteps} warm-up steps, ${first.repeats} repeats of ${first.stepsPerRepeat} steps.`, '');
+    const passes = (first as MeasuredCase).passMedians?.length;
+    out.push(`## ${WORKLOADS[w].title}`, '', `${first.warmupSteps} warm-up steps, ${first.repeats} repeats of ${first.stepsPerRepeat} steps${passes ? ` (${passes} passes, a process per configuration and pass)` : ''}.`, '');
     out.push('| config | backend | samples/s | ms/step (from the median) | ms/step (mean) | compute | transfer | reduce | apply | broadcast | not compute |', '|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rows) out.push(caseRow(r));
     out.push('');
@@ -193,10 +243,19 @@ async function main(): Promise<void> {
   const outDir = values.out ?? ROOT;
   const results: Results = {
     date: new Date().toISOString(),
-    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: totalmem() / 2 ** 30, os: `Linux ${release()}`, calibrationMs: calibrate() },
+    machine: {
+      cpu: cpus()[0]?.model ?? 'unknown',
+      cores: cpus().length,
+      memoryGiB: totalmem() / 2 ** 30,
+      os: `Linux ${release()}`,
+      calibrationMs: calibrate(),
+      // glibc allocator settings the case processes inherit (README, "Memory allocator")
+      mallocEnv: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('MALLOC_') && e[1] !== undefined)),
+    },
     versions: Object.fromEntries(['@tensorflow/tfjs-core', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-backend-wasm', 'piscina', 'ws', 'msgpackr'].map((p) => [p, version(p)]).concat([['node', process.version]])),
     quick,
     interleaved: true,
+    isolated: [],
     kernels: [],
     cases: [],
   };
@@ -205,11 +264,30 @@ async function main(): Promise<void> {
     results.kernels.push(child<KernelResult>({ kernels: 'wasm' }, 600_000));
   }
   for (const g of plan(quick, only)) {
-    console.error(`(${g.workload}) on ${g.backend}: ${g.configs.join(', ')} ...`);
-    const r = child<(CaseResult | (Case & { error: string }))[]>(g, 7_200_000);
-    const cases: Results['cases'] = 'error' in r ? g.configs.map((config) => ({ workload: g.workload, config, backend: g.backend, warmupSteps: g.warmupSteps, repeats: g.repeats, stepsPerRepeat: g.stepsPerRepeat, error: r.error })) : r;
-    results.cases.push(...cases);
-    for (const c of cases) console.error(`  ${c.config}: ${'error' in c ? c.error : `${median(c.samplesPerSecond).toFixed(0)} samples/s`}`);
+    if (g.passes === undefined) {
+      console.error(`(${g.workload}) on ${g.backend}: ${g.configs.join(', ')} ...`);
+      const r = child<(CaseResult | (Case & { error: string }))[]>(g, 7_200_000);
+      const cases: Results['cases'] = 'error' in r ? g.configs.map((config) => ({ workload: g.workload, config, backend: g.backend, warmupSteps: g.warmupSteps, repeats: g.repeats, stepsPerRepeat: g.stepsPerRepeat, error: r.error })) : r;
+      results.cases.push(...cases);
+      for (const c of cases) console.error(`  ${c.config}: ${'error' in c ? c.error : `${median(c.samplesPerSecond).toFixed(0)} samples/s`}`);
+      continue;
+    }
+    results.isolated!.push(g.workload);
+    const passes = new Map<Config, (CaseResult | { error: string })[]>(g.configs.map((c) => [c, []]));
+    for (let pass = 0; pass < g.passes; pass++) {
+      console.error(`(${g.workload}) on ${g.backend}, pass ${pass + 1}/${g.passes}, one process per configuration ...`);
+      for (let k = 0; k < g.configs.length; k++) {
+        const config = g.configs[(pass + k) % g.configs.length]!;
+        const r = child<(CaseResult | (Case & { error: string }))[]>({ ...g, configs: [config] }, 3_600_000);
+        const one = 'error' in r ? r : r[0]!;
+        passes.get(config)!.push(one);
+        console.error(`  ${config}: ${'error' in one ? one.error : `${median(one.samplesPerSecond).toFixed(0)} samples/s`}`);
+      }
+    }
+    for (const [config, parts] of passes) {
+      const failed = parts.find((p): p is { error: string } => 'error' in p);
+      results.cases.push(failed ? { workload: g.workload, config, backend: g.backend, warmupSteps: g.warmupSteps, repeats: g.repeats, stepsPerRepeat: g.stepsPerRepeat, error: failed.error } : mergePasses(parts as CaseResult[]));
+    }
   }
   results.machine.calibrationMs = Math.max(results.machine.calibrationMs, calibrate());
   mkdirSync(join(outDir, 'bench'), { recursive: true });

@@ -40,6 +40,13 @@ const ACTIVATION_MATH: Readonly<Record<ActivationName, { forward: Forward; backw
   },
 };
 
+/** Copies a float32 tensor's values into `out` at `offset`; on wasm straight from its memory (dataSync would copy twice). */
+function readInto(t: tf.Tensor, out: Float32Array, offset: number): void {
+  const wasm = tf.backend() as { typedArrayFromHeap?: (t: tf.Tensor) => Float32Array };
+  if (tf.getBackend() === 'wasm' && typeof wasm.typedArrayFromHeap === 'function') out.set(wasm.typedArrayFromHeap(t), offset);
+  else out.set(t.dataSync() as Float32Array, offset);
+}
+
 interface DenseParams {
   readonly spec: DenseSpec;
   readonly alpha: number;
@@ -55,6 +62,8 @@ export class DenseGradientEngine implements BatchEngine {
   private readonly layers: DenseParams[];
   private readonly lossFn: (t: tf.Tensor, p: tf.Tensor) => tf.Tensor;
   private readonly metricFns: ((t: tf.Tensor, p: tf.Tensor) => tf.Tensor)[];
+  /** The weights the tensors were made from, reused by every setWeights (no fresh megabytes per step). */
+  private readonly staging: Float32Array;
 
   constructor(readonly spec: ModelSpec) {
     this.layout = weightLayout(spec);
@@ -66,19 +75,22 @@ export class DenseGradientEngine implements BatchEngine {
       const alpha = layer.alpha ?? 0.3;
       return { spec: layer, alpha, kernel: tf.zeros([1, 1]), kernelT: tf.zeros([1, 1]), bias: undefined };
     });
-    this.setWeights(new Float32Array(this.layout.size));
+    this.staging = new Float32Array(this.layout.size);
+    this.setWeights(this.staging);
   }
 
   setWeights(flat: Float32Array): void {
+    // The old tensors go first: on the cpu backend a tensor keeps the array it was made from.
+    for (const layer of this.layers) tf.dispose([layer.kernel, layer.kernelT, ...(layer.bias ? [layer.bias] : [])]);
+    if (flat !== this.staging) this.staging.set(flat);
     let e = 0;
     for (const layer of this.layers) {
       const k = this.layout.entries[e++]!;
-      tf.dispose([layer.kernel, layer.kernelT, ...(layer.bias ? [layer.bias] : [])]);
-      layer.kernel = tf.tensor2d(flat.slice(k.offset, k.offset + k.size), k.shape as [number, number]);
+      layer.kernel = tf.tensor2d(this.staging.subarray(k.offset, k.offset + k.size), k.shape as [number, number]);
       layer.kernelT = tf.transpose(layer.kernel);
       if (layer.spec.useBias) {
         const b = this.layout.entries[e++]!;
-        layer.bias = tf.tensor1d(flat.slice(b.offset, b.offset + b.size));
+        layer.bias = tf.tensor1d(this.staging.subarray(b.offset, b.offset + b.size));
       } else layer.bias = undefined;
     }
   }
@@ -117,7 +129,7 @@ export class DenseGradientEngine implements BatchEngine {
       grads.reverse();
       return { lossSum: tf.mul(value, count), metricSums: this.metricFns.map((fn) => tf.sum(fn(ys, out))), grads };
     });
-    grads.forEach((g, i) => gradient.set(g.dataSync() as Float32Array, this.layout.entries[i]!.offset));
+    grads.forEach((g, i) => readInto(g, gradient, this.layout.entries[i]!.offset));
     const result = { gradient, count, lossSum: lossSum.dataSync()[0]!, metricSums: metricSums.map((m) => m.dataSync()[0]!) };
     tf.dispose([lossSum, ...metricSums, ...grads]);
     return result;
