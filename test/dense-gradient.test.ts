@@ -41,6 +41,7 @@ function compare(hidden: ActivationName, output: ActivationName, loss: LossName,
   const tape = new TapeGradientEngine(spec);
   dense.setWeights(weights);
   tape.setWeights(weights);
+  expect(() => dense.setWeights(weights.subarray(1))).toThrow(`weights have ${weights.length - 1} values, the model has ${weights.length}`);
   const a = dense.gradient(x, y, n);
   const b = tape.gradient(x, y, n);
   expect(relClose(a.gradient, b.gradient)).toBeLessThan(2e-5);

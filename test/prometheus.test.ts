@@ -40,7 +40,7 @@ describe.skipIf(!HAVE_PROMETHEUS && !PROMETHEUS_REQUIRED)('metrics against a rea
 
   it('counts every trained sample, has rates and phase histograms, and every dashboard query returns data', async () => {
     const [promPort, coordMetrics, workerMetrics] = [await freePort(), await freePort(), await freePort()];
-    const job = jobFolder(900, {
+    const job = jobFolder(2400, {
       seed: 3,
       data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true, testSize: 0.2 },
       model: { layers: [{ units: 32, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
@@ -54,7 +54,9 @@ describe.skipIf(!HAVE_PROMETHEUS && !PROMETHEUS_REQUIRED)('metrics against a rea
     const shipped = parseYaml(readFileSync(SHIPPED_CONFIG, 'utf8')) as { global: Record<string, unknown>; scrape_configs: Record<string, unknown>[] };
     const config = {
       ...shipped,
-      global: { ...shipped.global, scrape_interval: '1s' },
+      // Scrapes 4 times a second: on a fast machine the 12 epochs take 2-3 s, and the rate checks
+      // need scrapes taken while it trains.
+      global: { ...shipped.global, scrape_interval: '250ms', scrape_timeout: '250ms' },
       scrape_configs: shipped.scrape_configs.map((sc) =>
         sc['job_name'] === 'dptrain-coordinator'
           ? { job_name: sc['job_name'], static_configs: [{ targets: [`127.0.0.1:${coordMetrics}`] }] }
@@ -68,7 +70,11 @@ describe.skipIf(!HAVE_PROMETHEUS && !PROMETHEUS_REQUIRED)('metrics against a rea
     const coordinator: Proc = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
     cleanups.push(() => coordinator.kill());
     const url = await coordinatorUrl(coordinator);
-    const worker = startWorker('w1', url, job.tokenFile, ['--metrics-listen', `127.0.0.1:${workerMetrics}`]);
+    // Training starts when the worker joins: first let Prometheus find the coordinator, so that
+    // its scrapes cover the run (a few seconds on a fast machine).
+    await until('Prometheus to scrape the coordinator', async () => ((await query(base, 'up{job="dptrain-coordinator"}'))[0]?.value[1] === '1' ? true : undefined));
+    // --metrics-linger: on a fast machine the whole job can end between two scrapes of the worker
+    const worker = startWorker('w1', url, job.tokenFile, ['--metrics-listen', `127.0.0.1:${workerMetrics}`, '--metrics-linger', '30']);
     cleanups.push(() => worker.kill());
 
     // While training: /metrics bodies pass promtool, and every dashboard query has data.
@@ -87,7 +93,8 @@ describe.skipIf(!HAVE_PROMETHEUS && !PROMETHEUS_REQUIRED)('metrics against a rea
     const missing = await until('every dashboard expression to return data', async () => {
       const empty: string[] = [];
       for (const expr of dashboardExpressions()) if ((await query(base, expr)).length === 0) empty.push(expr);
-      return empty.length === 0 ? empty : undefined;
+      if (empty.length > 0) throw new Error(`no data yet for ${empty.join(' ; ')}`);
+      return empty;
     });
     expect(missing).toEqual([]);
 
@@ -103,7 +110,7 @@ describe.skipIf(!HAVE_PROMETHEUS && !PROMETHEUS_REQUIRED)('metrics against a rea
     expect(total).toBe(12 * summary.trainRows);
     const rate = await query(base, 'sum(rate(dptrain_samples_total[2m]))');
     expect(Number(rate[0]!.value[1])).toBeGreaterThan(0);
-    // last_over_time: on a slow machine a scrape can time out (timeout = the 1 s interval), which
+    // last_over_time: on a slow machine a scrape can time out (timeout = the 250 ms interval), which
     // marks the series stale for an instant query; the last scraped value is what we check.
     const counts = await query(base, 'sum by (phase) (last_over_time(dptrain_step_phase_duration_seconds_count[5m]))');
     expect(Object.fromEntries(counts.map((r) => [r.metric['phase'], Number(r.value[1])]))).toEqual({

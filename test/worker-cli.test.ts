@@ -63,6 +63,9 @@ describe('worker start', { timeout: 600_000 }, () => {
     expect(worker(['start', '--connect', 'ws://127.0.0.1:9'], env).out).toContain('$DPTRAIN_TOKEN: the token has 0 characters, at least 16 are required');
     expect(worker(['start', '--connect', 'ws://127.0.0.1:9', '--token-file', '/nonexistent/secret']).out).toContain('token file /nonexistent/secret: no such file');
     expect(worker(['start', '--connect', 'http://x', '--token-file', '/x']).out).toContain('--connect must be a ws:// or wss:// URL, got "http://x"');
+    expect(worker(['start', '--connect', 'ws://127.0.0.1:9', '--metrics-linger', 'soon'], { DPTRAIN_TOKEN: TOKEN }).out).toContain(
+      '--metrics-linger must be a non-negative number of seconds, got "soon"',
+    );
   });
 
   it('a wrong token is final: the worker exits 1 with the reason and does not retry', async () => {

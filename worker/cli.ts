@@ -27,6 +27,8 @@ commands:
       --ca FILE            PEM certificate to trust for wss:// (self-signed coordinators)
       --retries N          failed connection attempts before giving up (default 8)
       --metrics-listen A   HOST:PORT for this node's /metrics (default 127.0.0.1:9465; "off": none)
+      --metrics-linger S   after the job, keep /metrics up S seconds so Prometheus scrapes the
+                           final counters (default 0; a short job can end between two scrapes)
       --verbose            log every step; stack traces on errors
   backends [--backend B]   start a backend (default: each in turn) and report it`;
 
@@ -73,6 +75,7 @@ async function start(argv: string[]): Promise<void> {
       retries: { type: 'string' },
       'max-payload': { type: 'string' },
       'metrics-listen': { type: 'string' },
+      'metrics-linger': { type: 'string' },
       verbose: { type: 'boolean' },
     },
     strict: true,
@@ -81,6 +84,8 @@ async function start(argv: string[]): Promise<void> {
   if (!/^wss?:\/\//.test(values.connect)) throw new UsageError(`--connect must be a ws:// or wss:// URL, got "${values.connect}"`);
   const retries = Number(values.retries ?? 8);
   if (!Number.isInteger(retries) || retries < 0) throw new UsageError(`--retries must be a non-negative integer, got "${values.retries}"`);
+  const linger = Number(values['metrics-linger'] ?? 0);
+  if (!Number.isFinite(linger) || linger < 0) throw new UsageError(`--metrics-linger must be a non-negative number of seconds, got "${values['metrics-linger']}"`);
   const token = readToken(values['token-file']);
   const choice = checkBackend(values.backend) ?? 'auto';
   const log = (line: string): void => console.log(`[worker] ${line}`);
@@ -114,6 +119,10 @@ async function start(argv: string[]): Promise<void> {
   let reason: string;
   try {
     reason = await client.run();
+    if (metricsServer && linger > 0) {
+      log(`serving the final metrics for ${linger} s (--metrics-linger)`);
+      await new Promise((resolve) => setTimeout(resolve, linger * 1000));
+    }
   } finally {
     client.close();
     await metricsServer?.close();

@@ -80,6 +80,7 @@ export class DenseGradientEngine implements BatchEngine {
   }
 
   setWeights(flat: Float32Array): void {
+    if (flat.length !== this.layout.size) throw new RangeError(`weights have ${flat.length} values, the model has ${this.layout.size}`);
     // The old tensors go first: on the cpu backend a tensor keeps the array it was made from.
     for (const layer of this.layers) tf.dispose([layer.kernel, layer.kernelT, ...(layer.bias ? [layer.bias] : [])]);
     if (flat !== this.staging) this.staging.set(flat);

@@ -168,7 +168,9 @@ export class NodeClient {
               return;
             case 'weights':
               // loaded into the model by the next step or evaluation, as a thread does
-              this.need(this.engine, 'weights');
+              if (message.weights.length !== this.need(this.job, 'weights').parameters) {
+                throw new ProtocolError(`weights have ${message.weights.length} values, the job has ${this.need(this.job, 'weights').parameters} parameters`, 'shape');
+              }
               this.weights = message.weights;
               this.version = message.version;
               return;
