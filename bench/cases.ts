@@ -31,6 +31,13 @@ import { Rng } from '../shared/math/rng.js';
 import { epochBatches, epochOrder } from '../shared/math/split-plan.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 export type Config = 'fit' | 'in-process' | 'threads-1' | 'threads-2' | 'nodes-2' | 'nodes-2-f16' | 'mixed';
 export type WorkloadName = 'a' | 'b';
 

@@ -8,18 +8,13 @@ import { performance } from 'node:perf_hooks';
 import type { BackendChoice } from '../shared/backend-choice.js';
 import { Rng } from '../shared/math/rng.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
-import { WORKLOADS, syntheticDataset } from './cases.js';
+import { WORKLOADS, median, syntheticDataset } from './cases.js';
 
 export interface KernelResult {
   readonly backend: string;
   readonly matMulGflops: { plain: number; transposeA: number; transposeB: number };
   readonly gradientMs: { dense: number[]; tape: number[] };
   readonly maxRelativeDifference: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1]!;
 }
 
 export async function runKernels(backend: Exclude<BackendChoice, 'auto' | 'tensorflow'>, repeats = 5): Promise<KernelResult> {

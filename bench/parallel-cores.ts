@@ -9,13 +9,9 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { median } from './cases.js';
 
 const ROWS = 512;
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1]! : (s[(s.length >> 1) - 1]! + s[s.length >> 1]!) / 2;
-}
 
 async function measure(repeats: number): Promise<number[]> {
   const [{ initBackend }, { createEngine }, { WORKLOADS, syntheticDataset }] = await Promise.all([

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { WORKLOADS, type Case, type CaseResult, type Config, type Group, type PhasesMs, type WorkloadName } from './cases.js';
+import { WORKLOADS, median, type Case, type CaseResult, type Config, type Group, type PhasesMs, type WorkloadName } from './cases.js';
 import type { KernelResult } from './kernels.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -65,12 +65,6 @@ function child<T>(arg: unknown, timeoutMs: number): T | { error: string } {
   const last = r.stdout.trim().split('\n').pop() ?? '';
   if (r.status === 0 && /^[[{]/.test(last)) return JSON.parse(last) as T;
   return { error: `exit ${r.status ?? r.signal}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}` };
-}
-
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 function plan(quick: boolean, only: WorkloadName | undefined): Planned[] {
