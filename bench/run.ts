@@ -31,8 +31,6 @@ interface Results {
   readonly quick: boolean;
   /** Configurations of a group measured round by round (same-round repeats are comparable); absent in older files. */
   readonly interleaved?: boolean;
-  /** Workloads measured one configuration per process, in passes (absent in older files). */
-  readonly isolated?: WorkloadName[];
   readonly kernels: (KernelResult | { error: string })[];
   readonly cases: (MeasuredCase | (Case & { error: string }))[];
 }
@@ -170,6 +168,8 @@ function targets(results: Results): string[] {
 
 function markdown(results: Results): string {
   const m = results.machine;
+  // workloads measured one configuration per process, in passes
+  const isolated = [...new Set(results.cases.filter((c) => 'passMedians' in c && c.passMedians).map((c) => c.workload))];
   const out: string[] = [
     '# Benchmarks',
     '',
@@ -188,8 +188,8 @@ function markdown(results: Results): string {
     (results.interleaved
       ? 'Each workload and backend runs in a fresh process; its configurations are measured interleaved: every round runs one repeat of each, in an order that rotates, so same-round repeats were measured seconds apart and their ratio compares code rather than the machine\'s speed at the time (the targets use the median of those ratios).'
       : 'Each case runs in a fresh process, one at a time.') +
-      (results.isolated?.length
-        ? ` Except workload ${results.isolated.map((w) => `(${w})`).join(', ')}: there every configuration runs in a process of its own (the idle threads and worker processes of the others cost the measured one up to a third of its speed on this machine), in passes whose order rotates; ratios are the median over passes of the ratio of pass medians.`
+      (isolated.length
+        ? ` Except workload ${isolated.map((w) => `(${w})`).join(', ')}: there every configuration runs in a process of its own (the idle threads and worker processes of the others cost the measured one up to a third of its speed on this machine), in passes whose order rotates; ratios are the median over passes of the ratio of pass medians.`
         : '') +
       ' samples/s: median of the repeats after warm-up steps (min–max in brackets). Step time split (ms, mean per step): compute = slowest participant\'s own time on its part (gathering rows + gradient); transfer = the rest of the wait for it (messages, scheduling, copies); reduce = weighted average; apply = optimizer step; broadcast = publishing the weights. "not compute" = (step - compute) / step. `fit` is plain tfjs-layers `model.fit` in one process (no split).',
     '',
@@ -249,7 +249,6 @@ async function main(): Promise<void> {
     versions: Object.fromEntries(['@tensorflow/tfjs-core', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-backend-wasm', 'piscina', 'ws', 'msgpackr'].map((p) => [p, version(p)]).concat([['node', process.version]])),
     quick,
     interleaved: true,
-    isolated: [],
     kernels: [],
     cases: [],
   };
@@ -266,7 +265,6 @@ async function main(): Promise<void> {
       for (const c of cases) console.error(`  ${c.config}: ${'error' in c ? c.error : `${median(c.samplesPerSecond).toFixed(0)} samples/s`}`);
       continue;
     }
-    results.isolated!.push(g.workload);
     const passes = new Map<Config, (CaseResult | { error: string })[]>(g.configs.map((c) => [c, []]));
     for (let pass = 0; pass < g.passes; pass++) {
       console.error(`(${g.workload}) on ${g.backend}, pass ${pass + 1}/${g.passes}, one process per configuration ...`);
