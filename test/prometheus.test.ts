@@ -40,7 +40,7 @@ describe.skipIf(!HAVE_PROMETHEUS && !PROMETHEUS_REQUIRED)('metrics against a rea
 
   it('counts every trained sample, has rates and phase histograms, and every dashboard query returns data', async () => {
     const [promPort, coordMetrics, workerMetrics] = [await freePort(), await freePort(), await freePort()];
-    const job = jobFolder(2400, {
+    const job = jobFolder(1500, {
       seed: 3,
       data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true, testSize: 0.2 },
       model: { layers: [{ units: 32, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
