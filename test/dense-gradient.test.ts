@@ -45,6 +45,13 @@ function compare(hidden: ActivationName, output: ActivationName, loss: LossName,
   const a = dense.gradient(x, y, n);
   const b = tape.gradient(x, y, n);
   expect(relClose(a.gradient, b.gradient)).toBeLessThan(2e-5);
+  // into a given array (a thread's result packet): the same values, in that array
+  for (const engine of [dense, tape]) {
+    const out = new Float32Array(weights.length);
+    expect(engine.gradient(x, y, n, out).gradient).toBe(out);
+    expect(out).toEqual(engine === dense ? a.gradient : b.gradient);
+    expect(() => engine.gradient(x, y, n, new Float32Array(3))).toThrow(`gradient output has 3 values, the model has ${weights.length}`);
+  }
   expect(a.lossSum).toBeCloseTo(b.lossSum, 4);
   a.metricSums.forEach((m, k) => expect(m).toBeCloseTo(b.metricSums[k]!, 4));
   const ea = dense.evaluate(x, y, n);

@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { losses, metrics } from '../shared/model/registries.js';
 import { outputDim, type ActivationName, type DenseSpec, type ModelSpec } from '../shared/model/spec.js';
-import type { BatchEngine, BatchGradient, BatchSums } from './engine.js';
+import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
 
 type Backward = (z: tf.Tensor, a: tf.Tensor, da: tf.Tensor, alpha: number) => tf.Tensor;
 type Forward = (z: tf.Tensor, alpha: number) => tf.Tensor;
@@ -110,8 +110,8 @@ export class DenseGradientEngine implements BatchEngine {
     return { zs, as };
   }
 
-  gradient(x: Float32Array, y: Float32Array, count: number): BatchGradient {
-    const gradient = new Float32Array(this.layout.size);
+  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array): BatchGradient {
+    const gradient = gradientOut(this.layout.size, out);
     const { lossSum, metricSums, grads } = tf.tidy(() => {
       const xs = tf.tensor2d(x, [count, this.inputDim]);
       const ys = tf.tensor2d(y, [count, this.outputDim]);

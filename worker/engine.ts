@@ -23,10 +23,18 @@ export interface BatchEngine {
   readonly spec: ModelSpec;
   readonly layout: WeightLayout;
   setWeights(flat: Float32Array): void;
-  gradient(x: Float32Array, y: Float32Array, count: number): BatchGradient;
+  /** `out`: where to write the gradient (layout.size values), e.g. straight into a thread's result packet. */
+  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array): BatchGradient;
   evaluate(x: Float32Array, y: Float32Array, count: number): BatchSums;
   predict(x: Float32Array, count: number): Float32Array;
   dispose(): void;
+}
+
+/** The array a gradient of `size` values goes into: `out` when given (checked), else a new one. */
+export function gradientOut(size: number, out: Float32Array | undefined): Float32Array {
+  if (!out) return new Float32Array(size);
+  if (out.length !== size) throw new RangeError(`gradient output has ${out.length} values, the model has ${size}`);
+  return out;
 }
 
 export const ENGINES = ['dense', 'tape'] as const;

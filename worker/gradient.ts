@@ -11,7 +11,7 @@ import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { losses, metrics } from '../shared/model/registries.js';
 import { outputDim, type ModelSpec } from '../shared/model/spec.js';
 import { DenseGradientEngine } from './dense-gradient.js';
-import type { BatchEngine, BatchGradient, BatchSums, EngineName } from './engine.js';
+import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums, type EngineName } from './engine.js';
 
 export class TapeGradientEngine implements BatchEngine {
   readonly layout: WeightLayout;
@@ -37,7 +37,8 @@ export class TapeGradientEngine implements BatchEngine {
   }
 
   /** Mean-loss gradient, loss sum and metric sums for `count` samples. */
-  gradient(x: Float32Array, y: Float32Array, count: number): BatchGradient {
+  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array): BatchGradient {
+    const gradient = gradientOut(this.layout.size, out);
     const xs = tf.tensor2d(x, [count, this.inputDim]);
     const ys = tf.tensor2d(y, [count, this.outputDim]);
     let preds: tf.Tensor | undefined;
@@ -46,7 +47,6 @@ export class TapeGradientEngine implements BatchEngine {
       preds = tf.keep(p);
       return tf.mean(this.lossFn(ys, p)) as tf.Scalar;
     }, this.variables);
-    const gradient = new Float32Array(this.layout.size);
     this.variables.forEach((v, i) => {
       gradient.set(grads[v.name]!.dataSync() as Float32Array, this.layout.entries[i]!.offset);
     });

@@ -34,8 +34,8 @@ export class LocalLane {
     this.engine = createEngine(data.spec, data.engine);
   }
 
-  /** Mean gradient over `rows` with the weights of `version`, and the time it took. */
-  gradient(version: number, rows: Int32Array): GradientResult {
+  /** Mean gradient over `rows` with the weights of `version` (written into `out` if given), and the time it took. */
+  gradient(version: number, rows: Int32Array, out?: Float32Array): GradientResult {
     const started = performance.now();
     this.useVersion(version);
     const { features, outputs, x, y } = this.data;
@@ -45,7 +45,7 @@ export class LocalLane {
       xs.set(x.subarray(r * features, (r + 1) * features), i * features);
       ys.set(y.subarray(r * outputs, (r + 1) * outputs), i * outputs);
     });
-    const result = this.engine.gradient(xs, ys, rows.length);
+    const result = this.engine.gradient(xs, ys, rows.length, out);
     return { ...result, numTensors: tf.memory().numTensors, computeMs: performance.now() - started };
   }
 
@@ -56,6 +56,11 @@ export class LocalLane {
     const end = start + count;
     const sums = this.engine.evaluate(x.slice(start * features, end * features), y.slice(start * outputs, end * outputs), count);
     return { ...sums, numTensors: tf.memory().numTensors };
+  }
+
+  /** Parameters of the model (values in a gradient). */
+  get parameters(): number {
+    return this.engine.layout.size;
   }
 
   dispose(): void {

@@ -7,7 +7,7 @@ import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { Piscina } from 'piscina';
 import { initBackend } from '../shared/backend.js';
-import { packGradient } from '../shared/protocol/gradient-packet.js';
+import { GradientPacketBuilder } from '../shared/protocol/gradient-packet.js';
 import type { InfoAnswer, ThreadInit, ThreadTask } from '../shared/protocol/thread-tasks.js';
 import { LocalLane } from './local-lane.js';
 
@@ -25,8 +25,11 @@ const lane = new LocalLane({
 
 export default function handle(task: ThreadTask): unknown {
   switch (task.kind) {
-    case 'gradient':
-      return Piscina.move(packGradient(lane.gradient(task.version, task.rows)));
+    case 'gradient': {
+      // the engine writes the gradient straight into the buffer that is transferred back
+      const packet = new GradientPacketBuilder(lane.parameters, init.spec.metrics.length);
+      return Piscina.move(packet.seal(lane.gradient(task.version, task.rows, packet.gradient)));
+    }
     case 'evaluate':
       return lane.evaluate(task.version, task.start, task.count);
     case 'info': {
