@@ -54,7 +54,7 @@ describe.skipIf(!HAVE_PROMETHEUS && !PROMETHEUS_REQUIRED)('metrics against a rea
     const shipped = parseYaml(readFileSync(SHIPPED_CONFIG, 'utf8')) as { global: Record<string, unknown>; scrape_configs: Record<string, unknown>[] };
     const config = {
       ...shipped,
-      // Scrapes 4 times a second: on a fast machine the 12 epochs take 2-3 s, and the rate checks
+      // Scrapes 4 times a second: on a fast machine the 12 epochs take a second or two, and the rate checks
       // need scrapes taken while it trains.
       global: { ...shipped.global, scrape_interval: '250ms', scrape_timeout: '250ms' },
       scrape_configs: shipped.scrape_configs.map((sc) =>
