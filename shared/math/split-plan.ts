@@ -96,15 +96,16 @@ export function assignRows(batchRows: Int32Array, counts: readonly number[], hol
   const owner = new Int32Array(batchRows.length).fill(-1);
   const given = counts.map(() => 0);
   const nodes = holds.flatMap((h, p) => (h ? [{ p, holds: h }] : []));
-  const holderCount = Array.from(batchRows, (row) => nodes.reduce((n, node) => n + (node.holds(row) ? 1 : 0), 0));
+  // Only with two or more nodes can a held row be shared; then count its holders (once per step).
+  const holderCount = nodes.length > 1 ? Array.from(batchRows, (row) => nodes.reduce((n, node) => n + (node.holds(row) ? 1 : 0), 0)) : undefined;
   const take = (p: number, i: number): void => {
     owner[i] = p;
     given[p]!++;
   };
-  for (const exclusiveOnly of [true, false]) {
+  for (const exclusiveOnly of holderCount ? [true, false] : [false]) {
     for (const { p, holds: holdsRow } of nodes) {
       for (let i = 0; i < batchRows.length && given[p]! < counts[p]!; i++) {
-        if (owner[i]! < 0 && (!exclusiveOnly || holderCount[i] === 1) && holdsRow(batchRows[i]!)) take(p, i);
+        if (owner[i]! < 0 && (!exclusiveOnly || holderCount![i] === 1) && holdsRow(batchRows[i]!)) take(p, i);
       }
     }
   }
