@@ -11,7 +11,7 @@ import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset, RowRange } from '../shared/data/dataset.js';
 import { CheckpointError, ClusterError, ConfigError, WorkerError } from '../shared/errors.js';
 import { createOptimizer, type Optimizer } from '../shared/math/optimizers.js';
-import { firstNonFinite, weightedAverage } from '../shared/math/reduce.js';
+import { GradientReducer, firstNonFinite } from '../shared/math/reduce.js';
 import { Rng } from '../shared/math/rng.js';
 import { assignRows, epochBatches, epochOrder, stepsPerEpoch } from '../shared/math/split-plan.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
@@ -119,6 +119,7 @@ export class Trainer {
   private optimizer: Optimizer;
   /** Reused every step for the averaged gradient (no allocation on the hot path). */
   private readonly meanGradient: Float32Array;
+  private readonly reducer: GradientReducer;
   private version = 0;
 
   constructor(
@@ -133,6 +134,7 @@ export class Trainer {
     this.weights = initialWeights(layout, runRngs.weights(config.seed));
     this.optimizer = createOptimizer(config.compile.optimizer, layout.size);
     this.meanGradient = new Float32Array(layout.size);
+    this.reducer = new GradientReducer(layout.size);
     this.checkConfig();
     group.publish(this.weights, this.version);
   }
@@ -228,11 +230,10 @@ export class Trainer {
       });
       if (failed.length === 0) {
         const started = performance.now();
-        const average = weightedAverage(accepted.map((a) => a.result), this.meanGradient);
-        const finite = firstNonFinite(average) < 0;
+        const finite = this.reducer.mean(accepted.map((a) => a.result), this.meanGradient);
         reduceMs += performance.now() - started;
         if (finite) {
-          mean = average;
+          mean = this.meanGradient;
           break;
         }
         // Rare: find the parts that are not finite; the others stay accepted.

@@ -1,15 +1,19 @@
 /**
- * The WebAssembly SIMD optimizer kernels: the committed bytes are the assembled source, and each
- * kernel gives the same bits as the JavaScript reference (which optimizers.test.ts holds to
- * tf.train), on sizes that are not a multiple of 4 and on extreme values.
+ * The WebAssembly SIMD kernels: the committed bytes are the assembled sources, and each kernel
+ * gives the same bits as its JavaScript reference (which optimizers.test.ts holds to tf.train,
+ * reduce.test.ts to the mean's definition), on sizes that are not a multiple of 4 and on extreme
+ * values.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import wabtInit from 'wabt';
 import { describe, expect, it } from 'vitest';
 import { createOptimizer, type OptimizerConfig } from '../shared/math/optimizers.js';
 import { Rng } from '../shared/math/rng.js';
 import { kernelArena, kernelsAvailable } from '../shared/math/wasm/kernels.js';
+import { GradientReducer, weightedAverage, type GradientContribution } from '../shared/math/reduce.js';
 import { OPTIMIZERS_WASM_BASE64 } from '../shared/math/wasm/optimizers-binary.js';
+import { REDUCE_WASM_BASE64 } from '../shared/math/wasm/reduce-binary.js';
+import { MAX_KERNEL_PARTS } from '../shared/math/wasm/reduce-kernel.js';
 
 const configs: OptimizerConfig[] = [
   { name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
@@ -29,13 +33,18 @@ function gradients(steps: number, size: number, seed: number): Float32Array[] {
 }
 
 describe('WebAssembly optimizer kernels', () => {
-  it('the committed binary is optimizers.wat assembled (run `npm run build:wasm` after editing it)', async () => {
+  it('the committed binaries are the .wat sources assembled (run `npm run build:wasm` after editing one)', async () => {
     const wabt = await wabtInit();
-    const source = readFileSync(new URL('../shared/math/wasm/optimizers.wat', import.meta.url), 'utf8');
-    const module = wabt.parseWat('optimizers.wat', source, { simd: true });
-    const { buffer } = module.toBinary({});
-    module.destroy();
-    expect(Buffer.from(buffer).toString('base64')).toBe(OPTIMIZERS_WASM_BASE64);
+    const dir = new URL('../shared/math/wasm/', import.meta.url);
+    const committed: Record<string, string> = { 'optimizers.wat': OPTIMIZERS_WASM_BASE64, 'reduce.wat': REDUCE_WASM_BASE64 };
+    // a new .wat needs its binary imported here
+    expect(readdirSync(dir).filter((f) => f.endsWith('.wat')).sort()).toEqual(Object.keys(committed));
+    for (const [file, base64] of Object.entries(committed)) {
+      const module = wabt.parseWat(file, readFileSync(new URL(file, dir), 'utf8'), { simd: true });
+      const { buffer } = module.toBinary({});
+      module.destroy();
+      expect(Buffer.from(buffer).toString('base64'), file).toBe(base64);
+    }
   });
 
   it('run on this Node (WebAssembly SIMD), and optimizers use them by default', () => {
@@ -99,5 +108,72 @@ describe('WebAssembly optimizer kernels', () => {
   it('refuses a saved slot of the wrong size', () => {
     const state = createOptimizer(configs[0]!, 8).state();
     expect(() => createOptimizer(configs[0]!, 9, state)).toThrow(/slot m has 8 values, expected 9/);
+  });
+});
+
+describe('WebAssembly reduce kernel', () => {
+  const parts = (k: number, size: number, seed: number): GradientContribution[] =>
+    gradients(k, size, seed).map((gradient, i) => ({ gradient, count: [7, 512, 3, 1, 100_000][i % 5]! }));
+  const bits = (a: Float32Array): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, a.length);
+
+  it('runs here and is the default', () => {
+    expect(new GradientReducer(10).implementation).toBe('wasm');
+    expect(new GradientReducer(10, 'js').implementation).toBe('js');
+  });
+
+  it('equals the reference bit for bit, for 1 to 5 parts and sizes that are not a multiple of 4', () => {
+    for (const size of [1, 3, 4, 1029]) {
+      const reducer = new GradientReducer(size);
+      for (const k of [1, 2, 3, 5, 2]) {
+        const p = parts(k, size, 100 * size + k);
+        const out = new Float32Array(size);
+        expect(reducer.mean(p, out), `${k} parts, size ${size}`).toBe(true);
+        expect(bits(out), `${k} parts, size ${size}`).toEqual(bits(weightedAverage(p)));
+      }
+    }
+  });
+
+  it('gives +0 for gradients of -0, as the reference does', () => {
+    const out = new Float32Array(5).fill(7);
+    new GradientReducer(5).mean([{ gradient: new Float32Array(5).fill(-0), count: 3 }], out);
+    expect(bits(out)).toEqual(bits(weightedAverage([{ gradient: new Float32Array(5).fill(-0), count: 3 }])));
+    expect(Object.is(out[0], 0)).toBe(true);
+  });
+
+  it('says the mean is not finite exactly when a part holds NaN or an infinity, wherever it is', () => {
+    const size = 1030;
+    const reducer = new GradientReducer(size);
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+      for (const at of [0, 513, size - 1]) {
+        for (const k of [1, 3]) {
+          const p = parts(3, size, 5);
+          p[k - 1]!.gradient[at] = bad;
+          const out = new Float32Array(size);
+          expect(reducer.mean(p.slice(0, k), out), `${bad} at ${at} in part ${k}`).toBe(false);
+          expect(Number.isFinite(out[at])).toBe(false);
+        }
+      }
+    }
+    // the largest float32 averages to itself: finite
+    const max = 3.4028234663852886e38;
+    expect(reducer.mean([{ gradient: new Float32Array(size).fill(max), count: 2 ** 30 }, { gradient: new Float32Array(size).fill(max), count: 3 }], new Float32Array(size))).toBe(true);
+  });
+
+  it('takes more parts than it has room for (its memory grows) and more than its table holds (the reference loop)', () => {
+    const reducer = new GradientReducer(6);
+    const many = parts(MAX_KERNEL_PARTS + 1, 6, 9);
+    for (const k of [2, 40, MAX_KERNEL_PARTS, MAX_KERNEL_PARTS + 1, 3]) {
+      const out = new Float32Array(6);
+      expect(reducer.mean(many.slice(0, k), out)).toBe(true);
+      expect(bits(out), `${k} parts`).toEqual(bits(weightedAverage(many.slice(0, k))));
+    }
+  });
+
+  it('refuses what the reference refuses', () => {
+    const reducer = new GradientReducer(2);
+    expect(() => reducer.mean([], new Float32Array(2))).toThrow(/no gradients/);
+    expect(() => reducer.mean([{ gradient: new Float32Array(3), count: 1 }], new Float32Array(2))).toThrow(/gradient 0 has length 3, expected 2/);
+    expect(() => reducer.mean([{ gradient: new Float32Array(2), count: 0 }], new Float32Array(2))).toThrow(/sample count 0/);
+    expect(() => reducer.mean([{ gradient: new Float32Array(2), count: 1 }], new Float32Array(3))).toThrow(/output has length 3, expected 2/);
   });
 });

@@ -8,7 +8,11 @@
  * propagate through the sum, and a mean of finite float32 values with weights summing to one
  * cannot exceed their largest magnitude (float64 cannot overflow on the way). So one check of the
  * mean stands for a check of every part.
+ *
+ * `weightedAverage` is the reference; `GradientReducer` is what the trainer runs each step: the
+ * same bits from a WebAssembly SIMD kernel (wasm/reduce.wat) with the check folded in, ~4x faster.
  */
+import { MeanKernel } from './wasm/reduce-kernel.js';
 
 /** One participant's contribution to a step. */
 export interface GradientContribution {
@@ -22,10 +26,9 @@ export class ReduceError extends Error {
   readonly code = 'E_REDUCE';
 }
 
-/** Weighted mean of the contributions; writes into `out` when given. */
-export function weightedAverage(parts: readonly GradientContribution[], out?: Float32Array): Float32Array {
+/** Checks the parts (and the output's length) and returns their total sample count. */
+function totalCount(parts: readonly GradientContribution[], length: number): number {
   if (parts.length === 0) throw new ReduceError('no gradients to average');
-  const length = (parts[0] as GradientContribution).gradient.length;
   let total = 0;
   parts.forEach((part, k) => {
     if (part.gradient.length !== length) {
@@ -36,6 +39,13 @@ export function weightedAverage(parts: readonly GradientContribution[], out?: Fl
     }
     total += part.count;
   });
+  return total;
+}
+
+/** Weighted mean of the contributions; writes into `out` when given. */
+export function weightedAverage(parts: readonly GradientContribution[], out?: Float32Array): Float32Array {
+  const length = parts[0]?.gradient.length ?? 0;
+  const total = totalCount(parts, length);
   const result = out ?? new Float32Array(length);
   if (result.length !== length) throw new ReduceError(`output has length ${result.length}, expected ${length}`);
   const gradients = parts.map((p) => p.gradient);
@@ -61,4 +71,35 @@ export function firstNonFinite(values: Float32Array): number {
     if (!Number.isFinite(values[i])) return i;
   }
   return -1;
+}
+
+/** 'wasm': the SIMD kernel (the default where it runs); 'js': the reference loops. */
+export type ReduceImplementation = 'wasm' | 'js';
+
+/**
+ * The per-step reduction: the weighted mean of the parts into the caller's array, and whether it
+ * is finite (see above: then every part is). Bit for bit `weightedAverage`.
+ */
+export class GradientReducer {
+  private readonly kernel: MeanKernel | null;
+
+  constructor(
+    readonly length: number,
+    implementation: ReduceImplementation = 'wasm',
+  ) {
+    this.kernel = implementation === 'wasm' && length > 0 ? MeanKernel.create(length) : null;
+  }
+
+  get implementation(): ReduceImplementation {
+    return this.kernel ? 'wasm' : 'js';
+  }
+
+  /** Writes the weighted mean into `out` (of `length` floats); true when all of it is finite. */
+  mean(parts: readonly GradientContribution[], out: Float32Array): boolean {
+    if (out.length !== this.length) throw new ReduceError(`output has length ${out.length}, expected ${this.length}`);
+    const total = totalCount(parts, this.length);
+    const finite = this.kernel?.mean(parts.map((p) => p.gradient), parts.map((p) => p.count), total, out);
+    if (finite !== undefined) return finite;
+    return firstNonFinite(weightedAverage(parts, out)) < 0;
+  }
 }

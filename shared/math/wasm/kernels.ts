@@ -1,6 +1,6 @@
 /**
  * The optimizers' update rules as WebAssembly SIMD kernels (source: optimizers.wat), and the
- * arena an optimizer keeps its arrays in.
+ * arena an optimizer keeps its arrays in; also how every kernel module here is compiled.
  *
  * An arena is one WebAssembly memory holding the weights, the gradient and the optimizer's slots
  * (Adam's m and v, ...), each padded to a multiple of four floats. Slots live there for the
@@ -11,7 +11,7 @@
 import { OPTIMIZERS_WASM_BASE64 } from './optimizers-binary.js';
 
 /** The part of Node's WebAssembly global used here (TypeScript declares it only in the DOM lib). */
-interface WasmMemory {
+export interface WasmMemory {
   readonly buffer: ArrayBuffer;
   grow(pages: number): number;
 }
@@ -21,6 +21,27 @@ interface WasmApi {
   Instance: new (module: object, imports: object) => { readonly exports: unknown };
 }
 const WebAssembly = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+/** Bytes of a WebAssembly memory page. */
+export const PAGE = 65536;
+const compiled = new Map<string, object | null>();
+
+/** The module of a `*-binary.ts` file, compiled once, or null where this runtime cannot run WebAssembly SIMD. */
+function compiledModule(base64: string): object | null {
+  let module = compiled.get(base64);
+  if (module === undefined) {
+    const bytes = Buffer.from(base64, 'base64');
+    module = WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+    compiled.set(base64, module);
+  }
+  return module;
+}
+
+/** A fresh instance (with its own memory) of a kernel module, or null without WebAssembly SIMD. */
+export function instantiate<Exports>(base64: string): Exports | null {
+  const module = compiledModule(base64);
+  return module === null ? null : (new WebAssembly.Instance(module, {}).exports as Exports);
+}
 
 /** The functions optimizers.wat exports; array arguments are byte offsets, `n` a multiple of 4. */
 export interface OptimizerKernels {
@@ -46,21 +67,9 @@ export interface KernelArena {
   readonly slots: readonly ArenaArray[];
 }
 
-const PAGE = 65536;
-let compiled: object | null | undefined;
-
-/** The compiled module, or null where this runtime cannot run WebAssembly SIMD. */
-function kernelModule(): object | null {
-  if (compiled === undefined) {
-    const bytes = Buffer.from(OPTIMIZERS_WASM_BASE64, 'base64');
-    compiled = WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
-  }
-  return compiled;
-}
-
 /** Whether the kernels can run here (Node 20 and later run WebAssembly SIMD). */
 export function kernelsAvailable(): boolean {
-  return kernelModule() !== null;
+  return compiledModule(OPTIMIZERS_WASM_BASE64) !== null;
 }
 
 /**
@@ -68,9 +77,8 @@ export function kernelsAvailable(): boolean {
  * arrays do not fit in one WebAssembly memory (4 GiB: over ~250M parameters with Adam).
  */
 export function kernelArena(size: number, slotCount: number): KernelArena | null {
-  const module = kernelModule();
-  if (module === null) return null;
-  const kernels = new WebAssembly.Instance(module, {}).exports as unknown as OptimizerKernels;
+  const kernels = instantiate<OptimizerKernels>(OPTIMIZERS_WASM_BASE64);
+  if (kernels === null) return null;
   const padded = Math.ceil(size / 4) * 4;
   const arrays = 2 + slotCount;
   const bytes = arrays * padded * Float32Array.BYTES_PER_ELEMENT;
