@@ -67,5 +67,19 @@ describe('weightedAverage', () => {
     expect(firstNonFinite(Float32Array.from([0, 1, Number.NaN]))).toBe(2);
     expect(firstNonFinite(Float32Array.from([0, Number.POSITIVE_INFINITY]))).toBe(1);
     expect(firstNonFinite(Float32Array.from([0, 1]))).toBe(-1);
+    // every position of the unrolled loop and its tail, each kind of non-finite value
+    const max = 3.4028234663852886e38;
+    for (const length of [1, 4, 7, 1029]) {
+      const values = Float32Array.from({ length }, (_, i) => [max, -max, -0, 1e-45][i % 4]!);
+      expect(firstNonFinite(values), `all finite, length ${length}`).toBe(-1);
+      for (let at = 0; at < length; at += length > 8 ? 97 : 1) {
+        for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+          const copy = values.slice();
+          copy[at] = bad;
+          if (at + 1 < length) copy[length - 1] = bad;
+          expect(firstNonFinite(copy), `${bad} at ${at} of ${length}`).toBe(at);
+        }
+      }
+    }
   });
 });
