@@ -2,11 +2,13 @@
  * The direct Dense engine against the stock one (tfjs-layers model + tf.variableGrads): same
  * gradients, losses and metrics for every activation and loss.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/backend.js';
 import { Rng } from '../shared/math/rng.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { ACTIVATIONS, LOSSES, type ActivationName, type LossName, type ModelSpec } from '../shared/model/spec.js';
+import { Transposer } from '../shared/math/wasm/transpose-kernel.js';
 import { DenseGradientEngine } from '../worker/dense-gradient.js';
 import { TapeGradientEngine } from '../worker/gradient.js';
 
@@ -74,4 +76,68 @@ describe('DenseGradientEngine equals the stock tape gradients', () => {
     it(`linear output, ${loss}`, () => compare('tanh', 'linear', loss, 2));
   }
   it('layers without bias', () => compare('swish', 'sigmoid', 'binaryCrossentropy', 1, false));
+});
+
+/**
+ * Odd sizes, so that the kernel's 4 x 4 blocks and its edges both take part; the third layer's
+ * transpose lands where the second's was in the kernel's memory (a tensor that kept that memory
+ * instead of copying it would change).
+ */
+const oddSpec: ModelSpec = {
+  inputDim: 45,
+  layers: [
+    { units: 66, activation: 'relu', useBias: true },
+    { units: 37, activation: 'tanh', useBias: true },
+    { units: 50, activation: 'swish', useBias: true },
+    { units: 1, activation: 'sigmoid', useBias: true },
+  ],
+  loss: 'binaryCrossentropy',
+  metrics: ['accuracy'],
+};
+
+function batches(spec: ModelSpec, steps: number, n: number): { weights: Float32Array; x: Float32Array; y: Float32Array }[] {
+  const rng = new Rng(8);
+  return Array.from({ length: steps }, () => ({
+    weights: initialWeights(weightLayout(spec), rng).map((w) => w + rng.normal() * 0.05),
+    x: Float32Array.from({ length: n * spec.inputDim }, () => rng.normal()),
+    y: Float32Array.from({ length: n }, () => (rng.next() < 0.5 ? 0 : 1)),
+  }));
+}
+
+describe('DenseGradientEngine transposes', () => {
+  it('with the SIMD kernel on wasm, giving the bits of tf.transpose, step after step', async () => {
+    await initBackend('wasm');
+    const fast = new DenseGradientEngine(oddSpec);
+    const stock = new DenseGradientEngine(oddSpec, null);
+    for (const [k, { weights, x, y }] of batches(oddSpec, 3, 29).entries()) {
+      fast.setWeights(weights);
+      stock.setWeights(weights);
+      const a = fast.gradient(x, y, 29).gradient;
+      const b = stock.gradient(x, y, 29).gradient;
+      expect(new Uint32Array(a.buffer), `step ${k}`).toEqual(new Uint32Array(b.buffer));
+    }
+    fast.dispose();
+    stock.dispose();
+  });
+
+  describe('on cpu (tf.transpose there: a cpu tensor keeps the array it is made from)', () => {
+    beforeAll(async () => {
+      await initBackend('cpu');
+    });
+    afterAll(async () => {
+      await initBackend('wasm');
+    });
+    it('equals the stock tape gradients step after step', () => {
+      const dense = new DenseGradientEngine(oddSpec, Transposer.create());
+      const tape = new TapeGradientEngine(oddSpec);
+      expect(tf.getBackend()).toBe('cpu');
+      for (const [k, { weights, x, y }] of batches(oddSpec, 3, 29).entries()) {
+        dense.setWeights(weights);
+        tape.setWeights(weights);
+        expect(relClose(dense.gradient(x, y, 29).gradient, tape.gradient(x, y, 29).gradient), `step ${k}`).toBeLessThan(2e-5);
+      }
+      dense.dispose();
+      tape.dispose();
+    });
+  });
 });

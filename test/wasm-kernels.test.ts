@@ -14,6 +14,8 @@ import { GradientReducer, weightedAverage, type GradientContribution } from '../
 import { OPTIMIZERS_WASM_BASE64 } from '../shared/math/wasm/optimizers-binary.js';
 import { REDUCE_WASM_BASE64 } from '../shared/math/wasm/reduce-binary.js';
 import { MAX_KERNEL_PARTS } from '../shared/math/wasm/reduce-kernel.js';
+import { TRANSPOSE_WASM_BASE64 } from '../shared/math/wasm/transpose-binary.js';
+import { Transposer } from '../shared/math/wasm/transpose-kernel.js';
 
 const configs: OptimizerConfig[] = [
   { name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
@@ -36,7 +38,7 @@ describe('WebAssembly optimizer kernels', () => {
   it('the committed binaries are the .wat sources assembled (run `npm run build:wasm` after editing one)', async () => {
     const wabt = await wabtInit();
     const dir = new URL('../shared/math/wasm/', import.meta.url);
-    const committed: Record<string, string> = { 'optimizers.wat': OPTIMIZERS_WASM_BASE64, 'reduce.wat': REDUCE_WASM_BASE64 };
+    const committed: Record<string, string> = { 'optimizers.wat': OPTIMIZERS_WASM_BASE64, 'reduce.wat': REDUCE_WASM_BASE64, 'transpose.wat': TRANSPOSE_WASM_BASE64 };
     // a new .wat needs its binary imported here
     expect(readdirSync(dir).filter((f) => f.endsWith('.wat')).sort()).toEqual(Object.keys(committed));
     for (const [file, base64] of Object.entries(committed)) {
@@ -175,5 +177,29 @@ describe('WebAssembly reduce kernel', () => {
     expect(() => reducer.mean([{ gradient: new Float32Array(3), count: 1 }], new Float32Array(2))).toThrow(/gradient 0 has length 3, expected 2/);
     expect(() => reducer.mean([{ gradient: new Float32Array(2), count: 0 }], new Float32Array(2))).toThrow(/sample count 0/);
     expect(() => reducer.mean([{ gradient: new Float32Array(2), count: 1 }], new Float32Array(3))).toThrow(/output has length 3, expected 2/);
+  });
+});
+
+describe('WebAssembly transpose kernel', () => {
+  it('moves every value, bits included (NaN payloads, -0), for full 4 x 4 blocks, edges and bands', () => {
+    const transposer = Transposer.create()!;
+    const shapes: [number, number][] = [[1, 1], [1, 7], [7, 1], [3, 5], [4, 4], [5, 4], [4, 9], [33, 17], [45, 66], [70, 36], [37, 1]];
+    for (const [rows, cols] of shapes) {
+      const bits = Uint32Array.from({ length: rows * cols }, (_, i) => [0x7fc01234, 0x80000000, 0x00000001][i % 7] ?? (i * 2654435761) >>> 0);
+      const src = new Float32Array(bits.buffer);
+      const out = new Uint32Array(transposer.transpose(src, rows, cols).slice().buffer);
+      const expected = new Uint32Array(rows * cols);
+      for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) expected[j * rows + i] = bits[i * cols + j]!;
+      expect(out, `${rows} x ${cols}`).toEqual(expected);
+    }
+  });
+
+  it('grows its memory for a larger matrix and refuses values that do not match the shape', () => {
+    const transposer = Transposer.create()!;
+    expect(Array.from(transposer.transpose(Float32Array.from([1, 2, 3, 4, 5, 6]), 2, 3))).toEqual([1, 4, 2, 5, 3, 6]);
+    const big = Float32Array.from({ length: 300 * 200 }, (_, i) => i);
+    const t = transposer.transpose(big, 300, 200);
+    expect([t[0], t[1], t[300], t[300 * 200 - 1]]).toEqual([0, 200, 1, 300 * 200 - 1]);
+    expect(() => transposer.transpose(new Float32Array(5), 2, 3)).toThrow(/2 x 3 matrix has 6 values, got 5/);
   });
 });
