@@ -14,6 +14,9 @@ import { GradientReducer, weightedAverage, type GradientContribution } from '../
 import { OPTIMIZERS_WASM_BASE64 } from '../shared/math/wasm/optimizers-binary.js';
 import { REDUCE_WASM_BASE64 } from '../shared/math/wasm/reduce-binary.js';
 import { MAX_KERNEL_PARTS } from '../shared/math/wasm/reduce-kernel.js';
+import { decodeFloat16, encodeFloat16, toFloat16Bits } from '../shared/math/float16.js';
+import { FLOAT16_WASM_BASE64 } from '../shared/math/wasm/float16-binary.js';
+import { Float16Kernel } from '../shared/math/wasm/float16-kernel.js';
 import { TRANSPOSE_WASM_BASE64 } from '../shared/math/wasm/transpose-binary.js';
 import { Transposer } from '../shared/math/wasm/transpose-kernel.js';
 
@@ -38,7 +41,7 @@ describe('WebAssembly optimizer kernels', () => {
   it('the committed binaries are the .wat sources assembled (run `npm run build:wasm` after editing one)', async () => {
     const wabt = await wabtInit();
     const dir = new URL('../shared/math/wasm/', import.meta.url);
-    const committed: Record<string, string> = { 'optimizers.wat': OPTIMIZERS_WASM_BASE64, 'reduce.wat': REDUCE_WASM_BASE64, 'transpose.wat': TRANSPOSE_WASM_BASE64 };
+    const committed: Record<string, string> = { 'float16.wat': FLOAT16_WASM_BASE64, 'optimizers.wat': OPTIMIZERS_WASM_BASE64, 'reduce.wat': REDUCE_WASM_BASE64, 'transpose.wat': TRANSPOSE_WASM_BASE64 };
     // a new .wat needs its binary imported here
     expect(readdirSync(dir).filter((f) => f.endsWith('.wat')).sort()).toEqual(Object.keys(committed));
     for (const [file, base64] of Object.entries(committed)) {
@@ -201,5 +204,53 @@ describe('WebAssembly transpose kernel', () => {
     const t = transposer.transpose(big, 300, 200);
     expect([t[0], t[1], t[300], t[300 * 200 - 1]]).toEqual([0, 200, 1, 300 * 200 - 1]);
     expect(() => transposer.transpose(new Float32Array(5), 2, 3)).toThrow(/2 x 3 matrix has 6 values, got 5/);
+  });
+});
+
+describe('WebAssembly float16 kernels', () => {
+  it('round every float32 bit pattern as the reference does (a stride through all 2^32, and the edges)', () => {
+    const edges = [0, 0x80000000, 0x00000001, 0x337fffff, 0x33000000, 0x33000001, 0x387fefff, 0x387ff000, 0x38800000, 0x477fe000, 0x477fefff, 0x477ff000, 0x47800000, 0x7f7fffff, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001];
+    const bits = new Uint32Array(2 ** 32 / 4099 + edges.length);
+    bits.set(edges);
+    for (let i = edges.length, b = 17; i < bits.length; i++, b += 4099) bits[i] = b >>> 0;
+    const values = new Float32Array(bits.buffer);
+    const out = new Uint16Array(values.length);
+    Float16Kernel.create()!.encode(values, 0, out);
+    const wrong: string[] = [];
+    values.forEach((v, i) => {
+      if (out[i] !== toFloat16Bits(v) && wrong.length < 5) wrong.push(`0x${bits[i]!.toString(16)} -> 0x${out[i]!.toString(16)}, reference 0x${toFloat16Bits(v).toString(16)}`);
+    });
+    expect(wrong).toEqual([]);
+  });
+
+  it('encode gradients as the reference does, for scales up, down and beyond 2^127', () => {
+    const rng = new Rng(4);
+    for (const magnitude of [1, 1e-3, 1e9, 1e-30, 1e-38, 1e-44]) {
+      for (const length of [1, 7, 8, 1001]) {
+        const values = Float32Array.from({ length }, (_, i) => (i === 3 ? Number.NaN : i === 5 ? -Infinity : rng.normal() * magnitude));
+        const fast = encodeFloat16(values, 'wasm');
+        const reference = encodeFloat16(values, 'js');
+        expect(fast.scaleExp, `${magnitude} x ${length}`).toBe(reference.scaleExp);
+        expect(fast.halves, `${magnitude} x ${length}`).toEqual(reference.halves);
+      }
+    }
+    expect(encodeFloat16(Float32Array.from([1e-44]), 'wasm').scaleExp).toBeGreaterThan(127);
+  });
+
+  it('decode every float16 bit pattern as the reference does, at any scale', () => {
+    const halves = Uint16Array.from({ length: 65536 }, (_, h) => h);
+    for (const scaleExp of [0, 14, -9, 60, 140, 160]) {
+      const fast = decodeFloat16(halves, scaleExp, undefined, 'wasm');
+      const reference = decodeFloat16(halves, scaleExp, undefined, 'js');
+      const wrong = [...halves].filter((h) => !(Object.is(fast[h], reference[h]) || (Number.isNaN(fast[h]) && Number.isNaN(reference[h]))));
+      expect(wrong.slice(0, 5), `scale 2^-${scaleExp}`).toEqual([]);
+    }
+  });
+
+  it('pad with zeros when a shorter array follows a longer one', () => {
+    const long = Float32Array.from({ length: 20 }, () => 1000);
+    encodeFloat16(long, 'wasm');
+    const short = Float32Array.from([0.001, 0.002, 0.003]);
+    expect(encodeFloat16(short, 'wasm')).toEqual(encodeFloat16(short, 'js'));
   });
 });

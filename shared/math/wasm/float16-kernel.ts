@@ -1,0 +1,67 @@
+/**
+ * float16 encoding and decoding as WebAssembly SIMD kernels (source: float16.wat). Values are
+ * copied into the kernel's memory, padded with zeros to a multiple of 8, and the results copied
+ * out; the memory grows to the largest array seen.
+ */
+import { PAGE, instantiate, type WasmMemory } from './kernels.js';
+import { FLOAT16_WASM_BASE64 } from './float16-binary.js';
+
+interface Float16Exports {
+  readonly memory: WasmMemory;
+  maxAbs(src: number, n: number): number;
+  encode(src: number, dst: number, n: number, scale1: number, scale2: number): void;
+  decode(src: number, dst: number, n: number, unscale: number): void;
+}
+
+export class Float16Kernel {
+  private constructor(private readonly kernel: Float16Exports) {}
+
+  /** The kernels, or null where WebAssembly SIMD does not run. */
+  static create(): Float16Kernel | null {
+    const kernel = instantiate<Float16Exports>(FLOAT16_WASM_BASE64);
+    return kernel === null ? null : new Float16Kernel(kernel);
+  }
+
+  /** Room for n float32s at 0 and n halves after them; returns n rounded up to 8 and the halves' offset. */
+  private layout(n: number): { padded: number; halves: number } {
+    const padded = Math.ceil(n / 8) * 8;
+    const halves = padded * 4;
+    const need = halves + padded * 2;
+    const have = this.kernel.memory.buffer.byteLength;
+    if (need > have) this.kernel.memory.grow(Math.ceil((need - have) / PAGE));
+    return { padded, halves };
+  }
+
+  /** Copies `values` in, zero-padded; returns the padded length and the halves' offset. */
+  private load(values: Float32Array): { padded: number; halves: number } {
+    const at = this.layout(values.length);
+    const floats = new Float32Array(this.kernel.memory.buffer, 0, at.padded);
+    floats.set(values);
+    floats.fill(0, values.length);
+    return at;
+  }
+
+  /** The largest finite |value| (0 when there is none). */
+  maxAbs(values: Float32Array): number {
+    const { padded } = this.load(values);
+    return this.kernel.maxAbs(0, padded);
+  }
+
+  /** float16 bits of values[i] * 2^scaleExp, into `out`. */
+  encode(values: Float32Array, scaleExp: number, out: Uint16Array): void {
+    const { padded, halves } = this.load(values);
+    const first = Math.min(scaleExp, 127);
+    this.kernel.encode(0, halves, padded, 2 ** first, 2 ** (scaleExp - first));
+    out.set(new Uint16Array(this.kernel.memory.buffer, halves, values.length));
+  }
+
+  /** float32 of halves[i] * 2^-scaleExp (rounded once), into `out`. */
+  decode(halves: Uint16Array, scaleExp: number, out: Float32Array): void {
+    const at = this.layout(halves.length);
+    const input = new Uint16Array(this.kernel.memory.buffer, at.halves, at.padded);
+    input.set(halves);
+    input.fill(0, halves.length);
+    this.kernel.decode(at.halves, 0, at.padded, 2 ** -scaleExp);
+    out.set(new Float32Array(this.kernel.memory.buffer, 0, halves.length));
+  }
+}
