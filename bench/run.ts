@@ -204,7 +204,7 @@ function markdown(results: Results): string {
     for (const r of rows) out.push(caseRow(r));
     out.push('');
   }
-  out.push('## Kernels: matMul with transposes, direct Dense gradients vs the stock tape', '');
+  out.push('## Kernels: matMul with transposes, direct Dense gradients vs the stock tape, the engine\'s transposes', '');
   if (results.kernels.length === 0) out.push('Not run (`--quick --workload` skips them).', '');
   for (const k of results.kernels) {
     if ('error' in k) {
@@ -217,6 +217,15 @@ function markdown(results: Results): string {
         `(${(median(k.gradientMs.tape) / median(k.gradientMs.dense)).toFixed(1)}x); largest difference ${k.maxRelativeDifference.toExponential(1)} of the largest gradient value.`,
       '',
     );
+    if (k.transposeMs && k.columnSumMs && k.gradientMs.denseStockTranspose?.length) {
+      const f2 = (v: number): string => v.toFixed(2);
+      out.push(
+        `The engine's transposes (512x512, including the copies): tfjs's transpose ${f2(k.transposeMs.tfjs)} ms, the SIMD kernel ${f2(k.transposeMs.simd)} ms; ` +
+          `sum over axis 0: tfjs ${f2(k.columnSumMs.tfjs)} ms, kernel transpose + row sums ${f2(k.columnSumMs.simd)} ms (same bits). ` +
+          `The Dense engine's gradient with tf.transpose and tf.sum(axis 0) instead: ${f1(median(k.gradientMs.denseStockTranspose))} ms.`,
+        '',
+      );
+    }
   }
   out.push('## Targets (issue #7)', '', '| target | wanted | measured | |', '|---|---|---|---|', ...targets(results), '');
   const notes = join(ROOT, 'bench', 'NOTES.md');
