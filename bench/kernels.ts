@@ -61,7 +61,7 @@ export async function runKernels(backend: Exclude<BackendChoice, 'auto' | 'tenso
   const heap = tf.backend() as { typedArrayFromHeap?: (t: typeof b) => Float32Array };
   if (used === 'wasm' && transposer && heap.typedArrayFromHeap) {
     // what the engine does: read the tensor's values in place, transpose, make the tensor
-    const simdTranspose = (t: typeof b): typeof b => tf.tensor2d(transposer.transpose(heap.typedArrayFromHeap!(t), 512, 512), [512, 512]);
+    const simdTranspose = (t: typeof b): typeof b => tf.tensor2d(transposer.transpose(heap.typedArrayFromHeap!(t), 512, 512)!, [512, 512]);
     const run = (f: () => ReturnType<typeof tf.transpose>) => (): void => {
       const t = f();
       t.dataSync();

@@ -112,12 +112,13 @@ export class DenseGradientEngine implements BatchEngine {
 
   /**
    * The transpose of rows x cols `values` as a tensor made by the SIMD kernel, or undefined where
-   * it does not run. Only on wasm, whose tensors copy the values they are made from (the kernel's
+   * it does not run (or the matrix is too large for it). Only on wasm, whose tensors copy the values they are made from (the kernel's
    * result is overwritten by its next call; on cpu a tensor would keep it).
    */
   private transposeValues(values: Float32Array, rows: number, cols: number): tf.Tensor2D | undefined {
     if (!this.transposer || tf.getBackend() !== 'wasm') return undefined;
-    return tf.tensor2d(this.transposer.transpose(values, rows, cols), [cols, rows]);
+    const transposed = this.transposer.transpose(values, rows, cols);
+    return transposed && tf.tensor2d(transposed, [cols, rows]);
   }
 
   /** The transpose of a matrix (inside a tidy of the caller). */
@@ -132,7 +133,9 @@ export class DenseGradientEngine implements BatchEngine {
    * bits in ~0.2 ms.
    */
   private columnSums(t: tf.Tensor2D): tf.Tensor {
-    return this.transposer && tf.getBackend() === 'wasm' ? tf.sum(this.transpose(t), 1) : tf.sum(t, 0);
+    const values = this.transposer ? heapView(t) : undefined;
+    const transposed = values && this.transposeValues(values, t.shape[0], t.shape[1]);
+    return transposed ? tf.sum(transposed, 1) : tf.sum(t, 0);
   }
 
   /** Pre-activations and activations of every layer (inside a tidy of the caller). */

@@ -95,15 +95,16 @@ export interface Float16Encoded {
 export type Float16Implementation = 'wasm' | 'js';
 
 let kernel: Float16Kernel | null | undefined;
-function simd(implementation: Float16Implementation): Float16Kernel | null {
+/** The kernels for `n` values, or null: asked for the reference, no WebAssembly SIMD, or too many values for its memory. */
+function simd(implementation: Float16Implementation, n: number): Float16Kernel | null {
   if (implementation === 'js') return null;
   if (kernel === undefined) kernel = Float16Kernel.create();
-  return kernel;
+  return kernel?.fits(n) ? kernel : null;
 }
 
 export function encodeFloat16(values: Float32Array, implementation: Float16Implementation = 'wasm'): Float16Encoded {
   const halves = new Uint16Array(values.length);
-  const fast = simd(implementation);
+  const fast = simd(implementation, values.length);
   if (fast) {
     const scaleExp = scaleExpFor(fast.maxAbs(values));
     fast.encode(values, scaleExp, halves);
@@ -117,7 +118,7 @@ export function encodeFloat16(values: Float32Array, implementation: Float16Imple
 
 export function decodeFloat16(halves: Uint16Array, scaleExp: number, out = new Float32Array(halves.length), implementation: Float16Implementation = 'wasm'): Float32Array {
   if (out.length !== halves.length) throw new RangeError(`decodeFloat16: output has ${out.length} values, input ${halves.length}`);
-  const fast = simd(implementation);
+  const fast = simd(implementation, halves.length);
   if (fast) {
     fast.decode(halves, scaleExp, out);
     return out;

@@ -22,14 +22,24 @@ export class Float16Kernel {
     return kernel === null ? null : new Float16Kernel(kernel);
   }
 
-  /** Room for n float32s at 0 and n halves after them; returns n rounded up to 8 and the halves' offset. */
-  private layout(n: number): { padded: number; halves: number } {
-    const padded = Math.ceil(n / 8) * 8;
-    const halves = padded * 4;
-    const need = halves + padded * 2;
+  /** Whether `n` values fit (float32s and halves: 6 bytes each, at most 4 GiB in all). */
+  fits(n: number): boolean {
+    const need = Math.ceil(n / 8) * 8 * 6;
     const have = this.kernel.memory.buffer.byteLength;
-    if (need > have) this.kernel.memory.grow(Math.ceil((need - have) / PAGE));
-    return { padded, halves };
+    if (need <= have) return true;
+    try {
+      this.kernel.memory.grow(Math.ceil((need - have) / PAGE));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Room for n float32s at 0 and n halves after them (checked by `fits`); n rounded up to 8 and the halves' offset. */
+  private layout(n: number): { padded: number; halves: number } {
+    if (!this.fits(n)) throw new RangeError(`${n} values do not fit in a WebAssembly memory`);
+    const padded = Math.ceil(n / 8) * 8;
+    return { padded, halves: padded * 4 };
   }
 
   /** Copies `values` in, zero-padded; returns the padded length and the halves' offset. */

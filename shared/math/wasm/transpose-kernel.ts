@@ -20,14 +20,21 @@ export class Transposer {
     return kernel === null ? null : new Transposer(kernel);
   }
 
-  /** The cols x rows transpose of `src` (rows x cols, row-major), as a view valid until the next call. */
-  transpose(src: Float32Array, rows: number, cols: number): Float32Array {
+  /**
+   * The cols x rows transpose of `src` (rows x cols, row-major), as a view valid until the next
+   * call; undefined when the matrix does not fit in a WebAssembly memory (4 GiB for both copies).
+   */
+  transpose(src: Float32Array, rows: number, cols: number): Float32Array | undefined {
     const n = rows * cols;
     if (src.length !== n) throw new RangeError(`a ${rows} x ${cols} matrix has ${n} values, got ${src.length}`);
     const bytes = n * Float32Array.BYTES_PER_ELEMENT;
     const dst = Math.ceil(bytes / 16) * 16;
     const have = this.kernel.memory.buffer.byteLength;
-    if (dst + bytes > have) this.kernel.memory.grow(Math.ceil((dst + bytes - have) / PAGE));
+    try {
+      if (dst + bytes > have) this.kernel.memory.grow(Math.ceil((dst + bytes - have) / PAGE));
+    } catch {
+      return undefined;
+    }
     const buffer = this.kernel.memory.buffer;
     new Float32Array(buffer, 0, n).set(src);
     this.kernel.transpose(0, dst, rows, cols);
