@@ -22,7 +22,7 @@ function worker(url: string): void {
   const frames = new FramePool();
   socket.on('message', (data: Buffer) => {
     const weights = decodeMessage(data) as Extract<Message, { type: 'weights' }>;
-    const frame = frames.encode({ type: 'gradient', step: weights.version, count: 512, lossSum: 1, metricSums: [1], computeMs: 0, dtype: 'float32', gradient });
+    const frame = frames.encode({ type: 'gradient', step: weights.version, count: 512, lossSum: 1, metricSums: [1], computeMs: 0, dtype: 'float32', parts: 0, gradient });
     const written = frame.retain();
     frame.release();
     socket.send(frame.bytes, () => written());

@@ -200,6 +200,7 @@ export async function startCluster(
     heartbeatMs: Math.round(c.heartbeatInterval * 1000),
     heartbeatTimeoutMs: Math.round(c.heartbeatTimeout * 1000),
     gradientDtype: c.gradientDtype,
+    bucketBytes: c.gradientBucketBytes,
     stepTimeoutMs: Math.round(c.stepTimeout * 1000),
     chunkBytes: Math.min(c.chunkBytes, c.maxMessageBytes - 4096),
     onBytes: (direction, n) => metrics.bytes('node', direction, n),

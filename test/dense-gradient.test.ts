@@ -120,6 +120,24 @@ describe('DenseGradientEngine transposes', () => {
     stock.dispose();
   });
 
+  it('reports the end of the gradient final as the backward pass finishes it, layer by layer', async () => {
+    await initBackend('wasm');
+    const engine = new DenseGradientEngine(oddSpec);
+    const { weights, x, y } = batches(oddSpec, 1, 29)[0]!;
+    engine.setWeights(weights);
+    const layout = weightLayout(oddSpec);
+    const out = new Float32Array(layout.size).fill(Number.NaN);
+    const seen: { start: number; values: Float32Array }[] = [];
+    const result = engine.gradient(x, y, 29, out, (start) => seen.push({ start, values: out.slice(start) }));
+    // one call per layer, at each kernel's offset, last layer first
+    expect(seen.map((s) => s.start)).toEqual(layout.entries.filter((e) => e.kind === 'kernel').map((e) => e.offset).reverse());
+    // what was reported final did not change afterwards
+    for (const { start, values } of seen) expect(values, `from ${start}`).toEqual(result.gradient.subarray(start));
+    expect(result.gradient).toBe(out);
+    expect(out.every(Number.isFinite)).toBe(true);
+    engine.dispose();
+  });
+
   describe('on cpu (tf.transpose there: a cpu tensor keeps the array it is made from)', () => {
     beforeAll(async () => {
       await initBackend('cpu');

@@ -140,7 +140,7 @@ describe('training with float16 gradients on the wire', () => {
           const { x, y } = rows(part.map((r) => train.start + r));
           const g = engine.gradient(x, y, part.length);
           lossSum += g.lossSum;
-          const frame = encodeMessage({ type: 'gradient', step: k, count: part.length, lossSum: g.lossSum, metricSums: g.metricSums, computeMs: 0, dtype, gradient: g.gradient });
+          const frame = encodeMessage({ type: 'gradient', step: k, count: part.length, lossSum: g.lossSum, metricSums: g.metricSums, computeMs: 0, dtype, parts: 0, gradient: g.gradient });
           bytes += frame.byteLength;
           const received = expectGradient(decodeMessage(frame), k, weights.length, 1);
           return { gradient: received.gradient, count: received.count };

@@ -1,6 +1,6 @@
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { PROTOCOL_VERSION, decodeMessage, encodeMessage, expectGradient, expectHello, type Message } from '../shared/protocol/messages.js';
+import { PROTOCOL_VERSION, decodeMessage, encodeMessage, expectGradient, expectGradientPart, expectHello, type GradientPartMessage, type Message } from '../shared/protocol/messages.js';
 
 const SPEC = { inputDim: 2, layers: [{ units: 1, activation: 'sigmoid' as const, useBias: true }], loss: 'binaryCrossentropy' as const, metrics: ['accuracy' as const] };
 
@@ -12,6 +12,7 @@ const gradient = (values: number[], step = 3): Message => ({
   metricSums: [12],
   computeMs: 1.5,
   dtype: 'float32',
+  parts: 0,
   gradient: Float32Array.from(values),
 });
 
@@ -20,10 +21,11 @@ describe('wire protocol', () => {
     const messages: Message[] = [
       { type: 'hello', version: PROTOCOL_VERSION, token: 't', name: 'gpu-1', backend: 'wasm' },
       { type: 'welcome', version: PROTOCOL_VERSION, workerId: 'node-1' },
-      { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float16' },
+      { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float16', bucketBytes: 4096 },
       { type: 'shard', firstRow: 0, rows: 2, chunk: 0, chunks: 1, x: Float32Array.from([1, 2, 3, 4]), y: Float32Array.from([0, 1]) },
       { type: 'weights', version: 7, weights: Float32Array.from([0.5, -0.25, 1e-8]) },
       { type: 'step', step: 9, version: 7, rows: Int32Array.from([4, 1, 3]), x: Float32Array.from([5, 6]), y: Float32Array.from([1]) },
+      { type: 'gradient_part', step: 3, offset: 3, dtype: 'float32', values: Float32Array.from([0.4, 0.5]) },
       gradient([0.1, -0.2, 0.3]),
       { type: 'evaluate', id: 2, version: 7, x: Float32Array.from([1, 2]), y: Float32Array.from([0]) },
       { type: 'evaluation', id: 2, count: 1, lossSum: 0.7, metricSums: [1] },
@@ -67,7 +69,8 @@ describe('wire protocol', () => {
     );
     expect(() => decodeMessage(packr.pack({ type: 'weights', version: 1, pad: '12345678', weights: new Uint8Array(4) }))).toThrow(/bad "weights" message: pad/);
     expect(() => decodeMessage(packr.pack({ type: 'weights', version: 1, weights: new Uint8Array(6) }))).toThrow('weights.weights: 6 bytes is not a whole number of 4-byte values');
-    const job = { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float16' };
+    const job = { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float16', bucketBytes: 0 };
+    expect(() => decodeMessage(packr.pack({ ...job, bucketBytes: -1 }))).toThrow(/bad "job" message: bucketBytes/);
     expect(() => decodeMessage(packr.pack({ ...job, spec: { ...SPEC, loss: 'hinge' } }))).toThrow(/bad "job" message: spec.loss/);
     expect(() => decodeMessage(packr.pack({ ...job, spec: { ...SPEC, layers: [] } }))).toThrow(/bad "job" message: spec.layers/);
   });
@@ -87,6 +90,26 @@ describe('wire protocol', () => {
     expect(expectGradient(g, 3, 3, 1)).toBe(g);
     expect(() => expectGradient(g, 4, 3, 1)).toThrow('gradient for step 3, expected step 4');
     expect(() => expectGradient(g, 3, 5, 1)).toThrow(expect.objectContaining({ fault: 'shape', message: 'gradient has 3 values, the model has 5 parameters' }));
+  });
+
+  it('carries a gradient in parts that tile it from its end down, and checks how they fit', () => {
+    for (const dtype of ['float32', 'float16'] as const) {
+      const part: Message = { type: 'gradient_part', step: 3, offset: 2, dtype, values: Float32Array.from([0.5, -0.25, 0.125]) };
+      const decoded = decodeMessage(encodeMessage(part)) as GradientPartMessage;
+      expect(decoded).toEqual(part);
+      // the first part ends at the model's size, the next one where the first starts
+      expect(() => expectGradientPart(decoded, 5)).not.toThrow();
+      expect(() => expectGradientPart(decoded, 6)).toThrow(expect.objectContaining({ fault: 'shape', message: 'gradient part 2..5 does not end where the next values start (6)' }));
+      expect(() => expectGradientPart({ ...decoded, offset: 5, values: new Float32Array(0) }, 5)).toThrow(/gradient part 5..5/);
+    }
+    const rest = { ...(gradient([1, 2]) as object), parts: 1 } as Message;
+    expect(expectGradient(rest, 3, 5, 1, { count: 1, end: 2 })).toBe(rest);
+    expect(() => expectGradient(rest, 3, 5, 1, { count: 2, end: 2 })).toThrow(expect.objectContaining({ fault: 'shape', message: 'gradient says 1 part(s) came before it, 2 did' }));
+    expect(() => expectGradient(rest, 3, 5, 1, { count: 1, end: 3 })).toThrow('gradient has 2 values before its parts, which start at 3');
+    expect(() => expectGradient(rest, 3, 5, 1)).toThrow('gradient says 1 part(s) came before it, 0 did');
+    const packr = new Packr({ useRecords: false });
+    expect(() => decodeMessage(packr.pack({ type: 'gradient_part', step: 1, offset: -1, dtype: 'float32', scaleExp: 0, values: new Uint8Array(4) }))).toThrow(/bad "gradient_part" message: offset/);
+    expect(() => decodeMessage(packr.pack({ type: 'gradient_part', step: 1, offset: 0, dtype: 'float32', scaleExp: 0, values: new Uint8Array(6) }))).toThrow('gradient_part.values: 6 bytes is not a whole number of 4-byte values');
   });
 
   it("leaves a gradient's NaN and infinity to the trainer, which checks every participant's gradient through the mean", () => {
@@ -136,7 +159,7 @@ describe('wire protocol', () => {
     expect(Math.abs(large[0]! - 1e6)).toBeLessThanOrEqual(1e6 * 2 ** -11);
     expect(large[1]).toBe(-3);
     const packr = new Packr({ useRecords: false });
-    const raw = { type: 'gradient', step: 3, count: 16, lossSum: 1, metricSums: [1], computeMs: 1, dtype: 'float16', scaleExp: 0 };
+    const raw = { type: 'gradient', step: 3, count: 16, lossSum: 1, metricSums: [1], computeMs: 1, dtype: 'float16', scaleExp: 0, parts: 0 };
     expect(() => decodeMessage(packr.pack({ ...raw, gradient: new Uint8Array(3) }))).toThrow('gradient.gradient: 3 bytes is not a whole number of 2-byte values');
     expect(() => decodeMessage(packr.pack({ ...raw, scaleExp: 1000, gradient: new Uint8Array(2) }))).toThrow(/bad "gradient" message: scaleExp/);
     expect(() => decodeMessage(packr.pack({ ...raw, dtype: 'int8', gradient: new Uint8Array(2) }))).toThrow(/bad "gradient" message: dtype/);

@@ -1,13 +1,14 @@
 /**
  * Remote worker nodes, with real processes on 127.0.0.1: a coordinator process and worker
  * processes (`bin/coordinator.js start --listen`, `bin/worker.js start --connect`).
- * - Synchronous: nodes (with or without threads) give the single-process reference's weights.
+ * - Synchronous: nodes (with or without threads) give the single-process reference's weights,
+ *   also when they send their gradients in parts (small buckets here, so that every step has one).
  * - Faults: kill -9 a worker mid-epoch; every step is applied once and the weights still equal
  *   the reference (its part of the step in flight is recomputed).
  * - Membership: a worker started mid-run takes part from then on.
  * - Hostile peers: bad token, other protocol version, garbage and truncated frames, an
- *   oversize frame, a gradient of the wrong length and a NaN gradient are rejected with a
- *   logged reason while training goes on.
+ *   oversize frame, a gradient of the wrong length, a gradient part that does not fit and a NaN
+ *   gradient are rejected with a logged reason while training goes on.
  */
 import { readFileSync } from 'node:fs';
 import { Packr } from 'msgpackr';
@@ -84,7 +85,8 @@ describe('remote worker nodes (real processes on 127.0.0.1)', { timeout: 900_000
   // (Nodes alone, without threads, are the kill -9 test below.)
   for (const threads of [1]) {
     it(`${threads} thread(s) + 2 worker processes, 30 steps: weights equal the single-process reference`, async () => {
-      const job = jobWithSteps(600, 2, 15, { threads, minWorkers: 2, balance: 'auto' });
+      // 512-byte buckets: each node sends the last two layers' gradients ahead of the first's
+      const job = jobWithSteps(600, 2, 15, { threads, minWorkers: 2, balance: 'auto', gradientBucketBytes: 512 });
       const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
       const url = await coordinatorUrl(coordinator);
       const workers = ['w1', 'w2'].map((name) => track(startWorker(name, url, job.tokenFile)));
@@ -105,7 +107,7 @@ describe('remote worker nodes (real processes on 127.0.0.1)', { timeout: 900_000
   }
 
   it('kill -9 of one of two workers mid-epoch: every step applied once, weights equal the reference', async () => {
-    const job = jobWithSteps(2100, 2, 50, { threads: 0, minWorkers: 1, balance: 'equal' });
+    const job = jobWithSteps(2100, 2, 50, { threads: 0, minWorkers: 1, balance: 'equal', gradientBucketBytes: 512 });
     const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
     const url = await coordinatorUrl(coordinator);
     const victim = track(startWorker('victim', url, job.tokenFile, ['--verbose']));
@@ -155,11 +157,12 @@ describe('remote worker nodes (real processes on 127.0.0.1)', { timeout: 900_000
       await coordinator.waitFor(logged);
     }
     // Authenticated peers that misbehave at their first step.
-    for (const [what, bad, logged] of [
-      ['wrong-length gradient', (g: Float32Array) => g.subarray(1), /gradient has \d+ values, the model has \d+ parameters \(shape\)/],
-      ['NaN gradient (float16)', (g: Float32Array) => g.fill(Number.NaN, 3, 4), /node-\d+: returned a non-finite gradient \(value 3 is NaN, loss sum [\d.e+-]+\) \(non_finite\)/],
+    for (const [what, bad, logged, misfit] of [
+      ['wrong-length gradient', (g: Float32Array) => g.subarray(1), /gradient has \d+ values, the model has \d+ parameters \(shape\)/, false],
+      ['NaN gradient (float16)', (g: Float32Array) => g.fill(Number.NaN, 3, 4), /node-\d+: returned a non-finite gradient \(value 3 is NaN, loss sum [\d.e+-]+\) \(non_finite\)/, false],
+      ['gradient part that does not fit', (g: Float32Array) => g, /gradient part \d+\.\.\d+ does not end where the next values start \(\d+\) \(shape\)/, true],
     ] as const) {
-      const peer = await badWorker(url, bad);
+      const peer = await badWorker(url, bad, misfit);
       expect(peer.droppedWith, what).toMatch(/./);
       await coordinator.waitFor(logged);
     }
@@ -174,7 +177,7 @@ describe('remote worker nodes (real processes on 127.0.0.1)', { timeout: 900_000
     expect(lateStats.firstStep).toBeGreaterThan(0);
     expect(lateStats.samples).toBeGreaterThan(0);
     expect(summary.rejectedPeers).toMatchObject({ auth: 1, version: 1, malformed: 2, oversize: 1 });
-    expect(summary.failures).toMatchObject({ shape: 1, non_finite: 1 });
+    expect(summary.failures).toMatchObject({ shape: 2, non_finite: 1 });
     expect(summary.test['accuracy']).toBeGreaterThan(0.7);
   });
 });
@@ -192,8 +195,11 @@ function rawPeer(url: string, frames: Uint8Array[]): Promise<{ closed: boolean; 
   });
 }
 
-/** A peer that authenticates, then answers its first step with a corrupted gradient. */
-function badWorker(url: string, corrupt: (g: Float32Array) => Float32Array): Promise<{ droppedWith: string }> {
+/**
+ * A peer that authenticates, then answers its first step with a corrupted gradient, or (misfit)
+ * first sends a part of it that stops one value short of the gradient's end.
+ */
+function badWorker(url: string, corrupt: (g: Float32Array) => Float32Array, misfit = false): Promise<{ droppedWith: string }> {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url);
     let parameters = 0;
@@ -211,7 +217,12 @@ function badWorker(url: string, corrupt: (g: Float32Array) => Float32Array): Pro
         // the job's length goes as float16 (as the job asks), a shorter one as float32.
         const half = gradient.length === parameters ? encodeFloat16(gradient) : undefined;
         const bytes = half ? half.halves : gradient;
-        const frame = new Packr({ useRecords: false, moreTypes: false }).pack({
+        const packr = new Packr({ useRecords: false, moreTypes: false });
+        if (misfit) {
+          socket.send(packr.pack({ type: 'gradient_part', step: m.step, offset: 1, dtype: 'float32', scaleExp: 0, values: new Uint8Array(4 * (parameters - 2)) }));
+          return;
+        }
+        const frame = packr.pack({
           type: 'gradient',
           step: m.step,
           count,
@@ -220,6 +231,7 @@ function badWorker(url: string, corrupt: (g: Float32Array) => Float32Array): Pro
           computeMs: 1,
           dtype: half ? 'float16' : 'float32',
           scaleExp: half ? half.scaleExp : 0,
+          parts: 0,
           gradient: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
         });
         socket.send(frame);

@@ -58,6 +58,9 @@ function readInto(t: tf.Tensor, out: Float32Array, offset: number): void {
 interface DenseParams {
   readonly spec: DenseSpec;
   readonly alpha: number;
+  /** Offsets of the layer's kernel and bias gradients in the flat layout (bias: -1 without one). */
+  readonly kernelOffset: number;
+  readonly biasOffset: number;
   kernel: tf.Tensor2D;
   kernelT: tf.Tensor2D;
   bias: tf.Tensor1D | undefined;
@@ -83,9 +86,12 @@ export class DenseGradientEngine implements BatchEngine {
     this.outputDim = outputDim(spec);
     this.lossFn = losses[spec.loss].fn;
     this.metricFns = spec.metrics.map((name) => metrics[name].fn(this.outputDim));
+    let entry = 0;
     this.layers = spec.layers.map((layer) => {
       const alpha = layer.alpha ?? 0.3;
-      return { spec: layer, alpha, kernel: tf.zeros([1, 1]), kernelT: tf.zeros([1, 1]), bias: undefined };
+      const kernelOffset = this.layout.entries[entry++]!.offset;
+      const biasOffset = layer.useBias ? this.layout.entries[entry++]!.offset : -1;
+      return { spec: layer, alpha, kernelOffset, biasOffset, kernel: tf.zeros([1, 1]), kernelT: tf.zeros([1, 1]), bias: undefined };
     });
     this.staging = new Float32Array(this.layout.size);
     this.setWeights(this.staging);
@@ -152,29 +158,29 @@ export class DenseGradientEngine implements BatchEngine {
     return { zs, as };
   }
 
-  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array): BatchGradient {
+  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void): BatchGradient {
     const gradient = gradientOut(this.layout.size, out);
-    const { lossSum, metricSums, grads } = tf.tidy(() => {
+    const { lossSum, metricSums } = tf.tidy(() => {
       const xs = tf.tensor2d(x, [count, this.inputDim]);
       const ys = tf.tensor2d(y, [count, this.outputDim]);
       const { zs, as } = this.forward(xs);
       const out = as[as.length - 1]!;
       const { value, grad } = tf.valueAndGrad((p: tf.Tensor) => tf.mean(this.lossFn(ys, p)) as tf.Scalar)(out);
-      const grads: tf.Tensor[] = [];
       let da: tf.Tensor = grad;
+      // Last layer first: each layer's gradients are read out as soon as they exist, and the
+      // values from its kernel's offset to the end are then final (its bias and the later layers).
       for (let i = this.layers.length - 1; i >= 0; i--) {
         const layer = this.layers[i]!;
         const dz = ACTIVATION_MATH[layer.spec.activation].backward(zs[i]!, as[i + 1]!, da, layer.alpha);
-        if (layer.bias) grads.push(this.columnSums(dz as tf.Tensor2D));
-        grads.push(tf.matMul(this.transpose(as[i]! as tf.Tensor2D), dz));
+        if (layer.bias) readInto(this.columnSums(dz as tf.Tensor2D), gradient, layer.biasOffset);
+        readInto(tf.matMul(this.transpose(as[i]! as tf.Tensor2D), dz), gradient, layer.kernelOffset);
+        onReady?.(layer.kernelOffset);
         if (i > 0) da = tf.matMul(dz, layer.kernelT);
       }
-      grads.reverse();
-      return { lossSum: tf.mul(value, count), metricSums: this.metricFns.map((fn) => tf.sum(fn(ys, out))), grads };
+      return { lossSum: tf.mul(value, count), metricSums: this.metricFns.map((fn) => tf.sum(fn(ys, out))) };
     });
-    grads.forEach((g, i) => readInto(g, gradient, this.layout.entries[i]!.offset));
     const result = { gradient, count, lossSum: lossSum.dataSync()[0]!, metricSums: metricSums.map((m) => m.dataSync()[0]!) };
-    tf.dispose([lossSum, ...metricSums, ...grads]);
+    tf.dispose([lossSum, ...metricSums]);
     return result;
   }
 

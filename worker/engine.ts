@@ -23,8 +23,13 @@ export interface BatchEngine {
   readonly spec: ModelSpec;
   readonly layout: WeightLayout;
   setWeights(flat: Float32Array): void;
-  /** `out`: where to write the gradient (layout.size values), e.g. straight into a thread's result packet. */
-  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array): BatchGradient;
+  /**
+   * `out`: where to write the gradient (layout.size values), e.g. straight into a thread's result
+   * packet. `onReady(start)`: called during the backward pass when out[start..] holds its final
+   * values, with `start` going down (a node sends those values while the rest is computed); an
+   * engine that finishes all at once need not call it.
+   */
+  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void): BatchGradient;
   evaluate(x: Float32Array, y: Float32Array, count: number): BatchSums;
   predict(x: Float32Array, count: number): Float32Array;
   dispose(): void;

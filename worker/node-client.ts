@@ -69,6 +69,8 @@ export class NodeClient {
   private readonly gradientFrames = new FramePool();
   /** Weights of `version` not yet loaded into the engine. */
   private weights: Float32Array | undefined;
+  /** The gradient of a step, reused (its values are copied into frames as they are sent). */
+  private gradientMemory = new Float32Array(0);
 
   constructor(private readonly options: NodeClientOptions) {}
 
@@ -118,7 +120,7 @@ export class NodeClient {
       const send = (message: Message): void => {
         if (socket.readyState !== WebSocket.OPEN) return;
         // gradients (every step, megabytes) are encoded into reused memory
-        if (message.type === 'gradient') {
+        if (message.type === 'gradient' || message.type === 'gradient_part') {
           const frame = this.gradientFrames.encode(message);
           const written = frame.retain();
           frame.release();
@@ -177,17 +179,38 @@ export class NodeClient {
             case 'step': {
               const engine = this.need(this.engine, 'step');
               if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
-              // compute time counts what a thread's does: loading new weights, gathering rows, the gradient
+              const { gradientDtype: dtype, bucketBytes, parameters } = this.need(this.job, 'step');
+              if (this.gradientMemory.length !== parameters) this.gradientMemory = new Float32Array(parameters);
+              const gradient = this.gradientMemory;
+              // The gradient's end goes out as soon as the backward pass has finished `bucketBytes`
+              // of it (the first part is the largest layers' gradients, ready before the first layer's).
+              const bytesPerValue = dtype === 'float16' ? 2 : 4;
+              let sentFrom = parameters;
+              let parts = 0;
+              let sendingMs = 0;
+              const onReady =
+                bucketBytes > 0
+                  ? (start: number): void => {
+                      if (start === 0 || (sentFrom - start) * bytesPerValue < bucketBytes) return; // the gradient message brings the rest
+                      const t0 = performance.now();
+                      send({ type: 'gradient_part', step: message.step, offset: start, dtype, values: gradient.subarray(start, sentFrom) });
+                      sendingMs += performance.now() - t0;
+                      sentFrom = start;
+                      parts++;
+                    }
+                  : undefined;
+              // compute time counts what a thread's does: loading new weights, gathering rows, the
+              // gradient; not the sending of parts on the way
               const started = performance.now();
               this.loadWeights(engine);
               const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, message.x, message.y);
-              const result = engine.gradient(xs, ys, count);
-              const computeMs = performance.now() - started;
+              const result = engine.gradient(xs, ys, count, gradient, onReady);
+              const computeMs = performance.now() - started - sendingMs;
               this.stats.steps++;
               this.stats.samples += count;
               this.stats.computeSeconds += computeMs / 1000;
               this.options.metrics?.step(count, computeMs / 1000);
-              send({ type: 'gradient', step: message.step, count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs, dtype: this.need(this.job, 'step').gradientDtype, gradient: result.gradient });
+              send({ type: 'gradient', step: message.step, count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs, dtype, parts, gradient: gradient.subarray(0, sentFrom) });
               if (this.options.verbose) log(`step ${message.step}: ${count} rows (${message.rows.length} held, ${count - message.rows.length} inline), ${computeMs.toFixed(1)} ms`);
               return;
             }

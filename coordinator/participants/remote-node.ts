@@ -19,6 +19,8 @@ import {
   decodeMessage,
   encodeMessage,
   expectGradient,
+  expectGradientPart,
+  type GradientPartMessage,
   type HelloMessage,
   type Message,
 } from '../../shared/protocol/messages.js';
@@ -34,6 +36,8 @@ export interface NodeContext {
   readonly heartbeatTimeoutMs: number;
   /** How the node sends gradients. */
   readonly gradientDtype: GradientDtype;
+  /** Gradient bytes a node sends ahead in parts (job.bucketBytes; 0: whole gradients). */
+  readonly bucketBytes: number;
   readonly stepTimeoutMs: number;
   /** Largest shard chunk in bytes (below the peers' maxPayload). */
   readonly chunkBytes: number;
@@ -50,6 +54,14 @@ interface Pending {
   readonly timer: NodeJS.Timeout;
 }
 
+/** The gradient parts of the step a node is computing: they tile [end, parameters) of `values`. */
+interface Assembly {
+  readonly step: number;
+  count: number;
+  end: number;
+  values: Float32Array | undefined;
+}
+
 export class RemoteNode implements Participant {
   readonly kind = 'node' as const;
   readonly holds: (row: number) => boolean;
@@ -64,6 +76,9 @@ export class RemoteNode implements Participant {
   private readonly heartbeat: NodeJS.Timeout;
   private closedReason: string | undefined;
   private readonly closeListeners: ((reason: FailureReason, message: string) => void)[] = [];
+  private assembly: Assembly | undefined;
+  /** Reused for assembled gradients, unless handed out earlier in the same step (still in use then). */
+  private assembled: { step: number; values: Float32Array } | undefined;
 
   constructor(
     readonly id: string,
@@ -89,7 +104,7 @@ export class RemoteNode implements Participant {
 
   /** Welcomes the node and sends it the job. */
   start(): void {
-    const { jobId, spec, parameters, dataset, heartbeatMs, heartbeatTimeoutMs, gradientDtype } = this.context;
+    const { jobId, spec, parameters, dataset, heartbeatMs, heartbeatTimeoutMs, gradientDtype, bucketBytes } = this.context;
     this.send({ type: 'welcome', version: PROTOCOL_VERSION, workerId: this.id });
     this.send({
       type: 'job',
@@ -102,6 +117,7 @@ export class RemoteNode implements Participant {
       heartbeatMs,
       heartbeatTimeoutMs,
       gradientDtype,
+      bucketBytes,
     });
   }
 
@@ -193,18 +209,52 @@ export class RemoteNode implements Participant {
       x.set(dataset.x.subarray(row * features, (row + 1) * features), i * features);
       y.set(dataset.y.subarray(row * outputs, (row + 1) * outputs), i * outputs);
     });
+    const assembly: Assembly = { step, count: 0, end: parameters, values: undefined };
+    this.assembly = assembly;
     const answer = await this.request(`step ${step}`, () => {
       this.sendWeights(version);
       this.send({ type: 'step', step, version, rows: Int32Array.from(held), x, y });
     });
     let message;
     try {
-      message = expectGradient(answer, step, parameters, spec.metrics.length);
+      message = expectGradient(answer, step, parameters, spec.metrics.length, assembly);
     } catch (err) {
       throw this.drop((err as ProtocolError).fault === 'shape' ? 'shape' : 'unexpected', (err as Error).message);
     }
     if (message.count !== rows.length) throw this.drop('shape', `computed ${message.count} samples for step ${step}, was given ${rows.length}`);
-    return { count: message.count, lossSum: message.lossSum, metricSums: message.metricSums, gradient: message.gradient, numTensors: -1, computeMs: message.computeMs };
+    let gradient = message.gradient;
+    if (assembly.values) {
+      assembly.values.set(gradient);
+      gradient = assembly.values;
+    }
+    return { count: message.count, lossSum: message.lossSum, metricSums: message.metricSums, gradient, numTensors: -1, computeMs: message.computeMs };
+  }
+
+  /** A gradient part of the step being computed: copied into place (the step's answer takes it from there). */
+  private part(message: GradientPartMessage): void {
+    const assembly = this.assembly;
+    if (!assembly || assembly.step !== message.step || !this.pending.has(`step ${message.step}`)) {
+      this.drop('unexpected', `sent a gradient part for step ${message.step}, which was not asked for`);
+      return;
+    }
+    try {
+      expectGradientPart(message, assembly.end);
+    } catch (err) {
+      this.drop('shape', (err as Error).message);
+      return;
+    }
+    assembly.values ??= this.assemblyMemory(message.step);
+    assembly.values.set(message.values, message.offset);
+    assembly.end = message.offset;
+    assembly.count++;
+  }
+
+  private assemblyMemory(step: number): Float32Array {
+    const { parameters } = this.context;
+    // a second request in one step (recomputing another participant's rows) must not overwrite the first answer
+    if (this.assembled?.step === step) return new Float32Array(parameters);
+    this.assembled = { step, values: this.assembled?.values ?? new Float32Array(parameters) };
+    return this.assembled.values;
   }
 
   async evaluate(version: number, range: RowRange): Promise<EvaluateAnswer> {
@@ -242,6 +292,8 @@ export class RemoteNode implements Participant {
     switch (message.type) {
       case 'heartbeat':
         return;
+      case 'gradient_part':
+        return this.part(message);
       case 'gradient':
         return this.answer(`step ${message.step}`, message);
       case 'evaluation':

@@ -126,6 +126,12 @@ const Cluster = z.strictObject({
    * message (half the bytes, values within 2^-11 relative). Threads always share float32.
    */
   gradientDtype: z.enum(GRADIENT_DTYPES).default('float32'),
+  /**
+   * A worker node sends the end of its gradient as soon as the backward pass has finished this
+   * many bytes of it, and the rest at the end (DDP's buckets): the sending overlaps the rest of
+   * the computation. 0: one message per gradient.
+   */
+  gradientBucketBytes: z.int().nonnegative().default(256 * 1024),
 });
 
 const Metrics = z.strictObject({

@@ -4,7 +4,11 @@
  *
  * Typed arrays travel as raw little-endian bytes (msgpack `bin`), never as lists of numbers.
  * A gradient travels as float32, or as float16 with a power-of-two scale when the job asks for
- * it (`cluster.gradientDtype`); either way the receiver gets a Float32Array.
+ * it (`cluster.gradientDtype`); either way the receiver gets a Float32Array. It may travel in
+ * parts (`job.bucketBytes`, like DDP's buckets): the backward pass finishes the last layers'
+ * gradients first, and a worker sends them as `gradient_part`s while it computes the rest; the
+ * parts tile the flat gradient from its end down, and the `gradient` message brings the rest
+ * (from index 0) with the loss and metric sums.
  * Every decoded message is validated (type, fields, finite numbers, byte lengths) before use;
  * anything else is a ProtocolError with a reason, so a bad peer is named and dropped, never
  * trusted. The one exception is the values of a gradient: the trainer checks every participant's
@@ -21,8 +25,11 @@ import { GRADIENT_DTYPES, decodeFloat16, encodeFloat16 } from '../math/float16.j
 import { firstNonFinite } from '../math/reduce.js';
 import { ACTIVATIONS, LOSSES, METRICS } from '../model/spec.js';
 
-/** 2: gradients may travel as float16 (job.gradientDtype). 3: typed arrays last and 8-byte aligned (`pad`). */
-export const PROTOCOL_VERSION = 3;
+/**
+ * 2: gradients may travel as float16 (job.gradientDtype). 3: typed arrays last and 8-byte aligned
+ * (`pad`). 4: gradients may come in parts (job.bucketBytes, gradient_part, gradient.parts).
+ */
+export const PROTOCOL_VERSION = 4;
 
 /** Why a message was rejected; also the `reason` label of failure counters. */
 export type ProtocolFault = 'malformed' | 'version' | 'auth' | 'non_finite' | 'shape' | 'unexpected';
@@ -58,7 +65,8 @@ export const ModelSpecSchema = z.strictObject({
  * Message shapes as they travel (typed arrays as bytes). The conversation:
  *   worker -> hello (version, token)        coordinator -> welcome (worker id) or error + close
  *   coordinator -> job (model, data shape, timings), shard chunks (rows held from now on)
- *   coordinator -> weights (when changed), step (rows held + rows inline)  worker -> gradient
+ *   coordinator -> weights (when changed), step (rows held + rows inline)
+ *   worker -> gradient_part ... (the gradient's end, as the backward pass finishes it), gradient
  *   coordinator -> evaluate (rows inline)   worker -> evaluation
  *   both -> heartbeat (liveness), error, bye
  */
@@ -77,6 +85,8 @@ const wire = {
     heartbeatTimeoutMs: z.int().positive(),
     /** How the worker sends gradients. */
     gradientDtype: z.enum(GRADIENT_DTYPES),
+    /** Send a gradient's finished end once it holds this many bytes (0: whole gradients only). */
+    bucketBytes: count,
   }),
   shard: z.strictObject({
     type: z.literal('shard'),
@@ -90,6 +100,16 @@ const wire = {
   }),
   weights: z.strictObject({ type: z.literal('weights'), version: count, pad, weights: bytes }),
   step: z.strictObject({ type: z.literal('step'), step: count, version: count, pad, rows: bytes, y: bytes, x: bytes }),
+  /** Values offset.. of a step's flat gradient, sent before the step's `gradient` message. */
+  gradient_part: z.strictObject({
+    type: z.literal('gradient_part'),
+    step: count,
+    offset: count,
+    dtype: z.enum(GRADIENT_DTYPES),
+    scaleExp: z.int().min(-300).max(300),
+    pad,
+    values: bytes,
+  }),
   gradient: z.strictObject({
     type: z.literal('gradient'),
     step: count,
@@ -100,6 +120,8 @@ const wire = {
     dtype: z.enum(GRADIENT_DTYPES),
     /** float16: the values were multiplied by 2^scaleExp before rounding (0 for float32). */
     scaleExp: z.int().min(-300).max(300),
+    /** gradient_part messages sent for this step before this one; `gradient` holds the values before theirs. */
+    parts: count,
     pad,
     gradient: bytes,
   }),
@@ -124,6 +146,7 @@ export type WeightsMessage = Typed<Unpadded<Wire['weights']>, 'weights', Float32
 export type StepMessage = Typed<Typed<Unpadded<Wire['step']>, 'rows', Int32Array>, 'x' | 'y', Float32Array>;
 /** In memory the gradient is always float32; `dtype` says how it travels (scaleExp is the wire's business). */
 export type GradientMessage = Typed<Omit<Wire['gradient'], 'scaleExp' | 'pad'>, 'gradient', Float32Array>;
+export type GradientPartMessage = Typed<Omit<Wire['gradient_part'], 'scaleExp' | 'pad'>, 'values', Float32Array>;
 export type EvaluateMessage = Typed<Unpadded<Wire['evaluate']>, 'x' | 'y', Float32Array>;
 export type EvaluationMessage = Wire['evaluation'];
 export type HeartbeatMessage = Wire['heartbeat'];
@@ -137,6 +160,7 @@ export type Message =
   | ShardMessage
   | WeightsMessage
   | StepMessage
+  | GradientPartMessage
   | GradientMessage
   | EvaluateMessage
   | EvaluationMessage
@@ -178,7 +202,11 @@ const TYPED_FIELDS: Partial<Record<MessageType, Record<string, TypedKind>>> = {
   step: { rows: Int32Array, y: Float32Array, x: Float32Array },
   evaluate: { y: Float32Array, x: Float32Array },
   gradient: {},
+  gradient_part: {},
 };
+
+/** The float32 field of the messages whose values travel as `dtype` (float32 or scaled float16). */
+const GRADIENT_FIELDS: Partial<Record<MessageType, 'gradient' | 'values'>> = { gradient: 'gradient', gradient_part: 'values' };
 
 /** The msgpack header of a `bin` of `length` bytes (bin8, bin16 or bin32). */
 function binHeader(length: number): Uint8Array {
@@ -205,14 +233,16 @@ export function encodeMessage(message: Message, memory: FrameMemory = newMemory)
   if (!fields) return packr.pack(message);
   const head: Record<string, unknown> = { ...message };
   const typed: [string, Uint8Array][] = [];
-  if (message.type === 'gradient') {
-    if (message.dtype === 'float16') {
-      const { halves, scaleExp } = encodeFloat16(message.gradient);
+  const gradientField = GRADIENT_FIELDS[message.type];
+  if (gradientField) {
+    const values = head[gradientField] as Float32Array;
+    if ((message as GradientMessage | GradientPartMessage).dtype === 'float16') {
+      const { halves, scaleExp } = encodeFloat16(values);
       head['scaleExp'] = scaleExp;
-      typed.push(['gradient', asBytes(halves)]);
+      typed.push([gradientField, asBytes(halves)]);
     } else {
       head['scaleExp'] = 0;
-      typed.push(['gradient', asBytes(message.gradient)]);
+      typed.push([gradientField, asBytes(values)]);
     }
   } else for (const name of Object.keys(fields)) typed.push([name, asBytes(head[name] as ArrayBufferView)]);
   for (const [name] of typed) delete head[name];
@@ -263,12 +293,14 @@ export function decodeMessage(frame: Uint8Array): Message {
       message[name] = typed;
     }
   }
-  if (type === 'gradient') {
+  const gradientField = GRADIENT_FIELDS[type as MessageType];
+  if (gradientField) {
     // Not checked for NaN or infinity here: the trainer checks every participant's gradient, in one
     // pass over their mean (coordinator/trainer.ts), and names the culprit.
-    const { dtype, scaleExp, gradient } = message as Wire['gradient'];
-    const field = 'gradient.gradient';
-    message['gradient'] = dtype === 'float16' ? decodeFloat16(fromBytes(gradient, Uint16Array, field) as Uint16Array, scaleExp) : fromBytes(gradient, Float32Array, field);
+    const { dtype, scaleExp } = message as { dtype: string; scaleExp: number };
+    const raw = message[gradientField] as Uint8Array;
+    const field = `${type}.${gradientField}`;
+    message[gradientField] = dtype === 'float16' ? decodeFloat16(fromBytes(raw, Uint16Array, field) as Uint16Array, scaleExp) : fromBytes(raw, Float32Array, field);
     delete message['scaleExp'];
   }
   return message as unknown as Message;
@@ -291,13 +323,36 @@ export function expectHello(message: Message, checkToken: (token: string) => boo
   return message;
 }
 
-/** Checks a gradient against the step it answers and the model's parameter count. */
-export function expectGradient(message: Message, step: number, parameters: number, metrics: number): GradientMessage {
+/** What a step's gradient_part messages brought so far: they tile [end, parameters). */
+export interface ReceivedParts {
+  readonly count: number;
+  readonly end: number;
+}
+
+/**
+ * Checks a gradient against the step it answers, the model's parameter count and the parts
+ * received before it (whose values start at `parts.end`: the message must bring the rest).
+ */
+export function expectGradient(message: Message, step: number, parameters: number, metrics: number, parts: ReceivedParts = { count: 0, end: parameters }): GradientMessage {
   if (message.type !== 'gradient') throw new ProtocolError(`expected "gradient", got "${message.type}"`, 'unexpected');
   if (message.step !== step) throw new ProtocolError(`gradient for step ${message.step}, expected step ${step}`, 'unexpected');
-  if (message.gradient.length !== parameters) {
-    throw new ProtocolError(`gradient has ${message.gradient.length} values, the model has ${parameters} parameters`, 'shape');
+  if (message.parts !== parts.count) throw new ProtocolError(`gradient says ${message.parts} part(s) came before it, ${parts.count} did`, 'shape');
+  if (message.gradient.length !== parts.end) {
+    throw new ProtocolError(
+      parts.count === 0
+        ? `gradient has ${message.gradient.length} values, the model has ${parameters} parameters`
+        : `gradient has ${message.gradient.length} values before its parts, which start at ${parts.end}`,
+      'shape',
+    );
   }
   if (message.metricSums.length !== metrics) throw new ProtocolError(`gradient has ${message.metricSums.length} metric sums, expected ${metrics}`, 'shape');
   return message;
+}
+
+/** Checks a gradient part: it must end where the parts before it start (`end`; the model's size for the first). */
+export function expectGradientPart(message: GradientPartMessage, end: number): void {
+  const { offset, values } = message;
+  if (values.length === 0 || offset + values.length !== end) {
+    throw new ProtocolError(`gradient part ${offset}..${offset + values.length} does not end where the next values start (${end})`, 'shape');
+  }
 }
