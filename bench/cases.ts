@@ -38,7 +38,7 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-export type Config = 'fit' | 'in-process' | 'threads-1' | 'threads-2' | 'nodes-2' | 'nodes-2-f16' | 'mixed';
+export type Config = 'fit' | 'in-process' | 'threads-1' | 'threads-2' | 'nodes-2' | 'nodes-2-f16' | 'nodes-2-whole' | 'mixed';
 export type WorkloadName = 'a' | 'b';
 
 export interface Case {
@@ -141,18 +141,20 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
 };
 
 /** What each configuration of ours runs (`fit` is not ours: no cluster). */
-const CLUSTERS: Record<Exclude<Config, 'fit'>, { threads: number; inProcess: boolean; nodes: number; gradientDtype: GradientDtype }> = {
+const CLUSTERS: Record<Exclude<Config, 'fit'>, { threads: number; inProcess: boolean; nodes: number; gradientDtype: GradientDtype; gradientBucketBytes?: number }> = {
   'in-process': { threads: 1, inProcess: true, nodes: 0, gradientDtype: 'float32' },
   'threads-1': { threads: 1, inProcess: false, nodes: 0, gradientDtype: 'float32' },
   'threads-2': { threads: 2, inProcess: false, nodes: 0, gradientDtype: 'float32' },
   'nodes-2': { threads: 0, inProcess: false, nodes: 2, gradientDtype: 'float32' },
   'nodes-2-f16': { threads: 0, inProcess: false, nodes: 2, gradientDtype: 'float16' },
+  // whole gradients, one message each: what the gradient buckets of the default save or cost
+  'nodes-2-whole': { threads: 0, inProcess: false, nodes: 2, gradientDtype: 'float32', gradientBucketBytes: 0 },
   mixed: { threads: 1, inProcess: false, nodes: 1, gradientDtype: 'float32' },
 };
 
 function jobConfig(c: Case, tokenFile: string): RunConfig {
   const w = WORKLOADS[c.workload];
-  const { threads, inProcess, nodes, gradientDtype } = CLUSTERS[c.config as Exclude<Config, 'fit'>];
+  const { threads, inProcess, nodes, gradientDtype, gradientBucketBytes } = CLUSTERS[c.config as Exclude<Config, 'fit'>];
   const config = validateConfig(
     {
       seed: 1,
@@ -160,7 +162,7 @@ function jobConfig(c: Case, tokenFile: string): RunConfig {
       model: { layers: w.spec.layers.map((l) => ({ units: l.units, activation: l.activation })) },
       compile: { loss: w.spec.loss, optimizer: 'adam' },
       fit: { epochs: 1, batchSize: w.batch },
-      cluster: { threads, inProcess, backend: c.backend, gradientDtype, ...(nodes > 0 ? { listen: '127.0.0.1:0', tokenFile, minWorkers: nodes, waitTimeout: 300 } : {}) },
+      cluster: { threads, inProcess, backend: c.backend, gradientDtype, ...(gradientBucketBytes !== undefined && { gradientBucketBytes }), ...(nodes > 0 ? { listen: '127.0.0.1:0', tokenFile, minWorkers: nodes, waitTimeout: 300 } : {}) },
       metrics: { listen: false },
     },
     'bench',

@@ -79,7 +79,7 @@ function plan(quick: boolean, only: WorkloadName | undefined): Planned[] {
   const b = quick ? { warmupSteps: 1, repeats: 2, stepsPerRepeat: 1, passes: 1 } : { warmupSteps: 3, repeats: 12, stepsPerRepeat: 1, passes: 3 };
   add('a', 'wasm', configs, a);
   if (!quick) add('a', 'cpu', configs, a);
-  add('b', 'wasm', [...configs, 'nodes-2-f16'], b);
+  add('b', 'wasm', [...configs, 'nodes-2-f16', 'nodes-2-whole'], b);
   return groups;
 }
 
@@ -191,7 +191,7 @@ function markdown(results: Results): string {
       (isolated.length
         ? ` Except workload ${isolated.map((w) => `(${w})`).join(', ')}: there every configuration runs in a process of its own (the idle threads and worker processes of the others cost the measured one up to a third of its speed on this machine), in passes whose order rotates; ratios are the median over passes of the ratio of pass medians.`
         : '') +
-      ' samples/s: median of the repeats after warm-up steps (min–max in brackets). Step time split (ms, mean per step): compute = slowest participant\'s own time on its part (gathering rows + gradient); transfer = the rest of the wait for it (messages, scheduling, copies); reduce = weighted average; apply = optimizer step; broadcast = publishing the weights. "not compute" = (step - compute) / step. `fit` is plain tfjs-layers `model.fit` in one process (no split).',
+      ' samples/s: median of the repeats after warm-up steps (min–max in brackets). Step time split (ms, mean per step): compute = slowest participant\'s own time on its part (gathering rows + gradient); transfer = the rest of the wait for it (messages, scheduling, copies); reduce = weighted average; apply = optimizer step; broadcast = publishing the weights. "not compute" = (step - compute) / step. `fit` is plain tfjs-layers `model.fit` in one process (no split). Nodes send the end of their gradient while they compute the rest (`cluster.gradientBucketBytes`, 256 KiB); `nodes-2-whole` sends whole gradients, `nodes-2-f16` float16 ones. A node\'s compute excludes its sending.',
     '',
   ];
   for (const w of ['a', 'b'] as const) {
