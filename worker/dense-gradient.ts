@@ -127,10 +127,15 @@ export class DenseGradientEngine implements BatchEngine {
     return transposed && tf.tensor2d(transposed, [cols, rows]);
   }
 
+  /** The transpose of a matrix tensor by the SIMD kernel, or undefined where it does not run. */
+  private kernelTranspose(t: tf.Tensor2D): tf.Tensor2D | undefined {
+    const values = this.transposer ? heapView(t) : undefined;
+    return values && this.transposeValues(values, t.shape[0], t.shape[1]);
+  }
+
   /** The transpose of a matrix (inside a tidy of the caller). */
   private transpose(t: tf.Tensor2D): tf.Tensor2D {
-    const values = this.transposer ? heapView(t) : undefined;
-    return (values && this.transposeValues(values, t.shape[0], t.shape[1])) ?? tf.transpose(t);
+    return this.kernelTranspose(t) ?? tf.transpose(t);
   }
 
   /**
@@ -139,8 +144,7 @@ export class DenseGradientEngine implements BatchEngine {
    * bits in ~0.2 ms.
    */
   private columnSums(t: tf.Tensor2D): tf.Tensor {
-    const values = this.transposer ? heapView(t) : undefined;
-    const transposed = values && this.transposeValues(values, t.shape[0], t.shape[1]);
+    const transposed = this.kernelTranspose(t);
     return transposed ? tf.sum(transposed, 1) : tf.sum(t, 0);
   }
 

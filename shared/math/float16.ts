@@ -106,9 +106,7 @@ export function encodeFloat16(values: Float32Array, implementation: Float16Imple
   const halves = new Uint16Array(values.length);
   const fast = simd(implementation, values.length);
   if (fast) {
-    const scaleExp = scaleExpFor(fast.maxAbs(values));
-    fast.encode(values, scaleExp, halves);
-    return { halves, scaleExp };
+    return { halves, scaleExp: fast.encode(values, halves, scaleExpFor) };
   }
   const scaleExp = float16ScaleExp(values);
   const scale = 2 ** scaleExp;

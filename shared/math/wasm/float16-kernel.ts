@@ -51,18 +51,17 @@ export class Float16Kernel {
     return at;
   }
 
-  /** The largest finite |value| (0 when there is none). */
-  maxAbs(values: Float32Array): number {
-    const { padded } = this.load(values);
-    return this.kernel.maxAbs(0, padded);
-  }
-
-  /** float16 bits of values[i] * 2^scaleExp, into `out`. */
-  encode(values: Float32Array, scaleExp: number, out: Uint16Array): void {
+  /**
+   * float16 bits of values[i] * 2^scaleExp into `out`, where scaleExp = scaleExpFor(the largest
+   * finite |value|, 0 when there is none); returns scaleExp. The values are copied in once.
+   */
+  encode(values: Float32Array, out: Uint16Array, scaleExpFor: (maxAbs: number) => number): number {
     const { padded, halves } = this.load(values);
+    const scaleExp = scaleExpFor(this.kernel.maxAbs(0, padded));
     const first = Math.min(scaleExp, 127);
     this.kernel.encode(0, halves, padded, 2 ** first, 2 ** (scaleExp - first));
     out.set(new Uint16Array(this.kernel.memory.buffer, halves, values.length));
+    return scaleExp;
   }
 
   /** float32 of halves[i] * 2^-scaleExp (rounded once), into `out`. */
