@@ -43,7 +43,8 @@ options:
   --seed N             overrides seed
   --listen HOST:PORT   accept worker nodes here (overrides cluster.listen; port 0: any free port)
   --token-file FILE    shared token for worker nodes (or set DPTRAIN_TOKEN)
-  --min-workers N      worker nodes to wait for before training (overrides cluster.minWorkers)
+  --min-workers N      worker nodes needed to start and go on (overrides cluster.minWorkers)
+  --start-workers N    worker nodes to wait for before the first step (overrides cluster.startWorkers)
   --balance B          auto | proportional | equal (overrides cluster.balance)
   --tls-cert FILE      serve wss:// with this certificate (PEM; needs --tls-key)
   --tls-key FILE       private key for --tls-cert
@@ -93,6 +94,7 @@ async function start(argv: string[]): Promise<void> {
       listen: { type: 'string' },
       'token-file': { type: 'string' },
       'min-workers': { type: 'string' },
+      'start-workers': { type: 'string' },
       balance: { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
@@ -124,6 +126,7 @@ async function start(argv: string[]): Promise<void> {
     'cluster.listen': values.listen,
     'cluster.tokenFile': values['token-file'],
     'cluster.minWorkers': integerFlag('min-workers', values['min-workers']),
+    'cluster.startWorkers': integerFlag('start-workers', values['start-workers']),
     'cluster.balance': values.balance,
     'metrics.listen': values['metrics-listen'] === 'off' ? false : values['metrics-listen'],
   };

@@ -145,6 +145,11 @@ function stopOnSignals(log: (line: string) => void, training: () => boolean): { 
   };
 }
 
+/** "min 1, start 2" (start only when it asks for more nodes than min) for the start-up line. */
+function workerCounts({ minWorkers, startWorkers }: RunConfig['cluster']): string {
+  return `min ${minWorkers}${startWorkers !== undefined && startWorkers > minWorkers ? `, start ${startWorkers}` : ''}`;
+}
+
 /**
  * Whether the job's one local lane runs in the coordinator's own thread (cluster.inProcess):
  * auto means yes for one lane and no worker nodes. Not with nodes: the coordinator's thread must
@@ -190,7 +195,7 @@ export async function startCluster(
   let local: LocalLanes | undefined;
   if (computesInProcess(config)) local = await InProcessLane.start({ backend: c.backend, spec, dataset, parameters, onFallback: log });
   else if (c.threads > 0) local = await ThreadPool.start({ threads: c.threads, backend: c.backend, spec, dataset, parameters, onBytes: (direction, n) => metrics.bytes('thread', direction, n) });
-  const cluster = new Cluster(local, { minWorkers: c.minWorkers, waitTimeoutMs: c.waitTimeout * 1000, balance: c.balance, log, trainRows: dataset.train.count, metrics });
+  const cluster = new Cluster(local, { minWorkers: c.minWorkers, startWorkers: c.startWorkers, waitTimeoutMs: c.waitTimeout * 1000, balance: c.balance, log, trainRows: dataset.train.count, metrics });
   if (!c.listen || token === undefined) return { cluster, server: undefined };
   const context = cluster.nodeContext({
     jobId: randomUUID(),
@@ -297,7 +302,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
         (local instanceof InProcessLane
           ? `computing in the coordinator's thread on ${local.backend}`
           : `${run.cluster.threads} thread(s)${local ? ` on ${local.backend}` : ''}${threadChoice.reason ? '' : ` (of ${availableParallelism()} cores)`}`) +
-        (server ? ` + worker nodes (min ${run.cluster.minWorkers}, balance ${run.cluster.balance})` : '') +
+        (server ? ` + worker nodes (${workerCounts(run.cluster)}, balance ${run.cluster.balance})` : '') +
         (threadChoice.reason ? ` [${threadChoice.reason}]` : ''),
     );
     const trainer = new Trainer(run, dataset, cluster, spec, metrics);

@@ -393,6 +393,10 @@ export class Trainer {
           options.onCheckpoint?.(snapshot(epoch, b + 1, shuffleAtStart, { lossSum, metricSums, seconds: (performance.now() - started) / 1000 }));
         }
         if (stop) {
+          // The result counts this unfinished epoch's steps too; its checkpoint above does not,
+          // since resuming finishes the epoch and counts it whole.
+          samples += batches.slice(0, b + 1).reduce((n, batch) => n + batch.length, 0);
+          trainSeconds += (performance.now() - started) / 1000;
           interrupted = true;
           break;
         }

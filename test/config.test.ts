@@ -39,6 +39,10 @@ describe('job config', () => {
     expect(() => validateConfig({ ...minimal, compile: { loss: 'hinge' } }, 'job.yaml')).toThrow(/compile\.loss: .*"binaryCrossentropy"/);
     expect(() => validateConfig({ ...minimal, compile: { ...minimal.compile, optimizer: 'adagrad' } }, 'job.yaml')).toThrow(/compile\.optimizer/);
     expect(() => validateConfig([], 'job.yaml')).toThrow(/must be a mapping/);
+    expect(() => validateConfig({ ...minimal, cluster: { minWorkers: 2, startWorkers: 1 } }, 'job.yaml')).toThrow(
+      'job.yaml: cluster.startWorkers: 1 is below cluster.minWorkers (2)',
+    );
+    expect(validateConfig({ ...minimal, cluster: { minWorkers: 1, startWorkers: 2 } }, 'job.yaml').cluster).toMatchObject({ minWorkers: 1, startWorkers: 2 });
   });
 
   it('applies command-line overrides before validating them', () => {

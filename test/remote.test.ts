@@ -4,13 +4,15 @@
  * - Synchronous: nodes (with or without threads) give the single-process reference's weights,
  *   also when they send their gradients in parts (small buckets here, so that every step has one).
  * - Faults: kill -9 a worker mid-epoch; every step is applied once and the weights still equal
- *   the reference (its part of the step in flight is recomputed).
+ *   the reference (its part of the step in flight is recomputed). Both workers train from the
+ *   first step (startWorkers 2) whichever connects first, and the survivor goes on (minWorkers 1).
  * - Membership: a worker started mid-run takes part from then on.
  * - Hostile peers: bad token, other protocol version, garbage and truncated frames, an
  *   oversize frame, a gradient of the wrong length, a gradient part that does not fit and a NaN
  *   gradient are rejected with a logged reason while training goes on.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -107,17 +109,18 @@ describe('remote worker nodes (real processes on 127.0.0.1)', { timeout: 900_000
   }
 
   it('kill -9 of one of two workers mid-epoch: every step applied once, weights equal the reference', async () => {
-    const job = jobWithSteps(2100, 2, 50, { threads: 0, minWorkers: 1, balance: 'equal', gradientBucketBytes: 512 });
+    // Both nodes from the first step (startWorkers 2), and the survivor alone may go on (minWorkers 1)
+    const job = jobWithSteps(2100, 2, 50, { threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal', gradientBucketBytes: 512 });
     const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
     const url = await coordinatorUrl(coordinator);
     const victim = track(startWorker('victim', url, job.tokenFile, ['--verbose']));
     const survivor = track(startWorker('survivor', url, job.tokenFile));
-    await coordinator.waitFor(/2 worker node\(s\) connected|node-2 .* joined/);
     await victim.waitFor(/^\[worker\] step 30:/, 600_000); // step 30 of 100: mid-way through epoch 1
     victim.kill('SIGKILL');
     expect(await coordinator.exited, coordinator.output).toBe(0);
     expect(await survivor.exited, survivor.output).toBe(0);
 
+    expect(coordinator.output).toContain('2 worker node(s) connected; training');
     expect(coordinator.output).toMatch(/\(victim\) left at step \d+: disconnected/);
     const summary = readSummary(job.out);
     expect(summary.steps).toBe(100);
@@ -125,6 +128,7 @@ describe('remote worker nodes (real processes on 127.0.0.1)', { timeout: 900_000
     expect(summary.participants.reduce((a, p) => a + p.samples, 0)).toBe(2 * job.dataset.train.count);
     const victimStats = summary.participants.find((p) => p.name === 'victim')!;
     expect(victimStats.left).toMatch(/disconnected/);
+    expect(victimStats.firstStep).toBe(0);
     expect(victimStats.lastStep).toBeLessThan(99);
     expect(summary.participants.find((p) => p.name === 'survivor')!.lastStep).toBe(99);
     const expected = await referenceWeights(job.config, job.dataset);
@@ -132,9 +136,10 @@ describe('remote worker nodes (real processes on 127.0.0.1)', { timeout: 900_000
   });
 
   it('uses a worker that joins mid-run, and rejects hostile peers with a reason while training goes on', async () => {
-    const epochs = 20;
-    // The nodes send float16 gradients here: the run must still converge (accuracy below).
-    const job = jobFolder(1200, jobConfig({ epochs, batchSize: 32 }, { threads: 1, minWorkers: 1, maxMessageBytes: 1 << 20, gradientDtype: 'float16' }));
+    // More epochs than the test needs: it stops the run with SIGTERM once every peer has been seen,
+    // so the run outlasts the test's peers on a machine of any speed.
+    // The nodes send float16 gradients here: the run must still learn (accuracy below).
+    const job = jobFolder(1200, jobConfig({ epochs: 10_000, batchSize: 32 }, { threads: 1, minWorkers: 1, maxMessageBytes: 1 << 20, gradientDtype: 'float16' }));
     const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
     const url = await coordinatorUrl(coordinator);
     track(startWorker('first', url, job.tokenFile));
@@ -167,18 +172,22 @@ describe('remote worker nodes (real processes on 127.0.0.1)', { timeout: 900_000
       await coordinator.waitFor(logged);
     }
 
+    coordinator.kill('SIGTERM');
     expect(await coordinator.exited, coordinator.output).toBe(0);
     const summary = readSummary(job.out);
-    const trainRows = summary.trainRows;
-    expect(summary.steps).toBe(epochs * stepsPerEpoch(trainRows, 32));
-    expect(summary.samples).toBe(epochs * trainRows);
-    expect(summary.participants.reduce((a, p) => a + p.samples, 0)).toBe(epochs * trainRows);
+    expect(summary.interrupted).toBe(true);
+    expect(summary.epochs).toBeGreaterThanOrEqual(1);
+    expect(summary.steps).toBeGreaterThanOrEqual(summary.epochs * stepsPerEpoch(summary.trainRows, 32));
+    expect(summary.samples).toBeGreaterThanOrEqual(summary.epochs * summary.trainRows);
+    // every step's samples were computed exactly once, by somebody
+    expect(summary.participants.reduce((a, p) => a + p.samples, 0)).toBe(summary.samples);
     const lateStats = summary.participants.find((p) => p.name === 'late')!;
     expect(lateStats.firstStep).toBeGreaterThan(0);
     expect(lateStats.samples).toBeGreaterThan(0);
     expect(summary.rejectedPeers).toMatchObject({ auth: 1, version: 1, malformed: 2, oversize: 1 });
     expect(summary.failures).toMatchObject({ shape: 2, non_finite: 1 });
-    expect(summary.test['accuracy']).toBeGreaterThan(0.7);
+    const history = JSON.parse(readFileSync(join(job.out, 'history.json'), 'utf8')) as { accuracy: number[] };
+    expect(history.accuracy.at(-1)).toBeGreaterThan(0.7);
   });
 });
 

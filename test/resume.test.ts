@@ -93,7 +93,10 @@ describe('resume from checkpoints', { timeout: 900_000 }, () => {
     expect(await run.exited, run.output).toBe(0);
     expect(run.output).toMatch(/SIGTERM: stopping after this step/);
     expect(run.output).toMatch(/Stopped at step \d+; checkpoint .*\.ckpt\. Continue with: coordinator start --resume /);
-    expect(readSummary(out).interrupted).toBe(true);
+    const stopped = readSummary(out);
+    expect(stopped.interrupted).toBe(true);
+    // the unfinished epoch's samples count too: every computed sample, as the participants say
+    expect(stopped.samples).toBe(stopped.participants.reduce((a, p) => a + p.samples, 0));
     expect(existsSync(join(out, 'model', 'model.json'))).toBe(false);
 
     const resumed = coordinator(['start', '--resume', out]);

@@ -3,7 +3,8 @@
  * Nodes that connect are admitted at the next step boundary: they get the job, their shard and,
  * with their first step, the current weights. Nodes that fail are dropped and their shard is
  * re-planned over the others. Before each step the cluster makes sure enough workers are there
- * (`minWorkers`, waiting up to `waitTimeout`), and it splits batches equally or by measured speed.
+ * (`startWorkers` before the first, `minWorkers` after; waiting up to `waitTimeout`), and it
+ * splits batches equally or by measured speed.
  */
 import { performance } from 'node:perf_hooks';
 import { ClusterError } from '../../shared/errors.js';
@@ -20,6 +21,8 @@ export type Balance = 'auto' | 'proportional' | 'equal';
 export interface ClusterOptions {
   /** Worker nodes required before a step runs (threads not counted). */
   readonly minWorkers: number;
+  /** Worker nodes required before the first step (default: minWorkers). */
+  readonly startWorkers?: number | undefined;
   readonly waitTimeoutMs: number;
   readonly balance: Balance;
   readonly log: (line: string) => void;
@@ -48,6 +51,8 @@ export class Cluster implements ParticipantGroup {
   private encodedWeights: { version: number; frame: PooledFrame } | undefined;
   private step = 0;
   private wake: (() => void) | undefined;
+  /** A step has been handed out: from now on minWorkers are enough. */
+  private started = false;
   private nextNode = 1;
   /** Membership changed since the last shard plan. */
   private dirty = false;
@@ -124,17 +129,20 @@ export class Cluster implements ParticipantGroup {
 
   async ready(): Promise<readonly Participant[]> {
     this.admit();
-    const { minWorkers, waitTimeoutMs, log } = this.options;
-    const enough = (): boolean => this.nodes.length >= minWorkers && this.participants.length > 0;
+    const { minWorkers, startWorkers, waitTimeoutMs, log } = this.options;
+    const starting = !this.started && startWorkers !== undefined && startWorkers > minWorkers;
+    const need = starting ? startWorkers : minWorkers;
+    const enough = (): boolean => this.nodes.length >= need && this.participants.length > 0;
+    this.started = true;
     if (!enough()) {
-      const want = Math.max(minWorkers, 1);
+      const want = Math.max(need, 1);
       log(`waiting for worker nodes: ${this.nodes.length} of ${want} connected (timeout ${Math.round(waitTimeoutMs / 1000)} s)`);
       const deadline = performance.now() + waitTimeoutMs;
       while (!enough()) {
         const left = deadline - performance.now();
         if (left <= 0) {
           throw new ClusterError(
-            `waited ${Math.round(waitTimeoutMs / 1000)} s for worker nodes: ${this.nodes.length} of ${want} connected; start workers with \`worker start --connect ...\` or lower cluster.minWorkers`,
+            `waited ${Math.round(waitTimeoutMs / 1000)} s for worker nodes: ${this.nodes.length} of ${want} connected; start workers with \`worker start --connect ...\` or lower cluster.${starting ? 'startWorkers' : 'minWorkers'}`,
           );
         }
         await new Promise<void>((resolve) => {

@@ -105,7 +105,12 @@ const Cluster = z.strictObject({
   tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   /** Worker nodes (threads not counted) needed before training starts or goes on. */
   minWorkers: z.int().nonnegative().default(0),
-  /** Seconds to wait for minWorkers before giving up. */
+  /**
+   * Worker nodes to wait for before the first step (default: minWorkers); after that, minWorkers
+   * are enough to go on (Horovod's -np and --min-np). At least minWorkers.
+   */
+  startWorkers: z.int().nonnegative().optional(),
+  /** Seconds to wait for startWorkers / minWorkers before giving up. */
   waitTimeout: z.number().positive().default(300),
   /**
    * Split each batch by measured speed (proportional), in equal parts (deterministic), or
@@ -132,6 +137,16 @@ const Cluster = z.strictObject({
    * the computation. 0: one message per gradient.
    */
   gradientBucketBytes: z.int().nonnegative().default(256 * 1024),
+}).check((ctx) => {
+  const { startWorkers, minWorkers } = ctx.value;
+  if (startWorkers !== undefined && startWorkers < minWorkers) {
+    ctx.issues.push({
+      code: 'custom',
+      path: ['startWorkers'],
+      input: startWorkers,
+      message: `${startWorkers} is below cluster.minWorkers (${minWorkers}); every step needs minWorkers, so the first one cannot start with fewer`,
+    });
+  }
 });
 
 const Metrics = z.strictObject({
