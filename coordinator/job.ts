@@ -179,6 +179,16 @@ function checkLocalLanes(config: JobConfig): void {
   }
 }
 
+/** Refuses settings that need worker nodes without a place for them to connect, before anything is written. */
+function checkWorkerNodes({ cluster: c }: JobConfig): void {
+  if (c.listen) return;
+  if (c.threads === 0) throw new ConfigError('cluster.threads is 0 and cluster.listen is unset: nobody would train; use threads, worker nodes, or both');
+  const [key, count] = c.minWorkers > 0 ? ['minWorkers', c.minWorkers] : ['startWorkers', c.startWorkers ?? 0];
+  if (count > 0) {
+    throw new ConfigError(`cluster.${key} is ${count} but cluster.listen is unset: no worker node can connect; set cluster.listen (--listen HOST:PORT) or drop ${key}`);
+  }
+}
+
 /** Starts the local threads (if any) and the node server (if listening) as one Cluster. */
 export async function startCluster(
   config: RunConfig,
@@ -190,7 +200,6 @@ export async function startCluster(
 ): Promise<{ cluster: Cluster; server: NodeServer | undefined }> {
   const { cluster: c } = config;
   const parameters = weightLayout(spec).size;
-  if (c.threads === 0 && !c.listen) throw new ConfigError('cluster.threads is 0 and cluster.listen is unset: nobody would train; use threads, worker nodes, or both');
   const token = c.listen ? readToken(c.tokenFile) : undefined;
   let local: LocalLanes | undefined;
   if (computesInProcess(config)) local = await InProcessLane.start({ backend: c.backend, spec, dataset, parameters, onFallback: log });
@@ -255,8 +264,9 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   let config = jobConfig;
   const log = options.log ?? ((line: string) => console.log(line));
   const started = performance.now();
-  // Checked before anything is written: an impossible cluster.inProcess is a config error.
+  // Checked before anything is written: impossible lane or node settings are config errors.
   checkLocalLanes(jobConfig);
+  checkWorkerNodes(jobConfig);
   const runDir = new RunDir(config.output.dir ?? defaultRunDir());
   let resumeFrom: { state: TrainingState; file: string } | undefined;
   if (options.resume) {

@@ -164,6 +164,18 @@ describe('coordinator start: bad input', () => {
     );
     expect(existsSync(join(dir, 'run-k'))).toBe(false); // refused before the run directory is written
   });
+  it('worker nodes without cluster.listen: nobody could connect', async () => {
+    const cases: [string, string, RegExp][] = [
+      ['l1', 'cluster: { threads: 0, backend: cpu }', /cluster\.threads is 0 and cluster\.listen is unset: nobody would train/],
+      ['l2', 'cluster: { threads: 1, backend: cpu, minWorkers: 2 }', /cluster\.minWorkers is 2 but cluster\.listen is unset: no worker node can connect; set cluster\.listen \(--listen HOST:PORT\)/],
+      ['l3', 'cluster: { threads: 1, backend: cpu, startWorkers: 1 }', /cluster\.startWorkers is 1 but cluster\.listen is unset/],
+    ];
+    for (const [name, cluster, pattern] of cases) {
+      const config = writeConfig(`${name}.yaml`, goodConfig().replace('cluster: { threads: 1, backend: cpu }', cluster));
+      expectError(await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv'), '--out', join(dir, `run-${name}`)]), pattern);
+      expect(existsSync(join(dir, `run-${name}`)), name).toBe(false); // refused before the run directory is written
+    }
+  });
   it('prints the stack trace only with --verbose', () => {
     const run = coordinator(['start', '--config', join(dir, 'nope.yaml'), '--verbose']);
     expect(run.status).toBe(1);
