@@ -1,0 +1,48 @@
+/**
+ * dptrain as a library: the job the `coordinator start` command runs, called from TypeScript,
+ * and the saved model it writes, used for predictions.
+ *
+ *   import { train, loadSavedModel, predictCsv } from 'dptrain';
+ *   const { summary, runDir } = await train({
+ *     data: { path: 'churn.csv', drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true },
+ *     model: { layers: [{ units: 64, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+ *     compile: { optimizer: 'adam', loss: 'binaryCrossentropy' },
+ *     fit: { epochs: 10, validationSplit: 0.2 },
+ *   });
+ *   const model = await loadSavedModel(`${runDir}/model`);
+ *   const { outputs } = predictCsv(model, 'new-customers.csv');
+ *
+ * The config is the job config of the CLI (README, "Job config"), checked the same way: an
+ * unknown key or a wrong value throws a ConfigError naming it.
+ */
+import { runJob, type JobOptions, type JobResult } from './coordinator/job.js';
+import { loadConfig, validateConfig, type Overrides } from './shared/config/load.js';
+import type { JobConfig, JobConfigInput } from './shared/config/schema.js';
+
+export interface TrainOptions extends Omit<JobOptions, 'handleSignals'> {
+  /** Dotted config paths to values, applied before validation (what the CLI's flags do): `{ 'fit.epochs': 3 }`. */
+  readonly overrides?: Overrides;
+  /**
+   * Stop on SIGINT/SIGTERM after the current step, with a checkpoint, as the CLI does. Default
+   * false: a library leaves the host process's signals alone (use `stopRequested` instead).
+   */
+  readonly handleSignals?: boolean;
+}
+
+/**
+ * Trains a job: `config` is a job config object, or the path of a YAML or JSON file (whose
+ * relative paths are read from its folder). Resolves when the run directory is complete.
+ */
+export async function train(config: JobConfigInput | string, options: TrainOptions = {}): Promise<JobResult> {
+  const { overrides = {}, handleSignals = false, ...jobOptions } = options;
+  const validated: JobConfig = typeof config === 'string' ? loadConfig(config, overrides) : validateConfig(config, 'train() config', overrides);
+  return runJob(validated, { ...jobOptions, handleSignals });
+}
+
+export { loadConfig, validateConfig };
+export { loadSavedModel, predictCsv, evaluateCsv } from './coordinator/saved-model.js';
+export { CheckpointError, ClusterError, ConfigError, DataError, DptrainError, ModelError, UsageError, WorkerError, BackendError } from './shared/errors.js';
+export type { JobConfig, JobConfigInput, JobResult, Overrides };
+export type { Summary } from './coordinator/job.js';
+export type { FitResult, EvaluateResult } from './coordinator/trainer.js';
+export type { SavedModel, PredictResult, EvaluateCsvResult } from './coordinator/saved-model.js';

@@ -1,0 +1,70 @@
+/**
+ * The library entry (`import { train } from 'dptrain'`): a job from a config object, its saved
+ * model used for predictions, config errors as typed errors, the host's signals left alone, and
+ * the package's own name resolving to the built entry with its type declarations.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, evaluateCsv, loadSavedModel, predictCsv, train, type JobConfigInput } from '../index.js';
+import { ROOT } from './helpers.js';
+
+const config = (out: string): JobConfigInput => ({
+  seed: 4,
+  data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true },
+  model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+  compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'binaryCrossentropy' },
+  fit: { epochs: 3, batchSize: 32, validationSplit: 0.1 },
+  cluster: { threads: 1, backend: 'cpu' },
+  metrics: { listen: false },
+  output: { dir: out },
+});
+
+describe('dptrain as a library', () => {
+  it('train() runs a job from a config object; its saved model predicts and evaluates CSV rows', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'dptrain-api-')), 'run');
+    const lines: string[] = [];
+    const signalListeners = () => process.listenerCount('SIGINT') + process.listenerCount('SIGTERM');
+    const before = signalListeners();
+    const during: number[] = [];
+    const result = await train(config(out), {
+      demo: true,
+      overrides: { 'fit.epochs': 2 },
+      log: (line) => {
+        lines.push(line);
+        during.push(signalListeners());
+      },
+    });
+    expect(result.runDir).toBe(out);
+    expect(result.summary.epochs).toBe(2); // the override won over the object's 3
+    expect(result.fit.history.map((e) => e.epoch)).toEqual([1, 2]);
+    expect(lines.filter((l) => l.startsWith('Epoch '))).toHaveLength(2);
+    expect(during.every((n) => n === before), 'train() added signal handlers to the host process').toBe(true);
+
+    const model = await loadSavedModel(join(out, 'model'), 'cpu');
+    const data = join(out, 'demo-data.csv');
+    const predicted = predictCsv(model, data);
+    expect(predicted.rows).toBe(readFileSync(data, 'utf8').trim().split('\n').length - 1 - predicted.rejected.length);
+    expect(predicted.outputs.every((p) => p >= 0 && p <= 1)).toBe(true);
+    const evaluated = evaluateCsv(model, data);
+    expect(evaluated.values['accuracy']).toBeGreaterThan(0.6);
+  });
+
+  it('a config mistake is a ConfigError naming the key, before anything is written', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'dptrain-api-')), 'run');
+    const bad = { ...config(out), fit: { epoch: 2 } } as unknown as JobConfigInput;
+    const error = await train(bad, { demo: true }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toBe('train() config: unknown key "fit.epoch"');
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("the package's name resolves to the built entry, with type declarations", () => {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', "const m = await import('dptrain'); console.log(Object.keys(m).sort().join(','));"], { cwd: ROOT, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim().split(',')).toEqual(expect.arrayContaining(['train', 'loadSavedModel', 'predictCsv', 'evaluateCsv', 'validateConfig', 'ConfigError']));
+    expect(readFileSync(join(ROOT, 'dist/index.d.ts'), 'utf8')).toMatch(/export declare function train\(config: JobConfigInput \| string, options\?: TrainOptions\): Promise<JobResult>;/);
+  });
+});
