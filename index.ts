@@ -13,7 +13,8 @@
  *   const { outputs } = predictCsv(model, 'new-customers.csv');
  *
  * The config is the job config of the CLI (README, "Job config"), checked the same way: an
- * unknown key or a wrong value throws a ConfigError naming it.
+ * unknown key or a wrong value throws a ConfigError naming it. Data in memory goes in as
+ * `rows` (objects, one per row) instead of data.path.
  */
 import { runJob, type JobOptions, type JobResult } from './coordinator/job.js';
 import { loadConfig, validateConfig, type Overrides } from './shared/config/load.js';
@@ -43,6 +44,7 @@ export { loadConfig, validateConfig };
 export { loadSavedModel, predictCsv, evaluateCsv } from './coordinator/saved-model.js';
 export { CheckpointError, ClusterError, ConfigError, DataError, DptrainError, ModelError, UsageError, WorkerError, BackendError } from './shared/errors.js';
 export type { JobConfig, JobConfigInput, JobResult, Overrides };
+export type { CellValue } from './shared/data/csv.js';
 export type { Summary } from './coordinator/job.js';
 export type { FitResult, EvaluateResult } from './coordinator/trainer.js';
 export type { SavedModel, PredictResult, EvaluateCsvResult } from './coordinator/saved-model.js';

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { JobConfig } from '../shared/config/schema.js';
-import { readCsv, type Table } from '../shared/data/csv.js';
+import { readCsv, recordsToCsv, type CellValue, type Table } from '../shared/data/csv.js';
 import type { Preprocessor } from '../shared/data/preprocess.js';
 import { prepareData, type PreparedData } from '../shared/data/dataset.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
@@ -31,6 +31,11 @@ import { Trainer, checkBatchSize, modelSpec, type EvaluateResult, type FitResult
 export interface JobOptions {
   /** Use generated Telco-schema demo data instead of data.path. */
   readonly demo?: boolean;
+  /**
+   * The data as objects, one per row (column name -> value), instead of data.path: written to
+   * `<run dir>/data.csv`, which becomes data.path (so a resume finds it), then read like any CSV.
+   */
+  readonly rows?: readonly Readonly<Record<string, CellValue>>[];
   /** Continue the run in output.dir from its newest usable checkpoint. */
   readonly resume?: boolean;
   /** Stop on SIGINT/SIGTERM after the current step with a checkpoint (default true). */
@@ -82,10 +87,18 @@ export interface JobResult {
   readonly runDir: string;
 }
 
-/** With --demo the generated data is written to the run directory and becomes data.path (so a resume finds it). */
-function dataConfig(config: JobConfig, options: JobOptions, runDir: RunDir): JobConfig {
-  if (!options.demo) return config;
-  const path = runDir.write('demo-data.csv', telcoDemoCsv());
+/** Data the job brings itself (--demo, or rows from a caller) as a CSV file for the run directory. */
+function providedData(config: JobConfig, options: JobOptions): { file: string; csv: string } | undefined {
+  if (options.demo && options.rows) throw new ConfigError('give demo data or rows, not both');
+  if (options.rows && config.data.path) throw new ConfigError(`rows were given and data.path is set (${config.data.path}): give one of them`);
+  if (options.rows) return { file: 'data.csv', csv: recordsToCsv(options.rows, 'rows') };
+  return options.demo ? { file: 'demo-data.csv', csv: telcoDemoCsv() } : undefined;
+}
+
+/** Provided data is written to the run directory and becomes data.path (so a resume finds it). */
+function dataConfig(config: JobConfig, provided: ReturnType<typeof providedData>, runDir: RunDir): JobConfig {
+  if (!provided) return config;
+  const path = runDir.write(provided.file, provided.csv);
   return { ...config, data: { ...config.data, path } };
 }
 
@@ -267,6 +280,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   // Checked before anything is written: impossible lane or node settings are config errors.
   checkLocalLanes(jobConfig);
   checkWorkerNodes(jobConfig);
+  const provided = providedData(jobConfig, options);
   const runDir = new RunDir(config.output.dir ?? defaultRunDir());
   let resumeFrom: { state: TrainingState; file: string } | undefined;
   if (options.resume) {
@@ -274,7 +288,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
     const { epoch, batch, step, finished } = resumeFrom.state;
     log(`resuming from ${resumeFrom.file} (${finished ? 'training had finished' : `epoch ${epoch + 1}, batch ${batch + 1}`}, step ${step})`);
   }
-  config = dataConfig(config, options, runDir);
+  config = dataConfig(config, provided, runDir);
   const table = loadTable(config);
   const prepared = prepareJobData(config, table);
   const { dataset, preprocessor } = prepared;

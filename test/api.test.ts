@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, evaluateCsv, loadSavedModel, predictCsv, train, type JobConfigInput } from '../index.js';
+import { parseCsv } from '../shared/data/csv.js';
+import { maxAbsDiff, readRunWeights } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
 
 const config = (out: string): JobConfigInput => ({
@@ -50,6 +52,24 @@ describe('dptrain as a library', () => {
     expect(predicted.outputs.every((p) => p >= 0 && p <= 1)).toBe(true);
     const evaluated = evaluateCsv(model, data);
     expect(evaluated.values['accuracy']).toBeGreaterThan(0.6);
+
+    // The same data as objects in memory (rows) trains to the same bits.
+    const table = parseCsv(readFileSync(data, 'utf8'), data);
+    const rows = table.rows.map((cells) => Object.fromEntries(table.header.map((name, k) => [name, cells[k]])));
+    const fromRows = join(out, '..', 'from-rows');
+    const again = await train({ ...config(fromRows), fit: { epochs: 2, batchSize: 32, validationSplit: 0.1 } }, { rows, log: () => {} });
+    expect(again.summary.test).toEqual(result.summary.test);
+    expect(maxAbsDiff(readRunWeights(fromRows), readRunWeights(out))).toBe(0);
+    expect(readFileSync(join(fromRows, 'data.csv'), 'utf8')).toBe(readFileSync(data, 'utf8'));
+  });
+
+  it('rows and a data.path, or rows and demo, are refused before anything is written', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'dptrain-api-')), 'run');
+    const withPath = { ...config(out), data: { ...config(out).data, path: 'x.csv' } } as JobConfigInput;
+    await expect(train(withPath, { rows: [{ a: 1 }] })).rejects.toThrow('rows were given and data.path is set (x.csv): give one of them');
+    await expect(train(config(out), { rows: [{ a: 1 }], demo: true })).rejects.toThrow('give demo data or rows, not both');
+    await expect(train(config(out), { rows: [{ a: {} as never }] })).rejects.toThrow('rows[0].a: a object is not a cell value');
+    expect(existsSync(out)).toBe(false);
   });
 
   it('a config mistake is a ConfigError naming the key, before anything is written', async () => {

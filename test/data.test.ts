@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseCsv, readCsv } from '../shared/data/csv.js';
+import { parseCsv, readCsv, recordsToCsv } from '../shared/data/csv.js';
 import { prepareData } from '../shared/data/dataset.js';
 import { encode, fitPreprocessor } from '../shared/data/preprocess.js';
 import { telcoDemoCsv, TELCO_COLUMNS } from '../shared/data/synthetic.js';
@@ -145,5 +145,32 @@ describe('demo data', () => {
     const rate = enc.y.reduce((a, b) => a + b, 0) / enc.rows;
     expect(rate).toBeGreaterThan(0.18);
     expect(rate).toBeLessThan(0.35);
+  });
+});
+
+describe('rows given as objects', () => {
+  it('become CSV that reads back cell for cell: columns in first-seen order, missing ones blank, quoting', () => {
+    const csv = recordsToCsv(
+      [
+        { id: 'a', text: 'plain', n: 1.5, flag: true },
+        { id: 'b', text: 'with, comma and "quotes"\nand a newline', n: null, extra: 'x' },
+        { id: 'c', n: Number.NaN, flag: false, text: undefined },
+      ],
+      'rows',
+    );
+    const table = parseCsv(csv, 'rows');
+    expect(table.header).toEqual(['id', 'text', 'n', 'flag', 'extra']);
+    expect(table.rows).toEqual([
+      ['a', 'plain', '1.5', 'true', ''],
+      ['b', 'with, comma and "quotes"\nand a newline', '', '', 'x'],
+      ['c', '', '', 'false', ''],
+    ]);
+  });
+
+  it('refuse what is not a row or a cell value, naming the row and column', () => {
+    expect(() => recordsToCsv([], 'rows')).toThrow('rows: no rows (an array of objects, one per row, is expected)');
+    expect(() => recordsToCsv([{ a: 1 }, [1, 2] as never], 'rows')).toThrow('rows[1]: not an object (column name -> value)');
+    expect(() => recordsToCsv([{ a: 1 }, { a: { nested: 1 } as never }], 'rows')).toThrow('rows[1].a: a object is not a cell value');
+    expect(() => recordsToCsv([{ a: Infinity }], 'rows')).toThrow('rows[0].a: Infinity is not a value a model can take');
   });
 });

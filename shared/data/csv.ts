@@ -50,6 +50,39 @@ export function readCsv(path: string): Table {
   return parseCsv(text, path);
 }
 
+/** A value of a row given as an object: null, undefined and NaN are missing (a blank cell). */
+export type CellValue = string | number | boolean | null | undefined;
+
+function csvCell(value: string): string {
+  return /[",\r\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
+}
+
+/**
+ * Rows given as objects (column name -> value) as CSV text: the columns in the order they first
+ * appear, a column a row lacks left blank. `source` names the rows in errors.
+ */
+export function recordsToCsv(records: readonly Readonly<Record<string, CellValue>>[], source: string): string {
+  if (!Array.isArray(records) || records.length === 0) throw new DataError(`${source}: no rows (an array of objects, one per row, is expected)`);
+  const columns = new Map<string, number>();
+  records.forEach((record, i) => {
+    if (record === null || typeof record !== 'object' || Array.isArray(record)) throw new DataError(`${source}[${i}]: not an object (column name -> value)`);
+    for (const key of Object.keys(record)) if (!columns.has(key)) columns.set(key, columns.size);
+  });
+  const header = [...columns.keys()];
+  const lines = records.map((record, i) =>
+    header
+      .map((key) => {
+        const value: unknown = record[key];
+        if (value === null || value === undefined || (typeof value === 'number' && Number.isNaN(value))) return '';
+        if (value === Infinity || value === -Infinity) throw new DataError(`${source}[${i}].${key}: ${value} is not a value a model can take`);
+        if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return csvCell(String(value));
+        throw new DataError(`${source}[${i}].${key}: a ${typeof value} is not a cell value (string, number, boolean or null)`);
+      })
+      .join(','),
+  );
+  return `${[header.map(csvCell).join(','), ...lines].join('\n')}\n`;
+}
+
 /** Index of `name` in the header, or a DataError naming the column, the setting and the file. */
 export function columnIndex(table: Table, name: string, setting: string): number {
   const i = table.header.indexOf(name);
