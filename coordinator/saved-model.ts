@@ -7,7 +7,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readCsv } from '../shared/data/csv.js';
+import { csvCell, readCsv } from '../shared/data/csv.js';
 import { encode, type Preprocessor, type RejectedRow } from '../shared/data/preprocess.js';
 import { ModelError } from '../shared/errors.js';
 import type { BackendChoice } from '../shared/backend-choice.js';
@@ -61,10 +61,6 @@ function outputColumns(pre: Preprocessor): string[] {
   return ['predicted'];
 }
 
-function csvField(v: string): string {
-  return /[",\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v;
-}
-
 export interface PredictResult {
   readonly rows: number;
   readonly rejected: RejectedRow[];
@@ -89,9 +85,9 @@ export function predictCsv(model: SavedModel, dataFile: string, outFile?: string
       else if (pre.label.type === 'categorical') predicted = pre.label.classes[values.indexOf(Math.max(...values))]!;
       else predicted = String(values[0]);
       const probabilities = pre.label.type === 'numeric' ? [] : values.map(String);
-      cells.set(line, [...probabilities, csvField(predicted), ''].join(','));
+      cells.set(line, [...probabilities, csvCell(predicted), ''].join(','));
     });
-    for (const r of enc.rejected) cells.set(r.line, [...outputColumns(pre).map(() => ''), csvField(r.reason)].join(','));
+    for (const r of enc.rejected) cells.set(r.line, [...outputColumns(pre).map(() => ''), csvCell(r.reason)].join(','));
     const header = ['line', ...outputColumns(pre), 'error'].join(',');
     const body = [...cells].sort((a, b) => a[0] - b[0]).map(([line, rest]) => `${line},${rest}`);
     writeFileSync(outFile, `${[header, ...body].join('\n')}\n`);

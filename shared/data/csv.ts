@@ -53,7 +53,8 @@ export function readCsv(path: string): Table {
 /** A value of a row given as an object: null, undefined and NaN are missing (a blank cell). */
 export type CellValue = string | number | boolean | null | undefined;
 
-function csvCell(value: string): string {
+/** A CSV field: quoted (with doubled quotes) when it holds a quote, a comma or a line break. */
+export function csvCell(value: string): string {
   return /[",\r\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
 }
 

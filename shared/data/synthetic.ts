@@ -5,6 +5,7 @@
  * has something real to learn (about a quarter of customers churn, as in the real data).
  */
 import { Rng } from '../math/rng.js';
+import { csvCell } from './csv.js';
 
 export const TELCO_COLUMNS = [
   'customerID', 'gender', 'SeniorCitizen', 'Partner', 'Dependents', 'tenure', 'PhoneService', 'MultipleLines',
@@ -13,10 +14,6 @@ export const TELCO_COLUMNS = [
 ] as const;
 
 const PAYMENT = ['Electronic check', 'Mailed check', 'Bank transfer (automatic)', 'Credit card (automatic)'];
-
-function csvField(value: string): string {
-  return /[",\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
-}
 
 function yesNo(rng: Rng, pYes: number): string {
   return rng.next() < pYes ? 'Yes' : 'No';
@@ -71,7 +68,7 @@ export function telcoDemoCsv(rows = 7043, seed = 7): string {
       id, gender, String(senior), partner, dependents, String(tenure), phone, multiple, internet, security, backup,
       protection, support, tv, movies, contract, paperless, payment, monthlyCharges.toFixed(2), totalCharges, churn,
     ];
-    lines.push(record.map(csvField).join(','));
+    lines.push(record.map(csvCell).join(','));
   }
   return `${lines.join('\n')}\n`;
 }
