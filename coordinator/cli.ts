@@ -9,11 +9,13 @@
  *   coordinator predict --model DIR --data CSV --out FILE
  *   coordinator plot history RUN_DIR | plot activations --out DIR
  *   coordinator demo-data --out FILE  (write that generated data as a CSV)
+ *   coordinator <command> --help      (that command's options)
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BACKENDS, type BackendChoice } from '../shared/backend-choice.js';
+import { joinNegativeValues, wantsHelp } from '../shared/cli-args.js';
 import { loadConfig, validateConfig } from '../shared/config/load.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { DptrainError, UsageError } from '../shared/errors.js';
@@ -29,6 +31,7 @@ const USAGE = `usage: coordinator start (--config FILE | --demo) [options]
        coordinator plot history RUN_DIR [--out DIR]
        coordinator plot activations --out DIR
        coordinator demo-data --out FILE [--rows N] [--seed N]
+       coordinator <command> --help      (one command's options)
 
 start: trains a model with synchronous data parallelism over worker threads and worker nodes.
 
@@ -56,7 +59,7 @@ options:
   --verbose            show stack traces on errors
   -h, --help           this text
 
-evaluate: loss and metrics of a saved model (RUN_DIR/model) on a labelled CSV with raw rows,
+evaluate: loss and metrics of a saved model (RUN_DIR or RUN_DIR/model) on a labelled CSV with raw rows,
   transformed by the saved preprocessing.
 predict: one line per CSV row: probabilities / value and the predicted label; rows that cannot
   be transformed are listed with their line and reason.
@@ -65,6 +68,67 @@ plot activations: sigmoid, tanh, swish, relu, leakyRelu over [-10, 10] (activati
 
 demo-data: writes the generated Telco-schema CSV that --demo trains on (columns of the IBM
 Telco Customer Churn data, 7043 rows by default), e.g. for deploy/data/data.csv.`;
+
+/** Each command's own --help. */
+const COMMAND_USAGE: Readonly<Record<string, string>> = {
+  start: USAGE.slice(0, USAGE.indexOf('\n\nevaluate:')),
+  evaluate: `usage: coordinator evaluate --model DIR --data CSV [--backend B] [--verbose]
+
+Loss and metrics of a saved model on a labelled CSV of raw rows (transformed by the saved
+preprocessing); rows that cannot be transformed are listed with their line and reason.
+
+options:
+  --model DIR          a run directory, or its model/ folder
+  --data CSV           labelled rows, with the columns the model was trained on
+  --backend B          ${BACKENDS.join(' | ')} (default auto)
+  --verbose            show stack traces on errors`,
+  predict: `usage: coordinator predict --model DIR --data CSV --out FILE [--backend B] [--verbose]
+
+One output line per CSV row: the probability of each class (binary: of the positive class) or
+the value, and the predicted label. Rows that cannot be transformed are listed with their line.
+
+options:
+  --model DIR          a run directory, or its model/ folder
+  --data CSV           raw rows (a label column, if present, is ignored)
+  --out FILE           where to write the predictions (CSV)
+  --backend B          ${BACKENDS.join(' | ')} (default auto)
+  --verbose            show stack traces on errors`,
+  plot: `usage: coordinator plot history RUN_DIR [--out DIR]
+       coordinator plot activations --out DIR
+
+history: loss and metrics per epoch, train vs validation (history.svg and history.png, in
+  RUN_DIR or --out DIR).
+activations: sigmoid, tanh, swish, relu, leakyRelu over [-10, 10] (activations.svg, .png).`,
+  'demo-data': `usage: coordinator demo-data --out FILE [--rows N] [--seed N]
+
+Writes the generated Telco-schema CSV that --demo trains on (the columns of the IBM Telco
+Customer Churn data).
+
+options:
+  --out FILE           where to write it
+  --rows N             rows (default 7043, at least 10)
+  --seed N             generator seed (default 7)`,
+};
+
+/** The start flags that take a value, and the config key each overrides (for error messages). */
+const START_VALUE_FLAGS = ['config', 'data', 'epochs', 'batch-size', 'threads', 'backend', 'seed', 'listen', 'token-file', 'min-workers', 'start-workers', 'balance', 'tls-cert', 'tls-key', 'metrics-listen', 'out', 'resume'];
+const FLAG_OF_KEY: Readonly<Record<string, string>> = {
+  'data.path': '--data',
+  'fit.epochs': '--epochs',
+  'fit.batchSize': '--batch-size',
+  'cluster.threads': '--threads',
+  'cluster.backend': '--backend',
+  seed: '--seed',
+  'output.dir': '--out',
+  'cluster.listen': '--listen',
+  'cluster.tokenFile': '--token-file',
+  'cluster.minWorkers': '--min-workers',
+  'cluster.startWorkers': '--start-workers',
+  'cluster.balance': '--balance',
+  'metrics.listen': '--metrics-listen',
+  'cluster.tls.cert': '--tls-cert',
+  'cluster.tls.key': '--tls-key',
+};
 
 function integerFlag(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -81,7 +145,7 @@ function threadsFlag(value: string | undefined): number | 'auto' | undefined {
 
 async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({
-    args: argv,
+    args: joinNegativeValues(argv, START_VALUE_FLAGS),
     options: {
       config: { type: 'string' },
       demo: { type: 'boolean' },
@@ -136,12 +200,12 @@ async function start(argv: string[]): Promise<void> {
   if (values.resume !== undefined) {
     const configFile = join(values.resume, 'config.json');
     if (!existsSync(configFile)) throw new UsageError(`--resume ${values.resume}: no config.json there; give the run directory of an earlier run`);
-    await runJob(loadConfig(configFile, { ...overrides, 'output.dir': values.resume }), { resume: true });
+    await runJob(loadConfig(configFile, { ...overrides, 'output.dir': values.resume }, { ...FLAG_OF_KEY, 'output.dir': '--resume' }), { resume: true });
     return;
   }
   if (!values.config && !values.demo) throw new UsageError('give --config FILE or --demo (see --help)');
   if (values.demo && values.data) throw new UsageError('--demo makes its own data; drop --data or --demo');
-  const config = values.config ? loadConfig(values.config, overrides) : validateConfig(demoConfigRaw(), DEMO_CONFIG_SOURCE, overrides);
+  const config = values.config ? loadConfig(values.config, overrides, FLAG_OF_KEY) : validateConfig(demoConfigRaw(), DEMO_CONFIG_SOURCE, overrides, FLAG_OF_KEY);
   await runJob(config, { demo: values.demo === true });
 }
 
@@ -189,7 +253,7 @@ async function plot(argv: string[]): Promise<void> {
 }
 
 function demoData(argv: string[]): void {
-  const { values } = parseArgs({ args: argv, options: { out: { type: 'string' }, rows: { type: 'string' }, seed: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({ args: joinNegativeValues(argv, ['out', 'rows', 'seed']), options: { out: { type: 'string' }, rows: { type: 'string' }, seed: { type: 'string' } }, strict: true });
   if (!values.out) throw new UsageError('demo-data needs --out FILE');
   const rows = integerFlag('rows', values.rows) ?? 7043;
   if (rows < 10) throw new UsageError(`--rows must be at least 10, got ${rows}`);
@@ -217,7 +281,10 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const run = COMMANDS[command];
     if (!run) throw new UsageError(`unknown command "${command}"; expected one of: start, evaluate, predict, plot, demo-data`);
-    await run(rest);
+    const usage = COMMAND_USAGE[command];
+    if (usage !== undefined && wantsHelp(rest)) console.log(usage);
+    else if (command === 'help' && rest[0] !== undefined && COMMAND_USAGE[rest[0]] !== undefined) console.log(COMMAND_USAGE[rest[0]]);
+    else await run(rest);
     return 0;
   } catch (err) {
     const known = err instanceof DptrainError;

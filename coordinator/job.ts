@@ -137,7 +137,11 @@ async function exportModel(spec: ModelSpec, weights: Float32Array, preprocessor:
 }
 
 /** SIGINT/SIGTERM: the first asks to stop after the current step (with a checkpoint), a second exits at once. */
-function stopOnSignals(log: (line: string) => void, training: () => boolean): { requested: () => boolean; remove: () => void } {
+/**
+ * `stopWaiting`: ends a wait for worker nodes, if the run is in one (true), so that a stop asked
+ * for then takes effect at once instead of after the next step.
+ */
+function stopOnSignals(log: (line: string) => void, training: () => boolean, stopWaiting: () => boolean): { requested: () => boolean; remove: () => void } {
   let requested = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (requested || !training()) {
@@ -145,7 +149,8 @@ function stopOnSignals(log: (line: string) => void, training: () => boolean): { 
       process.exit(signal === 'SIGINT' ? 130 : 143); // 128 + signal number, as a shell reports it
     }
     requested = true;
-    log(`${signal}: stopping after this step and writing a checkpoint (send it again to exit at once)`);
+    if (stopWaiting()) log(`${signal}: stopping now (the run was waiting for worker nodes)`);
+    else log(`${signal}: stopping after this step and writing a checkpoint (send it again to exit at once)`);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -296,6 +301,13 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   const parameters = weightLayout(spec).size;
   const threadChoice = chooseThreads(config, spec, availableParallelism());
   checkBatchSize(config.fit.batchSize, threadChoice.threads);
+  const cores = availableParallelism();
+  if (typeof config.cluster.threads === 'number' && config.cluster.threads > cores) {
+    log(
+      `warning: cluster.threads ${config.cluster.threads} is more than this machine's ${cores} core(s): the threads take turns on the cores, ` +
+        'every step waits for the slowest, and each thread loads its own TensorFlow.js (memory); threads: auto (the default) picks a count for the model',
+    );
+  }
   // config.json keeps threads as given (auto is chosen again on resume, maybe on another machine).
   runDir.writeJson('config.json', config);
   runDir.writeJson('preprocessing.json', preprocessor);
@@ -304,7 +316,9 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   const run = withThreads(config, threadChoice.threads);
   const metrics = new TrainingMetrics();
   let training = false;
-  const metricsServer = await startMetricsServer(config, metrics, () => training, log);
+  // ready (/readyz) once a step has had its participants, not while waiting for worker nodes
+  let trainingStarted = (): boolean => false;
+  const metricsServer = await startMetricsServer(config, metrics, () => training && trainingStarted(), log);
   let cluster: Cluster;
   let server: NodeServer | undefined;
   try {
@@ -316,7 +330,19 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   let fit: FitResult;
   let test: EvaluateResult;
   let outcome = 'job failed';
-  const signals = options.handleSignals === false ? undefined : stopOnSignals(log, () => training);
+  trainingStarted = () => cluster.trainingStarted;
+  const signals =
+    options.handleSignals === false
+      ? undefined
+      : stopOnSignals(
+          log,
+          () => training,
+          () => {
+            if (!cluster.waiting) return false;
+            cluster.cancelWait();
+            return true;
+          },
+        );
   try {
     const local = cluster.local;
     log(
@@ -340,7 +366,8 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
       stopRequested: () => signals?.requested() === true || options.stopRequested?.() === true,
     });
     if (fit.interrupted) {
-      log(`Stopped at step ${fit.steps}; checkpoint ${lastCheckpoint}. Continue with: coordinator start --resume ${runDir.path}`);
+      if (lastCheckpoint) log(`Stopped at step ${fit.steps}; checkpoint ${lastCheckpoint}. Continue with: coordinator start --resume ${runDir.path}`);
+      else log('Stopped before the first step: nothing to checkpoint.');
       test = { loss: NaN };
       outcome = 'job interrupted';
     } else {
@@ -377,7 +404,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
       parameters,
       steps: fit.steps,
       samples: fit.samples,
-      samplesPerSecond: fit.samples / fit.trainSeconds,
+      samplesPerSecond: fit.trainSeconds > 0 ? fit.samples / fit.trainSeconds : 0,
       wallSeconds: (performance.now() - started) / 1000,
       threads: run.cluster.threads,
       backend: cluster.local?.backend ?? 'nodes',

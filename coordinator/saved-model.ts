@@ -5,7 +5,7 @@
  * and run them through the same engine the workers train with. Rows that cannot be transformed
  * (missing value, unknown category, bad label) are reported with their line numbers.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { csvCell, readCsv } from '../shared/data/csv.js';
 import { encode, type Preprocessor, type RejectedRow } from '../shared/data/preprocess.js';
@@ -31,8 +31,13 @@ function readJson<T>(file: string): T {
   }
 }
 
-/** Loads a model directory: weights through tf.loadLayersModel, checked against the spec. */
-export async function loadSavedModel(dir: string, backend: BackendChoice = 'auto'): Promise<SavedModel> {
+/** A run directory stands for its model/ folder. */
+function modelDir(dir: string, specFile: string): string {
+  return !existsSync(join(dir, specFile)) && existsSync(join(dir, 'model', specFile)) ? join(dir, 'model') : dir;
+}
+
+/** Loads a model directory (or a run directory's model/): weights through tf.loadLayersModel, checked against the spec. */
+export async function loadSavedModel(given: string, backend: BackendChoice = 'auto'): Promise<SavedModel> {
   const [{ initBackend }, { loadModel, SAVED_MODEL_FILES }, { readFlatWeights }, { weightLayout }, { createEngine }] = await Promise.all([
     import('../shared/backend.js'),
     import('../shared/model/io.js'),
@@ -40,6 +45,7 @@ export async function loadSavedModel(dir: string, backend: BackendChoice = 'auto
     import('../shared/model/layout.js'),
     import('../worker/gradient.js'),
   ]);
+  const dir = modelDir(given, SAVED_MODEL_FILES.spec);
   const spec = readJson<ModelSpec>(join(dir, SAVED_MODEL_FILES.spec));
   const preprocessor = readJson<Preprocessor>(join(dir, SAVED_MODEL_FILES.preprocessing));
   const used = await initBackend(backend);

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset, RowRange } from '../shared/data/dataset.js';
-import { CheckpointError, ClusterError, ConfigError, WorkerError } from '../shared/errors.js';
+import { CheckpointError, ClusterError, ConfigError, WaitCancelledError, WorkerError } from '../shared/errors.js';
 import { createOptimizer, type Optimizer } from '../shared/math/optimizers.js';
 import { GradientReducer, firstNonFinite } from '../shared/math/reduce.js';
 import { Rng } from '../shared/math/rng.js';
@@ -384,7 +384,20 @@ export class Trainer {
       const metricSums = resuming ? [...resume.epochProgress.metricSums] : this.spec.metrics.map(() => 0);
       const batches = epochBatches(order, fit.batchSize);
       for (let b = skip; b < batches.length; b++) {
-        const sums = await this.step(step++, batches[b]!, phases, tensorCounts);
+        let sums: StepSums;
+        try {
+          sums = await this.step(step, batches[b]!, phases, tensorCounts);
+        } catch (err) {
+          if (!(err instanceof WaitCancelledError)) throw err;
+          // Stopped while waiting for worker nodes: this step was not taken. A checkpoint only
+          // if a step was taken since the start (or the resumed checkpoint).
+          if (step > (resume?.step ?? 0)) options.onCheckpoint?.(snapshot(epoch, b, shuffleAtStart, { lossSum, metricSums, seconds: (performance.now() - started) / 1000 }));
+          samples += batches.slice(skip, b).reduce((n, batch) => n + batch.length, 0);
+          trainSeconds += (performance.now() - started) / 1000;
+          interrupted = true;
+          break;
+        }
+        step++;
         lossSum += sums.lossSum;
         sums.metricSums.forEach((m, k) => (metricSums[k]! += m));
         const stop = b + 1 < batches.length && options.stopRequested?.() === true;

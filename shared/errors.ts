@@ -73,6 +73,13 @@ export class ClusterError extends DptrainError {
 }
 
 /** No usable checkpoint to resume from, or one that does not belong to this run's data. */
+/** A stop was asked for (SIGINT, SIGTERM) while the run waited for worker nodes. */
+export class WaitCancelledError extends DptrainError {
+  constructor(message: string) {
+    super('E_CLUSTER', message);
+  }
+}
+
 export class CheckpointError extends DptrainError {
   constructor(message: string) {
     super('E_CHECKPOINT', message);

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parseCsv, readCsv, recordsToCsv } from '../shared/data/csv.js';
 import { prepareData } from '../shared/data/dataset.js';
 import { encode, fitPreprocessor } from '../shared/data/preprocess.js';
@@ -30,7 +30,11 @@ function churnRate(y: Float32Array, start: number, count: number): number {
 }
 
 describe.skipIf(!HAVE_TELCO)('Telco Customer Churn file', () => {
-  const table = readCsv(TELCO_CSV);
+  // read when the tests run, not when the file is collected (it may be absent: then they skip)
+  let table: ReturnType<typeof readCsv>;
+  beforeAll(() => {
+    table = readCsv(TELCO_CSV);
+  });
 
   it('gives 7032 rows x 45 features with the column names of pandas.get_dummies', () => {
     const pre = fitPreprocessor(table, TELCO_PREPROCESS);

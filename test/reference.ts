@@ -8,15 +8,26 @@ import { modelSpec, runRngs } from '../coordinator/trainer.js';
 import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset } from '../shared/data/dataset.js';
 import { epochBatches, epochOrder } from '../shared/math/split-plan.js';
-import { modelWithWeights, readFlatWeights } from '../shared/model/build.js';
+import { assignFlatWeights, buildModel, modelVariables, readFlatWeights } from '../shared/model/build.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 
 export async function referenceWeights(config: JobConfig, dataset: Dataset): Promise<Float32Array> {
   const optimizer = config.compile.optimizer;
   if (optimizer.name !== 'adam') throw new Error('the reference uses adam');
   const spec = modelSpec(config, dataset);
-  const model = modelWithWeights(spec, initialWeights(weightLayout(spec), runRngs.weights(config.seed)));
-  model.compile({ optimizer: tf.train.adam(optimizer.learningRate, optimizer.beta1, optimizer.beta2, optimizer.epsilon), loss: config.compile.loss });
+  // As tf.keras: a sigmoid + binary or softmax + categorical cross-entropy model is trained on
+  // its logits, with tfjs-core's own tf.losses (the engines have their own formulas).
+  const last = spec.layers[spec.layers.length - 1]!.activation;
+  const fromLogits =
+    config.compile.loss === 'binaryCrossentropy' && last === 'sigmoid'
+      ? (y: tf.Tensor, z: tf.Tensor) => tf.losses.sigmoidCrossEntropy(y, z, undefined, 0, tf.Reduction.NONE)
+      : config.compile.loss === 'categoricalCrossentropy' && last === 'softmax'
+        ? (y: tf.Tensor, z: tf.Tensor) => tf.losses.softmaxCrossEntropy(y, z, undefined, 0, tf.Reduction.NONE)
+        : undefined;
+  const model = buildModel(spec, { logitsOutput: fromLogits !== undefined });
+  const layout = weightLayout(spec);
+  assignFlatWeights(modelVariables(model, layout), layout, initialWeights(layout, runRngs.weights(config.seed)));
+  model.compile({ optimizer: tf.train.adam(optimizer.learningRate, optimizer.beta1, optimizer.beta2, optimizer.epsilon), loss: fromLogits ?? config.compile.loss });
   const rng = runRngs.shuffle(config.seed);
   const { features, outputs, train } = dataset;
   for (let epoch = 0; epoch < config.fit.epochs; epoch++) {

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { BACKENDS, type BackendChoice } from '../shared/backend-choice.js';
+import { joinNegativeValues, wantsHelp } from '../shared/cli-args.js';
 import { readToken } from '../shared/token.js';
 import { DptrainError, UsageError } from '../shared/errors.js';
 import { parseHostPort, serveMetrics, type MetricsServer } from '../shared/metrics-server.js';
@@ -30,7 +31,20 @@ commands:
       --metrics-linger S   after the job, keep /metrics up S seconds so Prometheus scrapes the
                            final counters (default 0; a short job can end between two scrapes)
       --verbose            log every step; stack traces on errors
-  backends [--backend B]   start a backend (default: each in turn) and report it`;
+  backends [--backend B]   start a backend (default: each in turn) and report it
+  help [COMMAND]           this text, or one command's (also: worker COMMAND --help)`;
+
+/** Each command's own --help. */
+const COMMAND_USAGE: Readonly<Record<string, string>> = {
+  start: `usage: worker start --connect URL [options]
+
+Joins a coordinator and computes its steps until the job ends.
+
+${USAGE.slice(USAGE.indexOf('      --token-file'), USAGE.indexOf('  backends')).trimEnd()}`,
+  backends: `usage: worker backends [--backend B]
+
+Starts a TensorFlow.js backend (${BACKENDS.join(' | ')}; default: auto) and reports which one runs here.`,
+};
 
 function checkBackend(value: string | undefined): BackendChoice | undefined {
   if (value !== undefined && !BACKENDS.includes(value as BackendChoice)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got "${value}"`);
@@ -65,7 +79,7 @@ async function startMetrics(listen: string, metrics: WorkerMetrics, log: (line: 
 
 async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({
-    args: argv,
+    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'name', 'ca', 'retries', 'max-payload', 'metrics-listen', 'metrics-linger']),
     options: {
       connect: { type: 'string' },
       'token-file': { type: 'string' },
@@ -133,10 +147,12 @@ async function start(argv: string[]): Promise<void> {
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
-    if (command === 'backends') await backends(rest);
+    const usage = command === undefined ? undefined : COMMAND_USAGE[command];
+    if (usage !== undefined && wantsHelp(rest)) console.log(usage);
+    else if (command === 'backends') await backends(rest);
     else if (command === 'start') await start(rest);
-    else if (command === undefined || command === '--help' || command === '-h') console.log(USAGE);
-    else throw new UsageError(`unknown command "${command}"; expected: start, backends`);
+    else if (command === undefined || command === '--help' || command === '-h' || command === 'help') console.log((rest[0] !== undefined && COMMAND_USAGE[rest[0]]) || USAGE);
+    else throw new UsageError(`unknown command "${command}"; expected: start, backends, help`);
     return 0;
   } catch (err) {
     const known = err instanceof DptrainError;

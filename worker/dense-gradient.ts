@@ -4,7 +4,8 @@
  * kernel gradients as an explicit transpose + plain matMul: on wasm, matMul with transposeA or
  * transposeB is several times slower than a plain one, and the stock Dense gradient uses exactly
  * those. Only the loss's gradient with respect to the model output goes through tf.valueAndGrad
- * (a few ops on a [batch, units] tensor), so every loss in the registry works unchanged.
+ * (a few ops on a [batch, units] tensor), so every loss in the registry works unchanged; where the
+ * loss is computed from the logits (registries.ts), at the last layer's pre-activation.
  * The transposes themselves (a weight kernel, two activations and, for the bias gradients, each
  * layer's error per step) go through a WebAssembly SIMD kernel on wasm: tfjs's wasm Transpose
  * took ~1.4 ms for 512 x 512 here, the kernel 0.12 ms including the copies.
@@ -14,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Transposer } from '../shared/math/wasm/transpose-kernel.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
-import { losses, metrics } from '../shared/model/registries.js';
+import { logitsLoss, losses, metrics } from '../shared/model/registries.js';
 import { outputDim, type ActivationName, type DenseSpec, type ModelSpec } from '../shared/model/spec.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
 
@@ -72,6 +73,8 @@ export class DenseGradientEngine implements BatchEngine {
   readonly outputDim: number;
   private readonly layers: DenseParams[];
   private readonly lossFn: (t: tf.Tensor, p: tf.Tensor) => tf.Tensor;
+  /** The loss of the last pre-activation, where it is computed from the logits (registries.ts). */
+  private readonly logitsLossFn: ((t: tf.Tensor, z: tf.Tensor) => tf.Tensor) | undefined;
   private readonly metricFns: ((t: tf.Tensor, p: tf.Tensor) => tf.Tensor)[];
   /** The weights the tensors were made from, reused by every setWeights (no fresh megabytes per step). */
   private readonly staging: Float32Array;
@@ -85,6 +88,7 @@ export class DenseGradientEngine implements BatchEngine {
     this.inputDim = spec.inputDim;
     this.outputDim = outputDim(spec);
     this.lossFn = losses[spec.loss].fn;
+    this.logitsLossFn = logitsLoss(spec.loss, spec.layers[spec.layers.length - 1]!.activation);
     this.metricFns = spec.metrics.map((name) => metrics[name].fn(this.outputDim));
     let entry = 0;
     this.layers = spec.layers.map((layer) => {
@@ -169,13 +173,18 @@ export class DenseGradientEngine implements BatchEngine {
       const ys = tf.tensor2d(y, [count, this.outputDim]);
       const { zs, as } = this.forward(xs);
       const out = as[as.length - 1]!;
-      const { value, grad } = tf.valueAndGrad((p: tf.Tensor) => tf.mean(this.lossFn(ys, p)) as tf.Scalar)(out);
+      const last = this.layers.length - 1;
+      // From the logits the loss's gradient is taken at the last pre-activation directly.
+      const logits = this.logitsLossFn;
+      const { value, grad } = logits
+        ? tf.valueAndGrad((z: tf.Tensor) => tf.mean(logits(ys, z)) as tf.Scalar)(zs[last]!)
+        : tf.valueAndGrad((p: tf.Tensor) => tf.mean(this.lossFn(ys, p)) as tf.Scalar)(out);
       let da: tf.Tensor = grad;
       // Last layer first: each layer's gradients are read out as soon as they exist, and the
       // values from its kernel's offset to the end are then final (its bias and the later layers).
-      for (let i = this.layers.length - 1; i >= 0; i--) {
+      for (let i = last; i >= 0; i--) {
         const layer = this.layers[i]!;
-        const dz = ACTIVATION_MATH[layer.spec.activation].backward(zs[i]!, as[i + 1]!, da, layer.alpha);
+        const dz = i === last && logits ? da : ACTIVATION_MATH[layer.spec.activation].backward(zs[i]!, as[i + 1]!, da, layer.alpha);
         if (layer.bias) readInto(this.columnSums(dz as tf.Tensor2D), gradient, layer.biasOffset);
         readInto(tf.matMul(this.transpose(as[i]! as tf.Tensor2D), dz), gradient, layer.kernelOffset);
         onReady?.(layer.kernelOffset);
@@ -192,9 +201,10 @@ export class DenseGradientEngine implements BatchEngine {
     const sums = tf.tidy(() => {
       const xs = tf.tensor2d(x, [count, this.inputDim]);
       const ys = tf.tensor2d(y, [count, this.outputDim]);
-      const { as } = this.forward(xs);
+      const { zs, as } = this.forward(xs);
       const out = as[as.length - 1]!;
-      return [tf.sum(this.lossFn(ys, out)), ...this.metricFns.map((fn) => tf.sum(fn(ys, out)))];
+      const loss = this.logitsLossFn ? this.logitsLossFn(ys, zs[zs.length - 1]!) : this.lossFn(ys, out);
+      return [tf.sum(loss), ...this.metricFns.map((fn) => tf.sum(fn(ys, out)))];
     });
     const values = sums.map((s) => s.dataSync()[0]!);
     tf.dispose(sums);

@@ -1,14 +1,15 @@
 /**
  * The stock way to get the gradient of a batch: a tfjs-layers model built from the spec and
  * tf.variableGrads through it. Kept as the reference the direct engine (dense-gradient.ts) is
- * tested against, and selectable with engine: 'tape'.
+ * tested against, and selectable with engine: 'tape'. Where the loss is computed from the logits
+ * (registries.ts), the model is built without its last activation, which is applied after.
  * Works on plain Float32Arrays of features and targets, so it knows nothing of transport.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { assignFlatWeights, buildModel, modelVariables } from '../shared/model/build.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
-import { losses, metrics } from '../shared/model/registries.js';
+import { activations, logitsLoss, losses, metrics } from '../shared/model/registries.js';
 import { outputDim, type ModelSpec } from '../shared/model/spec.js';
 import { DenseGradientEngine } from './dense-gradient.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums, type EngineName } from './engine.js';
@@ -19,16 +20,22 @@ export class TapeGradientEngine implements BatchEngine {
   readonly outputDim: number;
   private readonly model: tfl.Sequential;
   private readonly variables: tf.Variable[];
+  /** The loss of what the model outputs: its probabilities, or its logits where the loss is taken from them. */
   private readonly lossFn: (t: tf.Tensor, p: tf.Tensor) => tf.Tensor;
+  /** From the model's raw output to the prediction: identity, or the last activation when the model outputs logits. */
+  private readonly toPrediction: (out: tf.Tensor) => tf.Tensor;
   private readonly metricFns: ((t: tf.Tensor, p: tf.Tensor) => tf.Tensor)[];
 
   constructor(readonly spec: ModelSpec) {
-    this.model = buildModel(spec);
+    const lastActivation = spec.layers[spec.layers.length - 1]!.activation;
+    const logits = logitsLoss(spec.loss, lastActivation);
+    this.model = buildModel(spec, { logitsOutput: logits !== undefined });
     this.layout = weightLayout(spec);
     this.variables = modelVariables(this.model, this.layout);
     this.inputDim = spec.inputDim;
     this.outputDim = outputDim(spec);
-    this.lossFn = losses[spec.loss].fn;
+    this.lossFn = logits ?? losses[spec.loss].fn;
+    this.toPrediction = logits ? activations[lastActivation].fn : (out) => out;
     this.metricFns = spec.metrics.map((name) => metrics[name].fn(this.outputDim));
   }
 
@@ -43,9 +50,9 @@ export class TapeGradientEngine implements BatchEngine {
     const ys = tf.tensor2d(y, [count, this.outputDim]);
     let preds: tf.Tensor | undefined;
     const { value, grads } = tf.variableGrads(() => {
-      const p = this.model.apply(xs, { training: true }) as tf.Tensor;
-      preds = tf.keep(p);
-      return tf.mean(this.lossFn(ys, p)) as tf.Scalar;
+      const out = this.model.apply(xs, { training: true }) as tf.Tensor;
+      preds = tf.keep(this.toPrediction(out));
+      return tf.mean(this.lossFn(ys, out)) as tf.Scalar;
     }, this.variables);
     this.variables.forEach((v, i) => {
       gradient.set(grads[v.name]!.dataSync() as Float32Array, this.layout.entries[i]!.offset);
@@ -60,20 +67,22 @@ export class TapeGradientEngine implements BatchEngine {
   evaluate(x: Float32Array, y: Float32Array, count: number): BatchSums {
     const xs = tf.tensor2d(x, [count, this.inputDim]);
     const ys = tf.tensor2d(y, [count, this.outputDim]);
-    const preds = this.model.apply(xs) as tf.Tensor;
-    const loss = tf.sum(this.lossFn(ys, preds));
+    const out = this.model.apply(xs) as tf.Tensor;
+    const preds = this.toPrediction(out);
+    const loss = tf.sum(this.lossFn(ys, out));
     const lossSum = loss.dataSync()[0] as number;
     const metricSums = this.sumMetrics(ys, preds);
-    tf.dispose([xs, ys, preds, loss]);
+    tf.dispose([xs, ys, out, preds, loss]);
     return { count, lossSum, metricSums };
   }
 
   /** Model outputs for `count` samples, row-major [count, outputDim]. */
   predict(x: Float32Array, count: number): Float32Array {
     const xs = tf.tensor2d(x, [count, this.inputDim]);
-    const preds = this.model.apply(xs) as tf.Tensor;
+    const raw = this.model.apply(xs) as tf.Tensor;
+    const preds = this.toPrediction(raw);
     const out = preds.dataSync() as Float32Array;
-    tf.dispose([xs, preds]);
+    tf.dispose([xs, raw, preds]);
     return out;
   }
 

@@ -7,7 +7,7 @@
  * splits batches equally or by measured speed.
  */
 import { performance } from 'node:perf_hooks';
-import { ClusterError } from '../../shared/errors.js';
+import { ClusterError, WaitCancelledError } from '../../shared/errors.js';
 import { SpeedModel, balancedCounts, type TimeModel } from '../../shared/math/balance.js';
 import { missingRanges, partitionRows } from '../../shared/math/shard-plan.js';
 import { splitCounts } from '../../shared/math/split-plan.js';
@@ -53,6 +53,10 @@ export class Cluster implements ParticipantGroup {
   private wake: (() => void) | undefined;
   /** A step has been handed out: from now on minWorkers are enough. */
   private started = false;
+  /** ready() is waiting for worker nodes. */
+  private waitingForNodes = false;
+  /** cancelWait() was called: a wait for nodes ends with WaitCancelledError. */
+  private cancelled = false;
   private nextNode = 1;
   /** Membership changed since the last shard plan. */
   private dirty = false;
@@ -127,6 +131,22 @@ export class Cluster implements ParticipantGroup {
     return this.nodes.length;
   }
 
+  /** Whether the run is waiting for worker nodes (before a step can run). */
+  get waiting(): boolean {
+    return this.waitingForNodes;
+  }
+
+  /** Whether a step has had its participants (training has started). */
+  get trainingStarted(): boolean {
+    return this.started && !this.waitingForNodes;
+  }
+
+  /** Ends a wait for worker nodes, now or when one begins, with WaitCancelledError (a stop was asked for). */
+  cancelWait(): void {
+    this.cancelled = true;
+    this.wake?.();
+  }
+
   async ready(): Promise<readonly Participant[]> {
     this.admit();
     const { minWorkers, startWorkers, waitTimeoutMs, log } = this.options;
@@ -138,26 +158,37 @@ export class Cluster implements ParticipantGroup {
       const want = Math.max(need, 1);
       log(`waiting for worker nodes: ${this.nodes.length} of ${want} connected (timeout ${Math.round(waitTimeoutMs / 1000)} s)`);
       const deadline = performance.now() + waitTimeoutMs;
-      while (!enough()) {
-        const left = deadline - performance.now();
-        if (left <= 0) {
-          throw new ClusterError(
-            `waited ${Math.round(waitTimeoutMs / 1000)} s for worker nodes: ${this.nodes.length} of ${want} connected; start workers with \`worker start --connect ...\` or lower cluster.${starting ? 'startWorkers' : 'minWorkers'}`,
-          );
-        }
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          this.wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.wake = undefined;
-        this.admit();
+      this.waitingForNodes = true;
+      try {
+        await this.waitUntil(enough, deadline, want, starting);
+      } finally {
+        this.waitingForNodes = false;
       }
       log(`${this.nodes.length} worker node(s) connected; training`);
     }
     return this.participants;
+  }
+
+  private async waitUntil(enough: () => boolean, deadline: number, want: number, starting: boolean): Promise<void> {
+    const { waitTimeoutMs } = this.options;
+    while (!enough()) {
+      if (this.cancelled) throw new WaitCancelledError(`stopped while waiting for worker nodes (${this.nodes.length} of ${want} connected)`);
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw new ClusterError(
+          `waited ${Math.round(waitTimeoutMs / 1000)} s for worker nodes: ${this.nodes.length} of ${want} connected; start workers with \`worker start --connect ...\` or lower cluster.${starting ? 'startWorkers' : 'minWorkers'}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+      this.admit();
+    }
   }
 
   /** Moves joined nodes into the run and re-plans the shards if membership changed. */

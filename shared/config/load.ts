@@ -37,8 +37,20 @@ function setPath(target: Record<string, unknown>, dotted: string, value: unknown
   node[keys[keys.length - 1]!] = value;
 }
 
+/**
+ * Names for where overrides came from (`{ 'fit.epochs': '--epochs' }`): a bad value there is
+ * blamed on that name instead of on the config's source.
+ */
+export type OverrideNames = Readonly<Record<string, string>>;
+
+/** The override an issue is about (its path, or a parent of it), if any. */
+function overrideOf(issue: z.core.$ZodIssue, overrides: Overrides): string | undefined {
+  const at = formatPath(issue.path);
+  return Object.keys(overrides).find((key) => overrides[key] !== undefined && (at === key || at.startsWith(`${key}.`) || at.startsWith(`${key}[`)));
+}
+
 /** Validates a raw config object (after overrides); `source` names it in errors. */
-export function validateConfig(raw: unknown, source: string, overrides: Overrides = {}): JobConfig {
+export function validateConfig(raw: unknown, source: string, overrides: Overrides = {}, names: OverrideNames = {}): JobConfig {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError(`${source}: the config must be a mapping with keys data, model, compile, fit, cluster, output`);
   }
@@ -48,14 +60,20 @@ export function validateConfig(raw: unknown, source: string, overrides: Override
   }
   const result = JobConfigSchema.safeParse(copy);
   if (!result.success) {
-    const issues = result.error.issues.map(formatIssue);
-    throw new ConfigError(`${source}: ${issues.join('; ')}`);
+    const fromSource: string[] = [];
+    const fromOverrides: string[] = [];
+    for (const issue of result.error.issues) {
+      const key = overrideOf(issue, overrides);
+      if (key === undefined) fromSource.push(formatIssue(issue));
+      else fromOverrides.push(`${names[key] ?? `override ${key}`} ${JSON.stringify(overrides[key])}: ${issue.message} (${formatIssue(issue).split(':')[0]})`);
+    }
+    throw new ConfigError([...fromOverrides, ...(fromSource.length ? [`${source}: ${fromSource.join('; ')}`] : [])].join('; '));
   }
   return result.data;
 }
 
 /** Reads and validates a config file. Relative `data.path` is resolved against the file's folder. */
-export function loadConfig(file: string, overrides: Overrides = {}): JobConfig {
+export function loadConfig(file: string, overrides: Overrides = {}, names: OverrideNames = {}): JobConfig {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -69,7 +87,7 @@ export function loadConfig(file: string, overrides: Overrides = {}): JobConfig {
   } catch (err) {
     throw new ConfigError(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
   }
-  const config = validateConfig(raw, file, overrides);
+  const config = validateConfig(raw, file, overrides, names);
   // Paths in the file are relative to the file; paths given as flags stay as given.
   const near = (path: string | undefined, override: string): string | undefined =>
     path && overrides[override] === undefined && !isAbsolute(path) ? resolve(dirname(file), path) : path;

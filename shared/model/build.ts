@@ -8,16 +8,22 @@ import { weightLayout, denseName, type WeightLayout } from './layout.js';
 import { activations } from './registries.js';
 import type { ModelSpec } from './spec.js';
 
-export function buildModel(spec: ModelSpec): tfl.Sequential {
+/**
+ * `logitsOutput`: the last layer without its activation (the model outputs its pre-activation),
+ * for an engine that computes the loss from the logits. Same weights either way.
+ */
+export function buildModel(spec: ModelSpec, { logitsOutput = false }: { logitsOutput?: boolean } = {}): tfl.Sequential {
   const model = tfl.sequential();
   spec.layers.forEach((layer, i) => {
     const activation = activations[layer.activation];
     if (!activation) throw new ModelError(`unknown activation "${String(layer.activation)}" in layer ${i + 1}`);
+    const bare = logitsOutput && i === spec.layers.length - 1;
+    if (bare && activation.after) throw new ModelError(`layer ${i + 1}: a ${layer.activation} output has no logits form`);
     model.add(
       tfl.layers.dense({
         name: denseName(i),
         units: layer.units,
-        activation: activation.dense,
+        activation: bare ? 'linear' : activation.dense,
         useBias: layer.useBias,
         ...(i === 0 ? { inputShape: [spec.inputDim] } : {}),
       }),

@@ -3,6 +3,13 @@
  * Adding one means adding an entry here and its name in spec.ts; the types keep both in step.
  * Losses and metrics are TensorFlow.js's own Keras implementations (tfjs-layers), returning one
  * value per sample; the engine takes their mean.
+ *
+ * Two pairs are computed from the logits, as tf.keras does (its backend looks through a Sigmoid
+ * or Softmax output op and calls sigmoid_cross_entropy_with_logits /
+ * softmax_cross_entropy_with_logits): a sigmoid output with binaryCrossentropy and a softmax
+ * output with categoricalCrossentropy. tfjs-layers instead clips the probability to
+ * [epsilon, 1 - epsilon] and takes its log; the clip's gradient is zero, so a saturated sample
+ * (|logit| beyond ~16) stops contributing to training. Other pairs keep the clipped form.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -34,17 +41,62 @@ export const activations: Readonly<Record<ActivationName, ActivationEntry>> = {
 };
 
 export interface LossEntry {
+  /** Per-sample loss of the model's output (probabilities for the cross-entropies). */
   readonly fn: PerSample;
+  /** Per-sample loss of the last layer's pre-activation, used when that layer's activation is `activation`. */
+  readonly fromLogits?: { readonly activation: ActivationName; readonly fn: PerSample };
+}
+
+/**
+ * Keras' binary_crossentropy from logits z, averaged over the last axis:
+ * max(z, 0) - z * y + softplus(-|z|) (not log1p(exp(-|z|)): tfjs-wasm's log1p is log(1 + x),
+ * which turns softplus(-20) = 2e-9 into 0). Its gradient, sigmoid(z) - y, is taken as
+ * (1 - y) sigmoid(z) - y sigmoid(-z): the same number, without sigmoid(z) rounding to 1 in
+ * float32 (autodiff of the loss's three terms adds 1 - 1 + 2e-9 and gets 0 at z = 20, y = 1).
+ */
+const sigmoidCrossEntropyTerms = tf.customGrad(((y: tf.Tensor, z: tf.Tensor, save: tf.GradSaveFunc) => {
+  save([y, z]);
+  return {
+    value: tf.add(tf.sub(tf.relu(z), tf.mul(z, y)), tf.softplus(tf.neg(tf.abs(z)))),
+    gradFunc: (dy: tf.Tensor, [ys, zs]: tf.Tensor[]) => [
+      tf.mul(dy, tf.neg(zs!)),
+      tf.mul(dy, tf.sub(tf.mul(tf.sub(1, ys!), tf.sigmoid(zs!)), tf.mul(ys!, tf.sigmoid(tf.neg(zs!))))),
+    ],
+  };
+}) as unknown as Parameters<typeof tf.customGrad>[0]) as (y: tf.Tensor, z: tf.Tensor) => tf.Tensor;
+
+function sigmoidCrossEntropyWithLogits(y: tf.Tensor, z: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mean(sigmoidCrossEntropyTerms(y, z), -1));
+}
+
+/** Keras' categorical_crossentropy from logits: -sum(y * logSoftmax(z)) over the last axis. */
+function softmaxCrossEntropyWithLogits(y: tf.Tensor, z: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.neg(tf.sum(tf.mul(y, tf.logSoftmax(z)), -1)));
 }
 
 export const losses: Readonly<Record<LossName, LossEntry>> = {
-  binaryCrossentropy: { fn: (t, p) => tfl.metrics.binaryCrossentropy(t, p) },
-  categoricalCrossentropy: { fn: (t, p) => tfl.metrics.categoricalCrossentropy(t, p) },
+  binaryCrossentropy: {
+    fn: (t, p) => tfl.metrics.binaryCrossentropy(t, p),
+    fromLogits: { activation: 'sigmoid', fn: sigmoidCrossEntropyWithLogits },
+  },
+  categoricalCrossentropy: {
+    fn: (t, p) => tfl.metrics.categoricalCrossentropy(t, p),
+    fromLogits: { activation: 'softmax', fn: softmaxCrossEntropyWithLogits },
+  },
   meanSquaredError: { fn: (t, p) => tfl.metrics.meanSquaredError(t, p) },
   meanAbsoluteError: { fn: (t, p) => tfl.metrics.meanAbsoluteError(t, p) },
   // Keras' cosine_similarity loss: -sum(l2norm(yTrue) * l2norm(yPred)).
   cosineSimilarity: { fn: (t, p) => tfl.metrics.cosineProximity(t, p) },
 };
+
+/**
+ * The loss of the last layer's pre-activation when the model's loss is computed from the logits
+ * (see the opening comment), else undefined (the loss takes the output).
+ */
+export function logitsLoss(loss: LossName, lastActivation: ActivationName): PerSample | undefined {
+  const entry = losses[loss].fromLogits;
+  return entry && entry.activation === lastActivation ? entry.fn : undefined;
+}
 
 export interface MetricEntry {
   /** Per-sample metric; `outputUnits` lets 'accuracy' pick binary or categorical like Keras. */

@@ -1,0 +1,113 @@
+/**
+ * The npm package as a user gets it: `npm pack`, the tarball installed into an empty folder,
+ * `dptrain` imported from a .mjs file (and a short job trained through it on two threads, which
+ * loads the thread entry and the wasm backend from the package) and from a type-checked .ts file,
+ * and both CLIs' --help. Also: every package in the lockfile runs on the oldest Node we promise.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import semver from 'semver';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ROOT } from './helpers.js';
+
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  engines: { node: string };
+  scripts: Record<string, string>;
+  files: string[];
+};
+
+describe('the packed package, installed into an empty folder', () => {
+  let app: string;
+  let files: string[];
+  beforeAll(() => {
+    const dir = mkdtempSync(join(tmpdir(), 'dptrain-pack-'));
+    // dist/ is built by `pretest`; --ignore-scripts keeps prepack from rebuilding it under the
+    // other test files (that prepack builds is checked below).
+    const out = execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dir], { cwd: ROOT, encoding: 'utf8' });
+    const [info] = JSON.parse(out) as { filename: string; files: { path: string }[] }[];
+    files = info!.files.map((f) => f.path);
+    app = join(dir, 'app');
+    execFileSync('mkdir', [app]);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+    execFileSync('npm', ['install', join(dir, info!.filename), '--no-audit', '--no-fund', '--prefer-offline', '--loglevel', 'error'], { cwd: app, encoding: 'utf8', timeout: 300_000 });
+  }, 360_000);
+
+  it('ships the built library, both CLIs and the examples, built on prepack', () => {
+    expect(pkg.scripts['prepack']).toBe('npm run build');
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/coordinator/cli.js', 'dist/worker/cli.js', 'dist/worker/thread.js', 'bin/coordinator.js', 'bin/worker.js', 'examples/demo.yaml']) {
+      expect(files, f).toContain(f);
+    }
+    expect(files.filter((f) => f.startsWith('test/') || f.startsWith('dist/test/') || f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
+  });
+
+  it('imports from a .mjs file and trains on two threads through it', () => {
+    const rows = Array.from({ length: 60 }, (_, i) => ({ a: i % 7, b: (i * 13) % 5, y: i % 7 > 3 ? 'yes' : 'no' }));
+    writeFileSync(
+      join(app, 'use.mjs'),
+      `import { train, ConfigError } from 'dptrain';
+const bad = await train({ fit: { epoch: 1 } }).catch((e) => e);
+if (!(bad instanceof ConfigError)) throw new Error('no ConfigError: ' + bad);
+const { summary } = await train({
+  data: { label: { column: 'y', positive: 'yes' } },
+  model: { layers: [{ units: 4, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+  compile: { optimizer: 'adam', loss: 'binaryCrossentropy' },
+  fit: { epochs: 2, batchSize: 8 },
+  cluster: { threads: 2 },
+  metrics: { listen: false },
+  output: { dir: 'run' },
+}, { rows: ${JSON.stringify(rows)}, log: () => {} });
+console.log(JSON.stringify({ threads: summary.threads, epochs: summary.epochs, accuracy: summary.test.accuracy }));
+`,
+    );
+    const r = spawnSync(process.execPath, ['use.mjs'], { cwd: app, encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { threads: number; epochs: number; accuracy: number };
+    expect(result).toMatchObject({ threads: 2, epochs: 2 });
+    expect(result.accuracy).toBeGreaterThanOrEqual(0);
+  }, 120_000);
+
+  it('type-checks a .ts file against its declarations', () => {
+    writeFileSync(
+      join(app, 'use.ts'),
+      `import { train, loadSavedModel, predictCsv, type JobResult, type Summary } from 'dptrain';
+export async function run(): Promise<number> {
+  const result: JobResult = await train('job.yaml', { overrides: { 'fit.epochs': 3 } });
+  const summary: Summary = result.summary;
+  const model = await loadSavedModel(result.runDir + '/model');
+  const { outputs } = predictCsv(model, 'rows.csv');
+  // @ts-expect-error: epochs is a number
+  await train({ data: { path: 'x.csv', label: { column: 'y' } }, model: { layers: [] }, compile: {}, fit: { epochs: 'many' } });
+  return summary.test.loss + outputs.length;
+}
+`,
+    );
+    writeFileSync(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { strict: true, module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', noEmit: true, skipLibCheck: true, types: [] }, files: ['use.ts'] }),
+    );
+    const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: app, encoding: 'utf8' });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+  }, 60_000);
+
+  it('runs npx coordinator --help and npx worker --help', () => {
+    const c = spawnSync('npx', ['--no-install', 'coordinator', '--help'], { cwd: app, encoding: 'utf8', timeout: 60_000 });
+    expect(c.status, c.stderr).toBe(0);
+    expect(c.stdout).toContain('coordinator start');
+    const w = spawnSync('npx', ['--no-install', 'worker', '--help'], { cwd: app, encoding: 'utf8', timeout: 60_000 });
+    expect(w.status, w.stderr).toBe(0);
+    expect(w.stdout).toContain('worker start');
+  }, 120_000);
+});
+
+describe('engines', () => {
+  it('every package in the lockfile accepts the oldest Node version package.json promises', () => {
+    const oldest = semver.minVersion(pkg.engines.node)!.version;
+    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { engines?: { node?: string } | string[]; optional?: boolean }> };
+    const refused = Object.entries(lock.packages)
+      .filter(([, p]) => p.engines && !Array.isArray(p.engines) && p.engines.node && !semver.satisfies(oldest, p.engines.node))
+      .map(([name, p]) => `${name} wants node ${(p.engines as { node: string }).node}`);
+    expect(refused, `package.json promises node ${pkg.engines.node}`).toEqual([]);
+  });
+});
