@@ -5,6 +5,8 @@
  * threads. Prints a Markdown table per setup and writes the numbers to a JSON file.
  *
  *   node dist/bench/telco-seeds.js [--data telco.csv] [--out bench/telco-seeds.json] [--seeds 1,2,42]
+ *   node dist/bench/telco-seeds.js --export DIR    (each seed's split as DIR/seed-N.json, for
+ *                                                   bench/telco_keras_like.py)
  *
  * Default data: ../shared/data/telco-customer-churn.csv beside the checkout.
  */
@@ -13,7 +15,10 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { prepareJobData } from '../coordinator/job.js';
 import { train } from '../index.js';
+import { loadConfig } from '../shared/config/load.js';
+import { readCsv } from '../shared/data/csv.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -51,9 +56,14 @@ async function main(): Promise<void> {
       out: { type: 'string', default: join(ROOT, 'bench', 'telco-seeds.json') },
       seeds: { type: 'string', default: '1,2,3,4,5,6,7,42' },
       variants: { type: 'string', default: VARIANTS.map((_, i) => i).join(',') },
+      export: { type: 'string' },
     },
   });
   const seeds = values.seeds.split(',').map(Number);
+  if (values.export) {
+    exportSplits(values.data, seeds, values.export);
+    return;
+  }
   const variants = values.variants.split(',').map((i) => VARIANTS[Number(i)]!);
   const rows: Row[] = [];
   for (const variant of variants) {
@@ -94,6 +104,21 @@ async function main(): Promise<void> {
   lines.push('Cells: test accuracy / test loss (epochs trained).');
   console.log(lines.join('\n'));
   writeFileSync(values.out, `${JSON.stringify({ date, cpu: cpus()[0]?.model, cores: cpus().length, rows }, null, 2)}\n`);
+}
+
+/** Each seed's train / validation / test rows as the job prepares them (raw features), as JSON. */
+function exportSplits(data: string, seeds: readonly number[], dir: string): void {
+  const table = readCsv(data);
+  for (const seed of seeds) {
+    const config = loadConfig(join(ROOT, 'examples', 'telco-churn.yaml'), { seed, 'data.path': data });
+    const { dataset } = prepareJobData(config, table);
+    const part = ({ start, count }: { start: number; count: number }): { x: number[][]; y: number[] } => ({
+      x: Array.from({ length: count }, (_, i) => Array.from(dataset.x.subarray((start + i) * dataset.features, (start + i + 1) * dataset.features))),
+      y: Array.from(dataset.y.subarray(start, start + count)),
+    });
+    writeFileSync(join(dir, `seed-${seed}.json`), JSON.stringify({ seed, train: part(dataset.train), val: part(dataset.val), test: part(dataset.test) }));
+    console.error(`wrote ${join(dir, `seed-${seed}.json`)}`);
+  }
 }
 
 await main();

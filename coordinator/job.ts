@@ -24,7 +24,7 @@ import { RemoteNode } from './participants/remote-node.js';
 import { chooseThreads, threadsWithoutModel, withThreads, type RunConfig } from './participants/thread-count.js';
 import { ThreadPool } from './participants/threads.js';
 import { NodeServer, parseListen } from './server.js';
-import { epochLine, evaluationLine } from './progress.js';
+import { ProgressBar, epochLine, evaluationLine, type ProgressStream } from './progress.js';
 import { RunDir, defaultRunDir } from './run-dir.js';
 import { Trainer, checkBatchSize, modelSpec, type EvaluateResult, type FitResult } from './trainer.js';
 
@@ -44,6 +44,11 @@ export interface JobOptions {
   readonly stopRequested?: () => boolean;
   /** Where progress lines go (default: console.log). */
   readonly log?: (line: string) => void;
+  /**
+   * A terminal for Keras' progress bar within each epoch (false: none). Default: process.stdout
+   * when it is a TTY and `log` is the default; pipes and files get one line per epoch.
+   */
+  readonly progress?: ProgressStream | false;
   /** Called with the node server's URL once it listens. */
   readonly onListening?: (url: string) => void;
 }
@@ -111,7 +116,7 @@ export function prepareJobData(config: JobConfig, table: Table): PreparedData {
   const { data, fit } = config;
   return prepareData(
     table,
-    { drop: data.drop, numeric: data.numeric, categorical: data.categorical, label: data.label },
+    { drop: data.drop, numeric: data.numeric, categorical: data.categorical, label: data.label, maxCategories: data.maxCategories },
     { testSize: data.testSize, stratify: data.stratify, standardize: data.standardize, validationSplit: fit.validationSplit },
     config.seed,
   );
@@ -280,7 +285,13 @@ async function startMetricsServer(config: JobConfig, metrics: TrainingMetrics, r
 
 export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Promise<JobResult> {
   let config = jobConfig;
-  const log = options.log ?? ((line: string) => console.log(line));
+  const stream = options.progress ?? (options.log === undefined && process.stdout.isTTY ? process.stdout : false);
+  const bar = stream ? new ProgressBar(stream) : undefined;
+  const print = options.log ?? ((line: string) => console.log(line));
+  const log = (line: string): void => {
+    bar?.clear();
+    print(line);
+  };
   const started = performance.now();
   // Checked before anything is written: impossible lane or node settings are config errors.
   checkLocalLanes(jobConfig);
@@ -296,6 +307,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   config = dataConfig(config, provided, runDir);
   const table = loadTable(config);
   const prepared = prepareJobData(config, table);
+  for (const warning of prepared.warnings) log(`warning: ${warning}`);
   const { dataset, preprocessor } = prepared;
   const spec = modelSpec(config, dataset);
   const parameters = weightLayout(spec).size;
@@ -362,6 +374,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
     fit = await trainer.fit({
       ...(resumeFrom ? { resume: resumeFrom.state } : {}),
       onEpochEnd: (e, epochs) => log(epochLine(e, epochs)),
+      ...(bar ? { onEpochStart: () => bar.epochStarted(), onBatchEnd: (b: number, n: number, running: Readonly<Record<string, number>>) => bar.batchEnded(b, n, running) } : {}),
       onCheckpoint: (state) => (lastCheckpoint = writeCheckpoint(checkpoints, state, config.checkpoint.keep)),
       stopRequested: () => signals?.requested() === true || options.stopRequested?.() === true,
     });
@@ -379,6 +392,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
     }
   } finally {
     training = false;
+    bar?.clear();
     signals?.remove();
     await cluster.close(outcome);
     await server?.close();

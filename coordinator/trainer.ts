@@ -89,6 +89,8 @@ export interface FitResult {
 export interface TrainerEvents {
   onEpochStart?(epoch: number, epochs: number): void;
   onEpochEnd?(log: EpochLog, epochs: number): void;
+  /** After each step: `batch` of `batches` done in this epoch, with the epoch's running means so far. */
+  onBatchEnd?(batch: number, batches: number, running: Readonly<Record<string, number>>): void;
   /** A checkpoint is due (every `checkpoint.everySteps` steps, at epoch ends, and when stopping on request). */
   onCheckpoint?(state: TrainingState): void;
   /** Polled after every step: true finishes the current step, checkpoints and returns (interrupted). */
@@ -383,6 +385,8 @@ export class Trainer {
       let lossSum = resuming ? resume.epochProgress.lossSum : 0;
       const metricSums = resuming ? [...resume.epochProgress.metricSums] : this.spec.metrics.map(() => 0);
       const batches = epochBatches(order, fit.batchSize);
+      /** Samples of this epoch's steps so far (for the running means). */
+      let seen = batches.slice(0, skip).reduce((n, batch) => n + batch.length, 0);
       for (let b = skip; b < batches.length; b++) {
         let sums: StepSums;
         try {
@@ -400,6 +404,12 @@ export class Trainer {
         step++;
         lossSum += sums.lossSum;
         sums.metricSums.forEach((m, k) => (metricSums[k]! += m));
+        seen += batches[b]!.length;
+        if (options.onBatchEnd) {
+          const running: Record<string, number> = { loss: lossSum / seen };
+          this.spec.metrics.forEach((name, k) => (running[name] = metricSums[k]! / seen));
+          options.onBatchEnd(b + 1, batches.length, running);
+        }
         const stop = b + 1 < batches.length && options.stopRequested?.() === true;
         const due = this.config.checkpoint.everySteps > 0 && step % this.config.checkpoint.everySteps === 0;
         if ((stop || due) && b + 1 < batches.length) {

@@ -97,7 +97,7 @@ export async function run(): Promise<number> {
     expect(c.stdout).toContain('coordinator start');
     const w = spawnSync('npx', ['--no-install', 'worker', '--help'], { cwd: app, encoding: 'utf8', timeout: 60_000 });
     expect(w.status, w.stderr).toBe(0);
-    expect(w.stdout).toContain('worker start');
+    expect(w.stdout).toContain('start --connect URL');
   }, 120_000);
 });
 

@@ -59,7 +59,20 @@ async function backends(argv: string[]): Promise<void> {
   console.log(`backend ${choice ?? 'auto'}: running on "${name}"`);
 }
 
-async function startMetrics(listen: string, metrics: WorkerMetrics, log: (line: string) => void): Promise<MetricsServer | undefined> {
+export const DEFAULT_WORKER_METRICS = '127.0.0.1:9465';
+
+/**
+ * The node's /metrics server. On the default address a busy port (a second worker on this host)
+ * falls back to a free port, said in the log; an address given with --metrics-listen is used or
+ * warned about.
+ */
+export async function startMetrics(
+  given: string | undefined,
+  metrics: WorkerMetrics,
+  log: (line: string) => void,
+  defaultAddress = DEFAULT_WORKER_METRICS,
+): Promise<MetricsServer | undefined> {
+  const listen = given ?? defaultAddress;
   if (listen === 'off') return undefined;
   let address;
   try {
@@ -72,6 +85,15 @@ async function startMetrics(listen: string, metrics: WorkerMetrics, log: (line: 
     log(`metrics on ${server.url}`);
     return server;
   } catch (err) {
+    if (given === undefined && (err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      try {
+        const server = await serveMetrics(metrics.registry, address.host, 0);
+        log(`metrics on ${server.url} (${listen} is taken, another worker on this host?; set one with --metrics-listen HOST:PORT)`);
+        return server;
+      } catch {
+        // fall through to the warning
+      }
+    }
     log(`warning: no metrics server: cannot listen on ${listen} (${(err as Error).message}); use --metrics-listen HOST:PORT`);
     return undefined;
   }
@@ -116,7 +138,7 @@ async function start(argv: string[]): Promise<void> {
     }
   }
   const metrics = new WorkerMetrics(backend);
-  const metricsServer = await startMetrics(values['metrics-listen'] ?? '127.0.0.1:9465', metrics, log);
+  const metricsServer = await startMetrics(values['metrics-listen'], metrics, log);
   const client = new NodeClient({
     metrics,
     url: values.connect,

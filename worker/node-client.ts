@@ -78,20 +78,27 @@ export class NodeClient {
   async run(): Promise<string> {
     const { retries, backoffMs, url, log } = this.options;
     let failures = 0;
+    /** Whether any session got as far as the coordinator's welcome (else it never connected). */
+    let everConnected = false;
     for (;;) {
       const end = await this.session();
       if (end.kind === 'finished') return end.reason;
       if (end.welcomed) {
         failures = 0;
+        everConnected = true;
         this.stats.reconnects++;
         this.options.metrics?.reconnected();
       }
       failures++;
       if (failures > retries) {
-        throw new WorkerError(`gave up on the coordinator at ${url} after ${failures} failed attempt(s); last error: ${end.reason}`);
+        throw new WorkerError(
+          everConnected
+            ? `gave up on the coordinator at ${url} after ${failures} failed attempt(s); last error: ${end.reason}`
+            : `cannot connect to the coordinator at ${url}: ${failures} attempt(s) failed, the last with: ${end.reason} (is it running with --listen on that address, and reachable from here?)`,
+        );
       }
       const delay = Math.min(30_000, backoffMs * 2 ** (failures - 1)) * (0.75 + Math.random() * 0.5);
-      log(`connection to ${url} lost (${end.reason}); retry ${failures}/${retries} in ${(delay / 1000).toFixed(1)} s`);
+      log(`${everConnected ? `connection to ${url} lost` : `cannot connect to ${url}`} (${end.reason}); retry ${failures}/${retries} in ${(delay / 1000).toFixed(1)} s`);
       await new Promise((r) => setTimeout(r, delay));
     }
   }

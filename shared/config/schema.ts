@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { BACKENDS } from '../backend-choice.js';
+import { DEFAULT_MAX_CATEGORIES } from '../data/preprocess.js';
 import { GRADIENT_DTYPES } from '../math/float16.js';
 import { optimizerDefaults, type OptimizerConfig } from '../math/optimizers.js';
 import { ACTIVATIONS, LOSSES, METRICS } from '../model/spec.js';
@@ -22,6 +23,8 @@ const Data = z.strictObject({
   drop: z.array(z.string()).default([]),
   numeric: z.array(z.string()).default([]),
   categorical: z.array(z.string()).default([]),
+  /** Most distinct values a text column may have to be one-hot encoded (more: an id column, refused). */
+  maxCategories: z.int().positive().default(DEFAULT_MAX_CATEGORIES),
   label: Label,
   testSize: z.number().min(0).lt(1).default(0.2),
   stratify: z.boolean().default(true),

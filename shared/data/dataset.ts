@@ -41,6 +41,8 @@ export interface PreparedData {
   /** Rows read from the file and rows dropped for missing values. */
   readonly rowsRead: number;
   readonly rowsDropped: number;
+  /** What the user should know about the data (a column one-hot encoded because of a few stray values, many rows dropped). */
+  readonly warnings: readonly string[];
   /** File line of every row of each split, in data set order. */
   readonly lines: { readonly train: number[]; readonly val: number[]; readonly test: number[] };
 }
@@ -64,7 +66,8 @@ function classesOf(y: Float32Array, outputs: number, rows: number, stratify: boo
 }
 
 export function prepareData(table: Table, pre: PreprocessOptions, split: SplitOptions, seed: number): PreparedData {
-  let preprocessor = fitPreprocessor(table, pre);
+  const warnings: string[] = [];
+  let preprocessor = fitPreprocessor(table, pre, (message) => warnings.push(message));
   const enc = encode(table, preprocessor);
   const rng = new Rng(seed);
   const classes = classesOf(enc.y, enc.outputs, enc.rows, split.stratify, preprocessor.label.type === 'numeric');
@@ -98,6 +101,7 @@ export function prepareData(table: Table, pre: PreprocessOptions, split: SplitOp
     preprocessor,
     rowsRead: table.rows.length,
     rowsDropped: enc.rejected.length,
+    warnings,
     lines: { train: Array.from(train, (r) => enc.lines[r]!), val: Array.from(val, (r) => enc.lines[r]!), test: Array.from(test, (r) => enc.lines[r]!) },
   };
 }

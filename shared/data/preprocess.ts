@@ -23,6 +23,20 @@ export interface PreprocessOptions {
   readonly numeric: readonly string[];
   readonly categorical: readonly string[];
   readonly label: LabelOptions;
+  /** Most distinct values a column may have to be one-hot encoded (default DEFAULT_MAX_CATEGORIES). */
+  readonly maxCategories?: number;
+}
+
+/** More categories than this is an id or a free-text column, not a category (data.maxCategories). */
+export const DEFAULT_MAX_CATEGORIES = 100;
+/** A text column whose non-blank values parse as numbers this often is "mostly numbers". */
+const MOSTLY_NUMBERS = 0.9;
+/** Dropping more than this share of the rows for one column's missing values is worth a warning. */
+const DROP_WARNING = 0.05;
+
+/** Up to three source lines, for messages. */
+function someLines(table: Table, rows: readonly number[]): string {
+  return `line${rows.length > 1 ? 's' : ''} ${rows.slice(0, 3).map((r) => table.lines[r]).join(', ')}${rows.length > 3 ? ', ...' : ''}`;
 }
 
 export type FeatureColumn =
@@ -125,7 +139,7 @@ function fitLabel(table: Table, options: LabelOptions, rowsUsed: number[]): Labe
  * Fits the transform on `table`: which columns are numeric, the categories of the others, and the
  * label mapping. Rows with a missing value are left out of the fit (and of `encode`).
  */
-export function fitPreprocessor(table: Table, options: PreprocessOptions): Preprocessor {
+export function fitPreprocessor(table: Table, options: PreprocessOptions, warn: (message: string) => void = () => {}): Preprocessor {
   for (const c of options.drop) columnIndex(table, c, 'data.drop');
   for (const c of options.numeric) columnIndex(table, c, 'data.numeric');
   for (const c of options.categorical) columnIndex(table, c, 'data.categorical');
@@ -141,12 +155,26 @@ export function fitPreprocessor(table: Table, options: PreprocessOptions): Prepr
     if (options.numeric.includes(name)) kinds.set(name, 'numeric');
     else if (options.categorical.includes(name)) kinds.set(name, 'text');
     else {
-      const allNumbers = table.rows.every((row) => isMissing(row[ci]) || !Number.isNaN(parseNumber(row[ci]!)));
-      kinds.set(name, allNumbers ? 'numeric' : 'text');
+      let filled = 0;
+      const notNumbers: number[] = [];
+      table.rows.forEach((row, r) => {
+        if (isMissing(row[ci])) return;
+        filled++;
+        if (Number.isNaN(parseNumber(row[ci]!))) notNumbers.push(r);
+      });
+      kinds.set(name, notNumbers.length === 0 ? 'numeric' : 'text');
+      if (notNumbers.length > 0 && filled - notNumbers.length >= MOSTLY_NUMBERS * filled) {
+        const first = notNumbers[0]!;
+        warn(
+          `${table.source}: column "${name}" is a number in ${filled - notNumbers.length} of ${filled} rows but is one-hot encoded as text, ` +
+            `because of ${notNumbers.length} value(s) that are not numbers (${someLines(table, notNumbers)}: ${JSON.stringify(table.rows[first]![ci])}); ` +
+            `list it in data.numeric to drop those rows instead, or in data.categorical to keep it as text`,
+        );
+      }
     }
   }
 
-  const usable = usableRows(table, featureNames, kinds, options.label.column, options.label.type === 'numeric');
+  const usable = usableRows(table, featureNames, kinds, options.label.column, options.label.type === 'numeric', warn);
   if (usable.length === 0) {
     throw new DataError(`no rows left in ${table.source} after dropping rows with missing values (${table.rows.length} rows read)`);
   }
@@ -160,6 +188,13 @@ export function fitPreprocessor(table: Table, options: PreprocessOptions): Prepr
       const ci = table.header.indexOf(name);
       const cats = new Set<string>();
       for (const r of usable) cats.add(table.rows[r]![ci]!);
+      const limit = options.maxCategories ?? DEFAULT_MAX_CATEGORIES;
+      if (cats.size > limit) {
+        throw new DataError(
+          `${table.source}: column "${name}" has ${cats.size} distinct values; one-hot encoding it would add ${cats.size} features ` +
+            `(data.maxCategories is ${limit}). An id or free-text column: add it to data.drop; numbers: add it to data.numeric; real categories: raise data.maxCategories`,
+        );
+      }
       onehotCols.push({ name, kind: 'onehot', categories: sortStrings(cats) });
     }
   }
@@ -175,18 +210,37 @@ function usableRows(
   kinds: Map<string, 'numeric' | 'text'>,
   labelColumn: string,
   numericLabel: boolean,
+  warn: (message: string) => void,
 ): number[] {
-  const checks = featureNames.map((name) => ({ ci: table.header.indexOf(name), numeric: kinds.get(name) === 'numeric' }));
+  const checks = featureNames.map((name) => ({ name, ci: table.header.indexOf(name), numeric: kinds.get(name) === 'numeric', dropped: [] as number[] }));
   const li = table.header.indexOf(labelColumn);
+  const labelDropped: number[] = [];
   const out: number[] = [];
   table.rows.forEach((row, r) => {
-    if (isMissing(row[li]) || (numericLabel && Number.isNaN(parseNumber(row[li]!)))) return;
-    for (const { ci, numeric } of checks) {
-      const v = row[ci];
-      if (isMissing(v) || (numeric && Number.isNaN(parseNumber(v!)))) return;
+    let usable = true;
+    if (isMissing(row[li]) || (numericLabel && Number.isNaN(parseNumber(row[li]!)))) {
+      labelDropped.push(r);
+      usable = false;
     }
-    out.push(r);
+    for (const check of checks) {
+      const v = row[check.ci];
+      if (isMissing(v) || (check.numeric && Number.isNaN(parseNumber(v!)))) {
+        check.dropped.push(r);
+        usable = false;
+      }
+    }
+    if (usable) out.push(r);
   });
+  // Per column: a share of dropped rows worth knowing about (a few blanks are expected).
+  const n = table.rows.length;
+  for (const { name, dropped } of [...checks, { name: labelColumn, dropped: labelDropped }]) {
+    if (dropped.length > DROP_WARNING * n) {
+      warn(
+        `${table.source}: ${dropped.length} of ${n} rows (${((100 * dropped.length) / n).toFixed(0)}%) are dropped for a missing or non-numeric value in column "${name}" ` +
+          `(${someLines(table, dropped)}); fix the file, or drop the column (data.drop)`,
+      );
+    }
+  }
   return out;
 }
 
