@@ -248,7 +248,7 @@ export async function startCluster(
       token,
       tls: c.tls,
       maxPayload: c.maxMessageBytes,
-      helloTimeoutMs: Math.round(c.heartbeatTimeout * 1000),
+      helloTimeoutMs: Math.min(5000, Math.round(c.heartbeatTimeout * 1000)),
       log,
       onRejected: (reason) => metrics.rejected(reason),
       onNode: (socket, hello, address) => cluster.addNode(new RemoteNode(cluster.newNodeId(), socket, hello, address, context)),

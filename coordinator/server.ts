@@ -5,13 +5,14 @@
  * before any job data is sent. Accepted connections are handed to `onNode`.
  */
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ConfigError } from '../shared/errors.js';
 import { ProtocolError, decodeMessage, encodeMessage, expectHello, type HelloMessage, type ProtocolFault } from '../shared/protocol/messages.js';
 import { parseHostPort } from '../shared/metrics-server.js';
+import { printable } from '../shared/protocol/printable.js';
 import { tokenChecker } from '../shared/token.js';
 
 export interface NodeServerOptions {
@@ -27,6 +28,40 @@ export interface NodeServerOptions {
   readonly onRejected?: (reason: string) => void;
   /** A peer passed the handshake. */
   readonly onNode: (socket: WebSocket, hello: HelloMessage, address: string) => void;
+  /** Limits for peers not yet accepted (tests lower them); defaults PRE_AUTH_LIMITS. */
+  readonly preAuth?: Partial<PreAuthLimits>;
+}
+
+export interface PreAuthLimits {
+  /** Largest frame before the hello is accepted (a hello is a few hundred bytes). */
+  readonly helloBytes: number;
+  /** Time for a TCP connection to finish its HTTP upgrade. */
+  readonly upgradeTimeoutMs: number;
+  /** Connections upgrading or waiting for their hello, in all and from one address. */
+  readonly pending: number;
+  readonly pendingPerAddress: number;
+  /** TCP connections in all (accepted nodes included), below the process's descriptor limit. */
+  readonly maxConnections: number;
+}
+
+export const PRE_AUTH_LIMITS: PreAuthLimits = { helloBytes: 16 * 1024, upgradeTimeoutMs: 5000, pending: 64, pendingPerAddress: 16, maxConnections: 512 };
+
+/**
+ * Node's HTTP server cuts a connection whose request headers (here: the upgrade request) are not
+ * in after headersTimeout, checked every connectionsCheckingInterval (defaults 60 s and 30 s).
+ */
+function upgradeTimeouts(limits: PreAuthLimits): { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number } {
+  return { headersTimeout: limits.upgradeTimeoutMs, requestTimeout: limits.upgradeTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.upgradeTimeoutMs) };
+}
+
+/**
+ * Raises an accepted socket's frame limit to the node limit. ws takes maxPayload per server only;
+ * its receiver reads `_maxPayload` for every frame header, so this applies from the next frame.
+ */
+function setMaxPayload(socket: WebSocket, bytes: number): void {
+  const receiver = (socket as unknown as { _receiver?: { _maxPayload: number } })._receiver;
+  if (!receiver || typeof receiver._maxPayload !== 'number') throw new Error('ws internals changed: cannot raise the frame limit of an accepted node');
+  receiver._maxPayload = bytes;
 }
 
 /** Error codes sent to a rejected peer; E_AUTH and E_VERSION tell a worker not to retry. */
@@ -53,6 +88,10 @@ export class NodeServer {
 
   static async start(options: NodeServerOptions): Promise<NodeServer> {
     const { tls } = options;
+    // Before the hello is accepted a peer gets the limits of a stranger: a small frame limit (a
+    // hello is tiny), a few seconds for the HTTP upgrade and for the hello, and a cap on such
+    // connections, in all and per address. Accepted nodes get maxPayload.
+    const limits = { ...PRE_AUTH_LIMITS, ...options.preAuth };
     let http: HttpServer;
     if (tls) {
       const read = (what: string, file: string): Buffer => {
@@ -62,14 +101,53 @@ export class NodeServer {
           throw new ConfigError(`cluster.tls.${what} ${file}: ${(err as Error).message}`);
         }
       };
-      http = createHttpsServer({ cert: read('cert', tls.cert), key: read('key', tls.key) });
+      http = createHttpsServer({ ...upgradeTimeouts(limits), cert: read('cert', tls.cert), key: read('key', tls.key) });
     } else {
-      http = createHttpServer();
+      http = createHttpServer(upgradeTimeouts(limits));
     }
     http.on('request', (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain' }).end('dptrain coordinator: connect with `worker start --connect ws://...`\n');
     });
-    const wss = new WebSocketServer({ server: http, maxPayload: options.maxPayload });
+    http.maxConnections = limits.maxConnections;
+    const wss = new WebSocketServer({ noServer: true, maxPayload: limits.helloBytes });
+    /** Connections not yet accepted (upgrading or waiting for their hello), by remote address. */
+    const pending = new Map<string, number>();
+    let pendingTotal = 0;
+    const enter = (ip: string): boolean => {
+      const mine = pending.get(ip) ?? 0;
+      if (pendingTotal >= limits.pending || mine >= limits.pendingPerAddress) return false;
+      pending.set(ip, mine + 1);
+      pendingTotal++;
+      return true;
+    };
+    const leave = (ip: string): void => {
+      const mine = (pending.get(ip) ?? 1) - 1;
+      if (mine > 0) pending.set(ip, mine);
+      else pending.delete(ip);
+      pendingTotal--;
+    };
+    const count = (reason: string): void => {
+      server.rejections.set(reason, (server.rejections.get(reason) ?? 0) + 1);
+      options.onRejected?.(reason);
+    };
+    // Every TCP socket gets an error handler: a reset must not become an unhandled 'error'.
+    http.on('connection', (socket) => socket.on('error', () => undefined));
+    http.on('upgrade', (request, socket, head) => {
+      const ip = request.socket.remoteAddress ?? '?';
+      if (!enter(ip)) {
+        count('busy');
+        socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n');
+        socket.destroy();
+        return;
+      }
+      let left = false;
+      const leaveOnce = (): void => {
+        if (!left) leave(ip);
+        left = true;
+      };
+      socket.once('close', leaveOnce);
+      wss.handleUpgrade(request, socket, head, (ws) => onConnection(ws, request, leaveOnce));
+    });
     await new Promise<void>((resolve, reject) => {
       http.once('error', (err) => reject(new ConfigError(`cannot listen on ${options.host}:${options.port}: ${err.message}`)));
       http.listen(options.port, options.host, resolve);
@@ -79,11 +157,14 @@ export class NodeServer {
     const server = new NodeServer(http, wss, `${tls ? 'wss' : 'ws'}://${host}:${port}`);
     const checkToken = tokenChecker(options.token);
 
-    wss.on('connection', (socket, request) => {
+    const onConnection = (socket: WebSocket, request: IncomingMessage, accepted: () => void): void => {
       const address = `${request.socket.remoteAddress}:${request.socket.remotePort}`;
+      /** hello: waiting for it; node: handed to onNode (which handles errors from then on); refused. */
+      let phase: 'hello' | 'node' | 'refused' = 'hello';
       const reject = (reason: string, code: string, message: string): void => {
-        server.rejections.set(reason, (server.rejections.get(reason) ?? 0) + 1);
-        options.onRejected?.(reason);
+        if (phase === 'refused') return;
+        phase = 'refused';
+        count(reason);
         options.log(`rejected peer ${address}: ${message}`);
         if (socket.readyState === socket.OPEN) {
           socket.send(encodeMessage({ type: 'error', code, message }));
@@ -92,26 +173,33 @@ export class NodeServer {
         setTimeout(() => socket.terminate(), 1000).unref();
       };
       const timer = setTimeout(() => reject('timeout', 'E_PROTOCOL', `no hello within ${options.helloTimeoutMs} ms`), options.helloTimeoutMs);
+      // For the socket's whole life: a protocol error (bad frame, oversize, invalid UTF-8) closes
+      // this peer only. While the hello is awaited it is a rejection; later the node's own
+      // handler (RemoteNode) reports it.
       socket.on('error', (err: Error & { code?: string }) => {
         clearTimeout(timer);
-        const reason = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'oversize' : 'malformed';
-        server.rejections.set(reason, (server.rejections.get(reason) ?? 0) + 1);
-        options.onRejected?.(reason);
-        options.log(`rejected peer ${address}: ${err.message}${err.code ? ` (${err.code})` : ''}`);
+        if (phase !== 'hello') return;
+        phase = 'refused';
+        count(err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'oversize' : 'malformed');
+        options.log(`rejected peer ${address}: ${printable(err.message, 200)}${err.code ? ` (${err.code})` : ''}`);
+        socket.terminate();
       });
       socket.once('message', (data: Buffer, isBinary: boolean) => {
         clearTimeout(timer);
-        socket.removeAllListeners('error');
+        if (phase !== 'hello') return;
         try {
           if (!isBinary) throw new ProtocolError('text frame; the protocol is binary msgpack');
           const hello = expectHello(decodeMessage(data), checkToken);
+          phase = 'node';
+          accepted();
+          setMaxPayload(socket, options.maxPayload);
           options.onNode(socket, hello, address);
         } catch (err) {
           const fault = err instanceof ProtocolError ? err.fault : 'malformed';
-          reject(fault, REJECT_CODES[fault] ?? 'E_PROTOCOL', (err as Error).message);
+          reject(fault, REJECT_CODES[fault] ?? 'E_PROTOCOL', printable((err as Error).message, 300));
         }
       });
-    });
+    };
     return server;
   }
 

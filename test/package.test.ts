@@ -91,6 +91,13 @@ export async function run(): Promise<number> {
     expect(r.status, r.stdout + r.stderr).toBe(0);
   }, 60_000);
 
+  it('runs a TypeScript file that imports it with tsx (the README way)', () => {
+    writeFileSync(join(app, 'run.ts'), `import { validateConfig, type JobConfig } from 'dptrain';\nconst c: JobConfig = validateConfig({ data: { path: 'x.csv', label: { column: 'y' } }, model: { layers: [{ units: 1 }] }, compile: { loss: 'meanSquaredError' } }, 'run.ts');\nconsole.log(c.fit.batchSize);\n`);
+    const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'run.ts'], { cwd: app, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('32');
+  }, 60_000);
+
   it('runs npx coordinator --help and npx worker --help', () => {
     const c = spawnSync('npx', ['--no-install', 'coordinator', '--help'], { cwd: app, encoding: 'utf8', timeout: 60_000 });
     expect(c.status, c.stderr).toBe(0);

@@ -5,6 +5,7 @@
  * violation, a missed heartbeat or step deadline, or a closed connection drops the node: its
  * pending requests fail with a ParticipantFault, so the trainer recomputes that part.
  */
+import { printable } from '../../shared/protocol/printable.js';
 import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
@@ -87,8 +88,8 @@ export class RemoteNode implements Participant {
     readonly address: string,
     private readonly context: NodeContext,
   ) {
-    this.name = hello.name;
-    this.backend = hello.backend;
+    this.name = printable(hello.name, 64);
+    this.backend = printable(hello.backend, 32);
     this.holds = (row) => inRanges(this.ranges, row);
     socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
     socket.on('close', (code, reason) => this.closed('disconnected', `connection closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`));
@@ -299,10 +300,10 @@ export class RemoteNode implements Participant {
       case 'evaluation':
         return this.answer(`evaluation ${message.id}`, message);
       case 'error':
-        this.drop('worker_error', `reported [${message.code}] ${message.message}`);
+        this.drop('worker_error', `reported [${printable(message.code, 32)}] ${printable(message.message, 300)}`);
         return;
       case 'bye':
-        this.drop('disconnected', `left: ${message.reason}`);
+        this.drop('disconnected', `left: ${printable(message.reason, 200)}`);
         return;
       default:
         this.drop('unexpected', `sent an unexpected "${message.type}" message`);

@@ -19,6 +19,7 @@
  * Large arrays are read in place: the last typed field of a frame starts 8-byte aligned (a `pad`
  * string before it), so fromBytes returns a view of the received frame instead of a copy.
  */
+import { printableValue } from './printable.js';
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
 import { GRADIENT_DTYPES, decodeFloat16, encodeFloat16 } from '../math/float16.js';
@@ -273,7 +274,7 @@ export function decodeMessage(frame: Uint8Array): Message {
   }
   const type = (raw as { type?: unknown } | null)?.type;
   if (typeof type !== 'string' || !(type in wire)) {
-    throw new ProtocolError(`unknown message type ${JSON.stringify(type)}`);
+    throw new ProtocolError(`unknown message type ${printableValue(type)}`);
   }
   // A hello of another version may have other fields: report the version, not the fields.
   const version = (raw as { version?: unknown }).version;
@@ -312,7 +313,7 @@ function checkFinite(values: Float32Array, field: string): void {
 }
 
 function versionError(version: unknown): ProtocolError {
-  return new ProtocolError(`protocol version ${JSON.stringify(version)} is not supported (this side speaks ${PROTOCOL_VERSION})`, 'version');
+  return new ProtocolError(`protocol version ${printableValue(version)} is not supported (this side speaks ${PROTOCOL_VERSION})`, 'version');
 }
 
 /** Checks a hello: protocol version and (constant-time) token. */
