@@ -5,15 +5,17 @@
  *
  *   "DPTCKPT1" | u32 header length | header JSON | pad to 4 | float32 arrays | sha256 of all before
  *
- * Written atomically (temp file, fsync, rename, fsync of the folder); the last `keep` are kept.
+ * Written atomically and verified (storage.ts: every byte checked, fsync, read back, rename, fsync
+ * of the folder); the last `keep` are kept.
  * Loading takes the newest whose checksum holds and warns about any it had to skip.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointError } from '../shared/errors.js';
 import type { OptimizerState } from '../shared/math/optimizers.js';
 import type { EarlyStoppingState } from './callbacks/early-stopping.js';
+import { fsOps, makeFolder, writeFileAtomic } from './storage.js';
 import type { EpochLog, PhaseTimes } from './trainer.js';
 
 export const CHECKPOINT_DIR = 'checkpoints';
@@ -138,27 +140,31 @@ function checkpointFiles(dir: string): { file: string; step: number }[] {
     .sort((a, b) => b.step - a.step);
 }
 
-/** Writes the state as `step-<N>.ckpt` in `dir` atomically, then deletes all but the newest `keep`. */
+/**
+ * Writes the state as `step-<N>.ckpt` in `dir` atomically and verified (the file is read back and
+ * its checksum checked before it is renamed into place), then deletes all but the newest `keep`
+ * and any temp files an earlier process left. Nothing is deleted unless the new checkpoint is in
+ * place, so a failed write (StorageError, naming the file) leaves the last good one.
+ */
 export function writeCheckpoint(dir: string, state: TrainingState, keep: number): string {
-  mkdirSync(dir, { recursive: true });
+  makeFolder(dir);
   const target = join(dir, `step-${String(state.step).padStart(8, '0')}.ckpt`);
-  const temp = `${target}.tmp-${process.pid}`;
-  const fd = openSync(temp, 'w');
-  try {
-    writeSync(fd, encodeCheckpoint(state));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, target);
-  const dirFd = openSync(dir, 'r');
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
-  }
-  for (const old of checkpointFiles(dir).slice(keep)) rmSync(old.file, { force: true });
+  writeFileAtomic(target, encodeCheckpoint(state), (readBack) => {
+    decodeCheckpoint(readBack, `${target} (read back)`);
+  });
+  for (const old of checkpointFiles(dir).slice(keep)) fsOps.rmSync(old.file, { force: true });
+  for (const name of safeList(dir)) if (TEMP_RE.test(name)) fsOps.rmSync(join(dir, name), { force: true });
   return target;
+}
+
+const TEMP_RE = /^step-\d+\.ckpt\.tmp-\d+$/;
+
+function safeList(dir: string): string[] {
+  try {
+    return fsOps.readdirSync(dir);
+  } catch {
+    return [];
+  }
 }
 
 /** The newest checkpoint in `dir` that verifies; each one skipped is reported through `warn`. */

@@ -52,7 +52,9 @@ options:
   --tls-cert FILE      serve wss:// with this certificate (PEM; needs --tls-key)
   --tls-key FILE       private key for --tls-cert
   --metrics-listen A   HOST:PORT for /metrics, /healthz, /readyz (overrides metrics.listen; "off": none)
-  --out DIR            run directory (overrides output.dir; default runs/<time>)
+  --out DIR            run directory (overrides output.dir; default runs/<time>); a folder that
+                       holds another run is refused unless --resume or --overwrite
+  --overwrite          replace the run in --out (its checkpoints, summary and model)
   --resume RUN_DIR     continue that run from its newest checkpoint (its config.json and data;
                        cluster and metrics flags may change); SIGINT/SIGTERM stop a run after
                        the current step with a checkpoint
@@ -165,6 +167,7 @@ async function start(argv: string[]): Promise<void> {
       'metrics-listen': { type: 'string' },
       out: { type: 'string' },
       resume: { type: 'string' },
+      overwrite: { type: 'boolean' },
       verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -172,7 +175,7 @@ async function start(argv: string[]): Promise<void> {
     allowPositionals: false,
   });
   if (values.resume !== undefined) {
-    const fixed = (['config', 'demo', 'data', 'epochs', 'batch-size', 'seed', 'out'] as const).filter((k) => values[k] !== undefined);
+    const fixed = (['config', 'demo', 'data', 'epochs', 'batch-size', 'seed', 'out', 'overwrite'] as const).filter((k) => values[k] !== undefined);
     if (fixed.length > 0) throw new UsageError(`--resume continues a run with its own config and data; drop ${fixed.map((k) => `--${k}`).join(', ')}`);
   }
   if (values.help) {
@@ -193,6 +196,7 @@ async function start(argv: string[]): Promise<void> {
     'cluster.startWorkers': integerFlag('start-workers', values['start-workers']),
     'cluster.balance': values.balance,
     'metrics.listen': values['metrics-listen'] === 'off' ? false : values['metrics-listen'],
+    'output.overwrite': values.overwrite === true ? true : undefined,
   };
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   overrides['cluster.tls.cert'] = values['tls-cert'];

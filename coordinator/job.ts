@@ -10,12 +10,13 @@ import { readCsv, recordsToCsv, type CellValue, type Table } from '../shared/dat
 import type { Preprocessor } from '../shared/data/preprocess.js';
 import { prepareData, type PreparedData } from '../shared/data/dataset.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
-import { BackendError, ConfigError } from '../shared/errors.js';
+import { BackendError, ConfigError, StorageError } from '../shared/errors.js';
 import { weightLayout } from '../shared/model/layout.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import { parseHostPort, serveMetrics, type MetricsServer } from '../shared/metrics-server.js';
 import { readToken } from '../shared/token.js';
 import { CHECKPOINT_DIR, loadLatestCheckpoint, writeCheckpoint, type TrainingState } from './checkpoint.js';
+import { storageError } from './storage.js';
 import { TrainingMetrics } from './metrics.js';
 import { Cluster } from './participants/cluster.js';
 import { InProcessLane } from './participants/in-process.js';
@@ -84,6 +85,8 @@ export interface Summary {
   readonly interrupted: boolean;
   /** The checkpoint this process resumed from, if it did. */
   readonly resumedFrom?: string;
+  /** The newest good checkpoint, and the last write that failed if none succeeded after it. */
+  readonly checkpoint: { readonly last: string | null; readonly lastFailed?: { readonly step: number; readonly error: string } };
 }
 
 export interface JobResult {
@@ -135,7 +138,11 @@ async function exportModel(spec: ModelSpec, weights: Float32Array, preprocessor:
   ]);
   await initBackend('cpu');
   const model = modelWithWeights(spec, weights);
-  await saveModel(model, runDir.file('model'));
+  try {
+    await saveModel(model, runDir.file('model'));
+  } catch (err) {
+    throw storageError(err, 'save the model in', runDir.file('model'));
+  }
   model.dispose();
   runDir.writeJson(`model/${SAVED_MODEL_FILES.preprocessing}`, preprocessor);
   runDir.writeJson(`model/${SAVED_MODEL_FILES.spec}`, spec);
@@ -297,7 +304,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   checkLocalLanes(jobConfig);
   checkWorkerNodes(jobConfig);
   const provided = providedData(jobConfig, options);
-  const runDir = new RunDir(config.output.dir ?? defaultRunDir());
+  const runDir = options.resume ? new RunDir(config.output.dir ?? defaultRunDir()) : RunDir.claim(config.output.dir ?? defaultRunDir(), config.output.overwrite);
   let resumeFrom: { state: TrainingState; file: string } | undefined;
   if (options.resume) {
     resumeFrom = loadLatestCheckpoint(runDir.file(CHECKPOINT_DIR), log);
@@ -341,6 +348,9 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   }
   let fit: FitResult;
   let test: EvaluateResult;
+  /** The newest checkpoint write that failed, while no later one succeeded. */
+  let checkpointFailure: { step: number; error: string } | undefined;
+  let lastCheckpoint: string | undefined;
   let outcome = 'job failed';
   trainingStarted = () => cluster.trainingStarted;
   const signals =
@@ -370,20 +380,33 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
     const trainer = new Trainer(run, dataset, cluster, spec, metrics);
     training = true;
     const checkpoints = runDir.file(CHECKPOINT_DIR);
-    let lastCheckpoint = resumeFrom?.file;
+    lastCheckpoint = resumeFrom?.file;
+    const writeOne = (state: TrainingState): void => {
+      try {
+        lastCheckpoint = writeCheckpoint(checkpoints, state, config.checkpoint.keep);
+        checkpointFailure = undefined;
+      } catch (err) {
+        if (!(err instanceof StorageError)) throw err;
+        // Training goes on (the state is in memory); the last good checkpoint stays in place.
+        checkpointFailure = { step: state.step, error: err.message };
+        log(`warning: the checkpoint of step ${state.step} failed: ${err.message}; ${lastCheckpoint ? `the last good one is ${lastCheckpoint}` : 'there is no good one yet'}`);
+      }
+    };
     fit = await trainer.fit({
       ...(resumeFrom ? { resume: resumeFrom.state } : {}),
       onEpochEnd: (e, epochs) => log(epochLine(e, epochs)),
       ...(bar ? { onEpochStart: () => bar.epochStarted(), onBatchEnd: (b: number, n: number, running: Readonly<Record<string, number>>) => bar.batchEnded(b, n, running) } : {}),
-      onCheckpoint: (state) => (lastCheckpoint = writeCheckpoint(checkpoints, state, config.checkpoint.keep)),
+      onCheckpoint: writeOne,
       stopRequested: () => signals?.requested() === true || options.stopRequested?.() === true,
     });
     if (fit.interrupted) {
+      if (checkpointFailure) log(`warning: the last checkpoint (step ${checkpointFailure.step}) failed: ${checkpointFailure.error}`);
       if (lastCheckpoint) log(`Stopped at step ${fit.steps}; checkpoint ${lastCheckpoint}. Continue with: coordinator start --resume ${runDir.path}`);
       else log('Stopped before the first step: nothing to checkpoint.');
       test = { loss: NaN };
       outcome = 'job interrupted';
     } else {
+      if (checkpointFailure) log(`warning: the last checkpoint of this run (step ${checkpointFailure.step}) failed: ${checkpointFailure.error}; ${lastCheckpoint ? `the newest good one is ${lastCheckpoint}` : 'it has no good checkpoint'}`);
       if (fit.restoredBestWeights) log(`Restored the weights of epoch ${fit.bestEpoch} (early stopping).`);
       test = dataset.test.count > 0 ? await trainer.evaluate(dataset.test) : { loss: NaN };
       log(evaluationLine('Test', test));
@@ -429,6 +452,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
       phaseSeconds: fit.phases,
       interrupted: fit.interrupted,
       ...(resumeFrom ? { resumedFrom: resumeFrom.file } : {}),
+      checkpoint: { last: lastCheckpoint ?? null, ...(checkpointFailure ? { lastFailed: checkpointFailure } : {}) },
     };
     runDir.writeJson('summary.json', summary);
     log(`Run files: ${runDir.path}`);

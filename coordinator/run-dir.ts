@@ -2,9 +2,14 @@
  * The run directory: everything a run makes goes here (config, preprocessing, history, model,
  * summary), so scripts can read the outcome from one place.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { ConfigError } from '../shared/errors.js';
+import { checkWritable, fsOps, writeFileAtomic } from './storage.js';
 import type { EpochLog } from './trainer.js';
+
+/** Files only a run writes: a folder holding one of them holds a run. */
+const RUN_MARKERS = ['config.json', 'summary.json', 'checkpoints'];
 
 export function defaultRunDir(now = new Date()): string {
   return join('runs', now.toISOString().replace(/[:.]/g, '-'));
@@ -13,9 +18,29 @@ export function defaultRunDir(now = new Date()): string {
 export class RunDir {
   readonly path: string;
 
+  /**
+   * Creates (or opens) the folder and checks that it takes files, so a read-only or missing
+   * output folder is found before training starts.
+   */
   constructor(path: string) {
     this.path = resolve(path);
-    mkdirSync(this.path, { recursive: true });
+    checkWritable(this.path);
+  }
+
+  /**
+   * Refuses a folder that holds another run (its checkpoints would mix with the new run's):
+   * unless `overwrite`, which first removes that run's checkpoints, summary and model.
+   */
+  static claim(path: string, overwrite: boolean): RunDir {
+    const full = resolve(path);
+    const marker = RUN_MARKERS.find((m) => existsSync(join(full, m)));
+    if (marker && !overwrite) {
+      throw new ConfigError(
+        `output.dir ${full} holds another run (${marker}); give a new folder with --out, continue that run with --resume ${full}, or replace it with --overwrite (output.overwrite: true)`,
+      );
+    }
+    if (marker) for (const name of ['checkpoints', 'summary.json', 'model', 'history.json', 'history.csv']) fsOps.rmSync(join(full, name), { recursive: true, force: true });
+    return new RunDir(full);
   }
 
   file(name: string): string {
@@ -25,9 +50,7 @@ export class RunDir {
   /** Writes atomically: a temp file renamed into place, so readers never see half a file. */
   write(name: string, content: string | Uint8Array): string {
     const target = this.file(name);
-    const temp = `${target}.tmp-${process.pid}`;
-    writeFileSync(temp, content);
-    renameSync(temp, target);
+    writeFileAtomic(target, typeof content === 'string' ? Buffer.from(content, 'utf8') : content);
     return target;
   }
 

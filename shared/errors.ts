@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'E_WORKER'
   | 'E_PROTOCOL'
   | 'E_CLUSTER'
-  | 'E_CHECKPOINT';
+  | 'E_CHECKPOINT'
+  | 'E_STORAGE';
 
 export class DptrainError extends Error {
   readonly code: ErrorCode;
@@ -73,6 +74,17 @@ export class ClusterError extends DptrainError {
 }
 
 /** No usable checkpoint to resume from, or one that does not belong to this run's data. */
+/** A file could not be written or read (full disk, read-only file system, too many open files): names the file and the errno's meaning. */
+export class StorageError extends DptrainError {
+  constructor(
+    message: string,
+    readonly errno?: string,
+    options?: { cause?: unknown },
+  ) {
+    super('E_STORAGE', message, options);
+  }
+}
+
 /** A stop was asked for (SIGINT, SIGTERM) while the run waited for worker nodes. */
 export class WaitCancelledError extends DptrainError {
   constructor(message: string) {

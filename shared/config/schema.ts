@@ -171,6 +171,8 @@ const Checkpoint = z.strictObject({
 const Output = z.strictObject({
   /** Run directory; default runs/<time>. */
   dir: z.string().min(1).optional(),
+  /** Replace a run already in `dir` (its checkpoints, summary and model are removed first); default: refuse. */
+  overwrite: z.boolean().default(false),
 });
 
 export const JobConfigSchema = z.strictObject({

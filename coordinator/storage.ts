@@ -1,0 +1,106 @@
+/**
+ * Where the coordinator's files meet the disk. Every write goes through `fsOps` (tests replace
+ * its functions to play a full disk or a file system turned read-only), checks that every byte
+ * was written, and fails with a StorageError that names the file and what the errno means.
+ */
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { StorageError } from '../shared/errors.js';
+
+/** The file system calls the coordinator's writes use (replaceable for fault injection). */
+export const fsOps = { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync };
+
+const ERRNO_MEANING: Readonly<Record<string, string>> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EMFILE: 'too many open files in this process',
+  ENFILE: 'too many open files on this system',
+  ENOENT: 'no such file or folder',
+  ENOTDIR: 'a part of the path is not a folder',
+  EISDIR: 'it is a folder',
+  EIO: 'input/output error',
+  EEXIST: 'it already exists',
+};
+
+/** A StorageError for `err` while doing `action` on `file`. */
+export function storageError(err: unknown, action: string, file: string): StorageError {
+  if (err instanceof StorageError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  const meaning = code ? (ERRNO_MEANING[code] ?? (err as Error).message) : (err as Error).message;
+  return new StorageError(`cannot ${action} ${file}: ${meaning}${code ? ` (${code})` : ''}`, code, { cause: err });
+}
+
+/** Writes all of `bytes` to `fd` (writeSync may write fewer bytes than asked). */
+function writeAll(fd: number, bytes: Uint8Array, file: string): void {
+  let at = 0;
+  while (at < bytes.byteLength) {
+    const n = fsOps.writeSync(fd, bytes, at, bytes.byteLength - at);
+    if (!(n > 0)) throw new StorageError(`cannot write ${file}: wrote ${at} of ${bytes.byteLength} bytes (short write: is the disk full?)`, 'ENOSPC');
+    at += n;
+  }
+}
+
+/** fsync of a folder, so a rename in it survives a crash. */
+export function syncFolder(dir: string): void {
+  const fd = fsOps.openSync(dir, 'r');
+  try {
+    fsOps.fsyncSync(fd);
+  } finally {
+    fsOps.closeSync(fd);
+  }
+}
+
+/**
+ * Writes `bytes` to `target` atomically: a temp file written in full and fsynced, checked with
+ * `verify` (given what was read back) before the rename, then the folder fsynced. On any failure
+ * the temp file is removed and the target is left as it was.
+ */
+export function writeFileAtomic(target: string, bytes: Uint8Array, verify?: (readBack: Buffer) => void): void {
+  const temp = `${target}.tmp-${process.pid}`;
+  try {
+    const fd = fsOps.openSync(temp, 'w');
+    try {
+      writeAll(fd, bytes, temp);
+      fsOps.fsyncSync(fd);
+    } finally {
+      fsOps.closeSync(fd);
+    }
+    if (verify) verify(fsOps.readFileSync(temp));
+    fsOps.renameSync(temp, target);
+    syncFolder(dirname(target));
+  } catch (err) {
+    try {
+      fsOps.rmSync(temp, { force: true });
+    } catch {
+      // the temp file may not exist, or the file system may refuse even that
+    }
+    throw storageError(err, 'write', target);
+  }
+}
+
+/** mkdir -p, as a StorageError naming the folder. */
+export function makeFolder(dir: string): void {
+  try {
+    fsOps.mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw storageError(err, 'create the folder', dir);
+  }
+}
+
+/**
+ * That `dir` can take files, found before training starts: a probe file written, synced and
+ * removed.
+ */
+export function checkWritable(dir: string): void {
+  makeFolder(dir);
+  const probe = `${dir}/.dptrain-write-test-${process.pid}`;
+  try {
+    writeFileAtomic(probe, Buffer.from('ok\n'));
+    fsOps.rmSync(probe, { force: true });
+  } catch (err) {
+    throw storageError(err, 'write into the run folder', dir);
+  }
+}
