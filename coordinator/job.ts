@@ -234,7 +234,17 @@ export async function startCluster(
   let local: LocalLanes | undefined;
   if (computesInProcess(config)) local = await InProcessLane.start({ backend: c.backend, spec, dataset, parameters, onFallback: log });
   else if (c.threads > 0) local = await ThreadPool.start({ threads: c.threads, backend: c.backend, spec, dataset, parameters, onBytes: (direction, n) => metrics.bytes('thread', direction, n) });
-  const cluster = new Cluster(local, { minWorkers: c.minWorkers, startWorkers: c.startWorkers, waitTimeoutMs: c.waitTimeout * 1000, balance: c.balance, log, trainRows: dataset.train.count, metrics });
+  const cluster = new Cluster(local, {
+    minWorkers: c.minWorkers,
+    startWorkers: c.startWorkers,
+    waitTimeoutMs: c.waitTimeout * 1000,
+    balance: c.balance,
+    log,
+    trainRows: dataset.train.count,
+    metrics,
+    straggler: c.straggler,
+    deadline: { ...c.stepDeadline, stepTimeoutSeconds: c.stepTimeout },
+  });
   if (!c.listen || token === undefined) return { cluster, server: undefined };
   const context = cluster.nodeContext({
     jobId: randomUUID(),

@@ -8,7 +8,8 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { CHECKPOINT_DIR, loadLatestCheckpoint, writeCheckpoint } from '../coordinator/checkpoint.js';
 import type { Summary } from '../coordinator/job.js';
 import { fsOps } from '../coordinator/storage.js';
@@ -150,5 +151,43 @@ describe('--out on a folder that holds another run', () => {
     // the new run's own newest two (the old run's higher step numbers are gone, not kept over them)
     expect(files).toEqual([`step-${String(summary.steps - 1).padStart(8, '0')}.ckpt`, `step-${String(summary.steps).padStart(8, '0')}.ckpt`]);
     expect(existsSync(join(dir, 'summary.json'))).toBe(true);
+  }, 120_000);
+});
+
+/** A real small tmpfs where this machine lets us mount one (root with CAP_SYS_ADMIN); else skipped (the injected faults above always run). */
+function mountTmpfs(bytes: number): string | undefined {
+  const dir = mkdtempSync(join(tmpdir(), 'dptrain-tmpfs-'));
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir], { encoding: 'utf8' });
+  return r.status === 0 ? dir : undefined;
+}
+const tmpfs = process.platform === 'linux' ? mountTmpfs(1 << 20) : undefined;
+
+describe.skipIf(!tmpfs)('a real full disk (1 MiB tmpfs)', () => {
+  afterAll(() => {
+    spawnSync('umount', [tmpfs!]);
+  });
+  it('a checkpoint that does not fit fails with ENOSPC naming the file; the run finishes with its last good one', async () => {
+    const dir = join(tmpfs!, 'run');
+    const lines: string[] = [];
+    let filled = false;
+    const { summary } = await train(
+      { ...job(dir), model: { layers: [{ units: 100, activation: 'relu' }, { units: 100, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] }, checkpoint: { everySteps: 0, keep: 1 } },
+      {
+        rows,
+        log: (l) => {
+          lines.push(l);
+          if (!filled && l.startsWith('Epoch 2/')) {
+            // leave ~100 KB: less than a checkpoint (~126 KB: weights and two Adam slots), more than the model
+            filled = true;
+            const free = Number(spawnSync('df', ['--output=avail', '-B1', tmpfs!], { encoding: 'utf8' }).stdout.trim().split('\n')[1]);
+            writeFileSync(join(tmpfs!, 'filler'), Buffer.alloc(Math.max(0, free - 100_000)));
+          }
+        },
+      },
+    );
+    expect(lines).toContainEqual(expect.stringMatching(/^warning: the checkpoint of step \d+ failed: cannot write .*step-\d+\.ckpt.*(ENOSPC|short write)/));
+    expect(summary.checkpoint.lastFailed).toBeDefined();
+    expect(readdirSync(join(dir, CHECKPOINT_DIR))).toEqual([expect.stringMatching(/^step-\d+\.ckpt$/)]);
+    expect(loadLatestCheckpoint(join(dir, CHECKPOINT_DIR), () => {}).state.step).toBeGreaterThan(0);
   }, 120_000);
 });

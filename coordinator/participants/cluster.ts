@@ -14,7 +14,8 @@ import { splitCounts } from '../../shared/math/split-plan.js';
 import { FramePool, type PooledFrame } from '../../shared/protocol/frame-pool.js';
 import type { TrainingMetrics } from '../metrics.js';
 import type { NodeContext, RemoteNode } from './remote-node.js';
-import type { FailureReason, LocalLanes, Participant, ParticipantFault, ParticipantGroup, ParticipantStats } from './participant.js';
+import { ParticipantFault, type FailureReason, type LocalLanes, type Participant, type ParticipantGroup, type ParticipantStats } from './participant.js';
+import { StragglerWatch, partDeadlineMs, type DeadlineOptions, type StragglerOptions } from './stragglers.js';
 
 export type Balance = 'auto' | 'proportional' | 'equal';
 
@@ -29,6 +30,10 @@ export interface ClusterOptions {
   /** Training rows (for the shard plan). */
   readonly trainRows: number;
   readonly metrics?: TrainingMetrics | undefined;
+  /** When to drop a slow node (default: never). */
+  readonly straggler?: StragglerOptions;
+  /** Per-node part deadlines (default: stepTimeout for every part). */
+  readonly deadline?: DeadlineOptions;
 }
 
 /** Forgetting factor of the per-participant speed models (per observation). */
@@ -60,12 +65,16 @@ export class Cluster implements ParticipantGroup {
   private nextNode = 1;
   /** Membership changed since the last shard plan. */
   private dirty = false;
+  private readonly stragglers: StragglerWatch | undefined;
+  /** Part times of the latest step (measured parts only), for the straggler check. */
+  private stepTimes: { step: number; times: Map<string, number>; checked: boolean } = { step: -1, times: new Map(), checked: true };
 
   constructor(
     /** This machine's lanes: Piscina threads or the coordinator's own thread (none: nodes only). */
     readonly local: LocalLanes | undefined,
     private readonly options: ClusterOptions,
   ) {
+    this.stragglers = options.straggler ? new StragglerWatch(options.straggler) : undefined;
     for (const p of local?.participants ?? []) this.track(p, p.id, local!.backend);
     if (local) options.metrics?.backend('thread', local.backend);
     this.countParticipants();
@@ -77,8 +86,13 @@ export class Cluster implements ParticipantGroup {
   }
 
   /** What a node needs from the run (its job, timings); weights are read lazily. */
-  nodeContext(base: Omit<NodeContext, 'weightsFrame'>): NodeContext {
-    return { ...base, weightsFrame: (version) => this.weightsFrame(version) };
+  nodeContext(base: Omit<NodeContext, 'weightsFrame' | 'deadlineMs'>): NodeContext {
+    const deadline = this.options.deadline;
+    return {
+      ...base,
+      weightsFrame: (version) => this.weightsFrame(version),
+      ...(deadline ? { deadlineMs: (id: string, samples: number) => partDeadlineMs(this.speeds.get(id)?.model(), samples, deadline) } : {}),
+    };
   }
 
   /** The "weights" message of `version`, encoded once for all the nodes that need it, in reused memory. */
@@ -148,6 +162,7 @@ export class Cluster implements ParticipantGroup {
   }
 
   async ready(): Promise<readonly Participant[]> {
+    this.dropStragglers();
     this.admit();
     const { minWorkers, startWorkers, waitTimeoutMs, log } = this.options;
     const starting = !this.started && startWorkers !== undefined && startWorkers > minWorkers;
@@ -264,15 +279,29 @@ export class Cluster implements ParticipantGroup {
       let model = this.speeds.get(p.id);
       if (!model) this.speeds.set(p.id, (model = new SpeedModel(SPEED_DECAY)));
       model.observe(count, seconds);
+      if (this.stepTimes.step !== step) this.stepTimes = { step, times: new Map(), checked: false };
+      this.stepTimes.times.set(p.id, seconds);
     }
   }
 
-  failed(p: Participant, step: number, fault: ParticipantFault): void {
+  /** Drops the nodes the last step showed to be stragglers (once per step). */
+  private dropStragglers(): void {
+    if (!this.stragglers || this.stepTimes.checked) return;
+    this.stepTimes.checked = true;
+    const nodeIds = new Set(this.nodes.map((n) => n.id));
+    for (const { id, why } of this.stragglers.observe(this.stepTimes.times, nodeIds)) {
+      const node = this.nodes.find((n) => n.id === id);
+      if (node) this.failed(node, this.stepTimes.step, new ParticipantFault(id, 'straggler', `is a straggler (${node.name}): ${why}`), 'it is dropped');
+    }
+  }
+
+  failed(p: Participant, step: number, fault: ParticipantFault, outcome = 'its part is recomputed'): void {
     const stats = this.stats.get(p.id);
     if (stats) stats.failures++;
     this.failures.set(fault.reason, (this.failures.get(fault.reason) ?? 0) + 1);
     this.options.metrics?.failure(fault.reason);
-    this.options.log(`${step >= 0 ? `step ${step}` : 'evaluation'}: ${fault.message} (${fault.reason}); its part is recomputed`);
+    this.stragglers?.forget(p.id);
+    this.options.log(`${step >= 0 ? `step ${step}` : 'evaluation'}: ${fault.message} (${fault.reason}); ${outcome}`);
     const node = this.nodes.find((n) => n === p) ?? this.joining.find((n) => n === p);
     if (node) {
       node.drop(fault.reason, fault.message);

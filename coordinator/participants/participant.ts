@@ -14,7 +14,7 @@ export type ParticipantKind = 'thread' | 'node';
  * Why a participant's part of a step was not used. Also the `reason` label of the failure
  * counters, so keep the set small.
  */
-export const FAILURE_REASONS = ['disconnected', 'timeout', 'malformed', 'shape', 'non_finite', 'unexpected', 'worker_error', 'crashed'] as const;
+export const FAILURE_REASONS = ['disconnected', 'timeout', 'malformed', 'shape', 'non_finite', 'unexpected', 'worker_error', 'crashed', 'straggler', 'out_of_range'] as const;
 export type FailureReason = (typeof FAILURE_REASONS)[number];
 
 /** A participant failed a request; its part is recomputed by others. */

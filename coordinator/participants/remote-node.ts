@@ -40,6 +40,8 @@ export interface NodeContext {
   /** Gradient bytes a node sends ahead in parts (job.bucketBytes; 0: whole gradients). */
   readonly bucketBytes: number;
   readonly stepTimeoutMs: number;
+  /** How long this node may take for a part of `samples` samples (default stepTimeoutMs); stragglers.ts. */
+  readonly deadlineMs?: (nodeId: string, samples: number) => number;
   /** Largest shard chunk in bytes (below the peers' maxPayload). */
   readonly chunkBytes: number;
   /** The encoded "weights" message of a version (throws unless it is the current one). */
@@ -173,10 +175,10 @@ export class RemoteNode implements Participant {
     }
   }
 
-  private request(key: string, send: () => void): Promise<Message> {
+  private request(key: string, send: () => void, timeoutMs = this.context.stepTimeoutMs): Promise<Message> {
     if (!this.open) return Promise.reject(new ParticipantFault(this.id, 'disconnected', `is gone (${this.closedReason})`));
     return new Promise<Message>((resolve, reject) => {
-      const timer = setTimeout(() => this.drop('timeout', `no answer to ${key} within ${this.context.stepTimeoutMs} ms`), this.context.stepTimeoutMs);
+      const timer = setTimeout(() => this.drop('timeout', `no answer to ${key} within ${timeoutMs} ms`), timeoutMs);
       this.pending.set(key, { key, resolve, reject, timer });
       try {
         send();
@@ -212,10 +214,14 @@ export class RemoteNode implements Participant {
     });
     const assembly: Assembly = { step, count: 0, end: parameters, values: undefined };
     this.assembly = assembly;
-    const answer = await this.request(`step ${step}`, () => {
-      this.sendWeights(version);
-      this.send({ type: 'step', step, version, rows: Int32Array.from(held), x, y });
-    });
+    const answer = await this.request(
+      `step ${step}`,
+      () => {
+        this.sendWeights(version);
+        this.send({ type: 'step', step, version, rows: Int32Array.from(held), x, y });
+      },
+      this.context.deadlineMs?.(this.id, rows.length),
+    );
     let message;
     try {
       message = expectGradient(answer, step, parameters, spec.metrics.length, assembly);

@@ -122,6 +122,16 @@ const Cluster = z.strictObject({
   balance: z.enum(['auto', 'proportional', 'equal']).default('auto'),
   /** Seconds a node may take for one step before it is dropped. */
   stepTimeout: z.number().positive().default(120),
+  /**
+   * A node's deadline for its part: `factor` x what its measured speed predicts, at least
+   * `floorSeconds`, at most stepTimeout (factor 0: always stepTimeout).
+   */
+  stepDeadline: z.strictObject({ factor: z.number().nonnegative().default(20), floorSeconds: z.number().positive().default(5) }).prefault({}),
+  /**
+   * Drop a node whose part takes more than `factor` x the others' median (and more than
+   * `floorSeconds`) `steps` steps in a row (factor 0: never).
+   */
+  straggler: z.strictObject({ factor: z.number().nonnegative().default(10), steps: z.int().positive().default(3), floorSeconds: z.number().nonnegative().default(1) }).prefault({}),
   heartbeatInterval: z.number().positive().default(2),
   /** Seconds of silence after which a node (or, on the node, the coordinator) is given up. */
   heartbeatTimeout: z.number().positive().default(20),
