@@ -16,6 +16,7 @@ import { Rng } from '../shared/math/rng.js';
 import { assignRows, epochBatches, epochOrder, stepsPerEpoch } from '../shared/math/split-plan.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { METRIC_HIGHER_IS_BETTER, type MetricName, type ModelSpec } from '../shared/model/spec.js';
+import { sumsProblem } from '../shared/model/sums.js';
 import { EarlyStopping } from './callbacks/early-stopping.js';
 import type { TrainingMetrics } from './metrics.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
@@ -226,6 +227,9 @@ export class Trainer {
           reject(participant, part.rows, new ParticipantFault(participant.id, 'shape', `computed ${result.count} samples, was given ${part.rows.length}`));
         } else if (!Number.isFinite(result.lossSum)) {
           reject(participant, part.rows, new ParticipantFault(participant.id, 'non_finite', `returned a non-finite loss sum (${result.lossSum})`));
+        } else if (sumsProblem(this.spec, result.count, result.lossSum, result.metricSums) !== undefined) {
+          const problem = sumsProblem(this.spec, result.count, result.lossSum, result.metricSums)!;
+          reject(participant, part.rows, new ParticipantFault(participant.id, 'out_of_range', `returned sums that cannot be: ${problem}`));
         } else {
           accepted.push({ participant, rows: part.rows, result, seconds });
         }
@@ -275,7 +279,7 @@ export class Trainer {
     let pending: RowRange[] = range.count > 0 ? [range] : [];
     for (let attempt = 0; pending.length > 0; attempt++) {
       if (attempt >= MAX_ATTEMPTS) throw new ClusterError(`evaluation: rows still not evaluated after ${MAX_ATTEMPTS} attempts`);
-      const participants = await this.group.ready();
+      const participants = this.evaluators(await this.group.ready());
       const jobs: { participant: Participant; range: RowRange }[] = [];
       for (const r of pending) {
         let start = r.start;
@@ -288,12 +292,23 @@ export class Trainer {
       pending = [];
       settled.forEach((outcome, i) => {
         const job = jobs[i]!;
-        if (outcome.status === 'fulfilled') {
+        const problem =
+          outcome.status === 'fulfilled'
+            ? outcome.value.count !== job.range.count
+              ? `evaluated ${outcome.value.count} rows, was given ${job.range.count}`
+              : sumsProblem(this.spec, outcome.value.count, outcome.value.lossSum, outcome.value.metricSums)
+            : undefined;
+        if (outcome.status === 'fulfilled' && problem === undefined) {
           answers.push(outcome.value);
           return;
         }
-        const err = outcome.reason as Error;
-        this.group.failed(job.participant, -1, err instanceof ParticipantFault ? err : new ParticipantFault(job.participant.id, 'crashed', err.message));
+        const fault =
+          outcome.status === 'fulfilled'
+            ? new ParticipantFault(job.participant.id, 'out_of_range', `returned evaluation sums that cannot be: ${problem}`)
+            : outcome.reason instanceof ParticipantFault
+              ? outcome.reason
+              : new ParticipantFault(job.participant.id, 'crashed', (outcome.reason as Error).message);
+        this.group.failed(job.participant, -1, fault);
         pending.push(job.range);
       });
     }
@@ -303,6 +318,19 @@ export class Trainer {
       result[name] = answers.reduce((a, r) => a + r.metricSums[k]!, 0) / total;
     });
     return result as EvaluateResult;
+  }
+
+  /**
+   * Who evaluates (validation and test): the coordinator's own lanes when it has them and
+   * cluster.evaluateOn is auto or local, so a node cannot forge the figures in summary.json; every
+   * participant with evaluateOn all (or when there are no local lanes).
+   */
+  private evaluators(participants: readonly Participant[]): readonly Participant[] {
+    if (this.config.cluster.evaluateOn === 'all') return participants;
+    const local = participants.filter((p) => p.kind === 'thread');
+    if (local.length > 0) return local;
+    if (this.config.cluster.evaluateOn === 'local') throw new ConfigError('cluster.evaluateOn is local, but the coordinator has no local lane (threads: 0)');
+    return participants;
   }
 
   /** Sets the weights (e.g. restoring the best epoch's) and publishes them. */

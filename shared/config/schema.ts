@@ -122,6 +122,8 @@ const Cluster = z.strictObject({
   balance: z.enum(['auto', 'proportional', 'equal']).default('auto'),
   /** Seconds a node may take for one step before it is dropped. */
   stepTimeout: z.number().positive().default(120),
+  /** Who computes validation and test figures: auto (the coordinator's lanes when it has any, else the nodes), local, all. */
+  evaluateOn: z.enum(['auto', 'local', 'all']).default('auto'),
   /**
    * A node's deadline for its part: `factor` x what its measured speed predicts, at least
    * `floorSeconds`, at most stepTimeout (factor 0: always stepTimeout).
