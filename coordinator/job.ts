@@ -387,7 +387,7 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
         (server ? ` + worker nodes (${workerCounts(run.cluster)}, balance ${run.cluster.balance})` : '') +
         (threadChoice.reason ? ` [${threadChoice.reason}]` : ''),
     );
-    const trainer = new Trainer(run, dataset, cluster, spec, metrics);
+    const trainer = new Trainer(run, dataset, cluster, spec, metrics, log);
     training = true;
     const checkpoints = runDir.file(CHECKPOINT_DIR);
     lastCheckpoint = resumeFrom?.file;

@@ -17,6 +17,7 @@ import { assignRows, epochBatches, epochOrder, stepsPerEpoch } from '../shared/m
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { METRIC_HIGHER_IS_BETTER, type MetricName, type ModelSpec } from '../shared/model/spec.js';
 import { sumsProblem } from '../shared/model/sums.js';
+import { clipScales, robustAggregate } from '../shared/math/robust.js';
 import { EarlyStopping } from './callbacks/early-stopping.js';
 import type { TrainingMetrics } from './metrics.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
@@ -123,6 +124,8 @@ export class Trainer {
   /** Reused every step for the averaged gradient (no allocation on the hot path). */
   private readonly meanGradient: Float32Array;
   private readonly reducer: GradientReducer;
+  /** Steps at which each participant's gradient had to be clipped hard (robust aggregation). */
+  private readonly clipped = new Map<string, number>();
   private version = 0;
 
   constructor(
@@ -131,6 +134,8 @@ export class Trainer {
     readonly group: ParticipantGroup,
     spec?: ModelSpec,
     private readonly metrics?: TrainingMetrics,
+    /** Warnings during training (robust aggregation's clipping). */
+    private readonly log?: (line: string) => void,
   ) {
     this.spec = spec ?? modelSpec(config, dataset);
     const layout = weightLayout(this.spec);
@@ -236,7 +241,7 @@ export class Trainer {
       });
       if (failed.length === 0) {
         const started = performance.now();
-        const finite = this.reducer.mean(accepted.map((a) => a.result), this.meanGradient);
+        const finite = this.combine(step, accepted);
         reduceMs += performance.now() - started;
         if (finite) {
           mean = this.meanGradient;
@@ -318,6 +323,25 @@ export class Trainer {
       result[name] = answers.reduce((a, r) => a + r.metricSums[k]!, 0) / total;
     });
     return result as EvaluateResult;
+  }
+
+  /**
+   * The step's gradient from the accepted parts: the weighted mean (cluster.aggregation: mean,
+   * the default), or a robust combination (shared/math/robust.ts), which also says when it had to
+   * clip a participant's gradient hard. True when the result is finite.
+   */
+  private combine(step: number, accepted: readonly { participant: Participant; result: GradientResult }[]): boolean {
+    const { aggregation, trimFraction, clipNorm } = this.config.cluster;
+    const results = accepted.map((a) => a.result);
+    if (aggregation === 'mean' || accepted.length < 2) return this.reducer.mean(results, this.meanGradient);
+    clipScales(results, clipNorm).forEach((scale, i) => {
+      if (scale >= 0.01) return;
+      const id = accepted[i]!.participant.id;
+      const seen = this.clipped.get(id) ?? 0;
+      this.clipped.set(id, seen + 1);
+      if (seen % 100 === 0) this.log?.(`warning: step ${step}: ${id}'s gradient norm is ${(1 / scale).toPrecision(3)}x the allowed ${clipNorm} x median norm; clipped (${seen + 1} time(s) so far)`);
+    });
+    return robustAggregate(results, this.meanGradient, { aggregation, trimFraction, clip: clipNorm });
   }
 
   /**

@@ -40,7 +40,7 @@ afterEach(() => {
 });
 
 /** A node with the token whose gradients are small and valid, but whose sums are `lie`s; it answers evaluations with an accuracy of 1. */
-function lyingNode(url: string, lie: { lossSum?: number; accuracySum?: number }): { left: Promise<string>; evaluations: () => number } {
+function lyingNode(url: string, lie: { lossSum?: number; accuracySum?: number; gradient?: number }): { left: Promise<string>; evaluations: () => number } {
   const socket = new WebSocket(url);
   sockets.push(socket);
   const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -60,7 +60,7 @@ function lyingNode(url: string, lie: { lossSum?: number; accuracySum?: number })
     }
     if (m.type !== 'step') return;
     const count = m.rows.length + m.x.length / features;
-    const gradient = new Float32Array(parameters).fill(1e-6);
+    const gradient = new Float32Array(parameters).fill(lie.gradient ?? 1e-6);
     socket.send(
       packr.pack({ type: 'gradient', step: m.step, count, lossSum: lie.lossSum ?? 0.5 * count, metricSums: [lie.accuracySum ?? count / 2], computeMs: 1, dtype: 'float32', scaleExp: 0, parts: 0, gradient: new Uint8Array(gradient.buffer) }),
     );
@@ -97,6 +97,18 @@ describe('hostile sums from a node with the token', { timeout: 300_000 }, () => 
       for (const v of history.accuracy) expect(v).toBeGreaterThanOrEqual(0);
     });
   }
+
+  it('cluster.aggregation: median keeps training on course against a node sending gradients of 1e30, and says so', async () => {
+    const job = jobFolder(600, { ...JOB, fit: { epochs: 20, batchSize: 32 }, cluster: { ...JOB.cluster, threads: 2, aggregation: 'median', balance: 'equal' } });
+    const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
+    procs.push(coordinator);
+    lyingNode(await coordinatorUrl(coordinator), { gradient: 1e30 });
+    expect(await coordinator.exited, coordinator.output.slice(-2000)).toBe(0);
+    expect(coordinator.output).toMatch(/warning: step \d+: node-1's gradient norm is [\d.e+]+x the allowed 1 x median norm; clipped/);
+    const summary = readSummary(job.out);
+    expect(summary.participants.find((p) => p.name === 'liar')!.samples).toBeGreaterThan(0);
+    expect(summary.test['accuracy']).toBeGreaterThan(0.7);
+  });
 
   it('validation and test run on the coordinator\'s lane: summary.json equals coordinator evaluate on the saved model', async () => {
     const job = jobFolder(600, JOB);

@@ -122,6 +122,15 @@ const Cluster = z.strictObject({
   balance: z.enum(['auto', 'proportional', 'equal']).default('auto'),
   /** Seconds a node may take for one step before it is dropped. */
   stepTimeout: z.number().positive().default(120),
+  /**
+   * How the participants' gradients are combined: mean (weighted by samples; exactly one
+   * process's gradient), or for pools that are not all trusted trimmedMean / median (coordinate-
+   * wise, one vote per participant, after clipping each gradient's norm to clipNorm x the median
+   * norm; not equal to one process). shared/math/robust.ts.
+   */
+  aggregation: z.enum(['mean', 'trimmedMean', 'median']).default('mean'),
+  trimFraction: z.number().min(0).lt(0.5).default(0.2),
+  clipNorm: z.number().nonnegative().default(1),
   /** Who computes validation and test figures: auto (the coordinator's lanes when it has any, else the nodes), local, all. */
   evaluateOn: z.enum(['auto', 'local', 'all']).default('auto'),
   /**
