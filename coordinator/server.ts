@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ConfigError } from '../shared/errors.js';
 import { ProtocolError, decodeMessage, encodeMessage, expectHello, type HelloMessage, type ProtocolFault } from '../shared/protocol/messages.js';
@@ -45,14 +45,6 @@ export interface PreAuthLimits {
 }
 
 export const PRE_AUTH_LIMITS: PreAuthLimits = { helloBytes: 16 * 1024, upgradeTimeoutMs: 5000, pending: 64, pendingPerAddress: 16, maxConnections: 512 };
-
-/**
- * Node's HTTP server cuts a connection whose request headers (here: the upgrade request) are not
- * in after headersTimeout, checked every connectionsCheckingInterval (defaults 60 s and 30 s).
- */
-function upgradeTimeouts(limits: PreAuthLimits): { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number } {
-  return { headersTimeout: limits.upgradeTimeoutMs, requestTimeout: limits.upgradeTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.upgradeTimeoutMs) };
-}
 
 /**
  * Raises an accepted socket's frame limit to the node limit. ws takes maxPayload per server only;
@@ -101,9 +93,9 @@ export class NodeServer {
           throw new ConfigError(`cluster.tls.${what} ${file}: ${(err as Error).message}`);
         }
       };
-      http = createHttpsServer({ ...upgradeTimeouts(limits), cert: read('cert', tls.cert), key: read('key', tls.key) });
+      http = createHttpsServer({ handshakeTimeout: limits.upgradeTimeoutMs, cert: read('cert', tls.cert), key: read('key', tls.key) });
     } else {
-      http = createHttpServer(upgradeTimeouts(limits));
+      http = createHttpServer();
     }
     http.on('request', (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain' }).end('dptrain coordinator: connect with `worker start --connect ws://...`\n');
@@ -130,9 +122,21 @@ export class NodeServer {
       server.rejections.set(reason, (server.rejections.get(reason) ?? 0) + 1);
       options.onRejected?.(reason);
     };
-    // Every TCP socket gets an error handler: a reset must not become an unhandled 'error'.
-    http.on('connection', (socket) => socket.on('error', () => undefined));
+    // Every TCP socket gets an error handler (a reset must not become an unhandled 'error') and
+    // upgradeTimeoutMs to finish its HTTP upgrade (over TLS: from the end of the TLS handshake,
+    // whose own limit is handshakeTimeout); Node's headersTimeout does not cut a socket that
+    // sends nothing at all.
+    const watch = (socket: Socket): void => {
+      socket.on('error', () => undefined);
+      socket.setTimeout(limits.upgradeTimeoutMs, () => {
+        count('timeout');
+        socket.destroy();
+      });
+    };
+    http.on('connection', (socket: Socket) => (tls ? socket.on('error', () => undefined) : watch(socket)));
+    if (tls) http.on('secureConnection', watch);
     http.on('upgrade', (request, socket, head) => {
+      request.socket.setTimeout(0); // upgraded in time: from here the hello timeout and heartbeats apply
       const ip = request.socket.remoteAddress ?? '?';
       if (!enter(ip)) {
         count('busy');
@@ -216,6 +220,8 @@ export class NodeServer {
     ]);
     for (const client of this.wss.clients) client.terminate();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
-    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    this.http.closeAllConnections(); // peers that never upgraded
+    await closed;
   }
 }
