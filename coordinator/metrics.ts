@@ -11,7 +11,7 @@ import { STEP_BUCKETS, defaultProcessMetrics } from '../shared/metrics-server.js
 import { FAILURE_REASONS, type ParticipantKind } from './participants/participant.js';
 
 /** Why a connection is refused before it joins (labels of dptrain_rejected_connections_total). */
-export const REJECT_REASONS = ['auth', 'version', 'malformed', 'oversize', 'timeout', 'unexpected'] as const;
+export const REJECT_REASONS = ['auth', 'version', 'malformed', 'oversize', 'timeout', 'unexpected', 'busy'] as const;
 
 export const PHASES = ['compute', 'reduce', 'apply', 'broadcast'] as const;
 export type Phase = (typeof PHASES)[number];

@@ -120,6 +120,7 @@ describe('before the hello', () => {
     const forged = new WebSocket(server.url);
     forged.on('open', () => forged.send(encodeMessage({ type: 'hello', version: PROTOCOL_VERSION, token: 'wrong-token-but-long-enough', name: 'x\nnode-9 (fake) joined\u001b[31m', backend: 'wasm' })));
     await new Promise((resolve) => forged.on('close', resolve));
+    // eslint-disable-next-line no-control-regex
     for (const line of lines) expect(line).not.toMatch(/[\n\u001b]/);
   });
 });
