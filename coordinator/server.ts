@@ -12,7 +12,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { ConfigError } from '../shared/errors.js';
 import { ProtocolError, decodeMessage, encodeMessage, expectHello, type HelloMessage, type ProtocolFault } from '../shared/protocol/messages.js';
 import { parseHostPort } from '../shared/metrics-server.js';
-import { printable } from '../shared/protocol/printable.js';
+import { closeReason, printable } from '../shared/protocol/printable.js';
 import { tokenChecker } from '../shared/token.js';
 
 export interface NodeServerOptions {
@@ -172,7 +172,7 @@ export class NodeServer {
         options.log(`rejected peer ${address}: ${message}`);
         if (socket.readyState === socket.OPEN) {
           socket.send(encodeMessage({ type: 'error', code, message }));
-          socket.close(1008, message.slice(0, 120));
+          socket.close(1008, closeReason(message));
         }
         setTimeout(() => socket.terminate(), 1000).unref();
       };

@@ -6,7 +6,9 @@
  */
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Packr } from 'msgpackr';
 import WebSocket from 'ws';
+import { closeReason } from '../shared/protocol/printable.js';
 import { NodeServer, type NodeServerOptions } from '../coordinator/server.js';
 import { PROTOCOL_VERSION, decodeMessage, encodeMessage, type Message } from '../shared/protocol/messages.js';
 
@@ -61,6 +63,19 @@ describe('before the hello', () => {
     await new Promise<void>((resolve) => socket.on('close', () => resolve()));
     await until(() => lines.some((l) => /rejected peer 127\.0\.0\.1:\d+: /.test(l)));
     expect(server.rejections.get('malformed')).toBe(1);
+  });
+
+  it('a rejection whose reason is long non-ASCII text closes that peer only (close reasons are cut to 123 bytes)', async () => {
+    expect(Buffer.byteLength(closeReason('é'.repeat(200)))).toBeLessThanOrEqual(123);
+    expect(closeReason('bad token')).toBe('bad token');
+    const { server, lines } = await start();
+    // a msgpack value and then a stray byte: msgpackr's error quotes the value it read
+    const frame = Buffer.concat([Buffer.from(new Packr({ useRecords: false }).pack({ type: 'hello', name: 'é€'.repeat(80) })), Buffer.from([0x01])]);
+    const peer = new WebSocket(server.url);
+    peer.on('error', () => undefined);
+    peer.on('open', () => peer.send(frame));
+    await new Promise((resolve) => peer.on('close', resolve));
+    await until(() => lines.some((l) => l.includes('not a msgpack message')));
   });
 
   it('frames over 16 KiB are refused before the hello; an accepted node sends its 1 MiB frames', async () => {

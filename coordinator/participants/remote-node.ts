@@ -5,7 +5,7 @@
  * violation, a missed heartbeat or step deadline, or a closed connection drops the node: its
  * pending requests fail with a ParticipantFault, so the trainer recomputes that part.
  */
-import { printable } from '../../shared/protocol/printable.js';
+import { closeReason, printable } from '../../shared/protocol/printable.js';
 import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
@@ -330,7 +330,7 @@ export class RemoteNode implements Participant {
     const fault = new ParticipantFault(this.id, reason, message);
     if (this.open) {
       this.send({ type: 'error', code: 'E_DROPPED', message });
-      this.socket.close(1008, message.slice(0, 120));
+      this.socket.close(1008, closeReason(message));
       // terminate if the peer does not complete the close handshake
       setTimeout(() => this.socket.terminate(), 2000).unref();
       this.closed(reason, message);

@@ -19,3 +19,13 @@ export function printableValue(value: unknown, max = 40): string {
   }
   return printable(text, max);
 }
+
+/**
+ * A WebSocket close reason: at most 123 bytes of UTF-8 (RFC 6455 5.5: control frames carry 125,
+ * two of them the code); ws throws on more, so a long or non-ASCII message must be cut by bytes.
+ */
+export function closeReason(text: string): string {
+  let out = printable(text, 123);
+  while (Buffer.byteLength(out, 'utf8') > 123) out = out.slice(0, -1);
+  return out;
+}
