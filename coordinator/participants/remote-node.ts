@@ -293,9 +293,18 @@ export class RemoteNode implements Participant {
       message = decodeMessage(data);
     } catch (err) {
       const fault = (err as ProtocolError).fault;
-      this.drop(fault === 'non_finite' ? 'non_finite' : fault === 'shape' ? 'shape' : 'malformed', (err as Error).message);
+      this.drop(fault === 'non_finite' ? 'non_finite' : fault === 'shape' ? 'shape' : 'malformed', printable((err as Error).message, 300));
       return;
     }
+    try {
+      this.handle(message);
+    } catch (err) {
+      // whatever a peer's message makes go wrong, it is that peer's fault, not the coordinator's end
+      this.drop('malformed', printable(`could not handle its "${message.type}" message: ${(err as Error).message}`, 300));
+    }
+  }
+
+  private handle(message: Message): void {
     switch (message.type) {
       case 'heartbeat':
         return;
