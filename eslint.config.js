@@ -1,6 +1,21 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/**
+ * Imports only go down the data flow: shared/ (config, data, plan, model, math, protocol) below
+ * everything; compute/ (the gradient engines) above shared/ and below both sides; worker/ and
+ * coordinator/ at the top, neither importing the other. A wrong arrow fails lint.
+ */
+const wrongWay = (folder, forbidden, why) => ({
+  files: [`${folder}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      { patterns: forbidden.map((f) => ({ group: [`**/${f}/**`, `../${f}/*`, `../../${f}/*`], message: `${folder}/ must not import ${f}/: ${why}` })) },
+    ],
+  },
+});
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'runs/', 'coverage/'] },
   js.configs.recommended,
@@ -12,4 +27,8 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
     },
   },
+  wrongWay('shared', ['compute', 'worker', 'coordinator'], 'shared code sits below every other layer'),
+  wrongWay('compute', ['worker', 'coordinator'], 'the engines are used by both sides and know neither'),
+  wrongWay('worker', ['coordinator'], 'the two sides meet only through shared/ and compute/'),
+  wrongWay('coordinator', ['worker'], 'the two sides meet only through shared/ and compute/'),
 );

@@ -26,8 +26,8 @@ export async function runKernels(backend: Exclude<BackendChoice, 'auto' | 'tenso
   const [{ initBackend }, tf, { createEngine }, { DenseGradientEngine }, { Transposer }] = await Promise.all([
     import('../shared/backend.js'),
     import('@tensorflow/tfjs-core'),
-    import('../worker/gradient.js'),
-    import('../worker/dense-gradient.js'),
+    import('../compute/gradient.js'),
+    import('../compute/dense-gradient.js'),
     import('../shared/math/wasm/transpose-kernel.js'),
   ]);
   const used = await initBackend(backend);

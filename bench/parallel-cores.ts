@@ -16,7 +16,7 @@ const ROWS = 512;
 async function measure(repeats: number): Promise<number[]> {
   const [{ initBackend }, { createEngine }, { WORKLOADS, syntheticDataset }] = await Promise.all([
     import('../shared/backend.js'),
-    import('../worker/gradient.js'),
+    import('../compute/gradient.js'),
     import('./cases.js'),
   ]);
   await initBackend('wasm');

@@ -12,7 +12,7 @@ import { encode, type Preprocessor, type RejectedRow } from '../shared/data/prep
 import { ModelError } from '../shared/errors.js';
 import type { BackendChoice } from '../shared/backend-choice.js';
 import type { ModelSpec } from '../shared/model/spec.js';
-import type { BatchEngine } from '../worker/engine.js';
+import type { BatchEngine } from '../compute/engine.js';
 
 export interface SavedModel {
   readonly dir: string;
@@ -43,7 +43,7 @@ export async function loadSavedModel(given: string, backend: BackendChoice = 'au
     import('../shared/model/io.js'),
     import('../shared/model/build.js'),
     import('../shared/model/layout.js'),
-    import('../worker/gradient.js'),
+    import('../compute/gradient.js'),
   ]);
   const dir = modelDir(given, SAVED_MODEL_FILES.spec);
   const spec = readJson<ModelSpec>(join(dir, SAVED_MODEL_FILES.spec));

@@ -23,7 +23,7 @@ import type { TrainingMetrics } from './metrics.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
 import type { TrainingState } from './checkpoint.js';
 import type { EvaluateAnswer } from '../shared/protocol/thread-tasks.js';
-import { ParticipantFault, type Participant, type ParticipantGroup } from './participants/participant.js';
+import { ParticipantFault, faultOf, type Participant, type ParticipantGroup } from './participants/participant.js';
 
 /** Attempts per step (each one recomputes only the parts that failed) before the run stops. */
 const MAX_ATTEMPTS = 8;
@@ -224,7 +224,7 @@ export class Trainer {
         const participant = participants[part.participant]!;
         if (outcome.status === 'rejected') {
           const err = outcome.reason as Error;
-          reject(participant, part.rows, err instanceof ParticipantFault ? err : new ParticipantFault(participant.id, 'crashed', err.message));
+          reject(participant, part.rows, faultOf(participant.id, err));
           return;
         }
         const { result, seconds } = outcome.value;
@@ -310,9 +310,7 @@ export class Trainer {
         const fault =
           outcome.status === 'fulfilled'
             ? new ParticipantFault(job.participant.id, 'out_of_range', `returned evaluation sums that cannot be: ${problem}`)
-            : outcome.reason instanceof ParticipantFault
-              ? outcome.reason
-              : new ParticipantFault(job.participant.id, 'crashed', (outcome.reason as Error).message);
+            : faultOf(job.participant.id, outcome.reason);
         this.group.failed(job.participant, -1, fault);
         pending.push(job.range);
       });

@@ -13,7 +13,9 @@ export type ErrorCode =
   | 'E_PROTOCOL'
   | 'E_CLUSTER'
   | 'E_CHECKPOINT'
-  | 'E_STORAGE';
+  | 'E_STORAGE'
+  | 'E_REDUCE'
+  | 'E_PACKET';
 
 export class DptrainError extends Error {
   readonly code: ErrorCode;

@@ -9,8 +9,8 @@ import { Rng } from '../shared/math/rng.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { ACTIVATIONS, LOSSES, type ActivationName, type LossName, type ModelSpec } from '../shared/model/spec.js';
 import { Transposer } from '../shared/math/wasm/transpose-kernel.js';
-import { DenseGradientEngine } from '../worker/dense-gradient.js';
-import { TapeGradientEngine } from '../worker/gradient.js';
+import { DenseGradientEngine } from '../compute/dense-gradient.js';
+import { TapeGradientEngine } from '../compute/gradient.js';
 
 function relClose(a: Float32Array, b: Float32Array): number {
   let scale = 0;

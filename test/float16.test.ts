@@ -11,7 +11,7 @@ import { weightedAverage } from '../shared/math/reduce.js';
 import { epochBatches, epochOrder } from '../shared/math/split-plan.js';
 import { initialWeights } from '../shared/model/layout.js';
 import { decodeMessage, encodeMessage, expectGradient } from '../shared/protocol/messages.js';
-import { createEngine } from '../worker/gradient.js';
+import { createEngine } from '../compute/gradient.js';
 
 describe('float16 bits', () => {
   it('encodes the IEEE 754 half-precision patterns', () => {

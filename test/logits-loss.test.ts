@@ -9,9 +9,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/backend.js';
 import type { ModelSpec } from '../shared/model/spec.js';
-import { DenseGradientEngine } from '../worker/dense-gradient.js';
-import type { BatchEngine } from '../worker/engine.js';
-import { TapeGradientEngine } from '../worker/gradient.js';
+import { DenseGradientEngine } from '../compute/dense-gradient.js';
+import type { BatchEngine } from '../compute/engine.js';
+import { TapeGradientEngine } from '../compute/gradient.js';
 
 const LOGITS = [20, 35, 50, 65, 80, 100].flatMap((z) => [z, -z]);
 

@@ -8,7 +8,7 @@ import { WebSocketServer } from 'ws';
 import { initBackend } from '../shared/backend.js';
 import { Rng } from '../shared/math/rng.js';
 import { PROTOCOL_VERSION, decodeMessage, encodeMessage, type GradientMessage, type GradientPartMessage, type Message } from '../shared/protocol/messages.js';
-import { DenseGradientEngine } from '../worker/dense-gradient.js';
+import { DenseGradientEngine } from '../compute/dense-gradient.js';
 import { NodeClient } from '../worker/node-client.js';
 
 const TOKEN = 'node-client-test-token-0123';

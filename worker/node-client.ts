@@ -18,8 +18,8 @@ import {
   type Message,
 } from '../shared/protocol/messages.js';
 import { FramePool } from '../shared/protocol/frame-pool.js';
-import type { BatchEngine } from './engine.js';
-import { createEngine } from './gradient.js';
+import type { BatchEngine } from '../compute/engine.js';
+import { createEngine } from '../compute/gradient.js';
 import type { WorkerMetrics } from './metrics.js';
 import { ShardStore } from './shard-store.js';
 

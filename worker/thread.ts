@@ -9,7 +9,7 @@ import { Piscina } from 'piscina';
 import { initBackend } from '../shared/backend.js';
 import { GradientPacketBuilder } from '../shared/protocol/gradient-packet.js';
 import type { InfoAnswer, ThreadInit, ThreadTask } from '../shared/protocol/thread-tasks.js';
-import { LocalLane } from './local-lane.js';
+import { LocalLane } from '../compute/local-lane.js';
 
 const init = workerData as ThreadInit;
 const backend = await initBackend(init.backend);

@@ -11,8 +11,8 @@ import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
-import type { EngineName } from '../../worker/engine.js';
-import type { LocalLane } from '../../worker/local-lane.js';
+import type { EngineName } from '../../compute/engine.js';
+import type { LocalLane } from '../../compute/local-lane.js';
 import { ParticipantFault, type LocalLanes, type Participant } from './participant.js';
 
 export interface InProcessOptions {
@@ -40,7 +40,7 @@ export class InProcessLane implements LocalLanes {
 
   static async start(options: InProcessOptions): Promise<InProcessLane> {
     // tfjs is loaded only when a job computes in-process.
-    const [{ initBackend }, { LocalLane }] = await Promise.all([import('../../shared/backend.js'), import('../../worker/local-lane.js')]);
+    const [{ initBackend }, { LocalLane }] = await Promise.all([import('../../shared/backend.js'), import('../../compute/local-lane.js')]);
     const backend = await initBackend(options.backend, options.onFallback);
     const { dataset } = options;
     const weights = new Float32Array(options.parameters);

@@ -4,6 +4,7 @@
  */
 import type { RowRange } from '../../shared/data/dataset.js';
 import { WorkerError } from '../../shared/errors.js';
+import { ProtocolError } from '../../shared/protocol/messages.js';
 import type { Holds } from '../../shared/math/split-plan.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
@@ -26,6 +27,21 @@ export class ParticipantFault extends WorkerError {
   ) {
     super(`${participant}: ${message}`);
   }
+}
+
+/**
+ * The one mapping from an error to why a participant's part failed: a ParticipantFault as it
+ * is; a ProtocolError by its fault (non_finite, shape and unexpected keep their name, the rest
+ * is malformed); anything else is `otherwise` (a thread that threw: crashed).
+ */
+export function faultOf(participant: string, err: unknown, otherwise: FailureReason = 'crashed'): ParticipantFault {
+  if (err instanceof ParticipantFault) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof ProtocolError) {
+    const reason: FailureReason = err.fault === 'non_finite' || err.fault === 'shape' || err.fault === 'unexpected' ? err.fault : 'malformed';
+    return new ParticipantFault(participant, reason, message);
+  }
+  return new ParticipantFault(participant, otherwise, message);
 }
 
 export interface Participant {

@@ -26,7 +26,7 @@ import {
   type Message,
 } from '../../shared/protocol/messages.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
-import { ParticipantFault, type FailureReason, type Participant } from './participant.js';
+import { ParticipantFault, faultOf, type FailureReason, type Participant } from './participant.js';
 
 export interface NodeContext {
   readonly jobId: string;
@@ -185,7 +185,7 @@ export class RemoteNode implements Participant {
       } catch (err) {
         this.settle(key);
         clearTimeout(timer);
-        reject(err instanceof ParticipantFault ? err : new ParticipantFault(this.id, 'unexpected', (err as Error).message));
+        reject(faultOf(this.id, err, 'unexpected'));
       }
     });
   }
@@ -226,7 +226,8 @@ export class RemoteNode implements Participant {
     try {
       message = expectGradient(answer, step, parameters, spec.metrics.length, assembly);
     } catch (err) {
-      throw this.drop((err as ProtocolError).fault === 'shape' ? 'shape' : 'unexpected', (err as Error).message);
+      const fault = faultOf(this.id, err, 'unexpected');
+      throw this.drop(fault.reason === 'malformed' ? 'unexpected' : fault.reason, (err as Error).message);
     }
     if (message.count !== rows.length) throw this.drop('shape', `computed ${message.count} samples for step ${step}, was given ${rows.length}`);
     let gradient = message.gradient;
@@ -292,8 +293,7 @@ export class RemoteNode implements Participant {
       if (!isBinary) throw new ProtocolError('text frame; the protocol is binary msgpack');
       message = decodeMessage(data);
     } catch (err) {
-      const fault = (err as ProtocolError).fault;
-      this.drop(fault === 'non_finite' ? 'non_finite' : fault === 'shape' ? 'shape' : 'malformed', printable((err as Error).message, 300));
+      this.drop(faultOf(this.id, err, 'malformed').reason, printable((err as Error).message, 300));
       return;
     }
     try {

@@ -9,7 +9,7 @@ import { Piscina } from 'piscina';
 import type { BackendChoice } from '../../shared/backend-choice.js';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import { WorkerError } from '../../shared/errors.js';
-import type { ModelSpec } from '../../shared/model/spec.js';
+import type { EngineName, ModelSpec } from '../../shared/model/spec.js';
 import { unpackGradient, type GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer, InfoAnswer, ThreadInit, ThreadTask } from '../../shared/protocol/thread-tasks.js';
 import { ParticipantFault, type LocalLanes, type Participant } from './participant.js';
@@ -30,7 +30,7 @@ export interface ThreadPoolOptions {
   readonly dataset: Dataset;
   readonly parameters: number;
   /** Gradient engine in the threads (default 'dense'). */
-  readonly engine?: 'dense' | 'tape';
+  readonly engine?: EngineName;
   /** Counts bytes passed to and from threads (row indices out, gradient packets back). */
   readonly onBytes?: (direction: 'sent' | 'received', bytes: number) => void;
 }

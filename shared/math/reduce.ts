@@ -12,6 +12,7 @@
  * `weightedAverage` is the reference; `GradientReducer` is what the trainer runs each step: the
  * same bits from a WebAssembly SIMD kernel (wasm/reduce.wat) with the check folded in, ~4x faster.
  */
+import { DptrainError } from '../errors.js';
 import { MeanKernel } from './wasm/reduce-kernel.js';
 
 /** One participant's contribution to a step. */
@@ -22,8 +23,11 @@ export interface GradientContribution {
   readonly count: number;
 }
 
-export class ReduceError extends Error {
-  readonly code = 'E_REDUCE';
+/** Parts that cannot be averaged (wrong length, bad count): a bug or a peer's lie, never a user's input. */
+export class ReduceError extends DptrainError {
+  constructor(message: string) {
+    super('E_REDUCE', message);
+  }
 }
 
 /** Checks the parts (and the output's length) and returns their total sample count. */

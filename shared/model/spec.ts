@@ -15,6 +15,10 @@ export const LOSSES = [
 ] as const;
 export type LossName = (typeof LOSSES)[number];
 
+/** The gradient engines (compute/): direct Dense backpropagation, or the stock tfjs-layers tape. */
+export const ENGINES = ['dense', 'tape'] as const;
+export type EngineName = (typeof ENGINES)[number];
+
 export const METRICS = ['accuracy', 'binaryAccuracy', 'categoricalAccuracy', 'meanSquaredError', 'meanAbsoluteError'] as const;
 export type MetricName = (typeof METRICS)[number];
 

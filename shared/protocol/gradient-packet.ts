@@ -5,6 +5,7 @@
  * Layout: float64 header [count, lossSum, numTensors, metricCount, ...metricSums], then the
  * float32 mean gradient. The header is a multiple of 8 bytes, so both views are aligned.
  */
+import { DptrainError } from '../errors.js';
 export interface GradientResult {
   readonly count: number;
   readonly lossSum: number;
@@ -16,8 +17,11 @@ export interface GradientResult {
   readonly computeMs?: number;
 }
 
-export class PacketError extends Error {
-  readonly code = 'E_PACKET';
+/** A gradient packet from a thread that does not parse. */
+export class PacketError extends DptrainError {
+  constructor(message: string) {
+    super('E_PACKET', message);
+  }
 }
 
 const FIXED = 5;

@@ -19,6 +19,7 @@
  * Large arrays are read in place: the last typed field of a frame starts 8-byte aligned (a `pad`
  * string before it), so fromBytes returns a view of the received frame instead of a copy.
  */
+import { DptrainError } from '../errors.js';
 import { printableValue } from './printable.js';
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
@@ -35,14 +36,13 @@ export const PROTOCOL_VERSION = 4;
 /** Why a message was rejected; also the `reason` label of failure counters. */
 export type ProtocolFault = 'malformed' | 'version' | 'auth' | 'non_finite' | 'shape' | 'unexpected';
 
-export class ProtocolError extends Error {
-  readonly code = 'E_PROTOCOL';
+/** A message that breaks the protocol; `fault` is why (the participant failure reason it maps to). */
+export class ProtocolError extends DptrainError {
   constructor(
     message: string,
     readonly fault: ProtocolFault = 'malformed',
   ) {
-    super(message);
-    this.name = 'ProtocolError';
+    super('E_PROTOCOL', message);
   }
 }
 

@@ -4,13 +4,13 @@
  * row indices it must compute and the weights version to use.
  */
 import type { BackendChoice } from '../backend-choice.js';
-import type { ModelSpec } from '../model/spec.js';
+import type { EngineName, ModelSpec } from '../model/spec.js';
 
 export interface ThreadInit {
   readonly spec: ModelSpec;
   readonly backend: BackendChoice;
   /** How gradients are computed: 'dense' (direct backpropagation) or 'tape' (stock tfjs). */
-  readonly engine: 'dense' | 'tape';
+  readonly engine: EngineName;
   readonly x: SharedArrayBuffer;
   readonly y: SharedArrayBuffer;
   readonly features: number;

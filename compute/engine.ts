@@ -42,5 +42,4 @@ export function gradientOut(size: number, out: Float32Array | undefined): Float3
   return out;
 }
 
-export const ENGINES = ['dense', 'tape'] as const;
-export type EngineName = (typeof ENGINES)[number];
+export { ENGINES, type EngineName } from '../shared/model/spec.js';
