@@ -8,7 +8,7 @@
  * loss is computed from the logits (registries.ts), at the last layer's pre-activation.
  * The transposes themselves (a weight kernel, two activations and, for the bias gradients, each
  * layer's error per step) go through a WebAssembly SIMD kernel on wasm: tfjs's wasm Transpose
- * took ~1.4 ms for 512 x 512 here, the kernel 0.12 ms including the copies.
+ * is several times slower than the kernel with its copies (bench/kernels.ts, BENCHMARKS.md).
  *
  * Checked against the stock tape gradients (TapeGradientEngine) for every activation and loss.
  */
@@ -144,8 +144,7 @@ export class DenseGradientEngine implements BatchEngine {
 
   /**
    * Sums over the batch (axis 0). tfjs's wasm Sum over axis 0 transposes with its own slow kernel
-   * and then sums rows (1.6 ms for 512 x 512 here); doing the transpose with ours gives the same
-   * bits in ~0.2 ms.
+   * and then sums rows; doing the transpose with ours gives the same bits, faster (bench/kernels.ts).
    */
   private columnSums(t: tf.Tensor2D): tf.Tensor {
     const transposed = this.kernelTranspose(t);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../shared/math/rng.js';
 import { chunkRange, inRanges, missingRanges, partitionRows } from '../shared/math/shard-plan.js';
-import { assignRows, epochBatches, epochOrder, planBatch, splitCounts, stepsPerEpoch } from '../shared/math/split-plan.js';
+import { assignRows, epochBatches, epochOrder, splitCounts, stepsPerEpoch } from '../shared/math/split-plan.js';
 
 describe('splitCounts', () => {
   it('splits 32 over 3 equal participants as 11, 11, 10', () => {
@@ -21,23 +21,6 @@ describe('splitCounts', () => {
     expect(() => splitCounts(4, [0, 0])).toThrow(/positive/);
     expect(() => splitCounts(-1, [1])).toThrow(/non-negative/);
     expect(() => splitCounts(4, [1, Number.NaN])).toThrow(/finite/);
-  });
-});
-
-describe('planBatch', () => {
-  it('cuts the batch rows into contiguous parts and leaves out empty ones', () => {
-    const rows = Int32Array.from([5, 9, 2, 7, 1]);
-    const parts = planBatch(rows, [1, 1, 1]);
-    expect(parts.map((p) => [p.participant, Array.from(p.rows)])).toEqual([
-      [0, [5, 9]],
-      [1, [2, 7]],
-      [2, [1]],
-    ]);
-    const small = planBatch(Int32Array.from([3, 4]), [1, 1, 1, 1]);
-    expect(small.map((p) => [p.participant, Array.from(p.rows)])).toEqual([
-      [0, [3]],
-      [1, [4]],
-    ]);
   });
 });
 

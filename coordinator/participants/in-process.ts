@@ -11,7 +11,6 @@ import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
-import type { EngineName } from '../../compute/engine.js';
 import type { LocalLane } from '../../compute/local-lane.js';
 import { ParticipantFault, type LocalLanes, type Participant } from './participant.js';
 
@@ -20,8 +19,6 @@ export interface InProcessOptions {
   readonly spec: ModelSpec;
   readonly dataset: Dataset;
   readonly parameters: number;
-  /** Gradient engine (default 'dense'). */
-  readonly engine?: EngineName;
   /** Hears why `auto` did not get wasm. */
   readonly onFallback?: (message: string) => void;
 }
@@ -44,7 +41,7 @@ export class InProcessLane implements LocalLanes {
     const backend = await initBackend(options.backend, options.onFallback);
     const { dataset } = options;
     const weights = new Float32Array(options.parameters);
-    const lane = new LocalLane({ spec: options.spec, engine: options.engine ?? 'dense', x: dataset.x, y: dataset.y, features: dataset.features, outputs: dataset.outputs, weights });
+    const lane = new LocalLane({ spec: options.spec, engine: 'dense', x: dataset.x, y: dataset.y, features: dataset.features, outputs: dataset.outputs, weights });
     return new InProcessLane(lane, weights, backend);
   }
 

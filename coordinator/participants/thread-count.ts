@@ -13,8 +13,8 @@ import { weightLayout } from '../../shared/model/layout.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 
 /**
- * A thread pays for itself from about this much work per step: ~2.5 ms of wasm matMul at
- * ~20 GFLOP/s, against a round trip of ~0.5 ms on an idle core. Chosen on the safe side: a
+ * A thread pays for itself from about this much work per step: the wasm matMul time of this many
+ * FLOP against a thread's round trip (both measured in BENCHMARKS.md). Chosen on the safe side: a
  * model near it is about as fast either way.
  */
 export const MIN_FLOPS_PER_THREAD = 50e6;

@@ -9,7 +9,7 @@ import { Piscina } from 'piscina';
 import type { BackendChoice } from '../../shared/backend-choice.js';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import { WorkerError } from '../../shared/errors.js';
-import type { EngineName, ModelSpec } from '../../shared/model/spec.js';
+import type { ModelSpec } from '../../shared/model/spec.js';
 import { unpackGradient, type GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer, InfoAnswer, ThreadInit, ThreadTask } from '../../shared/protocol/thread-tasks.js';
 import { ParticipantFault, type LocalLanes, type Participant } from './participant.js';
@@ -29,8 +29,6 @@ export interface ThreadPoolOptions {
   readonly spec: ModelSpec;
   readonly dataset: Dataset;
   readonly parameters: number;
-  /** Gradient engine in the threads (default 'dense'). */
-  readonly engine?: EngineName;
   /** Counts bytes passed to and from threads (row indices out, gradient packets back). */
   readonly onBytes?: (direction: 'sent' | 'received', bytes: number) => void;
 }
@@ -57,7 +55,7 @@ export class ThreadPool implements LocalLanes {
     const init: ThreadInit = {
       spec: options.spec,
       backend: options.backend,
-      engine: options.engine ?? 'dense',
+      engine: 'dense',
       x: dataset.x.buffer as SharedArrayBuffer,
       y: dataset.y.buffer as SharedArrayBuffer,
       features: dataset.features,

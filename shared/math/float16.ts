@@ -8,7 +8,7 @@
  * NaN and Infinity stay NaN and Infinity, so the receiver's finiteness check still sees them.
  *
  * The loops here are the reference; encodeFloat16 and decodeFloat16 run WebAssembly SIMD kernels
- * (wasm/float16.wat) with the same bits where they run (encoding 286,721 values: ~5 ms -> 0.4-0.6).
+ * (wasm/float16.wat) with the same bits where they run (timings in BENCHMARKS.md).
  */
 import { Float16Kernel } from './wasm/float16-kernel.js';
 

@@ -7,8 +7,8 @@
  * it divides by sqrt of tiny second moments and amplifies any rounding difference.
  *
  * Two implementations of each rule give the same bits: the JavaScript loops below (the readable
- * reference) and WebAssembly SIMD kernels (wasm/optimizers.wat, four lanes at a time, ~10x
- * faster: Adam on 287k parameters 3.3 -> 0.43 ms, see bench/optimizer-step.ts). The kernels are used wherever the runtime
+ * reference) and WebAssembly SIMD kernels (wasm/optimizers.wat, four lanes at a time; timings in
+ * BENCHMARKS.md, from bench/optimizer-step.ts). The kernels are used wherever the runtime
  * has WebAssembly SIMD, which Node 20 always has.
  */
 import { kernelArena, type KernelArena } from './wasm/kernels.js';

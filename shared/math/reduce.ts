@@ -10,7 +10,8 @@
  * mean stands for a check of every part.
  *
  * `weightedAverage` is the reference; `GradientReducer` is what the trainer runs each step: the
- * same bits from a WebAssembly SIMD kernel (wasm/reduce.wat) with the check folded in, ~4x faster.
+ * same bits from a WebAssembly SIMD kernel (wasm/reduce.wat) with the check folded in (timings in
+ * BENCHMARKS.md).
  */
 import { DptrainError } from '../errors.js';
 import { MeanKernel } from './wasm/reduce-kernel.js';

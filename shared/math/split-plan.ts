@@ -39,21 +39,6 @@ export function splitCounts(total: number, weights: readonly number[]): number[]
   return counts;
 }
 
-/**
- * Splits one global batch (its row indices) into contiguous parts by `splitCounts`.
- * Participants that get zero rows are left out of the plan.
- */
-export function planBatch(batchRows: Int32Array, weights: readonly number[]): BatchPart[] {
-  const counts = splitCounts(batchRows.length, weights);
-  const parts: BatchPart[] = [];
-  let start = 0;
-  counts.forEach((count, participant) => {
-    if (count > 0) parts.push({ participant, rows: batchRows.subarray(start, start + count) });
-    start += count;
-  });
-  return parts;
-}
-
 /** The row order of one epoch: 0..n-1, shuffled with `rng` when `shuffle` is true. */
 export function epochOrder(n: number, shuffle: boolean, rng: Rng): Int32Array {
   const order = range(n);
@@ -79,7 +64,7 @@ export function stepsPerEpoch(n: number, batchSize: number): number {
 export type Holds = ((row: number) => boolean) | undefined;
 
 /**
- * Like planBatch, but data-aware: participant i gets exactly `counts[i]` rows of the batch, and
+ * One global batch split by counts, data-aware: participant i gets exactly `counts[i]` rows, and
  * participants with partial data (worker nodes holding a shard) first get rows they hold; the
  * rest is filled in batch order. Rows a node is given but does not hold travel inline with the
  * step. The union of the parts is always the whole batch, so the averaged gradient is the same

@@ -170,7 +170,6 @@ export type Message =
   | ByeMessage;
 
 export type MessageType = Message['type'];
-export const MESSAGE_TYPES = Object.keys(wire) as MessageType[];
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 

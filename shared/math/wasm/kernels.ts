@@ -67,11 +67,6 @@ export interface KernelArena {
   readonly slots: readonly ArenaArray[];
 }
 
-/** Whether the kernels can run here (Node 20 and later run WebAssembly SIMD). */
-export function kernelsAvailable(): boolean {
-  return compiledModule(OPTIMIZERS_WASM_BASE64) !== null;
-}
-
 /**
  * A fresh arena for `size` parameters and `slotCount` slot arrays, or null without SIMD or when the
  * arrays do not fit in one WebAssembly memory (4 GiB: over ~250M parameters with Adam).
