@@ -228,12 +228,12 @@ export class Trainer {
           return;
         }
         const { result, seconds } = outcome.value;
+        const problem = Number.isFinite(result.lossSum) ? sumsProblem(this.spec, result.count, result.lossSum, result.metricSums) : undefined;
         if (result.count !== part.rows.length) {
           reject(participant, part.rows, new ParticipantFault(participant.id, 'shape', `computed ${result.count} samples, was given ${part.rows.length}`));
         } else if (!Number.isFinite(result.lossSum)) {
           reject(participant, part.rows, new ParticipantFault(participant.id, 'non_finite', `returned a non-finite loss sum (${result.lossSum})`));
-        } else if (sumsProblem(this.spec, result.count, result.lossSum, result.metricSums) !== undefined) {
-          const problem = sumsProblem(this.spec, result.count, result.lossSum, result.metricSums)!;
+        } else if (problem !== undefined) {
           reject(participant, part.rows, new ParticipantFault(participant.id, 'out_of_range', `returned sums that cannot be: ${problem}`));
         } else {
           accepted.push({ participant, rows: part.rows, result, seconds });

@@ -7,9 +7,12 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Packr } from 'msgpackr';
+import WebSocket from 'ws';
 import { stringify } from 'yaml';
 import type { Summary } from '../coordinator/job.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
+import { PROTOCOL_VERSION, decodeMessage, encodeMessage } from '../shared/protocol/messages.js';
 import { COORDINATOR_BIN, ROOT } from './helpers.js';
 
 export const WORKER_BIN = fileURLToPath(new URL('../bin/worker.js', import.meta.url));
@@ -123,4 +126,68 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   let max = 0;
   for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
   return max;
+}
+
+/** What a scripted node answers to its n-th step (undefined: it never answers that one). */
+export interface ScriptedAnswer {
+  /** Milliseconds before the answer goes out. */
+  readonly delayMs?: number;
+  /** Sums it claims (default: a loss of 0.5 and an accuracy of 0.5 per sample). */
+  readonly lossSum?: number;
+  readonly metricSums?: readonly number[];
+  /** Every value of its gradient (default 1e-4: small and valid). */
+  readonly value?: number;
+}
+
+/**
+ * A worker node played by the test over a real WebSocket, with the token: it answers each step
+ * as `answer` says (float32, whole gradients), heartbeats every 300 ms, and answers evaluations
+ * with a loss of 0 and an accuracy of 1 (a lie that must never reach summary.json).
+ */
+export function scriptedNode(url: string, name: string, answer: (n: number, count: number) => ScriptedAnswer | undefined): { socket: WebSocket; left: Promise<string>; evaluations: () => number } {
+  const socket = new WebSocket(url);
+  const packr = new Packr({ useRecords: false, moreTypes: false });
+  let parameters = 0;
+  let features = 0;
+  let answered = 0;
+  let evaluations = 0;
+  let dropped = '';
+  socket.on('open', () => socket.send(encodeMessage({ type: 'hello', version: PROTOCOL_VERSION, token: TOKEN, name, backend: 'wasm' })));
+  socket.on('error', () => undefined);
+  const beat = setInterval(() => socket.readyState === socket.OPEN && socket.send(encodeMessage({ type: 'heartbeat', sentAt: Date.now() })), 300);
+  socket.on('message', (data: Buffer) => {
+    const m = decodeMessage(data);
+    if (m.type === 'job') ({ parameters, features } = m);
+    if (m.type === 'error') dropped = m.message;
+    if (m.type === 'evaluate') {
+      evaluations++;
+      const count = m.x.length / features;
+      socket.send(encodeMessage({ type: 'evaluation', id: m.id, count, lossSum: 0, metricSums: [count] }));
+    }
+    if (m.type !== 'step') return;
+    const count = m.rows.length + m.x.length / features;
+    const a = answer(answered++, count);
+    if (a === undefined) return;
+    const gradient = new Float32Array(parameters).fill(a.value ?? 1e-4);
+    const frame = packr.pack({
+      type: 'gradient',
+      step: m.step,
+      count,
+      lossSum: a.lossSum ?? 0.5 * count,
+      metricSums: a.metricSums ?? [count / 2],
+      computeMs: 1,
+      dtype: 'float32',
+      scaleExp: 0,
+      parts: 0,
+      gradient: new Uint8Array(gradient.buffer),
+    });
+    setTimeout(() => socket.readyState === socket.OPEN && socket.send(frame), a.delayMs ?? 0);
+  });
+  const left = new Promise<string>((resolve) =>
+    socket.on('close', () => {
+      clearInterval(beat);
+      resolve(dropped);
+    }),
+  );
+  return { socket, left, evaluations: () => evaluations };
 }

@@ -6,14 +6,12 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Packr } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import { evaluateCsv, loadSavedModel } from '../coordinator/saved-model.js';
 import { sumsProblem } from '../shared/model/sums.js';
 import type { ModelSpec } from '../shared/model/spec.js';
-import { PROTOCOL_VERSION, decodeMessage, encodeMessage } from '../shared/protocol/messages.js';
-import { TOKEN, coordinatorUrl, jobFolder, readSummary, startCoordinator, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, readSummary, scriptedNode, startCoordinator, type Proc } from './cluster-helpers.js';
 
 const spec: ModelSpec = { inputDim: 3, layers: [{ units: 1, activation: 'sigmoid', useBias: true }], loss: 'binaryCrossentropy', metrics: ['accuracy', 'meanSquaredError'] };
 
@@ -39,33 +37,15 @@ afterEach(() => {
   for (const s of sockets.splice(0)) s.terminate();
 });
 
-/** A node with the token whose gradients are small and valid, but whose sums are `lie`s; it answers evaluations with an accuracy of 1. */
+/** A node with the token whose gradients are valid but whose sums are `lie`s (scriptedNode: its evaluations claim an accuracy of 1). */
 function lyingNode(url: string, lie: { lossSum?: number; accuracySum?: number; gradient?: number }): { left: Promise<string>; evaluations: () => number } {
-  const socket = new WebSocket(url);
-  sockets.push(socket);
-  const packr = new Packr({ useRecords: false, moreTypes: false });
-  let parameters = 0;
-  let features = 0;
-  let dropped = '';
-  let evaluations = 0;
-  socket.on('open', () => socket.send(encodeMessage({ type: 'hello', version: PROTOCOL_VERSION, token: TOKEN, name: 'liar', backend: 'wasm' })));
-  socket.on('message', (data: Buffer) => {
-    const m = decodeMessage(data);
-    if (m.type === 'job') ({ parameters, features } = m);
-    if (m.type === 'error') dropped = m.message;
-    if (m.type === 'evaluate') {
-      evaluations++;
-      const count = m.x.length / features;
-      socket.send(encodeMessage({ type: 'evaluation', id: m.id, count, lossSum: 0, metricSums: [count] }));
-    }
-    if (m.type !== 'step') return;
-    const count = m.rows.length + m.x.length / features;
-    const gradient = new Float32Array(parameters).fill(lie.gradient ?? 1e-6);
-    socket.send(
-      packr.pack({ type: 'gradient', step: m.step, count, lossSum: lie.lossSum ?? 0.5 * count, metricSums: [lie.accuracySum ?? count / 2], computeMs: 1, dtype: 'float32', scaleExp: 0, parts: 0, gradient: new Uint8Array(gradient.buffer) }),
-    );
-  });
-  return { left: new Promise((resolve) => socket.on('close', () => resolve(dropped))), evaluations: () => evaluations };
+  const node = scriptedNode(url, 'liar', () => ({
+    ...(lie.lossSum !== undefined ? { lossSum: lie.lossSum } : {}),
+    ...(lie.accuracySum !== undefined ? { metricSums: [lie.accuracySum] } : {}),
+    value: lie.gradient ?? 1e-6,
+  }));
+  sockets.push(node.socket);
+  return node;
 }
 
 const JOB = {

@@ -5,11 +5,9 @@
  * measured-speed deadline (seconds), not after stepTimeout.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { Packr } from 'msgpackr';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import { StragglerWatch, partDeadlineMs } from '../coordinator/participants/stragglers.js';
-import { PROTOCOL_VERSION, decodeMessage, encodeMessage } from '../shared/protocol/messages.js';
-import { TOKEN, coordinatorUrl, jobFolder, readSummary, startCoordinator, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, readSummary, scriptedNode, startCoordinator, type Proc } from './cluster-helpers.js';
 
 describe('StragglerWatch', () => {
   const nodes = new Set(['node-1', 'node-2']);
@@ -57,40 +55,13 @@ const JOB = {
   metrics: { listen: false },
 };
 
-/**
- * A node that answers each part with a small valid gradient after `delayMs(step)` ms (never, when
- * it returns undefined), and keeps heartbeating.
- */
 function fakeNode(url: string, name: string, delayMs: (answered: number) => number | undefined): { left: Promise<string> } {
-  const socket = new WebSocket(url);
-  sockets.push(socket);
-  const packr = new Packr({ useRecords: false, moreTypes: false });
-  let parameters = 0;
-  let features = 0;
-  let answered = 0;
-  let dropped = '';
-  socket.on('open', () => socket.send(encodeMessage({ type: 'hello', version: PROTOCOL_VERSION, token: TOKEN, name, backend: 'wasm' })));
-  const beat = setInterval(() => socket.readyState === socket.OPEN && socket.send(encodeMessage({ type: 'heartbeat', sentAt: Date.now() })), 300);
-  socket.on('message', (data: Buffer) => {
-    const m = decodeMessage(data);
-    if (m.type === 'job') ({ parameters, features } = m);
-    if (m.type === 'error') dropped = m.message;
-    if (m.type !== 'step') return;
-    const count = m.rows.length + m.x.length / features;
-    const delay = delayMs(answered++);
-    if (delay === undefined) return;
-    const gradient = new Float32Array(parameters).fill(1e-4);
-    const frame = packr.pack({ type: 'gradient', step: m.step, count, lossSum: 0.5 * count, metricSums: [count / 2], computeMs: 1, dtype: 'float32', scaleExp: 0, parts: 0, gradient: new Uint8Array(gradient.buffer) });
-    setTimeout(() => socket.readyState === socket.OPEN && socket.send(frame), delay);
+  const node = scriptedNode(url, name, (n) => {
+    const delay = delayMs(n);
+    return delay === undefined ? undefined : { delayMs: delay };
   });
-  return {
-    left: new Promise((resolve) =>
-      socket.on('close', () => {
-        clearInterval(beat);
-        resolve(dropped);
-      }),
-    ),
-  };
+  sockets.push(node.socket);
+  return node;
 }
 
 describe('live', { timeout: 300_000 }, () => {
