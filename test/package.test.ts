@@ -5,7 +5,7 @@
  * and both CLIs' --help. Also: every package in the lockfile runs on the oldest Node we promise.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import semver from 'semver';
@@ -65,7 +65,8 @@ console.log(JSON.stringify({ threads: summary.threads, epochs: summary.epochs, a
     expect(r.status, r.stderr).toBe(0);
     const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { threads: number; epochs: number; accuracy: number };
     expect(result).toMatchObject({ threads: 2, epochs: 2 });
-    expect(result.accuracy).toBeGreaterThanOrEqual(0);
+    // the saved model: the package's own exporter ran from the installed files
+    expect(existsSync(join(app, 'run', 'model', 'model.json'))).toBe(true);
   }, 120_000);
 
   it('type-checks a .ts file against its declarations', () => {
