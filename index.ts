@@ -42,12 +42,26 @@ export async function train(config: JobConfigInput | string, options: TrainOptio
 
 export { loadConfig, validateConfig };
 export { loadSavedModel, predictCsv, evaluateCsv } from './coordinator/saved-model.js';
-export { CheckpointError, ClusterError, ConfigError, DataError, DptrainError, ModelError, UsageError, WorkerError, BackendError, StorageError, WaitCancelledError, type ErrorCode } from './shared/errors.js';
-export { ProtocolError } from './shared/protocol/messages.js';
-export { ReduceError } from './shared/math/reduce.js';
-export { PacketError } from './shared/protocol/gradient-packet.js';
+export {
+  BackendError,
+  CheckpointError,
+  ClusterError,
+  ConfigError,
+  DataError,
+  DptrainError,
+  ModelError,
+  PacketError,
+  ProtocolError,
+  ReduceError,
+  StorageError,
+  UsageError,
+  WaitCancelledError,
+  WorkerError,
+  type ErrorCode,
+  type ProtocolFault,
+} from './shared/errors.js';
 export type { JobConfig, JobConfigInput, JobResult, Overrides };
 export type { CellValue } from './shared/data/csv.js';
 export type { Summary } from './coordinator/job.js';
-export type { FitResult, EvaluateResult } from './coordinator/trainer.js';
+export type { FitResult, EvaluateResult } from './coordinator/fit/trainer.js';
 export type { SavedModel, PredictResult, EvaluateCsvResult } from './coordinator/saved-model.js';

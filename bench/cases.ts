@@ -17,10 +17,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { startCluster } from '../coordinator/job.js';
+import { startCluster } from '../coordinator/job-cluster.js';
 import { withThreads, type RunConfig } from '../coordinator/participants/thread-count.js';
 import { TrainingMetrics } from '../coordinator/metrics.js';
-import { Trainer, type PhaseTimes } from '../coordinator/trainer.js';
+import { Trainer, type PhaseTimes } from '../coordinator/fit/trainer.js';
 import type { BackendChoice } from '../shared/backend-choice.js';
 import { validateConfig } from '../shared/config/load.js';
 import { parseCsv } from '../shared/data/csv.js';
@@ -28,7 +28,7 @@ import { prepareData, type Dataset } from '../shared/data/dataset.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import type { GradientDtype } from '../shared/math/float16.js';
 import { Rng } from '../shared/math/rng.js';
-import { epochBatches, epochOrder } from '../shared/math/split-plan.js';
+import { epochBatches, epochOrder } from '../coordinator/plan/split-plan.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 
 /** The middle value (the mean of the two middle ones for an even count). */

@@ -12,7 +12,8 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import WebSocket, { WebSocketServer } from 'ws';
 import { FramePool } from '../shared/protocol/frame-pool.js';
-import { decodeMessage, type Message } from '../shared/protocol/messages.js';
+import { decodeMessage } from '../shared/protocol/codec.js';
+import { type Message } from '../shared/protocol/schemas.js';
 
 const PARAMETERS = 286_721;
 

@@ -13,10 +13,10 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointError } from '../shared/errors.js';
-import type { OptimizerState } from '../shared/math/optimizers.js';
+import type { OptimizerState } from './optimize/optimizers.js';
 import type { EarlyStoppingState } from './callbacks/early-stopping.js';
 import { fsOps, makeFolder, writeFileAtomic } from './storage.js';
-import type { EpochLog, PhaseTimes } from './trainer.js';
+import type { EpochLog, PhaseTimes } from './fit/logs.js';
 
 export const CHECKPOINT_DIR = 'checkpoints';
 const MAGIC = Buffer.from('DPTCKPT1', 'ascii');

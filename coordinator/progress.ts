@@ -1,5 +1,5 @@
 /** Keras-like console output for a run. */
-import type { EpochLog } from './trainer.js';
+import type { EpochLog } from './fit/logs.js';
 
 function fmt(value: number): string {
   return Number.isFinite(value) ? value.toFixed(4) : String(value);

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../shared/errors.js';
 import { checkWritable, fsOps, writeFileAtomic } from './storage.js';
-import type { EpochLog } from './trainer.js';
+import type { EpochLog } from './fit/logs.js';
 
 /** Files only a run writes: a folder holding one of them holds a run. */
 const RUN_MARKERS = ['config.json', 'summary.json', 'checkpoints'];

@@ -1,6 +1,7 @@
 /**
- * Using a saved model directory (`<run dir>/model`): model.json + weights.bin (TensorFlow.js
- * layers format, read back with tf.loadLayersModel), preprocessing.json and dptrain-model.json.
+ * Saving a run's model (`exportModel`) and using a saved model directory (`<run dir>/model`):
+ * model.json + weights.bin (TensorFlow.js layers format, read back with tf.loadLayersModel),
+ * preprocessing.json and dptrain-model.json.
  * `predictCsv` and `evaluateCsv` take raw CSV rows, transform them with the saved preprocessing
  * and run them through the same engine the workers train with. Rows that cannot be transformed
  * (missing value, unknown category, bad label) are reported with their line numbers.
@@ -13,6 +14,8 @@ import { ModelError } from '../shared/errors.js';
 import type { BackendChoice } from '../shared/backend-choice.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import type { BatchEngine } from '../compute/engine.js';
+import type { RunDir } from './run-dir.js';
+import { storageError } from './storage.js';
 
 export interface SavedModel {
   readonly dir: string;
@@ -116,4 +119,27 @@ export function evaluateCsv(model: SavedModel, dataFile: string): EvaluateCsvRes
   const values: Record<string, number> = { loss: sums.lossSum / enc.rows };
   model.spec.metrics.forEach((name, k) => (values[name] = sums.metricSums[k]! / enc.rows));
   return { rows: enc.rows, rejected: enc.rejected, values };
+}
+
+/**
+ * Saves the trained model in the TensorFlow.js layers format plus what `coordinator predict`
+ * needs to take raw CSV rows: the fitted preprocessing and the model spec (tfjs is loaded only
+ * here, on cpu).
+ */
+export async function exportModel(spec: ModelSpec, weights: Float32Array, preprocessor: Preprocessor, runDir: RunDir): Promise<void> {
+  const [{ initBackend }, { modelWithWeights }, { saveModel, SAVED_MODEL_FILES }] = await Promise.all([
+    import('../shared/backend.js'),
+    import('../shared/model/build.js'),
+    import('../shared/model/io.js'),
+  ]);
+  await initBackend('cpu');
+  const model = modelWithWeights(spec, weights);
+  try {
+    await saveModel(model, runDir.file('model'));
+  } catch (err) {
+    throw storageError(err, 'save the model in', runDir.file('model'));
+  }
+  model.dispose();
+  runDir.writeJson(`model/${SAVED_MODEL_FILES.preprocessing}`, preprocessor);
+  runDir.writeJson(`model/${SAVED_MODEL_FILES.spec}`, spec);
 }

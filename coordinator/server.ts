@@ -10,7 +10,10 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ConfigError } from '../shared/errors.js';
-import { ProtocolError, decodeMessage, encodeMessage, expectHello, type HelloMessage, type ProtocolFault } from '../shared/protocol/messages.js';
+import { ProtocolError, type ProtocolFault } from '../shared/errors.js';
+import { decodeFrame, encodeMessage } from '../shared/protocol/codec.js';
+import { expectHello } from '../shared/protocol/context-checks.js';
+import { type HelloMessage } from '../shared/protocol/schemas.js';
 import { parseHostPort } from '../shared/metrics-server.js';
 import { closeReason, printable } from '../shared/protocol/printable.js';
 import { tokenChecker } from '../shared/token.js';
@@ -192,8 +195,7 @@ export class NodeServer {
         clearTimeout(timer);
         if (phase !== 'hello') return;
         try {
-          if (!isBinary) throw new ProtocolError('text frame; the protocol is binary msgpack');
-          const hello = expectHello(decodeMessage(data), checkToken);
+          const hello = expectHello(decodeFrame(data, isBinary), checkToken);
           phase = 'node';
           accepted();
           setMaxPayload(socket, options.maxPayload);

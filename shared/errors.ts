@@ -99,3 +99,30 @@ export class CheckpointError extends DptrainError {
     super('E_CHECKPOINT', message);
   }
 }
+
+/** Why a message was rejected; also the `reason` label of failure counters. */
+export type ProtocolFault = 'malformed' | 'version' | 'auth' | 'non_finite' | 'shape' | 'unexpected';
+
+/** A message that breaks the protocol; `fault` is why (the participant failure reason it maps to). */
+export class ProtocolError extends DptrainError {
+  constructor(
+    message: string,
+    readonly fault: ProtocolFault = 'malformed',
+  ) {
+    super('E_PROTOCOL', message);
+  }
+}
+
+/** Parts that cannot be averaged (wrong length, bad count): a bug or a peer's lie, never a user's input. */
+export class ReduceError extends DptrainError {
+  constructor(message: string) {
+    super('E_REDUCE', message);
+  }
+}
+
+/** A gradient packet from a thread that does not parse. */
+export class PacketError extends DptrainError {
+  constructor(message: string) {
+    super('E_PACKET', message);
+  }
+}

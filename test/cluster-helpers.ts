@@ -12,7 +12,8 @@ import WebSocket from 'ws';
 import { stringify } from 'yaml';
 import type { Summary } from '../coordinator/job.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
-import { PROTOCOL_VERSION, decodeMessage, encodeMessage } from '../shared/protocol/messages.js';
+import { PROTOCOL_VERSION } from '../shared/protocol/schemas.js';
+import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
 import { COORDINATOR_BIN, ROOT } from './helpers.js';
 
 export const WORKER_BIN = fileURLToPath(new URL('../bin/worker.js', import.meta.url));

@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../coordinator/participants/cluster.js';
 import { InProcessLane } from '../coordinator/participants/in-process.js';
 import { ThreadPool } from '../coordinator/participants/threads.js';
-import { Trainer, modelSpec, runRngs, type FitResult } from '../coordinator/trainer.js';
+import { Trainer, modelSpec, runRngs, type FitResult } from '../coordinator/fit/trainer.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import type { JobConfig } from '../shared/config/schema.js';

@@ -1,16 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { prepareJobData } from '../coordinator/job.js';
-import { modelSpec, runRngs } from '../coordinator/trainer.js';
+import { modelSpec, runRngs } from '../coordinator/fit/trainer.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import { parseCsv } from '../shared/data/csv.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { decodeFloat16, encodeFloat16, float16ScaleExp, fromFloat16Bits, toFloat16Bits, type GradientDtype } from '../shared/math/float16.js';
-import { createOptimizer } from '../shared/math/optimizers.js';
-import { weightedAverage } from '../shared/math/reduce.js';
-import { epochBatches, epochOrder } from '../shared/math/split-plan.js';
+import { createOptimizer } from '../coordinator/optimize/optimizers.js';
+import { weightedAverage } from '../coordinator/reduce/reduce.js';
+import { epochBatches, epochOrder } from '../coordinator/plan/split-plan.js';
 import { initialWeights } from '../shared/model/layout.js';
-import { decodeMessage, encodeMessage, expectGradient } from '../shared/protocol/messages.js';
+import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
+import { expectGradient } from '../shared/protocol/context-checks.js';
 import { createEngine } from '../compute/gradient.js';
 
 describe('float16 bits', () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FramePool } from '../shared/protocol/frame-pool.js';
-import { decodeMessage, type Message } from '../shared/protocol/messages.js';
+import { decodeMessage } from '../shared/protocol/codec.js';
+import { type Message } from '../shared/protocol/schemas.js';
 
 const weights = (version: number, n = 1000): Message => ({ type: 'weights', version, weights: new Float32Array(n).fill(version) });
 

@@ -14,7 +14,7 @@ import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Packr } from 'msgpackr';
 import { Rng } from '../shared/math/rng.js';
-import { PROTOCOL_VERSION } from '../shared/protocol/messages.js';
+import { PROTOCOL_VERSION } from '../shared/protocol/schemas.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
 
 const procs: Proc[] = [];

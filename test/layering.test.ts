@@ -17,7 +17,7 @@ describe('import direction', () => {
     ]);
     expect(await problems('shared/model/x.ts', "import { createEngine } from '../../compute/gradient.js';\nexport const x = createEngine;\n")).toHaveLength(1);
     expect(await problems('coordinator/participants/x.ts', "import { NodeClient } from '../../worker/node-client.js';\nexport const x = NodeClient;\n")).toHaveLength(1);
-    expect(await problems('worker/x.ts', "import { Trainer } from '../coordinator/trainer.js';\nexport const x = Trainer;\n")).toHaveLength(1);
+    expect(await problems('worker/x.ts', "import { Trainer } from '../coordinator/fit/trainer.js';\nexport const x = Trainer;\n")).toHaveLength(1);
   });
   it('allows imports that go down', async () => {
     expect(await problems('coordinator/x.ts', "import { createEngine } from '../compute/gradient.js';\nimport { Rng } from '../shared/math/rng.js';\nexport const x = [createEngine, Rng];\n")).toEqual([]);

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { initBackend } from '../shared/backend.js';
 import { Rng } from '../shared/math/rng.js';
-import { PROTOCOL_VERSION, decodeMessage, encodeMessage, type GradientMessage, type GradientPartMessage, type Message } from '../shared/protocol/messages.js';
+import { PROTOCOL_VERSION, type GradientMessage, type GradientPartMessage, type Message } from '../shared/protocol/schemas.js';
+import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
 import { DenseGradientEngine } from '../compute/dense-gradient.js';
 import { NodeClient } from '../worker/node-client.js';
 

@@ -1,6 +1,8 @@
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { PROTOCOL_VERSION, decodeMessage, encodeMessage, expectGradient, expectGradientPart, expectHello, type GradientPartMessage, type Message } from '../shared/protocol/messages.js';
+import { PROTOCOL_VERSION, type GradientPartMessage, type Message } from '../shared/protocol/schemas.js';
+import { decodeFrame, decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
+import { expectGradient, expectGradientPart, expectHello } from '../shared/protocol/context-checks.js';
 
 const SPEC = { inputDim: 2, layers: [{ units: 1, activation: 'sigmoid' as const, useBias: true }], loss: 'binaryCrossentropy' as const, metrics: ['accuracy' as const] };
 
@@ -37,6 +39,12 @@ describe('wire protocol', () => {
     // 1000 floats take 4000 bytes plus the header, not a list of 1000 msgpack numbers (5 bytes each)
     const big = encodeMessage(gradient(Array.from({ length: 1000 }, (_, i) => i / 7)));
     expect(big.byteLength).toBeLessThan(4200);
+  });
+
+  it('decodeFrame: a binary frame is a message, a text frame is refused whatever it holds', () => {
+    const frame = encodeMessage({ type: 'heartbeat', sentAt: 5 });
+    expect(decodeFrame(frame, true)).toEqual({ type: 'heartbeat', sentAt: 5 });
+    expect(() => decodeFrame(frame, false)).toThrow(/text frame; the protocol is binary msgpack/);
   });
 
   it('decodes typed arrays from unaligned frames', () => {

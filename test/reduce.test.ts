@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { firstNonFinite, weightedAverage } from '../shared/math/reduce.js';
+import { firstNonFinite, weightedAverage } from '../coordinator/reduce/reduce.js';
 
 describe('weightedAverage', () => {
   it('weights each mean gradient by its sample count', () => {

@@ -4,10 +4,10 @@
  * (same seed streams, same epoch order), from the same initial weights.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { modelSpec, runRngs } from '../coordinator/trainer.js';
+import { modelSpec, runRngs } from '../coordinator/fit/trainer.js';
 import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset } from '../shared/data/dataset.js';
-import { epochBatches, epochOrder } from '../shared/math/split-plan.js';
+import { epochBatches, epochOrder } from '../coordinator/plan/split-plan.js';
 import { assignFlatWeights, buildModel, modelVariables, readFlatWeights } from '../shared/model/build.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 

@@ -8,7 +8,8 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { RemoteNode, type NodeContext } from '../coordinator/participants/remote-node.js';
 import type { Dataset } from '../shared/data/dataset.js';
 import { FramePool } from '../shared/protocol/frame-pool.js';
-import { PROTOCOL_VERSION, decodeMessage, encodeMessage } from '../shared/protocol/messages.js';
+import { PROTOCOL_VERSION } from '../shared/protocol/schemas.js';
+import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
 
 const SPEC = { inputDim: 3, layers: [{ units: 2, activation: 'relu' as const, useBias: true }, { units: 1, activation: 'sigmoid' as const, useBias: true }], loss: 'binaryCrossentropy' as const, metrics: ['accuracy' as const] };
 const PARAMETERS = 3 * 2 + 2 + 2 * 1 + 1;

@@ -23,8 +23,9 @@ import { validateConfig } from '../shared/config/load.js';
 import type { JobConfig } from '../shared/config/schema.js';
 import { readCsv } from '../shared/data/csv.js';
 import { encodeFloat16 } from '../shared/math/float16.js';
-import { stepsPerEpoch } from '../shared/math/split-plan.js';
-import { PROTOCOL_VERSION, decodeMessage, encodeMessage, type Message } from '../shared/protocol/messages.js';
+import { stepsPerEpoch } from '../coordinator/plan/split-plan.js';
+import { PROTOCOL_VERSION, type Message } from '../shared/protocol/schemas.js';
+import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
 import {
   TOKEN,
   coordinatorUrl,

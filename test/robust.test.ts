@@ -1,6 +1,6 @@
 /** Robust aggregation with exact numbers: norm clipping against the median, trimmed mean, median. */
 import { describe, expect, it } from 'vitest';
-import { clipScales, robustAggregate, trimCount } from '../shared/math/robust.js';
+import { clipScales, robustAggregate, trimCount } from '../coordinator/reduce/robust.js';
 
 const part = (values: number[], count = 1) => ({ gradient: Float32Array.from(values), count });
 

@@ -10,7 +10,8 @@ import { Packr } from 'msgpackr';
 import WebSocket from 'ws';
 import { closeReason } from '../shared/protocol/printable.js';
 import { NodeServer, type NodeServerOptions } from '../coordinator/server.js';
-import { PROTOCOL_VERSION, decodeMessage, encodeMessage, type Message } from '../shared/protocol/messages.js';
+import { PROTOCOL_VERSION, type Message } from '../shared/protocol/schemas.js';
+import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
 
 const TOKEN = 'server-limits-token-0123456789';
 const servers: NodeServer[] = [];

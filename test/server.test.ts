@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { NodeServer } from '../coordinator/server.js';
-import { PROTOCOL_VERSION, decodeMessage, encodeMessage, type Message } from '../shared/protocol/messages.js';
+import { PROTOCOL_VERSION, type Message } from '../shared/protocol/schemas.js';
+import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
 
 const TOKEN = 'server-test-token-0123456789';
 

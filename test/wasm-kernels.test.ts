@@ -7,10 +7,10 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import wabtInit from 'wabt';
 import { describe, expect, it } from 'vitest';
-import { createOptimizer, type OptimizerConfig } from '../shared/math/optimizers.js';
+import { createOptimizer, type OptimizerConfig } from '../coordinator/optimize/optimizers.js';
 import { Rng } from '../shared/math/rng.js';
 import { kernelArena } from '../shared/math/wasm/kernels.js';
-import { GradientReducer, weightedAverage, type GradientContribution } from '../shared/math/reduce.js';
+import { GradientReducer, weightedAverage, type GradientContribution } from '../coordinator/reduce/reduce.js';
 import { OPTIMIZERS_WASM_BASE64 } from '../shared/math/wasm/optimizers-binary.js';
 import { REDUCE_WASM_BASE64 } from '../shared/math/wasm/reduce-binary.js';
 import { MAX_KERNEL_PARTS } from '../shared/math/wasm/reduce-kernel.js';

@@ -2,25 +2,21 @@
  * A worker node: connects to the coordinator over WebSocket, authenticates, receives the job and
  * its shard, then answers steps (gradients) and evaluations until the coordinator says bye.
  * A lost connection is retried with exponential backoff; a rejection (bad token, other protocol
- * version) is final. The wire format lives in shared/protocol/messages.ts; the math in the
- * gradient engine; this file is only the conversation.
+ * version) is final. The wire format lives in shared/protocol/ (schemas, codec); the math in
+ * compute/; gradients go out through GradientSender; this file is only the conversation: one
+ * named handler per message type.
  */
 import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs-core';
 import WebSocket from 'ws';
-import { WorkerError } from '../shared/errors.js';
-import {
-  PROTOCOL_VERSION,
-  ProtocolError,
-  decodeMessage,
-  encodeMessage,
-  type JobMessage,
-  type Message,
-} from '../shared/protocol/messages.js';
+import { ProtocolError, WorkerError } from '../shared/errors.js';
+import { PROTOCOL_VERSION, type JobMessage, type Message, type StepMessage } from '../shared/protocol/schemas.js';
+import { decodeFrame, encodeMessage } from '../shared/protocol/codec.js';
 import { FramePool } from '../shared/protocol/frame-pool.js';
 import type { BatchEngine } from '../compute/engine.js';
 import { createEngine } from '../compute/gradient.js';
 import type { WorkerMetrics } from './metrics.js';
+import { GradientSender } from './gradient-sender.js';
 import { ShardStore } from './shard-store.js';
 
 export interface NodeClientOptions {
@@ -66,11 +62,14 @@ export class NodeClient {
   private store: ShardStore | undefined;
   private job: JobMessage | undefined;
   private version = -1;
-  private readonly gradientFrames = new FramePool();
+  /** Gradient frames are encoded into reused memory. */
+  readonly gradientFrames = new FramePool();
   /** Weights of `version` not yet loaded into the engine. */
   private weights: Float32Array | undefined;
-  /** The gradient of a step, reused (its values are copied into frames as they are sent). */
-  private gradientMemory = new Float32Array(0);
+  /** Gradients go out through the connection of the moment. */
+  private readonly sender = new GradientSender((message) => this.connection?.send(message));
+  /** The session (connection) of the moment. */
+  connection: Session | undefined;
 
   constructor(private readonly options: NodeClientOptions) {}
 
@@ -104,152 +103,64 @@ export class NodeClient {
   }
 
   private session(): Promise<SessionEnd> {
-    const { url, token, name, backend, ca, maxPayload, log } = this.options;
-    return new Promise((resolve, reject) => {
-      // Frames carry a zero masking key, which ws takes as "skip the XOR" on both sides. Masking
-      // (RFC 6455, 5.3) keeps scripts in a browser from steering what intermediaries cache; a
-      // worker is not a browser, and masking cost a byte-by-byte pass over every gradient here and
-      // again in the coordinator.
-      const socket = new WebSocket(url, { maxPayload, handshakeTimeout: 10_000, generateMask: zeroMask, ...(ca ? { ca } : {}) });
-      let welcomed = false;
-      let settled = false;
-      let lastSeen = performance.now();
-      let heartbeat: NodeJS.Timeout | undefined;
-      const finish = (end: SessionEnd | Error): void => {
-        if (settled) return;
-        settled = true;
-        clearInterval(heartbeat);
-        this.options.metrics?.connected(false);
-        if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) socket.terminate();
-        if (end instanceof Error) reject(end);
-        else resolve(end);
-      };
-      const send = (message: Message): void => {
-        if (socket.readyState !== WebSocket.OPEN) return;
-        // gradients (every step, megabytes) are encoded into reused memory
-        if (message.type === 'gradient' || message.type === 'gradient_part') {
-          const frame = this.gradientFrames.encode(message);
-          const written = frame.retain();
-          frame.release();
-          this.options.metrics?.bytes('sent', frame.bytes.byteLength);
-          socket.send(frame.bytes, () => written());
-          return;
-        }
-        const frame = encodeMessage(message);
-        this.options.metrics?.bytes('sent', frame.byteLength);
-        socket.send(frame);
-      };
+    return new Promise((resolve, reject) => new Session(this, this.options, resolve, reject));
+  }
 
-      socket.on('open', () => send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend }));
-      socket.on('error', (err) => finish({ kind: 'lost', reason: err.message, welcomed }));
-      socket.on('close', (code, reason) => finish({ kind: 'lost', reason: `closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`, welcomed }));
-      socket.on('message', (data: Buffer, isBinary: boolean) => {
-        lastSeen = performance.now();
-        this.options.metrics?.bytes('received', data.byteLength);
-        let message: Message;
-        try {
-          if (!isBinary) throw new ProtocolError('text frame; the protocol is binary msgpack');
-          message = decodeMessage(data);
-        } catch (err) {
-          log(`bad message from the coordinator: ${(err as Error).message}`);
-          send({ type: 'error', code: 'E_PROTOCOL', message: (err as Error).message });
-          finish({ kind: 'lost', reason: `bad message: ${(err as Error).message}`, welcomed });
-          return;
-        }
-        try {
-          switch (message.type) {
-            case 'welcome':
-              welcomed = true;
-              this.options.metrics?.connected(true);
-              log(`connected to ${url} as ${message.workerId}`);
-              return;
-            case 'job':
-              this.startJob(message);
-              clearInterval(heartbeat);
-              heartbeat = setInterval(() => {
-                if (performance.now() - lastSeen > message.heartbeatTimeoutMs) {
-                  finish({ kind: 'lost', reason: `no message from the coordinator for ${message.heartbeatTimeoutMs} ms`, welcomed });
-                } else send({ type: 'heartbeat', sentAt: Date.now() });
-              }, message.heartbeatMs);
-              return;
-            case 'shard':
-              this.need(this.store, 'shard').add(message.firstRow, message.rows, message.x, message.y);
-              return;
-            case 'weights':
-              // loaded into the model by the next step or evaluation, as a thread does
-              if (message.weights.length !== this.need(this.job, 'weights').parameters) {
-                throw new ProtocolError(`weights have ${message.weights.length} values, the job has ${this.need(this.job, 'weights').parameters} parameters`, 'shape');
-              }
-              this.weights = message.weights;
-              this.version = message.version;
-              return;
-            case 'step': {
-              const engine = this.need(this.engine, 'step');
-              if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
-              const { gradientDtype: dtype, bucketBytes, parameters } = this.need(this.job, 'step');
-              if (this.gradientMemory.length !== parameters) this.gradientMemory = new Float32Array(parameters);
-              const gradient = this.gradientMemory;
-              // The gradient's end goes out as soon as the backward pass has finished `bucketBytes`
-              // of it (the first part is the largest layers' gradients, ready before the first layer's).
-              const bytesPerValue = dtype === 'float16' ? 2 : 4;
-              let sentFrom = parameters;
-              let parts = 0;
-              let sendingMs = 0;
-              const onReady =
-                bucketBytes > 0
-                  ? (start: number): void => {
-                      if (start === 0 || (sentFrom - start) * bytesPerValue < bucketBytes) return; // the gradient message brings the rest
-                      const t0 = performance.now();
-                      send({ type: 'gradient_part', step: message.step, offset: start, dtype, values: gradient.subarray(start, sentFrom) });
-                      sendingMs += performance.now() - t0;
-                      sentFrom = start;
-                      parts++;
-                    }
-                  : undefined;
-              // compute time counts what a thread's does: loading new weights, gathering rows, the
-              // gradient; not the sending of parts on the way
-              const started = performance.now();
-              this.loadWeights(engine);
-              const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, message.x, message.y);
-              const result = engine.gradient(xs, ys, count, gradient, onReady);
-              const computeMs = performance.now() - started - sendingMs;
-              this.stats.steps++;
-              this.stats.samples += count;
-              this.stats.computeSeconds += computeMs / 1000;
-              this.options.metrics?.step(count, computeMs / 1000);
-              send({ type: 'gradient', step: message.step, count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs, dtype, parts, gradient: gradient.subarray(0, sentFrom) });
-              if (this.options.verbose) log(`step ${message.step}: ${count} rows (${message.rows.length} held, ${count - message.rows.length} inline), ${computeMs.toFixed(1)} ms`);
-              return;
-            }
-            case 'evaluate': {
-              const engine = this.need(this.engine, 'evaluate');
-              if (message.version !== this.version) throw new WorkerError(`evaluation wants weights version ${message.version}, this node has ${this.version}`);
-              const count = message.x.length / this.need(this.job, 'evaluate').features;
-              this.loadWeights(engine);
-              const sums = engine.evaluate(message.x, message.y, count);
-              send({ type: 'evaluation', id: message.id, count: sums.count, lossSum: sums.lossSum, metricSums: sums.metricSums });
-              return;
-            }
-            case 'heartbeat':
-              return;
-            case 'error':
-              log(`coordinator error [${message.code}]: ${message.message}`);
-              if (FINAL_CODES.has(message.code)) finish(new WorkerError(`the coordinator at ${url} refused this worker: ${message.message}`));
-              return;
-            case 'bye':
-              finish({ kind: 'finished', reason: message.reason });
-              return;
-            default:
-              throw new ProtocolError(`unexpected "${message.type}" message from the coordinator`);
-          }
-        } catch (err) {
-          const text = (err as Error).message;
-          log(`cannot handle "${message.type}": ${text}`);
-          send({ type: 'error', code: (err as { code?: string }).code ?? 'E_WORKER', message: text });
-          finish({ kind: 'lost', reason: text, welcomed });
-        }
-      });
-    });
+  /** The handler of each message type a coordinator may send (any other is a protocol error). */
+  readonly handlers: Handlers = {
+    welcome: (message, session) => {
+      session.welcomed = true;
+      this.options.metrics?.connected(true);
+      this.options.log(`connected to ${this.options.url} as ${message.workerId}`);
+    },
+    job: (message, session) => {
+      this.startJob(message);
+      session.startHeartbeat(message.heartbeatMs, message.heartbeatTimeoutMs);
+    },
+    shard: (message) => this.need(this.store, 'shard').add(message.firstRow, message.rows, message.x, message.y),
+    weights: (message) => {
+      // loaded into the model by the next step or evaluation, as a thread does
+      const { parameters } = this.need(this.job, 'weights');
+      if (message.weights.length !== parameters) throw new ProtocolError(`weights have ${message.weights.length} values, the job has ${parameters} parameters`, 'shape');
+      this.weights = message.weights;
+      this.version = message.version;
+    },
+    step: (message) => this.step(message),
+    evaluate: (message, session) => {
+      const engine = this.need(this.engine, 'evaluate');
+      if (message.version !== this.version) throw new WorkerError(`evaluation wants weights version ${message.version}, this node has ${this.version}`);
+      const count = message.x.length / this.need(this.job, 'evaluate').features;
+      this.loadWeights(engine);
+      const sums = engine.evaluate(message.x, message.y, count);
+      session.send({ type: 'evaluation', id: message.id, count: sums.count, lossSum: sums.lossSum, metricSums: sums.metricSums });
+    },
+    heartbeat: () => undefined,
+    error: (message, session) => {
+      this.options.log(`coordinator error [${message.code}]: ${message.message}`);
+      if (FINAL_CODES.has(message.code)) session.finish(new WorkerError(`the coordinator at ${this.options.url} refused this worker: ${message.message}`));
+    },
+    bye: (message, session) => session.finish({ kind: 'finished', reason: message.reason }),
+  };
+
+  /** A step: the gradient of the rows it names with the current weights, sent in parts as it is computed (GradientSender). */
+  private step(message: StepMessage): void {
+    const engine = this.need(this.engine, 'step');
+    if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
+    const { gradientDtype, bucketBytes, parameters } = this.need(this.job, 'step');
+    const sending = this.sender.begin(message.step, parameters, gradientDtype, bucketBytes);
+    // compute time counts what a thread's does: loading new weights, gathering rows, the
+    // gradient; not the sending of parts on the way
+    const started = performance.now();
+    this.loadWeights(engine);
+    const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, message.x, message.y);
+    const result = engine.gradient(xs, ys, count, sending.gradient, sending.onReady);
+    const computeMs = performance.now() - started - sending.sendingMs;
+    this.stats.steps++;
+    this.stats.samples += count;
+    this.stats.computeSeconds += computeMs / 1000;
+    this.options.metrics?.step(count, computeMs / 1000);
+    sending.finish({ count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs });
+    if (this.options.verbose) this.options.log(`step ${message.step}: ${count} rows (${message.rows.length} held, ${count - message.rows.length} inline), ${computeMs.toFixed(1)} ms`);
   }
 
   private need<T>(value: T | undefined, what: string): T {
@@ -281,5 +192,103 @@ export class NodeClient {
 
   close(): void {
     this.engine?.dispose();
+  }
+}
+
+type Handlers = { readonly [K in Message['type']]?: (message: Extract<Message, { type: K }>, session: Session) => void };
+
+/**
+ * One connection to the coordinator: hello, then every frame decoded (decodeFrame) and given to
+ * its type's handler; heartbeats both ways once the job is known. Resolves (through `done`) with
+ * how it ended, or rejects when the coordinator refuses this worker for good.
+ */
+class Session {
+  welcomed = false;
+  private settled = false;
+  private lastSeen = performance.now();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private readonly socket: WebSocket;
+  private readonly gradientFrames: FramePool;
+
+  constructor(
+    private readonly client: NodeClient,
+    private readonly options: NodeClientOptions,
+    private readonly resolve: (end: SessionEnd) => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    const { url, token, name, backend, ca, maxPayload } = options;
+    this.gradientFrames = client.gradientFrames;
+    // Frames carry a zero masking key, which ws takes as "skip the XOR" on both sides. Masking
+    // (RFC 6455, 5.3) keeps scripts in a browser from steering what intermediaries cache; a
+    // worker is not a browser, and masking cost a byte-by-byte pass over every gradient here and
+    // again in the coordinator.
+    const socket = new WebSocket(url, { maxPayload, handshakeTimeout: 10_000, generateMask: zeroMask, ...(ca ? { ca } : {}) });
+    this.socket = socket;
+    client.connection = this;
+    socket.on('open', () => this.send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend }));
+    socket.on('error', (err) => this.finish({ kind: 'lost', reason: err.message, welcomed: this.welcomed }));
+    socket.on('close', (code, reason) => this.finish({ kind: 'lost', reason: `closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`, welcomed: this.welcomed }));
+    socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
+  }
+
+  finish(end: SessionEnd | Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearInterval(this.heartbeat);
+    if (this.client.connection === this) this.client.connection = undefined;
+    this.options.metrics?.connected(false);
+    if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) this.socket.terminate();
+    if (end instanceof Error) this.reject(end);
+    else this.resolve(end);
+  }
+
+  send(message: Message): void {
+    if (this.socket.readyState !== WebSocket.OPEN) return;
+    // gradients (every step, megabytes) are encoded into reused memory
+    if (message.type === 'gradient' || message.type === 'gradient_part') {
+      const frame = this.gradientFrames.encode(message);
+      const written = frame.retain();
+      frame.release();
+      this.options.metrics?.bytes('sent', frame.bytes.byteLength);
+      this.socket.send(frame.bytes, () => written());
+      return;
+    }
+    const frame = encodeMessage(message);
+    this.options.metrics?.bytes('sent', frame.byteLength);
+    this.socket.send(frame);
+  }
+
+  /** Heartbeats every `intervalMs`; the coordinator is given up after `timeoutMs` of silence. */
+  startHeartbeat(intervalMs: number, timeoutMs: number): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => {
+      if (performance.now() - this.lastSeen > timeoutMs) this.finish({ kind: 'lost', reason: `no message from the coordinator for ${timeoutMs} ms`, welcomed: this.welcomed });
+      else this.send({ type: 'heartbeat', sentAt: Date.now() });
+    }, intervalMs);
+  }
+
+  private receive(data: Buffer, isBinary: boolean): void {
+    const { log } = this.options;
+    this.lastSeen = performance.now();
+    this.options.metrics?.bytes('received', data.byteLength);
+    let message: Message;
+    try {
+      message = decodeFrame(data, isBinary);
+    } catch (err) {
+      log(`bad message from the coordinator: ${(err as Error).message}`);
+      this.send({ type: 'error', code: 'E_PROTOCOL', message: (err as Error).message });
+      this.finish({ kind: 'lost', reason: `bad message: ${(err as Error).message}`, welcomed: this.welcomed });
+      return;
+    }
+    try {
+      const handler = this.client.handlers[message.type] as ((m: Message, s: Session) => void) | undefined;
+      if (!handler) throw new ProtocolError(`unexpected "${message.type}" message from the coordinator`);
+      handler(message, this);
+    } catch (err) {
+      const text = (err as Error).message;
+      log(`cannot handle "${message.type}": ${text}`);
+      this.send({ type: 'error', code: (err as { code?: string }).code ?? 'E_WORKER', message: text });
+      this.finish({ kind: 'lost', reason: text, welcomed: this.welcomed });
+    }
   }
 }

@@ -3,8 +3,15 @@
  * beyond `minDelta` in the right direction; stop once `patience` epochs pass without one (never
  * after the first epoch); with restoreBestWeights, the weights of the best epoch come back when
  * training is stopped early (as in Keras: not when it runs out of epochs).
+ *
+ * `EarlyStopping` is the rule; `EarlyStoppingCallback` applies it in the fit loop and is the
+ * piece of training state a checkpoint keeps of it.
  */
 import type { EarlyStoppingConfig } from '../../shared/config/schema.js';
+import { METRIC_HIGHER_IS_BETTER, type MetricName } from '../../shared/model/spec.js';
+import type { EpochLog } from '../fit/logs.js';
+import type { Stateful } from '../fit/state.js';
+import type { Callback, FitLoopView, TrainEndLog } from './callback.js';
 
 export type EpochLogs = Readonly<Record<string, number>>;
 
@@ -76,5 +83,45 @@ export class EarlyStopping {
   /** The weights to keep when training stopped early with restoreBestWeights, else undefined. */
   weightsToRestore(): Float32Array | undefined {
     return this.stoppedEpoch >= 0 && this.config.restoreBestWeights ? this.bestWeights : undefined;
+  }
+}
+
+/** EarlyStopping in the fit loop: stops it ('finished') and, at the end, restores the best weights. */
+export class EarlyStoppingCallback implements Callback, Stateful<EarlyStoppingState> {
+  readonly rule: EarlyStopping;
+  private loop?: FitLoopView;
+  /** The best epoch's weights were put back at the end of training. */
+  restored = false;
+
+  constructor(config: EarlyStoppingConfig) {
+    this.rule = new EarlyStopping(config, METRIC_HIGHER_IS_BETTER[config.monitor.replace(/^val_/, '') as MetricName] ?? false);
+  }
+
+  setLoop(loop: FitLoopView): void {
+    this.loop = loop;
+  }
+
+  onEpochEnd(log: EpochLog): void {
+    if (this.rule.onEpochEnd(log.epoch - 1, log.values, this.loop!.weights)) this.loop!.stop('finished');
+  }
+
+  onTrainEnd({ interrupted }: TrainEndLog): void {
+    const best = interrupted ? undefined : this.rule.weightsToRestore();
+    if (!best) return;
+    this.loop!.restoreWeights(best);
+    this.restored = true;
+  }
+
+  /** 1-based epoch with the best monitored value, or 0 before any. */
+  get bestEpoch(): number {
+    return this.rule.bestEpoch + 1;
+  }
+
+  save(): EarlyStoppingState {
+    return this.rule.state();
+  }
+
+  restore(state: EarlyStoppingState): void {
+    this.rule.restore(state);
   }
 }

@@ -8,9 +8,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import { ClusterError, WaitCancelledError } from '../../shared/errors.js';
-import { SpeedModel, balancedCounts, type TimeModel } from '../../shared/math/balance.js';
-import { missingRanges, partitionRows } from '../../shared/math/shard-plan.js';
-import { splitCounts } from '../../shared/math/split-plan.js';
+import { SpeedModel, balancedCounts, type TimeModel } from '../plan/balance.js';
+import { missingRanges, partitionRows } from '../plan/shard-plan.js';
+import { splitCounts } from '../plan/split-plan.js';
 import { FramePool, type PooledFrame } from '../../shared/protocol/frame-pool.js';
 import type { TrainingMetrics } from '../metrics.js';
 import type { NodeContext, RemoteNode } from './remote-node.js';

@@ -10,22 +10,15 @@ import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import type { GradientDtype } from '../../shared/math/float16.js';
-import { chunkRange, inRanges } from '../../shared/math/shard-plan.js';
+import { chunkRange, inRanges } from '../plan/shard-plan.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import type { PooledFrame } from '../../shared/protocol/frame-pool.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
-import {
-  PROTOCOL_VERSION,
-  ProtocolError,
-  decodeMessage,
-  encodeMessage,
-  expectGradient,
-  expectGradientPart,
-  type GradientPartMessage,
-  type HelloMessage,
-  type Message,
-} from '../../shared/protocol/messages.js';
+import { PROTOCOL_VERSION, type GradientPartMessage, type HelloMessage, type Message } from '../../shared/protocol/schemas.js';
+import { decodeFrame, encodeMessage } from '../../shared/protocol/codec.js';
+import { expectGradient } from '../../shared/protocol/context-checks.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
+import { GradientAssembler } from './gradient-assembler.js';
 import { ParticipantFault, faultOf, type FailureReason, type Participant } from './participant.js';
 
 export interface NodeContext {
@@ -57,14 +50,6 @@ interface Pending {
   readonly timer: NodeJS.Timeout;
 }
 
-/** The gradient parts of the step a node is computing: they tile [end, parameters) of `values`. */
-interface Assembly {
-  readonly step: number;
-  count: number;
-  end: number;
-  values: Float32Array | undefined;
-}
-
 export class RemoteNode implements Participant {
   readonly kind = 'node' as const;
   readonly holds: (row: number) => boolean;
@@ -79,9 +64,7 @@ export class RemoteNode implements Participant {
   private readonly heartbeat: NodeJS.Timeout;
   private closedReason: string | undefined;
   private readonly closeListeners: ((reason: FailureReason, message: string) => void)[] = [];
-  private assembly: Assembly | undefined;
-  /** Reused for assembled gradients, unless handed out earlier in the same step (still in use then). */
-  private assembled: { step: number; values: Float32Array } | undefined;
+  private readonly parts: GradientAssembler;
 
   constructor(
     readonly id: string,
@@ -93,6 +76,7 @@ export class RemoteNode implements Participant {
     this.name = printable(hello.name, 64);
     this.backend = printable(hello.backend, 32);
     this.holds = (row) => inRanges(this.ranges, row);
+    this.parts = new GradientAssembler(context.parameters);
     socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
     socket.on('close', (code, reason) => this.closed('disconnected', `connection closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`));
     socket.on('error', (err: Error & { code?: string }) =>
@@ -212,8 +196,7 @@ export class RemoteNode implements Participant {
       x.set(dataset.x.subarray(row * features, (row + 1) * features), i * features);
       y.set(dataset.y.subarray(row * outputs, (row + 1) * outputs), i * outputs);
     });
-    const assembly: Assembly = { step, count: 0, end: parameters, values: undefined };
-    this.assembly = assembly;
+    const assembly = this.parts.begin(step);
     const answer = await this.request(
       `step ${step}`,
       () => {
@@ -230,39 +213,20 @@ export class RemoteNode implements Participant {
       throw this.drop(fault.reason === 'malformed' ? 'unexpected' : fault.reason, (err as Error).message);
     }
     if (message.count !== rows.length) throw this.drop('shape', `computed ${message.count} samples for step ${step}, was given ${rows.length}`);
-    let gradient = message.gradient;
-    if (assembly.values) {
-      assembly.values.set(gradient);
-      gradient = assembly.values;
-    }
-    return { count: message.count, lossSum: message.lossSum, metricSums: message.metricSums, gradient, numTensors: -1, computeMs: message.computeMs };
+    return { count: message.count, lossSum: message.lossSum, metricSums: message.metricSums, gradient: assembly.complete(message.gradient), numTensors: -1, computeMs: message.computeMs };
   }
 
   /** A gradient part of the step being computed: copied into place (the step's answer takes it from there). */
   private part(message: GradientPartMessage): void {
-    const assembly = this.assembly;
-    if (!assembly || assembly.step !== message.step || !this.pending.has(`step ${message.step}`)) {
+    if (!this.pending.has(`step ${message.step}`)) {
       this.drop('unexpected', `sent a gradient part for step ${message.step}, which was not asked for`);
       return;
     }
     try {
-      expectGradientPart(message, assembly.end);
+      this.parts.add(message);
     } catch (err) {
-      this.drop('shape', (err as Error).message);
-      return;
+      this.drop(faultOf(this.id, err, 'shape').reason, (err as Error).message);
     }
-    assembly.values ??= this.assemblyMemory(message.step);
-    assembly.values.set(message.values, message.offset);
-    assembly.end = message.offset;
-    assembly.count++;
-  }
-
-  private assemblyMemory(step: number): Float32Array {
-    const { parameters } = this.context;
-    // a second request in one step (recomputing another participant's rows) must not overwrite the first answer
-    if (this.assembled?.step === step) return new Float32Array(parameters);
-    this.assembled = { step, values: this.assembled?.values ?? new Float32Array(parameters) };
-    return this.assembled.values;
   }
 
   async evaluate(version: number, range: RowRange): Promise<EvaluateAnswer> {
@@ -290,8 +254,7 @@ export class RemoteNode implements Participant {
     this.context.onBytes?.('received', data.byteLength);
     let message: Message;
     try {
-      if (!isBinary) throw new ProtocolError('text frame; the protocol is binary msgpack');
-      message = decodeMessage(data);
+      message = decodeFrame(data, isBinary);
     } catch (err) {
       this.drop(faultOf(this.id, err, 'malformed').reason, printable((err as Error).message, 300));
       return;

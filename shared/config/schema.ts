@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { BACKENDS } from '../backend-choice.js';
 import { DEFAULT_MAX_CATEGORIES } from '../data/preprocess.js';
 import { GRADIENT_DTYPES } from '../math/float16.js';
-import { optimizerDefaults, type OptimizerConfig } from '../math/optimizers.js';
+import { optimizerDefaults, type OptimizerConfig } from './optimizer-config.js';
 import { ACTIVATIONS, LOSSES, METRICS } from '../model/spec.js';
 
 const Label = z.strictObject({

@@ -9,7 +9,8 @@
  * written it (the callback `retain` returns, which ws calls when the write is done or has failed).
  * When every slot is held, the pool allocates: a frame is never overwritten while in use.
  */
-import { encodeMessage, type Message } from './messages.js';
+import { encodeMessage } from './codec.js';
+import { type Message } from './schemas.js';
 
 interface Slot {
   memory: Uint8Array;

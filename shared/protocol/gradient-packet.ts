@@ -5,7 +5,8 @@
  * Layout: float64 header [count, lossSum, numTensors, metricCount, ...metricSums], then the
  * float32 mean gradient. The header is a multiple of 8 bytes, so both views are aligned.
  */
-import { DptrainError } from '../errors.js';
+import { PacketError } from '../errors.js';
+
 export interface GradientResult {
   readonly count: number;
   readonly lossSum: number;
@@ -17,12 +18,6 @@ export interface GradientResult {
   readonly computeMs?: number;
 }
 
-/** A gradient packet from a thread that does not parse. */
-export class PacketError extends DptrainError {
-  constructor(message: string) {
-    super('E_PACKET', message);
-  }
-}
 
 const FIXED = 5;
 

@@ -13,8 +13,12 @@
  * same bits from a WebAssembly SIMD kernel (wasm/reduce.wat) with the check folded in (timings in
  * BENCHMARKS.md).
  */
-import { DptrainError } from '../errors.js';
-import { MeanKernel } from './wasm/reduce-kernel.js';
+import { ReduceError } from '../../shared/errors.js';
+
+import { MeanKernel } from '../../shared/math/wasm/reduce-kernel.js';
+import { firstNonFinite } from '../../shared/math/finite.js';
+
+export { firstNonFinite };
 
 /** One participant's contribution to a step. */
 export interface GradientContribution {
@@ -24,12 +28,6 @@ export interface GradientContribution {
   readonly count: number;
 }
 
-/** Parts that cannot be averaged (wrong length, bad count): a bug or a peer's lie, never a user's input. */
-export class ReduceError extends DptrainError {
-  constructor(message: string) {
-    super('E_REDUCE', message);
-  }
-}
 
 /** Checks the parts (and the output's length) and returns their total sample count. */
 function totalCount(parts: readonly GradientContribution[], length: number): number {
@@ -68,30 +66,6 @@ export function weightedAverage(parts: readonly GradientContribution[], out?: Fl
     result[i] = sum / total;
   }
   return result;
-}
-
-/** Index of the first non-finite value, or -1. */
-export function firstNonFinite(values: Float32Array): number {
-  // Fast path: x * 0 is 0 for finite x and NaN otherwise; four sums keep the adder busy (2.5x a
-  // plain loop). Only when one is NaN does the exact search run.
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let s3 = 0;
-  const quads = values.length & ~3;
-  let i = 0;
-  for (; i < quads; i += 4) {
-    s0 += (values[i] as number) * 0;
-    s1 += (values[i + 1] as number) * 0;
-    s2 += (values[i + 2] as number) * 0;
-    s3 += (values[i + 3] as number) * 0;
-  }
-  for (; i < values.length; i++) s0 += (values[i] as number) * 0;
-  if (s0 + s1 + s2 + s3 === 0) return -1;
-  for (let k = 0; k < values.length; k++) {
-    if (!Number.isFinite(values[k])) return k;
-  }
-  return -1;
 }
 
 /** 'wasm': the SIMD kernel (the default where it runs); 'js': the reference loops. */

@@ -2,7 +2,7 @@
  * Batch planning: which rows make up each step, and how one global batch is divided among the
  * participants of a synchronous step. Pure functions over typed arrays; no transport, no tensors.
  */
-import { Rng, range, shuffleInPlace } from './rng.js';
+import { Rng, range, shuffleInPlace } from '../../shared/math/rng.js';
 
 /** One participant's share of a global batch: a contiguous slice of the batch's row indices. */
 export interface BatchPart {

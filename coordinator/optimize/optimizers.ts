@@ -11,32 +11,12 @@
  * BENCHMARKS.md, from bench/optimizer-step.ts). The kernels are used wherever the runtime
  * has WebAssembly SIMD, which Node 20 always has.
  */
-import { kernelArena, type KernelArena } from './wasm/kernels.js';
+import { kernelArena, type KernelArena } from '../../shared/math/wasm/kernels.js';
+import type { AdamConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig } from '../../shared/config/optimizer-config.js';
+
+export type { AdamConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig };
 
 const f = Math.fround;
-
-export interface AdamConfig {
-  readonly name: 'adam';
-  readonly learningRate: number;
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly epsilon: number;
-}
-export interface SgdConfig {
-  readonly name: 'sgd';
-  readonly learningRate: number;
-  readonly momentum: number;
-  readonly nesterov: boolean;
-}
-export interface RmspropConfig {
-  readonly name: 'rmsprop';
-  readonly learningRate: number;
-  readonly rho: number;
-  readonly momentum: number;
-  readonly epsilon: number;
-}
-export type OptimizerConfig = AdamConfig | SgdConfig | RmspropConfig;
-export type OptimizerName = OptimizerConfig['name'];
 
 /** Everything an optimizer needs to continue exactly where it left off. */
 export interface OptimizerState {
@@ -221,13 +201,6 @@ export const optimizers: {
     implementation?: OptimizerImplementation,
   ) => Optimizer;
 } = { adam, sgd, rmsprop };
-
-/** Keras defaults for each optimizer's hyper-parameters. */
-export const optimizerDefaults = {
-  adam: { learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
-  sgd: { learningRate: 0.01, momentum: 0, nesterov: false },
-  rmsprop: { learningRate: 0.001, rho: 0.9, momentum: 0, epsilon: 1e-7 },
-} as const;
 
 /**
  * The optimizer `config` names for `size` parameters, continuing from `from` when given.

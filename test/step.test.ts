@@ -1,5 +1,5 @@
 /**
- * The trainer's handling of bad gradients from participants (threads or the coordinator's own
+ * The step module (coordinator/fit/step.ts) and its handling of bad gradients from participants (threads or the coordinator's own
  * lane; nodes' frames are also checked on arrival, see remote.test.ts): a non-finite gradient is
  * found through the mean, its participant is excluded for the step and its rows are recomputed by
  * the others; the same rows non-finite from two participants stop the run as divergence.
@@ -7,10 +7,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ParticipantFault, type Participant, type ParticipantGroup } from '../coordinator/participants/participant.js';
-import { Trainer } from '../coordinator/trainer.js';
+import { modelSpec, runRngs } from '../coordinator/fit/trainer.js';
+import { ModelWeights, OptimizerSlot } from '../coordinator/fit/state.js';
+import { StepRunner, type StepSums } from '../coordinator/fit/step.js';
+import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { validateConfig } from '../shared/config/load.js';
 import type { Dataset } from '../shared/data/dataset.js';
-import { splitCounts } from '../shared/math/split-plan.js';
+import { splitCounts } from '../coordinator/plan/split-plan.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
 
 type Behaviour = 'ok' | 'nan-gradient' | 'nan-loss';
@@ -41,7 +44,10 @@ class FakeGroup implements ParticipantGroup {
   readonly stats = new Map();
   constructor(private readonly members: Participant[]) {}
   ready = async (): Promise<readonly Participant[]> => this.members;
-  publish(): void {}
+  readonly published: number[] = [];
+  publish(_weights: Float32Array, version: number): void {
+    this.published.push(version);
+  }
   split(total: number, participants: readonly Participant[]): number[] {
     return splitCounts(total, participants.map(() => 1));
   }
@@ -64,7 +70,8 @@ const dataset: Dataset = {
   test: { start: 16, count: 0 },
 };
 
-function trainer(group: ParticipantGroup): Trainer {
+/** A StepRunner over `group` for a 3-feature logistic model, SGD with learning rate 1. */
+function trainer(group: ParticipantGroup): { weights: Float32Array; step: (step: number, rows: Int32Array) => Promise<StepSums> } {
   const config = validateConfig(
     {
       data: { label: { column: 'y', positive: '1' } },
@@ -75,19 +82,36 @@ function trainer(group: ParticipantGroup): Trainer {
     },
     'test config',
   );
-  return new Trainer(config, dataset, group);
+  const spec = modelSpec(config, dataset);
+  const layout = weightLayout(spec);
+  const weights = new ModelWeights(initialWeights(layout, runRngs.weights(config.seed)), group);
+  const runner = new StepRunner(spec, config.cluster, group, weights, new OptimizerSlot(config.compile.optimizer, layout.size));
+  return { weights: weights.values, step: (step, rows) => runner.run(step, rows) };
 }
 
 const rows = Int32Array.from([0, 1, 2, 3, 4, 5, 6, 7]);
-const phases = (): { compute: number; reduce: number; apply: number; broadcast: number } => ({ compute: 0, reduce: 0, apply: 0, broadcast: 0 });
 
-describe('trainer: bad gradients', () => {
+describe('step', () => {
+  it('publishes the new weights once per step under the next version, and reports its phases', async () => {
+    const group = new FakeGroup([fake('a', () => 'ok', []), fake('b', () => 'ok', [])]);
+    const t = trainer(group);
+    expect(group.published).toEqual([0]);
+    const first = await t.step(0, rows);
+    await t.step(1, rows);
+    expect(group.published).toEqual([0, 1, 2]);
+    expect(first.tensorCounts).toEqual([]); // the fakes report none (-1)
+    for (const phase of ['compute', 'reduce', 'apply', 'broadcast'] as const) expect(first.phases[phase]).toBeGreaterThanOrEqual(0);
+    expect(first.metricSums).toEqual([0]);
+  });
+});
+
+describe('step: bad gradients', () => {
   it('all finite: one reduce, each participant succeeds once, SGD moves by the batch mean', async () => {
     const calls: Int32Array[][] = [];
     const group = new FakeGroup([fake('a', () => 'ok', calls), fake('b', () => 'ok', calls)]);
     const t = trainer(group);
     const before = t.weights.slice();
-    const sums = await t.step(0, rows, phases(), []);
+    const sums = await t.step(0, rows);
     expect(sums.lossSum).toBe(8);
     expect(group.failures).toEqual([]);
     expect(group.successes).toEqual([{ id: 'a', count: 4 }, { id: 'b', count: 4 }]);
@@ -100,7 +124,7 @@ describe('trainer: bad gradients', () => {
     const group = new FakeGroup([fake('a', (k) => (k === 0 ? 'nan-gradient' : 'ok'), calls), fake('b', () => 'ok', calls)]);
     const t = trainer(group);
     const before = t.weights.slice();
-    await t.step(0, rows, phases(), []);
+    await t.step(0, rows);
     expect(group.failures).toEqual([{ id: 'a', reason: 'non_finite', message: 'a: returned a non-finite gradient (value 2 is NaN, loss sum 4)' }]);
     // a computed rows 0-3 once (NaN); b computed 4-7, then a's rows 0-3.
     expect(calls[0]!.map((r) => Array.from(r))).toEqual([[0, 1, 2, 3]]);
@@ -113,7 +137,7 @@ describe('trainer: bad gradients', () => {
     const calls: Int32Array[][] = [];
     const group = new FakeGroup([fake('a', () => 'ok', calls), fake('b', (k) => (k === 0 ? 'nan-loss' : 'ok'), calls)]);
     const t = trainer(group);
-    await t.step(0, rows, phases(), []);
+    await t.step(0, rows);
     expect(group.failures).toEqual([{ id: 'b', reason: 'non_finite', message: 'b: returned a non-finite loss sum (Infinity)' }]);
     expect(calls[0]!.map((r) => Array.from(r))).toEqual([[0, 1, 2, 3], [4, 5, 6, 7]]);
   });
@@ -123,13 +147,13 @@ describe('trainer: bad gradients', () => {
     const group = new FakeGroup([fake('a', () => 'ok', calls), fake('b', () => 'nan-gradient', calls), fake('c', (k) => (k === 0 ? 'ok' : 'nan-gradient'), calls)]);
     const t = trainer(group);
     const before = t.weights.slice();
-    await expect(t.step(0, rows, phases(), [])).rejects.toThrow(/step 0: the gradient is not finite on the same rows from two participants: training diverged/);
+    await expect(t.step(0, rows)).rejects.toThrow(/step 0: the gradient is not finite on the same rows from two participants: training diverged/);
     expect(Array.from(t.weights)).toEqual(Array.from(before));
   });
 
   it('a lone participant with a non-finite gradient: nobody is left to check it', async () => {
     const group = new FakeGroup([fake('a', () => 'nan-gradient', [])]);
     const t = trainer(group);
-    await expect(t.step(0, rows, phases(), [])).rejects.toThrow(/no other participant is left to check it: training diverged/);
+    await expect(t.step(0, rows)).rejects.toThrow(/no other participant is left to check it: training diverged/);
   });
 });

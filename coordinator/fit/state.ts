@@ -1,0 +1,102 @@
+/**
+ * The pieces of training state, each saving and restoring itself (as Horovod's elastic `State`
+ * handlers do): the weights (with the version the participants know them by), the optimizer, the
+ * shuffle generator and the history. EarlyStopping (callbacks/early-stopping.ts) is one too. A
+ * checkpoint (checkpoint.ts's TrainingState) is made of what these save plus the loop's position.
+ */
+import { createOptimizer, type Optimizer, type OptimizerConfig, type OptimizerState } from '../optimize/optimizers.js';
+import type { Rng } from '../../shared/math/rng.js';
+import type { ParticipantGroup } from '../participants/participant.js';
+
+/** A piece of training state: `save` snapshots it (a copy), `restore` puts a snapshot back. */
+export interface Stateful<S> {
+  save(): S;
+  restore(state: S): void;
+}
+
+/** The flat weights, published to every participant under a new version whenever they change. */
+export class ModelWeights implements Stateful<Float32Array> {
+  /** Version the participants know the current weights by (one per publish). */
+  private current = 0;
+
+  constructor(
+    readonly values: Float32Array,
+    private readonly group: Pick<ParticipantGroup, 'publish'>,
+  ) {
+    group.publish(values, this.current);
+  }
+
+  get version(): number {
+    return this.current;
+  }
+
+  /** Tells the participants the weights changed (after an optimizer step or a restore). */
+  publish(): void {
+    this.current++;
+    this.group.publish(this.values, this.current);
+  }
+
+  save(): Float32Array {
+    return this.values.slice();
+  }
+
+  restore(weights: Float32Array): void {
+    this.values.set(weights);
+    this.publish();
+  }
+}
+
+/** The optimizer and its slots (Adam's moments, iterations); restoring continues it exactly. */
+export class OptimizerSlot implements Stateful<OptimizerState> {
+  private optimizer: Optimizer;
+
+  constructor(
+    private readonly config: OptimizerConfig,
+    private readonly size: number,
+  ) {
+    this.optimizer = createOptimizer(config, size);
+  }
+
+  /** One optimizer step on `weights` along `gradient`. */
+  apply(weights: Float32Array, gradient: Float32Array): void {
+    this.optimizer.apply(weights, gradient);
+  }
+
+  save(): OptimizerState {
+    return this.optimizer.state();
+  }
+
+  restore(state: OptimizerState): void {
+    this.optimizer = createOptimizer(this.config, this.size, state);
+  }
+}
+
+/** The shuffle generator: its position is its whole state. */
+export class ShuffleStream implements Stateful<number> {
+  constructor(readonly rng: Rng) {}
+
+  save(): number {
+    return this.rng.position;
+  }
+
+  restore(position: number): void {
+    this.rng.restore(position);
+  }
+}
+
+/** The logs of the epochs so far. */
+export class History<T> implements Stateful<readonly T[]> {
+  readonly epochs: T[] = [];
+
+  push(log: T): void {
+    this.epochs.push(log);
+  }
+
+  save(): readonly T[] {
+    return [...this.epochs];
+  }
+
+  restore(logs: readonly T[]): void {
+    this.epochs.splice(0, this.epochs.length, ...logs);
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * One synchronous data-parallel step: split the global batch over the participants
+ * (plan/split-plan), dispatch the parts, recompute the part of any participant that fails,
+ * combine the accepted gradients by sample count (reduce/), apply one optimizer step and publish
+ * the new weights. Pure of the wire: participants are the `Participant` interface.
+ */
+import { performance } from 'node:perf_hooks';
+import type { JobConfig } from '../../shared/config/schema.js';
+import { ClusterError, WorkerError } from '../../shared/errors.js';
+import type { ModelSpec } from '../../shared/model/spec.js';
+import { sumsProblem } from '../../shared/model/sums.js';
+import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
+import { ParticipantFault, faultOf, type Participant, type ParticipantGroup } from '../participants/participant.js';
+import { assignRows } from '../plan/split-plan.js';
+import { GradientReducer, firstNonFinite } from '../reduce/reduce.js';
+import { clipScales, robustAggregate } from '../reduce/robust.js';
+import type { PhaseTimes } from './logs.js';
+import type { ModelWeights, OptimizerSlot } from './state.js';
+
+/** Attempts per step (each one recomputes only the parts that failed) before the run stops. */
+export const MAX_ATTEMPTS = 8;
+
+/** What one step gives back: sums for the epoch logs, its phase times and its participants' tensor counts. */
+export interface StepSums {
+  readonly lossSum: number;
+  readonly metricSums: number[];
+  /** Slowest participant's time on its own part, seconds (0 if none reported); for benchmarks. */
+  readonly slowestCompute: number;
+  readonly phases: Readonly<PhaseTimes>;
+  /** tf.memory().numTensors of each participant that reported it. */
+  readonly tensorCounts: readonly number[];
+}
+
+interface Accepted {
+  readonly participant: Participant;
+  readonly rows: Int32Array;
+  readonly result: GradientResult;
+  readonly seconds: number;
+}
+
+export class StepRunner {
+  /** Reused every step for the combined gradient (no allocation on the hot path). */
+  private readonly meanGradient: Float32Array;
+  private readonly reducer: GradientReducer;
+  /** Steps at which each participant's gradient had to be clipped hard (robust aggregation). */
+  private readonly clipped = new Map<string, number>();
+
+  constructor(
+    private readonly spec: ModelSpec,
+    private readonly cluster: Pick<JobConfig['cluster'], 'aggregation' | 'trimFraction' | 'clipNorm'>,
+    private readonly group: ParticipantGroup,
+    private readonly weights: ModelWeights,
+    private readonly optimizer: OptimizerSlot,
+    /** Warnings (robust aggregation's clipping). */
+    private readonly log?: (line: string) => void,
+  ) {
+    this.meanGradient = new Float32Array(weights.values.length);
+    this.reducer = new GradientReducer(weights.values.length);
+  }
+
+  /**
+   * Runs step `step` on the global batch `rows`. The part of any participant that fails is
+   * recomputed by the others, so the combined gradient is always over the whole batch, and the
+   * optimizer steps once.
+   *
+   * Gradients are checked for NaN and infinity through their mean: the weighted average is
+   * non-finite at an index exactly when some part is (reduce.ts), so one pass over the mean
+   * replaces a pass over every part; only when it fails are the parts searched for the culprits,
+   * which are then treated like any failed part.
+   */
+  async run(step: number, rows: Int32Array): Promise<StepSums> {
+    const t0 = performance.now();
+    let accepted: Accepted[] = [];
+    const nonFiniteRows = new Set<number>();
+    const excluded = new Set<Participant>();
+    let failed: Int32Array[] = [];
+    /** A part that failed: its participant is told, its rows go back to be recomputed. */
+    const reject = (participant: Participant, partRows: Int32Array, fault: ParticipantFault): void => {
+      if (fault.reason === 'non_finite') {
+        if (partRows.some((r) => nonFiniteRows.has(r))) {
+          throw new WorkerError(
+            `step ${step}: the gradient is not finite on the same rows from two participants: training diverged (try a lower learning rate or data.standardize: true)`,
+          );
+        }
+        partRows.forEach((r) => nonFiniteRows.add(r));
+        excluded.add(participant);
+      }
+      this.group.failed(participant, step, fault);
+      failed.push(partRows);
+    };
+    let pending = rows;
+    let reduceMs = 0;
+    for (let attempt = 0; ; attempt++) {
+      if (attempt >= MAX_ATTEMPTS) throw new ClusterError(`step ${step}: ${pending.length} rows still not computed after ${MAX_ATTEMPTS} attempts`);
+      const participants = (await this.group.ready()).filter((p) => !excluded.has(p));
+      if (participants.length === 0) {
+        if (nonFiniteRows.size > 0) throw new WorkerError(`step ${step}: the gradient is not finite and no other participant is left to check it: training diverged (try a lower learning rate or data.standardize: true)`);
+        throw new ClusterError(`step ${step}: no participant left to compute ${pending.length} rows`);
+      }
+      const counts = this.group.split(pending.length, participants);
+      const parts = assignRows(pending, counts, participants.map((p) => p.holds));
+      const version = this.weights.version;
+      const settled = await Promise.allSettled(
+        parts.map(async (part) => {
+          const started = performance.now();
+          const result = await participants[part.participant]!.gradient(step, version, part.rows);
+          return { result, seconds: (performance.now() - started) / 1000 };
+        }),
+      );
+      failed = [];
+      settled.forEach((outcome, i) => {
+        const part = parts[i]!;
+        const participant = participants[part.participant]!;
+        if (outcome.status === 'rejected') return reject(participant, part.rows, faultOf(participant.id, outcome.reason));
+        const fault = this.checkSums(participant, part.rows, outcome.value.result);
+        if (fault) reject(participant, part.rows, fault);
+        else accepted.push({ participant, rows: part.rows, ...outcome.value });
+      });
+      if (failed.length === 0) {
+        const started = performance.now();
+        const finite = this.combine(step, accepted);
+        reduceMs += performance.now() - started;
+        if (finite) break;
+        // Rare: find the parts that are not finite; the others stay accepted.
+        const checked = accepted.map((a) => ({ ...a, bad: firstNonFinite(a.result.gradient) }));
+        accepted = checked.filter((a) => a.bad < 0);
+        for (const { participant, rows: partRows, result, bad } of checked.filter((a) => a.bad >= 0)) {
+          reject(participant, partRows, new ParticipantFault(participant.id, 'non_finite', `returned a non-finite gradient (value ${bad} is ${result.gradient[bad]}, loss sum ${result.lossSum})`));
+        }
+      }
+      pending = concatRows(failed);
+    }
+    const tensorCounts: number[] = [];
+    for (const { participant, result, seconds } of accepted) {
+      if (result.numTensors >= 0) tensorCounts.push(result.numTensors);
+      this.group.succeeded(participant, step, result.count, seconds);
+    }
+    const results = accepted.map((a) => a.result);
+    const t2 = performance.now();
+    const t1 = t2 - reduceMs;
+    this.optimizer.apply(this.weights.values, this.meanGradient);
+    const t3 = performance.now();
+    this.weights.publish();
+    const t4 = performance.now();
+    return {
+      lossSum: results.reduce((a, r) => a + r.lossSum, 0),
+      metricSums: this.spec.metrics.map((_, k) => results.reduce((a, r) => a + r.metricSums[k]!, 0)),
+      slowestCompute: results.reduce((a, r) => Math.max(a, (r.computeMs ?? -1) / 1000), 0),
+      phases: { compute: (t1 - t0) / 1000, reduce: (t2 - t1) / 1000, apply: (t3 - t2) / 1000, broadcast: (t4 - t3) / 1000 },
+      tensorCounts,
+    };
+  }
+
+  /** Why a part's sums cannot be right (count, finiteness, range), or undefined. */
+  private checkSums(participant: Participant, rows: Int32Array, result: GradientResult): ParticipantFault | undefined {
+    if (result.count !== rows.length) return new ParticipantFault(participant.id, 'shape', `computed ${result.count} samples, was given ${rows.length}`);
+    if (!Number.isFinite(result.lossSum)) return new ParticipantFault(participant.id, 'non_finite', `returned a non-finite loss sum (${result.lossSum})`);
+    const problem = sumsProblem(this.spec, result.count, result.lossSum, result.metricSums);
+    return problem === undefined ? undefined : new ParticipantFault(participant.id, 'out_of_range', `returned sums that cannot be: ${problem}`);
+  }
+
+  /**
+   * The step's gradient from the accepted parts: the weighted mean (cluster.aggregation: mean,
+   * the default), or a robust combination (reduce/robust.ts), which also says when it had to
+   * clip a participant's gradient hard. True when the result is finite.
+   */
+  private combine(step: number, accepted: readonly Accepted[]): boolean {
+    const { aggregation, trimFraction, clipNorm } = this.cluster;
+    const results = accepted.map((a) => a.result);
+    if (aggregation === 'mean' || accepted.length < 2) return this.reducer.mean(results, this.meanGradient);
+    clipScales(results, clipNorm).forEach((scale, i) => {
+      if (scale >= 0.01) return;
+      const id = accepted[i]!.participant.id;
+      const seen = this.clipped.get(id) ?? 0;
+      this.clipped.set(id, seen + 1);
+      if (seen % 100 === 0) this.log?.(`warning: step ${step}: ${id}'s gradient norm is ${(1 / scale).toPrecision(3)}x the allowed ${clipNorm} x median norm; clipped (${seen + 1} time(s) so far)`);
+    });
+    return robustAggregate(results, this.meanGradient, { aggregation, trimFraction, clip: clipNorm });
+  }
+}
+
+function concatRows(parts: readonly Int32Array[]): Int32Array {
+  const out = new Int32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

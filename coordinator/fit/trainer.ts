@@ -1,0 +1,160 @@
+/**
+ * The synchronous data-parallel trainer, Keras's `fit` / `evaluate` over the participants. The
+ * coordinator owns the flat weights and the optimizer; each step (step.ts) splits the global
+ * batch over the participants, averages their gradients by sample count and applies one optimizer
+ * step; the fit loop (loop.ts) runs epochs, validation and history and talks to one CallbackList
+ * (early stopping from the config first, then the caller's). Resuming restores each piece of
+ * training state (state.ts) from a checkpoint.
+ */
+import { createHash } from 'node:crypto';
+import type { JobConfig } from '../../shared/config/schema.js';
+import type { Dataset, RowRange } from '../../shared/data/dataset.js';
+import { CheckpointError } from '../../shared/errors.js';
+import { Rng } from '../../shared/math/rng.js';
+import { initialWeights, weightLayout } from '../../shared/model/layout.js';
+import type { ModelSpec } from '../../shared/model/spec.js';
+import { CallbackList, type Callback } from '../callbacks/callback.js';
+import { EarlyStoppingCallback } from '../callbacks/early-stopping.js';
+import type { TrainingState } from '../checkpoint.js';
+import type { ParticipantGroup } from '../participants/participant.js';
+import { checkAgainstData } from '../validate.js';
+import { evaluateRows, type EvaluateResult } from './evaluate.js';
+import { FitLoop } from './loop.js';
+import { addPhases, type EpochLog, type PhaseTimes } from './logs.js';
+import { History, ModelWeights, OptimizerSlot, ShuffleStream } from './state.js';
+import { StepRunner, type StepSums } from './step.js';
+
+export type { EpochLog, PhaseTimes } from './logs.js';
+export type { EvaluateResult } from './evaluate.js';
+export type { StepSums } from './step.js';
+
+/** Seeded streams of a run, derived from the config seed (exported so references can match). */
+export const runRngs = {
+  weights: (seed: number): Rng => new Rng(seed),
+  shuffle: (seed: number): Rng => new Rng(seed + 1),
+};
+
+/** The ModelSpec of the config's model for the data's shape (validate.ts checks that they fit). */
+export function modelSpec(config: JobConfig, dataset: Pick<Dataset, 'features' | 'outputs'>): ModelSpec {
+  const layers = config.model.layers.map(({ units, activation, useBias, alpha }) => ({ units, activation, useBias, ...(alpha === undefined ? {} : { alpha }) }));
+  return { inputDim: dataset.features, layers, loss: config.compile.loss, metrics: config.compile.metrics };
+}
+
+export interface FitResult {
+  readonly weights: Float32Array;
+  readonly history: EpochLog[];
+  readonly steps: number;
+  readonly samples: number;
+  /** 1-based epoch with the best monitored value (early stopping), else the best val_loss / loss. */
+  readonly bestEpoch: number;
+  readonly stoppedEarly: boolean;
+  readonly restoredBestWeights: boolean;
+  readonly trainSeconds: number;
+  readonly phases: PhaseTimes;
+  /** tf.memory().numTensors reported by participants after each step, in step order. */
+  readonly tensorCounts: number[];
+  /** Stopped on request (a callback's stopTraining 'interrupted') before the last epoch. */
+  readonly interrupted: boolean;
+}
+
+export interface FitOptions {
+  /** Continue from this checkpoint instead of starting fresh. */
+  readonly resume?: TrainingState;
+  /** Called in order, after early stopping (from the config). */
+  readonly callbacks?: readonly Callback[];
+}
+
+export class Trainer {
+  readonly spec: ModelSpec;
+  private readonly model: ModelWeights;
+  private readonly optimizer: OptimizerSlot;
+  private readonly steps: StepRunner;
+
+  constructor(
+    readonly config: JobConfig,
+    readonly dataset: Dataset,
+    readonly group: ParticipantGroup,
+    spec?: ModelSpec,
+    /** Warnings during training (robust aggregation's clipping). */
+    log?: (line: string) => void,
+  ) {
+    this.spec = spec ?? modelSpec(config, dataset);
+    checkAgainstData(config, this.spec, dataset);
+    const layout = weightLayout(this.spec);
+    this.model = new ModelWeights(initialWeights(layout, runRngs.weights(config.seed)), group);
+    this.optimizer = new OptimizerSlot(config.compile.optimizer, layout.size);
+    this.steps = new StepRunner(this.spec, config.cluster, group, this.model, this.optimizer, log);
+  }
+
+  get weights(): Float32Array {
+    return this.model.values;
+  }
+
+  /** One step on the global batch `rows` (step.ts), its phase times and tensor counts added to the given ones. */
+  async step(step: number, rows: Int32Array, phases: PhaseTimes, tensorCounts: number[]): Promise<StepSums> {
+    const sums = await this.steps.run(step, rows);
+    addPhases(phases, sums.phases);
+    tensorCounts.push(...sums.tensorCounts);
+    return sums;
+  }
+
+  /** Loss and metrics over a range of the data set with the current weights, spread over the participants. */
+  evaluate(range: RowRange): Promise<EvaluateResult> {
+    return evaluateRows(this.spec, this.config.cluster.evaluateOn, this.group, this.model.version, range);
+  }
+
+  /** Sets the weights (e.g. restoring the best epoch's) and publishes them. */
+  setWeights(weights: Float32Array): void {
+    this.model.restore(weights);
+  }
+
+  /**
+   * Hash of what a checkpoint must match to be resumed here: the training rows and labels, the
+   * model, the optimizer and the batch settings. A checkpoint of other data is refused.
+   */
+  fingerprint(): string {
+    const { x, y, features, outputs, train } = this.dataset;
+    const hash = createHash('sha256');
+    hash.update(new Uint8Array(x.buffer, x.byteOffset + train.start * features * 4, train.count * features * 4));
+    hash.update(new Uint8Array(y.buffer, y.byteOffset + train.start * outputs * 4, train.count * outputs * 4));
+    const { fit, compile, seed } = this.config;
+    hash.update(JSON.stringify({ spec: this.spec, optimizer: compile.optimizer, batchSize: fit.batchSize, shuffle: fit.shuffle, seed, val: this.dataset.val.count }));
+    return hash.digest('hex');
+  }
+
+  async fit(options: FitOptions = {}): Promise<FitResult> {
+    const fingerprint = this.fingerprint();
+    const { resume } = options;
+    if (resume && resume.fingerprint !== fingerprint) {
+      throw new CheckpointError('the checkpoint belongs to other training data, model or settings (fingerprint differs); resume with the same config and data file');
+    }
+    const earlyStopping = this.config.fit.earlyStopping ? new EarlyStoppingCallback(this.config.fit.earlyStopping) : undefined;
+    const history = new History<EpochLog>();
+    const pieces = { weights: this.model, optimizer: this.optimizer, shuffle: new ShuffleStream(runRngs.shuffle(this.config.seed)), history, earlyStopping };
+    const callbacks = new CallbackList([...(earlyStopping ? [earlyStopping] : []), ...(options.callbacks ?? [])]);
+    const loop = new FitLoop(this.config.fit, this.dataset, this.spec, this.steps, (range) => this.evaluate(range), pieces, fingerprint, callbacks, resume);
+    const outcome = await loop.run();
+    return {
+      weights: this.weights,
+      history: history.epochs,
+      steps: outcome.steps,
+      samples: outcome.samples,
+      bestEpoch: earlyStopping && earlyStopping.bestEpoch > 0 ? earlyStopping.bestEpoch : bestByLoss(history.epochs),
+      stoppedEarly: outcome.stoppedEarly,
+      restoredBestWeights: earlyStopping?.restored ?? false,
+      trainSeconds: outcome.trainSeconds,
+      phases: outcome.phases,
+      tensorCounts: outcome.tensorCounts,
+      interrupted: outcome.interrupted,
+    };
+  }
+}
+
+function bestByLoss(history: readonly EpochLog[]): number {
+  const key = history[0]?.values['val_loss'] !== undefined ? 'val_loss' : 'loss';
+  let best = 0;
+  history.forEach((log, i) => {
+    if (log.values[key]! < history[best]!.values[key]!) best = i;
+  });
+  return history.length > 0 ? best + 1 : 0;
+}

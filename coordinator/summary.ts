@@ -1,0 +1,40 @@
+/** What a run's summary.json holds. */
+import type { EvaluateResult } from './fit/evaluate.js';
+import type { ParticipantStats } from './participants/participant.js';
+import type { FitResult } from './fit/trainer.js';
+
+export interface Summary {
+  readonly test: EvaluateResult;
+  readonly epochs: number;
+  readonly bestEpoch: number;
+  readonly stoppedEarly: boolean;
+  readonly restoredBestWeights: boolean;
+  readonly trainRows: number;
+  readonly valRows: number;
+  readonly testRows: number;
+  readonly rowsRead: number;
+  readonly rowsDropped: number;
+  readonly features: number;
+  readonly parameters: number;
+  readonly steps: number;
+  readonly samples: number;
+  readonly samplesPerSecond: number;
+  readonly wallSeconds: number;
+  readonly threads: number;
+  readonly backend: string;
+  readonly seed: number;
+  readonly phaseSeconds: FitResult['phases'];
+  /** Samples, steps and failures of every thread and node that took part. */
+  readonly participants: ParticipantStats[];
+  /** Participant failures by reason (each failed part was recomputed). */
+  readonly failures: Record<string, number>;
+  /** Connections refused before joining, by reason (bad token, version, malformed...). */
+  readonly rejectedPeers: Record<string, number>;
+  /** Stopped by a signal before the end; resume with `coordinator start --resume <run dir>`. */
+  readonly interrupted: boolean;
+  /** The checkpoint this process resumed from, if it did. */
+  readonly resumedFrom?: string;
+  /** The newest good checkpoint, and the last write that failed if none succeeded after it. */
+  readonly checkpoint: { readonly last: string | null; readonly lastFailed?: { readonly step: number; readonly error: string } };
+}
+

@@ -1,0 +1,80 @@
+/**
+ * What a valid job is, beyond its schema (shared/config/schema.ts, which checks every field on
+ * its own): `checkRunnable`, the settings that only together cannot run (lanes, worker nodes),
+ * checked before anything is written; `checkAgainstData`, what needs the data's shape (the last
+ * layer's units, the batch against the threads, early stopping's monitor).
+ */
+import type { JobConfig } from '../shared/config/schema.js';
+import type { Dataset } from '../shared/data/dataset.js';
+import { BackendError, ConfigError } from '../shared/errors.js';
+import type { ModelSpec } from '../shared/model/spec.js';
+import { threadsWithoutModel, withThreads, type RunConfig } from './participants/thread-count.js';
+
+/**
+ * Whether the job's one local lane runs in the coordinator's own thread (cluster.inProcess):
+ * auto means yes for one lane and no worker nodes. Not with nodes: the coordinator's thread must
+ * stay free for their messages and heartbeats while a step computes.
+ */
+export function computesInProcess(config: RunConfig): boolean {
+  const { inProcess, threads, listen } = config.cluster;
+  if (inProcess === 'auto') return threads === 1 && !listen;
+  if (inProcess && (threads !== 1 || listen)) {
+    throw new ConfigError(
+      `cluster.inProcess is true but ${threads !== 1 ? `cluster.threads is ${threads}` : 'cluster.listen is set'}: the coordinator computes in its own thread only as the one lane (threads: 1) of a job without worker nodes`,
+    );
+  }
+  return inProcess;
+}
+
+/** Refuses lane and worker-node settings that cannot run together, before anything is written. */
+export function checkRunnable(config: JobConfig): void {
+  checkLocalLanes(config);
+  checkWorkerNodes(config);
+}
+
+/**
+ * Refuses impossible lane settings. Where threads: auto still depends on the model, no setting
+ * checked here can be impossible, so 1 stands in for it.
+ */
+function checkLocalLanes(config: JobConfig): void {
+  const inProcess = computesInProcess(withThreads(config, threadsWithoutModel(config) ?? 1));
+  if (config.cluster.backend === 'tensorflow' && !inProcess) {
+    throw new BackendError(
+      'cluster.backend "tensorflow" cannot run in coordinator threads (tfjs-node is not safe in worker_threads); use it in the coordinator\'s own thread (cluster.threads: 1 without worker nodes), or wasm or cpu here and `worker start --backend tensorflow` on GPU nodes',
+    );
+  }
+}
+
+/** Refuses settings that need worker nodes without a place for them to connect. */
+function checkWorkerNodes({ cluster: c }: JobConfig): void {
+  if (c.listen) return;
+  if (c.threads === 0) throw new ConfigError('cluster.threads is 0 and cluster.listen is unset: nobody would train; use threads, worker nodes, or both');
+  const [key, count] = c.minWorkers > 0 ? ['minWorkers', c.minWorkers] : ['startWorkers', c.startWorkers ?? 0];
+  if (count > 0) {
+    throw new ConfigError(`cluster.${key} is ${count} but cluster.listen is unset: no worker node can connect; set cluster.listen (--listen HOST:PORT) or drop ${key}`);
+  }
+}
+
+/**
+ * Refuses a model that does not fit the data, a batch too small for the threads (`threads`: the
+ * count chosen; a number in the config is taken as it), and an early-stopping monitor that is
+ * never logged.
+ */
+export function checkAgainstData(config: JobConfig, spec: ModelSpec, dataset: Pick<Dataset, 'outputs' | 'val'>, threads?: number): void {
+  const last = spec.layers.length - 1;
+  if (spec.layers[last]!.units !== dataset.outputs) {
+    throw new ConfigError(`model.layers[${last}].units is ${spec.layers[last]!.units}, but the label gives ${dataset.outputs} output(s)`);
+  }
+  const lanes = threads ?? (typeof config.cluster.threads === 'number' ? config.cluster.threads : 0);
+  if (config.fit.batchSize < lanes) {
+    throw new ConfigError(
+      `fit.batchSize (${config.fit.batchSize}) is smaller than cluster.threads (${lanes}): every thread needs at least one sample per step; lower cluster.threads or raise the batch size`,
+    );
+  }
+  const es = config.fit.earlyStopping;
+  if (es) {
+    const base = ['loss', ...spec.metrics];
+    const names = dataset.val.count > 0 ? [...base, ...base.map((n) => `val_${n}`)] : base;
+    if (!names.includes(es.monitor)) throw new ConfigError(`fit.earlyStopping.monitor: "${es.monitor}" is not logged; available: ${names.join(', ')}`);
+  }
+}

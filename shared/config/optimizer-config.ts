@@ -1,0 +1,31 @@
+/** What a config may say about the optimizer: each rule's settings and Keras's defaults (the rules: coordinator/optimize/). */
+
+export interface AdamConfig {
+  readonly name: 'adam';
+  readonly learningRate: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+}
+export interface SgdConfig {
+  readonly name: 'sgd';
+  readonly learningRate: number;
+  readonly momentum: number;
+  readonly nesterov: boolean;
+}
+export interface RmspropConfig {
+  readonly name: 'rmsprop';
+  readonly learningRate: number;
+  readonly rho: number;
+  readonly momentum: number;
+  readonly epsilon: number;
+}
+export type OptimizerConfig = AdamConfig | SgdConfig | RmspropConfig;
+export type OptimizerName = OptimizerConfig['name'];
+
+/** Keras defaults for each optimizer's hyper-parameters. */
+export const optimizerDefaults = {
+  adam: { learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
+  sgd: { learningRate: 0.01, momentum: 0, nesterov: false },
+  rmsprop: { learningRate: 0.001, rho: 0.9, momentum: 0, epsilon: 1e-7 },
+} as const;

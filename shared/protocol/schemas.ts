@@ -1,0 +1,136 @@
+/**
+ * The messages between the coordinator and remote worker nodes as they travel: one zod schema
+ * per message type (typed arrays as bytes), and the in-memory types the codec turns them into.
+ * Protocol versions and the conversation: shared/protocol/PROTOCOL.md.
+ */
+import { z } from 'zod';
+import { GRADIENT_DTYPES } from '../math/float16.js';
+import { ACTIVATIONS, LOSSES, METRICS } from '../model/spec.js';
+
+/** The version this code speaks; a hello of any other is refused (PROTOCOL.md lists them). */
+export const PROTOCOL_VERSION = 4;
+
+const finite = z.number().refine(Number.isFinite, 'must be a finite number');
+const count = z.int().nonnegative();
+const bytes = z.instanceof(Uint8Array);
+/** Filler before the typed arrays so that the last one starts 8-byte aligned in the frame (see encodeMessage). */
+const pad = z.string().max(7).optional();
+
+/** The model spec as it travels in a job message (checked before the worker builds anything). */
+export const ModelSpecSchema = z.strictObject({
+  inputDim: z.int().positive(),
+  layers: z
+    .array(z.strictObject({ units: z.int().positive(), activation: z.enum(ACTIVATIONS), useBias: z.boolean(), alpha: z.number().nonnegative().optional() }))
+    .min(1),
+  loss: z.enum(LOSSES),
+  metrics: z.array(z.enum(METRICS)),
+});
+
+/**
+ * Message shapes as they travel (typed arrays as bytes). The conversation:
+ *   worker -> hello (version, token)        coordinator -> welcome (worker id) or error + close
+ *   coordinator -> job (model, data shape, timings), shard chunks (rows held from now on)
+ *   coordinator -> weights (when changed), step (rows held + rows inline)
+ *   worker -> gradient_part ... (the gradient's end, as the backward pass finishes it), gradient
+ *   coordinator -> evaluate (rows inline)   worker -> evaluation
+ *   both -> heartbeat (liveness), error, bye
+ */
+export const wire = {
+  hello: z.strictObject({ type: z.literal('hello'), version: z.int(), token: z.string().max(4096), name: z.string().max(200), backend: z.string().max(50) }),
+  welcome: z.strictObject({ type: z.literal('welcome'), version: z.int(), workerId: z.string() }),
+  job: z.strictObject({
+    type: z.literal('job'),
+    jobId: z.string(),
+    spec: ModelSpecSchema,
+    parameters: z.int().positive(),
+    features: z.int().positive(),
+    outputs: z.int().positive(),
+    trainRows: count,
+    heartbeatMs: z.int().positive(),
+    heartbeatTimeoutMs: z.int().positive(),
+    /** How the worker sends gradients. */
+    gradientDtype: z.enum(GRADIENT_DTYPES),
+    /** Send a gradient's finished end once it holds this many bytes (0: whole gradients only). */
+    bucketBytes: count,
+  }),
+  shard: z.strictObject({
+    type: z.literal('shard'),
+    firstRow: count,
+    rows: count,
+    chunk: count,
+    chunks: z.int().positive(),
+    pad,
+    y: bytes,
+    x: bytes,
+  }),
+  weights: z.strictObject({ type: z.literal('weights'), version: count, pad, weights: bytes }),
+  step: z.strictObject({ type: z.literal('step'), step: count, version: count, pad, rows: bytes, y: bytes, x: bytes }),
+  /** Values offset.. of a step's flat gradient, sent before the step's `gradient` message. */
+  gradient_part: z.strictObject({
+    type: z.literal('gradient_part'),
+    step: count,
+    offset: count,
+    dtype: z.enum(GRADIENT_DTYPES),
+    scaleExp: z.int().min(-300).max(300),
+    pad,
+    values: bytes,
+  }),
+  gradient: z.strictObject({
+    type: z.literal('gradient'),
+    step: count,
+    count: z.int().positive(),
+    lossSum: finite,
+    metricSums: z.array(finite),
+    computeMs: finite,
+    dtype: z.enum(GRADIENT_DTYPES),
+    /** float16: the values were multiplied by 2^scaleExp before rounding (0 for float32). */
+    scaleExp: z.int().min(-300).max(300),
+    /** gradient_part messages sent for this step before this one; `gradient` holds the values before theirs. */
+    parts: count,
+    pad,
+    gradient: bytes,
+  }),
+  evaluate: z.strictObject({ type: z.literal('evaluate'), id: count, version: count, pad, y: bytes, x: bytes }),
+  evaluation: z.strictObject({ type: z.literal('evaluation'), id: count, count: z.int().positive(), lossSum: finite, metricSums: z.array(finite) }),
+  heartbeat: z.strictObject({ type: z.literal('heartbeat'), sentAt: finite }),
+  error: z.strictObject({ type: z.literal('error'), code: z.string(), message: z.string() }),
+  bye: z.strictObject({ type: z.literal('bye'), reason: z.string() }),
+} as const;
+
+type Wire = { [K in keyof typeof wire]: z.output<(typeof wire)[K]> };
+type Typed<T, Fields extends keyof T, A> = Omit<T, Fields> & { [F in Fields]: A };
+
+export type HelloMessage = Wire['hello'];
+export type WelcomeMessage = Wire['welcome'];
+export type JobMessage = Wire['job'];
+/** `pad` is the wire's business: messages in memory have none. */
+type Unpadded<T> = Omit<T, 'pad'>;
+export type ShardMessage = Typed<Unpadded<Wire['shard']>, 'x' | 'y', Float32Array>;
+export type WeightsMessage = Typed<Unpadded<Wire['weights']>, 'weights', Float32Array>;
+/** rows: training rows the worker holds (global indices); x/y: further rows sent inline. */
+export type StepMessage = Typed<Typed<Unpadded<Wire['step']>, 'rows', Int32Array>, 'x' | 'y', Float32Array>;
+/** In memory the gradient is always float32; `dtype` says how it travels (scaleExp is the wire's business). */
+export type GradientMessage = Typed<Omit<Wire['gradient'], 'scaleExp' | 'pad'>, 'gradient', Float32Array>;
+export type GradientPartMessage = Typed<Omit<Wire['gradient_part'], 'scaleExp' | 'pad'>, 'values', Float32Array>;
+export type EvaluateMessage = Typed<Unpadded<Wire['evaluate']>, 'x' | 'y', Float32Array>;
+export type EvaluationMessage = Wire['evaluation'];
+export type HeartbeatMessage = Wire['heartbeat'];
+export type ErrorMessage = Wire['error'];
+export type ByeMessage = Wire['bye'];
+
+export type Message =
+  | HelloMessage
+  | WelcomeMessage
+  | JobMessage
+  | ShardMessage
+  | WeightsMessage
+  | StepMessage
+  | GradientPartMessage
+  | GradientMessage
+  | EvaluateMessage
+  | EvaluationMessage
+  | HeartbeatMessage
+  | ErrorMessage
+  | ByeMessage;
+
+export type MessageType = Message['type'];
