@@ -14,7 +14,8 @@
  *
  * The config is the job config of the CLI (README, "Job config"), checked the same way: an
  * unknown key or a wrong value throws a ConfigError naming it. Data in memory goes in as
- * `rows` (objects, one per row) instead of data.path.
+ * `rows` (objects, one per row) instead of data.path. `callbacks` (Keras's) see every batch and
+ * epoch and may stop training.
  */
 import { runJob, type JobOptions, type JobResult } from './coordinator/job.js';
 import { loadConfig, validateConfig, type Overrides } from './shared/config/load.js';
@@ -62,6 +63,8 @@ export {
 } from './shared/errors.js';
 export type { JobConfig, JobConfigInput, JobResult, Overrides };
 export type { CellValue } from './shared/data/csv.js';
+export type { BatchEndLog, Callback, FitLoopView, StopKind, TrainEndLog } from './coordinator/callbacks/callback.js';
+export type { EpochLog } from './coordinator/fit/logs.js';
 export type { Summary } from './coordinator/job.js';
 export type { FitResult, EvaluateResult } from './coordinator/fit/trainer.js';
 export type { SavedModel, PredictResult, EvaluateCsvResult } from './coordinator/saved-model.js';

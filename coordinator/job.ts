@@ -3,6 +3,9 @@
  * the data, plan the run (model spec, threads, checks against the data), write its inputs, start
  * the participants, fit with the callbacks (progress, metrics, stop on signal, checkpoints),
  * evaluate on the test rows, then write history, model and summary.
+ *
+ * About 300 lines: each step is a short function here, and runJob reads as their list; the
+ * pieces they call live in job-data.ts, job-cluster.ts, validate.ts, fit/ and callbacks/.
  */
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -11,6 +14,7 @@ import type { CellValue } from '../shared/data/csv.js';
 import type { PreparedData } from '../shared/data/dataset.js';
 import { weightLayout } from '../shared/model/layout.js';
 import type { ModelSpec } from '../shared/model/spec.js';
+import type { Callback } from './callbacks/callback.js';
 import { Checkpointer } from './callbacks/checkpointer.js';
 import { MetricsUpdates } from './callbacks/metrics-updates.js';
 import { ProgressLines } from './callbacks/progress-lines.js';
@@ -54,6 +58,12 @@ export interface JobOptions {
   readonly progress?: ProgressStream | false;
   /** Called with the node server's URL once it listens. */
   readonly onListening?: (url: string) => void;
+  /**
+   * Your own callbacks (Keras's `callbacks`), called after the metrics and progress lines and
+   * before stop-on-signal and the checkpointer; `loop.stop('finished')` ends training as early
+   * stopping does, `loop.stop('interrupted')` as a signal does (a checkpoint, then resumable).
+   */
+  readonly callbacks?: readonly Callback[];
 }
 
 export interface JobResult {
@@ -200,6 +210,7 @@ async function train(open: OpenRun, prepared: PreparedData, plan: RunPlan, metri
       callbacks: [
         new MetricsUpdates(metrics),
         new ProgressLines(log, bar),
+        ...(options.callbacks ?? []),
         new StopOnRequest(() => signals?.requested() === true || options.stopRequested?.() === true),
         checkpoints,
       ],

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, evaluateCsv, loadSavedModel, predictCsv, train, type JobConfigInput } from '../index.js';
+import { ConfigError, evaluateCsv, loadSavedModel, predictCsv, train, type Callback, type FitLoopView, type JobConfigInput } from '../index.js';
 import { parseCsv } from '../shared/data/csv.js';
 import { maxAbsDiff, readRunWeights } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
@@ -61,6 +61,29 @@ describe('dptrain as a library', () => {
     expect(again.summary.test).toEqual(result.summary.test);
     expect(maxAbsDiff(readRunWeights(fromRows), readRunWeights(out))).toBe(0);
     expect(readFileSync(join(fromRows, 'data.csv'), 'utf8')).toBe(readFileSync(data, 'utf8'));
+  });
+
+  it("a caller's callbacks see every batch and epoch, and one can end training as early stopping does", async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'dptrain-api-')), 'run');
+    const seen: string[] = [];
+    const stopAfterSecondEpoch: Callback & { loop?: FitLoopView } = {
+      setLoop(loop) {
+        this.loop = loop;
+      },
+      onEpochBegin: (epoch) => seen.push(`begin ${epoch}`),
+      onBatchEnd: (log) => {
+        if (log.batch === log.batches) seen.push(`last batch ${log.batch} loss ${log.logs['loss']! > 0}`);
+      },
+      onEpochEnd(log) {
+        seen.push(`end ${log.epoch}`);
+        if (log.epoch === 2) this.loop!.stop('finished');
+      },
+    };
+    const result = await train(config(out), { demo: true, callbacks: [stopAfterSecondEpoch], log: () => {} });
+    const batches = Math.ceil(result.summary.trainRows / 32);
+    expect(seen).toEqual(['begin 0', `last batch ${batches} loss true`, 'end 1', 'begin 1', `last batch ${batches} loss true`, 'end 2']);
+    expect(result.summary).toMatchObject({ epochs: 2, stoppedEarly: true, interrupted: false });
+    expect(existsSync(join(out, 'model', 'model.json'))).toBe(true);
   });
 
   it('rows and a data.path, or rows and demo, are refused before anything is written', async () => {

@@ -5,6 +5,10 @@
  * re-planned over the others. Before each step the cluster makes sure enough workers are there
  * (`startWorkers` before the first, `minWorkers` after; waiting up to `waitTimeout`), and it
  * splits batches equally or by measured speed.
+ *
+ * Over 300 lines because admission, shards, waiting and failure handling all change one member
+ * list and its invariant (who is in, holding which rows); the pure parts are in plan/ (shard-plan,
+ * balance) and stragglers.ts.
  */
 import { performance } from 'node:perf_hooks';
 import { ClusterError, WaitCancelledError } from '../../shared/errors.js';

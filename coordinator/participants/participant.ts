@@ -50,9 +50,14 @@ export interface Participant {
   readonly kind: ParticipantKind;
   /** Which training rows it holds without being sent them (undefined: all). */
   readonly holds: Holds;
-  /** Mean gradient over `rows` (training-set row indices) with the weights of `version`. */
+  /**
+   * Mean gradient over `rows` (training-set row indices) with the weights of `version`. Rejects
+   * with a ParticipantFault (its reason: timeout, disconnected, malformed, shape, ...) or another
+   * error, which faultOf maps to one; either way the step recomputes these rows elsewhere. A
+   * result is not trusted either: the step checks its count, sums and finiteness.
+   */
   gradient(step: number, version: number, rows: Int32Array): Promise<GradientResult>;
-  /** Loss and metric sums over a range of the data set with the weights of `version`. */
+  /** Loss and metric sums over a range of the data set with the weights of `version`; rejects as `gradient` does. */
   evaluate(version: number, range: RowRange): Promise<EvaluateAnswer>;
 }
 

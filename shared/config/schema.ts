@@ -126,7 +126,7 @@ const Cluster = z.strictObject({
    * How the participants' gradients are combined: mean (weighted by samples; exactly one
    * process's gradient), or for pools that are not all trusted trimmedMean / median (coordinate-
    * wise, one vote per participant, after clipping each gradient's norm to clipNorm x the median
-   * norm; not equal to one process). shared/math/robust.ts.
+   * norm; not equal to one process). coordinator/reduce/robust.ts.
    */
   aggregation: z.enum(['mean', 'trimmedMean', 'median']).default('mean'),
   trimFraction: z.number().min(0).lt(0.5).default(0.2),

@@ -7,7 +7,8 @@
 import { DataError } from '../errors.js';
 import { Rng } from '../math/rng.js';
 import type { Table } from './csv.js';
-import { applyScaler, encode, fitPreprocessor, fitScaler, type PreprocessOptions, type Preprocessor } from './preprocess.js';
+import { encode, fitPreprocessor, type PreprocessOptions, type Preprocessor } from './preprocess.js';
+import { applyScaler, fitScaler } from './scaler.js';
 import { stratifiedSplit, validationSplit } from './split.js';
 
 export interface SplitOptions {

@@ -9,14 +9,10 @@
  */
 import { DataError } from '../errors.js';
 import { columnIndex, type Table } from './csv.js';
+import { fitLabel, labelOutputs, sortStrings, type LabelOptions, type LabelTransform } from './label.js';
+import { applyScaler, type Scaler } from './scaler.js';
 
-export interface LabelOptions {
-  readonly column: string;
-  /** binary: positive -> 1, negative -> 0; categorical: one-hot over sorted classes; numeric: as is. */
-  readonly type: 'binary' | 'categorical' | 'numeric';
-  readonly positive?: string | undefined;
-  readonly negative?: string | undefined;
-}
+export type { LabelOptions, LabelTransform };
 
 export interface PreprocessOptions {
   readonly drop: readonly string[];
@@ -42,16 +38,6 @@ function someLines(table: Table, rows: readonly number[]): string {
 export type FeatureColumn =
   | { readonly name: string; readonly kind: 'numeric' }
   | { readonly name: string; readonly kind: 'onehot'; readonly categories: readonly string[] };
-
-export type LabelTransform =
-  | { readonly column: string; readonly type: 'binary'; readonly positive: string; readonly negative: string }
-  | { readonly column: string; readonly type: 'categorical'; readonly classes: readonly string[] }
-  | { readonly column: string; readonly type: 'numeric' };
-
-export interface Scaler {
-  readonly mean: readonly number[];
-  readonly std: readonly number[];
-}
 
 /** The fitted transform, as saved in a run's preprocessing.json. */
 export interface Preprocessor {
@@ -92,48 +78,6 @@ function parseNumber(value: string): number {
   return Number.isFinite(n) ? n : NaN;
 }
 
-function sortStrings(values: Iterable<string>): string[] {
-  // Python sorts str by code point; for the BMP this equals JS's default UTF-16 order.
-  return [...values].sort();
-}
-
-export function labelOutputs(label: LabelTransform): number {
-  return label.type === 'categorical' ? label.classes.length : 1;
-}
-
-function fitLabel(table: Table, options: LabelOptions, rowsUsed: number[]): LabelTransform {
-  const li = columnIndex(table, options.column, 'data.label.column');
-  const values = new Set<string>();
-  for (const r of rowsUsed) values.add(table.rows[r]![li]!);
-  if (options.type === 'numeric') return { column: options.column, type: 'numeric' };
-  if (options.type === 'categorical') {
-    if (values.size < 2) throw new DataError(`label column "${options.column}" has ${values.size} class(es) in ${table.source}; need at least 2`);
-    return { column: options.column, type: 'categorical', classes: sortStrings(values) };
-  }
-  if (options.positive === undefined) throw new DataError('data.label.positive is required for a binary label');
-  const positive = options.positive;
-  let negative = options.negative;
-  if (negative === undefined) {
-    const others = [...values].filter((v) => v !== positive);
-    if (others.length !== 1) {
-      throw new DataError(
-        `label column "${options.column}" in ${table.source} has values ${sortStrings(values).map((v) => JSON.stringify(v)).join(', ')}; ` +
-          `a binary label needs exactly "${positive}" and one other value (set data.label.negative)`,
-      );
-    }
-    negative = others[0]!;
-  }
-  for (const r of rowsUsed) {
-    const v = table.rows[r]![li]!;
-    if (v !== positive && v !== negative) {
-      throw new DataError(
-        `label column "${options.column}" has unexpected value ${JSON.stringify(v)} on line ${table.lines[r]} of ${table.source} (expected "${positive}" or "${negative}")`,
-      );
-    }
-  }
-  if (!values.has(positive)) throw new DataError(`label column "${options.column}" in ${table.source} never has the positive value "${positive}"`);
-  return { column: options.column, type: 'binary', positive, negative };
-}
 
 /**
  * Fits the transform on `table`: which columns are numeric, the categories of the others, and the
@@ -330,34 +274,4 @@ export function encode(table: Table, pre: Preprocessor, options: { requireLabel?
   const xs = x.subarray(0, n * features);
   if (pre.scaler) applyScaler(xs, pre.scaler);
   return { x: xs, y: y.subarray(0, n * outputs), rows: n, features, outputs, lines, rejected };
-}
-
-/** Mean and population std (ddof 0, like scikit-learn's StandardScaler) of the given rows. */
-export function fitScaler(x: Float32Array, features: number, rows: Int32Array): Scaler {
-  const mean = new Float64Array(features);
-  const sq = new Float64Array(features);
-  for (const r of rows) {
-    for (let j = 0; j < features; j++) mean[j]! += x[r * features + j]!;
-  }
-  for (let j = 0; j < features; j++) mean[j]! /= rows.length;
-  for (const r of rows) {
-    for (let j = 0; j < features; j++) {
-      const d = x[r * features + j]! - mean[j]!;
-      sq[j]! += d * d;
-    }
-  }
-  const std = Array.from(sq, (s) => {
-    const sd = Math.sqrt(s / rows.length);
-    return sd > 0 ? sd : 1;
-  });
-  return { mean: Array.from(mean), std };
-}
-
-/** Standardises `x` in place: (x - mean) / std per feature. */
-export function applyScaler(x: Float32Array, scaler: Scaler): void {
-  const features = scaler.mean.length;
-  for (let i = 0; i < x.length; i++) {
-    const j = i % features;
-    x[i] = (x[i]! - scaler.mean[j]!) / scaler.std[j]!;
-  }
 }

@@ -143,7 +143,7 @@ export function decodeMessage(frame: Uint8Array): Message {
   const gradientField = GRADIENT_FIELDS[type as MessageType];
   if (gradientField) {
     // Not checked for NaN or infinity here: the trainer checks every participant's gradient, in one
-    // pass over their mean (coordinator/trainer.ts), and names the culprit.
+    // pass over their mean (coordinator/fit/step.ts), and names the culprit.
     const { dtype, scaleExp } = message as { dtype: string; scaleExp: number };
     const raw = message[gradientField] as Uint8Array;
     const field = `${type}.${gradientField}`;
