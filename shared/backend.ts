@@ -1,7 +1,8 @@
 /**
  * Chooses and starts the TensorFlow.js backend: `auto | tensorflow | wasm | cpu`.
  *
- * - wasm: @tensorflow/tfjs-backend-wasm, whose binaries ship in the npm package. The default.
+ * - wasm: @tensorflow/tfjs-backend-wasm, whose binaries ship in the npm package. The default;
+ *   dptrain adds the kernels it lacks for training convolutions (wasm-kernels/).
  * - cpu: plain JavaScript kernels; always there, slower.
  * - tensorflow: @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node (native libtensorflow). Optional
  *   packages, loaded only in a process's main thread: tfjs-node is not safe in worker_threads.
@@ -10,6 +11,7 @@
 import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from './errors.js';
+import { registerConvolutionKernels } from './wasm-kernels/convolution.js';
 
 import { BACKENDS, type BackendChoice } from './backend-choice.js';
 
@@ -21,6 +23,7 @@ export const TENSORFLOW_INSTALL_HINT =
 
 async function startWasm(): Promise<void> {
   await import('@tensorflow/tfjs-backend-wasm');
+  registerConvolutionKernels();
   if (!(await tf.setBackend('wasm'))) throw new Error('tf.setBackend("wasm") returned false');
 }
 

@@ -1,0 +1,117 @@
+/**
+ * The convolution kernels dptrain gives tfjs-backend-wasm (shared/wasm-kernels/convolution.ts):
+ * conv2d's filter gradient (missing there) and input gradient (replacing its slow loop), checked
+ * against the cpu backend's own kernels on strides, paddings, filter sizes and channel counts,
+ * and a stock tf.layers CNN's `model.fit` on wasm (which fails without them) giving the cpu
+ * backend's weights.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import '@tensorflow/tfjs-backend-cpu';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../shared/backend.js';
+import { Rng } from '../shared/math/rng.js';
+
+function random(n: number, rng: Rng): Float32Array {
+  return Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
+}
+
+interface Gradients {
+  readonly dx: Float32Array;
+  readonly df: Float32Array;
+  readonly dfShape: number[];
+}
+
+/** d(sum(conv2d(x, f) * dy)) by x (Conv2DBackpropInput) and by f (Conv2DBackpropFilter) on the current backend. */
+function gradients(x: Float32Array, xShape: readonly number[], f: Float32Array, fShape: readonly number[], dy: (outShape: number[]) => Float32Array, strides: [number, number], pad: 'same' | 'valid'): Gradients {
+  return tf.tidy(() => {
+    const xt = tf.tensor4d(x, [...xShape] as [number, number, number, number]);
+    const ft = tf.tensor4d(f, [...fShape] as [number, number, number, number]);
+    const out = tf.conv2d(xt, ft, strides, pad);
+    const dyt = tf.tensor(dy(out.shape), out.shape);
+    const [gx, gf] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, strides, pad), dyt)))([xt, ft]);
+    return { dx: gx!.dataSync() as Float32Array, df: gf!.dataSync() as Float32Array, dfShape: gf!.shape };
+  });
+}
+
+function relativeDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  const scale = Math.max(...Array.from(b, Math.abs));
+  return Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i]!))) / scale;
+}
+
+async function on<T>(backend: 'wasm' | 'cpu', f: () => T): Promise<T> {
+  await tf.setBackend(backend);
+  return f();
+}
+
+beforeAll(async () => {
+  await initBackend('wasm'); // registers the kernel
+});
+
+describe('wasm convolution gradients', () => {
+  it('are registered for wasm', () => {
+    expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeDefined();
+    expect(tf.getKernel('Conv2DBackpropInput', 'wasm')).toBeDefined();
+  });
+
+  it.each([
+    // batch, height, width, in channels, filter height, filter width, out channels, strides, pad
+    [2, 7, 7, 3, 3, 3, 4, [1, 1], 'valid'],
+    [2, 8, 8, 3, 3, 3, 5, [2, 2], 'same'],
+    [1, 5, 6, 2, 2, 3, 3, [1, 2], 'same'],
+    [2, 9, 9, 4, 1, 1, 2, [1, 1], 'valid'],
+    [1, 10, 10, 2, 2, 2, 3, [3, 3], 'valid'],
+    [3, 28, 28, 1, 3, 3, 8, [1, 1], 'valid'],
+    [2, 13, 13, 32, 3, 3, 64, [1, 1], 'valid'],
+    [2, 6, 6, 3, 5, 5, 2, [1, 1], 'same'],
+  ] as const)('x %i x %i x %i x %i, filter %i x %i -> %i, strides %j, %s: the cpu backend\'s gradients', async (b, h, w, c, fh, fw, co, strides, pad) => {
+    const rng = new Rng(b * 1000 + h * 100 + c * 10 + co);
+    const x = random(b * h * w * c, rng);
+    const f = random(fh * fw * c * co, rng);
+    const dySeed = rng.next();
+    const dy = (shape: number[]): Float32Array => random(shape.reduce((a, n) => a * n, 1), new Rng(Math.floor(dySeed * 1e6)));
+    const args = [x, [b, h, w, c], f, [fh, fw, c, co], dy, [...strides] as [number, number], pad] as const;
+    const wasm = await on('wasm', () => gradients(...args));
+    const cpu = await on('cpu', () => gradients(...args));
+    expect(wasm.dfShape).toEqual([fh, fw, c, co]);
+    expect(relativeDiff(wasm.df, cpu.df), 'filter gradient').toBeLessThan(1e-5);
+    expect(relativeDiff(wasm.dx, cpu.dx), 'input gradient').toBeLessThan(1e-5);
+    await tf.setBackend('wasm');
+  });
+
+  it('a stock tf.layers CNN trains with model.fit on wasm to the cpu backend\'s weights', async () => {
+    const rng = new Rng(3);
+    const xs = random(16 * 12 * 12 * 1, rng);
+    const ys = Float32Array.from({ length: 16 * 3 }, (_, i) => (i % 3 === Math.floor(i / 3) % 3 ? 1 : 0));
+    const fit = async (): Promise<Float32Array[]> => {
+      const model = tfl.sequential({
+        layers: [
+          tfl.layers.conv2d({ inputShape: [12, 12, 1], filters: 4, kernelSize: 3, activation: 'relu', kernelInitializer: tfl.initializers.glorotUniform({ seed: 1 }) }),
+          tfl.layers.maxPooling2d({ poolSize: 2 }),
+          tfl.layers.conv2d({ filters: 6, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu', kernelInitializer: tfl.initializers.glorotUniform({ seed: 2 }) }),
+          tfl.layers.flatten(),
+          tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: 3 }) }),
+        ],
+      });
+      model.compile({ optimizer: tf.train.sgd(0.1), loss: 'categoricalCrossentropy' });
+      const x = tf.tensor4d(xs, [16, 12, 12, 1]);
+      const y = tf.tensor2d(ys, [16, 3]);
+      await model.fit(x, y, { batchSize: 8, epochs: 2, shuffle: false, verbose: 0 });
+      const weights = model.getWeights().map((t) => t.dataSync() as Float32Array);
+      tf.dispose([x, y]);
+      model.dispose();
+      return weights;
+    };
+    await tf.setBackend('wasm');
+    const wasm = await fit();
+    await tf.setBackend('cpu');
+    const cpu = await fit();
+    await tf.setBackend('wasm');
+    expect(wasm.length).toBe(cpu.length);
+    wasm.forEach((w, k) => {
+      const diff = Math.max(...Array.from(w, (v, i) => Math.abs(v - cpu[k]![i]!)));
+      expect(diff, `weight ${k}`).toBeLessThan(1e-4);
+    });
+  });
+});
