@@ -29,7 +29,7 @@ import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import type { GradientDtype } from '../shared/math/float16.js';
 import { Rng } from '../shared/math/rng.js';
 import { epochBatches, epochOrder } from '../coordinator/plan/split-plan.js';
-import type { ModelSpec } from '../shared/model/spec.js';
+import type { DenseSpec, ModelSpec } from '../shared/model/spec.js';
 
 /** The middle value (the mean of the two middle ones for an even count). */
 export function median(xs: readonly number[]): number {
@@ -159,7 +159,7 @@ function jobConfig(c: Case, tokenFile: string): RunConfig {
     {
       seed: 1,
       data: { path: 'unused.csv', label: { column: 'y' } },
-      model: { layers: w.spec.layers.map((l) => ({ units: l.units, activation: l.activation })) },
+      model: { layers: (w.spec.layers as readonly DenseSpec[]).map((l) => ({ units: l.units, activation: l.activation })) },
       compile: { loss: w.spec.loss, optimizer: 'adam' },
       fit: { epochs: 1, batchSize: w.batch },
       cluster: { threads, inProcess, backend: c.backend, gradientDtype, ...(gradientBucketBytes !== undefined && { gradientBucketBytes }), ...(nodes > 0 ? { listen: '127.0.0.1:0', tokenFile, minWorkers: nodes, waitTimeout: 300 } : {}) },

@@ -13,10 +13,11 @@
  * Checked against the stock tape gradients (TapeGradientEngine) for every activation and loss.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { ModelError } from '../shared/errors.js';
 import { Transposer } from '../shared/math/wasm/transpose-kernel.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { logitsLoss, losses, metrics } from '../shared/model/registries.js';
-import { outputDim, type ActivationName, type DenseSpec, type ModelSpec } from '../shared/model/spec.js';
+import { isDenseStack, outputDim, outputLayer, type ActivationName, type DenseSpec, type ModelSpec } from '../shared/model/spec.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
 
 type Backward = (z: tf.Tensor, a: tf.Tensor, da: tf.Tensor, alpha: number) => tf.Tensor;
@@ -84,14 +85,16 @@ export class DenseGradientEngine implements BatchEngine {
     readonly spec: ModelSpec,
     private readonly transposer: Transposer | null = Transposer.create(),
   ) {
+    if (!isDenseStack(spec)) throw new ModelError('the dense engine computes stacks of Dense layers only; this model has other layers (the tape engine computes it)');
     this.layout = weightLayout(spec);
     this.inputDim = spec.inputDim;
     this.outputDim = outputDim(spec);
     this.lossFn = losses[spec.loss].fn;
-    this.logitsLossFn = logitsLoss(spec.loss, spec.layers[spec.layers.length - 1]!.activation);
+    this.logitsLossFn = logitsLoss(spec.loss, outputLayer(spec).activation);
     this.metricFns = spec.metrics.map((name) => metrics[name].fn(this.outputDim));
     let entry = 0;
-    this.layers = spec.layers.map((layer) => {
+    const dense: readonly DenseSpec[] = spec.layers;
+    this.layers = dense.map((layer) => {
       const alpha = layer.alpha ?? 0.3;
       const kernelOffset = this.layout.entries[entry++]!.offset;
       const biasOffset = layer.useBias ? this.layout.entries[entry++]!.offset : -1;

@@ -10,7 +10,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { assignFlatWeights, buildModel, modelVariables } from '../shared/model/build.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { activations, logitsLoss, losses, metrics } from '../shared/model/registries.js';
-import { outputDim, type ModelSpec } from '../shared/model/spec.js';
+import { isDenseStack, outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { DenseGradientEngine } from './dense-gradient.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums, type EngineName } from './engine.js';
 
@@ -27,7 +27,7 @@ export class TapeGradientEngine implements BatchEngine {
   private readonly metricFns: ((t: tf.Tensor, p: tf.Tensor) => tf.Tensor)[];
 
   constructor(readonly spec: ModelSpec) {
-    const lastActivation = spec.layers[spec.layers.length - 1]!.activation;
+    const lastActivation = outputLayer(spec).activation;
     const logits = logitsLoss(spec.loss, lastActivation);
     this.model = buildModel(spec, { logitsOutput: logits !== undefined });
     this.layout = weightLayout(spec);
@@ -100,6 +100,7 @@ export class TapeGradientEngine implements BatchEngine {
   }
 }
 
+/** The engine asked for; a model with other layers than Dense always gets the tape engine. */
 export function createEngine(spec: ModelSpec, name: EngineName = 'dense'): BatchEngine {
-  return name === 'tape' ? new TapeGradientEngine(spec) : new DenseGradientEngine(spec);
+  return name === 'tape' || !isDenseStack(spec) ? new TapeGradientEngine(spec) : new DenseGradientEngine(spec);
 }

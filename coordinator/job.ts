@@ -12,6 +12,7 @@ import { performance } from 'node:perf_hooks';
 import type { JobConfig } from '../shared/config/schema.js';
 import type { CellValue } from '../shared/data/csv.js';
 import type { PreparedData } from '../shared/data/dataset.js';
+import { describeModel } from '../shared/model/layers.js';
 import { weightLayout } from '../shared/model/layout.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import type { Callback } from './callbacks/callback.js';
@@ -155,7 +156,7 @@ function startLine(prepared: PreparedData, plan: RunPlan, local: unknown, withNo
   return (
     `dptrain: ${dataset.train.count} train / ${dataset.val.count} validation / ${dataset.test.count} test rows x ${dataset.features} features ` +
     `(${prepared.rowsDropped} of ${prepared.rowsRead} rows dropped for missing values); ` +
-    `model ${[spec.inputDim, ...spec.layers.map((l) => l.units)].join('-')} (${weightLayout(spec).size} parameters); ` +
+    `model ${describeModel(spec)} (${weightLayout(spec).size} parameters); ` +
     (local instanceof InProcessLane
       ? `computing in the coordinator's thread on ${local.backend}`
       : `${run.cluster.threads} thread(s)${local ? ` on ${(local as { backend: string }).backend}` : ''}${threadsReason ? '' : ` (of ${availableParallelism()} cores)`}`) +

@@ -7,7 +7,8 @@
 import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset } from '../shared/data/dataset.js';
 import { BackendError, ConfigError } from '../shared/errors.js';
-import type { ModelSpec } from '../shared/model/spec.js';
+import { layerShapes } from '../shared/model/layers.js';
+import { isDense, type ModelSpec } from '../shared/model/spec.js';
 import { threadsWithoutModel, withThreads, type RunConfig } from './participants/thread-count.js';
 
 /**
@@ -62,8 +63,15 @@ function checkWorkerNodes({ cluster: c }: JobConfig): void {
  */
 export function checkAgainstData(config: JobConfig, spec: ModelSpec, dataset: Pick<Dataset, 'outputs' | 'val'>, threads?: number): void {
   const last = spec.layers.length - 1;
-  if (spec.layers[last]!.units !== dataset.outputs) {
-    throw new ConfigError(`model.layers[${last}].units is ${spec.layers[last]!.units}, but the label gives ${dataset.outputs} output(s)`);
+  const output = spec.layers[last]!;
+  if (!isDense(output)) throw new ConfigError(`model.layers[${last}] is ${output.type}: a model ends with a dense layer whose units are the label's outputs (${dataset.outputs})`);
+  if (output.units !== dataset.outputs) {
+    throw new ConfigError(`model.layers[${last}].units is ${output.units}, but the label gives ${dataset.outputs} output(s)`);
+  }
+  try {
+    layerShapes(spec);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
   }
   const lanes = threads ?? (typeof config.cluster.threads === 'number' ? config.cluster.threads : 0);
   if (config.fit.batchSize < lanes) {

@@ -11,7 +11,7 @@
 import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from './errors.js';
-import { registerConvolutionKernels } from './wasm-kernels/convolution.js';
+import { registerWasmKernels } from './wasm-kernels/register.js';
 
 import { BACKENDS, type BackendChoice } from './backend-choice.js';
 
@@ -23,7 +23,7 @@ export const TENSORFLOW_INSTALL_HINT =
 
 async function startWasm(): Promise<void> {
   await import('@tensorflow/tfjs-backend-wasm');
-  registerConvolutionKernels();
+  registerWasmKernels();
   if (!(await tf.setBackend('wasm'))) throw new Error('tf.setBackend("wasm") returned false');
 }
 

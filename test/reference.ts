@@ -10,6 +10,7 @@ import type { Dataset } from '../shared/data/dataset.js';
 import { epochBatches, epochOrder } from '../coordinator/plan/split-plan.js';
 import { assignFlatWeights, buildModel, modelVariables, readFlatWeights } from '../shared/model/build.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
+import { outputLayer } from '../shared/model/spec.js';
 
 export async function referenceWeights(config: JobConfig, dataset: Dataset): Promise<Float32Array> {
   const optimizer = config.compile.optimizer;
@@ -17,7 +18,7 @@ export async function referenceWeights(config: JobConfig, dataset: Dataset): Pro
   const spec = modelSpec(config, dataset);
   // As tf.keras: a sigmoid + binary or softmax + categorical cross-entropy model is trained on
   // its logits, with tfjs-core's own tf.losses (the engines have their own formulas).
-  const last = spec.layers[spec.layers.length - 1]!.activation;
+  const last = outputLayer(spec).activation;
   const fromLogits =
     config.compile.loss === 'binaryCrossentropy' && last === 'sigmoid'
       ? (y: tf.Tensor, z: tf.Tensor) => tf.losses.sigmoidCrossEntropy(y, z, undefined, 0, tf.Reduction.NONE)

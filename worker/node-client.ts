@@ -13,6 +13,7 @@ import { ProtocolError, WorkerError } from '../shared/errors.js';
 import { PROTOCOL_VERSION, type JobMessage, type Message, type StepMessage } from '../shared/protocol/schemas.js';
 import { decodeFrame, encodeMessage } from '../shared/protocol/codec.js';
 import { FramePool } from '../shared/protocol/frame-pool.js';
+import { describeModel } from '../shared/model/layers.js';
 import type { BatchEngine } from '../compute/engine.js';
 import { createEngine } from '../compute/gradient.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -186,7 +187,7 @@ export class NodeClient {
     this.version = -1;
     this.weights = undefined;
     this.options.log(
-      `job ${job.jobId}: model ${[job.spec.inputDim, ...job.spec.layers.map((l) => l.units)].join('-')} (${job.parameters} parameters), ${job.trainRows} training rows, backend ${tf.getBackend()}`,
+      `job ${job.jobId}: model ${describeModel(job.spec)} (${job.parameters} parameters), ${job.trainRows} training rows, backend ${tf.getBackend()}`,
     );
   }
 

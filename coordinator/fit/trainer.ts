@@ -7,12 +7,12 @@
  * training state (state.ts) from a checkpoint.
  */
 import { createHash } from 'node:crypto';
-import type { JobConfig } from '../../shared/config/schema.js';
+import type { JobConfig, LayerConfig } from '../../shared/config/schema.js';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import { CheckpointError } from '../../shared/errors.js';
 import { Rng } from '../../shared/math/rng.js';
 import { initialWeights, weightLayout } from '../../shared/model/layout.js';
-import type { ModelSpec } from '../../shared/model/spec.js';
+import type { LayerSpec, ModelSpec } from '../../shared/model/spec.js';
 import { CallbackList, type Callback } from '../callbacks/callback.js';
 import { EarlyStoppingCallback } from '../callbacks/early-stopping.js';
 import type { TrainingState } from '../checkpoint.js';
@@ -36,8 +36,27 @@ export const runRngs = {
 
 /** The ModelSpec of the config's model for the data's shape (validate.ts checks that they fit). */
 export function modelSpec(config: JobConfig, dataset: Pick<Dataset, 'features' | 'outputs'>): ModelSpec {
-  const layers = config.model.layers.map(({ units, activation, useBias, alpha }) => ({ units, activation, useBias, ...(alpha === undefined ? {} : { alpha }) }));
-  return { inputDim: dataset.features, layers, loss: config.compile.loss, metrics: config.compile.metrics };
+  return { inputDim: dataset.features, layers: config.model.layers.map(layerSpec), loss: config.compile.loss, metrics: config.compile.metrics };
+}
+
+const pair = (v: number | readonly [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
+
+/** A config layer as the spec holds it: sizes as pairs; a dense layer without `type` (as specs always had it). */
+function layerSpec(layer: LayerConfig): LayerSpec {
+  const alpha = 'alpha' in layer && layer.alpha !== undefined ? { alpha: layer.alpha } : {};
+  switch (layer.type) {
+    case 'dense':
+      return { units: layer.units, activation: layer.activation, useBias: layer.useBias, ...alpha };
+    case 'conv2d':
+      return { type: 'conv2d', filters: layer.filters, kernelSize: pair(layer.kernelSize), strides: pair(layer.strides), padding: layer.padding, activation: layer.activation, useBias: layer.useBias, ...alpha };
+    case 'maxPooling2d':
+    case 'averagePooling2d':
+      return { type: layer.type, poolSize: pair(layer.poolSize), strides: pair(layer.strides ?? layer.poolSize), padding: layer.padding };
+    case 'flatten':
+      return { type: 'flatten' };
+    case 'reshape':
+      return { type: 'reshape', targetShape: [...layer.targetShape] };
+  }
 }
 
 export interface FitResult {

@@ -9,7 +9,7 @@
  * tensorflow backend (native TensorFlow is multi-threaded already and runs only in the main thread).
  */
 import type { JobConfig } from '../../shared/config/schema.js';
-import { weightLayout } from '../../shared/model/layout.js';
+import { forwardFlops } from '../../shared/model/layers.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 
 /**
@@ -23,12 +23,12 @@ export const MIN_FLOPS_PER_THREAD = 50e6;
 export type RunConfig = JobConfig & { readonly cluster: JobConfig['cluster'] & { readonly threads: number } };
 
 /**
- * Floating-point operations of one training step of a Dense stack: forward 2 x fanIn x units per
- * layer and sample, backward twice that (input and kernel gradients), biases left out.
+ * Floating-point operations of one training step: forward (per layer and sample: 2 x fanIn x
+ * units for Dense, 2 x output positions x kernel size for conv2d; layers.ts), backward twice that
+ * (input and kernel gradients), biases left out.
  */
 export function stepFlops(spec: ModelSpec, batchSize: number): number {
-  const kernels = weightLayout(spec).entries.filter((e) => e.kind === 'kernel');
-  return 6 * batchSize * kernels.reduce((sum, e) => sum + e.size, 0);
+  return 3 * batchSize * forwardFlops(spec);
 }
 
 export interface ThreadChoice {

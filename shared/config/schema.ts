@@ -8,7 +8,7 @@ import { BACKENDS } from '../backend-choice.js';
 import { DEFAULT_MAX_CATEGORIES } from '../data/preprocess.js';
 import { GRADIENT_DTYPES } from '../math/float16.js';
 import { optimizerDefaults, type OptimizerConfig } from './optimizer-config.js';
-import { ACTIVATIONS, LOSSES, METRICS } from '../model/spec.js';
+import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
 
 const Label = z.strictObject({
   column: z.string().min(1),
@@ -31,13 +31,38 @@ const Data = z.strictObject({
   standardize: z.boolean().default(false),
 });
 
-const Layer = z.strictObject({
-  type: z.literal('dense').default('dense'),
+/** A size for both axes (3) or each ([3, 5]). */
+const Pair = z.union([z.int().positive(), z.tuple([z.int().positive(), z.int().positive()])]);
+
+const DenseLayer = z.strictObject({
+  type: z.literal('dense'),
   units: z.int().positive(),
   activation: z.enum(ACTIVATIONS).default('linear'),
   useBias: z.boolean().default(true),
   alpha: z.number().nonnegative().optional(),
 });
+const Conv2DLayer = z.strictObject({
+  type: z.literal('conv2d'),
+  filters: z.int().positive(),
+  kernelSize: Pair,
+  strides: Pair.default(1),
+  padding: z.enum(PADDINGS).default('valid'),
+  activation: z.enum(ACTIVATIONS).default('linear'),
+  useBias: z.boolean().default(true),
+  alpha: z.number().nonnegative().optional(),
+});
+/** strides default to poolSize, as Keras's. */
+const Pool2DLayer = (type: 'maxPooling2d' | 'averagePooling2d') =>
+  z.strictObject({ type: z.literal(type), poolSize: Pair.default(2), strides: Pair.optional(), padding: z.enum(PADDINGS).default('valid') });
+const FlattenLayer = z.strictObject({ type: z.literal('flatten') });
+const ReshapeLayer = z.strictObject({ type: z.literal('reshape'), targetShape: z.array(z.int().positive()).min(1) });
+
+/** A layer of model.layers; without `type`, a dense layer. */
+const Layer = z.preprocess(
+  (value) => (value !== null && typeof value === 'object' && !Array.isArray(value) && !('type' in value) ? { type: 'dense', ...value } : value),
+  z.discriminatedUnion('type', [DenseLayer, Conv2DLayer, Pool2DLayer('maxPooling2d'), Pool2DLayer('averagePooling2d'), FlattenLayer, ReshapeLayer]),
+);
+export type LayerConfig = z.output<typeof Layer>;
 
 const Adam = z.strictObject({
   name: z.literal('adam'),

@@ -4,31 +4,60 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { ModelError } from '../errors.js';
-import { weightLayout, denseName, type WeightLayout } from './layout.js';
+import { layerShapes, layerType } from './layers.js';
+import { layerName, weightLayout, type WeightLayout } from './layout.js';
 import { activations } from './registries.js';
-import type { ModelSpec } from './spec.js';
+import { isDense, type ModelSpec } from './spec.js';
+
+/** The activation string a layer takes, and any layer to put after it (leakyRelu). */
+function activationOf(name: string, where: string): (typeof activations)[keyof typeof activations] {
+  const activation = activations[name as keyof typeof activations];
+  if (!activation) throw new ModelError(`unknown activation "${name}" in ${where}`);
+  return activation;
+}
 
 /**
  * `logitsOutput`: the last layer without its activation (the model outputs its pre-activation),
  * for an engine that computes the loss from the logits. Same weights either way.
  */
 export function buildModel(spec: ModelSpec, { logitsOutput = false }: { logitsOutput?: boolean } = {}): tfl.Sequential {
+  layerShapes(spec); // every layer fits the one before it, or a ModelError naming it
   const model = tfl.sequential();
   spec.layers.forEach((layer, i) => {
-    const activation = activations[layer.activation];
-    if (!activation) throw new ModelError(`unknown activation "${String(layer.activation)}" in layer ${i + 1}`);
-    const bare = logitsOutput && i === spec.layers.length - 1;
-    if (bare && activation.after) throw new ModelError(`layer ${i + 1}: a ${layer.activation} output has no logits form`);
-    model.add(
-      tfl.layers.dense({
-        name: denseName(i),
-        units: layer.units,
-        activation: bare ? 'linear' : activation.dense,
-        useBias: layer.useBias,
-        ...(i === 0 ? { inputShape: [spec.inputDim] } : {}),
-      }),
-    );
-    if (activation.after) model.add(activation.after(layer.alpha));
+    const where = `layer ${i + 1}`;
+    const first = i === 0 ? { inputShape: [spec.inputDim] } : {};
+    const name = layerName(layerType(layer), i);
+    if (isDense(layer)) {
+      const activation = activationOf(layer.activation, where);
+      const bare = logitsOutput && i === spec.layers.length - 1;
+      if (bare && activation.after) throw new ModelError(`${where}: a ${layer.activation} output has no logits form`);
+      model.add(tfl.layers.dense({ name, units: layer.units, activation: bare ? 'linear' : activation.dense, useBias: layer.useBias, ...first }));
+      if (activation.after) model.add(activation.after(layer.alpha));
+      return;
+    }
+    switch (layer.type) {
+      case 'conv2d': {
+        if (i === 0) throw new ModelError(`${where}: a conv2d cannot take the flat input; put a reshape layer first`);
+        const activation = activationOf(layer.activation, where);
+        model.add(
+          tfl.layers.conv2d({ name, filters: layer.filters, kernelSize: [...layer.kernelSize], strides: [...layer.strides], padding: layer.padding, activation: activation.dense, useBias: layer.useBias, dataFormat: 'channelsLast' }),
+        );
+        if (activation.after) model.add(activation.after(layer.alpha));
+        return;
+      }
+      case 'maxPooling2d':
+      case 'averagePooling2d': {
+        const args = { name, poolSize: [...layer.poolSize] as [number, number], strides: [...layer.strides] as [number, number], padding: layer.padding, dataFormat: 'channelsLast' as const, ...first };
+        model.add(layer.type === 'maxPooling2d' ? tfl.layers.maxPooling2d(args) : tfl.layers.averagePooling2d(args));
+        return;
+      }
+      case 'flatten':
+        model.add(tfl.layers.flatten({ name, ...first }));
+        return;
+      case 'reshape':
+        model.add(tfl.layers.reshape({ name, targetShape: [...layer.targetShape], ...first }));
+        return;
+    }
   });
   return model;
 }

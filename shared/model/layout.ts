@@ -1,11 +1,12 @@
 /**
  * Flat weights: the whole model's trainable parameters as one Float32Array, in Keras order
- * (for each Dense layer: kernel [fanIn, units] row-major, then bias [units]). The optimizer,
- * the reduction and the wire all work on this one array; only the gradient engine maps it to
- * tensors.
+ * (for each layer with weights: kernel row-major, then bias; a Dense kernel is [fanIn, units], a
+ * conv2d kernel [kernelHeight, kernelWidth, inChannels, filters]). The optimizer, the reduction
+ * and the wire all work on this one array; only the gradient engine maps it to tensors.
  */
 import { Rng } from '../math/rng.js';
-import type { ModelSpec } from './spec.js';
+import { layerShapes, layerType } from './layers.js';
+import type { LayerType, ModelSpec } from './spec.js';
 
 export interface WeightEntry {
   readonly name: string;
@@ -21,34 +22,45 @@ export interface WeightLayout {
   readonly size: number;
 }
 
-/** Layer names used in built and saved models: dense_1, dense_2, ... */
-export function denseName(index: number): string {
-  return `dense_${index + 1}`;
+const SNAKE: Readonly<Record<LayerType, string>> = {
+  dense: 'dense',
+  conv2d: 'conv2d',
+  maxPooling2d: 'max_pooling2d',
+  averagePooling2d: 'average_pooling2d',
+  flatten: 'flatten',
+  reshape: 'reshape',
+};
+
+/** Layer names used in built and saved models, numbered by position: dense_1, conv2d_1, max_pooling2d_2, ... */
+export function layerName(type: LayerType, index: number): string {
+  return `${SNAKE[type]}_${index + 1}`;
 }
 
 export function weightLayout(spec: ModelSpec): WeightLayout {
   const entries: WeightEntry[] = [];
   let offset = 0;
-  let fanIn = spec.inputDim;
-  spec.layers.forEach((layer, i) => {
-    const kernel = { name: `${denseName(i)}/kernel`, shape: [fanIn, layer.units], offset, size: fanIn * layer.units, kind: 'kernel' as const };
-    entries.push(kernel);
-    offset += kernel.size;
-    if (layer.useBias) {
-      entries.push({ name: `${denseName(i)}/bias`, shape: [layer.units], offset, size: layer.units, kind: 'bias' });
-      offset += layer.units;
+  layerShapes(spec).forEach(({ weights }, i) => {
+    const name = layerName(layerType(spec.layers[i]!), i);
+    for (const { kind, shape } of weights) {
+      const size = shape.reduce((a, n) => a * n, 1);
+      entries.push({ name: `${name}/${kind}`, shape, offset, size, kind });
+      offset += size;
     }
-    fanIn = layer.units;
   });
   return { entries, size: offset };
 }
 
-/** Keras defaults: glorotUniform kernels (limit sqrt(6 / (fanIn + fanOut))), zero biases. */
+/**
+ * Keras defaults: glorotUniform kernels (limit sqrt(6 / (fanIn + fanOut)); for a conv kernel
+ * [kh, kw, in, out], fanIn = kh kw in and fanOut = kh kw out), zero biases.
+ */
 export function initialWeights(layout: WeightLayout, rng: Rng): Float32Array {
   const weights = new Float32Array(layout.size);
   for (const entry of layout.entries) {
     if (entry.kind !== 'kernel') continue;
-    const [fanIn, fanOut] = entry.shape as [number, number];
+    const receptive = entry.shape.slice(0, -2).reduce((a, n) => a * n, 1);
+    const fanIn = receptive * entry.shape.at(-2)!;
+    const fanOut = receptive * entry.shape.at(-1)!;
     const limit = Math.sqrt(6 / (fanIn + fanOut));
     for (let i = 0; i < entry.size; i++) weights[entry.offset + i] = (rng.next() * 2 - 1) * limit;
   }

@@ -1,7 +1,8 @@
 /**
- * The model spec: a Keras-style Sequential stack of Dense layers, as plain data. It travels to
- * every participant (threads and nodes) and is all they need to build the same model.
- * Pure: no TensorFlow.js here, so the config schema and protocol can import it cheaply.
+ * The model spec: a Keras-style Sequential stack of layers (Dense, and conv2d, pooling, flatten
+ * and reshape for image-shaped data), as plain data. It travels to every participant (threads
+ * and nodes) and is all they need to build the same model. Pure: no TensorFlow.js here, so the
+ * config schema and protocol can import it cheaply. Shapes and weights per layer: layers.ts.
  */
 export const ACTIVATIONS = ['sigmoid', 'relu', 'leakyRelu', 'tanh', 'swish', 'softmax', 'linear'] as const;
 export type ActivationName = (typeof ACTIVATIONS)[number];
@@ -31,7 +32,15 @@ export const METRIC_HIGHER_IS_BETTER: Readonly<Record<MetricName, boolean>> = {
   meanAbsoluteError: false,
 };
 
+/** Layer types a spec may hold (the config's `model.layers[].type`). */
+export const LAYER_TYPES = ['dense', 'conv2d', 'maxPooling2d', 'averagePooling2d', 'flatten', 'reshape'] as const;
+export type LayerType = (typeof LAYER_TYPES)[number];
+export const PADDINGS = ['valid', 'same'] as const;
+export type Padding = (typeof PADDINGS)[number];
+
+/** A Dense layer (no `type`: Dense is what a spec held before other layers, and still the default). */
 export interface DenseSpec {
+  readonly type?: 'dense';
   readonly units: number;
   readonly activation: ActivationName;
   readonly useBias: boolean;
@@ -39,16 +48,63 @@ export interface DenseSpec {
   readonly alpha?: number;
 }
 
+/** A 2D convolution over [height, width, channels] (channels last, as Keras's default). */
+export interface Conv2DSpec {
+  readonly type: 'conv2d';
+  readonly filters: number;
+  readonly kernelSize: readonly [number, number];
+  readonly strides: readonly [number, number];
+  readonly padding: Padding;
+  readonly activation: ActivationName;
+  readonly useBias: boolean;
+  readonly alpha?: number;
+}
+
+export interface Pool2DSpec {
+  readonly type: 'maxPooling2d' | 'averagePooling2d';
+  readonly poolSize: readonly [number, number];
+  readonly strides: readonly [number, number];
+  readonly padding: Padding;
+}
+
+export interface FlattenSpec {
+  readonly type: 'flatten';
+}
+
+/** Reshapes each sample (e.g. 784 pixel columns to [28, 28, 1]). */
+export interface ReshapeSpec {
+  readonly type: 'reshape';
+  readonly targetShape: readonly number[];
+}
+
+export type LayerSpec = DenseSpec | Conv2DSpec | Pool2DSpec | FlattenSpec | ReshapeSpec;
+
+export function isDense(layer: LayerSpec): layer is DenseSpec {
+  return layer.type === undefined || layer.type === 'dense';
+}
+
+/** Every layer Dense: the direct Dense engine can compute it (else the tape engine does). */
+export function isDenseStack(spec: ModelSpec): spec is ModelSpec & { readonly layers: readonly DenseSpec[] } {
+  return spec.layers.every(isDense);
+}
+
 export interface ModelSpec {
+  /** Features per sample as they arrive (flat); a reshape layer gives them an image's shape. */
   readonly inputDim: number;
-  readonly layers: readonly DenseSpec[];
+  readonly layers: readonly LayerSpec[];
   readonly loss: LossName;
   /** Metric names in the order their sums travel in gradient results. */
   readonly metrics: readonly MetricName[];
 }
 
-export function outputDim(spec: ModelSpec): number {
+/** The last layer, which must be Dense (its units are the outputs). */
+export function outputLayer(spec: ModelSpec): DenseSpec {
   const last = spec.layers[spec.layers.length - 1];
   if (!last) throw new RangeError('model has no layers');
-  return last.units;
+  if (!isDense(last)) throw new RangeError(`the last layer is ${last.type}; a model ends with a dense layer (its units are the outputs)`);
+  return last;
+}
+
+export function outputDim(spec: ModelSpec): number {
+  return outputLayer(spec).units;
 }

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { GRADIENT_DTYPES } from '../math/float16.js';
-import { ACTIVATIONS, LOSSES, METRICS } from '../model/spec.js';
+import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
 
 /** The version this code speaks; a hello of any other is refused (PROTOCOL.md lists them). */
 export const PROTOCOL_VERSION = 4;
@@ -17,11 +17,28 @@ const bytes = z.instanceof(Uint8Array);
 const pad = z.string().max(7).optional();
 
 /** The model spec as it travels in a job message (checked before the worker builds anything). */
+const size = z.int().positive().max(1 << 20);
+const sizePair = z.tuple([size, size]);
+const LayerSpecSchema = z.union([
+  z.strictObject({ type: z.literal('dense').optional(), units: size, activation: z.enum(ACTIVATIONS), useBias: z.boolean(), alpha: z.number().nonnegative().optional() }),
+  z.strictObject({
+    type: z.literal('conv2d'),
+    filters: size,
+    kernelSize: sizePair,
+    strides: sizePair,
+    padding: z.enum(PADDINGS),
+    activation: z.enum(ACTIVATIONS),
+    useBias: z.boolean(),
+    alpha: z.number().nonnegative().optional(),
+  }),
+  z.strictObject({ type: z.enum(['maxPooling2d', 'averagePooling2d']), poolSize: sizePair, strides: sizePair, padding: z.enum(PADDINGS) }),
+  z.strictObject({ type: z.literal('flatten') }),
+  z.strictObject({ type: z.literal('reshape'), targetShape: z.array(size).min(1).max(8) }),
+]);
+
 export const ModelSpecSchema = z.strictObject({
   inputDim: z.int().positive(),
-  layers: z
-    .array(z.strictObject({ units: z.int().positive(), activation: z.enum(ACTIVATIONS), useBias: z.boolean(), alpha: z.number().nonnegative().optional() }))
-    .min(1),
+  layers: z.array(LayerSpecSchema).min(1).max(1000),
   loss: z.enum(LOSSES),
   metrics: z.array(z.enum(METRICS)),
 });

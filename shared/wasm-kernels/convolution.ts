@@ -9,12 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/** What this kernel reads of the wasm backend (not exported by tfjs-backend-wasm's types). */
-interface WasmBackend {
-  makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array;
-  disposeData(dataId: object): boolean;
-}
+import { stockKernel, type WasmBackend, type WasmKernel } from './wasm-backend.js';
 
 interface Attrs {
   readonly strides: [number, number] | number;
@@ -58,7 +53,7 @@ function im2colTransposed(x: Float32Array, colsT: Float32Array, info: tf.backend
   }
 }
 
-function conv2DBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: unknown }): tf.TensorInfo {
+export function conv2DBackpropFilter(args: Parameters<WasmKernel>[0]): tf.TensorInfo {
   const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
   const backend = args.backend as WasmBackend;
   const { strides, pad, dataFormat, dimRoundingMode, filterShape } = args.attrs as Attrs;
@@ -114,7 +109,7 @@ function col2im(cols: Float32Array, dx: Float32Array, info: tf.backend_util.Conv
  * gradients are one product, dy (M x outChannels) x W^T (outChannels x K), scattered back onto
  * the input (col2im).
  */
-function conv2DBackpropInput(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: unknown }): tf.TensorInfo {
+export function conv2DBackpropInput(args: Parameters<WasmKernel>[0]): tf.TensorInfo {
   const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
   const backend = args.backend as WasmBackend;
   const { strides, pad, dataFormat, dimRoundingMode, inputShape } = args.attrs as InputAttrs;
@@ -141,20 +136,7 @@ function conv2DBackpropInput(args: { inputs: tf.NamedTensorInfoMap; backend: unk
   return dx;
 }
 
-function matMulKernel(): (a: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: unknown }) => tf.TensorInfo {
-  return tf.getKernel('BatchMatMul', 'wasm')!.kernelFunc as (a: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: unknown }) => tf.TensorInfo;
-}
-
-const KERNELS: Record<string, (args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: unknown }) => tf.TensorInfo> = {
-  Conv2DBackpropFilter: conv2DBackpropFilter,
-  Conv2DBackpropInput: conv2DBackpropInput,
-};
-
-/** Registers the kernels for the wasm backend, replacing its own where it has one (once per thread). */
-export function registerConvolutionKernels(): void {
-  for (const [kernelName, kernelFunc] of Object.entries(KERNELS)) {
-    if (tf.getKernel(kernelName, 'wasm')?.kernelFunc === kernelFunc) continue;
-    if (tf.getKernel(kernelName, 'wasm')) tf.unregisterKernel(kernelName, 'wasm');
-    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
-  }
+/** The backend's own BatchMatMul (captured before dptrain's replaces it: see register.ts). */
+function matMulKernel(): WasmKernel {
+  return stockKernel('BatchMatMul');
 }

@@ -1,8 +1,8 @@
 /**
- * The convolution kernels dptrain gives tfjs-backend-wasm (shared/wasm-kernels/convolution.ts):
- * conv2d's filter gradient (missing there) and input gradient (replacing its slow loop), checked
- * against the cpu backend's own kernels on strides, paddings, filter sizes and channel counts,
- * and a stock tf.layers CNN's `model.fit` on wasm (which fails without them) giving the cpu
+ * The kernels dptrain gives tfjs-backend-wasm (shared/wasm-kernels/): conv2d's filter gradient
+ * (missing there) and input gradient, the max-pool gradient and transposed matrix products
+ * (replacing slow ones), each checked against the cpu backend's own kernels on many shapes, and
+ * a stock tf.layers CNN's `model.fit` on wasm (which fails without them) giving the cpu
  * backend's weights.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -10,6 +10,9 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/backend.js';
+import { batchMatMul } from '../shared/wasm-kernels/batch-mat-mul.js';
+import { conv2DBackpropFilter, conv2DBackpropInput } from '../shared/wasm-kernels/convolution.js';
+import { maxPoolGrad } from '../shared/wasm-kernels/max-pool-grad.js';
 import { Rng } from '../shared/math/rng.js';
 
 function random(n: number, rng: Rng): Float32Array {
@@ -49,10 +52,10 @@ beforeAll(async () => {
   await initBackend('wasm'); // registers the kernel
 });
 
-describe('wasm convolution gradients', () => {
-  it('are registered for wasm', () => {
-    expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeDefined();
-    expect(tf.getKernel('Conv2DBackpropInput', 'wasm')).toBeDefined();
+describe('dptrain\'s wasm kernels', () => {
+  it('are the ones registered for wasm', () => {
+    const ours = { Conv2DBackpropFilter: conv2DBackpropFilter, Conv2DBackpropInput: conv2DBackpropInput, MaxPoolGrad: maxPoolGrad, BatchMatMul: batchMatMul };
+    for (const [name, kernel] of Object.entries(ours)) expect(tf.getKernel(name, 'wasm')?.kernelFunc, name).toBe(kernel);
   });
 
   it.each([
@@ -78,6 +81,48 @@ describe('wasm convolution gradients', () => {
     expect(relativeDiff(wasm.df, cpu.df), 'filter gradient').toBeLessThan(1e-5);
     expect(relativeDiff(wasm.dx, cpu.dx), 'input gradient').toBeLessThan(1e-5);
     await tf.setBackend('wasm');
+  });
+
+  it.each([
+    // batch, height, width, channels, pool, strides, pad
+    [2, 26, 26, 3, 2, 2, 'valid'],
+    [1, 7, 7, 2, 2, 2, 'valid'],
+    [2, 7, 9, 3, 3, 2, 'same'],
+    [1, 6, 6, 1, 3, 1, 'same'],
+  ] as const)('MaxPoolGrad: x %i x %i x %i x %i, pool %i, stride %i, %s: the cpu backend\'s gradient, ties included', async (b, h, w, c, pool, stride, pad) => {
+    const rng = new Rng(h * 10 + c);
+    // quantised values, so windows have ties: the first largest gets the gradient on both backends
+    const x = Float32Array.from({ length: b * h * w * c }, () => Math.floor(rng.next() * 4));
+    const run = (): Float32Array =>
+      tf.tidy(() => {
+        const xt = tf.tensor4d(x, [b, h, w, c]);
+        const dy = tf.tensor(random(tf.maxPool(xt, pool, stride, pad).size, new Rng(9)), tf.maxPool(xt, pool, stride, pad).shape);
+        return tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(v as tf.Tensor4D, pool, stride, pad), dy)))(xt).dataSync() as Float32Array;
+      });
+    const wasm = await on('wasm', run);
+    const cpu = await on('cpu', run);
+    await tf.setBackend('wasm');
+    expect(Array.from(wasm)).toEqual(Array.from(cpu));
+  });
+
+  it.each([
+    // a shape, b shape, transposeA, transposeB
+    [[5, 7], [7, 3], false, false],
+    [[7, 5], [7, 3], true, false],
+    [[5, 7], [3, 7], false, true],
+    [[7, 5], [3, 7], true, true],
+    [[2, 33, 65], [2, 33, 40], true, false],
+    [[3, 64, 1600], [3, 128, 1600], false, true],
+    [[1, 4, 6], [6, 2], false, false],
+  ] as const)('BatchMatMul %j x %j (transposeA %s, transposeB %s): the cpu backend\'s product', async (aShape, bShape, ta, tb) => {
+    const rng = new Rng((aShape as readonly number[]).reduce((x, n) => x + n, 0));
+    const a = random((aShape as readonly number[]).reduce((x, n) => x * n, 1), rng);
+    const bv = random((bShape as readonly number[]).reduce((x, n) => x * n, 1), rng);
+    const run = (): Float32Array => tf.tidy(() => tf.matMul(tf.tensor(a, [...aShape]), tf.tensor(bv, [...bShape]), ta, tb).dataSync() as Float32Array);
+    const wasm = await on('wasm', run);
+    const cpu = await on('cpu', run);
+    await tf.setBackend('wasm');
+    expect(relativeDiff(wasm, cpu)).toBeLessThan(1e-5);
   });
 
   it('a stock tf.layers CNN trains with model.fit on wasm to the cpu backend\'s weights', async () => {

@@ -1,0 +1,131 @@
+/**
+ * The layer registry, pure (no TensorFlow.js): for each layer type, the shape it gives a sample,
+ * its weights in Keras order, and its forward floating-point operations per sample. The flat
+ * weight layout (layout.ts), thread-count choice and the checks of a model against its data
+ * read it; build.ts maps each type to its tfjs-layers layer. Add a layer type by adding an entry
+ * here and one there.
+ */
+import { ModelError } from '../errors.js';
+import { isDense, type LayerSpec, type LayerType, type ModelSpec, type Padding } from './spec.js';
+
+export type Shape = readonly number[];
+
+export interface LayerWeights {
+  readonly kind: 'kernel' | 'bias';
+  readonly shape: readonly number[];
+}
+
+interface LayerKind<L extends LayerSpec> {
+  outputShape(input: Shape, layer: L, where: string): Shape;
+  weights(input: Shape, layer: L): LayerWeights[];
+  /** Forward multiply-adds x 2 per sample. */
+  flops(input: Shape, layer: L): number;
+}
+
+type Of<T extends LayerType> = Extract<LayerSpec, { type: T }>;
+
+function image(input: Shape, where: string, what: string): [number, number, number] {
+  if (input.length !== 3) {
+    throw new ModelError(`${where} (${what}) needs each sample as [height, width, channels]; it gets [${input.join(', ')}]: put a reshape layer before it (e.g. targetShape: [28, 28, 1])`);
+  }
+  return input as [number, number, number];
+}
+
+/** Output length along one axis, as Keras computes it. */
+function outLength(size: number, window: number, stride: number, padding: Padding): number {
+  return padding === 'same' ? Math.ceil(size / stride) : Math.floor((size - window) / stride) + 1;
+}
+
+function spatial(input: [number, number, number], window: readonly [number, number], strides: readonly [number, number], padding: Padding, where: string): [number, number] {
+  const h = outLength(input[0], window[0], strides[0], padding);
+  const w = outLength(input[1], window[1], strides[1], padding);
+  if (h < 1 || w < 1) throw new ModelError(`${where}: a ${window.join('x')} window does not fit a ${input[0]}x${input[1]} input with padding "${padding}"`);
+  return [h, w];
+}
+
+const size = (shape: Shape): number => shape.reduce((a, n) => a * n, 1);
+
+const dense: LayerKind<Extract<LayerSpec, { units: number }>> = {
+  outputShape(input, layer, where) {
+    if (input.length !== 1) throw new ModelError(`${where} (dense) needs a flat input; it gets [${input.join(', ')}]: put a flatten layer before it`);
+    return [layer.units];
+  },
+  weights: (input, layer) => [{ kind: 'kernel', shape: [input[0]!, layer.units] }, ...(layer.useBias ? [{ kind: 'bias' as const, shape: [layer.units] }] : [])],
+  flops: (input, layer) => 2 * input[0]! * layer.units,
+};
+
+const conv2d: LayerKind<Of<'conv2d'>> = {
+  outputShape(input, layer, where) {
+    return [...spatial(image(input, where, 'conv2d'), layer.kernelSize, layer.strides, layer.padding, where), layer.filters];
+  },
+  weights: (input, layer) => [
+    { kind: 'kernel', shape: [layer.kernelSize[0], layer.kernelSize[1], input[2]!, layer.filters] },
+    ...(layer.useBias ? [{ kind: 'bias' as const, shape: [layer.filters] }] : []),
+  ],
+  flops(input, layer) {
+    const [h, w] = spatial(input as [number, number, number], layer.kernelSize, layer.strides, layer.padding, '');
+    return 2 * h * w * layer.filters * layer.kernelSize[0] * layer.kernelSize[1] * input[2]!;
+  },
+};
+
+const pool: LayerKind<Of<'maxPooling2d' | 'averagePooling2d'>> = {
+  outputShape: (input, layer, where) => [...spatial(image(input, where, layer.type), layer.poolSize, layer.strides, layer.padding, where), input[2]!],
+  weights: () => [],
+  flops: (input) => size(input),
+};
+
+const LAYERS: { readonly [T in LayerType]: LayerKind<Of<T>> } = {
+  dense: dense as LayerKind<Of<'dense'>>,
+  conv2d,
+  maxPooling2d: pool,
+  averagePooling2d: pool,
+  flatten: { outputShape: (input) => [size(input)], weights: () => [], flops: () => 0 },
+  reshape: {
+    outputShape(input, layer, where) {
+      if (size(layer.targetShape) !== size(input)) {
+        throw new ModelError(`${where} (reshape): [${layer.targetShape.join(', ')}] has ${size(layer.targetShape)} values per sample, its input [${input.join(', ')}] has ${size(input)}`);
+      }
+      return layer.targetShape;
+    },
+    weights: () => [],
+    flops: () => 0,
+  },
+};
+
+function kindOf(layer: LayerSpec): LayerKind<LayerSpec> {
+  return LAYERS[isDense(layer) ? 'dense' : layer.type] as LayerKind<LayerSpec>;
+}
+
+export function layerType(layer: LayerSpec): LayerType {
+  return isDense(layer) ? 'dense' : layer.type;
+}
+
+/** Each layer's input shape (per sample), its output shape and its weights, checked as they chain. */
+export function layerShapes(spec: ModelSpec): { readonly input: Shape; readonly output: Shape; readonly weights: LayerWeights[] }[] {
+  let shape: Shape = [spec.inputDim];
+  return spec.layers.map((layer, i) => {
+    const kind = kindOf(layer);
+    const input = shape;
+    shape = kind.outputShape(input, layer, `model.layers[${i}]`);
+    return { input, output: shape, weights: kind.weights(input, layer) };
+  });
+}
+
+/** Forward floating-point operations per sample. */
+export function forwardFlops(spec: ModelSpec): number {
+  const shapes = layerShapes(spec);
+  return spec.layers.reduce((sum, layer, i) => sum + kindOf(layer).flops(shapes[i]!.input, layer), 0);
+}
+
+/** "784-reshape[28,28,1]-conv2d 32-max-pool-flatten-dense 10": a model in one line, for logs. */
+export function describeModel(spec: ModelSpec): string {
+  if (spec.layers.every(isDense)) return [spec.inputDim, ...spec.layers.map((l) => (l as { units: number }).units)].join('-');
+  const parts = spec.layers.map((layer) => {
+    if (isDense(layer)) return `dense ${layer.units}`;
+    if (layer.type === 'conv2d') return `conv ${layer.filters}x${layer.kernelSize.join('x')}`;
+    if (layer.type === 'reshape') return `reshape [${layer.targetShape.join(',')}]`;
+    if (layer.type === 'flatten') return 'flatten';
+    return `${layer.type === 'maxPooling2d' ? 'max' : 'avg'}-pool ${layer.poolSize.join('x')}`;
+  });
+  return [String(spec.inputDim), ...parts].join(' -> ');
+}

@@ -1,0 +1,57 @@
+/**
+ * MaxPoolGrad for tfjs-backend-wasm, replacing its own loop: each output's gradient goes to the
+ * first largest input of its window (the cpu backend's rule, so both give the same values).
+ * NHWC, as tfjs-layers' maxPooling2d uses.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { WasmBackend, WasmKernel } from './wasm-backend.js';
+
+interface Attrs {
+  readonly filterSize: [number, number] | number;
+  readonly strides: [number, number] | number;
+  readonly pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  readonly dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
+export const maxPoolGrad: WasmKernel = ({ inputs, backend: b, attrs }) => {
+  const { dy, input } = inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
+  const backend = b as WasmBackend;
+  const { filterSize, strides, pad, dimRoundingMode } = attrs as Attrs;
+  const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], filterSize, strides, 1, pad, dimRoundingMode);
+  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, strideHeight, strideWidth, effectiveFilterHeight, effectiveFilterWidth, padInfo } = info;
+  const dx = backend.makeOutput([...input.shape], 'float32');
+  const out = backend.typedArrayFromHeap(dx);
+  const x = backend.typedArrayFromHeap(input);
+  const g = backend.typedArrayFromHeap(dy);
+  out.fill(0);
+  const rowStride = inWidth * inChannels;
+  let at = 0;
+  for (let n = 0; n < batchSize; n++) {
+    const image = n * inHeight * rowStride;
+    for (let oh = 0; oh < outHeight; oh++) {
+      const top = oh * strideHeight - padInfo.top;
+      const rMin = Math.max(0, top);
+      const rMax = Math.min(inHeight, top + effectiveFilterHeight);
+      for (let ow = 0; ow < outWidth; ow++) {
+        const left = ow * strideWidth - padInfo.left;
+        const cMin = Math.max(0, left);
+        const cMax = Math.min(inWidth, left + effectiveFilterWidth);
+        for (let c = 0; c < inChannels; c++, at++) {
+          let best = Number.NEGATIVE_INFINITY;
+          let where = -1;
+          for (let r = rMin; r < rMax; r++) {
+            for (let col = cMin; col < cMax; col++) {
+              const i = image + r * rowStride + col * inChannels + c;
+              if (x[i]! > best) {
+                best = x[i]!;
+                where = i;
+              }
+            }
+          }
+          if (where >= 0) out[where]! += g[at]!;
+        }
+      }
+    }
+  }
+  return dx;
+};

@@ -1,0 +1,31 @@
+/**
+ * The kernels dptrain gives tfjs-backend-wasm for training convolutional and Dense models fast:
+ * conv2d's filter gradient (missing there), and replacements for its input gradient, max-pool
+ * gradient and transposed matrix products (slow there). Registered by initBackend in every thread
+ * and process that starts wasm; the stock kernels they replace are kept for them to call.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { batchMatMul } from './batch-mat-mul.js';
+import { conv2DBackpropFilter, conv2DBackpropInput } from './convolution.js';
+import { maxPoolGrad } from './max-pool-grad.js';
+import { keepStockKernel, type WasmKernel } from './wasm-backend.js';
+
+const KERNELS: Readonly<Record<string, WasmKernel>> = {
+  BatchMatMul: batchMatMul,
+  Conv2DBackpropFilter: conv2DBackpropFilter,
+  Conv2DBackpropInput: conv2DBackpropInput,
+  MaxPoolGrad: maxPoolGrad,
+};
+
+/** Registers dptrain's wasm kernels (a second call does nothing). */
+export function registerWasmKernels(): void {
+  for (const [kernelName, kernelFunc] of Object.entries(KERNELS)) {
+    const current = tf.getKernel(kernelName, 'wasm');
+    if (current?.kernelFunc === (kernelFunc as unknown)) continue;
+    if (current) {
+      keepStockKernel(kernelName, current.kernelFunc as unknown as WasmKernel);
+      tf.unregisterKernel(kernelName, 'wasm');
+    }
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc, ...(current?.setupFunc ? { setupFunc: current.setupFunc } : {}) });
+  }
+}
