@@ -1,7 +1,7 @@
 /**
  * The kernels dptrain gives tfjs-backend-wasm (shared/wasm-kernels/): conv2d's filter gradient
- * (missing there) and input gradient, the max-pool gradient and transposed matrix products
- * (replacing slow ones), each checked against the cpu backend's own kernels on many shapes, and
+ * (missing there) and input gradient, the max-pool gradient, transposed matrix products and
+ * bias-gradient sums (replacing slow ones), each checked against the cpu backend's own kernels on many shapes, and
  * a stock tf.layers CNN's `model.fit` on wasm (which fails without them) giving the cpu
  * backend's weights.
  */
@@ -13,6 +13,7 @@ import { initBackend } from '../shared/backend.js';
 import { batchMatMul } from '../shared/wasm-kernels/batch-mat-mul.js';
 import { conv2DBackpropFilter, conv2DBackpropInput } from '../shared/wasm-kernels/convolution.js';
 import { maxPoolGrad } from '../shared/wasm-kernels/max-pool-grad.js';
+import { sum } from '../shared/wasm-kernels/sum.js';
 import { Rng } from '../shared/math/rng.js';
 
 function random(n: number, rng: Rng): Float32Array {
@@ -54,7 +55,7 @@ beforeAll(async () => {
 
 describe('dptrain\'s wasm kernels', () => {
   it('are the ones registered for wasm', () => {
-    const ours = { Conv2DBackpropFilter: conv2DBackpropFilter, Conv2DBackpropInput: conv2DBackpropInput, MaxPoolGrad: maxPoolGrad, BatchMatMul: batchMatMul };
+    const ours = { Conv2DBackpropFilter: conv2DBackpropFilter, Conv2DBackpropInput: conv2DBackpropInput, MaxPoolGrad: maxPoolGrad, BatchMatMul: batchMatMul, Sum: sum };
     for (const [name, kernel] of Object.entries(ours)) expect(tf.getKernel(name, 'wasm')?.kernelFunc, name).toBe(kernel);
   });
 
@@ -123,6 +124,26 @@ describe('dptrain\'s wasm kernels', () => {
     const cpu = await on('cpu', run);
     await tf.setBackend('wasm');
     expect(relativeDiff(wasm, cpu)).toBeLessThan(1e-5);
+  });
+
+  it.each([
+    [[64, 26, 26, 32], [0, 1, 2], false],
+    [[5, 7], [0], true],
+    [[3, 4, 5], [-3, -2], false],
+    [[3, 4, 5], [1, 2], false], // not the leading axes: the stock kernel
+    [[3, 4, 5], undefined, false], // every axis: the stock kernel
+  ] as const)('Sum of %j over %j (keepDims %s): the cpu backend\'s sums', async (shape, axis, keepDims) => {
+    const x = random((shape as readonly number[]).reduce((a, n) => a * n, 1), new Rng(shape.length));
+    const run = (): { values: Float32Array; shape: number[] } =>
+      tf.tidy(() => {
+        const s = tf.sum(tf.tensor(x, [...shape]), axis === undefined ? undefined : [...axis], keepDims);
+        return { values: s.dataSync() as Float32Array, shape: s.shape };
+      });
+    const wasm = await on('wasm', run);
+    const cpu = await on('cpu', run);
+    await tf.setBackend('wasm');
+    expect(wasm.shape).toEqual(cpu.shape);
+    expect(relativeDiff(wasm.values, cpu.values)).toBeLessThan(1e-5);
   });
 
   it('a stock tf.layers CNN trains with model.fit on wasm to the cpu backend\'s weights', async () => {

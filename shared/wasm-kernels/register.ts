@@ -1,13 +1,14 @@
 /**
  * The kernels dptrain gives tfjs-backend-wasm for training convolutional and Dense models fast:
  * conv2d's filter gradient (missing there), and replacements for its input gradient, max-pool
- * gradient and transposed matrix products (slow there). Registered by initBackend in every thread
+ * gradient, transposed matrix products and bias-gradient sums (slow there). Registered by initBackend in every thread
  * and process that starts wasm; the stock kernels they replace are kept for them to call.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { batchMatMul } from './batch-mat-mul.js';
 import { conv2DBackpropFilter, conv2DBackpropInput } from './convolution.js';
 import { maxPoolGrad } from './max-pool-grad.js';
+import { sum } from './sum.js';
 import { keepStockKernel, type WasmKernel } from './wasm-backend.js';
 
 const KERNELS: Readonly<Record<string, WasmKernel>> = {
@@ -15,6 +16,7 @@ const KERNELS: Readonly<Record<string, WasmKernel>> = {
   Conv2DBackpropFilter: conv2DBackpropFilter,
   Conv2DBackpropInput: conv2DBackpropInput,
   MaxPoolGrad: maxPoolGrad,
+  Sum: sum,
 };
 
 /** Registers dptrain's wasm kernels (a second call does nothing). */

