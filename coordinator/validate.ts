@@ -56,12 +56,24 @@ function checkWorkerNodes({ cluster: c }: JobConfig): void {
   }
 }
 
+/** Every feature of every row an integer in [0, inputDim): an embedding's token ids. */
+function checkTokenIds({ x, features }: Pick<Dataset, 'x' | 'features'>, inputDim: number): void {
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    if (!Number.isInteger(v) || v < 0 || v >= inputDim) {
+      throw new ConfigError(
+        `model.layers[0] (embedding) needs integer features in [0, ${inputDim}): row ${Math.floor(i / features)} (of the prepared data) has ${v} as feature ${i % features}; raise inputDim, or check data.standardize (false for token ids) and the columns`,
+      );
+    }
+  }
+}
+
 /**
  * Refuses a model that does not fit the data, a batch too small for the threads (`threads`: the
  * count chosen; a number in the config is taken as it), and an early-stopping monitor that is
  * never logged.
  */
-export function checkAgainstData(config: JobConfig, spec: ModelSpec, dataset: Pick<Dataset, 'outputs' | 'val'>, threads?: number): void {
+export function checkAgainstData(config: JobConfig, spec: ModelSpec, dataset: Pick<Dataset, 'outputs' | 'val' | 'x' | 'features'>, threads?: number): void {
   const last = spec.layers.length - 1;
   const output = spec.layers[last]!;
   if (!isDense(output)) throw new ConfigError(`model.layers[${last}] is ${output.type}: a model ends with a dense layer whose units are the label's outputs (${dataset.outputs})`);
@@ -73,6 +85,12 @@ export function checkAgainstData(config: JobConfig, spec: ModelSpec, dataset: Pi
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
+  spec.layers.forEach((layer, i) => {
+    if (!isDense(layer) && layer.type === 'embedding') {
+      if (i !== 0) throw new ConfigError(`model.layers[${i}] (embedding) reads the integer features, so it must be the first layer`);
+      checkTokenIds(dataset, layer.inputDim);
+    }
+  });
   const lanes = threads ?? (typeof config.cluster.threads === 'number' ? config.cluster.threads : 0);
   if (config.fit.batchSize < lanes) {
     throw new ConfigError(

@@ -14,6 +14,7 @@ import { batchMatMul } from '../shared/wasm-kernels/batch-mat-mul.js';
 import { conv2DBackpropFilter, conv2DBackpropInput } from '../shared/wasm-kernels/convolution.js';
 import { maxPoolGrad } from '../shared/wasm-kernels/max-pool-grad.js';
 import { sum } from '../shared/wasm-kernels/sum.js';
+import { unsortedSegmentSum } from '../shared/wasm-kernels/unsorted-segment-sum.js';
 import { Rng } from '../shared/math/rng.js';
 
 function random(n: number, rng: Rng): Float32Array {
@@ -55,7 +56,7 @@ beforeAll(async () => {
 
 describe('dptrain\'s wasm kernels', () => {
   it('are the ones registered for wasm', () => {
-    const ours = { Conv2DBackpropFilter: conv2DBackpropFilter, Conv2DBackpropInput: conv2DBackpropInput, MaxPoolGrad: maxPoolGrad, BatchMatMul: batchMatMul, Sum: sum };
+    const ours = { Conv2DBackpropFilter: conv2DBackpropFilter, Conv2DBackpropInput: conv2DBackpropInput, MaxPoolGrad: maxPoolGrad, BatchMatMul: batchMatMul, Sum: sum, UnsortedSegmentSum: unsortedSegmentSum };
     for (const [name, kernel] of Object.entries(ours)) expect(tf.getKernel(name, 'wasm')?.kernelFunc, name).toBe(kernel);
   });
 
@@ -144,6 +145,16 @@ describe('dptrain\'s wasm kernels', () => {
     await tf.setBackend('wasm');
     expect(wasm.shape).toEqual(cpu.shape);
     expect(relativeDiff(wasm.values, cpu.values)).toBeLessThan(1e-5);
+  });
+
+  it('UnsortedSegmentSum (an embedding\'s gradient): the cpu backend\'s sums, ids out of range dropped', async () => {
+    const x = random(9 * 5, new Rng(8));
+    const ids = Int32Array.from([0, 3, 3, 1, -1, 7, 0, 2, 3]);
+    const run = (): Float32Array => tf.tidy(() => tf.unsortedSegmentSum(tf.tensor2d(x, [9, 5]), tf.tensor1d(ids, 'int32'), 5).dataSync() as Float32Array);
+    const wasm = await on('wasm', run);
+    const cpu = await on('cpu', run);
+    await tf.setBackend('wasm');
+    expect(relativeDiff(wasm, cpu)).toBeLessThan(1e-6);
   });
 
   it('a stock tf.layers CNN trains with model.fit on wasm to the cpu backend\'s weights', async () => {

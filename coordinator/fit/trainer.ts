@@ -56,6 +56,8 @@ function layerSpec(layer: LayerConfig): LayerSpec {
       return { type: 'flatten' };
     case 'reshape':
       return { type: 'reshape', targetShape: [...layer.targetShape] };
+    case 'embedding':
+      return { type: 'embedding', inputDim: layer.inputDim, outputDim: layer.outputDim };
   }
 }
 

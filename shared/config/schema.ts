@@ -56,11 +56,13 @@ const Pool2DLayer = (type: 'maxPooling2d' | 'averagePooling2d') =>
   z.strictObject({ type: z.literal(type), poolSize: Pair.default(2), strides: Pair.optional(), padding: z.enum(PADDINGS).default('valid') });
 const FlattenLayer = z.strictObject({ type: z.literal('flatten') });
 const ReshapeLayer = z.strictObject({ type: z.literal('reshape'), targetShape: z.array(z.int().positive()).min(1) });
+/** Integer features (token ids in [0, inputDim)) to vectors; the first layer. */
+const EmbeddingLayer = z.strictObject({ type: z.literal('embedding'), inputDim: z.int().positive(), outputDim: z.int().positive() });
 
 /** A layer of model.layers; without `type`, a dense layer. */
 const Layer = z.preprocess(
   (value) => (value !== null && typeof value === 'object' && !Array.isArray(value) && !('type' in value) ? { type: 'dense', ...value } : value),
-  z.discriminatedUnion('type', [DenseLayer, Conv2DLayer, Pool2DLayer('maxPooling2d'), Pool2DLayer('averagePooling2d'), FlattenLayer, ReshapeLayer]),
+  z.discriminatedUnion('type', [DenseLayer, Conv2DLayer, Pool2DLayer('maxPooling2d'), Pool2DLayer('averagePooling2d'), FlattenLayer, ReshapeLayer, EmbeddingLayer]),
 );
 export type LayerConfig = z.output<typeof Layer>;
 

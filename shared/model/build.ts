@@ -57,6 +57,10 @@ export function buildModel(spec: ModelSpec, { logitsOutput = false }: { logitsOu
       case 'reshape':
         model.add(tfl.layers.reshape({ name, targetShape: [...layer.targetShape], ...first }));
         return;
+      case 'embedding':
+        if (i !== 0) throw new ModelError(`${where}: an embedding reads the integer inputs, so it is the first layer`);
+        model.add(tfl.layers.embedding({ name, inputDim: layer.inputDim, outputDim: layer.outputDim, inputLength: spec.inputDim, ...first }));
+        return;
     }
   });
   return model;

@@ -11,7 +11,7 @@ import { isDense, type LayerSpec, type LayerType, type ModelSpec, type Padding }
 export type Shape = readonly number[];
 
 export interface LayerWeights {
-  readonly kind: 'kernel' | 'bias';
+  readonly kind: 'kernel' | 'bias' | 'embeddings';
   readonly shape: readonly number[];
 }
 
@@ -80,6 +80,11 @@ const LAYERS: { readonly [T in LayerType]: LayerKind<Of<T>> } = {
   maxPooling2d: pool,
   averagePooling2d: pool,
   flatten: { outputShape: (input) => [size(input)], weights: () => [], flops: () => 0 },
+  embedding: {
+    outputShape: (input, layer) => [...input, layer.outputDim],
+    weights: (_input, layer) => [{ kind: 'embeddings', shape: [layer.inputDim, layer.outputDim] }],
+    flops: (input, layer) => size(input) * layer.outputDim,
+  },
   reshape: {
     outputShape(input, layer, where) {
       if (size(layer.targetShape) !== size(input)) {
@@ -125,6 +130,7 @@ export function describeModel(spec: ModelSpec): string {
     if (layer.type === 'conv2d') return `conv ${layer.filters}x${layer.kernelSize.join('x')}`;
     if (layer.type === 'reshape') return `reshape [${layer.targetShape.join(',')}]`;
     if (layer.type === 'flatten') return 'flatten';
+    if (layer.type === 'embedding') return `embedding ${layer.inputDim}x${layer.outputDim}`;
     return `${layer.type === 'maxPooling2d' ? 'max' : 'avg'}-pool ${layer.poolSize.join('x')}`;
   });
   return [String(spec.inputDim), ...parts].join(' -> ');

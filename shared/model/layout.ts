@@ -1,7 +1,8 @@
 /**
  * Flat weights: the whole model's trainable parameters as one Float32Array, in Keras order
  * (for each layer with weights: kernel row-major, then bias; a Dense kernel is [fanIn, units], a
- * conv2d kernel [kernelHeight, kernelWidth, inChannels, filters]). The optimizer, the reduction
+ * conv2d kernel [kernelHeight, kernelWidth, inChannels, filters], embeddings [inputDim,
+ * outputDim]). The optimizer, the reduction
  * and the wire all work on this one array; only the gradient engine maps it to tensors.
  */
 import { Rng } from '../math/rng.js';
@@ -13,7 +14,7 @@ export interface WeightEntry {
   readonly shape: readonly number[];
   readonly offset: number;
   readonly size: number;
-  readonly kind: 'kernel' | 'bias';
+  readonly kind: 'kernel' | 'bias' | 'embeddings';
 }
 
 export interface WeightLayout {
@@ -29,6 +30,7 @@ const SNAKE: Readonly<Record<LayerType, string>> = {
   averagePooling2d: 'average_pooling2d',
   flatten: 'flatten',
   reshape: 'reshape',
+  embedding: 'embedding',
 };
 
 /** Layer names used in built and saved models, numbered by position: dense_1, conv2d_1, max_pooling2d_2, ... */
@@ -52,11 +54,16 @@ export function weightLayout(spec: ModelSpec): WeightLayout {
 
 /**
  * Keras defaults: glorotUniform kernels (limit sqrt(6 / (fanIn + fanOut)); for a conv kernel
- * [kh, kw, in, out], fanIn = kh kw in and fanOut = kh kw out), zero biases.
+ * [kh, kw, in, out], fanIn = kh kw in and fanOut = kh kw out), zero biases, embeddings uniform
+ * in [-0.05, 0.05] (Keras's 'uniform').
  */
 export function initialWeights(layout: WeightLayout, rng: Rng): Float32Array {
   const weights = new Float32Array(layout.size);
   for (const entry of layout.entries) {
+    if (entry.kind === 'embeddings') {
+      for (let i = 0; i < entry.size; i++) weights[entry.offset + i] = (rng.next() * 2 - 1) * 0.05;
+      continue;
+    }
     if (entry.kind !== 'kernel') continue;
     const receptive = entry.shape.slice(0, -2).reduce((a, n) => a * n, 1);
     const fanIn = receptive * entry.shape.at(-2)!;

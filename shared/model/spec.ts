@@ -33,7 +33,7 @@ export const METRIC_HIGHER_IS_BETTER: Readonly<Record<MetricName, boolean>> = {
 };
 
 /** Layer types a spec may hold (the config's `model.layers[].type`). */
-export const LAYER_TYPES = ['dense', 'conv2d', 'maxPooling2d', 'averagePooling2d', 'flatten', 'reshape'] as const;
+export const LAYER_TYPES = ['dense', 'conv2d', 'maxPooling2d', 'averagePooling2d', 'flatten', 'reshape', 'embedding'] as const;
 export type LayerType = (typeof LAYER_TYPES)[number];
 export const PADDINGS = ['valid', 'same'] as const;
 export type Padding = (typeof PADDINGS)[number];
@@ -77,7 +77,14 @@ export interface ReshapeSpec {
   readonly targetShape: readonly number[];
 }
 
-export type LayerSpec = DenseSpec | Conv2DSpec | Pool2DSpec | FlattenSpec | ReshapeSpec;
+/** Integer inputs (token ids in [0, inputDim)) to vectors of outputDim: each sample [n] becomes [n, outputDim]. */
+export interface EmbeddingSpec {
+  readonly type: 'embedding';
+  readonly inputDim: number;
+  readonly outputDim: number;
+}
+
+export type LayerSpec = DenseSpec | Conv2DSpec | Pool2DSpec | FlattenSpec | ReshapeSpec | EmbeddingSpec;
 
 export function isDense(layer: LayerSpec): layer is DenseSpec {
   return layer.type === undefined || layer.type === 'dense';

@@ -34,6 +34,7 @@ const LayerSpecSchema = z.union([
   z.strictObject({ type: z.enum(['maxPooling2d', 'averagePooling2d']), poolSize: sizePair, strides: sizePair, padding: z.enum(PADDINGS) }),
   z.strictObject({ type: z.literal('flatten') }),
   z.strictObject({ type: z.literal('reshape'), targetShape: z.array(size).min(1).max(8) }),
+  z.strictObject({ type: z.literal('embedding'), inputDim: size, outputDim: size }),
 ]);
 
 export const ModelSpecSchema = z.strictObject({

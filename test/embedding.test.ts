@@ -1,0 +1,91 @@
+/**
+ * An embedding model (integer token ids as features) keeps the core guarantee: 1 and 2 threads
+ * on wasm give the weights of one plain TensorFlow.js process (cpu). tfjs-backend-wasm cannot
+ * train an embedding without dptrain's UnsortedSegmentSum kernel (shared/wasm-kernels/). Token
+ * ids that are not integers in [0, inputDim) are refused, naming the row and feature.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from '../coordinator/participants/cluster.js';
+import { ThreadPool } from '../coordinator/participants/threads.js';
+import { Trainer, modelSpec, type FitResult } from '../coordinator/fit/trainer.js';
+import { checkAgainstData } from '../coordinator/validate.js';
+import { initBackend } from '../shared/backend.js';
+import { validateConfig } from '../shared/config/load.js';
+import type { JobConfig } from '../shared/config/schema.js';
+import type { Dataset } from '../shared/data/dataset.js';
+import { Rng } from '../shared/math/rng.js';
+import { weightLayout } from '../shared/model/layout.js';
+import { referenceWeights } from './reference.js';
+
+const TOKENS = 6;
+const VOCAB = 20;
+const TRAIN_ROWS = 130;
+
+/** Rows of 6 token ids; the label: whether token 3 or token 7 occurs. */
+function sentences(rows: number): Dataset {
+  const rng = new Rng(4);
+  const x = new Float32Array(new SharedArrayBuffer(rows * TOKENS * 4));
+  const y = new Float32Array(new SharedArrayBuffer(rows * 4));
+  for (let r = 0; r < rows; r++) {
+    for (let t = 0; t < TOKENS; t++) x[r * TOKENS + t] = Math.floor(rng.next() * VOCAB);
+    y[r] = Array.from(x.subarray(r * TOKENS, (r + 1) * TOKENS)).some((v) => v === 3 || v === 7) ? 1 : 0;
+  }
+  return { x, y, features: TOKENS, outputs: 1, train: { start: 0, count: TRAIN_ROWS }, val: { start: TRAIN_ROWS, count: 0 }, test: { start: TRAIN_ROWS, count: rows - TRAIN_ROWS } };
+}
+
+function jobConfig(threads: number, inputDim = VOCAB): JobConfig {
+  return validateConfig(
+    {
+      seed: 2,
+      data: { label: { column: 'y', positive: '1' } },
+      model: { layers: [{ type: 'embedding', inputDim, outputDim: 4 }, { type: 'flatten' }, { units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+      compile: { optimizer: { name: 'adam', learningRate: 0.02 }, loss: 'binaryCrossentropy', metrics: ['accuracy'] },
+      fit: { epochs: 4, batchSize: 26 },
+      cluster: { threads, backend: 'wasm' },
+    },
+    'test config',
+  );
+}
+
+let dataset: Dataset;
+beforeAll(async () => {
+  dataset = sentences(150);
+  await initBackend('cpu');
+});
+
+async function distributed(threads: number): Promise<FitResult> {
+  const config = jobConfig(threads);
+  const spec = modelSpec(config, dataset);
+  const pool = await ThreadPool.start({ threads, backend: 'wasm', spec, dataset, parameters: weightLayout(spec).size });
+  try {
+    const cluster = new Cluster(pool, { minWorkers: 0, waitTimeoutMs: 1000, balance: 'equal', log: () => {}, trainRows: TRAIN_ROWS });
+    const fit = await new Trainer(config, dataset, cluster, spec).fit();
+    return { ...fit, weights: fit.weights.slice() };
+  } finally {
+    await pool.close();
+  }
+}
+
+describe('embedding models, data-parallel', () => {
+  it('embeddings first in the flat weights, uniform in [-0.05, 0.05]', () => {
+    const entries = weightLayout(modelSpec(jobConfig(1), dataset)).entries;
+    expect(entries.map((e) => `${e.name} [${e.shape.join(',')}]`)).toEqual(['embedding_1/embeddings [20,4]', 'dense_3/kernel [24,8]', 'dense_3/bias [8]', 'dense_4/kernel [8,1]', 'dense_4/bias [1]']);
+  });
+
+  it.each([1, 2])('%i thread(s), 20 steps: the weights of one process (max abs diff < 1e-4), and it learns', async (threads) => {
+    const expected = await referenceWeights(jobConfig(1), dataset);
+    const fit = await distributed(threads);
+    expect(fit.steps).toBe(20);
+    let diff = 0;
+    fit.weights.forEach((w, i) => (diff = Math.max(diff, Math.abs(w - expected[i]!))));
+    expect(diff).toBeLessThan(1e-4);
+    expect(fit.history.at(-1)!.values['loss']!).toBeLessThan(fit.history[0]!.values['loss']!);
+  });
+
+  it('token ids outside [0, inputDim) or not integers are refused, naming the row and feature', () => {
+    const config = jobConfig(1, 10);
+    expect(() => checkAgainstData(config, modelSpec(config, dataset), dataset)).toThrow(/model.layers\[0\] \(embedding\) needs integer features in \[0, 10\): row \d+ \(of the prepared data\) has 1\d as feature \d/);
+    const fractional = { ...dataset, x: Float32Array.from(dataset.x, (v, i) => (i === 7 ? 2.5 : v)) };
+    expect(() => checkAgainstData(jobConfig(1), modelSpec(jobConfig(1), fractional), fractional)).toThrow(/row 1 \(of the prepared data\) has 2.5 as feature 1/);
+  });
+});
