@@ -2,7 +2,8 @@
  * Sum for tfjs-backend-wasm over every axis but the last, the bias gradient of every Dense and
  * conv layer (dy summed over batch and positions): the backend's own kernel first transposes
  * the reduced axes innermost, which costs more than the sum. Here each row is added into one
- * float64 accumulator per channel. Any other reduction goes to the stock kernel.
+ * float32 accumulator per channel, in row order: the stock kernel's sums, bit for bit
+ * (test/dense-gradient.test.ts). Any other reduction goes to the stock kernel.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { stockKernel, type WasmBackend, type WasmKernel } from './wasm-backend.js';
@@ -19,7 +20,8 @@ export const sum: WasmKernel = (args) => {
   const rows = tf.util.sizeFromShape(x.shape) / channels;
   const out = backend.makeOutput(keepDims ? [...x.shape.map(() => 1).slice(0, -1), channels] : [channels], 'float32');
   const values = backend.typedArrayFromHeap(x);
-  const acc = new Float64Array(channels);
+  // float32, row after row: the stock kernel's own order, so the bits are the same
+  const acc = new Float32Array(channels);
   for (let r = 0, at = 0; r < rows; r++) for (let c = 0; c < channels; c++, at++) acc[c]! += values[at]!;
   backend.typedArrayFromHeap(out).set(acc);
   return out;
