@@ -1,6 +1,7 @@
 /**
- * Conv2DBackpropFilter for tfjs-backend-wasm, which ships without it (4.22: a stock `model.fit`
- * of a CNN fails with "Kernel 'Conv2DBackpropFilter' not registered for backend 'wasm'"). The
+ * conv2d's gradients for tfjs-backend-wasm. Conv2DBackpropFilter: the backend ships without it
+ * (4.22: a stock `model.fit` of a CNN fails with "Kernel 'Conv2DBackpropFilter' not registered
+ * for backend 'wasm'"). Conv2DBackpropInput: its own is a slow loop (BENCHMARKS.md). The
  * filter's gradient is one matrix product: with the input's patches as K = filterHeight x
  * filterWidth x inChannels rows of M = batch x outHeight x outWidth values (im2col, transposed),
  * dW (K x outChannels) = patches (K x M) x dy (M x outChannels), which the backend's own
@@ -8,7 +9,6 @@
  * product is dW as it is. NHWC (channelsLast) only, as tfjs-layers' conv2d uses.
  */
 import * as tf from '@tensorflow/tfjs-core';
-
 import { stockKernel, type WasmBackend, type WasmKernel } from './wasm-backend.js';
 
 interface Attrs {
