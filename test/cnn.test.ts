@@ -7,10 +7,8 @@
  * kinds of stroke (horizontal, vertical, diagonal) with noise, as flat rows.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Cluster } from '../coordinator/participants/cluster.js';
-import { InProcessLane } from '../coordinator/participants/in-process.js';
-import { ThreadPool } from '../coordinator/participants/threads.js';
-import { Trainer, modelSpec, type FitResult } from '../coordinator/fit/trainer.js';
+import { modelSpec } from '../coordinator/fit/trainer.js';
+import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 import { checkAgainstData } from '../coordinator/validate.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
@@ -77,26 +75,7 @@ beforeAll(async () => {
   await initBackend('cpu');
 });
 
-async function distributed(threads: number | 'in-process'): Promise<FitResult> {
-  const config = jobConfig(threads === 'in-process' ? 1 : threads);
-  const spec = modelSpec(config, dataset);
-  const parameters = weightLayout(spec).size;
-  const pool = threads === 'in-process' ? await InProcessLane.start({ backend: 'wasm', spec, dataset, parameters }) : await ThreadPool.start({ threads, backend: 'wasm', spec, dataset, parameters });
-  try {
-    const cluster = new Cluster(pool, { minWorkers: 0, waitTimeoutMs: 1000, balance: 'equal', log: () => {}, trainRows: TRAIN_ROWS });
-    const fit = await new Trainer(config, dataset, cluster, spec).fit();
-    return { ...fit, weights: fit.weights.slice() };
-  } finally {
-    await pool.close();
-  }
-}
 
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 describe('convolutional models, data-parallel', () => {
   let expected: Float32Array;
@@ -120,7 +99,7 @@ describe('convolutional models, data-parallel', () => {
   });
 
   it.each([1, 2, 'in-process'] as const)('%s thread(s), 20 steps: the weights of one process (max abs diff < 1e-4), and it learns', async (threads) => {
-    const fit = await distributed(threads);
+    const fit = await trainOnLanes(jobConfig(threads === 'in-process' ? 1 : threads), dataset, threads);
     expect(fit.steps).toBe(20);
     expect(maxAbsDiff(fit.weights, expected)).toBeLessThan(1e-4);
     expect(fit.history.at(-1)!.values['loss']!).toBeLessThan(fit.history[0]!.values['loss']!);

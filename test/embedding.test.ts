@@ -5,9 +5,8 @@
  * ids that are not integers in [0, inputDim) are refused, naming the row and feature.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Cluster } from '../coordinator/participants/cluster.js';
-import { ThreadPool } from '../coordinator/participants/threads.js';
-import { Trainer, modelSpec, type FitResult } from '../coordinator/fit/trainer.js';
+import { modelSpec } from '../coordinator/fit/trainer.js';
+import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 import { checkAgainstData } from '../coordinator/validate.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
@@ -53,18 +52,6 @@ beforeAll(async () => {
   await initBackend('cpu');
 });
 
-async function distributed(threads: number): Promise<FitResult> {
-  const config = jobConfig(threads);
-  const spec = modelSpec(config, dataset);
-  const pool = await ThreadPool.start({ threads, backend: 'wasm', spec, dataset, parameters: weightLayout(spec).size });
-  try {
-    const cluster = new Cluster(pool, { minWorkers: 0, waitTimeoutMs: 1000, balance: 'equal', log: () => {}, trainRows: TRAIN_ROWS });
-    const fit = await new Trainer(config, dataset, cluster, spec).fit();
-    return { ...fit, weights: fit.weights.slice() };
-  } finally {
-    await pool.close();
-  }
-}
 
 describe('embedding models, data-parallel', () => {
   it('embeddings first in the flat weights, uniform in [-0.05, 0.05]', () => {
@@ -74,11 +61,9 @@ describe('embedding models, data-parallel', () => {
 
   it.each([1, 2])('%i thread(s), 20 steps: the weights of one process (max abs diff < 1e-4), and it learns', async (threads) => {
     const expected = await referenceWeights(jobConfig(1), dataset);
-    const fit = await distributed(threads);
+    const fit = await trainOnLanes(jobConfig(threads), dataset, threads);
     expect(fit.steps).toBe(20);
-    let diff = 0;
-    fit.weights.forEach((w, i) => (diff = Math.max(diff, Math.abs(w - expected[i]!))));
-    expect(diff).toBeLessThan(1e-4);
+    expect(maxAbsDiff(fit.weights, expected)).toBeLessThan(1e-4);
     expect(fit.history.at(-1)!.values['loss']!).toBeLessThan(fit.history[0]!.values['loss']!);
   });
 

@@ -4,10 +4,8 @@
  * tf.train.adam, trained with trainOnBatch on the same batches from the same initial weights.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Cluster } from '../coordinator/participants/cluster.js';
-import { InProcessLane } from '../coordinator/participants/in-process.js';
-import { ThreadPool } from '../coordinator/participants/threads.js';
-import { Trainer, modelSpec, runRngs, type FitResult } from '../coordinator/fit/trainer.js';
+import { modelSpec, runRngs, type FitResult } from '../coordinator/fit/trainer.js';
+import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import type { JobConfig } from '../shared/config/schema.js';
@@ -49,27 +47,7 @@ function reference(config: JobConfig): Promise<Float32Array> {
   return referenceWeights(config, dataset);
 }
 
-/** Our trainer over `threads` Piscina threads, or (`in-process`) in this thread as the one lane. */
-async function distributed(threads: number | 'in-process'): Promise<FitResult> {
-  const config = jobConfig(threads === 'in-process' ? 1 : threads);
-  const spec = modelSpec(config, dataset);
-  const parameters = weightLayout(spec).size;
-  const pool = threads === 'in-process' ? await InProcessLane.start({ backend: 'wasm', spec, dataset, parameters }) : await ThreadPool.start({ threads, backend: 'wasm', spec, dataset, parameters });
-  try {
-    const cluster = new Cluster(pool, { minWorkers: 0, waitTimeoutMs: 1000, balance: 'equal', log: () => {}, trainRows: TRAIN_ROWS });
-    const fit = await new Trainer(config, dataset, cluster, spec).fit();
-    return { ...fit, weights: fit.weights.slice() };
-  } finally {
-    await pool.close();
-  }
-}
 
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 describe('synchronous data parallelism over threads', () => {
   let expected: Float32Array;
@@ -81,7 +59,7 @@ describe('synchronous data parallelism over threads', () => {
 
   for (const threads of [1, 2, 4]) {
     it(`${threads} thread(s), 30 steps: weights equal the single-process reference (max abs diff < 1e-4)`, async () => {
-      const fit = await distributed(threads);
+      const fit = await trainOnLanes(jobConfig(threads), dataset, threads);
       runs.set(threads, fit);
       expect(fit.steps).toBe(30);
       expect(fit.samples).toBe(EPOCHS * TRAIN_ROWS);
@@ -99,14 +77,14 @@ describe('synchronous data parallelism over threads', () => {
   });
 
   it("in the coordinator's own thread (cluster.inProcess): bit-identical to one Piscina thread", async () => {
-    const inProcess = await distributed('in-process');
+    const inProcess = await trainOnLanes(jobConfig(1), dataset, 'in-process');
     expect(inProcess.steps).toBe(30);
     expect(new Set(inProcess.tensorCounts).size).toBe(1);
     expect(Buffer.from(inProcess.weights.buffer).equals(Buffer.from(runs.get(1)!.weights.buffer))).toBe(true);
   });
 
   it('is reproducible: two runs with the same seed and threads give bit-identical weights', async () => {
-    const again = await distributed(2);
+    const again = await trainOnLanes(jobConfig(2), dataset, 2);
     const first = runs.get(2)!;
     expect(Buffer.from(again.weights.buffer).equals(Buffer.from(first.weights.buffer))).toBe(true);
   });

@@ -11,11 +11,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { stockKernel, type WasmBackend, type WasmKernel } from './wasm-backend.js';
 
-interface Attrs {
+/** What both gradients are told of the convolution. */
+interface ConvAttrs {
   readonly strides: [number, number] | number;
   readonly pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
   readonly dataFormat: 'NHWC' | 'NCHW';
   readonly dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
+interface Attrs extends ConvAttrs {
   readonly filterShape: [number, number, number, number];
 }
 
@@ -73,11 +77,7 @@ export function conv2DBackpropFilter(args: Parameters<WasmKernel>[0]): tf.Tensor
   return { dataId: product.dataId, shape: [...filterShape], dtype: 'float32' };
 }
 
-interface InputAttrs {
-  readonly strides: [number, number] | number;
-  readonly pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
-  readonly dataFormat: 'NHWC' | 'NCHW';
-  readonly dimRoundingMode?: 'floor' | 'round' | 'ceil';
+interface InputAttrs extends ConvAttrs {
   readonly inputShape: [number, number, number, number];
 }
 

@@ -1,0 +1,32 @@
+/**
+ * Our trainer over Piscina threads, or (`in-process`) in this thread as the one lane, on a data
+ * set in memory: what the equivalence tests compare with one plain TensorFlow.js process.
+ */
+import { expect } from 'vitest';
+import { Trainer, modelSpec, type FitResult } from '../coordinator/fit/trainer.js';
+import { Cluster } from '../coordinator/participants/cluster.js';
+import { InProcessLane } from '../coordinator/participants/in-process.js';
+import { ThreadPool } from '../coordinator/participants/threads.js';
+import type { JobConfig } from '../shared/config/schema.js';
+import type { Dataset } from '../shared/data/dataset.js';
+import { weightLayout } from '../shared/model/layout.js';
+
+export async function trainOnLanes(config: JobConfig, dataset: Dataset, threads: number | 'in-process'): Promise<FitResult> {
+  const spec = modelSpec(config, dataset);
+  const parameters = weightLayout(spec).size;
+  const pool = threads === 'in-process' ? await InProcessLane.start({ backend: 'wasm', spec, dataset, parameters }) : await ThreadPool.start({ threads, backend: 'wasm', spec, dataset, parameters });
+  try {
+    const cluster = new Cluster(pool, { minWorkers: 0, waitTimeoutMs: 1000, balance: 'equal', log: () => {}, trainRows: dataset.train.count });
+    const fit = await new Trainer(config, dataset, cluster, spec).fit();
+    return { ...fit, weights: fit.weights.slice() };
+  } finally {
+    await pool.close();
+  }
+}
+
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
