@@ -26,6 +26,7 @@ import { startCluster, startMetricsServer, workerCounts } from './job-cluster.js
 import { dataConfig, loadTable, prepareJobData, providedData } from './job-data.js';
 import { TrainingMetrics } from './metrics.js';
 import { InProcessLane } from './participants/in-process.js';
+import type { LocalLanes } from './participants/participant.js';
 import { chooseThreads, withThreads, type RunConfig } from './participants/thread-count.js';
 import { ProgressBar, evaluationLine, type ProgressStream } from './progress.js';
 import { RunDir, defaultRunDir } from './run-dir.js';
@@ -150,7 +151,7 @@ function writeRunInputs(runDir: RunDir, config: JobConfig, prepared: PreparedDat
 }
 
 /** The start-up line: rows, model, where it computes. */
-function startLine(prepared: PreparedData, plan: RunPlan, local: unknown, withNodes: boolean): string {
+function startLine(prepared: PreparedData, plan: RunPlan, local: LocalLanes | undefined, withNodes: boolean): string {
   const { dataset } = prepared;
   const { spec, run, threadsReason } = plan;
   return (
@@ -159,7 +160,7 @@ function startLine(prepared: PreparedData, plan: RunPlan, local: unknown, withNo
     `model ${describeModel(spec)} (${weightLayout(spec).size} parameters); ` +
     (local instanceof InProcessLane
       ? `computing in the coordinator's thread on ${local.backend}`
-      : `${run.cluster.threads} thread(s)${local ? ` on ${(local as { backend: string }).backend}` : ''}${threadsReason ? '' : ` (of ${availableParallelism()} cores)`}`) +
+      : `${run.cluster.threads} thread(s)${local ? ` on ${local.backend}` : ''}${threadsReason ? '' : ` (of ${availableParallelism()} cores)`}`) +
     (withNodes ? ` + worker nodes (${workerCounts(run.cluster)}, balance ${run.cluster.balance})` : '') +
     (threadsReason ? ` [${threadsReason}]` : '')
   );

@@ -63,14 +63,14 @@ export class NodeClient {
   private store: ShardStore | undefined;
   private job: JobMessage | undefined;
   private version = -1;
-  /** Gradient frames are encoded into reused memory. */
-  readonly gradientFrames = new FramePool();
+  /** Gradient frames are encoded into reused memory (one pool for every session). */
+  private readonly gradientFrames = new FramePool();
   /** Weights of `version` not yet loaded into the engine. */
   private weights: Float32Array | undefined;
   /** Gradients go out through the connection of the moment. */
   private readonly sender = new GradientSender((message) => this.connection?.send(message));
   /** The session (connection) of the moment. */
-  connection: Session | undefined;
+  private connection: Session | undefined;
 
   constructor(private readonly options: NodeClientOptions) {}
 
@@ -104,11 +104,25 @@ export class NodeClient {
   }
 
   private session(): Promise<SessionEnd> {
-    return new Promise((resolve, reject) => new Session(this, this.options, resolve, reject));
+    return new Promise((resolve, reject) => {
+      const session = new Session(this.options, this.gradientFrames, (message, s) => this.dispatch(message, s), (end) => {
+        if (this.connection === session) this.connection = undefined;
+        if (end instanceof Error) reject(end);
+        else resolve(end);
+      });
+      this.connection = session;
+    });
   }
 
-  /** The handler of each message type a coordinator may send (any other is a protocol error). */
-  readonly handlers: Handlers = {
+  /** Gives a message to its type's handler; a type without one is a protocol error. */
+  private dispatch(message: Message, session: Session): void {
+    const handler = this.handlers[message.type] as ((m: Message, s: Session) => void) | undefined;
+    if (!handler) throw new ProtocolError(`unexpected "${message.type}" message from the coordinator`);
+    handler(message, session);
+  }
+
+  /** The handler of each message type a coordinator may send. */
+  private readonly handlers: Handlers = {
     welcome: (message, session) => {
       session.welcomed = true;
       this.options.metrics?.connected(true);
@@ -200,8 +214,8 @@ type Handlers = { readonly [K in Message['type']]?: (message: Extract<Message, {
 
 /**
  * One connection to the coordinator: hello, then every frame decoded (decodeFrame) and given to
- * its type's handler; heartbeats both ways once the job is known. Resolves (through `done`) with
- * how it ended, or rejects when the coordinator refuses this worker for good.
+ * its type's handler (`dispatch`); heartbeats both ways once the job is known. `done` hears how
+ * it ended, or the error when the coordinator refuses this worker for good.
  */
 class Session {
   welcomed = false;
@@ -209,23 +223,21 @@ class Session {
   private lastSeen = performance.now();
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly socket: WebSocket;
-  private readonly gradientFrames: FramePool;
 
   constructor(
-    private readonly client: NodeClient,
     private readonly options: NodeClientOptions,
-    private readonly resolve: (end: SessionEnd) => void,
-    private readonly reject: (err: Error) => void,
+    /** Gradient frames are encoded into this reused memory. */
+    private readonly gradientFrames: FramePool,
+    private readonly dispatch: (message: Message, session: Session) => void,
+    private readonly done: (end: SessionEnd | Error) => void,
   ) {
     const { url, token, name, backend, ca, maxPayload } = options;
-    this.gradientFrames = client.gradientFrames;
     // Frames carry a zero masking key, which ws takes as "skip the XOR" on both sides. Masking
     // (RFC 6455, 5.3) keeps scripts in a browser from steering what intermediaries cache; a
     // worker is not a browser, and masking cost a byte-by-byte pass over every gradient here and
     // again in the coordinator.
     const socket = new WebSocket(url, { maxPayload, handshakeTimeout: 10_000, generateMask: zeroMask, ...(ca ? { ca } : {}) });
     this.socket = socket;
-    client.connection = this;
     socket.on('open', () => this.send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend }));
     socket.on('error', (err) => this.finish({ kind: 'lost', reason: err.message, welcomed: this.welcomed }));
     socket.on('close', (code, reason) => this.finish({ kind: 'lost', reason: `closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`, welcomed: this.welcomed }));
@@ -236,11 +248,9 @@ class Session {
     if (this.settled) return;
     this.settled = true;
     clearInterval(this.heartbeat);
-    if (this.client.connection === this) this.client.connection = undefined;
     this.options.metrics?.connected(false);
     if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) this.socket.terminate();
-    if (end instanceof Error) this.reject(end);
-    else this.resolve(end);
+    this.done(end);
   }
 
   send(message: Message): void {
@@ -282,9 +292,7 @@ class Session {
       return;
     }
     try {
-      const handler = this.client.handlers[message.type] as ((m: Message, s: Session) => void) | undefined;
-      if (!handler) throw new ProtocolError(`unexpected "${message.type}" message from the coordinator`);
-      handler(message, this);
+      this.dispatch(message, this);
     } catch (err) {
       const text = (err as Error).message;
       log(`cannot handle "${message.type}": ${text}`);

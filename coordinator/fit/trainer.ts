@@ -17,7 +17,6 @@ import { CallbackList, type Callback } from '../callbacks/callback.js';
 import { EarlyStoppingCallback } from '../callbacks/early-stopping.js';
 import type { TrainingState } from '../checkpoint.js';
 import type { ParticipantGroup } from '../participants/participant.js';
-import { checkAgainstData } from '../validate.js';
 import { evaluateRows, type EvaluateResult } from './evaluate.js';
 import { FitLoop } from './loop.js';
 import { addPhases, type EpochLog, type PhaseTimes } from './logs.js';
@@ -100,7 +99,6 @@ export class Trainer {
     log?: (line: string) => void,
   ) {
     this.spec = spec ?? modelSpec(config, dataset);
-    checkAgainstData(config, this.spec, dataset);
     const layout = weightLayout(this.spec);
     this.model = new ModelWeights(initialWeights(layout, runRngs.weights(config.seed)), group);
     this.optimizer = new OptimizerSlot(config.compile.optimizer, layout.size);

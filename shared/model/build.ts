@@ -37,7 +37,6 @@ export function buildModel(spec: ModelSpec, { logitsOutput = false }: { logitsOu
     }
     switch (layer.type) {
       case 'conv2d': {
-        if (i === 0) throw new ModelError(`${where}: a conv2d cannot take the flat input; put a reshape layer first`);
         const activation = activationOf(layer.activation, where);
         model.add(
           tfl.layers.conv2d({ name, filters: layer.filters, kernelSize: [...layer.kernelSize], strides: [...layer.strides], padding: layer.padding, activation: activation.dense, useBias: layer.useBias, dataFormat: 'channelsLast' }),

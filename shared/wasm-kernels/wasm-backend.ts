@@ -1,6 +1,5 @@
 /** What dptrain's wasm kernels read of tfjs-backend-wasm's backend (its class is not in its public types). */
 import type * as tf from '@tensorflow/tfjs-core';
-import * as tfCore from '@tensorflow/tfjs-core';
 
 export interface WasmBackend {
   makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
@@ -18,8 +17,9 @@ export function keepStockKernel(name: string, kernel: WasmKernel): void {
   if (!stock.has(name)) stock.set(name, kernel);
 }
 
+/** The stock kernel a replacement calls (kept by register.ts before it replaced it). */
 export function stockKernel(name: string): WasmKernel {
-  const kernel = stock.get(name) ?? (tfCore.getKernel(name, 'wasm')?.kernelFunc as WasmKernel | undefined);
-  if (!kernel) throw new Error(`tfjs-backend-wasm has no ${name} kernel`);
+  const kernel = stock.get(name);
+  if (!kernel) throw new Error(`tfjs-backend-wasm's ${name} kernel was not kept (registerWasmKernels keeps each one it replaces)`);
   return kernel;
 }
