@@ -5,6 +5,7 @@
  * the stock reference).
  */
 import type { WeightLayout } from '../shared/model/layout.js';
+import type { BatchRows } from '../shared/model/row-layers.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 
 /** Sums over a batch: loss and each metric, summed over samples (divide by count for means). */
@@ -27,9 +28,10 @@ export interface BatchEngine {
    * `out`: where to write the gradient (layout.size values), e.g. straight into a thread's result
    * packet. `onReady(start)`: called during the backward pass when out[start..] holds its final
    * values, with `start` going down (a node sends those values while the rest is computed); an
-   * engine that finishes all at once need not call it.
+   * engine that finishes all at once need not call it. `rows`: the step and the training rows
+   * (and virtual batches) of the samples, which a model with dropout or batch norm needs.
    */
-  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void): BatchGradient;
+  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void, rows?: BatchRows): BatchGradient;
   evaluate(x: Float32Array, y: Float32Array, count: number): BatchSums;
   predict(x: Float32Array, count: number): Float32Array;
   dispose(): void;

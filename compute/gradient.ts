@@ -7,10 +7,12 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import { ModelError } from '../shared/errors.js';
 import { assignFlatWeights, buildModel, modelVariables } from '../shared/model/build.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { activations, logitsLoss, losses, metrics } from '../shared/model/registries.js';
-import { isDenseStack, outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
+import { RowContext, type BatchRows } from '../shared/model/row-layers.js';
+import { isDenseStack, needsRowContext, outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { DenseGradientEngine } from './dense-gradient.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums, type EngineName } from './engine.js';
 
@@ -19,7 +21,11 @@ export class TapeGradientEngine implements BatchEngine {
   readonly inputDim: number;
   readonly outputDim: number;
   private readonly model: tfl.Sequential;
+  /** Every weight in layout order; `trainable`: those the gradient is taken of (not batch norm's statistics). */
   private readonly variables: tf.Variable[];
+  private readonly trainable: tf.Variable[];
+  /** The rows of a training call, for dropout and batch norm (undefined where the model has neither). */
+  private readonly rowContext: RowContext | undefined;
   /** The loss of what the model outputs: its probabilities, or its logits where the loss is taken from them. */
   private readonly lossFn: (t: tf.Tensor, p: tf.Tensor) => tf.Tensor;
   /** From the model's raw output to the prediction: identity, or the last activation when the model outputs logits. */
@@ -29,9 +35,11 @@ export class TapeGradientEngine implements BatchEngine {
   constructor(readonly spec: ModelSpec) {
     const lastActivation = outputLayer(spec).activation;
     const logits = logitsLoss(spec.loss, lastActivation);
-    this.model = buildModel(spec, { logitsOutput: logits !== undefined });
+    this.rowContext = needsRowContext(spec) ? new RowContext() : undefined;
+    this.model = buildModel(spec, { logitsOutput: logits !== undefined, rows: this.rowContext });
     this.layout = weightLayout(spec);
     this.variables = modelVariables(this.model, this.layout);
+    this.trainable = this.variables.filter((_, i) => this.layout.entries[i]!.trainable);
     this.inputDim = spec.inputDim;
     this.outputDim = outputDim(spec);
     this.lossFn = logits ?? losses[spec.loss].fn;
@@ -43,9 +51,17 @@ export class TapeGradientEngine implements BatchEngine {
     assignFlatWeights(this.variables, this.layout, flat);
   }
 
-  /** Mean-loss gradient, loss sum and metric sums for `count` samples. */
-  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array): BatchGradient {
+  /**
+   * Mean-loss gradient, loss sum and metric sums for `count` samples. Where the model has batch
+   * norm, the entries of its moving statistics get the values they move towards (the mean over
+   * the batch's virtual batches), which average by count across participants like a gradient.
+   */
+  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, _onReady?: (start: number) => void, rows?: BatchRows): BatchGradient {
     const gradient = gradientOut(this.layout.size, out);
+    if (this.rowContext) {
+      if (!rows) throw new ModelError('this model has dropout or batch normalisation: its gradient needs the step and the rows of the batch');
+      this.rowContext.begin(rows, count);
+    }
     const xs = tf.tensor2d(x, [count, this.inputDim]);
     const ys = tf.tensor2d(y, [count, this.outputDim]);
     let preds: tf.Tensor | undefined;
@@ -53,10 +69,12 @@ export class TapeGradientEngine implements BatchEngine {
       const out = this.model.apply(xs, { training: true }) as tf.Tensor;
       preds = tf.keep(this.toPrediction(out));
       return tf.mean(this.lossFn(ys, out)) as tf.Scalar;
-    }, this.variables);
+    }, this.trainable);
     this.variables.forEach((v, i) => {
-      gradient.set(grads[v.name]!.dataSync() as Float32Array, this.layout.entries[i]!.offset);
+      const entry = this.layout.entries[i]!;
+      gradient.set((entry.trainable ? grads[v.name]! : this.statistic(entry.name)).dataSync() as Float32Array, entry.offset);
     });
+    this.rowContext?.end();
     const lossSum = (value.dataSync()[0] as number) * count;
     const metricSums = this.sumMetrics(ys, preds!);
     tf.dispose([xs, ys, value, preds!, ...Object.values(grads)]);
@@ -84,6 +102,14 @@ export class TapeGradientEngine implements BatchEngine {
     const out = preds.dataSync() as Float32Array;
     tf.dispose([xs, raw, preds]);
     return out;
+  }
+
+  /** A moving statistic's target from the last training call ("batch_normalization_2/moving_mean"). */
+  private statistic(entryName: string): tf.Tensor {
+    const [layer, weight] = entryName.split('/') as [string, string];
+    const stats = this.rowContext?.statistics.get(layer);
+    if (!stats) throw new ModelError(`${layer} computed no batch statistics in training`);
+    return weight === 'moving_mean' ? stats.mean : stats.variance;
   }
 
   private sumMetrics(ys: tf.Tensor, preds: tf.Tensor): number[] {

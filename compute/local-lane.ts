@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs-core';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer } from '../shared/protocol/thread-tasks.js';
+import type { BatchRows } from '../shared/model/row-layers.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import type { BatchEngine, EngineName } from './engine.js';
 import { createEngine } from './gradient.js';
@@ -34,9 +35,10 @@ export class LocalLane {
     this.engine = createEngine(data.spec, data.engine);
   }
 
-  /** Mean gradient over `rows` with the weights of `version` (written into `out` if given), and the time it took. */
-  gradient(version: number, rows: Int32Array, out?: Float32Array): GradientResult {
+  /** Mean gradient over `batch.rows` with the weights of `version` (written into `out` if given), and the time it took. */
+  gradient(version: number, batch: BatchRows, out?: Float32Array): GradientResult {
     const started = performance.now();
+    const { rows } = batch;
     this.useVersion(version);
     const { features, outputs, x, y } = this.data;
     const xs = new Float32Array(rows.length * features);
@@ -45,7 +47,7 @@ export class LocalLane {
       xs.set(x.subarray(r * features, (r + 1) * features), i * features);
       ys.set(y.subarray(r * outputs, (r + 1) * outputs), i * outputs);
     });
-    const result = this.engine.gradient(xs, ys, rows.length, out);
+    const result = this.engine.gradient(xs, ys, rows.length, out, undefined, batch);
     return { ...result, numTensors: tf.memory().numTensors, computeMs: performance.now() - started };
   }
 

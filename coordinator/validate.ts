@@ -8,7 +8,7 @@ import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset } from '../shared/data/dataset.js';
 import { BackendError, ConfigError } from '../shared/errors.js';
 import { layerShapes } from '../shared/model/layers.js';
-import { isDense, type ModelSpec } from '../shared/model/spec.js';
+import { isDense, virtualBatchSize, type ModelSpec } from '../shared/model/spec.js';
 import { threadsWithoutModel, withThreads, type RunConfig } from './participants/thread-count.js';
 
 /**
@@ -90,7 +90,18 @@ export function checkAgainstData(config: JobConfig, spec: ModelSpec, dataset: Pi
       if (i !== 0) throw new ConfigError(`model.layers[${i}] (embedding) reads the integer features, so it must be the first layer`);
       checkTokenIds(dataset, layer.inputDim);
     }
+    if (!isDense(layer) && (layer.type === 'dropout' || layer.type === 'batchNormalization') && i === 0) {
+      throw new ConfigError(`model.layers[0] (${layer.type}) cannot be the first layer: put it after the layer whose outputs it ${layer.type === 'dropout' ? 'drops' : 'normalises'}${layer.type === 'dropout' ? '' : ' (or standardise the data: data.standardize: true)'}`);
+    }
+    if (!isDense(layer) && layer.type === 'batchNormalization' && layer.virtualBatchSize > config.fit.batchSize) {
+      throw new ConfigError(`model.layers[${i}].virtualBatchSize (${layer.virtualBatchSize}) is larger than fit.batchSize (${config.fit.batchSize}): a virtual batch is part of one step's batch`);
+    }
   });
+  try {
+    virtualBatchSize(spec);
+  } catch (err) {
+    throw new ConfigError(`model.layers: ${(err as Error).message}`);
+  }
   const lanes = threads ?? (typeof config.cluster.threads === 'number' ? config.cluster.threads : 0);
   if (config.fit.batchSize < lanes) {
     throw new ConfigError(

@@ -12,6 +12,8 @@ import WebSocket from 'ws';
 import { stringify } from 'yaml';
 import type { Summary } from '../coordinator/job.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
+import { weightLayout } from '../shared/model/layout.js';
+import type { ModelSpec } from '../shared/model/spec.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/schemas.js';
 import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
 import { COORDINATOR_BIN, ROOT } from './helpers.js';
@@ -117,9 +119,28 @@ export function readSummary(out: string): Summary {
 }
 
 /** The trained weights as the run saved them (model/weights.bin, flat float32 in layer order). */
+/**
+ * A run's saved weights in flat-layout order. weights.bin holds them in tfjs's save order
+ * (trainable weights first, then batch norm's statistics), named in model.json's manifest.
+ */
 export function readRunWeights(out: string): Float32Array {
   const bytes = readFileSync(join(out, 'model', 'weights.bin'));
-  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  const saved = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  const manifest = (JSON.parse(readFileSync(join(out, 'model', 'model.json'), 'utf8')) as { weightsManifest: { weights: { name: string; shape: number[] }[] }[] }).weightsManifest.flatMap((g) => g.weights);
+  const at = new Map<string, number>();
+  let offset = 0;
+  for (const w of manifest) {
+    at.set(w.name, offset);
+    offset += w.shape.reduce((a, n) => a * n, 1);
+  }
+  const layout = weightLayout(JSON.parse(readFileSync(join(out, 'model', 'dptrain-model.json'), 'utf8')) as ModelSpec);
+  const flat = new Float32Array(layout.size);
+  for (const e of layout.entries) {
+    const from = at.get(e.name);
+    if (from === undefined) throw new Error(`${out}: the saved model has no weight ${e.name}`);
+    flat.set(saved.subarray(from, from + e.size), e.offset);
+  }
+  return flat;
 }
 
 export function maxAbsDiff(a: Float32Array, b: Float32Array): number {

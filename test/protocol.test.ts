@@ -26,7 +26,7 @@ describe('wire protocol', () => {
       { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float16', bucketBytes: 4096 },
       { type: 'shard', firstRow: 0, rows: 2, chunk: 0, chunks: 1, x: Float32Array.from([1, 2, 3, 4]), y: Float32Array.from([0, 1]) },
       { type: 'weights', version: 7, weights: Float32Array.from([0.5, -0.25, 1e-8]) },
-      { type: 'step', step: 9, version: 7, rows: Int32Array.from([4, 1, 3]), x: Float32Array.from([5, 6]), y: Float32Array.from([1]) },
+      { type: 'step', step: 9, version: 7, groups: Int32Array.from([0, 0, 1, 1]), inline: Int32Array.from([8]), rows: Int32Array.from([4, 1, 3]), x: Float32Array.from([5, 6]), y: Float32Array.from([1]) },
       { type: 'gradient_part', step: 3, offset: 3, dtype: 'float32', values: Float32Array.from([0.4, 0.5]) },
       gradient([0.1, -0.2, 0.3]),
       { type: 'evaluate', id: 2, version: 7, x: Float32Array.from([1, 2]), y: Float32Array.from([0]) },
@@ -139,7 +139,7 @@ describe('wire protocol', () => {
       for (const version of n > 64 ? [7, 70000] : [0, 7, 300, 70000, 2 ** 31]) {
         inPlace({ type: 'weights', version, weights: new Float32Array(n).fill(0.5) }, 'weights', 4 * n);
         inPlace({ ...(gradient(Array.from({ length: n }, (_, i) => i)) as object), step: version, lossSum: version / 3 } as Message, 'gradient', 4 * n);
-        inPlace({ type: 'step', step: version, version: 1, rows: Int32Array.from([1, 2]), y: new Float32Array(n), x: new Float32Array(3 * n) }, 'x', 12 * n);
+        inPlace({ type: 'step', step: version, version: 1, groups: new Int32Array(0), inline: Int32Array.from({ length: n }, (_, i) => i), rows: Int32Array.from([1, 2]), y: new Float32Array(n), x: new Float32Array(3 * n) }, 'x', 12 * n);
       }
     }
     // a frame at an odd address still decodes (a copy)

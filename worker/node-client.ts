@@ -14,6 +14,7 @@ import { PROTOCOL_VERSION, type JobMessage, type Message, type StepMessage } fro
 import { decodeFrame, encodeMessage } from '../shared/protocol/codec.js';
 import { FramePool } from '../shared/protocol/frame-pool.js';
 import { describeModel } from '../shared/model/layers.js';
+import type { BatchRows } from '../shared/model/row-layers.js';
 import type { BatchEngine } from '../compute/engine.js';
 import { createEngine } from '../compute/gradient.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -168,7 +169,7 @@ export class NodeClient {
     const started = performance.now();
     this.loadWeights(engine);
     const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, message.x, message.y);
-    const result = engine.gradient(xs, ys, count, sending.gradient, sending.onReady);
+    const result = engine.gradient(xs, ys, count, sending.gradient, sending.onReady, stepRows(message, count));
     const computeMs = performance.now() - started - sending.sendingMs;
     this.stats.steps++;
     this.stats.samples += count;
@@ -300,4 +301,18 @@ class Session {
       this.finish({ kind: 'lost', reason: text, welcomed: this.welcomed });
     }
   }
+}
+
+/** The training rows of a step's samples (held, then inline) and their virtual batches, checked against the count. */
+function stepRows(message: StepMessage, count: number): BatchRows {
+  if (message.rows.length + message.inline.length !== count) {
+    throw new WorkerError(`step ${message.step}: ${message.inline.length} inline row ids for ${count - message.rows.length} inline rows`);
+  }
+  if (message.groups.length !== 0 && message.groups.length !== count) {
+    throw new WorkerError(`step ${message.step}: ${message.groups.length} virtual-batch ids for ${count} rows`);
+  }
+  const rows = new Int32Array(count);
+  rows.set(message.rows);
+  rows.set(message.inline, message.rows.length);
+  return message.groups.length > 0 ? { step: message.step, rows, groups: message.groups } : { step: message.step, rows };
 }

@@ -28,7 +28,7 @@ export default function handle(task: ThreadTask): unknown {
     case 'gradient': {
       // the engine writes the gradient straight into the buffer that is transferred back
       const packet = new GradientPacketBuilder(lane.parameters, init.spec.metrics.length);
-      return Piscina.move(packet.seal(lane.gradient(task.version, task.rows, packet.gradient)));
+      return Piscina.move(packet.seal(lane.gradient(task.version, { step: task.step, rows: task.rows, ...(task.groups ? { groups: task.groups } : {}) }, packet.gradient)));
     }
     case 'evaluate':
       return lane.evaluate(task.version, task.start, task.count);

@@ -7,11 +7,13 @@
 import { performance } from 'node:perf_hooks';
 import type { JobConfig } from '../../shared/config/schema.js';
 import { ClusterError, WorkerError } from '../../shared/errors.js';
-import type { ModelSpec } from '../../shared/model/spec.js';
+import { virtualBatchSize, type ModelSpec } from '../../shared/model/spec.js';
+import { weightLayout } from '../../shared/model/layout.js';
 import { sumsProblem } from '../../shared/model/sums.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import { ParticipantFault, faultOf, type Participant, type ParticipantGroup } from '../participants/participant.js';
-import { assignRows } from '../plan/split-plan.js';
+import { assignRows, assignUnits, runEnds, virtualBatches } from '../plan/split-plan.js';
+import { statisticRanges, stepWithStatistics, type StatisticRange } from '../optimize/moving-statistics.js';
 import { GradientReducer, firstNonFinite } from '../reduce/reduce.js';
 import { clipScales, robustAggregate } from '../reduce/robust.js';
 import type { PhaseTimes } from './logs.js';
@@ -42,6 +44,10 @@ export class StepRunner {
   /** Reused every step for the combined gradient (no allocation on the hot path). */
   private readonly meanGradient: Float32Array;
   private readonly reducer: GradientReducer;
+  /** Batch norm's moving statistics in the flat weights (set from batch statistics, not the optimizer). */
+  private readonly statistics: StatisticRange[];
+  /** Batch norm's rows per virtual batch (no part cuts one), or undefined. */
+  private readonly virtualBatchSize: number | undefined;
   /** Steps at which each participant's gradient had to be clipped hard (robust aggregation). */
   private readonly clipped = new Map<string, number>();
 
@@ -56,6 +62,8 @@ export class StepRunner {
   ) {
     this.meanGradient = new Float32Array(weights.values.length);
     this.reducer = new GradientReducer(weights.values.length);
+    this.virtualBatchSize = virtualBatchSize(spec);
+    this.statistics = statisticRanges(spec, weightLayout(spec));
   }
 
   /**
@@ -90,6 +98,8 @@ export class StepRunner {
     };
     let pending = rows;
     let reduceMs = 0;
+    const groupOf = this.virtualBatchSize === undefined ? undefined : virtualBatches(rows, this.virtualBatchSize);
+    const groupsOf = (partRows: Int32Array): Int32Array | undefined => (groupOf ? partRows.map((r) => groupOf.get(r)!) : undefined);
     for (let attempt = 0; ; attempt++) {
       if (attempt >= MAX_ATTEMPTS) throw new ClusterError(`step ${step}: ${pending.length} rows still not computed after ${MAX_ATTEMPTS} attempts`);
       const participants = (await this.group.ready()).filter((p) => !excluded.has(p));
@@ -97,13 +107,18 @@ export class StepRunner {
         if (nonFiniteRows.size > 0) throw new WorkerError(`step ${step}: the gradient is not finite and no other participant is left to check it: training diverged (try a lower learning rate or data.standardize: true)`);
         throw new ClusterError(`step ${step}: no participant left to compute ${pending.length} rows`);
       }
-      const counts = this.group.split(pending.length, participants);
-      const parts = assignRows(pending, counts, participants.map((p) => p.holds));
+      const holds = participants.map((p) => p.holds);
+      let parts;
+      if (groupOf) {
+        // whole virtual batches only: the units of the split are the runs of one group
+        const ends = runEnds(groupsOf(pending)!);
+        parts = assignUnits(pending, ends, this.group.split(ends.length, participants, this.virtualBatchSize), holds);
+      } else parts = assignRows(pending, this.group.split(pending.length, participants), holds);
       const version = this.weights.version;
       const settled = await Promise.allSettled(
         parts.map(async (part) => {
           const started = performance.now();
-          const result = await participants[part.participant]!.gradient(step, version, part.rows);
+          const result = await participants[part.participant]!.gradient(step, version, part.rows, groupsOf(part.rows));
           return { result, seconds: (performance.now() - started) / 1000 };
         }),
       );
@@ -138,7 +153,7 @@ export class StepRunner {
     const results = accepted.map((a) => a.result);
     const t2 = performance.now();
     const t1 = t2 - reduceMs;
-    this.optimizer.apply(this.weights.values, this.meanGradient);
+    stepWithStatistics(this.weights.values, this.meanGradient, this.statistics, (w, g) => this.optimizer.apply(w, g));
     const t3 = performance.now();
     this.weights.publish();
     const t4 = performance.now();

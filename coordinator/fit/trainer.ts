@@ -35,13 +35,18 @@ export const runRngs = {
 
 /** The ModelSpec of the config's model for the data's shape (validate.ts checks that they fit). */
 export function modelSpec(config: JobConfig, dataset: Pick<Dataset, 'features' | 'outputs'>): ModelSpec {
-  return { inputDim: dataset.features, layers: config.model.layers.map(layerSpec), loss: config.compile.loss, metrics: config.compile.metrics };
+  return {
+    inputDim: dataset.features,
+    layers: config.model.layers.map((layer, i) => layerSpec(layer, i, config)),
+    loss: config.compile.loss,
+    metrics: config.compile.metrics,
+  };
 }
 
 const pair = (v: number | readonly [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
 
 /** A config layer as the spec holds it: sizes as pairs; a dense layer without `type` (as specs always had it). */
-function layerSpec(layer: LayerConfig): LayerSpec {
+function layerSpec(layer: LayerConfig, index: number, config: Pick<JobConfig, 'seed' | 'fit'>): LayerSpec {
   const alpha = 'alpha' in layer && layer.alpha !== undefined ? { alpha: layer.alpha } : {};
   switch (layer.type) {
     case 'dense':
@@ -57,6 +62,12 @@ function layerSpec(layer: LayerConfig): LayerSpec {
       return { type: 'reshape', targetShape: [...layer.targetShape] };
     case 'embedding':
       return { type: 'embedding', inputDim: layer.inputDim, outputDim: layer.outputDim };
+    case 'globalAveragePooling2d':
+      return { type: 'globalAveragePooling2d' };
+    case 'dropout':
+      return { type: 'dropout', rate: layer.rate, seed: layer.seed ?? (Math.imul(config.seed, 0x9e3779b1) + index) | 0 };
+    case 'batchNormalization':
+      return { type: 'batchNormalization', momentum: layer.momentum, epsilon: layer.epsilon, virtualBatchSize: layer.virtualBatchSize ?? Math.min(32, config.fit.batchSize) };
   }
 }
 

@@ -235,7 +235,7 @@ export class Cluster implements ParticipantGroup {
     this.version = version;
   }
 
-  split(total: number, participants: readonly Participant[]): number[] {
+  split(total: number, participants: readonly Participant[], unitRows = 1): number[] {
     const equal = participants.map(() => 1);
     if (this.options.balance === 'equal') return splitCounts(total, equal);
     // Threads of one pool run the same code on the same cores: equal parts keep a run bit-reproducible.
@@ -248,7 +248,8 @@ export class Cluster implements ParticipantGroup {
       latency: known.reduce((a, m) => a + m.latency, 0) / known.length,
       perSample: known.reduce((a, m) => a + m.perSample, 0) / known.length,
     };
-    const counts = balancedCounts(total, models.map((m) => m ?? average));
+    // counts in units of `unitRows` rows: each takes unitRows times a sample's time
+    const counts = balancedCounts(total, models.map((m) => ({ ...(m ?? average), perSample: (m ?? average).perSample * unitRows })));
     // A participant left out for PROBE_EVERY steps gets one sample, so its model stays current
     // (else one slow measurement would exclude it for good).
     counts.forEach((c, i) => {

@@ -64,7 +64,7 @@ export class InProcessLane implements LocalLanes {
       id,
       kind: 'thread',
       holds: undefined,
-      gradient: (_step, version, rows): Promise<GradientResult> => guard(() => this.lane.gradient(version, rows)),
+      gradient: (step, version, rows, groups): Promise<GradientResult> => guard(() => this.lane.gradient(version, { step, rows, ...(groups ? { groups } : {}) })),
       evaluate: (version, range: RowRange): Promise<EvaluateAnswer> => guard(() => this.lane.evaluate(version, range.start, range.count)),
     };
   }

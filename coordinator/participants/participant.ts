@@ -54,9 +54,10 @@ export interface Participant {
    * Mean gradient over `rows` (training-set row indices) with the weights of `version`. Rejects
    * with a ParticipantFault (its reason: timeout, disconnected, malformed, shape, ...) or another
    * error, which faultOf maps to one; either way the step recomputes these rows elsewhere. A
-   * result is not trusted either: the step checks its count, sums and finiteness.
+   * result is not trusted either: the step checks its count, sums and finiteness. `groups`: each
+   * row's virtual batch, for a model with batch norm (the part holds whole virtual batches).
    */
-  gradient(step: number, version: number, rows: Int32Array): Promise<GradientResult>;
+  gradient(step: number, version: number, rows: Int32Array, groups?: Int32Array): Promise<GradientResult>;
   /** Loss and metric sums over a range of the data set with the weights of `version`; rejects as `gradient` does. */
   evaluate(version: number, range: RowRange): Promise<EvaluateAnswer>;
 }
@@ -86,8 +87,11 @@ export interface ParticipantGroup {
   ready(): Promise<readonly Participant[]>;
   /** Makes `weights` the weights of `version` for every participant. */
   publish(weights: Float32Array, version: number): void;
-  /** How many of `total` samples each participant gets (equal, or balanced by measured speed). */
-  split(total: number, participants: readonly Participant[]): number[];
+  /**
+   * How many of `total` samples each participant gets (equal, or balanced by measured speed);
+   * `unitRows`: the samples are units of that many rows (batch norm's virtual batches).
+   */
+  split(total: number, participants: readonly Participant[], unitRows?: number): number[];
   /** A participant's result for `step` was used: `count` samples in `seconds`. */
   succeeded(participant: Participant, step: number, count: number, seconds: number): void;
   /** A participant failed at `step` (-1: evaluation); nodes are dropped, threads are retried. */

@@ -187,12 +187,18 @@ export class RemoteNode implements Participant {
     return p;
   }
 
-  async gradient(step: number, version: number, rows: Int32Array): Promise<GradientResult> {
+  async gradient(step: number, version: number, rows: Int32Array, groups?: Int32Array): Promise<GradientResult> {
     const { dataset, parameters, spec } = this.context;
     const { features, outputs } = dataset;
     const held: number[] = [];
     const inline: number[] = [];
-    for (const r of rows) (this.holds(r) ? held : inline).push(r);
+    const heldGroups: number[] = [];
+    const inlineGroups: number[] = [];
+    rows.forEach((r, i) => {
+      const isHeld = this.holds(r);
+      (isHeld ? held : inline).push(r);
+      if (groups) (isHeld ? heldGroups : inlineGroups).push(groups[i]!);
+    });
     const x = new Float32Array(inline.length * features);
     const y = new Float32Array(inline.length * outputs);
     inline.forEach((r, i) => {
@@ -205,7 +211,7 @@ export class RemoteNode implements Participant {
       `step ${step}`,
       () => {
         this.sendWeights(version);
-        this.send({ type: 'step', step, version, rows: Int32Array.from(held), x, y });
+        this.send({ type: 'step', step, version, groups: Int32Array.from([...heldGroups, ...inlineGroups]), inline: Int32Array.from(inline), rows: Int32Array.from(held), x, y });
       },
       this.context.deadlineMs?.(this.id, rows.length),
     );

@@ -97,10 +97,10 @@ export class ThreadPool implements LocalLanes {
       id,
       kind: 'thread',
       holds: undefined,
-      gradient: async (step, version, rows): Promise<GradientResult> => {
+      gradient: async (step, version, rows, groups): Promise<GradientResult> => {
         // slice(): send only this part, not the whole epoch order the view points into.
-        this.onBytes?.('sent', rows.byteLength);
-        const packet = await run<ArrayBuffer>({ kind: 'gradient', step, version, rows: rows.slice() });
+        this.onBytes?.('sent', rows.byteLength + (groups?.byteLength ?? 0));
+        const packet = await run<ArrayBuffer>({ kind: 'gradient', step, version, rows: rows.slice(), ...(groups ? { groups: groups.slice() } : {}) });
         this.onBytes?.('received', packet.byteLength);
         try {
           return unpackGradient(packet, this.parameters);

@@ -75,22 +75,38 @@ export type Holds = ((row: number) => boolean) | undefined;
  * leave it to receive its part inline every step. Each part lists its rows in batch order.
  */
 export function assignRows(batchRows: Int32Array, counts: readonly number[], holds: readonly Holds[]): BatchPart[] {
+  return assignUnits(batchRows, Int32Array.from({ length: batchRows.length }, (_, i) => i + 1), counts, holds);
+}
+
+/**
+ * As assignRows, over units of consecutive rows that no part cuts (batch norm's virtual
+ * batches): `unitEnds` are the units' exclusive ends in the batch (ascending, the last one the
+ * batch's length), `counts` are in units, and a node holds a unit when it holds all its rows.
+ */
+export function assignUnits(batchRows: Int32Array, unitEnds: Int32Array, counts: readonly number[], holds: readonly Holds[]): BatchPart[] {
+  const units = unitEnds.length;
+  if (units > 0 && unitEnds[units - 1] !== batchRows.length) throw new RangeError(`units end at ${unitEnds[units - 1]}, the batch has ${batchRows.length} rows`);
   const total = counts.reduce((a, b) => a + b, 0);
-  if (total !== batchRows.length) throw new RangeError(`counts add up to ${total}, the batch has ${batchRows.length} rows`);
+  if (total !== units) throw new RangeError(`counts add up to ${total}, the batch has ${units} ${units === batchRows.length ? 'rows' : 'units'}`);
   if (holds.length !== counts.length) throw new RangeError(`${holds.length} holds for ${counts.length} counts`);
-  const owner = new Int32Array(batchRows.length).fill(-1);
+  const startOf = (u: number): number => (u === 0 ? 0 : unitEnds[u - 1]!);
+  const held = (holdsRow: (row: number) => boolean, u: number): boolean => {
+    for (let i = startOf(u); i < unitEnds[u]!; i++) if (!holdsRow(batchRows[i]!)) return false;
+    return true;
+  };
+  const owner = new Int32Array(units).fill(-1);
   const given = counts.map(() => 0);
   const nodes = holds.flatMap((h, p) => (h ? [{ p, holds: h }] : []));
-  // Only with two or more nodes can a held row be shared; then count its holders (once per step).
-  const holderCount = nodes.length > 1 ? Array.from(batchRows, (row) => nodes.reduce((n, node) => n + (node.holds(row) ? 1 : 0), 0)) : undefined;
-  const take = (p: number, i: number): void => {
-    owner[i] = p;
+  // Only with two or more nodes can a held unit be shared; then count its holders (once per step).
+  const holderCount = nodes.length > 1 ? Array.from({ length: units }, (_, u) => nodes.reduce((n, node) => n + (held(node.holds, u) ? 1 : 0), 0)) : undefined;
+  const take = (p: number, u: number): void => {
+    owner[u] = p;
     given[p]!++;
   };
   for (const exclusiveOnly of holderCount ? [true, false] : [false]) {
     for (const { p, holds: holdsRow } of nodes) {
-      for (let i = 0; i < batchRows.length && given[p]! < counts[p]!; i++) {
-        if (owner[i]! < 0 && (!exclusiveOnly || holderCount![i] === 1) && holdsRow(batchRows[i]!)) take(p, i);
+      for (let u = 0; u < units && given[p]! < counts[p]!; u++) {
+        if (owner[u]! < 0 && (!exclusiveOnly || holderCount![u] === 1) && held(holdsRow, u)) take(p, u);
       }
     }
   }
@@ -102,10 +118,30 @@ export function assignRows(batchRows: Int32Array, counts: readonly number[], hol
     }
   });
   const rows: number[][] = counts.map(() => []);
-  owner.forEach((p, i) => rows[p]!.push(batchRows[i]!));
+  owner.forEach((p, u) => {
+    for (let i = startOf(u); i < unitEnds[u]!; i++) rows[p]!.push(batchRows[i]!);
+  });
   const parts: BatchPart[] = [];
   rows.forEach((r, participant) => {
     if (r.length > 0) parts.push({ participant, rows: Int32Array.from(r) });
   });
   return parts;
+}
+
+/**
+ * Batch norm's virtual batches of a global batch: row i of the batch is in group
+ * floor(i / size) (the last group may be smaller), as a map from training row to group.
+ */
+export function virtualBatches(batchRows: Int32Array, size: number): Map<number, number> {
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`virtualBatchSize must be a positive integer, got ${size}`);
+  const groups = new Map<number, number>();
+  batchRows.forEach((row, i) => groups.set(row, Math.floor(i / size)));
+  return groups;
+}
+
+/** The exclusive ends of the runs of equal groups in `groups` (rows of one group are consecutive). */
+export function runEnds(groups: Int32Array): Int32Array {
+  const ends: number[] = [];
+  for (let i = 1; i <= groups.length; i++) if (i === groups.length || groups[i] !== groups[i - 1]) ends.push(i);
+  return Int32Array.from(ends);
 }

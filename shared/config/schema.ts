@@ -59,10 +59,35 @@ const ReshapeLayer = z.strictObject({ type: z.literal('reshape'), targetShape: z
 /** Integer features (token ids in [0, inputDim)) to vectors; the first layer. */
 const EmbeddingLayer = z.strictObject({ type: z.literal('embedding'), inputDim: z.int().positive(), outputDim: z.int().positive() });
 
+const GlobalAveragePooling2DLayer = z.strictObject({ type: z.literal('globalAveragePooling2d') });
+/** seed: the masks' (default: from the job's seed and the layer's position). */
+const DropoutLayer = z.strictObject({ type: z.literal('dropout'), rate: z.number().min(0).lt(1), seed: z.int().optional() });
+/**
+ * virtualBatchSize: rows per batch-statistics group (ghost batch norm; default 32, or the batch
+ * size if smaller); virtualBatchSize = fit.batchSize on one lane is Keras's BatchNormalization.
+ */
+const BatchNormalizationLayer = z.strictObject({
+  type: z.literal('batchNormalization'),
+  momentum: z.number().min(0).lt(1).default(0.99),
+  epsilon: z.number().positive().default(1e-3),
+  virtualBatchSize: z.int().positive().optional(),
+});
+
 /** A layer of model.layers; without `type`, a dense layer. */
 const Layer = z.preprocess(
   (value) => (value !== null && typeof value === 'object' && !Array.isArray(value) && !('type' in value) ? { type: 'dense', ...value } : value),
-  z.discriminatedUnion('type', [DenseLayer, Conv2DLayer, Pool2DLayer('maxPooling2d'), Pool2DLayer('averagePooling2d'), FlattenLayer, ReshapeLayer, EmbeddingLayer]),
+  z.discriminatedUnion('type', [
+    DenseLayer,
+    Conv2DLayer,
+    Pool2DLayer('maxPooling2d'),
+    Pool2DLayer('averagePooling2d'),
+    GlobalAveragePooling2DLayer,
+    FlattenLayer,
+    ReshapeLayer,
+    EmbeddingLayer,
+    DropoutLayer,
+    BatchNormalizationLayer,
+  ]),
 );
 export type LayerConfig = z.output<typeof Layer>;
 

@@ -7,6 +7,7 @@ import { ModelError } from '../errors.js';
 import { layerShapes, layerType } from './layers.js';
 import { layerName, weightLayout, type WeightLayout } from './layout.js';
 import { activations } from './registries.js';
+import { GhostBatchNormalization, SeededDropout, type RowContext } from './row-layers.js';
 import { isDense, type ModelSpec } from './spec.js';
 
 /** The activation string a layer takes, and any layer to put after it (leakyRelu). */
@@ -19,8 +20,10 @@ function activationOf(name: string, where: string): (typeof activations)[keyof t
 /**
  * `logitsOutput`: the last layer without its activation (the model outputs its pre-activation),
  * for an engine that computes the loss from the logits. Same weights either way.
+ * `rows`: for a gradient engine, dropout and batch norm as row-layers.ts's (masks from the rows,
+ * statistics per virtual batch); without it, the stock layers (saved models, predictions).
  */
-export function buildModel(spec: ModelSpec, { logitsOutput = false }: { logitsOutput?: boolean } = {}): tfl.Sequential {
+export function buildModel(spec: ModelSpec, { logitsOutput = false, rows }: { logitsOutput?: boolean; rows?: RowContext } = {}): tfl.Sequential {
   layerShapes(spec); // every layer fits the one before it, or a ModelError naming it
   const model = tfl.sequential();
   spec.layers.forEach((layer, i) => {
@@ -50,8 +53,19 @@ export function buildModel(spec: ModelSpec, { logitsOutput = false }: { logitsOu
         model.add(layer.type === 'maxPooling2d' ? tfl.layers.maxPooling2d(args) : tfl.layers.averagePooling2d(args));
         return;
       }
+      case 'globalAveragePooling2d':
+        model.add(tfl.layers.globalAveragePooling2d({ name, dataFormat: 'channelsLast', ...first }));
+        return;
       case 'flatten':
         model.add(tfl.layers.flatten({ name, ...first }));
+        return;
+      case 'dropout':
+        if (i === 0) throw new ModelError(`${where}: dropout cannot be the first layer; put it after the layer whose outputs it drops`);
+        model.add(rows ? new SeededDropout({ name, rate: layer.rate, seed: layer.seed }, rows) : tfl.layers.dropout({ name, rate: layer.rate }));
+        return;
+      case 'batchNormalization':
+        if (i === 0) throw new ModelError(`${where}: batch normalisation cannot be the first layer; standardise the data (data.standardize: true) or put it after a layer`);
+        model.add(rows ? new GhostBatchNormalization({ name, epsilon: layer.epsilon }, rows) : tfl.layers.batchNormalization({ name, axis: -1, momentum: layer.momentum, epsilon: layer.epsilon }));
         return;
       case 'reshape':
         model.add(tfl.layers.reshape({ name, targetShape: [...layer.targetShape], ...first }));
@@ -65,9 +79,14 @@ export function buildModel(spec: ModelSpec, { logitsOutput = false }: { logitsOu
   return model;
 }
 
-/** The model's trainable variables in flat-layout order, checked against the layout. */
+/** A model's weights in layer order (each layer's in its own order: Keras's save order). */
+function layerOrderWeights(model: tfl.LayersModel): tfl.LayerVariable[] {
+  return model.layers.flatMap((layer) => layer.weights);
+}
+
+/** The model's variables (trainable and statistics) in flat-layout order, checked against the layout. */
 export function modelVariables(model: tfl.LayersModel, layout: WeightLayout): tf.Variable[] {
-  const weights = model.trainableWeights;
+  const weights = layerOrderWeights(model);
   if (weights.length !== layout.entries.length) {
     throw new ModelError(`model has ${weights.length} weight tensors, layout expects ${layout.entries.length}`);
   }
@@ -99,9 +118,9 @@ export function modelWithWeights(spec: ModelSpec, flat: Float32Array): tfl.Seque
   return model;
 }
 
-/** Reads a model's trainable weights into one flat array. */
+/** Reads a model's weights (batch norm's statistics too) into one flat array, in layer order. */
 export function readFlatWeights(model: tfl.LayersModel): Float32Array {
-  const variables = model.trainableWeights.map((w) => w.read());
+  const variables = layerOrderWeights(model).map((w) => w.read());
   const total = variables.reduce((a, v) => a + v.size, 0);
   const out = new Float32Array(total);
   let offset = 0;

@@ -10,9 +10,17 @@ import { isDense, type LayerSpec, type LayerType, type ModelSpec, type Padding }
 
 export type Shape = readonly number[];
 
+/** movingMean and movingVariance are state, not trained: a step sets them from batch statistics. */
+export type WeightKind = 'kernel' | 'bias' | 'embeddings' | 'gamma' | 'beta' | 'movingMean' | 'movingVariance';
+
 export interface LayerWeights {
-  readonly kind: 'kernel' | 'bias' | 'embeddings';
+  readonly kind: WeightKind;
   readonly shape: readonly number[];
+}
+
+/** Weights a step sets from batch statistics instead of a gradient. */
+export function isStatistic(kind: WeightKind): boolean {
+  return kind === 'movingMean' || kind === 'movingVariance';
 }
 
 interface LayerKind<L extends LayerSpec> {
@@ -79,7 +87,18 @@ const LAYERS: { readonly [T in LayerType]: LayerKind<Of<T>> } = {
   conv2d,
   maxPooling2d: pool,
   averagePooling2d: pool,
+  globalAveragePooling2d: {
+    outputShape: (input, _layer, where) => [image(input, where, 'globalAveragePooling2d')[2]],
+    weights: () => [],
+    flops: (input) => size(input),
+  },
   flatten: { outputShape: (input) => [size(input)], weights: () => [], flops: () => 0 },
+  dropout: { outputShape: (input) => input, weights: () => [], flops: (input) => size(input) },
+  batchNormalization: {
+    outputShape: (input) => input,
+    weights: (input) => (['gamma', 'beta', 'movingMean', 'movingVariance'] as const).map((kind) => ({ kind, shape: [input.at(-1)!] })),
+    flops: (input) => 8 * size(input),
+  },
   embedding: {
     outputShape: (input, layer) => [...input, layer.outputDim],
     weights: (_input, layer) => [{ kind: 'embeddings', shape: [layer.inputDim, layer.outputDim] }],
@@ -131,6 +150,9 @@ export function describeModel(spec: ModelSpec): string {
     if (layer.type === 'reshape') return `reshape [${layer.targetShape.join(',')}]`;
     if (layer.type === 'flatten') return 'flatten';
     if (layer.type === 'embedding') return `embedding ${layer.inputDim}x${layer.outputDim}`;
+    if (layer.type === 'dropout') return `dropout ${layer.rate}`;
+    if (layer.type === 'batchNormalization') return `batch-norm /${layer.virtualBatchSize}`;
+    if (layer.type === 'globalAveragePooling2d') return 'global-avg-pool';
     return `${layer.type === 'maxPooling2d' ? 'max' : 'avg'}-pool ${layer.poolSize.join('x')}`;
   });
   return [String(spec.inputDim), ...parts].join(' -> ');

@@ -2,11 +2,11 @@
  * Flat weights: the whole model's trainable parameters as one Float32Array, in Keras order
  * (for each layer with weights: kernel row-major, then bias; a Dense kernel is [fanIn, units], a
  * conv2d kernel [kernelHeight, kernelWidth, inChannels, filters], embeddings [inputDim,
- * outputDim]). The optimizer, the reduction
+ * outputDim]; batch norm: gamma, beta, moving mean, moving variance). The optimizer, the reduction
  * and the wire all work on this one array; only the gradient engine maps it to tensors.
  */
 import { Rng } from '../math/rng.js';
-import { layerShapes, layerType } from './layers.js';
+import { isStatistic, layerShapes, layerType, type WeightKind } from './layers.js';
 import type { LayerType, ModelSpec } from './spec.js';
 
 export interface WeightEntry {
@@ -14,7 +14,9 @@ export interface WeightEntry {
   readonly shape: readonly number[];
   readonly offset: number;
   readonly size: number;
-  readonly kind: 'kernel' | 'bias' | 'embeddings';
+  readonly kind: WeightKind;
+  /** False for state set from batch statistics (batch norm's moving mean and variance). */
+  readonly trainable: boolean;
 }
 
 export interface WeightLayout {
@@ -28,9 +30,23 @@ const SNAKE: Readonly<Record<LayerType, string>> = {
   conv2d: 'conv2d',
   maxPooling2d: 'max_pooling2d',
   averagePooling2d: 'average_pooling2d',
+  globalAveragePooling2d: 'global_average_pooling2d',
+  dropout: 'dropout',
+  batchNormalization: 'batch_normalization',
   flatten: 'flatten',
   reshape: 'reshape',
   embedding: 'embedding',
+};
+
+/** Weight names as tfjs-layers gives them (the last part of a LayerVariable's name). */
+const KERAS_NAME: Readonly<Record<WeightKind, string>> = {
+  kernel: 'kernel',
+  bias: 'bias',
+  embeddings: 'embeddings',
+  gamma: 'gamma',
+  beta: 'beta',
+  movingMean: 'moving_mean',
+  movingVariance: 'moving_variance',
 };
 
 /** Layer names used in built and saved models, numbered by position: dense_1, conv2d_1, max_pooling2d_2, ... */
@@ -45,7 +61,7 @@ export function weightLayout(spec: ModelSpec): WeightLayout {
     const name = layerName(layerType(spec.layers[i]!), i);
     for (const { kind, shape } of weights) {
       const size = shape.reduce((a, n) => a * n, 1);
-      entries.push({ name: `${name}/${kind}`, shape, offset, size, kind });
+      entries.push({ name: `${name}/${KERAS_NAME[kind]}`, shape, offset, size, kind, trainable: !isStatistic(kind) });
       offset += size;
     }
   });
@@ -55,7 +71,8 @@ export function weightLayout(spec: ModelSpec): WeightLayout {
 /**
  * Keras defaults: glorotUniform kernels (limit sqrt(6 / (fanIn + fanOut)); for a conv kernel
  * [kh, kw, in, out], fanIn = kh kw in and fanOut = kh kw out), zero biases, embeddings uniform
- * in [-0.05, 0.05] (Keras's 'uniform').
+ * in [-0.05, 0.05] (Keras's 'uniform'), batch norm's gamma and moving variance ones, its beta
+ * and moving mean zeros.
  */
 export function initialWeights(layout: WeightLayout, rng: Rng): Float32Array {
   const weights = new Float32Array(layout.size);
@@ -64,6 +81,7 @@ export function initialWeights(layout: WeightLayout, rng: Rng): Float32Array {
       for (let i = 0; i < entry.size; i++) weights[entry.offset + i] = (rng.next() * 2 - 1) * 0.05;
       continue;
     }
+    if (entry.kind === 'gamma' || entry.kind === 'movingVariance') weights.fill(1, entry.offset, entry.offset + entry.size);
     if (entry.kind !== 'kernel') continue;
     const receptive = entry.shape.slice(0, -2).reduce((a, n) => a * n, 1);
     const fanIn = receptive * entry.shape.at(-2)!;

@@ -33,7 +33,18 @@ export const METRIC_HIGHER_IS_BETTER: Readonly<Record<MetricName, boolean>> = {
 };
 
 /** Layer types a spec may hold (the config's `model.layers[].type`). */
-export const LAYER_TYPES = ['dense', 'conv2d', 'maxPooling2d', 'averagePooling2d', 'flatten', 'reshape', 'embedding'] as const;
+export const LAYER_TYPES = [
+  'dense',
+  'conv2d',
+  'maxPooling2d',
+  'averagePooling2d',
+  'globalAveragePooling2d',
+  'flatten',
+  'reshape',
+  'embedding',
+  'dropout',
+  'batchNormalization',
+] as const;
 export type LayerType = (typeof LAYER_TYPES)[number];
 export const PADDINGS = ['valid', 'same'] as const;
 export type Padding = (typeof PADDINGS)[number];
@@ -84,7 +95,34 @@ export interface EmbeddingSpec {
   readonly outputDim: number;
 }
 
-export type LayerSpec = DenseSpec | Conv2DSpec | Pool2DSpec | FlattenSpec | ReshapeSpec | EmbeddingSpec;
+/** Mean over height and width: [h, w, c] becomes [c]. */
+export interface GlobalPool2DSpec {
+  readonly type: 'globalAveragePooling2d';
+}
+
+/**
+ * Dropout whose mask is a function of (seed, step, training row, element): the same whichever
+ * participant computes a row, so the split of a batch does not change it.
+ */
+export interface DropoutSpec {
+  readonly type: 'dropout';
+  readonly rate: number;
+  readonly seed: number;
+}
+
+/**
+ * Batch normalisation over the last axis (channels last), with batch statistics taken over
+ * virtual batches of `virtualBatchSize` consecutive rows of the global batch (ghost batch norm),
+ * which the split plan never cuts; the moving statistics are updated once per step from them.
+ */
+export interface BatchNormSpec {
+  readonly type: 'batchNormalization';
+  readonly momentum: number;
+  readonly epsilon: number;
+  readonly virtualBatchSize: number;
+}
+
+export type LayerSpec = DenseSpec | Conv2DSpec | Pool2DSpec | GlobalPool2DSpec | FlattenSpec | ReshapeSpec | EmbeddingSpec | DropoutSpec | BatchNormSpec;
 
 export function isDense(layer: LayerSpec): layer is DenseSpec {
   return layer.type === undefined || layer.type === 'dense';
@@ -110,6 +148,21 @@ export function outputLayer(spec: ModelSpec): DenseSpec {
   if (!last) throw new RangeError('model has no layers');
   if (!isDense(last)) throw new RangeError(`the last layer is ${last.type}; a model ends with a dense layer (its units are the outputs)`);
   return last;
+}
+
+/**
+ * Rows per virtual batch of the model's batch normalisation (one value for all its layers), or
+ * undefined where it has none: the split plan then cuts a batch anywhere.
+ */
+export function virtualBatchSize(spec: ModelSpec): number | undefined {
+  const sizes = new Set(spec.layers.flatMap((l) => (l.type === 'batchNormalization' ? [l.virtualBatchSize] : [])));
+  if (sizes.size > 1) throw new RangeError(`batch normalisation layers have virtualBatchSize ${[...sizes].join(' and ')}; a model uses one`);
+  return sizes.size === 0 ? undefined : [...sizes][0];
+}
+
+/** Whether computing a gradient needs the rows' identities (dropout masks) or virtual batches. */
+export function needsRowContext(spec: ModelSpec): boolean {
+  return spec.layers.some((l) => l.type === 'dropout' || l.type === 'batchNormalization');
 }
 
 export function outputDim(spec: ModelSpec): number {

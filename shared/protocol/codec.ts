@@ -46,7 +46,7 @@ function fromBytes(raw: Uint8Array, Kind: TypedKind, field: string): TypedArray 
 const TYPED_FIELDS: Partial<Record<MessageType, Record<string, TypedKind>>> = {
   shard: { y: Float32Array, x: Float32Array },
   weights: { weights: Float32Array },
-  step: { rows: Int32Array, y: Float32Array, x: Float32Array },
+  step: { groups: Int32Array, inline: Int32Array, rows: Int32Array, y: Float32Array, x: Float32Array },
   evaluate: { y: Float32Array, x: Float32Array },
   gradient: {},
   gradient_part: {},

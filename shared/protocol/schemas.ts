@@ -8,7 +8,7 @@ import { GRADIENT_DTYPES } from '../math/float16.js';
 import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
 
 /** The version this code speaks; a hello of any other is refused (PROTOCOL.md lists them). */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 const count = z.int().nonnegative();
@@ -35,6 +35,9 @@ const LayerSpecSchema = z.union([
   z.strictObject({ type: z.literal('flatten') }),
   z.strictObject({ type: z.literal('reshape'), targetShape: z.array(size).min(1).max(8) }),
   z.strictObject({ type: z.literal('embedding'), inputDim: size, outputDim: size }),
+  z.strictObject({ type: z.literal('globalAveragePooling2d') }),
+  z.strictObject({ type: z.literal('dropout'), rate: z.number().min(0).lt(1), seed: z.int() }),
+  z.strictObject({ type: z.literal('batchNormalization'), momentum: z.number().min(0).lt(1), epsilon: z.number().positive(), virtualBatchSize: size }),
 ]);
 
 export const ModelSpecSchema = z.strictObject({
@@ -82,7 +85,8 @@ export const wire = {
     x: bytes,
   }),
   weights: z.strictObject({ type: z.literal('weights'), version: count, pad, weights: bytes }),
-  step: z.strictObject({ type: z.literal('step'), step: count, version: count, pad, rows: bytes, y: bytes, x: bytes }),
+  /** rows: held rows; inline: the rows of x/y; groups: the virtual batch of each (held, then inline), or empty. */
+  step: z.strictObject({ type: z.literal('step'), step: count, version: count, pad, groups: bytes, inline: bytes, rows: bytes, y: bytes, x: bytes }),
   /** Values offset.. of a step's flat gradient, sent before the step's `gradient` message. */
   gradient_part: z.strictObject({
     type: z.literal('gradient_part'),
@@ -125,8 +129,11 @@ export type JobMessage = Wire['job'];
 type Unpadded<T> = Omit<T, 'pad'>;
 export type ShardMessage = Typed<Unpadded<Wire['shard']>, 'x' | 'y', Float32Array>;
 export type WeightsMessage = Typed<Unpadded<Wire['weights']>, 'weights', Float32Array>;
-/** rows: training rows the worker holds (global indices); x/y: further rows sent inline. */
-export type StepMessage = Typed<Typed<Unpadded<Wire['step']>, 'rows', Int32Array>, 'x' | 'y', Float32Array>;
+/**
+ * rows: training rows the worker holds (global indices); x/y: further rows sent inline, whose
+ * indices are `inline`; groups: each row's virtual batch (rows, then inline) for batch norm, or empty.
+ */
+export type StepMessage = Typed<Typed<Unpadded<Wire['step']>, 'rows' | 'inline' | 'groups', Int32Array>, 'x' | 'y', Float32Array>;
 /** In memory the gradient is always float32; `dtype` says how it travels (scaleExp is the wire's business). */
 export type GradientMessage = Typed<Omit<Wire['gradient'], 'scaleExp' | 'pad'>, 'gradient', Float32Array>;
 export type GradientPartMessage = Typed<Omit<Wire['gradient_part'], 'scaleExp' | 'pad'>, 'values', Float32Array>;

@@ -25,6 +25,8 @@ export interface GradientTask {
   readonly step: number;
   readonly version: number;
   readonly rows: Int32Array;
+  /** Each row's virtual batch (batch norm), or absent. */
+  readonly groups?: Int32Array;
 }
 
 /** Loss and metric sums over rows start..start+count-1 with the weights of `version`. */
