@@ -12,13 +12,15 @@ import { assignFlatWeights, buildModel, modelVariables } from '../shared/model/b
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { activations, logitsLoss, losses, metrics } from '../shared/model/registries.js';
 import { RowContext, type BatchRows } from '../shared/model/row-layers.js';
-import { isDenseStack, needsRowContext, outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
+import { inputShape, isDenseStack, needsRowContext, outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { DenseGradientEngine } from './dense-gradient.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums, type EngineName } from './engine.js';
 
 export class TapeGradientEngine implements BatchEngine {
   readonly layout: WeightLayout;
   readonly inputDim: number;
+  /** A sample's shape as the model takes it. */
+  private readonly sampleShape: readonly number[];
   readonly outputDim: number;
   private readonly model: tfl.Sequential;
   /** Every weight in layout order; `trainable`: those the gradient is taken of (not batch norm's statistics). */
@@ -41,6 +43,7 @@ export class TapeGradientEngine implements BatchEngine {
     this.variables = modelVariables(this.model, this.layout);
     this.trainable = this.variables.filter((_, i) => this.layout.entries[i]!.trainable);
     this.inputDim = spec.inputDim;
+    this.sampleShape = inputShape(spec);
     this.outputDim = outputDim(spec);
     this.lossFn = logits ?? losses[spec.loss].fn;
     this.toPrediction = logits ? activations[lastActivation].fn : (out) => out;
@@ -62,7 +65,7 @@ export class TapeGradientEngine implements BatchEngine {
       if (!rows) throw new ModelError('this model has dropout or batch normalisation: its gradient needs the step and the rows of the batch');
       this.rowContext.begin(rows, count);
     }
-    const xs = tf.tensor2d(x, [count, this.inputDim]);
+    const xs = tf.tensor(x, [count, ...this.sampleShape]);
     const ys = tf.tensor2d(y, [count, this.outputDim]);
     let preds: tf.Tensor | undefined;
     const { value, grads } = tf.variableGrads(() => {
@@ -83,7 +86,7 @@ export class TapeGradientEngine implements BatchEngine {
 
   /** Loss and metric sums without a gradient (validation, test). */
   evaluate(x: Float32Array, y: Float32Array, count: number): BatchSums {
-    const xs = tf.tensor2d(x, [count, this.inputDim]);
+    const xs = tf.tensor(x, [count, ...this.sampleShape]);
     const ys = tf.tensor2d(y, [count, this.outputDim]);
     const out = this.model.apply(xs) as tf.Tensor;
     const preds = this.toPrediction(out);
@@ -96,7 +99,7 @@ export class TapeGradientEngine implements BatchEngine {
 
   /** Model outputs for `count` samples, row-major [count, outputDim]. */
   predict(x: Float32Array, count: number): Float32Array {
-    const xs = tf.tensor2d(x, [count, this.inputDim]);
+    const xs = tf.tensor(x, [count, ...this.sampleShape]);
     const raw = this.model.apply(xs) as tf.Tensor;
     const preds = this.toPrediction(raw);
     const out = preds.dataSync() as Float32Array;

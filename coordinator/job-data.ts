@@ -5,7 +5,11 @@
  */
 import type { JobConfig } from '../shared/config/schema.js';
 import { readCsv, recordsToCsv, type CellValue, type Table } from '../shared/data/csv.js';
-import { prepareData, type PreparedData } from '../shared/data/dataset.js';
+import { existsSync, statSync } from 'node:fs';
+import { prepareArrays, prepareImages } from '../shared/data/arrays.js';
+import { prepareData, type PreparedData, type SplitOptions } from '../shared/data/dataset.js';
+import { readImageFolder } from '../shared/data/images.js';
+import { readNpy } from '../shared/data/npy.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { ConfigError } from '../shared/errors.js';
 import type { RunDir } from './run-dir.js';
@@ -33,18 +37,51 @@ export function dataConfig(config: JobConfig, provided: ReturnType<typeof provid
   return { ...config, data: { ...config.data, path } };
 }
 
+export type DataKind = 'csv' | 'images' | 'arrays';
+
+/** What data.path holds: a folder is an image data set, a .npy file arrays, anything else CSV. */
+export function dataKind(path: string): DataKind {
+  if (path.toLowerCase().endsWith('.npy')) return 'arrays';
+  return existsSync(path) && statSync(path).isDirectory() ? 'images' : 'csv';
+}
+
 export function loadTable(config: JobConfig): Table {
   if (!config.data.path) throw new ConfigError('no data: set data.path in the config, pass --data FILE, or use --demo');
   return readCsv(config.data.path);
 }
 
-export function prepareJobData(config: JobConfig, table: Table): PreparedData {
+function splitOptions(config: JobConfig): SplitOptions {
   const { data, fit } = config;
-  return prepareData(
-    table,
-    { drop: data.drop, numeric: data.numeric, categorical: data.categorical, label: data.label, maxCategories: data.maxCategories },
-    { testSize: data.testSize, stratify: data.stratify, standardize: data.standardize, validationSplit: fit.validationSplit },
-    config.seed,
-  );
+  return { testSize: data.testSize, stratify: data.stratify, standardize: data.standardize, validationSplit: fit.validationSplit };
+}
+
+export function prepareJobData(config: JobConfig, table: Table): PreparedData {
+  const { data } = config;
+  if (!data.label?.column) throw new ConfigError(`data.label.column is required for CSV data (${table.source}): name the column to predict`);
+  const label = { ...data.label, column: data.label.column, type: data.label.type ?? 'binary' };
+  return prepareData(table, { drop: data.drop, numeric: data.numeric, categorical: data.categorical, label, maxCategories: data.maxCategories }, splitOptions(config), config.seed);
+}
+
+/** Keys of data that only CSV data reads. */
+const CSV_ONLY = ['drop', 'numeric', 'categorical'] as const;
+
+/** The job's data read and prepared, whichever kind data.path holds. */
+export function readJobData(config: JobConfig): PreparedData {
+  const { data } = config;
+  if (!data.path) throw new ConfigError('no data: set data.path in the config, pass --data FILE, or use --demo');
+  const kind = dataKind(data.path);
+  if (kind === 'csv') {
+    if (data.labels) throw new ConfigError(`data.labels (${data.labels}) goes with a .npy data.path; ${data.path} is read as CSV`);
+    return prepareJobData(config, readCsv(data.path));
+  }
+  for (const key of CSV_ONLY) if (data[key].length > 0) throw new ConfigError(`data.${key} applies to CSV columns; ${data.path} holds ${kind}`);
+  if (kind === 'images') {
+    if (data.labels) throw new ConfigError(`data.labels: an image folder's labels are its class folders; remove data.labels`);
+    if (data.label?.type !== undefined && data.label.type !== 'categorical') throw new ConfigError(`data.label.type: image classes are categorical (one output per class folder), not ${data.label.type}`);
+    const set = readImageFolder(data.path, { imageSize: data.imageSize, colorMode: data.colorMode });
+    return prepareImages(set, data.path, data.rescale ?? 1 / 255, splitOptions(config), config.seed);
+  }
+  if (!data.labels) throw new ConfigError(`data.labels is required with a .npy data.path (${data.path}): the .npy file of targets, one per sample`);
+  return prepareArrays(readNpy(data.path), readNpy(data.labels), { x: data.path, y: data.labels }, { scale: data.rescale ?? 1, label: data.label?.type ?? 'auto' }, splitOptions(config), config.seed);
 }
 

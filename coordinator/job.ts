@@ -23,7 +23,7 @@ import { StopOnRequest, stopOnSignals } from './callbacks/stop-on-signal.js';
 import { CHECKPOINT_DIR, loadLatestCheckpoint, type TrainingState } from './checkpoint.js';
 import { Trainer, modelSpec, type EvaluateResult, type FitResult } from './fit/trainer.js';
 import { startCluster, startMetricsServer, workerCounts } from './job-cluster.js';
-import { dataConfig, loadTable, prepareJobData, providedData } from './job-data.js';
+import { dataConfig, providedData, readJobData } from './job-data.js';
 import { TrainingMetrics } from './metrics.js';
 import { InProcessLane } from './participants/in-process.js';
 import type { LocalLanes } from './participants/participant.js';
@@ -113,9 +113,9 @@ function openRun(jobConfig: JobConfig, options: JobOptions, log: (line: string) 
   return { config: dataConfig(jobConfig, provided, runDir), runDir, resumeFrom };
 }
 
-/** The CSV read and prepared; its warnings logged. */
+/** The data (CSV, image folder or .npy arrays) read and prepared; its warnings logged. */
 function readData(config: JobConfig, log: (line: string) => void): PreparedData {
-  const prepared = prepareJobData(config, loadTable(config));
+  const prepared = readJobData(config);
   for (const warning of prepared.warnings) log(`warning: ${warning}`);
   return prepared;
 }

@@ -8,13 +8,14 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { csvCell, readCsv } from '../shared/data/csv.js';
-import { encode, type Preprocessor, type RejectedRow } from '../shared/data/preprocess.js';
+import { csvCell } from '../shared/data/csv.js';
+import { featureCount, type Preprocessor, type RejectedRow } from '../shared/data/preprocess.js';
 import { ModelError } from '../shared/errors.js';
 import type { BackendChoice } from '../shared/backend-choice.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import type { BatchEngine } from '../compute/engine.js';
 import type { RunDir } from './run-dir.js';
+import { readModelInputs } from './model-inputs.js';
 import { storageError } from './storage.js';
 
 export interface SavedModel {
@@ -57,7 +58,7 @@ export async function loadSavedModel(given: string, backend: BackendChoice = 'au
   model.dispose();
   const expected = weightLayout(spec).size;
   if (weights.length !== expected) throw new ModelError(`${dir}: model.json has ${weights.length} weights, ${SAVED_MODEL_FILES.spec} describes ${expected}`);
-  if (preprocessor.features.length !== spec.inputDim) throw new ModelError(`${dir}: the preprocessing makes ${preprocessor.features.length} features, the model takes ${spec.inputDim}`);
+  if (featureCount(preprocessor) !== spec.inputDim) throw new ModelError(`${dir}: the preprocessing makes ${featureCount(preprocessor)} features, the model takes ${spec.inputDim}`);
   const engine = createEngine(spec);
   engine.setWeights(weights);
   return { dir, spec, preprocessor, weights, backend: used, engine };
@@ -78,10 +79,13 @@ export interface PredictResult {
   readonly lines: number[];
 }
 
-/** Predicts every row of `dataFile` (label column optional); writes a CSV with `line` and the outputs. */
+/**
+ * Predicts every row of `dataFile` (label column optional), or every image of a file or folder,
+ * or every sample of a .npy array, as the model was trained on; writes a CSV with `line` (and
+ * `file`, for images) and the outputs.
+ */
 export function predictCsv(model: SavedModel, dataFile: string, outFile?: string): PredictResult {
-  const table = readCsv(dataFile);
-  const enc = encode(table, model.preprocessor, { requireLabel: false });
+  const { enc, files } = readModelInputs(model.preprocessor, dataFile, { requireLabel: false });
   const outputs = model.engine.predict(enc.x, enc.rows);
   if (outFile !== undefined) {
     const pre = model.preprocessor;
@@ -94,10 +98,10 @@ export function predictCsv(model: SavedModel, dataFile: string, outFile?: string
       else if (pre.label.type === 'categorical') predicted = pre.label.classes[values.indexOf(Math.max(...values))]!;
       else predicted = String(values[0]);
       const probabilities = pre.label.type === 'numeric' ? [] : values.map(String);
-      cells.set(line, [...probabilities, csvCell(predicted), ''].join(','));
+      cells.set(line, [...(files ? [csvCell(files[r]!)] : []), ...probabilities, csvCell(predicted), ''].join(','));
     });
     for (const r of enc.rejected) cells.set(r.line, [...outputColumns(pre).map(() => ''), csvCell(r.reason)].join(','));
-    const header = ['line', ...outputColumns(pre), 'error'].join(',');
+    const header = ['line', ...(files ? ['file'] : []), ...outputColumns(pre), 'error'].join(',');
     const body = [...cells].sort((a, b) => a[0] - b[0]).map(([line, rest]) => `${line},${rest}`);
     writeFileSync(outFile, `${[header, ...body].join('\n')}\n`);
   }
@@ -111,9 +115,12 @@ export interface EvaluateCsvResult {
   readonly values: Record<string, number>;
 }
 
-/** Loss and metrics on the labelled rows of `dataFile`, as training computes them. */
-export function evaluateCsv(model: SavedModel, dataFile: string): EvaluateCsvResult {
-  const enc = encode(readCsv(dataFile), model.preprocessor, { requireLabel: true });
+/**
+ * Loss and metrics on the labelled rows of `dataFile` (a CSV, a class-folder tree of images, or a
+ * .npy array with `labels`), as training computes them.
+ */
+export function evaluateCsv(model: SavedModel, dataFile: string, options: { labels?: string } = {}): EvaluateCsvResult {
+  const { enc } = readModelInputs(model.preprocessor, dataFile, { requireLabel: true, labels: options.labels });
   if (enc.rows === 0) throw new ModelError(`${dataFile}: no row could be transformed (${enc.rejected.length} rejected)`);
   const sums = model.engine.evaluate(enc.x, enc.y, enc.rows);
   const values: Record<string, number> = { loss: sums.lossSum / enc.rows };

@@ -6,9 +6,14 @@
  * the first 1, ..., the second 0, ...), so any leading part of the file has every class.
  *
  *   node scripts/mnist-csv.mjs --out mnist.csv [--rows N]
+ *
+ * With --images DIR instead, the same digits as a class-folder tree (DIR/0/00000.png, ...;
+ * 8-bit grayscale PNG, pixel = round(value x 255); --jpeg writes every seventh one as a JPEG),
+ * which `coordinator start --data DIR` reads as Keras's image_dataset_from_directory would.
  */
 import { createRequire } from 'node:module';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const require = createRequire(import.meta.url);
 const arg = (name, fallback) => {
@@ -16,8 +21,9 @@ const arg = (name, fallback) => {
   return i >= 0 ? process.argv[i + 1] : fallback;
 };
 const out = arg('out');
-if (!out) {
-  console.error('usage: node scripts/mnist-csv.mjs --out FILE [--rows N]');
+const images = arg('images');
+if (!out && !images) {
+  console.error('usage: node scripts/mnist-csv.mjs --out FILE [--rows N]  |  --images DIR [--rows N] [--jpeg]');
   process.exit(2);
 }
 let digits;
@@ -30,13 +36,33 @@ try {
 const PIXELS = 784;
 const counts = digits.map((d) => d.length / PIXELS);
 const limit = Number(arg('rows', String(counts.reduce((a, n) => a + n, 0))));
-const lines = [[...Array.from({ length: PIXELS }, (_, i) => `pixel_${i}`), 'digit'].join(',')];
-for (let k = 0; lines.length - 1 < limit && k < Math.max(...counts); k++) {
-  for (let d = 0; d < 10 && lines.length - 1 < limit; d++) {
-    if (k >= counts[d]) continue;
-    const pixels = digits[d].slice(k * PIXELS, (k + 1) * PIXELS);
-    lines.push(`${pixels.join(',')},${d}`);
+const rows = [];
+for (let k = 0; rows.length < limit && k < Math.max(...counts); k++) {
+  for (let d = 0; d < 10 && rows.length < limit; d++) {
+    if (k < counts[d]) rows.push({ digit: d, pixels: digits[d].slice(k * PIXELS, (k + 1) * PIXELS) });
   }
 }
-writeFileSync(out, `${lines.join('\n')}\n`);
-console.log(`wrote ${lines.length - 1} digits to ${out}`);
+if (images) {
+  const { PNG } = require('pngjs');
+  const jpeg = require('jpeg-js');
+  const withJpeg = process.argv.includes('--jpeg');
+  rows.forEach(({ digit, pixels }, i) => {
+    const dir = join(images, String(digit));
+    mkdirSync(dir, { recursive: true });
+    const bytes = Uint8Array.from(pixels, (v) => Math.round(v * 255));
+    if (withJpeg && i % 7 === 3) {
+      const rgba = new Uint8Array(PIXELS * 4);
+      bytes.forEach((v, j) => rgba.set([v, v, v, 255], 4 * j));
+      writeFileSync(join(dir, `${String(i).padStart(5, '0')}.jpg`), jpeg.encode({ data: rgba, width: 28, height: 28 }, 95).data);
+    } else {
+      const png = new PNG({ width: 28, height: 28, colorType: 0, inputColorType: 0, bitDepth: 8, inputHasAlpha: false });
+      png.data = Buffer.from(bytes);
+      writeFileSync(join(dir, `${String(i).padStart(5, '0')}.png`), PNG.sync.write(png, { colorType: 0, inputColorType: 0, inputHasAlpha: false }));
+    }
+  });
+  console.log(`wrote ${rows.length} digits to ${images}/<digit>/`);
+} else {
+  const lines = [[...Array.from({ length: PIXELS }, (_, i) => `pixel_${i}`), 'digit'].join(','), ...rows.map(({ digit, pixels }) => `${pixels.join(',')},${digit}`)];
+  writeFileSync(out, `${lines.join('\n')}\n`);
+  console.log(`wrote ${rows.length} digits to ${out}`);
+}

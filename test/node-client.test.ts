@@ -33,7 +33,7 @@ describe('NodeClient', () => {
         if (message.type !== 'hello') return;
         socket.send(encodeMessage({ type: 'welcome', version: PROTOCOL_VERSION, workerId: 'node-1' }));
         socket.send(
-          encodeMessage({ type: 'job', jobId: 'j', spec: SPEC, parameters: PARAMETERS, features: 3, outputs: 1, trainRows: 0, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float32', bucketBytes: 0 }),
+          encodeMessage({ type: 'job', jobId: 'j', spec: SPEC, parameters: PARAMETERS, features: 3, outputs: 1, trainRows: 0, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float32', bucketBytes: 0, pixelScale: 0 }),
         );
         // one value short
         socket.send(encodeMessage({ type: 'weights', version: 0, weights: new Float32Array(PARAMETERS - 1) }));
@@ -74,9 +74,9 @@ describe('NodeClient gradient parts', () => {
         if (message.type === 'hello') {
           socket.send(encodeMessage({ type: 'welcome', version: PROTOCOL_VERSION, workerId: 'node-1' }));
           // 1 KiB buckets: the last layer (31 values) waits, the second's end (1261 values from 160) goes ahead
-          socket.send(encodeMessage({ type: 'job', jobId: 'j', spec, parameters, features: 3, outputs: 1, trainRows: 0, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float32', bucketBytes: 1024 }));
+          socket.send(encodeMessage({ type: 'job', jobId: 'j', spec, parameters, features: 3, outputs: 1, trainRows: 0, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float32', bucketBytes: 1024, pixelScale: 0 }));
           socket.send(encodeMessage({ type: 'weights', version: 0, weights }));
-          socket.send(encodeMessage({ type: 'step', step: 0, version: 0, groups: new Int32Array(0), inline: Int32Array.from({ length: x.length / 3 }, (_, i) => i), rows: new Int32Array(0), x, y }));
+          socket.send(encodeMessage({ type: 'step', step: 0, version: 0, groups: new Int32Array(0), inline: Int32Array.from({ length: x.length / 3 }, (_, i) => i), rows: new Int32Array(0), pixels: new Uint8Array(0), x, y }));
         }
         if (message.type === 'gradient') socket.send(encodeMessage({ type: 'bye', reason: 'done' }));
       });

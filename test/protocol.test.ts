@@ -23,13 +23,13 @@ describe('wire protocol', () => {
     const messages: Message[] = [
       { type: 'hello', version: PROTOCOL_VERSION, token: 't', name: 'gpu-1', backend: 'wasm' },
       { type: 'welcome', version: PROTOCOL_VERSION, workerId: 'node-1' },
-      { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float16', bucketBytes: 4096 },
-      { type: 'shard', firstRow: 0, rows: 2, chunk: 0, chunks: 1, x: Float32Array.from([1, 2, 3, 4]), y: Float32Array.from([0, 1]) },
+      { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float16', bucketBytes: 4096, pixelScale: 0 },
+      { type: 'shard', firstRow: 0, rows: 2, chunk: 0, chunks: 1, pixels: new Uint8Array(0), x: Float32Array.from([1, 2, 3, 4]), y: Float32Array.from([0, 1]) },
       { type: 'weights', version: 7, weights: Float32Array.from([0.5, -0.25, 1e-8]) },
-      { type: 'step', step: 9, version: 7, groups: Int32Array.from([0, 0, 1, 1]), inline: Int32Array.from([8]), rows: Int32Array.from([4, 1, 3]), x: Float32Array.from([5, 6]), y: Float32Array.from([1]) },
+      { type: 'step', step: 9, version: 7, groups: Int32Array.from([0, 0, 1, 1]), inline: Int32Array.from([8]), rows: Int32Array.from([4, 1, 3]), pixels: new Uint8Array(0), x: Float32Array.from([5, 6]), y: Float32Array.from([1]) },
       { type: 'gradient_part', step: 3, offset: 3, dtype: 'float32', values: Float32Array.from([0.4, 0.5]) },
       gradient([0.1, -0.2, 0.3]),
-      { type: 'evaluate', id: 2, version: 7, x: Float32Array.from([1, 2]), y: Float32Array.from([0]) },
+      { type: 'evaluate', id: 2, version: 7, pixels: Uint8Array.from([3, 255]), x: Float32Array.from([1, 2]), y: Float32Array.from([0]) },
       { type: 'evaluation', id: 2, count: 1, lossSum: 0.7, metricSums: [1] },
       { type: 'heartbeat', sentAt: 123.5 },
       { type: 'error', code: 'E_X', message: 'why' },
@@ -72,12 +72,12 @@ describe('wire protocol', () => {
     expect(() => decodeMessage(encodeMessage({ type: 'weights', version: 1, weights: Float32Array.from([1, Number.NaN, 3]) }))).toThrow(
       expect.objectContaining({ fault: 'non_finite', message: 'weights.weights[1] is NaN, not a finite number' }),
     );
-    expect(() => decodeMessage(encodeMessage({ type: 'shard', firstRow: 0, rows: 1, chunk: 0, chunks: 1, x: Float32Array.from([Number.NEGATIVE_INFINITY]), y: Float32Array.from([1]) }))).toThrow(
+    expect(() => decodeMessage(encodeMessage({ type: 'shard', firstRow: 0, rows: 1, chunk: 0, chunks: 1, pixels: new Uint8Array(0), x: Float32Array.from([Number.NEGATIVE_INFINITY]), y: Float32Array.from([1]) }))).toThrow(
       'shard.x[0] is -Infinity, not a finite number',
     );
     expect(() => decodeMessage(packr.pack({ type: 'weights', version: 1, pad: '12345678', weights: new Uint8Array(4) }))).toThrow(/bad "weights" message: pad/);
     expect(() => decodeMessage(packr.pack({ type: 'weights', version: 1, weights: new Uint8Array(6) }))).toThrow('weights.weights: 6 bytes is not a whole number of 4-byte values');
-    const job = { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float16', bucketBytes: 0 };
+    const job = { type: 'job', jobId: 'j', spec: SPEC, parameters: 3, features: 2, outputs: 1, trainRows: 10, heartbeatMs: 1000, heartbeatTimeoutMs: 5000, gradientDtype: 'float16', bucketBytes: 0, pixelScale: 0 };
     expect(() => decodeMessage(packr.pack({ ...job, bucketBytes: -1 }))).toThrow(/bad "job" message: bucketBytes/);
     expect(() => decodeMessage(packr.pack({ ...job, spec: { ...SPEC, loss: 'hinge' } }))).toThrow(/bad "job" message: spec.loss/);
     expect(() => decodeMessage(packr.pack({ ...job, spec: { ...SPEC, layers: [] } }))).toThrow(/bad "job" message: spec.layers/);
@@ -139,7 +139,7 @@ describe('wire protocol', () => {
       for (const version of n > 64 ? [7, 70000] : [0, 7, 300, 70000, 2 ** 31]) {
         inPlace({ type: 'weights', version, weights: new Float32Array(n).fill(0.5) }, 'weights', 4 * n);
         inPlace({ ...(gradient(Array.from({ length: n }, (_, i) => i)) as object), step: version, lossSum: version / 3 } as Message, 'gradient', 4 * n);
-        inPlace({ type: 'step', step: version, version: 1, groups: new Int32Array(0), inline: Int32Array.from({ length: n }, (_, i) => i), rows: Int32Array.from([1, 2]), y: new Float32Array(n), x: new Float32Array(3 * n) }, 'x', 12 * n);
+        inPlace({ type: 'step', step: version, version: 1, groups: new Int32Array(0), inline: Int32Array.from({ length: n }, (_, i) => i), rows: Int32Array.from([1, 2]), pixels: new Uint8Array(0), y: new Float32Array(n), x: new Float32Array(3 * n) }, 'x', 12 * n);
       }
     }
     // a frame at an odd address still decodes (a copy)

@@ -13,6 +13,7 @@ import { ProtocolError, WorkerError } from '../shared/errors.js';
 import { PROTOCOL_VERSION, type JobMessage, type Message, type StepMessage } from '../shared/protocol/schemas.js';
 import { decodeFrame, encodeMessage } from '../shared/protocol/codec.js';
 import { FramePool } from '../shared/protocol/frame-pool.js';
+import { scalePixels } from '../shared/data/arrays.js';
 import { describeModel } from '../shared/model/layers.js';
 import type { BatchRows } from '../shared/model/row-layers.js';
 import type { BatchEngine } from '../compute/engine.js';
@@ -133,7 +134,7 @@ export class NodeClient {
       this.startJob(message);
       session.startHeartbeat(message.heartbeatMs, message.heartbeatTimeoutMs);
     },
-    shard: (message) => this.need(this.store, 'shard').add(message.firstRow, message.rows, message.x, message.y),
+    shard: (message) => this.need(this.store, 'shard').add(message.firstRow, message.rows, this.features(message, 'shard'), message.y),
     weights: (message) => {
       // loaded into the model by the next step or evaluation, as a thread does
       const { parameters } = this.need(this.job, 'weights');
@@ -145,9 +146,10 @@ export class NodeClient {
     evaluate: (message, session) => {
       const engine = this.need(this.engine, 'evaluate');
       if (message.version !== this.version) throw new WorkerError(`evaluation wants weights version ${message.version}, this node has ${this.version}`);
-      const count = message.x.length / this.need(this.job, 'evaluate').features;
+      const x = this.features(message, 'evaluate');
+      const count = x.length / this.need(this.job, 'evaluate').features;
       this.loadWeights(engine);
-      const sums = engine.evaluate(message.x, message.y, count);
+      const sums = engine.evaluate(x, message.y, count);
       session.send({ type: 'evaluation', id: message.id, count: sums.count, lossSum: sums.lossSum, metricSums: sums.metricSums });
     },
     heartbeat: () => undefined,
@@ -168,7 +170,7 @@ export class NodeClient {
     // gradient; not the sending of parts on the way
     const started = performance.now();
     this.loadWeights(engine);
-    const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, message.x, message.y);
+    const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, this.features(message, 'step'), message.y);
     const result = engine.gradient(xs, ys, count, sending.gradient, sending.onReady, stepRows(message, count));
     const computeMs = performance.now() - started - sending.sendingMs;
     this.stats.steps++;
@@ -177,6 +179,17 @@ export class NodeClient {
     this.options.metrics?.step(count, computeMs / 1000);
     sending.finish({ count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs });
     if (this.options.verbose) this.options.log(`step ${message.step}: ${count} rows (${message.rows.length} held, ${count - message.rows.length} inline), ${computeMs.toFixed(1)} ms`);
+  }
+
+  /** A message's rows as float32 features: its x, or its uint8 pixels scaled (images; the job says which). */
+  private features(message: { readonly x: Float32Array; readonly pixels: Uint8Array }, what: string): Float32Array {
+    const { pixelScale } = this.need(this.job, what);
+    if (pixelScale > 0) {
+      if (message.x.length > 0) throw new ProtocolError(`"${what}" message with float32 x in a job whose rows travel as uint8 pixels`, 'malformed');
+      return scalePixels(message.pixels, pixelScale);
+    }
+    if (message.pixels.length > 0) throw new ProtocolError(`"${what}" message with uint8 pixels in a job whose rows travel as float32 x`, 'malformed');
+    return message.x;
   }
 
   private need<T>(value: T | undefined, what: string): T {

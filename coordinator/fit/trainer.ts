@@ -34,9 +34,10 @@ export const runRngs = {
 };
 
 /** The ModelSpec of the config's model for the data's shape (validate.ts checks that they fit). */
-export function modelSpec(config: JobConfig, dataset: Pick<Dataset, 'features' | 'outputs'>): ModelSpec {
+export function modelSpec(config: JobConfig, dataset: Pick<Dataset, 'features' | 'outputs' | 'sampleShape'>): ModelSpec {
   return {
     inputDim: dataset.features,
+    ...(dataset.sampleShape ? { inputShape: [...dataset.sampleShape] } : {}),
     layers: config.model.layers.map((layer, i) => layerSpec(layer, i, config)),
     loss: config.compile.loss,
     metrics: config.compile.metrics,

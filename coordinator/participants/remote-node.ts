@@ -109,6 +109,7 @@ export class RemoteNode implements Participant {
       heartbeatTimeoutMs,
       gradientDtype,
       bucketBytes,
+      pixelScale: dataset.pixels?.scale ?? 0,
     });
   }
 
@@ -124,7 +125,7 @@ export class RemoteNode implements Participant {
   sendRows(range: RowRange): void {
     const { dataset, chunkBytes } = this.context;
     const { features, outputs } = dataset;
-    const rowBytes = (features + outputs) * 4;
+    const rowBytes = features * (dataset.pixels ? 1 : 4) + outputs * 4;
     const chunks = chunkRange(range, Math.max(1, Math.floor(chunkBytes / rowBytes)));
     chunks.forEach((c, i) => {
       const first = dataset.train.start + c.start;
@@ -134,7 +135,7 @@ export class RemoteNode implements Participant {
         rows: c.count,
         chunk: i,
         chunks: chunks.length,
-        x: dataset.x.subarray(first * features, (first + c.count) * features),
+        ...rowFeatures(dataset, first, c.count),
         y: dataset.y.subarray(first * outputs, (first + c.count) * outputs),
       });
     });
@@ -199,19 +200,21 @@ export class RemoteNode implements Participant {
       (isHeld ? held : inline).push(r);
       if (groups) (isHeld ? heldGroups : inlineGroups).push(groups[i]!);
     });
-    const x = new Float32Array(inline.length * features);
+    const source = dataset.pixels?.values ?? dataset.x;
+    const values = dataset.pixels ? new Uint8Array(inline.length * features) : new Float32Array(inline.length * features);
     const y = new Float32Array(inline.length * outputs);
     inline.forEach((r, i) => {
       const row = dataset.train.start + r;
-      x.set(dataset.x.subarray(row * features, (row + 1) * features), i * features);
+      values.set(source.subarray(row * features, (row + 1) * features), i * features);
       y.set(dataset.y.subarray(row * outputs, (row + 1) * outputs), i * outputs);
     });
+    const inlineFeatures = values instanceof Uint8Array ? { pixels: values, x: new Float32Array(0) } : { pixels: new Uint8Array(0), x: values };
     const assembly = this.parts.begin(step);
     const answer = await this.request(
       `step ${step}`,
       () => {
         this.sendWeights(version);
-        this.send({ type: 'step', step, version, groups: Int32Array.from([...heldGroups, ...inlineGroups]), inline: Int32Array.from(inline), rows: Int32Array.from(held), x, y });
+        this.send({ type: 'step', step, version, groups: Int32Array.from([...heldGroups, ...inlineGroups]), inline: Int32Array.from(inline), rows: Int32Array.from(held), ...inlineFeatures, y });
       },
       this.context.deadlineMs?.(this.id, rows.length),
     );
@@ -241,7 +244,7 @@ export class RemoteNode implements Participant {
 
   async evaluate(version: number, range: RowRange): Promise<EvaluateAnswer> {
     const { dataset, spec } = this.context;
-    const { features, outputs } = dataset;
+    const { outputs } = dataset;
     const id = this.nextEvaluation++;
     const answer = await this.request(`evaluation ${id}`, () => {
       this.sendWeights(version);
@@ -249,7 +252,7 @@ export class RemoteNode implements Participant {
         type: 'evaluate',
         id,
         version,
-        x: dataset.x.subarray(range.start * features, (range.start + range.count) * features),
+        ...rowFeatures(dataset, range.start, range.count),
         y: dataset.y.subarray(range.start * outputs, (range.start + range.count) * outputs),
       });
     });
@@ -338,4 +341,11 @@ export class RemoteNode implements Participant {
     }
     if (notify) for (const listener of this.closeListeners) listener(reason, message);
   }
+}
+
+/** Rows first..first+count-1 of the data set as they travel: uint8 pixels for images, else float32 x (the other empty). */
+function rowFeatures(dataset: Dataset, first: number, count: number): { pixels: Uint8Array; x: Float32Array } {
+  const { features } = dataset;
+  if (dataset.pixels) return { pixels: dataset.pixels.values.subarray(first * features, (first + count) * features), x: new Float32Array(0) };
+  return { pixels: new Uint8Array(0), x: dataset.x.subarray(first * features, (first + count) * features) };
 }

@@ -93,11 +93,12 @@ export function loadConfig(file: string, overrides: Overrides = {}, names: Overr
     path && overrides[override] === undefined && !isAbsolute(path) ? resolve(dirname(file), path) : path;
   const { cluster } = config;
   const dataPath = near(config.data.path, 'data.path');
+  const labelsPath = near(config.data.labels, 'data.labels');
   const tokenFile = near(cluster.tokenFile, 'cluster.tokenFile');
   const tls = cluster.tls && { cert: near(cluster.tls.cert, 'cluster.tls.cert')!, key: near(cluster.tls.key, 'cluster.tls.key')! };
   return {
     ...config,
-    data: { ...config.data, ...(dataPath ? { path: dataPath } : {}) },
+    data: { ...config.data, ...(dataPath ? { path: dataPath } : {}), ...(labelsPath ? { labels: labelsPath } : {}) },
     cluster: { ...cluster, ...(tokenFile ? { tokenFile } : {}), ...(tls ? { tls } : {}) },
   };
 }

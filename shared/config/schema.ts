@@ -10,22 +10,37 @@ import { GRADIENT_DTYPES } from '../math/float16.js';
 import { optimizerDefaults, type OptimizerConfig } from './optimizer-config.js';
 import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
 
+/**
+ * The label: for CSV data its column (required) and type (default binary); for .npy targets the
+ * type only (default: from the values); image folders need none (categorical, from the folders).
+ */
 const Label = z.strictObject({
-  column: z.string().min(1),
-  type: z.enum(['binary', 'categorical', 'numeric']).default('binary'),
+  column: z.string().min(1).optional(),
+  type: z.enum(['binary', 'categorical', 'numeric']).optional(),
   positive: z.string().optional(),
   negative: z.string().optional(),
 });
 
 const Data = z.strictObject({
-  /** CSV file; relative paths are resolved against the config file's folder. */
+  /**
+   * A CSV file, a folder with one sub-folder of PNG/JPEG images per class, or a .npy array of
+   * samples (with `labels`); relative paths are resolved against the config file's folder.
+   */
   path: z.string().min(1).optional(),
+  /** The .npy targets of a .npy `path` (one per sample: class ids, one-hot rows or numbers). */
+  labels: z.string().min(1).optional(),
+  /** Images: [height, width] every image is resized to (bilinear); without it, all must have one size. */
+  imageSize: z.tuple([z.int().positive(), z.int().positive()]).optional(),
+  /** Images: grayscale (1 channel) or rgb (3), as Keras's color_mode. */
+  colorMode: z.enum(['grayscale', 'rgb']).default('rgb'),
+  /** Images and .npy arrays: features = values x rescale (default 1/255 for images, 1 for arrays). */
+  rescale: z.number().positive().optional(),
   drop: z.array(z.string()).default([]),
   numeric: z.array(z.string()).default([]),
   categorical: z.array(z.string()).default([]),
   /** Most distinct values a text column may have to be one-hot encoded (more: an id column, refused). */
   maxCategories: z.int().positive().default(DEFAULT_MAX_CATEGORIES),
-  label: Label,
+  label: Label.optional(),
   testSize: z.number().min(0).lt(1).default(0.2),
   stratify: z.boolean().default(true),
   standardize: z.boolean().default(false),

@@ -48,6 +48,21 @@ export interface Preprocessor {
   readonly features: readonly string[];
   readonly label: LabelTransform;
   readonly scaler?: Scaler;
+  /** Images or arrays instead of CSV columns (then `columns` and `features` are empty). */
+  readonly input?: ArrayInput;
+}
+
+/**
+ * Inputs that are not CSV columns: images from a class-folder tree, or .npy arrays; each sample
+ * has `shape` values, features = values * scale (in float32).
+ */
+export type ArrayInput =
+  | { readonly kind: 'images'; readonly shape: readonly [number, number, number]; readonly colorMode: 'grayscale' | 'rgb'; readonly scale: number }
+  | { readonly kind: 'arrays'; readonly shape: readonly number[]; readonly scale: number };
+
+/** Values per sample the preprocessing makes. */
+export function featureCount(pre: Preprocessor): number {
+  return pre.input ? pre.input.shape.reduce((a, n) => a * n, 1) : pre.features.length;
 }
 
 /** Rows that could not be used, with why. */
@@ -194,6 +209,7 @@ function usableRows(
  * with their line and reason. With `requireLabel: false` the label column may be absent.
  */
 export function encode(table: Table, pre: Preprocessor, options: { requireLabel?: boolean } = {}): Encoded {
+  if (pre.input) throw new DataError(`${table.source}: this model takes ${pre.input.kind === 'images' ? 'images (give a folder of PNG/JPEG files)' : '.npy arrays'}, not CSV rows`);
   const requireLabel = options.requireLabel ?? true;
   const cols = pre.columns.map((c) => ({ col: c, ci: columnIndex(table, c.name, 'the saved preprocessing') }));
   const li = requireLabel ? columnIndex(table, pre.label.column, 'data.label.column') : table.header.indexOf(pre.label.column);

@@ -8,7 +8,7 @@ import { layerShapes, layerType } from './layers.js';
 import { layerName, weightLayout, type WeightLayout } from './layout.js';
 import { activations } from './registries.js';
 import { GhostBatchNormalization, SeededDropout, type RowContext } from './row-layers.js';
-import { isDense, type ModelSpec } from './spec.js';
+import { inputShape, isDense, type ModelSpec } from './spec.js';
 
 /** The activation string a layer takes, and any layer to put after it (leakyRelu). */
 function activationOf(name: string, where: string): (typeof activations)[keyof typeof activations] {
@@ -28,7 +28,7 @@ export function buildModel(spec: ModelSpec, { logitsOutput = false, rows }: { lo
   const model = tfl.sequential();
   spec.layers.forEach((layer, i) => {
     const where = `layer ${i + 1}`;
-    const first = i === 0 ? { inputShape: [spec.inputDim] } : {};
+    const first = i === 0 ? { inputShape: [...inputShape(spec)] } : {};
     const name = layerName(layerType(layer), i);
     if (isDense(layer)) {
       const activation = activationOf(layer.activation, where);
@@ -42,7 +42,7 @@ export function buildModel(spec: ModelSpec, { logitsOutput = false, rows }: { lo
       case 'conv2d': {
         const activation = activationOf(layer.activation, where);
         model.add(
-          tfl.layers.conv2d({ name, filters: layer.filters, kernelSize: [...layer.kernelSize], strides: [...layer.strides], padding: layer.padding, activation: activation.dense, useBias: layer.useBias, dataFormat: 'channelsLast' }),
+          tfl.layers.conv2d({ name, filters: layer.filters, kernelSize: [...layer.kernelSize], strides: [...layer.strides], padding: layer.padding, activation: activation.dense, useBias: layer.useBias, dataFormat: 'channelsLast', ...first }),
         );
         if (activation.after) model.add(activation.after(layer.alpha));
         return;

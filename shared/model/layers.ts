@@ -6,7 +6,7 @@
  * here and one there.
  */
 import { ModelError } from '../errors.js';
-import { isDense, type LayerSpec, type LayerType, type ModelSpec, type Padding } from './spec.js';
+import { inputShape, isDense, type LayerSpec, type LayerType, type ModelSpec, type Padding } from './spec.js';
 
 export type Shape = readonly number[];
 
@@ -126,7 +126,7 @@ export function layerType(layer: LayerSpec): LayerType {
 
 /** Each layer's input shape (per sample), its output shape and its weights, checked as they chain. */
 export function layerShapes(spec: ModelSpec): { readonly input: Shape; readonly output: Shape; readonly weights: LayerWeights[] }[] {
-  let shape: Shape = [spec.inputDim];
+  let shape: Shape = inputShape(spec);
   return spec.layers.map((layer, i) => {
     const kind = kindOf(layer);
     const input = shape;
@@ -155,5 +155,5 @@ export function describeModel(spec: ModelSpec): string {
     if (layer.type === 'globalAveragePooling2d') return 'global-avg-pool';
     return `${layer.type === 'maxPooling2d' ? 'max' : 'avg'}-pool ${layer.poolSize.join('x')}`;
   });
-  return [String(spec.inputDim), ...parts].join(' -> ');
+  return [inputShape(spec).join('x'), ...parts].join(' -> ');
 }

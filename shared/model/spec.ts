@@ -136,6 +136,11 @@ export function isDenseStack(spec: ModelSpec): spec is ModelSpec & { readonly la
 export interface ModelSpec {
   /** Features per sample as they arrive (flat); a reshape layer gives them an image's shape. */
   readonly inputDim: number;
+  /**
+   * The shape of a sample where the data has one (images [h, w, c], .npy arrays); its values
+   * are the inputDim features in row-major order. Absent: [inputDim].
+   */
+  readonly inputShape?: readonly number[];
   readonly layers: readonly LayerSpec[];
   readonly loss: LossName;
   /** Metric names in the order their sums travel in gradient results. */
@@ -163,6 +168,11 @@ export function virtualBatchSize(spec: ModelSpec): number | undefined {
 /** Whether computing a gradient needs the rows' identities (dropout masks) or virtual batches. */
 export function needsRowContext(spec: ModelSpec): boolean {
   return spec.layers.some((l) => l.type === 'dropout' || l.type === 'batchNormalization');
+}
+
+/** A sample's shape as the first layer gets it. */
+export function inputShape(spec: ModelSpec): readonly number[] {
+  return spec.inputShape ?? [spec.inputDim];
 }
 
 export function outputDim(spec: ModelSpec): number {

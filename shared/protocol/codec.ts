@@ -24,7 +24,7 @@ function asBytes(view: ArrayBufferView): Uint8Array {
   return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
 }
 
-type TypedArray = Float32Array | Int32Array | Uint16Array;
+type TypedArray = Float32Array | Int32Array | Uint16Array | Uint8Array;
 type TypedKind = { new (n: number): TypedArray; new (buffer: ArrayBuffer, offset: number, length: number): TypedArray; BYTES_PER_ELEMENT: number };
 
 /**
@@ -44,10 +44,10 @@ function fromBytes(raw: Uint8Array, Kind: TypedKind, field: string): TypedArray 
 
 /** Typed fields by message type, in wire order: the largest last. */
 const TYPED_FIELDS: Partial<Record<MessageType, Record<string, TypedKind>>> = {
-  shard: { y: Float32Array, x: Float32Array },
+  shard: { pixels: Uint8Array, y: Float32Array, x: Float32Array },
   weights: { weights: Float32Array },
-  step: { groups: Int32Array, inline: Int32Array, rows: Int32Array, y: Float32Array, x: Float32Array },
-  evaluate: { y: Float32Array, x: Float32Array },
+  step: { groups: Int32Array, inline: Int32Array, rows: Int32Array, pixels: Uint8Array, y: Float32Array, x: Float32Array },
+  evaluate: { pixels: Uint8Array, y: Float32Array, x: Float32Array },
   gradient: {},
   gradient_part: {},
 };

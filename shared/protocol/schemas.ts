@@ -42,6 +42,7 @@ const LayerSpecSchema = z.union([
 
 export const ModelSpecSchema = z.strictObject({
   inputDim: z.int().positive(),
+  inputShape: z.array(size).min(1).max(8).optional(),
   layers: z.array(LayerSpecSchema).min(1).max(1000),
   loss: z.enum(LOSSES),
   metrics: z.array(z.enum(METRICS)),
@@ -73,6 +74,8 @@ export const wire = {
     gradientDtype: z.enum(GRADIENT_DTYPES),
     /** Send a gradient's finished end once it holds this many bytes (0: whole gradients only). */
     bucketBytes: count,
+    /** > 0: rows travel as uint8 `pixels` (x empty), features = pixel x pixelScale in float32; 0: as float32 x. */
+    pixelScale: z.number().nonnegative(),
   }),
   shard: z.strictObject({
     type: z.literal('shard'),
@@ -81,12 +84,13 @@ export const wire = {
     chunk: count,
     chunks: z.int().positive(),
     pad,
+    pixels: bytes,
     y: bytes,
     x: bytes,
   }),
   weights: z.strictObject({ type: z.literal('weights'), version: count, pad, weights: bytes }),
   /** rows: held rows; inline: the rows of x/y; groups: the virtual batch of each (held, then inline), or empty. */
-  step: z.strictObject({ type: z.literal('step'), step: count, version: count, pad, groups: bytes, inline: bytes, rows: bytes, y: bytes, x: bytes }),
+  step: z.strictObject({ type: z.literal('step'), step: count, version: count, pad, groups: bytes, inline: bytes, rows: bytes, pixels: bytes, y: bytes, x: bytes }),
   /** Values offset.. of a step's flat gradient, sent before the step's `gradient` message. */
   gradient_part: z.strictObject({
     type: z.literal('gradient_part'),
@@ -112,7 +116,7 @@ export const wire = {
     pad,
     gradient: bytes,
   }),
-  evaluate: z.strictObject({ type: z.literal('evaluate'), id: count, version: count, pad, y: bytes, x: bytes }),
+  evaluate: z.strictObject({ type: z.literal('evaluate'), id: count, version: count, pad, pixels: bytes, y: bytes, x: bytes }),
   evaluation: z.strictObject({ type: z.literal('evaluation'), id: count, count: z.int().positive(), lossSum: finite, metricSums: z.array(finite) }),
   heartbeat: z.strictObject({ type: z.literal('heartbeat'), sentAt: finite }),
   error: z.strictObject({ type: z.literal('error'), code: z.string(), message: z.string() }),
@@ -127,17 +131,18 @@ export type WelcomeMessage = Wire['welcome'];
 export type JobMessage = Wire['job'];
 /** `pad` is the wire's business: messages in memory have none. */
 type Unpadded<T> = Omit<T, 'pad'>;
-export type ShardMessage = Typed<Unpadded<Wire['shard']>, 'x' | 'y', Float32Array>;
+/** x or pixels (uint8, when the job's pixelScale > 0) hold the features; the other is empty. */
+export type ShardMessage = Typed<Typed<Unpadded<Wire['shard']>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>;
 export type WeightsMessage = Typed<Unpadded<Wire['weights']>, 'weights', Float32Array>;
 /**
  * rows: training rows the worker holds (global indices); x/y: further rows sent inline, whose
  * indices are `inline`; groups: each row's virtual batch (rows, then inline) for batch norm, or empty.
  */
-export type StepMessage = Typed<Typed<Unpadded<Wire['step']>, 'rows' | 'inline' | 'groups', Int32Array>, 'x' | 'y', Float32Array>;
+export type StepMessage = Typed<Typed<Typed<Unpadded<Wire['step']>, 'rows' | 'inline' | 'groups', Int32Array>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>;
 /** In memory the gradient is always float32; `dtype` says how it travels (scaleExp is the wire's business). */
 export type GradientMessage = Typed<Omit<Wire['gradient'], 'scaleExp' | 'pad'>, 'gradient', Float32Array>;
 export type GradientPartMessage = Typed<Omit<Wire['gradient_part'], 'scaleExp' | 'pad'>, 'values', Float32Array>;
-export type EvaluateMessage = Typed<Unpadded<Wire['evaluate']>, 'x' | 'y', Float32Array>;
+export type EvaluateMessage = Typed<Typed<Unpadded<Wire['evaluate']>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>;
 export type EvaluationMessage = Wire['evaluation'];
 export type HeartbeatMessage = Wire['heartbeat'];
 export type ErrorMessage = Wire['error'];

@@ -1,0 +1,56 @@
+/**
+ * What `predict` and `evaluate` read for a saved model, in the form it was trained on: CSV rows
+ * (through the fitted preprocessing), images (a file, a folder, or a class-folder tree for
+ * labels; decoded and resized as in training) or a .npy array (with a .npy of labels to
+ * evaluate). Features are made exactly as training made them (values x scale in float32).
+ */
+import { scalePixels } from '../shared/data/arrays.js';
+import { readCsv } from '../shared/data/csv.js';
+import { readImagesFor } from '../shared/data/images.js';
+import { readNpy } from '../shared/data/npy.js';
+import { encode, featureCount, type Encoded, type Preprocessor } from '../shared/data/preprocess.js';
+import { labelOutputs } from '../shared/data/label.js';
+import { DataError } from '../shared/errors.js';
+
+export interface ModelInputs {
+  readonly enc: Encoded;
+  /** Image files (relative to the folder given), one per row, where the inputs are images. */
+  readonly files?: readonly string[];
+}
+
+export function readModelInputs(pre: Preprocessor, path: string, options: { requireLabel: boolean; labels?: string | undefined }): ModelInputs {
+  const input = pre.input;
+  if (!input) return { enc: encode(readCsv(path), pre, { requireLabel: options.requireLabel }) };
+  const features = featureCount(pre);
+  const outputs = labelOutputs(pre.label);
+  if (input.kind === 'images') {
+    const classes = pre.label.type === 'categorical' ? pre.label.classes : [];
+    const { pixels, labels, files } = readImagesFor(path, input.shape, classes, options.requireLabel);
+    const rows = files.length;
+    const y = new Float32Array(rows * outputs);
+    labels?.forEach((label, i) => (y[i * outputs + label] = 1));
+    return { enc: { x: scalePixels(pixels, input.scale), y, rows, features, outputs, lines: files.map((_, i) => i + 1), rejected: [] }, files };
+  }
+  const x = readNpy(path);
+  const shape = x.shape.slice(1);
+  if (shape.join(',') !== input.shape.join(',')) throw new DataError(`${path}: samples of shape [${shape.join(', ')}]; the model was trained on [${input.shape.join(', ')}]`);
+  const rows = x.shape[0]!;
+  const xs = x.values instanceof Uint8Array ? scalePixels(x.values, input.scale) : Float32Array.from(x.values as ArrayLike<number>, (v) => v * input.scale);
+  const y = new Float32Array(rows * outputs);
+  if (options.requireLabel) {
+    if (!options.labels) throw new DataError(`${path}: evaluating .npy samples needs their labels (--labels FILE.npy)`);
+    const labels = readNpy(options.labels);
+    if (labels.shape[0] !== rows) throw new DataError(`${options.labels}: ${labels.shape[0]} labels for ${rows} samples`);
+    const values = Array.from(labels.values as ArrayLike<number>);
+    if (pre.label.type === 'categorical' && labels.shape.length === 1) {
+      const { classes } = pre.label;
+      values.forEach((v, i) => {
+        const k = classes.indexOf(String(v));
+        if (k < 0) throw new DataError(`${options.labels}: label ${v} of sample ${i} is not one of the model's classes (${classes.join(', ')})`);
+        y[i * outputs + k] = 1;
+      });
+    } else if (values.length === rows * outputs) y.set(values);
+    else throw new DataError(`${options.labels}: ${values.length} values for ${rows} samples of ${outputs} output(s)`);
+  }
+  return { enc: { x: xs, y, rows, features, outputs, lines: Array.from({ length: rows }, (_, i) => i + 1), rejected: [] } };
+}

@@ -1,0 +1,80 @@
+/**
+ * Image folders and .npy arrays as prepared data: the samples as features (values x scale, in
+ * float32), the label one-hot (class folders; integer labels) or as given (one-hot arrays,
+ * numeric), then the same seeded stratified split and layout as CSV data (dataset.ts). uint8
+ * inputs (every image; uint8 arrays) keep their bytes for the wire.
+ */
+import { DataError } from '../errors.js';
+import { layoutData, type PreparedData, type SplitOptions } from './dataset.js';
+import type { ImageSet } from './images.js';
+import type { LabelTransform } from './label.js';
+import type { NpyArray } from './npy.js';
+import type { Encoded, Preprocessor } from './preprocess.js';
+
+/** Features from uint8 values: value x scale, rounded to float32 (what a node computes from the same bytes). */
+export function scalePixels(values: Uint8Array, scale: number, out = new Float32Array(values.length)): Float32Array {
+  for (let i = 0; i < values.length; i++) out[i] = values[i]! * scale;
+  return out;
+}
+
+function oneHot(labels: ArrayLike<number>, classes: number): Float32Array {
+  const y = new Float32Array(labels.length * classes);
+  for (let i = 0; i < labels.length; i++) y[i * classes + labels[i]!] = 1;
+  return y;
+}
+
+const indexLines = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
+
+export function prepareImages(set: ImageSet, source: string, scale: number, split: SplitOptions, seed: number): PreparedData {
+  const features = set.height * set.width * set.channels;
+  const rows = set.labels.length;
+  const enc: Encoded = { x: scalePixels(set.pixels, scale), y: oneHot(set.labels, set.classes.length), rows, features, outputs: set.classes.length, lines: indexLines(rows), rejected: [] };
+  const preprocessor: Preprocessor = {
+    version: 1,
+    drop: [],
+    columns: [],
+    features: [],
+    label: { column: 'class folder', type: 'categorical', classes: set.classes },
+    input: { kind: 'images', shape: [set.height, set.width, set.channels], colorMode: set.channels === 1 ? 'grayscale' : 'rgb', scale },
+  };
+  return layoutData(enc, preprocessor, split, seed, { source, rowsRead: rows, warnings: set.warnings, pixels: set.pixels });
+}
+
+export type ArrayLabel = 'auto' | 'binary' | 'categorical' | 'numeric';
+
+/** The label of .npy targets: one-hot as given ([n, k]), classes from integer values ([n]), or numbers. */
+function arrayLabel(y: NpyArray, rows: number, kind: ArrayLabel, source: string): { label: LabelTransform; values: Float32Array; outputs: number } {
+  const width = y.shape.length === 1 ? 1 : y.shape.slice(1).reduce((a, n) => a * n, 1);
+  if (y.shape[0] !== rows) throw new DataError(`${source}: ${y.shape[0]} labels for ${rows} samples`);
+  const values = Float32Array.from(y.values as ArrayLike<number>);
+  if (width > 1) {
+    if (kind === 'numeric' || kind === 'binary') throw new DataError(`${source}: labels of shape [${y.shape.join(', ')}] are one-hot (categorical), data.label.type is ${kind}`);
+    return { label: { column: 'y', type: 'categorical', classes: Array.from({ length: width }, (_, k) => String(k)) }, values, outputs: width };
+  }
+  const integral = values.every((v) => Number.isInteger(v));
+  if (kind === 'numeric' || (kind === 'auto' && !integral)) return { label: { column: 'y', type: 'numeric' }, values, outputs: 1 };
+  if (!integral) throw new DataError(`${source}: a ${kind} label needs integer class values; found ${values.find((v) => !Number.isInteger(v))}`);
+  const classes = [...new Set(values)].sort((a, b) => a - b);
+  if (classes.length < 2) throw new DataError(`${source}: ${classes.length} distinct label value(s); need at least 2 classes`);
+  if (kind === 'binary') {
+    if (classes.length !== 2 || classes[0] !== 0 || classes[1] !== 1) throw new DataError(`${source}: a binary label needs the values 0 and 1; found ${classes.slice(0, 5).join(', ')}`);
+    return { label: { column: 'y', type: 'binary', positive: '1', negative: '0' }, values, outputs: 1 };
+  }
+  const index = new Map(classes.map((c, k) => [c, k]));
+  return { label: { column: 'y', type: 'categorical', classes: classes.map(String) }, values: oneHot(Array.from(values, (v) => index.get(v)!), classes.length), outputs: classes.length };
+}
+
+export function prepareArrays(x: NpyArray, y: NpyArray, sources: { x: string; y: string }, options: { scale: number; label: ArrayLabel }, split: SplitOptions, seed: number): PreparedData {
+  if (x.shape.length < 2) throw new DataError(`${sources.x}: samples along the first axis, so at least 2 axes; the array has shape [${x.shape.join(', ')}]`);
+  const rows = x.shape[0]!;
+  const shape = x.shape.slice(1);
+  const features = shape.reduce((a, n) => a * n, 1);
+  const pixels = x.values instanceof Uint8Array ? x.values : undefined;
+  const xs = pixels ? scalePixels(pixels, options.scale) : Float32Array.from(x.values as ArrayLike<number>, (v) => v * options.scale);
+  const bad = xs.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new DataError(`${sources.x}: sample ${Math.floor(bad / features)} has a non-finite value (${xs[bad]}) at feature ${bad % features}`);
+  const { label, values, outputs } = arrayLabel(y, rows, options.label, sources.y);
+  const enc: Encoded = { x: xs, y: values, rows, features, outputs, lines: indexLines(rows), rejected: [] };
+  const preprocessor: Preprocessor = { version: 1, drop: [], columns: [], features: [], label, input: { kind: 'arrays', shape, scale: options.scale } };
+  return layoutData(enc, preprocessor, split, seed, { source: sources.x, rowsRead: rows, warnings: [], pixels });
+}

@@ -1,0 +1,235 @@
+/**
+ * Image data as Keras's `image_dataset_from_directory` reads it: a folder with one sub-folder per
+ * class (classes sorted by name), PNG and JPEG files decoded (pngjs, jpeg-js: pure JavaScript,
+ * nothing native), converted to grayscale or RGB, resized with bilinear interpolation (half-pixel
+ * centres, as tf.image.resize) to `imageSize`, kept as uint8. Files that are not images are
+ * ignored; a file that does not decode is skipped with a warning naming it; an empty class folder
+ * is skipped with a warning; without `imageSize`, every image must have the first one's size.
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { extname, join, relative } from 'node:path';
+import jpeg from 'jpeg-js';
+import { PNG } from 'pngjs';
+import { DataError } from '../errors.js';
+import { sortStrings } from './label.js';
+
+export type ColorMode = 'grayscale' | 'rgb';
+
+export interface ImageOptions {
+  /** [height, width] to resize to; without it, all images must have the same size. */
+  readonly imageSize?: readonly [number, number] | undefined;
+  readonly colorMode: ColorMode;
+}
+
+export interface ImageSet {
+  /** Pixels, row-major [images, height, width, channels], 0..255. */
+  readonly pixels: Uint8Array;
+  /** Class index of each image (into `classes`). */
+  readonly labels: Int32Array;
+  readonly classes: readonly string[];
+  /** Each image's file, relative to the folder. */
+  readonly files: readonly string[];
+  readonly height: number;
+  readonly width: number;
+  readonly channels: number;
+  readonly warnings: readonly string[];
+}
+
+export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg'] as const;
+
+interface Decoded {
+  readonly width: number;
+  readonly height: number;
+  /** RGBA, 4 bytes a pixel. */
+  readonly rgba: Uint8Array;
+}
+
+/** Decodes a PNG or JPEG file (by its bytes, not its name); throws with the decoder's reason. */
+export function decodeImage(bytes: Uint8Array): Decoded {
+  if (bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47) {
+    const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    return { width: png.width, height: png.height, rgba: new Uint8Array(png.data.buffer, png.data.byteOffset, png.data.byteLength) };
+  }
+  if (bytes[0] === 0xff && bytes[1] === 0xd8) {
+    const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: 200, maxMemoryUsageInMB: 2048 });
+    return { width: img.width, height: img.height, rgba: img.data };
+  }
+  throw new Error('not a PNG or JPEG file (by its first bytes)');
+}
+
+/** RGBA to `channels` (1: luma as tf.image.rgbToGrayscale weighs it; 3: RGB), alpha dropped. */
+function toChannels(img: Decoded, channels: number): Float32Array {
+  const n = img.width * img.height;
+  const out = new Float32Array(n * channels);
+  for (let i = 0; i < n; i++) {
+    const r = img.rgba[4 * i]!;
+    const g = img.rgba[4 * i + 1]!;
+    const b = img.rgba[4 * i + 2]!;
+    if (channels === 1) out[i] = 0.2989 * r + 0.587 * g + 0.114 * b;
+    else {
+      out[3 * i] = r;
+      out[3 * i + 1] = g;
+      out[3 * i + 2] = b;
+    }
+  }
+  return out;
+}
+
+/**
+ * Bilinear resize of [h, w, c] values to [outH, outW, c] with half-pixel centres (TensorFlow's
+ * resize_bilinear with half_pixel_centers, what tf.image.resize does), rounded to uint8.
+ */
+export function resizeBilinear(src: Float32Array, h: number, w: number, c: number, outH: number, outW: number, out: Uint8Array): void {
+  const sy = h / outH;
+  const sx = w / outW;
+  for (let y = 0; y < outH; y++) {
+    const fy = Math.max(0, (y + 0.5) * sy - 0.5);
+    const y0 = Math.min(h - 1, Math.floor(fy));
+    const y1 = Math.min(h - 1, y0 + 1);
+    const dy = fy - y0;
+    for (let x = 0; x < outW; x++) {
+      const fx = Math.max(0, (x + 0.5) * sx - 0.5);
+      const x0 = Math.min(w - 1, Math.floor(fx));
+      const x1 = Math.min(w - 1, x0 + 1);
+      const dx = fx - x0;
+      for (let k = 0; k < c; k++) {
+        const top = src[(y0 * w + x0) * c + k]! * (1 - dx) + src[(y0 * w + x1) * c + k]! * dx;
+        const bottom = src[(y1 * w + x0) * c + k]! * (1 - dx) + src[(y1 * w + x1) * c + k]! * dx;
+        out[(y * outW + x) * c + k] = Math.round(top * (1 - dy) + bottom * dy);
+      }
+    }
+  }
+}
+
+/** One image file as uint8 [height, width, channels] at the given size (resized when it differs). */
+export function readImage(file: string, channels: number, size: readonly [number, number] | undefined): { pixels: Uint8Array; height: number; width: number } {
+  const img = decodeImage(readFileSync(file));
+  const [height, width] = size ?? [img.height, img.width];
+  const values = toChannels(img, channels);
+  const pixels = new Uint8Array(height * width * channels);
+  if (height === img.height && width === img.width) for (let i = 0; i < values.length; i++) pixels[i] = Math.round(values[i]!);
+  else resizeBilinear(values, img.height, img.width, channels, height, width, pixels);
+  return { pixels, height, width };
+}
+
+function isImageFile(name: string): boolean {
+  return (IMAGE_EXTENSIONS as readonly string[]).includes(extname(name).toLowerCase());
+}
+
+/** Image files under `dir` (all depths), sorted. */
+function imageFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...imageFiles(path));
+    else if (entry.isFile() && isImageFile(entry.name)) out.push(path);
+  }
+  return sortStrings(out);
+}
+
+/**
+ * Images for a trained model: `path` an image file or a folder. A folder whose sub-folders are
+ * named after the model's classes gives labels (an unknown class folder is an error naming it);
+ * otherwise every image under it is read, unlabelled. Files that do not decode are errors here
+ * (a prediction per file was asked for), naming the file.
+ */
+export function readImagesFor(path: string, shape: readonly [number, number, number], classes: readonly string[], requireLabel: boolean): { pixels: Uint8Array; labels: Int32Array | undefined; files: string[] } {
+  let stat;
+  try {
+    stat = statSync(path);
+  } catch {
+    throw new DataError(`${path}: no such file or folder`);
+  }
+  const [height, width, channels] = shape;
+  let files: string[];
+  let labels: number[] | undefined;
+  if (stat.isFile()) files = [path];
+  else {
+    const subdirs = sortStrings(readdirSync(path, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name));
+    const known = subdirs.filter((d) => classes.includes(d));
+    if (requireLabel || (subdirs.length > 0 && known.length === subdirs.length)) {
+      const unknown = subdirs.find((d) => !classes.includes(d));
+      if (unknown !== undefined) throw new DataError(`${join(path, unknown)}: "${unknown}" is not one of the model's classes (${classes.join(', ')})`);
+      if (subdirs.length === 0) throw new DataError(`${path}: evaluating needs a sub-folder per class (${classes.join(', ')}) with the images`);
+      files = [];
+      labels = [];
+      for (const d of subdirs) {
+        const inClass = imageFiles(join(path, d));
+        files.push(...inClass);
+        labels.push(...inClass.map(() => classes.indexOf(d)));
+      }
+    } else files = imageFiles(path);
+  }
+  if (files.length === 0) throw new DataError(`${path}: no PNG or JPEG files`);
+  const pixels = new Uint8Array(files.length * height * width * channels);
+  files.forEach((file, i) => {
+    try {
+      pixels.set(readImage(file, channels, [height, width]).pixels, i * height * width * channels);
+    } catch (err) {
+      throw new DataError(`${file}: ${(err as Error).message}`);
+    }
+  });
+  return { pixels, labels: labels && Int32Array.from(labels), files: stat.isFile() ? files : files.map((f) => relative(path, f)) };
+}
+
+/** Reads a class-folder tree. Throws DataError naming the folder or file where it cannot go on. */
+export function readImageFolder(dir: string, options: ImageOptions): ImageSet {
+  let stat;
+  try {
+    stat = statSync(dir);
+  } catch {
+    throw new DataError(`${dir}: no such folder`);
+  }
+  if (!stat.isDirectory()) throw new DataError(`${dir}: not a folder (an image data set is a folder with one sub-folder per class)`);
+  const warnings: string[] = [];
+  const classDirs = sortStrings(readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name));
+  const classes: string[] = [];
+  const perClass: string[][] = [];
+  for (const name of classDirs) {
+    const files = imageFiles(join(dir, name));
+    if (files.length === 0) {
+      warnings.push(`${join(dir, name)}: no PNG or JPEG files; class "${name}" left out`);
+      continue;
+    }
+    classes.push(name);
+    perClass.push(files);
+  }
+  if (classes.length < 2) {
+    throw new DataError(`${dir}: ${classes.length} class folder(s) with images${classDirs.length === 0 ? ' (no sub-folders)' : ''}; an image data set needs a sub-folder per class, at least 2, with PNG or JPEG files`);
+  }
+  const channels = options.colorMode === 'grayscale' ? 1 : 3;
+  let size = options.imageSize;
+  const images: Uint8Array[] = [];
+  const labels: number[] = [];
+  const files: string[] = [];
+  const skipped: string[] = [];
+  let firstFile = '';
+  perClass.forEach((list, label) => {
+    for (const file of list) {
+      let img;
+      try {
+        img = readImage(file, channels, options.imageSize);
+      } catch (err) {
+        skipped.push(`${file} (${(err as Error).message})`);
+        continue;
+      }
+      if (!size) {
+        size = [img.height, img.width];
+        firstFile = file;
+      } else if (img.height !== size[0] || img.width !== size[1]) {
+        throw new DataError(`${file}: the image is ${img.height}x${img.width}, ${firstFile} is ${size[0]}x${size[1]}: set data.imageSize (e.g. [${size[0]}, ${size[1]}]) to resize every image to one size`);
+      }
+      images.push(img.pixels);
+      labels.push(label);
+      files.push(relative(dir, file));
+    }
+  });
+  if (skipped.length > 0) {
+    warnings.push(`${skipped.length} file(s) could not be decoded and were skipped: ${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; ...' : ''}`);
+  }
+  if (images.length === 0) throw new DataError(`${dir}: no image could be decoded`);
+  const [height, width] = size!;
+  const pixels = new Uint8Array(images.length * height * width * channels);
+  images.forEach((img, i) => pixels.set(img, i * img.length));
+  return { pixels, labels: Int32Array.from(labels), classes, files, height, width, channels, warnings };
+}

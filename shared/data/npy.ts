@@ -1,0 +1,65 @@
+/**
+ * NumPy .npy files (format versions 1-3): the header's dtype, order and shape, and the values as
+ * a typed array. Little-endian float32, float64, int8/16/32/64, uint8/16/32 and bool; C order
+ * only (a Fortran-order array is refused, naming the file).
+ */
+import { readFileSync } from 'node:fs';
+import { DataError } from '../errors.js';
+
+export interface NpyArray {
+  readonly dtype: string;
+  readonly shape: readonly number[];
+  /** The values in C order; 64-bit integers are read as numbers (exact to 2^53). */
+  readonly values: Float32Array | Float64Array | Int8Array | Int16Array | Int32Array | Uint8Array | Uint16Array | Uint32Array | Float64Array;
+}
+
+const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
+
+export function parseNpy(bytes: Uint8Array, source: string): NpyArray {
+  if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) throw new DataError(`${source}: not a .npy file (no \\x93NUMPY magic)`);
+  const major = bytes[6]!;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const headerStart = major === 1 ? 10 : 12;
+  const header = new TextDecoder().decode(bytes.subarray(headerStart, headerStart + headerLength));
+  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
+  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (!descr || !fortran || shapeText === undefined) throw new DataError(`${source}: the .npy header cannot be read: ${header.trim()}`);
+  if (fortran === 'True') throw new DataError(`${source}: the array is in Fortran order; save it with np.save(path, np.ascontiguousarray(a))`);
+  const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number);
+  const count = shape.reduce((a, n) => a * n, 1);
+  const offset = headerStart + headerLength;
+  const data = bytes.subarray(offset);
+  const big = descr.startsWith('>') && !descr.endsWith('1');
+  if (big) throw new DataError(`${source}: big-endian dtype ${descr}; save it as little-endian (a.astype('<${descr.slice(2)}'))`);
+  const kind = descr.replace(/^[<|=]/, '');
+  const sizes: Record<string, number> = { f4: 4, f8: 8, i1: 1, i2: 2, i4: 4, i8: 8, u1: 1, u2: 2, u4: 4, b1: 1 };
+  const width = sizes[kind];
+  if (width === undefined) throw new DataError(`${source}: dtype ${descr} is not supported (float32/64, int8-64, uint8-32, bool are)`);
+  if (data.length < count * width) throw new DataError(`${source}: the header says ${count} values of ${width} bytes, the file has ${data.length} bytes of data`);
+  const aligned = new Uint8Array(data.subarray(0, count * width)).buffer; // a copy, aligned for any width
+  let values: NpyArray['values'];
+  switch (kind) {
+    case 'f4': values = new Float32Array(aligned); break;
+    case 'f8': values = new Float64Array(aligned); break;
+    case 'i1': values = new Int8Array(aligned); break;
+    case 'i2': values = new Int16Array(aligned); break;
+    case 'i4': values = new Int32Array(aligned); break;
+    case 'i8': values = Float64Array.from(new BigInt64Array(aligned), (v) => Number(v)); break;
+    case 'u1': case 'b1': values = new Uint8Array(aligned); break;
+    case 'u2': values = new Uint16Array(aligned); break;
+    default: values = new Uint32Array(aligned);
+  }
+  return { dtype: kind, shape, values };
+}
+
+export function readNpy(path: string): NpyArray {
+  let bytes;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw new DataError(`${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  return parseNpy(bytes, path);
+}
