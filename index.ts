@@ -15,13 +15,19 @@
  * The config is the job config of the CLI (README, "Job config"), checked the same way: an
  * unknown key or a wrong value throws a ConfigError naming it. Data in memory goes in as
  * `rows` (objects, one per row) instead of data.path. `callbacks` (Keras's) see every batch and
- * epoch and may stop training.
+ * epoch and may stop training. `model` may be a tfjs-layers model you built (Sequential or
+ * functional, e.g. `tf.model({ inputs, outputs })`): its serialisation travels to threads and
+ * nodes, and its current weights are the run's initial weights.
  */
 import { runJob, type JobOptions, type JobResult } from './coordinator/job.js';
 import { loadConfig, validateConfig, type Overrides } from './shared/config/load.js';
 import type { JobConfig, JobConfigInput } from './shared/config/schema.js';
+import type { LayersModelLike } from './shared/model/keras-model.js';
 
-export interface TrainOptions extends Omit<JobOptions, 'handleSignals'> {
+/** A job config whose `model` may also be a tfjs-layers LayersModel. */
+export type TrainConfig = Omit<JobConfigInput, 'model'> & { model: JobConfigInput['model'] | LayersModelLike };
+
+export interface TrainOptions extends Omit<JobOptions, 'handleSignals' | 'initialWeights'> {
   /** Dotted config paths to values, applied before validation (what the CLI's flags do): `{ 'fit.epochs': 3 }`. */
   readonly overrides?: Overrides;
   /**
@@ -35,10 +41,24 @@ export interface TrainOptions extends Omit<JobOptions, 'handleSignals'> {
  * Trains a job: `config` is a job config object, or the path of a YAML or JSON file (whose
  * relative paths are read from its folder). Resolves when the run directory is complete.
  */
-export async function train(config: JobConfigInput | string, options: TrainOptions = {}): Promise<JobResult> {
+export async function train(config: TrainConfig | string, options: TrainOptions = {}): Promise<JobResult> {
   const { overrides = {}, handleSignals = false, ...jobOptions } = options;
-  const validated: JobConfig = typeof config === 'string' ? loadConfig(config, overrides) : validateConfig(config, 'train() config', overrides);
-  return runJob(validated, { ...jobOptions, handleSignals });
+  let initialWeights: Float32Array | undefined;
+  let input: JobConfigInput | string;
+  if (typeof config !== 'string' && isLayersModel(config.model)) {
+    const { kerasSpecOf } = await import('./shared/model/keras-model.js');
+    const { keras, weights } = kerasSpecOf(config.model);
+    input = { ...config, model: { keras: keras as never } };
+    initialWeights = weights;
+  } else input = config as JobConfigInput | string;
+  const validated: JobConfig = typeof input === 'string' ? loadConfig(input, overrides) : validateConfig(input, 'train() config', overrides);
+  return runJob(validated, { ...jobOptions, handleSignals, ...(initialWeights ? { initialWeights } : {}) });
+}
+
+/** A tfjs-layers model (duck-typed, so that another copy of tfjs-layers works too). */
+function isLayersModel(value: unknown): value is LayersModelLike {
+  const m = value as Partial<LayersModelLike> | null;
+  return typeof m === 'object' && m !== null && typeof m.getConfig === 'function' && typeof m.getClassName === 'function' && Array.isArray(m.layers);
 }
 
 export { loadConfig, validateConfig };

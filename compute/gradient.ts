@@ -22,7 +22,7 @@ export class TapeGradientEngine implements BatchEngine {
   /** A sample's shape as the model takes it. */
   private readonly sampleShape: readonly number[];
   readonly outputDim: number;
-  private readonly model: tfl.Sequential;
+  private readonly model: tfl.LayersModel;
   /** Every weight in layout order; `trainable`: those the gradient is taken of (not batch norm's statistics). */
   private readonly variables: tf.Variable[];
   private readonly trainable: tf.Variable[];
@@ -35,8 +35,8 @@ export class TapeGradientEngine implements BatchEngine {
   private readonly metricFns: ((t: tf.Tensor, p: tf.Tensor) => tf.Tensor)[];
 
   constructor(readonly spec: ModelSpec) {
-    const lastActivation = outputLayer(spec).activation;
-    const logits = logitsLoss(spec.loss, lastActivation);
+    // a tfjs-layers model of the user's: the loss of its outputs (its last activation is its own)
+    const logits = spec.keras ? undefined : logitsLoss(spec.loss, outputLayer(spec).activation);
     this.rowContext = needsRowContext(spec) ? new RowContext() : undefined;
     this.model = buildModel(spec, { logitsOutput: logits !== undefined, rows: this.rowContext });
     this.layout = weightLayout(spec);
@@ -46,7 +46,7 @@ export class TapeGradientEngine implements BatchEngine {
     this.sampleShape = inputShape(spec);
     this.outputDim = outputDim(spec);
     this.lossFn = logits ?? losses[spec.loss].fn;
-    this.toPrediction = logits ? activations[lastActivation].fn : (out) => out;
+    this.toPrediction = logits ? activations[outputLayer(spec).activation].fn : (out) => out;
     this.metricFns = spec.metrics.map((name) => metrics[name].fn(this.outputDim));
   }
 

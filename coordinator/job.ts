@@ -66,6 +66,8 @@ export interface JobOptions {
    * stopping does, `loop.stop('interrupted')` as a signal does (a checkpoint, then resumable).
    */
   readonly callbacks?: readonly Callback[];
+  /** The run's initial weights in flat-layout order (train()'s tfjs-layers model has its own); default: Keras's initialisers, seeded. */
+  readonly initialWeights?: Float32Array;
 }
 
 export interface JobResult {
@@ -205,7 +207,7 @@ async function train(open: OpenRun, prepared: PreparedData, plan: RunPlan, metri
   let outcome = 'job failed';
   try {
     log(startLine(prepared, plan, cluster.local, server !== undefined));
-    const trainer = new Trainer(plan.run, dataset, cluster, plan.spec, log);
+    const trainer = new Trainer(plan.run, dataset, cluster, plan.spec, log, options.initialWeights);
     state.training = true;
     const fit = await trainer.fit({
       ...(resumeFrom ? { resume: resumeFrom.state } : {}),

@@ -74,6 +74,7 @@ function checkTokenIds({ x, features }: Pick<Dataset, 'x' | 'features'>, inputDi
  * never logged.
  */
 export function checkAgainstData(config: JobConfig, spec: ModelSpec, dataset: Pick<Dataset, 'outputs' | 'val' | 'x' | 'features'>, threads?: number): void {
+  if (spec.keras) return checkKerasModel(config, spec, dataset, threads);
   const last = spec.layers.length - 1;
   const output = spec.layers[last]!;
   if (!isDense(output)) throw new ConfigError(`model.layers[${last}] is ${output.type}: a model ends with a dense layer whose units are the label's outputs (${dataset.outputs})`);
@@ -102,6 +103,19 @@ export function checkAgainstData(config: JobConfig, spec: ModelSpec, dataset: Pi
   } catch (err) {
     throw new ConfigError(`model.layers: ${(err as Error).message}`);
   }
+  checkBatchAndMonitor(config, spec, dataset, threads);
+}
+
+/** A tfjs-layers model of the user's: its input takes the data's samples, its output the label's. */
+function checkKerasModel(config: JobConfig, spec: ModelSpec, dataset: Pick<Dataset, 'outputs' | 'val' | 'features'>, threads: number | undefined): void {
+  const keras = spec.keras!;
+  const size = keras.inputShape.reduce((a, n) => a * n, 1);
+  if (size !== dataset.features) throw new ConfigError(`model: its input [${keras.inputShape.join(', ')}] takes ${size} values per sample, the data has ${dataset.features}`);
+  if (keras.outputs !== dataset.outputs) throw new ConfigError(`model: it has ${keras.outputs} output(s), but the label gives ${dataset.outputs}`);
+  checkBatchAndMonitor(config, spec, dataset, threads);
+}
+
+function checkBatchAndMonitor(config: JobConfig, spec: ModelSpec, dataset: Pick<Dataset, 'val'>, threads: number | undefined): void {
   const lanes = threads ?? (typeof config.cluster.threads === 'number' ? config.cluster.threads : 0);
   if (config.fit.batchSize < lanes) {
     throw new ConfigError(

@@ -18,7 +18,7 @@ describe('job config', () => {
     expect(config.compile.metrics).toEqual(['accuracy']);
     expect(config.cluster.backend).toBe('auto');
     expect(config.cluster.threads).toBe('auto');
-    expect(config.model.layers[0]).toEqual({ type: 'dense', units: 1, activation: 'sigmoid', useBias: true });
+    expect(config.model.layers![0]).toEqual({ type: 'dense', units: 1, activation: 'sigmoid', useBias: true });
   });
 
   it('accepts an optimizer by name or with hyper-parameters', () => {

@@ -12,13 +12,13 @@ import { assignFlatWeights, buildModel, modelVariables, readFlatWeights } from '
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { outputLayer } from '../shared/model/spec.js';
 
-export async function referenceWeights(config: JobConfig, dataset: Dataset): Promise<Float32Array> {
+export async function referenceWeights(config: JobConfig, dataset: Dataset, initial?: Float32Array): Promise<Float32Array> {
   const optimizer = config.compile.optimizer;
   if (optimizer.name !== 'adam') throw new Error('the reference uses adam');
   const spec = modelSpec(config, dataset);
   // As tf.keras: a sigmoid + binary or softmax + categorical cross-entropy model is trained on
   // its logits, with tfjs-core's own tf.losses (the engines have their own formulas).
-  const last = outputLayer(spec).activation;
+  const last = spec.keras ? undefined : outputLayer(spec).activation;
   const fromLogits =
     config.compile.loss === 'binaryCrossentropy' && last === 'sigmoid'
       ? (y: tf.Tensor, z: tf.Tensor) => tf.losses.sigmoidCrossEntropy(y, z, undefined, 0, tf.Reduction.NONE)
@@ -27,7 +27,7 @@ export async function referenceWeights(config: JobConfig, dataset: Dataset): Pro
         : undefined;
   const model = buildModel(spec, { logitsOutput: fromLogits !== undefined });
   const layout = weightLayout(spec);
-  assignFlatWeights(modelVariables(model, layout), layout, initialWeights(layout, runRngs.weights(config.seed)));
+  assignFlatWeights(modelVariables(model, layout), layout, initial ?? initialWeights(layout, runRngs.weights(config.seed)));
   model.compile({ optimizer: tf.train.adam(optimizer.learningRate, optimizer.beta1, optimizer.beta2, optimizer.epsilon), loss: fromLogits ?? config.compile.loss });
   const rng = runRngs.shuffle(config.seed);
   const { features, outputs, train } = dataset;

@@ -38,7 +38,8 @@ export function modelSpec(config: JobConfig, dataset: Pick<Dataset, 'features' |
   return {
     inputDim: dataset.features,
     ...(dataset.sampleShape ? { inputShape: [...dataset.sampleShape] } : {}),
-    layers: config.model.layers.map((layer, i) => layerSpec(layer, i, config)),
+    layers: (config.model.layers ?? []).map((layer, i) => layerSpec(layer, i, config)),
+    ...(config.model.keras ? { keras: config.model.keras } : {}),
     loss: config.compile.loss,
     metrics: config.compile.metrics,
   };
@@ -109,10 +110,13 @@ export class Trainer {
     spec?: ModelSpec,
     /** Warnings during training (robust aggregation's clipping). */
     log?: (line: string) => void,
+    /** Initial weights (default: Keras's initialisers from the seed). */
+    initial?: Float32Array,
   ) {
     this.spec = spec ?? modelSpec(config, dataset);
     const layout = weightLayout(this.spec);
-    this.model = new ModelWeights(initialWeights(layout, runRngs.weights(config.seed)), group);
+    if (initial && initial.length !== layout.size) throw new RangeError(`initial weights have ${initial.length} values, the model has ${layout.size}`);
+    this.model = new ModelWeights(initial ? initial.slice() : initialWeights(layout, runRngs.weights(config.seed)), group);
     this.optimizer = new OptimizerSlot(config.compile.optimizer, layout.size);
     this.steps = new StepRunner(this.spec, config.cluster, group, this.model, this.optimizer, log);
   }

@@ -106,6 +106,14 @@ const Layer = z.preprocess(
 );
 export type LayerConfig = z.output<typeof Layer>;
 
+const KerasModel = z.strictObject({
+  className: z.enum(['Sequential', 'Model']),
+  config: z.record(z.string(), z.unknown()),
+  inputShape: z.array(z.int().positive()).min(1),
+  weights: z.array(z.strictObject({ name: z.string(), shape: z.array(z.int().positive()) })),
+  outputs: z.int().positive(),
+});
+
 const Adam = z.strictObject({
   name: z.literal('adam'),
   learningRate: z.number().positive().default(optimizerDefaults.adam.learningRate),
@@ -266,7 +274,13 @@ const Output = z.strictObject({
 export const JobConfigSchema = z.strictObject({
   seed: z.int().default(42),
   data: Data,
-  model: z.strictObject({ layers: z.array(Layer).min(1) }),
+  model: z
+    .strictObject({
+      layers: z.array(Layer).min(1).optional(),
+      /** A tfjs-layers model's spec (train() makes it from a LayersModel passed as `model`). */
+      keras: KerasModel.optional(),
+    })
+    .refine((m) => (m.layers === undefined) !== (m.keras === undefined), { message: 'give model.layers (a stack of layers), or pass a tfjs-layers model as train()\'s model; exactly one' }),
   compile: Compile,
   fit: Fit.prefault({}),
   cluster: Cluster.prefault({}),

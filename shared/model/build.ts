@@ -6,6 +6,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { ModelError } from '../errors.js';
 import { layerShapes, layerType } from './layers.js';
 import { layerName, weightLayout, type WeightLayout } from './layout.js';
+import { buildKerasModel } from './keras-model.js';
 import { activations } from './registries.js';
 import { GhostBatchNormalization, SeededDropout, type RowContext } from './row-layers.js';
 import { inputShape, isDense, type ModelSpec } from './spec.js';
@@ -23,7 +24,11 @@ function activationOf(name: string, where: string): (typeof activations)[keyof t
  * `rows`: for a gradient engine, dropout and batch norm as row-layers.ts's (masks from the rows,
  * statistics per virtual batch); without it, the stock layers (saved models, predictions).
  */
-export function buildModel(spec: ModelSpec, { logitsOutput = false, rows }: { logitsOutput?: boolean; rows?: RowContext } = {}): tfl.Sequential {
+export function buildModel(spec: ModelSpec, { logitsOutput = false, rows }: { logitsOutput?: boolean; rows?: RowContext } = {}): tfl.LayersModel {
+  if (spec.keras) {
+    if (logitsOutput) throw new ModelError('a tfjs-layers model is trained on its outputs, not logits');
+    return buildKerasModel(spec.keras);
+  }
   layerShapes(spec); // every layer fits the one before it, or a ModelError naming it
   const model = tfl.sequential();
   spec.layers.forEach((layer, i) => {
@@ -111,7 +116,7 @@ export function assignFlatWeights(variables: readonly tf.Variable[], layout: Wei
 }
 
 /** Builds the model for `spec` and loads `flat` into it. */
-export function modelWithWeights(spec: ModelSpec, flat: Float32Array): tfl.Sequential {
+export function modelWithWeights(spec: ModelSpec, flat: Float32Array): tfl.LayersModel {
   const model = buildModel(spec);
   const layout = weightLayout(spec);
   assignFlatWeights(modelVariables(model, layout), layout, flat);

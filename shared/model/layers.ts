@@ -126,6 +126,7 @@ export function layerType(layer: LayerSpec): LayerType {
 
 /** Each layer's input shape (per sample), its output shape and its weights, checked as they chain. */
 export function layerShapes(spec: ModelSpec): { readonly input: Shape; readonly output: Shape; readonly weights: LayerWeights[] }[] {
+  if (spec.keras) throw new ModelError('a tfjs-layers model has no model.layers to check (tfjs-layers built it)');
   let shape: Shape = inputShape(spec);
   return spec.layers.map((layer, i) => {
     const kind = kindOf(layer);
@@ -137,12 +138,18 @@ export function layerShapes(spec: ModelSpec): { readonly input: Shape; readonly 
 
 /** Forward floating-point operations per sample. */
 export function forwardFlops(spec: ModelSpec): number {
+  // a tfjs-layers model: 2 per weight, as if every weight were used once per sample (a lower bound)
+  if (spec.keras) return 2 * spec.keras.weights.reduce((a, w) => a + w.shape.reduce((b, n) => b * n, 1), 0);
   const shapes = layerShapes(spec);
   return spec.layers.reduce((sum, layer, i) => sum + kindOf(layer).flops(shapes[i]!.input, layer), 0);
 }
 
 /** "784-reshape[28,28,1]-conv2d 32-max-pool-flatten-dense 10": a model in one line, for logs. */
 export function describeModel(spec: ModelSpec): string {
+  if (spec.keras) {
+    const layers = (spec.keras.config['layers'] as { className?: string }[] | undefined) ?? [];
+    return `${spec.keras.inputShape.join('x')} -> tfjs-layers ${spec.keras.className === 'Model' ? 'functional model' : 'Sequential'} (${layers.map((l) => l.className ?? '?').join(', ')}) -> ${spec.keras.outputs}`;
+  }
   if (spec.layers.every(isDense)) return [spec.inputDim, ...spec.layers.map((l) => (l as { units: number }).units)].join('-');
   const parts = spec.layers.map((layer) => {
     if (isDense(layer)) return `dense ${layer.units}`;

@@ -54,9 +54,24 @@ export function layerName(type: LayerType, index: number): string {
   return `${SNAKE[type]}_${index + 1}`;
 }
 
+/** The init kind of a tfjs-layers weight, by its name's last part (unknown ones are kernels: glorot). */
+function kindOfName(name: string): WeightKind {
+  const last = name.split('/').at(-1)!;
+  const known = (Object.entries(KERAS_NAME) as [WeightKind, string][]).find(([, n]) => n === last);
+  return known ? known[0] : 'kernel';
+}
+
 export function weightLayout(spec: ModelSpec): WeightLayout {
   const entries: WeightEntry[] = [];
   let offset = 0;
+  if (spec.keras) {
+    for (const { name, shape } of spec.keras.weights) {
+      const size = shape.reduce((a, n) => a * n, 1);
+      entries.push({ name, shape, offset, size, kind: kindOfName(name), trainable: true });
+      offset += size;
+    }
+    return { entries, size: offset };
+  }
   layerShapes(spec).forEach(({ weights }, i) => {
     const name = layerName(layerType(spec.layers[i]!), i);
     for (const { kind, shape } of weights) {

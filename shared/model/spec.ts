@@ -130,7 +130,24 @@ export function isDense(layer: LayerSpec): layer is DenseSpec {
 
 /** Every layer Dense: the direct Dense engine can compute it (else the tape engine does). */
 export function isDenseStack(spec: ModelSpec): spec is ModelSpec & { readonly layers: readonly DenseSpec[] } {
-  return spec.layers.every(isDense);
+  return spec.keras === undefined && spec.layers.every(isDense);
+}
+
+/**
+ * A model the user built with tfjs-layers (Sequential or functional) instead of model.layers:
+ * its own serialisation travels, so any layer tfjs-layers can serialise works. One input, one
+ * output, trainable weights only (batch norm's statistics need model.layers' batchNormalization).
+ */
+export interface KerasModelSpec {
+  readonly className: 'Sequential' | 'Model';
+  /** model.getConfig() as JSON (tfjs-layers' own form, read back with fromConfig). */
+  readonly config: Readonly<Record<string, unknown>>;
+  /** A sample's shape (the model's input shape without the batch axis). */
+  readonly inputShape: readonly number[];
+  /** Every weight in layer order, which is the flat layout's: its name and shape. */
+  readonly weights: readonly { readonly name: string; readonly shape: readonly number[] }[];
+  /** Output units. */
+  readonly outputs: number;
 }
 
 export interface ModelSpec {
@@ -141,7 +158,9 @@ export interface ModelSpec {
    * are the inputDim features in row-major order. Absent: [inputDim].
    */
   readonly inputShape?: readonly number[];
+  /** The stack of layers; empty where `keras` holds the model. */
   readonly layers: readonly LayerSpec[];
+  readonly keras?: KerasModelSpec;
   readonly loss: LossName;
   /** Metric names in the order their sums travel in gradient results. */
   readonly metrics: readonly MetricName[];
@@ -172,9 +191,10 @@ export function needsRowContext(spec: ModelSpec): boolean {
 
 /** A sample's shape as the first layer gets it. */
 export function inputShape(spec: ModelSpec): readonly number[] {
-  return spec.inputShape ?? [spec.inputDim];
+  return spec.keras?.inputShape ?? spec.inputShape ?? [spec.inputDim];
 }
 
 export function outputDim(spec: ModelSpec): number {
+  if (spec.keras) return spec.keras.outputs;
   return outputLayer(spec).units;
 }

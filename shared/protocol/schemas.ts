@@ -43,10 +43,20 @@ const LayerSpecSchema = z.union([
 export const ModelSpecSchema = z.strictObject({
   inputDim: z.int().positive(),
   inputShape: z.array(size).min(1).max(8).optional(),
-  layers: z.array(LayerSpecSchema).min(1).max(1000),
+  layers: z.array(LayerSpecSchema).max(1000),
+  /** A tfjs-layers model of the user's (its getConfig()); built by tfjs-layers on the worker. */
+  keras: z
+    .strictObject({
+      className: z.enum(['Sequential', 'Model']),
+      config: z.record(z.string(), z.unknown()),
+      inputShape: z.array(size).min(1).max(8),
+      weights: z.array(z.strictObject({ name: z.string().max(1000), shape: z.array(size).max(8) })).max(100_000),
+      outputs: size,
+    })
+    .optional(),
   loss: z.enum(LOSSES),
   metrics: z.array(z.enum(METRICS)),
-});
+}).refine((spec) => spec.layers.length > 0 || spec.keras !== undefined, { message: 'a model spec has layers or a tfjs-layers model' });
 
 /**
  * Message shapes as they travel (typed arrays as bytes). The conversation:
