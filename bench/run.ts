@@ -6,14 +6,17 @@
  * One process at a time (nothing else should run meanwhile), then BENCHMARKS.md (machine,
  * versions, date, tables, targets, bench/NOTES.md) and bench/results.json (raw numbers).
  *
- *   node dist/bench/run.js [--quick] [--workload a|b] [--out DIR]
+ *   node dist/bench/run.js [--quick] [--workload a|b|c] [--merge bench/results.json] [--out DIR]
  *   node dist/bench/run.js --render bench/results.json   (rewrite BENCHMARKS.md from saved numbers)
  *
  * --quick: few steps per case (checks the harness; the numbers mean little).
+ * --merge FILE: keep FILE's results of the workloads not measured now (each workload says when
+ * and on what it was measured).
+ * Workload (c), the MNIST CNN, also runs bench/mnist_cnn_torch.py where python3 has torch.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, release, totalmem } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +36,10 @@ interface Results {
   readonly interleaved?: boolean;
   readonly kernels: (KernelResult | { error: string })[];
   readonly cases: (MeasuredCase | (Case & { error: string }))[];
+  /** When each workload was measured, and the calibration then (merged runs; absent in older files). */
+  readonly workloads?: Partial<Record<WorkloadName, { date: string; calibrationMs: number; cpu: string }>>;
+  /** PyTorch on the same machine, the same CNN (bench/mnist_cnn_torch.py): samples/s by thread count. */
+  readonly torch?: { version: string; samplesPerSecond: Record<string, number> } | { error: string };
 }
 
 /** A case; measured in passes, it also has each pass's median samples/s. */
@@ -80,6 +87,11 @@ function plan(quick: boolean, only: WorkloadName | undefined): Planned[] {
   add('a', 'wasm', configs, a);
   if (!quick) add('a', 'cpu', configs, a);
   add('b', 'wasm', [...configs, 'nodes-2-f16', 'nodes-2-whole'], b);
+  // (c): the CNN, one configuration per process like (b); stock model.fit on wasm runs on
+  // dptrain's kernels (stock tfjs-backend-wasm has no Conv2DBackpropFilter), on cpu one step
+  const c = quick ? { warmupSteps: 1, repeats: 2, stepsPerRepeat: 1, passes: 1 } : { warmupSteps: 2, repeats: 8, stepsPerRepeat: 1, passes: 3 };
+  add('c', 'wasm', ['fit', 'in-process', 'threads-1', 'threads-2', 'nodes-2'], c);
+  if (!quick) add('c', 'cpu', ['fit'], { warmupSteps: 0, repeats: 1, stepsPerRepeat: 1, passes: 1 });
   return groups;
 }
 
@@ -135,6 +147,20 @@ function mergePasses(parts: readonly CaseResult[]): MeasuredCase {
   };
 }
 
+/** PyTorch's samples/s on the CNN at 1 and 2 threads (bench/mnist_cnn_torch.py), where python3 has torch. */
+function torchCnn(quick: boolean): Results['torch'] {
+  const dir = mkdtempSync(join(tmpdir(), 'dptrain-torch-'));
+  const csv = join(dir, 'mnist.csv');
+  const written = spawnSync(process.execPath, [join(ROOT, 'scripts', 'mnist-csv.mjs'), '--out', csv], { encoding: 'utf8' });
+  if (written.status !== 0) return { error: `mnist-csv.mjs: ${written.stderr.trim()}` };
+  for (const python of ['/usr/bin/python3', 'python3']) {
+    const r = spawnSync(python, [join(ROOT, 'bench', 'mnist_cnn_torch.py'), csv, '--threads', '1,2', '--epochs', '0', '--steps', quick ? '5' : '40'], { encoding: 'utf8', timeout: 1_800_000 });
+    const lines = [...(r.stdout ?? '').matchAll(/^torch (\S+), (\d+) thread\(s\): .*?, (\d+) samples\/s/gm)];
+    if (r.status === 0 && lines.length > 0) return { version: lines[0]![1]!, samplesPerSecond: Object.fromEntries(lines.map((m) => [m[2]!, Number(m[3])])) };
+  }
+  return { error: 'no python3 with torch (Debian: apt-get install python3-torch)' };
+}
+
 function targets(results: Results): string[] {
   const sps = (r: CaseResult | undefined): number => (r ? median(r.samplesPerSecond) : NaN);
   const best = (r: CaseResult | undefined): number => (r ? Math.max(...r.samplesPerSecond) : NaN);
@@ -154,6 +180,12 @@ function targets(results: Results): string[] {
     `| (b) not-compute share, 2 threads | <= 10% | ${f1(over(b2))}%${overFastest(b2)} | ${verdict(over(b2), over(b2) <= 10)} |`,
     `| (b) not-compute share, 2 worker processes | <= 10% | ${f1(over(bNodes))}%${overFastest(bNodes)} | ${verdict(over(bNodes), over(bNodes) <= 10)} |`,
   ];
+  const c2 = find(results, 'c', 'threads-2');
+  const torch2 = results.torch && 'samplesPerSecond' in results.torch ? results.torch.samplesPerSecond['2'] : undefined;
+  if (c2 || torch2 !== undefined) {
+    const ratio = c2 && torch2 ? sps(c2) / torch2 : NaN;
+    lines.push(`| (c) CNN, 2 threads vs PyTorch 2 threads (issue #19) | >= 0.5x | ${times(ratio)} (${f0(sps(c2))} vs ${torch2 ?? '–'} samples/s) | ${verdict(ratio, ratio >= 0.5)} |`);
+  }
   for (const backend of ['wasm', 'cpu']) {
     const fit = find(results, 'a', 'fit', backend);
     for (const [config, what] of [['in-process', 'one lane in-process (what threads: auto picks for this model)'], ['threads-1', '1 Piscina thread']] as const) {
@@ -194,15 +226,29 @@ function markdown(results: Results): string {
       ' samples/s: median of the repeats after warm-up steps (min–max in brackets). Step time split (ms, mean per step): compute = slowest participant\'s own time on its part (gathering rows + gradient); transfer = the rest of the wait for it (messages, scheduling, copies); reduce = weighted average; apply = optimizer step; broadcast = publishing the weights. "not compute" = (step - compute) / step. `fit` is plain tfjs-layers `model.fit` in one process (no split). Nodes send the end of their gradient while they compute the rest (`cluster.gradientBucketBytes`, 256 KiB); `nodes-2-whole` sends whole gradients, `nodes-2-f16` float16 ones. A node\'s compute excludes its sending.',
     '',
   ];
-  for (const w of ['a', 'b'] as const) {
+  for (const w of ['a', 'b', 'c'] as const) {
     const rows = results.cases.filter((c) => c.workload === w);
     if (rows.length === 0) continue;
     const first = rows[0]!;
     const passes = (first as MeasuredCase).passMedians?.length;
-    out.push(`## ${WORKLOADS[w].title}`, '', `${first.warmupSteps} warm-up steps, ${first.repeats} repeats of ${first.stepsPerRepeat} steps${passes ? ` (${passes} passes, a process per configuration and pass)` : ''}.`, '');
+    const when = results.workloads?.[w];
+    out.push(
+      `## ${WORKLOADS[w].title}`,
+      '',
+      `${when ? `Measured ${when.date} (${when.cpu}; calibration ${when.calibrationMs.toFixed(0)} ms). ` : ''}${first.warmupSteps} warm-up steps, ${first.repeats} repeats of ${first.stepsPerRepeat} steps${passes ? ` (${passes} passes, a process per configuration and pass)` : ''}.`,
+      '',
+    );
     out.push('| config | backend | samples/s | ms/step (from the median) | ms/step (mean) | compute | transfer | reduce | apply | broadcast | not compute |', '|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rows) out.push(caseRow(r));
     out.push('');
+    if (w === 'c' && results.torch) {
+      out.push(
+        'torch' in results && 'samplesPerSecond' in results.torch
+          ? `PyTorch ${results.torch.version} on the same machine, the same net, batch 128 (\`bench/mnist_cnn_torch.py\`, median step after 5 warm-up steps): ${Object.entries(results.torch.samplesPerSecond).map(([t, v]) => `${t} thread(s) ${v} samples/s`).join(', ')}.`
+          : `PyTorch: not measured (${(results.torch as { error: string }).error}).`,
+        '',
+      );
+    }
   }
   out.push('## Kernels: matMul with transposes, direct Dense gradients vs the stock tape, the engine\'s transposes', '');
   if (results.kernels.length === 0) out.push('Not run (`--quick --workload` skips them).', '');
@@ -234,7 +280,7 @@ function markdown(results: Results): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, workload: { type: 'string' }, out: { type: 'string' }, render: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, workload: { type: 'string' }, out: { type: 'string' }, render: { type: 'string' }, merge: { type: 'string' } }, strict: true });
   if (values.render) {
     const saved = JSON.parse(readFileSync(values.render, 'utf8')) as Results;
     writeFileSync(join(values.out ?? ROOT, 'BENCHMARKS.md'), markdown(saved));
@@ -242,7 +288,7 @@ async function main(): Promise<void> {
   }
   const quick = values.quick === true;
   const only = values.workload as WorkloadName | undefined;
-  if (only && !(only in WORKLOADS)) throw new Error(`--workload must be a or b, got ${only}`);
+  if (only && !(only in WORKLOADS)) throw new Error(`--workload must be a, b or c, got ${only}`);
   const outDir = values.out ?? ROOT;
   const results: Results = {
     date: new Date().toISOString(),
@@ -290,10 +336,30 @@ async function main(): Promise<void> {
       results.cases.push(failed ? { workload: g.workload, config, backend: g.backend, warmupSteps: g.warmupSteps, repeats: g.repeats, stepsPerRepeat: g.stepsPerRepeat, error: failed.error } : mergePasses(parts as CaseResult[]));
     }
   }
+  if (plan(quick, only).some((g) => g.workload === 'c')) {
+    console.error('(c) PyTorch on the same machine ...');
+    (results as { torch?: Results['torch'] }).torch = torchCnn(quick);
+  }
   results.machine.calibrationMs = Math.max(results.machine.calibrationMs, calibrate());
+  const measured = [...new Set(results.cases.map((c) => c.workload))];
+  const now = Object.fromEntries(measured.map((w) => [w, { date: results.date, calibrationMs: results.machine.calibrationMs, cpu: results.machine.cpu }]));
+  let merged: Results = { ...results, workloads: now };
+  if (values.merge) {
+    const old = JSON.parse(readFileSync(values.merge, 'utf8')) as Results;
+    const kept = old.cases.filter((c) => !measured.includes(c.workload));
+    const keptDates = Object.fromEntries([...new Set(kept.map((c) => c.workload))].map((w) => [w, old.workloads?.[w] ?? { date: old.date, calibrationMs: old.machine.calibrationMs, cpu: old.machine.cpu }]));
+    merged = {
+      ...results,
+      kernels: results.kernels.length > 0 ? results.kernels : old.kernels,
+      cases: [...kept, ...results.cases].sort((a, b) => a.workload.localeCompare(b.workload)),
+      workloads: { ...keptDates, ...now },
+      ...(results.torch ? {} : old.torch ? { torch: old.torch } : {}),
+    };
+  }
+  const final = merged;
   mkdirSync(join(outDir, 'bench'), { recursive: true });
-  writeFileSync(join(outDir, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(join(outDir, 'BENCHMARKS.md'), markdown(results));
+  writeFileSync(join(outDir, 'bench', 'results.json'), `${JSON.stringify(final, null, 2)}\n`);
+  writeFileSync(join(outDir, 'BENCHMARKS.md'), markdown(final));
   console.error(`wrote ${join(outDir, 'BENCHMARKS.md')} and ${join(outDir, 'bench', 'results.json')}`);
 }
 

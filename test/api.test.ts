@@ -108,6 +108,6 @@ describe('dptrain as a library', () => {
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', "const m = await import('dptrain'); console.log(Object.keys(m).sort().join(','));"], { cwd: ROOT, encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim().split(',')).toEqual(expect.arrayContaining(['train', 'loadSavedModel', 'predictCsv', 'evaluateCsv', 'validateConfig', 'ConfigError']));
-    expect(readFileSync(join(ROOT, 'dist/index.d.ts'), 'utf8')).toMatch(/export declare function train\(config: JobConfigInput \| string, options\?: TrainOptions\): Promise<JobResult>;/);
+    expect(readFileSync(join(ROOT, 'dist/index.d.ts'), 'utf8')).toMatch(/export declare function train\(config: TrainConfig \| string, options\?: TrainOptions\): Promise<JobResult>;/);
   });
 });

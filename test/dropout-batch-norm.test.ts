@@ -157,7 +157,7 @@ describe('dropout and batch norm, data-parallel', () => {
     expect(maxAbsDiff(stats, movingStatistics(config, dataset, expected))).toBeLessThan(1e-4);
   });
 
-  const layers = [{ type: 'batchNormalization', virtualBatchSize: 8 }, { type: 'maxPooling2d', poolSize: 2 }, { type: 'dropout', rate: 0.25 }];
+  const layers = [{ type: 'batchNormalization', virtualBatchSize: 8 }, { type: 'maxPooling2d', poolSize: 2 }, { type: 'dropout', rate: 0.25 }, { type: 'activation', activation: 'relu' }];
   let inProcess: Float32Array;
   beforeAll(async () => {
     inProcess = (await trainOnLanes(jobConfig(layers), dataset, 'in-process')).weights;
@@ -171,9 +171,9 @@ describe('dropout and batch norm, data-parallel', () => {
   });
 
   it('the dropout and the virtual batches matter (so the equalities above say something)', async () => {
-    const noDropout = await trainOnLanes(jobConfig([layers[0], layers[1]]), dataset, 'in-process');
+    const noDropout = await trainOnLanes(jobConfig([layers[0], layers[1], layers[3]]), dataset, 'in-process');
     expect(maxAbsDiff(noDropout.weights, inProcess)).toBeGreaterThan(1e-3);
-    const wholeBatch = await trainOnLanes(jobConfig([{ ...layers[0], virtualBatchSize: 32 }, layers[1], layers[2]]), dataset, 'in-process');
+    const wholeBatch = await trainOnLanes(jobConfig([{ ...layers[0], virtualBatchSize: 32 }, layers[1], layers[2], layers[3]]), dataset, 'in-process');
     expect(maxAbsDiff(wholeBatch.weights, inProcess)).toBeGreaterThan(1e-3);
   });
 });

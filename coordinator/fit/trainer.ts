@@ -64,6 +64,8 @@ function layerSpec(layer: LayerConfig, index: number, config: Pick<JobConfig, 's
       return { type: 'reshape', targetShape: [...layer.targetShape] };
     case 'embedding':
       return { type: 'embedding', inputDim: layer.inputDim, outputDim: layer.outputDim };
+    case 'activation':
+      return { type: 'activation', activation: layer.activation, ...alpha };
     case 'globalAveragePooling2d':
       return { type: 'globalAveragePooling2d' };
     case 'dropout':

@@ -74,6 +74,7 @@ const ReshapeLayer = z.strictObject({ type: z.literal('reshape'), targetShape: z
 /** Integer features (token ids in [0, inputDim)) to vectors; the first layer. */
 const EmbeddingLayer = z.strictObject({ type: z.literal('embedding'), inputDim: z.int().positive(), outputDim: z.int().positive() });
 
+const ActivationLayer = z.strictObject({ type: z.literal('activation'), activation: z.enum(ACTIVATIONS), alpha: z.number().nonnegative().optional() });
 const GlobalAveragePooling2DLayer = z.strictObject({ type: z.literal('globalAveragePooling2d') });
 /** seed: the masks' (default: from the job's seed and the layer's position). */
 const DropoutLayer = z.strictObject({ type: z.literal('dropout'), rate: z.number().min(0).lt(1), seed: z.int().optional() });
@@ -102,6 +103,7 @@ const Layer = z.preprocess(
     EmbeddingLayer,
     DropoutLayer,
     BatchNormalizationLayer,
+    ActivationLayer,
   ]),
 );
 export type LayerConfig = z.output<typeof Layer>;

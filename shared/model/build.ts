@@ -64,6 +64,13 @@ export function buildModel(spec: ModelSpec, { logitsOutput = false, rows }: { lo
       case 'flatten':
         model.add(tfl.layers.flatten({ name, ...first }));
         return;
+      case 'activation': {
+        const activation = activationOf(layer.activation, where);
+        const bare = logitsOutput && i === spec.layers.length - 1;
+        if (bare) throw new ModelError(`${where}: the model ends with a dense layer`);
+        model.add(activation.after ? activation.after(layer.alpha) : tfl.layers.activation({ name, activation: activation.dense, ...first }));
+        return;
+      }
       case 'dropout':
         if (i === 0) throw new ModelError(`${where}: dropout cannot be the first layer; put it after the layer whose outputs it drops`);
         model.add(rows ? new SeededDropout({ name, rate: layer.rate, seed: layer.seed }, rows) : tfl.layers.dropout({ name, rate: layer.rate }));

@@ -94,6 +94,7 @@ const LAYERS: { readonly [T in LayerType]: LayerKind<Of<T>> } = {
   },
   flatten: { outputShape: (input) => [size(input)], weights: () => [], flops: () => 0 },
   dropout: { outputShape: (input) => input, weights: () => [], flops: (input) => size(input) },
+  activation: { outputShape: (input) => input, weights: () => [], flops: (input) => size(input) },
   batchNormalization: {
     outputShape: (input) => input,
     weights: (input) => (['gamma', 'beta', 'movingMean', 'movingVariance'] as const).map((kind) => ({ kind, shape: [input.at(-1)!] })),
@@ -158,6 +159,7 @@ export function describeModel(spec: ModelSpec): string {
     if (layer.type === 'flatten') return 'flatten';
     if (layer.type === 'embedding') return `embedding ${layer.inputDim}x${layer.outputDim}`;
     if (layer.type === 'dropout') return `dropout ${layer.rate}`;
+    if (layer.type === 'activation') return layer.activation;
     if (layer.type === 'batchNormalization') return `batch-norm /${layer.virtualBatchSize}`;
     if (layer.type === 'globalAveragePooling2d') return 'global-avg-pool';
     return `${layer.type === 'maxPooling2d' ? 'max' : 'avg'}-pool ${layer.poolSize.join('x')}`;

@@ -32,6 +32,7 @@ const SNAKE: Readonly<Record<LayerType, string>> = {
   averagePooling2d: 'average_pooling2d',
   globalAveragePooling2d: 'global_average_pooling2d',
   dropout: 'dropout',
+  activation: 'activation',
   batchNormalization: 'batch_normalization',
   flatten: 'flatten',
   reshape: 'reshape',

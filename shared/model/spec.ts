@@ -44,6 +44,7 @@ export const LAYER_TYPES = [
   'embedding',
   'dropout',
   'batchNormalization',
+  'activation',
 ] as const;
 export type LayerType = (typeof LAYER_TYPES)[number];
 export const PADDINGS = ['valid', 'same'] as const;
@@ -122,7 +123,14 @@ export interface BatchNormSpec {
   readonly virtualBatchSize: number;
 }
 
-export type LayerSpec = DenseSpec | Conv2DSpec | Pool2DSpec | GlobalPool2DSpec | FlattenSpec | ReshapeSpec | EmbeddingSpec | DropoutSpec | BatchNormSpec;
+/** An activation on its own (conv2d -> batchNormalization -> activation relu, the usual block). */
+export interface ActivationSpec {
+  readonly type: 'activation';
+  readonly activation: ActivationName;
+  readonly alpha?: number;
+}
+
+export type LayerSpec = ActivationSpec | DenseSpec | Conv2DSpec | Pool2DSpec | GlobalPool2DSpec | FlattenSpec | ReshapeSpec | EmbeddingSpec | DropoutSpec | BatchNormSpec;
 
 export function isDense(layer: LayerSpec): layer is DenseSpec {
   return layer.type === undefined || layer.type === 'dense';

@@ -36,6 +36,7 @@ const LayerSpecSchema = z.union([
   z.strictObject({ type: z.literal('reshape'), targetShape: z.array(size).min(1).max(8) }),
   z.strictObject({ type: z.literal('embedding'), inputDim: size, outputDim: size }),
   z.strictObject({ type: z.literal('globalAveragePooling2d') }),
+  z.strictObject({ type: z.literal('activation'), activation: z.enum(ACTIVATIONS), alpha: z.number().nonnegative().optional() }),
   z.strictObject({ type: z.literal('dropout'), rate: z.number().min(0).lt(1), seed: z.int() }),
   z.strictObject({ type: z.literal('batchNormalization'), momentum: z.number().min(0).lt(1), epsilon: z.number().positive(), virtualBatchSize: size }),
 ]);
@@ -56,7 +57,7 @@ export const ModelSpecSchema = z.strictObject({
     .optional(),
   loss: z.enum(LOSSES),
   metrics: z.array(z.enum(METRICS)),
-}).refine((spec) => spec.layers.length > 0 || spec.keras !== undefined, { message: 'a model spec has layers or a tfjs-layers model' });
+}).refine((spec) => spec.layers.length > 0 || spec.keras !== undefined, { message: 'a model spec has layers or a tfjs-layers model', path: ['layers'] });
 
 /**
  * Message shapes as they travel (typed arrays as bytes). The conversation:

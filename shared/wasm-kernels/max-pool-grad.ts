@@ -25,6 +25,9 @@ export const maxPoolGrad: WasmKernel = ({ inputs, backend: b, attrs }) => {
   const g = backend.typedArrayFromHeap(dy);
   out.fill(0);
   const rowStride = inWidth * inChannels;
+  // per window, the channels innermost (contiguous in NHWC): the best value and index of each
+  const best = new Float32Array(inChannels);
+  const where = new Int32Array(inChannels);
   let at = 0;
   for (let n = 0; n < batchSize; n++) {
     const image = n * inHeight * rowStride;
@@ -32,24 +35,26 @@ export const maxPoolGrad: WasmKernel = ({ inputs, backend: b, attrs }) => {
       const top = oh * strideHeight - padInfo.top;
       const rMin = Math.max(0, top);
       const rMax = Math.min(inHeight, top + effectiveFilterHeight);
-      for (let ow = 0; ow < outWidth; ow++) {
+      for (let ow = 0; ow < outWidth; ow++, at += inChannels) {
         const left = ow * strideWidth - padInfo.left;
         const cMin = Math.max(0, left);
         const cMax = Math.min(inWidth, left + effectiveFilterWidth);
-        for (let c = 0; c < inChannels; c++, at++) {
-          let best = Number.NEGATIVE_INFINITY;
-          let where = -1;
-          for (let r = rMin; r < rMax; r++) {
-            for (let col = cMin; col < cMax; col++) {
-              const i = image + r * rowStride + col * inChannels + c;
-              if (x[i]! > best) {
-                best = x[i]!;
-                where = i;
+        best.fill(Number.NEGATIVE_INFINITY);
+        where.fill(-1);
+        // rows, then columns, in window order: the first largest input wins, as on the cpu backend
+        for (let r = rMin; r < rMax; r++) {
+          for (let col = cMin; col < cMax; col++) {
+            const base = image + r * rowStride + col * inChannels;
+            for (let c = 0; c < inChannels; c++) {
+              const v = x[base + c]!;
+              if (v > best[c]!) {
+                best[c] = v;
+                where[c] = base + c;
               }
             }
           }
-          if (where >= 0) out[where]! += g[at]!;
         }
+        for (let c = 0; c < inChannels; c++) if (where[c]! >= 0) out[where[c]!]! += g[at + c]!;
       }
     }
   }
