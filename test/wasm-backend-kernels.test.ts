@@ -91,6 +91,10 @@ describe('dptrain\'s wasm kernels', () => {
     [1, 7, 7, 2, 2, 2, 'valid'],
     [2, 7, 9, 3, 3, 2, 'same'],
     [1, 6, 6, 1, 3, 1, 'same'],
+    // channels in fours: the SIMD kernel (cnn-backward.wat)
+    [2, 26, 26, 8, 2, 2, 'valid'],
+    [2, 7, 9, 4, 3, 2, 'same'],
+    [1, 6, 6, 12, 3, 1, 'same'],
   ] as const)('MaxPoolGrad: x %i x %i x %i x %i, pool %i, stride %i, %s: the cpu backend\'s gradient, ties included', async (b, h, w, c, pool, stride, pad) => {
     const rng = new Rng(h * 10 + c);
     // quantised values, so windows have ties: the first largest gets the gradient on both backends
@@ -104,7 +108,11 @@ describe('dptrain\'s wasm kernels', () => {
     const wasm = await on('wasm', run);
     const cpu = await on('cpu', run);
     await tf.setBackend('wasm');
-    expect(Array.from(wasm)).toEqual(Array.from(cpu));
+    // windows that do not overlap: the same bits; overlapping ones add an input's gradients in
+    // window order, the cpu backend in its own, so the sums may differ in the last bit
+    if (stride >= pool) expect(Array.from(wasm)).toEqual(Array.from(cpu));
+    else expect(relativeDiff(wasm, cpu)).toBeLessThan(1e-6);
+    expect(wasm.some((v) => v !== 0)).toBe(true);
   });
 
   it.each([

@@ -15,6 +15,7 @@ import { OPTIMIZERS_WASM_BASE64 } from '../shared/math/wasm/optimizers-binary.js
 import { REDUCE_WASM_BASE64 } from '../shared/math/wasm/reduce-binary.js';
 import { MAX_KERNEL_PARTS } from '../shared/math/wasm/reduce-kernel.js';
 import { decodeFloat16, encodeFloat16, toFloat16Bits } from '../shared/math/float16.js';
+import { CNN_BACKWARD_WASM_BASE64 } from '../shared/math/wasm/cnn-backward-binary.js';
 import { FLOAT16_WASM_BASE64 } from '../shared/math/wasm/float16-binary.js';
 import { Float16Kernel } from '../shared/math/wasm/float16-kernel.js';
 import { TRANSPOSE_WASM_BASE64 } from '../shared/math/wasm/transpose-binary.js';
@@ -41,7 +42,7 @@ describe('WebAssembly optimizer kernels', () => {
   it('the committed binaries are the .wat sources assembled (run `npm run build:wasm` after editing one)', async () => {
     const wabt = await wabtInit();
     const dir = new URL('../shared/math/wasm/', import.meta.url);
-    const committed: Record<string, string> = { 'float16.wat': FLOAT16_WASM_BASE64, 'optimizers.wat': OPTIMIZERS_WASM_BASE64, 'reduce.wat': REDUCE_WASM_BASE64, 'transpose.wat': TRANSPOSE_WASM_BASE64 };
+    const committed: Record<string, string> = { 'cnn-backward.wat': CNN_BACKWARD_WASM_BASE64, 'float16.wat': FLOAT16_WASM_BASE64, 'optimizers.wat': OPTIMIZERS_WASM_BASE64, 'reduce.wat': REDUCE_WASM_BASE64, 'transpose.wat': TRANSPOSE_WASM_BASE64 };
     // a new .wat needs its binary imported here
     expect(readdirSync(dir).filter((f) => f.endsWith('.wat')).sort()).toEqual(Object.keys(committed));
     for (const [file, base64] of Object.entries(committed)) {

@@ -1,9 +1,11 @@
 /**
  * MaxPoolGrad for tfjs-backend-wasm, replacing its own loop: each output's gradient goes to the
  * first largest input of its window (the cpu backend's rule, so both give the same values).
- * NHWC, as tfjs-layers' maxPooling2d uses.
+ * NHWC, as tfjs-layers' maxPooling2d uses. Channels in fours run as a WebAssembly SIMD kernel
+ * (math/wasm/cnn-backward.wat), others in the loop below; both give the same values.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { CnnBackward } from '../math/wasm/cnn-backward-kernel.js';
 import type { WasmBackend, WasmKernel } from './wasm-backend.js';
 
 interface Attrs {
@@ -23,6 +25,14 @@ export const maxPoolGrad: WasmKernel = ({ inputs, backend: b, attrs }) => {
   const out = backend.typedArrayFromHeap(dx);
   const x = backend.typedArrayFromHeap(input);
   const g = backend.typedArrayFromHeap(dy);
+  if (inChannels % 4 === 0) {
+    const geometry = { batch: batchSize, inHeight, inWidth, channels: inChannels, outHeight, outWidth, strideHeight, strideWidth, filterHeight: effectiveFilterHeight, filterWidth: effectiveFilterWidth, padTop: padInfo.top, padLeft: padInfo.left };
+    const simd = CnnBackward.shared()?.maxPoolGrad(x, g, geometry);
+    if (simd) {
+      out.set(simd);
+      return dx;
+    }
+  }
   out.fill(0);
   const rowStride = inWidth * inChannels;
   // per window, the channels innermost (contiguous in NHWC): the best value and index of each

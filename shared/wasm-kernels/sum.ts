@@ -6,6 +6,7 @@
  * (test/dense-gradient.test.ts). Any other reduction goes to the stock kernel.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { CnnBackward } from '../math/wasm/cnn-backward-kernel.js';
 import { stockKernel, type WasmBackend, type WasmKernel } from './wasm-backend.js';
 
 export const sum: WasmKernel = (args) => {
@@ -20,7 +21,13 @@ export const sum: WasmKernel = (args) => {
   const rows = tf.util.sizeFromShape(x.shape) / channels;
   const out = backend.makeOutput(keepDims ? [...x.shape.map(() => 1).slice(0, -1), channels] : [channels], 'float32');
   const values = backend.typedArrayFromHeap(x);
-  // float32, row after row: the stock kernel's own order, so the bits are the same
+  // float32, row after row: the stock kernel's own order, so the bits are the same (the SIMD
+  // kernel adds four channels at a time, each in row order too)
+  const simd = channels % 4 === 0 ? CnnBackward.shared()?.sumRows(values, rows, channels) : undefined;
+  if (simd) {
+    backend.typedArrayFromHeap(out).set(simd);
+    return out;
+  }
   const acc = new Float32Array(channels);
   for (let r = 0, at = 0; r < rows; r++) for (let c = 0; c < channels; c++, at++) acc[c]! += values[at]!;
   backend.typedArrayFromHeap(out).set(acc);

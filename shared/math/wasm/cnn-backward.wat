@@ -1,0 +1,112 @@
+;; Two loops of a CNN's backward pass as WebAssembly SIMD kernels, four channels at a time
+;; (NHWC, the channel count a multiple of 4; cnn-backward-kernel.ts calls them and keeps the
+;; other cases in JavaScript):
+;; - maxPoolGrad: each window's gradient goes to the first largest input of the window (rows,
+;;   then columns; a strictly larger value replaces the best), the cpu backend's rule, so the
+;;   values are the same; `out` must be zero on entry.
+;; - sumRows: the sum of `rows` rows of `channels` float32s, each channel added in row order in
+;;   float32: the bits of the stock Sum kernel and of the JavaScript loop it replaces.
+;; Array arguments are byte offsets into the exported memory.
+;; Assembled into cnn-backward-binary.ts by `npm run build:wasm`.
+(module
+  (memory (export "memory") 1)
+
+  (func (export "maxPoolGrad")
+    (param $x i32) (param $dy i32) (param $out i32)
+    (param $batch i32) (param $inH i32) (param $inW i32) (param $C i32)
+    (param $outH i32) (param $outW i32) (param $sH i32) (param $sW i32)
+    (param $fH i32) (param $fW i32) (param $padT i32) (param $padL i32)
+    (local $n i32) (local $oh i32) (local $ow i32) (local $c i32) (local $r i32) (local $col i32)
+    (local $rMin i32) (local $rMax i32) (local $cMin i32) (local $cMax i32) (local $t i32)
+    (local $g i32) (local $off i32) (local $i i32) (local $a i32)
+    (local $v v128) (local $best v128) (local $idx v128) (local $m v128)
+    (local.set $g (local.get $dy))
+    (local.set $n (i32.const 0))
+    (block $nDone (loop $nLoop
+      (br_if $nDone (i32.ge_s (local.get $n) (local.get $batch)))
+      (local.set $oh (i32.const 0))
+      (block $ohDone (loop $ohLoop
+        (br_if $ohDone (i32.ge_s (local.get $oh) (local.get $outH)))
+        (local.set $t (i32.sub (i32.mul (local.get $oh) (local.get $sH)) (local.get $padT)))
+        (local.set $rMin (select (local.get $t) (i32.const 0) (i32.gt_s (local.get $t) (i32.const 0))))
+        (local.set $t (i32.add (local.get $t) (local.get $fH)))
+        (local.set $rMax (select (local.get $t) (local.get $inH) (i32.lt_s (local.get $t) (local.get $inH))))
+        (local.set $ow (i32.const 0))
+        (block $owDone (loop $owLoop
+          (br_if $owDone (i32.ge_s (local.get $ow) (local.get $outW)))
+          (local.set $t (i32.sub (i32.mul (local.get $ow) (local.get $sW)) (local.get $padL)))
+          (local.set $cMin (select (local.get $t) (i32.const 0) (i32.gt_s (local.get $t) (i32.const 0))))
+          (local.set $t (i32.add (local.get $t) (local.get $fW)))
+          (local.set $cMax (select (local.get $t) (local.get $inW) (i32.lt_s (local.get $t) (local.get $inW))))
+          (local.set $c (i32.const 0))
+          (block $cDone (loop $cLoop
+            (br_if $cDone (i32.ge_s (local.get $c) (local.get $C)))
+            (local.set $best (f32x4.splat (f32.const -inf)))
+            (local.set $idx (i32x4.splat (i32.const -1)))
+            (local.set $r (local.get $rMin))
+            (block $rDone (loop $rLoop
+              (br_if $rDone (i32.ge_s (local.get $r) (local.get $rMax)))
+              (local.set $col (local.get $cMin))
+              (block $colDone (loop $colLoop
+                (br_if $colDone (i32.ge_s (local.get $col) (local.get $cMax)))
+                ;; off: element index of x[n][r][col][c]
+                (local.set $off (i32.add (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $n) (local.get $inH)) (local.get $r)) (local.get $inW)) (local.get $col)) (local.get $C)) (local.get $c)))
+                (local.set $v (v128.load (i32.add (local.get $x) (i32.shl (local.get $off) (i32.const 2)))))
+                (local.set $m (f32x4.gt (local.get $v) (local.get $best)))
+                (local.set $best (v128.bitselect (local.get $v) (local.get $best) (local.get $m)))
+                (local.set $idx (v128.bitselect (i32x4.add (i32x4.splat (local.get $off)) (v128.const i32x4 0 1 2 3)) (local.get $idx) (local.get $m)))
+                (local.set $col (i32.add (local.get $col) (i32.const 1)))
+                (br $colLoop)))
+              (local.set $r (i32.add (local.get $r) (i32.const 1)))
+              (br $rLoop)))
+            ;; each lane's gradient onto its winner (none where the window saw no value)
+            (local.set $i (i32x4.extract_lane 0 (local.get $idx)))
+            (if (i32.ge_s (local.get $i) (i32.const 0)) (then
+              (local.set $a (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 2))))
+              (f32.store (local.get $a) (f32.add (f32.load (local.get $a)) (f32.load (local.get $g))))))
+            (local.set $i (i32x4.extract_lane 1 (local.get $idx)))
+            (if (i32.ge_s (local.get $i) (i32.const 0)) (then
+              (local.set $a (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 2))))
+              (f32.store (local.get $a) (f32.add (f32.load (local.get $a)) (f32.load offset=4 (local.get $g))))))
+            (local.set $i (i32x4.extract_lane 2 (local.get $idx)))
+            (if (i32.ge_s (local.get $i) (i32.const 0)) (then
+              (local.set $a (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 2))))
+              (f32.store (local.get $a) (f32.add (f32.load (local.get $a)) (f32.load offset=8 (local.get $g))))))
+            (local.set $i (i32x4.extract_lane 3 (local.get $idx)))
+            (if (i32.ge_s (local.get $i) (i32.const 0)) (then
+              (local.set $a (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 2))))
+              (f32.store (local.get $a) (f32.add (f32.load (local.get $a)) (f32.load offset=12 (local.get $g))))))
+            (local.set $g (i32.add (local.get $g) (i32.const 16)))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $cLoop)))
+          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+          (br $owLoop)))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br $ohLoop)))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br $nLoop))))
+
+  (func (export "sumRows") (param $src i32) (param $dst i32) (param $rows i32) (param $C i32)
+    (local $r i32) (local $q i32) (local $p i32) (local $end i32)
+    ;; dst = 0
+    (local.set $q (i32.const 0))
+    (block $zeroDone (loop $zero
+      (br_if $zeroDone (i32.ge_s (local.get $q) (local.get $C)))
+      (v128.store (i32.add (local.get $dst) (i32.shl (local.get $q) (i32.const 2))) (v128.const i32x4 0 0 0 0))
+      (local.set $q (i32.add (local.get $q) (i32.const 4)))
+      (br $zero)))
+    (local.set $p (local.get $src))
+    (local.set $end (i32.add (local.get $dst) (i32.shl (local.get $C) (i32.const 2))))
+    (local.set $r (i32.const 0))
+    (block $rowsDone (loop $row
+      (br_if $rowsDone (i32.ge_s (local.get $r) (local.get $rows)))
+      (local.set $q (local.get $dst))
+      (block $rowDone (loop $group
+        (br_if $rowDone (i32.ge_u (local.get $q) (local.get $end)))
+        (v128.store (local.get $q) (f32x4.add (v128.load (local.get $q)) (v128.load (local.get $p))))
+        (local.set $q (i32.add (local.get $q) (i32.const 16)))
+        (local.set $p (i32.add (local.get $p) (i32.const 16)))
+        (br $group)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $row))))
+)
