@@ -6,9 +6,12 @@
  * filterWidth x inChannels rows of M = batch x outHeight x outWidth values (im2col, transposed),
  * dW (K x outChannels) = patches (K x M) x dy (M x outChannels), which the backend's own
  * BatchMatMul computes; the K index order is the filter's [fh, fw, inChannels] layout, so the
- * product is dW as it is. NHWC (channelsLast) only, as tfjs-layers' conv2d uses.
+ * product is dW as it is. NHWC (channelsLast) only, as tfjs-layers' conv2d uses. im2col and
+ * col2im run as WebAssembly kernels (math/wasm/cnn-backward.wat) where WebAssembly SIMD runs,
+ * else as the loops below; both give the same values.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { CnnBackward } from '../math/wasm/cnn-backward-kernel.js';
 import { stockKernel, type WasmBackend, type WasmKernel } from './wasm-backend.js';
 
 /** What both gradients are told of the convolution. */
@@ -67,7 +70,9 @@ export function conv2DBackpropFilter(args: Parameters<WasmKernel>[0]): tf.Tensor
   const rowLength = info.filterHeight * info.filterWidth * info.inChannels;
   const cols = backend.makeOutput([1, rowLength, rows], 'float32');
   // views taken after the allocation: growing the heap detaches earlier ones
-  im2colTransposed(backend.typedArrayFromHeap(x), backend.typedArrayFromHeap(cols), info);
+  const simd = CnnBackward.shared()?.im2colT(backend.typedArrayFromHeap(x), info);
+  if (simd) backend.typedArrayFromHeap(cols).set(simd);
+  else im2colTransposed(backend.typedArrayFromHeap(x), backend.typedArrayFromHeap(cols), info);
   const product = matMulKernel()({
     inputs: { a: cols, b: { dataId: dy.dataId, shape: [1, rows, info.outChannels], dtype: 'float32' } },
     backend: args.backend,
@@ -131,7 +136,10 @@ export function conv2DBackpropInput(args: Parameters<WasmKernel>[0]): tf.TensorI
   });
   backend.disposeData(filterT.dataId);
   const dx = backend.makeOutput([...inputShape], 'float32');
-  col2im(backend.typedArrayFromHeap(product), backend.typedArrayFromHeap(dx), info);
+  const size = tf.util.sizeFromShape(inputShape);
+  const simd = CnnBackward.shared()?.col2im(backend.typedArrayFromHeap(product), size, info);
+  if (simd) backend.typedArrayFromHeap(dx).set(simd);
+  else col2im(backend.typedArrayFromHeap(product), backend.typedArrayFromHeap(dx), info);
   backend.disposeData(product.dataId);
   return dx;
 }

@@ -10,6 +10,34 @@ interface CnnBackwardExports {
   readonly memory: WasmMemory;
   maxPoolGrad(x: number, dy: number, out: number, batch: number, inH: number, inW: number, c: number, outH: number, outW: number, sH: number, sW: number, fH: number, fW: number, padT: number, padL: number): void;
   sumRows(src: number, dst: number, rows: number, c: number): void;
+  im2colT(x: number, cols: number, ...geometry: number[]): void;
+  col2im(cols: number, dx: number, ...geometry: number[]): void;
+}
+
+/** A convolution's shapes, as tfjs's Conv2DInfo has them (NHWC). */
+export interface ConvGeometry {
+  readonly batchSize: number;
+  readonly inHeight: number;
+  readonly inWidth: number;
+  readonly inChannels: number;
+  readonly outHeight: number;
+  readonly outWidth: number;
+  readonly strideHeight: number;
+  readonly strideWidth: number;
+  readonly filterHeight: number;
+  readonly filterWidth: number;
+  readonly dilationHeight: number;
+  readonly dilationWidth: number;
+  readonly padInfo: { readonly top: number; readonly left: number };
+}
+
+function convArgs(g: ConvGeometry): number[] {
+  return [g.batchSize, g.inHeight, g.inWidth, g.inChannels, g.outHeight, g.outWidth, g.strideHeight, g.strideWidth, g.filterHeight, g.filterWidth, g.dilationHeight, g.dilationWidth, g.padInfo.top, g.padInfo.left];
+}
+
+/** Values in a convolution's patches: output positions x filter taps. */
+export function patchValues(g: ConvGeometry): number {
+  return g.batchSize * g.outHeight * g.outWidth * g.filterHeight * g.filterWidth * g.inChannels;
 }
 
 export interface PoolGeometry {
@@ -73,6 +101,30 @@ export class CnnBackward {
     out.fill(0);
     this.kernel.maxPoolGrad(xAt, dyAt, outAt, g.batch, g.inHeight, g.inWidth, g.channels, g.outHeight, g.outWidth, g.strideHeight, g.strideWidth, g.filterHeight, g.filterWidth, g.padTop, g.padLeft);
     return out;
+  }
+
+  /** The patches of `x` laid out transposed (K rows of M values; convolution.ts), or undefined when they do not fit. */
+  im2colT(x: Float32Array, g: ConvGeometry): Float32Array | undefined {
+    const n = patchValues(g);
+    const at = this.regions([x.length, n]);
+    if (!at) return undefined;
+    const [xAt, colsAt] = at as [number, number];
+    new Float32Array(this.kernel.memory.buffer, xAt, x.length).set(x);
+    this.kernel.im2colT(xAt, colsAt, ...convArgs(g));
+    return new Float32Array(this.kernel.memory.buffer, colsAt, n);
+  }
+
+  /** The input's gradient from its patches' (M rows of K values), or undefined when they do not fit. */
+  col2im(cols: Float32Array, inputSize: number, g: ConvGeometry): Float32Array | undefined {
+    const at = this.regions([cols.length, inputSize]);
+    if (!at) return undefined;
+    const [colsAt, dxAt] = at as [number, number];
+    const buffer = this.kernel.memory.buffer;
+    new Float32Array(buffer, colsAt, cols.length).set(cols);
+    const dx = new Float32Array(buffer, dxAt, inputSize);
+    dx.fill(0);
+    this.kernel.col2im(colsAt, dxAt, ...convArgs(g));
+    return dx;
   }
 
   /** Column sums of a rows x channels matrix (channels a multiple of 4), in row order in float32. */

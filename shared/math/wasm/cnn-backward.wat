@@ -6,6 +6,10 @@
 ;;   values are the same; `out` must be zero on entry.
 ;; - sumRows: the sum of `rows` rows of `channels` float32s, each channel added in row order in
 ;;   float32: the bits of the stock Sum kernel and of the JavaScript loop it replaces.
+;; - im2colT and col2im: a convolution's patches, laid out transposed (row k = filter tap
+;;   (fh, fw, channel) under every output position, zeros over the padding), and their
+;;   gradients added back onto the input; any channel count (four at a time in col2im). They
+;;   only move and add values in the order the JavaScript loops of convolution.ts did.
 ;; Array arguments are byte offsets into the exported memory.
 ;; Assembled into cnn-backward-binary.ts by `npm run build:wasm`.
 (module
@@ -109,4 +113,124 @@
         (br $group)))
       (local.set $r (i32.add (local.get $r) (i32.const 1)))
       (br $row))))
+
+  ;; colsT[((fh * fW + fw) * C + c) * M + m] = x[b][ih][iw][c], m = (b * outH + oh) * outW + ow
+  (func (export "im2colT")
+    (param $x i32) (param $cols i32)
+    (param $batch i32) (param $inH i32) (param $inW i32) (param $C i32)
+    (param $outH i32) (param $outW i32) (param $sH i32) (param $sW i32)
+    (param $fH i32) (param $fW i32) (param $dH i32) (param $dW i32) (param $padT i32) (param $padL i32)
+    (local $fh i32) (local $fw i32) (local $c i32) (local $b i32) (local $oh i32) (local $ow i32)
+    (local $ih i32) (local $iw i32) (local $at i32) (local $line i32) (local $rowStride i32)
+    (local.set $rowStride (i32.shl (i32.mul (local.get $inW) (local.get $C)) (i32.const 2)))
+    (local.set $at (local.get $cols))
+    (local.set $fh (i32.const 0))
+    (block $fhDone (loop $fhLoop
+      (br_if $fhDone (i32.ge_s (local.get $fh) (local.get $fH)))
+      (local.set $fw (i32.const 0))
+      (block $fwDone (loop $fwLoop
+        (br_if $fwDone (i32.ge_s (local.get $fw) (local.get $fW)))
+        (local.set $c (i32.const 0))
+        (block $cDone (loop $cLoop
+          (br_if $cDone (i32.ge_s (local.get $c) (local.get $C)))
+          (local.set $b (i32.const 0))
+          (block $bDone (loop $bLoop
+            (br_if $bDone (i32.ge_s (local.get $b) (local.get $batch)))
+            (local.set $oh (i32.const 0))
+            (block $ohDone (loop $ohLoop
+              (br_if $ohDone (i32.ge_s (local.get $oh) (local.get $outH)))
+              (local.set $ih (i32.sub (i32.add (i32.mul (local.get $oh) (local.get $sH)) (i32.mul (local.get $fh) (local.get $dH))) (local.get $padT)))
+              (if (i32.or (i32.lt_s (local.get $ih) (i32.const 0)) (i32.ge_s (local.get $ih) (local.get $inH)))
+                (then
+                  (memory.fill (local.get $at) (i32.const 0) (i32.shl (local.get $outW) (i32.const 2)))
+                  (local.set $at (i32.add (local.get $at) (i32.shl (local.get $outW) (i32.const 2)))))
+                (else
+                  ;; line: byte offset of x[b][ih][0][c]
+                  (local.set $line (i32.add (local.get $x) (i32.add
+                    (i32.mul (i32.add (i32.mul (local.get $b) (local.get $inH)) (local.get $ih)) (local.get $rowStride))
+                    (i32.shl (local.get $c) (i32.const 2)))))
+                  (local.set $ow (i32.const 0))
+                  (block $owDone (loop $owLoop
+                    (br_if $owDone (i32.ge_s (local.get $ow) (local.get $outW)))
+                    (local.set $iw (i32.sub (i32.add (i32.mul (local.get $ow) (local.get $sW)) (i32.mul (local.get $fw) (local.get $dW))) (local.get $padL)))
+                    (f32.store (local.get $at)
+                      (if (result f32) (i32.or (i32.lt_s (local.get $iw) (i32.const 0)) (i32.ge_s (local.get $iw) (local.get $inW)))
+                        (then (f32.const 0))
+                        (else (f32.load (i32.add (local.get $line) (i32.shl (i32.mul (local.get $iw) (local.get $C)) (i32.const 2)))))))
+                    (local.set $at (i32.add (local.get $at) (i32.const 4)))
+                    (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+                    (br $owLoop)))))
+              (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+              (br $ohLoop)))
+            (local.set $b (i32.add (local.get $b) (i32.const 1)))
+            (br $bLoop)))
+          (local.set $c (i32.add (local.get $c) (i32.const 1)))
+          (br $cLoop)))
+        (local.set $fw (i32.add (local.get $fw) (i32.const 1)))
+        (br $fwLoop)))
+      (local.set $fh (i32.add (local.get $fh) (i32.const 1)))
+      (br $fhLoop))))
+
+  ;; dx[b][ih][iw][c] += cols[m][(fh * fW + fw) * C + c] for every output position m and tap in
+  ;; the input; dx must be zero on entry
+  (func (export "col2im")
+    (param $cols i32) (param $dx i32)
+    (param $batch i32) (param $inH i32) (param $inW i32) (param $C i32)
+    (param $outH i32) (param $outW i32) (param $sH i32) (param $sW i32)
+    (param $fH i32) (param $fW i32) (param $dH i32) (param $dW i32) (param $padT i32) (param $padL i32)
+    (local $b i32) (local $oh i32) (local $ow i32) (local $fh i32) (local $fw i32) (local $ih i32) (local $iw i32)
+    (local $at i32) (local $to i32) (local $c i32) (local $C4 i32) (local $runBytes i32)
+    (local.set $C4 (i32.and (local.get $C) (i32.const -4)))
+    (local.set $runBytes (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $at (local.get $cols))
+    (local.set $b (i32.const 0))
+    (block $bDone (loop $bLoop
+      (br_if $bDone (i32.ge_s (local.get $b) (local.get $batch)))
+      (local.set $oh (i32.const 0))
+      (block $ohDone (loop $ohLoop
+        (br_if $ohDone (i32.ge_s (local.get $oh) (local.get $outH)))
+        (local.set $ow (i32.const 0))
+        (block $owDone (loop $owLoop
+          (br_if $owDone (i32.ge_s (local.get $ow) (local.get $outW)))
+          (local.set $fh (i32.const 0))
+          (block $fhDone (loop $fhLoop
+            (br_if $fhDone (i32.ge_s (local.get $fh) (local.get $fH)))
+            (local.set $ih (i32.sub (i32.add (i32.mul (local.get $oh) (local.get $sH)) (i32.mul (local.get $fh) (local.get $dH))) (local.get $padT)))
+            (local.set $fw (i32.const 0))
+            (block $fwDone (loop $fwLoop
+              (br_if $fwDone (i32.ge_s (local.get $fw) (local.get $fW)))
+              (local.set $iw (i32.sub (i32.add (i32.mul (local.get $ow) (local.get $sW)) (i32.mul (local.get $fw) (local.get $dW))) (local.get $padL)))
+              (if (i32.eqz (i32.or
+                    (i32.or (i32.lt_s (local.get $ih) (i32.const 0)) (i32.ge_s (local.get $ih) (local.get $inH)))
+                    (i32.or (i32.lt_s (local.get $iw) (i32.const 0)) (i32.ge_s (local.get $iw) (local.get $inW)))))
+                (then
+                  (local.set $to (i32.add (local.get $dx) (i32.shl
+                    (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $inH)) (local.get $ih)) (local.get $inW)) (local.get $iw)) (local.get $C))
+                    (i32.const 2))))
+                  (local.set $c (i32.const 0))
+                  (block $vDone (loop $vLoop
+                    (br_if $vDone (i32.ge_s (local.get $c) (local.get $C4)))
+                    (v128.store (i32.add (local.get $to) (i32.shl (local.get $c) (i32.const 2)))
+                      (f32x4.add (v128.load (i32.add (local.get $to) (i32.shl (local.get $c) (i32.const 2))))
+                                 (v128.load (i32.add (local.get $at) (i32.shl (local.get $c) (i32.const 2))))))
+                    (local.set $c (i32.add (local.get $c) (i32.const 4)))
+                    (br $vLoop)))
+                  (block $sDone (loop $sLoop
+                    (br_if $sDone (i32.ge_s (local.get $c) (local.get $C)))
+                    (f32.store (i32.add (local.get $to) (i32.shl (local.get $c) (i32.const 2)))
+                      (f32.add (f32.load (i32.add (local.get $to) (i32.shl (local.get $c) (i32.const 2))))
+                               (f32.load (i32.add (local.get $at) (i32.shl (local.get $c) (i32.const 2))))))
+                    (local.set $c (i32.add (local.get $c) (i32.const 1)))
+                    (br $sLoop)))))
+              (local.set $at (i32.add (local.get $at) (local.get $runBytes)))
+              (local.set $fw (i32.add (local.get $fw) (i32.const 1)))
+              (br $fwLoop)))
+            (local.set $fh (i32.add (local.get $fh) (i32.const 1)))
+            (br $fhLoop)))
+          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+          (br $owLoop)))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br $ohLoop)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $bLoop))))
 )
