@@ -9,6 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { modelSpec } from '../coordinator/fit/trainer.js';
 import { checkAgainstData } from '../coordinator/validate.js';
+import type { Callback, FitLoopView } from '../coordinator/callbacks/callback.js';
+import type { TrainingState } from '../coordinator/checkpoint.js';
 import { assignUnits, runEnds, virtualBatches } from '../coordinator/plan/split-plan.js';
 import { stepWithStatistics } from '../coordinator/optimize/moving-statistics.js';
 import { createEngine } from '../compute/gradient.js';
@@ -168,6 +170,27 @@ describe('dropout and batch norm, data-parallel', () => {
     expect(fit.steps).toBe(20);
     expect(maxAbsDiff(fit.weights, inProcess)).toBeLessThan(1e-4);
     expect(fit.history.at(-1)!.values['loss']!).toBeLessThan(fit.history[0]!.values['loss']!);
+  });
+
+  it('stopped after step 7 and resumed from its snapshot (2 threads): the bits of the run never stopped, moving statistics included', async () => {
+    const config = jobConfig(layers);
+    const whole = await trainOnLanes(config, dataset, 2);
+    let loop: FitLoopView | undefined;
+    let snapshot: TrainingState | undefined;
+    const stopper: Callback = {
+      setLoop: (l) => void (loop = l),
+      onBatchEnd: (log) => {
+        if (log.step !== 7) return;
+        loop!.stop('interrupted');
+        snapshot = loop!.snapshot();
+      },
+    };
+    const first = await trainOnLanes(config, dataset, 2, { callbacks: [stopper] });
+    expect(first.interrupted).toBe(true);
+    const resumed = await trainOnLanes(config, dataset, 2, { resume: snapshot! });
+    const bits = (a: Float32Array): number[] => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+    expect(bits(resumed.weights)).toEqual(bits(whole.weights));
+    expect(maxAbsDiff(movingStatistics(config, dataset, first.weights), movingStatistics(config, dataset, whole.weights))).toBeGreaterThan(0);
   });
 
   it('the dropout and the virtual batches matter (so the equalities above say something)', async () => {

@@ -3,7 +3,7 @@
  * set in memory: what the equivalence tests compare with one plain TensorFlow.js process.
  */
 import { expect } from 'vitest';
-import { Trainer, modelSpec, type FitResult } from '../coordinator/fit/trainer.js';
+import { Trainer, modelSpec, type FitOptions, type FitResult } from '../coordinator/fit/trainer.js';
 import { Cluster } from '../coordinator/participants/cluster.js';
 import { InProcessLane } from '../coordinator/participants/in-process.js';
 import { ThreadPool } from '../coordinator/participants/threads.js';
@@ -11,13 +11,13 @@ import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset } from '../shared/data/dataset.js';
 import { weightLayout } from '../shared/model/layout.js';
 
-export async function trainOnLanes(config: JobConfig, dataset: Dataset, threads: number | 'in-process'): Promise<FitResult> {
+export async function trainOnLanes(config: JobConfig, dataset: Dataset, threads: number | 'in-process', options: FitOptions = {}): Promise<FitResult> {
   const spec = modelSpec(config, dataset);
   const parameters = weightLayout(spec).size;
   const pool = threads === 'in-process' ? await InProcessLane.start({ backend: 'wasm', spec, dataset, parameters }) : await ThreadPool.start({ threads, backend: 'wasm', spec, dataset, parameters });
   try {
     const cluster = new Cluster(pool, { minWorkers: 0, waitTimeoutMs: 1000, balance: 'equal', log: () => {}, trainRows: dataset.train.count });
-    const fit = await new Trainer(config, dataset, cluster, spec).fit();
+    const fit = await new Trainer(config, dataset, cluster, spec).fit(options);
     return { ...fit, weights: fit.weights.slice() };
   } finally {
     await pool.close();
