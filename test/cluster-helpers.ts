@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Packr } from 'msgpackr';
 import WebSocket from 'ws';
+import { expect } from 'vitest';
 import { stringify } from 'yaml';
 import type { Summary } from '../coordinator/job.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
@@ -112,6 +113,24 @@ export async function coordinatorUrl(coordinator: Proc): Promise<string> {
 
 export function startWorker(name: string, url: string, tokenFile: string, args: string[] = []): Proc {
   return spawnNode(name, WORKER_BIN, ['start', '--connect', url, '--token-file', tokenFile, '--name', name, '--backend', 'wasm', ...args]);
+}
+
+/**
+ * A job on two worker node processes, of which `victim` is killed with SIGKILL once it has
+ * logged step `atStep`; checks that the coordinator and the survivor exit 0 and that the
+ * victim's loss was seen. `track` registers each process (to be killed after the test).
+ */
+export async function runKillingOneOfTwoNodes(job: { configFile: string; tokenFile: string; out: string }, atStep: number, track: (p: Proc) => Proc): Promise<Proc> {
+  const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+  const url = await coordinatorUrl(coordinator);
+  const victim = track(startWorker('victim', url, job.tokenFile, ['--verbose']));
+  const survivor = track(startWorker('survivor', url, job.tokenFile));
+  await victim.waitFor(new RegExp(`^\\[worker\\] step ${atStep}:`, 'm'), 600_000);
+  victim.kill('SIGKILL');
+  expect(await coordinator.exited, coordinator.output).toBe(0);
+  expect(await survivor.exited, survivor.output).toBe(0);
+  expect(coordinator.output).toMatch(/\(victim\) left at step \d+: disconnected/);
+  return coordinator;
 }
 
 export function readSummary(out: string): Summary {

@@ -15,7 +15,7 @@ import { loadSavedModel } from '../coordinator/saved-model.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readCsv } from '../shared/data/csv.js';
-import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneOfTwoNodes, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
 import { referenceWeights } from './reference.js';
 import { trainOnLanes } from './thread-runs.js';
@@ -83,15 +83,7 @@ describe('a CNN on MNIST digits over worker nodes (real processes)', { timeout: 
 
   it('2 nodes, one killed with SIGKILL mid-run: every step applied once, the weights of one process', async () => {
     const job = mnistJob({ threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
-    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
-    const url = await coordinatorUrl(coordinator);
-    const victim = track(startWorker('victim', url, job.tokenFile, ['--verbose']));
-    const survivor = track(startWorker('survivor', url, job.tokenFile));
-    await victim.waitFor(/^\[worker\] step 10:/, 600_000);
-    victim.kill('SIGKILL');
-    expect(await coordinator.exited, coordinator.output).toBe(0);
-    expect(await survivor.exited, survivor.output).toBe(0);
-    expect(coordinator.output).toMatch(/\(victim\) left at step \d+: disconnected/);
+    await runKillingOneOfTwoNodes(job, 10, track);
     const summary = readSummary(job.out);
     expect(summary.steps).toBe(30);
     expect(summary.participants.reduce((a, p) => a + p.samples, 0)).toBe(2 * job.dataset.train.count);
@@ -124,15 +116,7 @@ describe('a CNN on MNIST digits over worker nodes (real processes)', { timeout: 
 
     it('2 worker processes, one killed with SIGKILL mid-run: the weights of one process', async () => {
       const run = job({ threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
-      const coordinator = track(startCoordinator(run.configFile, ['--token-file', run.tokenFile, '--out', run.out]));
-      const url = await coordinatorUrl(coordinator);
-      const victim = track(startWorker('victim', url, run.tokenFile, ['--verbose']));
-      const survivor = track(startWorker('survivor', url, run.tokenFile));
-      await victim.waitFor(/^\[worker\] step 7:/, 600_000);
-      victim.kill('SIGKILL');
-      expect(await coordinator.exited, coordinator.output).toBe(0);
-      expect(await survivor.exited, survivor.output).toBe(0);
-      expect(coordinator.output).toMatch(/\(victim\) left at step \d+: disconnected/);
+      await runKillingOneOfTwoNodes(run, 7, track);
       expect(readSummary(run.out).steps).toBe(20);
       expect(maxAbsDiff(readRunWeights(run.out), onePlace)).toBeLessThan(1e-4);
     });

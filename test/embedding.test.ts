@@ -10,7 +10,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { prepareJobData } from '../coordinator/job.js';
 import { readCsv } from '../shared/data/csv.js';
-import { coordinatorUrl, jobFolder, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
 import { modelSpec } from '../coordinator/fit/trainer.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 import { checkAgainstData } from '../coordinator/validate.js';
@@ -107,7 +107,7 @@ describe('an embedding model over worker node processes', { timeout: 600_000 }, 
   it('1 thread + 1 node, and 2 nodes of which one is killed with SIGKILL: the weights of one process', async () => {
     const pair = sentenceJob({ threads: 1, minWorkers: 1 });
     const expected = (await trainOnLanes(pair.config, pair.dataset, 'in-process')).weights;
-    let coordinator = track(startCoordinator(pair.configFile, ['--token-file', pair.tokenFile, '--out', pair.out]));
+    const coordinator = track(startCoordinator(pair.configFile, ['--token-file', pair.tokenFile, '--out', pair.out]));
     const worker = track(startWorker('w1', await coordinatorUrl(coordinator), pair.tokenFile));
     expect(await coordinator.exited, coordinator.output).toBe(0);
     expect(await worker.exited, worker.output).toBe(0);
@@ -115,15 +115,7 @@ describe('an embedding model over worker node processes', { timeout: 600_000 }, 
     expect(maxAbsDiff(readRunWeights(pair.out), expected)).toBeLessThan(1e-4);
 
     const killed = sentenceJob({ threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
-    coordinator = track(startCoordinator(killed.configFile, ['--token-file', killed.tokenFile, '--out', killed.out]));
-    const url = await coordinatorUrl(coordinator);
-    const victim = track(startWorker('victim', url, killed.tokenFile, ['--verbose']));
-    const survivor = track(startWorker('survivor', url, killed.tokenFile));
-    await victim.waitFor(/^\[worker\] step 3:/, 300_000);
-    victim.kill('SIGKILL');
-    expect(await coordinator.exited, coordinator.output).toBe(0);
-    expect(await survivor.exited, survivor.output).toBe(0);
-    expect(coordinator.output).toMatch(/\(victim\) left at step \d+: disconnected/);
+    await runKillingOneOfTwoNodes(killed, 3, track);
     expect(readSummary(killed.out).steps).toBe(100);
     expect(maxAbsDiff(readRunWeights(killed.out), expected)).toBeLessThan(1e-4);
   });

@@ -26,8 +26,7 @@ export const maxPoolGrad: WasmKernel = ({ inputs, backend: b, attrs }) => {
   const x = backend.typedArrayFromHeap(input);
   const g = backend.typedArrayFromHeap(dy);
   if (inChannels % 4 === 0) {
-    const geometry = { batch: batchSize, inHeight, inWidth, channels: inChannels, outHeight, outWidth, strideHeight, strideWidth, filterHeight: effectiveFilterHeight, filterWidth: effectiveFilterWidth, padTop: padInfo.top, padLeft: padInfo.left };
-    const simd = CnnBackward.shared()?.maxPoolGrad(x, g, geometry);
+    const simd = CnnBackward.shared()?.maxPoolGrad(x, g, { ...info, filterHeight: effectiveFilterHeight, filterWidth: effectiveFilterWidth });
     if (simd) {
       out.set(simd);
       return dx;

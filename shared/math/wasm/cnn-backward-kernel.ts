@@ -14,7 +14,7 @@ interface CnnBackwardExports {
   col2im(cols: number, dx: number, ...geometry: number[]): void;
 }
 
-/** A convolution's shapes, as tfjs's Conv2DInfo has them (NHWC). */
+/** A convolution's or pool's shapes, as tfjs's Conv2DInfo has them (NHWC; a pool has no dilation). */
 export interface ConvGeometry {
   readonly batchSize: number;
   readonly inHeight: number;
@@ -26,13 +26,13 @@ export interface ConvGeometry {
   readonly strideWidth: number;
   readonly filterHeight: number;
   readonly filterWidth: number;
-  readonly dilationHeight: number;
-  readonly dilationWidth: number;
+  readonly dilationHeight?: number;
+  readonly dilationWidth?: number;
   readonly padInfo: { readonly top: number; readonly left: number };
 }
 
 function convArgs(g: ConvGeometry): number[] {
-  return [g.batchSize, g.inHeight, g.inWidth, g.inChannels, g.outHeight, g.outWidth, g.strideHeight, g.strideWidth, g.filterHeight, g.filterWidth, g.dilationHeight, g.dilationWidth, g.padInfo.top, g.padInfo.left];
+  return [g.batchSize, g.inHeight, g.inWidth, g.inChannels, g.outHeight, g.outWidth, g.strideHeight, g.strideWidth, g.filterHeight, g.filterWidth, g.dilationHeight ?? 1, g.dilationWidth ?? 1, g.padInfo.top, g.padInfo.left];
 }
 
 /** Values in a convolution's patches: output positions x filter taps. */
@@ -40,20 +40,6 @@ export function patchValues(g: ConvGeometry): number {
   return g.batchSize * g.outHeight * g.outWidth * g.filterHeight * g.filterWidth * g.inChannels;
 }
 
-export interface PoolGeometry {
-  readonly batch: number;
-  readonly inHeight: number;
-  readonly inWidth: number;
-  readonly channels: number;
-  readonly outHeight: number;
-  readonly outWidth: number;
-  readonly strideHeight: number;
-  readonly strideWidth: number;
-  readonly filterHeight: number;
-  readonly filterWidth: number;
-  readonly padTop: number;
-  readonly padLeft: number;
-}
 
 const align = (bytes: number): number => Math.ceil(bytes / 16) * 16;
 
@@ -88,9 +74,9 @@ export class CnnBackward {
     return offsets;
   }
 
-  /** dx of a max pool (NHWC; channels a multiple of 4), or undefined when it does not fit in memory. */
-  maxPoolGrad(x: Float32Array, dy: Float32Array, g: PoolGeometry): Float32Array | undefined {
-    if (g.channels % 4 !== 0) throw new RangeError(`maxPoolGrad takes channels in fours, got ${g.channels}`);
+  /** dx of a max pool (NHWC; channels a multiple of 4; the window's effective size), or undefined when it does not fit in memory. */
+  maxPoolGrad(x: Float32Array, dy: Float32Array, g: ConvGeometry): Float32Array | undefined {
+    if (g.inChannels % 4 !== 0) throw new RangeError(`maxPoolGrad takes channels in fours, got ${g.inChannels}`);
     const at = this.regions([x.length, dy.length, x.length]);
     if (!at) return undefined;
     const [xAt, dyAt, outAt] = at as [number, number, number];
@@ -99,7 +85,7 @@ export class CnnBackward {
     new Float32Array(buffer, dyAt, dy.length).set(dy);
     const out = new Float32Array(buffer, outAt, x.length);
     out.fill(0);
-    this.kernel.maxPoolGrad(xAt, dyAt, outAt, g.batch, g.inHeight, g.inWidth, g.channels, g.outHeight, g.outWidth, g.strideHeight, g.strideWidth, g.filterHeight, g.filterWidth, g.padTop, g.padLeft);
+    this.kernel.maxPoolGrad(xAt, dyAt, outAt, g.batchSize, g.inHeight, g.inWidth, g.inChannels, g.outHeight, g.outWidth, g.strideHeight, g.strideWidth, g.filterHeight, g.filterWidth, g.padInfo.top, g.padInfo.left);
     return out;
   }
 
