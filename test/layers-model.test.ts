@@ -21,10 +21,11 @@ import { TOKEN, maxAbsDiff, readRunWeights, startWorker, type Proc } from './clu
 import { ROOT } from './helpers.js';
 import { referenceWeights } from './reference.js';
 
-/** Pixels through a dense branch and a convolutional branch, concatenated. */
-function twoBranches(): tfl.LayersModel {
+/** Pixels through a dense branch and a convolutional branch, concatenated; optionally a Dropout on the dense branch. */
+function twoBranches(dropout = 0): tfl.LayersModel {
   const input = tfl.input({ shape: [784] });
-  const dense = tfl.layers.dense({ units: 16, activation: 'relu' }).apply(input) as tfl.SymbolicTensor;
+  const hidden = tfl.layers.dense({ units: 16, activation: 'relu' }).apply(input) as tfl.SymbolicTensor;
+  const dense = dropout > 0 ? (tfl.layers.dropout({ rate: dropout }).apply(hidden) as tfl.SymbolicTensor) : hidden;
   const image = tfl.layers.reshape({ targetShape: [28, 28, 1] }).apply(input) as tfl.SymbolicTensor;
   const conv = tfl.layers.conv2d({ filters: 4, kernelSize: 5, strides: 3, activation: 'relu' }).apply(image) as tfl.SymbolicTensor;
   const both = tfl.layers.concatenate().apply([dense, tfl.layers.flatten().apply(conv) as tfl.SymbolicTensor]) as tfl.SymbolicTensor;
@@ -95,6 +96,31 @@ describe('a user-built tf.LayersModel through train()', { timeout: 300_000 }, ()
     }
     const config = validateConfig({ ...base, model: { keras: keras as never } } as never, 'c');
     expect(maxAbsDiff(readRunWeights(out), await referenceWeights(config, readJobData(config).dataset, initial))).toBeLessThan(1e-4);
+  });
+
+  it('its Dropout layers draw masks from (seed, step, row): the same model twice on 1 lane and on 2 threads, the same weights', async () => {
+    // stock tfjs Dropout draws from tfjs's random stream: two runs would differ
+    const model = twoBranches(0.4);
+    const runs: Float32Array[] = [];
+    for (const threads of [1, 1, 2]) {
+      const out = join(mkdtempSync(join(tmpdir(), 'dptrain-layers-model-')), 'run');
+      await train({ ...jobConfig(model, out), seed: 3, cluster: { threads, backend: 'wasm' } }, { log: () => {} });
+      runs.push(readRunWeights(out));
+    }
+    expect(maxAbsDiff(runs[0]!, runs[1]!)).toBe(0);
+    expect(maxAbsDiff(runs[2]!, runs[0]!)).toBeLessThan(1e-4);
+    // and the masks matter: the same weights without the Dropout layer train elsewhere
+    const plain = twoBranches();
+    // each weighted layer takes the weights of the dropout model's layer of the same shapes
+    const sources = model.layers.filter((l) => l.weights.length > 0);
+    const shapes = (l: tfl.layers.Layer): string => JSON.stringify(l.weights.map((w) => w.shape));
+    for (const layer of plain.layers.filter((l) => l.weights.length > 0)) {
+      const from = sources.splice(sources.findIndex((l) => shapes(l) === shapes(layer)), 1)[0]!;
+      layer.setWeights(from.getWeights());
+    }
+    const out = join(mkdtempSync(join(tmpdir(), 'dptrain-layers-model-')), 'run');
+    await train({ ...jobConfig(plain, out), seed: 3, cluster: { threads: 1, backend: 'wasm' } }, { log: () => {} });
+    expect(maxAbsDiff(readRunWeights(out), runs[0]!)).toBeGreaterThan(1e-3);
   });
 
   it('a model that cannot be split exactly, or does not fit the data, is a ConfigError naming it', async () => {

@@ -39,7 +39,7 @@ export function modelSpec(config: JobConfig, dataset: Pick<Dataset, 'features' |
     inputDim: dataset.features,
     ...(dataset.sampleShape ? { inputShape: [...dataset.sampleShape] } : {}),
     layers: (config.model.layers ?? []).map((layer, i) => layerSpec(layer, i, config)),
-    ...(config.model.keras ? { keras: config.model.keras } : {}),
+    ...(config.model.keras ? { keras: { ...config.model.keras, seed: config.seed } } : {}),
     loss: config.compile.loss,
     metrics: config.compile.metrics,
   };

@@ -27,7 +27,7 @@ function activationOf(name: string, where: string): (typeof activations)[keyof t
 export function buildModel(spec: ModelSpec, { logitsOutput = false, rows }: { logitsOutput?: boolean; rows?: RowContext } = {}): tfl.LayersModel {
   if (spec.keras) {
     if (logitsOutput) throw new ModelError('a tfjs-layers model is trained on its outputs, not logits');
-    return buildKerasModel(spec.keras);
+    return buildKerasModel(spec.keras, rows, spec.keras.seed);
   }
   layerShapes(spec); // every layer fits the one before it, or a ModelError naming it
   const model = tfl.sequential();

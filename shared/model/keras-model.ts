@@ -6,6 +6,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { ConfigError, ModelError } from '../errors.js';
+import { SeededDropout, withRowContext, type RowContext } from './row-layers.js';
 import type { KerasModelSpec } from './spec.js';
 
 /** What train() accepts as a model: a tfjs-layers LayersModel (duck-typed: another copy of tfjs-layers works too). */
@@ -55,12 +56,30 @@ export function kerasSpecOf(model: LayersModelLike): { keras: KerasModelSpec; we
   return { keras, weights };
 }
 
-/** The model built again from its spec (new variables), checked against the spec's weights. */
-export function buildKerasModel(keras: KerasModelSpec): tfl.LayersModel {
+interface LayerConfig {
+  className: string;
+  config: Record<string, unknown>;
+}
+
+/**
+ * The model built again from its spec (new variables), checked against the spec's weights.
+ * `rows`: for a gradient engine, its Dropout layers become SeededDropout (masks from seed, step
+ * and row, the seed from `seed` and the layer's position), so the split cannot change them.
+ */
+export function buildKerasModel(keras: KerasModelSpec, rows?: RowContext, seed = 0): tfl.LayersModel {
   let model: tfl.LayersModel;
   try {
     const cls = keras.className === 'Sequential' ? tfl.Sequential : tfl.LayersModel;
-    model = cls.fromConfig(cls, JSON.parse(JSON.stringify(keras.config)) as never) as tfl.LayersModel;
+    const config = JSON.parse(JSON.stringify(keras.config)) as { layers?: LayerConfig[] };
+    if (rows) {
+      config.layers?.forEach((layer, i) => {
+        if (layer.className !== 'Dropout') return;
+        layer.className = SeededDropout.className;
+        layer.config = { name: layer.config['name'], rate: layer.config['rate'], seed: (Math.imul(seed, 0x9e3779b1) + i) | 0 };
+      });
+    }
+    const build = (): tfl.LayersModel => cls.fromConfig(cls, config as never) as tfl.LayersModel;
+    model = rows ? withRowContext(rows, build) : build();
   } catch (err) {
     throw new ModelError(`the tfjs-layers model cannot be built from its config: ${(err as Error).message}`);
   }

@@ -89,8 +89,27 @@ function one(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
   return Array.isArray(inputs) ? inputs[0]! : inputs;
 }
 
+/** The context SeededDropout.fromConfig gives the layers it makes (set while a tfjs-layers model is built from its config). */
+let building: RowContext | undefined;
+
+/** Runs `build` with `context` as the row context of the SeededDropout layers deserialised meanwhile. */
+export function withRowContext<T>(context: RowContext, build: () => T): T {
+  building = context;
+  try {
+    return build();
+  } finally {
+    building = undefined;
+  }
+}
+
 export class SeededDropout extends tfl.layers.Layer {
   static readonly className = 'SeededDropout';
+
+  /** For a user's tfjs-layers model whose Dropout layers keras-model.ts turned into SeededDropout. */
+  static override fromConfig<T extends tf.serialization.Serializable>(_cls: tf.serialization.SerializableConstructor<T>, config: tf.serialization.ConfigDict): T {
+    if (!building) throw new ModelError('a SeededDropout layer is built only with the rows of a training call (withRowContext)');
+    return new SeededDropout({ name: String(config['name']), rate: Number(config['rate']), seed: Number(config['seed']) }, building) as unknown as T;
+  }
   private readonly rate: number;
   private readonly seed: number;
 
@@ -174,3 +193,5 @@ export class GhostBatchNormalization extends tfl.layers.Layer {
     return GhostBatchNormalization.className;
   }
 }
+
+tf.serialization.registerClass(SeededDropout);

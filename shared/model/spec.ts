@@ -156,6 +156,8 @@ export interface KerasModelSpec {
   readonly weights: readonly { readonly name: string; readonly shape: readonly number[] }[];
   /** Output units. */
   readonly outputs: number;
+  /** The job's seed, for the masks of its Dropout layers (set by the trainer). */
+  readonly seed?: number;
 }
 
 export interface ModelSpec {
@@ -194,6 +196,8 @@ export function virtualBatchSize(spec: ModelSpec): number | undefined {
 
 /** Whether computing a gradient needs the rows' identities (dropout masks) or virtual batches. */
 export function needsRowContext(spec: ModelSpec): boolean {
+  const layers = (spec.keras?.config['layers'] as { className?: string }[] | undefined) ?? [];
+  if (layers.some((l) => l.className === 'Dropout')) return true;
   return spec.layers.some((l) => l.type === 'dropout' || l.type === 'batchNormalization');
 }
 

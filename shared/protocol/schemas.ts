@@ -53,6 +53,7 @@ export const ModelSpecSchema = z.strictObject({
       inputShape: z.array(size).min(1).max(8),
       weights: z.array(z.strictObject({ name: z.string().max(1000), shape: z.array(size).max(8) })).max(100_000),
       outputs: size,
+      seed: z.int().optional(),
     })
     .optional(),
   loss: z.enum(LOSSES),
