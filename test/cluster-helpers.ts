@@ -115,6 +115,15 @@ export function startWorker(name: string, url: string, tokenFile: string, args: 
   return spawnNode(name, WORKER_BIN, ['start', '--connect', url, '--token-file', tokenFile, '--name', name, '--backend', 'wasm', ...args]);
 }
 
+/** A job with one worker node process (`w1`): both exit 0; the run's summary. */
+export async function runWithOneNode(job: { configFile: string; tokenFile: string; out: string }, track: (p: Proc) => Proc): Promise<Summary> {
+  const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+  const worker = track(startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile));
+  expect(await coordinator.exited, coordinator.output).toBe(0);
+  expect(await worker.exited, worker.output).toBe(0);
+  return readSummary(job.out);
+}
+
 /**
  * A job on two worker node processes, of which `victim` is killed with SIGKILL once it has
  * logged step `atStep`; checks that the coordinator and the survivor exit 0 and that the

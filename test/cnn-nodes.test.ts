@@ -15,7 +15,7 @@ import { loadSavedModel } from '../coordinator/saved-model.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readCsv } from '../shared/data/csv.js';
-import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneOfTwoNodes, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithOneNode, type Proc } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
 import { referenceWeights } from './reference.js';
 import { trainOnLanes } from './thread-runs.js';
@@ -70,11 +70,7 @@ function mnistJob(cluster: Record<string, unknown>, { rows = 600, layers = CNN }
 describe('a CNN on MNIST digits over worker nodes (real processes)', { timeout: 900_000 }, () => {
   it('1 thread + 1 node sending gradients in parts, 30 steps: the weights of one process, and it learns', async () => {
     const job = mnistJob({ threads: 1, minWorkers: 1, gradientBucketBytes: 1024 });
-    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
-    const worker = track(startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile));
-    expect(await coordinator.exited, coordinator.output).toBe(0);
-    expect(await worker.exited, worker.output).toBe(0);
-    const summary = readSummary(job.out);
+    const summary = await runWithOneNode(job, track);
     expect(summary.steps).toBe(30);
     expect(summary.participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
     expect(summary.test['accuracy']).toBeGreaterThan(0.5); // 10 classes: chance is 0.1
@@ -100,11 +96,7 @@ describe('a CNN on MNIST digits over worker nodes (real processes)', { timeout: 
 
     it('1 thread + 1 node: the weights of one process', async () => {
       const run = job({ threads: 1, minWorkers: 1 });
-      const coordinator = track(startCoordinator(run.configFile, ['--token-file', run.tokenFile, '--out', run.out]));
-      const worker = track(startWorker('w1', await coordinatorUrl(coordinator), run.tokenFile));
-      expect(await coordinator.exited, coordinator.output).toBe(0);
-      expect(await worker.exited, worker.output).toBe(0);
-      const summary = readSummary(run.out);
+      const summary = await runWithOneNode(run, track);
       expect(summary.steps).toBe(20);
       expect(summary.participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
       expect(maxAbsDiff(readRunWeights(run.out), onePlace)).toBeLessThan(1e-4);

@@ -10,7 +10,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { prepareJobData } from '../coordinator/job.js';
 import { readCsv } from '../shared/data/csv.js';
-import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithOneNode, type Proc } from './cluster-helpers.js';
 import { modelSpec } from '../coordinator/fit/trainer.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 import { checkAgainstData } from '../coordinator/validate.js';
@@ -107,11 +107,7 @@ describe('an embedding model over worker node processes', { timeout: 600_000 }, 
   it('1 thread + 1 node, and 2 nodes of which one is killed with SIGKILL: the weights of one process', async () => {
     const pair = sentenceJob({ threads: 1, minWorkers: 1 });
     const expected = (await trainOnLanes(pair.config, pair.dataset, 'in-process')).weights;
-    const coordinator = track(startCoordinator(pair.configFile, ['--token-file', pair.tokenFile, '--out', pair.out]));
-    const worker = track(startWorker('w1', await coordinatorUrl(coordinator), pair.tokenFile));
-    expect(await coordinator.exited, coordinator.output).toBe(0);
-    expect(await worker.exited, worker.output).toBe(0);
-    expect(readSummary(pair.out).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
+    expect((await runWithOneNode(pair, track)).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
     expect(maxAbsDiff(readRunWeights(pair.out), expected)).toBeLessThan(1e-4);
 
     const killed = sentenceJob({ threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
