@@ -48,7 +48,8 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   if (typeof config !== 'string' && isLayersModel(config.model)) {
     const { kerasSpecOf } = await import('./shared/model/keras-model.js');
     const { keras, weights } = kerasSpecOf(config.model);
-    input = { ...config, model: { keras: keras as never } };
+    // the config's own (mutable) form of the spec
+    input = { ...config, model: { keras: { ...keras, inputShape: [...keras.inputShape], weights: keras.weights.map((w) => ({ name: w.name, shape: [...w.shape] })) } } };
     initialWeights = weights;
   } else input = config as JobConfigInput | string;
   const validated: JobConfig = typeof input === 'string' ? loadConfig(input, overrides) : validateConfig(input, 'train() config', overrides);
