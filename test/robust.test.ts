@@ -16,6 +16,17 @@ describe('robust aggregation', () => {
     expect(clipScales([part([3, 4]), part([1, 0]), part([0, 2])], 0)).toEqual([1, 1, 1]);
   });
 
+  it('leaves batch norm statistics (unclipped ranges) out of the norms and unscaled', () => {
+    // the last value of each is a statistic: norms 5, 1, 2 as above, whatever the statistics
+    const parts = [part([3, 4, 10]), part([1, 0, 7]), part([0, 2, 9])];
+    const unclipped = [{ offset: 2, size: 1 }];
+    expect(clipScales(parts, 1, unclipped)).toEqual([0.4, 1, 1]);
+    const out = new Float32Array(3);
+    expect(robustAggregate(parts, out, { aggregation: 'median', trimFraction: 0.2, clip: 1, unclipped })).toBe(true);
+    // gradients: medians of (1.2, 1, 0) and (1.6, 0, 2); the statistic: the median of 10, 7, 9, unscaled (scaled, the first would be 4 and the median 7)
+    expect(Array.from(out)).toEqual([1, Math.fround(1.6), 9]);
+  });
+
   it('median and trimmed mean, coordinate-wise: one poisoned participant moves nothing much', () => {
     const honest = [part([1, -1, 0.5]), part([1.2, -0.8, 0.25]), part([0.8, -1.2, 0.75]), part([1.1, -0.9, 0.5])];
     const poisoned = part([1e30, 1e30, -1e30]);

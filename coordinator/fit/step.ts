@@ -183,14 +183,14 @@ export class StepRunner {
     const { aggregation, trimFraction, clipNorm } = this.cluster;
     const results = accepted.map((a) => a.result);
     if (aggregation === 'mean' || accepted.length < 2) return this.reducer.mean(results, this.meanGradient);
-    clipScales(results, clipNorm).forEach((scale, i) => {
+    clipScales(results, clipNorm, this.statistics).forEach((scale, i) => {
       if (scale >= 0.01) return;
       const id = accepted[i]!.participant.id;
       const seen = this.clipped.get(id) ?? 0;
       this.clipped.set(id, seen + 1);
       if (seen % 100 === 0) this.log?.(`warning: step ${step}: ${id}'s gradient norm is ${(1 / scale).toPrecision(3)}x the allowed ${clipNorm} x median norm; clipped (${seen + 1} time(s) so far)`);
     });
-    return robustAggregate(results, this.meanGradient, { aggregation, trimFraction, clip: clipNorm });
+    return robustAggregate(results, this.meanGradient, { aggregation, trimFraction, clip: clipNorm, unclipped: this.statistics });
   }
 }
 

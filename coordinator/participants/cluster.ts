@@ -249,7 +249,7 @@ export class Cluster implements ParticipantGroup {
       perSample: known.reduce((a, m) => a + m.perSample, 0) / known.length,
     };
     // counts in units of `unitRows` rows: each takes unitRows times a sample's time
-    const counts = balancedCounts(total, models.map((m) => ({ ...(m ?? average), perSample: (m ?? average).perSample * unitRows })));
+    const counts = balancedCounts(total, models.map((m = average) => ({ latency: m.latency, perSample: m.perSample * unitRows })));
     // A participant left out for PROBE_EVERY steps gets one sample, so its model stays current
     // (else one slow measurement would exclude it for good).
     counts.forEach((c, i) => {
