@@ -10,7 +10,7 @@
  *     fit: { epochs: 10, validationSplit: 0.2 },
  *   });
  *   const model = await loadSavedModel(`${runDir}/model`);
- *   const { outputs } = predictCsv(model, 'new-customers.csv');
+ *   const { outputs } = await predictCsv(model, 'new-customers.csv');
  *
  * The config is the job config of the CLI (README, "Job config"), checked the same way: an
  * unknown key or a wrong value throws a ConfigError naming it. Data in memory goes in as
@@ -47,7 +47,7 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   let input: JobConfigInput | string;
   if (typeof config !== 'string' && isLayersModel(config.model)) {
     const { kerasSpecOf } = await import('./shared/model/keras-model.js');
-    const { keras, weights } = kerasSpecOf(config.model);
+    const { keras, weights } = await kerasSpecOf(config.model);
     // the config's own (mutable) form of the spec
     input = { ...config, model: { keras: { ...keras, inputShape: [...keras.inputShape], weights: keras.weights.map((w) => ({ name: w.name, shape: [...w.shape] })) } } };
     initialWeights = weights;

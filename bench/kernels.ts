@@ -94,16 +94,16 @@ export async function runKernels(backend: Exclude<BackendChoice, 'auto' | 'tenso
   };
   for (const [name, engine] of Object.entries(engines)) {
     engine.setWeights(weights);
-    results[name] = engine.gradient(data.x, data.y, w.batch).gradient;
+    results[name] = (await engine.gradient(data.x, data.y, w.batch)).gradient;
   }
-  const timeGradient = (name: keyof typeof engines): void => {
+  const timeGradient = async (name: keyof typeof engines): Promise<void> => {
     const t0 = performance.now();
-    engines[name].gradient(data.x, data.y, w.batch);
+    await engines[name].gradient(data.x, data.y, w.batch);
     gradientMs[name].push(performance.now() - t0);
   };
-  for (let i = 0; i < repeats; i++) timeGradient('tape');
+  for (let i = 0; i < repeats; i++) await timeGradient('tape');
   // the two Dense variants alternate, so that they see the same machine
-  for (let i = 0; i < 2 * repeats; i++) for (const name of i % 2 ? (['dense', 'denseStockTranspose'] as const) : (['denseStockTranspose', 'dense'] as const)) timeGradient(name);
+  for (let i = 0; i < 2 * repeats; i++) for (const name of i % 2 ? (['dense', 'denseStockTranspose'] as const) : (['denseStockTranspose', 'dense'] as const)) await timeGradient(name);
   for (const engine of Object.values(engines)) engine.dispose();
   let maxRel = 0;
   const scale = results['tape']!.reduce((m, v) => Math.max(m, Math.abs(v)), 0);

@@ -25,7 +25,7 @@ async function measure(repeats: number): Promise<number[]> {
   const times: number[] = [];
   for (let i = 0; i < repeats + 3; i++) {
     const t0 = performance.now();
-    engine.gradient(data.x, data.y, ROWS);
+    await engine.gradient(data.x, data.y, ROWS);
     if (i >= 3) times.push(performance.now() - t0);
   }
   return times;

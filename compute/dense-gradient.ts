@@ -52,9 +52,19 @@ function heapView(t: tf.Tensor): Float32Array | undefined {
   return tf.getBackend() === 'wasm' && typeof wasm.typedArrayFromHeap === 'function' ? wasm.typedArrayFromHeap(t) : undefined;
 }
 
+/** Whether tensors can be read synchronously here (webgpu in Node reads back only asynchronously). */
+function readsSynchronously(): boolean {
+  return tf.getBackend() !== 'webgpu';
+}
+
 /** Copies a float32 tensor's values into `out` at `offset`; on wasm straight from its memory (dataSync would copy twice). */
 function readInto(t: tf.Tensor, out: Float32Array, offset: number): void {
   out.set(heapView(t) ?? (t.dataSync() as Float32Array), offset);
+}
+
+/** The first value of each tensor, read asynchronously. */
+async function firstValues(ts: readonly tf.Tensor[]): Promise<number[]> {
+  return Promise.all(ts.map(async (t) => (await t.data())[0] as number));
 }
 
 interface DenseParams {
@@ -168,8 +178,19 @@ export class DenseGradientEngine implements BatchEngine {
     return { zs, as };
   }
 
-  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void): BatchGradient {
+  async gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void): Promise<BatchGradient> {
     const gradient = gradientOut(this.layout.size, out);
+    // Where reads are synchronous each layer's gradients are read out inside the backward pass
+    // (and announced with onReady while the rest is computed); elsewhere they are kept and read
+    // after it, last layer first.
+    const sync = readsSynchronously();
+    const later: { readonly t: tf.Tensor; readonly offset: number; readonly ready?: number }[] = [];
+    const take = (t: tf.Tensor, offset: number, ready?: number): void => {
+      if (sync) {
+        readInto(t, gradient, offset);
+        if (ready !== undefined) onReady?.(ready);
+      } else later.push({ t: tf.keep(t), offset, ...(ready !== undefined ? { ready } : {}) });
+    };
     const { lossSum, metricSums } = tf.tidy(() => {
       const xs = tf.tensor2d(x, [count, this.inputDim]);
       const ys = tf.tensor2d(y, [count, this.outputDim]);
@@ -187,19 +208,25 @@ export class DenseGradientEngine implements BatchEngine {
       for (let i = last; i >= 0; i--) {
         const layer = this.layers[i]!;
         const dz = i === last && logits ? da : ACTIVATION_MATH[layer.spec.activation].backward(zs[i]!, as[i + 1]!, da, layer.alpha);
-        if (layer.bias) readInto(this.columnSums(dz as tf.Tensor2D), gradient, layer.biasOffset);
-        readInto(tf.matMul(this.transpose(as[i]! as tf.Tensor2D), dz), gradient, layer.kernelOffset);
-        onReady?.(layer.kernelOffset);
+        if (layer.bias) take(this.columnSums(dz as tf.Tensor2D), layer.biasOffset);
+        take(tf.matMul(this.transpose(as[i]! as tf.Tensor2D), dz), layer.kernelOffset, layer.kernelOffset);
         if (i > 0) da = tf.matMul(dz, layer.kernelT);
       }
       return { lossSum: tf.mul(value, count), metricSums: this.metricFns.map((fn) => tf.sum(fn(ys, out))) };
     });
-    const result = { gradient, count, lossSum: lossSum.dataSync()[0]!, metricSums: metricSums.map((m) => m.dataSync()[0]!) };
-    tf.dispose([lossSum, ...metricSums]);
-    return result;
+    try {
+      for (const { t, offset, ready } of later) {
+        gradient.set((await t.data()) as Float32Array, offset);
+        if (ready !== undefined) onReady?.(ready);
+      }
+      const [loss, ...sums] = await firstValues([lossSum, ...metricSums]);
+      return { gradient, count, lossSum: loss!, metricSums: sums };
+    } finally {
+      tf.dispose([lossSum, ...metricSums, ...later.map((l) => l.t)]);
+    }
   }
 
-  evaluate(x: Float32Array, y: Float32Array, count: number): BatchSums {
+  async evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums> {
     const sums = tf.tidy(() => {
       const xs = tf.tensor2d(x, [count, this.inputDim]);
       const ys = tf.tensor2d(y, [count, this.outputDim]);
@@ -208,17 +235,17 @@ export class DenseGradientEngine implements BatchEngine {
       const loss = this.logitsLossFn ? this.logitsLossFn(ys, zs[zs.length - 1]!) : this.lossFn(ys, out);
       return [tf.sum(loss), ...this.metricFns.map((fn) => tf.sum(fn(ys, out)))];
     });
-    const values = sums.map((s) => s.dataSync()[0]!);
+    const values = await firstValues(sums);
     tf.dispose(sums);
     return { count, lossSum: values[0]!, metricSums: values.slice(1) };
   }
 
-  predict(x: Float32Array, count: number): Float32Array {
+  async predict(x: Float32Array, count: number): Promise<Float32Array> {
     const out = tf.tidy(() => {
       const { as } = this.forward(tf.tensor2d(x, [count, this.inputDim]));
       return as[as.length - 1]!;
     });
-    const values = out.dataSync() as Float32Array;
+    const values = (await out.data()) as Float32Array;
     out.dispose();
     return values;
   }

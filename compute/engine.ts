@@ -30,10 +30,12 @@ export interface BatchEngine {
    * values, with `start` going down (a node sends those values while the rest is computed); an
    * engine that finishes all at once need not call it. `rows`: the step and the training rows
    * (and virtual batches) of the samples, which a model with dropout or batch norm needs.
+   * Asynchronous because a GPU backend (webgpu) reads results back only asynchronously; on
+   * wasm and cpu the work is done synchronously and the promise is already settled.
    */
-  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void, rows?: BatchRows): BatchGradient;
-  evaluate(x: Float32Array, y: Float32Array, count: number): BatchSums;
-  predict(x: Float32Array, count: number): Float32Array;
+  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void, rows?: BatchRows): Promise<BatchGradient>;
+  evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums>;
+  predict(x: Float32Array, count: number): Promise<Float32Array>;
   dispose(): void;
 }
 

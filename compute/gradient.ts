@@ -59,7 +59,7 @@ export class TapeGradientEngine implements BatchEngine {
    * norm, the entries of its moving statistics get the values they move towards (the mean over
    * the batch's virtual batches), which average by count across participants like a gradient.
    */
-  gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, _onReady?: (start: number) => void, rows?: BatchRows): BatchGradient {
+  async gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, _onReady?: (start: number) => void, rows?: BatchRows): Promise<BatchGradient> {
     const gradient = gradientOut(this.layout.size, out);
     if (this.rowContext) {
       if (!rows) throw new ModelError('this model has dropout or batch normalisation: its gradient needs the step and the rows of the batch');
@@ -73,36 +73,39 @@ export class TapeGradientEngine implements BatchEngine {
       preds = tf.keep(this.toPrediction(out));
       return tf.mean(this.lossFn(ys, out)) as tf.Scalar;
     }, this.trainable);
-    this.variables.forEach((v, i) => {
+    const parts = this.variables.map((v, i) => {
       const entry = this.layout.entries[i]!;
-      gradient.set((entry.trainable ? grads[v.name]! : this.statistic(entry.name)).dataSync() as Float32Array, entry.offset);
+      return entry.trainable ? grads[v.name]! : this.statistic(entry.name);
     });
+    // the statistics' tensors belong to the row context until it ends: read them all first
+    const values = await Promise.all(parts.map((t) => t.data() as Promise<Float32Array>));
+    values.forEach((v, i) => gradient.set(v, this.layout.entries[i]!.offset));
     this.rowContext?.end();
-    const lossSum = (value.dataSync()[0] as number) * count;
-    const metricSums = this.sumMetrics(ys, preds!);
+    const lossSum = ((await value.data())[0] as number) * count;
+    const metricSums = await this.sumMetrics(ys, preds!);
     tf.dispose([xs, ys, value, preds!, ...Object.values(grads)]);
     return { gradient, count, lossSum, metricSums };
   }
 
   /** Loss and metric sums without a gradient (validation, test). */
-  evaluate(x: Float32Array, y: Float32Array, count: number): BatchSums {
+  async evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums> {
     const xs = tf.tensor(x, [count, ...this.sampleShape]);
     const ys = tf.tensor2d(y, [count, this.outputDim]);
     const out = this.model.apply(xs) as tf.Tensor;
     const preds = this.toPrediction(out);
     const loss = tf.sum(this.lossFn(ys, out));
-    const lossSum = loss.dataSync()[0] as number;
-    const metricSums = this.sumMetrics(ys, preds);
+    const lossSum = (await loss.data())[0] as number;
+    const metricSums = await this.sumMetrics(ys, preds);
     tf.dispose([xs, ys, out, preds, loss]);
     return { count, lossSum, metricSums };
   }
 
   /** Model outputs for `count` samples, row-major [count, outputDim]. */
-  predict(x: Float32Array, count: number): Float32Array {
+  async predict(x: Float32Array, count: number): Promise<Float32Array> {
     const xs = tf.tensor(x, [count, ...this.sampleShape]);
     const raw = this.model.apply(xs) as tf.Tensor;
     const preds = this.toPrediction(raw);
-    const out = preds.dataSync() as Float32Array;
+    const out = (await preds.data()) as Float32Array;
     tf.dispose([xs, raw, preds]);
     return out;
   }
@@ -115,13 +118,11 @@ export class TapeGradientEngine implements BatchEngine {
     return weight === 'moving_mean' ? stats.mean : stats.variance;
   }
 
-  private sumMetrics(ys: tf.Tensor, preds: tf.Tensor): number[] {
-    return this.metricFns.map((fn) => {
-      const s = tf.tidy(() => tf.sum(fn(ys, preds)));
-      const v = s.dataSync()[0] as number;
-      s.dispose();
-      return v;
-    });
+  private async sumMetrics(ys: tf.Tensor, preds: tf.Tensor): Promise<number[]> {
+    const sums = this.metricFns.map((fn) => tf.tidy(() => tf.sum(fn(ys, preds))));
+    const values = await Promise.all(sums.map(async (s) => (await s.data())[0] as number));
+    tf.dispose(sums);
+    return values;
   }
 
   dispose(): void {

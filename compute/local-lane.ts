@@ -36,7 +36,7 @@ export class LocalLane {
   }
 
   /** Mean gradient over `batch.rows` with the weights of `version` (written into `out` if given), and the time it took. */
-  gradient(version: number, batch: BatchRows, out?: Float32Array): GradientResult {
+  async gradient(version: number, batch: BatchRows, out?: Float32Array): Promise<GradientResult> {
     const started = performance.now();
     const { rows } = batch;
     this.useVersion(version);
@@ -47,16 +47,16 @@ export class LocalLane {
       xs.set(x.subarray(r * features, (r + 1) * features), i * features);
       ys.set(y.subarray(r * outputs, (r + 1) * outputs), i * outputs);
     });
-    const result = this.engine.gradient(xs, ys, rows.length, out, undefined, batch);
+    const result = await this.engine.gradient(xs, ys, rows.length, out, undefined, batch);
     return { ...result, numTensors: tf.memory().numTensors, computeMs: performance.now() - started };
   }
 
   /** Loss and metric sums over rows start..start+count-1 with the weights of `version`. */
-  evaluate(version: number, start: number, count: number): EvaluateAnswer {
+  async evaluate(version: number, start: number, count: number): Promise<EvaluateAnswer> {
     this.useVersion(version);
     const { features, outputs, x, y } = this.data;
     const end = start + count;
-    const sums = this.engine.evaluate(x.slice(start * features, end * features), y.slice(start * outputs, end * outputs), count);
+    const sums = await this.engine.evaluate(x.slice(start * features, end * features), y.slice(start * outputs, end * outputs), count);
     return { ...sums, numTensors: tf.memory().numTensors };
   }
 

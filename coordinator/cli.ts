@@ -233,7 +233,7 @@ async function evaluate(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { model: { type: 'string' }, data: { type: 'string' }, labels: { type: 'string' }, backend: { type: 'string' }, verbose: { type: 'boolean' } }, strict: true });
   if (!values.model || !values.data) throw new UsageError('evaluate needs --model DIR and --data CSV|IMAGE_FOLDER|X.npy (with --labels Y.npy)');
   const model = await loadSavedModel(values.model, backendFlag(values.backend));
-  const result = evaluateCsv(model, values.data, values.labels ? { labels: values.labels } : {});
+  const result = await evaluateCsv(model, values.data, values.labels ? { labels: values.labels } : {});
   reportRejected(result.rejected, values.data);
   console.log(`${evaluationLine('Evaluate', result.values)} (${result.rows} rows, ${model.backend})`);
   console.log(JSON.stringify({ rows: result.rows, rejected: result.rejected.length, ...result.values }));
@@ -243,7 +243,7 @@ async function predict(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, backend: { type: 'string' }, verbose: { type: 'boolean' } }, strict: true });
   if (!values.model || !values.data || !values.out) throw new UsageError('predict needs --model DIR, --data CSV|IMAGES|X.npy and --out FILE');
   const model = await loadSavedModel(values.model, backendFlag(values.backend));
-  const result = predictCsv(model, values.data, values.out);
+  const result = await predictCsv(model, values.data, values.out);
   reportRejected(result.rejected, values.data);
   console.log(`wrote ${result.rows} predictions${result.rejected.length ? ` and ${result.rejected.length} rejected rows` : ''} to ${values.out}`);
 }

@@ -161,8 +161,8 @@ function startLine(prepared: PreparedData, plan: RunPlan, local: LocalLanes | un
     `(${prepared.rowsDropped} of ${prepared.rowsRead} rows dropped for missing values); ` +
     `model ${describeModel(spec)} (${weightLayout(spec).size} parameters); ` +
     (local instanceof InProcessLane
-      ? `computing in the coordinator's thread on ${local.backend}`
-      : `${run.cluster.threads} thread(s)${local ? ` on ${local.backend}` : ''}${threadsReason ? '' : ` (of ${availableParallelism()} cores)`}`) +
+      ? `computing in the coordinator's thread on ${local.backend}${local.backendDetail ? ` (${local.backendDetail})` : ''}`
+      : `${run.cluster.threads} thread(s)${local ? ` on ${local.backend}${local.backendDetail ? ` (${local.backendDetail})` : ''}` : ''}${threadsReason ? '' : ` (of ${availableParallelism()} cores)`}`) +
     (withNodes ? ` + worker nodes (${workerCounts(run.cluster)}, balance ${run.cluster.balance})` : '') +
     (threadsReason ? ` [${threadsReason}]` : '')
   );

@@ -54,7 +54,7 @@ export async function loadSavedModel(given: string, backend: BackendChoice = 'au
   const preprocessor = readJson<Preprocessor>(join(dir, SAVED_MODEL_FILES.preprocessing));
   const used = await initBackend(backend);
   const model = await loadModel(dir);
-  const weights = readFlatWeights(model);
+  const weights = await readFlatWeights(model);
   model.dispose();
   const expected = weightLayout(spec).size;
   if (weights.length !== expected) throw new ModelError(`${dir}: model.json has ${weights.length} weights, ${SAVED_MODEL_FILES.spec} describes ${expected}`);
@@ -84,9 +84,9 @@ export interface PredictResult {
  * or every sample of a .npy array, as the model was trained on; writes a CSV with `line` (and
  * `file`, for images) and the outputs.
  */
-export function predictCsv(model: SavedModel, dataFile: string, outFile?: string): PredictResult {
+export async function predictCsv(model: SavedModel, dataFile: string, outFile?: string): Promise<PredictResult> {
   const { enc, files } = readModelInputs(model.preprocessor, dataFile, { requireLabel: false });
-  const outputs = model.engine.predict(enc.x, enc.rows);
+  const outputs = await model.engine.predict(enc.x, enc.rows);
   if (outFile !== undefined) {
     const pre = model.preprocessor;
     const k = enc.outputs;
@@ -119,10 +119,10 @@ export interface EvaluateCsvResult {
  * Loss and metrics on the labelled rows of `dataFile` (a CSV, a class-folder tree of images, or a
  * .npy array with `labels`), as training computes them.
  */
-export function evaluateCsv(model: SavedModel, dataFile: string, options: { labels?: string } = {}): EvaluateCsvResult {
+export async function evaluateCsv(model: SavedModel, dataFile: string, options: { labels?: string } = {}): Promise<EvaluateCsvResult> {
   const { enc } = readModelInputs(model.preprocessor, dataFile, { requireLabel: true, labels: options.labels });
   if (enc.rows === 0) throw new ModelError(`${dataFile}: no row could be transformed (${enc.rejected.length} rejected)`);
-  const sums = model.engine.evaluate(enc.x, enc.y, enc.rows);
+  const sums = await model.engine.evaluate(enc.x, enc.y, enc.rows);
   const values: Record<string, number> = { loss: sums.lossSum / enc.rows };
   model.spec.metrics.forEach((name, k) => (values[name] = sums.metricSums[k]! / enc.rows));
   return { rows: enc.rows, rejected: enc.rejected, values };

@@ -1,17 +1,23 @@
 /**
- * Chooses and starts the TensorFlow.js backend: `auto | tensorflow | wasm | cpu`.
+ * Chooses and starts the TensorFlow.js backend: `auto | tensorflow | webgpu | wasm | cpu`.
  *
  * - wasm: @tensorflow/tfjs-backend-wasm, whose binaries ship in the npm package. The default;
  *   dptrain adds the kernels it lacks for training convolutions (wasm-kernels/).
  * - cpu: plain JavaScript kernels; always there, slower.
  * - tensorflow: @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node (native libtensorflow). Optional
  *   packages, loaded only in a process's main thread: tfjs-node is not safe in worker_threads.
- * - auto: wasm, falling back to cpu with a message.
+ * - webgpu: @tensorflow/tfjs-backend-webgpu on Dawn (the `webgpu` package, webgpu.ts): Vulkan,
+ *   Metal or Direct3D 12; runs in worker threads too. A software adapter (llvmpipe) is used
+ *   when asked for by name, never by `auto`. `DPTRAIN_WEBGPU_ADAPTER` picks an adapter by name.
+ * - auto: in a process's main thread, tensorflow where an NVIDIA driver is loaded and
+ *   tfjs-node-gpu is installed, then webgpu on a hardware adapter, then wasm; in a worker thread,
+ *   wasm; cpu where wasm cannot start. `backendReport()` says what ran and why.
  */
 import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from './errors.js';
 import { registerWasmKernels } from './wasm-kernels/register.js';
+import { describeAdapter, driverHint, hasNvidiaDriver, mayHaveGpu, startDawn, type AdapterFacts } from './webgpu.js';
 
 import { BACKENDS, type BackendChoice } from './backend-choice.js';
 
@@ -30,6 +36,27 @@ async function startWasm(): Promise<void> {
 async function startCpu(): Promise<void> {
   await import('@tensorflow/tfjs-backend-cpu');
   if (!(await tf.setBackend('cpu'))) throw new Error('tf.setBackend("cpu") returned false');
+}
+
+/** The adapter of a started webgpu backend, for backendReport(). */
+let adapter: AdapterFacts | undefined;
+/** Why `auto` chose what it did. */
+let autoReason: string | undefined;
+
+async function startWebgpu(allowSoftware = true): Promise<void> {
+  // one Dawn instance per thread: the backend keeps the device of the first start (a second
+  // instance in navigator.gpu would let the first be collected under it)
+  if (adapter) {
+    if (adapter.software && !allowSoftware) throw new BackendError(`WebGPU's adapter here is a software renderer (${describeAdapter(adapter)}), not a GPU`);
+    if (!(await tf.setBackend('webgpu'))) throw new Error('tf.setBackend("webgpu") returned false');
+    return;
+  }
+  const adapterName = process.env['DPTRAIN_WEBGPU_ADAPTER'] || undefined;
+  const facts = await startDawn({ ...(adapterName ? { adapterName } : {}), allowSoftware });
+  // tfjs-backend-webgpu registers itself on import only where navigator.gpu exists (set above)
+  await import('@tensorflow/tfjs-backend-webgpu');
+  if (!(await tf.setBackend('webgpu'))) throw new Error(`tf.setBackend("webgpu") returned false on ${describeAdapter(facts)}`);
+  adapter = facts;
 }
 
 async function startTensorflow(): Promise<void> {
@@ -52,9 +79,58 @@ async function startTensorflow(): Promise<void> {
 
 const starters: Record<Exclude<BackendChoice, 'auto'>, () => Promise<void>> = {
   tensorflow: startTensorflow,
+  webgpu: () => startWebgpu(true),
   wasm: startWasm,
   cpu: startCpu,
 };
+
+/** What the started backend is, on what, and (for `auto`) why. */
+export interface BackendReport {
+  readonly name: string;
+  /** The WebGPU adapter, described ("nvidia ampere (NVIDIA A100)"). */
+  readonly adapter?: string;
+  readonly reason?: string;
+}
+
+export function backendReport(): BackendReport {
+  const name = tf.getBackend();
+  return { name, ...(name === 'webgpu' && adapter ? { adapter: describeAdapter(adapter) } : {}), ...(autoReason ? { reason: autoReason } : {}) };
+}
+
+/** `auto`: the first hardware backend that starts (main thread only), else wasm, else cpu. */
+async function startAuto(onFallback?: (message: string) => void): Promise<void> {
+  const skipped: string[] = [];
+  if (isMainThread) {
+    if (hasNvidiaDriver()) {
+      try {
+        await import('@tensorflow/tfjs-node-gpu');
+        if (await tf.setBackend('tensorflow')) {
+          autoReason = 'an NVIDIA driver is loaded and @tensorflow/tfjs-node-gpu is installed';
+          return;
+        }
+      } catch {
+        skipped.push('tensorflow: an NVIDIA driver is loaded but @tensorflow/tfjs-node-gpu is not installed (or did not load)');
+      }
+    } else skipped.push('tensorflow: no NVIDIA driver loaded');
+    if (mayHaveGpu()) {
+      try {
+        await startWebgpu(false);
+        autoReason = `WebGPU found a hardware adapter (${describeAdapter(adapter!)})`;
+        return;
+      } catch (err) {
+        skipped.push(`webgpu: ${(err as Error).message}`);
+      }
+    } else skipped.push('webgpu: no GPU device (/dev/dri/renderD*, /dev/nvidia0)');
+  } else skipped.push('in a worker thread auto means wasm');
+  try {
+    await startWasm();
+    autoReason = `no GPU backend (${skipped.join('; ')})`;
+  } catch (err) {
+    onFallback?.(`wasm backend unavailable (${(err as Error).message}); using cpu`);
+    await startCpu();
+    autoReason = `no GPU backend, and wasm did not start (${(err as Error).message})`;
+  }
+}
 
 /**
  * Starts the asked-for backend and returns the name of the one running. `onFallback` hears why
@@ -63,13 +139,9 @@ const starters: Record<Exclude<BackendChoice, 'auto'>, () => Promise<void>> = {
 export async function initBackend(choice: BackendChoice, onFallback?: (message: string) => void): Promise<string> {
   // PROD silences tfjs's console advice ("install our node backend") on every cpu start.
   tf.env().set('PROD', true);
+  autoReason = undefined;
   if (choice === 'auto') {
-    try {
-      await startWasm();
-    } catch (err) {
-      onFallback?.(`wasm backend unavailable (${(err as Error).message}); using cpu`);
-      await startCpu();
-    }
+    await startAuto(onFallback);
   } else {
     const start = starters[choice];
     if (!start) throw new BackendError(`unknown backend "${String(choice)}"; expected one of ${BACKENDS.join(', ')}`);
@@ -77,7 +149,7 @@ export async function initBackend(choice: BackendChoice, onFallback?: (message: 
       await start();
     } catch (err) {
       if (err instanceof BackendError) throw err;
-      throw new BackendError(`backend "${choice}" failed to start: ${(err as Error).message}`);
+      throw new BackendError(`backend "${choice}" failed to start: ${(err as Error).message}${choice === 'webgpu' ? `. ${driverHint()}` : ''}`);
     }
   }
   await tf.ready();

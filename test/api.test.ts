@@ -47,10 +47,10 @@ describe('dptrain as a library', () => {
 
     const model = await loadSavedModel(join(out, 'model'), 'cpu');
     const data = join(out, 'demo-data.csv');
-    const predicted = predictCsv(model, data);
+    const predicted = await predictCsv(model, data);
     expect(predicted.rows).toBe(readFileSync(data, 'utf8').trim().split('\n').length - 1 - predicted.rejected.length);
     expect(predicted.outputs.every((p) => p >= 0 && p <= 1)).toBe(true);
-    const evaluated = evaluateCsv(model, data);
+    const evaluated = await evaluateCsv(model, data);
     expect(evaluated.values['accuracy']).toBeGreaterThan(0.6);
 
     // The same data as objects in memory (rows) trains to the same bits.

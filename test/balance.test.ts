@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Cluster, type Balance } from '../coordinator/participants/cluster.js';
 import type { Participant, ParticipantKind } from '../coordinator/participants/participant.js';
-import { SpeedModel, balancedCounts } from '../coordinator/plan/balance.js';
+import { SpeedModel, balancedCounts } from '../shared/plan/balance.js';
 
 describe('SpeedModel', () => {
   it('recovers latency and per-sample time from parts of different sizes', () => {

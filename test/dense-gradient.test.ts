@@ -22,7 +22,7 @@ function relClose(a: Float32Array, b: Float32Array): number {
   return diff / Math.max(scale, 1e-12);
 }
 
-function compare(hidden: ActivationName, output: ActivationName, loss: LossName, units: number, useBias = true): void {
+async function compare(hidden: ActivationName, output: ActivationName, loss: LossName, units: number, useBias = true): Promise<void> {
   const spec: ModelSpec = {
     inputDim: 7,
     layers: [
@@ -44,22 +44,22 @@ function compare(hidden: ActivationName, output: ActivationName, loss: LossName,
   dense.setWeights(weights);
   tape.setWeights(weights);
   expect(() => dense.setWeights(weights.subarray(1))).toThrow(`weights have ${weights.length - 1} values, the model has ${weights.length}`);
-  const a = dense.gradient(x, y, n);
-  const b = tape.gradient(x, y, n);
+  const a = await dense.gradient(x, y, n);
+  const b = await tape.gradient(x, y, n);
   expect(relClose(a.gradient, b.gradient)).toBeLessThan(2e-5);
   // into a given array (a thread's result packet): the same values, in that array
   for (const engine of [dense, tape]) {
     const out = new Float32Array(weights.length);
-    expect(engine.gradient(x, y, n, out).gradient).toBe(out);
+    expect((await engine.gradient(x, y, n, out)).gradient).toBe(out);
     expect(out).toEqual(engine === dense ? a.gradient : b.gradient);
-    expect(() => engine.gradient(x, y, n, new Float32Array(3))).toThrow(`gradient output has 3 values, the model has ${weights.length}`);
+    await expect(engine.gradient(x, y, n, new Float32Array(3))).rejects.toThrow(`gradient output has 3 values, the model has ${weights.length}`);
   }
   expect(a.lossSum).toBeCloseTo(b.lossSum, 4);
   a.metricSums.forEach((m, k) => expect(m).toBeCloseTo(b.metricSums[k]!, 4));
-  const ea = dense.evaluate(x, y, n);
-  const eb = tape.evaluate(x, y, n);
+  const ea = await dense.evaluate(x, y, n);
+  const eb = await tape.evaluate(x, y, n);
   expect(ea.lossSum).toBeCloseTo(eb.lossSum, 4);
-  expect(relClose(dense.predict(x, n), tape.predict(x, n))).toBeLessThan(1e-5);
+  expect(relClose((await dense.predict(x, n)), (await tape.predict(x, n)))).toBeLessThan(1e-5);
   dense.dispose();
   tape.dispose();
 }
@@ -112,8 +112,8 @@ describe('DenseGradientEngine transposes', () => {
     for (const [k, { weights, x, y }] of batches(oddSpec, 3, 29).entries()) {
       fast.setWeights(weights);
       stock.setWeights(weights);
-      const a = fast.gradient(x, y, 29).gradient;
-      const b = stock.gradient(x, y, 29).gradient;
+      const a = (await fast.gradient(x, y, 29)).gradient;
+      const b = (await stock.gradient(x, y, 29)).gradient;
       expect(new Uint32Array(a.buffer), `step ${k}`).toEqual(new Uint32Array(b.buffer));
     }
     fast.dispose();
@@ -128,7 +128,7 @@ describe('DenseGradientEngine transposes', () => {
     const layout = weightLayout(oddSpec);
     const out = new Float32Array(layout.size).fill(Number.NaN);
     const seen: { start: number; values: Float32Array }[] = [];
-    const result = engine.gradient(x, y, 29, out, (start) => seen.push({ start, values: out.slice(start) }));
+    const result = await engine.gradient(x, y, 29, out, (start) => seen.push({ start, values: out.slice(start) }));
     // one call per layer, at each kernel's offset, last layer first
     expect(seen.map((s) => s.start)).toEqual(layout.entries.filter((e) => e.kind === 'kernel').map((e) => e.offset).reverse());
     // what was reported final did not change afterwards
@@ -145,14 +145,14 @@ describe('DenseGradientEngine transposes', () => {
     afterAll(async () => {
       await initBackend('wasm');
     });
-    it('equals the stock tape gradients step after step', () => {
+    it('equals the stock tape gradients step after step', async () => {
       const dense = new DenseGradientEngine(oddSpec, Transposer.create());
       const tape = new TapeGradientEngine(oddSpec);
       expect(tf.getBackend()).toBe('cpu');
       for (const [k, { weights, x, y }] of batches(oddSpec, 3, 29).entries()) {
         dense.setWeights(weights);
         tape.setWeights(weights);
-        expect(relClose(dense.gradient(x, y, 29).gradient, tape.gradient(x, y, 29).gradient), `step ${k}`).toBeLessThan(2e-5);
+        expect(relClose((await dense.gradient(x, y, 29)).gradient, (await tape.gradient(x, y, 29)).gradient), `step ${k}`).toBeLessThan(2e-5);
       }
       dense.dispose();
       tape.dispose();

@@ -107,7 +107,7 @@ describe('the split plan keeps virtual batches whole', () => {
 });
 
 describe('ghost batch norm in the engine', () => {
-  it('one virtual batch: the stock layer\'s output gradient and statistics; rows in any order with groups give the same gradient', () => {
+  it('one virtual batch: the stock layer\'s output gradient and statistics; rows in any order with groups give the same gradient', async () => {
     const config = jobConfig([{ type: 'batchNormalization', virtualBatchSize: 8 }], 8);
     const spec = modelSpec(config, dataset);
     const engine = createEngine(spec);
@@ -119,7 +119,7 @@ describe('ghost batch norm in the engine', () => {
     const y = dataset.y.slice(0, n * 3);
     const rows = Int32Array.from({ length: n }, (_, i) => i);
     const groups = Int32Array.from({ length: n }, (_, i) => (i < 8 ? 5 : 9));
-    const g1 = engine.gradient(x, y, n, undefined, undefined, { step: 0, rows, groups }).gradient.slice();
+    const g1 = (await engine.gradient(x, y, n, undefined, undefined, { step: 0, rows, groups })).gradient.slice();
     // the same rows reversed: the same gradient up to rounding
     const order = Array.from({ length: n }, (_, i) => n - 1 - i);
     const xr = new Float32Array(x.length);
@@ -128,10 +128,10 @@ describe('ghost batch norm in the engine', () => {
       xr.set(x.subarray(r * dataset.features, (r + 1) * dataset.features), i * dataset.features);
       yr.set(y.subarray(r * 3, (r + 1) * 3), i * 3);
     });
-    const g2 = engine.gradient(xr, yr, n, undefined, undefined, { step: 0, rows: Int32Array.from(order), groups: Int32Array.from(order, (r) => groups[r]!) }).gradient;
+    const g2 = (await engine.gradient(xr, yr, n, undefined, undefined, { step: 0, rows: Int32Array.from(order), groups: Int32Array.from(order, (r) => groups[r]!) })).gradient;
     expect(maxAbsDiff(g1, g2)).toBeLessThan(1e-6);
     // two groups differ from one group of 16
-    const g3 = engine.gradient(x, y, n, undefined, undefined, { step: 0, rows, groups: new Int32Array(n) }).gradient;
+    const g3 = (await engine.gradient(x, y, n, undefined, undefined, { step: 0, rows, groups: new Int32Array(n) })).gradient;
     expect(maxAbsDiff(g1, g3)).toBeGreaterThan(1e-4);
     // the statistics' entries: the mean over the groups of tf.moments of the conv outputs
     const mean = layout.entries.find((e) => e.name.endsWith('moving_mean'))!;
@@ -142,7 +142,7 @@ describe('ghost batch norm in the engine', () => {
       return tf.div(tf.add(tf.moments(a!, [0, 1, 2]).mean, tf.moments(b!, [0, 1, 2]).mean), 2).dataSync() as Float32Array;
     });
     expect(maxAbsDiff(g1.slice(mean.offset, mean.offset + 4), conv)).toBeLessThan(1e-5);
-    expect(() => engine.gradient(x, y, n)).toThrow(/needs the step and the rows/);
+    await expect(engine.gradient(x, y, n)).rejects.toThrow(/needs the step and the rows/);
     engine.dispose();
   });
 });

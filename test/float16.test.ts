@@ -137,22 +137,23 @@ describe('training with float16 gradients on the wire', () => {
       for (const batch of epochBatches(epochOrder(train.count, true, rng), config.fit.batchSize)) {
         engine.setWeights(weights);
         const half = Math.ceil(batch.length / 2);
-        const parts = [batch.slice(0, half), batch.slice(half)].map((part, k) => {
+        const parts: { gradient: Float32Array; count: number }[] = [];
+        for (const [k, part] of [batch.slice(0, half), batch.slice(half)].entries()) {
           const { x, y } = rows(part.map((r) => train.start + r));
-          const g = engine.gradient(x, y, part.length);
+          const g = await engine.gradient(x, y, part.length);
           lossSum += g.lossSum;
           const frame = encodeMessage({ type: 'gradient', step: k, count: part.length, lossSum: g.lossSum, metricSums: g.metricSums, computeMs: 0, dtype, parts: 0, gradient: g.gradient });
           bytes += frame.byteLength;
           const received = expectGradient(decodeMessage(frame), k, weights.length, 1);
-          return { gradient: received.gradient, count: received.count };
-        });
+          parts.push({ gradient: received.gradient, count: received.count });
+        }
         optimizer.apply(weights, weightedAverage(parts));
       }
       losses.push(lossSum / train.count);
     }
     engine.setWeights(weights);
     const t = rows(Array.from({ length: test.count }, (_, i) => test.start + i));
-    const sums = engine.evaluate(t.x, t.y, test.count);
+    const sums = await engine.evaluate(t.x, t.y, test.count);
     engine.dispose();
     return { weights, firstLoss: losses[0]!, lastLoss: losses.at(-1)!, testLoss: sums.lossSum / test.count, testAccuracy: sums.metricSums[0]! / test.count, bytes };
   }

@@ -105,7 +105,7 @@ describe('hostile sums from a node with the token', { timeout: 300_000 }, () => 
     const testCsv = join(job.dir, 'test.csv');
     writeFileSync(testCsv, [lines[0], ...split.test.map((line) => lines[line - 1])].join('\n') + '\n');
     const model = await loadSavedModel(job.out, 'wasm');
-    const again = evaluateCsv(model, testCsv);
+    const again = await evaluateCsv(model, testCsv);
     expect(again.rows).toBe(summary.testRows);
     expect(again.values['accuracy']).toBe(summary.test['accuracy']);
     expect(again.values['loss']).toBeCloseTo(summary.test.loss, 6);

@@ -172,11 +172,11 @@ describe('training on an image folder, over a worker node', { timeout: 600_000 }
     expect(summary.participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
     expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
     const model = await loadSavedModel(job.out, 'cpu');
-    const evaluated = evaluateCsv(model, images);
+    const evaluated = await evaluateCsv(model, images);
     expect(evaluated.rows).toBe(400);
     expect(evaluated.values['accuracy']).toBeGreaterThan(0.3);
     const out = join(job.dir, 'predictions.csv');
-    const predicted = predictCsv(model, join(images, '7'), out);
+    const predicted = await predictCsv(model, join(images, '7'), out);
     expect(predicted.rows).toBe(40);
     const lines = readFileSync(out, 'utf8').trim().split('\n');
     expect(lines[0]).toBe('line,file,probability_0,probability_1,probability_2,probability_3,probability_4,probability_5,probability_6,probability_7,probability_8,probability_9,predicted,error');

@@ -55,7 +55,7 @@ const jobConfig = (model: TrainConfig['model'], out: string): TrainConfig => ({
 describe('a user-built tf.LayersModel through train()', { timeout: 300_000 }, () => {
   it('functional, two branches, 2 threads, 20 steps: the weights of stock tfjs from its own initial weights; saved as its architecture', async () => {
     const model = twoBranches();
-    const { keras, weights: initial } = kerasSpecOf(model);
+    const { keras, weights: initial } = await kerasSpecOf(model);
     const out = join(mkdtempSync(join(tmpdir(), 'dptrain-layers-model-')), 'run');
     const result = await train(jobConfig(model, out), { log: () => {} });
     expect(result.summary.steps).toBe(20);
@@ -71,13 +71,13 @@ describe('a user-built tf.LayersModel through train()', { timeout: 300_000 }, ()
     const saved = await loadSavedModel(out, 'cpu');
     const x = readJobData(config).dataset.x.slice(0, 5 * 784);
     const stock = tf.tidy(() => (loaded.predict(tf.tensor2d(x, [5, 784])) as tf.Tensor).dataSync() as Float32Array);
-    expect(maxAbsDiff(saved.engine.predict(x, 5), stock)).toBeLessThan(1e-5);
+    expect(maxAbsDiff((await saved.engine.predict(x, 5)), stock)).toBeLessThan(1e-5);
     saved.engine.dispose();
   });
 
   it('1 thread + 1 worker node process: the node builds the model from its serialisation; the same weights', async () => {
     const model = twoBranches();
-    const { keras, weights: initial } = kerasSpecOf(model);
+    const { keras, weights: initial } = await kerasSpecOf(model);
     const dir = mkdtempSync(join(tmpdir(), 'dptrain-layers-model-'));
     const tokenFile = join(dir, 'token');
     writeFileSync(tokenFile, `${TOKEN}\n`);

@@ -64,19 +64,19 @@ for (const backend of ['wasm', 'cpu'] as const) {
         engine.setWeights(Float32Array.of(1, 0)); // kernel 1, bias 0: the logit is x
         for (const z of LOGITS) {
           for (const y of [0, 1]) {
-            const { gradient, lossSum } = engine.gradient(Float32Array.of(z), Float32Array.of(y), 1);
+            const { gradient, lossSum } = await engine.gradient(Float32Array.of(z), Float32Array.of(y), 1);
             const dz = sigmoidMinusY(z, y);
             expect(dz).not.toBe(0);
             // where dz is a normal float32, the logits form must not lose it
-            if (Math.abs(dz) > TINY) expect(engine.gradient(Float32Array.of(z), Float32Array.of(y), 1).gradient[1], `z=${z}, y=${y}`).not.toBe(0);
+            if (Math.abs(dz) > TINY) expect((await engine.gradient(Float32Array.of(z), Float32Array.of(y), 1)).gradient[1], `z=${z}, y=${y}`).not.toBe(0);
             expectNear(gradient[1]!, dz, `bias gradient at z=${z}, y=${y}`);
             expectNear(gradient[0]!, dz * z, `kernel gradient at z=${z}, y=${y}`, 1e-5, TINY * Math.abs(z));
             expectNear(lossSum, bce64(z, y), `loss at z=${z}, y=${y}`);
-            expectNear(engine.evaluate(Float32Array.of(z), Float32Array.of(y), 1).lossSum, bce64(z, y), `evaluated loss at z=${z}, y=${y}`);
+            expectNear((await engine.evaluate(Float32Array.of(z), Float32Array.of(y), 1)).lossSum, bce64(z, y), `evaluated loss at z=${z}, y=${y}`);
           }
         }
         // predictions are still probabilities
-        const p = engine.predict(Float32Array.of(-100, 0, 100), 3);
+        const p = await engine.predict(Float32Array.of(-100, 0, 100), 3);
         expect(p[0]).toBeLessThan(TINY);
         expect(Array.from(p.subarray(1))).toEqual([0.5, 1]);
         engine.dispose();
@@ -90,7 +90,7 @@ for (const backend of ['wasm', 'cpu'] as const) {
           for (const label of [0, 2]) {
             const logits = [z, 0, -z];
             const y = [0, 1, 2].map((k) => (k === label ? 1 : 0));
-            const { gradient, lossSum } = engine.gradient(Float32Array.from(logits), Float32Array.from(y), 1);
+            const { gradient, lossSum } = await engine.gradient(Float32Array.from(logits), Float32Array.from(y), 1);
             const ls = logSoftmax64(logits);
             const p = ls.map(Math.exp);
             // The true class's softmax(z) - 1 is a float32 difference near 1 (tf.keras's
@@ -130,7 +130,7 @@ describe('other pairs keep the output form', () => {
     const engine = new DenseGradientEngine(mse);
     engine.setWeights(Float32Array.of(1, 0));
     // (sigmoid(50) - 0)^2 = 1 in float32, and its gradient is 2 p (1 - p) = 0 there
-    const r = engine.gradient(Float32Array.of(50), Float32Array.of(0), 1);
+    const r = await engine.gradient(Float32Array.of(50), Float32Array.of(0), 1);
     expect(r.lossSum).toBe(1);
     expect(Array.from(r.gradient)).toEqual([0, 0]);
     engine.dispose();

@@ -93,7 +93,7 @@ describe('NodeClient gradient parts', () => {
     expect(received.indexOf(parts[0]!)).toBeLessThan(received.indexOf(last));
     const engine = new DenseGradientEngine(spec);
     engine.setWeights(weights);
-    const expected = engine.gradient(x, y, rows);
+    const expected = await engine.gradient(x, y, rows);
     engine.dispose();
     expect(Float32Array.from([...last.gradient, ...parts[0]!.values])).toEqual(expected.gradient);
     expect(last.lossSum).toBe(expected.lossSum);

@@ -77,7 +77,7 @@ export async function run(): Promise<number> {
   const result: JobResult = await train('job.yaml', { overrides: { 'fit.epochs': 3 } });
   const summary: Summary = result.summary;
   const model = await loadSavedModel(result.runDir + '/model');
-  const { outputs } = predictCsv(model, 'rows.csv');
+  const { outputs } = await predictCsv(model, 'rows.csv');
   // @ts-expect-error: epochs is a number
   await train({ data: { path: 'x.csv', label: { column: 'y' } }, model: { layers: [] }, compile: {}, fit: { epochs: 'many' } });
   return summary.test.loss + outputs.length;

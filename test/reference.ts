@@ -46,7 +46,7 @@ export async function referenceWeights(config: JobConfig, dataset: Dataset, init
       tf.dispose([xs, ys]);
     }
   }
-  const weights = readFlatWeights(model);
+  const weights = await readFlatWeights(model);
   model.dispose();
   return weights;
 }

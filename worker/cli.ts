@@ -1,8 +1,8 @@
 /**
  * `worker` command line.
  *
- *   worker start --connect ws://HOST:PORT [--token-file F] [--backend B] [--name N] [--ca PEM]
- *                [--retries N] [--verbose]       join a coordinator and compute its steps
+ *   worker start --connect ws://HOST:PORT [--token-file F] [--backend B] [--devices N|LIST]
+ *                [--name N] [--ca PEM] [--retries N] [--verbose]   join a coordinator and compute its steps
  *   worker backends [--backend B]                which TensorFlow.js backends load here
  *
  * The token comes from --token-file or the DPTRAIN_TOKEN environment variable, never from the
@@ -16,6 +16,8 @@ import { joinNegativeValues, wantsHelp } from '../shared/cli-args.js';
 import { readToken } from '../shared/token.js';
 import { DptrainError, UsageError } from '../shared/errors.js';
 import { parseHostPort, serveMetrics, type MetricsServer } from '../shared/metrics-server.js';
+import type { ModelSpec } from '../shared/model/spec.js';
+import type { BatchEngine } from '../compute/engine.js';
 import { WorkerMetrics } from './metrics.js';
 
 const USAGE = `usage: worker <command>
@@ -23,7 +25,12 @@ const USAGE = `usage: worker <command>
 commands:
   start --connect URL      join a coordinator (ws://host:port or wss://host:port) and train
       --token-file FILE    file holding the shared token (or set DPTRAIN_TOKEN)
-      --backend B          ${BACKENDS.join(' | ')} (default auto: wasm, else cpu)
+      --backend B          ${BACKENDS.join(' | ')} (default auto: tensorflow on an NVIDIA GPU
+                           with @tensorflow/tfjs-node-gpu, else webgpu on a hardware GPU, else wasm;
+                           webgpu takes a software adapter such as llvmpipe only when asked for)
+      --devices N|LIST     one compute process per device: N (devices 0..N-1) or ids "0,2"
+                           (CUDA_VISIBLE_DEVICES for tensorflow, Dawn's adapters for webgpu, cores
+                           on wasm); the node splits its part among them and sends one gradient
       --name NAME          name shown in the coordinator's logs (default: host name)
       --ca FILE            PEM certificate to trust for wss:// (self-signed coordinators)
       --retries N          failed connection attempts before giving up (default 8)
@@ -55,8 +62,10 @@ async function backends(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { backend: { type: 'string' } }, strict: true });
   const choice = checkBackend(values.backend);
   const { initBackend } = await import('../shared/backend.js');
+  const { backendReport } = await import('../shared/backend.js');
   const name = await initBackend(choice ?? 'auto', (msg) => console.error(`note: ${msg}`));
-  console.log(`backend ${choice ?? 'auto'}: running on "${name}"`);
+  const report = backendReport();
+  console.log(`backend ${choice ?? 'auto'}: running on "${name}"${report.adapter ? ` (adapter: ${report.adapter})` : ''}${report.reason ? ` (${report.reason})` : ''}`);
 }
 
 export const DEFAULT_WORKER_METRICS = '127.0.0.1:9465';
@@ -101,11 +110,12 @@ export async function startMetrics(
 
 async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({
-    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'name', 'ca', 'retries', 'max-payload', 'metrics-listen', 'metrics-linger']),
+    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-payload', 'metrics-listen', 'metrics-linger']),
     options: {
       connect: { type: 'string' },
       'token-file': { type: 'string' },
       backend: { type: 'string' },
+      devices: { type: 'string' },
       name: { type: 'string' },
       ca: { type: 'string' },
       retries: { type: 'string' },
@@ -124,11 +134,11 @@ async function start(argv: string[]): Promise<void> {
   if (!Number.isFinite(linger) || linger < 0) throw new UsageError(`--metrics-linger must be a non-negative number of seconds, got "${values['metrics-linger']}"`);
   const token = readToken(values['token-file']);
   const choice = checkBackend(values.backend) ?? 'auto';
+  const devices = values.devices === undefined ? undefined : parseDevices(values.devices);
   const log = (line: string): void => console.log(`[worker] ${line}`);
   // TensorFlow.js loads only now (seconds on a small machine), after the arguments are checked.
-  const [{ initBackend }, { NodeClient }] = await Promise.all([import('../shared/backend.js'), import('./node-client.js')]);
-  const backend = await initBackend(choice, (msg) => log(`note: ${msg}`));
-  if (choice === 'auto') log(`backend auto: running on ${backend}${backend === 'wasm' ? ' (use --backend tensorflow on a GPU node with @tensorflow/tfjs-node-gpu installed)' : ''}`);
+  const { NodeClient } = await import('./node-client.js');
+  const compute = devices ? await startDevices(choice, devices, log) : await startBackend(choice, log);
   let ca: Buffer | undefined;
   if (values.ca) {
     try {
@@ -137,6 +147,7 @@ async function start(argv: string[]): Promise<void> {
       throw new UsageError(`--ca ${values.ca}: ${(err as Error).message}`);
     }
   }
+  const { backend } = compute;
   const metrics = new WorkerMetrics(backend);
   const metricsServer = await startMetrics(values['metrics-listen'], metrics, log);
   const client = new NodeClient({
@@ -145,6 +156,8 @@ async function start(argv: string[]): Promise<void> {
     token,
     name: values.name ?? hostname(),
     backend,
+    ...(compute.adapter ? { adapter: compute.adapter } : {}),
+    ...(compute.devices ? { devices: compute.devices } : {}),
     ...(ca ? { ca } : {}),
     retries,
     backoffMs: 500,
@@ -161,9 +174,65 @@ async function start(argv: string[]): Promise<void> {
     }
   } finally {
     client.close();
+    compute.close();
     await metricsServer?.close();
   }
   log(`done: ${reason} (${client.stats.steps} steps, ${client.stats.samples} samples, ${client.stats.computeSeconds.toFixed(2)} s computing)`);
+}
+
+/** `--devices`: a count N (devices 0..N-1) or a comma-separated list of device ids. */
+export function parseDevices(value: string): number[] {
+  const bad = (): never => {
+    throw new UsageError(`--devices must be a count (2) or a list of device ids (0,2), got "${value}"`);
+  };
+  if (/^\d+$/.test(value)) {
+    const n = Number(value);
+    if (n < 1 || n > 64) bad();
+    return Array.from({ length: n }, (_, i) => i);
+  }
+  const ids = value.split(',').map((s) => (/^\d+$/.test(s.trim()) ? Number(s.trim()) : bad()));
+  if (ids.length === 0 || ids.length > 64 || new Set(ids).size !== ids.length) bad();
+  return ids;
+}
+
+interface Compute {
+  readonly backend: string;
+  readonly adapter?: string | undefined;
+  readonly devices?: { readonly count: number; readonly engine: (spec: ModelSpec) => BatchEngine };
+  close(): void;
+}
+
+/** The backend in this process; the start line says which and, for auto or webgpu, on what and why. */
+async function startBackend(choice: BackendChoice, log: (line: string) => void): Promise<Compute> {
+  const { backendReport, initBackend } = await import('../shared/backend.js');
+  const backend = await initBackend(choice, (msg) => log(`note: ${msg}`));
+  const report = backendReport();
+  if (report.adapter) log(`backend ${choice}: ${backend} on ${report.adapter}`);
+  if (choice === 'auto') log(`backend auto: running on ${backend} (${report.reason ?? 'default'})`);
+  if (report.adapter?.endsWith(', software')) log('note: a software adapter computes on the CPU, slower than wasm; it is for checking the WebGPU path where no GPU is at hand');
+  const adapter = report.adapter ?? (choice === 'auto' ? report.reason : undefined);
+  return { backend, ...(adapter ? { adapter } : {}), close: () => undefined };
+}
+
+/** One compute process per device; the node's engine is their group. */
+async function startDevices(choice: BackendChoice, devices: readonly number[], log: (line: string) => void): Promise<Compute> {
+  const { DeviceGroup } = await import('./device-group.js');
+  let adapterNames: string[] | undefined;
+  if (choice === 'webgpu') {
+    const { listAdapters } = await import('../shared/webgpu.js');
+    adapterNames = (await listAdapters()).map((a) => a.name);
+    const names = devices.map((d) => adapterNames![d]);
+    if (names.some((n) => n === undefined)) log(`warning: Dawn offers ${adapterNames.length} adapter(s) (${adapterNames.join(', ') || 'none'}); devices beyond them take the default adapter`);
+    else if (new Set(names).size < names.length) log(`warning: adapters share a name (${names.join(', ')}): Dawn picks adapters by name, so these devices may share one GPU; run one worker per GPU (e.g. one container each) instead`);
+  }
+  const group = await DeviceGroup.start({ backend: choice, devices, log, ...(adapterNames ? { adapterNames } : {}) });
+  log(`${devices.length} device process(es) (${devices.join(', ')}) on ${group.backend}${group.adapter ? ` (${group.adapter})` : ''}`);
+  return {
+    backend: group.backend,
+    ...(group.adapter ? { adapter: group.adapter } : {}),
+    devices: { count: devices.length, engine: (spec) => group.engine(spec) },
+    close: () => group.close(),
+  };
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -16,6 +16,7 @@ import { FramePool } from '../shared/protocol/frame-pool.js';
 import { scalePixels } from '../shared/data/arrays.js';
 import { describeModel } from '../shared/model/layers.js';
 import type { BatchRows } from '../shared/model/row-layers.js';
+import type { ModelSpec } from '../shared/model/spec.js';
 import type { BatchEngine } from '../compute/engine.js';
 import { createEngine } from '../compute/gradient.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -27,8 +28,12 @@ export interface NodeClientOptions {
   readonly url: string;
   readonly token: string;
   readonly name: string;
-  /** The backend this process runs (already started). */
+  /** The backend this process runs (already started), or its devices run. */
   readonly backend: string;
+  /** The WebGPU adapter, or why auto chose the backend (sent in the hello). */
+  readonly adapter?: string | undefined;
+  /** Compute processes (worker start --devices), and the engine of a job over them; in-process when absent. */
+  readonly devices?: { readonly count: number; readonly engine: (spec: ModelSpec) => BatchEngine } | undefined;
   /** Extra CA certificate(s) to trust for wss:// (PEM). */
   readonly ca?: Buffer;
   /** Consecutive failed connection attempts before giving up. */
@@ -117,10 +122,10 @@ export class NodeClient {
   }
 
   /** Gives a message to its type's handler; a type without one is a protocol error. */
-  private dispatch(message: Message, session: Session): void {
-    const handler = this.handlers[message.type] as ((m: Message, s: Session) => void) | undefined;
+  private dispatch(message: Message, session: Session): void | Promise<void> {
+    const handler = this.handlers[message.type] as ((m: Message, s: Session) => void | Promise<void>) | undefined;
     if (!handler) throw new ProtocolError(`unexpected "${message.type}" message from the coordinator`);
-    handler(message, session);
+    return handler(message, session);
   }
 
   /** The handler of each message type a coordinator may send. */
@@ -143,13 +148,13 @@ export class NodeClient {
       this.version = message.version;
     },
     step: (message) => this.step(message),
-    evaluate: (message, session) => {
+    evaluate: async (message, session) => {
       const engine = this.need(this.engine, 'evaluate');
       if (message.version !== this.version) throw new WorkerError(`evaluation wants weights version ${message.version}, this node has ${this.version}`);
       const x = this.features(message, 'evaluate');
       const count = x.length / this.need(this.job, 'evaluate').features;
       this.loadWeights(engine);
-      const sums = engine.evaluate(x, message.y, count);
+      const sums = await engine.evaluate(x, message.y, count);
       session.send({ type: 'evaluation', id: message.id, count: sums.count, lossSum: sums.lossSum, metricSums: sums.metricSums });
     },
     heartbeat: () => undefined,
@@ -161,7 +166,7 @@ export class NodeClient {
   };
 
   /** A step: the gradient of the rows it names with the current weights, sent in parts as it is computed (GradientSender). */
-  private step(message: StepMessage): void {
+  private async step(message: StepMessage): Promise<void> {
     const engine = this.need(this.engine, 'step');
     if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
     const { gradientDtype, bucketBytes, parameters } = this.need(this.job, 'step');
@@ -171,7 +176,7 @@ export class NodeClient {
     const started = performance.now();
     this.loadWeights(engine);
     const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, this.features(message, 'step'), message.y);
-    const result = engine.gradient(xs, ys, count, sending.gradient, sending.onReady, stepRows(message, count));
+    const result = await engine.gradient(xs, ys, count, sending.gradient, sending.onReady, stepRows(message, count));
     const computeMs = performance.now() - started - sending.sendingMs;
     this.stats.steps++;
     this.stats.samples += count;
@@ -206,7 +211,7 @@ export class NodeClient {
 
   private startJob(job: JobMessage): void {
     this.engine?.dispose();
-    this.engine = createEngine(job.spec, 'dense');
+    this.engine = this.options.devices ? this.options.devices.engine(job.spec) : createEngine(job.spec, 'dense');
     if (this.engine.layout.size !== job.parameters) {
       throw new WorkerError(`job says ${job.parameters} parameters, its model spec has ${this.engine.layout.size}`);
     }
@@ -215,7 +220,7 @@ export class NodeClient {
     this.version = -1;
     this.weights = undefined;
     this.options.log(
-      `job ${job.jobId}: model ${describeModel(job.spec)} (${job.parameters} parameters), ${job.trainRows} training rows, backend ${tf.getBackend()}`,
+      `job ${job.jobId}: model ${describeModel(job.spec)} (${job.parameters} parameters), ${job.trainRows} training rows, backend ${this.options.devices ? `${this.options.backend} on ${this.options.devices.count} devices` : tf.getBackend()}`,
     );
   }
 
@@ -224,16 +229,20 @@ export class NodeClient {
   }
 }
 
-type Handlers = { readonly [K in Message['type']]?: (message: Extract<Message, { type: K }>, session: Session) => void };
+type Handlers = { readonly [K in Message['type']]?: (message: Extract<Message, { type: K }>, session: Session) => void | Promise<void> };
 
 /**
  * One connection to the coordinator: hello, then every frame decoded (decodeFrame) and given to
- * its type's handler (`dispatch`); heartbeats both ways once the job is known. `done` hears how
- * it ended, or the error when the coordinator refuses this worker for good.
+ * its type's handler (`dispatch`), one after another: a handler that computes (a step on a GPU
+ * reads its results back asynchronously) finishes before the next message is handled, as if
+ * it had run synchronously. Heartbeats both ways once the job is known. `done` hears how it
+ * ended, or the error when the coordinator refuses this worker for good.
  */
 class Session {
   welcomed = false;
   private settled = false;
+  /** The handling of the messages received so far, in order. */
+  private handled: Promise<void> = Promise.resolve();
   private lastSeen = performance.now();
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly socket: WebSocket;
@@ -242,17 +251,19 @@ class Session {
     private readonly options: NodeClientOptions,
     /** Gradient frames are encoded into this reused memory. */
     private readonly gradientFrames: FramePool,
-    private readonly dispatch: (message: Message, session: Session) => void,
+    private readonly dispatch: (message: Message, session: Session) => void | Promise<void>,
     private readonly done: (end: SessionEnd | Error) => void,
   ) {
-    const { url, token, name, backend, ca, maxPayload } = options;
+    const { url, token, name, backend, adapter, devices, ca, maxPayload } = options;
     // Frames carry a zero masking key, which ws takes as "skip the XOR" on both sides. Masking
     // (RFC 6455, 5.3) keeps scripts in a browser from steering what intermediaries cache; a
     // worker is not a browser, and masking cost a byte-by-byte pass over every gradient here and
     // again in the coordinator.
     const socket = new WebSocket(url, { maxPayload, handshakeTimeout: 10_000, generateMask: zeroMask, ...(ca ? { ca } : {}) });
     this.socket = socket;
-    socket.on('open', () => this.send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend }));
+    socket.on('open', () =>
+      this.send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend, ...(adapter ? { adapter: adapter.slice(0, 400) } : {}), ...(devices && devices.count > 1 ? { devices: devices.count } : {}) }),
+    );
     socket.on('error', (err) => this.finish({ kind: 'lost', reason: err.message, welcomed: this.welcomed }));
     socket.on('close', (code, reason) => this.finish({ kind: 'lost', reason: `closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`, welcomed: this.welcomed }));
     socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
@@ -305,14 +316,17 @@ class Session {
       this.finish({ kind: 'lost', reason: `bad message: ${(err as Error).message}`, welcomed: this.welcomed });
       return;
     }
-    try {
-      this.dispatch(message, this);
-    } catch (err) {
-      const text = (err as Error).message;
-      log(`cannot handle "${message.type}": ${text}`);
-      this.send({ type: 'error', code: (err as { code?: string }).code ?? 'E_WORKER', message: text });
-      this.finish({ kind: 'lost', reason: text, welcomed: this.welcomed });
-    }
+    this.handled = this.handled.then(async () => {
+      if (this.settled) return;
+      try {
+        await this.dispatch(message, this);
+      } catch (err) {
+        const text = (err as Error).message;
+        log(`cannot handle "${message.type}": ${text}`);
+        this.send({ type: 'error', code: (err as { code?: string }).code ?? 'E_WORKER', message: text });
+        this.finish({ kind: 'lost', reason: text, welcomed: this.welcomed });
+      }
+    });
   }
 }
 

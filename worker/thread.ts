@@ -6,7 +6,7 @@
 import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { Piscina } from 'piscina';
-import { initBackend } from '../shared/backend.js';
+import { backendReport, initBackend } from '../shared/backend.js';
 import { GradientPacketBuilder } from '../shared/protocol/gradient-packet.js';
 import type { InfoAnswer, ThreadInit, ThreadTask } from '../shared/protocol/thread-tasks.js';
 import { LocalLane } from '../compute/local-lane.js';
@@ -23,17 +23,18 @@ const lane = new LocalLane({
   weights: new Float32Array(init.weights),
 });
 
-export default function handle(task: ThreadTask): unknown {
+export default async function handle(task: ThreadTask): Promise<unknown> {
   switch (task.kind) {
     case 'gradient': {
       // the engine writes the gradient straight into the buffer that is transferred back
       const packet = new GradientPacketBuilder(lane.parameters, init.spec.metrics.length);
-      return Piscina.move(packet.seal(lane.gradient(task.version, { step: task.step, rows: task.rows, ...(task.groups ? { groups: task.groups } : {}) }, packet.gradient)));
+      return Piscina.move(packet.seal(await lane.gradient(task.version, { step: task.step, rows: task.rows, ...(task.groups ? { groups: task.groups } : {}) }, packet.gradient)));
     }
     case 'evaluate':
       return lane.evaluate(task.version, task.start, task.count);
     case 'info': {
-      const answer: InfoAnswer = { backend, numTensors: tf.memory().numTensors };
+      const { adapter } = backendReport();
+      const answer: InfoAnswer = { backend, ...(adapter ? { adapter } : {}), numTensors: tf.memory().numTensors };
       return answer;
     }
   }

@@ -12,7 +12,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { ClusterError, WaitCancelledError } from '../../shared/errors.js';
-import { SpeedModel, balancedCounts, type TimeModel } from '../plan/balance.js';
+import { SpeedModel, balancedCounts, type TimeModel } from '../../shared/plan/balance.js';
 import { missingRanges, partitionRows } from '../plan/shard-plan.js';
 import { splitCounts } from '../plan/split-plan.js';
 import { FramePool, type PooledFrame } from '../../shared/protocol/frame-pool.js';
@@ -120,7 +120,8 @@ export class Cluster implements ParticipantGroup {
     this.options.metrics?.backend('node', node.backend);
     node.onClose((reason, message) => this.removeNode(node, `${reason}: ${message}`));
     this.joining.push(node);
-    this.options.log(`${node.id} (${node.name}, ${node.backend}, ${node.address}) joined`);
+    const on = [node.backend, ...(node.adapter ? [node.adapter] : []), ...(node.devices > 1 ? [`${node.devices} devices`] : [])].join(', ');
+    this.options.log(`${node.id} (${node.name}, ${on}, ${node.address}) joined`);
     this.wake?.();
   }
 

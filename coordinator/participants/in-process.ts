@@ -31,18 +31,20 @@ export class InProcessLane implements LocalLanes {
     /** The array the lane reads its weights from. */
     private readonly weights: Float32Array,
     readonly backend: string,
+    readonly backendDetail: string | undefined,
   ) {
     this.participants = [this.participant('main')];
   }
 
   static async start(options: InProcessOptions): Promise<InProcessLane> {
     // tfjs is loaded only when a job computes in-process.
-    const [{ initBackend }, { LocalLane }] = await Promise.all([import('../../shared/backend.js'), import('../../compute/local-lane.js')]);
+    const [{ backendReport, initBackend }, { LocalLane }] = await Promise.all([import('../../shared/backend.js'), import('../../compute/local-lane.js')]);
     const backend = await initBackend(options.backend, options.onFallback);
+    const report = backendReport();
     const { dataset } = options;
     const weights = new Float32Array(options.parameters);
     const lane = new LocalLane({ spec: options.spec, engine: 'dense', x: dataset.x, y: dataset.y, features: dataset.features, outputs: dataset.outputs, weights });
-    return new InProcessLane(lane, weights, backend);
+    return new InProcessLane(lane, weights, backend, report.adapter ?? (options.backend === 'auto' ? report.reason : undefined));
   }
 
   publish(weights: Float32Array): void {
@@ -50,12 +52,12 @@ export class InProcessLane implements LocalLanes {
   }
 
   private participant(id: string): Participant {
-    const guard = async <T>(compute: () => T): Promise<T> => {
+    const guard = async <T>(compute: () => Promise<T>): Promise<T> => {
       // Let the event loop run first (signals, /metrics, timers): otherwise a whole fit of
       // already-resolved promises would never yield to it.
       await new Promise<void>((resolve) => setImmediate(resolve));
       try {
-        return compute();
+        return await compute();
       } catch (err) {
         throw new ParticipantFault(id, 'worker_error', (err as Error).message);
       }

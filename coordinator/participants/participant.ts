@@ -108,6 +108,8 @@ export interface LocalLanes {
   readonly participants: readonly Participant[];
   /** The TensorFlow.js backend they run. */
   readonly backend: string;
+  /** On what, or why (the WebGPU adapter; what `auto` found), for the start line. */
+  readonly backendDetail?: string | undefined;
   /** Makes `weights` current; only called between steps. */
   publish(weights: Float32Array): void;
   close(): Promise<void>;

@@ -61,6 +61,10 @@ export class RemoteNode implements Participant {
   readonly ranges: RowRange[] = [];
   readonly name: string;
   readonly backend: string;
+  /** The node's WebGPU adapter or why auto chose its backend (hello.adapter), printable. */
+  readonly adapter: string | undefined;
+  /** Its compute processes (hello.devices). */
+  readonly devices: number;
   private sentVersion = -1;
   private readonly pending = new Map<string, Pending>();
   private nextEvaluation = 0;
@@ -79,6 +83,8 @@ export class RemoteNode implements Participant {
   ) {
     this.name = printable(hello.name, 64);
     this.backend = printable(hello.backend, 32);
+    this.adapter = hello.adapter === undefined ? undefined : printable(hello.adapter, 200);
+    this.devices = hello.devices ?? 1;
     this.holds = (row) => inRanges(this.ranges, row);
     this.parts = new GradientAssembler(context.parameters);
     socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));

@@ -11,7 +11,7 @@
  *   deadline while its speed is unmeasured). A node that heartbeats but never answers then costs
  *   seconds, not stepTimeout.
  */
-import type { TimeModel } from '../plan/balance.js';
+import type { TimeModel } from '../../shared/plan/balance.js';
 
 export interface StragglerOptions {
   /** Slower than this many times the others' median part time is straggling (0: never drop). */

@@ -41,7 +41,9 @@ export interface ThreadChoice {
 function choiceWithoutModel(config: JobConfig): ThreadChoice | undefined {
   const { threads, backend, inProcess } = config.cluster;
   if (threads !== 'auto') return { threads };
-  if (backend === 'tensorflow' || inProcess === true) return { threads: 1, reason: `threads: auto chose 1 (${backend === 'tensorflow' ? 'backend tensorflow' : 'cluster.inProcess: true'})` };
+  if (backend === 'tensorflow' || backend === 'webgpu' || inProcess === true) {
+    return { threads: 1, reason: `threads: auto chose 1 (${backend === 'tensorflow' || backend === 'webgpu' ? `backend ${backend}: one GPU lane` : 'cluster.inProcess: true'})` };
+  }
   return undefined;
 }
 

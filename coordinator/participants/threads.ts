@@ -43,6 +43,7 @@ export class ThreadPool implements LocalLanes {
     private readonly parameters: number,
     threads: number,
     readonly backend: string,
+    readonly backendDetail: string | undefined,
     private readonly onBytes?: (direction: 'sent' | 'received', bytes: number) => void,
   ) {
     this.weights = new Float32Array(weights);
@@ -77,7 +78,7 @@ export class ThreadPool implements LocalLanes {
       await pool.destroy();
       throw new WorkerError(`worker threads failed to start: ${(err as Error).message}`, { cause: err });
     }
-    return new ThreadPool(pool, weights, options.parameters, options.threads, info.backend, options.onBytes);
+    return new ThreadPool(pool, weights, options.parameters, options.threads, info.backend, info.adapter, options.onBytes);
   }
 
   publish(weights: Float32Array): void {

@@ -3,6 +3,9 @@
  * participants of a synchronous step. Pure functions over typed arrays; no transport, no tensors.
  */
 import { Rng, range, shuffleInPlace } from '../../shared/math/rng.js';
+import { runEnds, splitCounts } from '../../shared/plan/split-counts.js';
+
+export { runEnds, splitCounts };
 
 /** One participant's share of a global batch: a contiguous slice of the batch's row indices. */
 export interface BatchPart {
@@ -10,33 +13,6 @@ export interface BatchPart {
   readonly participant: number;
   /** Row indices (into the training set) this participant computes. */
   readonly rows: Int32Array;
-}
-
-/**
- * Divides `total` samples in proportion to `weights` (largest-remainder rounding; ties go to the
- * lower index). Equal weights give sizes that differ by at most one, larger ones first:
- * 32 over 3 -> [11, 11, 10]; 2 over 4 -> [1, 1, 0, 0].
- */
-export function splitCounts(total: number, weights: readonly number[]): number[] {
-  if (!Number.isInteger(total) || total < 0) throw new RangeError(`total must be a non-negative integer, got ${total}`);
-  if (weights.length === 0) throw new RangeError('cannot split a batch over zero participants');
-  let sum = 0;
-  for (const w of weights) {
-    if (!(w >= 0) || !Number.isFinite(w)) throw new RangeError(`weights must be finite and >= 0, got ${w}`);
-    sum += w;
-  }
-  if (sum === 0) throw new RangeError('at least one weight must be positive');
-  const exact = weights.map((w) => (total * w) / sum);
-  const counts = exact.map((x) => Math.floor(x));
-  let left = total - counts.reduce((a, b) => a + b, 0);
-  const order = exact
-    .map((x, i) => ({ i, frac: x - Math.floor(x) }))
-    .sort((a, b) => b.frac - a.frac || a.i - b.i);
-  for (let k = 0; left > 0; k++, left--) {
-    const slot = order[k % order.length] as { i: number };
-    counts[slot.i] = (counts[slot.i] as number) + 1;
-  }
-  return counts;
 }
 
 /** The row order of one epoch: 0..n-1, shuffled with `rng` when `shuffle` is true. */
@@ -137,11 +113,4 @@ export function virtualBatches(batchRows: Int32Array, size: number): Map<number,
   const groups = new Map<number, number>();
   batchRows.forEach((row, i) => groups.set(row, Math.floor(i / size)));
   return groups;
-}
-
-/** The exclusive ends of the runs of equal groups in `groups` (rows of one group are consecutive). */
-export function runEnds(groups: Int32Array): Int32Array {
-  const ends: number[] = [];
-  for (let i = 1; i <= groups.length; i++) if (i === groups.length || groups[i] !== groups[i - 1]) ends.push(i);
-  return Int32Array.from(ends);
 }

@@ -131,13 +131,13 @@ export function modelWithWeights(spec: ModelSpec, flat: Float32Array): tfl.Layer
 }
 
 /** Reads a model's weights (batch norm's statistics too) into one flat array, in layer order. */
-export function readFlatWeights(model: tfl.LayersModel): Float32Array {
+export async function readFlatWeights(model: tfl.LayersModel): Promise<Float32Array> {
   const variables = layerOrderWeights(model).map((w) => w.read());
   const total = variables.reduce((a, v) => a + v.size, 0);
   const out = new Float32Array(total);
   let offset = 0;
   for (const v of variables) {
-    out.set(v.dataSync() as Float32Array, offset);
+    out.set((await v.data()) as Float32Array, offset);
     offset += v.size;
   }
   return out;

@@ -25,7 +25,7 @@ function sampleShape(shape: readonly (number | null)[], what: string): number[] 
 }
 
 /** The spec of a user's model and its current weights (the run's initial weights), in layer order. */
-export function kerasSpecOf(model: LayersModelLike): { keras: KerasModelSpec; weights: Float32Array } {
+export async function kerasSpecOf(model: LayersModelLike): Promise<{ keras: KerasModelSpec; weights: Float32Array }> {
   const className = model.getClassName();
   if (className !== 'Sequential' && className !== 'Model') throw new ConfigError(`model: a ${className} is not a tfjs-layers Sequential or functional model`);
   if (model.inputs.length !== 1 || model.outputs.length !== 1) throw new ConfigError(`model: ${model.inputs.length} inputs and ${model.outputs.length} outputs; dptrain trains models with one input and one output`);
@@ -42,7 +42,7 @@ export function kerasSpecOf(model: LayersModelLike): { keras: KerasModelSpec; we
   const weights = new Float32Array(total);
   let offset = 0;
   for (const w of all) {
-    const values = w.read().dataSync() as Float32Array;
+    const values = (await w.read().data()) as Float32Array;
     weights.set(values, offset);
     offset += values.length;
   }

@@ -8,7 +8,7 @@ import { GRADIENT_DTYPES } from '../math/float16.js';
 import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
 
 /** The version this code speaks; a hello of any other is refused (PROTOCOL.md lists them). */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 const count = z.int().nonnegative();
@@ -70,7 +70,17 @@ export const ModelSpecSchema = z.strictObject({
  *   both -> heartbeat (liveness), error, bye
  */
 export const wire = {
-  hello: z.strictObject({ type: z.literal('hello'), version: z.int(), token: z.string().max(4096), name: z.string().max(200), backend: z.string().max(50) }),
+  hello: z.strictObject({
+    type: z.literal('hello'),
+    version: z.int(),
+    token: z.string().max(4096),
+    name: z.string().max(200),
+    backend: z.string().max(50),
+    /** The WebGPU adapter (vendor, architecture, device), or why auto chose the backend. */
+    adapter: z.string().max(400).optional(),
+    /** Compute processes on the node (worker start --devices); one when absent. */
+    devices: z.int().min(1).max(64).optional(),
+  }),
   welcome: z.strictObject({ type: z.literal('welcome'), version: z.int(), workerId: z.string() }),
   job: z.strictObject({
     type: z.literal('job'),

@@ -53,5 +53,7 @@ export interface EvaluateAnswer {
 
 export interface InfoAnswer {
   readonly backend: string;
+  /** The WebGPU adapter, described. */
+  readonly adapter?: string;
   readonly numTensors: number;
 }

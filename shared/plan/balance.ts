@@ -10,7 +10,7 @@
  * throughput (n / seconds), a participant given few samples looks slow (latency dominates),
  * gets even fewer, and starves.
  */
-import { splitCounts } from './split-plan.js';
+import { splitCounts } from './split-counts.js';
 
 export interface TimeModel {
   /** Seconds per part, whatever its size. */
