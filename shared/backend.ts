@@ -105,30 +105,30 @@ async function startAuto(onFallback?: (message: string) => void): Promise<void> 
       try {
         await import('@tensorflow/tfjs-node-gpu');
         if (await tf.setBackend('tensorflow')) {
-          autoReason = 'an NVIDIA driver is loaded and @tensorflow/tfjs-node-gpu is installed';
+          autoReason = 'auto: an NVIDIA driver and @tensorflow/tfjs-node-gpu';
           return;
         }
       } catch {
-        skipped.push('tensorflow: an NVIDIA driver is loaded but @tensorflow/tfjs-node-gpu is not installed (or did not load)');
+        skipped.push('an NVIDIA driver but no @tensorflow/tfjs-node-gpu');
       }
-    } else skipped.push('tensorflow: no NVIDIA driver loaded');
+    } else skipped.push('no NVIDIA driver');
     if (mayHaveGpu()) {
       try {
         await startWebgpu(false);
-        autoReason = `WebGPU found a hardware adapter (${describeAdapter(adapter!)})`;
+        autoReason = `auto: WebGPU on ${describeAdapter(adapter!)}`;
         return;
       } catch (err) {
-        skipped.push(`webgpu: ${(err as Error).message}`);
+        skipped.push(`WebGPU: ${(err as Error).message}`);
       }
-    } else skipped.push('webgpu: no GPU device (/dev/dri/renderD*, /dev/nvidia0)');
-  } else skipped.push('in a worker thread auto means wasm');
+    } else skipped.push('no GPU device for WebGPU');
+  } else skipped.push('a worker thread');
   try {
     await startWasm();
-    autoReason = `no GPU backend (${skipped.join('; ')})`;
+    autoReason = `auto: no GPU (${skipped.join('; ')})`;
   } catch (err) {
     onFallback?.(`wasm backend unavailable (${(err as Error).message}); using cpu`);
     await startCpu();
-    autoReason = `no GPU backend, and wasm did not start (${(err as Error).message})`;
+    autoReason = `auto: no GPU, and wasm did not start (${(err as Error).message})`;
   }
 }
 

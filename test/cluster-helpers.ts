@@ -116,9 +116,9 @@ export function startWorker(name: string, url: string, tokenFile: string, args: 
 }
 
 /** A job with one worker node process (`w1`): both exit 0; the run's summary. */
-export async function runWithOneNode(job: { configFile: string; tokenFile: string; out: string }, track: (p: Proc) => Proc): Promise<Summary> {
+export async function runWithOneNode(job: { configFile: string; tokenFile: string; out: string }, track: (p: Proc) => Proc, workerArgs: string[] = []): Promise<Summary> {
   const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
-  const worker = track(startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile));
+  const worker = track(startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile, workerArgs));
   expect(await coordinator.exited, coordinator.output).toBe(0);
   expect(await worker.exited, worker.output).toBe(0);
   return readSummary(job.out);
@@ -129,6 +129,23 @@ export async function runWithOneNode(job: { configFile: string; tokenFile: strin
  * logged step `atStep`; checks that the coordinator and the survivor exit 0 and that the
  * victim's loss was seen. `track` registers each process (to be killed after the test).
  */
+/**
+ * A job on one worker node with `--devices 2` (wasm unless `workerArgs` says otherwise), one of
+ * whose device processes is killed with SIGKILL once the node has logged step `atStep`; checks
+ * that the coordinator and the node exit 0 and that the node saw the loss. The node's output.
+ */
+export async function runKillingOneDevice(job: { configFile: string; tokenFile: string; out: string }, atStep: number, track: (p: Proc) => Proc, workerArgs: string[] = []): Promise<Proc> {
+  const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+  const node = track(startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile, ['--devices', '2', '--verbose', ...workerArgs]));
+  const pid = Number((await node.waitFor(/device 1: pid (\d+)/, 120_000))[1]);
+  await node.waitFor(new RegExp(`^\\[worker\\] step ${atStep}:`, 'm'), 600_000);
+  process.kill(pid, 'SIGKILL');
+  expect(await coordinator.exited, coordinator.output).toBe(0);
+  expect(await node.exited, node.output).toBe(0);
+  expect(node.output).toMatch(/device 1 lost \(killed by SIGKILL\)/);
+  return node;
+}
+
 export async function runKillingOneOfTwoNodes(job: { configFile: string; tokenFile: string; out: string }, atStep: number, track: (p: Proc) => Proc): Promise<Proc> {
   const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
   const url = await coordinatorUrl(coordinator);

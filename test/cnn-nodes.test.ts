@@ -15,7 +15,7 @@ import { loadSavedModel } from '../coordinator/saved-model.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readCsv } from '../shared/data/csv.js';
-import { jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithOneNode, type Proc } from './cluster-helpers.js';
+import { jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneDevice, runKillingOneOfTwoNodes, runWithOneNode, type Proc } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
 import { referenceWeights } from './reference.js';
 import { trainOnLanes } from './thread-runs.js';
@@ -110,6 +110,17 @@ describe('a CNN on MNIST digits over worker nodes (real processes)', { timeout: 
       const run = job({ threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
       await runKillingOneOfTwoNodes(run, 7, track);
       expect(readSummary(run.out).steps).toBe(20);
+      expect(maxAbsDiff(readRunWeights(run.out), onePlace)).toBeLessThan(1e-4);
+    });
+
+    it('1 node with --devices 2 (no threads), one device process killed with SIGKILL mid-run: its rows recomputed on the node, the weights of one process', async () => {
+      const run = job({ threads: 0, minWorkers: 1 });
+      const node = await runKillingOneDevice(run, 7, track);
+      const summary = readSummary(run.out);
+      expect(summary.steps).toBe(20);
+      // one participant for the coordinator: the node, with every sample
+      expect(summary.participants.map((p) => [p.kind, p.samples])).toEqual([['node', 2 * run.dataset.train.count]]);
+      expect(node.output).toMatch(/device 1 lost .*; 1 of 2 device\(s\) left; restarting it/);
       expect(maxAbsDiff(readRunWeights(run.out), onePlace)).toBeLessThan(1e-4);
     });
   });

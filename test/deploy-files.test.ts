@@ -41,8 +41,8 @@ describe.skipIf(!HAVE_COMPOSE && !REQUIRED)('docker-compose.yml, parsed by docke
     expect(HAVE_COMPOSE).toBe(true);
   });
 
-  it('accepts the file with the GPU profile, the CPU profile and both', () => {
-    for (const profiles of [['gpu'], ['cpu'], ['gpu', 'cpu']]) {
+  it('accepts the file with the GPU profile, the WebGPU profile, the CPU profile and all', () => {
+    for (const profiles of [['gpu'], ['webgpu'], ['cpu'], ['gpu', 'webgpu', 'cpu']]) {
       const r = compose(COMPOSE_FILE, profiles);
       expect(r.status, `profiles ${profiles.join(',')}: ${r.out}`).toBe(0);
     }
@@ -65,14 +65,23 @@ describe.skipIf(!HAVE_COMPOSE && !REQUIRED)('docker-compose.yml, parsed by docke
 describe('docker-compose.yml, our own checks', () => {
   const c = parseYaml(readFileSync(COMPOSE_FILE, 'utf8')) as ComposeFile;
 
-  it('GPU and CPU workers run the same command except the backend, and Prometheus finds both as "worker"', () => {
+  it('GPU, WebGPU and CPU workers run the same command except the backend and devices, and Prometheus finds them as "worker"', () => {
     const gpu = c.services['worker']!;
+    const webgpu = c.services['worker-webgpu']!;
     const cpu = c.services['worker-cpu']!;
-    const withoutBackend = (cmd: unknown): string[] => (cmd as string[]).filter((a) => !a.startsWith('--backend='));
+    const withoutBackend = (cmd: unknown): string[] => (cmd as string[]).filter((a) => !a.startsWith('--backend=') && !a.startsWith('--devices='));
     expect(withoutBackend(cpu['command'])).toEqual(withoutBackend(gpu['command']));
+    expect(withoutBackend(webgpu['command'])).toEqual(withoutBackend(gpu['command']));
     expect(gpu['command']).toContain('--backend=tensorflow');
+    expect(webgpu['command']).toContain('--backend=webgpu');
     expect(cpu['command']).toContain('--backend=wasm');
-    for (const w of [gpu, cpu]) {
+    // --devices is the number of GPUs the service reserves (one variable for both), and Vulkan needs the graphics capability
+    const reservation = (webgpu['deploy'] as { resources: { reservations: { devices: { count: unknown; capabilities: string[] }[] } } }).resources.reservations.devices[0]!;
+    expect(webgpu['command']).toContain('--devices=${DPTRAIN_GPUS_PER_WORKER:-1}');
+    expect(reservation.count).toBe('${DPTRAIN_GPUS_PER_WORKER:-1}');
+    expect(reservation.capabilities).toContain('graphics');
+    expect((webgpu['environment'] as Record<string, string>)['NVIDIA_DRIVER_CAPABILITIES']).toContain('graphics');
+    for (const w of [gpu, webgpu, cpu]) {
       expect((w['networks'] as { default: { aliases: string[] } }).default.aliases).toContain('worker');
       expect(w['restart']).toBe('on-failure');
     }
@@ -100,6 +109,7 @@ describe('Kubernetes manifests (deploy/k8s), validated offline', () => {
       [
         'ConfigMap/dptrain-job',
         'Deployment/dptrain-worker',
+        'Deployment/dptrain-worker-webgpu',
         'Job/dptrain-coordinator',
         'PersistentVolumeClaim/dptrain-data',
         'PersistentVolumeClaim/dptrain-runs',
@@ -113,21 +123,30 @@ describe('Kubernetes manifests (deploy/k8s), validated offline', () => {
     expect(checkManifests(manifests, external)).toEqual([]);
   });
 
-  it('workers ask for one GPU each and run the tensorflow backend', () => {
-    const deployment = manifests.find((m) => m.doc['kind'] === 'Deployment')!.doc as { spec: { template: { spec: { containers: { args: string[]; resources: { limits: Record<string, unknown> } }[] } } } };
-    const container = deployment.spec.template.spec.containers[0]!;
-    expect(container.resources.limits['nvidia.com/gpu']).toBe(1);
-    expect(container.args).toContain('--backend=tensorflow');
+  it('tensorflow workers ask for one GPU each; webgpu workers for as many GPUs as --devices, with the graphics capability', () => {
+    const container = (deployment: string) =>
+      (find(manifests, 'Deployment', deployment) as { spec: { template: { spec: { containers: { args: string[]; env?: { name: string; value: string }[]; resources: { limits: Record<string, unknown> } }[] } } } }).spec.template.spec.containers[0]!;
+    const cuda = container('dptrain-worker');
+    expect(cuda.resources.limits['nvidia.com/gpu']).toBe(1);
+    expect(cuda.args).toContain('--backend=tensorflow');
+    const webgpu = container('dptrain-worker-webgpu');
+    expect(webgpu.args).toContain('--backend=webgpu');
+    expect(webgpu.args).toContain(`--devices=${webgpu.resources.limits['nvidia.com/gpu']}`);
+    expect(webgpu.env?.find((e) => e.name === 'NVIDIA_DRIVER_CAPABILITIES')?.value).toContain('graphics');
   });
 
   const broken: [string, (docs: Manifest[]) => void, RegExp][] = [
-    ['replicas: "two"', (docs) => (find(docs, 'Deployment')['spec']['replicas'] = 'two'), /Deployment\/dptrain-worker.*replicas must be integer/],
+    ['replicas: "two"', (docs) => (find(docs, 'Deployment', 'dptrain-worker')['spec']['replicas'] = 'two'), /Deployment\/dptrain-worker.*replicas must be integer/],
+    ['--devices other than the GPUs the pod asks for', (docs) => {
+        const container = find(docs, 'Deployment', 'dptrain-worker-webgpu')['spec']['template']['spec']['containers'][0];
+        container['args'] = container['args'].map((a: string) => (a.startsWith('--devices=') ? '--devices=3' : a));
+      }, /--devices=3 runs 3 device process\(es\), but the container's nvidia.com\/gpu limit is 2/],
     ['a container without an image', (docs) => delete containers(docs, 'Job')[0]!['image'], /Job\/dptrain-coordinator: container coordinator has no image/],
     ['workers connecting to a Service that does not exist', (docs) => (find(docs, 'Service')['metadata']['name'] = 'trainer'), /connect.*dptrain-coordinator.*no Service/],
     ['a mount of an undefined volume', (docs) => (find(docs, 'Job')['spec']['template']['spec']['volumes'] = []), /volumeMount job.*no volume/],
     ['a job config with an unknown key', (docs) => (find(docs, 'ConfigMap')['data']['job.yaml'] += 'epochz: 3\n'), /ConfigMap\/dptrain-job: job.yaml.*epochz/],
-    ['a token file from a Secret nobody creates', (docs) => (find(docs, 'Deployment')['spec']['template']['spec']['volumes'][0]['secret']['secretName'] = 'token'), /Secret token, which no manifest defines/],
-    ['a wrong metrics port annotation', (docs) => (find(docs, 'Deployment')['spec']['template']['metadata']['annotations']['prometheus.io/port'] = '9999'), /prometheus.io\/port 9999/],
+    ['a token file from a Secret nobody creates', (docs) => (find(docs, 'Deployment', 'dptrain-worker')['spec']['template']['spec']['volumes'][0]['secret']['secretName'] = 'token'), /Secret token, which no manifest defines/],
+    ['a wrong metrics port annotation', (docs) => (find(docs, 'Deployment', 'dptrain-worker')['spec']['template']['metadata']['annotations']['prometheus.io/port'] = '9999'), /prometheus.io\/port 9999/],
   ];
   for (const [what, change, message] of broken) {
     it(`fails on ${what}`, () => {
@@ -139,7 +158,7 @@ describe('Kubernetes manifests (deploy/k8s), validated offline', () => {
 });
 
 describe('Dockerfiles', () => {
-  for (const name of ['Dockerfile', 'Dockerfile.gpu']) {
+  for (const name of ['Dockerfile', 'Dockerfile.gpu', 'Dockerfile.webgpu']) {
     const text = readFileSync(join(ROOT, 'deploy', name), 'utf8');
     it(`${name}: every COPY source from the build context exists, and the image runs as a non-root user`, () => {
       const sources = [...text.matchAll(/^COPY (?!--from)(.+)$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/).slice(0, -1));
@@ -148,7 +167,19 @@ describe('Dockerfiles', () => {
       expect(text).toMatch(/^USER node$/m);
       expect(text).toMatch(/npm ci --omit=dev/);
     });
+    it(`${name}: the build stage copies every folder and file tsconfig.build.json compiles (but the benchmarks)`, () => {
+      const include = (JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as { include: string[] }).include.filter((p) => p !== 'bench');
+      for (const p of include) expect(text, `${name}: COPY ${p}`).toMatch(new RegExp(`^COPY ${p.replace('.', '\\.')} ${p.replace('.', '\\.')}$`, 'm'));
+    });
   }
+
+  it('Dockerfile.webgpu: Mesa from bookworm-backports (Dawn refuses 22.3), the Vulkan loader, the graphics capability', () => {
+    const text = readFileSync(join(ROOT, 'deploy/Dockerfile.webgpu'), 'utf8');
+    expect(text).toMatch(/bookworm-backports main/);
+    expect(text).toMatch(/-t bookworm-backports mesa-vulkan-drivers/);
+    expect(text).toMatch(/libvulkan1/);
+    expect(text).toMatch(/NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics/);
+  });
 
   it('Dockerfile.gpu: CUDA 11.2 + cuDNN 8 base and the tfjs-node-gpu version package.json pins', () => {
     const text = readFileSync(join(ROOT, 'deploy/Dockerfile.gpu'), 'utf8');
@@ -165,8 +196,8 @@ describe('Dockerfiles', () => {
 });
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-function find(docs: Manifest[], kind: string): any {
-  return docs.find((m) => m.doc['kind'] === kind)!.doc;
+function find(docs: Manifest[], kind: string, name?: string): any {
+  return docs.find((m) => m.doc['kind'] === kind && (name === undefined || (m.doc['metadata'] as { name: string }).name === name))!.doc;
 }
 
 function containers(docs: Manifest[], kind: string): Record<string, unknown>[] {

@@ -53,6 +53,7 @@ interface Container {
   args?: string[];
   ports?: { name?: string; containerPort: number }[];
   volumeMounts?: { name: string; mountPath: string }[];
+  resources?: { limits?: Record<string, unknown>; requests?: Record<string, unknown> };
 }
 interface PodTemplate {
   metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
@@ -124,6 +125,12 @@ export function checkManifests(manifests: Manifest[], external: External = {}): 
         const secret = mount && volumes.get(mount.name)?.secret;
         const key = mount && tokenFile.slice(mount.mountPath.length + 1);
         if (!secret || !key || !secretKeys(secret.secretName).includes(key)) problems.push(`${where}: --token-file ${tokenFile} is not a key of a mounted Secret`);
+      }
+      const devices = flag('devices');
+      if (devices !== undefined) {
+        const wanted = /^\d+$/.test(devices) ? Number(devices) : devices.split(',').length;
+        const gpus = (c.resources?.limits as Record<string, unknown> | undefined)?.['nvidia.com/gpu'];
+        if (Number(gpus) !== wanted) problems.push(`${where}: --devices=${devices} runs ${wanted} device process(es), but the container's nvidia.com/gpu limit is ${gpus ?? 'unset'}`);
       }
       const metricsPort = flag('metrics-listen')?.split(':').pop();
       const annotated = template.metadata?.annotations?.['prometheus.io/port'];

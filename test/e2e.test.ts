@@ -108,7 +108,8 @@ describe('demo', () => {
     expect(stdout).toMatch(/Epoch 1\/5/);
     // threads: auto (the default) gives this small model one lane, in the coordinator's thread.
     expect(summary.threads).toBe(1);
-    expect(stdout).toMatch(/computing in the coordinator's thread on wasm \[threads: auto chose 1 of \d+ core\(s\): a step is ~1\.4 MFLOP/);
+    // backend auto says why it is wasm: no GPU here (a GPU machine would say which it took)
+    expect(stdout).toMatch(/computing in the coordinator's thread on wasm \(auto: no GPU \([^)]*\)\) \[threads: auto chose 1 of \d+ core\(s\): a step is ~1\.4 MFLOP/);
     const again = await reevaluate(out, readCsv(join(out, 'demo-data.csv')));
     expect(again.accuracy).toBeCloseTo(summary.test['accuracy']!, 6);
   }, 600_000);

@@ -208,7 +208,7 @@ async function startBackend(choice: BackendChoice, log: (line: string) => void):
   const backend = await initBackend(choice, (msg) => log(`note: ${msg}`));
   const report = backendReport();
   if (report.adapter) log(`backend ${choice}: ${backend} on ${report.adapter}`);
-  if (choice === 'auto') log(`backend auto: running on ${backend} (${report.reason ?? 'default'})`);
+  if (choice === 'auto') log(`backend auto: running on ${backend} (${report.reason?.replace(/^auto: /, '') ?? 'default'})`);
   if (report.adapter?.endsWith(', software')) log('note: a software adapter computes on the CPU, slower than wasm; it is for checking the WebGPU path where no GPU is at hand');
   const adapter = report.adapter ?? (choice === 'auto' ? report.reason : undefined);
   return { backend, ...(adapter ? { adapter } : {}), close: () => undefined };
@@ -226,7 +226,7 @@ async function startDevices(choice: BackendChoice, devices: readonly number[], l
     else if (new Set(names).size < names.length) log(`warning: adapters share a name (${names.join(', ')}): Dawn picks adapters by name, so these devices may share one GPU; run one worker per GPU (e.g. one container each) instead`);
   }
   const group = await DeviceGroup.start({ backend: choice, devices, log, ...(adapterNames ? { adapterNames } : {}) });
-  log(`${devices.length} device process(es) (${devices.join(', ')}) on ${group.backend}${group.adapter ? ` (${group.adapter})` : ''}`);
+  log(`${devices.length} device process(es) (${group.pids().map((p) => `device ${p.device}: pid ${p.pid}`).join(', ')}) on ${group.backend}${group.adapter ? ` (${group.adapter})` : ''}`);
   return {
     backend: group.backend,
     ...(group.adapter ? { adapter: group.adapter } : {}),

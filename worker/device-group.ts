@@ -10,6 +10,7 @@
  * node as lost).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { BackendChoice } from '../shared/backend-choice.js';
 import { WorkerError } from '../shared/errors.js';
@@ -43,7 +44,14 @@ export function deviceEnvironment(backend: BackendChoice, device: number, adapte
   return env;
 }
 
-const ENTRY = fileURLToPath(new URL('./device-process.js', import.meta.url));
+/** The device process's script: beside this file when built; dist's when run from source (tests). */
+function deviceEntry(): string {
+  for (const rel of ['./device-process.js', '../dist/worker/device-process.js']) {
+    const path = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(path)) return path;
+  }
+  throw new WorkerError('the device process entry dist/worker/device-process.js is missing: run `npm run build` first');
+}
 
 /** One device's process: requests by id, readiness, speed, the weights it holds. */
 class DeviceProcess {
@@ -80,7 +88,8 @@ class DeviceProcess {
     return new Promise((resolve, reject) => {
       this.pending.set(message.id, { resolve, reject });
       this.child.send(message, (err) => {
-        if (err) this.fail(`cannot send to it: ${err.message}`);
+        // a process that died is reported by its exit (with the signal or code) if that comes soon
+        if (err) setTimeout(() => this.fail(`cannot send to it: ${err.message}`), 2000).unref();
       });
     });
   }
@@ -112,7 +121,7 @@ class DeviceProcess {
   }
 
   private spawn(): ChildProcess {
-    const child = fork(ENTRY, [], { env: { ...process.env, ...this.env }, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(deviceEntry(), [], { env: { ...process.env, ...this.env }, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     child.on('message', (reply: DeviceReply) => this.receive(reply));
     child.on('exit', (code, signal) => {
       if (this.child === child) this.fail(signal ? `killed by ${signal}` : `exited with code ${code}`);
