@@ -5,7 +5,9 @@
  * software adapter (llvmpipe), the path CI tests, not a speed a GPU node would see. Writes
  * bench/backend-speed.json (with the adapter, the machine and the date).
  *
- *   node dist/bench/backend-speed.js [--backends webgpu,wasm,cpu] [--workloads b,c] [--repeats N] [--rounds R] [--out FILE]
+ *   node dist/bench/backend-speed.js [--backends webgpu,wasm,cpu] [--workloads b,c] [--skip cpu/c] [--repeats N] [--rounds R] [--out FILE]
+ *
+ * cpu/c is skipped by default: the cpu backend takes minutes per CNN step (BENCHMARKS.md, (c)).
  */
 import { spawn } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -77,14 +79,16 @@ const workloads = option('workloads', 'b,c').split(',') as WorkloadName[];
 const repeats = Number(option('repeats', '5'));
 const rounds = Number(option('rounds', '2'));
 const out = option('out', 'bench/backend-speed.json');
+const skip = new Set(option('skip', 'cpu/c').split(','));
 
 const results = new Map<string, Measured>();
 const errors: string[] = [];
 for (let round = 0; round < rounds; round++) {
   for (const workload of workloads) {
     for (const backend of round % 2 ? [...backends].reverse() : backends) {
-      const r = await child(backend, workload, repeats);
       const key = `${backend}/${workload}`;
+      if (skip.has(key)) continue;
+      const r = await child(backend, workload, repeats);
       if ('error' in r) {
         errors.push(`${key}: ${r.error}`);
         continue;

@@ -6,13 +6,15 @@
  * One process at a time (nothing else should run meanwhile), then BENCHMARKS.md (machine,
  * versions, date, tables, targets, bench/NOTES.md) and bench/results.json (raw numbers).
  *
- *   node dist/bench/run.js [--quick] [--workload a|b|c] [--merge bench/results.json] [--out DIR]
+ *   node dist/bench/run.js [--quick] [--workload a|b|c|backends] [--merge bench/results.json] [--out DIR]
  *   node dist/bench/run.js --render bench/results.json   (rewrite BENCHMARKS.md from saved numbers)
  *
  * --quick: few steps per case (checks the harness; the numbers mean little).
  * --merge FILE: keep FILE's results of the workloads not measured now (each workload says when
  * and on what it was measured).
  * Workload (c), the MNIST CNN, also runs bench/mnist_cnn_torch.py where python3 has torch.
+ * A full run (no --workload) or --workload backends also runs bench/backend-speed.ts: one
+ * gradient step of (b) and (c) per backend, webgpu included (bench/backend-speed.json).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -273,10 +275,38 @@ function markdown(results: Results): string {
       );
     }
   }
+  out.push(...backendSpeedSection());
   out.push('## Targets (issue #7)', '', '| target | wanted | measured | |', '|---|---|---|---|', ...targets(results), '');
   const notes = join(ROOT, 'bench', 'NOTES.md');
   if (existsSync(notes)) out.push(readFileSync(notes, 'utf8').trim(), '');
   return `${out.join('\n')}\n`;
+}
+
+interface BackendSpeed {
+  readonly date: string;
+  readonly machine: string;
+  readonly rows: { backend: string; adapter?: string; workload: string; batch: number; medianMs: number; minMs: number; maxMs: number; samplesPerSecond: number; steps: number }[];
+  readonly errors: string[];
+}
+
+/** The backends table from bench/backend-speed.json (bench/backend-speed.ts), where it exists. */
+function backendSpeedSection(): string[] {
+  const file = join(ROOT, 'bench', 'backend-speed.json');
+  if (!existsSync(file)) return [];
+  const r = JSON.parse(readFileSync(file, 'utf8')) as BackendSpeed;
+  const adapters = [...new Set(r.rows.flatMap((x) => (x.adapter ? [x.adapter] : [])))];
+  return [
+    `## Backends: one gradient step (bench/backend-speed.ts; ${r.date.slice(0, 16).replace('T', ' ')} UTC, ${r.machine})`,
+    '',
+    'Each backend in a fresh process, rounds interleaved; the engine gradient of one global batch (no optimizer, no transport). ' +
+      `webgpu ran on ${adapters.join(', ') || 'no adapter'}${adapters.some((a) => a.endsWith('software')) ? ': a software renderer on the CPU, the code path CI tests, not a GPU speed' : ''}.`,
+    '',
+    '| workload | backend | samples/s | median ms (min-max) | steps |',
+    '|---|---|---|---|---|',
+    ...r.rows.map((x) => `| (${x.workload}) batch ${x.batch} | ${x.backend} | ${x.samplesPerSecond.toFixed(0)} | ${x.medianMs.toFixed(1)} (${x.minMs.toFixed(1)}-${x.maxMs.toFixed(1)}) | ${x.steps} |`),
+    ...(r.errors.length ? ['', ...r.errors.map((e) => `Not measured: ${e}`)] : []),
+    '',
+  ];
 }
 
 async function main(): Promise<void> {
@@ -287,6 +317,12 @@ async function main(): Promise<void> {
     return;
   }
   const quick = values.quick === true;
+  if (values.workload === 'backends') {
+    const r = spawnSync(process.execPath, [fileURLToPath(new URL('./backend-speed.js', import.meta.url))], { stdio: 'inherit', cwd: ROOT });
+    if (r.status !== 0) throw new Error(`backend-speed exited ${r.status}`);
+    writeFileSync(join(values.out ?? ROOT, 'BENCHMARKS.md'), markdown(JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results));
+    return;
+  }
   const only = values.workload as WorkloadName | undefined;
   if (only && !(only in WORKLOADS)) throw new Error(`--workload must be a, b or c, got ${only}`);
   const outDir = values.out ?? ROOT;
@@ -335,6 +371,10 @@ async function main(): Promise<void> {
       const failed = parts.find((p): p is { error: string } => 'error' in p);
       results.cases.push(failed ? { workload: g.workload, config, backend: g.backend, warmupSteps: g.warmupSteps, repeats: g.repeats, stepsPerRepeat: g.stepsPerRepeat, error: failed.error } : mergePasses(parts as CaseResult[]));
     }
+  }
+  if (!quick && only === undefined) {
+    console.error('backends: one gradient step per backend ...');
+    spawnSync(process.execPath, [fileURLToPath(new URL('./backend-speed.js', import.meta.url))], { stdio: 'inherit', cwd: ROOT });
   }
   if (plan(quick, only).some((g) => g.workload === 'c')) {
     console.error('(c) PyTorch on the same machine ...');

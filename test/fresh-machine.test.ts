@@ -36,3 +36,31 @@ describe('without the Telco file', () => {
     expect(r.out).toContain('DPTRAIN_REQUIRE_TELCO=1 but /nonexistent/telco-customer-churn.csv is missing');
   }, 120_000);
 });
+
+/** The WebGPU test files on a machine without a Vulkan driver (the loader finds no ICD). */
+function vitestWithoutVulkan(env: Record<string, string>): { status: number | null; out: string } {
+  const rest = { ...process.env };
+  delete rest['DPTRAIN_REQUIRE_WEBGPU'];
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', 'test/webgpu.test.ts'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...rest, VK_ICD_FILENAMES: '/nonexistent/icd.json', VK_DRIVER_FILES: '/nonexistent/icd.json', ...env },
+    timeout: 120_000,
+  });
+  return { status: r.status, out: r.stdout + r.stderr };
+}
+
+describe('without a Vulkan driver', () => {
+  it('the WebGPU tests skip, saying what to install, and the run passes', () => {
+    const r = vitestWithoutVulkan({});
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toMatch(/skipped/);
+    expect(r.out).toMatch(/no WebGPU adapter here: WebGPU found no adapter on this machine\. WebGPU on Linux runs on Vulkan/);
+  }, 120_000);
+
+  it('with DPTRAIN_REQUIRE_WEBGPU=1 (CI) the run fails', () => {
+    const r = vitestWithoutVulkan({ DPTRAIN_REQUIRE_WEBGPU: '1' });
+    expect(r.status).not.toBe(0);
+    expect(r.out).toContain('DPTRAIN_REQUIRE_WEBGPU=1 but no WebGPU adapter here');
+  }, 120_000);
+});

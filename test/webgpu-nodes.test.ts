@@ -1,6 +1,7 @@
 /**
  * Worker nodes on the webgpu backend take part in training with the core guarantee: a job with a
- * coordinator thread (wasm) and a node on webgpu, and a node with `--devices 2` on webgpu, give
+ * coordinator thread (wasm) and a node on webgpu, two coordinator threads on webgpu (Dawn runs
+ * in Piscina threads), and a node with `--devices 2` on webgpu, give
  * the weights of one process (cpu, stock tfjs) within float32 rounding. On Mesa's software
  * adapter where there is no GPU (CI installs it and requires these tests: DPTRAIN_REQUIRE_WEBGPU).
  * And `--devices 2` on wasm: the node's two device processes, one killed mid-run, one gradient
@@ -13,7 +14,8 @@ import { prepareJobData } from '../coordinator/job.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readCsv } from '../shared/data/csv.js';
-import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneDevice, runWithOneNode, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneDevice, runWithOneNode, spawnNode, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { COORDINATOR_BIN } from './helpers.js';
 import { referenceWeights } from './reference.js';
 import { webgpuAvailable } from './webgpu-helpers.js';
 
@@ -60,6 +62,18 @@ describe.skipIf(!available.ok)(`worker nodes on webgpu (${available.ok ? availab
     const node = summary.participants.find((p) => p.kind === 'node')!;
     expect(node.backend).toBe('webgpu');
     expect(node.samples).toBeGreaterThan(0);
+    expect(maxAbsDiff(readRunWeights(job.out), await referenceWeights(job.config, job.dataset))).toBeLessThan(WEBGPU_TOLERANCE);
+  });
+
+  it('2 coordinator threads on webgpu (Dawn inside Piscina threads): the weights of one process', async () => {
+    const job = denseJob({ threads: 2, backend: 'webgpu' });
+    const coordinator = track(spawnNode('coordinator', COORDINATOR_BIN, ['start', '--config', job.configFile, '--out', job.out]));
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    expect(coordinator.output).toMatch(/2 thread\(s\) on webgpu \(\S/);
+    expect(readSummary(job.out).participants.map((p) => [p.kind, p.backend])).toEqual([
+      ['thread', 'webgpu'],
+      ['thread', 'webgpu'],
+    ]);
     expect(maxAbsDiff(readRunWeights(job.out), await referenceWeights(job.config, job.dataset))).toBeLessThan(WEBGPU_TOLERANCE);
   });
 

@@ -51,6 +51,21 @@ describe('worker start', { timeout: 600_000 }, () => {
     },
   );
 
+  it('--backend webgpu without a Vulkan driver says what to install and exits 1', () => {
+    const r = worker(['start', '--connect', 'ws://127.0.0.1:9', '--backend', 'webgpu'], { DPTRAIN_TOKEN: TOKEN, VK_ICD_FILENAMES: '/nonexistent/icd.json', VK_DRIVER_FILES: '/nonexistent/icd.json' });
+    expect(r.status).toBe(1);
+    expect(r.out).toMatch(/error \[E_BACKEND\]: WebGPU found no adapter on this machine/);
+    expect(r.out).toContain("install the GPU's Vulkan driver");
+    expect(r.out).toContain('NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics');
+    expect(r.out).toContain('apt-get install -t bookworm-backports mesa-vulkan-drivers');
+  });
+
+  it('--devices: a count or a list of ids, checked', () => {
+    expect(worker(['start', '--connect', 'ws://127.0.0.1:9', '--devices', '0'], { DPTRAIN_TOKEN: TOKEN }).out).toContain('--devices must be a count (2) or a list of device ids (0,2), got "0"');
+    expect(worker(['start', '--connect', 'ws://127.0.0.1:9', '--devices', '1,1'], { DPTRAIN_TOKEN: TOKEN }).out).toContain('got "1,1"');
+    expect(worker(['start', '--connect', 'ws://127.0.0.1:9', '--devices', 'two'], { DPTRAIN_TOKEN: TOKEN }).out).toContain('got "two"');
+  });
+
   it('needs a token from a file or DPTRAIN_TOKEN, and a usable one', () => {
     const env = { DPTRAIN_TOKEN: '' };
     const none = spawnSync(process.execPath, [WORKER_BIN, 'start', '--connect', 'ws://127.0.0.1:9'], {
