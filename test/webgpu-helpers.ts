@@ -13,5 +13,6 @@ export async function webgpuAvailable(): Promise<{ ok: true; adapter: string } |
   if (r.status === 0 && adapter) return { ok: true, adapter };
   const why = `no WebGPU adapter here: ${(r.stderr.match(/error \[\w+\]: (.*)/)?.[1] ?? r.stderr.trim()).slice(0, 300)}`;
   if (process.env['DPTRAIN_REQUIRE_WEBGPU'] === '1') throw new Error(`DPTRAIN_REQUIRE_WEBGPU=1 but ${why}`);
+  console.warn(`skipping the WebGPU tests: ${why}`);
   return { ok: false, why };
 }
