@@ -103,7 +103,9 @@ async function startAuto(onFallback?: (message: string) => void): Promise<void> 
   if (isMainThread) {
     if (hasNvidiaDriver()) {
       try {
-        await import('@tensorflow/tfjs-node-gpu');
+        // a variable: an optional package that may be absent (tsc must not resolve it)
+        const tfjsNodeGpu = '@tensorflow/tfjs-node-gpu';
+        await import(tfjsNodeGpu);
         if (await tf.setBackend('tensorflow')) {
           autoReason = 'auto: an NVIDIA driver and @tensorflow/tfjs-node-gpu';
           return;

@@ -114,6 +114,16 @@ describe('a node\'s device processes', { timeout: 120_000 }, () => {
     expect(maxRelDiff((await engine.gradient(x, y, 48, undefined, undefined, rows)).gradient, (await oneEngine(s, weights)).gradient)).toBeLessThan(1e-5);
   });
 
+  it('an error a device\'s engine reports (it still runs) fails the step, naming the device, instead of going round the others', async () => {
+    const s = spec([{ type: 'maxPooling2d', poolSize: 2 }]);
+    const g = await group();
+    const engine = g.engine(s);
+    engine.setWeights(initialWeights(weightLayout(s), new Rng(5)));
+    // rows of 3 values for a model of 64 inputs
+    await expect(engine.gradient(new Float32Array(48 * 3), y, 48)).rejects.toThrow(/^device \d: .*shape/);
+    expect(g.pids()).toHaveLength(2);
+  });
+
   it('with every device lost, the step fails saying so', async () => {
     const s = spec([{ type: 'maxPooling2d', poolSize: 2 }]);
     const g = await DeviceGroup.start({ backend: 'wasm', devices: [0, 1], log: () => undefined, restarts: 0 });

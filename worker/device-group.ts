@@ -271,8 +271,9 @@ export class DeviceGroup {
         try {
           return await this.run(device, share, batch, rows, kind);
         } catch (err) {
-          if (this.closed) throw err;
-          // the device is gone (or failed): its samples go to the others, in this step
+          // an error its engine reported (the device still runs) would recur anywhere: the step fails
+          if (this.closed || device.alive) throw err;
+          // the device is gone: its samples go to the others, in this step
           this.options.log(`${(err as Error).message}; its ${share.length} sample(s) of this ${kind === 'gradient' ? 'step' : 'evaluation'} go to the other devices`);
           return this.computePart(share, batch, parameters, rows, kind);
         }
@@ -291,8 +292,14 @@ export class DeviceGroup {
       ready = this.live().filter((p) => p.ready);
       if (ready.length === 0) throw new WorkerError('no device of this node could be started again');
     }
-    await Promise.all(ready.map((p) => this.prepare(p)));
-    return ready;
+    // a device lost while it is given the job or weights is left out of this split
+    const prepared = await Promise.allSettled(ready.map((p) => this.prepare(p)));
+    const usable = ready.filter((p, i) => prepared[i]!.status === 'fulfilled' && p.alive);
+    if (usable.length === 0) {
+      const reason = prepared.find((r): r is PromiseRejectedResult => r.status === 'rejected')?.reason as Error | undefined;
+      throw new WorkerError(`no device of this node could take the job${reason ? `: ${reason.message}` : ''}`);
+    }
+    return usable;
   }
 
   /** Gives a device the current job and weights where it lacks them. */
