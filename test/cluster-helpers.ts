@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Packr } from 'msgpackr';
 import WebSocket from 'ws';
-import { expect } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import { stringify } from 'yaml';
 import type { Summary } from '../coordinator/job.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
@@ -84,6 +84,15 @@ export class Proc {
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.child.exitCode === null) this.child.kill(signal);
   }
+}
+
+/** `track`: registers a process a test starts; every one is killed after its test. Call at file or describe level. */
+export function trackProcesses(): (p: Proc) => Proc {
+  const procs: Proc[] = [];
+  afterEach(() => {
+    for (const p of procs.splice(0)) p.kill();
+  });
+  return (p) => (procs.push(p), p);
 }
 
 export function spawnNode(name: string, bin: string, args: string[], env: Record<string, string> = {}): Proc {

@@ -8,23 +8,19 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { prepareJobData } from '../coordinator/job.js';
 import { loadSavedModel } from '../coordinator/saved-model.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readCsv } from '../shared/data/csv.js';
-import { jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneDevice, runKillingOneOfTwoNodes, runWithOneNode, type Proc } from './cluster-helpers.js';
+import { jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneDevice, runKillingOneOfTwoNodes, runWithOneNode, trackProcesses } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
 import { referenceWeights } from './reference.js';
 import { trainOnLanes } from './thread-runs.js';
 
-const procs: Proc[] = [];
-const track = (p: Proc): Proc => (procs.push(p), p);
-afterEach(() => {
-  for (const p of procs.splice(0)) p.kill();
-});
+const track = trackProcesses();
 
 beforeAll(async () => {
   await initBackend('cpu');

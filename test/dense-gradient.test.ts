@@ -11,16 +11,7 @@ import { ACTIVATIONS, LOSSES, type ActivationName, type LossName, type ModelSpec
 import { Transposer } from '../shared/math/wasm/transpose-kernel.js';
 import { DenseGradientEngine } from '../compute/dense-gradient.js';
 import { TapeGradientEngine } from '../compute/gradient.js';
-
-function relClose(a: Float32Array, b: Float32Array): number {
-  let scale = 0;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i]!));
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-  }
-  return diff / Math.max(scale, 1e-12);
-}
+import { maxRelativeDiff } from './thread-runs.js';
 
 async function compare(hidden: ActivationName, output: ActivationName, loss: LossName, units: number, useBias = true): Promise<void> {
   const spec: ModelSpec = {
@@ -46,7 +37,7 @@ async function compare(hidden: ActivationName, output: ActivationName, loss: Los
   expect(() => dense.setWeights(weights.subarray(1))).toThrow(`weights have ${weights.length - 1} values, the model has ${weights.length}`);
   const a = await dense.gradient(x, y, n);
   const b = await tape.gradient(x, y, n);
-  expect(relClose(a.gradient, b.gradient)).toBeLessThan(2e-5);
+  expect(maxRelativeDiff(a.gradient, b.gradient)).toBeLessThan(2e-5);
   // into a given array (a thread's result packet): the same values, in that array
   for (const engine of [dense, tape]) {
     const out = new Float32Array(weights.length);
@@ -59,7 +50,7 @@ async function compare(hidden: ActivationName, output: ActivationName, loss: Los
   const ea = await dense.evaluate(x, y, n);
   const eb = await tape.evaluate(x, y, n);
   expect(ea.lossSum).toBeCloseTo(eb.lossSum, 4);
-  expect(relClose((await dense.predict(x, n)), (await tape.predict(x, n)))).toBeLessThan(1e-5);
+  expect(maxRelativeDiff((await dense.predict(x, n)), (await tape.predict(x, n)))).toBeLessThan(1e-5);
   dense.dispose();
   tape.dispose();
 }
@@ -152,7 +143,7 @@ describe('DenseGradientEngine transposes', () => {
       for (const [k, { weights, x, y }] of batches(oddSpec, 3, 29).entries()) {
         dense.setWeights(weights);
         tape.setWeights(weights);
-        expect(relClose((await dense.gradient(x, y, 29)).gradient, (await tape.gradient(x, y, 29)).gradient), `step ${k}`).toBeLessThan(2e-5);
+        expect(maxRelativeDiff((await dense.gradient(x, y, 29)).gradient, (await tape.gradient(x, y, 29)).gradient), `step ${k}`).toBeLessThan(2e-5);
       }
       dense.dispose();
       tape.dispose();

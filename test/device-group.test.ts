@@ -14,6 +14,7 @@ import type { ModelSpec } from '../shared/model/spec.js';
 import { modelSpec } from '../coordinator/fit/trainer.js';
 import { DeviceGroup, deviceEnvironment } from '../worker/device-group.js';
 import { SIDE, strokes } from './strokes.js';
+import { maxRelativeDiff } from './thread-runs.js';
 
 const groups: DeviceGroup[] = [];
 afterEach(() => {
@@ -51,16 +52,6 @@ async function oneEngine(s: ModelSpec, weights: Float32Array): Promise<{ gradien
   return { gradient: r.gradient.slice(), lossSum: r.lossSum };
 }
 
-function maxRelDiff(a: Float32Array, b: Float32Array): number {
-  let scale = 0;
-  let diff = 0;
-  b.forEach((v, i) => {
-    scale = Math.max(scale, Math.abs(v));
-    diff = Math.max(diff, Math.abs(a[i]! - v));
-  });
-  return diff / scale;
-}
-
 async function group(log: string[] = []): Promise<DeviceGroup> {
   const g = await DeviceGroup.start({ backend: 'wasm', devices: [0, 1], log: (l) => log.push(l) });
   groups.push(g);
@@ -84,12 +75,12 @@ describe('a node\'s device processes', { timeout: 120_000 }, () => {
     const r = await engine.gradient(x, y, 48, undefined, undefined, rows);
     const one = await oneEngine(s, weights);
     expect(r.count).toBe(48);
-    expect(maxRelDiff(r.gradient, one.gradient)).toBeLessThan(1e-5);
+    expect(maxRelativeDiff(r.gradient, one.gradient)).toBeLessThan(1e-5);
     expect(r.lossSum).toBeCloseTo(one.lossSum, 4);
     // a second step with new weights reaches both devices
     const next = weights.map((v) => v * 0.9);
     engine.setWeights(next);
-    expect(maxRelDiff((await engine.gradient(x, y, 48, undefined, undefined, rows)).gradient, (await oneEngine(s, next)).gradient)).toBeLessThan(1e-5);
+    expect(maxRelativeDiff((await engine.gradient(x, y, 48, undefined, undefined, rows)).gradient, (await oneEngine(s, next)).gradient)).toBeLessThan(1e-5);
   });
 
   it('a device killed while it computes: its samples are recomputed by the other in the same call; it is restarted for later calls', async () => {
@@ -105,13 +96,13 @@ describe('a node\'s device processes', { timeout: 120_000 }, () => {
     process.kill(victim, 'SIGKILL');
     const r = await pending;
     expect(r.count).toBe(48);
-    expect(maxRelDiff(r.gradient, (await oneEngine(s, weights)).gradient)).toBeLessThan(1e-5);
+    expect(maxRelativeDiff(r.gradient, (await oneEngine(s, weights)).gradient)).toBeLessThan(1e-5);
     expect(log.join('\n')).toMatch(/device 1 lost \(killed by SIGKILL\); 1 of 2 device\(s\) left; restarting it/);
     expect(log.join('\n')).toMatch(/its \d+ sample\(s\) of this step go to the other devices/);
     // restarted: back to two live devices, and still the same gradient
     await new Promise((resolve) => setTimeout(resolve, 3000));
     expect(g.pids().map((p) => p.device)).toEqual([0, 1]);
-    expect(maxRelDiff((await engine.gradient(x, y, 48, undefined, undefined, rows)).gradient, (await oneEngine(s, weights)).gradient)).toBeLessThan(1e-5);
+    expect(maxRelativeDiff((await engine.gradient(x, y, 48, undefined, undefined, rows)).gradient, (await oneEngine(s, weights)).gradient)).toBeLessThan(1e-5);
   });
 
   it('an error a device\'s engine reports (it still runs) fails the step, naming the device, instead of going round the others', async () => {

@@ -6,11 +6,11 @@
  * worker node processes (one killed with SIGKILL), the weights of one process of ours.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { prepareJobData } from '../coordinator/job.js';
 import { readCsv } from '../shared/data/csv.js';
-import { jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithOneNode, type Proc } from './cluster-helpers.js';
+import { jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithOneNode, trackProcesses } from './cluster-helpers.js';
 import { modelSpec } from '../coordinator/fit/trainer.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 import { checkAgainstData } from '../coordinator/validate.js';
@@ -82,11 +82,7 @@ describe('embedding models, data-parallel', () => {
 });
 
 describe('an embedding model over worker node processes', { timeout: 600_000 }, () => {
-  const procs: Proc[] = [];
-  const track = (p: Proc): Proc => (procs.push(p), p);
-  afterEach(() => {
-    for (const p of procs.splice(0)) p.kill();
-  });
+  const track = trackProcesses();
 
   /** 2,000 sentences as CSV (t0..t5, y): 1,600 train, 2 epochs of 32 = 100 steps. */
   function sentenceJob(cluster: Record<string, unknown>) {

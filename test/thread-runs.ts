@@ -24,6 +24,18 @@ export async function trainOnLanes(config: JobConfig, dataset: Dataset, threads:
   }
 }
 
+/** The largest difference relative to the largest magnitude of the reference `b`. */
+export function maxRelativeDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let scale = 0;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) {
+    scale = Math.max(scale, Math.abs(b[i]!));
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+  }
+  return diff / Math.max(scale, 1e-12);
+}
+
 export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   expect(a.length).toBe(b.length);
   let m = 0;

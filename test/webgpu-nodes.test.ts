@@ -7,25 +7,21 @@
  * And `--devices 2` on wasm: the node's two device processes, one killed mid-run, one gradient
  * per step to the coordinator, the weights of one process.
  */
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { prepareJobData } from '../coordinator/job.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readCsv } from '../shared/data/csv.js';
-import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneDevice, runWithOneNode, spawnNode, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneDevice, runWithOneNode, spawnNode, startCoordinator, startWorker, trackProcesses } from './cluster-helpers.js';
 import { COORDINATOR_BIN } from './helpers.js';
 import { referenceWeights } from './reference.js';
 import { webgpuAvailable } from './webgpu-helpers.js';
 
 const available = await webgpuAvailable();
 
-const procs: Proc[] = [];
-const track = (p: Proc): Proc => (procs.push(p), p);
-afterEach(() => {
-  for (const p of procs.splice(0)) p.kill();
-});
+const track = trackProcesses();
 
 beforeAll(async () => {
   await initBackend('cpu');

@@ -20,6 +20,7 @@ import type { BatchRows } from '../shared/model/row-layers.js';
 import { modelSpec } from '../coordinator/fit/trainer.js';
 import { validateConfig } from '../shared/config/load.js';
 import { webgpuAvailable } from './webgpu-helpers.js';
+import { maxRelativeDiff } from './thread-runs.js';
 
 const available = await webgpuAvailable();
 
@@ -92,17 +93,6 @@ async function gradientOn(backend: 'cpu' | 'webgpu', spec: ModelSpec, engine: En
   return { gradient: r.gradient.slice(), lossSum: r.lossSum, metricSums: r.metricSums };
 }
 
-/** Largest difference relative to the largest magnitude of the reference. */
-function relativeError(a: Float32Array, b: Float32Array): number {
-  let scale = 0;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i]!));
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-  }
-  return diff / scale;
-}
-
 /** The stated tolerance: float32 with another order of summation (GPU reductions are tiled). */
 const TOLERANCE = 1e-5;
 
@@ -124,18 +114,18 @@ describe.skipIf(!available.ok)(`webgpu gradients equal cpu's (${available.ok ? '
   it('Dense 784-64-32-10 (the dense engine): gradient, loss and accuracy sums', async () => {
     const cpu = await gradientOn('cpu', DENSE, 'dense', data.x, data.y, batch);
     const gpu = await gradientOn('webgpu', DENSE, 'dense', data.x, data.y, batch);
-    expect(relativeError(gpu.gradient, cpu.gradient)).toBeLessThan(TOLERANCE);
+    expect(maxRelativeDiff(gpu.gradient, cpu.gradient)).toBeLessThan(TOLERANCE);
     expect(gpu.lossSum).toBeCloseTo(cpu.lossSum, 3);
     expect(gpu.metricSums).toEqual(cpu.metricSums);
     // the tape engine too (tfjs-layers' Dense through tf.variableGrads)
     const tape = await gradientOn('webgpu', DENSE, 'tape', data.x, data.y, batch);
-    expect(relativeError(tape.gradient, cpu.gradient)).toBeLessThan(TOLERANCE);
+    expect(maxRelativeDiff(tape.gradient, cpu.gradient)).toBeLessThan(TOLERANCE);
   });
 
   it('the CNN (conv, max-pool, conv, max-pool, dense): every gradient entry', async () => {
     const cpu = await gradientOn('cpu', CNN, 'tape', data.x, data.y, batch);
     const gpu = await gradientOn('webgpu', CNN, 'tape', data.x, data.y, batch);
-    expect(relativeError(gpu.gradient, cpu.gradient)).toBeLessThan(TOLERANCE);
+    expect(maxRelativeDiff(gpu.gradient, cpu.gradient)).toBeLessThan(TOLERANCE);
     expect(gpu.lossSum).toBeCloseTo(cpu.lossSum, 3);
   });
 
@@ -147,7 +137,7 @@ describe.skipIf(!available.ok)(`webgpu gradients equal cpu's (${available.ok ? '
     for (const e of layout.entries) {
       const a = gpu.gradient.subarray(e.offset, e.offset + e.size);
       const b = cpu.gradient.subarray(e.offset, e.offset + e.size);
-      expect(relativeError(a, b), e.name).toBeLessThan(TOLERANCE);
+      expect(maxRelativeDiff(a, b), e.name).toBeLessThan(TOLERANCE);
     }
     expect(tf.getBackend()).toBe('webgpu');
   });

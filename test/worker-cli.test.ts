@@ -6,15 +6,11 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { TOKEN, WORKER_BIN, coordinatorUrl, jobFolder, readSummary, spawnNode, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { describe, expect, it } from 'vitest';
+import { TOKEN, WORKER_BIN, coordinatorUrl, jobFolder, readSummary, spawnNode, startCoordinator, startWorker, trackProcesses } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
 
-const procs: Proc[] = [];
-const track = (p: Proc): Proc => (procs.push(p), p);
-afterEach(() => {
-  for (const p of procs.splice(0)) p.kill();
-});
+const track = trackProcesses();
 
 function worker(args: string[], env: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, [WORKER_BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } });

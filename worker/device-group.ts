@@ -56,6 +56,8 @@ function deviceEntry(): string {
 /** One device's process: requests by id, readiness, speed, the weights it holds. */
 class DeviceProcess {
   readonly speed = new SpeedModel();
+  /** Restarts left after it dies. */
+  restartsLeft = 0;
   ready = false;
   alive = true;
   backend = '';
@@ -182,7 +184,6 @@ interface PartResult {
 
 export class DeviceGroup {
   private readonly processes: DeviceProcess[];
-  private readonly restartsLeft = new Map<DeviceProcess, number>();
   private closed = false;
   /** The job the devices run now, and its version (a new job each time the node gets one). */
   private spec: ModelSpec | undefined;
@@ -191,15 +192,14 @@ export class DeviceGroup {
   private weightsVersion = -1;
 
   private constructor(private readonly options: DeviceGroupOptions) {
-    const restarts = options.restarts ?? 3;
     this.processes = options.devices.map((d) => new DeviceProcess(d, deviceEnvironment(options.backend, d, options.adapterNames), (p, why) => this.lost(p, why)));
-    for (const p of this.processes) this.restartsLeft.set(p, restarts);
   }
 
   /** Starts one process per device and waits for their backends; fails only if none starts. */
   static async start(options: DeviceGroupOptions): Promise<DeviceGroup> {
     if (options.devices.length === 0) throw new WorkerError('--devices names no device');
-    const group = new DeviceGroup({ ...options, restarts: 0 });
+    // no restarts while starting: a device whose backend does not start is left out
+    const group = new DeviceGroup(options);
     const results = await Promise.allSettled(group.processes.map((p) => p.whenReady()));
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
     if (failures.length === results.length) {
@@ -207,7 +207,7 @@ export class DeviceGroup {
       throw new WorkerError(`no device process started: ${failures.join('; ')}`);
     }
     for (const f of failures) options.log(`warning: ${f}; going on with the others`);
-    for (const p of group.processes) group.restartsLeft.set(p, options.restarts ?? 3);
+    for (const p of group.processes) p.restartsLeft = options.restarts ?? 3;
     return group;
   }
 
@@ -218,10 +218,6 @@ export class DeviceGroup {
 
   get adapter(): string | undefined {
     return this.live()[0]?.adapter;
-  }
-
-  get size(): number {
-    return this.processes.length;
   }
 
   /** Live devices' ids and pids (tests kill one). */
@@ -368,11 +364,11 @@ export class DeviceGroup {
 
   private lost(p: DeviceProcess, why: string): void {
     if (this.closed) return;
-    const left = this.restartsLeft.get(p) ?? 0;
+    const left = p.restartsLeft;
     const others = this.live().length;
     this.options.log(`device ${p.device} lost (${why}); ${others} of ${this.processes.length} device(s) left${left > 0 ? `; restarting it (${left} restart(s) left)` : ''}`);
     if (left > 0) {
-      this.restartsLeft.set(p, left - 1);
+      p.restartsLeft = left - 1;
       setTimeout(() => {
         if (!this.closed) p.restart();
       }, 500).unref();
