@@ -9,10 +9,13 @@
  * The transposes themselves (a weight kernel, two activations and, for the bias gradients, each
  * layer's error per step) go through a WebAssembly SIMD kernel on wasm: tfjs's wasm Transpose
  * is several times slower than the kernel with its copies (bench/kernels.ts, BENCHMARKS.md).
+ * On the native backend a large product takes its transposes as flags instead (onnxruntime's
+ * Gemm folds them in at no cost), and no transposed copy is made.
  *
  * Checked against the stock tape gradients (TapeGradientEngine) for every activation and loss.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { foldsTransposes } from '../shared/backend.js';
 import { ModelError } from '../shared/errors.js';
 import { Transposer } from '../shared/math/wasm/transpose-kernel.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
@@ -74,7 +77,8 @@ interface DenseParams {
   readonly kernelOffset: number;
   readonly biasOffset: number;
   kernel: tf.Tensor2D;
-  kernelT: tf.Tensor2D;
+  /** The kernel transposed, made on first use after each setWeights (none where products fold transposes). */
+  kernelT: tf.Tensor2D | undefined;
   bias: tf.Tensor1D | undefined;
 }
 
@@ -108,7 +112,7 @@ export class DenseGradientEngine implements BatchEngine {
       const alpha = layer.alpha ?? 0.3;
       const kernelOffset = this.layout.entries[entry++]!.offset;
       const biasOffset = layer.useBias ? this.layout.entries[entry++]!.offset : -1;
-      return { spec: layer, alpha, kernelOffset, biasOffset, kernel: tf.zeros([1, 1]), kernelT: tf.zeros([1, 1]), bias: undefined };
+      return { spec: layer, alpha, kernelOffset, biasOffset, kernel: tf.zeros([1, 1]), kernelT: undefined, bias: undefined };
     });
     this.staging = new Float32Array(this.layout.size);
     this.setWeights(this.staging);
@@ -117,7 +121,7 @@ export class DenseGradientEngine implements BatchEngine {
   setWeights(flat: Float32Array): void {
     if (flat.length !== this.layout.size) throw new RangeError(`weights have ${flat.length} values, the model has ${this.layout.size}`);
     // The old tensors go first: on the cpu backend a tensor keeps the array it was made from.
-    for (const layer of this.layers) tf.dispose([layer.kernel, layer.kernelT, ...(layer.bias ? [layer.bias] : [])]);
+    for (const layer of this.layers) this.disposeLayer(layer);
     if (flat !== this.staging) this.staging.set(flat);
     let e = 0;
     for (const layer of this.layers) {
@@ -125,12 +129,27 @@ export class DenseGradientEngine implements BatchEngine {
       const [fanIn, units] = k.shape as [number, number];
       const values = this.staging.subarray(k.offset, k.offset + k.size);
       layer.kernel = tf.tensor2d(values, [fanIn, units]);
-      layer.kernelT = this.transposeValues(values, fanIn, units) ?? tf.transpose(layer.kernel);
+      layer.kernelT = undefined;
       if (layer.spec.useBias) {
         const b = this.layout.entries[e++]!;
         layer.bias = tf.tensor1d(this.staging.subarray(b.offset, b.offset + b.size));
       } else layer.bias = undefined;
     }
+  }
+
+  private disposeLayer(layer: DenseParams): void {
+    tf.dispose([layer.kernel, ...(layer.kernelT ? [layer.kernelT] : []), ...(layer.bias ? [layer.bias] : [])]);
+    layer.kernelT = undefined;
+  }
+
+  /** The layer's kernel transposed (kept until the next setWeights, outside any tidy). */
+  private transposedKernel(layer: DenseParams): tf.Tensor2D {
+    if (!layer.kernelT) {
+      const [fanIn, units] = layer.kernel.shape;
+      const values = this.staging.subarray(layer.kernelOffset, layer.kernelOffset + fanIn * units);
+      layer.kernelT = tf.keep(this.transposeValues(values, fanIn, units) ?? tf.transpose(layer.kernel));
+    }
+    return layer.kernelT;
   }
 
   /**
@@ -208,9 +227,11 @@ export class DenseGradientEngine implements BatchEngine {
       for (let i = last; i >= 0; i--) {
         const layer = this.layers[i]!;
         const dz = i === last && logits ? da : ACTIVATION_MATH[layer.spec.activation].backward(zs[i]!, as[i + 1]!, da, layer.alpha);
-        if (layer.bias) take(this.columnSums(dz as tf.Tensor2D), layer.biasOffset);
-        take(tf.matMul(this.transpose(as[i]! as tf.Tensor2D), dz), layer.kernelOffset, layer.kernelOffset);
-        if (i > 0) da = tf.matMul(dz, layer.kernelT);
+        const [fanIn, units] = layer.kernel.shape;
+        const fold = foldsTransposes(2 * count * fanIn * units);
+        if (layer.bias) take(fold ? tf.sum(dz, 0) : this.columnSums(dz as tf.Tensor2D), layer.biasOffset);
+        take(fold ? tf.matMul(as[i]! as tf.Tensor2D, dz as tf.Tensor2D, true, false) : tf.matMul(this.transpose(as[i]! as tf.Tensor2D), dz), layer.kernelOffset, layer.kernelOffset);
+        if (i > 0) da = fold ? tf.matMul(dz as tf.Tensor2D, layer.kernel, false, true) : tf.matMul(dz, this.transposedKernel(layer));
       }
       return { lossSum: tf.mul(value, count), metricSums: this.metricFns.map((fn) => tf.sum(fn(ys, out))) };
     });
@@ -251,6 +272,6 @@ export class DenseGradientEngine implements BatchEngine {
   }
 
   dispose(): void {
-    for (const layer of this.layers) tf.dispose([layer.kernel, layer.kernelT, ...(layer.bias ? [layer.bias] : [])]);
+    for (const layer of this.layers) this.disposeLayer(layer);
   }
 }

@@ -1,8 +1,10 @@
 /**
- * Chooses and starts the TensorFlow.js backend: `auto | tensorflow | webgpu | wasm | cpu`.
+ * Chooses and starts the TensorFlow.js backend: `auto | tensorflow | webgpu | native | wasm | cpu`.
  *
- * - wasm: @tensorflow/tfjs-backend-wasm, whose binaries ship in the npm package. The default;
- *   dptrain adds the kernels it lacks for training convolutions (wasm-kernels/).
+ * - native: the wasm backend with its matrix products and convolutions on onnxruntime-node's
+ *   CPU kernels (native/), whose binaries ship in the npm package; everything else on wasm.
+ *   `tf.getBackend()` says 'wasm' (it is that backend); backendReport() says 'native'.
+ * - wasm: @tensorflow/tfjs-backend-wasm, whose binaries ship in the npm package; dptrain adds the kernels it lacks for training convolutions (wasm-kernels/).
  * - cpu: plain JavaScript kernels; always there, slower.
  * - tensorflow: @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node (native libtensorflow). Optional
  *   packages, loaded only in a process's main thread: tfjs-node is not safe in worker_threads.
@@ -10,13 +12,16 @@
  *   Metal or Direct3D 12; runs in worker threads too. A software adapter (llvmpipe) is used
  *   when asked for by name, never by `auto`. `DPTRAIN_WEBGPU_ADAPTER` picks an adapter by name.
  * - auto: in a process's main thread, tensorflow where an NVIDIA driver is loaded and
- *   tfjs-node-gpu is installed, then webgpu on a hardware adapter, then wasm; in a worker thread,
- *   wasm; cpu where wasm cannot start. `backendReport()` says what ran and why.
+ *   tfjs-node-gpu is installed, then webgpu on a hardware adapter; then (in worker threads
+ *   first) native, then wasm where onnxruntime-node cannot load, then cpu where wasm cannot
+ *   start. `backendReport()` says what ran and why.
  */
 import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from './errors.js';
-import { registerWasmKernels } from './wasm-kernels/register.js';
+import { nativeKernels } from './native/kernels.js';
+import { NativeProducts, nativeThreads, ORT_PACKAGE } from './native/onnxruntime.js';
+import { registerWasmKernels, wasmKernel } from './wasm-kernels/register.js';
 import { describeAdapter, driverHint, hasNvidiaDriver, mayHaveGpu, startDawn, type AdapterFacts } from './webgpu.js';
 
 import { BACKENDS, type BackendChoice } from './backend-choice.js';
@@ -30,7 +35,30 @@ export const TENSORFLOW_INSTALL_HINT =
 async function startWasm(): Promise<void> {
   await import('@tensorflow/tfjs-backend-wasm');
   registerWasmKernels();
+  native = undefined;
   if (!(await tf.setBackend('wasm'))) throw new Error('tf.setBackend("wasm") returned false');
+}
+
+/**
+ * Products below this many floating-point operations stay on wasm: onnxruntime's call costs
+ * ~10-40 us, more than wasm takes for the smallest products (BENCHMARKS.md, "Native backend").
+ */
+export const NATIVE_MIN_FLOPS = 1_000_000;
+
+/** The products of a started native backend, for backendReport(). */
+let native: NativeProducts | undefined;
+
+async function startNative(): Promise<void> {
+  await import('@tensorflow/tfjs-backend-wasm');
+  let products: NativeProducts;
+  try {
+    products = await NativeProducts.start(nativeThreads());
+  } catch (err) {
+    throw new BackendError(`backend "native" is not available: ${(err as Error).message}`);
+  }
+  registerWasmKernels(nativeKernels({ products, wasmKernel, minFlops: NATIVE_MIN_FLOPS }));
+  if (!(await tf.setBackend('wasm'))) throw new Error('tf.setBackend("wasm") returned false');
+  native = products;
 }
 
 async function startCpu(): Promise<void> {
@@ -80,6 +108,7 @@ async function startTensorflow(): Promise<void> {
 const starters: Record<Exclude<BackendChoice, 'auto'>, () => Promise<void>> = {
   tensorflow: startTensorflow,
   webgpu: () => startWebgpu(true),
+  native: startNative,
   wasm: startWasm,
   cpu: startCpu,
 };
@@ -92,9 +121,25 @@ export interface BackendReport {
   readonly reason?: string;
 }
 
-export function backendReport(): BackendReport {
+/** The running backend's name as a user asks for it ('native' for wasm with onnxruntime's products). */
+export function backendName(): string {
   const name = tf.getBackend();
-  return { name, ...(name === 'webgpu' && adapter ? { adapter: describeAdapter(adapter) } : {}), ...(autoReason ? { reason: autoReason } : {}) };
+  return name === 'wasm' && native ? 'native' : name;
+}
+
+/**
+ * Whether a product of `flops` floating-point operations takes its transposes as flags at no
+ * cost here (native, at or above NATIVE_MIN_FLOPS): an engine then passes transposeA/B instead
+ * of transposing first, as it must on wasm, whose transposed products are slow.
+ */
+export function foldsTransposes(flops: number): boolean {
+  return native !== undefined && tf.getBackend() === 'wasm' && flops >= NATIVE_MIN_FLOPS;
+}
+
+export function backendReport(): BackendReport {
+  const name = backendName();
+  const on = name === 'webgpu' && adapter ? describeAdapter(adapter) : name === 'native' && native ? `${ORT_PACKAGE} ${native.version}, ${native.threads} thread(s) a lane` : undefined;
+  return { name, ...(on ? { adapter: on } : {}), ...(autoReason ? { reason: autoReason } : {}) };
 }
 
 /** `auto`: the first hardware backend that starts (main thread only), else wasm, else cpu. */
@@ -124,6 +169,15 @@ async function startAuto(onFallback?: (message: string) => void): Promise<void> 
       }
     } else skipped.push('no GPU device for WebGPU');
   } else skipped.push('a worker thread');
+  const noGpu = `no GPU (${skipped.join('; ')})`;
+  try {
+    await startNative();
+    autoReason = `auto: ${noGpu}; onnxruntime's CPU kernels`;
+    return;
+  } catch (err) {
+    onFallback?.(`native backend unavailable (${(err as Error).message}); using wasm`);
+    skipped.push(`native: ${(err as Error).message}`);
+  }
   try {
     await startWasm();
     autoReason = `auto: no GPU (${skipped.join('; ')})`;
@@ -155,5 +209,5 @@ export async function initBackend(choice: BackendChoice, onFallback?: (message: 
     }
   }
   await tf.ready();
-  return tf.getBackend();
+  return backendName();
 }

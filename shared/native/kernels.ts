@@ -1,0 +1,187 @@
+/**
+ * The native backend's kernels: tfjs-backend-wasm's matrix products and convolutions computed
+ * by onnxruntime's CPU Gemm (onnxruntime.ts) on the wasm heap's own values, everything else
+ * left on wasm. Transposes are folded into the Gemm (no copies), a fused bias goes in as Gemm's
+ * C, and a fused activation runs as the wasm backend's own kernel after it. Convolutions are
+ * im2col (the SIMD kernel of math/wasm/cnn-backward.wat) and one Gemm: forward
+ * y (M x outC) = patches (M x K) W (K x outC), the filter's gradient dW = patches^T dy, the
+ * input's dcols = dy W^T scattered back by col2im. A product below `minFlops`, or of a shape
+ * these do not cover, goes to the wasm kernel it replaces.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { CnnBackward } from '../math/wasm/cnn-backward-kernel.js';
+import type { WasmBackend, WasmKernel } from '../wasm-kernels/wasm-backend.js';
+import type { NativeProducts } from './onnxruntime.js';
+
+type Args = Parameters<WasmKernel>[0];
+
+/** What the native kernels call: the products, and the wasm kernels they stand in for. */
+export interface NativeKernelContext {
+  readonly products: NativeProducts;
+  /** The wasm kernel registered for `name` without the native ones (dptrain's or the stock one). */
+  readonly wasmKernel: (name: string) => WasmKernel;
+  /** Products of fewer floating-point operations stay on wasm (the call costs more than it saves). */
+  readonly minFlops: number;
+}
+
+/** tfjs's fused activations as the wasm kernels that compute them. */
+const ACTIVATION_KERNELS: Readonly<Record<string, string>> = { relu: 'Relu', relu6: 'Relu6', elu: 'Elu', sigmoid: 'Sigmoid', leakyrelu: 'LeakyRelu', prelu: 'Prelu' };
+
+interface FusedAttrs {
+  readonly activation?: string;
+  readonly leakyreluAlpha?: number;
+}
+
+function batchOf(shape: readonly number[]): number {
+  return shape.slice(0, -2).reduce((a, n) => a * n, 1);
+}
+
+/** A bias Gemm can take as C: one value per output column. */
+function columnBias(bias: tf.TensorInfo | undefined, n: number): boolean {
+  return bias === undefined || (bias.dtype === 'float32' && tf.util.sizeFromShape(bias.shape) === n && bias.shape.at(-1) === n);
+}
+
+/** Applies a fused activation to `out` with the wasm backend's kernel (disposing `out`), or returns it. */
+function activate(out: tf.TensorInfo, attrs: FusedAttrs, prelu: tf.TensorInfo | undefined, backend: unknown): tf.TensorInfo {
+  const activation = attrs.activation ?? 'linear';
+  if (activation === 'linear') return out;
+  const kernel = tf.getKernel(ACTIVATION_KERNELS[activation]!, 'wasm')!;
+  const inputs = activation === 'prelu' ? { x: out, alpha: prelu! } : { x: out };
+  const attrsOut: tf.NamedAttrMap = activation === 'leakyrelu' ? { alpha: attrs.leakyreluAlpha ?? 0.2 } : {};
+  const activated = kernel.kernelFunc({ inputs, backend: backend as tf.KernelBackend, attrs: attrsOut }) as tf.TensorInfo;
+  (backend as WasmBackend).disposeData(out.dataId);
+  return activated;
+}
+
+/** Whether a fused activation can run after the product (its kernel exists on wasm). */
+function activationRuns(attrs: FusedAttrs): boolean {
+  const activation = attrs.activation ?? 'linear';
+  if (activation === 'linear') return true;
+  const name = ACTIVATION_KERNELS[activation];
+  return name !== undefined && tf.getKernel(name, 'wasm') !== undefined;
+}
+
+/**
+ * BatchMatMul and _FusedMatMul: a Gemm per matrix of the batch (the same batch on both sides;
+ * broadcast batches go to wasm).
+ */
+function matMul(ctx: NativeKernelContext, name: 'BatchMatMul' | '_FusedMatMul'): WasmKernel {
+  return (args) => {
+    const { a, b, bias, preluActivationWeights } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo; bias?: tf.TensorInfo; preluActivationWeights?: tf.TensorInfo };
+    const attrs = args.attrs as { transposeA: boolean; transposeB: boolean } & FusedAttrs;
+    const { transposeA: transA, transposeB: transB } = attrs;
+    const sameBatch = a.shape.length === b.shape.length && a.shape.slice(0, -2).every((d, i) => d === b.shape[i]);
+    const m = a.shape.at(transA ? -1 : -2)!;
+    const k = a.shape.at(transA ? -2 : -1)!;
+    const n = b.shape.at(transB ? -2 : -1)!;
+    const batch = batchOf(a.shape);
+    if (!sameBatch || a.dtype !== 'float32' || b.dtype !== 'float32' || 2 * batch * m * k * n < ctx.minFlops || !columnBias(bias, n) || !activationRuns(attrs)) {
+      return ctx.wasmKernel(name)(args);
+    }
+    const backend = args.backend as WasmBackend;
+    const out = backend.makeOutput([...a.shape.slice(0, -2), m, n], 'float32');
+    // views after the allocation (growing the heap detaches earlier ones)
+    const av = backend.typedArrayFromHeap(a);
+    const bv = backend.typedArrayFromHeap(b);
+    const ov = backend.typedArrayFromHeap(out);
+    const biasView = bias ? backend.typedArrayFromHeap(bias) : undefined;
+    for (let i = 0; i < batch; i++) {
+      ctx.products.gemm(av.subarray(i * m * k), bv.subarray(i * k * n), ov.subarray(i * m * n), { m, k, n, transA, transB }, biasView);
+    }
+    return activate(out, attrs, preluActivationWeights, args.backend);
+  };
+}
+
+interface ConvAttrs extends FusedAttrs {
+  readonly strides: [number, number] | number;
+  readonly pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  readonly dataFormat: 'NHWC' | 'NCHW';
+  readonly dilations?: [number, number] | number;
+  readonly dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
+/** M (output positions), K (filter taps), N (output channels) of a convolution. */
+function convDims(info: tf.backend_util.Conv2DInfo): { m: number; k: number; n: number } {
+  return { m: info.batchSize * info.outHeight * info.outWidth, k: info.filterHeight * info.filterWidth * info.inChannels, n: info.outChannels };
+}
+
+/** Conv2D and FusedConv2D (NHWC): y = patches W [+ bias], then the fused activation. */
+function conv2D(ctx: NativeKernelContext, name: 'Conv2D' | 'FusedConv2D'): WasmKernel {
+  return (args) => {
+    const { x, filter, bias, preluActivationWeights } = args.inputs as { x: tf.TensorInfo; filter: tf.TensorInfo; bias?: tf.TensorInfo; preluActivationWeights?: tf.TensorInfo };
+    const attrs = args.attrs as ConvAttrs;
+    const cnn = CnnBackward.shared();
+    if (attrs.dataFormat !== 'NHWC' || !cnn || x.dtype !== 'float32' || filter.dtype !== 'float32') return ctx.wasmKernel(name)(args);
+    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+    const { m, k, n } = convDims(info);
+    if (2 * m * k * n < ctx.minFlops || !columnBias(bias, n) || !activationRuns(attrs)) return ctx.wasmKernel(name)(args);
+    const backend = args.backend as WasmBackend;
+    const out = backend.makeOutput([...info.outShape], 'float32');
+    const colsT = cnn.im2colT(backend.typedArrayFromHeap(x), info);
+    if (!colsT) {
+      backend.disposeData(out.dataId);
+      return ctx.wasmKernel(name)(args);
+    }
+    const biasView = bias ? backend.typedArrayFromHeap(bias) : undefined;
+    ctx.products.gemm(colsT, backend.typedArrayFromHeap(filter), backend.typedArrayFromHeap(out), { m, k, n, transA: true, transB: false }, biasView);
+    return activate(out, attrs, preluActivationWeights, args.backend);
+  };
+}
+
+/** Conv2DBackpropFilter (NHWC): dW (K x outC) = patches^T (K x M) dy (M x outC). */
+function conv2DBackpropFilter(ctx: NativeKernelContext): WasmKernel {
+  return (args) => {
+    const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+    const attrs = args.attrs as ConvAttrs & { filterShape: [number, number, number, number] };
+    const cnn = CnnBackward.shared();
+    if (attrs.dataFormat !== 'NHWC' || !cnn) return ctx.wasmKernel('Conv2DBackpropFilter')(args);
+    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], attrs.filterShape, attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+    const { m, k, n } = convDims(info);
+    if (2 * m * k * n < ctx.minFlops) return ctx.wasmKernel('Conv2DBackpropFilter')(args);
+    const backend = args.backend as WasmBackend;
+    const out = backend.makeOutput([...attrs.filterShape], 'float32');
+    const colsT = cnn.im2colT(backend.typedArrayFromHeap(x), info);
+    if (!colsT) {
+      backend.disposeData(out.dataId);
+      return ctx.wasmKernel('Conv2DBackpropFilter')(args);
+    }
+    ctx.products.gemm(colsT, backend.typedArrayFromHeap(dy), backend.typedArrayFromHeap(out), { m: k, k: m, n, transA: false, transB: false });
+    return out;
+  };
+}
+
+/** Conv2DBackpropInput (NHWC): dcols (M x K) = dy (M x outC) W^T, scattered back onto the input (col2im). */
+function conv2DBackpropInput(ctx: NativeKernelContext): WasmKernel {
+  let scratch = new Float32Array(0);
+  return (args) => {
+    const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+    const attrs = args.attrs as ConvAttrs & { inputShape: [number, number, number, number] };
+    const cnn = CnnBackward.shared();
+    if (attrs.dataFormat !== 'NHWC' || !cnn) return ctx.wasmKernel('Conv2DBackpropInput')(args);
+    const info = tf.backend_util.computeConv2DInfo(attrs.inputShape, filter.shape as [number, number, number, number], attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+    const { m, k, n } = convDims(info);
+    if (2 * m * k * n < ctx.minFlops) return ctx.wasmKernel('Conv2DBackpropInput')(args);
+    const backend = args.backend as WasmBackend;
+    if (scratch.length < m * k) scratch = new Float32Array(m * k);
+    const dcols = scratch.subarray(0, m * k);
+    ctx.products.gemm(backend.typedArrayFromHeap(dy), backend.typedArrayFromHeap(filter), dcols, { m, k: n, n: k, transA: false, transB: true });
+    const size = tf.util.sizeFromShape(attrs.inputShape);
+    const dx = cnn.col2im(dcols, size, info);
+    if (!dx) return ctx.wasmKernel('Conv2DBackpropInput')(args);
+    const out = backend.makeOutput([...attrs.inputShape], 'float32');
+    backend.typedArrayFromHeap(out).set(dx);
+    return out;
+  };
+}
+
+/** The kernels the native backend registers over wasm's, by tfjs kernel name. */
+export function nativeKernels(ctx: NativeKernelContext): Readonly<Record<string, WasmKernel>> {
+  return {
+    BatchMatMul: matMul(ctx, 'BatchMatMul'),
+    _FusedMatMul: matMul(ctx, '_FusedMatMul'),
+    Conv2D: conv2D(ctx, 'Conv2D'),
+    FusedConv2D: conv2D(ctx, 'FusedConv2D'),
+    Conv2DBackpropFilter: conv2DBackpropFilter(ctx),
+    Conv2DBackpropInput: conv2DBackpropInput(ctx),
+  };
+}

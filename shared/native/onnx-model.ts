@@ -1,0 +1,119 @@
+/**
+ * One-operator ONNX models, written as protobuf bytes in memory: what the native backend hands
+ * onnxruntime to get one kernel (a Gemm with its transposes folded in) as a session. Only the
+ * fields those models use are written (onnx.proto3 field numbers); dimensions may be symbolic,
+ * so one session serves every shape.
+ */
+
+/** A protobuf message under construction (wire types 0 varint, 2 length-delimited, 5 32-bit). */
+class ProtoWriter {
+  private readonly bytes: number[] = [];
+
+  private varint(value: number): void {
+    let v = BigInt(value);
+    if (v < 0n) v += 1n << 64n;
+    while (v >= 0x80n) {
+      this.bytes.push(Number(v & 0x7fn) | 0x80);
+      v >>= 7n;
+    }
+    this.bytes.push(Number(v));
+  }
+
+  private key(field: number, wireType: number): void {
+    this.varint((field << 3) | wireType);
+  }
+
+  int(field: number, value: number): this {
+    this.key(field, 0);
+    this.varint(value);
+    return this;
+  }
+
+  float(field: number, value: number): this {
+    this.key(field, 5);
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setFloat32(0, value, true);
+    this.bytes.push(...b);
+    return this;
+  }
+
+  string(field: number, value: string): this {
+    return this.raw(field, new TextEncoder().encode(value));
+  }
+
+  message(field: number, message: ProtoWriter): this {
+    return this.raw(field, message.finish());
+  }
+
+  private raw(field: number, payload: Uint8Array): this {
+    this.key(field, 2);
+    this.varint(payload.length);
+    for (const b of payload) this.bytes.push(b);
+    return this;
+  }
+
+  finish(): Uint8Array {
+    return Uint8Array.from(this.bytes);
+  }
+}
+
+/** TensorProto.DataType FLOAT. */
+const FLOAT = 1;
+/** AttributeProto.AttributeType. */
+const ATTRIBUTE_FLOAT = 1;
+const ATTRIBUTE_INT = 2;
+
+export type Dim = number | string;
+export type Attribute = number | { readonly float: number };
+
+export interface OnnxNode {
+  readonly op: string;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+  readonly attributes?: Readonly<Record<string, Attribute>>;
+  /** An operator set other than ONNX's own ('com.microsoft' for onnxruntime's contrib operators). */
+  readonly domain?: string;
+}
+
+export interface OnnxGraph {
+  readonly nodes: readonly OnnxNode[];
+  /** Float32 inputs and outputs by name, with their dimensions (a string: a symbolic dimension). */
+  readonly inputs: Readonly<Record<string, readonly Dim[]>>;
+  readonly outputs: Readonly<Record<string, readonly Dim[]>>;
+}
+
+function valueInfo(name: string, dims: readonly Dim[]): ProtoWriter {
+  const shape = new ProtoWriter();
+  for (const d of dims) shape.message(1, typeof d === 'string' ? new ProtoWriter().string(2, d) : new ProtoWriter().int(1, d));
+  const tensorType = new ProtoWriter().int(1, FLOAT).message(2, shape);
+  return new ProtoWriter().string(1, name).message(2, new ProtoWriter().message(1, tensorType));
+}
+
+function attribute(name: string, value: Attribute): ProtoWriter {
+  const a = new ProtoWriter().string(1, name);
+  return typeof value === 'number' ? a.int(3, value).int(20, ATTRIBUTE_INT) : a.float(2, value.float).int(20, ATTRIBUTE_FLOAT);
+}
+
+/** The serialized ModelProto (IR version 8, ONNX opset 17 and onnxruntime's contrib opset 1). */
+export function onnxModel(graph: OnnxGraph): Uint8Array {
+  const g = new ProtoWriter();
+  graph.nodes.forEach((node, i) => {
+    const n = new ProtoWriter();
+    for (const input of node.inputs) n.string(1, input);
+    for (const output of node.outputs) n.string(2, output);
+    n.string(3, `${node.op}_${i}`).string(4, node.op);
+    for (const [name, value] of Object.entries(node.attributes ?? {})) n.message(5, attribute(name, value));
+    if (node.domain) n.string(7, node.domain);
+    g.message(1, n);
+  });
+  g.string(2, 'dptrain');
+  for (const [name, dims] of Object.entries(graph.inputs)) g.message(11, valueInfo(name, dims));
+  for (const [name, dims] of Object.entries(graph.outputs)) g.message(12, valueInfo(name, dims));
+  return new ProtoWriter()
+    .int(1, 8)
+    .string(2, 'dptrain')
+    .message(7, g)
+    .message(8, new ProtoWriter().string(1, '').int(2, 17))
+    .message(8, new ProtoWriter().string(1, 'com.microsoft').int(2, 1))
+    .finish();
+}
