@@ -33,7 +33,9 @@ export default async function handle(task: ThreadTask): Promise<unknown> {
     case 'evaluate':
       return lane.evaluate(task.version, task.start, task.count);
     case 'info': {
-      const { adapter } = backendReport();
+      const { adapter: on, reason } = backendReport();
+      // what it runs on, and why where `auto` chose (the start line shows it)
+      const adapter = [on, init.backend === 'auto' ? reason : undefined].filter(Boolean).join('; ');
       const answer: InfoAnswer = { backend, ...(adapter ? { adapter } : {}), numTensors: tf.memory().numTensors };
       return answer;
     }

@@ -44,7 +44,8 @@ export class InProcessLane implements LocalLanes {
     const { dataset } = options;
     const weights = new Float32Array(options.parameters);
     const lane = new LocalLane({ spec: options.spec, engine: 'dense', x: dataset.x, y: dataset.y, features: dataset.features, outputs: dataset.outputs, weights });
-    return new InProcessLane(lane, weights, backend, report.adapter ?? (options.backend === 'auto' ? report.reason : undefined));
+    const detail = [report.adapter, options.backend === 'auto' ? report.reason : undefined].filter(Boolean).join('; ');
+    return new InProcessLane(lane, weights, backend, detail || undefined);
   }
 
   publish(weights: Float32Array): void {

@@ -2,11 +2,12 @@
  * The native backend's kernels: tfjs-backend-wasm's matrix products and convolutions computed
  * by onnxruntime's CPU Gemm (onnxruntime.ts) on the wasm heap's own values, everything else
  * left on wasm. Transposes are folded into the Gemm (no copies), a fused bias goes in as Gemm's
- * C, and a fused activation runs as the wasm backend's own kernel after it. Convolutions are
- * im2col (the SIMD kernel of math/wasm/cnn-backward.wat) and one Gemm: forward
- * y (M x outC) = patches (M x K) W (K x outC), the filter's gradient dW = patches^T dy, the
- * input's dcols = dy W^T scattered back by col2im. A product below `minFlops`, or of a shape
- * these do not cover, goes to the wasm kernel it replaces.
+ * C, and a fused activation runs as the wasm backend's own kernel after it. Convolutions (NHWC)
+ * are im2col (row by row, runs of taps copied whole: math/wasm/cnn-backward.wat) and one Gemm:
+ * forward y (M x outC) = patches (M x K) W (K x outC), the filter's gradient dW = patches^T dy,
+ * the input's dcols = dy W^T written into col2im's memory and scattered back onto the input. A
+ * 1x1 convolution without stride or padding is its input's own patches. A product below
+ * `minFlops`, or of a shape these do not cover, goes to the wasm kernel it replaces.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { CnnBackward } from '../math/wasm/cnn-backward-kernel.js';
@@ -105,25 +106,39 @@ function convDims(info: tf.backend_util.Conv2DInfo): { m: number; k: number; n: 
   return { m: info.batchSize * info.outHeight * info.outWidth, k: info.filterHeight * info.filterWidth * info.inChannels, n: info.outChannels };
 }
 
+/** A 1x1 convolution with stride 1 and no padding: the input (M x C) is its own patches. */
+function pointwise(info: tf.backend_util.Conv2DInfo): boolean {
+  const { filterHeight, filterWidth, strideHeight, strideWidth, padInfo } = info;
+  return filterHeight === 1 && filterWidth === 1 && strideHeight === 1 && strideWidth === 1 && padInfo.top === 0 && padInfo.left === 0 && padInfo.bottom === 0 && padInfo.right === 0;
+}
+
+function convInfo(xShape: readonly number[], filterShape: readonly number[], attrs: ConvAttrs): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number], attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+}
+
+/** The patches of x (M rows of K values): a view of the heap for a 1x1 convolution, else im2col's (valid until its next call). */
+function patches(backend: WasmBackend, x: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): Float32Array | undefined {
+  return pointwise(info) ? backend.typedArrayFromHeap(x) : CnnBackward.shared()?.im2col(backend.typedArrayFromHeap(x), info);
+}
+
 /** Conv2D and FusedConv2D (NHWC): y = patches W [+ bias], then the fused activation. */
 function conv2D(ctx: NativeKernelContext, name: 'Conv2D' | 'FusedConv2D'): WasmKernel {
   return (args) => {
     const { x, filter, bias, preluActivationWeights } = args.inputs as { x: tf.TensorInfo; filter: tf.TensorInfo; bias?: tf.TensorInfo; preluActivationWeights?: tf.TensorInfo };
     const attrs = args.attrs as ConvAttrs;
-    const cnn = CnnBackward.shared();
-    if (attrs.dataFormat !== 'NHWC' || !cnn || x.dtype !== 'float32' || filter.dtype !== 'float32') return ctx.wasmKernel(name)(args);
-    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+    if (attrs.dataFormat !== 'NHWC' || !CnnBackward.shared() || x.dtype !== 'float32' || filter.dtype !== 'float32') return ctx.wasmKernel(name)(args);
+    const info = convInfo(x.shape, filter.shape, attrs);
     const { m, k, n } = convDims(info);
     if (2 * m * k * n < ctx.minFlops || !columnBias(bias, n) || !activationRuns(attrs)) return ctx.wasmKernel(name)(args);
     const backend = args.backend as WasmBackend;
     const out = backend.makeOutput([...info.outShape], 'float32');
-    const colsT = cnn.im2colT(backend.typedArrayFromHeap(x), info);
-    if (!colsT) {
+    const cols = patches(backend, x, info);
+    if (!cols) {
       backend.disposeData(out.dataId);
       return ctx.wasmKernel(name)(args);
     }
     const biasView = bias ? backend.typedArrayFromHeap(bias) : undefined;
-    ctx.products.gemm(colsT, backend.typedArrayFromHeap(filter), backend.typedArrayFromHeap(out), { m, k, n, transA: true, transB: false }, biasView);
+    ctx.products.gemm(cols, backend.typedArrayFromHeap(filter), backend.typedArrayFromHeap(out), { m, k, n, transA: false, transB: false }, biasView);
     return activate(out, attrs, preluActivationWeights, args.backend);
   };
 }
@@ -133,42 +148,78 @@ function conv2DBackpropFilter(ctx: NativeKernelContext): WasmKernel {
   return (args) => {
     const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
     const attrs = args.attrs as ConvAttrs & { filterShape: [number, number, number, number] };
-    const cnn = CnnBackward.shared();
-    if (attrs.dataFormat !== 'NHWC' || !cnn) return ctx.wasmKernel('Conv2DBackpropFilter')(args);
-    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], attrs.filterShape, attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+    if (attrs.dataFormat !== 'NHWC' || !CnnBackward.shared()) return ctx.wasmKernel('Conv2DBackpropFilter')(args);
+    const info = convInfo(x.shape, attrs.filterShape, attrs);
     const { m, k, n } = convDims(info);
     if (2 * m * k * n < ctx.minFlops) return ctx.wasmKernel('Conv2DBackpropFilter')(args);
     const backend = args.backend as WasmBackend;
     const out = backend.makeOutput([...attrs.filterShape], 'float32');
-    const colsT = cnn.im2colT(backend.typedArrayFromHeap(x), info);
-    if (!colsT) {
+    const cols = patches(backend, x, info);
+    if (!cols) {
       backend.disposeData(out.dataId);
       return ctx.wasmKernel('Conv2DBackpropFilter')(args);
     }
-    ctx.products.gemm(colsT, backend.typedArrayFromHeap(dy), backend.typedArrayFromHeap(out), { m: k, k: m, n, transA: false, transB: false });
+    ctx.products.gemm(cols, backend.typedArrayFromHeap(dy), backend.typedArrayFromHeap(out), { m: k, k: m, n, transA: true, transB: false });
     return out;
   };
 }
 
-/** Conv2DBackpropInput (NHWC): dcols (M x K) = dy (M x outC) W^T, scattered back onto the input (col2im). */
+/**
+ * W rotated by 180 degrees with its channels swapped, as a (fH * fW * outC) x inC matrix:
+ * W'[(fh, fw, o)][c] = W[fH-1-fh][fW-1-fw][c][o], the filter of the input's gradient as a convolution.
+ */
+function flippedFilter(w: Float32Array, fH: number, fW: number, inC: number, outC: number, into: Float32Array): Float32Array {
+  for (let fh = 0; fh < fH; fh++) {
+    for (let fw = 0; fw < fW; fw++) {
+      const from = ((fH - 1 - fh) * fW + (fW - 1 - fw)) * inC * outC;
+      const to = (fh * fW + fw) * outC * inC;
+      for (let c = 0; c < inC; c++) for (let o = 0; o < outC; o++) into[to + o * inC + c] = w[from + c * outC + o]!;
+    }
+  }
+  return into;
+}
+
+/**
+ * Conv2DBackpropInput (NHWC). With stride and dilation 1, the input's gradient is itself a
+ * convolution: dy's patches under every input position (padded by the filter's size less the
+ * forward padding) times the flipped filter, written straight into the output, with no
+ * scatter. Otherwise dcols (M x K) = dy W^T is written into col2im's memory and scattered back
+ * onto the input.
+ */
 function conv2DBackpropInput(ctx: NativeKernelContext): WasmKernel {
-  let scratch = new Float32Array(0);
+  let flipped = new Float32Array(0);
   return (args) => {
     const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
     const attrs = args.attrs as ConvAttrs & { inputShape: [number, number, number, number] };
     const cnn = CnnBackward.shared();
     if (attrs.dataFormat !== 'NHWC' || !cnn) return ctx.wasmKernel('Conv2DBackpropInput')(args);
-    const info = tf.backend_util.computeConv2DInfo(attrs.inputShape, filter.shape as [number, number, number, number], attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+    const info = convInfo(attrs.inputShape, filter.shape, attrs);
     const { m, k, n } = convDims(info);
     if (2 * m * k * n < ctx.minFlops) return ctx.wasmKernel('Conv2DBackpropInput')(args);
     const backend = args.backend as WasmBackend;
-    if (scratch.length < m * k) scratch = new Float32Array(m * k);
-    const dcols = scratch.subarray(0, m * k);
-    ctx.products.gemm(backend.typedArrayFromHeap(dy), backend.typedArrayFromHeap(filter), dcols, { m, k: n, n: k, transA: false, transB: true });
-    const size = tf.util.sizeFromShape(attrs.inputShape);
-    const dx = cnn.col2im(dcols, size, info);
-    if (!dx) return ctx.wasmKernel('Conv2DBackpropInput')(args);
     const out = backend.makeOutput([...attrs.inputShape], 'float32');
+    if (pointwise(info)) {
+      ctx.products.gemm(backend.typedArrayFromHeap(dy), backend.typedArrayFromHeap(filter), backend.typedArrayFromHeap(out), { m, k: n, n: k, transA: false, transB: true });
+      return out;
+    }
+    const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels, filterHeight, filterWidth, strideHeight, strideWidth, dilationHeight, dilationWidth, padInfo } = info;
+    if (strideHeight === 1 && strideWidth === 1 && dilationHeight === 1 && dilationWidth === 1) {
+      const full = { batchSize, inHeight: outHeight, inWidth: outWidth, inChannels: outChannels, outHeight: inHeight, outWidth: inWidth, strideHeight: 1, strideWidth: 1, filterHeight, filterWidth, padInfo: { top: filterHeight - 1 - padInfo.top, left: filterWidth - 1 - padInfo.left } };
+      const cols = cnn.im2col(backend.typedArrayFromHeap(dy), full);
+      if (cols) {
+        const kFull = filterHeight * filterWidth * outChannels;
+        if (flipped.length < kFull * inChannels) flipped = new Float32Array(kFull * inChannels);
+        const w = flippedFilter(backend.typedArrayFromHeap(filter), filterHeight, filterWidth, inChannels, outChannels, flipped);
+        ctx.products.gemm(cols, w, backend.typedArrayFromHeap(out), { m: batchSize * inHeight * inWidth, k: kFull, n: inChannels, transA: false, transB: false });
+        return out;
+      }
+    }
+    const dcols = (into: Float32Array): void => ctx.products.gemm(backend.typedArrayFromHeap(dy), backend.typedArrayFromHeap(filter), into, { m, k: n, n: k, transA: false, transB: true });
+    const dx = cnn.col2imFrom(dcols, tf.util.sizeFromShape(attrs.inputShape), info);
+    if (!dx) {
+      backend.disposeData(out.dataId);
+      return ctx.wasmKernel('Conv2DBackpropInput')(args);
+    }
     backend.typedArrayFromHeap(out).set(dx);
     return out;
   };

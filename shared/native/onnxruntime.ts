@@ -84,6 +84,9 @@ export interface GemmShape {
 }
 
 export class NativeProducts {
+  /** Products computed so far in this thread (tests check that a computation ran here). */
+  calls = 0;
+
   private constructor(
     private readonly sessions: ReadonlyMap<string, BindingSession>,
     readonly threads: number,
@@ -134,6 +137,7 @@ export class NativeProducts {
       for (let r = 0; r < m; r++) bias ? out.set(bias, r * n) : out.fill(0, r * n, (r + 1) * n);
       return;
     }
+    this.calls++;
     const session = this.sessions.get(key(transA, transB, bias !== undefined))!;
     const feeds: Record<string, TensorLike> = {
       A: tensor(a.subarray(0, m * k), transA ? [k, m] : [m, k]),

@@ -11,6 +11,7 @@ interface CnnBackwardExports {
   maxPoolGrad(x: number, dy: number, out: number, batch: number, inH: number, inW: number, c: number, outH: number, outW: number, sH: number, sW: number, fH: number, fW: number, padT: number, padL: number): void;
   sumRows(src: number, dst: number, rows: number, c: number): void;
   im2colT(x: number, cols: number, ...geometry: number[]): void;
+  im2col(x: number, cols: number, ...geometry: number[]): void;
   col2im(cols: number, dx: number, ...geometry: number[]): void;
 }
 
@@ -98,6 +99,34 @@ export class CnnBackward {
     new Float32Array(this.kernel.memory.buffer, xAt, x.length).set(x);
     this.kernel.im2colT(xAt, colsAt, ...convArgs(g));
     return new Float32Array(this.kernel.memory.buffer, colsAt, n);
+  }
+
+  /** The patches of `x` row by row (M rows of K values: the native backend's products), or undefined when they do not fit. */
+  im2col(x: Float32Array, g: ConvGeometry): Float32Array | undefined {
+    const n = patchValues(g);
+    const at = this.regions([x.length, n]);
+    if (!at) return undefined;
+    const [xAt, colsAt] = at as [number, number];
+    new Float32Array(this.kernel.memory.buffer, xAt, x.length).set(x);
+    this.kernel.im2col(xAt, colsAt, ...convArgs(g));
+    return new Float32Array(this.kernel.memory.buffer, colsAt, n);
+  }
+
+  /**
+   * The input's gradient from its patches' (M rows of K values) that `write` puts straight
+   * into the kernel's memory (no copy), or undefined when they do not fit.
+   */
+  col2imFrom(write: (cols: Float32Array) => void, inputSize: number, g: ConvGeometry): Float32Array | undefined {
+    const n = patchValues(g);
+    const at = this.regions([n, inputSize]);
+    if (!at) return undefined;
+    const [colsAt, dxAt] = at as [number, number];
+    const buffer = this.kernel.memory.buffer;
+    write(new Float32Array(buffer, colsAt, n));
+    const dx = new Float32Array(buffer, dxAt, inputSize);
+    dx.fill(0);
+    this.kernel.col2im(colsAt, dxAt, ...convArgs(g));
+    return dx;
   }
 
   /** The input's gradient from its patches' (M rows of K values), or undefined when they do not fit. */

@@ -10,6 +10,9 @@
 ;;   (fh, fw, channel) under every output position, zeros over the padding), and their
 ;;   gradients added back onto the input; any channel count (four at a time in col2im). They
 ;;   only move and add values in the order the JavaScript loops of convolution.ts did.
+;; - im2col: the patches row by row (row m = output position, its K = fH * fW * C taps in the
+;;   filter's order), each run of taps in the input one memory.copy: what a product on
+;;   onnxruntime takes without a transpose (the native backend).
 ;; Array arguments are byte offsets into the exported memory.
 ;; Assembled into cnn-backward-binary.ts by `npm run build:wasm`.
 (module
@@ -225,6 +228,82 @@
               (local.set $at (i32.add (local.get $at) (local.get $runBytes)))
               (local.set $fw (i32.add (local.get $fw) (i32.const 1)))
               (br $fwLoop)))
+            (local.set $fh (i32.add (local.get $fh) (i32.const 1)))
+            (br $fhLoop)))
+          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+          (br $owLoop)))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br $ohLoop)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $bLoop))))
+
+;; `bytes` (a multiple of 4) from `src` to `dst`: memory.copy for long runs, a loop of 4-byte
+  ;; moves for short ones (a memory.copy call costs more than a few moves)
+  (func $copy (param $dst i32) (param $src i32) (param $bytes i32)
+    (local $end i32)
+    (if (i32.ge_u (local.get $bytes) (i32.const 64))
+      (then (memory.copy (local.get $dst) (local.get $src) (local.get $bytes)) (return)))
+    (local.set $end (i32.add (local.get $dst) (local.get $bytes)))
+    (block $done (loop $move
+      (br_if $done (i32.ge_u (local.get $dst) (local.get $end)))
+      (i32.store (local.get $dst) (i32.load (local.get $src)))
+      (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+      (local.set $src (i32.add (local.get $src) (i32.const 4)))
+      (br $move))))
+
+  ;; cols[m][(fh * fW + fw) * C + c] = x[b][ih][iw][c], m = (b * outH + oh) * outW + ow; zeros
+  ;; over the padding. A row of taps (fw = 0..fW-1) that lies inside the input with dilation 1
+  ;; is one run of fW * C values; otherwise each tap's C values are copied (or zeroed) alone.
+  (func (export "im2col")
+    (param $x i32) (param $cols i32)
+    (param $batch i32) (param $inH i32) (param $inW i32) (param $C i32)
+    (param $outH i32) (param $outW i32) (param $sH i32) (param $sW i32)
+    (param $fH i32) (param $fW i32) (param $dH i32) (param $dW i32) (param $padT i32) (param $padL i32)
+    (local $b i32) (local $oh i32) (local $ow i32) (local $fh i32) (local $fw i32) (local $ih i32) (local $iw i32) (local $iw0 i32)
+    (local $at i32) (local $line i32) (local $tapBytes i32) (local $runBytes i32) (local $rowStride i32)
+    (local.set $tapBytes (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $runBytes (i32.mul (local.get $tapBytes) (local.get $fW)))
+    (local.set $rowStride (i32.mul (local.get $inW) (local.get $tapBytes)))
+    (local.set $at (local.get $cols))
+    (local.set $b (i32.const 0))
+    (block $bDone (loop $bLoop
+      (br_if $bDone (i32.ge_s (local.get $b) (local.get $batch)))
+      (local.set $oh (i32.const 0))
+      (block $ohDone (loop $ohLoop
+        (br_if $ohDone (i32.ge_s (local.get $oh) (local.get $outH)))
+        (local.set $ow (i32.const 0))
+        (block $owDone (loop $owLoop
+          (br_if $owDone (i32.ge_s (local.get $ow) (local.get $outW)))
+          (local.set $iw0 (i32.sub (i32.mul (local.get $ow) (local.get $sW)) (local.get $padL)))
+          (local.set $fh (i32.const 0))
+          (block $fhDone (loop $fhLoop
+            (br_if $fhDone (i32.ge_s (local.get $fh) (local.get $fH)))
+            (local.set $ih (i32.sub (i32.add (i32.mul (local.get $oh) (local.get $sH)) (i32.mul (local.get $fh) (local.get $dH))) (local.get $padT)))
+            (if (i32.or (i32.lt_s (local.get $ih) (i32.const 0)) (i32.ge_s (local.get $ih) (local.get $inH)))
+              (then
+                (memory.fill (local.get $at) (i32.const 0) (local.get $runBytes))
+                (local.set $at (i32.add (local.get $at) (local.get $runBytes))))
+              (else
+                ;; line: byte offset of x[b][ih][0][0]
+                (local.set $line (i32.add (local.get $x)
+                  (i32.mul (i32.add (i32.mul (local.get $b) (local.get $inH)) (local.get $ih)) (local.get $rowStride))))
+                (if (i32.and (i32.eq (local.get $dW) (i32.const 1))
+                      (i32.and (i32.ge_s (local.get $iw0) (i32.const 0))
+                               (i32.le_s (i32.add (local.get $iw0) (local.get $fW)) (local.get $inW))))
+                  (then
+                    (call $copy (local.get $at) (i32.add (local.get $line) (i32.mul (local.get $iw0) (local.get $tapBytes))) (local.get $runBytes))
+                    (local.set $at (i32.add (local.get $at) (local.get $runBytes))))
+                  (else
+                    (local.set $fw (i32.const 0))
+                    (block $fwDone (loop $fwLoop
+                      (br_if $fwDone (i32.ge_s (local.get $fw) (local.get $fW)))
+                      (local.set $iw (i32.add (local.get $iw0) (i32.mul (local.get $fw) (local.get $dW))))
+                      (if (i32.or (i32.lt_s (local.get $iw) (i32.const 0)) (i32.ge_s (local.get $iw) (local.get $inW)))
+                        (then (memory.fill (local.get $at) (i32.const 0) (local.get $tapBytes)))
+                        (else (call $copy (local.get $at) (i32.add (local.get $line) (i32.mul (local.get $iw) (local.get $tapBytes))) (local.get $tapBytes))))
+                      (local.set $at (i32.add (local.get $at) (local.get $tapBytes)))
+                      (local.set $fw (i32.add (local.get $fw) (i32.const 1)))
+                      (br $fwLoop)))))))
             (local.set $fh (i32.add (local.get $fh) (i32.const 1)))
             (br $fhLoop)))
           (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
