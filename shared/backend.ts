@@ -42,8 +42,20 @@ async function startWasm(): Promise<void> {
 /**
  * Products below this many floating-point operations stay on wasm: onnxruntime's call costs
  * ~10-40 us, more than wasm takes for the smallest products (BENCHMARKS.md, "Native backend").
+ * DPTRAIN_NATIVE_MIN_FLOPS sets another (the test suite sets 0: every product on onnxruntime).
  */
 export const NATIVE_MIN_FLOPS = 1_000_000;
+
+function nativeMinFlops(): number {
+  const raw = process.env['DPTRAIN_NATIVE_MIN_FLOPS'];
+  if (raw === undefined || raw === '') return NATIVE_MIN_FLOPS;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new BackendError(`DPTRAIN_NATIVE_MIN_FLOPS must be a number >= 0, got "${raw}"`);
+  return n;
+}
+
+/** The threshold the running native backend uses. */
+let minFlops = NATIVE_MIN_FLOPS;
 
 /** The products of a started native backend, for backendReport(). */
 let native: NativeProducts | undefined;
@@ -53,10 +65,12 @@ async function startNative(): Promise<void> {
   let products: NativeProducts;
   try {
     products = await NativeProducts.start(nativeThreads());
+    nativeMinFlops();
   } catch (err) {
     throw new BackendError(`backend "native" is not available: ${(err as Error).message}`);
   }
-  registerWasmKernels(nativeKernels({ products, wasmKernel, minFlops: NATIVE_MIN_FLOPS }));
+  minFlops = nativeMinFlops();
+  registerWasmKernels(nativeKernels({ products, wasmKernel, minFlops }));
   if (!(await tf.setBackend('wasm'))) throw new Error('tf.setBackend("wasm") returned false');
   native = products;
 }
@@ -129,11 +143,11 @@ export function backendName(): string {
 
 /**
  * Whether a product of `flops` floating-point operations takes its transposes as flags at no
- * cost here (native, at or above NATIVE_MIN_FLOPS): an engine then passes transposeA/B instead
+ * cost here (native, at or above its threshold): an engine then passes transposeA/B instead
  * of transposing first, as it must on wasm, whose transposed products are slow.
  */
 export function foldsTransposes(flops: number): boolean {
-  return native !== undefined && tf.getBackend() === 'wasm' && flops >= NATIVE_MIN_FLOPS;
+  return native !== undefined && tf.getBackend() === 'wasm' && flops >= minFlops;
 }
 
 export function backendReport(): BackendReport {

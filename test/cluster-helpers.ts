@@ -120,6 +120,7 @@ export async function coordinatorUrl(coordinator: Proc): Promise<string> {
   return (await coordinator.waitFor(/listening for worker nodes on (wss?:\/\/\S+)/))[1]!;
 }
 
+/** A worker node process on wasm, unless `args` names another backend (the last --backend counts). */
 export function startWorker(name: string, url: string, tokenFile: string, args: string[] = []): Proc {
   return spawnNode(name, WORKER_BIN, ['start', '--connect', url, '--token-file', tokenFile, '--name', name, '--backend', 'wasm', ...args]);
 }
@@ -133,11 +134,6 @@ export async function runWithOneNode(job: { configFile: string; tokenFile: strin
   return readSummary(job.out);
 }
 
-/**
- * A job on two worker node processes, of which `victim` is killed with SIGKILL once it has
- * logged step `atStep`; checks that the coordinator and the survivor exit 0 and that the
- * victim's loss was seen. `track` registers each process (to be killed after the test).
- */
 /**
  * A job on one worker node with `--devices 2` (wasm unless `workerArgs` says otherwise), one of
  * whose device processes is killed with SIGKILL once the node has logged step `atStep`; checks
@@ -155,11 +151,16 @@ export async function runKillingOneDevice(job: { configFile: string; tokenFile: 
   return node;
 }
 
-export async function runKillingOneOfTwoNodes(job: { configFile: string; tokenFile: string; out: string }, atStep: number, track: (p: Proc) => Proc): Promise<Proc> {
+/**
+ * A job on two worker node processes (`workerArgs` for both), of which `victim` is killed with
+ * SIGKILL once it has logged step `atStep`; checks that the coordinator and the survivor exit 0
+ * and that the victim's loss was seen. `track` registers each process (to be killed after the test).
+ */
+export async function runKillingOneOfTwoNodes(job: { configFile: string; tokenFile: string; out: string }, atStep: number, track: (p: Proc) => Proc, workerArgs: string[] = []): Promise<Proc> {
   const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
   const url = await coordinatorUrl(coordinator);
-  const victim = track(startWorker('victim', url, job.tokenFile, ['--verbose']));
-  const survivor = track(startWorker('survivor', url, job.tokenFile));
+  const victim = track(startWorker('victim', url, job.tokenFile, ['--verbose', ...workerArgs]));
+  const survivor = track(startWorker('survivor', url, job.tokenFile, workerArgs));
   await victim.waitFor(new RegExp(`^\\[worker\\] step ${atStep}:`, 'm'), 600_000);
   victim.kill('SIGKILL');
   expect(await coordinator.exited, coordinator.output).toBe(0);

@@ -20,12 +20,13 @@ import type { JobConfig } from '../shared/config/schema.js';
 import { dropoutMask } from '../shared/math/dropout-mask.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { Rng } from '../shared/math/rng.js';
+import { TRAINING_BACKENDS, type TrainingBackend } from './helpers.js';
 import { referenceWeights } from './reference.js';
 import { SIDE, strokes } from './strokes.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 import type { Dataset } from '../shared/data/dataset.js';
 
-function jobConfig(layers: unknown[], batchSize = 32): JobConfig {
+function jobConfig(layers: unknown[], batchSize = 32, backend: TrainingBackend = 'wasm'): JobConfig {
   return validateConfig(
     {
       seed: 11,
@@ -43,7 +44,7 @@ function jobConfig(layers: unknown[], batchSize = 32): JobConfig {
       },
       compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
       fit: { epochs: 4, batchSize },
-      cluster: { threads: 1, backend: 'wasm' },
+      cluster: { threads: 1, backend },
     },
     'test config',
   );
@@ -147,9 +148,10 @@ describe('ghost batch norm in the engine', () => {
   });
 });
 
-describe('dropout and batch norm, data-parallel', () => {
+describe.each(TRAINING_BACKENDS)('dropout and batch norm, data-parallel on %s', (backend) => {
   it('one lane with virtualBatchSize = batchSize is Keras\'s BatchNormalization (stock tfjs-layers, trainOnBatch), statistics too', async () => {
-    const config = jobConfig([{ type: 'batchNormalization', virtualBatchSize: 32, momentum: 0.9 }, { type: 'maxPooling2d', poolSize: 2 }]);
+    const config = jobConfig([{ type: 'batchNormalization', virtualBatchSize: 32, momentum: 0.9 }, { type: 'maxPooling2d', poolSize: 2 }], 32, backend);
+    await initBackend('cpu');
     const expected = await referenceWeights(config, dataset);
     const fit = await trainOnLanes(config, dataset, 'in-process');
     expect(fit.steps).toBe(20);
@@ -162,18 +164,18 @@ describe('dropout and batch norm, data-parallel', () => {
   const layers = [{ type: 'batchNormalization', virtualBatchSize: 8 }, { type: 'maxPooling2d', poolSize: 2 }, { type: 'dropout', rate: 0.25 }, { type: 'activation', activation: 'relu' }];
   let inProcess: Float32Array;
   beforeAll(async () => {
-    inProcess = (await trainOnLanes(jobConfig(layers), dataset, 'in-process')).weights;
+    inProcess = (await trainOnLanes(jobConfig(layers, 32, backend), dataset, 'in-process')).weights;
   });
 
   it.each([1, 2, 3])('%s thread(s), dropout 0.25 and virtual batches of 8, 20 steps: the weights of one process (< 1e-4)', async (threads) => {
-    const fit = await trainOnLanes(jobConfig(layers), dataset, threads);
+    const fit = await trainOnLanes(jobConfig(layers, 32, backend), dataset, threads);
     expect(fit.steps).toBe(20);
     expect(maxAbsDiff(fit.weights, inProcess)).toBeLessThan(1e-4);
     expect(fit.history.at(-1)!.values['loss']!).toBeLessThan(fit.history[0]!.values['loss']!);
   });
 
   it('stopped after step 7 and resumed from its snapshot (2 threads): the bits of the run never stopped, moving statistics included', async () => {
-    const config = jobConfig(layers);
+    const config = jobConfig(layers, 32, backend);
     const whole = await trainOnLanes(config, dataset, 2);
     let loop: FitLoopView | undefined;
     let snapshot: TrainingState | undefined;
@@ -194,9 +196,9 @@ describe('dropout and batch norm, data-parallel', () => {
   });
 
   it('the dropout and the virtual batches matter (so the equalities above say something)', async () => {
-    const noDropout = await trainOnLanes(jobConfig([layers[0], layers[1], layers[3]]), dataset, 'in-process');
+    const noDropout = await trainOnLanes(jobConfig([layers[0], layers[1], layers[3]], 32, backend), dataset, 'in-process');
     expect(maxAbsDiff(noDropout.weights, inProcess)).toBeGreaterThan(1e-3);
-    const wholeBatch = await trainOnLanes(jobConfig([{ ...layers[0], virtualBatchSize: 32 }, layers[1], layers[2], layers[3]]), dataset, 'in-process');
+    const wholeBatch = await trainOnLanes(jobConfig([{ ...layers[0], virtualBatchSize: 32 }, layers[1], layers[2], layers[3]], 32, backend), dataset, 'in-process');
     expect(maxAbsDiff(wholeBatch.weights, inProcess)).toBeGreaterThan(1e-3);
   });
 });

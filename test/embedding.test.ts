@@ -20,6 +20,7 @@ import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset } from '../shared/data/dataset.js';
 import { Rng } from '../shared/math/rng.js';
 import { weightLayout } from '../shared/model/layout.js';
+import { TRAINING_BACKENDS, type TrainingBackend } from './helpers.js';
 import { referenceWeights } from './reference.js';
 
 const TOKENS = 6;
@@ -38,7 +39,7 @@ function sentences(rows: number): Dataset {
   return { x, y, features: TOKENS, outputs: 1, train: { start: 0, count: TRAIN_ROWS }, val: { start: TRAIN_ROWS, count: 0 }, test: { start: TRAIN_ROWS, count: rows - TRAIN_ROWS } };
 }
 
-function jobConfig(threads: number, inputDim = VOCAB): JobConfig {
+function jobConfig(threads: number, inputDim = VOCAB, backend: TrainingBackend = 'wasm'): JobConfig {
   return validateConfig(
     {
       seed: 2,
@@ -46,7 +47,7 @@ function jobConfig(threads: number, inputDim = VOCAB): JobConfig {
       model: { layers: [{ type: 'embedding', inputDim, outputDim: 4 }, { type: 'flatten' }, { units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
       compile: { optimizer: { name: 'adam', learningRate: 0.02 }, loss: 'binaryCrossentropy', metrics: ['accuracy'] },
       fit: { epochs: 4, batchSize: 26 },
-      cluster: { threads, backend: 'wasm' },
+      cluster: { threads, backend },
     },
     'test config',
   );
@@ -65,9 +66,10 @@ describe('embedding models, data-parallel', () => {
     expect(entries.map((e) => `${e.name} [${e.shape.join(',')}]`)).toEqual(['embedding_1/embeddings [20,4]', 'dense_3/kernel [24,8]', 'dense_3/bias [8]', 'dense_4/kernel [8,1]', 'dense_4/bias [1]']);
   });
 
-  it.each([1, 2])('%i thread(s), 20 steps: the weights of one process (max abs diff < 1e-4), and it learns', async (threads) => {
+  it.each(TRAINING_BACKENDS.flatMap((backend) => [1, 2].map((threads) => [threads, backend] as const)))('%i thread(s) on %s, 20 steps: the weights of one process (max abs diff < 1e-4), and it learns', async (threads, backend) => {
+    await initBackend('cpu');
     const expected = await referenceWeights(jobConfig(1), dataset);
-    const fit = await trainOnLanes(jobConfig(threads), dataset, threads);
+    const fit = await trainOnLanes(jobConfig(threads, VOCAB, backend), dataset, threads);
     expect(fit.steps).toBe(20);
     expect(maxAbsDiff(fit.weights, expected)).toBeLessThan(1e-4);
     expect(fit.history.at(-1)!.values['loss']!).toBeLessThan(fit.history[0]!.values['loss']!);
@@ -81,7 +83,7 @@ describe('embedding models, data-parallel', () => {
   });
 });
 
-describe('an embedding model over worker node processes', { timeout: 600_000 }, () => {
+describe.each(TRAINING_BACKENDS)('an embedding model over worker node processes on %s', { timeout: 600_000 }, (backend) => {
   const track = trackProcesses();
 
   /** 2,000 sentences as CSV (t0..t5, y): 1,600 train, 2 epochs of 32 = 100 steps. */
@@ -90,7 +92,7 @@ describe('an embedding model over worker node processes', { timeout: 600_000 }, 
       ...jobConfig(1),
       data: { label: { column: 'y', positive: '1' }, testSize: 0.2 },
       fit: { epochs: 2, batchSize: 32 },
-      cluster: { backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300, ...cluster },
+      cluster: { backend, heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300, ...cluster },
     });
     const data = sentences(2000);
     const lines = ['t0,t1,t2,t3,t4,t5,y'];
@@ -103,11 +105,11 @@ describe('an embedding model over worker node processes', { timeout: 600_000 }, 
   it('1 thread + 1 node, and 2 nodes of which one is killed with SIGKILL: the weights of one process', async () => {
     const pair = sentenceJob({ threads: 1, minWorkers: 1 });
     const expected = (await trainOnLanes(pair.config, pair.dataset, 'in-process')).weights;
-    expect((await runWithOneNode(pair, track)).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
+    expect((await runWithOneNode(pair, track, ['--backend', backend])).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
     expect(maxAbsDiff(readRunWeights(pair.out), expected)).toBeLessThan(1e-4);
 
     const killed = sentenceJob({ threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
-    await runKillingOneOfTwoNodes(killed, 3, track);
+    await runKillingOneOfTwoNodes(killed, 3, track, ['--backend', backend]);
     expect(readSummary(killed.out).steps).toBe(100);
     expect(maxAbsDiff(readRunWeights(killed.out), expected)).toBeLessThan(1e-4);
   });

@@ -13,13 +13,13 @@ import { parseCsv } from '../shared/data/csv.js';
 import { prepareData, type Dataset } from '../shared/data/dataset.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
-import { TELCO_PREPROCESS } from './helpers.js';
+import { TELCO_PREPROCESS, TRAINING_BACKENDS, type TrainingBackend } from './helpers.js';
 import { referenceWeights } from './reference.js';
 
 const TRAIN_ROWS = 32 * 9 + 2; // 10 steps per epoch; the last batch (2) is smaller than 4 threads
 const EPOCHS = 3; // 30 steps
 
-function jobConfig(threads: number): JobConfig {
+function jobConfig(threads: number, backend: TrainingBackend = 'wasm'): JobConfig {
   return validateConfig(
     {
       seed: 11,
@@ -27,7 +27,7 @@ function jobConfig(threads: number): JobConfig {
       model: { layers: [{ units: 16, activation: 'relu' }, { units: 8, activation: 'tanh' }, { units: 1, activation: 'sigmoid' }] },
       compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'binaryCrossentropy' },
       fit: { epochs: EPOCHS, batchSize: 32 },
-      cluster: { threads, backend: 'wasm' },
+      cluster: { threads, backend },
     },
     'test config',
   );
@@ -49,17 +49,18 @@ function reference(config: JobConfig): Promise<Float32Array> {
 
 
 
-describe('synchronous data parallelism over threads', () => {
+describe.each(TRAINING_BACKENDS)('synchronous data parallelism over threads on %s', (backend) => {
   let expected: Float32Array;
   const runs = new Map<number, FitResult>();
 
   beforeAll(async () => {
+    await initBackend('cpu');
     expected = await reference(jobConfig(1));
   });
 
   for (const threads of [1, 2, 4]) {
     it(`${threads} thread(s), 30 steps: weights equal the single-process reference (max abs diff < 1e-4)`, async () => {
-      const fit = await trainOnLanes(jobConfig(threads), dataset, threads);
+      const fit = await trainOnLanes(jobConfig(threads, backend), dataset, threads);
       runs.set(threads, fit);
       expect(fit.steps).toBe(30);
       expect(fit.samples).toBe(EPOCHS * TRAIN_ROWS);
@@ -77,14 +78,14 @@ describe('synchronous data parallelism over threads', () => {
   });
 
   it("in the coordinator's own thread (cluster.inProcess): bit-identical to one Piscina thread", async () => {
-    const inProcess = await trainOnLanes(jobConfig(1), dataset, 'in-process');
+    const inProcess = await trainOnLanes(jobConfig(1, backend), dataset, 'in-process');
     expect(inProcess.steps).toBe(30);
     expect(new Set(inProcess.tensorCounts).size).toBe(1);
     expect(Buffer.from(inProcess.weights.buffer).equals(Buffer.from(runs.get(1)!.weights.buffer))).toBe(true);
   });
 
   it('is reproducible: two runs with the same seed and threads give bit-identical weights', async () => {
-    const again = await trainOnLanes(jobConfig(2), dataset, 2);
+    const again = await trainOnLanes(jobConfig(2, backend), dataset, 2);
     const first = runs.get(2)!;
     expect(Buffer.from(again.weights.buffer).equals(Buffer.from(first.weights.buffer))).toBe(true);
   });

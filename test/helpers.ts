@@ -13,6 +13,13 @@ if (!HAVE_TELCO && process.env['DPTRAIN_REQUIRE_TELCO'] === '1') {
   throw new Error(`DPTRAIN_REQUIRE_TELCO=1 but ${TELCO_CSV} is missing: the tests that read it would be skipped`);
 }
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * The backends the equivalence suites train on: wasm, and native (onnxruntime's products; the
+ * suite sends every product there, however small: vitest.config.ts).
+ */
+export const TRAINING_BACKENDS = ['wasm', 'native'] as const;
+export type TrainingBackend = (typeof TRAINING_BACKENDS)[number];
 export const COORDINATOR_BIN = fileURLToPath(new URL('../bin/coordinator.js', import.meta.url));
 
 /** Telco preprocessing options, as in examples/telco-churn.yaml. */

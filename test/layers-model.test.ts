@@ -14,11 +14,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadSavedModel, train, type TrainConfig } from '../index.js';
 import { readJobData } from '../coordinator/job-data.js';
 import { initBackend } from '../shared/backend.js';
+import { ROOT, TRAINING_BACKENDS, type TrainingBackend } from './helpers.js';
 import { validateConfig } from '../shared/config/load.js';
 import { loadModel } from '../shared/model/io.js';
 import { kerasSpecOf } from '../shared/model/keras-model.js';
 import { TOKEN, maxAbsDiff, readRunWeights, startWorker, type Proc } from './cluster-helpers.js';
-import { ROOT } from './helpers.js';
+
 import { referenceWeights } from './reference.js';
 
 /** Pixels through a dense branch and a convolutional branch, concatenated; optionally a Dropout on the dense branch. */
@@ -41,23 +42,23 @@ beforeAll(async () => {
   expect(written.status, written.stderr).toBe(0);
 });
 
-const jobConfig = (model: TrainConfig['model'], out: string): TrainConfig => ({
+const jobConfig = (model: TrainConfig['model'], out: string, backend: TrainingBackend = 'wasm'): TrainConfig => ({
   seed: 9,
   data: { path: dataFile, label: { column: 'digit', type: 'categorical' } },
   model,
   compile: { optimizer: { name: 'adam', learningRate: 0.003 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
   fit: { epochs: 2, batchSize: 32 },
-  cluster: { threads: 2, backend: 'wasm' },
+  cluster: { threads: 2, backend },
   metrics: { listen: false },
   output: { dir: out },
 });
 
-describe('a user-built tf.LayersModel through train()', { timeout: 300_000 }, () => {
+describe.each(TRAINING_BACKENDS)('a user-built tf.LayersModel through train() on %s', { timeout: 300_000 }, (backend) => {
   it('functional, two branches, 2 threads, 20 steps: the weights of stock tfjs from its own initial weights; saved as its architecture', async () => {
     const model = twoBranches();
     const { keras, weights: initial } = await kerasSpecOf(model);
     const out = join(mkdtempSync(join(tmpdir(), 'dptrain-layers-model-')), 'run');
-    const result = await train(jobConfig(model, out), { log: () => {} });
+    const result = await train(jobConfig(model, out, backend), { log: () => {} });
     expect(result.summary.steps).toBe(20);
     expect(result.summary.test['accuracy']).toBeGreaterThan(0.3);
     const config = validateConfig({ ...jobConfig({ keras: keras as never }, out) } as never, 'c');
@@ -82,12 +83,12 @@ describe('a user-built tf.LayersModel through train()', { timeout: 300_000 }, ()
     const tokenFile = join(dir, 'token');
     writeFileSync(tokenFile, `${TOKEN}\n`);
     const out = join(dir, 'run');
-    const base = jobConfig(model, out);
+    const base = jobConfig(model, out, backend);
     const procs: Proc[] = [];
     try {
       const result = await train(
-        { ...base, cluster: { threads: 1, backend: 'wasm', listen: '127.0.0.1:0', tokenFile, minWorkers: 1, heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300 } },
-        { log: () => {}, onListening: (url) => void procs.push(startWorker('w1', url, tokenFile)) },
+        { ...base, cluster: { threads: 1, backend, listen: '127.0.0.1:0', tokenFile, minWorkers: 1, heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300 } },
+        { log: () => {}, onListening: (url) => void procs.push(startWorker('w1', url, tokenFile, ['--backend', backend])) },
       );
       expect(result.summary.participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
       expect(await procs[0]!.exited, procs[0]!.output).toBe(0);
@@ -98,6 +99,9 @@ describe('a user-built tf.LayersModel through train()', { timeout: 300_000 }, ()
     expect(maxAbsDiff(readRunWeights(out), await referenceWeights(config, readJobData(config).dataset, initial))).toBeLessThan(1e-4);
   });
 
+});
+
+describe('a user-built tf.LayersModel through train()', { timeout: 300_000 }, () => {
   it('its Dropout layers draw masks from (seed, step, row): the same model twice on 1 lane and on 2 threads, the same weights', async () => {
     // stock tfjs Dropout draws from tfjs's random stream: two runs would differ
     const model = twoBranches(0.4);

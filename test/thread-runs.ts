@@ -1,6 +1,7 @@
 /**
  * Our trainer over Piscina threads, or (`in-process`) in this thread as the one lane, on a data
- * set in memory: what the equivalence tests compare with one plain TensorFlow.js process.
+ * set in memory, on the config's backend: what the equivalence tests compare with one plain
+ * TensorFlow.js process.
  */
 import { expect } from 'vitest';
 import { Trainer, modelSpec, type FitOptions, type FitResult } from '../coordinator/fit/trainer.js';
@@ -14,7 +15,8 @@ import { weightLayout } from '../shared/model/layout.js';
 export async function trainOnLanes(config: JobConfig, dataset: Dataset, threads: number | 'in-process', options: FitOptions = {}): Promise<FitResult> {
   const spec = modelSpec(config, dataset);
   const parameters = weightLayout(spec).size;
-  const pool = threads === 'in-process' ? await InProcessLane.start({ backend: 'wasm', spec, dataset, parameters }) : await ThreadPool.start({ threads, backend: 'wasm', spec, dataset, parameters });
+  const backend = config.cluster.backend;
+  const pool = threads === 'in-process' ? await InProcessLane.start({ backend, spec, dataset, parameters }) : await ThreadPool.start({ threads, backend, spec, dataset, parameters });
   try {
     const cluster = new Cluster(pool, { minWorkers: 0, waitTimeoutMs: 1000, balance: 'equal', log: () => {}, trainRows: dataset.train.count });
     const fit = await new Trainer(config, dataset, cluster, spec).fit(options);

@@ -26,8 +26,9 @@ commands:
   start --connect URL      join a coordinator (ws://host:port or wss://host:port) and train
       --token-file FILE    file holding the shared token (or set DPTRAIN_TOKEN)
       --backend B          ${BACKENDS.join(' | ')} (default auto: tensorflow on an NVIDIA GPU
-                           with @tensorflow/tfjs-node-gpu, else webgpu on a hardware GPU, else wasm;
-                           webgpu takes a software adapter such as llvmpipe only when asked for)
+                           with @tensorflow/tfjs-node-gpu, else webgpu on a hardware GPU, else
+                           native (onnxruntime-node's CPU kernels), else wasm; webgpu takes a
+                           software adapter such as llvmpipe only when asked for)
       --devices N|LIST     one compute process per device: N (devices 0..N-1) or ids "0,2"
                            (CUDA_VISIBLE_DEVICES for tensorflow, Dawn's adapters for webgpu, cores
                            on wasm); the node splits its part among them and sends one gradient

@@ -14,8 +14,6 @@ import { CnnBackward } from '../math/wasm/cnn-backward-kernel.js';
 import type { WasmBackend, WasmKernel } from '../wasm-kernels/wasm-backend.js';
 import type { NativeProducts } from './onnxruntime.js';
 
-type Args = Parameters<WasmKernel>[0];
-
 /** What the native kernels call: the products, and the wasm kernels they stand in for. */
 export interface NativeKernelContext {
   readonly products: NativeProducts;

@@ -134,7 +134,10 @@ export class NativeProducts {
     const { m, k, n, transA, transB } = s;
     if (m * n === 0) return;
     if (k === 0) {
-      for (let r = 0; r < m; r++) bias ? out.set(bias, r * n) : out.fill(0, r * n, (r + 1) * n);
+      for (let r = 0; r < m; r++) {
+        if (bias) out.set(bias.subarray(0, n), r * n);
+        else out.fill(0, r * n, (r + 1) * n);
+      }
       return;
     }
     this.calls++;
