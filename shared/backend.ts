@@ -60,19 +60,22 @@ let minFlops = NATIVE_MIN_FLOPS;
 /** The products of a started native backend, for backendReport(). */
 let native: NativeProducts | undefined;
 
-async function startNative(): Promise<void> {
+/** Starts native; throws why it cannot (onnxruntime-node missing or broken, a bad variable). */
+async function startNativeOrSayWhy(): Promise<void> {
   await import('@tensorflow/tfjs-backend-wasm');
-  let products: NativeProducts;
-  try {
-    products = await NativeProducts.start(nativeThreads());
-    nativeMinFlops();
-  } catch (err) {
-    throw new BackendError(`backend "native" is not available: ${(err as Error).message}`);
-  }
+  const products = await NativeProducts.start(nativeThreads());
   minFlops = nativeMinFlops();
   registerWasmKernels(nativeKernels({ products, wasmKernel, minFlops }));
   if (!(await tf.setBackend('wasm'))) throw new Error('tf.setBackend("wasm") returned false');
   native = products;
+}
+
+async function startNative(): Promise<void> {
+  try {
+    await startNativeOrSayWhy();
+  } catch (err) {
+    throw new BackendError(`backend "native" is not available: ${(err as Error).message}`);
+  }
 }
 
 async function startCpu(): Promise<void> {
@@ -185,12 +188,14 @@ async function startAuto(onFallback?: (message: string) => void): Promise<void> 
   } else skipped.push('a worker thread');
   const noGpu = `no GPU (${skipped.join('; ')})`;
   try {
-    await startNative();
+    await startNativeOrSayWhy();
     autoReason = `auto: ${noGpu}; onnxruntime's CPU kernels`;
     return;
   } catch (err) {
-    onFallback?.(`native backend unavailable (${(err as Error).message}); using wasm`);
-    skipped.push(`native: ${(err as Error).message}`);
+    // the whole reason with its fix once, its first clause in the start line
+    const why = (err as Error).message;
+    onFallback?.(`native backend unavailable (${why}); using wasm`);
+    skipped.push(`native: ${why.split(';')[0]}`);
   }
   try {
     await startWasm();

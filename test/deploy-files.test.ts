@@ -74,7 +74,7 @@ describe('docker-compose.yml, our own checks', () => {
     expect(withoutBackend(webgpu['command'])).toEqual(withoutBackend(gpu['command']));
     expect(gpu['command']).toContain('--backend=tensorflow');
     expect(webgpu['command']).toContain('--backend=webgpu');
-    expect(cpu['command']).toContain('--backend=wasm');
+    expect(cpu['command']).toContain('--backend=native');
     // --devices is the number of GPUs the service reserves (one variable for both), and Vulkan needs the graphics capability
     const reservation = (webgpu['deploy'] as { resources: { reservations: { devices: { count: unknown; capabilities: string[] }[] } } }).resources.reservations.devices[0]!;
     expect(webgpu['command']).toContain('--devices=${DPTRAIN_GPUS_PER_WORKER:-1}');
@@ -187,6 +187,14 @@ describe('Dockerfiles', () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { optionalDependencies: Record<string, string> };
     const wanted = pkg.optionalDependencies['@tensorflow/tfjs-node-gpu']!.replace(/^\^/, '');
     expect(text).toContain(`@tensorflow/tfjs-node-gpu@${wanted}`);
+  });
+
+  it('every image carries onnxruntime-node from the lockfile, installed without its install script (the native backend)', () => {
+    for (const name of ['Dockerfile', 'Dockerfile.gpu', 'Dockerfile.webgpu']) {
+      const text = readFileSync(join(ROOT, 'deploy', name), 'utf8');
+      expect(text, name).toMatch(/^RUN npm ci --ignore-scripts --no-audit --no-fund/m);
+      for (const pkg of ['onnxruntime-node', 'onnxruntime-common']) expect(text, name).toContain(`COPY --from=build /app/node_modules/${pkg} node_modules/${pkg}`);
+    }
   });
 
   it('.dockerignore keeps node_modules, dist, runs and secrets out of the build context', () => {

@@ -2,10 +2,11 @@
  * The npm package as a user gets it: `npm pack`, the tarball installed into an empty folder,
  * `dptrain` imported from a .mjs file (and a short job trained through it on two threads, which
  * loads the thread entry and the wasm backend from the package) and from a type-checked .ts file,
+ * the demo on the native backend (and on wasm, saying why, where onnxruntime-node is missing),
  * and both CLIs' --help. Also: every package in the lockfile runs on the oldest Node we promise.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import semver from 'semver';
@@ -98,6 +99,52 @@ export async function run(): Promise<number> {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe('32');
   }, 60_000);
+
+  /** `npx coordinator start --demo` in the installed app, 2 epochs, metrics off; its output. */
+  const demo = (...args: string[]) =>
+    spawnSync('npx', ['--no-install', 'coordinator', 'start', '--demo', '--epochs', '2', '--metrics-listen', 'off', '--overwrite', '--out', join(app, `demo-${args.join('') || 'auto'}`), ...args], {
+      cwd: app,
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, DPTRAIN_NATIVE_MIN_FLOPS: '' },
+    });
+
+  it('runs the demo on the native backend: onnxruntime-node installed from npm with its CPU binaries, nothing downloaded', () => {
+    // npm 11 runs no install script that is not allowed; npm 10 users skip onnxruntime-node's CUDA
+    // download with ONNXRUNTIME_NODE_INSTALL=skip (README): either way only the tarball's binaries
+    expect(existsSync(join(app, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', process.platform, process.arch, 'onnxruntime_binding.node'))).toBe(true);
+    expect(existsSync(join(app, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', 'linux', 'x64', 'libonnxruntime_providers_cuda.so'))).toBe(false);
+    const r = demo();
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/on native \(onnxruntime-node \d+\.\d+\.\d+, 1 thread\(s\) a lane; auto: no GPU \(.*\); onnxruntime's CPU kernels\)/);
+    expect(r.stdout).toMatch(/^Test: loss: /m);
+  }, 180_000);
+
+  it('where onnxruntime-node is broken, --backend native is an E_BACKEND error naming it and the fix; where it is missing, auto says why and trains on wasm', () => {
+    const ort = join(app, 'node_modules', 'onnxruntime-node');
+    const binding = join(ort, 'bin', 'napi-v6', process.platform, process.arch, 'onnxruntime_binding.node');
+    const saved = readFileSync(binding);
+    try {
+      writeFileSync(binding, 'not a shared object');
+      const broken = demo('--backend', 'native');
+      expect(broken.status).not.toBe(0);
+      expect(broken.stderr).toMatch(/error \[E_BACKEND\]: backend "native" is not available: onnxruntime-node \d+\.\d+\.\d+ did not load on linux\/x64 \(.*\); reinstall it: install it with `ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node`/);
+    } finally {
+      writeFileSync(binding, saved);
+    }
+    renameSync(ort, `${ort}.away`);
+    try {
+      const missing = demo('--backend', 'native');
+      expect(missing.status).not.toBe(0);
+      expect(missing.stderr).toContain('error [E_BACKEND]: backend "native" is not available: onnxruntime-node is not installed; install it with `ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node`');
+      const auto = demo();
+      expect(auto.status, auto.stderr).toBe(0);
+      expect(auto.stdout + auto.stderr).toContain('native backend unavailable (onnxruntime-node is not installed;');
+      expect(auto.stdout).toMatch(/on wasm \(auto: no GPU \(.*; native: onnxruntime-node is not installed\)\)/);
+    } finally {
+      renameSync(`${ort}.away`, ort);
+    }
+  }, 240_000);
 
   it('runs npx coordinator --help and npx worker --help', () => {
     const c = spawnSync('npx', ['--no-install', 'coordinator', '--help'], { cwd: app, encoding: 'utf8', timeout: 60_000 });
