@@ -6,7 +6,7 @@
  * One process at a time (nothing else should run meanwhile), then BENCHMARKS.md (machine,
  * versions, date, tables, targets, bench/NOTES.md) and bench/results.json (raw numbers).
  *
- *   node dist/bench/run.js [--quick] [--workload a|b|c|backends] [--merge bench/results.json] [--out DIR]
+ *   node dist/bench/run.js [--quick] [--workload a|b|c|backends|native] [--merge bench/results.json] [--out DIR]
  *   node dist/bench/run.js --render bench/results.json   (rewrite BENCHMARKS.md from saved numbers)
  *
  * --quick: few steps per case (checks the harness; the numbers mean little).
@@ -14,7 +14,9 @@
  * and on what it was measured).
  * Workload (c), the MNIST CNN, also runs bench/mnist_cnn_torch.py where python3 has torch.
  * A full run (no --workload) or --workload backends also runs bench/backend-speed.ts: one
- * gradient step of (b) and (c) per backend, webgpu included (bench/backend-speed.json).
+ * gradient step of (b) and (c) per backend, webgpu included (bench/backend-speed.json); a full
+ * run or --workload native runs bench/native.ts: the native backend against wasm and PyTorch
+ * (bench/native.json).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -25,6 +27,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WORKLOADS, median, type Case, type CaseResult, type Config, type Group, type PhasesMs, type WorkloadName } from './cases.js';
 import type { KernelResult } from './kernels.js';
+import type { NativeResults } from './native.js';
+import { nativeMarkdown } from './native-report.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CASE_MAIN = fileURLToPath(new URL('./case-main.js', import.meta.url));
@@ -276,6 +280,8 @@ function markdown(results: Results): string {
     }
   }
   out.push(...backendSpeedSection());
+  const native = join(ROOT, 'bench', 'native.json');
+  if (existsSync(native)) out.push(...nativeMarkdown(JSON.parse(readFileSync(native, 'utf8')) as NativeResults));
   out.push('## Targets (issue #7)', '', '| target | wanted | measured | |', '|---|---|---|---|', ...targets(results), '');
   const notes = join(ROOT, 'bench', 'NOTES.md');
   if (existsSync(notes)) out.push(readFileSync(notes, 'utf8').trim(), '');
@@ -323,8 +329,14 @@ async function main(): Promise<void> {
     writeFileSync(join(values.out ?? ROOT, 'BENCHMARKS.md'), markdown(JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results));
     return;
   }
+  if (values.workload === 'native') {
+    const r = spawnSync(process.execPath, [fileURLToPath(new URL('./native.js', import.meta.url)), ...(quick ? ['--quick'] : [])], { stdio: 'inherit', cwd: ROOT });
+    if (r.status !== 0) throw new Error(`native exited ${r.status}`);
+    writeFileSync(join(values.out ?? ROOT, 'BENCHMARKS.md'), markdown(JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results));
+    return;
+  }
   const only = values.workload as WorkloadName | undefined;
-  if (only && !(only in WORKLOADS)) throw new Error(`--workload must be a, b or c, got ${only}`);
+  if (only && !(only in WORKLOADS)) throw new Error(`--workload must be a, b, c, backends or native, got ${only}`);
   const outDir = values.out ?? ROOT;
   const results: Results = {
     date: new Date().toISOString(),
@@ -375,6 +387,8 @@ async function main(): Promise<void> {
   if (!quick && only === undefined) {
     console.error('backends: one gradient step per backend ...');
     spawnSync(process.execPath, [fileURLToPath(new URL('./backend-speed.js', import.meta.url))], { stdio: 'inherit', cwd: ROOT });
+    console.error('native backend against wasm and PyTorch ...');
+    spawnSync(process.execPath, [fileURLToPath(new URL('./native.js', import.meta.url))], { stdio: 'inherit', cwd: ROOT });
   }
   if (plan(quick, only).some((g) => g.workload === 'c')) {
     console.error('(c) PyTorch on the same machine ...');
