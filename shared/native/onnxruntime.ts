@@ -109,7 +109,7 @@ export class NativeProducts {
   private static async create(threads: number): Promise<NativeProducts> {
     const ort = loadOnnxruntime();
     if ('error' in ort) throw new Error(ort.error);
-    const options = { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', enableCpuMemArena: true };
+    const options = { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', enableCpuMemArena: true, extra: { session: { intra_op: { allow_spinning: '0' } } } };
     const sessions = new Map<string, BindingSession>();
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
