@@ -63,7 +63,7 @@ describe.skipIf(!HAVE_TELCO)('Telco churn, seed setup (64-64-1 on raw features, 
   it('reaches test accuracy >= 0.77 and writes summary.json', () => {
     const s = run.summary;
     expect(s.test.accuracy).toBeGreaterThanOrEqual(0.77);
-    expect(s).toMatchObject({ trainRows: 4500, valRows: 1125, testRows: 1407, features: 45, threads: 2, backend: 'wasm' });
+    expect(s).toMatchObject({ trainRows: 4500, valRows: 1125, testRows: 1407, features: 45, threads: 2, backend: 'native' });
     expect(s.epochs).toBeGreaterThan(0);
     expect(s.bestEpoch).toBeGreaterThan(0);
     expect(s.bestEpoch).toBeLessThanOrEqual(s.epochs);
@@ -108,8 +108,8 @@ describe('demo', () => {
     expect(stdout).toMatch(/Epoch 1\/5/);
     // threads: auto (the default) gives this small model one lane, in the coordinator's thread.
     expect(summary.threads).toBe(1);
-    // backend auto says why it is wasm: no GPU here (a GPU machine would say which it took)
-    expect(stdout).toMatch(/computing in the coordinator's thread on wasm \(auto: no GPU \([^)]*\)\) \[threads: auto chose 1 of \d+ core\(s\): a step is ~1\.4 MFLOP/);
+    // backend auto says why it is native: no GPU here (a GPU machine would say which it took)
+    expect(stdout).toMatch(/computing in the coordinator's thread on native \(onnxruntime-node [\d.]+, 1 thread\(s\) a lane; auto: no GPU \([^)]*\); onnxruntime's CPU kernels\) \[threads: auto chose 1 of \d+ core\(s\): a step is ~1\.4 MFLOP/);
     const again = await reevaluate(out, readCsv(join(out, 'demo-data.csv')));
     expect(again.accuracy).toBeCloseTo(summary.test['accuracy']!, 6);
   }, 600_000);
