@@ -55,7 +55,7 @@ afterAll(async () => {
   await initBackend('wasm');
 });
 
-for (const backend of ['wasm', 'cpu'] as const) {
+for (const backend of ['wasm', 'native', 'cpu'] as const) {
   describe(`losses from the logits on ${backend}`, () => {
     for (const [name, make] of Object.entries(engines)) {
       it(`${name}: sigmoid + binaryCrossentropy, one saturated sample at a time`, async () => {
