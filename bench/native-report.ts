@@ -4,6 +4,7 @@ import type { Entry, NativeResults, ProductsResult } from './native.js';
 
 const f0 = (v: number): string => (Number.isFinite(v) ? v.toFixed(0) : '–');
 const f2 = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '–');
+const f3 = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : '–');
 const pct = (v: number): string => (Number.isFinite(v) ? `${(v * 100).toFixed(1)}%` : '–');
 const gflops = (w: { flops: number; ms: number }): number => w.flops / w.ms / 1e6;
 
@@ -70,7 +71,7 @@ export function nativeMarkdown(r: NativeResults): string[] {
   ];
   out.push('', '### Targets', '', '| target | wanted | measured (median of per-pass ratios; each pass) | |', '|---|---|---|---|');
   for (const [what, wanted, q, min] of rows) {
-    out.push(`| ${what} | ${wanted} | ${f2(q.median)}x (${q.each.map(f2).join(', ')}) | ${Number.isNaN(min) ? '' : verdict(q.median, q.median >= min)} |`);
+    out.push(`| ${what} | ${wanted} | ${f3(q.median)}x (${q.each.map(f2).join(', ')}) | ${Number.isNaN(min) ? '' : verdict(q.median, q.median >= min)} |`);
   }
   for (const p of r.products) {
     if ('error' in p) continue;
