@@ -5,8 +5,9 @@
  *
  * - peak: one long onnxruntime product (1536^3, one thread), the machine's reach per core.
  * - products: one lane's gradient on native as a 2-thread step gives it ((b): 512 rows, (c): 64),
- *   its products timed inside the step, then the same products (shapes, transposes, bias) run
- *   standalone on plain arrays; rounds alternate the two, the ratio is the median of rounds.
+ *   its products timed inside the step (for a Dense stack, whose products run inside one
+ *   session, the whole gradient is timed), then the same products (shapes, transposes, bias)
+ *   run standalone on plain arrays; rounds alternate the two, the ratio is the median of rounds.
  * - (a), (b), (c) end to end: each configuration in a process of its own (no idle threads of
  *   another beside it), in passes whose order rotates; ratios are medians over passes of the
  *   ratio of pass medians. PyTorch (Debian's python3-torch) on the same machine: (b) with 1
@@ -18,6 +19,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { DenseSpec } from '../shared/model/spec.js';
 import { median, type Case, type CaseResult, type Config, type Group, type WorkloadName } from './cases.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -32,6 +34,12 @@ interface Work {
 export interface ProductsResult {
   readonly workload: WorkloadName;
   readonly rows: number;
+  /**
+   * What "in the step" timed: each product inside the step ('products'), or, where the engine
+   * runs them inside one onnxruntime session (a Dense stack), the whole gradient ('gradient':
+   * its products' FLOPs over its whole time, a lower bound for the products' own rate).
+   */
+  readonly inStepTimed: 'products' | 'gradient';
   /** Per round: the lane's gradient (ms), its products inside it, the same products standalone. */
   readonly rounds: { stepMs: number; inStep: Work; standalone: Work }[];
   readonly shapes: string[];
@@ -84,11 +92,12 @@ async function childMain(kind: string, arg: string): Promise<unknown> {
     return { size, gflops } satisfies PeakResult;
   }
   const [workload, roundsArg] = arg.split(':') as [WorkloadName, string];
-  const [{ WORKLOADS }, { createEngine }, { initialWeights, weightLayout }, { Rng }] = await Promise.all([
+  const [{ WORKLOADS }, { createEngine }, { initialWeights, weightLayout }, { Rng }, { isDenseStack }] = await Promise.all([
     import('./cases.js'),
     import('../compute/gradient.js'),
     import('../shared/model/layout.js'),
     import('../shared/math/rng.js'),
+    import('../shared/model/spec.js'),
   ]);
   const w = WORKLOADS[workload];
   const rows = w.batch / 2;
@@ -112,14 +121,28 @@ async function childMain(kind: string, arg: string): Promise<unknown> {
   const operands = new Map<string, { a: Float32Array; b: Float32Array; out: Float32Array; bias: Float32Array }>();
   const key = (c: Call): string => `${c.m}x${c.k}x${c.n}${c.transA ? ' tA' : ''}${c.transB ? ' tB' : ''}${c.bias ? ' +bias' : ''}`;
   const rounds: ProductsResult['rounds'] = [];
+  // a Dense stack on native runs its products inside two sessions: their shapes from the model
+  const inGraph = calls.length === 0 && isDenseStack(w.spec);
+  const graphProducts = (): Call[] => {
+    const list: Call[] = [];
+    let fanIn = w.spec.inputDim;
+    (w.spec.layers as readonly DenseSpec[]).forEach((layer, i) => {
+      list.push({ m: rows, k: fanIn, n: layer.units, transA: false, transB: false, bias: layer.useBias, ms: 0 });
+      list.push({ m: fanIn, k: rows, n: layer.units, transA: true, transB: false, bias: false, ms: 0 });
+      if (i > 0) list.push({ m: rows, k: layer.units, n: fanIn, transA: false, transB: true, bias: false, ms: 0 });
+      fanIn = layer.units;
+    });
+    return list;
+  };
   for (let r = 0; r < Number(roundsArg); r++) {
     const stepMs = await step();
-    const taken = calls;
+    const taken = inGraph ? graphProducts() : calls;
     const inStep: Work = { flops: 0, ms: 0 };
     for (const c of taken) {
       inStep.flops += 2 * c.m * c.k * c.n;
       inStep.ms += c.ms;
     }
+    if (inGraph) inStep.ms = stepMs;
     calls = [];
     const standalone: Work = { flops: 0, ms: 0 };
     for (const c of taken) {
@@ -135,7 +158,7 @@ async function childMain(kind: string, arg: string): Promise<unknown> {
     rounds.push({ stepMs, inStep, standalone });
   }
   products.recorder = undefined;
-  return { workload, rows, rounds, shapes: [...operands.keys()] } satisfies ProductsResult;
+  return { workload, rows, inStepTimed: inGraph ? 'gradient' : 'products', rounds, shapes: [...operands.keys()] } satisfies ProductsResult;
 }
 
 function runChild<T>(args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): T | { error: string } {

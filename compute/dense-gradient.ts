@@ -27,7 +27,7 @@ type Backward = (z: tf.Tensor, a: tf.Tensor, da: tf.Tensor, alpha: number) => tf
 type Forward = (z: tf.Tensor, alpha: number) => tf.Tensor;
 
 /** Each activation's forward and its derivative applied to the incoming gradient `da`. */
-const ACTIVATION_MATH: Readonly<Record<ActivationName, { forward: Forward; backward: Backward }>> = {
+export const ACTIVATION_MATH: Readonly<Record<ActivationName, { forward: Forward; backward: Backward }>> = {
   linear: { forward: (z) => z, backward: (_z, _a, da) => da },
   relu: { forward: (z) => tf.relu(z), backward: (z, _a, da) => tf.mul(da, tf.step(z)) },
   leakyRelu: {

@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import { backendName } from '../shared/backend.js';
 import { ModelError } from '../shared/errors.js';
 import { assignFlatWeights, buildModel, modelVariables } from '../shared/model/build.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
@@ -14,6 +15,7 @@ import { activations, logitsLoss, losses, metrics } from '../shared/model/regist
 import { RowContext, type BatchRows } from '../shared/model/row-layers.js';
 import { inputShape, isDenseStack, needsRowContext, outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { DenseGradientEngine } from './dense-gradient.js';
+import { NativeDenseEngine, nativeDenseSupports } from './native-dense.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums, type EngineName } from './engine.js';
 
 export class TapeGradientEngine implements BatchEngine {
@@ -130,7 +132,11 @@ export class TapeGradientEngine implements BatchEngine {
   }
 }
 
-/** The engine asked for; a model with other layers than Dense always gets the tape engine. */
+/**
+ * The engine asked for; a model with other layers than Dense always gets the tape engine. On the
+ * native backend a Dense stack it computes runs as onnxruntime sessions (native-dense.ts).
+ */
 export function createEngine(spec: ModelSpec, name: EngineName = 'dense'): BatchEngine {
-  return name === 'tape' || !isDenseStack(spec) ? new TapeGradientEngine(spec) : new DenseGradientEngine(spec);
+  if (name === 'tape' || !isDenseStack(spec)) return new TapeGradientEngine(spec);
+  return backendName() === 'native' && nativeDenseSupports(spec) ? new NativeDenseEngine(spec) : new DenseGradientEngine(spec);
 }

@@ -10,12 +10,14 @@ import '@tensorflow/tfjs-layers';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DenseGradientEngine } from '../compute/dense-gradient.js';
-import { TapeGradientEngine } from '../compute/gradient.js';
+import { createEngine, TapeGradientEngine } from '../compute/gradient.js';
+import { NativeDenseEngine, nativeDenseSupports } from '../compute/native-dense.js';
+import { weightLayout } from '../shared/model/layout.js';
 import { backendReport, initBackend, NATIVE_MIN_FLOPS } from '../shared/backend.js';
 import { Rng } from '../shared/math/rng.js';
 import { NativeProducts, nativeThreads } from '../shared/native/onnxruntime.js';
 import { onnxModel } from '../shared/native/onnx-model.js';
-import type { ModelSpec } from '../shared/model/spec.js';
+import type { ActivationName, LossName, ModelSpec } from '../shared/model/spec.js';
 import { maxRelativeDiff } from './thread-runs.js';
 
 function values(shape: number[], seed: number): Float32Array {
@@ -244,5 +246,77 @@ describe('auto', () => {
       expect(backendReport().reason).toMatch(/^auto: no GPU \(.*\); onnxruntime's CPU kernels$/);
       expect(notes).toEqual([]);
     } else expect(['tensorflow', 'webgpu']).toContain(name);
+  });
+});
+
+/**
+ * A Dense stack on native runs as two onnxruntime sessions (compute/native-dense.ts): the
+ * gradients, loss and metric sums of the stock tape engine on the cpu backend, for every hidden
+ * activation it computes and every output and loss pairing; evaluate and predict too.
+ */
+describe('the native Dense engine (forward and backward as onnxruntime sessions)', () => {
+  afterAll(async () => {
+    await initBackend('wasm');
+  });
+
+  const cases: [ActivationName, ActivationName, LossName, number][] = [
+    ['relu', 'sigmoid', 'binaryCrossentropy', 1],
+    ['leakyRelu', 'sigmoid', 'binaryCrossentropy', 1],
+    ['sigmoid', 'linear', 'meanSquaredError', 2],
+    ['tanh', 'softmax', 'categoricalCrossentropy', 3],
+    ['linear', 'tanh', 'meanAbsoluteError', 2],
+    ['relu', 'relu', 'meanSquaredError', 2],
+  ];
+  for (const [hidden, output, loss, units] of cases) {
+    it(`hidden ${hidden}, ${output} output, ${loss}: the tape engine's gradient on cpu`, async () => {
+      const spec: ModelSpec = {
+        inputDim: 30,
+        layers: [
+          { units: 40, activation: hidden, useBias: true, alpha: 0.2 },
+          { units: 24, activation: hidden, useBias: false },
+          { units, activation: output, useBias: true },
+        ],
+        loss,
+        metrics: ['accuracy', 'meanSquaredError'],
+      };
+      const rng = new Rng(7);
+      const n = 33;
+      const x = values([n, 30], 31);
+      const y = Float32Array.from({ length: n * units }, () => (loss.includes('Crossentropy') ? (rng.next() < 0.5 ? 0 : 1) : rng.normal()));
+      const w = Float32Array.from(values([weightLayout(spec).size], 32), (v) => v * 0.2);
+      await initBackend('cpu');
+      const tape = new TapeGradientEngine(spec);
+      tape.setWeights(w);
+      const expected = await tape.gradient(x, y, n);
+      const expectedEval = await tape.evaluate(x, y, n);
+      const expectedOut = await tape.predict(x, n);
+      tape.dispose();
+      await initBackend('native');
+      const engine = createEngine(spec);
+      expect(engine).toBeInstanceOf(NativeDenseEngine);
+      engine.setWeights(w);
+      const got = await engine.gradient(x, y, n);
+      expect(maxRelativeDiff(got.gradient, expected.gradient)).toBeLessThan(1e-5);
+      expect(got.lossSum).toBeCloseTo(expected.lossSum, 4);
+      got.metricSums.forEach((m, k) => expect(m).toBeCloseTo(expected.metricSums[k]!, 4));
+      const evaluated = await engine.evaluate(x, y, n);
+      expect(evaluated.lossSum).toBeCloseTo(expectedEval.lossSum, 4);
+      expect(maxRelativeDiff(await engine.predict(x, n), expectedOut)).toBeLessThan(1e-5);
+      // into a given array, twice (the sessions and buffers are reused)
+      const out = new Float32Array(w.length);
+      expect((await engine.gradient(x, y, n, out)).gradient).toBe(out);
+      expect(out).toEqual(got.gradient);
+      engine.dispose();
+    });
+  }
+
+  it('a hidden swish or softmax, or a small batch, goes to the tfjs engine', async () => {
+    await initBackend('native');
+    const swish: ModelSpec = { inputDim: 4, layers: [{ units: 3, activation: 'swish', useBias: true }, { units: 1, activation: 'sigmoid', useBias: true }], loss: 'binaryCrossentropy', metrics: [] };
+    expect(nativeDenseSupports(swish)).toBe(false);
+    expect(createEngine(swish)).toBeInstanceOf(DenseGradientEngine);
+    expect(createEngine({ ...swish, layers: [{ units: 3, activation: 'relu', useBias: true }, swish.layers[1]!] })).toBeInstanceOf(NativeDenseEngine);
+    await initBackend('wasm');
+    expect(createEngine({ ...swish, layers: [{ units: 3, activation: 'relu', useBias: true }, swish.layers[1]!] })).toBeInstanceOf(DenseGradientEngine);
   });
 });

@@ -1,8 +1,8 @@
 /**
- * One-operator ONNX models, written as protobuf bytes in memory: what the native backend hands
- * onnxruntime to get one kernel (a Gemm with its transposes folded in) as a session. Only the
- * fields those models use are written (onnx.proto3 field numbers); dimensions may be symbolic,
- * so one session serves every shape.
+ * ONNX models written as protobuf bytes in memory: what the native backend hands onnxruntime
+ * as a session (one Gemm with its transposes folded in; a Dense stack's forward or backward
+ * pass). Only the fields those models use are written (onnx.proto3 field numbers); dimensions
+ * may be symbolic, so one session serves every batch size.
  */
 
 /** A protobuf message under construction (wire types 0 varint, 2 length-delimited, 5 32-bit). */
@@ -45,7 +45,7 @@ class ProtoWriter {
     return this.raw(field, message.finish());
   }
 
-  private raw(field: number, payload: Uint8Array): this {
+  raw(field: number, payload: Uint8Array): this {
     this.key(field, 2);
     this.varint(payload.length);
     for (const b of payload) this.bytes.push(b);
@@ -57,14 +57,16 @@ class ProtoWriter {
   }
 }
 
-/** TensorProto.DataType FLOAT. */
+/** TensorProto.DataType FLOAT, INT64. */
 const FLOAT = 1;
+const INT64 = 7;
 /** AttributeProto.AttributeType. */
 const ATTRIBUTE_FLOAT = 1;
 const ATTRIBUTE_INT = 2;
+const ATTRIBUTE_INTS = 7;
 
 export type Dim = number | string;
-export type Attribute = number | { readonly float: number };
+export type Attribute = number | { readonly float: number } | { readonly ints: readonly number[] };
 
 export interface OnnxNode {
   readonly op: string;
@@ -75,8 +77,18 @@ export interface OnnxNode {
   readonly domain?: string;
 }
 
+/** A constant of the graph: float32 values, or int64 ones (an operator's axes). */
+export interface OnnxConstant {
+  readonly dims: readonly number[];
+  readonly float?: readonly number[];
+  readonly int64?: readonly number[];
+}
+
 export interface OnnxGraph {
   readonly nodes: readonly OnnxNode[];
+  readonly constants?: Readonly<Record<string, OnnxConstant>>;
+  /** ONNX's operator set (default 17). */
+  readonly opset?: number;
   /** Float32 inputs and outputs by name, with their dimensions (a string: a symbolic dimension). */
   readonly inputs: Readonly<Record<string, readonly Dim[]>>;
   readonly outputs: Readonly<Record<string, readonly Dim[]>>;
@@ -91,10 +103,21 @@ function valueInfo(name: string, dims: readonly Dim[]): ProtoWriter {
 
 function attribute(name: string, value: Attribute): ProtoWriter {
   const a = new ProtoWriter().string(1, name);
-  return typeof value === 'number' ? a.int(3, value).int(20, ATTRIBUTE_INT) : a.float(2, value.float).int(20, ATTRIBUTE_FLOAT);
+  if (typeof value === 'number') return a.int(3, value).int(20, ATTRIBUTE_INT);
+  if ('float' in value) return a.float(2, value.float).int(20, ATTRIBUTE_FLOAT);
+  for (const v of value.ints) a.int(8, v);
+  return a.int(20, ATTRIBUTE_INTS);
 }
 
-/** The serialized ModelProto (IR version 8, ONNX opset 17 and onnxruntime's contrib opset 1). */
+function constant(name: string, c: OnnxConstant): ProtoWriter {
+  const t = new ProtoWriter();
+  for (const d of c.dims) t.int(1, d);
+  t.int(2, c.int64 ? INT64 : FLOAT).string(8, name);
+  const raw = c.int64 ? new Uint8Array(BigInt64Array.from(c.int64, (v) => BigInt(v)).buffer) : new Uint8Array(Float32Array.from(c.float ?? []).buffer);
+  return t.raw(9, raw);
+}
+
+/** The serialized ModelProto (IR version 8, ONNX's opset (17 unless the graph says) and onnxruntime's contrib opset 1). */
 export function onnxModel(graph: OnnxGraph): Uint8Array {
   const g = new ProtoWriter();
   graph.nodes.forEach((node, i) => {
@@ -107,13 +130,14 @@ export function onnxModel(graph: OnnxGraph): Uint8Array {
     g.message(1, n);
   });
   g.string(2, 'dptrain');
+  for (const [name, c] of Object.entries(graph.constants ?? {})) g.message(5, constant(name, c));
   for (const [name, dims] of Object.entries(graph.inputs)) g.message(11, valueInfo(name, dims));
   for (const [name, dims] of Object.entries(graph.outputs)) g.message(12, valueInfo(name, dims));
   return new ProtoWriter()
     .int(1, 8)
     .string(2, 'dptrain')
     .message(7, g)
-    .message(8, new ProtoWriter().string(1, '').int(2, 17))
+    .message(8, new ProtoWriter().string(1, '').int(2, graph.opset ?? 17))
     .message(8, new ProtoWriter().string(1, 'com.microsoft').int(2, 1))
     .finish();
 }

@@ -109,7 +109,6 @@ export class NativeProducts {
   private static async create(threads: number): Promise<NativeProducts> {
     const ort = loadOnnxruntime();
     if ('error' in ort) throw new Error(ort.error);
-    const options = { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', enableCpuMemArena: true, extra: { session: { intra_op: { allow_spinning: '0' } } } };
     const sessions = new Map<string, BindingSession>();
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
@@ -119,9 +118,7 @@ export class NativeProducts {
             inputs: { A: transA ? ['K', 'M'] : ['M', 'K'], B: transB ? ['N', 'K'] : ['K', 'N'], ...(bias ? { C: ['N'] } : {}) },
             outputs: { Y: ['M', 'N'] },
           });
-          const session = new ort.binding.InferenceSession();
-          await session.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, options);
-          sessions.set(key(transA, transB, bias), session);
+          sessions.set(key(transA, transB, bias), await loadSession(ort.binding, bytes, threads));
         }
       }
     }
@@ -156,6 +153,41 @@ export class NativeProducts {
 }
 
 const key = (transA: boolean, transB: boolean, bias: boolean): string => `${Number(transA)}${Number(transB)}${Number(bias)}`;
+
+/**
+ * A session on `threads` intra-op threads that sleep rather than spin between runs (spinning
+ * threads took the other lanes' cores: one lane of 2 ran at half the speed of one of 1).
+ */
+async function loadSession(binding: Binding, model: Uint8Array, threads: number): Promise<BindingSession> {
+  const options = { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', enableCpuMemArena: true, extra: { session: { intra_op: { allow_spinning: '0' } } } };
+  const session = new binding.InferenceSession();
+  await session.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, options);
+  return session;
+}
+
+/** A float32 array and its dimensions, as a session takes or fills it. */
+export type Float32Value = readonly [Float32Array, readonly number[]];
+
+/** A whole model as one onnxruntime session, run synchronously on Float32Arrays (inputs read in place, outputs written into the arrays given). */
+export class NativeSession {
+  private constructor(private readonly session: BindingSession) {}
+
+  static async create(model: Uint8Array, threads: number): Promise<NativeSession> {
+    const ort = loadOnnxruntime();
+    if ('error' in ort) throw new Error(ort.error);
+    return new NativeSession(await loadSession(ort.binding, model, threads));
+  }
+
+  run(inputs: Readonly<Record<string, Float32Value>>, outputs: Readonly<Record<string, Float32Value>>): void {
+    const as = (values: Readonly<Record<string, Float32Value>>): Record<string, TensorLike> =>
+      Object.fromEntries(Object.entries(values).map(([name, [data, dims]]) => [name, tensor(data.subarray(0, dims.reduce((a, d) => a * d, 1)), dims)]));
+    this.session.run(as(inputs), as(outputs), {});
+  }
+
+  dispose(): void {
+    this.session.dispose();
+  }
+}
 
 /** Intra-op threads per lane: DPTRAIN_NATIVE_THREADS, else 1. */
 export function nativeThreads(): number {
