@@ -92,23 +92,21 @@ export class CnnBackward {
 
   /** The patches of `x` laid out transposed (K rows of M values; convolution.ts), or undefined when they do not fit. */
   im2colT(x: Float32Array, g: ConvGeometry): Float32Array | undefined {
-    const n = patchValues(g);
-    const at = this.regions([x.length, n]);
-    if (!at) return undefined;
-    const [xAt, colsAt] = at as [number, number];
-    new Float32Array(this.kernel.memory.buffer, xAt, x.length).set(x);
-    this.kernel.im2colT(xAt, colsAt, ...convArgs(g));
-    return new Float32Array(this.kernel.memory.buffer, colsAt, n);
+    return this.patches('im2colT', x, g);
   }
 
   /** The patches of `x` row by row (M rows of K values: the native backend's products), or undefined when they do not fit. */
   im2col(x: Float32Array, g: ConvGeometry): Float32Array | undefined {
+    return this.patches('im2col', x, g);
+  }
+
+  private patches(layout: 'im2col' | 'im2colT', x: Float32Array, g: ConvGeometry): Float32Array | undefined {
     const n = patchValues(g);
     const at = this.regions([x.length, n]);
     if (!at) return undefined;
     const [xAt, colsAt] = at as [number, number];
     new Float32Array(this.kernel.memory.buffer, xAt, x.length).set(x);
-    this.kernel.im2col(xAt, colsAt, ...convArgs(g));
+    this.kernel[layout](xAt, colsAt, ...convArgs(g));
     return new Float32Array(this.kernel.memory.buffer, colsAt, n);
   }
 
