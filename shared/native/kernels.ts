@@ -32,7 +32,9 @@ interface FusedAttrs {
 }
 
 function batchOf(shape: readonly number[]): number {
-  return shape.slice(0, -2).reduce((a, n) => a * n, 1);
+  let batch = 1;
+  for (let i = 0; i < shape.length - 2; i++) batch *= shape[i]!;
+  return batch;
 }
 
 /** A bias Gemm can take as C: one value per output column. */
@@ -69,14 +71,15 @@ function matMul(ctx: NativeKernelContext, name: 'BatchMatMul' | '_FusedMatMul'):
     const { a, b, bias, preluActivationWeights } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo; bias?: tf.TensorInfo; preluActivationWeights?: tf.TensorInfo };
     const attrs = args.attrs as { transposeA: boolean; transposeB: boolean } & FusedAttrs;
     const { transposeA: transA, transposeB: transB } = attrs;
-    const sameBatch = a.shape.length === b.shape.length && a.shape.slice(0, -2).every((d, i) => d === b.shape[i]);
-    const m = a.shape.at(transA ? -1 : -2)!;
-    const k = a.shape.at(transA ? -2 : -1)!;
-    const n = b.shape.at(transB ? -2 : -1)!;
+    const rank = a.shape.length;
+    const m = a.shape[transA ? rank - 1 : rank - 2]!;
+    const k = a.shape[transA ? rank - 2 : rank - 1]!;
+    const n = b.shape[transB ? b.shape.length - 2 : b.shape.length - 1]!;
     const batch = batchOf(a.shape);
-    if (!sameBatch || a.dtype !== 'float32' || b.dtype !== 'float32' || 2 * batch * m * k * n < ctx.minFlops || !columnBias(bias, n) || !activationRuns(attrs)) {
-      return ctx.wasmKernel(name)(args);
-    }
+    // the size first: most products of a small model stop here, at the cost of a few multiplications
+    if (2 * batch * m * k * n < ctx.minFlops) return ctx.wasmKernel(name)(args);
+    const sameBatch = rank === b.shape.length && a.shape.slice(0, -2).every((d, i) => d === b.shape[i]);
+    if (!sameBatch || a.dtype !== 'float32' || b.dtype !== 'float32' || !columnBias(bias, n) || !activationRuns(attrs)) return ctx.wasmKernel(name)(args);
     const backend = args.backend as WasmBackend;
     const out = backend.makeOutput([...a.shape.slice(0, -2), m, n], 'float32');
     // views after the allocation (growing the heap detaches earlier ones)
