@@ -95,15 +95,20 @@ export class NativeProducts {
     readonly version: string,
   ) {}
 
-  private static started: Promise<NativeProducts> | undefined;
+  /** This thread's products, by intra-op thread count. */
+  private static readonly started = new Map<number, Promise<NativeProducts>>();
 
-  /** The products of this thread (sessions made on the first call). Throws why the package cannot be used. */
+  /** This thread's products on `threads` intra-op threads (sessions made on the first call). Throws why the package cannot be used. */
   static start(threads: number): Promise<NativeProducts> {
-    NativeProducts.started ??= NativeProducts.create(threads).catch((err: unknown) => {
-      NativeProducts.started = undefined;
-      throw err;
-    });
-    return NativeProducts.started;
+    let products = NativeProducts.started.get(threads);
+    if (!products) {
+      products = NativeProducts.create(threads).catch((err: unknown) => {
+        NativeProducts.started.delete(threads);
+        throw err;
+      });
+      NativeProducts.started.set(threads, products);
+    }
+    return products;
   }
 
   private static async create(threads: number): Promise<NativeProducts> {
