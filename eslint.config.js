@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint';
  * Imports only go down the data flow: shared/ (config, data, plan, model, math, protocol) below
  * everything; compute/ (the gradient engines) above shared/ and below both sides; worker/ and
  * coordinator/ at the top, neither importing the other; within coordinator/, the pure stages
- * (plan/, reduce/, optimize/) below everything else. A wrong arrow fails lint.
+ * (reduce/, optimize/) below everything else. A wrong arrow fails lint.
  */
 const wrongWay = (folder, forbidden, why, extra = []) => ({
   files: [`${folder}/**/*.ts`],
@@ -22,7 +22,7 @@ const wrongWay = (folder, forbidden, why, extra = []) => ({
   },
 });
 
-/** The coordinator's pure stages (plan, reduce, optimize) sit below its participants, callbacks, fit loop and job. */
+/** The coordinator's pure stages (reduce, optimize) sit below its participants, callbacks, fit loop and job. */
 const pureStage = (stage) =>
   wrongWay(`coordinator/${stage}`, ['participants', 'callbacks', 'fit', 'worker', 'compute'], 'the pure stages know no participant, callback or loop (they are tested with exact numbers)', [
     { group: ['../*.js'], message: `coordinator/${stage}/ must not import the coordinator's own files above it: the pure stages know no participant, callback or loop` },
@@ -43,7 +43,6 @@ export default tseslint.config(
   wrongWay('compute', ['worker', 'coordinator'], 'the engines are used by both sides and know neither'),
   wrongWay('worker', ['coordinator'], 'the two sides meet only through shared/ and compute/'),
   wrongWay('coordinator', ['worker'], 'the two sides meet only through shared/ and compute/'),
-  pureStage('plan'),
   pureStage('reduce'),
   pureStage('optimize'),
 );

@@ -29,7 +29,7 @@ import { prepareData, type Dataset } from '../shared/data/dataset.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import type { GradientDtype } from '../shared/math/float16.js';
 import { Rng } from '../shared/math/rng.js';
-import { epochBatches, epochOrder } from '../coordinator/plan/split-plan.js';
+import { epochBatches, epochOrder } from '../shared/plan/split-plan.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 
 /** The middle value (the mean of the two middle ones for an even count). */

@@ -28,7 +28,7 @@ export async function runKernels(backend: Exclude<BackendChoice, 'auto' | 'tenso
     import('@tensorflow/tfjs-core'),
     import('../compute/gradient.js'),
     import('../compute/dense-gradient.js'),
-    import('../shared/math/wasm/transpose-kernel.js'),
+    import('../shared/wasm/transpose-kernel.js'),
   ]);
   const used = await initBackend(backend);
   const rng = new Rng(1);

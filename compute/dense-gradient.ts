@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { foldsTransposes } from '../shared/backend.js';
 import { ModelError } from '../shared/errors.js';
-import { Transposer } from '../shared/math/wasm/transpose-kernel.js';
+import { Transposer } from '../shared/wasm/transpose-kernel.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { logitsLoss, losses, metrics } from '../shared/model/registries.js';
 import { isDenseStack, outputDim, outputLayer, type ActivationName, type DenseSpec, type ModelSpec } from '../shared/model/spec.js';

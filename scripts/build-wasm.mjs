@@ -1,4 +1,4 @@
-// Assembles each shared/math/wasm/NAME.wat into shared/math/wasm/NAME-binary.ts (the bytes as
+// Assembles each shared/wasm/NAME.wat into shared/wasm/NAME-binary.ts (the bytes as
 // base64, so that the build needs no assembler). Run after editing a .wat:
 //   npm run build:wasm
 // test/wasm-kernels.test.ts fails when the committed bytes and a source disagree.
@@ -6,7 +6,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import wabtInit from 'wabt';
 
-const dir = fileURLToPath(new URL('../shared/math/wasm/', import.meta.url));
+const dir = fileURLToPath(new URL('../shared/wasm/', import.meta.url));
 const wabt = await wabtInit();
 for (const file of readdirSync(dir).filter((f) => f.endsWith('.wat')).sort()) {
   const name = file.slice(0, -'.wat'.length);

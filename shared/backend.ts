@@ -4,7 +4,7 @@
  * - native: the wasm backend with its matrix products and convolutions on onnxruntime-node's
  *   CPU kernels (native/), whose binaries ship in the npm package; everything else on wasm.
  *   `tf.getBackend()` says 'wasm' (it is that backend); backendReport() says 'native'.
- * - wasm: @tensorflow/tfjs-backend-wasm, whose binaries ship in the npm package; dptrain adds the kernels it lacks for training convolutions (wasm-kernels/).
+ * - wasm: @tensorflow/tfjs-backend-wasm, whose binaries ship in the npm package; dptrain adds the kernels it lacks for training convolutions (shared/wasm/tfjs/).
  * - cpu: plain JavaScript kernels; always there, slower.
  * - tensorflow: @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node (native libtensorflow). Optional
  *   packages, loaded only in a process's main thread: tfjs-node is not safe in worker_threads.
@@ -21,7 +21,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from './errors.js';
 import { nativeKernels } from './native/kernels.js';
 import { NativeProducts, nativeThreads, ORT_PACKAGE } from './native/onnxruntime.js';
-import { registerWasmKernels, wasmKernel } from './wasm-kernels/register.js';
+import { registerWasmKernels, wasmKernel } from './wasm/tfjs/register.js';
 import { describeAdapter, driverHint, hasNvidiaDriver, mayHaveGpu, startDawn, type AdapterFacts } from './webgpu.js';
 
 import { BACKENDS, type BackendChoice } from './backend-choice.js';

@@ -3,7 +3,7 @@
  * guarantee: N threads with global batch B give the model one process gives with batch B. The
  * reference is plain TensorFlow.js (cpu): the tfjs-layers model trained with trainOnBatch on the
  * same batches from the same initial weights; the threads run the tape engine on wasm, with
- * dptrain's convolution kernels (shared/wasm-kernels/). The data are 8 x 8 images of three
+ * dptrain's convolution kernels (shared/wasm/tfjs/). The data are 8 x 8 images of three
  * kinds of stroke (horizontal, vertical, diagonal) with noise, as flat rows.
  */
 import { beforeAll, describe, expect, it } from 'vitest';

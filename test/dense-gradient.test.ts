@@ -8,7 +8,7 @@ import { initBackend } from '../shared/backend.js';
 import { Rng } from '../shared/math/rng.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { ACTIVATIONS, LOSSES, type ActivationName, type LossName, type ModelSpec } from '../shared/model/spec.js';
-import { Transposer } from '../shared/math/wasm/transpose-kernel.js';
+import { Transposer } from '../shared/wasm/transpose-kernel.js';
 import { DenseGradientEngine } from '../compute/dense-gradient.js';
 import { TapeGradientEngine } from '../compute/gradient.js';
 import { maxRelativeDiff } from './thread-runs.js';

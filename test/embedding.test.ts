@@ -1,7 +1,7 @@
 /**
  * An embedding model (integer token ids as features) keeps the core guarantee: 1 and 2 threads
  * on wasm give the weights of one plain TensorFlow.js process (cpu). tfjs-backend-wasm cannot
- * train an embedding without dptrain's UnsortedSegmentSum kernel (shared/wasm-kernels/). Token
+ * train an embedding without dptrain's UnsortedSegmentSum kernel (shared/wasm/tfjs/). Token
  * ids that are not integers in [0, inputDim) are refused, naming the row and feature. Over
  * worker node processes (one killed with SIGKILL), the weights of one process of ours.
  */

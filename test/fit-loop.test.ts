@@ -11,7 +11,7 @@ import type { Callback, FitLoopView } from '../coordinator/callbacks/callback.js
 import type { TrainingState } from '../coordinator/checkpoint.js';
 import { Trainer, type FitResult } from '../coordinator/fit/trainer.js';
 import type { Participant, ParticipantGroup } from '../coordinator/participants/participant.js';
-import { splitCounts } from '../coordinator/plan/split-plan.js';
+import { splitCounts } from '../shared/plan/split-plan.js';
 import { validateConfig } from '../shared/config/load.js';
 import type { Dataset } from '../shared/data/dataset.js';
 

@@ -8,7 +8,7 @@ import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { decodeFloat16, encodeFloat16, float16ScaleExp, fromFloat16Bits, toFloat16Bits, type GradientDtype } from '../shared/math/float16.js';
 import { createOptimizer } from '../coordinator/optimize/optimizers.js';
 import { weightedAverage } from '../coordinator/reduce/reduce.js';
-import { epochBatches, epochOrder } from '../coordinator/plan/split-plan.js';
+import { epochBatches, epochOrder } from '../shared/plan/split-plan.js';
 import { initialWeights } from '../shared/model/layout.js';
 import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
 import { expectGradient } from '../shared/protocol/context-checks.js';

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { modelSpec, runRngs } from '../coordinator/fit/trainer.js';
 import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset } from '../shared/data/dataset.js';
-import { epochBatches, epochOrder } from '../coordinator/plan/split-plan.js';
+import { epochBatches, epochOrder } from '../shared/plan/split-plan.js';
 import { assignFlatWeights, buildModel, modelVariables, readFlatWeights } from '../shared/model/build.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { outputLayer } from '../shared/model/spec.js';

@@ -23,7 +23,7 @@ import { validateConfig } from '../shared/config/load.js';
 import type { JobConfig } from '../shared/config/schema.js';
 import { readCsv } from '../shared/data/csv.js';
 import { encodeFloat16 } from '../shared/math/float16.js';
-import { stepsPerEpoch } from '../coordinator/plan/split-plan.js';
+import { stepsPerEpoch } from '../shared/plan/split-plan.js';
 import { PROTOCOL_VERSION, type Message } from '../shared/protocol/schemas.js';
 import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
 import {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../shared/math/rng.js';
-import { chunkRange, inRanges, missingRanges, partitionRows } from '../coordinator/plan/shard-plan.js';
-import { assignRows, epochBatches, epochOrder, splitCounts, stepsPerEpoch } from '../coordinator/plan/split-plan.js';
+import { chunkRange, inRanges, missingRanges, partitionRows } from '../shared/plan/shard-plan.js';
+import { assignRows, epochBatches, epochOrder, splitCounts, stepsPerEpoch } from '../shared/plan/split-plan.js';
 
 describe('splitCounts', () => {
   it('splits 32 over 3 equal participants as 11, 11, 10', () => {

@@ -13,7 +13,7 @@ import { StepRunner, type StepSums } from '../coordinator/fit/step.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { validateConfig } from '../shared/config/load.js';
 import type { Dataset } from '../shared/data/dataset.js';
-import { splitCounts } from '../coordinator/plan/split-plan.js';
+import { splitCounts } from '../shared/plan/split-plan.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
 
 type Behaviour = 'ok' | 'nan-gradient' | 'nan-loss';

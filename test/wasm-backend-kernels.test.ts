@@ -1,5 +1,5 @@
 /**
- * The kernels dptrain gives tfjs-backend-wasm (shared/wasm-kernels/): conv2d's filter gradient
+ * The kernels dptrain gives tfjs-backend-wasm (shared/wasm/tfjs/): conv2d's filter gradient
  * (missing there) and input gradient, the max-pool gradient, transposed matrix products and
  * bias-gradient sums (replacing slow ones), each checked against the cpu backend's own kernels on many shapes, and
  * a stock tf.layers CNN's `model.fit` on wasm (which fails without them) giving the cpu
@@ -10,11 +10,11 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/backend.js';
-import { batchMatMul } from '../shared/wasm-kernels/batch-mat-mul.js';
-import { conv2DBackpropFilter, conv2DBackpropInput } from '../shared/wasm-kernels/convolution.js';
-import { maxPoolGrad } from '../shared/wasm-kernels/max-pool-grad.js';
-import { sum } from '../shared/wasm-kernels/sum.js';
-import { unsortedSegmentSum } from '../shared/wasm-kernels/unsorted-segment-sum.js';
+import { batchMatMul } from '../shared/wasm/tfjs/batch-mat-mul.js';
+import { conv2DBackpropFilter, conv2DBackpropInput } from '../shared/wasm/tfjs/convolution.js';
+import { maxPoolGrad } from '../shared/wasm/tfjs/max-pool-grad.js';
+import { sum } from '../shared/wasm/tfjs/sum.js';
+import { unsortedSegmentSum } from '../shared/wasm/tfjs/unsorted-segment-sum.js';
 import { Rng } from '../shared/math/rng.js';
 
 function random(n: number, rng: Rng): Float32Array {

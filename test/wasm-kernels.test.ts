@@ -9,17 +9,17 @@ import wabtInit from 'wabt';
 import { describe, expect, it } from 'vitest';
 import { createOptimizer, type OptimizerConfig } from '../coordinator/optimize/optimizers.js';
 import { Rng } from '../shared/math/rng.js';
-import { kernelArena } from '../shared/math/wasm/kernels.js';
+import { kernelArena } from '../shared/wasm/kernels.js';
 import { GradientReducer, weightedAverage, type GradientContribution } from '../coordinator/reduce/reduce.js';
-import { OPTIMIZERS_WASM_BASE64 } from '../shared/math/wasm/optimizers-binary.js';
-import { REDUCE_WASM_BASE64 } from '../shared/math/wasm/reduce-binary.js';
-import { MAX_KERNEL_PARTS } from '../shared/math/wasm/reduce-kernel.js';
+import { OPTIMIZERS_WASM_BASE64 } from '../shared/wasm/optimizers-binary.js';
+import { REDUCE_WASM_BASE64 } from '../shared/wasm/reduce-binary.js';
+import { MAX_KERNEL_PARTS } from '../shared/wasm/reduce-kernel.js';
 import { decodeFloat16, encodeFloat16, toFloat16Bits } from '../shared/math/float16.js';
-import { CNN_BACKWARD_WASM_BASE64 } from '../shared/math/wasm/cnn-backward-binary.js';
-import { FLOAT16_WASM_BASE64 } from '../shared/math/wasm/float16-binary.js';
-import { Float16Kernel } from '../shared/math/wasm/float16-kernel.js';
-import { TRANSPOSE_WASM_BASE64 } from '../shared/math/wasm/transpose-binary.js';
-import { Transposer } from '../shared/math/wasm/transpose-kernel.js';
+import { CNN_BACKWARD_WASM_BASE64 } from '../shared/wasm/cnn-backward-binary.js';
+import { FLOAT16_WASM_BASE64 } from '../shared/wasm/float16-binary.js';
+import { Float16Kernel } from '../shared/wasm/float16-kernel.js';
+import { TRANSPOSE_WASM_BASE64 } from '../shared/wasm/transpose-binary.js';
+import { Transposer } from '../shared/wasm/transpose-kernel.js';
 
 const configs: OptimizerConfig[] = [
   { name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
@@ -41,7 +41,7 @@ function gradients(steps: number, size: number, seed: number): Float32Array[] {
 describe('WebAssembly optimizer kernels', () => {
   it('the committed binaries are the .wat sources assembled (run `npm run build:wasm` after editing one)', async () => {
     const wabt = await wabtInit();
-    const dir = new URL('../shared/math/wasm/', import.meta.url);
+    const dir = new URL('../shared/wasm/', import.meta.url);
     const committed: Record<string, string> = { 'cnn-backward.wat': CNN_BACKWARD_WASM_BASE64, 'float16.wat': FLOAT16_WASM_BASE64, 'optimizers.wat': OPTIMIZERS_WASM_BASE64, 'reduce.wat': REDUCE_WASM_BASE64, 'transpose.wat': TRANSPOSE_WASM_BASE64 };
     // a new .wat needs its binary imported here
     expect(readdirSync(dir).filter((f) => f.endsWith('.wat')).sort()).toEqual(Object.keys(committed));

@@ -12,7 +12,7 @@ import type { ModelSpec } from '../../shared/model/spec.js';
 import type { CallbackList, FitLoopView, StopKind } from '../callbacks/callback.js';
 import type { EarlyStoppingCallback } from '../callbacks/early-stopping.js';
 import type { TrainingState } from '../checkpoint.js';
-import { epochBatches, epochOrder, stepsPerEpoch } from '../plan/split-plan.js';
+import { epochBatches, epochOrder, stepsPerEpoch } from '../../shared/plan/split-plan.js';
 import type { EvaluateResult } from './evaluate.js';
 import { addPhases, type EpochLog, type PhaseTimes } from './logs.js';
 import type { History, ModelWeights, OptimizerSlot, ShuffleStream } from './state.js';

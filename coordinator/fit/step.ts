@@ -12,7 +12,7 @@ import { weightLayout } from '../../shared/model/layout.js';
 import { sumsProblem } from '../../shared/model/sums.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import { ParticipantFault, faultOf, type Participant, type ParticipantGroup } from '../participants/participant.js';
-import { assignRows, assignUnits, runEnds, virtualBatches } from '../plan/split-plan.js';
+import { assignRows, assignUnits, runEnds, virtualBatches } from '../../shared/plan/split-plan.js';
 import { statisticRanges, stepWithStatistics, type StatisticRange } from '../optimize/moving-statistics.js';
 import { GradientReducer, firstNonFinite } from '../reduce/reduce.js';
 import { clipScales, robustAggregate } from '../reduce/robust.js';

@@ -11,7 +11,7 @@
  * BENCHMARKS.md, from bench/optimizer-step.ts). The kernels are used wherever the runtime
  * has WebAssembly SIMD, which Node 20 always has.
  */
-import { kernelArena, type KernelArena } from '../../shared/math/wasm/kernels.js';
+import { kernelArena, type KernelArena } from '../../shared/wasm/kernels.js';
 import type { AdamConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig } from '../../shared/config/optimizer-config.js';
 
 export type { AdamConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig };

@@ -13,8 +13,8 @@
 import { performance } from 'node:perf_hooks';
 import { ClusterError, WaitCancelledError } from '../../shared/errors.js';
 import { SpeedModel, balancedCounts, type TimeModel } from '../../shared/plan/balance.js';
-import { missingRanges, partitionRows } from '../plan/shard-plan.js';
-import { splitCounts } from '../plan/split-plan.js';
+import { missingRanges, partitionRows } from '../../shared/plan/shard-plan.js';
+import { splitCounts } from '../../shared/plan/split-plan.js';
 import { FramePool, type PooledFrame } from '../../shared/protocol/frame-pool.js';
 import type { TrainingMetrics } from '../metrics.js';
 import type { NodeContext, RemoteNode } from './remote-node.js';

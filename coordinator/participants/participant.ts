@@ -5,7 +5,7 @@
 import type { RowRange } from '../../shared/data/dataset.js';
 import { WorkerError } from '../../shared/errors.js';
 import { ProtocolError } from '../../shared/errors.js';
-import type { Holds } from '../plan/split-plan.js';
+import type { Holds } from '../../shared/plan/split-plan.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
 

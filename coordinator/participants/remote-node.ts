@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import type { GradientDtype } from '../../shared/math/float16.js';
-import { chunkRange, inRanges } from '../plan/shard-plan.js';
+import { chunkRange, inRanges } from '../../shared/plan/shard-plan.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import type { PooledFrame } from '../../shared/protocol/frame-pool.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';

@@ -15,7 +15,7 @@
  */
 import { ReduceError } from '../../shared/errors.js';
 
-import { MeanKernel } from '../../shared/math/wasm/reduce-kernel.js';
+import { MeanKernel } from '../../shared/wasm/reduce-kernel.js';
 import { firstNonFinite } from '../../shared/math/finite.js';
 
 export { firstNonFinite };

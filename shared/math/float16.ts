@@ -10,7 +10,7 @@
  * The loops here are the reference; encodeFloat16 and decodeFloat16 run WebAssembly SIMD kernels
  * (wasm/float16.wat) with the same bits where they run (timings in BENCHMARKS.md).
  */
-import { Float16Kernel } from './wasm/float16-kernel.js';
+import { Float16Kernel } from '../wasm/float16-kernel.js';
 
 export const GRADIENT_DTYPES = ['float32', 'float16'] as const;
 export type GradientDtype = (typeof GRADIENT_DTYPES)[number];

@@ -3,15 +3,15 @@
  * by onnxruntime's CPU Gemm (onnxruntime.ts) on the wasm heap's own values, everything else
  * left on wasm. Transposes are folded into the Gemm (no copies), a fused bias goes in as Gemm's
  * C, and a fused activation runs as the wasm backend's own kernel after it. Convolutions (NHWC)
- * are im2col (row by row, runs of taps copied whole: math/wasm/cnn-backward.wat) and one Gemm:
+ * are im2col (row by row, runs of taps copied whole: shared/wasm/cnn-backward.wat) and one Gemm:
  * forward y (M x outC) = patches (M x K) W (K x outC), the filter's gradient dW = patches^T dy,
  * the input's dcols = dy W^T written into col2im's memory and scattered back onto the input. A
  * 1x1 convolution without stride or padding is its input's own patches. A product below
  * `minFlops`, or of a shape these do not cover, goes to the wasm kernel it replaces.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { CnnBackward } from '../math/wasm/cnn-backward-kernel.js';
-import type { WasmBackend, WasmKernel } from '../wasm-kernels/wasm-backend.js';
+import { CnnBackward } from '../wasm/cnn-backward-kernel.js';
+import type { WasmBackend, WasmKernel } from '../wasm/tfjs/wasm-backend.js';
 import type { NativeProducts } from './onnxruntime.js';
 
 /** What the native kernels call: the products, and the wasm kernels they stand in for. */

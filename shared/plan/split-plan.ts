@@ -2,8 +2,8 @@
  * Batch planning: which rows make up each step, and how one global batch is divided among the
  * participants of a synchronous step. Pure functions over typed arrays; no transport, no tensors.
  */
-import { Rng, range, shuffleInPlace } from '../../shared/math/rng.js';
-import { runEnds, splitCounts } from '../../shared/plan/split-counts.js';
+import { Rng, range, shuffleInPlace } from '../math/rng.js';
+import { runEnds, splitCounts } from './split-counts.js';
 
 export { runEnds, splitCounts };
 

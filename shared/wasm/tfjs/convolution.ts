@@ -7,11 +7,11 @@
  * dW (K x outChannels) = patches (K x M) x dy (M x outChannels), which the backend's own
  * BatchMatMul computes; the K index order is the filter's [fh, fw, inChannels] layout, so the
  * product is dW as it is. NHWC (channelsLast) only, as tfjs-layers' conv2d uses. im2col and
- * col2im run as WebAssembly kernels (math/wasm/cnn-backward.wat) where WebAssembly SIMD runs,
+ * col2im run as WebAssembly kernels (shared/wasm/cnn-backward.wat) where WebAssembly SIMD runs,
  * else as the loops below; both give the same values.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { CnnBackward } from '../math/wasm/cnn-backward-kernel.js';
+import { CnnBackward } from '../cnn-backward-kernel.js';
 import { stockKernel, type WasmBackend, type WasmKernel } from './wasm-backend.js';
 
 /** What both gradients are told of the convolution. */

@@ -6,7 +6,7 @@
  * (test/dense-gradient.test.ts). Any other reduction goes to the stock kernel.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { CnnBackward } from '../math/wasm/cnn-backward-kernel.js';
+import { CnnBackward } from '../cnn-backward-kernel.js';
 import { stockKernel, type WasmBackend, type WasmKernel } from './wasm-backend.js';
 
 export const sum: WasmKernel = (args) => {

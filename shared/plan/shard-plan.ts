@@ -4,7 +4,7 @@
  * is recomputed and each node is sent only the rows of its new range it does not hold yet
  * (it keeps what it has). Pure functions over row ranges.
  */
-import type { RowRange } from '../../shared/data/dataset.js';
+import type { RowRange } from '../data/dataset.js';
 
 /** `n` rows cut into `k` contiguous ranges whose sizes differ by at most one (larger first). */
 export function partitionRows(n: number, k: number): RowRange[] {

@@ -2,10 +2,10 @@
  * MaxPoolGrad for tfjs-backend-wasm, replacing its own loop: each output's gradient goes to the
  * first largest input of its window (the cpu backend's rule, so both give the same values).
  * NHWC, as tfjs-layers' maxPooling2d uses. Channels in fours run as a WebAssembly SIMD kernel
- * (math/wasm/cnn-backward.wat), others in the loop below; both give the same values.
+ * (shared/wasm/cnn-backward.wat), others in the loop below; both give the same values.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { CnnBackward } from '../math/wasm/cnn-backward-kernel.js';
+import { CnnBackward } from '../cnn-backward-kernel.js';
 import type { WasmBackend, WasmKernel } from './wasm-backend.js';
 
 interface Attrs {
