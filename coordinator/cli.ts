@@ -1,18 +1,18 @@
 /**
- * `coordinator` command line.
+ * The coordinator's commands, run as `dptrain <command>` (or under the alias `coordinator`):
  *
- *   coordinator start --config job.yaml [--data file.csv] [--epochs N] [--threads N]
- *                     [--batch-size N] [--seed N] [--out DIR] [--backend B] [--verbose]
- *   coordinator start --demo          (generated Telco-schema data, the seed's model)
- *   coordinator start --resume RUN_DIR
- *   coordinator evaluate --model DIR --data CSV
- *   coordinator predict --model DIR --data CSV --out FILE
- *   coordinator plot history RUN_DIR | plot activations --out DIR
- *   coordinator demo-data --out FILE  (write that generated data as a CSV)
- *   coordinator <command> --help      (that command's options)
+ *   dptrain start --config job.yaml [--data PATH] [--epochs N] [--threads N] [--batch-size N]
+ *                 [--seed N] [--out DIR] [--backend B] [--verbose]
+ *   dptrain start --demo              (generated Telco-schema data, the demo model)
+ *   dptrain start --resume RUN_DIR
+ *   dptrain evaluate --model DIR --data PATH
+ *   dptrain predict --model DIR --data PATH --out FILE
+ *   dptrain plot history RUN_DIR | plot activations --out DIR
+ *   dptrain demo-data --out FILE      (write that generated data as a CSV)
+ *   dptrain <command> --help          (that command's options)
  *
- * About 300 lines: one short function per command and the flag tables they share; what a
- * command does lives in job.ts, saved-model.ts and plot.ts.
+ * One short function per command and the flag tables they share; what a command does lives in
+ * job.ts, saved-model.ts and plot.ts.
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,21 +27,22 @@ import { runJob } from './job.js';
 import { evaluationLine } from './progress.js';
 import { evaluateCsv, loadSavedModel, predictCsv } from './saved-model.js';
 
-const USAGE = `usage: coordinator start (--config FILE | --demo) [options]
-       coordinator start --resume RUN_DIR [--threads N] [--listen ...]
-       coordinator evaluate --model DIR --data CSV [--backend B]
-       coordinator predict --model DIR --data CSV --out FILE [--backend B]
-       coordinator plot history RUN_DIR [--out DIR]
-       coordinator plot activations --out DIR
-       coordinator demo-data --out FILE [--rows N] [--seed N]
-       coordinator <command> --help      (one command's options)
+const USAGE = `usage: dptrain start (--config FILE | --demo) [options]
+       dptrain start --resume RUN_DIR [--threads N] [--listen ...]
+       dptrain evaluate --model DIR --data PATH [--labels Y.npy] [--backend B]
+       dptrain predict --model DIR --data PATH --out FILE [--backend B]
+       dptrain plot history RUN_DIR [--out DIR]
+       dptrain plot activations --out DIR
+       dptrain demo-data --out FILE [--rows N] [--seed N]
+       dptrain worker start --connect URL [options]   (a worker node: dptrain worker --help)
+       dptrain <command> --help      (one command's options)
 
 start: trains a model with synchronous data parallelism over worker threads and worker nodes.
 
 options:
   --config FILE        job config (YAML or JSON)
   --demo               use generated Telco-schema data (and the demo config if --config is absent)
-  --data FILE          CSV file (overrides data.path)
+  --data PATH          CSV file, image folder (a subfolder per class) or X.npy (overrides data.path)
   --epochs N           overrides fit.epochs
   --batch-size N       overrides fit.batchSize (the global batch)
   --threads N|auto     overrides cluster.threads (auto: one per core for a big enough model)
@@ -77,34 +78,37 @@ Telco Customer Churn data, 7043 rows by default), e.g. for deploy/data/data.csv.
 /** Each command's own --help. */
 const COMMAND_USAGE: Readonly<Record<string, string>> = {
   start: USAGE.slice(0, USAGE.indexOf('\n\nevaluate:')),
-  evaluate: `usage: coordinator evaluate --model DIR --data CSV [--backend B] [--verbose]
+  evaluate: `usage: dptrain evaluate --model DIR --data PATH [--labels Y.npy] [--backend B] [--verbose]
 
 Loss and metrics of a saved model on a labelled CSV of raw rows (transformed by the saved
 preprocessing); rows that cannot be transformed are listed with their line and reason.
 
 options:
   --model DIR          a run directory, or its model/ folder
-  --data CSV           labelled rows, with the columns the model was trained on
+  --data PATH          labelled data of the kind the model was trained on: a CSV with its
+                       columns, an image folder (a subfolder per class) or X.npy
+  --labels Y.npy       the labels for an X.npy --data
   --backend B          ${BACKENDS.join(' | ')} (default auto)
   --verbose            show stack traces on errors`,
-  predict: `usage: coordinator predict --model DIR --data CSV --out FILE [--backend B] [--verbose]
+  predict: `usage: dptrain predict --model DIR --data PATH --out FILE [--backend B] [--verbose]
 
 One output line per CSV row: the probability of each class (binary: of the positive class) or
 the value, and the predicted label. Rows that cannot be transformed are listed with their line.
 
 options:
   --model DIR          a run directory, or its model/ folder
-  --data CSV           raw rows (a label column, if present, is ignored)
+  --data PATH          raw rows: a CSV (a label column, if present, is ignored), an image
+                       folder or X.npy
   --out FILE           where to write the predictions (CSV)
   --backend B          ${BACKENDS.join(' | ')} (default auto)
   --verbose            show stack traces on errors`,
-  plot: `usage: coordinator plot history RUN_DIR [--out DIR]
-       coordinator plot activations --out DIR
+  plot: `usage: dptrain plot history RUN_DIR [--out DIR]
+       dptrain plot activations --out DIR
 
 history: loss and metrics per epoch, train vs validation (history.svg and history.png, in
   RUN_DIR or --out DIR).
 activations: sigmoid, tanh, swish, relu, leakyRelu over [-10, 10] (activations.svg, .png).`,
-  'demo-data': `usage: coordinator demo-data --out FILE [--rows N] [--seed N]
+  'demo-data': `usage: dptrain demo-data --out FILE [--rows N] [--seed N]
 
 Writes the generated Telco-schema CSV that --demo trains on (the columns of the IBM Telco
 Customer Churn data).
@@ -287,7 +291,7 @@ export async function main(argv: string[]): Promise<number> {
   const [command = 'help', ...rest] = argv;
   try {
     const run = COMMANDS[command];
-    if (!run) throw new UsageError(`unknown command "${command}"; expected one of: start, evaluate, predict, plot, demo-data`);
+    if (!run) throw new UsageError(`unknown command "${command}"; expected one of: start, evaluate, predict, plot, demo-data, worker (dptrain --help lists them)`);
     const usage = COMMAND_USAGE[command];
     if (usage !== undefined && wantsHelp(rest)) console.log(usage);
     else if (command === 'help' && rest[0] !== undefined && COMMAND_USAGE[rest[0]] !== undefined) console.log(COMMAND_USAGE[rest[0]]);

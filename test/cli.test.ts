@@ -196,6 +196,47 @@ describe('coordinator demo-data', () => {
   });
   it('needs --out, and says which command is unknown', async () => {
     expectError(await coordinatorInProcess(['demo-data']), /demo-data needs --out FILE/);
-    expectError(await coordinatorInProcess(['strat']), /unknown command "strat"; expected one of: start, evaluate, predict, plot, demo-data/);
+    expectError(await coordinatorInProcess(['strat']), /unknown command "strat"; expected one of: start, evaluate, predict, plot, demo-data, worker/);
+  });
+});
+
+describe('the dptrain command', () => {
+  const dptrainBin = join(ROOT, 'bin', 'dptrain.js');
+  const run = (bin: string, args: string[]): Run => {
+    const r = spawnSync(process.execPath, [bin, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  it('is one name for both sides: dptrain start ... and dptrain worker ..., with coordinator and worker as aliases', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+    expect(pkg.bin).toEqual({ dptrain: 'bin/dptrain.js', coordinator: 'bin/coordinator.js', worker: 'bin/worker.js' });
+    const help = run(dptrainBin, ['--help']);
+    expect(help.status, help.stderr).toBe(0);
+    expect(help.stdout).toMatch(/^usage: dptrain start \(--config FILE \| --demo\)/);
+    expect(help.stdout).toContain('dptrain worker start --connect URL');
+    expect(run(COORDINATOR_BIN, ['--help']).stdout).toBe(help.stdout);
+    const worker = run(dptrainBin, ['worker', 'start', '--help']);
+    expect(worker.status, worker.stderr).toBe(0);
+    expect(worker.stdout).toMatch(/^usage: dptrain worker start --connect URL/);
+    expect(run(join(ROOT, 'bin', 'worker.js'), ['start', '--help']).stdout).toBe(worker.stdout);
+    const bad = run(dptrainBin, ['worker', 'strat']);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain('unknown command "strat"');
+  }, 60_000);
+
+  it('says that --data takes a CSV file, an image folder or X.npy, and evaluate --help names --labels', async () => {
+    const logs: string[] = [];
+    const log = vi.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void logs.push(parts.map(String).join(' ')));
+    try {
+      for (const args of [['start', '--help'], ['evaluate', '--help'], ['predict', '--help']]) expect(await main(args)).toBe(0);
+    } finally {
+      log.mockRestore();
+    }
+    const [start, evaluate, predict] = logs;
+    expect(start).toMatch(/--data PATH +CSV file, image folder \(a subfolder per class\) or X\.npy/);
+    expect(start).not.toMatch(/--data FILE +CSV file/);
+    expect(evaluate).toMatch(/--labels Y\.npy +the labels for an X\.npy --data/);
+    expect(evaluate).toMatch(/image folder/);
+    expect(predict).toMatch(/image\s+folder or X\.npy/);
   });
 });

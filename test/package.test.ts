@@ -37,7 +37,7 @@ describe('the packed package, installed into an empty folder', () => {
 
   it('ships the built library, both CLIs and the examples, built on prepack', () => {
     expect(pkg.scripts['prepack']).toBe('npm run build');
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/coordinator/cli.js', 'dist/worker/cli.js', 'dist/worker/thread.js', 'bin/coordinator.js', 'bin/worker.js', 'examples/demo.yaml']) {
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/coordinator/cli.js', 'dist/worker/cli.js', 'dist/worker/thread.js', 'dist/cli.js', 'bin/dptrain.js', 'bin/coordinator.js', 'bin/worker.js', 'examples/demo.yaml']) {
       expect(files, f).toContain(f);
     }
     expect(files.filter((f) => f.startsWith('test/') || f.startsWith('dist/test/') || f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
@@ -100,9 +100,9 @@ export async function run(): Promise<number> {
     expect(r.stdout.trim()).toBe('32');
   }, 60_000);
 
-  /** `npx coordinator start --demo` in the installed app, 2 epochs, metrics off; its output. */
+  /** `npx dptrain start --demo` in the installed app, 2 epochs, metrics off; its output. */
   const demo = (...args: string[]) =>
-    spawnSync('npx', ['--no-install', 'coordinator', 'start', '--demo', '--epochs', '2', '--metrics-listen', 'off', '--overwrite', '--out', join(app, `demo-${args.join('') || 'auto'}`), ...args], {
+    spawnSync('npx', ['--no-install', 'dptrain', 'start', '--demo', '--epochs', '2', '--metrics-listen', 'off', '--overwrite', '--out', join(app, `demo-${args.join('') || 'auto'}`), ...args], {
       cwd: app,
       encoding: 'utf8',
       timeout: 120_000,
@@ -146,13 +146,17 @@ export async function run(): Promise<number> {
     }
   }, 240_000);
 
-  it('runs npx coordinator --help and npx worker --help', () => {
-    const c = spawnSync('npx', ['--no-install', 'coordinator', '--help'], { cwd: app, encoding: 'utf8', timeout: 60_000 });
-    expect(c.status, c.stderr).toBe(0);
-    expect(c.stdout).toContain('coordinator start');
-    const w = spawnSync('npx', ['--no-install', 'worker', '--help'], { cwd: app, encoding: 'utf8', timeout: 60_000 });
-    expect(w.status, w.stderr).toBe(0);
-    expect(w.stdout).toContain('start --connect URL');
+  it('runs npx dptrain (start, worker) and its aliases npx coordinator and npx worker', () => {
+    const npx = (...args: string[]) => spawnSync('npx', ['--no-install', ...args], { cwd: app, encoding: 'utf8', timeout: 60_000 });
+    for (const help of [npx('dptrain', '--help'), npx('coordinator', '--help')]) {
+      expect(help.status, help.stderr).toBe(0);
+      expect(help.stdout).toContain('dptrain start');
+      expect(help.stdout).toContain('dptrain worker start --connect URL');
+    }
+    for (const help of [npx('dptrain', 'worker', '--help'), npx('worker', '--help')]) {
+      expect(help.status, help.stderr).toBe(0);
+      expect(help.stdout).toContain('start --connect URL');
+    }
   }, 120_000);
 });
 

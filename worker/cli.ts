@@ -20,7 +20,7 @@ import type { ModelSpec } from '../shared/model/spec.js';
 import type { BatchEngine } from '../compute/engine.js';
 import { WorkerMetrics } from './metrics.js';
 
-const USAGE = `usage: worker <command>
+const USAGE = `usage: dptrain worker <command>   (alias: worker <command>)
 
 commands:
   start --connect URL      join a coordinator (ws://host:port or wss://host:port) and train
@@ -40,16 +40,16 @@ commands:
                            final counters (default 0; a short job can end between two scrapes)
       --verbose            log every step; stack traces on errors
   backends [--backend B]   start a backend (default: each in turn) and report it
-  help [COMMAND]           this text, or one command's (also: worker COMMAND --help)`;
+  help [COMMAND]           this text, or one command's (also: dptrain worker COMMAND --help)`;
 
 /** Each command's own --help. */
 const COMMAND_USAGE: Readonly<Record<string, string>> = {
-  start: `usage: worker start --connect URL [options]
+  start: `usage: dptrain worker start --connect URL [options]
 
 Joins a coordinator and computes its steps until the job ends.
 
 ${USAGE.slice(USAGE.indexOf('      --token-file'), USAGE.indexOf('  backends')).trimEnd()}`,
-  backends: `usage: worker backends [--backend B]
+  backends: `usage: dptrain worker backends [--backend B]
 
 Starts a TensorFlow.js backend (${BACKENDS.join(' | ')}; default: auto) and reports which one runs here.`,
 };
