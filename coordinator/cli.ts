@@ -60,8 +60,9 @@ options:
                        holds another run is refused unless --resume or --overwrite
   --overwrite          replace the run in --out (its checkpoints, summary and model)
   --resume RUN_DIR     continue that run from its newest checkpoint (its config.json and data;
-                       cluster and metrics flags may change); SIGINT/SIGTERM stop a run after
-                       the current step with a checkpoint
+                       cluster and metrics flags may change, and --data points at the data if it
+                       moved: it must hold the same training rows); SIGINT/SIGTERM stop a run
+                       after the current step with a checkpoint
   --verbose            show stack traces on errors
   -h, --help           this text
 
@@ -182,7 +183,7 @@ async function start(argv: string[]): Promise<void> {
     allowPositionals: false,
   });
   if (values.resume !== undefined) {
-    const fixed = (['config', 'demo', 'data', 'epochs', 'batch-size', 'seed', 'out', 'overwrite'] as const).filter((k) => values[k] !== undefined);
+    const fixed = (['config', 'demo', 'epochs', 'batch-size', 'seed', 'out', 'overwrite'] as const).filter((k) => values[k] !== undefined);
     if (fixed.length > 0) throw new UsageError(`--resume continues a run with its own config and data; drop ${fixed.map((k) => `--${k}`).join(', ')}`);
   }
   if (values.help) {

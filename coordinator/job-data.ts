@@ -59,7 +59,7 @@ export function prepareJobData(config: JobConfig, table: Table): PreparedData {
   const { data } = config;
   if (!data.label?.column) throw new ConfigError(`data.label.column is required for CSV data (${table.source}): name the column to predict`);
   const label = { ...data.label, column: data.label.column, type: data.label.type ?? 'binary' };
-  return prepareData(table, { drop: data.drop, numeric: data.numeric, categorical: data.categorical, label, maxCategories: data.maxCategories }, splitOptions(config), config.seed);
+  return prepareData(table, { drop: data.drop, numeric: data.numeric, categorical: data.categorical, label, maxCategories: data.maxCategories, strayValues: data.strayValues }, splitOptions(config), config.seed);
 }
 
 /** Keys of data that only CSV data reads. */

@@ -4,14 +4,17 @@
  * the participants, fit with the callbacks (progress, metrics, stop on signal, checkpoints),
  * evaluate on the test rows, then write history, model and summary.
  *
- * About 300 lines: each step is a short function here, and runJob reads as their list; the
- * pieces they call live in job-data.ts, job-cluster.ts, validate.ts, fit/ and callbacks/.
+ * Each step is a short function here, and runJob reads as their list; the pieces they call live
+ * in job-data.ts, job-cluster.ts, validate.ts, fit/ and callbacks/.
  */
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { withAbsolutePaths } from '../shared/config/load.js';
 import type { JobConfig } from '../shared/config/schema.js';
 import type { CellValue } from '../shared/data/csv.js';
 import type { PreparedData } from '../shared/data/dataset.js';
+import { ConfigError } from '../shared/errors.js';
 import { describeModel } from '../shared/model/layers.js';
 import { weightLayout } from '../shared/model/layout.js';
 import type { ModelSpec } from '../shared/model/spec.js';
@@ -109,10 +112,22 @@ function openRun(jobConfig: JobConfig, options: JobOptions, log: (line: string) 
   let resumeFrom: OpenRun['resumeFrom'];
   if (options.resume) {
     resumeFrom = loadLatestCheckpoint(runDir.file(CHECKPOINT_DIR), log);
+    checkResumeData(jobConfig, runDir);
     const { epoch, batch, step, finished } = resumeFrom.state;
     log(`resuming from ${resumeFrom.file} (${finished ? 'training had finished' : `epoch ${epoch + 1}, batch ${batch + 1}`}, step ${step})`);
   }
   return { config: dataConfig(jobConfig, provided, runDir), runDir, resumeFrom };
+}
+
+/** A resumed run's data files must still be there; a moved one is given with --data. */
+function checkResumeData(config: JobConfig, runDir: RunDir): void {
+  for (const [key, path] of [['data.path', config.data.path], ['data.labels', config.data.labels]] as const) {
+    if (path !== undefined && !existsSync(path)) {
+      throw new ConfigError(
+        `${runDir.path}: the run's ${key} ${path} is not there any more; if it moved, give its new place: dptrain start --resume ${runDir.path} --data NEW_PATH (it must hold the same training rows)`,
+      );
+    }
+  }
 }
 
 /** The data (CSV, image folder or .npy arrays) read and prepared; its warnings logged. */
@@ -145,9 +160,12 @@ function planRun(config: JobConfig, prepared: PreparedData, log: (line: string) 
   return { spec, run: withThreads(config, choice.threads), threadsReason: choice.reason };
 }
 
-/** config.json (threads as given: auto is chosen again on resume, maybe on another machine), preprocessing.json, split.json. */
+/**
+ * config.json (threads as given: auto is chosen again on resume, maybe on another machine; paths
+ * absolute, so a resume finds the data from any directory), preprocessing.json, split.json.
+ */
 function writeRunInputs(runDir: RunDir, config: JobConfig, prepared: PreparedData): void {
-  runDir.writeJson('config.json', config);
+  runDir.writeJson('config.json', withAbsolutePaths(config));
   runDir.writeJson('preprocessing.json', prepared.preprocessor);
   runDir.writeJson('split.json', prepared.lines);
 }
@@ -223,7 +241,7 @@ async function train(open: OpenRun, prepared: PreparedData, plan: RunPlan, metri
     const failed = checkpoints.lastFailed;
     if (fit.interrupted) {
       if (failed) log(`warning: the last checkpoint (step ${failed.step}) failed: ${failed.error}`);
-      if (checkpoints.last) log(`Stopped at step ${fit.steps}; checkpoint ${checkpoints.last}. Continue with: coordinator start --resume ${runDir.path}`);
+      if (checkpoints.last) log(`Stopped at step ${fit.steps}; checkpoint ${checkpoints.last}. Continue with: dptrain start --resume ${runDir.path}`);
       else log('Stopped before the first step: nothing to checkpoint.');
       outcome = 'job interrupted';
     } else {

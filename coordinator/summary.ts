@@ -30,7 +30,7 @@ export interface Summary {
   readonly failures: Record<string, number>;
   /** Connections refused before joining, by reason (bad token, version, malformed...). */
   readonly rejectedPeers: Record<string, number>;
-  /** Stopped by a signal before the end; resume with `coordinator start --resume <run dir>`. */
+  /** Stopped by a signal before the end; resume with `dptrain start --resume <run dir>`. */
   readonly interrupted: boolean;
   /** The checkpoint this process resumed from, if it did. */
   readonly resumedFrom?: string;

@@ -95,8 +95,8 @@ export function trackProcesses(): (p: Proc) => Proc {
   return (p) => (procs.push(p), p);
 }
 
-export function spawnNode(name: string, bin: string, args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnNode(name: string, bin: string, args: string[], env: Record<string, string> = {}, cwd = ROOT): Proc {
+  const child = spawn(process.execPath, [bin, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   return new Proc(name, child);
 }
 

@@ -1,6 +1,7 @@
 /**
- * Bad data must not pass silently: a numeric column with a stray value, a column that loses many
- * rows to missing values, and an id column about to be one-hot encoded. Generated Telco-schema
+ * Bad data must not pass silently, nor change the features silently: a column of numbers with a
+ * stray value, a column that loses many rows to missing values, and an id column about to be
+ * one-hot encoded. Generated Telco-schema
  * rows (the real file's columns), so these run everywhere.
  */
 import { describe, expect, it } from 'vitest';
@@ -30,11 +31,31 @@ describe('data checks', () => {
     expect(fit(telcoDemoCsv(2000, 5))).toEqual({ warnings: [], features: 45 });
   });
 
-  it('one stray value in a numeric column: warns, naming the column, the count and the line', () => {
+  it('a stray value in a column of numbers: the column stays numeric (45 features), the row is dropped and reported with its line and value', () => {
     const { warnings, features } = fit(telcoWith('tenure', (v, r) => (r === 3 ? 'abc' : v)));
-    expect(features).toBeGreaterThan(45); // still encoded as text: the user decides
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/^churn\.csv: column "tenure" is a number in 1999 of 2000 rows but is one-hot encoded as text, because of 1 value\(s\) that are not numbers \(line 5: "abc"\); list it in data\.numeric/);
+    expect(features).toBe(45);
+    expect(warnings).toEqual([
+      'churn.csv: column "tenure" holds numbers in 1999 of 2000 rows but not in 1 (line 5: "abc"): that row is dropped (data.strayValues: error refuses such a file; data.categorical: [tenure] encodes the column as text)',
+    ]);
+    const prepared = prepareData(parseCsv(telcoWith('tenure', (v, r) => (r === 3 ? 'abc' : v)), 'churn.csv'), TELCO_PREPROCESS, SPLIT, 1);
+    expect(prepared.rowsDropped).toBe(prepareData(parseCsv(telcoDemoCsv(2000, 5), 'churn.csv'), TELCO_PREPROCESS, SPLIT, 1).rowsDropped + 1);
+    expect(prepared.dataset.features).toBe(45);
+  });
+
+  it('"n/a" in MonthlyCharges is a stray value with its line, not an id column; data.strayValues: error refuses the file', () => {
+    const csv = telcoWith('MonthlyCharges', (v, r) => (r === 10 || r === 20 ? 'n/a' : v));
+    const { warnings, features } = fit(csv);
+    expect(features).toBe(45);
+    expect(warnings).toEqual([expect.stringContaining('column "MonthlyCharges" holds numbers in 1998 of 2000 rows but not in 2 (line 12: "n/a", line 22: "n/a"): those rows are dropped')]);
+    expect(() => fit(csv, { ...TELCO_PREPROCESS, strayValues: 'error' })).toThrow(
+      'churn.csv: column "MonthlyCharges" holds numbers in 1998 of 2000 rows but not in 2 (line 12: "n/a", line 22: "n/a"); fix those rows, set data.strayValues: drop to train without them, or list the column in data.categorical to encode it as text',
+    );
+  });
+
+  it('data.categorical keeps a column of numbers with a stray value as text, as asked', () => {
+    const { warnings, features } = fit(telcoWith('tenure', (v, r) => (r === 3 ? 'abc' : v)), { ...TELCO_PREPROCESS, categorical: ['tenure'] });
+    expect(warnings).toEqual([]);
+    expect(features).toBeGreaterThan(45);
   });
 
   it('listed in data.numeric, a column that loses many rows is named with its share and first lines', () => {

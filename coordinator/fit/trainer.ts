@@ -163,7 +163,7 @@ export class Trainer {
     const fingerprint = this.fingerprint();
     const { resume } = options;
     if (resume && resume.fingerprint !== fingerprint) {
-      throw new CheckpointError('the checkpoint belongs to other training data, model or settings (fingerprint differs); resume with the same config and data file');
+      throw new CheckpointError('the checkpoint belongs to other training data, model or settings (fingerprint differs); resume with the same config and data (a data file given with --data on resume must hold the same training rows)');
     }
     const earlyStopping = this.config.fit.earlyStopping ? new EarlyStoppingCallback(this.config.fit.earlyStopping) : undefined;
     const history = new History<EpochLog>();

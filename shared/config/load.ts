@@ -102,3 +102,20 @@ export function loadConfig(file: string, overrides: Overrides = {}, names: Overr
     cluster: { ...cluster, ...(tokenFile ? { tokenFile } : {}), ...(tls ? { tls } : {}) },
   };
 }
+
+/**
+ * The config with every file path absolute (resolved against `base`, the directory the run
+ * started in): what a run directory's config.json holds, so `--resume` finds the data from any
+ * directory.
+ */
+export function withAbsolutePaths(config: JobConfig, base = process.cwd()): JobConfig {
+  const abs = (path: string | undefined): string | undefined => (path === undefined ? undefined : resolve(base, path));
+  const { data, cluster, output } = config;
+  const tls = cluster.tls && { cert: abs(cluster.tls.cert)!, key: abs(cluster.tls.key)! };
+  return {
+    ...config,
+    data: { ...data, ...(data.path ? { path: abs(data.path) } : {}), ...(data.labels ? { labels: abs(data.labels) } : {}) },
+    cluster: { ...cluster, ...(cluster.tokenFile ? { tokenFile: abs(cluster.tokenFile) } : {}), ...(tls ? { tls } : {}) },
+    output: { ...output, ...(output.dir ? { dir: abs(output.dir) } : {}) },
+  };
+}

@@ -40,6 +40,11 @@ const Data = z.strictObject({
   categorical: z.array(z.string()).default([]),
   /** Most distinct values a text column may have to be one-hot encoded (more: an id column, refused). */
   maxCategories: z.int().positive().default(DEFAULT_MAX_CATEGORIES),
+  /**
+   * Values that are not numbers in a CSV column of mostly (>= 90%) numbers: 'drop' their rows,
+   * each reported with its line and value, or 'error': refuse the file.
+   */
+  strayValues: z.enum(['drop', 'error']).default('drop'),
   label: Label.optional(),
   testSize: z.number().min(0).lt(1).default(0.2),
   stratify: z.boolean().default(true),

@@ -21,6 +21,11 @@ export interface PreprocessOptions {
   readonly label: LabelOptions;
   /** Most distinct values a column may have to be one-hot encoded (default DEFAULT_MAX_CATEGORIES). */
   readonly maxCategories?: number;
+  /**
+   * Values that are not numbers in a column of mostly numbers: 'drop' their rows, each reported
+   * with its line and value (default), or 'error': refuse the file.
+   */
+  readonly strayValues?: 'drop' | 'error';
 }
 
 /** More categories than this is an id or a free-text column, not a category (data.maxCategories). */
@@ -29,6 +34,12 @@ export const DEFAULT_MAX_CATEGORIES = 100;
 const MOSTLY_NUMBERS = 0.9;
 /** Dropping more than this share of the rows for one column's missing values is worth a warning. */
 const DROP_WARNING = 0.05;
+
+/** Up to three source lines with the column's value on each, for messages. */
+function someValues(table: Table, rows: readonly number[], ci: number): string {
+  const shown = rows.slice(0, 3).map((r) => `line ${table.lines[r]}: ${JSON.stringify(table.rows[r]![ci])}`);
+  return `${shown.join(', ')}${rows.length > 3 ? `, and ${rows.length - 3} more` : ''}`;
+}
 
 /** Up to three source lines, for messages. */
 function someLines(table: Table, rows: readonly number[]): string {
@@ -107,8 +118,12 @@ export function fitPreprocessor(table: Table, options: PreprocessOptions, warn: 
   const featureNames = table.header.filter((h) => !excluded.has(h));
   if (featureNames.length === 0) throw new DataError(`no feature columns left in ${table.source} after dropping ${[...excluded].join(', ')}`);
 
-  // Which columns are numbers: listed in `numeric` (coerced), or every non-blank value parses.
+  // Which columns are numbers: listed in `numeric` (coerced), or (nearly) every non-blank value
+  // parses. A column of mostly numbers stays numeric: its stray values lose their rows, reported,
+  // rather than turning the column into one-hot text and changing the feature count.
   const kinds = new Map<string, 'numeric' | 'text'>();
+  const notNumbersIn = new Map<string, { filled: number; rows: number[] }>();
+  const strays: { name: string; ci: number; filled: number; rows: number[] }[] = [];
   for (const name of featureNames) {
     const ci = table.header.indexOf(name);
     if (options.numeric.includes(name)) kinds.set(name, 'numeric');
@@ -121,19 +136,22 @@ export function fitPreprocessor(table: Table, options: PreprocessOptions, warn: 
         filled++;
         if (Number.isNaN(parseNumber(row[ci]!))) notNumbers.push(r);
       });
-      kinds.set(name, notNumbers.length === 0 ? 'numeric' : 'text');
-      if (notNumbers.length > 0 && filled - notNumbers.length >= MOSTLY_NUMBERS * filled) {
-        const first = notNumbers[0]!;
-        warn(
-          `${table.source}: column "${name}" is a number in ${filled - notNumbers.length} of ${filled} rows but is one-hot encoded as text, ` +
-            `because of ${notNumbers.length} value(s) that are not numbers (${someLines(table, notNumbers)}: ${JSON.stringify(table.rows[first]![ci])}); ` +
-            `list it in data.numeric to drop those rows instead, or in data.categorical to keep it as text`,
-        );
-      }
+      const mostlyNumbers = notNumbers.length > 0 && filled - notNumbers.length >= MOSTLY_NUMBERS * filled;
+      kinds.set(name, notNumbers.length === 0 || mostlyNumbers ? 'numeric' : 'text');
+      notNumbersIn.set(name, { filled, rows: notNumbers });
+      if (mostlyNumbers) strays.push({ name, ci, filled, rows: notNumbers });
     }
   }
+  for (const { name, ci, filled, rows } of strays) {
+    const what = `${table.source}: column "${name}" holds numbers in ${filled - rows.length} of ${filled} rows but not in ${rows.length} (${someValues(table, rows, ci)})`;
+    if (options.strayValues === 'error') {
+      throw new DataError(`${what}; fix those rows, set data.strayValues: drop to train without them, or list the column in data.categorical to encode it as text`);
+    }
+    warn(`${what}: ${rows.length === 1 ? 'that row is' : 'those rows are'} dropped (data.strayValues: error refuses such a file; data.categorical: [${name}] encodes the column as text)`);
+  }
 
-  const usable = usableRows(table, featureNames, kinds, options.label.column, options.label.type === 'numeric', warn);
+  const reported = new Set(strays.map((c) => c.name));
+  const usable = usableRows(table, featureNames, kinds, options.label.column, options.label.type === 'numeric', (name, message) => reported.has(name) || warn(message));
   if (usable.length === 0) {
     throw new DataError(`no rows left in ${table.source} after dropping rows with missing values (${table.rows.length} rows read)`);
   }
@@ -149,9 +167,11 @@ export function fitPreprocessor(table: Table, options: PreprocessOptions, warn: 
       for (const r of usable) cats.add(table.rows[r]![ci]!);
       const limit = options.maxCategories ?? DEFAULT_MAX_CATEGORIES;
       if (cats.size > limit) {
+        const notNumbers = notNumbersIn.get(name);
+        const numbers = notNumbers && notNumbers.rows.length < notNumbers.filled ? ` ${notNumbers.filled - notNumbers.rows.length} of its ${notNumbers.filled} values are numbers; not: ${someValues(table, notNumbers.rows, ci)}.` : '';
         throw new DataError(
           `${table.source}: column "${name}" has ${cats.size} distinct values; one-hot encoding it would add ${cats.size} features ` +
-            `(data.maxCategories is ${limit}). An id or free-text column: add it to data.drop; numbers: add it to data.numeric; real categories: raise data.maxCategories`,
+            `(data.maxCategories is ${limit}).${numbers} An id or free-text column: add it to data.drop; numbers: add it to data.numeric; real categories: raise data.maxCategories`,
         );
       }
       onehotCols.push({ name, kind: 'onehot', categories: sortStrings(cats) });
@@ -169,7 +189,7 @@ function usableRows(
   kinds: Map<string, 'numeric' | 'text'>,
   labelColumn: string,
   numericLabel: boolean,
-  warn: (message: string) => void,
+  warn: (column: string, message: string) => void,
 ): number[] {
   const checks = featureNames.map((name) => ({ name, ci: table.header.indexOf(name), numeric: kinds.get(name) === 'numeric', dropped: [] as number[] }));
   const li = table.header.indexOf(labelColumn);
@@ -195,6 +215,7 @@ function usableRows(
   for (const { name, dropped } of [...checks, { name: labelColumn, dropped: labelDropped }]) {
     if (dropped.length > DROP_WARNING * n) {
       warn(
+        name,
         `${table.source}: ${dropped.length} of ${n} rows (${((100 * dropped.length) / n).toFixed(0)}%) are dropped for a missing or non-numeric value in column "${name}" ` +
           `(${someLines(table, dropped)}); fix the file, or drop the column (data.drop)`,
       );
