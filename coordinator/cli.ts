@@ -30,7 +30,7 @@ import { evaluateCsv, loadSavedModel, predictCsv } from './saved-model.js';
 const USAGE = `usage: dptrain start (--config FILE | --demo) [options]
        dptrain start --resume RUN_DIR [--threads N] [--listen ...]
        dptrain evaluate --model DIR --data PATH [--labels Y.npy] [--backend B]
-       dptrain predict --model DIR --data PATH --out FILE [--backend B]
+       dptrain predict --model DIR --data PATH --out FILE [--keep COLUMNS] [--backend B]
        dptrain plot history RUN_DIR [--out DIR]
        dptrain plot activations --out DIR
        dptrain demo-data --out FILE [--rows N] [--seed N]
@@ -91,16 +91,19 @@ options:
   --labels Y.npy       the labels for an X.npy --data
   --backend B          ${BACKENDS.join(' | ')} (default auto)
   --verbose            show stack traces on errors`,
-  predict: `usage: dptrain predict --model DIR --data PATH --out FILE [--backend B] [--verbose]
+  predict: `usage: dptrain predict --model DIR --data PATH --out FILE [--keep COLUMNS] [--backend B] [--verbose]
 
-One output line per CSV row: the probability of each class (binary: of the positive class) or
-the value, and the predicted label. Rows that cannot be transformed are listed with their line.
+One output line per CSV row: its line, the columns the model dropped (such as an id column), the
+probability of each class (binary: of the positive class) or the value, and the predicted label.
+Rows that cannot be transformed are listed with their line and the reason (images: their file).
 
 options:
   --model DIR          a run directory, or its model/ folder
   --data PATH          raw rows: a CSV (a label column, if present, is ignored), an image
                        folder or X.npy
   --out FILE           where to write the predictions (CSV)
+  --keep COLUMNS       comma-separated CSV columns to copy into each prediction line (default:
+                       the columns the model dropped, e.g. customerID, so results join back)
   --backend B          ${BACKENDS.join(' | ')} (default auto)
   --verbose            show stack traces on errors`,
   plot: `usage: dptrain plot history RUN_DIR [--out DIR]
@@ -229,7 +232,7 @@ function backendFlag(value: string | undefined): BackendChoice {
 
 function reportRejected(rejected: readonly { line: number; reason: string }[], dataFile: string): void {
   if (rejected.length === 0) return;
-  console.error(`${dataFile}: ${rejected.length} row(s) could not be transformed:`);
+  console.error(`${dataFile}: ${rejected.length} row(s) could not be transformed (images: read):`);
   for (const r of rejected.slice(0, 20)) console.error(`  line ${r.line}: ${r.reason}`);
   if (rejected.length > 20) console.error(`  ... and ${rejected.length - 20} more`);
 }
@@ -245,10 +248,11 @@ async function evaluate(argv: string[]): Promise<void> {
 }
 
 async function predict(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, backend: { type: 'string' }, verbose: { type: 'boolean' } }, strict: true });
+  const { values } = parseArgs({ args: argv, options: { model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, keep: { type: 'string' }, backend: { type: 'string' }, verbose: { type: 'boolean' } }, strict: true });
   if (!values.model || !values.data || !values.out) throw new UsageError('predict needs --model DIR, --data CSV|IMAGES|X.npy and --out FILE');
   const model = await loadSavedModel(values.model, backendFlag(values.backend));
-  const result = await predictCsv(model, values.data, values.out);
+  const keep = values.keep === undefined ? undefined : values.keep.split(',').map((c) => c.trim()).filter((c) => c !== '');
+  const result = await predictCsv(model, values.data, values.out, keep ? { keep } : {});
   reportRejected(result.rejected, values.data);
   console.log(`wrote ${result.rows} predictions${result.rejected.length ? ` and ${result.rejected.length} rejected rows` : ''} to ${values.out}`);
 }

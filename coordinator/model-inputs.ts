@@ -5,7 +5,7 @@
  * evaluate). Features are made exactly as training made them (values x scale in float32).
  */
 import { scalePixels } from '../shared/data/arrays.js';
-import { readCsv } from '../shared/data/csv.js';
+import { readCsv, type Table } from '../shared/data/csv.js';
 import { readImagesFor } from '../shared/data/images.js';
 import { readNpy } from '../shared/data/npy.js';
 import { encode, featureCount, type Encoded, type Preprocessor } from '../shared/data/preprocess.js';
@@ -14,22 +14,33 @@ import { DataError } from '../shared/errors.js';
 
 export interface ModelInputs {
   readonly enc: Encoded;
-  /** Image files (relative to the folder given), one per row, where the inputs are images. */
+  /**
+   * Image files (relative to the folder given) by line (`files[line - 1]`) where the inputs are
+   * images: each file is a line; files that do not decode are rejected lines.
+   */
   readonly files?: readonly string[];
+  /** The CSV as read, where the inputs are CSV rows (for columns copied into predictions). */
+  readonly table?: Table;
 }
 
 export function readModelInputs(pre: Preprocessor, path: string, options: { requireLabel: boolean; labels?: string | undefined }): ModelInputs {
   const input = pre.input;
-  if (!input) return { enc: encode(readCsv(path), pre, { requireLabel: options.requireLabel }) };
+  if (!input) {
+    const table = readCsv(path);
+    return { enc: encode(table, pre, { requireLabel: options.requireLabel }), table };
+  }
   const features = featureCount(pre);
   const outputs = labelOutputs(pre.label);
   if (input.kind === 'images') {
     const classes = pre.label.type === 'categorical' ? pre.label.classes : [];
-    const { pixels, labels, files } = readImagesFor(path, input.shape, classes, options.requireLabel);
+    const { pixels, labels, files, skipped } = readImagesFor(path, input.shape, classes, options.requireLabel);
     const rows = files.length;
     const y = new Float32Array(rows * outputs);
     labels?.forEach((label, i) => (y[i * outputs + label] = 1));
-    return { enc: { x: scalePixels(pixels, input.scale), y, rows, features, outputs, lines: files.map((_, i) => i + 1), rejected: [] }, files };
+    // decoded files first, then the skipped ones: each file is a line of the listing
+    const all = [...files, ...skipped.map((s) => s.file)];
+    const rejected = skipped.map((s, i) => ({ line: rows + i + 1, reason: `${s.file}: ${s.reason}` }));
+    return { enc: { x: scalePixels(pixels, input.scale), y, rows, features, outputs, lines: files.map((_, i) => i + 1), rejected }, files: all };
   }
   const x = readNpy(path);
   const shape = x.shape.slice(1);

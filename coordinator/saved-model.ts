@@ -4,11 +4,12 @@
  * preprocessing.json and dptrain-model.json.
  * `predictCsv` and `evaluateCsv` take raw CSV rows, transform them with the saved preprocessing
  * and run them through the same engine the workers train with. Rows that cannot be transformed
- * (missing value, unknown category, bad label) are reported with their line numbers.
+ * (missing value, unknown category, bad label) and images that do not decode are reported with
+ * their line numbers (images: their files).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { csvCell } from '../shared/data/csv.js';
+import { columnIndex, csvCell, type Table } from '../shared/data/csv.js';
 import { featureCount, type Preprocessor, type RejectedRow } from '../shared/data/preprocess.js';
 import { ModelError } from '../shared/errors.js';
 import type { BackendChoice } from '../shared/backend-choice.js';
@@ -81,15 +82,20 @@ export interface PredictResult {
 
 /**
  * Predicts every row of `dataFile` (label column optional), or every image of a file or folder,
- * or every sample of a .npy array, as the model was trained on; writes a CSV with `line` (and
- * `file`, for images) and the outputs.
+ * or every sample of a .npy array, as the model was trained on; writes a CSV with `line`, the
+ * columns to copy (`keep`: default, the columns the model dropped, such as an id, that the file
+ * has, so predictions join back to their rows; `file` for images) and the outputs.
  */
-export async function predictCsv(model: SavedModel, dataFile: string, outFile?: string): Promise<PredictResult> {
-  const { enc, files } = readModelInputs(model.preprocessor, dataFile, { requireLabel: false });
+export async function predictCsv(model: SavedModel, dataFile: string, outFile?: string, options: { keep?: readonly string[] } = {}): Promise<PredictResult> {
+  const { enc, files, table } = readModelInputs(model.preprocessor, dataFile, { requireLabel: false });
   const outputs = await model.engine.predict(enc.x, enc.rows);
   if (outFile !== undefined) {
     const pre = model.preprocessor;
     const k = enc.outputs;
+    const copied = table ? copiedColumns(table, pre, options.keep) : [];
+    const rowOfLine = new Map(table?.lines.map((line, r) => [line, r]));
+    const leading = (line: number): string[] =>
+      files ? [csvCell(files[line - 1] ?? '')] : copied.map((ci) => csvCell(table!.rows[rowOfLine.get(line)!]?.[ci] ?? ''));
     const cells = new Map<number, string>();
     enc.lines.forEach((line, r) => {
       const values = Array.from(outputs.subarray(r * k, (r + 1) * k));
@@ -98,14 +104,20 @@ export async function predictCsv(model: SavedModel, dataFile: string, outFile?: 
       else if (pre.label.type === 'categorical') predicted = pre.label.classes[values.indexOf(Math.max(...values))]!;
       else predicted = String(values[0]);
       const probabilities = pre.label.type === 'numeric' ? [] : values.map(String);
-      cells.set(line, [...(files ? [csvCell(files[r]!)] : []), ...probabilities, csvCell(predicted), ''].join(','));
+      cells.set(line, [...leading(line), ...probabilities, csvCell(predicted), ''].join(','));
     });
-    for (const r of enc.rejected) cells.set(r.line, [...outputColumns(pre).map(() => ''), csvCell(r.reason)].join(','));
-    const header = ['line', ...(files ? ['file'] : []), ...outputColumns(pre), 'error'].join(',');
+    for (const r of enc.rejected) cells.set(r.line, [...leading(r.line), ...outputColumns(pre).map(() => ''), csvCell(r.reason)].join(','));
+    const header = ['line', ...(files ? ['file'] : copied.map((ci) => csvCell(table!.header[ci]!))), ...outputColumns(pre), 'error'].join(',');
     const body = [...cells].sort((a, b) => a[0] - b[0]).map(([line, rest]) => `${line},${rest}`);
     writeFileSync(outFile, `${[header, ...body].join('\n')}\n`);
   }
   return { rows: enc.rows, rejected: enc.rejected, outputs, lines: enc.lines };
+}
+
+/** Indexes of the columns a prediction file copies: `keep` (each must exist), else the dropped columns the file has. */
+function copiedColumns(table: Table, pre: Preprocessor, keep: readonly string[] | undefined): number[] {
+  if (keep) return keep.map((name) => columnIndex(table, name, '--keep'));
+  return pre.drop.map((name) => table.header.indexOf(name)).filter((ci) => ci >= 0);
 }
 
 export interface EvaluateCsvResult {

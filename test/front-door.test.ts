@@ -4,11 +4,17 @@
  * the epoch timer, files the README's commands leave in the clone, the Telco examples, plots,
  * and predictions a user cannot join back to their rows.
  */
-import { existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { readModelInputs } from '../coordinator/model-inputs.js';
+import { predictCsv, type SavedModel } from '../coordinator/saved-model.js';
+import { parseCsv } from '../shared/data/csv.js';
+import { readImageFolder } from '../shared/data/images.js';
+import { fitPreprocessor, type Preprocessor } from '../shared/data/preprocess.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { readSummary, spawnNode, type Proc } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
@@ -73,5 +79,61 @@ describe('resume of a run started with a relative --data path', { timeout: 300_0
     expect(summary.resumedFrom).toMatch(/step-\d+\.ckpt$/);
     expect((JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')) as { data: { path: string } }).data.path).toBe(join(dir, 'moved.csv'));
     expect(existsSync(join(run, 'model', 'model.json'))).toBe(true);
+  });
+});
+
+/** A saved model whose engine predicts zeros: what predict writes around the outputs. */
+function zeroModel(preprocessor: Preprocessor, outputs: number): SavedModel {
+  const engine = { predict: async (_x: Float32Array, rows: number) => new Float32Array(rows * outputs) };
+  return { preprocessor, engine } as unknown as SavedModel;
+}
+
+describe('corrupt images: one policy in training, evaluate and predict, in our words', () => {
+  it('a truncated PNG is skipped by training and listed by evaluate and predict with the same reason', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'dptrain-corrupt-')), 'digits');
+    const written = spawnSync(process.execPath, [join(ROOT, 'scripts', 'mnist-csv.mjs'), '--images', dir, '--rows', '30'], { encoding: 'utf8' });
+    expect(written.status, written.stderr).toBe(0);
+    const whole = readFileSync(join(dir, '3', readdirSync(join(dir, '3'))[0]!));
+    writeFileSync(join(dir, '3', 'truncated.png'), whole.subarray(0, Math.floor(whole.length / 2)));
+    const reason = `a PNG file that does not decode (${Math.floor(whole.length / 2)} bytes: cut short or corrupt)`;
+
+    const set = readImageFolder(dir, { colorMode: 'grayscale' });
+    expect(set.labels.length).toBe(30);
+    expect(set.warnings).toEqual([`1 image file(s) skipped: ${join(dir, '3', 'truncated.png')} (${reason})`]);
+
+    const classes = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+    const pre: Preprocessor = { version: 1, drop: [], columns: [], features: [], label: { column: 'class', type: 'categorical', classes }, input: { kind: 'images', shape: [28, 28, 1], colorMode: 'grayscale', scale: 1 / 255 } };
+    const { enc, files } = readModelInputs(pre, dir, { requireLabel: true });
+    expect(enc.rows).toBe(30);
+    expect(enc.rejected).toEqual([{ line: 31, reason: `3/truncated.png: ${reason}` }]);
+    expect(files![30]).toBe('3/truncated.png');
+
+    const out = join(dirname(dir), 'predictions.csv');
+    await predictCsv(zeroModel(pre, 10), dir, out);
+    const lines = readFileSync(out, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(32);
+    // line, file, ten probabilities and the predicted class left empty, then the reason
+    expect(lines[31]).toBe(`31,3/truncated.png${','.repeat(12)}3/truncated.png: ${reason}`);
+  });
+});
+
+describe('predict writes the id column', () => {
+  it('the columns the model dropped (customerID) come along, or the ones --keep names', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dptrain-predict-id-'));
+    const csv = telcoDemoCsv(40, 2);
+    const file = join(dir, 'churn.csv');
+    writeFileSync(file, csv);
+    const pre = fitPreprocessor(parseCsv(csv, file), { drop: ['customerID'], numeric: ['TotalCharges'], categorical: [], label: { column: 'Churn', type: 'binary', positive: 'Yes' } });
+    const out = join(dir, 'predictions.csv');
+    await predictCsv(zeroModel(pre, 1), file, out);
+    const [header, ...rows] = readFileSync(out, 'utf8').trim().split('\n');
+    expect(header).toBe('line,customerID,probability_Yes,predicted,error');
+    const ids = csv.trim().split('\n').slice(1).map((l) => l.split(',')[0]);
+    expect(rows.map((r) => r.split(',')[1])).toEqual(ids);
+    expect(rows[0]).toMatch(new RegExp(`^2,${ids[0]},0,No,$`));
+
+    await predictCsv(zeroModel(pre, 1), file, out, { keep: ['customerID', 'gender'] });
+    expect(readFileSync(out, 'utf8').split('\n')[0]).toBe('line,customerID,gender,probability_Yes,predicted,error');
+    await expect(predictCsv(zeroModel(pre, 1), file, out, { keep: ['custid'] })).rejects.toThrow(`unknown column "custid" in --keep; ${file} has columns: customerID,`);
   });
 });

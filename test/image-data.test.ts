@@ -84,7 +84,7 @@ describe('reading a class-folder tree of images', () => {
     expect(set.labels.length).toBe(30);
     expect(set.channels).toBe(3);
     expect(set.classes).not.toContain('empty');
-    expect(set.warnings).toEqual([expect.stringMatching(/empty: no PNG or JPEG files; class "empty" left out/), expect.stringMatching(/1 file\(s\) could not be decoded and were skipped: .*3\/broken\.png \(/)]);
+    expect(set.warnings).toEqual([expect.stringMatching(/empty: no PNG or JPEG files; class "empty" left out/), expect.stringMatching(/1 image file\(s\) skipped: .*3\/broken\.png \(not a PNG or JPEG file \(by its first bytes\)\)/)]);
   });
 
   it('an image of another size is an error naming it and the fix; data.imageSize resizes', () => {

@@ -20,6 +20,9 @@ import { loadModel } from '../shared/model/io.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import { COORDINATOR_BIN, HAVE_TELCO, ROOT, TELCO_CSV } from './helpers.js';
 
+/** The Telco file's lines as text. */
+const raw = (): string[] => readFileSync(TELCO_CSV, 'utf8').split(/\r?\n/);
+
 function coordinator(args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [COORDINATOR_BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -63,8 +66,11 @@ describe.skipIf(!HAVE_TELCO)('saved model: predict and evaluate on the Telco fil
     const expected = tf.tidy(() => (model.predict(tf.tensor2d(enc.x, [enc.rows, enc.features])) as tf.Tensor).dataSync());
 
     const lines = readFileSync(predictions, 'utf8').trim().split('\n');
-    expect(lines[0]).toBe('line,probability_Yes,predicted,error');
-    const rows = lines.slice(1).map((l) => l.split(','));
+    // the dropped id column comes along, so predictions join back to the customers
+    expect(lines[0]).toBe('line,customerID,probability_Yes,predicted,error');
+    const ids = raw().slice(1).filter((l) => l.trim() !== '').map((l) => l.split(',')[0]);
+    expect(lines.slice(1).map((l) => l.split(',')[1])).toEqual(ids);
+    const rows = lines.slice(1).map((l) => l.split(',')).map(([line, , ...rest]) => [line!, ...rest]);
     expect(rows).toHaveLength(7043);
     const ok = rows.filter((c) => c[1] !== '');
     const rejected = rows.filter((c) => c[1] === '');
@@ -77,9 +83,9 @@ describe.skipIf(!HAVE_TELCO)('saved model: predict and evaluate on the Telco fil
     });
     expect(maxDiff).toBeLessThan(1e-6);
     // the rejected lines are exactly those whose TotalCharges is blank in the file
-    const raw = readFileSync(TELCO_CSV, 'utf8').split(/\r?\n/);
-    const tc = raw[0]!.split(',').indexOf('TotalCharges');
-    const blank = raw.flatMap((l, i) => (i > 0 && l.trim() !== '' && l.split(',')[tc]!.trim() === '' ? [i + 1] : []));
+    const file = raw();
+    const tc = file[0]!.split(',').indexOf('TotalCharges');
+    const blank = file.flatMap((l, i) => (i > 0 && l.trim() !== '' && l.split(',')[tc]!.trim() === '' ? [i + 1] : []));
     expect(rejected.map((c) => Number(c[0]))).toEqual(blank);
     expect(rejected.every((c) => c.slice(3).join(',').includes('missing value in column ""TotalCharges""'))).toBe(true);
 

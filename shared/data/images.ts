@@ -44,14 +44,27 @@ interface Decoded {
   readonly rgba: Uint8Array;
 }
 
-/** Decodes a PNG or JPEG file (by its bytes, not its name); throws with the decoder's reason. */
+/**
+ * Decodes a PNG or JPEG file (by its bytes, not its name). Throws with a reason in our words (the
+ * decoders' own messages are internal): training skips such a file, evaluate and predict list it.
+ */
 export function decodeImage(bytes: Uint8Array): Decoded {
   if (bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47) {
-    const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    let png;
+    try {
+      png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    } catch {
+      throw new Error(`a PNG file that does not decode (${bytes.length} bytes: cut short or corrupt)`);
+    }
     return { width: png.width, height: png.height, rgba: new Uint8Array(png.data.buffer, png.data.byteOffset, png.data.byteLength) };
   }
   if (bytes[0] === 0xff && bytes[1] === 0xd8) {
-    const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: 200, maxMemoryUsageInMB: 2048 });
+    let img;
+    try {
+      img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: 200, maxMemoryUsageInMB: 2048 });
+    } catch {
+      throw new Error(`a JPEG file that does not decode (${bytes.length} bytes: cut short, corrupt or larger than 200 megapixels)`);
+    }
     return { width: img.width, height: img.height, rgba: img.data };
   }
   throw new Error('not a PNG or JPEG file (by its first bytes)');
@@ -130,10 +143,15 @@ function imageFiles(dir: string): string[] {
 /**
  * Images for a trained model: `path` an image file or a folder. A folder whose sub-folders are
  * named after the model's classes gives labels (an unknown class folder is an error naming it);
- * otherwise every image under it is read, unlabelled. Files that do not decode are errors here
- * (a prediction per file was asked for), naming the file.
+ * otherwise every image under it is read, unlabelled. A file that does not decode is left out and
+ * listed in `skipped` with the reason, as training skips it.
  */
-export function readImagesFor(path: string, shape: readonly [number, number, number], classes: readonly string[], requireLabel: boolean): { pixels: Uint8Array; labels: Int32Array | undefined; files: string[] } {
+export function readImagesFor(
+  path: string,
+  shape: readonly [number, number, number],
+  classes: readonly string[],
+  requireLabel: boolean,
+): { pixels: Uint8Array; labels: Int32Array | undefined; files: string[]; skipped: { file: string; reason: string }[] } {
   let stat;
   try {
     stat = statSync(path);
@@ -161,15 +179,25 @@ export function readImagesFor(path: string, shape: readonly [number, number, num
     } else files = imageFiles(path);
   }
   if (files.length === 0) throw new DataError(`${path}: no PNG or JPEG files`);
-  const pixels = new Uint8Array(files.length * height * width * channels);
+  const size = height * width * channels;
+  const pixels = new Uint8Array(files.length * size);
+  const kept: string[] = [];
+  const keptLabels: number[] = [];
+  const skipped: { file: string; reason: string }[] = [];
+  const shown = (file: string): string => (stat.isFile() ? file : relative(path, file));
   files.forEach((file, i) => {
+    let image;
     try {
-      pixels.set(readImage(file, channels, [height, width]).pixels, i * height * width * channels);
+      image = readImage(file, channels, [height, width]).pixels;
     } catch (err) {
-      throw new DataError(`${file}: ${(err as Error).message}`);
+      skipped.push({ file: shown(file), reason: (err as Error).message });
+      return;
     }
+    pixels.set(image, kept.length * size);
+    kept.push(shown(file));
+    if (labels) keptLabels.push(labels[i]!);
   });
-  return { pixels, labels: labels && Int32Array.from(labels), files: stat.isFile() ? files : files.map((f) => relative(path, f)) };
+  return { pixels: pixels.subarray(0, kept.length * size), labels: labels && Int32Array.from(keptLabels), files: kept, skipped };
 }
 
 /** Reads a class-folder tree. Throws DataError naming the folder or file where it cannot go on. */
@@ -225,7 +253,7 @@ export function readImageFolder(dir: string, options: ImageOptions): ImageSet {
     }
   });
   if (skipped.length > 0) {
-    warnings.push(`${skipped.length} file(s) could not be decoded and were skipped: ${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; ...' : ''}`);
+    warnings.push(`${skipped.length} image file(s) skipped: ${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; ...' : ''}`);
   }
   if (images.length === 0) throw new DataError(`${dir}: no image could be decoded`);
   const [height, width] = size!;
