@@ -16,7 +16,7 @@ import { parseCsv } from '../shared/data/csv.js';
 import { readImageFolder } from '../shared/data/images.js';
 import { fitPreprocessor, type Preprocessor } from '../shared/data/preprocess.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
-import { readSummary, spawnNode, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, readSummary, spawnNode, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
 
 const DPTRAIN_BIN = join(ROOT, 'bin', 'dptrain.js');
@@ -135,5 +135,26 @@ describe('predict writes the id column', () => {
     await predictCsv(zeroModel(pre, 1), file, out, { keep: ['customerID', 'gender'] });
     expect(readFileSync(out, 'utf8').split('\n')[0]).toBe('line,customerID,gender,probability_Yes,predicted,error');
     await expect(predictCsv(zeroModel(pre, 1), file, out, { keep: ['custid'] })).rejects.toThrow(`unknown column "custid" in --keep; ${file} has columns: customerID,`);
+  });
+});
+
+describe('the epoch timer', { timeout: 180_000 }, () => {
+  it('leaves out the time spent waiting for worker nodes', async () => {
+    const job = jobFolder(400, { ...churnJob, fit: { epochs: 1, batchSize: 32 }, cluster: { threads: 1, minWorkers: 1, backend: 'wasm' }, checkpoint: { everySteps: 0 } });
+    const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
+    procs.push(coordinator);
+    const url = await coordinatorUrl(coordinator);
+    await coordinator.waitFor(/waiting for worker nodes: 0 of 1 connected/);
+    const waitStart = performance.now();
+    await new Promise((r) => setTimeout(r, 5000));
+    const worker = startWorker('w1', url, job.tokenFile);
+    procs.push(worker);
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    const wall = (performance.now() - waitStart) / 1000;
+    const history = JSON.parse(readFileSync(join(job.out, 'history.json'), 'utf8')) as { seconds: number[] };
+    expect(wall).toBeGreaterThan(5);
+    expect(history.seconds[0]).toBeLessThan(wall - 4);
+    const printed = Number(/^Epoch 1\/1 - \d+ steps - ([\d.]+)s/m.exec(coordinator.output)?.[1]);
+    expect(printed).toBeCloseTo(history.seconds[0]!, 1);
   });
 });

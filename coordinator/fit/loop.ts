@@ -176,7 +176,9 @@ export class FitLoop implements FitLoopView {
     /** Samples of this epoch's steps so far (for the running means). */
     let seen = batches.slice(0, skip).reduce((n, batch) => n + batch.length, 0);
     const seenBefore = seen;
-    const unfinished = (): { samples: number; seconds: number } => ({ samples: seen, seconds: (performance.now() - started) / 1000 });
+    /** Milliseconds of this epoch spent waiting for worker nodes: not training time. */
+    let waitedMs = 0;
+    const unfinished = (): { samples: number; seconds: number } => ({ samples: seen, seconds: (performance.now() - started - waitedMs) / 1000 });
     for (let b = skip; b < batches.length; b++) {
       let sums;
       try {
@@ -188,6 +190,8 @@ export class FitLoop implements FitLoopView {
         return unfinished();
       }
       this.step++;
+      waitedMs += sums.waited * 1000;
+      p.started = started + waitedMs;
       p.batch = b + 1;
       p.lossSum += sums.lossSum;
       sums.metricSums.forEach((m, k) => (p.metricSums[k]! += m));
@@ -200,7 +204,7 @@ export class FitLoop implements FitLoopView {
       // A stop at the last batch takes effect at the epoch's end, after its validation.
       if (this.stopTraining === 'interrupted' && b + 1 < batches.length) return unfinished();
     }
-    const stepEnd = performance.now();
+    const stepEnd = performance.now() - waitedMs;
     this.trainSeconds += (stepEnd - started) / 1000;
     this.samples += train.count;
     const values: Record<string, number> = { loss: p.lossSum / train.count };
@@ -212,7 +216,7 @@ export class FitLoop implements FitLoopView {
     const log: EpochLog = {
       epoch: epoch + 1,
       steps: stepsPerEpoch(train.count, fit.batchSize),
-      seconds: (performance.now() - started) / 1000,
+      seconds: (performance.now() - waitedMs - started) / 1000,
       samples: train.count,
       // the samples this process computed in the epoch, as the Prometheus counter counts them
       samplesPerSecond: (seen - seenBefore) / ((stepEnd - localStart) / 1000),

@@ -31,6 +31,8 @@ export interface StepSums {
   readonly phases: Readonly<PhaseTimes>;
   /** tf.memory().numTensors of each participant that reported it. */
   readonly tensorCounts: readonly number[];
+  /** Seconds spent waiting for worker nodes (not part of any phase; the epoch's time leaves it out). */
+  readonly waited: number;
 }
 
 interface Accepted {
@@ -98,11 +100,14 @@ export class StepRunner {
     };
     let pending = rows;
     let reduceMs = 0;
+    let waitedMs = 0;
     const groupOf = this.virtualBatchSize === undefined ? undefined : virtualBatches(rows, this.virtualBatchSize);
     const groupsOf = (partRows: Int32Array): Int32Array | undefined => (groupOf ? partRows.map((r) => groupOf.get(r)!) : undefined);
     for (let attempt = 0; ; attempt++) {
       if (attempt >= MAX_ATTEMPTS) throw new ClusterError(`step ${step}: ${pending.length} rows still not computed after ${MAX_ATTEMPTS} attempts`);
+      const readyAt = performance.now();
       const participants = (await this.group.ready()).filter((p) => !excluded.has(p));
+      waitedMs += performance.now() - readyAt;
       if (participants.length === 0) {
         if (nonFiniteRows.size > 0) throw new WorkerError(`step ${step}: the gradient is not finite and no other participant is left to check it: training diverged (try a lower learning rate or data.standardize: true)`);
         throw new ClusterError(`step ${step}: no participant left to compute ${pending.length} rows`);
@@ -153,6 +158,7 @@ export class StepRunner {
     const results = accepted.map((a) => a.result);
     const t2 = performance.now();
     const t1 = t2 - reduceMs;
+    const computeMs = t1 - t0 - waitedMs;
     stepWithStatistics(this.weights.values, this.meanGradient, this.statistics, (w, g) => this.optimizer.apply(w, g));
     const t3 = performance.now();
     this.weights.publish();
@@ -161,8 +167,9 @@ export class StepRunner {
       lossSum: results.reduce((a, r) => a + r.lossSum, 0),
       metricSums: this.spec.metrics.map((_, k) => results.reduce((a, r) => a + r.metricSums[k]!, 0)),
       slowestCompute: results.reduce((a, r) => Math.max(a, (r.computeMs ?? -1) / 1000), 0),
-      phases: { compute: (t1 - t0) / 1000, reduce: (t2 - t1) / 1000, apply: (t3 - t2) / 1000, broadcast: (t4 - t3) / 1000 },
+      phases: { compute: computeMs / 1000, reduce: (t2 - t1) / 1000, apply: (t3 - t2) / 1000, broadcast: (t4 - t3) / 1000 },
       tensorCounts,
+      waited: waitedMs / 1000,
     };
   }
 
