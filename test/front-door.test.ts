@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { readModelInputs } from '../coordinator/model-inputs.js';
@@ -156,5 +156,47 @@ describe('the epoch timer', { timeout: 180_000 }, () => {
     expect(history.seconds[0]).toBeLessThan(wall - 4);
     const printed = Number(/^Epoch 1\/1 - \d+ steps - ([\d.]+)s/m.exec(coordinator.output)?.[1]);
     expect(printed).toBeCloseTo(history.seconds[0]!, 1);
+  });
+});
+
+/** The shell commands of a Markdown file's bash blocks and of a YAML file's `# Run:` lines, one per line. */
+function commandsIn(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  if (file.endsWith('.yaml')) return [...text.matchAll(/^#\s+(?:Run:)?\s+((?:npx|node) .*)$/gm)].map((m) => m[1]!);
+  return [...text.matchAll(/```(?:bash|sh)\n([\s\S]*?)```/g)].flatMap((m) => m[1]!.split('\n')).filter((l) => l.trim() !== '' && !l.trim().startsWith('#'));
+}
+
+describe('what the documented commands leave in the clone', () => {
+  const documents = [
+    join(ROOT, 'README.md'),
+    ...(existsSync(join(ROOT, 'docs')) ? readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join(ROOT, 'docs', f)) : []),
+    ...readdirSync(join(ROOT, 'examples')).filter((f) => f.endsWith('.yaml')).map((f) => join(ROOT, 'examples', f)),
+  ];
+
+  it('every token, data file or folder a documented command writes goes outside the clone, or into an ignored runs/ or deploy/ folder', () => {
+    const inClone: { file: string; command: string; target: string }[] = [];
+    for (const file of documents) {
+      for (const command of commandsIn(file)) {
+        for (const m of command.matchAll(/(?:^|\s)(?:>|--out|--images|--token-file)\s+([^\s;&|]+)/g)) {
+          if (!/^(\/|~|\$|<)/.test(m[1]!)) inClone.push({ file: relative(ROOT, file), command: command.trim(), target: m[1]! });
+        }
+      }
+    }
+    const ignored = new Set(spawnSync('git', ['check-ignore', '--no-index', ...inClone.map((w) => w.target)], { cwd: ROOT, encoding: 'utf8' }).stdout.split('\n'));
+    expect(inClone.filter((w) => !/^(runs|deploy)\//.test(w.target) || !ignored.has(w.target)).map((w) => `${w.file}: ${w.command}`)).toEqual([]);
+  });
+
+  it('what they wrote there before is ignored by git: a token, mnist.csv, digits/', () => {
+    const ignored = spawnSync('git', ['check-ignore', 'secret', 'token', 'mnist.csv', 'digits/', 'runs/'], { cwd: ROOT, encoding: 'utf8' });
+    expect(ignored.stdout.trim().split('\n')).toEqual(['secret', 'token', 'mnist.csv', 'digits/', 'runs/']);
+  });
+
+  it('the examples say what they are for and run with dptrain; the Keras reproduction points at the tuned example', () => {
+    const first = readFileSync(join(ROOT, 'examples', 'telco-churn.yaml'), 'utf8').split('\n')[0];
+    expect(first).toMatch(/^# For comparing with Keras, not for everyday use \(that is telco-churn-tuned\.yaml\)/);
+    for (const file of documents.filter((f) => f.endsWith('.yaml'))) {
+      expect(readFileSync(file, 'utf8'), file).not.toMatch(/seed notebook|the seed's|npx coordinator/);
+      for (const command of commandsIn(file)) expect(command, file).toMatch(/^(npx dptrain|node scripts\/)/);
+    }
   });
 });
