@@ -159,7 +159,7 @@ const dense = (units: number[], inputDim: number): ModelSpec => ({
 
 export const WORKLOADS: Record<WorkloadName, Workload> = {
   a: {
-    title: "(a) the seed's model, 45-64-64-1, batch 32, generated Telco data (5625 train rows)",
+    title: '(a) the Telco model, 45-64-64-1, batch 32, generated Telco data (5625 train rows)',
     spec: dense([64, 64, 1], 45),
     layers: [{ units: 64, activation: 'relu' }, { units: 64, activation: 'relu' }, { units: 1, activation: 'sigmoid' }],
     batch: 32,
@@ -179,7 +179,7 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
     dataset: () => syntheticDataset(100_000, 45, 3),
   },
   c: {
-    title: "(c) the MNIST CNN of issue #19 (conv 32, conv 64, dense 128; 225k parameters), batch 128, 10,000 real MNIST digits",
+    title: '(c) the MNIST CNN of examples/mnist-cnn.yaml (conv 32, conv 64, dense 128; 225k parameters), batch 128, 10,000 real MNIST digits',
     spec: specOf(MNIST_CNN, 784, 10, 'categoricalCrossentropy'),
     layers: MNIST_CNN,
     batch: 128,

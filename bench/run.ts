@@ -4,7 +4,8 @@
  * process of its own, in several passes whose order rotates (so no configuration's threads or
  * worker processes sit beside another's while it is measured, and machine drift is shared out).
  * One process at a time (nothing else should run meanwhile), then BENCHMARKS.md (machine,
- * versions, date, tables, targets, bench/NOTES.md) and bench/results.json (raw numbers).
+ * versions, date, tables, targets; its hand-written part below HAND_WRITTEN is kept as it is) and
+ * bench/results.json (raw numbers).
  *
  *   node dist/bench/run.js [--quick] [--workload a|b|c|backends|native] [--merge bench/results.json] [--out DIR]
  *   node dist/bench/run.js --render bench/results.json   (rewrite BENCHMARKS.md from saved numbers)
@@ -190,7 +191,7 @@ function targets(results: Results): string[] {
   const torch2 = results.torch && 'samplesPerSecond' in results.torch ? results.torch.samplesPerSecond['2'] : undefined;
   if (c2 || torch2 !== undefined) {
     const ratio = c2 && torch2 ? sps(c2) / torch2 : NaN;
-    lines.push(`| (c) CNN, 2 threads vs PyTorch 2 threads (issue #19) | >= 0.5x | ${times(ratio)} (${f0(sps(c2))} vs ${torch2 ?? '–'} samples/s) | ${verdict(ratio, ratio >= 0.5)} |`);
+    lines.push(`| (c) CNN, 2 threads vs PyTorch 2 threads | >= 0.5x | ${times(ratio)} (${f0(sps(c2))} vs ${torch2 ?? '–'} samples/s) | ${verdict(ratio, ratio >= 0.5)} |`);
   }
   for (const backend of ['wasm', 'cpu']) {
     const fit = find(results, 'a', 'fit', backend);
@@ -213,13 +214,15 @@ function markdown(results: Results): string {
     '',
     `Written by \`npm run bench\` (\`bench/run.ts\`) on ${results.date}${results.quick ? ' with --quick (too few steps to mean much)' : ''}. Raw numbers: \`bench/results.json\`.`,
     '',
+    'How to run the benchmarks and what each workload and configuration is: CONTRIBUTING.md, "Benchmarks". Each section says when and on what machine it was measured; these are small VMs whose speed wanders, so read every median with its min–max.',
+    '',
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB.toFixed(0)} GiB, ${m.os}. Calibration: a 1e8-iteration JS loop took ${m.calibrationMs.toFixed(0)} ms (about 100 ms on an unthrottled core; much more means the machine was slowed down while measuring, and every number below is slowed with it).`,
     `Versions: ${Object.entries(results.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
     ...(m.mallocEnv
       ? [
           Object.keys(m.mallocEnv).length > 0
-            ? `Memory allocator: glibc with ${Object.entries(m.mallocEnv).map(([k, v]) => `\`${k}=${v}\``).join(' ')}, as the Docker images set (README, "Memory allocator").`
-            : 'Memory allocator: glibc defaults (the Docker images tune it; README, "Memory allocator").',
+            ? `Memory allocator: glibc with ${Object.entries(m.mallocEnv).map(([k, v]) => `\`${k}=${v}\``).join(' ')}, as the Docker images set (docs/deployment.md, "Memory allocator").`
+            : 'Memory allocator: glibc defaults (the Docker images tune it; docs/deployment.md, "Memory allocator").',
         ]
       : []),
     '',
@@ -282,10 +285,20 @@ function markdown(results: Results): string {
   out.push(...backendSpeedSection());
   const native = join(ROOT, 'bench', 'native.json');
   if (existsSync(native)) out.push(...nativeMarkdown(JSON.parse(readFileSync(native, 'utf8')) as NativeResults));
-  out.push('## Targets (issue #7)', '', '| target | wanted | measured | |', '|---|---|---|---|', ...targets(results), '');
-  const notes = join(ROOT, 'bench', 'NOTES.md');
-  if (existsSync(notes)) out.push(readFileSync(notes, 'utf8').trim(), '');
+  out.push('## Targets', '', '| target | wanted | measured | |', '|---|---|---|---|', ...targets(results), '');
+  out.push(...handWritten());
   return `${out.join('\n')}\n`;
+}
+
+/** The line of BENCHMARKS.md below which it is written by hand (results of the scripts run by hand); every rewrite keeps that part. */
+const HAND_WRITTEN = '<!-- npm run bench keeps everything below this line -->';
+
+/** The hand-written part of the current BENCHMARKS.md, from its marker line on (nothing without one). */
+function handWritten(): string[] {
+  const file = join(ROOT, 'BENCHMARKS.md');
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const at = text.indexOf(HAND_WRITTEN);
+  return at < 0 ? [] : [text.slice(at).trim(), ''];
 }
 
 interface BackendSpeed {
@@ -346,7 +359,7 @@ async function main(): Promise<void> {
       memoryGiB: totalmem() / 2 ** 30,
       os: `Linux ${release()}`,
       calibrationMs: calibrate(),
-      // glibc allocator settings the case processes inherit (README, "Memory allocator")
+      // glibc allocator settings the case processes inherit (docs/deployment.md, "Memory allocator")
       mallocEnv: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('MALLOC_') && e[1] !== undefined)),
     },
     versions: Object.fromEntries(['@tensorflow/tfjs-core', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-backend-wasm', 'piscina', 'ws', 'msgpackr'].map((p) => [p, version(p)]).concat([['node', process.version]])),

@@ -1,5 +1,5 @@
 /**
- * `npm run telco-seeds`: the README's Telco table. The seed notebook's exact setup
+ * `npm run telco-seeds`: BENCHMARKS.md's Telco tables. The Keras notebook's exact setup
  * (examples/telco-churn.yaml: raw features, EarlyStopping(val_loss, patience 50), no restore)
  * and the patience-5 + restoreBestWeights variant, for seeds 1-7 and 42, on one lane and on two
  * threads. Prints a Markdown table per setup and writes the numbers to a JSON file.

@@ -3,7 +3,7 @@
  * to N worker processes over loopback WebSocket, each decodes them and answers with a gradient of
  * the same size, encoded as dptrain's workers do (protocol messages, reused frame memory, zero
  * mask). Prints the round trip's median and spread: what a step pays for moving its data.
- * Run it once with glibc's defaults and once with the settings of README "Memory allocator".
+ * Run it once with glibc's defaults and once with the settings of docs/deployment.md, "Memory allocator".
  *
  *   node dist/bench/ws-round-trip.js [nodes=2] [round trips=300]
  */

@@ -100,7 +100,7 @@ describe('docker-compose.yml, our own checks', () => {
 
 describe('Kubernetes manifests (deploy/k8s), validated offline', () => {
   const manifests = loadManifests(join(ROOT, 'deploy/k8s'));
-  // The README has the user create the token Secret with kubectl; no file holds a token.
+  // docs/deployment.md has the user create the token Secret with kubectl; no file holds a token.
   const external = { Secret: { 'dptrain-token': ['token'] } };
 
   it('has the coordinator Job and Service, the worker Deployment, the job ConfigMap, volumes and the data loader', () => {
