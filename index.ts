@@ -1,5 +1,5 @@
 /**
- * dptrain as a library: the job the `coordinator start` command runs, called from TypeScript,
+ * dptrain as a library: the job `dptrain start` runs, called from TypeScript,
  * and the saved model it writes, used for predictions.
  *
  *   import { train, loadSavedModel, predictCsv } from 'dptrain';
@@ -12,7 +12,7 @@
  *   const model = await loadSavedModel(`${runDir}/model`);
  *   const { outputs } = await predictCsv(model, 'new-customers.csv');
  *
- * The config is the job config of the CLI (README, "Job config"), checked the same way: an
+ * The config is the job config of the CLI (docs/configuration.md), checked the same way: an
  * unknown key or a wrong value throws a ConfigError naming it. Data in memory goes in as
  * `rows` (objects, one per row) instead of data.path. `callbacks` (Keras's) see every batch and
  * epoch and may stop training. `model` may be a tfjs-layers model you built (Sequential or
@@ -64,6 +64,7 @@ function isLayersModel(value: unknown): value is LayersModelLike {
 
 export { loadConfig, validateConfig };
 export { loadSavedModel, predictCsv, evaluateCsv } from './coordinator/saved-model.js';
+export { viewRun, type RunView, type ViewOptions } from './coordinator/live/view.js';
 export {
   BackendError,
   CheckpointError,

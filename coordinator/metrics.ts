@@ -3,7 +3,7 @@
  * with `dptrain_`, uses base units (seconds, bytes) and `_total` for counters; labels stay low
  * in cardinality (participant ids, kinds, phases, reasons). Throughput is
  * `rate(dptrain_samples_total[1m])`; the console's samples/s is computed from the same counter
- * (`samplesTotal`), so the two agree. The table of metrics in the README is checked against
+ * (`samplesTotal`), so the two agree. The table of metrics in docs/metrics.md is checked against
  * METRIC_CATALOG by a test.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
