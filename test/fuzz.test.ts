@@ -5,9 +5,10 @@
  * (the two-frame crash: any masked binary frame, then f2 80 00 00 00 00), invalid UTF-8 text,
  * length headers of terabytes, unmasked frames, fragments never finished, oversize control
  * frames and close frames with bad codes. The coordinator must survive it, stay within a memory
- * bound, and end with the bits of an unattacked run of the same job. The attacks are a fixed
- * number; the honest node is paused (a step in flight) once a few seconds of training have been
- * attacked, so that a slow machine cannot end the run before they are all made.
+ * bound (its peak RSS over the whole attacked run), and end with the bits of an unattacked run of
+ * the same job. The attacks are a fixed number; the honest node is paused (a step in flight) once
+ * a few seconds of training have been attacked, so that a slow machine cannot end the run before
+ * they are all made.
  */
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
@@ -118,12 +119,25 @@ function attack(port: number, n: number, rng: Rng): Promise<void> {
   });
 }
 
-function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
+/** A process's peak RSS so far (VmHWM), MiB; undefined once it has exited. */
+function peakRssMiB(pid: number): number | undefined {
+  try {
+    const kB = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kB === undefined ? undefined : Number(kB) / 1024;
+  } catch {
+    return undefined;
+  }
 }
 
-async function run(attacked: boolean): Promise<{ weights: Float32Array; attacks: number; maxRss: number; output: string; rejected: Record<string, number> }> {
+/**
+ * Bound on the coordinator's peak RSS in the attacked run. Measured on the 2-core test machine
+ * (Node 20, wasm backend): 133-138 MiB for the unattacked run, 122-161 MiB attacked (both
+ * include the training itself); the margin is for allocator and GC noise, while the 2,000
+ * connections leaking 64 KiB each would take it over.
+ */
+const MAX_RSS_MIB = 200;
+
+async function run(attacked: boolean): Promise<{ weights: Float32Array; attacks: number; peakRss: number; output: string; rejected: Record<string, number> }> {
   const job = jobFolder(1200, JOB);
   const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
   procs.push(coordinator);
@@ -133,27 +147,33 @@ async function run(attacked: boolean): Promise<{ weights: Float32Array; attacks:
   procs.push(honest);
   await coordinator.waitFor(/^Epoch 1\//);
   let attacks = 0;
-  let maxRss = 0;
+  // the peak is read until the coordinator exits: the attack's garbage may be collected later
+  let peakRss = 0;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, peakRssMiB(coordinator.child.pid!) ?? 0)), 100);
   if (attacked) {
-    // A fixed number of attacks, whatever this machine's speed: the first seconds while the
-    // run trains; then, if training could end before they are all done, the honest node is
-    // paused (SIGSTOP, a step in flight) until they are, and resumed.
+    // A fixed number of attacks, whatever this machine's speed: the first ones while the run
+    // trains; then, at epoch 10 of 40 if they are not all done by then, the honest node is paused
+    // (SIGSTOP, a step in flight) until they are, and resumed. (A pause after a fixed time let a
+    // fast machine finish training first: the rest of the attacks then met a closed port.)
     const rng = new Rng(11);
-    const sampler = setInterval(() => {
-      if (coordinator.child.exitCode === null) maxRss = Math.max(maxRss, rssMiB(coordinator.child.pid!));
-    }, 100);
-    const pause = setTimeout(() => honest.child.kill('SIGSTOP'), 3_000);
+    let attacking = true;
+    void coordinator.waitFor(/^Epoch 10\//).then(
+      () => attacking && honest.child.kill('SIGSTOP'),
+      () => undefined,
+    );
     await Promise.all(
       Array.from({ length: 32 }, async () => {
         while (attacks < ATTACKS && coordinator.child.exitCode === null) await attack(port, attacks++, rng);
       }),
     );
-    clearTimeout(pause);
+    attacking = false;
     honest.child.kill('SIGCONT');
-    clearInterval(sampler);
   }
-  expect(await coordinator.exited, coordinator.output.slice(-3000)).toBe(0);
-  return { weights: readRunWeights(job.out), attacks, maxRss, output: coordinator.output, rejected: readSummary(job.out).rejectedPeers };
+  const code = await coordinator.exited;
+  clearInterval(sampler);
+  expect(code, coordinator.output.slice(-3000)).toBe(0);
+  expect(peakRss).toBeGreaterThan(0); // it was measured
+  return { weights: readRunWeights(job.out), attacks, peakRss, output: coordinator.output, rejected: readSummary(job.out).rejectedPeers };
 }
 
 describe('protocol fuzzing', { timeout: 300_000 }, () => {
@@ -161,12 +181,14 @@ describe('protocol fuzzing', { timeout: 300_000 }, () => {
     const quiet = await run(false);
     const attacked = await run(true);
     expect(attacked.attacks).toBe(ATTACKS); // all of them, while the coordinator ran
-    expect(attacked.maxRss).toBeLessThan(600);
+    expect(attacked.peakRss).toBeLessThan(MAX_RSS_MIB);
     expect(attacked.output).toMatch(/Epoch 40\/40/);
-    // the attackers were refused for their reasons, and none was ever taken for a node
+    // the attackers were refused for their reasons (most of them: the idle and cut-off ones are
+    // not counted, but none met a closed port), and none was ever taken for a node
     expect(Object.keys(attacked.rejected).length).toBeGreaterThan(2);
+    expect(Object.values(attacked.rejected).reduce((a, b) => a + b, 0)).toBeGreaterThan(ATTACKS / 2);
     expect(attacked.output).not.toMatch(/node-2/);
     expect(new Uint32Array(attacked.weights.buffer)).toEqual(new Uint32Array(quiet.weights.buffer));
-    console.log(`fuzz: ${attacked.attacks} hostile connections, coordinator RSS at most ${attacked.maxRss.toFixed(0)} MiB, refused: ${JSON.stringify(attacked.rejected)}`);
+    console.log(`fuzz: ${attacked.attacks} hostile connections, coordinator peak RSS ${attacked.peakRss.toFixed(0)} MiB (${quiet.peakRss.toFixed(0)} MiB unattacked), refused: ${JSON.stringify(attacked.rejected)}`);
   });
 });

@@ -2,37 +2,63 @@
  * The step module (coordinator/fit/step.ts) and its handling of bad gradients from participants (threads or the coordinator's own
  * lane; nodes' frames are also checked on arrival, see remote.test.ts): a non-finite gradient is
  * found through the mean, its participant is excluded for the step and its rows are recomputed by
- * the others; the same rows non-finite from two participants stop the run as divergence.
+ * the others; the same rows non-finite from two participants stop the run as divergence. A part
+ * whose participant rejects, throws or times out is recomputed the same way, up to MAX_ATTEMPTS
+ * attempts; then, or when no participant is left, the step fails with E_CLUSTER.
  * Participants here are fakes with known gradients, so the resulting weights are exact.
  */
+import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import { ParticipantFault, type Participant, type ParticipantGroup } from '../coordinator/participants/participant.js';
 import { modelSpec, runRngs } from '../coordinator/fit/trainer.js';
 import { ModelWeights, OptimizerSlot } from '../coordinator/fit/state.js';
-import { StepRunner, type StepSums } from '../coordinator/fit/step.js';
+import { MAX_ATTEMPTS, StepRunner, type StepSums } from '../coordinator/fit/step.js';
+import { ClusterError } from '../shared/errors.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { validateConfig } from '../shared/config/load.js';
 import type { Dataset } from '../shared/data/dataset.js';
 import { splitCounts } from '../shared/plan/split-plan.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
 
-type Behaviour = 'ok' | 'nan-gradient' | 'nan-loss';
+/**
+ * What a fake participant's call does: answer (right, or with a non-finite gradient or loss), or
+ * fail: `reject` as a dropped node does (a ParticipantFault), `throw` synchronously (a bug in a
+ * participant), `crash` (a rejected promise with a plain Error, as a dead thread), `timeout`
+ * (a ParticipantFault 'timeout' after 20 ms, as a node that missed its deadline).
+ */
+type Behaviour = 'ok' | 'nan-gradient' | 'nan-loss' | 'reject' | 'throw' | 'crash' | 'timeout';
 
-/** A participant whose mean gradient over rows is [mean(r), -mean(r), 2, 1]; `plan` says what its k-th call returns. */
-function fake(id: string, plan: (call: number) => Behaviour, calls: Int32Array[][]): Participant {
+/** Spins for `ms` milliseconds: a delay that is at least `ms` on performance.now()'s clock. */
+function busy(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end);
+}
+
+/**
+ * A participant whose mean gradient over rows is [mean(r), -mean(r), 2, 1]; `plan` says what its
+ * k-th call does; `delayMs` of compute (busy) before each answer.
+ */
+function fake(id: string, plan: (call: number) => Behaviour, calls: Int32Array[][], delayMs = 0): Participant {
   const mine: Int32Array[] = [];
   calls.push(mine);
   return {
     id,
     kind: 'thread',
     holds: undefined,
-    async gradient(_step, _version, rows): Promise<GradientResult> {
+    gradient(_step, _version, rows): Promise<GradientResult> {
       const behaviour = plan(mine.length);
       mine.push(rows.slice());
+      busy(delayMs);
+      if (behaviour === 'throw') throw new TypeError('cannot read properties of undefined');
+      if (behaviour === 'crash') return Promise.reject(new Error('worker thread exited with code 1'));
+      if (behaviour === 'reject') return Promise.reject(new ParticipantFault(id, 'disconnected', 'connection closed (1006)'));
+      if (behaviour === 'timeout') {
+        return new Promise((_, reject) => setTimeout(() => reject(new ParticipantFault(id, 'timeout', 'no answer to step 0 within 20 ms')), 20));
+      }
       const mean = rows.reduce((a, r) => a + r, 0) / rows.length;
       const gradient = Float32Array.from([mean, -mean, 2, 1]);
       if (behaviour === 'nan-gradient') gradient[2] = Number.NaN;
-      return { count: rows.length, lossSum: behaviour === 'nan-loss' ? Number.POSITIVE_INFINITY : rows.length, metricSums: [0], gradient, numTensors: -1 };
+      return Promise.resolve({ count: rows.length, lossSum: behaviour === 'nan-loss' ? Number.POSITIVE_INFINITY : rows.length, metricSums: [0], gradient, numTensors: -1 });
     },
     evaluate: () => Promise.reject(new Error('not used')),
   };
@@ -42,10 +68,18 @@ class FakeGroup implements ParticipantGroup {
   readonly failures: { id: string; reason: string; message: string }[] = [];
   readonly successes: { id: string; count: number }[] = [];
   readonly stats = new Map();
-  constructor(private readonly members: Participant[]) {}
-  ready = async (): Promise<readonly Participant[]> => this.members;
+  /**
+   * `dropFailed`: a participant that fails leaves the group (as a node does; threads stay);
+   * `publishMs`: each publish after the first takes that long (busy).
+   */
+  constructor(
+    private readonly members: Participant[],
+    private readonly options: { dropFailed?: boolean; publishMs?: number } = {},
+  ) {}
+  ready = async (): Promise<readonly Participant[]> => [...this.members];
   readonly published: number[] = [];
   publish(_weights: Float32Array, version: number): void {
+    if (version > 0) busy(this.options.publishMs ?? 0);
     this.published.push(version);
   }
   split(total: number, participants: readonly Participant[]): number[] {
@@ -56,6 +90,7 @@ class FakeGroup implements ParticipantGroup {
   }
   failed(p: Participant, _step: number, fault: ParticipantFault): void {
     this.failures.push({ id: p.id, reason: fault.reason, message: fault.message });
+    if (this.options.dropFailed && this.members.includes(p)) this.members.splice(this.members.indexOf(p), 1);
   }
   close = async (): Promise<void> => {};
 }
@@ -70,8 +105,23 @@ const dataset: Dataset = {
   test: { start: 16, count: 0 },
 };
 
-/** A StepRunner over `group` for a 3-feature logistic model, SGD with learning rate 1. */
-function trainer(group: ParticipantGroup): { weights: Float32Array; step: (step: number, rows: Int32Array) => Promise<StepSums> } {
+/** An optimizer step that takes at least `ms` milliseconds (busy), then is SGD's. */
+class SlowOptimizer extends OptimizerSlot {
+  constructor(
+    config: ConstructorParameters<typeof OptimizerSlot>[0],
+    size: number,
+    private readonly ms: number,
+  ) {
+    super(config, size);
+  }
+  override apply(weights: Float32Array, gradient: Float32Array): void {
+    busy(this.ms);
+    super.apply(weights, gradient);
+  }
+}
+
+/** A StepRunner over `group` for a 3-feature logistic model, SGD with learning rate 1 (whose apply takes `applyMs`). */
+function trainer(group: ParticipantGroup, applyMs = 0): { weights: Float32Array; step: (step: number, rows: Int32Array) => Promise<StepSums> } {
   const config = validateConfig(
     {
       data: { label: { column: 'y', positive: '1' } },
@@ -85,14 +135,29 @@ function trainer(group: ParticipantGroup): { weights: Float32Array; step: (step:
   const spec = modelSpec(config, dataset);
   const layout = weightLayout(spec);
   const weights = new ModelWeights(initialWeights(layout, runRngs.weights(config.seed)), group);
-  const runner = new StepRunner(spec, config.cluster, group, weights, new OptimizerSlot(config.compile.optimizer, layout.size));
+  const runner = new StepRunner(spec, config.cluster, group, weights, new SlowOptimizer(config.compile.optimizer, layout.size, applyMs));
   return { weights: weights.values, step: (step, rows) => runner.run(step, rows) };
 }
 
 const rows = Int32Array.from([0, 1, 2, 3, 4, 5, 6, 7]);
 
+/** The weights after step 0 on `rows` computed by one participant that never fails: what any recomputation must reproduce. */
+async function oneParticipantWeights(): Promise<number[]> {
+  const t = trainer(new FakeGroup([fake('solo', () => 'ok', [])]));
+  await t.step(0, rows);
+  return Array.from(t.weights);
+}
+
+/** The step's rejection, for checks of its class, code and message. */
+async function stepError(step: Promise<unknown>): Promise<unknown> {
+  return step.then(
+    () => expect.fail('the step succeeded'),
+    (err: unknown) => err,
+  );
+}
+
 describe('step', () => {
-  it('publishes the new weights once per step under the next version, and reports its phases', async () => {
+  it('publishes the new weights once per step under the next version', async () => {
     const group = new FakeGroup([fake('a', () => 'ok', []), fake('b', () => 'ok', [])]);
     const t = trainer(group);
     expect(group.published).toEqual([0]);
@@ -100,8 +165,24 @@ describe('step', () => {
     await t.step(1, rows);
     expect(group.published).toEqual([0, 1, 2]);
     expect(first.tensorCounts).toEqual([]); // the fakes report none (-1)
-    for (const phase of ['compute', 'reduce', 'apply', 'broadcast'] as const) expect(first.phases[phase]).toBeGreaterThanOrEqual(0);
     expect(first.metricSums).toEqual([0]);
+  });
+
+  it('times each phase where it happens: compute, reduce, apply and broadcast add up to no more than the step', async () => {
+    // known, distinct delays: a participant computes 200 ms, the optimizer applies 100 ms, the
+    // publish broadcasts 50 ms; the reduce of 4 values has none. Distinct lower bounds catch any
+    // phase timed in another's place; the sum catches a phase counted twice.
+    const group = new FakeGroup([fake('a', () => 'ok', [], 200), fake('b', () => 'ok', [])], { publishMs: 50 });
+    const t = trainer(group, 100);
+    const started = performance.now();
+    const { phases } = await t.step(0, rows);
+    const wall = (performance.now() - started) / 1000;
+    expect(phases.compute).toBeGreaterThanOrEqual(0.2);
+    expect(phases.apply).toBeGreaterThanOrEqual(0.1);
+    expect(phases.broadcast).toBeGreaterThanOrEqual(0.05);
+    expect(phases.reduce).toBeGreaterThanOrEqual(0);
+    expect(phases.reduce).toBeLessThan(0.05);
+    expect(phases.compute + phases.reduce + phases.apply + phases.broadcast).toBeLessThanOrEqual(wall + 1e-9);
   });
 });
 
@@ -155,5 +236,68 @@ describe('step: bad gradients', () => {
     const group = new FakeGroup([fake('a', () => 'nan-gradient', [])]);
     const t = trainer(group);
     await expect(t.step(0, rows)).rejects.toThrow(/no other participant is left to check it: training diverged/);
+  });
+});
+
+describe('step: failing participants', () => {
+  it.each([
+    ['reject', 'disconnected', 'a: connection closed (1006)'],
+    ['throw', 'crashed', 'a: cannot read properties of undefined'],
+    ['crash', 'crashed', 'a: worker thread exited with code 1'],
+    ['timeout', 'timeout', 'a: no answer to step 0 within 20 ms'],
+  ] as const)('a part whose participant fails (%s) is recomputed by the others: the weights are those of one participant', async (behaviour, reason, message) => {
+    const calls: Int32Array[][] = [];
+    const group = new FakeGroup([fake('a', (k) => (k === 0 ? behaviour : 'ok'), calls), fake('b', () => 'ok', calls), fake('c', () => 'ok', calls)]);
+    const t = trainer(group);
+    const sums = await t.step(0, rows);
+    expect(group.failures).toEqual([{ id: 'a', reason, message }]);
+    // a's rows 0-2 (of 3/3/2) went back to be split over all three again; a now computes its share
+    expect(calls[0]!.map((r) => Array.from(r))).toEqual([[0, 1, 2], [0]]);
+    expect(calls[1]!.map((r) => Array.from(r))).toEqual([[3, 4, 5], [1]]);
+    expect(calls[2]!.map((r) => Array.from(r))).toEqual([[6, 7], [2]]);
+    // every row counted once: the loss sum and the gradient are over the whole batch
+    expect(sums.lossSum).toBe(8);
+    expect(group.successes.reduce((n, s) => n + s.count, 0)).toBe(8);
+    expect(Array.from(t.weights)).toEqual(await oneParticipantWeights());
+  });
+
+  it(`parts that fail on ${MAX_ATTEMPTS - 1} attempts and succeed on the last allowed one give the one-participant weights`, async () => {
+    const calls: Int32Array[][] = [];
+    const failFirst = (k: number): Behaviour => (k < MAX_ATTEMPTS - 1 ? 'reject' : 'ok');
+    const group = new FakeGroup([fake('a', failFirst, calls), fake('b', failFirst, calls)]);
+    const t = trainer(group);
+    await t.step(0, rows);
+    expect(calls.map((c) => c.length)).toEqual([MAX_ATTEMPTS, MAX_ATTEMPTS]);
+    expect(group.failures).toHaveLength(2 * (MAX_ATTEMPTS - 1));
+    expect(Array.from(t.weights)).toEqual(await oneParticipantWeights());
+  });
+
+  it(`rows still not computed after ${MAX_ATTEMPTS} attempts stop the run (E_CLUSTER); the weights do not move`, async () => {
+    const calls: Int32Array[][] = [];
+    const group = new FakeGroup([fake('a', () => 'reject', calls), fake('b', () => 'timeout', calls)]);
+    const t = trainer(group);
+    const before = Array.from(t.weights);
+    const err = await stepError(t.step(3, rows));
+    expect(err).toBeInstanceOf(ClusterError);
+    expect(err).toMatchObject({ code: 'E_CLUSTER', message: `step 3: 8 rows still not computed after ${MAX_ATTEMPTS} attempts` });
+    expect(calls.map((c) => c.length)).toEqual([MAX_ATTEMPTS, MAX_ATTEMPTS]);
+    expect(group.failures).toHaveLength(2 * MAX_ATTEMPTS);
+    expect(Array.from(t.weights)).toEqual(before);
+    expect(group.published).toEqual([0]);
+  });
+
+  it('no participant left (each failed one dropped): E_CLUSTER naming the rows still to compute', async () => {
+    const calls: Int32Array[][] = [];
+    // a computes rows 0-3, b fails on 4-7 and is dropped; a, alone, fails on 4-7 and is dropped
+    const group = new FakeGroup([fake('a', (k) => (k === 0 ? 'ok' : 'crash'), calls), fake('b', () => 'reject', calls)], { dropFailed: true });
+    const t = trainer(group);
+    const before = Array.from(t.weights);
+    const err = await stepError(t.step(2, rows));
+    expect(err).toBeInstanceOf(ClusterError);
+    expect(err).toMatchObject({ code: 'E_CLUSTER', message: 'step 2: no participant left to compute 4 rows' });
+    expect(calls.map((c) => c.map((r) => Array.from(r)))).toEqual([[[0, 1, 2, 3], [4, 5, 6, 7]], [[4, 5, 6, 7]]]);
+    expect(group.failures.map((f) => [f.id, f.reason])).toEqual([['b', 'disconnected'], ['a', 'crashed']]);
+    expect(Array.from(t.weights)).toEqual(before);
+    expect(group.published).toEqual([0]);
   });
 });

@@ -5,9 +5,9 @@
  * violation, a missed heartbeat or step deadline, or a closed connection drops the node: its
  * pending requests fail with a ParticipantFault, so the trainer recomputes that part.
  *
- * Over 300 lines because every message a peer may send is checked here, next to the request it
- * answers (a check moved away from its request is one that drifts); the wire itself is in
- * shared/protocol/, part assembly in gradient-assembler.ts, deadlines in stragglers.ts.
+ * Every message a peer may send is checked here, next to the request it answers (a check moved
+ * away from its request is one that drifts); the wire itself is in shared/protocol/, part
+ * assembly in gradient-assembler.ts, deadlines in stragglers.ts.
  */
 import { closeReason, printable } from '../../shared/protocol/printable.js';
 import { performance } from 'node:perf_hooks';
