@@ -8,6 +8,7 @@
  *   dptrain evaluate --model DIR --data PATH
  *   dptrain predict --model DIR --data PATH --out FILE
  *   dptrain plot history RUN_DIR | plot activations --out DIR
+ *   dptrain view RUN_DIR [--listen HOST:PORT]   (the live run page of a run's files)
  *   dptrain demo-data --out FILE      (write that generated data as a CSV)
  *   dptrain <command> --help          (that command's options)
  *
@@ -22,6 +23,7 @@ import { joinNegativeValues, wantsHelp } from '../shared/cli-args.js';
 import { loadConfig, validateConfig } from '../shared/config/load.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { DptrainError, UsageError } from '../shared/errors.js';
+import { parseHostPort } from '../shared/metrics-server.js';
 import { DEMO_CONFIG_SOURCE, demoConfigRaw } from './demo.js';
 import { runJob } from './job.js';
 import { evaluationLine } from './progress.js';
@@ -33,6 +35,7 @@ const USAGE = `usage: dptrain start (--config FILE | --demo) [options]
        dptrain predict --model DIR --data PATH --out FILE [--keep COLUMNS] [--backend B]
        dptrain plot history RUN_DIR [--out DIR]
        dptrain plot activations --out DIR
+       dptrain view RUN_DIR [--listen HOST:PORT]
        dptrain demo-data --out FILE [--rows N] [--seed N]
        dptrain worker start --connect URL [options]   (a worker node: dptrain worker --help)
        dptrain <command> --help      (one command's options)
@@ -55,7 +58,7 @@ options:
   --balance B          auto | proportional | equal (overrides cluster.balance)
   --tls-cert FILE      serve wss:// with this certificate (PEM; needs --tls-key)
   --tls-key FILE       private key for --tls-cert
-  --metrics-listen A   HOST:PORT for /metrics, /healthz, /readyz (overrides metrics.listen; "off": none)
+  --metrics-listen A   HOST:PORT for the run page (/), /metrics, /healthz, /readyz (overrides metrics.listen; "off": none)
   --out DIR            run directory (overrides output.dir; default runs/<time>); a folder that
                        holds another run is refused unless --resume or --overwrite
   --overwrite          replace the run in --out (its checkpoints, summary and model)
@@ -72,6 +75,8 @@ predict: one line per CSV row: probabilities / value and the predicted label; ro
   be transformed are listed with their line and reason.
 plot history: loss and metrics per epoch, train vs validation (history.svg and .png).
 plot activations: sigmoid, tanh, swish, relu, leakyRelu over [-10, 10] (activations.svg, .png).
+view: the live run page of RUN_DIR from its files (a finished run, or one running elsewhere);
+  a running coordinator serves the same page at its --metrics-listen address.
 
 demo-data: writes the generated Telco-schema CSV that --demo trains on (columns of the IBM
 Telco Customer Churn data, 7043 rows by default), e.g. for deploy/data/data.csv.`;
@@ -112,6 +117,17 @@ options:
 history: loss and metrics per epoch, train vs validation (history.svg and history.png, in
   RUN_DIR or --out DIR).
 activations: sigmoid, tanh, swish, relu, leakyRelu over [-10, 10] (activations.svg, .png).`,
+  view: `usage: dptrain view RUN_DIR [--listen HOST:PORT]
+
+Serves the live run page for a run directory from its files (events.jsonl): loss and metric
+curves, throughput, step phases, participants and events. A run still going elsewhere is
+followed as its files grow. Prints the page's URL; Ctrl-C stops.
+
+options:
+  --listen HOST:PORT   where to serve it (default 127.0.0.1:9464; port 0: any free port); the
+                       page shows whoever reaches it the run's curves, participant names and
+                       addresses (docs/live-page.md)
+  --verbose            show stack traces on errors`,
   'demo-data': `usage: dptrain demo-data --out FILE [--rows N] [--seed N]
 
 Writes the generated Telco-schema CSV that --demo trains on (the columns of the IBM Telco
@@ -277,6 +293,31 @@ function demoData(argv: string[]): void {
   console.log(`wrote ${rows} generated Telco-schema rows to ${values.out}`);
 }
 
+async function view(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, options: { listen: { type: 'string' }, verbose: { type: 'boolean' } }, strict: true, allowPositionals: true });
+  const [runDir, ...more] = positionals;
+  if (runDir === undefined || more.length > 0) throw new UsageError('view needs one RUN_DIR: dptrain view RUN_DIR [--listen HOST:PORT]');
+  let address: { host: string; port: number };
+  try {
+    address = parseHostPort(values.listen ?? '127.0.0.1:9464', '--listen');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { viewRun } = await import('./live/view.js');
+  const page = await viewRun(runDir, address);
+  console.log(`the run page of ${runDir}: ${page.url} (Ctrl-C to stop)`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  await page.close();
+}
+
 const help = (): void => console.log(USAGE);
 
 /** Every command, by name. */
@@ -285,6 +326,7 @@ const COMMANDS: Record<string, (argv: string[]) => void | Promise<void>> = {
   evaluate,
   predict,
   plot,
+  view,
   'demo-data': demoData,
   help,
   '--help': help,
@@ -296,7 +338,7 @@ export async function main(argv: string[]): Promise<number> {
   const [command = 'help', ...rest] = argv;
   try {
     const run = COMMANDS[command];
-    if (!run) throw new UsageError(`unknown command "${command}"; expected one of: start, evaluate, predict, plot, demo-data, worker (dptrain --help lists them)`);
+    if (!run) throw new UsageError(`unknown command "${command}"; expected one of: start, evaluate, predict, plot, view, demo-data, worker (dptrain --help lists them)`);
     const usage = COMMAND_USAGE[command];
     if (usage !== undefined && wantsHelp(rest)) console.log(usage);
     else if (command === 'help' && rest[0] !== undefined && COMMAND_USAGE[rest[0]] !== undefined) console.log(COMMAND_USAGE[rest[0]]);

@@ -6,12 +6,12 @@ import { randomUUID } from 'node:crypto';
 import type { JobConfig } from '../shared/config/schema.js';
 import type { PreparedData } from '../shared/data/dataset.js';
 import { ConfigError } from '../shared/errors.js';
-import { parseHostPort, serveMetrics, type MetricsServer } from '../shared/metrics-server.js';
+import { parseHostPort, serveMetrics, type ExtraRoutes, type MetricsServer } from '../shared/metrics-server.js';
 import { weightLayout } from '../shared/model/layout.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import { readToken } from '../shared/token.js';
 import type { TrainingMetrics } from './metrics.js';
-import { Cluster } from './participants/cluster.js';
+import { Cluster, type ClusterObserver } from './participants/cluster.js';
 import { InProcessLane } from './participants/in-process.js';
 import type { LocalLanes } from './participants/participant.js';
 import { RemoteNode } from './participants/remote-node.js';
@@ -23,6 +23,8 @@ import { computesInProcess } from './validate.js';
 export interface ClusterEvents {
   /** Called with the node server's URL once it listens. */
   readonly onListening?: ((url: string) => void) | undefined;
+  /** Hears joins, departures, failures and parts (the live run page). */
+  readonly observer?: ClusterObserver | undefined;
 }
 
 /** "min 1, start 2" (start only when it asks for more nodes than min) for the start-up line. */
@@ -55,6 +57,7 @@ export async function startCluster(
     metrics,
     straggler: c.straggler,
     deadline: { ...c.stepDeadline, stepTimeoutSeconds: c.stepTimeout },
+    observer: events.observer,
   });
   if (!c.listen || token === undefined) return { cluster, server: undefined };
   const context = cluster.nodeContext({
@@ -90,8 +93,11 @@ export async function startCluster(
   }
 }
 
-/** Serves /metrics, /healthz and /readyz; a busy port is reported and training goes on without. */
-export async function startMetricsServer(config: JobConfig, metrics: TrainingMetrics, ready: () => boolean, log: (line: string) => void): Promise<MetricsServer | undefined> {
+/**
+ * Serves /metrics, /healthz and /readyz, and `page` (the live run page at /) on the same address;
+ * a busy port is reported and training goes on without.
+ */
+export async function startMetricsServer(config: JobConfig, metrics: TrainingMetrics, ready: () => boolean, log: (line: string) => void, page?: ExtraRoutes): Promise<MetricsServer | undefined> {
   const listen = config.metrics.listen;
   if (listen === false) return undefined;
   let host: string;
@@ -102,8 +108,9 @@ export async function startMetricsServer(config: JobConfig, metrics: TrainingMet
     throw new ConfigError((err as Error).message);
   }
   try {
-    const server = await serveMetrics(metrics.registry, host, port, ready);
+    const server = await serveMetrics(metrics.registry, host, port, ready, page);
     log(`metrics on ${server.url}`);
+    if (page) log(`live run page on ${server.url.replace(/metrics$/, '')}`);
     return server;
   } catch (err) {
     log(`warning: no metrics server: cannot listen on ${listen} (${(err as Error).message}); set metrics.listen or --metrics-listen`);

@@ -33,6 +33,8 @@ import type { LocalLanes } from './participants/participant.js';
 import { chooseThreads, withThreads, type RunConfig } from './participants/thread-count.js';
 import { ProgressBar, evaluationLine, type ProgressStream } from './progress.js';
 import { RunDir, defaultRunDir } from './run-dir.js';
+import { endRunFeed, livePage, openRunFeed } from './live/job-feed.js';
+import type { RunFeed } from './live/run-feed.js';
 import { exportModel } from './saved-model.js';
 import type { Summary } from './summary.js';
 import { checkAgainstData, checkRunnable } from './validate.js';
@@ -203,11 +205,11 @@ interface Trained {
 }
 
 /** Starts the participants, fits, evaluates the test rows; the participants are closed whatever happens. */
-async function train(open: OpenRun, prepared: PreparedData, plan: RunPlan, metrics: TrainingMetrics, state: TrainingStatus, out: JobConsole, options: JobOptions): Promise<Trained> {
+async function train(open: OpenRun, prepared: PreparedData, plan: RunPlan, metrics: TrainingMetrics, state: TrainingStatus, out: JobConsole, options: JobOptions, feed: RunFeed): Promise<Trained> {
   const { runDir, resumeFrom, config } = open;
   const { dataset } = prepared;
   const { log, bar } = out;
-  const { cluster, server } = await startCluster(plan.run, plan.spec, dataset, log, options, metrics);
+  const { cluster, server } = await startCluster(plan.run, plan.spec, dataset, log, { onListening: options.onListening, observer: feed }, metrics);
   state.cluster = cluster;
   const signals =
     options.handleSignals === false
@@ -222,6 +224,7 @@ async function train(open: OpenRun, prepared: PreparedData, plan: RunPlan, metri
           },
         );
   const checkpoints = new Checkpointer({ dir: runDir.file(CHECKPOINT_DIR), keep: config.checkpoint.keep, everySteps: config.checkpoint.everySteps, epochEnd: config.checkpoint.epochEnd, log, resumedFrom: resumeFrom?.file });
+  feed.attach(cluster, checkpoints);
   let outcome = 'job failed';
   try {
     log(startLine(prepared, plan, cluster.local, server !== undefined));
@@ -235,6 +238,7 @@ async function train(open: OpenRun, prepared: PreparedData, plan: RunPlan, metri
         ...(options.callbacks ?? []),
         new StopOnRequest(() => signals?.requested() === true || options.stopRequested?.() === true),
         checkpoints,
+        feed,
       ],
     });
     let test: EvaluateResult = { loss: NaN };
@@ -314,15 +318,23 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
 
   const metrics = new TrainingMetrics();
   const state: TrainingStatus = { training: false, cluster: undefined };
+  // the live page's records: events.jsonl as the run goes, and the page at the metrics address
+  const feed = openRunFeed({ ...open, dataset: prepared.dataset, spec: plan.spec, resumedFrom: open.resumeFrom && { file: open.resumeFrom.file, step: open.resumeFrom.state.step }, log: out.log });
+  const page = livePage(feed, open.config, out.log);
   // ready (/readyz) once a step has had its participants, not while waiting for worker nodes
-  const metricsServer = await startMetricsServer(open.config, metrics, () => state.training && state.cluster?.trainingStarted === true, out.log);
+  const metricsServer = await startMetricsServer(open.config, metrics, () => state.training && state.cluster?.trainingStarted === true, out.log, page).catch(async (err: unknown) => {
+    page?.close();
+    await feed.close();
+    throw err;
+  });
   try {
-    const trained = await train(open, prepared, plan, metrics, state, out, options);
+    const trained = await train(open, prepared, plan, metrics, state, out, options, feed);
     const { runDir } = open;
     runDir.writeHistory(trained.fit.history);
     if (!trained.fit.interrupted) await exportModel(plan.spec, trained.fit.weights, prepared.preprocessor, runDir);
     const summary = summarize(open, prepared, plan, trained, (performance.now() - started) / 1000);
     runDir.writeJson('summary.json', summary);
+    endRunFeed(feed, summary, runDir.path);
     out.log(`Run files: ${runDir.path}`);
     const linger = open.config.metrics.linger;
     if (metricsServer && linger > 0 && !trained.fit.interrupted) {
@@ -330,7 +342,12 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
       await new Promise((r) => setTimeout(r, linger * 1000));
     }
     return { summary, fit: trained.fit, runDir: runDir.path };
+  } catch (err) {
+    feed.end('failed', `run failed: ${(err as Error).message}`);
+    throw err;
   } finally {
     await metricsServer?.close();
+    page?.close();
+    await feed.close();
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The run directory: everything a run makes goes here (config, preprocessing, history, model,
- * summary), so scripts can read the outcome from one place.
+ * summary, the live page's events.jsonl), so scripts can read the outcome from one place.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -39,7 +39,7 @@ export class RunDir {
         `output.dir ${full} holds another run (${marker}); give a new folder with --out, continue that run with --resume ${full}, or replace it with --overwrite (output.overwrite: true)`,
       );
     }
-    if (marker) for (const name of ['checkpoints', 'summary.json', 'model', 'history.json', 'history.csv']) fsOps.rmSync(join(full, name), { recursive: true, force: true });
+    if (marker) for (const name of ['checkpoints', 'summary.json', 'model', 'history.json', 'history.csv', 'events.jsonl']) fsOps.rmSync(join(full, name), { recursive: true, force: true });
     return new RunDir(full);
   }
 

@@ -1,9 +1,10 @@
 /**
  * A small HTTP server for Prometheus and health checks, used by the coordinator and by worker
  * nodes: GET /metrics (the registry in the text format), /healthz (200 while the process
- * serves), /readyz (200 while `ready()` is true, else 503).
+ * serves), /readyz (200 while `ready()` is true, else 503); and, given `extra`, its routes too (the
+ * coordinator's live run page at /).
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, type Registry } from 'prom-client';
 
@@ -25,6 +26,13 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+/** More routes on the same server: `handle` answers a GET or HEAD it knows and returns true. */
+export interface ExtraRoutes {
+  handle(req: IncomingMessage, res: ServerResponse): boolean;
+  /** Ends what keeps connections open (event streams) before the server closes. */
+  close?(): void;
+}
+
 /** Parses "host:port" for metrics.listen / --metrics-listen. */
 export function parseHostPort(value: string, what: string): { host: string; port: number } {
   const m = /^(.*):(\d+)$/.exec(value);
@@ -33,7 +41,7 @@ export function parseHostPort(value: string, what: string): { host: string; port
   return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port };
 }
 
-export async function serveMetrics(registry: Registry, host: string, port: number, ready: () => boolean = () => true): Promise<MetricsServer> {
+export async function serveMetrics(registry: Registry, host: string, port: number, ready: () => boolean = () => true, extra?: ExtraRoutes): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -48,8 +56,8 @@ export async function serveMetrics(registry: Registry, host: string, port: numbe
     } else if (path === '/readyz') {
       const ok = ready();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
-    } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics, /healthz or /readyz\n');
+    } else if (!extra?.handle(req, res)) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`try ${extra ? '/ (the run page), ' : ''}/metrics, /healthz or /readyz\n`);
     }
   });
   // Scrapers and probes reuse connections; a keep-alive longer than their intervals avoids the
@@ -64,6 +72,12 @@ export async function serveMetrics(registry: Registry, host: string, port: numbe
   const shownHost = host.includes(':') ? `[${host}]` : host;
   return {
     url: `http://${shownHost}:${address.port}/metrics`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        extra?.close?.();
+        server.close(() => resolve());
+        // a client holding its connection open delays the end by at most this grace
+        setTimeout(() => server.closeAllConnections(), 2000).unref();
+      }),
   };
 }

@@ -196,7 +196,7 @@ describe('coordinator demo-data', () => {
   });
   it('needs --out, and says which command is unknown', async () => {
     expectError(await coordinatorInProcess(['demo-data']), /demo-data needs --out FILE/);
-    expectError(await coordinatorInProcess(['strat']), /unknown command "strat"; expected one of: start, evaluate, predict, plot, demo-data, worker/);
+    expectError(await coordinatorInProcess(['strat']), /unknown command "strat"; expected one of: start, evaluate, predict, plot, view, demo-data, worker/);
   });
 });
 

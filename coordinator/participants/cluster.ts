@@ -6,9 +6,9 @@
  * (`startWorkers` before the first, `minWorkers` after; waiting up to `waitTimeout`), and it
  * splits batches equally or by measured speed.
  *
- * Over 300 lines because admission, shards, waiting and failure handling all change one member
- * list and its invariant (who is in, holding which rows); the pure parts are in plan/ (shard-plan,
- * balance) and stragglers.ts.
+ * Admission, shards, waiting and failure handling live together here because they all change one
+ * member list and its invariant (who is in, holding which rows); the pure parts are in
+ * shared/plan/ (shard-plan, balance) and stragglers.ts.
  */
 import { performance } from 'node:perf_hooks';
 import { ClusterError, WaitCancelledError } from '../../shared/errors.js';
@@ -38,6 +38,17 @@ export interface ClusterOptions {
   readonly straggler?: StragglerOptions;
   /** Per-node part deadlines (default: stepTimeout for every part). */
   readonly deadline?: DeadlineOptions;
+  /** Hears joins, departures, failures and every part used (the live run page). */
+  readonly observer?: ClusterObserver | undefined;
+}
+
+/** What the cluster tells an observer, synchronously and on the training path: keep it cheap. */
+export interface ClusterObserver {
+  joined?(node: { readonly id: string; readonly name: string; readonly backend: string; readonly adapter: string | undefined; readonly devices: number; readonly address: string }): void;
+  left?(id: string, step: number, why: string, remaining: number): void;
+  failed?(id: string, step: number, fault: ParticipantFault, outcome: string): void;
+  /** A participant's part of `step` was used: `samples` in `seconds`. */
+  part?(id: string, step: number, samples: number, seconds: number): void;
 }
 
 /** Forgetting factor of the per-participant speed models (per observation). */
@@ -122,6 +133,7 @@ export class Cluster implements ParticipantGroup {
     this.joining.push(node);
     const on = [node.backend, ...(node.adapter ? [node.adapter] : []), ...(node.devices > 1 ? [`${node.devices} devices`] : [])].join(', ');
     this.options.log(`${node.id} (${node.name}, ${on}, ${node.address}) joined`);
+    this.options.observer?.joined?.(node);
     this.wake?.();
   }
 
@@ -139,6 +151,7 @@ export class Cluster implements ParticipantGroup {
     this.dirty = true;
     this.countParticipants();
     this.options.log(`${node.id} (${node.name}) left at step ${this.step}: ${why}; ${this.nodes.length} node(s) remain`);
+    this.options.observer?.left?.(node.id, this.step, why, this.nodes.length);
   }
 
   get participants(): readonly Participant[] {
@@ -272,6 +285,7 @@ export class Cluster implements ParticipantGroup {
   succeeded(p: Participant, step: number, count: number, seconds: number): void {
     this.step = step;
     this.options.metrics?.samples(p.id, p.kind, count);
+    this.options.observer?.part?.(p.id, step, count, seconds);
     const stats = this.stats.get(p.id);
     if (stats) {
       stats.samples += count;
@@ -308,6 +322,7 @@ export class Cluster implements ParticipantGroup {
     this.options.metrics?.failure(fault.reason);
     this.stragglers?.forget(p.id);
     this.options.log(`${step >= 0 ? `step ${step}` : 'evaluation'}: ${fault.message} (${fault.reason}); ${outcome}`);
+    this.options.observer?.failed?.(p.id, step, fault, outcome);
     const node = this.nodes.find((n) => n === p) ?? this.joining.find((n) => n === p);
     if (node) {
       node.drop(fault.reason, fault.message);
