@@ -50,7 +50,7 @@ describe('help', () => {
       for (const argv of [[command, '--help'], [command, '-h'], ['help', command]]) {
         const r = await capture(coordinatorMain, argv);
         expect(r.status, r.stderr).toBe(0);
-        expect(r.stdout).toMatch(new RegExp(`^usage: coordinator ${command}`));
+        expect(r.stdout).toMatch(new RegExp(`^usage: dptrain ${command}`));
       }
     });
   }
@@ -59,14 +59,14 @@ describe('help', () => {
       for (const argv of [[command, '--help'], ['help', command]]) {
         const r = await capture(workerMain, argv);
         expect(r.status, r.stderr).toBe(0);
-        expect(r.stdout).toMatch(new RegExp(`^usage: worker ${command}`));
+        expect(r.stdout).toMatch(new RegExp(`^usage: dptrain worker ${command}`));
       }
     });
   }
   it('worker help lists the commands', async () => {
     const r = await capture(workerMain, ['help']);
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/^usage: worker <command>[\s\S]*start --connect URL[\s\S]*backends/);
+    expect(r.stdout).toMatch(/^usage: dptrain worker <command> +\(alias: worker <command>\)[\s\S]*start --connect URL[\s\S]*backends/);
   });
 });
 

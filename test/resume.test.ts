@@ -92,7 +92,7 @@ describe('resume from checkpoints', { timeout: 900_000 }, () => {
     run.kill('SIGTERM');
     expect(await run.exited, run.output).toBe(0);
     expect(run.output).toMatch(/SIGTERM: stopping after this step/);
-    expect(run.output).toMatch(/Stopped at step \d+; checkpoint .*\.ckpt\. Continue with: coordinator start --resume /);
+    expect(run.output).toMatch(/Stopped at step \d+; checkpoint .*\.ckpt\. Continue with: dptrain start --resume /);
     const stopped = readSummary(out);
     expect(stopped.interrupted).toBe(true);
     // the unfinished epoch's samples count too: every computed sample, as the participants say
