@@ -12,6 +12,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { ConfigError } from '../shared/errors.js';
 import { ProtocolError, type ProtocolFault } from '../shared/errors.js';
 import { decodeFrame, encodeMessage } from '../shared/protocol/codec.js';
+import { HELLO_FRAME } from '../shared/protocol/frame-limits.js';
 import { expectHello } from '../shared/protocol/context-checks.js';
 import { type HelloMessage } from '../shared/protocol/schemas.js';
 import { parseHostPort } from '../shared/metrics-server.js';
@@ -195,7 +196,7 @@ export class NodeServer {
         clearTimeout(timer);
         if (phase !== 'hello') return;
         try {
-          const hello = expectHello(decodeFrame(data, isBinary), checkToken);
+          const hello = expectHello(decodeFrame(data, isBinary, HELLO_FRAME), checkToken);
           phase = 'node';
           accepted();
           setMaxPayload(socket, options.maxPayload);

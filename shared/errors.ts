@@ -68,6 +68,12 @@ export class WorkerError extends DptrainError {
   }
 }
 
+/**
+ * A job this worker will not take (its model is larger than the worker's --max-parameters): the
+ * worker says so to the coordinator and stops, since the coordinator would send it again.
+ */
+export class JobRefusedError extends WorkerError {}
+
 /** The cluster cannot go on: not enough workers within the wait timeout, or nobody left. */
 export class ClusterError extends DptrainError {
   constructor(message: string) {
@@ -100,8 +106,11 @@ export class CheckpointError extends DptrainError {
   }
 }
 
-/** Why a message was rejected; also the `reason` label of failure counters. */
-export type ProtocolFault = 'malformed' | 'version' | 'auth' | 'non_finite' | 'shape' | 'unexpected';
+/**
+ * Why a message was rejected; also the `reason` label of failure counters (`oversize`: over its
+ * type's frame limits, frame-limits.ts; a joined node's failure counts it as `malformed`).
+ */
+export type ProtocolFault = 'malformed' | 'oversize' | 'version' | 'auth' | 'non_finite' | 'shape' | 'unexpected';
 
 /** A message that breaks the protocol; `fault` is why (the participant failure reason it maps to). */
 export class ProtocolError extends DptrainError {

@@ -2,7 +2,8 @@
  * `worker` command line.
  *
  *   worker start --connect ws://HOST:PORT [--token-file F] [--backend B] [--devices N|LIST]
- *                [--name N] [--ca PEM] [--retries N] [--verbose]   join a coordinator and compute its steps
+ *                [--name N] [--ca PEM] [--retries N] [--max-parameters N] [--verbose]
+ *                                               join a coordinator and compute its steps
  *   worker backends [--backend B]                which TensorFlow.js backends load here
  *
  * The token comes from --token-file or the DPTRAIN_TOKEN environment variable, never from the
@@ -34,7 +35,11 @@ commands:
                            on wasm); the node splits its part among them and sends one gradient
       --name NAME          name shown in the coordinator's logs (default: host name)
       --ca FILE            PEM certificate to trust for wss:// (self-signed coordinators)
-      --retries N          failed connection attempts before giving up (default 8)
+      --retries N          failed connection attempts in a row before giving up (default 8;
+                           the wait doubles each time, from 0.5 s to at most 30 s); a connection
+                           counts as failed unless a step was computed on it
+      --max-parameters N   refuse a job whose model has more parameters (default: 100000000, or
+                           fewer where memory is short: total memory / 32 bytes)
       --metrics-listen A   HOST:PORT for this node's /metrics (default 127.0.0.1:9465; "off": none)
       --metrics-linger S   after the job, keep /metrics up S seconds so Prometheus scrapes the
                            final counters (default 0; a short job can end between two scrapes)
@@ -111,7 +116,7 @@ export async function startMetrics(
 
 async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({
-    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-payload', 'metrics-listen', 'metrics-linger']),
+    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-parameters', 'max-payload', 'metrics-listen', 'metrics-linger']),
     options: {
       connect: { type: 'string' },
       'token-file': { type: 'string' },
@@ -120,6 +125,7 @@ async function start(argv: string[]): Promise<void> {
       name: { type: 'string' },
       ca: { type: 'string' },
       retries: { type: 'string' },
+      'max-parameters': { type: 'string' },
       'max-payload': { type: 'string' },
       'metrics-listen': { type: 'string' },
       'metrics-linger': { type: 'string' },
@@ -131,6 +137,10 @@ async function start(argv: string[]): Promise<void> {
   if (!/^wss?:\/\//.test(values.connect)) throw new UsageError(`--connect must be a ws:// or wss:// URL, got "${values.connect}"`);
   const retries = Number(values.retries ?? 8);
   if (!Number.isInteger(retries) || retries < 0) throw new UsageError(`--retries must be a non-negative integer, got "${values.retries}"`);
+  const maxParameters = values['max-parameters'] === undefined ? undefined : Number(values['max-parameters']);
+  if (maxParameters !== undefined && !(Number.isSafeInteger(maxParameters) && maxParameters > 0)) {
+    throw new UsageError(`--max-parameters must be a positive integer, got "${values['max-parameters']}"`);
+  }
   const linger = Number(values['metrics-linger'] ?? 0);
   if (!Number.isFinite(linger) || linger < 0) throw new UsageError(`--metrics-linger must be a non-negative number of seconds, got "${values['metrics-linger']}"`);
   const token = readToken(values['token-file']);
@@ -162,6 +172,7 @@ async function start(argv: string[]): Promise<void> {
     ...(ca ? { ca } : {}),
     retries,
     backoffMs: 500,
+    ...(maxParameters !== undefined ? { maxParameters } : {}),
     maxPayload: Number(values['max-payload'] ?? 256 * 2 ** 20),
     log,
     verbose: values.verbose === true,

@@ -7,14 +7,18 @@
  * named handler per message type.
  */
 import { performance } from 'node:perf_hooks';
+import { totalmem } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import WebSocket from 'ws';
-import { ProtocolError, WorkerError } from '../shared/errors.js';
+import { JobRefusedError, ProtocolError, WorkerError } from '../shared/errors.js';
 import { PROTOCOL_VERSION, type JobMessage, type Message, type StepMessage } from '../shared/protocol/schemas.js';
 import { decodeFrame, encodeMessage } from '../shared/protocol/codec.js';
+import { coordinatorFrameLimits, type FrameLimits } from '../shared/protocol/frame-limits.js';
 import { FramePool } from '../shared/protocol/frame-pool.js';
+import { printable } from '../shared/protocol/printable.js';
 import { scalePixels } from '../shared/data/arrays.js';
 import { describeModel } from '../shared/model/layers.js';
+import { weightLayout } from '../shared/model/layout.js';
 import type { BatchRows } from '../shared/model/row-layers.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import type { BatchEngine } from '../compute/engine.js';
@@ -41,17 +45,33 @@ export interface NodeClientOptions {
   /** First backoff delay in ms (doubles per attempt, at most 30 s). */
   readonly backoffMs: number;
   readonly maxPayload: number;
+  /** The largest model (in parameters) this worker takes from a coordinator; default defaultMaxParameters(). */
+  readonly maxParameters?: number;
   readonly log: (line: string) => void;
   /** Log every step (for debugging and tests). */
   readonly verbose?: boolean;
   readonly metrics?: WorkerMetrics | undefined;
 }
 
-/** How one connection ended. */
-type SessionEnd = { kind: 'finished'; reason: string } | { kind: 'lost'; reason: string; welcomed: boolean };
+/**
+ * How one connection ended. welcomed: the coordinator accepted this worker; progressed: a step's
+ * gradient went out on it (only that resets the count of failed attempts).
+ */
+type SessionEnd = { kind: 'finished'; reason: string } | { kind: 'lost'; reason: string; welcomed: boolean; progressed: boolean };
 
 function zeroMask(mask: Uint8Array): void {
   mask.fill(0);
+}
+
+/**
+ * Worker memory per model parameter, about: the weights as received and as the model holds them,
+ * the gradient as computed, as encoded for the wire, and the step's tensors.
+ */
+export const BYTES_PER_PARAMETER = 32;
+
+/** The default --max-parameters: 100 million, or as many as fit this machine's memory at BYTES_PER_PARAMETER each. */
+export function defaultMaxParameters(memoryBytes = totalmem()): number {
+  return Math.min(100_000_000, Math.floor(memoryBytes / BYTES_PER_PARAMETER));
 }
 
 /** Codes the coordinator sends when it will never accept this worker as it is. */
@@ -91,16 +111,19 @@ export class NodeClient {
       const end = await this.session();
       if (end.kind === 'finished') return end.reason;
       if (end.welcomed) {
-        failures = 0;
         everConnected = true;
         this.stats.reconnects++;
         this.options.metrics?.reconnected();
       }
+      // Only a connection that got work done starts the count again: a coordinator that welcomes
+      // this worker and then drops it, again and again, is a failed attempt each time, so
+      // --retries and the growing backoff hold for it too.
+      if (end.progressed) failures = 0;
       failures++;
       if (failures > retries) {
         throw new WorkerError(
           everConnected
-            ? `gave up on the coordinator at ${url} after ${failures} failed attempt(s); last error: ${end.reason}`
+            ? `gave up on the coordinator at ${url} after ${failures} failed attempt(s) in a row without a step computed; last error: ${end.reason}`
             : `cannot connect to the coordinator at ${url}: ${failures} attempt(s) failed, the last with: ${end.reason} (is it running with --listen on that address, and reachable from here?)`,
         );
       }
@@ -209,12 +232,24 @@ export class NodeClient {
     }
   }
 
+  /**
+   * Takes a job: its model's size is counted from the spec's shapes (weightLayout: arithmetic,
+   * nothing built) and held to this worker's limit and to the job's own count before the model is
+   * built, so that a coordinator cannot make this worker allocate what it likes.
+   */
   private startJob(job: JobMessage): void {
-    this.engine?.dispose();
-    this.engine = this.options.devices ? this.options.devices.engine(job.spec) : createEngine(job.spec, 'dense');
-    if (this.engine.layout.size !== job.parameters) {
-      throw new WorkerError(`job says ${job.parameters} parameters, its model spec has ${this.engine.layout.size}`);
+    const parameters = weightLayout(job.spec).size;
+    const limit = this.options.maxParameters ?? defaultMaxParameters();
+    if (parameters > limit) {
+      throw new JobRefusedError(
+        `the coordinator at ${this.options.url} sent a job whose model has ${parameters.toLocaleString('en-US')} parameters (${printable(describeModel(job.spec), 100)}), ` +
+          `more than this worker takes: --max-parameters ${limit.toLocaleString('en-US')} (about ${BYTES_PER_PARAMETER} bytes of memory each)`,
+      );
     }
+    if (parameters !== job.parameters) throw new WorkerError(`job says ${job.parameters} parameters, its model spec has ${parameters}`);
+    this.engine?.dispose();
+    this.engine = undefined; // not the disposed one, should the build below throw
+    this.engine = this.options.devices ? this.options.devices.engine(job.spec) : createEngine(job.spec, 'dense');
     this.store = new ShardStore(job.features, job.outputs);
     this.job = job;
     this.version = -1;
@@ -240,6 +275,10 @@ type Handlers = { readonly [K in Message['type']]?: (message: Extract<Message, {
  */
 class Session {
   welcomed = false;
+  /** A step's gradient went out on this connection. */
+  private progressed = false;
+  /** What the coordinator's frames may hold; its weights bounded by the model once the job is known. */
+  private frameLimits: FrameLimits = coordinatorFrameLimits();
   private settled = false;
   /** The handling of the messages received so far, in order. */
   private handled: Promise<void> = Promise.resolve();
@@ -264,9 +303,14 @@ class Session {
     socket.on('open', () =>
       this.send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend, ...(adapter ? { adapter: adapter.slice(0, 400) } : {}), ...(devices && devices.count > 1 ? { devices: devices.count } : {}) }),
     );
-    socket.on('error', (err) => this.finish({ kind: 'lost', reason: err.message, welcomed: this.welcomed }));
-    socket.on('close', (code, reason) => this.finish({ kind: 'lost', reason: `closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`, welcomed: this.welcomed }));
+    socket.on('error', (err) => this.lost(err.message));
+    socket.on('close', (code, reason) => this.lost(`closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`));
     socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
+  }
+
+  /** Ends the session as a lost connection (retried by NodeClient.run). */
+  private lost(reason: string): void {
+    this.finish({ kind: 'lost', reason, welcomed: this.welcomed, progressed: this.progressed });
   }
 
   finish(end: SessionEnd | Error): void {
@@ -280,6 +324,7 @@ class Session {
 
   send(message: Message): void {
     if (this.socket.readyState !== WebSocket.OPEN) return;
+    if (message.type === 'gradient') this.progressed = true;
     // gradients (every step, megabytes) are encoded into reused memory
     if (message.type === 'gradient' || message.type === 'gradient_part') {
       const frame = this.gradientFrames.encode(message);
@@ -298,7 +343,7 @@ class Session {
   startHeartbeat(intervalMs: number, timeoutMs: number): void {
     clearInterval(this.heartbeat);
     this.heartbeat = setInterval(() => {
-      if (performance.now() - this.lastSeen > timeoutMs) this.finish({ kind: 'lost', reason: `no message from the coordinator for ${timeoutMs} ms`, welcomed: this.welcomed });
+      if (performance.now() - this.lastSeen > timeoutMs) this.lost(`no message from the coordinator for ${timeoutMs} ms`);
       else this.send({ type: 'heartbeat', sentAt: Date.now() });
     }, intervalMs);
   }
@@ -309,11 +354,13 @@ class Session {
     this.options.metrics?.bytes('received', data.byteLength);
     let message: Message;
     try {
-      message = decodeFrame(data, isBinary);
+      message = decodeFrame(data, isBinary, this.frameLimits);
+      // the frames after a job are decoded before its handler runs (handlers run in turn, below)
+      if (message.type === 'job') this.frameLimits = coordinatorFrameLimits(message.parameters);
     } catch (err) {
       log(`bad message from the coordinator: ${(err as Error).message}`);
-      this.send({ type: 'error', code: 'E_PROTOCOL', message: (err as Error).message });
-      this.finish({ kind: 'lost', reason: `bad message: ${(err as Error).message}`, welcomed: this.welcomed });
+      this.send({ type: 'error', code: 'E_PROTOCOL', message: (err as Error).message.slice(0, 4000) });
+      this.lost(`bad message: ${(err as Error).message}`);
       return;
     }
     this.handled = this.handled.then(async () => {
@@ -323,8 +370,11 @@ class Session {
       } catch (err) {
         const text = (err as Error).message;
         log(`cannot handle "${message.type}": ${text}`);
-        this.send({ type: 'error', code: (err as { code?: string }).code ?? 'E_WORKER', message: text });
-        this.finish({ kind: 'lost', reason: text, welcomed: this.welcomed });
+        // cut to fit an error frame's limit (frame-limits.ts)
+        this.send({ type: 'error', code: (err as { code?: string }).code ?? 'E_WORKER', message: text.slice(0, 4000) });
+        // a refused job would come again on every reconnect: that ends this worker
+        if (err instanceof JobRefusedError) this.finish(err);
+        else this.lost(text);
       }
     });
   }

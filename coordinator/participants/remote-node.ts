@@ -20,6 +20,7 @@ import type { PooledFrame } from '../../shared/protocol/frame-pool.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import { PROTOCOL_VERSION, type GradientPartMessage, type HelloMessage, type Message } from '../../shared/protocol/schemas.js';
 import { decodeFrame, encodeMessage } from '../../shared/protocol/codec.js';
+import { nodeFrameLimits, type FrameLimits } from '../../shared/protocol/frame-limits.js';
 import { expectGradient } from '../../shared/protocol/context-checks.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
 import { GradientAssembler } from './gradient-assembler.js';
@@ -73,6 +74,8 @@ export class RemoteNode implements Participant {
   private closedReason: string | undefined;
   private readonly closeListeners: ((reason: FailureReason, message: string) => void)[] = [];
   private readonly parts: GradientAssembler;
+  /** What this node's frames may hold (gradients: the model's size), checked before they are decoded. */
+  private readonly frameLimits: FrameLimits;
 
   constructor(
     readonly id: string,
@@ -87,6 +90,7 @@ export class RemoteNode implements Participant {
     this.devices = hello.devices ?? 1;
     this.holds = (row) => inRanges(this.ranges, row);
     this.parts = new GradientAssembler(context.parameters);
+    this.frameLimits = nodeFrameLimits(context.parameters);
     socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
     socket.on('close', (code, reason) => this.closed('disconnected', `connection closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`));
     socket.on('error', (err: Error & { code?: string }) =>
@@ -273,7 +277,7 @@ export class RemoteNode implements Participant {
     this.context.onBytes?.('received', data.byteLength);
     let message: Message;
     try {
-      message = decodeFrame(data, isBinary);
+      message = decodeFrame(data, isBinary, this.frameLimits);
     } catch (err) {
       this.drop(faultOf(this.id, err, 'malformed').reason, printable((err as Error).message, 300));
       return;

@@ -10,11 +10,16 @@
  * of the received frame instead of a copy. The values of a gradient are not checked here: the
  * step (coordinator/fit/step.ts) checks every participant's gradient through the step's weighted
  * mean, in one pass, and names the culprit.
+ *
+ * No frame reaches msgpackr unchecked: scanFrame (frame-limits.ts) first walks its bytes and holds
+ * it to its type's limits (bytes, values, nesting), so a peer cannot make a receiver build an
+ * object graph larger than its frame may hold.
  */
 import { Packr } from 'msgpackr';
 import { ProtocolError } from '../errors.js';
 import { decodeFloat16, encodeFloat16 } from '../math/float16.js';
 import { firstNonFinite } from '../math/finite.js';
+import { ANY_FRAME, scanFrame, type FrameLimits } from './frame-limits.js';
 import { printableValue } from './printable.js';
 import { PROTOCOL_VERSION, wire, type GradientMessage, type GradientPartMessage, type Message, type MessageType } from './schemas.js';
 
@@ -110,8 +115,12 @@ export function encodeMessage(message: Message, memory: FrameMemory = newMemory)
   return frame;
 }
 
-/** Decodes and validates one frame; throws ProtocolError with the reason. */
-export function decodeMessage(frame: Uint8Array): Message {
+/**
+ * Decodes and validates one frame held to `limits` (the receiver's: see frame-limits.ts); throws
+ * ProtocolError with the reason.
+ */
+export function decodeMessage(frame: Uint8Array, limits: FrameLimits = ANY_FRAME): Message {
+  scanFrame(frame, limits);
   let raw: unknown;
   try {
     raw = packr.unpack(frame);
@@ -163,7 +172,7 @@ export function versionError(version: unknown): ProtocolError {
 }
 
 /** One received WebSocket frame as a message: text frames are refused (the protocol is binary msgpack). */
-export function decodeFrame(data: Uint8Array, isBinary: boolean): Message {
+export function decodeFrame(data: Uint8Array, isBinary: boolean, limits: FrameLimits = ANY_FRAME): Message {
   if (!isBinary) throw new ProtocolError('text frame; the protocol is binary msgpack');
-  return decodeMessage(data);
+  return decodeMessage(data, limits);
 }
