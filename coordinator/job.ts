@@ -24,7 +24,7 @@ import { MetricsUpdates } from './callbacks/metrics-updates.js';
 import { ProgressLines } from './callbacks/progress-lines.js';
 import { StopOnRequest, stopOnSignals } from './callbacks/stop-on-signal.js';
 import { CHECKPOINT_DIR, loadLatestCheckpoint, type TrainingState } from './checkpoint.js';
-import { Trainer, modelSpec, type EvaluateResult, type FitResult } from './fit/trainer.js';
+import { Trainer, modelSpec, resumeTarget, type EvaluateResult, type FitResult } from './fit/trainer.js';
 import { startCluster, startMetricsServer, workerCounts } from './job-cluster.js';
 import { dataConfig, providedData, readJobData } from './job-data.js';
 import { TrainingMetrics } from './metrics.js';
@@ -106,19 +106,24 @@ interface OpenRun {
   readonly resumeFrom: { state: TrainingState; file: string } | undefined;
 }
 
-/** The run directory (claimed fresh, or the one to resume with its newest usable checkpoint); provided data is written into it. */
-function openRun(jobConfig: JobConfig, options: JobOptions, log: (line: string) => void): OpenRun {
+/** The run directory (claimed fresh, or the one to resume, its data still there); provided data is written into it. */
+function openRun(jobConfig: JobConfig, options: JobOptions): Omit<OpenRun, 'resumeFrom'> {
   const provided = providedData(jobConfig, options);
   const dir = jobConfig.output.dir ?? defaultRunDir();
   const runDir = options.resume ? new RunDir(dir) : RunDir.claim(dir, jobConfig.output.overwrite);
-  let resumeFrom: OpenRun['resumeFrom'];
-  if (options.resume) {
-    resumeFrom = loadLatestCheckpoint(runDir.file(CHECKPOINT_DIR), log);
-    checkResumeData(jobConfig, runDir);
-    const { epoch, batch, step, finished } = resumeFrom.state;
-    log(`resuming from ${resumeFrom.file} (${finished ? 'training had finished' : `epoch ${epoch + 1}, batch ${batch + 1}`}, step ${step})`);
-  }
-  return { config: dataConfig(jobConfig, provided, runDir), runDir, resumeFrom };
+  if (options.resume) checkResumeData(jobConfig, runDir);
+  return { config: dataConfig(jobConfig, provided, runDir), runDir };
+}
+
+/**
+ * The newest checkpoint of a resumed run that verifies and fits its model and data (the model's
+ * parameters, the epoch's batches: known once the data is read and the run planned).
+ */
+function resumeCheckpoint(runDir: RunDir, config: JobConfig, prepared: PreparedData, spec: ModelSpec, log: (line: string) => void): NonNullable<OpenRun['resumeFrom']> {
+  const resumeFrom = loadLatestCheckpoint(runDir.file(CHECKPOINT_DIR), log, resumeTarget(config, prepared.dataset, spec));
+  const { epoch, batch, step, finished } = resumeFrom.state;
+  log(`resuming from ${resumeFrom.file} (${finished ? 'training had finished' : `epoch ${epoch + 1}, batch ${batch + 1}`}, step ${step})`);
+  return resumeFrom;
 }
 
 /** A resumed run's data files must still be there; a moved one is given with --data. */
@@ -199,6 +204,7 @@ interface Trained {
   readonly test: EvaluateResult;
   readonly checkpoints: Checkpointer;
   readonly participants: Summary['participants'];
+  readonly departed: Summary['departed'];
   readonly failures: Summary['failures'];
   readonly rejectedPeers: Summary['rejectedPeers'];
   readonly backend: string;
@@ -261,6 +267,7 @@ async function train(open: OpenRun, prepared: PreparedData, plan: RunPlan, metri
       test,
       checkpoints,
       participants: [...cluster.stats.values()],
+      departed: { ...cluster.departed },
       failures: Object.fromEntries(cluster.failures),
       rejectedPeers: Object.fromEntries(server?.rejections ?? []),
       backend: cluster.local?.backend ?? 'nodes',
@@ -297,6 +304,7 @@ function summarize(open: OpenRun, prepared: PreparedData, plan: RunPlan, trained
     threads: plan.run.cluster.threads,
     backend: trained.backend,
     participants: trained.participants,
+    departed: trained.departed,
     failures: trained.failures,
     rejectedPeers: trained.rejectedPeers,
     seed: open.config.seed,
@@ -311,9 +319,10 @@ export async function runJob(jobConfig: JobConfig, options: JobOptions = {}): Pr
   const out = jobConsole(options);
   const started = performance.now();
   checkRunnable(jobConfig);
-  const open = openRun(jobConfig, options, out.log);
-  const prepared = readData(open.config, out.log);
-  const plan = planRun(open.config, prepared, out.log);
+  const opened = openRun(jobConfig, options);
+  const prepared = readData(opened.config, out.log);
+  const plan = planRun(opened.config, prepared, out.log);
+  const open: OpenRun = { ...opened, resumeFrom: options.resume ? resumeCheckpoint(opened.runDir, opened.config, prepared, plan.spec, out.log) : undefined };
   writeRunInputs(open.runDir, open.config, prepared);
 
   const metrics = new TrainingMetrics();

@@ -80,6 +80,14 @@ export class TrainingMetrics {
     this.total += n;
   }
 
+  /**
+   * Removes a departed participant's samples series, so that nodes coming and going by the
+   * thousand do not grow the registry without bound (the cluster folds the oldest departures).
+   */
+  forgetParticipant(participant: string, kind: ParticipantKind): void {
+    this.samplesCounter.remove({ participant, kind });
+  }
+
   step(phases: Readonly<Record<Phase, number>>): void {
     this.steps.inc();
     for (const phase of PHASES) this.phaseSeconds.observe({ phase }, phases[phase]);

@@ -1,6 +1,6 @@
 /** What a run's summary.json holds. */
 import type { EvaluateResult } from './fit/evaluate.js';
-import type { ParticipantStats } from './participants/participant.js';
+import type { DepartedStats, ParticipantStats } from './participants/participant.js';
 import type { FitResult } from './fit/trainer.js';
 
 export interface Summary {
@@ -24,8 +24,13 @@ export interface Summary {
   readonly backend: string;
   readonly seed: number;
   readonly phaseSeconds: FitResult['phases'];
-  /** Samples, steps and failures of every thread and node that took part. */
+  /**
+   * Samples, steps and failures of every thread and node that took part, except the nodes that
+   * left before the most recent DEPARTED_KEPT departures (participants/cluster.ts).
+   */
   readonly participants: ParticipantStats[];
+  /** Those nodes, summed: `samples` is the sum over `participants` plus `departed.samples`. */
+  readonly departed: DepartedStats;
   /** Participant failures by reason (each failed part was recomputed). */
   readonly failures: Record<string, number>;
   /** Connections refused before joining, by reason (bad token, version, malformed...). */

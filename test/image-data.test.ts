@@ -8,6 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { crc32, deflateSync } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,8 +20,9 @@ import { readJobData } from '../coordinator/job-data.js';
 import { evaluateCsv, loadSavedModel, predictCsv } from '../coordinator/saved-model.js';
 import { initBackend } from '../shared/backend.js';
 import { loadConfig } from '../shared/config/load.js';
-import { readImageFolder, resizeBilinear } from '../shared/data/images.js';
+import { readImageFolder, readImagesFor, resizeBilinear } from '../shared/data/images.js';
 import { parseNpy } from '../shared/data/npy.js';
+import { DataError } from '../shared/errors.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
@@ -42,6 +44,29 @@ function png(file: string, width: number, height: number, fill: (x: number, y: n
   const img = new PNG({ width, height });
   for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) img.data.set([fill(x, y), fill(x, y), fill(x, y), 255], 4 * (y * width + x));
   writeFileSync(file, PNG.sync.write(img));
+}
+
+/**
+ * A well-formed PNG that declares `width` x `height` RGBA pixels but holds a 1 KB IDAT: the
+ * signature, an IHDR chunk with a correct CRC, the IDAT, IEND. A decoder that trusts the header
+ * allocates width x height x 4 bytes (and more) before it finds the data short.
+ */
+function declaredPng(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer): Buffer => {
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc32(body) >>> 0, 8 + data.length);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 6; // RGBA
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([signature, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(1024))), chunk('IEND', Buffer.alloc(0))]);
 }
 
 /** A .npy file's bytes (format 1.0), C order. */
@@ -87,6 +112,25 @@ describe('reading a class-folder tree of images', () => {
     expect(set.warnings).toEqual([expect.stringMatching(/empty: no PNG or JPEG files; class "empty" left out/), expect.stringMatching(/1 image file\(s\) skipped: .*3\/broken\.png \(not a PNG or JPEG file \(by its first bytes\)\)/)]);
   });
 
+  it('a PNG declaring 30000x30000 pixels (or 0 wide) is refused from its header: skipped in training, listed by evaluate, fast and without the memory', () => {
+    const dir = mnistImages(20);
+    const huge = declaredPng(30000, 30000);
+    expect(huge.length).toBeLessThan(200);
+    writeFileSync(join(dir, '3', 'huge.png'), huge);
+    writeFileSync(join(dir, '4', 'flat.png'), declaredPng(0, 28));
+    const rss = process.memoryUsage().rss;
+    const started = performance.now();
+    const set = readImageFolder(dir, { colorMode: 'grayscale' });
+    const listed = readImagesFor(join(dir, '3'), [28, 28, 1], set.classes, false);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(process.memoryUsage().rss - rss).toBeLessThan(100e6);
+    expect(set.labels.length).toBe(20);
+    expect(set.warnings).toEqual([
+      expect.stringMatching(/^2 image file\(s\) skipped: .*3\/huge\.png \(a PNG file that declares 30000x30000 pixels \(900 megapixels, more than the 100 an image may have: resize it\)\); .*4\/flat\.png \(a PNG file that declares 0x28 pixels \(width and height must be 1 to 2\^31-1/),
+    ]);
+    expect(listed.skipped).toEqual([{ file: 'huge.png', reason: 'a PNG file that declares 30000x30000 pixels (900 megapixels, more than the 100 an image may have: resize it)' }]);
+  });
+
   it('an image of another size is an error naming it and the fix; data.imageSize resizes', () => {
     const dir = mnistImages(20);
     png(join(dir, '5', 'big.png'), 40, 30, (x) => x * 6);
@@ -122,6 +166,13 @@ describe('.npy arrays', () => {
     expect(() => parseNpy(npy('<f4', [2, 2], new Float32Array(4), true), 'f.npy')).toThrow(/f\.npy: the array is in Fortran order/);
     expect(() => parseNpy(new TextEncoder().encode('a,b\n1,2\n'), 'oops.npy')).toThrow(/oops\.npy: not a \.npy file/);
     expect(() => parseNpy(npy('<c8', [1], new Float32Array(2)), 'c.npy')).toThrow(/c\.npy: dtype <c8 is not supported/);
+  });
+
+  it('a shape with a fractional or negative dimension is E_DATA naming the file and the shape', () => {
+    const fractional = (): unknown => parseNpy(npy('<f4', [2.5, 3], new Float32Array(8)), 'frac.npy');
+    expect(fractional).toThrow(DataError);
+    expect(fractional).toThrow('frac.npy: the .npy header\'s shape (2.5, 3) has the dimension "2.5"; every dimension must be a whole number >= 0');
+    expect(() => parseNpy(npy('<f4', [-2, 3], new Float32Array(8)), 'neg.npy')).toThrow(/^neg\.npy: the \.npy header's shape \(-2, 3\) has the dimension "-2"/);
   });
 
   it('a job on x.npy (uint8 images) and y.npy (class ids): classes from the values, uint8 kept for the wire', () => {

@@ -12,10 +12,11 @@ import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import { CheckpointError } from '../../shared/errors.js';
 import { Rng } from '../../shared/math/rng.js';
 import { initialWeights, weightLayout } from '../../shared/model/layout.js';
+import { stepsPerEpoch } from '../../shared/plan/split-plan.js';
 import type { LayerSpec, ModelSpec } from '../../shared/model/spec.js';
 import { CallbackList, type Callback } from '../callbacks/callback.js';
 import { EarlyStoppingCallback } from '../callbacks/early-stopping.js';
-import type { TrainingState } from '../checkpoint.js';
+import { checkCheckpointFits, type ResumeTarget, type TrainingState } from '../checkpoint.js';
 import type { ParticipantGroup } from '../participants/participant.js';
 import { evaluateRows, type EvaluateResult } from './evaluate.js';
 import { FitLoop } from './loop.js';
@@ -99,6 +100,17 @@ export interface FitOptions {
   readonly callbacks?: readonly Callback[];
 }
 
+/** What a checkpoint must agree with to be resumed by a run of `config` on `dataset` with `spec`. */
+export function resumeTarget(config: JobConfig, dataset: Dataset, spec: ModelSpec): ResumeTarget {
+  return {
+    parameters: weightLayout(spec).size,
+    optimizer: config.compile.optimizer.name,
+    metrics: spec.metrics.length,
+    batches: stepsPerEpoch(dataset.train.count, config.fit.batchSize),
+    epochs: config.fit.epochs,
+  };
+}
+
 export class Trainer {
   readonly spec: ModelSpec;
   private readonly model: ModelWeights;
@@ -165,6 +177,7 @@ export class Trainer {
     if (resume && resume.fingerprint !== fingerprint) {
       throw new CheckpointError('the checkpoint belongs to other training data, model or settings (fingerprint differs); resume with the same config and data (a data file given with --data on resume must hold the same training rows)');
     }
+    if (resume) checkCheckpointFits(resume, resumeTarget(this.config, this.dataset, this.spec), 'the checkpoint');
     const earlyStopping = this.config.fit.earlyStopping ? new EarlyStoppingCallback(this.config.fit.earlyStopping) : undefined;
     const history = new History<EpochLog>();
     const pieces = { weights: this.model, optimizer: this.optimizer, shuffle: new ShuffleStream(runRngs.shuffle(this.config.seed)), history, earlyStopping };

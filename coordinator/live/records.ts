@@ -93,6 +93,8 @@ export interface ParticipantsRecord {
   readonly type: 'participants';
   readonly time: number;
   readonly rows: readonly ParticipantRow[];
+  /** Departed nodes without a row of their own (past the most recent departures), summed; absent when none. */
+  readonly departed?: { readonly nodes: number; readonly samples: number; readonly steps: number; readonly failures: number };
 }
 
 export type EventKind = 'start' | 'resumed' | 'joined' | 'left' | 'failure' | 'straggler' | 'checkpoint' | 'checkpoint-failed' | 'early-stop' | 'end';
@@ -128,6 +130,7 @@ export interface SnapshotRecord {
   readonly steps: readonly StepRecord[];
   readonly epochs: readonly EpochRecord[];
   readonly participants: readonly ParticipantRow[];
+  readonly departed?: ParticipantsRecord['departed'];
   readonly events: readonly EventRecord[];
   readonly end: EndRecord | null;
 }

@@ -7,14 +7,19 @@
  * STEP_RECORD_MS (and at each epoch's last batch) those become one step summary. The file is
  * written through a stream, never synchronously; a failed write is reported once and training
  * goes on without the file.
+ *
+ * Bounded when nodes come and go by the thousand: the participants come from the cluster's
+ * stats (present ones and the most recent departures, the rest summed as `departed`); join,
+ * leave and failure events past MEMBERSHIP_LINES_PER_MINUTE a minute are summed up in one event,
+ * and so many membership changes make a participants record at most every PARTICIPANTS_RECORD_MS.
  */
 import { createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
 import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { BatchEndLog, Callback, FitLoopView, TrainEndLog } from '../callbacks/callback.js';
 import { addPhases, zeroPhases, type EpochLog, type PhaseTimes } from '../fit/logs.js';
-import type { ClusterObserver } from '../participants/cluster.js';
-import type { ParticipantFault, ParticipantStats } from '../participants/participant.js';
+import { MEMBERSHIP_LINES_PER_MINUTE, MinuteBudget, type ClusterObserver } from '../participants/cluster.js';
+import type { DepartedStats, ParticipantFault, ParticipantStats } from '../participants/participant.js';
 import type { LiveSource } from './event-stream.js';
 import { finite, type EndRecord, type EventKind, type FeedRecord, type ParticipantRow, type RunRecord, type SnapshotRecord } from './records.js';
 import { RunState, parseRecord } from './run-state.js';
@@ -41,6 +46,8 @@ export interface FeedOptions {
 /** What the feed reads of the cluster (its participants' accounting, the local lanes' detail). */
 export interface ClusterView {
   readonly stats: ReadonlyMap<string, ParticipantStats>;
+  /** Departed nodes no longer in `stats`, summed. */
+  readonly departed?: Readonly<DepartedStats> | undefined;
   readonly local?: { readonly backendDetail?: string | undefined } | undefined;
 }
 
@@ -86,6 +93,18 @@ export class RunFeed implements Callback, ClusterObserver, LiveSource {
   private partTotal = 0;
   private participantsAt = -Infinity;
   private participantsJson = '';
+  /** Membership changes that make a participants record at once (in a minute); past them, the interval holds. */
+  private readonly membershipRecords = new MinuteBudget<'record'>(MEMBERSHIP_LINES_PER_MINUTE, () => undefined);
+  /** The record a membership change past the budget is waiting for. */
+  private pendingRecord: ReturnType<typeof setTimeout> | undefined;
+  /** Failure events in a minute; past them, one event sums them up. */
+  private readonly failureEvents = new MinuteBudget<'failure' | 'straggler'>(MEMBERSHIP_LINES_PER_MINUTE, (held) =>
+    this.event('failure', `... and ${[...held.values()].reduce((a, n) => a + n, 0)} more failed part(s) in the last minute (not listed one by one)`),
+  );
+  /** Join and leave events in a minute; past them, one event sums them up. */
+  private readonly membershipEvents = new MinuteBudget<'joined' | 'left'>(MEMBERSHIP_LINES_PER_MINUTE, (held) =>
+    this.event(held.has('joined') ? 'joined' : 'left', `... and ${held.get('joined') ?? 0} more node(s) joined, ${held.get('left') ?? 0} more left in the last minute (not listed one by one)`),
+  );
   /** The latest batch's log (to summarise an interrupted epoch's last steps). */
   private lastLog: BatchEndLog | undefined;
 
@@ -235,18 +254,19 @@ export class RunFeed implements Callback, ClusterObserver, LiveSource {
   joined(node: { id: string; name: string; backend: string; adapter: string | undefined; devices: number; address: string }): void {
     this.nodes.set(node.id, { adapter: node.adapter, devices: node.devices, address: node.address });
     const on = [node.backend, ...(node.adapter ? [node.adapter] : []), ...(node.devices > 1 ? [`${node.devices} devices`] : [])].join(', ');
-    this.event('joined', `${node.id} (${node.name}) joined from ${node.address}: ${on}`);
+    if (this.membershipEvents.admit('joined')) this.event('joined', `${node.id} (${node.name}) joined from ${node.address}: ${on}`);
     this.participants(true);
   }
 
   left(id: string, step: number, why: string, remaining: number): void {
     const name = this.cluster?.stats.get(id)?.name ?? id;
-    this.event('left', `${id} (${name}) left at step ${step}: ${why}; ${remaining} node(s) remain`, step);
+    if (this.membershipEvents.admit('left')) this.event('left', `${id} (${name}) left at step ${step}: ${why}; ${remaining} node(s) remain`, step);
     this.participants(true);
   }
 
   failed(id: string, step: number, fault: ParticipantFault, outcome: string): void {
-    this.event(fault.reason === 'straggler' ? 'straggler' : 'failure', `${step >= 0 ? `step ${step}` : 'evaluation'}: ${fault.message} (${fault.reason}); ${outcome}`, Math.max(step, 0));
+    const kind = fault.reason === 'straggler' ? 'straggler' : 'failure';
+    if (this.failureEvents.admit(kind)) this.event(kind, `${step >= 0 ? `step ${step}` : 'evaluation'}: ${fault.message} (${fault.reason}); ${outcome}`, Math.max(step, 0));
     this.parts.delete(id);
     this.participants(true);
   }
@@ -267,17 +287,39 @@ export class RunFeed implements Callback, ClusterObserver, LiveSource {
     }
   }
 
-  /** A participants record, if it changed and (unless `now`: membership changed) none was made lately. */
+  /**
+   * A participants record, if it changed and none was made lately, or at once when `now`
+   * (membership changed) within the minute's budget; past it, the record follows when the
+   * interval is over.
+   */
   private participants(now: boolean): void {
+    if (!this.cluster) return;
+    const wait = PARTICIPANTS_RECORD_MS - (performance.now() - this.participantsAt);
+    if (wait > 0 && !(now && this.membershipRecords.admit('record'))) {
+      if (now && this.pendingRecord === undefined) {
+        this.pendingRecord = setTimeout(() => this.record(), wait);
+        this.pendingRecord.unref();
+      }
+      return;
+    }
+    this.record();
+  }
+
+  /** The participants record of now, unless it is the last one again; forgets details of nodes the cluster no longer lists. */
+  private record(): void {
+    clearTimeout(this.pendingRecord);
+    this.pendingRecord = undefined;
     const stats = this.cluster?.stats;
-    const t = performance.now();
-    if (!stats || (!now && t - this.participantsAt < PARTICIPANTS_RECORD_MS)) return;
-    this.participantsAt = t;
+    if (!stats) return;
+    this.participantsAt = performance.now();
+    for (const id of this.nodes.keys()) if (!stats.has(id)) this.nodes.delete(id);
+    for (const id of this.parts.keys()) if (!stats.has(id)) this.parts.delete(id);
     const rows = [...stats.values()].map((s) => this.row(s));
-    const json = JSON.stringify(rows);
+    const departed = this.cluster?.departed;
+    const json = JSON.stringify([rows, departed]);
     if (json === this.participantsJson) return;
     this.participantsJson = json;
-    this.emit({ type: 'participants', time: Date.now(), rows });
+    this.emit({ type: 'participants', time: Date.now(), rows, ...(departed && departed.nodes > 0 ? { departed: { ...departed } } : {}) });
   }
 
   private row(s: ParticipantStats): ParticipantRow {
@@ -306,12 +348,18 @@ export class RunFeed implements Callback, ClusterObserver, LiveSource {
 
   /** The run's end in this process: the last record, and an event saying how it ended. */
   end(outcome: EndRecord['outcome'], text: string, extra: Pick<EndRecord, 'test' | 'bestEpoch'> = {}): void {
+    if (this.pendingRecord !== undefined) this.record();
+    this.membershipEvents.flush();
+    this.failureEvents.flush();
     this.event('end', text);
     this.emit({ type: 'end', time: Date.now(), outcome, text, ...extra });
   }
 
   /** Flushes and closes events.jsonl. */
   async close(): Promise<void> {
+    if (this.pendingRecord !== undefined) this.record();
+    this.membershipEvents.flush();
+    this.failureEvents.flush();
     const out = this.out;
     this.out = undefined;
     if (!out) return;

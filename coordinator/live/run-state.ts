@@ -4,7 +4,7 @@
  * newest events are kept. A resumed run may redo steps and epochs an earlier process had
  * reported; the redone ones replace those.
  */
-import type { EndRecord, EpochRecord, EventRecord, FeedRecord, ParticipantRow, RunRecord, SnapshotRecord, StepRecord } from './records.js';
+import type { EndRecord, EpochRecord, EventRecord, FeedRecord, ParticipantRow, ParticipantsRecord, RunRecord, SnapshotRecord, StepRecord } from './records.js';
 
 /** Step summaries kept; past this, neighbours are merged in pairs (the curve keeps its shape). */
 export const MAX_STEP_POINTS = 3000;
@@ -33,6 +33,7 @@ export class RunState {
   private steps: StepRecord[] = [];
   private epochs: EpochRecord[] = [];
   private participants: readonly ParticipantRow[] = [];
+  private departed: ParticipantsRecord['departed'];
   private events: EventRecord[] = [];
   private end: EndRecord | null = null;
 
@@ -53,6 +54,7 @@ export class RunState {
         break;
       case 'participants':
         this.participants = record.rows;
+        this.departed = record.departed;
         break;
       case 'event':
         this.events.push(record);
@@ -73,7 +75,7 @@ export class RunState {
   }
 
   snapshot(): SnapshotRecord {
-    return { type: 'snapshot', run: this.run, steps: this.steps, epochs: this.epochs, participants: this.participants, events: this.events, end: this.end };
+    return { type: 'snapshot', run: this.run, steps: this.steps, epochs: this.epochs, participants: this.participants, ...(this.departed ? { departed: this.departed } : {}), events: this.events, end: this.end };
   }
 }
 

@@ -26,6 +26,16 @@ export interface OptimizerState {
   readonly scalars: Record<string, number>;
 }
 
+/**
+ * The slot arrays (one value per parameter each) and scalars each optimizer's state holds: what a
+ * checkpoint must carry, no more and no less, for the optimizer to continue (checkpoint.ts checks).
+ */
+export const OPTIMIZER_STATE: { readonly [K in OptimizerName]: { readonly slots: readonly string[]; readonly scalars: readonly string[] } } = {
+  adam: { slots: ['m', 'v'], scalars: ['accBeta1', 'accBeta2'] },
+  sgd: { slots: ['momentum'], scalars: [] },
+  rmsprop: { slots: ['rms', 'momentum'], scalars: [] },
+};
+
 /** 'wasm': SIMD kernels (the default where available); 'js': the reference loops. */
 export type OptimizerImplementation = 'wasm' | 'js';
 
@@ -109,7 +119,7 @@ export function adam(config: AdamConfig, size: number, from?: OptimizerState, im
   const oneMinusB2 = f(1 - config.beta2);
   const eps = f(config.epsilon);
   const negLr = f(-config.learningRate);
-  const { arena, slots } = slotArrays(size, ['m', 'v'], from, implementation);
+  const { arena, slots } = slotArrays(size, OPTIMIZER_STATE.adam.slots, from, implementation);
   const [m, v] = slots as [Float32Array, Float32Array];
   let accBeta1 = from?.scalars['accBeta1'] ?? b1;
   let accBeta2 = from?.scalars['accBeta2'] ?? b2;
@@ -142,7 +152,7 @@ export function adam(config: AdamConfig, size: number, from?: OptimizerState, im
 export function sgd(config: SgdConfig, size: number, from?: OptimizerState, implementation: OptimizerImplementation = 'wasm'): Optimizer {
   const c = f(-config.learningRate);
   const mom = f(config.momentum);
-  const { arena, slots } = slotArrays(size, ['momentum'], from, implementation);
+  const { arena, slots } = slotArrays(size, OPTIMIZER_STATE.sgd.slots, from, implementation);
   const [acc] = slots as [Float32Array];
   const update = (weights: Float32Array, gradient: Float32Array): void => {
     if (arena) {
@@ -173,7 +183,7 @@ export function rmsprop(config: RmspropConfig, size: number, from?: OptimizerSta
   const lr = f(config.learningRate);
   const mom = f(config.momentum);
   const eps = f(config.epsilon);
-  const { arena, slots } = slotArrays(size, ['rms', 'momentum'], from, implementation);
+  const { arena, slots } = slotArrays(size, OPTIMIZER_STATE.rmsprop.slots, from, implementation);
   const [ms, moments] = slots as [Float32Array, Float32Array];
   const update = (weights: Float32Array, gradient: Float32Array): void => {
     if (arena) {

@@ -9,6 +9,11 @@
  * Admission, shards, waiting and failure handling live together here because they all change one
  * member list and its invariant (who is in, holding which rows); the pure parts are in
  * shared/plan/ (shard-plan, balance) and stragglers.ts.
+ *
+ * Nodes may come and go by the thousand, so what the cluster keeps of them is bounded: the stats
+ * of present participants and of the DEPARTED_KEPT most recent departures, the rest summed in
+ * `departed`; join and leave lines (and failure lines) past MEMBERSHIP_LINES_PER_MINUTE a minute
+ * are counted and summed up in one line.
  */
 import { performance } from 'node:perf_hooks';
 import { ClusterError, WaitCancelledError } from '../../shared/errors.js';
@@ -18,7 +23,7 @@ import { splitCounts } from '../../shared/plan/split-plan.js';
 import { FramePool, type PooledFrame } from '../../shared/protocol/frame-pool.js';
 import type { TrainingMetrics } from '../metrics.js';
 import type { NodeContext, RemoteNode } from './remote-node.js';
-import { ParticipantFault, type FailureReason, type LocalLanes, type Participant, type ParticipantGroup, type ParticipantStats } from './participant.js';
+import { ParticipantFault, type DepartedStats, type FailureReason, type LocalLanes, type Participant, type ParticipantGroup, type ParticipantStats } from './participant.js';
 import { StragglerWatch, partDeadlineMs, type DeadlineOptions, type StragglerOptions } from './stragglers.js';
 
 export type Balance = 'auto' | 'proportional' | 'equal';
@@ -51,13 +56,71 @@ export interface ClusterObserver {
   part?(id: string, step: number, samples: number, seconds: number): void;
 }
 
+/** Departed nodes whose own stats are kept (the most recent departures); older ones are summed in `departed`. */
+export const DEPARTED_KEPT = 32;
+/** Join, leave and failure lines logged one by one in a minute (each); past that they are counted and summed up in one line. */
+export const MEMBERSHIP_LINES_PER_MINUTE = 60;
+const MINUTE_MS = 60_000;
+
+/**
+ * A budget for lines that can come by the thousand (nodes joining and leaving): the first
+ * `perMinute` of each minute pass; the rest are counted by kind, and `summary` gets the counts
+ * when the minute is over or at `flush`, so the log says what happened without a line each.
+ */
+export class MinuteBudget<K extends string> {
+  private started = -Infinity;
+  private passed = 0;
+  private held = new Map<K, number>();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly perMinute: number,
+    private readonly summary: (held: ReadonlyMap<K, number>) => void,
+  ) {}
+
+  /** Whether one more line of `kind` may be written now; if not, it is counted for the summary. */
+  admit(kind: K): boolean {
+    const now = Date.now();
+    if (now - this.started >= MINUTE_MS) {
+      this.flush();
+      this.started = now;
+      this.passed = 0;
+    }
+    if (this.passed < this.perMinute) {
+      this.passed++;
+      return true;
+    }
+    this.held.set(kind, (this.held.get(kind) ?? 0) + 1);
+    if (this.timer === undefined) {
+      this.timer = setTimeout(() => this.flush(), this.started + MINUTE_MS - now);
+      this.timer.unref();
+    }
+    return false;
+  }
+
+  /** Hands the counts held back so far to `summary` (the minute is over, or the run ends). */
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.held.size === 0) return;
+    const held = this.held;
+    this.held = new Map();
+    this.summary(held);
+  }
+}
+
 /** Forgetting factor of the per-participant speed models (per observation). */
 const SPEED_DECAY = 0.9;
 /** Steps a participant may go without samples under proportional balance before it is re-measured. */
 const PROBE_EVERY = 16;
 
 export class Cluster implements ParticipantGroup {
+  /** Present participants and the DEPARTED_KEPT most recently departed nodes, in the order they came. */
   readonly stats = new Map<string, ParticipantStats>();
+  /** Departed nodes folded out of `stats`, summed. */
+  readonly departed: DepartedStats = { nodes: 0, samples: 0, steps: 0, failures: 0 };
+  /** Ids of the departed nodes still in `stats`, the earliest departure first. */
+  private readonly departedIds: string[] = [];
   /** Participant failures by reason. */
   readonly failures = new Map<FailureReason, number>();
   private nodes: RemoteNode[] = [];
@@ -83,6 +146,8 @@ export class Cluster implements ParticipantGroup {
   private readonly stragglers: StragglerWatch | undefined;
   /** Part times of the latest step (measured parts only), for the straggler check. */
   private stepTimes: { step: number; times: Map<string, number>; checked: boolean } = { step: -1, times: new Map(), checked: true };
+  private readonly membershipLines: MinuteBudget<'joined' | 'left'>;
+  private readonly failureLines: MinuteBudget<FailureReason>;
 
   constructor(
     /** This machine's lanes: Piscina threads or the coordinator's own thread (none: nodes only). */
@@ -90,6 +155,12 @@ export class Cluster implements ParticipantGroup {
     private readonly options: ClusterOptions,
   ) {
     this.stragglers = options.straggler ? new StragglerWatch(options.straggler) : undefined;
+    this.membershipLines = new MinuteBudget(MEMBERSHIP_LINES_PER_MINUTE, (held) =>
+      options.log(`... and ${held.get('joined') ?? 0} more node(s) joined, ${held.get('left') ?? 0} more left in the last minute (not logged one by one; summary.json counts them all)`),
+    );
+    this.failureLines = new MinuteBudget(MEMBERSHIP_LINES_PER_MINUTE, (held) =>
+      options.log(`... and ${[...held.values()].reduce((a, n) => a + n, 0)} more failed part(s) in the last minute (${[...held].map(([reason, n]) => `${reason} ${n}`).join(', ')}; not logged one by one; summary.json counts them by reason)`),
+    );
     for (const p of local?.participants ?? []) this.track(p, p.id, local!.backend);
     if (local) options.metrics?.backend('thread', local.backend);
     this.countParticipants();
@@ -132,7 +203,7 @@ export class Cluster implements ParticipantGroup {
     node.onClose((reason, message) => this.removeNode(node, `${reason}: ${message}`));
     this.joining.push(node);
     const on = [node.backend, ...(node.adapter ? [node.adapter] : []), ...(node.devices > 1 ? [`${node.devices} devices`] : [])].join(', ');
-    this.options.log(`${node.id} (${node.name}, ${on}, ${node.address}) joined`);
+    if (this.membershipLines.admit('joined')) this.options.log(`${node.id} (${node.name}, ${on}, ${node.address}) joined`);
     this.options.observer?.joined?.(node);
     this.wake?.();
   }
@@ -150,8 +221,33 @@ export class Cluster implements ParticipantGroup {
     if (stats) stats.left = why;
     this.dirty = true;
     this.countParticipants();
-    this.options.log(`${node.id} (${node.name}) left at step ${this.step}: ${why}; ${this.nodes.length} node(s) remain`);
+    this.forget(node.id);
+    if (this.membershipLines.admit('left')) this.options.log(`${node.id} (${node.name}) left at step ${this.step}: ${why}; ${this.nodes.length} node(s) remain`);
     this.options.observer?.left?.(node.id, this.step, why, this.nodes.length);
+    if (stats) {
+      this.departedIds.push(node.id);
+      if (this.departedIds.length > DEPARTED_KEPT) this.fold(this.departedIds.shift()!);
+    }
+  }
+
+  /** Drops what is kept per participant to plan its parts (speed, warm-up, idle steps, strikes): it is gone. */
+  private forget(id: string): void {
+    this.speeds.delete(id);
+    this.warmedUp.delete(id);
+    this.idleSteps.delete(id);
+    this.stragglers?.forget(id);
+  }
+
+  /** Moves a departed node's stats into the `departed` sums (and its samples series out of the metrics). */
+  private fold(id: string): void {
+    const stats = this.stats.get(id);
+    if (!stats) return;
+    this.stats.delete(id);
+    this.departed.nodes++;
+    this.departed.samples += stats.samples;
+    this.departed.steps += stats.steps;
+    this.departed.failures += stats.failures;
+    this.options.metrics?.forgetParticipant(id, stats.kind);
   }
 
   get participants(): readonly Participant[] {
@@ -292,7 +388,13 @@ export class Cluster implements ParticipantGroup {
       stats.steps++;
       if (stats.firstStep < 0) stats.firstStep = step;
       stats.lastStep = step;
+    } else {
+      // a part that arrived as its node left, after its stats were folded
+      this.departed.samples += count;
+      this.departed.steps++;
     }
+    // A departed node's part counts, but its speed no longer matters.
+    if (!stats || stats.left !== undefined) return;
     // The first part a participant computes includes its warm-up (kernel compilation, weights): not measured.
     if (!this.warmedUp.has(p.id)) this.warmedUp.add(p.id);
     else {
@@ -318,10 +420,11 @@ export class Cluster implements ParticipantGroup {
   failed(p: Participant, step: number, fault: ParticipantFault, outcome = 'its part is recomputed'): void {
     const stats = this.stats.get(p.id);
     if (stats) stats.failures++;
+    else this.departed.failures++;
     this.failures.set(fault.reason, (this.failures.get(fault.reason) ?? 0) + 1);
     this.options.metrics?.failure(fault.reason);
     this.stragglers?.forget(p.id);
-    this.options.log(`${step >= 0 ? `step ${step}` : 'evaluation'}: ${fault.message} (${fault.reason}); ${outcome}`);
+    if (this.failureLines.admit(fault.reason)) this.options.log(`${step >= 0 ? `step ${step}` : 'evaluation'}: ${fault.message} (${fault.reason}); ${outcome}`);
     this.options.observer?.failed?.(p.id, step, fault, outcome);
     const node = this.nodes.find((n) => n === p) ?? this.joining.find((n) => n === p);
     if (node) {
@@ -335,6 +438,8 @@ export class Cluster implements ParticipantGroup {
     for (const node of [...this.nodes, ...this.joining]) node.bye(reason);
     this.nodes = [];
     this.joining = [];
+    this.membershipLines.flush();
+    this.failureLines.flush();
     await this.local?.close();
   }
 }

@@ -79,6 +79,18 @@ export interface ParticipantStats {
 }
 
 /**
+ * Departed nodes whose own entries were folded out of the per-participant stats (past the most
+ * recent few), summed: their samples, steps and failures stay counted.
+ */
+export interface DepartedStats {
+  /** Nodes folded in. */
+  nodes: number;
+  samples: number;
+  steps: number;
+  failures: number;
+}
+
+/**
  * The participants of a run and their membership: who takes part in the next step, how a batch
  * is shared among them, and what happens when one fails.
  */

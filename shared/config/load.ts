@@ -16,7 +16,8 @@ function formatPath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)), '');
 }
 
-function formatIssue(issue: z.core.$ZodIssue): string {
+/** A zod issue as `path: message` (unknown keys by their full paths): config and checkpoint errors name the field so. */
+export function formatIssue(issue: z.core.$ZodIssue): string {
   const at = formatPath(issue.path);
   if (issue.code === 'unrecognized_keys') {
     const keys = issue.keys.map((k) => (at ? `${at}.${k}` : k));

@@ -3,8 +3,9 @@
  * class (classes sorted by name), PNG and JPEG files decoded (pngjs, jpeg-js: pure JavaScript,
  * nothing native), converted to grayscale or RGB, resized with bilinear interpolation (half-pixel
  * centres, as tf.image.resize) to `imageSize`, kept as uint8. Files that are not images are
- * ignored; a file that does not decode is skipped with a warning naming it; an empty class folder
- * is skipped with a warning; without `imageSize`, every image must have the first one's size.
+ * ignored; a file that does not decode, or declares more than MAX_IMAGE_MEGAPIXELS, is skipped
+ * with a warning naming it; an empty class folder is skipped with a warning; without `imageSize`,
+ * every image must have the first one's size.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { extname, join, relative } from 'node:path';
@@ -45,11 +46,43 @@ interface Decoded {
 }
 
 /**
+ * Most pixels (width x height) an image may have. Decoding takes some 16 bytes a pixel (RGBA,
+ * then float channels), so 100 megapixels is about 1.6 GB. The decoders allocate for what a file's
+ * header declares, and a few kilobytes of PNG can declare 30000x30000: the header is checked first.
+ */
+export const MAX_IMAGE_MEGAPIXELS = 100;
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+/** PNG's largest width or height (2^31 - 1). */
+const PNG_MAX_SIDE = 0x7fffffff;
+
+/**
+ * Checks a PNG's width and height as its IHDR chunk declares them, before anything is decoded: the
+ * format puts IHDR first, right after the 8-byte signature (length, "IHDR", then width and height
+ * as big-endian uint32 at bytes 16-23). Throws a reason if they are missing, zero or past the cap.
+ */
+function checkPngSize(bytes: Uint8Array): void {
+  const ihdr = bytes.length >= 24 && PNG_SIGNATURE.every((b, i) => bytes[i] === b) && String.fromCharCode(...bytes.subarray(12, 16)) === 'IHDR';
+  if (!ihdr) throw new Error(`a PNG file that does not decode (${bytes.length} bytes: no IHDR header after the signature)`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const width = view.getUint32(16);
+  const height = view.getUint32(20);
+  if (width === 0 || height === 0 || width > PNG_MAX_SIDE || height > PNG_MAX_SIDE) {
+    throw new Error(`a PNG file that declares ${width}x${height} pixels (width and height must be 1 to 2^31-1: the file is corrupt)`);
+  }
+  if (width * height > MAX_IMAGE_MEGAPIXELS * 1e6) {
+    throw new Error(`a PNG file that declares ${width}x${height} pixels (${Math.round((width * height) / 1e6)} megapixels, more than the ${MAX_IMAGE_MEGAPIXELS} an image may have: resize it)`);
+  }
+}
+
+/**
  * Decodes a PNG or JPEG file (by its bytes, not its name). Throws with a reason in our words (the
  * decoders' own messages are internal): training skips such a file, evaluate and predict list it.
+ * Images over MAX_IMAGE_MEGAPIXELS are refused from their header, before any pixel is allocated.
  */
 export function decodeImage(bytes: Uint8Array): Decoded {
   if (bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47) {
+    checkPngSize(bytes);
     let png;
     try {
       png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
@@ -61,9 +94,9 @@ export function decodeImage(bytes: Uint8Array): Decoded {
   if (bytes[0] === 0xff && bytes[1] === 0xd8) {
     let img;
     try {
-      img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: 200, maxMemoryUsageInMB: 2048 });
+      img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: MAX_IMAGE_MEGAPIXELS, maxMemoryUsageInMB: 2048 });
     } catch {
-      throw new Error(`a JPEG file that does not decode (${bytes.length} bytes: cut short, corrupt or larger than 200 megapixels)`);
+      throw new Error(`a JPEG file that does not decode (${bytes.length} bytes: cut short, corrupt or larger than ${MAX_IMAGE_MEGAPIXELS} megapixels)`);
     }
     return { width: img.width, height: img.height, rgba: img.data };
   }

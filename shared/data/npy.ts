@@ -27,7 +27,11 @@ export function parseNpy(bytes: Uint8Array, source: string): NpyArray {
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
   if (!descr || !fortran || shapeText === undefined) throw new DataError(`${source}: the .npy header cannot be read: ${header.trim()}`);
   if (fortran === 'True') throw new DataError(`${source}: the array is in Fortran order; save it with np.save(path, np.ascontiguousarray(a))`);
-  const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number);
+  const dims = shapeText.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  // np.save writes whole decimal numbers; anything else (2.5, -1, 1e3, a name) is a damaged or foreign header
+  const bad = dims.find((d) => !/^\d+$/.test(d));
+  if (bad !== undefined) throw new DataError(`${source}: the .npy header's shape (${shapeText.trim()}) has the dimension "${bad}"; every dimension must be a whole number >= 0 (the file is damaged or not written by np.save)`);
+  const shape = dims.map(Number);
   const count = shape.reduce((a, n) => a * n, 1);
   const offset = headerStart + headerLength;
   const data = bytes.subarray(offset);

@@ -12,7 +12,7 @@ const MAX_EVENTS = 500;
 const COLORS = { train: '#2563eb', val: '#dc2626', throughput: '#059669', compute: '#2563eb', reduce: '#d97706', apply: '#7c3aed', broadcast: '#059669' };
 const PHASES = ['compute', 'reduce', 'apply', 'broadcast'];
 
-const S = { run: null, steps: [], epochs: [], participants: [], events: [], end: null };
+const S = { run: null, steps: [], epochs: [], participants: [], departed: null, events: [], end: null };
 let connected = false;
 let renderTimer;
 /** When each epoch (by epoch and end time) was first drawn: the row's data-shown-at. */
@@ -63,7 +63,7 @@ function merge(a, b) {
 function apply(r) {
   switch (r.type) {
     case 'snapshot':
-      Object.assign(S, { run: r.run, steps: r.steps.slice(), epochs: r.epochs.slice(), participants: r.participants, events: r.events.slice(), end: r.end });
+      Object.assign(S, { run: r.run, steps: r.steps.slice(), epochs: r.epochs.slice(), participants: r.participants, departed: r.departed ?? null, events: r.events.slice(), end: r.end });
       break;
     case 'run':
       S.run = r;
@@ -85,6 +85,7 @@ function apply(r) {
       break;
     case 'participants':
       S.participants = r.rows;
+      S.departed = r.departed ?? null;
       break;
     case 'event':
       S.events.push(r);
@@ -227,7 +228,9 @@ function drawCards() {
   const active = S.participants.filter((p) => p.state !== 'left');
   const threads = active.filter((p) => p.kind === 'thread').length;
   $('participant-count').textContent = String(active.length);
-  $('participant-detail').textContent = `${threads} thread(s), ${active.length - threads} worker node(s)${S.participants.length > active.length ? `, ${S.participants.length - active.length} left` : ''}`;
+  // departed nodes past the most recent ones have no row: the feed sums them in `departed`
+  const left = S.participants.length - active.length + (S.departed?.nodes ?? 0);
+  $('participant-detail').textContent = `${threads} thread(s), ${active.length - threads} worker node(s)${left > 0 ? `, ${left} left` : ''}`;
 }
 
 function drawEpochs() {
