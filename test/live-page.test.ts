@@ -9,7 +9,8 @@
  * within 2 s of its end with history.json's numbers, list the threads, and `dptrain view` must
  * serve the same numbers from the finished run's files. That part skips where Chromium is
  * absent, unless DPTRAIN_REQUIRE_CHROMIUM=1 (CI). DPTRAIN_SCREENSHOT=FILE also saves a
- * screenshot of the page mid-run (docs/images/live-page.png is made so).
+ * screenshot of the page mid-run (docs/images/live-page.png is made by
+ * scripts/live-page-screenshot.mjs, from a real CNN run with two worker nodes).
  */
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';

@@ -266,7 +266,7 @@ function drawParticipants() {
       el('td', p.id),
       el('td', p.kind === 'thread' ? 'thread' : 'worker node'),
       el('td', p.name),
-      el('td', backend),
+      el('td', backend, 'wrap'),
       el('td', p.address ?? (p.kind === 'thread' ? 'this machine' : '–')),
       el('td', p.state, `state ${p.state}`),
       el('td', count(p.samplesPerSecond), 'num'),
@@ -274,7 +274,7 @@ function drawParticipants() {
       el('td', count(p.samples), 'num'),
       el('td', count(p.steps), 'num'),
       el('td', count(p.failures), p.failures > 0 ? 'num bad' : 'num'),
-      el('td', p.left ?? ''),
+      el('td', p.left ?? '', 'wrap'),
     );
     return tr;
   });
