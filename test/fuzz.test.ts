@@ -10,13 +10,13 @@
  * a few seconds of training have been attacked, so that a slow machine cannot end the run before
  * they are all made.
  */
-import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Packr } from 'msgpackr';
 import { Rng } from '../shared/math/rng.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/schemas.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { peakRssMiB } from './helpers.js';
 
 const procs: Proc[] = [];
 afterEach(() => {
@@ -92,7 +92,9 @@ function attackFrames(kind: number, rng: Rng): Buffer[] {
 /** One hostile connection; resolves when it is over (closed by the server or cut by us). */
 function attack(port: number, n: number, rng: Rng): Promise<void> {
   return new Promise((resolve) => {
-    const socket: Socket = connect(port, '127.0.0.1');
+    // from 8 loopback addresses (Linux routes 127/8 to lo): the 32 attackers at once stay within
+    // the coordinator's cap per address, so the attacks reach the frame parser rather than a 503
+    const socket: Socket = connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${2 + (n % 8)}` });
     const done = (): void => {
       clearTimeout(timer);
       socket.destroy();
@@ -117,16 +119,6 @@ function attack(port: number, n: number, rng: Rng): Promise<void> {
       });
     });
   });
-}
-
-/** A process's peak RSS so far (VmHWM), MiB; undefined once it has exited. */
-function peakRssMiB(pid: number): number | undefined {
-  try {
-    const kB = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return kB === undefined ? undefined : Number(kB) / 1024;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

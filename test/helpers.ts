@@ -1,5 +1,5 @@
 /** Shared test helpers: where the Telco file is, and small data sets made in memory. */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const TELCO_CSV = process.env['DPTRAIN_TELCO_CSV'] ?? fileURLToPath(new URL('../../shared/data/telco-customer-churn.csv', import.meta.url));
@@ -29,3 +29,13 @@ export const TELCO_PREPROCESS = {
   categorical: [],
   label: { column: 'Churn', type: 'binary' as const, positive: 'Yes', negative: 'No' },
 };
+
+/** A process's peak RSS so far (VmHWM), MiB; undefined once it has exited. */
+export function peakRssMiB(pid: number): number | undefined {
+  try {
+    const kB = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kB === undefined ? undefined : Number(kB) / 1024;
+  } catch {
+    return undefined;
+  }
+}

@@ -6,7 +6,6 @@
  * it is decoded (frame-limits.ts); a coordinator that welcomes the worker and drops it, again and
  * again, is given up after --retries attempts, with growing delays.
  */
-import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -16,6 +15,7 @@ import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
 import { PROTOCOL_VERSION, type JobMessage, type Message } from '../shared/protocol/schemas.js';
 import { NodeClient, defaultMaxParameters } from '../worker/node-client.js';
 import { TOKEN, WORKER_BIN, spawnNode, trackProcesses } from './cluster-helpers.js';
+import { peakRssMiB } from './helpers.js';
 
 const track = trackProcesses();
 const MiB = 2 ** 20;
@@ -72,16 +72,6 @@ async function fakeCoordinator(then: (socket: WebSocket) => void): Promise<FakeC
     socket.on('close', () => fake.closes.push(performance.now()));
   });
   return fake;
-}
-
-/** A process's peak RSS so far (VmHWM), MiB; undefined once it has exited. */
-function peakRssMiB(pid: number): number | undefined {
-  try {
-    const kB = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return kB === undefined ? undefined : Number(kB) / 1024;
-  } catch {
-    return undefined;
-  }
 }
 
 describe('a worker and a job too large for it', { timeout: 120_000 }, () => {
