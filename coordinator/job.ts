@@ -23,6 +23,7 @@ import { Checkpointer } from './callbacks/checkpointer.js';
 import { MetricsUpdates } from './callbacks/metrics-updates.js';
 import { ProgressLines } from './callbacks/progress-lines.js';
 import { StopOnRequest, stopOnSignals } from './callbacks/stop-on-signal.js';
+import { TrainValidationGap, gapOptions } from './callbacks/train-validation-gap.js';
 import { CHECKPOINT_DIR, loadLatestCheckpoint, type TrainingState } from './checkpoint.js';
 import { Trainer, modelSpec, resumeTarget, type EvaluateResult, type FitResult } from './fit/trainer.js';
 import { startCluster, startMetricsServer, workerCounts } from './job-cluster.js';
@@ -241,6 +242,7 @@ async function train(open: OpenRun, prepared: PreparedData, plan: RunPlan, metri
       callbacks: [
         new MetricsUpdates(metrics),
         new ProgressLines(log, bar),
+        new TrainValidationGap(log, gapOptions(plan.spec, dataset)),
         ...(options.callbacks ?? []),
         new StopOnRequest(() => signals?.requested() === true || options.stopRequested?.() === true),
         checkpoints,

@@ -61,7 +61,9 @@ describe('Cluster.split by cluster.balance', () => {
   const node = fake('node-1', 'node');
   /** A cluster that has measured thread-0 at 1 ms/sample and the others at 3 ms/sample. */
   function measured(balance: Balance): Cluster {
-    const cluster = new Cluster(undefined, { minWorkers: 0, waitTimeoutMs: 1000, balance, log: () => {}, trainRows: 1000 });
+    // the three as the cluster's own lanes: it keeps speeds only of participants it tracks
+    const lanes = { participants: [threadA, threadB, node], backend: 'cpu', publish: () => {}, close: async () => {} };
+    const cluster = new Cluster(lanes, { minWorkers: 0, waitTimeoutMs: 1000, balance, log: () => {}, trainRows: 1000 });
     for (const p of [threadA, threadB, node]) {
       const perSample = p === threadA ? 0.001 : 0.003;
       for (const n of [0, 8, 16, 32, 24]) cluster.succeeded(p, 0, n, n * perSample); // the first is warm-up, not measured

@@ -3,6 +3,16 @@
  * (plan/split-plan), dispatch the parts, recompute the part of any participant that fails,
  * combine the accepted gradients by sample count (reduce/), apply one optimizer step and publish
  * the new weights. Pure of the wire: participants are the `Participant` interface.
+ *
+ * Participants that are not trusted (worker nodes, whose token holders may lie) cannot end the
+ * run by failing: an attempt counts towards MAX_ATTEMPTS only when a proven participant (a local
+ * thread, one that computed parts before, or one whose part was accepted in this step) failed in
+ * it, or none took part; after UNPROVEN_ATTEMPTS attempts the pending rows go to proven
+ * participants only, so nodes joining in waves cannot keep a step going either; and the last
+ * LOCAL_ATTEMPTS counted attempts go to the local threads alone, so while one of them works,
+ * nodes that computed parts before and then fail one attempt after another cannot end the step.
+ * With robust aggregation no participant gets more than 1/minVotes of what is split, so a fast
+ * participant cannot take the batch and leave the median a vote of one.
  */
 import { performance } from 'node:perf_hooks';
 import type { JobConfig } from '../../shared/config/schema.js';
@@ -14,13 +24,24 @@ import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import { ParticipantFault, faultOf, type Participant, type ParticipantGroup } from '../participants/participant.js';
 import { assignRows, assignUnits, runEnds, virtualBatches } from '../../shared/plan/split-plan.js';
 import { statisticRanges, stepWithStatistics, type StatisticRange } from '../optimize/moving-statistics.js';
-import { GradientReducer, firstNonFinite } from '../reduce/reduce.js';
+import { GradientReducer, firstNonFinite, weightedAverage, type GradientContribution } from '../reduce/reduce.js';
+import { capCounts } from '../../shared/plan/balance.js';
 import { clipScales, robustAggregate } from '../reduce/robust.js';
 import type { PhaseTimes } from './logs.js';
 import type { ModelWeights, OptimizerSlot } from './state.js';
 
-/** Attempts per step (each one recomputes only the parts that failed) before the run stops. */
+/** Attempts per step (each one recomputes only the parts that failed) in which a proven participant failed, before the run stops. */
 export const MAX_ATTEMPTS = 8;
+/** Attempts of a step open to participants not proven yet; later ones go to proven participants (when any is ready). */
+export const UNPROVEN_ATTEMPTS = 2;
+/** The last counted attempts of a step go to the local threads alone (when any is ready): nodes proven before cannot fail them. */
+export const LOCAL_ATTEMPTS = 2;
+
+/** What a step trusts a participant to answer (see the opening comment). */
+export type TrustPolicy = (participant: Participant, group: ParticipantGroup) => boolean;
+
+/** Proven: a local thread, or a participant that computed parts in earlier steps. */
+export const provenParticipant: TrustPolicy = (p, group) => p.kind === 'thread' || (group.stats.get(p.id)?.steps ?? 0) > 0;
 
 /** What one step gives back: sums for the epoch logs, its phase times and its participants' tensor counts. */
 export interface StepSums {
@@ -52,15 +73,19 @@ export class StepRunner {
   private readonly virtualBatchSize: number | undefined;
   /** Steps at which each participant's gradient had to be clipped hard (robust aggregation). */
   private readonly clipped = new Map<string, number>();
+  /** Splits with fewer participants than cluster.minVotes (robust aggregation). */
+  private fewVotes = 0;
 
   constructor(
     private readonly spec: ModelSpec,
-    private readonly cluster: Pick<JobConfig['cluster'], 'aggregation' | 'trimFraction' | 'clipNorm'>,
+    private readonly cluster: Pick<JobConfig['cluster'], 'aggregation' | 'trimFraction' | 'clipNorm'> & Partial<Pick<JobConfig['cluster'], 'minVotes'>>,
     private readonly group: ParticipantGroup,
     private readonly weights: ModelWeights,
     private readonly optimizer: OptimizerSlot,
     /** Warnings (robust aggregation's clipping). */
     private readonly log?: (line: string) => void,
+    /** Which participants' failures count towards MAX_ATTEMPTS and who computes a step's last attempts. */
+    private readonly proven: TrustPolicy = provenParticipant,
   ) {
     this.meanGradient = new Float32Array(weights.values.length);
     this.reducer = new GradientReducer(weights.values.length);
@@ -103,22 +128,34 @@ export class StepRunner {
     let waitedMs = 0;
     const groupOf = this.virtualBatchSize === undefined ? undefined : virtualBatches(rows, this.virtualBatchSize);
     const groupsOf = (partRows: Int32Array): Int32Array | undefined => (groupOf ? partRows.map((r) => groupOf.get(r)!) : undefined);
+    /** Participants with a part accepted in this step: proven for the rest of it. */
+    const acceptedFrom = new Set<Participant>();
+    const isProven = (p: Participant): boolean => acceptedFrom.has(p) || this.proven(p, this.group);
+    /** Attempts that count towards MAX_ATTEMPTS. */
+    let counted = 0;
     for (let attempt = 0; ; attempt++) {
-      if (attempt >= MAX_ATTEMPTS) throw new ClusterError(`step ${step}: ${pending.length} rows still not computed after ${MAX_ATTEMPTS} attempts`);
+      if (counted >= MAX_ATTEMPTS) {
+        const which = counted === attempt ? '' : ` (${counted} in which a proven participant failed or none took part)`;
+        throw new ClusterError(`step ${step}: ${pending.length} rows still not computed after ${attempt} attempts${which}`);
+      }
       const readyAt = performance.now();
-      const participants = (await this.group.ready()).filter((p) => !excluded.has(p));
+      let participants = (await this.group.ready()).filter((p) => !excluded.has(p));
       waitedMs += performance.now() - readyAt;
       if (participants.length === 0) {
         if (nonFiniteRows.size > 0) throw new WorkerError(`step ${step}: the gradient is not finite and no other participant is left to check it: training diverged (try a lower learning rate or data.standardize: true)`);
         throw new ClusterError(`step ${step}: no participant left to compute ${pending.length} rows`);
+      }
+      if (attempt >= UNPROVEN_ATTEMPTS) {
+        const trusted = participants.filter(counted >= MAX_ATTEMPTS - LOCAL_ATTEMPTS ? (p) => p.kind === 'thread' : isProven);
+        if (trusted.length > 0) participants = trusted;
       }
       const holds = participants.map((p) => p.holds);
       let parts;
       if (groupOf) {
         // whole virtual batches only: the units of the split are the runs of one group
         const ends = runEnds(groupsOf(pending)!);
-        parts = assignUnits(pending, ends, this.group.split(ends.length, participants, this.virtualBatchSize), holds);
-      } else parts = assignRows(pending, this.group.split(pending.length, participants), holds);
+        parts = assignUnits(pending, ends, this.capShares(step, this.group.split(ends.length, participants, this.virtualBatchSize)), holds);
+      } else parts = assignRows(pending, this.capShares(step, this.group.split(pending.length, participants)), holds);
       const version = this.weights.version;
       const settled = await Promise.allSettled(
         parts.map(async (part) => {
@@ -128,14 +165,23 @@ export class StepRunner {
         }),
       );
       failed = [];
+      // proven before this attempt's results: a participant's first accepted part does not excuse its failing another
+      const provenHere = parts.map((part) => isProven(participants[part.participant]!));
+      let provenFailed = false;
       settled.forEach((outcome, i) => {
         const part = parts[i]!;
         const participant = participants[part.participant]!;
-        if (outcome.status === 'rejected') return reject(participant, part.rows, faultOf(participant.id, outcome.reason));
-        const fault = this.checkSums(participant, part.rows, outcome.value.result);
-        if (fault) reject(participant, part.rows, fault);
-        else accepted.push({ participant, rows: part.rows, ...outcome.value });
+        const fault = outcome.status === 'rejected' ? faultOf(participant.id, outcome.reason) : this.checkSums(participant, part.rows, outcome.value.result);
+        if (fault) {
+          provenFailed ||= provenHere[i]!;
+          return reject(participant, part.rows, fault);
+        }
+        if (outcome.status === 'fulfilled') {
+          accepted.push({ participant, rows: part.rows, ...outcome.value });
+          acceptedFrom.add(participant);
+        }
       });
+      if (failed.length > 0 && (provenFailed || !provenHere.some(Boolean))) counted++;
       if (failed.length === 0) {
         const started = performance.now();
         const finite = this.combine(step, accepted);
@@ -147,6 +193,7 @@ export class StepRunner {
         for (const { participant, rows: partRows, result, bad } of checked.filter((a) => a.bad >= 0)) {
           reject(participant, partRows, new ParticipantFault(participant.id, 'non_finite', `returned a non-finite gradient (value ${bad} is ${result.gradient[bad]}, loss sum ${result.lossSum})`));
         }
+        counted++;
       }
       pending = concatRows(failed);
     }
@@ -173,6 +220,23 @@ export class StepRunner {
     };
   }
 
+  /**
+   * With robust aggregation, `counts` with none above 1/minVotes of their total (rounded up), so
+   * at least minVotes participants vote; with fewer participants than that, equal parts and a
+   * warning (the median of fewer cannot outvote a bad one).
+   */
+  private capShares(step: number, counts: number[]): number[] {
+    const { aggregation, minVotes = 3 } = this.cluster;
+    if (aggregation === 'mean' || counts.length === 0) return counts;
+    const total = counts.reduce((a, c) => a + c, 0);
+    if (counts.length < minVotes) {
+      const seen = this.fewVotes++;
+      if (seen % 100 === 0) this.log?.(`warning: step ${step}: ${counts.length} participant(s) for cluster.aggregation ${aggregation}, fewer than cluster.minVotes ${minVotes}: one bad participant can move the result; split in equal parts (${seen + 1} time(s) so far)`);
+      return capCounts(counts, Math.ceil(total / counts.length));
+    }
+    return capCounts(counts, Math.ceil(total / minVotes));
+  }
+
   /** Why a part's sums cannot be right (count, finiteness, range), or undefined. */
   private checkSums(participant: Participant, rows: Int32Array, result: GradientResult): ParticipantFault | undefined {
     if (result.count !== rows.length) return new ParticipantFault(participant.id, 'shape', `computed ${result.count} samples, was given ${rows.length}`);
@@ -188,17 +252,36 @@ export class StepRunner {
    */
   private combine(step: number, accepted: readonly Accepted[]): boolean {
     const { aggregation, trimFraction, clipNorm } = this.cluster;
-    const results = accepted.map((a) => a.result);
-    if (aggregation === 'mean' || accepted.length < 2) return this.reducer.mean(results, this.meanGradient);
+    if (aggregation === 'mean') return this.reducer.mean(accepted.map((a) => a.result), this.meanGradient);
+    const votes = votesOf(accepted);
+    const results = votes.map((v) => v.result);
+    if (votes.length < 2) return this.reducer.mean(results, this.meanGradient);
     clipScales(results, clipNorm, this.statistics).forEach((scale, i) => {
       if (scale >= 0.01) return;
-      const id = accepted[i]!.participant.id;
+      const id = votes[i]!.participant.id;
       const seen = this.clipped.get(id) ?? 0;
       this.clipped.set(id, seen + 1);
       if (seen % 100 === 0) this.log?.(`warning: step ${step}: ${id}'s gradient norm is ${(1 / scale).toPrecision(3)}x the allowed ${clipNorm} x median norm; clipped (${seen + 1} time(s) so far)`);
     });
     return robustAggregate(results, this.meanGradient, { aggregation, trimFraction, clip: clipNorm, unclipped: this.statistics });
   }
+}
+
+/**
+ * One vote per participant for robust aggregation: the parts one participant computed in a step
+ * (a first part and recomputed rows) become one gradient, their sample-weighted mean.
+ */
+function votesOf(accepted: readonly Accepted[]): { participant: Participant; result: GradientContribution }[] {
+  const byParticipant = new Map<Participant, GradientContribution[]>();
+  for (const a of accepted) {
+    const parts = byParticipant.get(a.participant);
+    if (parts) parts.push(a.result);
+    else byParticipant.set(a.participant, [a.result]);
+  }
+  return [...byParticipant].map(([participant, parts]) => ({
+    participant,
+    result: parts.length === 1 ? parts[0]! : { gradient: weightedAverage(parts), count: parts.reduce((a, p) => a + p.count, 0) },
+  }));
 }
 
 function concatRows(parts: readonly Int32Array[]): Int32Array {

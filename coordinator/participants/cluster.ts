@@ -14,6 +14,12 @@
  * of present participants and of the DEPARTED_KEPT most recent departures, the rest summed in
  * `departed`; join and leave lines (and failure lines) past MEMBERSHIP_LINES_PER_MINUTE a minute
  * are counted and summed up in one line.
+ *
+ * A token holder is not trusted to answer (SECURITY.md): a node that fails is dropped, and one of
+ * the same identity (`rejoinKey`: its name and host) that connects again is held back for a
+ * time that doubles with each of that identity's drops (`rejoin`), so silent nodes that rejoin
+ * cannot stall step after step; an unmeasured node gets a small probe part, with a deadline
+ * derived from the measured participants (stragglers.ts), not the whole of stepTimeout.
  */
 import { performance } from 'node:perf_hooks';
 import { ClusterError, WaitCancelledError } from '../../shared/errors.js';
@@ -24,7 +30,7 @@ import { FramePool, type PooledFrame } from '../../shared/protocol/frame-pool.js
 import type { TrainingMetrics } from '../metrics.js';
 import type { NodeContext, RemoteNode } from './remote-node.js';
 import { ParticipantFault, type DepartedStats, type FailureReason, type LocalLanes, type Participant, type ParticipantGroup, type ParticipantStats } from './participant.js';
-import { StragglerWatch, partDeadlineMs, type DeadlineOptions, type StragglerOptions } from './stragglers.js';
+import { StragglerWatch, partDeadlineMs, type DeadlineOptions, type MeasuredPeers, type StragglerOptions } from './stragglers.js';
 
 export type Balance = 'auto' | 'proportional' | 'equal';
 
@@ -45,6 +51,35 @@ export interface ClusterOptions {
   readonly deadline?: DeadlineOptions;
   /** Hears joins, departures, failures and every part used (the live run page). */
   readonly observer?: ClusterObserver | undefined;
+  /** How long a node whose identity was dropped waits before it takes part again (default: REJOIN_BACKOFF). */
+  readonly rejoin?: RejoinBackoff;
+  /** A node's identity for the rejoin wait (default: rejoinKey, its name and host). */
+  readonly rejoinKey?: (node: Pick<RemoteNode, 'name' | 'address'>) => string;
+}
+
+/** The wait before a dropped identity takes part again: `baseMs` after the first drop, doubling with each further drop, at most `maxMs`. */
+export interface RejoinBackoff {
+  readonly baseMs: number;
+  readonly maxMs: number;
+}
+
+export const REJOIN_BACKOFF: RejoinBackoff = { baseMs: 1000, maxMs: 300_000 };
+/** Identities whose drops are remembered (the oldest are forgotten past this). */
+export const REJOIN_KEPT = 10_000;
+
+/**
+ * A node's identity for the rejoin wait: its name and host (the port changes with every
+ * connection). The name is the node's own claim, so a token holder can escape the wait by
+ * changing it; the host alone would also hold back honest nodes that share a machine or a NAT.
+ */
+export function rejoinKey(node: Pick<RemoteNode, 'name' | 'address'>): string {
+  const host = node.address.replace(/:\d+$/, '');
+  return `${node.name}@${host}`;
+}
+
+/** The wait after an identity's `drops`-th drop (0 for none). */
+export function rejoinDelayMs(drops: number, backoff: RejoinBackoff): number {
+  return drops <= 0 ? 0 : Math.min(backoff.maxMs, backoff.baseMs * 2 ** Math.min(drops - 1, 52));
 }
 
 /** What the cluster tells an observer, synchronously and on the training path: keep it cheap. */
@@ -113,6 +148,8 @@ export class MinuteBudget<K extends string> {
 const SPEED_DECAY = 0.9;
 /** Steps a participant may go without samples under proportional balance before it is re-measured. */
 const PROBE_EVERY = 16;
+/** An unmeasured participant's part, while others are measured: this fraction of an equal share (at least one unit). */
+const NEWCOMER_SHARE = 1 / 16;
 
 export class Cluster implements ParticipantGroup {
   /** Present participants and the DEPARTED_KEPT most recently departed nodes, in the order they came. */
@@ -127,6 +164,8 @@ export class Cluster implements ParticipantGroup {
   private joining: RemoteNode[] = [];
   private readonly speeds = new Map<string, SpeedModel>();
   private readonly warmedUp = new Set<string>();
+  /** Seconds each local thread took for its first part (its warm-up). */
+  private readonly warmUps = new Map<string, number>();
   private readonly idleSteps = new Map<string, number>();
   private weights: Float32Array = new Float32Array(0);
   private version = -1;
@@ -148,6 +187,10 @@ export class Cluster implements ParticipantGroup {
   private stepTimes: { step: number; times: Map<string, number>; checked: boolean } = { step: -1, times: new Map(), checked: true };
   private readonly membershipLines: MinuteBudget<'joined' | 'left'>;
   private readonly failureLines: MinuteBudget<FailureReason>;
+  /** Per node identity: drops so far and when it may take part again (Date.now() ms); REJOIN_KEPT at most. */
+  private readonly drops = new Map<string, { count: number; until: number }>();
+  /** Nodes admitted once their identity's rejoin wait is over. */
+  private held: { node: RemoteNode; until: number }[] = [];
 
   constructor(
     /** This machine's lanes: Piscina threads or the coordinator's own thread (none: nodes only). */
@@ -177,8 +220,18 @@ export class Cluster implements ParticipantGroup {
     return {
       ...base,
       weightsFrame: (version) => this.weightsFrame(version),
-      ...(deadline ? { deadlineMs: (id: string, samples: number) => partDeadlineMs(this.speeds.get(id)?.model(), samples, deadline) } : {}),
+      ...(deadline ? { deadlineMs: (id: string, samples: number) => partDeadlineMs(this.speeds.get(id)?.model(), samples, deadline, this.measuredModels()) } : {}),
     };
+  }
+
+  /** The speed models of the measured participants and the slowest thread's warm-up (for an unmeasured node's deadline). */
+  private measuredModels(): MeasuredPeers {
+    const models: TimeModel[] = [];
+    for (const speed of this.speeds.values()) {
+      const model = speed.model();
+      if (model) models.push(model);
+    }
+    return { models, warmUpSeconds: Math.max(0, ...this.warmUps.values()) };
   }
 
   /** The "weights" message of `version`, encoded once for all the nodes that need it, in reused memory. */
@@ -201,9 +254,16 @@ export class Cluster implements ParticipantGroup {
     this.track(node, node.name, node.backend);
     this.options.metrics?.backend('node', node.backend);
     node.onClose((reason, message) => this.removeNode(node, `${reason}: ${message}`));
-    this.joining.push(node);
+    const until = this.drops.get(this.identity(node))?.until ?? 0;
+    const waitMs = until - Date.now();
+    if (waitMs > 0) {
+      this.held.push({ node, until });
+      // wakes a wait for nodes when this one may take part
+      setTimeout(() => this.wake?.(), waitMs).unref();
+    } else this.joining.push(node);
     const on = [node.backend, ...(node.adapter ? [node.adapter] : []), ...(node.devices > 1 ? [`${node.devices} devices`] : [])].join(', ');
-    if (this.membershipLines.admit('joined')) this.options.log(`${node.id} (${node.name}, ${on}, ${node.address}) joined`);
+    const held = waitMs > 0 ? `; it was dropped before and takes part in ${(waitMs / 1000).toFixed(1)} s at the earliest` : '';
+    if (this.membershipLines.admit('joined')) this.options.log(`${node.id} (${node.name}, ${on}, ${node.address}) joined${held}`);
     this.options.observer?.joined?.(node);
     this.wake?.();
   }
@@ -212,11 +272,25 @@ export class Cluster implements ParticipantGroup {
     this.stats.set(p.id, { id: p.id, kind: p.kind, name, backend, samples: 0, steps: 0, failures: 0, firstStep: -1, lastStep: -1 });
   }
 
+  private identity(node: RemoteNode): string {
+    return (this.options.rejoinKey ?? rejoinKey)(node);
+  }
+
+  /** Counts a drop of `node`'s identity: its next connection waits longer before it takes part. */
+  private penalize(node: RemoteNode): void {
+    const key = this.identity(node);
+    const count = (this.drops.get(key)?.count ?? 0) + 1;
+    this.drops.delete(key); // re-inserted last: the map's order is the eviction order
+    this.drops.set(key, { count, until: Date.now() + rejoinDelayMs(count, this.options.rejoin ?? REJOIN_BACKOFF) });
+    if (this.drops.size > REJOIN_KEPT) this.drops.delete(this.drops.keys().next().value!);
+  }
+
   private removeNode(node: RemoteNode, why: string): void {
-    const was = this.nodes.length + this.joining.length;
+    const was = this.nodes.length + this.joining.length + this.held.length;
     this.nodes = this.nodes.filter((n) => n !== node);
     this.joining = this.joining.filter((n) => n !== node);
-    if (this.nodes.length + this.joining.length === was) return;
+    this.held = this.held.filter((h) => h.node !== node);
+    if (this.nodes.length + this.joining.length + this.held.length === was) return;
     const stats = this.stats.get(node.id);
     if (stats) stats.left = why;
     this.dirty = true;
@@ -234,6 +308,7 @@ export class Cluster implements ParticipantGroup {
   private forget(id: string): void {
     this.speeds.delete(id);
     this.warmedUp.delete(id);
+    this.warmUps.delete(id);
     this.idleSteps.delete(id);
     this.stragglers?.forget(id);
   }
@@ -320,9 +395,12 @@ export class Cluster implements ParticipantGroup {
     }
   }
 
-  /** Moves joined nodes into the run and re-plans the shards if membership changed. */
+  /** Moves joined nodes (and held ones whose rejoin wait is over) into the run and re-plans the shards if membership changed. */
   private admit(): void {
-    const fresh = this.joining.filter((n) => n.open);
+    const now = Date.now();
+    const due = this.held.filter((h) => h.until <= now);
+    if (due.length > 0) this.held = this.held.filter((h) => h.until > now);
+    const fresh = [...this.joining, ...due.map((h) => h.node)].filter((n) => n.open);
     this.joining = [];
     this.nodes.push(...fresh);
     if (fresh.length > 0) this.countParticipants();
@@ -353,13 +431,17 @@ export class Cluster implements ParticipantGroup {
     const models = participants.map((p) => this.speeds.get(p.id)?.model());
     const known = models.filter((m): m is TimeModel => m !== undefined);
     if (known.length === 0) return splitCounts(total, equal);
-    // Newcomers are assumed average until measured.
-    const average: TimeModel = {
-      latency: known.reduce((a, m) => a + m.latency, 0) / known.length,
-      perSample: known.reduce((a, m) => a + m.perSample, 0) / known.length,
-    };
-    // counts in units of `unitRows` rows: each takes unitRows times a sample's time
-    const counts = balancedCounts(total, models.map((m = average) => ({ latency: m.latency, perSample: m.perSample * unitRows })));
+    // Newcomers get a probe part until measured: a node that never answers holds up few rows,
+    // and its deadline (derived from the measured participants' speed) stays short.
+    const probe = Math.max(1, Math.floor((total / participants.length) * NEWCOMER_SHARE));
+    const counts = models.map(() => 0);
+    let rest = total;
+    models.forEach((m, i) => {
+      if (m === undefined && rest > 0) rest -= counts[i] = Math.min(probe, rest);
+    });
+    // the rest by speed, in units of `unitRows` rows: each takes unitRows times a sample's time
+    const knownAt = models.flatMap((m, i) => (m === undefined ? [] : [i]));
+    balancedCounts(rest, known.map((m) => ({ latency: m.latency, perSample: m.perSample * unitRows }))).forEach((c, k) => (counts[knownAt[k]!] = c));
     // A participant left out for PROBE_EVERY steps gets one sample, so its model stays current
     // (else one slow measurement would exclude it for good).
     counts.forEach((c, i) => {
@@ -396,8 +478,11 @@ export class Cluster implements ParticipantGroup {
     // A departed node's part counts, but its speed no longer matters.
     if (!stats || stats.left !== undefined) return;
     // The first part a participant computes includes its warm-up (kernel compilation, weights): not measured.
-    if (!this.warmedUp.has(p.id)) this.warmedUp.add(p.id);
-    else {
+    if (!this.warmedUp.has(p.id)) {
+      this.warmedUp.add(p.id);
+      // a node could stretch its own warm-up to lengthen other newcomers' deadlines: threads' only
+      if (p.kind === 'thread') this.warmUps.set(p.id, seconds);
+    } else {
       let model = this.speeds.get(p.id);
       if (!model) this.speeds.set(p.id, (model = new SpeedModel(SPEED_DECAY)));
       model.observe(count, seconds);
@@ -428,6 +513,7 @@ export class Cluster implements ParticipantGroup {
     this.options.observer?.failed?.(p.id, step, fault, outcome);
     const node = this.nodes.find((n) => n === p) ?? this.joining.find((n) => n === p);
     if (node) {
+      this.penalize(node);
       node.drop(fault.reason, fault.message);
       this.removeNode(node, `${fault.reason}: ${fault.message}`);
     }
@@ -435,9 +521,10 @@ export class Cluster implements ParticipantGroup {
   }
 
   async close(reason = 'job finished'): Promise<void> {
-    for (const node of [...this.nodes, ...this.joining]) node.bye(reason);
+    for (const node of [...this.nodes, ...this.joining, ...this.held.map((h) => h.node)]) node.bye(reason);
     this.nodes = [];
     this.joining = [];
+    this.held = [];
     this.membershipLines.flush();
     this.failureLines.flush();
     await this.local?.close();

@@ -7,9 +7,12 @@
  *   the other participants' parts, and more than `floorSeconds` (a slow network alone is not
  *   straggling). `steps` such steps in a row, among the steps it took part in, drop it.
  * - A node's deadline for a part: `factor` times what its measured speed predicts for that many
- *   samples, at least `floorSeconds` of the deadline floor, at most stepTimeout (also the
- *   deadline while its speed is unmeasured). A node that heartbeats but never answers then costs
- *   seconds, not stepTimeout.
+ *   samples, at least `floorSeconds` of the deadline floor, at most stepTimeout. While its speed
+ *   is unmeasured: `factor` times the longer of what the slowest measured participant's speed
+ *   predicts and the slowest local thread's warm-up (its first part; a newcomer warms up too).
+ *   An honest newcomer is given a small probe part, so this is about the floor; only before any
+ *   participant has computed a part is it stepTimeout. A node that heartbeats but never answers
+ *   then costs seconds, not stepTimeout, however many such nodes join.
  */
 import type { TimeModel } from '../../shared/plan/balance.js';
 
@@ -27,7 +30,7 @@ export interface DeadlineOptions {
   readonly factor: number;
   /** Deadline floor, seconds. */
   readonly floorSeconds: number;
-  /** Deadline ceiling and the deadline before a node's speed is measured, seconds. */
+  /** Deadline ceiling, and the deadline while no participant's speed is measured, seconds. */
   readonly stepTimeoutSeconds: number;
 }
 
@@ -69,10 +72,22 @@ export class StragglerWatch {
   }
 }
 
-/** How long a node may take for `samples` samples, in ms (see the opening comment). */
-export function partDeadlineMs(model: TimeModel | undefined, samples: number, options: DeadlineOptions): number {
+const predictedSeconds = (model: TimeModel, samples: number): number => Math.max(0, model.latency) + Math.max(0, model.perSample) * samples;
+
+/** What an unmeasured node's deadline is derived from: the measured participants' speeds and the slowest local warm-up, seconds. */
+export interface MeasuredPeers {
+  readonly models: readonly TimeModel[];
+  readonly warmUpSeconds: number;
+}
+
+/**
+ * How long a node may take for `samples` samples, in ms (see the opening comment): from its own
+ * `model`, or, unmeasured, from the `measured` participants.
+ */
+export function partDeadlineMs(model: TimeModel | undefined, samples: number, options: DeadlineOptions, measured: MeasuredPeers = { models: [], warmUpSeconds: 0 }): number {
   const ceiling = options.stepTimeoutSeconds * 1000;
-  if (!model || !(options.factor > 0)) return ceiling;
-  const predicted = Math.max(0, model.latency) + Math.max(0, model.perSample) * samples;
+  if (!(options.factor > 0)) return ceiling;
+  if (!model && measured.models.length === 0 && !(measured.warmUpSeconds > 0)) return ceiling;
+  const predicted = model ? predictedSeconds(model, samples) : Math.max(measured.warmUpSeconds, ...measured.models.map((m) => predictedSeconds(m, samples)));
   return Math.round(Math.min(ceiling, Math.max(options.floorSeconds * 1000, options.factor * predicted * 1000)));
 }

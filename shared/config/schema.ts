@@ -202,7 +202,7 @@ const Cluster = z.strictObject({
    * auto: equal while only this machine's threads train, proportional once worker nodes take part.
    */
   balance: z.enum(['auto', 'proportional', 'equal']).default('auto'),
-  /** Seconds a node may take for one step before it is dropped. */
+  /** Seconds a node may take for one step before it is dropped: the ceiling of stepDeadline. */
   stepTimeout: z.number().positive().default(120),
   /**
    * How the participants' gradients are combined: mean (weighted by samples; exactly one
@@ -213,11 +213,18 @@ const Cluster = z.strictObject({
   aggregation: z.enum(['mean', 'trimmedMean', 'median']).default('mean'),
   trimFraction: z.number().min(0).lt(0.5).default(0.2),
   clipNorm: z.number().nonnegative().default(1),
+  /**
+   * trimmedMean / median: votes a step needs; no participant is given more than 1/minVotes of a
+   * batch, so a fast participant cannot take it and leave the others no vote.
+   */
+  minVotes: z.int().min(1).default(3),
   /** Who computes validation and test figures: auto (the coordinator's lanes when it has any, else the nodes), local, all. */
   evaluateOn: z.enum(['auto', 'local', 'all']).default('auto'),
   /**
-   * A node's deadline for its part: `factor` x what its measured speed predicts, at least
-   * `floorSeconds`, at most stepTimeout (factor 0: always stepTimeout).
+   * A node's deadline for its part: `factor` x what its measured speed predicts (unmeasured: the
+   * slowest measured participant's, or the slowest local thread's warm-up), at least
+   * `floorSeconds`, at most stepTimeout (factor 0, or before any participant computed a part:
+   * stepTimeout).
    */
   stepDeadline: z.strictObject({ factor: z.number().nonnegative().default(20), floorSeconds: z.number().positive().default(5) }).prefault({}),
   /**

@@ -79,3 +79,19 @@ export function balancedCounts(total: number, models: readonly TimeModel[]): num
   const weights = share(hi);
   return splitCounts(total, weights.some((w) => w > 0) ? weights : models.map(() => 1));
 }
+
+/**
+ * `counts` with none above `cap`: what is over the cap goes to the participants below it, in
+ * proportion to their room (largest remainders), so the total is kept. Throws a RangeError when
+ * the total does not fit (`cap` times the participants is less than it).
+ */
+export function capCounts(counts: readonly number[], cap: number): number[] {
+  const out = counts.map((c) => Math.min(c, cap));
+  const excess = counts.reduce((a, c) => a + c, 0) - out.reduce((a, c) => a + c, 0);
+  if (excess === 0) return out;
+  const room = out.map((c) => cap - c);
+  if (room.reduce((a, r) => a + r, 0) < excess) throw new RangeError(`${excess + out.reduce((a, c) => a + c, 0)} samples do not fit ${counts.length} participants of at most ${cap} each`);
+  // each share is at most ceil(excess * room / sum(room)) <= room: one pass places it all
+  splitCounts(excess, room).forEach((g, i) => (out[i]! += g));
+  return out;
+}
