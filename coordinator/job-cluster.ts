@@ -108,7 +108,7 @@ export async function startMetricsServer(config: JobConfig, metrics: TrainingMet
     throw new ConfigError((err as Error).message);
   }
   try {
-    const server = await serveMetrics(metrics.registry, host, port, ready, page);
+    const server = await serveMetrics(metrics.registry, host, port, ready, page, { log, onRejected: (reason) => metrics.rejected(reason) });
     log(`metrics on ${server.url}`);
     if (page) log(`live run page on ${server.url.replace(/metrics$/, '')}`);
     return server;

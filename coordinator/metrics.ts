@@ -10,8 +10,13 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { STEP_BUCKETS, defaultProcessMetrics } from '../shared/metrics-server.js';
 import { FAILURE_REASONS, type ParticipantKind } from './participants/participant.js';
 
-/** Why a connection is refused before it joins (labels of dptrain_rejected_connections_total). */
-export const REJECT_REASONS = ['auth', 'version', 'malformed', 'oversize', 'timeout', 'unexpected', 'busy'] as const;
+/**
+ * Why a connection is refused before it joins (labels of dptrain_rejected_connections_total).
+ * busy: over a cap on connections; evicted: its slot went to a peer from an address holding fewer
+ * (see shared/admission.ts); http: a plain HTTP request on the node port; metrics_*: the same on
+ * the metrics port.
+ */
+export const REJECT_REASONS = ['auth', 'version', 'malformed', 'oversize', 'timeout', 'unexpected', 'busy', 'evicted', 'http', 'metrics_busy', 'metrics_evicted', 'metrics_timeout'] as const;
 
 export const PHASES = ['compute', 'reduce', 'apply', 'broadcast'] as const;
 export type Phase = (typeof PHASES)[number];

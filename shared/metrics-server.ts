@@ -5,8 +5,9 @@
  * coordinator's live run page at /).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { collectDefaultMetrics, type Registry } from 'prom-client';
+import { Admission, RefusalLog } from './admission.js';
 
 /** Histogram buckets for step and compute times: 1 ms to 10 s. */
 export const STEP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -41,13 +42,112 @@ export function parseHostPort(value: string, what: string): { host: string; port
   return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port };
 }
 
-export async function serveMetrics(registry: Registry, host: string, port: number, ready: () => boolean = () => true, extra?: ExtraRoutes): Promise<MetricsServer> {
-  const server: Server = createServer((req, res) => {
+/**
+ * Limits of the metrics port, where nobody authenticates: it must not let a stranger use up the
+ * process's file descriptors, memory or CPU (the coordinator writes checkpoints and talks to its
+ * nodes from the same process).
+ */
+export interface MetricsServerLimits {
+  /** Connections held at once, in all and from one address (Admission: shared fairly). */
+  readonly connections: number;
+  readonly connectionsPerAddress: number;
+  /** Time for a request's headers, and for the whole request, from its first byte (or the connect). */
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  /** An idle connection is kept this long between requests (longer than a scraper's interval). */
+  readonly keepAliveTimeoutMs: number;
+  /** Requests on one connection (pipelined or not) before it is closed. */
+  readonly requestsPerSocket: number;
+  /** At most this many /metrics renders a second; more requests get the last render. */
+  readonly rendersPerSecond: number;
+}
+
+export const METRICS_SERVER_LIMITS: MetricsServerLimits = {
+  connections: 64,
+  connectionsPerAddress: 16,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 15_000,
+  keepAliveTimeoutMs: 65_000,
+  requestsPerSocket: 100,
+  rendersPerSecond: 5,
+};
+
+export interface MetricsServerOptions {
+  /** Where refusals are logged (rate-limited); none: not logged. */
+  readonly log?: (line: string) => void;
+  /** A connection was refused: reason metrics_busy, metrics_evicted or metrics_timeout. */
+  readonly onRejected?: (reason: string) => void;
+  /** Tests lower them; defaults METRICS_SERVER_LIMITS. */
+  readonly limits?: Partial<MetricsServerLimits>;
+}
+
+/**
+ * The registry's text, rendered at most `perSecond` times a second: requests that come while a
+ * render is under way share it, and beyond the budget get the last one (at most a second old). A
+ * scraper or a test asking a few times a second always gets a fresh render; a flood of requests
+ * costs the writing of the same string, not a render each.
+ */
+function metricsRenderer(registry: Registry, perSecond: number): () => Promise<string> {
+  let inFlight: Promise<string> | undefined;
+  let last: Promise<string> | undefined;
+  let windowStart = -Infinity;
+  let renders = 0;
+  return () => {
+    if (inFlight) return inFlight;
+    const now = performance.now();
+    if (now - windowStart >= 1000) {
+      windowStart = now;
+      renders = 0;
+    }
+    if (last && renders >= perSecond) return last;
+    renders++;
+    const render = registry.metrics();
+    inFlight = render;
+    last = render;
+    const done = (): void => {
+      if (inFlight === render) inFlight = undefined;
+    };
+    render.then(done, done);
+    return render;
+  };
+}
+
+export async function serveMetrics(
+  registry: Registry,
+  host: string,
+  port: number,
+  ready: () => boolean = () => true,
+  extra?: ExtraRoutes,
+  options: MetricsServerOptions = {},
+): Promise<MetricsServer> {
+  const limits = { ...METRICS_SERVER_LIMITS, ...options.limits };
+  const metricsText = metricsRenderer(registry, limits.rendersPerSecond);
+  const refusals = new RefusalLog(options.log ?? (() => undefined), 'connections to the metrics port');
+  const refuse = (reason: string, line: string): void => {
+    options.onRejected?.(`metrics_${reason}`);
+    refusals.note(reason, line);
+  };
+  // headersTimeout and requestTimeout are checked every connectionsCheckingInterval; they count
+  // from a request's first byte, or from the connect for the first request
+  /** Requests seen on each connection. */
+  const requests = new WeakMap<Socket, number>();
+  const server: Server = createServer({ headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) }, (req, res) => {
+    // The last request a connection may make is answered with Connection: close and the
+    // connection ends after it; requests pipelined behind it are left unanswered. (Node's own
+    // maxRequestsPerSocket answers each of them 503 and keeps the connection open.)
+    const n = (requests.get(req.socket) ?? 0) + 1;
+    requests.set(req.socket, n);
+    if (n > limits.requestsPerSocket) return;
+    if (n === limits.requestsPerSocket) {
+      res.shouldKeepAlive = false;
+      res.setHeader('connection', 'close');
+      res.once('finish', () => req.socket.destroySoon());
+    }
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405).end();
     } else if (path === '/metrics') {
-      registry.metrics().then(
+      metricsText().then(
         (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
         (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
       );
@@ -61,9 +161,34 @@ export async function serveMetrics(registry: Registry, host: string, port: numbe
     }
   });
   // Scrapers and probes reuse connections; a keep-alive longer than their intervals avoids the
-  // race where the server closes an idle socket just as a client sends on it.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
+  // race where the server closes an idle socket just as a client sends on it. Such connections
+  // are capped in all and per address (below), so keeping them costs a bounded number of file
+  // descriptors; requestsPerSocket bounds what one connection's pipelined requests can ask for.
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  const admission = new Admission({ total: limits.connections, perAddress: limits.connectionsPerAddress });
+  server.on('connection', (socket: Socket) => {
+    socket.on('error', () => undefined);
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const leave = admission.admit(socket.remoteAddress ?? '?', () => {
+      refuse('evicted', `metrics port: cut ${peer}: its connection went to a client from an address with fewer`);
+      socket.destroy();
+    });
+    if (!leave) {
+      refuse('busy', `metrics port: refused ${peer}: over ${limits.connections} connections in all or ${limits.connectionsPerAddress} from one address`);
+      if (socket.writable) socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      socket.destroy();
+      return;
+    }
+    socket.once('close', leave);
+  });
+  // With a 'clientError' listener Node leaves the answer to it: a timeout is counted, the rest
+  // (malformed requests) answered 400 as Node would.
+  server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+    const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    if (timedOut) refuse('timeout', `metrics port: cut ${socket.remoteAddress}:${socket.remotePort}: no complete request within ${limits.headersTimeoutMs} ms`);
+    if (socket.writable && !(err.code === 'ECONNRESET')) socket.end(`HTTP/1.1 ${timedOut ? '408 Request Timeout' : '400 Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    socket.destroy();
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, resolve);
@@ -75,6 +200,7 @@ export async function serveMetrics(registry: Registry, host: string, port: numbe
     close: () =>
       new Promise<void>((resolve) => {
         extra?.close?.();
+        refusals.flush();
         server.close(() => resolve());
         // a client holding its connection open delays the end by at most this grace
         setTimeout(() => server.closeAllConnections(), 2000).unref();

@@ -96,13 +96,13 @@ export async function startMetrics(
     throw new UsageError((err as Error).message);
   }
   try {
-    const server = await serveMetrics(metrics.registry, address.host, address.port);
+    const server = await serveMetrics(metrics.registry, address.host, address.port, undefined, undefined, { log });
     log(`metrics on ${server.url}`);
     return server;
   } catch (err) {
     if (given === undefined && (err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       try {
-        const server = await serveMetrics(metrics.registry, address.host, 0);
+        const server = await serveMetrics(metrics.registry, address.host, 0, undefined, undefined, { log });
         log(`metrics on ${server.url} (${listen} is taken, another worker on this host?; set one with --metrics-listen HOST:PORT)`);
         return server;
       } catch {
