@@ -4,7 +4,9 @@
  * are not HTTP, stalled upgrades, then after the upgrade random and mutated frames, bad RSV bits
  * (the two-frame crash: any masked binary frame, then f2 80 00 00 00 00), invalid UTF-8 text,
  * length headers of terabytes, unmasked frames, fragments never finished, oversize control
- * frames and close frames with bad codes. The coordinator must survive it, stay within a memory
+ * frames and close frames with bad codes, frames declaring object graphs (2^32 - 1 elements,
+ * arrays 3,000 deep), upgraded connections that never send a hello, keep-alive GETs and upgrades
+ * trickled a byte at a time. The coordinator must survive it, stay within a memory
  * bound (its peak RSS over the whole attacked run), and end with the bits of an unattacked run of
  * the same job. The attacks are a fixed number; the honest node is paused (a step in flight) once
  * a few seconds of training have been attacked, so that a slow machine cannot end the run before
@@ -84,6 +86,13 @@ function attackFrames(kind: number, rng: Rng): Buffer[] {
       return [Buffer.from(random(1 + Math.floor(rng.next() * 64)))];
     case 8: // a frame larger than a hello may be
       return [frame(2, random(64 * 1024))];
+    case 14: // object graphs a decoder would build before any schema check: an array declaring
+      // 2^32 - 1 elements, and arrays nested 3,000 deep
+      return [frame(2, Uint8Array.from([0x82, 0xa4, ...Buffer.from('type'), 0xa5, ...Buffer.from('hello'), 0xa1, 0x78, 0xdd, 0xff, 0xff, 0xff, 0xff, 0x80, 0x80]))];
+    case 15:
+      return [frame(2, Uint8Array.from([...new Array<number>(3000).fill(0x91), 0xc0]))];
+    case 16: // upgraded, then silent: holds a slot before the hello until its deadline
+      return [];
     default: // reserved opcode, RSV bits on a text frame
       return [frame(3, random(2)), frame(1, random(2), { rsv: 4 })];
   }
@@ -103,9 +112,22 @@ function attack(port: number, n: number, rng: Rng): Promise<void> {
     const timer = setTimeout(done, 500 + rng.next() * 2500);
     socket.on('error', done);
     socket.on('close', done);
-    const kind = n % 14;
+    const kind = n % 19;
     socket.on('connect', () => {
       if (kind === 10) return; // idle: a half-open connection that never speaks
+      if (kind === 17) {
+        // keep-alive: a plain GET again and again on one connection
+        const again = setInterval(() => socket.writable && socket.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`), 100);
+        socket.on('close', () => clearInterval(again));
+        return void socket.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+      }
+      if (kind === 18) {
+        // trickle: the upgrade one byte at a time
+        const request = upgradeRequest(port);
+        let at = 0;
+        const trickle = setInterval(() => (at < request.length && socket.writable ? socket.write(request[at++]!) : clearInterval(trickle)), 50);
+        return void socket.on('close', () => clearInterval(trickle));
+      }
       if (kind === 11) return void socket.write(Buffer.from(Uint8Array.from({ length: 32 }, () => Math.floor(rng.next() * 256)))); // not HTTP
       if (kind === 12) return void socket.write(upgradeRequest(port).slice(0, 40)); // a stalled upgrade
       if (kind === 13) return void socket.end('GET / HTTP/1.1\r\nHost: x\r\n\r\n'); // plain HTTP
@@ -178,6 +200,9 @@ describe('protocol fuzzing', { timeout: 300_000 }, () => {
     // the attackers were refused for their reasons (most of them: the idle and cut-off ones are
     // not counted, but none met a closed port), and none was ever taken for a node
     expect(Object.keys(attacked.rejected).length).toBeGreaterThan(2);
+    // object graphs refused on their bytes, keep-alive GETs answered once and closed, silent and
+    // trickling peers cut at their deadlines
+    for (const reason of ['oversize', 'malformed', 'http', 'timeout']) expect(attacked.rejected[reason] ?? 0, reason).toBeGreaterThan(0);
     expect(Object.values(attacked.rejected).reduce((a, b) => a + b, 0)).toBeGreaterThan(ATTACKS / 2);
     expect(attacked.output).not.toMatch(/node-2/);
     expect(new Uint32Array(attacked.weights.buffer)).toEqual(new Uint32Array(quiet.weights.buffer));
