@@ -9,14 +9,11 @@ import { describe, expect, it, vi } from 'vitest';
 import { Cluster, REJOIN_BACKOFF, rejoinDelayMs, rejoinKey } from '../coordinator/participants/cluster.js';
 import type { NodeContext, RemoteNode } from '../coordinator/participants/remote-node.js';
 import { ParticipantFault, type Participant, type ParticipantGroup, type ParticipantStats } from '../coordinator/participants/participant.js';
-import { modelSpec, runRngs } from '../coordinator/fit/trainer.js';
-import { ModelWeights, OptimizerSlot } from '../coordinator/fit/state.js';
 import { MAX_ATTEMPTS, StepRunner } from '../coordinator/fit/step.js';
-import { validateConfig } from '../shared/config/load.js';
 import type { Dataset, RowRange } from '../shared/data/dataset.js';
-import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import { splitCounts } from '../shared/plan/split-plan.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
+import { logisticStepRunner } from './logistic-step.js';
 
 /** An honest participant: the mean gradient over its rows is [mean(r), -mean(r), 2, 1]. */
 function honest(id: string, kind: Participant['kind']): Participant {
@@ -79,20 +76,8 @@ const dataset: Dataset = {
 };
 
 function runner(group: ParticipantGroup): { weights: Float32Array; run: StepRunner } {
-  const config = validateConfig(
-    {
-      data: { label: { column: 'y', positive: '1' } },
-      model: { layers: [{ units: 1, activation: 'sigmoid' }] },
-      compile: { optimizer: { name: 'sgd', learningRate: 1 }, loss: 'binaryCrossentropy', metrics: ['accuracy'] },
-      fit: { epochs: 1, batchSize: 8 },
-      cluster: { threads: 1, backend: 'cpu' },
-    },
-    'test config',
-  );
-  const spec = modelSpec(config, dataset);
-  const layout = weightLayout(spec);
-  const weights = new ModelWeights(initialWeights(layout, runRngs.weights(config.seed)), group);
-  return { weights: weights.values, run: new StepRunner(spec, config.cluster, group, weights, new OptimizerSlot(config.compile.optimizer, layout.size)) };
+  const { weights, runner: run } = logisticStepRunner(group, dataset);
+  return { weights, run };
 }
 
 describe('silent nodes joining in waves', () => {

@@ -10,15 +10,13 @@
 import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import { ParticipantFault, type Participant, type ParticipantGroup } from '../coordinator/participants/participant.js';
-import { modelSpec, runRngs } from '../coordinator/fit/trainer.js';
-import { ModelWeights, OptimizerSlot } from '../coordinator/fit/state.js';
-import { MAX_ATTEMPTS, StepRunner, type StepSums } from '../coordinator/fit/step.js';
+import { OptimizerSlot } from '../coordinator/fit/state.js';
+import { MAX_ATTEMPTS, type StepSums } from '../coordinator/fit/step.js';
 import { ClusterError } from '../shared/errors.js';
-import { initialWeights, weightLayout } from '../shared/model/layout.js';
-import { validateConfig } from '../shared/config/load.js';
 import type { Dataset } from '../shared/data/dataset.js';
 import { splitCounts } from '../shared/plan/split-plan.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
+import { logisticStepRunner } from './logistic-step.js';
 
 /**
  * What a fake participant's call does: answer (right, or with a non-finite gradient or loss), or
@@ -122,21 +120,8 @@ class SlowOptimizer extends OptimizerSlot {
 
 /** A StepRunner over `group` for a 3-feature logistic model, SGD with learning rate 1 (whose apply takes `applyMs`). */
 function trainer(group: ParticipantGroup, applyMs = 0): { weights: Float32Array; step: (step: number, rows: Int32Array) => Promise<StepSums> } {
-  const config = validateConfig(
-    {
-      data: { label: { column: 'y', positive: '1' } },
-      model: { layers: [{ units: 1, activation: 'sigmoid' }] },
-      compile: { optimizer: { name: 'sgd', learningRate: 1 }, loss: 'binaryCrossentropy', metrics: ['accuracy'] },
-      fit: { epochs: 1, batchSize: 8 },
-      cluster: { threads: 2, backend: 'cpu' },
-    },
-    'test config',
-  );
-  const spec = modelSpec(config, dataset);
-  const layout = weightLayout(spec);
-  const weights = new ModelWeights(initialWeights(layout, runRngs.weights(config.seed)), group);
-  const runner = new StepRunner(spec, config.cluster, group, weights, new SlowOptimizer(config.compile.optimizer, layout.size, applyMs));
-  return { weights: weights.values, step: (step, rows) => runner.run(step, rows) };
+  const { weights, runner } = logisticStepRunner(group, dataset, (config, size) => new SlowOptimizer(config, size, applyMs));
+  return { weights, step: (step, rows) => runner.run(step, rows) };
 }
 
 const rows = Int32Array.from([0, 1, 2, 3, 4, 5, 6, 7]);
