@@ -10,10 +10,10 @@ import { Cluster, REJOIN_BACKOFF, rejoinDelayMs, rejoinKey } from '../coordinato
 import type { NodeContext, RemoteNode } from '../coordinator/participants/remote-node.js';
 import { ParticipantFault, type Participant, type ParticipantGroup, type ParticipantStats } from '../coordinator/participants/participant.js';
 import { MAX_ATTEMPTS, StepRunner } from '../coordinator/fit/step.js';
-import type { Dataset, RowRange } from '../shared/data/dataset.js';
+import type { RowRange } from '../shared/data/dataset.js';
 import { splitCounts } from '../shared/plan/split-plan.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
-import { logisticStepRunner } from './logistic-step.js';
+import { STEP_DATASET as dataset, logisticStepRunner } from './logistic-step.js';
 
 /** An honest participant: the mean gradient over its rows is [mean(r), -mean(r), 2, 1]. */
 function honest(id: string, kind: Participant['kind']): Participant {
@@ -64,16 +64,6 @@ class WavesGroup implements ParticipantGroup {
   }
   close = async (): Promise<void> => {};
 }
-
-const dataset: Dataset = {
-  x: new Float32Array(new SharedArrayBuffer(16 * 3 * 4)),
-  y: new Float32Array(new SharedArrayBuffer(16 * 4)),
-  features: 3,
-  outputs: 1,
-  train: { start: 0, count: 16 },
-  val: { start: 16, count: 0 },
-  test: { start: 16, count: 0 },
-};
 
 function runner(group: ParticipantGroup): { weights: Float32Array; run: StepRunner } {
   const { weights, runner: run } = logisticStepRunner(group, dataset);

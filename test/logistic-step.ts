@@ -11,6 +11,17 @@ import type { Dataset } from '../shared/data/dataset.js';
 import { initialWeights, weightLayout } from '../shared/model/layout.js';
 import type { OptimizerConfig } from '../shared/config/optimizer-config.js';
 
+/** 16 training rows of 3 features (the fake participants compute nothing from them). */
+export const STEP_DATASET: Dataset = {
+  x: new Float32Array(new SharedArrayBuffer(16 * 3 * 4)),
+  y: new Float32Array(new SharedArrayBuffer(16 * 4)),
+  features: 3,
+  outputs: 1,
+  train: { start: 0, count: 16 },
+  val: { start: 16, count: 0 },
+  test: { start: 16, count: 0 },
+};
+
 export function logisticStepRunner(
   group: ParticipantGroup,
   dataset: Dataset,

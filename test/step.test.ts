@@ -13,10 +13,9 @@ import { ParticipantFault, type Participant, type ParticipantGroup } from '../co
 import { OptimizerSlot } from '../coordinator/fit/state.js';
 import { MAX_ATTEMPTS, type StepSums } from '../coordinator/fit/step.js';
 import { ClusterError } from '../shared/errors.js';
-import type { Dataset } from '../shared/data/dataset.js';
 import { splitCounts } from '../shared/plan/split-plan.js';
 import type { GradientResult } from '../shared/protocol/gradient-packet.js';
-import { logisticStepRunner } from './logistic-step.js';
+import { STEP_DATASET as dataset, logisticStepRunner } from './logistic-step.js';
 
 /**
  * What a fake participant's call does: answer (right, or with a non-finite gradient or loss), or
@@ -92,16 +91,6 @@ class FakeGroup implements ParticipantGroup {
   }
   close = async (): Promise<void> => {};
 }
-
-const dataset: Dataset = {
-  x: new Float32Array(new SharedArrayBuffer(16 * 3 * 4)),
-  y: new Float32Array(new SharedArrayBuffer(16 * 4)),
-  features: 3,
-  outputs: 1,
-  train: { start: 0, count: 16 },
-  val: { start: 16, count: 0 },
-  test: { start: 16, count: 0 },
-};
 
 /** An optimizer step that takes at least `ms` milliseconds (busy), then is SGD's. */
 class SlowOptimizer extends OptimizerSlot {
