@@ -35,6 +35,25 @@ const dataset: Dataset = {
   test: { start: ROWS, count: 0 },
 };
 
+/** What the coordinator tells a RemoteNode about the job, `weights` published as version frames. */
+function nodeContext(weights: Float32Array, over: Partial<NodeContext> = {}): NodeContext {
+  const frames = new FramePool();
+  return {
+    jobId: 'job-7',
+    spec: SPEC,
+    dataset,
+    parameters: PARAMETERS,
+    heartbeatMs: 60_000,
+    heartbeatTimeoutMs: 120_000,
+    gradientDtype: 'float32',
+    bucketBytes: 0,
+    stepTimeoutMs: 10_000,
+    chunkBytes: 1 << 20,
+    weightsFrame: (version) => frames.encode({ type: 'weights', version, weights }),
+    ...over,
+  };
+}
+
 describe('RemoteNode', () => {
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   afterAll(() => server.close());
@@ -54,21 +73,7 @@ describe('RemoteNode', () => {
       worker.send(encodeMessage({ type: 'gradient_part', step: m.step, offset: 4, dtype: 'float32', values: values.subarray(4) }));
       worker.send(encodeMessage({ type: 'gradient', step: m.step, count: m.rows.length + m.x.length / 3, lossSum: 1, metricSums: [1], computeMs: 1, dtype: 'float32', parts: 1, gradient: values.subarray(0, 4) }));
     });
-    const frames = new FramePool();
-    const weights = new Float32Array(PARAMETERS);
-    const context: NodeContext = {
-      jobId: 'j',
-      spec: SPEC,
-      dataset,
-      parameters: PARAMETERS,
-      heartbeatMs: 60_000,
-      heartbeatTimeoutMs: 120_000,
-      gradientDtype: 'float32',
-      bucketBytes: 8,
-      stepTimeoutMs: 10_000,
-      chunkBytes: 1 << 20,
-      weightsFrame: (version) => frames.encode({ type: 'weights', version, weights }),
-    };
+    const context = nodeContext(new Float32Array(PARAMETERS), { jobId: 'j', bucketBytes: 8 });
     const node = new RemoteNode('node-1', await accepted, { type: 'hello', version: PROTOCOL_VERSION, token: 't', name: 'scripted', backend: 'wasm' }, '127.0.0.1', context);
     const expected = (k: number): Float32Array => Float32Array.from({ length: PARAMETERS }, (_, i) => 100 * k + i);
     const rows = Int32Array.from([0, 3, 7]);
@@ -129,21 +134,7 @@ const HELLO: HelloMessage = { type: 'hello', version: PROTOCOL_VERSION, token: '
 const WEIGHTS = Float32Array.from({ length: PARAMETERS }, (_, i) => i / 4);
 
 function fakeNode(over: Partial<NodeContext> = {}): { node: RemoteNode; socket: FakeSocket; closed: [string, string][] } {
-  const frames = new FramePool();
-  const context: NodeContext = {
-    jobId: 'job-7',
-    spec: SPEC,
-    dataset,
-    parameters: PARAMETERS,
-    heartbeatMs: 60_000,
-    heartbeatTimeoutMs: 120_000,
-    gradientDtype: 'float32',
-    bucketBytes: 0,
-    stepTimeoutMs: 10_000,
-    chunkBytes: 1 << 20,
-    weightsFrame: (version) => frames.encode({ type: 'weights', version, weights: WEIGHTS }),
-    ...over,
-  };
+  const context = nodeContext(WEIGHTS, over);
   const socket = new FakeSocket();
   const node = new RemoteNode('node-1', socket as unknown as WebSocket, HELLO, '10.0.0.7', context);
   nodes.push(node);
