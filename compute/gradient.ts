@@ -15,7 +15,7 @@ import { activations, logitsLoss, losses, metrics } from '../shared/model/regist
 import { RowContext, type BatchRows } from '../shared/model/row-layers.js';
 import { inputShape, isDenseStack, needsRowContext, outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { DenseGradientEngine } from './dense-gradient.js';
-import { NativeDenseEngine, nativeDenseSupports } from './native-dense.js';
+import { NativeEngine, nativeEngineSupports } from './native-engine.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums, type EngineName } from './engine.js';
 
 export class TapeGradientEngine implements BatchEngine {
@@ -133,10 +133,12 @@ export class TapeGradientEngine implements BatchEngine {
 }
 
 /**
- * The engine asked for; a model with other layers than Dense always gets the tape engine. On the
- * native backend a Dense stack it computes runs as onnxruntime sessions (native-dense.ts).
+ * The engine asked for. On the native backend a model its graphs compute runs as onnxruntime
+ * sessions (native-engine.ts); elsewhere a Dense stack gets the Dense engine and any other model
+ * the tape engine.
  */
 export function createEngine(spec: ModelSpec, name: EngineName = 'dense'): BatchEngine {
-  if (name === 'tape' || !isDenseStack(spec)) return new TapeGradientEngine(spec);
-  return backendName() === 'native' && nativeDenseSupports(spec) ? new NativeDenseEngine(spec) : new DenseGradientEngine(spec);
+  if (name === 'tape') return new TapeGradientEngine(spec);
+  const stock = (): BatchEngine => (isDenseStack(spec) ? new DenseGradientEngine(spec) : new TapeGradientEngine(spec));
+  return backendName() === 'native' && nativeEngineSupports(spec) ? new NativeEngine(spec, stock) : stock();
 }

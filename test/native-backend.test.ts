@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DenseGradientEngine } from '../compute/dense-gradient.js';
 import { createEngine, TapeGradientEngine } from '../compute/gradient.js';
-import { NativeDenseEngine, nativeDenseSupports } from '../compute/native-dense.js';
+import { NativeEngine, nativeEngineSupports } from '../compute/native-engine.js';
 import { weightLayout } from '../shared/model/layout.js';
 import { backendReport, initBackend, NATIVE_MIN_FLOPS } from '../shared/backend.js';
 import { Rng } from '../shared/math/rng.js';
@@ -250,7 +250,7 @@ describe('auto', () => {
 });
 
 /**
- * A Dense stack on native runs as two onnxruntime sessions (compute/native-dense.ts): the
+ * A Dense stack on native runs as two onnxruntime sessions (compute/native-engine.ts): the
  * gradients, loss and metric sums of the stock tape engine on the cpu backend, for every hidden
  * activation it computes and every output and loss pairing; evaluate and predict too.
  */
@@ -293,7 +293,7 @@ describe('the native Dense engine (forward and backward as onnxruntime sessions)
       tape.dispose();
       await initBackend('native');
       const engine = createEngine(spec);
-      expect(engine).toBeInstanceOf(NativeDenseEngine);
+      expect(engine).toBeInstanceOf(NativeEngine);
       engine.setWeights(w);
       const got = await engine.gradient(x, y, n);
       expect(maxRelativeDiff(got.gradient, expected.gradient)).toBeLessThan(1e-5);
@@ -313,10 +313,140 @@ describe('the native Dense engine (forward and backward as onnxruntime sessions)
   it('a hidden swish or softmax, or a small batch, goes to the tfjs engine', async () => {
     await initBackend('native');
     const swish: ModelSpec = { inputDim: 4, layers: [{ units: 3, activation: 'swish', useBias: true }, { units: 1, activation: 'sigmoid', useBias: true }], loss: 'binaryCrossentropy', metrics: [] };
-    expect(nativeDenseSupports(swish)).toBe(false);
+    expect(nativeEngineSupports(swish)).toBe(false);
     expect(createEngine(swish)).toBeInstanceOf(DenseGradientEngine);
-    expect(createEngine({ ...swish, layers: [{ units: 3, activation: 'relu', useBias: true }, swish.layers[1]!] })).toBeInstanceOf(NativeDenseEngine);
+    expect(createEngine({ ...swish, layers: [{ units: 3, activation: 'relu', useBias: true }, swish.layers[1]!] })).toBeInstanceOf(NativeEngine);
     await initBackend('wasm');
     expect(createEngine({ ...swish, layers: [{ units: 3, activation: 'relu', useBias: true }, swish.layers[1]!] })).toBeInstanceOf(DenseGradientEngine);
+  });
+});
+
+/**
+ * Conv nets on native run as the same two sessions (compute/native-graph.ts: channels-first
+ * inside, Conv/ConvTranspose gradients, max-pool argmax scatter): the tape engine's gradients,
+ * loss, metrics, evaluation and predictions on the cpu backend, for valid and same padding,
+ * strides that leave rows unused, overlapping pools, 1x1 kernels, global pooling and flatten.
+ */
+describe('the native engine on conv nets', () => {
+  afterAll(async () => {
+    await initBackend('wasm');
+  });
+
+  const nets: [string, ModelSpec][] = [
+    [
+      'reshape, conv valid + relu, max-pool 2, conv same + relu, flatten, dense relu, softmax',
+      {
+        inputDim: 64,
+        layers: [
+          { type: 'reshape', targetShape: [8, 8, 1] },
+          { type: 'conv2d', filters: 4, kernelSize: [3, 3], strides: [1, 1], padding: 'valid', activation: 'relu', useBias: true },
+          { type: 'maxPooling2d', poolSize: [2, 2], strides: [2, 2], padding: 'valid' },
+          { type: 'conv2d', filters: 6, kernelSize: [3, 3], strides: [1, 1], padding: 'same', activation: 'relu', useBias: true },
+          { type: 'flatten' },
+          { units: 5, activation: 'relu', useBias: true },
+          { units: 3, activation: 'softmax', useBias: true },
+        ],
+        loss: 'categoricalCrossentropy',
+        metrics: ['accuracy'],
+      },
+    ],
+    [
+      'image input, conv stride 2 same + tanh, overlapping max-pool same, 1x1 conv, global pool, sigmoid',
+      {
+        inputDim: 162,
+        inputShape: [9, 9, 2],
+        layers: [
+          { type: 'conv2d', filters: 5, kernelSize: [3, 3], strides: [2, 2], padding: 'same', activation: 'tanh', useBias: true },
+          { type: 'maxPooling2d', poolSize: [3, 3], strides: [2, 2], padding: 'same' },
+          { type: 'conv2d', filters: 4, kernelSize: [1, 1], strides: [1, 1], padding: 'valid', activation: 'linear', useBias: false },
+          { type: 'globalAveragePooling2d' },
+          { type: 'activation', activation: 'sigmoid' },
+          { units: 1, activation: 'sigmoid', useBias: true },
+        ],
+        loss: 'binaryCrossentropy',
+        metrics: ['binaryAccuracy'],
+      },
+    ],
+    [
+      'conv stride 2 valid leaving a row unused, leakyRelu, 2x3 kernel, flatten, linear',
+      {
+        inputDim: 300,
+        inputShape: [10, 10, 3],
+        layers: [
+          { type: 'conv2d', filters: 4, kernelSize: [2, 3], strides: [2, 2], padding: 'valid', activation: 'leakyRelu', alpha: 0.1, useBias: true },
+          { type: 'conv2d', filters: 3, kernelSize: [3, 3], strides: [2, 1], padding: 'valid', activation: 'sigmoid', useBias: true },
+          { type: 'flatten' },
+          { units: 2, activation: 'linear', useBias: true },
+        ],
+        loss: 'meanSquaredError',
+        metrics: ['meanAbsoluteError'],
+      },
+    ],
+    [
+      'a first conv with more filters than patch values (stride 2, same), a pool leaving a row out',
+      {
+        inputDim: 243,
+        inputShape: [9, 9, 3],
+        layers: [
+          { type: 'conv2d', filters: 30, kernelSize: [3, 3], strides: [2, 2], padding: 'same', activation: 'relu', useBias: true },
+          { type: 'maxPooling2d', poolSize: [2, 2], strides: [2, 2], padding: 'valid' },
+          { type: 'conv2d', filters: 4, kernelSize: [1, 1], strides: [1, 1], padding: 'valid', activation: 'relu', useBias: true },
+          { type: 'flatten' },
+          { units: 3, activation: 'softmax', useBias: true },
+        ],
+        loss: 'categoricalCrossentropy',
+        metrics: ['accuracy'],
+      },
+    ],
+  ];
+  for (const [name, spec] of nets) {
+    it(`${name}: the tape engine's gradient on cpu`, async () => {
+      const outputs = (spec.layers.at(-1) as { units: number }).units;
+      const rng = new Rng(11);
+      const n = 37;
+      // mostly zeros, as images' backgrounds are: pool windows of equal values, where the argmax is the first
+      const x = values([n, spec.inputDim], 41).map((v) => (v < 1 ? 0 : v));
+      const y = Float32Array.from({ length: n * outputs }, (_, i) =>
+        spec.loss === 'categoricalCrossentropy' ? (i % outputs === Math.floor(i / outputs) % outputs ? 1 : 0) : spec.loss === 'binaryCrossentropy' ? (rng.next() < 0.5 ? 0 : 1) : rng.normal(),
+      );
+      const w = Float32Array.from(values([weightLayout(spec).size], 42), (v) => v * 0.3);
+      // positive biases, so the zeros' windows are ties above relu's cut
+      for (const entry of weightLayout(spec).entries) if (entry.kind === 'bias') w.fill(0.1, entry.offset, entry.offset + entry.size);
+      await initBackend('cpu');
+      const tape = new TapeGradientEngine(spec);
+      tape.setWeights(w);
+      const expected = await tape.gradient(x, y, n);
+      const expectedEval = await tape.evaluate(x, y, n);
+      const expectedOut = await tape.predict(x, n);
+      tape.dispose();
+      await initBackend('native');
+      const engine = createEngine(spec);
+      expect(engine).toBeInstanceOf(NativeEngine);
+      engine.setWeights(w);
+      const got = await engine.gradient(x, y, n);
+      // float32 sums over every position of every sample, in another order than tfjs's
+      expect(maxRelativeDiff(got.gradient, expected.gradient)).toBeLessThan(3e-5);
+      expect(got.lossSum).toBeCloseTo(expected.lossSum, 4);
+      got.metricSums.forEach((m, k) => expect(m).toBeCloseTo(expected.metricSums[k]!, 4));
+      expect((await engine.evaluate(x, y, n)).lossSum).toBeCloseTo(expectedEval.lossSum, 4);
+      expect(maxRelativeDiff(await engine.predict(x, n), expectedOut)).toBeLessThan(1e-5);
+      // a smaller batch through the same sessions and buffers
+      const part = await engine.gradient(x.subarray(0, 5 * spec.inputDim), y.subarray(0, 5 * outputs), 5);
+      await initBackend('cpu');
+      const again = new TapeGradientEngine(spec);
+      again.setWeights(w);
+      expect(maxRelativeDiff(part.gradient, (await again.gradient(x.subarray(0, 5 * spec.inputDim), y.subarray(0, 5 * outputs), 5)).gradient)).toBeLessThan(3e-5);
+      again.dispose();
+      engine.dispose();
+    });
+  }
+
+  it('dropout, batch norm, embeddings, average pooling and a user tfjs model stay on the tape engine', () => {
+    const conv = nets[0]![1];
+    const withLayer = (layer: ModelSpec['layers'][number]): ModelSpec => ({ ...conv, layers: [...conv.layers.slice(0, 5), layer, ...conv.layers.slice(5)] });
+    expect(nativeEngineSupports(conv)).toBe(true);
+    expect(nativeEngineSupports(withLayer({ type: 'dropout', rate: 0.5, seed: 1 }))).toBe(false);
+    expect(nativeEngineSupports({ ...conv, layers: [...conv.layers.slice(0, 2), { type: 'averagePooling2d', poolSize: [2, 2], strides: [2, 2], padding: 'valid' }, ...conv.layers.slice(3)] })).toBe(false);
+    expect(nativeEngineSupports({ ...conv, layers: [...conv.layers.slice(0, 2), { type: 'activation', activation: 'swish' }, ...conv.layers.slice(2)] })).toBe(false);
   });
 });

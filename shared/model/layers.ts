@@ -141,8 +141,13 @@ export function layerShapes(spec: ModelSpec): { readonly input: Shape; readonly 
 export function forwardFlops(spec: ModelSpec): number {
   // a tfjs-layers model: 2 per weight, as if every weight were used once per sample (a lower bound)
   if (spec.keras) return 2 * spec.keras.weights.reduce((a, w) => a + w.shape.reduce((b, n) => b * n, 1), 0);
+  return layerFlops(spec).reduce((a, n) => a + n, 0);
+}
+
+/** Each layer's forward floating-point operations per sample (model.layers only). */
+export function layerFlops(spec: ModelSpec): number[] {
   const shapes = layerShapes(spec);
-  return spec.layers.reduce((sum, layer, i) => sum + kindOf(layer).flops(shapes[i]!.input, layer), 0);
+  return spec.layers.map((layer, i) => kindOf(layer).flops(shapes[i]!.input, layer));
 }
 
 /** "784-reshape[28,28,1]-conv2d 32-max-pool-flatten-dense 10": a model in one line, for logs. */

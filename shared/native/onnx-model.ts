@@ -63,10 +63,11 @@ const INT64 = 7;
 /** AttributeProto.AttributeType. */
 const ATTRIBUTE_FLOAT = 1;
 const ATTRIBUTE_INT = 2;
+const ATTRIBUTE_STRING = 3;
 const ATTRIBUTE_INTS = 7;
 
 export type Dim = number | string;
-export type Attribute = number | { readonly float: number } | { readonly ints: readonly number[] };
+export type Attribute = number | { readonly float: number } | { readonly ints: readonly number[] } | { readonly string: string };
 
 export interface OnnxNode {
   readonly op: string;
@@ -89,15 +90,16 @@ export interface OnnxGraph {
   readonly constants?: Readonly<Record<string, OnnxConstant>>;
   /** ONNX's operator set (default 17). */
   readonly opset?: number;
-  /** Float32 inputs and outputs by name, with their dimensions (a string: a symbolic dimension). */
+  /** Inputs and outputs by name, with their dimensions (a string: a symbolic dimension); float32 unless named in `int64`. */
   readonly inputs: Readonly<Record<string, readonly Dim[]>>;
   readonly outputs: Readonly<Record<string, readonly Dim[]>>;
+  readonly int64?: readonly string[];
 }
 
-function valueInfo(name: string, dims: readonly Dim[]): ProtoWriter {
+function valueInfo(name: string, dims: readonly Dim[], int64: boolean): ProtoWriter {
   const shape = new ProtoWriter();
   for (const d of dims) shape.message(1, typeof d === 'string' ? new ProtoWriter().string(2, d) : new ProtoWriter().int(1, d));
-  const tensorType = new ProtoWriter().int(1, FLOAT).message(2, shape);
+  const tensorType = new ProtoWriter().int(1, int64 ? INT64 : FLOAT).message(2, shape);
   return new ProtoWriter().string(1, name).message(2, new ProtoWriter().message(1, tensorType));
 }
 
@@ -105,6 +107,7 @@ function attribute(name: string, value: Attribute): ProtoWriter {
   const a = new ProtoWriter().string(1, name);
   if (typeof value === 'number') return a.int(3, value).int(20, ATTRIBUTE_INT);
   if ('float' in value) return a.float(2, value.float).int(20, ATTRIBUTE_FLOAT);
+  if ('string' in value) return a.string(4, value.string).int(20, ATTRIBUTE_STRING);
   for (const v of value.ints) a.int(8, v);
   return a.int(20, ATTRIBUTE_INTS);
 }
@@ -131,8 +134,9 @@ export function onnxModel(graph: OnnxGraph): Uint8Array {
   });
   g.string(2, 'dptrain');
   for (const [name, c] of Object.entries(graph.constants ?? {})) g.message(5, constant(name, c));
-  for (const [name, dims] of Object.entries(graph.inputs)) g.message(11, valueInfo(name, dims));
-  for (const [name, dims] of Object.entries(graph.outputs)) g.message(12, valueInfo(name, dims));
+  const int64 = new Set(graph.int64 ?? []);
+  for (const [name, dims] of Object.entries(graph.inputs)) g.message(11, valueInfo(name, dims, int64.has(name)));
+  for (const [name, dims] of Object.entries(graph.outputs)) g.message(12, valueInfo(name, dims, int64.has(name)));
   return new ProtoWriter()
     .int(1, 8)
     .string(2, 'dptrain')

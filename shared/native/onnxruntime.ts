@@ -22,9 +22,9 @@ export const ORT_INSTALL_HINT =
   'the variable skips the CUDA provider download, which the native backend does not use)';
 
 interface TensorLike {
-  readonly type: 'float32';
+  readonly type: 'float32' | 'int64';
   readonly dims: readonly number[];
-  readonly data: Float32Array;
+  readonly data: Float32Array | BigInt64Array;
   readonly location: 'cpu';
 }
 
@@ -72,7 +72,7 @@ export function loadOnnxruntime(): Loaded {
   return loaded;
 }
 
-const tensor = (data: Float32Array, dims: readonly number[]): TensorLike => ({ type: 'float32', dims, data, location: 'cpu' });
+const tensor = (data: Float32Array | BigInt64Array, dims: readonly number[]): TensorLike => ({ type: data instanceof BigInt64Array ? 'int64' : 'float32', dims, data, location: 'cpu' });
 
 /** A product's operands: op(A) is m x k, op(B) is k x n; A is stored k x m when transA, B n x k when transB. */
 export interface GemmShape {
@@ -161,10 +161,13 @@ const key = (transA: boolean, transB: boolean, bias: boolean): string => `${Numb
 
 /**
  * A session on `threads` intra-op threads that sleep rather than spin between runs (spinning
- * threads took the other lanes' cores: one lane of 2 ran at half the speed of one of 1).
+ * threads took the other lanes' cores: one lane of 2 ran at half the speed of one of 1), with
+ * every graph optimization but the layout ones: their NCHWc convolutions and pools cost a
+ * channels-blocked copy of each conv net's largest activation (~2 ms of a 10 ms forward pass
+ * here) and gained less.
  */
 async function loadSession(binding: Binding, model: Uint8Array, threads: number): Promise<BindingSession> {
-  const options = { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', enableCpuMemArena: true, extra: { session: { intra_op: { allow_spinning: '0' } } } };
+  const options = { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'extended', enableCpuMemArena: true, extra: { session: { intra_op: { allow_spinning: '0' } } } };
   const session = new binding.InferenceSession();
   await session.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, options);
   return session;
@@ -172,8 +175,10 @@ async function loadSession(binding: Binding, model: Uint8Array, threads: number)
 
 /** A float32 array and its dimensions, as a session takes or fills it. */
 export type Float32Value = readonly [Float32Array, readonly number[]];
+/** A float32 or int64 array (argmax indices) and its dimensions. */
+export type NativeValue = readonly [Float32Array | BigInt64Array, readonly number[]];
 
-/** A whole model as one onnxruntime session, run synchronously on Float32Arrays (inputs read in place, outputs written into the arrays given). */
+/** A whole model as one onnxruntime session, run synchronously on typed arrays (inputs read in place, outputs written into the arrays given). */
 export class NativeSession {
   private constructor(private readonly session: BindingSession) {}
 
@@ -183,8 +188,8 @@ export class NativeSession {
     return new NativeSession(await loadSession(ort.binding, model, threads));
   }
 
-  run(inputs: Readonly<Record<string, Float32Value>>, outputs: Readonly<Record<string, Float32Value>>): void {
-    const as = (values: Readonly<Record<string, Float32Value>>): Record<string, TensorLike> =>
+  run(inputs: Readonly<Record<string, NativeValue>>, outputs: Readonly<Record<string, NativeValue>>): void {
+    const as = (values: Readonly<Record<string, NativeValue>>): Record<string, TensorLike> =>
       Object.fromEntries(Object.entries(values).map(([name, [data, dims]]) => [name, tensor(data.subarray(0, dims.reduce((a, d) => a * d, 1)), dims)]));
     this.session.run(as(inputs), as(outputs), {});
   }
