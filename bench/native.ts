@@ -5,8 +5,9 @@
  *
  * - peak: one long onnxruntime product (1536^3, one thread), the machine's reach per core.
  * - products: one lane's gradient on native as a 2-thread step gives it ((b): 512 rows, (c): 64),
- *   its products timed inside the step (for a Dense stack, whose products run inside one
- *   session, the whole gradient is timed), then the same products (shapes, transposes, bias)
+ *   its products timed inside the step (for a model the native engine computes, whose products
+ *   run inside its sessions, the whole gradient is timed), then the same products (shapes,
+ *   transposes, bias)
  *   run standalone on plain arrays; rounds alternate the two, the ratio is the median of rounds.
  * - (a), (b), (c) end to end: each configuration in a process of its own (no idle threads of
  *   another beside it), in passes whose order rotates; ratios are medians over passes of the
@@ -19,7 +20,6 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { DenseSpec } from '../shared/model/spec.js';
 import { median, type Case, type CaseResult, type Config, type Group, type WorkloadName } from './cases.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -36,7 +36,7 @@ export interface ProductsResult {
   readonly rows: number;
   /**
    * What "in the step" timed: each product inside the step ('products'), or, where the engine
-   * runs them inside one onnxruntime session (a Dense stack), the whole gradient ('gradient':
+   * runs them inside onnxruntime sessions (compute/native-engine.ts), the whole gradient ('gradient':
    * its products' FLOPs over its whole time, a lower bound for the products' own rate).
    */
   readonly inStepTimed: 'products' | 'gradient';
@@ -92,12 +92,13 @@ async function childMain(kind: string, arg: string): Promise<unknown> {
     return { size, gflops } satisfies PeakResult;
   }
   const [workload, roundsArg] = arg.split(':') as [WorkloadName, string];
-  const [{ WORKLOADS }, { createEngine }, { initialWeights, weightLayout }, { Rng }, { isDenseStack }] = await Promise.all([
+  const [{ WORKLOADS }, { createEngine }, { initialWeights, weightLayout }, { Rng }, { layerShapes }, { nativeEngineSupports }] = await Promise.all([
     import('./cases.js'),
     import('../compute/gradient.js'),
     import('../shared/model/layout.js'),
     import('../shared/math/rng.js'),
-    import('../shared/model/spec.js'),
+    import('../shared/model/layers.js'),
+    import('../compute/native-engine.js'),
   ]);
   const w = WORKLOADS[workload];
   const rows = w.batch / 2;
@@ -121,16 +122,23 @@ async function childMain(kind: string, arg: string): Promise<unknown> {
   const operands = new Map<string, { a: Float32Array; b: Float32Array; out: Float32Array; bias: Float32Array }>();
   const key = (c: Call): string => `${c.m}x${c.k}x${c.n}${c.transA ? ' tA' : ''}${c.transB ? ' tB' : ''}${c.bias ? ' +bias' : ''}`;
   const rounds: ProductsResult['rounds'] = [];
-  // a Dense stack on native runs its products inside two sessions: their shapes from the model
-  const inGraph = calls.length === 0 && isDenseStack(w.spec);
+  // a model the native engine computes runs its products inside two sessions: their shapes from
+  // the model, a convolution's as the im2col products they amount to (patches x kernel)
+  const inGraph = calls.length === 0 && nativeEngineSupports(w.spec);
   const graphProducts = (): Call[] => {
     const list: Call[] = [];
-    let fanIn = w.spec.inputDim;
-    (w.spec.layers as readonly DenseSpec[]).forEach((layer, i) => {
-      list.push({ m: rows, k: fanIn, n: layer.units, transA: false, transB: false, bias: layer.useBias, ms: 0 });
-      list.push({ m: fanIn, k: rows, n: layer.units, transA: true, transB: false, bias: false, ms: 0 });
-      if (i > 0) list.push({ m: rows, k: layer.units, n: fanIn, transA: false, transB: true, bias: false, ms: 0 });
-      fanIn = layer.units;
+    let weighted = 0;
+    layerShapes(w.spec).forEach(({ input, output, weights }, i) => {
+      const layer = w.spec.layers[i]!;
+      if (weights.length === 0) return;
+      const bias = weights.length > 1;
+      const conv = layer.type === 'conv2d';
+      const m = conv ? rows * output[0]! * output[1]! : rows;
+      const k = conv ? layer.kernelSize[0] * layer.kernelSize[1] * input[2]! : input[0]!;
+      const n = output.at(-1)!;
+      list.push({ m, k, n, transA: false, transB: false, bias, ms: 0 });
+      list.push({ m: k, k: m, n, transA: true, transB: false, bias: false, ms: 0 });
+      if (weighted++ > 0) list.push({ m, k: n, n: k, transA: false, transB: true, bias: false, ms: 0 });
     });
     return list;
   };
