@@ -36,7 +36,7 @@ export function nativeMarkdown(r: NativeResults): string[] {
     '',
     '### The step\'s products against the same products standalone',
     '',
-    "One lane's gradient as a 2-thread step gives it; each product timed inside the step (a model the native engine computes runs its products inside two onnxruntime sessions: there the whole gradient is timed, which bounds the products' rate from below; a convolution's products counted as the im2col products they amount to), then the same shapes (transposes, bias) on plain arrays. Rounds alternate the two; the ratio is the median of rounds.",
+    "One lane's gradient as a 2-thread step gives it; each product timed inside the step (a model the native engine computes runs its products inside two onnxruntime sessions: there the whole gradient is timed, which bounds the products' rate from below; a convolution's products counted as the im2col products they amount to, and timed standalone as those Gemms: onnxruntime's Gemm is far slower on the first convolution's 9-deep product than its Conv is, so for (c) the standalone column understates what onnxruntime reaches), then the same shapes (transposes, bias) on plain arrays. Rounds alternate the two; the ratio is the median of rounds.",
     '',
     '| workload | rows | products | in the step (median GFLOP/s) | standalone | in step / standalone | of peak (in step) | share of the lane\'s gradient in products |',
     '|---|---|---|---|---|---|---|---|',
