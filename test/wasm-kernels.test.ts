@@ -20,6 +20,8 @@ import { FLOAT16_WASM_BASE64 } from '../shared/wasm/float16-binary.js';
 import { Float16Kernel } from '../shared/wasm/float16-kernel.js';
 import { TRANSPOSE_WASM_BASE64 } from '../shared/wasm/transpose-binary.js';
 import { Transposer } from '../shared/wasm/transpose-kernel.js';
+import { MaxPoolArgmax } from '../shared/wasm/max-pool-kernel.js';
+import { MAX_POOL_WASM_BASE64 } from '../shared/wasm/max-pool-binary.js';
 
 const configs: OptimizerConfig[] = [
   { name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
@@ -42,7 +44,7 @@ describe('WebAssembly optimizer kernels', () => {
   it('the committed binaries are the .wat sources assembled (run `npm run build:wasm` after editing one)', async () => {
     const wabt = await wabtInit();
     const dir = new URL('../shared/wasm/', import.meta.url);
-    const committed: Record<string, string> = { 'cnn-backward.wat': CNN_BACKWARD_WASM_BASE64, 'float16.wat': FLOAT16_WASM_BASE64, 'optimizers.wat': OPTIMIZERS_WASM_BASE64, 'reduce.wat': REDUCE_WASM_BASE64, 'transpose.wat': TRANSPOSE_WASM_BASE64 };
+    const committed: Record<string, string> = { 'cnn-backward.wat': CNN_BACKWARD_WASM_BASE64, 'float16.wat': FLOAT16_WASM_BASE64, 'max-pool.wat': MAX_POOL_WASM_BASE64, 'optimizers.wat': OPTIMIZERS_WASM_BASE64, 'reduce.wat': REDUCE_WASM_BASE64, 'transpose.wat': TRANSPOSE_WASM_BASE64 };
     // a new .wat needs its binary imported here
     expect(readdirSync(dir).filter((f) => f.endsWith('.wat')).sort()).toEqual(Object.keys(committed));
     for (const [file, base64] of Object.entries(committed)) {
@@ -260,4 +262,53 @@ describe('WebAssembly float16 kernels', () => {
     const short = Float32Array.from([0.001, 0.002, 0.003]);
     expect(encodeFloat16(short, 'wasm')).toEqual(encodeFloat16(short, 'js'));
   });
+});
+
+describe('WebAssembly max-pool argmax kernel', () => {
+  /** Each window's first largest value, by brute force. */
+  function reference(src: Float32Array, planes: number, h: number, w: number, ph: number, pw: number): number[] {
+    const ho = Math.floor(h / ph);
+    const wo = Math.floor(w / pw);
+    const out: number[] = [];
+    for (let p = 0; p < planes; p++) {
+      for (let i = 0; i < ho; i++) {
+        for (let j = 0; j < wo; j++) {
+          let best = -1;
+          for (let a = 0; a < ph; a++) for (let b = 0; b < pw; b++) {
+            const k = p * h * w + (i * ph + a) * w + j * pw + b;
+            if (best < 0 || src[k]! > src[best]!) best = k;
+          }
+          out.push(best);
+        }
+      }
+    }
+    return out;
+  }
+
+  // 2 x 2 windows four at a time and the rest one by one; other window shapes; ties everywhere
+  for (const [planes, h, w, ph, pw] of [
+    [6, 26, 26, 2, 2],
+    [3, 11, 11, 2, 2],
+    [2, 9, 19, 2, 2],
+    [4, 7, 9, 3, 2],
+    [2, 8, 8, 1, 4],
+  ] as const) {
+    it(`${planes} planes of ${h} x ${w}, ${ph} x ${pw} windows: the first largest value's index, in wasm and in JavaScript`, () => {
+      const rng = new Rng(h * w + ph);
+      // few distinct values: most windows hold ties
+      const src = Float32Array.from({ length: planes * h * w }, () => Math.floor(rng.next() * 3) - 1);
+      const pool = { planes, h, w, ho: Math.floor(h / ph), wo: Math.floor(w / pw), ph, pw };
+      const n = planes * pool.ho * pool.wo;
+      const kernel = new MaxPoolArgmax();
+      const arena = kernel.arena(src.length, n);
+      arena.floats.set(src);
+      kernel.argmax(arena.floats, arena.indices, pool);
+      const expected = reference(src, planes, h, w, ph, pw);
+      expect(Array.from(arena.indices, Number)).toEqual(expected);
+      // plain arrays: the JavaScript loop
+      const plain = new BigInt64Array(n);
+      kernel.argmax(src, plain, pool);
+      expect(Array.from(plain, Number)).toEqual(expected);
+    });
+  }
 });
