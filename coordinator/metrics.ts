@@ -22,6 +22,15 @@ export const PHASES = ['compute', 'reduce', 'apply', 'broadcast'] as const;
 export type Phase = (typeof PHASES)[number];
 
 
+/** The accuracy among a split's values, whichever accuracy metric the job compiled. */
+function accuracyOf(values: Readonly<Record<string, number>>, prefix: string): number | undefined {
+  for (const name of ['accuracy', 'binaryAccuracy', 'categoricalAccuracy']) {
+    const v = values[`${prefix}${name}`];
+    if (v !== undefined) return v;
+  }
+  return undefined;
+}
+
 /** Every metric the coordinator exports: name -> [type, labels]. */
 export const METRIC_CATALOG: Readonly<Record<string, readonly [string, readonly string[]]>> = {
   dptrain_samples_total: ['counter', ['participant', 'kind']],
@@ -105,7 +114,7 @@ export class TrainingMetrics {
   epochEnd(values: Readonly<Record<string, number>>, samplesPerSecond: number): void {
     for (const [split, prefix] of [['train', ''], ['val', 'val_']] as const) {
       const loss = values[`${prefix}loss`];
-      const accuracy = values[`${prefix}accuracy`];
+      const accuracy = accuracyOf(values, prefix);
       if (loss !== undefined) this.lossGauge.set({ split }, loss);
       if (accuracy !== undefined) this.accuracyGauge.set({ split }, accuracy);
     }
@@ -114,7 +123,8 @@ export class TrainingMetrics {
 
   test(values: Readonly<Record<string, number>>): void {
     if (values['loss'] !== undefined && Number.isFinite(values['loss'])) this.lossGauge.set({ split: 'test' }, values['loss']);
-    if (values['accuracy'] !== undefined) this.accuracyGauge.set({ split: 'test' }, values['accuracy']);
+    const accuracy = accuracyOf(values, '');
+    if (accuracy !== undefined) this.accuracyGauge.set({ split: 'test' }, accuracy);
   }
 
   bytes(kind: ParticipantKind, direction: 'sent' | 'received', n: number): void {

@@ -41,6 +41,16 @@ describe('metric catalog', () => {
     }
   });
 
+  it('dptrain_accuracy takes binaryAccuracy or categoricalAccuracy where the job compiled those', async () => {
+    const m = new TrainingMetrics();
+    m.epochEnd({ loss: 0.5, binaryAccuracy: 0.8, val_loss: 0.6, val_binaryAccuracy: 0.7 }, 1000);
+    m.test({ loss: 0.4, categoricalAccuracy: 0.9 });
+    const text = await m.registry.metrics();
+    expect(text).toContain('dptrain_accuracy{split="train"} 0.8');
+    expect(text).toContain('dptrain_accuracy{split="val"} 0.7');
+    expect(text).toContain('dptrain_accuracy{split="test"} 0.9');
+  });
+
   it('a worker exports exactly its catalogued metrics', async () => {
     const m = new WorkerMetrics('wasm');
     m.step(16, 0.004);
