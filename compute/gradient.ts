@@ -73,7 +73,10 @@ export class TapeGradientEngine implements BatchEngine {
     const { value, grads } = tf.variableGrads(() => {
       const out = this.model.apply(xs, { training: true }) as tf.Tensor;
       preds = tf.keep(this.toPrediction(out));
-      return tf.mean(this.lossFn(ys, out)) as tf.Scalar;
+      // a tfjs-layers model's regularization penalties (kernelRegularizer, ...) join the loss, as
+      // its own model.fit adds them; they are per batch, so every participant's mean carries them
+      // once and the count-weighted average keeps them once
+      return this.model.calculateLosses().reduce((total, penalty) => tf.add(total, penalty), tf.mean(this.lossFn(ys, out))) as tf.Scalar;
     }, this.trainable);
     const parts = this.variables.map((v, i) => {
       const entry = this.layout.entries[i]!;
