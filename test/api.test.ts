@@ -70,7 +70,9 @@ describe('dptrain as a library', () => {
       setLoop(loop) {
         this.loop = loop;
       },
-      onEpochBegin: (epoch) => seen.push(`begin ${epoch}`),
+      onEpochBegin: (epoch) => {
+        seen.push(`begin ${epoch}`);
+      },
       onBatchEnd: (log) => {
         if (log.batch === log.batches) seen.push(`last batch ${log.batch} loss ${log.logs['loss']! > 0}`);
       },
@@ -83,6 +85,47 @@ describe('dptrain as a library', () => {
     const batches = Math.ceil(result.summary.trainRows / 32);
     expect(seen).toEqual(['begin 0', `last batch ${batches} loss true`, 'end 1', 'begin 1', `last batch ${batches} loss true`, 'end 2']);
     expect(result.summary).toMatchObject({ epochs: 2, stoppedEarly: true, interrupted: false });
+    expect(existsSync(join(out, 'model', 'model.json'))).toBe(true);
+  });
+
+  it('callbacks may be async: each is awaited before the loop goes on, and a rejection ends train() with its error', async () => {
+    const seen: string[] = [];
+    const slow: Callback = {
+      onEpochBegin: (epoch) => {
+        seen.push(`begin ${epoch}`);
+      },
+      async onEpochEnd(log) {
+        await new Promise((r) => setTimeout(r, 30));
+        seen.push(`end ${log.epoch} written`);
+      },
+    };
+    await train(config(join(mkdtempSync(join(tmpdir(), 'dptrain-api-')), 'run')), { demo: true, callbacks: [slow], log: () => {} });
+    expect(seen).toEqual(['begin 0', 'end 1 written', 'begin 1', 'end 2 written', 'begin 2', 'end 3 written']);
+    const failing: Callback = {
+      async onBatchEnd(log) {
+        if (log.batch === 2) throw new Error('the experiment tracker is down');
+      },
+    };
+    await expect(train(config(join(mkdtempSync(join(tmpdir(), 'dptrain-api-')), 'run')), { demo: true, callbacks: [failing], log: () => {} })).rejects.toThrow('the experiment tracker is down');
+  });
+
+  it("stop('finished') from a batch ends the epoch there, as Keras's stop_training does", async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'dptrain-api-')), 'run');
+    const ends: { epoch: number; samples: number; steps: number }[] = [];
+    const stopAtThird: Callback & { loop?: FitLoopView } = {
+      setLoop(loop) {
+        this.loop = loop;
+      },
+      onBatchEnd(log) {
+        if (log.step === 3) this.loop!.stop('finished');
+      },
+      onEpochEnd(log) {
+        ends.push({ epoch: log.epoch, samples: log.samples, steps: log.steps });
+      },
+    };
+    const result = await train(config(out), { demo: true, callbacks: [stopAtThird], log: () => {} });
+    expect(result.summary).toMatchObject({ steps: 3, epochs: 1, stoppedEarly: true, interrupted: false });
+    expect(ends).toEqual([{ epoch: 1, samples: 96, steps: 3 }]);
     expect(existsSync(join(out, 'model', 'model.json'))).toBe(true);
   });
 

@@ -21,7 +21,11 @@ export interface FitLoopView {
   /** Steps applied before this process started (those of the checkpoint it resumed). */
   readonly startStep: number;
   readonly stopTraining: StopKind | false;
-  /** Ends training after the current batch ('interrupted') or epoch ('finished'); 'finished' wins. */
+  /**
+   * Ends training after the current batch, as Keras's `stop_training`: 'finished' (the epoch ends
+   * there, with its validation and onEpochEnd, and the run is complete) or 'interrupted' (no
+   * epoch end; a checkpoint resumes mid-epoch). 'finished' wins.
+   */
   stop(kind: StopKind): void;
   /** The current weights, and `restoreWeights` to put others in their place. */
   readonly weights: Float32Array;
@@ -46,18 +50,23 @@ export interface TrainEndLog {
   readonly interrupted: boolean;
 }
 
+/**
+ * Each method may return a promise: the loop awaits it before going on (as tfjs-layers'
+ * CallbackList does), so a callback can write a file or call a service, and its rejection ends
+ * training with that error.
+ */
 export interface Callback {
   /** Called once, before training, with the loop the callback acts on. */
   setLoop?(loop: FitLoopView): void;
-  onTrainBegin?(): void;
+  onTrainBegin?(): void | Promise<void>;
   /** `epoch` is 0-based. */
-  onEpochBegin?(epoch: number): void;
-  onBatchEnd?(log: BatchEndLog): void;
-  onEpochEnd?(log: EpochLog): void;
-  onTrainEnd?(log: TrainEndLog): void;
+  onEpochBegin?(epoch: number): void | Promise<void>;
+  onBatchEnd?(log: BatchEndLog): void | Promise<void>;
+  onEpochEnd?(log: EpochLog): void | Promise<void>;
+  onTrainEnd?(log: TrainEndLog): void | Promise<void>;
 }
 
-/** The callbacks of one fit, called in order. */
+/** The callbacks of one fit, called in order, each awaited before the next. */
 export class CallbackList {
   constructor(private readonly callbacks: readonly Callback[]) {}
 
@@ -65,23 +74,23 @@ export class CallbackList {
     for (const c of this.callbacks) c.setLoop?.(loop);
   }
 
-  onTrainBegin(): void {
-    for (const c of this.callbacks) c.onTrainBegin?.();
+  async onTrainBegin(): Promise<void> {
+    for (const c of this.callbacks) await c.onTrainBegin?.();
   }
 
-  onEpochBegin(epoch: number): void {
-    for (const c of this.callbacks) c.onEpochBegin?.(epoch);
+  async onEpochBegin(epoch: number): Promise<void> {
+    for (const c of this.callbacks) await c.onEpochBegin?.(epoch);
   }
 
-  onBatchEnd(log: BatchEndLog): void {
-    for (const c of this.callbacks) c.onBatchEnd?.(log);
+  async onBatchEnd(log: BatchEndLog): Promise<void> {
+    for (const c of this.callbacks) await c.onBatchEnd?.(log);
   }
 
-  onEpochEnd(log: EpochLog): void {
-    for (const c of this.callbacks) c.onEpochEnd?.(log);
+  async onEpochEnd(log: EpochLog): Promise<void> {
+    for (const c of this.callbacks) await c.onEpochEnd?.(log);
   }
 
-  onTrainEnd(log: TrainEndLog): void {
-    for (const c of this.callbacks) c.onTrainEnd?.(log);
+  async onTrainEnd(log: TrainEndLog): Promise<void> {
+    for (const c of this.callbacks) await c.onTrainEnd?.(log);
   }
 }

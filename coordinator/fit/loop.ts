@@ -142,14 +142,14 @@ export class FitLoop implements FitLoopView {
   }
 
   async run(): Promise<LoopOutcome> {
-    this.callbacks.onTrainBegin();
+    await this.callbacks.onTrainBegin();
     /** Samples and seconds of an epoch left unfinished (interrupted), for the outcome only. */
     let partial = { samples: 0, seconds: 0 };
     while (!this.finished && this.stopTraining !== 'interrupted') {
       partial = await this.runEpoch();
     }
     const interrupted = this.stopTraining === 'interrupted' && !this.finished;
-    this.callbacks.onTrainEnd({ interrupted });
+    await this.callbacks.onTrainEnd({ interrupted });
     return {
       steps: this.step,
       samples: this.samples + partial.samples,
@@ -167,7 +167,7 @@ export class FitLoop implements FitLoopView {
     const train = dataset.train;
     const epoch = p.epoch;
     const skip = p.batch;
-    this.callbacks.onEpochBegin(epoch);
+    await this.callbacks.onEpochBegin(epoch);
     const localStart = performance.now();
     const started = localStart - p.carried * 1000;
     p.started = started;
@@ -179,6 +179,8 @@ export class FitLoop implements FitLoopView {
     /** Milliseconds of this epoch spent waiting for worker nodes: not training time. */
     let waitedMs = 0;
     const unfinished = (): { samples: number; seconds: number } => ({ samples: seen, seconds: (performance.now() - started - waitedMs) / 1000 });
+    /** Batches of the epoch taken: all of them unless a callback finished training in it. */
+    let batchesDone = batches.length;
     for (let b = skip; b < batches.length; b++) {
       let sums;
       try {
@@ -200,31 +202,36 @@ export class FitLoop implements FitLoopView {
       this.tensorCounts.push(...sums.tensorCounts);
       const logs: Record<string, number> = { loss: p.lossSum / seen };
       spec.metrics.forEach((name, k) => (logs[name] = p.metricSums[k]! / seen));
-      this.callbacks.onBatchEnd({ batch: b + 1, batches: batches.length, step: this.step, logs, phases: sums.phases });
+      await this.callbacks.onBatchEnd({ batch: b + 1, batches: batches.length, step: this.step, logs, phases: sums.phases });
       // A stop at the last batch takes effect at the epoch's end, after its validation.
       if (this.stopTraining === 'interrupted' && b + 1 < batches.length) return unfinished();
+      // 'finished' (Keras's stop_training): the epoch ends here, with its validation
+      if (this.stopTraining === 'finished') {
+        batchesDone = b + 1;
+        break;
+      }
     }
     const stepEnd = performance.now() - waitedMs;
     this.trainSeconds += (stepEnd - started) / 1000;
-    this.samples += train.count;
-    const values: Record<string, number> = { loss: p.lossSum / train.count };
-    spec.metrics.forEach((name, k) => (values[name] = p.metricSums[k]! / train.count));
+    this.samples += seen;
+    const values: Record<string, number> = { loss: p.lossSum / seen };
+    spec.metrics.forEach((name, k) => (values[name] = p.metricSums[k]! / seen));
     if (dataset.val.count > 0) {
       const val = await this.evaluate(dataset.val);
       for (const [name, v] of Object.entries(val)) values[`val_${name}`] = v;
     }
     const log: EpochLog = {
       epoch: epoch + 1,
-      steps: stepsPerEpoch(train.count, fit.batchSize),
+      steps: batchesDone === batches.length ? stepsPerEpoch(train.count, fit.batchSize) : batchesDone,
       seconds: (performance.now() - waitedMs - started) / 1000,
-      samples: train.count,
+      samples: seen,
       // the samples this process computed in the epoch, as the Prometheus counter counts them
       samplesPerSecond: (seen - seenBefore) / ((stepEnd - localStart) / 1000),
       values,
     };
     this.pieces.history.push(log);
     Object.assign(p, { epoch: epoch + 1, batch: 0, shuffle: this.pieces.shuffle.save(), lossSum: 0, metricSums: spec.metrics.map(() => 0), carried: 0, started: undefined });
-    this.callbacks.onEpochEnd(log);
+    await this.callbacks.onEpochEnd(log);
     return { samples: 0, seconds: 0 };
   }
 }
