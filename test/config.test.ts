@@ -21,6 +21,16 @@ describe('job config', () => {
     expect(config.model.layers![0]).toEqual({ type: 'dense', units: 1, activation: 'sigmoid', useBias: true });
   });
 
+  it('reports accuracy for a classifier by default, and nothing but the loss for a regression', () => {
+    const withLoss = (loss: string) => validateConfig({ ...minimal, compile: { loss } } as never, 'job.yaml').compile.metrics;
+    expect(withLoss('binaryCrossentropy')).toEqual(['accuracy']);
+    expect(withLoss('categoricalCrossentropy')).toEqual(['accuracy']);
+    expect(withLoss('meanSquaredError')).toEqual([]);
+    expect(withLoss('meanAbsoluteError')).toEqual([]);
+    // asked for, always
+    expect(validateConfig({ ...minimal, compile: { loss: 'meanSquaredError', metrics: ['meanAbsoluteError'] } } as never, 'job.yaml').compile.metrics).toEqual(['meanAbsoluteError']);
+  });
+
   it('accepts an optimizer by name or with hyper-parameters', () => {
     expect(validateConfig({ ...minimal, compile: { ...minimal.compile, optimizer: 'sgd' } }, 'j').compile.optimizer).toEqual({ name: 'sgd', learningRate: 0.01, momentum: 0, nesterov: false });
     expect(validateConfig({ ...minimal, compile: { ...minimal.compile, optimizer: { name: 'rmsprop', learningRate: 0.01 } } }, 'j').compile.optimizer).toMatchObject({ name: 'rmsprop', learningRate: 0.01, rho: 0.9 });

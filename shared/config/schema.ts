@@ -147,11 +147,17 @@ const Optimizer = z
   .union([z.enum(['adam', 'sgd', 'rmsprop']), OptimizerObject])
   .transform((v): OptimizerConfig => (typeof v === 'string' ? OptimizerObject.parse({ name: v }) : v));
 
-const Compile = z.strictObject({
-  optimizer: Optimizer.default({ name: 'adam', ...optimizerDefaults.adam }),
-  loss: z.enum(LOSSES),
-  metrics: z.array(z.enum(METRICS)).default(['accuracy']),
-});
+/** Losses of classifiers: their jobs report accuracy unless `metrics` says otherwise. */
+const CLASSIFICATION_LOSSES: ReadonlySet<string> = new Set(['binaryCrossentropy', 'categoricalCrossentropy']);
+
+const Compile = z
+  .strictObject({
+    optimizer: Optimizer.default({ name: 'adam', ...optimizerDefaults.adam }),
+    loss: z.enum(LOSSES),
+    metrics: z.array(z.enum(METRICS)).optional(),
+  })
+  // accuracy for a classifier; a regression reports its loss only, as Keras does without metrics
+  .transform((c) => ({ ...c, metrics: c.metrics ?? (CLASSIFICATION_LOSSES.has(c.loss) ? ['accuracy' as const] : []) }));
 
 const EarlyStopping = z.strictObject({
   monitor: z.string().default('val_loss'),
