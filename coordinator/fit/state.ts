@@ -5,6 +5,7 @@
  * checkpoint (checkpoint.ts's TrainingState) is made of what these save plus the loop's position.
  */
 import { createOptimizer, type Optimizer, type OptimizerConfig, type OptimizerState } from '../optimize/optimizers.js';
+import { clipGradient, type VariableRange } from '../optimize/clip.js';
 import type { Rng } from '../../shared/math/rng.js';
 import type { ParticipantGroup } from '../participants/participant.js';
 
@@ -53,12 +54,15 @@ export class OptimizerSlot implements Stateful<OptimizerState> {
   constructor(
     private readonly config: OptimizerConfig,
     private readonly size: number,
+    /** The trainable variables' ranges, for the config's gradient clipping (none: the whole array is one). */
+    private readonly variables: readonly VariableRange[] = [{ offset: 0, size }],
   ) {
     this.optimizer = createOptimizer(config, size);
   }
 
-  /** One optimizer step on `weights` along `gradient`. */
+  /** One optimizer step on `weights` along `gradient` (clipped first where the config says, in place). */
   apply(weights: Float32Array, gradient: Float32Array): void {
+    clipGradient(gradient, this.variables, this.config);
     this.optimizer.apply(weights, gradient);
   }
 

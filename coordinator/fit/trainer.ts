@@ -131,7 +131,11 @@ export class Trainer {
     const layout = weightLayout(this.spec);
     if (initial && initial.length !== layout.size) throw new RangeError(`initial weights have ${initial.length} values, the model has ${layout.size}`);
     this.model = new ModelWeights(initial ? initial.slice() : initialWeights(layout, runRngs.weights(config.seed)), group);
-    this.optimizer = new OptimizerSlot(config.compile.optimizer, layout.size);
+    this.optimizer = new OptimizerSlot(
+      config.compile.optimizer,
+      layout.size,
+      layout.entries.filter((e) => e.trainable),
+    );
     this.steps = new StepRunner(this.spec, config.cluster, group, this.model, this.optimizer, log);
   }
 

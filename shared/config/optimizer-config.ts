@@ -1,19 +1,26 @@
 /** What a config may say about the optimizer: each rule's settings and Keras's defaults (the rules: coordinator/optimize/). */
 
-export interface AdamConfig {
+/** Keras's gradient clipping, one of the three at most (coordinator/optimize/clip.ts). */
+export interface ClipSettings {
+  readonly clipnorm?: number;
+  readonly clipvalue?: number;
+  readonly globalClipnorm?: number;
+}
+
+export interface AdamConfig extends ClipSettings {
   readonly name: 'adam';
   readonly learningRate: number;
   readonly beta1: number;
   readonly beta2: number;
   readonly epsilon: number;
 }
-export interface SgdConfig {
+export interface SgdConfig extends ClipSettings {
   readonly name: 'sgd';
   readonly learningRate: number;
   readonly momentum: number;
   readonly nesterov: boolean;
 }
-export interface RmspropConfig {
+export interface RmspropConfig extends ClipSettings {
   readonly name: 'rmsprop';
   readonly learningRate: number;
   readonly rho: number;

@@ -121,8 +121,16 @@ const KerasModel = z.strictObject({
   outputs: z.int().positive(),
 });
 
+/** Keras's clipnorm, clipvalue and global_clipnorm (one of them at most: checked below). */
+const clip = {
+  clipnorm: z.number().positive().optional(),
+  clipvalue: z.number().positive().optional(),
+  globalClipnorm: z.number().positive().optional(),
+};
+
 const Adam = z.strictObject({
   name: z.literal('adam'),
+  ...clip,
   learningRate: z.number().positive().default(optimizerDefaults.adam.learningRate),
   beta1: z.number().min(0).lt(1).default(optimizerDefaults.adam.beta1),
   beta2: z.number().min(0).lt(1).default(optimizerDefaults.adam.beta2),
@@ -130,18 +138,22 @@ const Adam = z.strictObject({
 });
 const Sgd = z.strictObject({
   name: z.literal('sgd'),
+  ...clip,
   learningRate: z.number().positive().default(optimizerDefaults.sgd.learningRate),
   momentum: z.number().min(0).lt(1).default(optimizerDefaults.sgd.momentum),
   nesterov: z.boolean().default(optimizerDefaults.sgd.nesterov),
 });
 const Rmsprop = z.strictObject({
   name: z.literal('rmsprop'),
+  ...clip,
   learningRate: z.number().positive().default(optimizerDefaults.rmsprop.learningRate),
   rho: z.number().min(0).lt(1).default(optimizerDefaults.rmsprop.rho),
   momentum: z.number().min(0).lt(1).default(optimizerDefaults.rmsprop.momentum),
   epsilon: z.number().positive().default(optimizerDefaults.rmsprop.epsilon),
 });
-const OptimizerObject = z.discriminatedUnion('name', [Adam, Sgd, Rmsprop]);
+const OptimizerObject = z.discriminatedUnion('name', [Adam, Sgd, Rmsprop]).refine((o) => [o.clipnorm, o.clipvalue, o.globalClipnorm].filter((v) => v !== undefined).length <= 1, {
+  message: 'set one of clipnorm, clipvalue and globalClipnorm, as Keras allows one',
+});
 /** `optimizer: adam` or `optimizer: { name: adam, learningRate: 0.001 }`. */
 const Optimizer = z
   .union([z.enum(['adam', 'sgd', 'rmsprop']), OptimizerObject])
