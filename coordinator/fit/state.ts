@@ -6,6 +6,8 @@
  */
 import { createOptimizer, type Optimizer, type OptimizerConfig, type OptimizerState } from '../optimize/optimizers.js';
 import { clipGradient, type VariableRange } from '../optimize/clip.js';
+import { scheduledRate } from '../optimize/schedules.js';
+import type { LearningRateSchedule } from '../../shared/config/optimizer-config.js';
 import type { Rng } from '../../shared/math/rng.js';
 import type { ParticipantGroup } from '../participants/participant.js';
 
@@ -56,6 +58,8 @@ export class OptimizerSlot implements Stateful<OptimizerState> {
     private readonly size: number,
     /** The trainable variables' ranges, for the config's gradient clipping (none: the whole array is one). */
     private readonly variables: readonly VariableRange[] = [{ offset: 0, size }],
+    /** The learning rate's schedule from config.learningRate, by iteration. */
+    private readonly schedule?: LearningRateSchedule,
   ) {
     this.optimizer = createOptimizer(config, size);
   }
@@ -63,7 +67,13 @@ export class OptimizerSlot implements Stateful<OptimizerState> {
   /** One optimizer step on `weights` along `gradient` (clipped first where the config says, in place). */
   apply(weights: Float32Array, gradient: Float32Array): void {
     clipGradient(gradient, this.variables, this.config);
+    this.optimizer.learningRate = scheduledRate(this.config.learningRate, this.schedule, this.optimizer.iterations);
     this.optimizer.apply(weights, gradient);
+  }
+
+  /** The rate the next step takes (the schedule's at the current iteration). */
+  get learningRate(): number {
+    return scheduledRate(this.config.learningRate, this.schedule, this.optimizer.iterations);
   }
 
   save(): OptimizerState {

@@ -135,6 +135,7 @@ export class Trainer {
       config.compile.optimizer,
       layout.size,
       layout.entries.filter((e) => e.trainable),
+      config.compile.learningRateSchedule,
     );
     this.steps = new StepRunner(this.spec, config.cluster, group, this.model, this.optimizer, log);
   }

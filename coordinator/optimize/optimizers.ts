@@ -45,6 +45,8 @@ export interface Optimizer {
   readonly implementation: OptimizerImplementation;
   /** Updates `weights` in place with one step along `gradient`. */
   apply(weights: Float32Array, gradient: Float32Array): void;
+  /** The rate the next step uses: the config's, until a schedule or a callback sets another. */
+  learningRate: number;
   readonly iterations: number;
   state(): OptimizerState;
 }
@@ -90,13 +92,14 @@ function optimizer(
   size: number,
   startIterations: number,
   arena: KernelArena | null,
-  update: (weights: Float32Array, gradient: Float32Array) => void,
+  update: (weights: Float32Array, gradient: Float32Array, learningRate: number) => void,
   state: () => Pick<OptimizerState, 'slots' | 'scalars'>,
 ): Optimizer {
   let iterations = startIterations;
   return {
     config,
     implementation: arena ? 'wasm' : 'js',
+    learningRate: config.learningRate,
     get iterations() {
       return iterations;
     },
@@ -104,7 +107,7 @@ function optimizer(
       if (weights.length !== size || gradient.length !== size) {
         throw new RangeError(`optimizer expects ${size} parameters, got weights ${weights.length} and gradient ${gradient.length}`);
       }
-      update(weights, gradient);
+      update(weights, gradient, this.learningRate);
       iterations++;
     },
     state: () => ({ name: config.name, iterations, ...state() }),
@@ -118,12 +121,12 @@ export function adam(config: AdamConfig, size: number, from?: OptimizerState, im
   const oneMinusB1 = f(1 - config.beta1);
   const oneMinusB2 = f(1 - config.beta2);
   const eps = f(config.epsilon);
-  const negLr = f(-config.learningRate);
   const { arena, slots } = slotArrays(size, OPTIMIZER_STATE.adam.slots, from, implementation);
   const [m, v] = slots as [Float32Array, Float32Array];
   let accBeta1 = from?.scalars['accBeta1'] ?? b1;
   let accBeta2 = from?.scalars['accBeta2'] ?? b2;
-  const update = (weights: Float32Array, gradient: Float32Array): void => {
+  const update = (weights: Float32Array, gradient: Float32Array, learningRate: number): void => {
+    const negLr = f(-learningRate);
     const c1 = f(1 - accBeta1);
     const c2 = f(1 - accBeta2);
     if (arena) {
@@ -150,11 +153,11 @@ export function adam(config: AdamConfig, size: number, from?: OptimizerState, im
 
 /** SGD as tf.train.sgd, or with momentum as tf.train.momentum (optionally Nesterov). */
 export function sgd(config: SgdConfig, size: number, from?: OptimizerState, implementation: OptimizerImplementation = 'wasm'): Optimizer {
-  const c = f(-config.learningRate);
   const mom = f(config.momentum);
   const { arena, slots } = slotArrays(size, OPTIMIZER_STATE.sgd.slots, from, implementation);
   const [acc] = slots as [Float32Array];
-  const update = (weights: Float32Array, gradient: Float32Array): void => {
+  const update = (weights: Float32Array, gradient: Float32Array, learningRate: number): void => {
+    const c = f(-learningRate);
     if (arena) {
       inArena(arena, weights, gradient, (w, g, [a]) =>
         config.momentum === 0 ? arena.kernels.sgd(w, g, arena.padded, c) : arena.kernels.momentum(w, g, a!, arena.padded, c, mom, config.nesterov ? 1 : 0),
@@ -180,12 +183,12 @@ export function sgd(config: SgdConfig, size: number, from?: OptimizerState, impl
 export function rmsprop(config: RmspropConfig, size: number, from?: OptimizerState, implementation: OptimizerImplementation = 'wasm'): Optimizer {
   const rho = f(config.rho);
   const oneMinusRho = f(1 - config.rho);
-  const lr = f(config.learningRate);
   const mom = f(config.momentum);
   const eps = f(config.epsilon);
   const { arena, slots } = slotArrays(size, OPTIMIZER_STATE.rmsprop.slots, from, implementation);
   const [ms, moments] = slots as [Float32Array, Float32Array];
-  const update = (weights: Float32Array, gradient: Float32Array): void => {
+  const update = (weights: Float32Array, gradient: Float32Array, learningRate: number): void => {
+    const lr = f(learningRate);
     if (arena) {
       inArena(arena, weights, gradient, (w, g, [so, moo]) => arena.kernels.rmsprop(w, g, so!, moo!, arena.padded, rho, oneMinusRho, lr, mom, eps));
       return;

@@ -121,6 +121,17 @@ const KerasModel = z.strictObject({
   outputs: z.int().positive(),
 });
 
+/** Keras's learning-rate schedules, from the optimizer's learningRate. */
+const Schedule = z.discriminatedUnion('name', [
+  z.strictObject({ name: z.literal('exponentialDecay'), decaySteps: z.number().positive(), decayRate: z.number().positive(), staircase: z.boolean().default(false) }),
+  z
+    .strictObject({ name: z.literal('piecewiseConstantDecay'), boundaries: z.array(z.int().nonnegative()).min(1), values: z.array(z.number().nonnegative()).min(2) })
+    .refine((s) => s.values.length === s.boundaries.length + 1, { message: 'values needs one more entry than boundaries' })
+    .refine((s) => s.boundaries.every((b, i) => i === 0 || b > s.boundaries[i - 1]!), { message: 'boundaries must increase' }),
+  z.strictObject({ name: z.literal('polynomialDecay'), decaySteps: z.number().positive(), endLearningRate: z.number().nonnegative().default(0.0001), power: z.number().positive().default(1), cycle: z.boolean().default(false) }),
+  z.strictObject({ name: z.literal('cosineDecay'), decaySteps: z.number().positive(), alpha: z.number().min(0).max(1).default(0), warmupTarget: z.number().positive().optional(), warmupSteps: z.int().nonnegative().default(0) }),
+]);
+
 /** Keras's clipnorm, clipvalue and global_clipnorm (one of them at most: checked below). */
 const clip = {
   clipnorm: z.number().positive().optional(),
@@ -167,6 +178,7 @@ const Compile = z
     optimizer: Optimizer.default({ name: 'adam', ...optimizerDefaults.adam }),
     loss: z.enum(LOSSES),
     metrics: z.array(z.enum(METRICS)).optional(),
+    learningRateSchedule: Schedule.optional(),
   })
   // accuracy for a classifier; a regression reports its loss only, as Keras does without metrics
   .transform((c) => ({ ...c, metrics: c.metrics ?? (CLASSIFICATION_LOSSES.has(c.loss) ? ['accuracy' as const] : []) }));

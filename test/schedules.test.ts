@@ -1,0 +1,81 @@
+/**
+ * Keras's learning-rate schedules (coordinator/optimize/schedules.ts) at chosen steps, worked by
+ * hand from Keras's formulas, and through train(): a piecewise schedule whose rate drops to zero
+ * after step 2 gives the bits of the same run stopped after 3 steps.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { scheduledRate } from '../coordinator/optimize/schedules.js';
+import { train, type Callback, type FitLoopView, type JobConfigInput } from '../index.js';
+import { validateConfig } from '../shared/config/load.js';
+import { readRunWeights } from './cluster-helpers.js';
+
+describe('learning-rate schedules', () => {
+  it('exponentialDecay: initial x rate^(step / decaySteps), floored with staircase', () => {
+    const s = { name: 'exponentialDecay', decaySteps: 10, decayRate: 0.5, staircase: false } as const;
+    expect(scheduledRate(0.1, s, 0)).toBe(0.1);
+    expect(scheduledRate(0.1, s, 10)).toBeCloseTo(0.05, 15);
+    expect(scheduledRate(0.1, s, 5)).toBeCloseTo(0.1 * Math.SQRT1_2, 15);
+    expect(scheduledRate(0.1, { ...s, staircase: true }, 15)).toBeCloseTo(0.05, 15);
+  });
+
+  it('piecewiseConstantDecay: values[0] up to boundaries[0], then each next value', () => {
+    const s = { name: 'piecewiseConstantDecay', boundaries: [10, 20], values: [1, 0.5, 0.1] } as const;
+    expect([0, 10, 11, 20, 21, 1000].map((k) => scheduledRate(9, s, k))).toEqual([1, 1, 0.5, 0.5, 0.1, 0.1]);
+  });
+
+  it('polynomialDecay: to endLearningRate over decaySteps, held there or cycled', () => {
+    const s = { name: 'polynomialDecay', decaySteps: 10, endLearningRate: 0.01, power: 1, cycle: false } as const;
+    expect(scheduledRate(0.1, s, 5)).toBeCloseTo(0.055, 15);
+    expect(scheduledRate(0.1, s, 20)).toBeCloseTo(0.01, 15);
+    // cycled: step 15 decays over 20 steps
+    expect(scheduledRate(0.1, { ...s, cycle: true }, 15)).toBeCloseTo(0.09 * 0.25 + 0.01, 15);
+    expect(scheduledRate(0.1, { ...s, power: 2 }, 5)).toBeCloseTo(0.09 * 0.25 + 0.01, 15);
+  });
+
+  it('cosineDecay: half a cosine to alpha x initial; with a warmup, linear to warmupTarget first', () => {
+    const s = { name: 'cosineDecay', decaySteps: 10, alpha: 0, warmupSteps: 0 } as const;
+    expect(scheduledRate(0.1, s, 5)).toBeCloseTo(0.05, 15);
+    expect(scheduledRate(0.1, s, 10)).toBeCloseTo(0, 15);
+    expect(scheduledRate(0.1, { ...s, alpha: 0.1 }, 10)).toBeCloseTo(0.01, 15);
+    const warm = { ...s, warmupTarget: 0.1, warmupSteps: 4 };
+    expect([0, 2, 4, 9, 100].map((k) => scheduledRate(0, warm, k))).toEqual([0, 0.05, 0.1, expect.closeTo(0.05, 15), expect.closeTo(0, 15)]);
+  });
+
+  it('a piecewise schedule needs one more value than boundaries, and increasing boundaries', () => {
+    const base = { data: { label: { column: 'Churn', positive: 'Yes' } }, model: { layers: [{ units: 1, activation: 'sigmoid' }] } };
+    const withSchedule = (learningRateSchedule: unknown) => () => validateConfig({ ...base, compile: { loss: 'binaryCrossentropy', learningRateSchedule } } as never, 'job.yaml');
+    expect(withSchedule({ name: 'piecewiseConstantDecay', boundaries: [10], values: [1] })).toThrow(/one more entry than boundaries/);
+    expect(withSchedule({ name: 'piecewiseConstantDecay', boundaries: [10, 5], values: [1, 2, 3] })).toThrow(/must increase/);
+    expect(withSchedule({ name: 'cosineDecay', decaySteps: 100, warmupTarget: 0.01, warmupSteps: 10 })().compile.learningRateSchedule).toEqual({ name: 'cosineDecay', decaySteps: 100, alpha: 0, warmupTarget: 0.01, warmupSteps: 10 });
+  });
+
+  it('through train(): a rate that drops to 0 after step 2 leaves the weights of 3 steps', async () => {
+    const config = (out: string): JobConfigInput => ({
+      seed: 5,
+      data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true },
+      model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+      compile: { optimizer: { name: 'sgd', learningRate: 0.5 }, loss: 'binaryCrossentropy' },
+      fit: { epochs: 1, batchSize: 64 },
+      cluster: { threads: 2, backend: 'cpu', balance: 'equal' },
+      metrics: { listen: false },
+      output: { dir: out },
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'dptrain-schedule-'));
+    const scheduled = await train({ ...config(join(dir, 'scheduled')), compile: { optimizer: { name: 'sgd', learningRate: 0.5 }, loss: 'binaryCrossentropy', learningRateSchedule: { name: 'piecewiseConstantDecay', boundaries: [2], values: [0.5, 0] } } }, { demo: true, log: () => {} });
+    expect(scheduled.summary.steps).toBeGreaterThan(10);
+    const stopAtThree: Callback & { loop?: FitLoopView } = {
+      setLoop(loop) {
+        this.loop = loop;
+      },
+      onBatchEnd(log) {
+        if (log.step === 3) this.loop!.stop('finished');
+      },
+    };
+    const three = await train(config(join(dir, 'three')), { demo: true, callbacks: [stopAtThree], log: () => {} });
+    expect(three.summary.steps).toBe(3);
+    expect(readRunWeights(join(dir, 'scheduled'))).toEqual(readRunWeights(join(dir, 'three')));
+  });
+});
