@@ -19,7 +19,7 @@ import { foldsTransposes } from '../shared/backend.js';
 import { ModelError } from '../shared/errors.js';
 import { Transposer } from '../shared/wasm/transpose-kernel.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
-import { logitsLoss, losses, metrics } from '../shared/model/registries.js';
+import { batchLoss, logitsLoss, losses, metrics } from '../shared/model/registries.js';
 import { isDenseStack, outputDim, outputLayer, type ActivationName, type DenseSpec, type ModelSpec } from '../shared/model/spec.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
 
@@ -219,8 +219,8 @@ export class DenseGradientEngine implements BatchEngine {
       // From the logits the loss's gradient is taken at the last pre-activation directly.
       const logits = this.logitsLossFn;
       const { value, grad } = logits
-        ? tf.valueAndGrad((z: tf.Tensor) => tf.mean(logits(ys, z)) as tf.Scalar)(zs[last]!)
-        : tf.valueAndGrad((p: tf.Tensor) => tf.mean(this.lossFn(ys, p)) as tf.Scalar)(out);
+        ? tf.valueAndGrad((z: tf.Tensor) => batchLoss(logits(ys, z), ys, this.spec.classWeights))(zs[last]!)
+        : tf.valueAndGrad((p: tf.Tensor) => batchLoss(this.lossFn(ys, p), ys, this.spec.classWeights))(out);
       let da: tf.Tensor = grad;
       // Last layer first: each layer's gradients are read out as soon as they exist, and the
       // values from its kernel's offset to the end are then final (its bias and the later layers).

@@ -11,7 +11,7 @@ import { backendName } from '../shared/backend.js';
 import { ModelError } from '../shared/errors.js';
 import { assignFlatWeights, buildModel, modelVariables } from '../shared/model/build.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
-import { activations, logitsLoss, losses, metrics } from '../shared/model/registries.js';
+import { activations, batchLoss, logitsLoss, losses, metrics } from '../shared/model/registries.js';
 import { RowContext, type BatchRows } from '../shared/model/row-layers.js';
 import { inputShape, isDenseStack, needsRowContext, outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { DenseGradientEngine } from './dense-gradient.js';
@@ -76,7 +76,7 @@ export class TapeGradientEngine implements BatchEngine {
       // a tfjs-layers model's regularization penalties (kernelRegularizer, ...) join the loss, as
       // its own model.fit adds them; they are per batch, so every participant's mean carries them
       // once and the count-weighted average keeps them once
-      return this.model.calculateLosses().reduce((total, penalty) => tf.add(total, penalty), tf.mean(this.lossFn(ys, out))) as tf.Scalar;
+      return this.model.calculateLosses().reduce((total, penalty) => tf.add(total, penalty), batchLoss(this.lossFn(ys, out), ys, this.spec.classWeights)) as tf.Scalar;
     }, this.trainable);
     const parts = this.variables.map((v, i) => {
       const entry = this.layout.entries[i]!;

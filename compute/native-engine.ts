@@ -17,7 +17,7 @@ import { MaxPoolArgmax } from '../shared/wasm/max-pool-kernel.js';
 import { onnxModel } from '../shared/native/onnx-model.js';
 import { layerFlops } from '../shared/model/layers.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
-import { logitsLoss, losses, metrics } from '../shared/model/registries.js';
+import { batchLoss, logitsLoss, losses, metrics } from '../shared/model/registries.js';
 import { outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { ACTIVATION_MATH } from './dense-gradient.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
@@ -146,9 +146,9 @@ export class NativeEngine implements BatchEngine {
       let value: tf.Scalar;
       let d: tf.Tensor;
       if (logits) {
-        ({ value, grad: d } = tf.valueAndGrad((t: tf.Tensor) => tf.mean(logits(ys, t)) as tf.Scalar)(zs));
+        ({ value, grad: d } = tf.valueAndGrad((t: tf.Tensor) => batchLoss(logits(ys, t), ys, this.spec.classWeights))(zs));
       } else {
-        const { value: v, grad } = tf.valueAndGrad((t: tf.Tensor) => tf.mean(this.lossFn(ys, t)) as tf.Scalar)(ps);
+        const { value: v, grad } = tf.valueAndGrad((t: tf.Tensor) => batchLoss(this.lossFn(ys, t), ys, this.spec.classWeights))(ps);
         value = v;
         d = ACTIVATION_MATH[last.activation].backward(zs, ps, grad, last.alpha ?? 0.3);
       }

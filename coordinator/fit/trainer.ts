@@ -9,11 +9,11 @@
 import { createHash } from 'node:crypto';
 import type { JobConfig, LayerConfig } from '../../shared/config/schema.js';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
-import { CheckpointError } from '../../shared/errors.js';
+import { CheckpointError, ConfigError } from '../../shared/errors.js';
 import { Rng } from '../../shared/math/rng.js';
 import { initialWeights, weightLayout } from '../../shared/model/layout.js';
 import { stepsPerEpoch } from '../../shared/plan/split-plan.js';
-import type { LayerSpec, ModelSpec } from '../../shared/model/spec.js';
+import type { LayerSpec, LossName, ModelSpec } from '../../shared/model/spec.js';
 import { CallbackList, type Callback } from '../callbacks/callback.js';
 import { EarlyStoppingCallback } from '../callbacks/early-stopping.js';
 import { checkCheckpointFits, type ResumeTarget, type TrainingState } from '../checkpoint.js';
@@ -43,7 +43,23 @@ export function modelSpec(config: JobConfig, dataset: Pick<Dataset, 'features' |
     ...(config.model.keras ? { keras: { ...config.model.keras, seed: config.seed } } : {}),
     loss: config.compile.loss,
     metrics: config.compile.metrics,
+    ...(config.fit.classWeight ? { classWeights: classWeights(config.fit.classWeight, config.compile.loss, dataset.outputs) } : {}),
   };
+}
+
+/** fit.classWeight as one weight per class index (classes it leaves out: 1), checked against the model's classes. */
+function classWeights(given: Readonly<Record<string, number>>, loss: LossName, outputs: number): number[] {
+  if (loss !== 'binaryCrossentropy' && loss !== 'categoricalCrossentropy') {
+    throw new ConfigError(`fit.classWeight: class weights weigh a classifier's loss; this job's loss is ${loss}`);
+  }
+  const classes = outputs === 1 ? 2 : outputs;
+  const weights = new Array<number>(classes).fill(1);
+  for (const [key, weight] of Object.entries(given)) {
+    const k = Number(key);
+    if (!(k < classes)) throw new ConfigError(`fit.classWeight.${key}: there is no class ${key}; the classes are 0 to ${classes - 1}${outputs === 1 ? ' (0: negative, 1: positive)' : ' (in the label\'s sorted order)'}`);
+    weights[k] = weight;
+  }
+  return weights;
 }
 
 const pair = (v: number | readonly [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);

@@ -197,6 +197,8 @@ const Fit = z.strictObject({
   validationSplit: z.number().min(0).lt(1).default(0),
   shuffle: z.boolean().default(true),
   earlyStopping: EarlyStopping.optional(),
+  /** Keras's class_weight: class index -> weight of its rows' loss in training (classes left out: 1). */
+  classWeight: z.record(z.string().regex(/^\d+$/, 'a class index (0, 1, ...)'), z.number().nonnegative()).optional(),
 });
 
 const Cluster = z.strictObject({

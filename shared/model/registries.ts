@@ -98,6 +98,21 @@ export function logitsLoss(loss: LossName, lastActivation: ActivationName): PerS
   return entry && entry.activation === lastActivation ? entry.fn : undefined;
 }
 
+/**
+ * The batch's training loss: the mean over its rows of each row's loss times its class's weight
+ * (Keras's class_weight: the sum of weighted losses over the rows, divided by the rows), so the
+ * count-weighted average of participants' losses is the whole batch's. Without weights, the mean.
+ */
+export function batchLoss(perSample: tf.Tensor, ys: tf.Tensor, classWeights: readonly number[] | undefined): tf.Scalar {
+  if (!classWeights) return tf.mean(perSample);
+  const rows = ys.shape[0]!;
+  const weights =
+    ys.shape[1] === 1
+      ? tf.add(tf.mul(ys, classWeights[1]! - classWeights[0]!), classWeights[0]!)
+      : tf.matMul(ys, tf.tensor2d(classWeights as number[], [classWeights.length, 1]));
+  return tf.mean(tf.mul(tf.reshape(perSample, [rows]), tf.reshape(weights, [rows])));
+}
+
 export interface MetricEntry {
   /** Per-sample metric; `outputUnits` lets 'accuracy' pick binary or categorical like Keras. */
   readonly fn: (outputUnits: number) => PerSample;

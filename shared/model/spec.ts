@@ -174,6 +174,11 @@ export interface ModelSpec {
   readonly loss: LossName;
   /** Metric names in the order their sums travel in gradient results. */
   readonly metrics: readonly MetricName[];
+  /**
+   * Each class's weight in the training loss (Keras's class_weight), by class index: [negative,
+   * positive] for one sigmoid output, one per output for one-hot labels. Absent: all 1.
+   */
+  readonly classWeights?: readonly number[];
 }
 
 /** The last layer, which must be Dense (its units are the outputs). */

@@ -58,6 +58,7 @@ export const ModelSpecSchema = z.strictObject({
     .optional(),
   loss: z.enum(LOSSES),
   metrics: z.array(z.enum(METRICS)),
+  classWeights: z.array(z.number().nonnegative()).min(2).max(1_000_000).optional(),
 }).refine((spec) => spec.layers.length > 0 || spec.keras !== undefined, { message: 'a model spec has layers or a tfjs-layers model', path: ['layers'] });
 
 /**
