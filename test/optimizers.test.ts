@@ -70,3 +70,75 @@ describe('pure optimizers match tf.train bit for bit', () => {
     expect(Array.from(resumed)).toEqual(Array.from(straight));
   });
 });
+
+describe('AdamW and Adagrad', () => {
+  beforeAll(async () => {
+    await initBackend('cpu');
+  });
+  const size = 129;
+
+  it('Adagrad equals tf.train.adagrad bit for bit, and a float64 reference of its rule to rounding', () => {
+    const [init] = randomArrays(1, size, 3, 0.5);
+    const grads = randomArrays(30, size, 4, 0.1);
+    const expected = tfjsRun(() => tf.train.adagrad(0.05, 0.1), init!, grads);
+    const weights = init!.slice();
+    const opt = createOptimizer({ name: 'adagrad', learningRate: 0.05, initialAccumulatorValue: 0.1, epsilon: 1e-7 }, size);
+    for (const g of grads) opt.apply(weights, g);
+    expect(Array.from(weights)).toEqual(Array.from(expected));
+    // Keras's rule in float64: acc += g^2; w -= lr g / sqrt(acc + eps)
+    const w64 = Float64Array.from(init!);
+    const acc = new Float64Array(size).fill(0.1);
+    for (const g of grads) for (let i = 0; i < size; i++) {
+      acc[i]! += g[i]! * g[i]!;
+      w64[i]! -= (0.05 * g[i]!) / Math.sqrt(acc[i]! + 1e-7);
+    }
+    weights.forEach((v, i) => expect(Math.abs(v - w64[i]!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(w64[i]!))));
+  });
+
+  for (const implementation of ['wasm', 'js'] as OptimizerImplementation[]) {
+    it(`AdamW (${implementation}): with weightDecay 0 Adam's bits; with decay a float64 reference of Keras's rule to rounding`, () => {
+      const [init] = randomArrays(1, size, 5, 0.5);
+      const grads = randomArrays(30, size, 6, 0.1);
+      const adamConfig = { learningRate: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
+      const plain = init!.slice();
+      const noDecay = init!.slice();
+      const adamOpt = createOptimizer({ name: 'adam', ...adamConfig }, size, undefined, implementation);
+      const adamwOpt = createOptimizer({ name: 'adamw', ...adamConfig, weightDecay: 0 }, size, undefined, implementation);
+      for (const g of grads) {
+        adamOpt.apply(plain, g);
+        adamwOpt.apply(noDecay, g);
+      }
+      expect(noDecay).toEqual(plain);
+      const decayed = init!.slice();
+      const opt = createOptimizer({ name: 'adamw', ...adamConfig, weightDecay: 0.1 }, size, undefined, implementation);
+      expect(opt.implementation).toBe(implementation);
+      for (const g of grads) opt.apply(decayed, g);
+      // float64: w -= w wd lr; then Adam (tf.train.adam's form: epsilon after the bias-corrected sqrt)
+      const w = Float64Array.from(init!);
+      const m = new Float64Array(size);
+      const v = new Float64Array(size);
+      grads.forEach((g, t) => {
+        for (let i = 0; i < size; i++) {
+          w[i]! -= w[i]! * 0.1 * 0.01;
+          m[i] = 0.9 * m[i]! + 0.1 * g[i]!;
+          v[i] = 0.999 * v[i]! + 0.001 * g[i]! * g[i]!;
+          const mHat = m[i]! / (1 - 0.9 ** (t + 1));
+          const vHat = v[i]! / (1 - 0.999 ** (t + 1));
+          w[i]! -= (0.01 * mHat) / (Math.sqrt(vHat) + 1e-7);
+        }
+      });
+      decayed.forEach((x, i) => expect(Math.abs(x - w[i]!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(w[i]!))));
+      // and the decay did something
+      expect(Math.max(...decayed.map((x, i) => Math.abs(x - plain[i]!)))).toBeGreaterThan(1e-4);
+      // its state is AdamW's, and continues exactly
+      const state = opt.state();
+      expect(state.name).toBe('adamw');
+      const resumed = createOptimizer({ name: 'adamw', ...adamConfig, weightDecay: 0.1 }, size, state, implementation);
+      const a = decayed.slice();
+      const b = decayed.slice();
+      opt.apply(a, grads[0]!);
+      resumed.apply(b, grads[0]!);
+      expect(b).toEqual(a);
+    });
+  }
+});

@@ -12,9 +12,9 @@
  * has WebAssembly SIMD, which Node 20 always has.
  */
 import { kernelArena, type KernelArena } from '../../shared/wasm/kernels.js';
-import type { AdamConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig } from '../../shared/config/optimizer-config.js';
+import type { AdagradConfig, AdamConfig, AdamwConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig } from '../../shared/config/optimizer-config.js';
 
-export type { AdamConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig };
+export type { AdagradConfig, AdamConfig, AdamwConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig };
 
 const f = Math.fround;
 
@@ -34,6 +34,8 @@ export const OPTIMIZER_STATE: { readonly [K in OptimizerName]: { readonly slots:
   adam: { slots: ['m', 'v'], scalars: ['accBeta1', 'accBeta2'] },
   sgd: { slots: ['momentum'], scalars: [] },
   rmsprop: { slots: ['rms', 'momentum'], scalars: [] },
+  adamw: { slots: ['m', 'v'], scalars: ['accBeta1', 'accBeta2'] },
+  adagrad: { slots: ['accumulator'], scalars: [] },
 };
 
 /** 'wasm': SIMD kernels (the default where available); 'js': the reference loops. */
@@ -205,6 +207,56 @@ export function rmsprop(config: RmspropConfig, size: number, from?: OptimizerSta
   return optimizer(config, size, from?.iterations ?? 0, arena, update, () => ({ slots: { rms: ms.slice(), momentum: moments.slice() }, scalars: {} }));
 }
 
+/**
+ * AdamW as Keras's: the decoupled weight decay w - w x (weightDecay x lr), every variable, then
+ * Adam's step (tf.train.adam's rule, as `adam` above).
+ */
+export function adamw(config: AdamwConfig, size: number, from?: OptimizerState, implementation: OptimizerImplementation = 'wasm'): Optimizer {
+  const { weightDecay, ...rest } = config;
+  const inner = adam({ ...rest, name: 'adam' }, size, from && { ...from, name: 'adam' }, implementation);
+  return {
+    config,
+    implementation: inner.implementation,
+    get learningRate() {
+      return inner.learningRate;
+    },
+    set learningRate(rate: number) {
+      inner.learningRate = rate;
+    },
+    get iterations() {
+      return inner.iterations;
+    },
+    apply(weights, gradient) {
+      if (weights.length !== size) throw new RangeError(`optimizer expects ${size} parameters, got weights ${weights.length}`);
+      const decay = f(weightDecay * inner.learningRate);
+      for (let i = 0; i < weights.length; i++) weights[i] = f((weights[i] as number) - f((weights[i] as number) * decay));
+      inner.apply(weights, gradient);
+    },
+    state: () => ({ ...inner.state(), name: 'adamw' }),
+  };
+}
+
+/**
+ * Adagrad as tf.train.adagrad and Keras's: the accumulator starts at initialAccumulatorValue and
+ * adds g^2; the step is -lr g / sqrt(accumulator + epsilon). The reference loop only (no kernel).
+ */
+export function adagrad(config: AdagradConfig, size: number, from?: OptimizerState): Optimizer {
+  const eps = f(config.epsilon);
+  const { arena, slots } = slotArrays(size, OPTIMIZER_STATE.adagrad.slots, from, 'js');
+  const [acc] = slots as [Float32Array];
+  if (!from) acc.fill(f(config.initialAccumulatorValue));
+  const update = (weights: Float32Array, gradient: Float32Array, learningRate: number): void => {
+    const negLr = f(-learningRate);
+    for (let i = 0; i < weights.length; i++) {
+      const g = gradient[i] as number;
+      const a = f((acc[i] as number) + f(g * g));
+      acc[i] = a;
+      weights[i] = f(f(f(g / f(Math.sqrt(f(a + eps)))) * negLr) + (weights[i] as number));
+    }
+  };
+  return optimizer(config, size, from?.iterations ?? 0, arena, update, () => ({ slots: { accumulator: acc.slice() }, scalars: {} }));
+}
+
 /** The optimizer registry: name -> factory. Add an optimizer by adding one entry. */
 export const optimizers: {
   readonly [K in OptimizerName]: (
@@ -213,7 +265,7 @@ export const optimizers: {
     from?: OptimizerState,
     implementation?: OptimizerImplementation,
   ) => Optimizer;
-} = { adam, sgd, rmsprop };
+} = { adam, sgd, rmsprop, adamw, adagrad };
 
 /**
  * The optimizer `config` names for `size` parameters, continuing from `from` when given.

@@ -34,7 +34,22 @@ export interface RmspropConfig extends ClipSettings {
   readonly momentum: number;
   readonly epsilon: number;
 }
-export type OptimizerConfig = AdamConfig | SgdConfig | RmspropConfig;
+/** Keras's AdamW: Adam with decoupled weight decay. */
+export interface AdamwConfig extends ClipSettings {
+  readonly name: 'adamw';
+  readonly learningRate: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+  readonly weightDecay: number;
+}
+export interface AdagradConfig extends ClipSettings {
+  readonly name: 'adagrad';
+  readonly learningRate: number;
+  readonly initialAccumulatorValue: number;
+  readonly epsilon: number;
+}
+export type OptimizerConfig = AdamConfig | SgdConfig | RmspropConfig | AdamwConfig | AdagradConfig;
 export type OptimizerName = OptimizerConfig['name'];
 
 /** Keras defaults for each optimizer's hyper-parameters. */
@@ -42,4 +57,6 @@ export const optimizerDefaults = {
   adam: { learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
   sgd: { learningRate: 0.01, momentum: 0, nesterov: false },
   rmsprop: { learningRate: 0.001, rho: 0.9, momentum: 0, epsilon: 1e-7 },
+  adamw: { learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weightDecay: 0.004 },
+  adagrad: { learningRate: 0.001, initialAccumulatorValue: 0.1, epsilon: 1e-7 },
 } as const;

@@ -162,12 +162,28 @@ const Rmsprop = z.strictObject({
   momentum: z.number().min(0).lt(1).default(optimizerDefaults.rmsprop.momentum),
   epsilon: z.number().positive().default(optimizerDefaults.rmsprop.epsilon),
 });
-const OptimizerObject = z.discriminatedUnion('name', [Adam, Sgd, Rmsprop]).refine((o) => [o.clipnorm, o.clipvalue, o.globalClipnorm].filter((v) => v !== undefined).length <= 1, {
+const Adamw = z.strictObject({
+  name: z.literal('adamw'),
+  ...clip,
+  learningRate: z.number().positive().default(optimizerDefaults.adamw.learningRate),
+  beta1: z.number().min(0).lt(1).default(optimizerDefaults.adamw.beta1),
+  beta2: z.number().min(0).lt(1).default(optimizerDefaults.adamw.beta2),
+  epsilon: z.number().positive().default(optimizerDefaults.adamw.epsilon),
+  weightDecay: z.number().nonnegative().default(optimizerDefaults.adamw.weightDecay),
+});
+const Adagrad = z.strictObject({
+  name: z.literal('adagrad'),
+  ...clip,
+  learningRate: z.number().positive().default(optimizerDefaults.adagrad.learningRate),
+  initialAccumulatorValue: z.number().nonnegative().default(optimizerDefaults.adagrad.initialAccumulatorValue),
+  epsilon: z.number().positive().default(optimizerDefaults.adagrad.epsilon),
+});
+const OptimizerObject = z.discriminatedUnion('name', [Adam, Sgd, Rmsprop, Adamw, Adagrad]).refine((o) => [o.clipnorm, o.clipvalue, o.globalClipnorm].filter((v) => v !== undefined).length <= 1, {
   message: 'set one of clipnorm, clipvalue and globalClipnorm, as Keras allows one',
 });
 /** `optimizer: adam` or `optimizer: { name: adam, learningRate: 0.001 }`. */
 const Optimizer = z
-  .union([z.enum(['adam', 'sgd', 'rmsprop']), OptimizerObject])
+  .union([z.enum(['adam', 'sgd', 'rmsprop', 'adamw', 'adagrad']), OptimizerObject])
   .transform((v): OptimizerConfig => (typeof v === 'string' ? OptimizerObject.parse({ name: v }) : v));
 
 /** Losses of classifiers: their jobs report accuracy unless `metrics` says otherwise. */
