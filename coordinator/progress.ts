@@ -33,6 +33,8 @@ export interface ProgressStream {
  */
 export class ProgressBar {
   private epochStart = 0;
+  /** Batches of the epoch done before this process took it up (a resume mid-epoch): not in its time. */
+  private before: number | undefined;
   private lastDraw = -Infinity;
   private drawn = false;
 
@@ -44,17 +46,19 @@ export class ProgressBar {
 
   epochStarted(): void {
     this.epochStart = this.now();
+    this.before = undefined;
     this.lastDraw = -Infinity;
   }
 
   batchEnded(batch: number, batches: number, running: Readonly<Record<string, number>>): void {
     const t = this.now();
+    this.before ??= batch - 1;
     if (batch < batches && t - this.lastDraw < this.intervalMs) return;
     this.lastDraw = t;
     const width = 30;
     const done = Math.round((width * batch) / batches);
     const bar = batch >= batches ? '='.repeat(width) : `${'='.repeat(Math.max(0, done - 1))}>${'.'.repeat(width - Math.max(done, 1))}`;
-    const perBatch = (t - this.epochStart) / batch;
+    const perBatch = (t - this.epochStart) / Math.max(1, batch - this.before);
     const eta = Math.max(0, Math.round((perBatch * (batches - batch)) / 1000));
     const digits = String(batches).length;
     const values = Object.entries(running).map(([k, v]) => `${k}: ${fmt(v)}`);

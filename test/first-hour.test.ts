@@ -183,6 +183,17 @@ describe('progress bar', () => {
     expect(written.at(-1)).toBe('\r\x1b[2K');
   });
 
+  it("after a resume mid-epoch the ETA counts only this process's batches", () => {
+    const written: string[] = [];
+    let t = 0;
+    const bar = new ProgressBar({ write: (s: string) => written.push(s), columns: 200 }, () => t);
+    bar.epochStarted();
+    // resumed after batch 50 of 100: one batch of 1 s, 49 to go
+    t += 1000;
+    bar.batchEnded(51, 100, { loss: 0.5 });
+    expect(written.at(-1)).toContain(' - ETA: 49s - ');
+  });
+
   it('a job with a terminal gets the bar; with a log function and no terminal, one line per epoch only', async () => {
     const drawn: string[] = [];
     const lines: string[] = [];
