@@ -20,6 +20,7 @@ import { z } from 'zod';
 import { formatIssue } from '../shared/config/load.js';
 import { CheckpointError } from '../shared/errors.js';
 import { OPTIMIZER_STATE, type OptimizerName, type OptimizerState } from './optimize/optimizers.js';
+import type { ReduceLrOnPlateauState } from './callbacks/reduce-lr-on-plateau.js';
 import type { EarlyStoppingState } from './callbacks/early-stopping.js';
 import { fsOps, makeFolder, writeFileAtomic } from './storage.js';
 import type { EpochLog, PhaseTimes } from './fit/logs.js';
@@ -49,6 +50,7 @@ export interface TrainingState {
   readonly finished: boolean;
   readonly stoppedEarly: boolean;
   readonly earlyStopping?: EarlyStoppingState | undefined;
+  readonly reduceLrOnPlateau?: ReduceLrOnPlateauState | undefined;
   readonly optimizer: OptimizerState;
   readonly weights: Float32Array;
   /** Hash of the training data, model and training settings the state belongs to. */
@@ -84,7 +86,8 @@ const HeaderSchema = z.strictObject({
     finished: z.boolean(),
     stoppedEarly: z.boolean(),
     earlyStopping: z.strictObject({ wait: count, best: anyNumber, bestEpoch: z.int().min(-1), stoppedEpoch: z.int().min(-1) }).optional(),
-    optimizer: z.strictObject({ name: z.enum(OPTIMIZER_NAMES), iterations: count, scalars: z.record(z.string(), z.number()) }),
+    optimizer: z.strictObject({ name: z.enum(OPTIMIZER_NAMES), iterations: count, scalars: z.record(z.string(), z.number()), learningRate: z.number().positive().optional() }),
+    reduceLrOnPlateau: z.strictObject({ wait: count, cooldown: count, best: anyNumber }).optional(),
     fingerprint: z.string().min(1),
   }),
   arrays: z.array(z.strictObject({ name: z.string(), length: count })),

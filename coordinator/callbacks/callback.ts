@@ -27,6 +27,10 @@ export interface FitLoopView {
    * epoch end; a checkpoint resumes mid-epoch). 'finished' wins.
    */
   stop(kind: StopKind): void;
+  /** The learning rate the next step takes (a schedule's, or the last one set). */
+  readonly learningRate: number;
+  /** Sets the learning rate from the next step on (refused where compile.learningRateSchedule sets it). */
+  setLearningRate(rate: number): void;
   /** The current weights, and `restoreWeights` to put others in their place. */
   readonly weights: Float32Array;
   restoreWeights(weights: Float32Array): void;

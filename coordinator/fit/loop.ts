@@ -11,6 +11,7 @@ import { WaitCancelledError } from '../../shared/errors.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import type { CallbackList, FitLoopView, StopKind } from '../callbacks/callback.js';
 import type { EarlyStoppingCallback } from '../callbacks/early-stopping.js';
+import type { ReduceLrOnPlateau } from '../callbacks/reduce-lr-on-plateau.js';
 import type { TrainingState } from '../checkpoint.js';
 import { epochBatches, epochOrder, stepsPerEpoch } from '../../shared/plan/split-plan.js';
 import type { EvaluateResult } from './evaluate.js';
@@ -25,6 +26,7 @@ export interface StatePieces {
   readonly shuffle: ShuffleStream;
   readonly history: History<EpochLog>;
   readonly earlyStopping?: EarlyStoppingCallback | undefined;
+  readonly reduceLrOnPlateau?: ReduceLrOnPlateau | undefined;
 }
 
 /** Where in the run the loop stands: the next batch to take and the sums of its epoch so far. */
@@ -97,6 +99,7 @@ export class FitLoop implements FitLoopView {
       pieces.weights.restore(resume.weights);
       pieces.optimizer.restore(resume.optimizer);
       if (resume.earlyStopping) pieces.earlyStopping?.restore(resume.earlyStopping);
+      if (resume.reduceLrOnPlateau) pieces.reduceLrOnPlateau?.restore(resume.reduceLrOnPlateau);
       pieces.shuffle.restore(resume.shuffle);
       pieces.history.restore(resume.history);
     }
@@ -111,6 +114,14 @@ export class FitLoop implements FitLoopView {
     this.pieces.weights.restore(weights);
   }
 
+  get learningRate(): number {
+    return this.pieces.optimizer.learningRate;
+  }
+
+  setLearningRate(rate: number): void {
+    this.pieces.optimizer.setLearningRate(rate);
+  }
+
   stop(kind: StopKind): void {
     if (this.stopTraining !== 'finished') this.stopTraining = kind;
   }
@@ -121,7 +132,7 @@ export class FitLoop implements FitLoopView {
 
   snapshot(): TrainingState {
     const p = this.position;
-    const { weights, optimizer, history, earlyStopping } = this.pieces;
+    const { weights, optimizer, history, earlyStopping, reduceLrOnPlateau } = this.pieces;
     return {
       epoch: p.epoch,
       batch: p.batch,
@@ -135,6 +146,7 @@ export class FitLoop implements FitLoopView {
       finished: this.finished,
       stoppedEarly: this.stopTraining === 'finished',
       earlyStopping: earlyStopping?.save(),
+      ...(reduceLrOnPlateau ? { reduceLrOnPlateau: reduceLrOnPlateau.save() } : {}),
       optimizer: optimizer.save(),
       weights: weights.save(),
       fingerprint: this.fingerprint,

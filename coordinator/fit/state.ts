@@ -6,6 +6,7 @@
  */
 import { createOptimizer, type Optimizer, type OptimizerConfig, type OptimizerState } from '../optimize/optimizers.js';
 import { clipGradient, type VariableRange } from '../optimize/clip.js';
+import { ConfigError } from '../../shared/errors.js';
 import { scheduledRate } from '../optimize/schedules.js';
 import type { LearningRateSchedule } from '../../shared/config/optimizer-config.js';
 import type { Rng } from '../../shared/math/rng.js';
@@ -52,6 +53,7 @@ export class ModelWeights implements Stateful<Float32Array> {
 /** The optimizer and its slots (Adam's moments, iterations); restoring continues it exactly. */
 export class OptimizerSlot implements Stateful<OptimizerState> {
   private optimizer: Optimizer;
+  private setRate: number | undefined;
 
   constructor(
     private readonly config: OptimizerConfig,
@@ -67,21 +69,29 @@ export class OptimizerSlot implements Stateful<OptimizerState> {
   /** One optimizer step on `weights` along `gradient` (clipped first where the config says, in place). */
   apply(weights: Float32Array, gradient: Float32Array): void {
     clipGradient(gradient, this.variables, this.config);
-    this.optimizer.learningRate = scheduledRate(this.config.learningRate, this.schedule, this.optimizer.iterations);
+    this.optimizer.learningRate = this.learningRate;
     this.optimizer.apply(weights, gradient);
   }
 
-  /** The rate the next step takes (the schedule's at the current iteration). */
+  /** The rate the next step takes: one a callback set, else the schedule's at the current iteration. */
   get learningRate(): number {
-    return scheduledRate(this.config.learningRate, this.schedule, this.optimizer.iterations);
+    return this.setRate ?? scheduledRate(this.config.learningRate, this.schedule, this.optimizer.iterations);
+  }
+
+  /** A callback's rate (ReduceLROnPlateau), kept from the next step on and in checkpoints. */
+  setLearningRate(rate: number): void {
+    if (this.schedule) throw new ConfigError(`the learning rate follows compile.learningRateSchedule (${this.schedule.name}); a callback cannot set it`);
+    if (!(rate > 0) || !Number.isFinite(rate)) throw new RangeError(`a learning rate must be a positive number, got ${rate}`);
+    this.setRate = rate;
   }
 
   save(): OptimizerState {
-    return this.optimizer.state();
+    return { ...this.optimizer.state(), ...(this.setRate !== undefined ? { learningRate: this.setRate } : {}) };
   }
 
   restore(state: OptimizerState): void {
     this.optimizer = createOptimizer(this.config, this.size, state);
+    this.setRate = state.learningRate;
   }
 }
 

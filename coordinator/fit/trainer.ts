@@ -16,6 +16,7 @@ import { stepsPerEpoch } from '../../shared/plan/split-plan.js';
 import type { LayerSpec, LossName, ModelSpec } from '../../shared/model/spec.js';
 import { CallbackList, type Callback } from '../callbacks/callback.js';
 import { EarlyStoppingCallback } from '../callbacks/early-stopping.js';
+import { ReduceLrOnPlateau } from '../callbacks/reduce-lr-on-plateau.js';
 import { checkCheckpointFits, type ResumeTarget, type TrainingState } from '../checkpoint.js';
 import type { ParticipantGroup } from '../participants/participant.js';
 import { evaluateRows, type EvaluateResult } from './evaluate.js';
@@ -138,8 +139,8 @@ export class Trainer {
     readonly dataset: Dataset,
     readonly group: ParticipantGroup,
     spec?: ModelSpec,
-    /** Warnings during training (robust aggregation's clipping). */
-    log?: (line: string) => void,
+    /** Warnings and notices during training (robust aggregation's clipping, a reduced learning rate). */
+    private readonly log?: (line: string) => void,
     /** Initial weights (default: Keras's initialisers from the seed). */
     initial?: Float32Array,
   ) {
@@ -200,9 +201,13 @@ export class Trainer {
     }
     if (resume) checkCheckpointFits(resume, resumeTarget(this.config, this.dataset, this.spec), 'the checkpoint');
     const earlyStopping = this.config.fit.earlyStopping ? new EarlyStoppingCallback(this.config.fit.earlyStopping) : undefined;
+    const plateau = this.config.fit.reduceLrOnPlateau;
+    if (plateau && this.config.compile.learningRateSchedule) throw new ConfigError('fit.reduceLrOnPlateau: the learning rate follows compile.learningRateSchedule; use one of the two');
+    const reduceLrOnPlateau = plateau ? new ReduceLrOnPlateau(plateau, this.log) : undefined;
     const history = new History<EpochLog>();
-    const pieces = { weights: this.model, optimizer: this.optimizer, shuffle: new ShuffleStream(runRngs.shuffle(this.config.seed)), history, earlyStopping };
-    const callbacks = new CallbackList([...(earlyStopping ? [earlyStopping] : []), ...(options.callbacks ?? [])]);
+    const pieces = { weights: this.model, optimizer: this.optimizer, shuffle: new ShuffleStream(runRngs.shuffle(this.config.seed)), history, earlyStopping, reduceLrOnPlateau };
+    // as Keras orders them: the rate is reduced at an epoch's end before early stopping looks
+    const callbacks = new CallbackList([...(reduceLrOnPlateau ? [reduceLrOnPlateau] : []), ...(earlyStopping ? [earlyStopping] : []), ...(options.callbacks ?? [])]);
     const loop = new FitLoop(this.config.fit, this.dataset, this.spec, this.steps, (range) => this.evaluate(range), pieces, fingerprint, callbacks, resume);
     const outcome = await loop.run();
     return {

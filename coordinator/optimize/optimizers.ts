@@ -24,6 +24,8 @@ export interface OptimizerState {
   readonly iterations: number;
   readonly slots: Record<string, Float32Array>;
   readonly scalars: Record<string, number>;
+  /** A rate a callback set (ReduceLROnPlateau), which replaces the config's from then on. */
+  readonly learningRate?: number;
 }
 
 /**

@@ -207,12 +207,24 @@ const EarlyStopping = z.strictObject({
   restoreBestWeights: z.boolean().default(false),
 });
 
+const ReduceLrOnPlateau = z.strictObject({
+  monitor: z.string().default('val_loss'),
+  factor: z.number().positive().lt(1).default(0.1),
+  patience: z.int().nonnegative().default(10),
+  mode: z.enum(['auto', 'min', 'max']).default('auto'),
+  minDelta: z.number().nonnegative().default(0.0001),
+  cooldown: z.int().nonnegative().default(0),
+  minLr: z.number().nonnegative().default(0),
+});
+export type ReduceLrOnPlateauConfig = z.infer<typeof ReduceLrOnPlateau>;
+
 const Fit = z.strictObject({
   epochs: z.int().positive().default(1),
   batchSize: z.int().positive().default(32),
   validationSplit: z.number().min(0).lt(1).default(0),
   shuffle: z.boolean().default(true),
   earlyStopping: EarlyStopping.optional(),
+  reduceLrOnPlateau: ReduceLrOnPlateau.optional(),
   /** Keras's class_weight: class index -> weight of its rows' loss in training (classes left out: 1). */
   classWeight: z.record(z.string().regex(/^\d+$/, 'a class index (0, 1, ...)'), z.number().nonnegative()).optional(),
 });
