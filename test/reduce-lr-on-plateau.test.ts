@@ -12,7 +12,7 @@ import { ReduceLrOnPlateau } from '../coordinator/callbacks/reduce-lr-on-plateau
 import { decodeCheckpoint, encodeCheckpoint, type TrainingState } from '../coordinator/checkpoint.js';
 import { OptimizerSlot } from '../coordinator/fit/state.js';
 import type { FitLoopView } from '../coordinator/callbacks/callback.js';
-import { ConfigError, train, type JobConfigInput } from '../index.js';
+import { ConfigError, train, type Callback, type JobConfigInput } from '../index.js';
 import { readRunWeights } from './cluster-helpers.js';
 
 function fakeLoop(rate: number): FitLoopView & { rates: number[] } {
@@ -83,6 +83,17 @@ describe('ReduceLROnPlateau', () => {
     const perEpoch = plateau.summary.steps / 3;
     await train({ ...job(join(dir, 'piecewise')), compile: { optimizer: { name: 'adam', learningRate: 0.02 }, loss: 'binaryCrossentropy', learningRateSchedule: { name: 'piecewiseConstantDecay', boundaries: [2 * perEpoch - 1], values: [0.02, 0.01] } } }, { demo: true, log: () => {} });
     expect(readRunWeights(join(dir, 'plateau'))).toEqual(readRunWeights(join(dir, 'piecewise')));
+    // a LearningRateScheduler as a callback (docs/typescript.md) gives the same piecewise rates
+    const scheduler: Callback & { loop?: FitLoopView } = {
+      setLoop(loop) {
+        this.loop = loop;
+      },
+      onEpochBegin(epoch) {
+        this.loop!.setLearningRate(epoch < 2 ? 0.02 : 0.01);
+      },
+    };
+    await train(job(join(dir, 'scheduler')), { demo: true, callbacks: [scheduler], log: () => {} });
+    expect(readRunWeights(join(dir, 'scheduler'))).toEqual(readRunWeights(join(dir, 'piecewise')));
     await expect(
       train({ ...job(join(dir, 'both')), compile: { loss: 'binaryCrossentropy', learningRateSchedule: { name: 'cosineDecay', decaySteps: 10 } }, fit: { epochs: 1, reduceLrOnPlateau: {} } }, { demo: true, log: () => {} }),
     ).rejects.toThrow(ConfigError);
