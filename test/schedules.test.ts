@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { scheduledRate } from '../coordinator/optimize/schedules.js';
+import { scalingFactor, scheduledRate } from '../coordinator/optimize/schedules.js';
 import { train, type Callback, type FitLoopView, type JobConfigInput } from '../index.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readRunWeights } from './cluster-helpers.js';
@@ -44,12 +44,37 @@ describe('learning-rate schedules', () => {
     expect([0, 2, 4, 9, 100].map((k) => scheduledRate(0, warm, k))).toEqual([0, 0.05, 0.1, expect.closeTo(0.05, 15), expect.closeTo(0, 15)]);
   });
 
+  it('the linear scaling rule: batch / reference, reached linearly from 1 over the warmup', () => {
+    expect(scalingFactor(1024, undefined, 5)).toBe(1);
+    expect(scalingFactor(1024, { referenceBatchSize: 128, warmupSteps: 0 }, 0)).toBe(8);
+    expect([0, 5, 10, 11].map((k) => scalingFactor(1024, { referenceBatchSize: 128, warmupSteps: 10 }, k))).toEqual([1, 4.5, 8, 8]);
+  });
+
   it('a piecewise schedule needs one more value than boundaries, and increasing boundaries', () => {
     const base = { data: { label: { column: 'Churn', positive: 'Yes' } }, model: { layers: [{ units: 1, activation: 'sigmoid' }] } };
     const withSchedule = (learningRateSchedule: unknown) => () => validateConfig({ ...base, compile: { loss: 'binaryCrossentropy', learningRateSchedule } } as never, 'job.yaml');
     expect(withSchedule({ name: 'piecewiseConstantDecay', boundaries: [10], values: [1] })).toThrow(/one more entry than boundaries/);
     expect(withSchedule({ name: 'piecewiseConstantDecay', boundaries: [10, 5], values: [1, 2, 3] })).toThrow(/must increase/);
     expect(withSchedule({ name: 'cosineDecay', decaySteps: 100, warmupTarget: 0.01, warmupSteps: 10 })().compile.learningRateSchedule).toEqual({ name: 'cosineDecay', decaySteps: 100, alpha: 0, warmupTarget: 0.01, warmupSteps: 10 });
+  });
+
+  it('through train(): scaling by batch 64 / reference 32 gives the bits of twice the rate, and says so', async () => {
+    const job = (out: string, learningRate: number): JobConfigInput => ({
+      seed: 5,
+      data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true },
+      model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+      compile: { optimizer: { name: 'sgd', learningRate }, loss: 'binaryCrossentropy' },
+      fit: { epochs: 1, batchSize: 64 },
+      cluster: { threads: 1, backend: 'cpu' },
+      metrics: { listen: false },
+      output: { dir: out },
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'dptrain-scaling-'));
+    const lines: string[] = [];
+    await train({ ...job(join(dir, 'scaled'), 0.25), compile: { optimizer: { name: 'sgd', learningRate: 0.25 }, loss: 'binaryCrossentropy', learningRateScaling: { referenceBatchSize: 32 } } }, { demo: true, log: (l) => lines.push(l) });
+    await train(job(join(dir, 'doubled'), 0.5), { demo: true, log: () => {} });
+    expect(readRunWeights(join(dir, 'scaled'))).toEqual(readRunWeights(join(dir, 'doubled')));
+    expect(lines).toContain('learning rate scaled x2.000 (batch 64 / reference 32, the linear scaling rule): 0.25 -> 0.5000');
   });
 
   it('through train(): a rate that drops to 0 after step 2 leaves the weights of 3 steps', async () => {

@@ -62,6 +62,8 @@ export class OptimizerSlot implements Stateful<OptimizerState> {
     private readonly variables: readonly VariableRange[] = [{ offset: 0, size }],
     /** The learning rate's schedule from config.learningRate, by iteration. */
     private readonly schedule?: LearningRateSchedule,
+    /** The linear scaling rule's factor by iteration (1 without it). */
+    private readonly scale: (iteration: number) => number = () => 1,
   ) {
     this.optimizer = createOptimizer(config, size);
   }
@@ -75,7 +77,8 @@ export class OptimizerSlot implements Stateful<OptimizerState> {
 
   /** The rate the next step takes: one a callback set, else the schedule's at the current iteration. */
   get learningRate(): number {
-    return this.setRate ?? scheduledRate(this.config.learningRate, this.schedule, this.optimizer.iterations);
+    const i = this.optimizer.iterations;
+    return this.setRate ?? scheduledRate(this.config.learningRate, this.schedule, i) * this.scale(i);
   }
 
   /** A callback's rate (ReduceLROnPlateau), kept from the next step on and in checkpoints. */

@@ -17,6 +17,7 @@ import type { LayerSpec, LossName, ModelSpec } from '../../shared/model/spec.js'
 import { CallbackList, type Callback } from '../callbacks/callback.js';
 import { EarlyStoppingCallback } from '../callbacks/early-stopping.js';
 import { ReduceLrOnPlateau } from '../callbacks/reduce-lr-on-plateau.js';
+import { scalingFactor } from '../optimize/schedules.js';
 import { checkCheckpointFits, type ResumeTarget, type TrainingState } from '../checkpoint.js';
 import type { ParticipantGroup } from '../participants/participant.js';
 import { evaluateRows, type EvaluateResult } from './evaluate.js';
@@ -153,6 +154,7 @@ export class Trainer {
       layout.size,
       layout.entries.filter((e) => e.trainable),
       config.compile.learningRateSchedule,
+      (iteration) => scalingFactor(config.fit.batchSize, config.compile.learningRateScaling, iteration),
     );
     this.steps = new StepRunner(this.spec, config.cluster, group, this.model, this.optimizer, log);
   }
@@ -201,6 +203,11 @@ export class Trainer {
     }
     if (resume) checkCheckpointFits(resume, resumeTarget(this.config, this.dataset, this.spec), 'the checkpoint');
     const earlyStopping = this.config.fit.earlyStopping ? new EarlyStoppingCallback(this.config.fit.earlyStopping) : undefined;
+    const scaling = this.config.compile.learningRateScaling;
+    if (scaling) {
+      const k = this.config.fit.batchSize / scaling.referenceBatchSize;
+      this.log?.(`learning rate scaled x${k.toPrecision(4)} (batch ${this.config.fit.batchSize} / reference ${scaling.referenceBatchSize}, the linear scaling rule)${scaling.warmupSteps > 0 ? `, reached linearly over ${scaling.warmupSteps} steps` : ''}: ${this.config.compile.optimizer.learningRate} -> ${(this.config.compile.optimizer.learningRate * k).toPrecision(4)}`);
+    }
     const plateau = this.config.fit.reduceLrOnPlateau;
     if (plateau && this.config.compile.learningRateSchedule) throw new ConfigError('fit.reduceLrOnPlateau: the learning rate follows compile.learningRateSchedule; use one of the two');
     const reduceLrOnPlateau = plateau ? new ReduceLrOnPlateau(plateau, this.log) : undefined;

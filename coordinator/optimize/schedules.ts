@@ -37,3 +37,15 @@ export function scheduledRate(initial: number, schedule: LearningRateSchedule | 
     }
   }
 }
+
+/**
+ * The linear scaling rule for large batches (Goyal et al. 2017): the factor every rate is
+ * multiplied by at update `step`, batchSize / referenceBatchSize, reached linearly from 1 over
+ * `warmupSteps` (their gradual warmup).
+ */
+export function scalingFactor(batchSize: number, scaling: { readonly referenceBatchSize: number; readonly warmupSteps: number } | undefined, step: number): number {
+  if (!scaling) return 1;
+  const k = batchSize / scaling.referenceBatchSize;
+  if (scaling.warmupSteps === 0 || step >= scaling.warmupSteps) return k;
+  return 1 + ((k - 1) * step) / scaling.warmupSteps;
+}

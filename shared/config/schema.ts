@@ -195,6 +195,8 @@ const Compile = z
     loss: z.enum(LOSSES),
     metrics: z.array(z.enum(METRICS)).optional(),
     learningRateSchedule: Schedule.optional(),
+    /** Goyal et al. 2017: every rate times batchSize / referenceBatchSize, reached linearly over warmupSteps. */
+    learningRateScaling: z.strictObject({ referenceBatchSize: z.int().positive(), warmupSteps: z.int().nonnegative().default(0) }).optional(),
   })
   // accuracy for a classifier; a regression reports its loss only, as Keras does without metrics
   .transform((c) => ({ ...c, metrics: c.metrics ?? (CLASSIFICATION_LOSSES.has(c.loss) ? ['accuracy' as const] : []) }));
