@@ -142,3 +142,67 @@ describe('AdamW and Adagrad', () => {
     });
   }
 });
+
+describe('Adamax and Nadam', () => {
+  beforeAll(async () => {
+    await initBackend('cpu');
+  });
+  const size = 129;
+
+  it('Adamax equals tf.train.adamax bit for bit, and a float64 reference of its rule to rounding', () => {
+    const [init] = randomArrays(1, size, 7, 0.5);
+    const grads = randomArrays(30, size, 8, 0.1);
+    const expected = tfjsRun(() => tf.train.adamax(0.01, 0.9, 0.999, 1e-7), init!, grads);
+    const weights = init!.slice();
+    const opt = createOptimizer({ name: 'adamax', learningRate: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }, size);
+    for (const g of grads) opt.apply(weights, g);
+    expect(Array.from(weights)).toEqual(Array.from(expected));
+    const w = Float64Array.from(init!);
+    const m = new Float64Array(size);
+    const u = new Float64Array(size);
+    grads.forEach((g, t) => {
+      for (let i = 0; i < size; i++) {
+        m[i] = 0.9 * m[i]! + 0.1 * g[i]!;
+        u[i] = Math.max(0.999 * u[i]!, Math.abs(g[i]!));
+        w[i]! -= ((0.01 / (1 - 0.9 ** (t + 1))) * m[i]!) / (u[i]! + 1e-7);
+      }
+    });
+    weights.forEach((x, i) => expect(Math.abs(x - w[i]!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(w[i]!))));
+  });
+
+  it("Nadam equals a float64 reference of Keras 3's rule to rounding, and continues exactly from its state", () => {
+    const [init] = randomArrays(1, size, 9, 0.5);
+    const grads = randomArrays(30, size, 10, 0.1);
+    const config = { name: 'nadam', learningRate: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 } as const;
+    const weights = init!.slice();
+    const opt = createOptimizer(config, size);
+    grads.slice(0, 20).forEach((g) => opt.apply(weights, g));
+    const resumed = createOptimizer(config, size, opt.state());
+    const copy = weights.slice();
+    grads.slice(20).forEach((g) => {
+      opt.apply(weights, g);
+      resumed.apply(copy, g);
+    });
+    expect(copy).toEqual(weights);
+    const w = Float64Array.from(init!);
+    const m = new Float64Array(size);
+    const v = new Float64Array(size);
+    let uProduct = 1;
+    grads.forEach((g, t) => {
+      const step = t + 1;
+      const ut = 0.9 * (1 - 0.5 * 0.96 ** (0.004 * step));
+      const ut1 = 0.9 * (1 - 0.5 * 0.96 ** (0.004 * (step + 1)));
+      const up = uProduct * ut;
+      const up1 = up * ut1;
+      for (let i = 0; i < size; i++) {
+        m[i]! += (g[i]! - m[i]!) * 0.1;
+        v[i]! += (g[i]! * g[i]! - v[i]!) * 0.001;
+        const mHat = (ut1 * m[i]!) / (1 - up1) + ((1 - ut) * g[i]!) / (1 - up);
+        const vHat = v[i]! / (1 - 0.999 ** step);
+        w[i]! -= (mHat * 0.01) / (Math.sqrt(vHat) + 1e-7);
+      }
+      uProduct = up;
+    });
+    weights.forEach((x, i) => expect(Math.abs(x - w[i]!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(w[i]!))));
+  });
+});

@@ -12,9 +12,9 @@
  * has WebAssembly SIMD, which Node 20 always has.
  */
 import { kernelArena, type KernelArena } from '../../shared/wasm/kernels.js';
-import type { AdagradConfig, AdamConfig, AdamwConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig } from '../../shared/config/optimizer-config.js';
+import type { AdagradConfig, AdamaxConfig, AdamConfig, AdamwConfig, NadamConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig } from '../../shared/config/optimizer-config.js';
 
-export type { AdagradConfig, AdamConfig, AdamwConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig };
+export type { AdagradConfig, AdamaxConfig, AdamConfig, AdamwConfig, NadamConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig };
 
 const f = Math.fround;
 
@@ -38,6 +38,8 @@ export const OPTIMIZER_STATE: { readonly [K in OptimizerName]: { readonly slots:
   rmsprop: { slots: ['rms', 'momentum'], scalars: [] },
   adamw: { slots: ['m', 'v'], scalars: ['accBeta1', 'accBeta2'] },
   adagrad: { slots: ['accumulator'], scalars: [] },
+  adamax: { slots: ['m', 'u'], scalars: ['accBeta1'] },
+  nadam: { slots: ['m', 'v'], scalars: ['uProduct'] },
 };
 
 /** 'wasm': SIMD kernels (the default where available); 'js': the reference loops. */
@@ -259,6 +261,70 @@ export function adagrad(config: AdagradConfig, size: number, from?: OptimizerSta
   return optimizer(config, size, from?.iterations ?? 0, arena, update, () => ({ slots: { accumulator: acc.slice() }, scalars: {} }));
 }
 
+/**
+ * Adamax as tf.train.adamax (and Keras's): m and the infinity norm u = max(beta2 u, |g|), the step
+ * -lr / (1 - beta1^t) x m / (u + epsilon). The reference loop only.
+ */
+export function adamax(config: AdamaxConfig, size: number, from?: OptimizerState): Optimizer {
+  const b1 = f(config.beta1);
+  const b2 = f(config.beta2);
+  const oneMinusB1 = f(1 - config.beta1);
+  const eps = f(config.epsilon);
+  const { arena, slots } = slotArrays(size, OPTIMIZER_STATE.adamax.slots, from, 'js');
+  const [m, u] = slots as [Float32Array, Float32Array];
+  let accBeta1 = from?.scalars['accBeta1'] ?? b1;
+  const update = (weights: Float32Array, gradient: Float32Array, learningRate: number): void => {
+    const step = f(f(-learningRate) / f(1 - accBeta1));
+    for (let i = 0; i < weights.length; i++) {
+      const g = gradient[i] as number;
+      const mi = f(f((m[i] as number) * b1) + f(g * oneMinusB1));
+      const ui = Math.max(f((u[i] as number) * b2), Math.abs(g));
+      m[i] = mi;
+      u[i] = ui;
+      weights[i] = f(f(step * f(mi / f(ui + eps))) + (weights[i] as number));
+    }
+    accBeta1 = f(accBeta1 * b1);
+  };
+  return optimizer(config, size, from?.iterations ?? 0, arena, update, () => ({ slots: { m: m.slice(), u: u.slice() }, scalars: { accBeta1 } }));
+}
+
+/**
+ * Nadam as Keras 3's: Adam with Nesterov momentum and its momentum schedule
+ * u_t = beta1 (1 - 0.5 x 0.96^(0.004 t)), u_product their running product; scalars in float64,
+ * values in float32. The reference loop only (tfjs has no Nadam).
+ */
+export function nadam(config: NadamConfig, size: number, from?: OptimizerState): Optimizer {
+  const { arena, slots } = slotArrays(size, OPTIMIZER_STATE.nadam.slots, from, 'js');
+  const [m, v] = slots as [Float32Array, Float32Array];
+  const { beta1, beta2 } = config;
+  let uProduct = from?.scalars['uProduct'] ?? 1;
+  let t = from?.iterations ?? 0;
+  const eps = f(config.epsilon);
+  const update = (weights: Float32Array, gradient: Float32Array, learningRate: number): void => {
+    const step = t + 1;
+    const ut = beta1 * (1 - 0.5 * 0.96 ** (0.004 * step));
+    const ut1 = beta1 * (1 - 0.5 * 0.96 ** (0.004 * (step + 1)));
+    const uProductT = uProduct * ut;
+    const uProductT1 = uProductT * ut1;
+    const beta2Power = beta2 ** step;
+    const [a, b] = [f(ut1 / (1 - uProductT1)), f((1 - ut) / (1 - uProductT))];
+    const [oneMinusB1, oneMinusB2, vScale, lr] = [f(1 - beta1), f(1 - beta2), f(1 / (1 - beta2Power)), f(learningRate)];
+    for (let i = 0; i < weights.length; i++) {
+      const g = gradient[i] as number;
+      const mi = f((m[i] as number) + f(f(g - (m[i] as number)) * oneMinusB1));
+      const vi = f((v[i] as number) + f(f(f(g * g) - (v[i] as number)) * oneMinusB2));
+      m[i] = mi;
+      v[i] = vi;
+      const mHat = f(f(a * mi) + f(b * g));
+      const vHat = f(vi * vScale);
+      weights[i] = f((weights[i] as number) - f(f(mHat * lr) / f(f(Math.sqrt(vHat)) + eps)));
+    }
+    uProduct = uProductT;
+    t++;
+  };
+  return optimizer(config, size, from?.iterations ?? 0, arena, update, () => ({ slots: { m: m.slice(), v: v.slice() }, scalars: { uProduct } }));
+}
+
 /** The optimizer registry: name -> factory. Add an optimizer by adding one entry. */
 export const optimizers: {
   readonly [K in OptimizerName]: (
@@ -267,7 +333,7 @@ export const optimizers: {
     from?: OptimizerState,
     implementation?: OptimizerImplementation,
   ) => Optimizer;
-} = { adam, sgd, rmsprop, adamw, adagrad };
+} = { adam, sgd, rmsprop, adamw, adagrad, adamax, nadam };
 
 /**
  * The optimizer `config` names for `size` parameters, continuing from `from` when given.

@@ -49,7 +49,22 @@ export interface AdagradConfig extends ClipSettings {
   readonly initialAccumulatorValue: number;
   readonly epsilon: number;
 }
-export type OptimizerConfig = AdamConfig | SgdConfig | RmspropConfig | AdamwConfig | AdagradConfig;
+/** Keras's Adamax (Adam with the infinity norm) and Nadam (Adam with Nesterov momentum). */
+export interface AdamaxConfig extends ClipSettings {
+  readonly name: 'adamax';
+  readonly learningRate: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+}
+export interface NadamConfig extends ClipSettings {
+  readonly name: 'nadam';
+  readonly learningRate: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+}
+export type OptimizerConfig = AdamConfig | SgdConfig | RmspropConfig | AdamwConfig | AdagradConfig | AdamaxConfig | NadamConfig;
 export type OptimizerName = OptimizerConfig['name'];
 
 /** Keras defaults for each optimizer's hyper-parameters. */
@@ -59,4 +74,6 @@ export const optimizerDefaults = {
   rmsprop: { learningRate: 0.001, rho: 0.9, momentum: 0, epsilon: 1e-7 },
   adamw: { learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weightDecay: 0.004 },
   adagrad: { learningRate: 0.001, initialAccumulatorValue: 0.1, epsilon: 1e-7 },
+  adamax: { learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
+  nadam: { learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
 } as const;

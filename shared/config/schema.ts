@@ -178,12 +178,21 @@ const Adagrad = z.strictObject({
   initialAccumulatorValue: z.number().nonnegative().default(optimizerDefaults.adagrad.initialAccumulatorValue),
   epsilon: z.number().positive().default(optimizerDefaults.adagrad.epsilon),
 });
-const OptimizerObject = z.discriminatedUnion('name', [Adam, Sgd, Rmsprop, Adamw, Adagrad]).refine((o) => [o.clipnorm, o.clipvalue, o.globalClipnorm].filter((v) => v !== undefined).length <= 1, {
+const adamLike = (name: 'adamax' | 'nadam') =>
+  z.strictObject({
+    name: z.literal(name),
+    ...clip,
+    learningRate: z.number().positive().default(optimizerDefaults[name].learningRate),
+    beta1: z.number().min(0).lt(1).default(optimizerDefaults[name].beta1),
+    beta2: z.number().min(0).lt(1).default(optimizerDefaults[name].beta2),
+    epsilon: z.number().positive().default(optimizerDefaults[name].epsilon),
+  });
+const OptimizerObject = z.discriminatedUnion('name', [Adam, Sgd, Rmsprop, Adamw, Adagrad, adamLike('adamax'), adamLike('nadam')]).refine((o) => [o.clipnorm, o.clipvalue, o.globalClipnorm].filter((v) => v !== undefined).length <= 1, {
   message: 'set one of clipnorm, clipvalue and globalClipnorm, as Keras allows one',
 });
 /** `optimizer: adam` or `optimizer: { name: adam, learningRate: 0.001 }`. */
 const Optimizer = z
-  .union([z.enum(['adam', 'sgd', 'rmsprop', 'adamw', 'adagrad']), OptimizerObject])
+  .union([z.enum(['adam', 'sgd', 'rmsprop', 'adamw', 'adagrad', 'adamax', 'nadam']), OptimizerObject])
   .transform((v): OptimizerConfig => (typeof v === 'string' ? OptimizerObject.parse({ name: v }) : v));
 
 /** Losses of classifiers: their jobs report accuracy unless `metrics` says otherwise. */
