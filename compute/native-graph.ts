@@ -18,6 +18,7 @@
  * pooling, a user's tfjs model) is not: `nativeGraphSupports` says so and the tape engine runs it.
  */
 import type { OnnxConstant, OnnxGraph, OnnxNode } from '../shared/native/onnx-model.js';
+import type { TiledPool } from '../shared/wasm/max-pool-kernel.js';
 import { layerShapes, type Shape } from '../shared/model/layers.js';
 import { isDense, type ActivationName, type LayerSpec, type ModelSpec, type Padding } from '../shared/model/spec.js';
 
@@ -43,17 +44,12 @@ export interface GraphWeight {
 }
 
 /** A max-pool whose argmax indices are computed between the passes (its windows tile its input). */
-export interface PoolArgmax {
+export interface PoolArgmax extends Omit<TiledPool, 'planes'> {
   /** The saved value the pool read ([N, c, h, w]), and the int64 input of the backward graph the indices go to ([N, c, ho, wo]). */
   readonly input: string;
   readonly output: string;
+  /** Channels: a batch of N has N x c planes. */
   readonly c: number;
-  readonly h: number;
-  readonly w: number;
-  readonly ho: number;
-  readonly wo: number;
-  readonly ph: number;
-  readonly pw: number;
 }
 
 export interface NativeGraphs {

@@ -34,6 +34,8 @@ describe('job config', () => {
   it('accepts an optimizer by name or with hyper-parameters', () => {
     expect(validateConfig({ ...minimal, compile: { ...minimal.compile, optimizer: 'sgd' } }, 'j').compile.optimizer).toEqual({ name: 'sgd', learningRate: 0.01, momentum: 0, nesterov: false });
     expect(validateConfig({ ...minimal, compile: { ...minimal.compile, optimizer: { name: 'rmsprop', learningRate: 0.01 } } }, 'j').compile.optimizer).toMatchObject({ name: 'rmsprop', learningRate: 0.01, rho: 0.9 });
+    expect(validateConfig({ ...minimal, compile: { ...minimal.compile, optimizer: 'adamw' } }, 'j').compile.optimizer).toEqual({ name: 'adamw', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weightDecay: 0.004 });
+    expect(() => validateConfig({ ...minimal, compile: { ...minimal.compile, optimizer: { name: 'adamw', decay: 0.1 } } } as never, 'j')).toThrow(/decay/);
   });
 
   it('rejects unknown keys with their path', () => {

@@ -139,14 +139,17 @@ const clip = {
   globalClipnorm: z.number().positive().optional(),
 };
 
-const Adam = z.strictObject({
-  name: z.literal('adam'),
-  ...clip,
-  learningRate: z.number().positive().default(optimizerDefaults.adam.learningRate),
-  beta1: z.number().min(0).lt(1).default(optimizerDefaults.adam.beta1),
-  beta2: z.number().min(0).lt(1).default(optimizerDefaults.adam.beta2),
-  epsilon: z.number().positive().default(optimizerDefaults.adam.epsilon),
-});
+/** The rules with Adam's settings: adam, adamw (and its weight decay), adamax, nadam. */
+const adamLike = <N extends 'adam' | 'adamw' | 'adamax' | 'nadam'>(name: N) =>
+  z.strictObject({
+    name: z.literal(name),
+    ...clip,
+    learningRate: z.number().positive().default(optimizerDefaults[name].learningRate),
+    beta1: z.number().min(0).lt(1).default(optimizerDefaults[name].beta1),
+    beta2: z.number().min(0).lt(1).default(optimizerDefaults[name].beta2),
+    epsilon: z.number().positive().default(optimizerDefaults[name].epsilon),
+  });
+const Adam = adamLike('adam');
 const Sgd = z.strictObject({
   name: z.literal('sgd'),
   ...clip,
@@ -162,15 +165,7 @@ const Rmsprop = z.strictObject({
   momentum: z.number().min(0).lt(1).default(optimizerDefaults.rmsprop.momentum),
   epsilon: z.number().positive().default(optimizerDefaults.rmsprop.epsilon),
 });
-const Adamw = z.strictObject({
-  name: z.literal('adamw'),
-  ...clip,
-  learningRate: z.number().positive().default(optimizerDefaults.adamw.learningRate),
-  beta1: z.number().min(0).lt(1).default(optimizerDefaults.adamw.beta1),
-  beta2: z.number().min(0).lt(1).default(optimizerDefaults.adamw.beta2),
-  epsilon: z.number().positive().default(optimizerDefaults.adamw.epsilon),
-  weightDecay: z.number().nonnegative().default(optimizerDefaults.adamw.weightDecay),
-});
+const Adamw = adamLike('adamw').extend({ weightDecay: z.number().nonnegative().default(optimizerDefaults.adamw.weightDecay) });
 const Adagrad = z.strictObject({
   name: z.literal('adagrad'),
   ...clip,
@@ -178,15 +173,6 @@ const Adagrad = z.strictObject({
   initialAccumulatorValue: z.number().nonnegative().default(optimizerDefaults.adagrad.initialAccumulatorValue),
   epsilon: z.number().positive().default(optimizerDefaults.adagrad.epsilon),
 });
-const adamLike = (name: 'adamax' | 'nadam') =>
-  z.strictObject({
-    name: z.literal(name),
-    ...clip,
-    learningRate: z.number().positive().default(optimizerDefaults[name].learningRate),
-    beta1: z.number().min(0).lt(1).default(optimizerDefaults[name].beta1),
-    beta2: z.number().min(0).lt(1).default(optimizerDefaults[name].beta2),
-    epsilon: z.number().positive().default(optimizerDefaults[name].epsilon),
-  });
 const OptimizerObject = z.discriminatedUnion('name', [Adam, Sgd, Rmsprop, Adamw, Adagrad, adamLike('adamax'), adamLike('nadam')]).refine((o) => [o.clipnorm, o.clipvalue, o.globalClipnorm].filter((v) => v !== undefined).length <= 1, {
   message: 'set one of clipnorm, clipvalue and globalClipnorm, as Keras allows one',
 });
