@@ -52,7 +52,9 @@ describe.skipIf(why !== undefined)('the network test bed', () => {
     expect(r.coordinatorSent / (2 * S)).toBeLessThan(1.1);
     expect(r.workerSent / S).toBeGreaterThan(0.97);
     expect(r.workerSent / S).toBeLessThan(1.1);
-    // and no step beats the coordinator's link: n gradients in, then n copies of the weights out
-    expect(r.msPerStep).toBeGreaterThan(0.9 * ((2 * 2 * S * 1000) / rateBytes('100mbit')));
+    // and no step beats the coordinator's link: n gradients in and n copies of the weights out
+    // take n·S/B each way at least (about twice that in turn; less where one node's upload
+    // overlaps the sending to another)
+    expect(r.msPerStep).toBeGreaterThan(0.95 * ((2 * S * 1000) / rateBytes('100mbit')));
   }, 180_000);
 });
