@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EarlyStopping } from '../coordinator/callbacks/early-stopping.js';
 
-const base = { monitor: 'val_loss', patience: 2, minDelta: 0, mode: 'auto' as const, restoreBestWeights: true };
+const base = { monitor: 'val_loss', patience: 2, minDelta: 0, mode: 'auto' as const, restoreBestWeights: true, startFromEpoch: 0 };
 
 function run(es: EarlyStopping, values: number[]): number {
   for (let epoch = 0; epoch < values.length; epoch++) {
@@ -33,6 +33,23 @@ describe('EarlyStopping (Keras semantics)', () => {
     const es = new EarlyStopping({ ...base, patience: 0 }, false);
     expect(es.onEpochEnd(0, { val_loss: 1 }, new Float32Array(1))).toBe(false);
     expect(es.onEpochEnd(1, { val_loss: 2 }, new Float32Array(1))).toBe(true);
+  });
+  it("baseline: improving on the best but not on the baseline does not restart the wait (Keras's)", () => {
+    // 0.9 and 0.8 beat the best but not the baseline: the wait is 3 at the worse epoch 2
+    const values = [0.9, 0.8, 0.85, 0.4];
+    const es = new EarlyStopping({ ...base, baseline: 0.5 }, false);
+    expect(run(es, values)).toBe(2);
+    expect(es.bestEpoch).toBe(1);
+    // without the baseline those restart it, and epoch 3 improves in time
+    expect(run(new EarlyStopping(base, false), values)).toBe(-1);
+    // values beating the baseline restart it as usual
+    expect(run(new EarlyStopping({ ...base, baseline: 0.95 }, false), values)).toBe(-1);
+  });
+  it('startFromEpoch: the first epochs are not watched at all', () => {
+    const es = new EarlyStopping({ ...base, patience: 0, startFromEpoch: 2 }, false);
+    // epochs 0 and 1 worsen but are not watched; 2 sets the best, 3 worsens: stop
+    expect(run(es, [0.5, 0.9, 1.0, 1.1])).toBe(3);
+    expect(es.bestEpoch).toBe(2);
   });
   it('does not restore when training ran out of epochs (as Keras)', () => {
     const es = new EarlyStopping(base, false);

@@ -1,8 +1,9 @@
 /**
- * EarlyStopping with Keras semantics: watch `monitor` each epoch; an improvement is a change
- * beyond `minDelta` in the right direction; stop once `patience` epochs pass without one (never
- * after the first epoch); with restoreBestWeights, the weights of the best epoch come back when
- * training is stopped early (as in Keras: not when it runs out of epochs).
+ * EarlyStopping with Keras semantics: watch `monitor` each epoch from `startFromEpoch` on; an
+ * improvement is a change beyond `minDelta` in the right direction (restarting the wait only if it
+ * also beats `baseline`); stop once `patience` epochs pass without one (never after the first
+ * epoch); with restoreBestWeights, the weights of the best epoch come back when training is
+ * stopped early (as in Keras: not when it runs out of epochs).
  *
  * `EarlyStopping` is the rule; `EarlyStoppingCallback` applies it in the fit loop and is the
  * piece of training state a checkpoint keeps of it.
@@ -43,21 +44,22 @@ export class EarlyStopping {
     this.best = this.higherIsBetter ? -Infinity : Infinity;
   }
 
-  private isImprovement(current: number): boolean {
-    return this.higherIsBetter ? current - this.config.minDelta > this.best : current + this.config.minDelta < this.best;
+  private isImprovement(current: number, over = this.best): boolean {
+    return this.higherIsBetter ? current - this.config.minDelta > over : current + this.config.minDelta < over;
   }
 
   /** Call after each epoch with its logs and the weights at its end. Returns true to stop. */
   onEpochEnd(epoch: number, logs: EpochLogs, weights: Float32Array): boolean {
     const current = logs[this.config.monitor];
-    if (current === undefined || Number.isNaN(current)) return false;
+    if (current === undefined || Number.isNaN(current) || epoch < (this.config.startFromEpoch ?? 0)) return false;
     if (this.config.restoreBestWeights && this.bestWeights === undefined) this.bestWeights = weights.slice();
     this.wait++;
     if (this.isImprovement(current)) {
       this.best = current;
       this.bestEpoch = epoch;
       if (this.config.restoreBestWeights) this.bestWeights = weights.slice();
-      this.wait = 0;
+      // the wait restarts only on a value better than the baseline too
+      if (this.config.baseline === undefined || this.isImprovement(current, this.config.baseline)) this.wait = 0;
       return false;
     }
     if (this.wait >= this.config.patience && epoch > 0) {

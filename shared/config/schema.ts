@@ -202,6 +202,10 @@ const EarlyStopping = z.strictObject({
   minDelta: z.number().nonnegative().default(0),
   mode: z.enum(['auto', 'min', 'max']).default('auto'),
   restoreBestWeights: z.boolean().default(false),
+  /** Keras's baseline: the wait restarts only on a value better than both the best and this. */
+  baseline: z.number().optional(),
+  /** Keras's start_from_epoch: epochs (0-based index below it) not watched at all. */
+  startFromEpoch: z.int().nonnegative().default(0),
 });
 
 const ReduceLrOnPlateau = z.strictObject({
