@@ -19,6 +19,7 @@ import { weightLayout } from '../shared/model/layout.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import type { BatchEngine } from '../compute/engine.js';
 import { maxAbsDiff, readRunWeights } from './cluster-helpers.js';
+import { demoJob } from './helpers.js';
 
 const binary: ModelSpec = {
   inputDim: 6,
@@ -100,15 +101,10 @@ describe('class weights in every engine', () => {
 });
 
 describe('fit.classWeight', () => {
-  const config = (out: string, threads: number, classWeight?: Record<string, number>): JobConfigInput => ({
-    seed: 6,
-    data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true },
-    model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+  const config = (out: string, threads: number, classWeight?: Record<string, number>): JobConfigInput => demoJob(out, 6, {
     compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'binaryCrossentropy' },
     fit: { epochs: 1, batchSize: 64, ...(classWeight ? { classWeight } : {}) },
     cluster: { threads, backend: 'cpu', balance: 'equal' },
-    metrics: { listen: false },
-    output: { dir: out },
   });
 
   it('two threads give one lane\'s weights, and the weights differ from a run without class weights', async () => {

@@ -13,6 +13,7 @@ import { ConfigError, train, type JobConfigInput } from '../index.js';
 import { validateConfig } from '../shared/config/load.js';
 import { weightLayout } from '../shared/model/layout.js';
 import { maxAbsDiff, readRunWeights } from './cluster-helpers.js';
+import { demoJob } from './helpers.js';
 
 const vars = [
   { offset: 0, size: 2 },
@@ -50,16 +51,11 @@ describe('gradient clipping', () => {
   });
 
   it('through train(): once on the reduced gradient (1 lane = 2 threads), each variable moving at most learningRate x clipnorm', async () => {
-    const config = (out: string, threads: number): JobConfigInput => ({
-      seed: 3,
-      data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true },
-      model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+    const config = (out: string, threads: number): JobConfigInput => demoJob(out, 3, {
       compile: { optimizer: { name: 'sgd', learningRate: 1, clipnorm: 0.01 }, loss: 'binaryCrossentropy' },
       // one step: the whole training set in one batch
       fit: { epochs: 1, batchSize: 100000 },
       cluster: { threads, backend: 'cpu', balance: 'equal' },
-      metrics: { listen: false },
-      output: { dir: out },
     });
     const dir = mkdtempSync(join(tmpdir(), 'dptrain-clip-'));
     const one = await train(config(join(dir, 'one'), 1), { demo: true, log: () => {} });

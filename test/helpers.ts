@@ -1,6 +1,7 @@
 /** Shared test helpers: where the Telco file is, and small data sets made in memory. */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { JobConfigInput } from '../index.js';
 
 export const TELCO_CSV = process.env['DPTRAIN_TELCO_CSV'] ?? fileURLToPath(new URL('../../shared/data/telco-customer-churn.csv', import.meta.url));
 /**
@@ -38,4 +39,20 @@ export function peakRssMiB(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A small job on the generated Telco-schema data (`train(job, { demo: true })`): standardized
+ * features, 8 relu units and a sigmoid, binary cross-entropy, the cpu backend, no metrics server.
+ * `compile`, `fit` and `cluster` given replace the defaults whole.
+ */
+export function demoJob(out: string, seed: number, over: Pick<JobConfigInput, 'compile' | 'fit' | 'cluster'>): JobConfigInput {
+  return {
+    seed,
+    data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true },
+    model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+    metrics: { listen: false },
+    output: { dir: out },
+    ...over,
+  };
 }

@@ -14,6 +14,7 @@ import { OptimizerSlot } from '../coordinator/fit/state.js';
 import type { FitLoopView } from '../coordinator/callbacks/callback.js';
 import { ConfigError, train, type Callback, type JobConfigInput } from '../index.js';
 import { readRunWeights } from './cluster-helpers.js';
+import { demoJob } from './helpers.js';
 
 function fakeLoop(rate: number): FitLoopView & { rates: number[] } {
   const loop = {
@@ -65,15 +66,10 @@ describe('ReduceLROnPlateau', () => {
   });
 
   it('through train(): the bits of the equivalent piecewise schedule; never with a schedule', async () => {
-    const job = (out: string): JobConfigInput => ({
-      seed: 8,
-      data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true },
-      model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+    const job = (out: string): JobConfigInput => demoJob(out, 8, {
       compile: { optimizer: { name: 'adam', learningRate: 0.02 }, loss: 'binaryCrossentropy' },
       fit: { epochs: 3, batchSize: 128 },
       cluster: { threads: 2, backend: 'cpu', balance: 'equal' },
-      metrics: { listen: false },
-      output: { dir: out },
     });
     const dir = mkdtempSync(join(tmpdir(), 'dptrain-plateau-'));
     const lines: string[] = [];

@@ -11,6 +11,7 @@ import { scalingFactor, scheduledRate } from '../coordinator/optimize/schedules.
 import { train, type Callback, type FitLoopView, type JobConfigInput } from '../index.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readRunWeights } from './cluster-helpers.js';
+import { demoJob } from './helpers.js';
 
 describe('learning-rate schedules', () => {
   it('exponentialDecay: initial x rate^(step / decaySteps), floored with staircase', () => {
@@ -59,15 +60,10 @@ describe('learning-rate schedules', () => {
   });
 
   it('through train(): scaling by batch 64 / reference 32 gives the bits of twice the rate, and says so', async () => {
-    const job = (out: string, learningRate: number): JobConfigInput => ({
-      seed: 5,
-      data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true },
-      model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+    const job = (out: string, learningRate: number): JobConfigInput => demoJob(out, 5, {
       compile: { optimizer: { name: 'sgd', learningRate }, loss: 'binaryCrossentropy' },
       fit: { epochs: 1, batchSize: 64 },
       cluster: { threads: 1, backend: 'cpu' },
-      metrics: { listen: false },
-      output: { dir: out },
     });
     const dir = mkdtempSync(join(tmpdir(), 'dptrain-scaling-'));
     const lines: string[] = [];
@@ -78,15 +74,10 @@ describe('learning-rate schedules', () => {
   });
 
   it('through train(): a rate that drops to 0 after step 2 leaves the weights of 3 steps', async () => {
-    const config = (out: string): JobConfigInput => ({
-      seed: 5,
-      data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true },
-      model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+    const config = (out: string): JobConfigInput => demoJob(out, 5, {
       compile: { optimizer: { name: 'sgd', learningRate: 0.5 }, loss: 'binaryCrossentropy' },
       fit: { epochs: 1, batchSize: 64 },
       cluster: { threads: 2, backend: 'cpu', balance: 'equal' },
-      metrics: { listen: false },
-      output: { dir: out },
     });
     const dir = mkdtempSync(join(tmpdir(), 'dptrain-schedule-'));
     const scheduled = await train({ ...config(join(dir, 'scheduled')), compile: { optimizer: { name: 'sgd', learningRate: 0.5 }, loss: 'binaryCrossentropy', learningRateSchedule: { name: 'piecewiseConstantDecay', boundaries: [2], values: [0.5, 0] } } }, { demo: true, log: () => {} });
