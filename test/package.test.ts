@@ -37,7 +37,7 @@ describe('the packed package, installed into an empty folder', () => {
 
   it('ships the built library, both CLIs and the examples, built on prepack', () => {
     expect(pkg.scripts['prepack']).toBe('npm run build');
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/coordinator/cli.js', 'dist/worker/cli.js', 'dist/worker/thread.js', 'bin/dptrain.js', 'bin/coordinator.js', 'bin/worker.js', 'examples/demo.yaml']) {
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/coordinator/cli.js', 'dist/worker/cli.js', 'dist/worker/thread.js', 'dist/worker/thread-entry.cjs', 'bin/dptrain.js', 'bin/coordinator.js', 'bin/worker.js', 'examples/demo.yaml']) {
       expect(files, f).toContain(f);
     }
     expect(files.filter((f) => f.startsWith('test/') || f.startsWith('dist/test/') || f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);

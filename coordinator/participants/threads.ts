@@ -16,11 +16,11 @@ import { ParticipantFault, type LocalLanes, type Participant } from './participa
 
 /** The compiled thread entry (threads run JavaScript, also when the caller runs from source). */
 function threadEntry(): string {
-  for (const rel of ['../../worker/thread.js', '../../dist/worker/thread.js']) {
+  for (const rel of ['../../worker/thread-entry.cjs', '../../dist/worker/thread-entry.cjs']) {
     const path = fileURLToPath(new URL(rel, import.meta.url));
     if (existsSync(path)) return path;
   }
-  throw new WorkerError('the thread entry dist/worker/thread.js is missing: run `npm run build` first');
+  throw new WorkerError('the thread entry dist/worker/thread-entry.cjs is missing: run `npm run build` first');
 }
 
 export interface ThreadPoolOptions {
