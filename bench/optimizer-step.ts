@@ -6,7 +6,7 @@
  * machine that is slowed in bursts.
  */
 import { performance } from 'node:perf_hooks';
-import { createOptimizer, type OptimizerConfig, type OptimizerImplementation } from '../coordinator/optimize/optimizers.js';
+import { createOptimizer, type OptimizerConfig, type OptimizerImplementation } from '../shared/optimize/optimizers.js';
 import { optimizerDefaults } from '../shared/config/optimizer-config.js';
 import { Rng } from '../shared/math/rng.js';
 

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { formatIssue } from '../shared/config/load.js';
 import { CheckpointError } from '../shared/errors.js';
-import { OPTIMIZER_STATE, type OptimizerName, type OptimizerState } from './optimize/optimizers.js';
+import { OPTIMIZER_STATE, type OptimizerName, type OptimizerState } from '../shared/optimize/optimizers.js';
 import type { ReduceLrOnPlateauState } from './callbacks/reduce-lr-on-plateau.js';
 import type { EarlyStoppingState } from './callbacks/early-stopping.js';
 import { fsOps, makeFolder, writeFileAtomic } from './storage.js';

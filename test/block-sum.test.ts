@@ -6,7 +6,7 @@
  * their shards give one optimizer's bits.
  */
 import { describe, expect, it } from 'vitest';
-import { createOptimizer, type OptimizerConfig } from '../coordinator/optimize/optimizers.js';
+import { createOptimizer, type OptimizerConfig } from '../shared/optimize/optimizers.js';
 import { weightedAverage } from '../coordinator/reduce/reduce.js';
 import { BlockSum } from '../shared/math/block-sum.js';
 import { Rng } from '../shared/math/rng.js';

@@ -1,5 +1,5 @@
 /**
- * Keras's gradient clipping on the optimizer (coordinator/optimize/clip.ts): exact numbers for
+ * Keras's gradient clipping on the optimizer (shared/optimize/clip.ts): exact numbers for
  * clipnorm (per variable), globalClipnorm and clipvalue; one of them at most in a config; and
  * through train(): applied once to the reduced gradient, so one lane and two threads give the
  * same weights, and each variable's update is bounded as the setting says.
@@ -8,7 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { clipGradient } from '../coordinator/optimize/clip.js';
+import { clipGradient } from '../shared/optimize/clip.js';
 import { ConfigError, train, type JobConfigInput } from '../index.js';
 import { validateConfig } from '../shared/config/load.js';
 import { weightLayout } from '../shared/model/layout.js';

@@ -12,7 +12,7 @@ import { checkAgainstData } from '../coordinator/validate.js';
 import type { Callback, FitLoopView } from '../coordinator/callbacks/callback.js';
 import type { TrainingState } from '../coordinator/checkpoint.js';
 import { assignUnits, runEnds, virtualBatches } from '../shared/plan/split-plan.js';
-import { stepWithStatistics } from '../coordinator/optimize/moving-statistics.js';
+import { stepWithStatistics } from '../shared/optimize/moving-statistics.js';
 import { createEngine } from '../compute/gradient.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';

@@ -6,7 +6,7 @@ import { validateConfig } from '../shared/config/load.js';
 import { parseCsv } from '../shared/data/csv.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { decodeFloat16, encodeFloat16, float16ScaleExp, fromFloat16Bits, toFloat16Bits, type GradientDtype } from '../shared/math/float16.js';
-import { createOptimizer } from '../coordinator/optimize/optimizers.js';
+import { createOptimizer } from '../shared/optimize/optimizers.js';
 import { weightedAverage } from '../coordinator/reduce/reduce.js';
 import { epochBatches, epochOrder } from '../shared/plan/split-plan.js';
 import { initialWeights } from '../shared/model/layout.js';

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/backend.js';
-import { createOptimizer, type OptimizerConfig, type OptimizerImplementation } from '../coordinator/optimize/optimizers.js';
+import { createOptimizer, type OptimizerConfig, type OptimizerImplementation } from '../shared/optimize/optimizers.js';
 import { Rng } from '../shared/math/rng.js';
 
 /** Runs `steps` steps of the tfjs optimizer on one variable; returns the final value. */

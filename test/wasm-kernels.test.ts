@@ -7,7 +7,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import wabtInit from 'wabt';
 import { describe, expect, it } from 'vitest';
-import { createOptimizer, type OptimizerConfig } from '../coordinator/optimize/optimizers.js';
+import { createOptimizer, type OptimizerConfig } from '../shared/optimize/optimizers.js';
 import { Rng } from '../shared/math/rng.js';
 import { kernelArena } from '../shared/wasm/kernels.js';
 import { GradientReducer, weightedAverage, type GradientContribution } from '../coordinator/reduce/reduce.js';

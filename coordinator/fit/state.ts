@@ -4,8 +4,8 @@
  * shuffle generator and the history. EarlyStopping (callbacks/early-stopping.ts) is one too. A
  * checkpoint (checkpoint.ts's TrainingState) is made of what these save plus the loop's position.
  */
-import { createOptimizer, type Optimizer, type OptimizerConfig, type OptimizerState } from '../optimize/optimizers.js';
-import { clipGradient, type VariableRange } from '../optimize/clip.js';
+import { createOptimizer, type Optimizer, type OptimizerConfig, type OptimizerState } from '../../shared/optimize/optimizers.js';
+import { clipGradient, type VariableRange } from '../../shared/optimize/clip.js';
 import { ConfigError } from '../../shared/errors.js';
 import { scheduledRate } from '../optimize/schedules.js';
 import type { LearningRateSchedule } from '../../shared/config/optimizer-config.js';

@@ -23,7 +23,7 @@ import { sumsProblem } from '../../shared/model/sums.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import { ParticipantFault, faultOf, type Participant, type ParticipantGroup } from '../participants/participant.js';
 import { assignRows, assignUnits, runEnds, virtualBatches } from '../../shared/plan/split-plan.js';
-import { statisticRanges, stepWithStatistics, type StatisticRange } from '../optimize/moving-statistics.js';
+import { statisticRanges, stepWithStatistics, type StatisticRange } from '../../shared/optimize/moving-statistics.js';
 import { GradientReducer, firstNonFinite, weightedAverage, type GradientContribution } from '../reduce/reduce.js';
 import { capCounts } from '../../shared/plan/balance.js';
 import { clipScales, robustAggregate } from '../reduce/robust.js';

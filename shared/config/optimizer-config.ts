@@ -1,4 +1,4 @@
-/** What a config may say about the optimizer: each rule's settings and Keras's defaults (the rules: coordinator/optimize/). */
+/** What a config may say about the optimizer: each rule's settings and Keras's defaults (the rules: shared/optimize/). */
 
 /** Keras's learning-rate schedules (coordinator/optimize/schedules.ts); the initial rate is the optimizer's learningRate. */
 export type LearningRateSchedule =
@@ -7,7 +7,7 @@ export type LearningRateSchedule =
   | { readonly name: 'polynomialDecay'; readonly decaySteps: number; readonly endLearningRate: number; readonly power: number; readonly cycle: boolean }
   | { readonly name: 'cosineDecay'; readonly decaySteps: number; readonly alpha: number; readonly warmupTarget?: number; readonly warmupSteps: number };
 
-/** Keras's gradient clipping, one of the three at most (coordinator/optimize/clip.ts). */
+/** Keras's gradient clipping, one of the three at most (shared/optimize/clip.ts). */
 export interface ClipSettings {
   readonly clipnorm?: number;
   readonly clipvalue?: number;

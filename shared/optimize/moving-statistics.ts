@@ -4,8 +4,8 @@
  * (compute/gradient.ts), and the weights move towards it as tfjs-layers moves them
  * (w - (w - target) (1 - momentum), in float32), while the optimizer leaves them alone. Pure.
  */
-import { layerName, type WeightLayout } from '../../shared/model/layout.js';
-import type { ModelSpec } from '../../shared/model/spec.js';
+import { layerName, type WeightLayout } from '../model/layout.js';
+import type { ModelSpec } from '../model/spec.js';
 
 export interface StatisticRange {
   readonly offset: number;

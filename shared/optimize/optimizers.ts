@@ -11,8 +11,8 @@
  * BENCHMARKS.md, from bench/optimizer-step.ts). The kernels are used wherever the runtime
  * has WebAssembly SIMD, which Node 20 always has.
  */
-import { kernelArena, type KernelArena } from '../../shared/wasm/kernels.js';
-import type { AdagradConfig, AdamaxConfig, AdamConfig, AdamwConfig, NadamConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig } from '../../shared/config/optimizer-config.js';
+import { kernelArena, type KernelArena } from '../wasm/kernels.js';
+import type { AdagradConfig, AdamaxConfig, AdamConfig, AdamwConfig, NadamConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig } from '../config/optimizer-config.js';
 
 export type { AdagradConfig, AdamaxConfig, AdamConfig, AdamwConfig, NadamConfig, OptimizerConfig, OptimizerName, RmspropConfig, SgdConfig };
 

@@ -7,7 +7,7 @@
  * rounded to float32 once. Not the same as `cluster.clipNorm`, which bounds each participant's
  * share under robust aggregation.
  */
-import type { ClipSettings } from '../../shared/config/optimizer-config.js';
+import type { ClipSettings } from '../config/optimizer-config.js';
 
 /** A variable's values in the flat gradient. */
 export interface VariableRange {
