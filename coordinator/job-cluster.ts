@@ -72,6 +72,8 @@ export async function startCluster(
     stepTimeoutMs: Math.round(c.stepTimeout * 1000),
     chunkBytes: Math.min(c.chunkBytes, c.maxMessageBytes - 4096),
     onBytes: (direction, n) => metrics.bytes('node', direction, n),
+    reduction: c.reduction,
+    optimizer: config.compile.optimizer,
   });
   try {
     const server = await NodeServer.start({

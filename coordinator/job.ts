@@ -209,6 +209,8 @@ interface Trained {
   readonly failures: Summary['failures'];
   readonly rejectedPeers: Summary['rejectedPeers'];
   readonly backend: string;
+  readonly traffic: Summary['traffic'];
+  readonly peerSteps: number;
 }
 
 /** Starts the participants, fits, evaluates the test rows; the participants are closed whatever happens. */
@@ -273,6 +275,8 @@ async function train(open: OpenRun, prepared: PreparedData, plan: RunPlan, metri
       failures: Object.fromEntries(cluster.failures),
       rejectedPeers: Object.fromEntries(server?.rejections ?? []),
       backend: cluster.local?.backend ?? 'nodes',
+      traffic: { thread: { ...metrics.traffic.thread }, node: { ...metrics.traffic.node } },
+      peerSteps: trainer.peerSteps,
     };
   } finally {
     state.training = false;
@@ -309,6 +313,8 @@ function summarize(open: OpenRun, prepared: PreparedData, plan: RunPlan, trained
     departed: trained.departed,
     failures: trained.failures,
     rejectedPeers: trained.rejectedPeers,
+    traffic: trained.traffic,
+    peerSteps: trained.peerSteps,
     seed: open.config.seed,
     phaseSeconds: fit.phases,
     interrupted: fit.interrupted,

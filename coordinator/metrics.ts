@@ -61,6 +61,8 @@ export class TrainingMetrics {
     buckets: STEP_BUCKETS,
     registers: [this.registry],
   });
+  /** The byte counters' totals, for summary.json. */
+  readonly traffic: Record<ParticipantKind, { sent: number; received: number }> = { thread: { sent: 0, received: 0 }, node: { sent: 0, received: 0 } };
   private readonly sent = new Counter({ name: 'dptrain_sent_bytes_total', help: 'Bytes sent to participants (weights, steps, shards)', labelNames: ['kind'], registers: [this.registry] });
   private readonly received = new Counter({ name: 'dptrain_received_bytes_total', help: 'Bytes received from participants (gradients, evaluations)', labelNames: ['kind'], registers: [this.registry] });
   private readonly participantsGauge = new Gauge({ name: 'dptrain_participants', help: 'Participants taking part, by kind', labelNames: ['kind'], registers: [this.registry] });
@@ -129,6 +131,7 @@ export class TrainingMetrics {
 
   bytes(kind: ParticipantKind, direction: 'sent' | 'received', n: number): void {
     (direction === 'sent' ? this.sent : this.received).inc({ kind }, n);
+    this.traffic[kind][direction] += n;
   }
 
   participants(kind: ParticipantKind, n: number): void {

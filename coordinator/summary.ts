@@ -31,6 +31,10 @@ export interface Summary {
   readonly participants: ParticipantStats[];
   /** Those nodes, summed: `samples` is the sum over `participants` plus `departed.samples`. */
   readonly departed: DepartedStats;
+  /** Bytes on the coordinator's connections to worker nodes and to its threads, each way. */
+  readonly traffic: Record<'thread' | 'node', { readonly sent: number; readonly received: number }>;
+  /** Steps reduced among worker nodes (cluster.reduction: peers); the others went through the coordinator. */
+  readonly peerSteps: number;
   /** Participant failures by reason (each failed part was recomputed). */
   readonly failures: Record<string, number>;
   /** Connections refused before joining, by reason (bad token, version, malformed...). */

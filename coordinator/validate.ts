@@ -31,6 +31,17 @@ export function computesInProcess(config: RunConfig): boolean {
 export function checkRunnable(config: JobConfig): void {
   checkLocalLanes(config);
   checkWorkerNodes(config);
+  checkReduction(config);
+}
+
+/** cluster.reduction: peers needs worker nodes, the plain mean and (for now) no TLS. */
+function checkReduction({ cluster: c }: JobConfig): void {
+  if (c.reduction !== 'peers') return;
+  if (!c.listen) throw new ConfigError('cluster.reduction is peers but cluster.listen is unset: only worker nodes reduce among themselves; set cluster.listen or use reduction: coordinator');
+  if (c.aggregation !== 'mean') {
+    throw new ConfigError(`cluster.reduction peers reduces by the plain mean, but cluster.aggregation is ${c.aggregation}: robust aggregation needs every gradient in one place; use reduction: coordinator with it`);
+  }
+  if (c.tls) throw new ConfigError('cluster.reduction peers: the connections between nodes have no TLS yet, and cluster.tls is set; use reduction: coordinator, or leave out tls on a private network');
 }
 
 /**

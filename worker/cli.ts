@@ -3,6 +3,7 @@
  *
  *   worker start --connect ws://HOST:PORT [--token-file F] [--backend B] [--devices N|LIST]
  *                [--name N] [--ca PEM] [--retries N] [--max-parameters N] [--verbose]
+ *                [--peer-listen HOST:PORT|off] [--peer-host HOST]
  *                                               join a coordinator and compute its steps
  *   worker backends [--backend B]                which TensorFlow.js backends load here
  *
@@ -40,6 +41,12 @@ commands:
                            counts as failed unless a step was computed on it
       --max-parameters N   refuse a job whose model has more parameters (default: 100000000, or
                            fewer where memory is short: total memory / 32 bytes)
+      --peer-listen A      HOST:PORT of this node's peer endpoint, where other nodes send their
+                           shares of each step in jobs with cluster.reduction: peers (default
+                           0.0.0.0:0, any free port; "off": take part through the coordinator)
+      --peer-host H        the host other nodes reach the peer endpoint at (default: the address
+                           the coordinator sees this node connect from; set it behind NAT or in
+                           Kubernetes, e.g. the pod IP)
       --metrics-listen A   HOST:PORT for this node's /metrics (default 127.0.0.1:9465; "off": none)
       --metrics-linger S   after the job, keep /metrics up S seconds so Prometheus scrapes the
                            final counters (default 0; a short job can end between two scrapes)
@@ -116,7 +123,7 @@ export async function startMetrics(
 
 async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({
-    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-parameters', 'max-payload', 'metrics-listen', 'metrics-linger']),
+    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-parameters', 'max-payload', 'metrics-listen', 'metrics-linger', 'peer-listen', 'peer-host']),
     options: {
       connect: { type: 'string' },
       'token-file': { type: 'string' },
@@ -129,6 +136,8 @@ async function start(argv: string[]): Promise<void> {
       'max-payload': { type: 'string' },
       'metrics-listen': { type: 'string' },
       'metrics-linger': { type: 'string' },
+      'peer-listen': { type: 'string' },
+      'peer-host': { type: 'string' },
       verbose: { type: 'boolean' },
     },
     strict: true,
@@ -143,6 +152,7 @@ async function start(argv: string[]): Promise<void> {
   }
   const linger = Number(values['metrics-linger'] ?? 0);
   if (!Number.isFinite(linger) || linger < 0) throw new UsageError(`--metrics-linger must be a non-negative number of seconds, got "${values['metrics-linger']}"`);
+  const peer = peerEndpoint(values['peer-listen'], values['peer-host']);
   const token = readToken(values['token-file']);
   const choice = checkBackend(values.backend) ?? 'auto';
   const devices = values.devices === undefined ? undefined : parseDevices(values.devices);
@@ -176,6 +186,7 @@ async function start(argv: string[]): Promise<void> {
     maxPayload: Number(values['max-payload'] ?? 256 * 2 ** 20),
     log,
     verbose: values.verbose === true,
+    peer,
   });
   let reason: string;
   try {
@@ -190,6 +201,22 @@ async function start(argv: string[]): Promise<void> {
     await metricsServer?.close();
   }
   log(`done: ${reason} (${client.stats.steps} steps, ${client.stats.samples} samples, ${client.stats.computeSeconds.toFixed(2)} s computing)`);
+}
+
+/** `--peer-listen` and `--peer-host`: where the peer endpoint listens and is reached (undefined: off). */
+function peerEndpoint(listen: string | undefined, host: string | undefined): { port: number; listenHost: string; host: string | undefined } | undefined {
+  if (listen === 'off') {
+    if (host !== undefined) throw new UsageError('--peer-host needs a peer endpoint: leave out --peer-listen off');
+    return undefined;
+  }
+  let address: { host: string; port: number };
+  try {
+    address = listen === undefined ? { host: '0.0.0.0', port: 0 } : parseHostPort(listen, '--peer-listen');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (host !== undefined && !/^[A-Za-z0-9.:[\]-]{1,253}$/.test(host)) throw new UsageError(`--peer-host must be a host name or address, got "${host}"`);
+  return { port: address.port, listenHost: address.host, host };
 }
 
 /** `--devices`: a count N (devices 0..N-1) or a comma-separated list of device ids. */

@@ -25,6 +25,9 @@ import type { BatchEngine } from '../compute/engine.js';
 import { createEngine } from '../compute/gradient.js';
 import type { WorkerMetrics } from './metrics.js';
 import { GradientSender } from './gradient-sender.js';
+import { PeerMesh } from './peer-mesh.js';
+import { PeerReplica } from './peer-replica.js';
+import { OBSERVER } from '../shared/peer/all-reduce-round.js';
 import { ShardStore } from './shard-store.js';
 
 export interface NodeClientOptions {
@@ -51,6 +54,13 @@ export interface NodeClientOptions {
   /** Log every step (for debugging and tests). */
   readonly verbose?: boolean;
   readonly metrics?: WorkerMetrics | undefined;
+  /**
+   * The peer endpoint for jobs reduced among peers (cluster.reduction: peers): the port to listen
+   * on (0: any free one), the address to listen on, and the host other nodes reach it at (default:
+   * the address the coordinator sees this node connect from). Absent: this node takes part in
+   * such jobs through the coordinator only.
+   */
+  readonly peer?: { readonly port: number; readonly listenHost?: string | undefined; readonly host?: string | undefined } | undefined;
 }
 
 /**
@@ -98,11 +108,36 @@ export class NodeClient {
   private readonly sender = new GradientSender((message) => this.connection?.send(message));
   /** The session (connection) of the moment. */
   private connection: Session | undefined;
+  /** The peer endpoint (options.peer), and the job's side of a reduction among peers. */
+  private mesh: PeerMesh | undefined;
+  private replica: PeerReplica | undefined;
+  private workerId = '';
+  /** A peer step's gradient is computed into this (its shards are copied out as they go). */
+  private scratch: Float32Array | undefined;
 
   constructor(private readonly options: NodeClientOptions) {}
 
   /** Runs until the coordinator ends the job (resolves with its reason) or gives up (throws). */
   async run(): Promise<string> {
+    const { peer } = this.options;
+    if (peer) {
+      this.mesh = await PeerMesh.listen({ port: peer.port, host: peer.listenHost, token: this.options.token, maxPayload: this.options.maxPayload, log: this.options.log });
+      this.mesh.onFrame = (from, frame) => this.replica?.receive(from, frame);
+      this.options.log(`peer endpoint on port ${this.mesh.port}`);
+    }
+    try {
+      return await this.sessions();
+    } finally {
+      await this.mesh?.close();
+    }
+  }
+
+  /** The peer endpoint's port, once run() has started it. */
+  get peerPort(): number | undefined {
+    return this.mesh?.port;
+  }
+
+  private async sessions(): Promise<string> {
     const { retries, backoffMs, url, log } = this.options;
     let failures = 0;
     /** Whether any session got as far as the coordinator's welcome (else it never connected). */
@@ -135,7 +170,8 @@ export class NodeClient {
 
   private session(): Promise<SessionEnd> {
     return new Promise((resolve, reject) => {
-      const session = new Session(this.options, this.gradientFrames, (message, s) => this.dispatch(message, s), (end) => {
+      const peer = this.mesh ? { peerPort: this.mesh.port, ...(this.options.peer?.host ? { peerHost: this.options.peer.host } : {}) } : {};
+      const session = new Session(this.options, peer, this.gradientFrames, (message, s) => this.dispatch(message, s), (end) => {
         if (this.connection === session) this.connection = undefined;
         if (end instanceof Error) reject(end);
         else resolve(end);
@@ -155,6 +191,7 @@ export class NodeClient {
   private readonly handlers: Handlers = {
     welcome: (message, session) => {
       session.welcomed = true;
+      this.workerId = message.workerId;
       this.options.metrics?.connected(true);
       this.options.log(`connected to ${this.options.url} as ${message.workerId}`);
     },
@@ -169,8 +206,24 @@ export class NodeClient {
       if (message.weights.length !== parameters) throw new ProtocolError(`weights have ${message.weights.length} values, the job has ${parameters} parameters`, 'shape');
       this.weights = message.weights;
       this.version = message.version;
+      this.replica?.invalidate();
     },
-    step: (message) => this.step(message),
+    state: (message) => {
+      const replica = this.need(this.replica, 'state');
+      replica.state(message);
+      this.weights = replica.weights;
+      this.version = replica.version;
+    },
+    peers: (message) => this.need(this.replica, 'peers').peers(message),
+    round: (message) => this.need(this.replica, 'round').startRound(message),
+    block: (message) => this.need(this.replica, 'block').receive(OBSERVER, message),
+    commit: (message) => {
+      const replica = this.need(this.replica, 'commit');
+      replica.commit(message);
+      this.weights = replica.weights;
+      this.version = replica.version;
+    },
+    step: (message) => (this.replica?.reduces(message.step) ? this.peerStep(message, this.replica) : this.step(message)),
     evaluate: async (message, session) => {
       const engine = this.need(this.engine, 'evaluate');
       if (message.version !== this.version) throw new WorkerError(`evaluation wants weights version ${message.version}, this node has ${this.version}`);
@@ -207,6 +260,24 @@ export class NodeClient {
     this.options.metrics?.step(count, computeMs / 1000);
     sending.finish({ count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs });
     if (this.options.verbose) this.options.log(`step ${message.step}: ${count} rows (${message.rows.length} held, ${count - message.rows.length} inline), ${computeMs.toFixed(1)} ms`);
+  }
+
+  /** A step reduced among peers: this node's block goes into the round; the sums follow once the round's mean is whole (PeerReplica). */
+  private async peerStep(message: StepMessage, replica: PeerReplica): Promise<void> {
+    const engine = this.need(this.engine, 'step');
+    if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
+    const started = performance.now();
+    this.loadWeights(engine);
+    const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, this.features(message, 'step'), message.y);
+    const gradient = (this.scratch ??= new Float32Array(replica.parameters));
+    const result = await engine.gradient(xs, ys, count, gradient, undefined, stepRows(message, count));
+    const computeMs = performance.now() - started;
+    this.stats.steps++;
+    this.stats.samples += count;
+    this.stats.computeSeconds += computeMs / 1000;
+    this.options.metrics?.step(count, computeMs / 1000);
+    replica.contribute(message.step, gradient, { count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs });
+    if (this.options.verbose) this.options.log(`step ${message.step} (peers): ${count} rows, ${computeMs.toFixed(1)} ms`);
   }
 
   /** A message's rows as float32 features: its x, or its uint8 pixels scaled (images; the job says which). */
@@ -254,6 +325,13 @@ export class NodeClient {
     this.job = job;
     this.version = -1;
     this.weights = undefined;
+    this.replica = undefined;
+    this.scratch = undefined;
+    if (job.reduction === 'peers' && this.mesh) {
+      const mesh = this.mesh;
+      mesh.join({ jobId: job.jobId, self: this.workerId, parameters });
+      this.replica = new PeerReplica(job, { toPeer: (to, message) => mesh.send(to, message), toCoordinator: (message) => this.connection?.send(message) });
+    }
     this.options.log(
       `job ${job.jobId}: model ${describeModel(job.spec)} (${job.parameters} parameters), ${job.trainRows} training rows, backend ${this.options.devices ? `${this.options.backend} on ${this.options.devices.count} devices` : tf.getBackend()}`,
     );
@@ -288,6 +366,8 @@ class Session {
 
   constructor(
     private readonly options: NodeClientOptions,
+    /** The peer endpoint's port and host for the hello (none without one). */
+    private readonly peer: { readonly peerPort?: number; readonly peerHost?: string },
     /** Gradient frames are encoded into this reused memory. */
     private readonly gradientFrames: FramePool,
     private readonly dispatch: (message: Message, session: Session) => void | Promise<void>,
@@ -301,7 +381,7 @@ class Session {
     const socket = new WebSocket(url, { maxPayload, handshakeTimeout: 10_000, generateMask: zeroMask, ...(ca ? { ca } : {}) });
     this.socket = socket;
     socket.on('open', () =>
-      this.send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend, ...(adapter ? { adapter: adapter.slice(0, 400) } : {}), ...(devices && devices.count > 1 ? { devices: devices.count } : {}) }),
+      this.send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend, ...(adapter ? { adapter: adapter.slice(0, 400) } : {}), ...(devices && devices.count > 1 ? { devices: devices.count } : {}), ...this.peer }),
     );
     socket.on('error', (err) => this.lost(err.message));
     socket.on('close', (code, reason) => this.lost(`closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`));
@@ -324,7 +404,7 @@ class Session {
 
   send(message: Message): void {
     if (this.socket.readyState !== WebSocket.OPEN) return;
-    if (message.type === 'gradient') this.progressed = true;
+    if (message.type === 'gradient' || message.type === 'round_sums') this.progressed = true;
     // gradients (every step, megabytes) are encoded into reused memory
     if (message.type === 'gradient' || message.type === 'gradient_part') {
       const frame = this.gradientFrames.encode(message);

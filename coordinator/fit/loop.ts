@@ -71,7 +71,7 @@ export class FitLoop implements FitLoopView {
     private readonly fit: JobConfig['fit'],
     private readonly dataset: Dataset,
     private readonly spec: ModelSpec,
-    private readonly runner: StepRunner,
+    private readonly runner: Pick<StepRunner, 'run'>,
     private readonly evaluate: (range: Dataset['val']) => Promise<EvaluateResult>,
     private readonly pieces: StatePieces,
     private readonly fingerprint: string,

@@ -25,6 +25,7 @@ import { FitLoop } from './loop.js';
 import { addPhases, type EpochLog, type PhaseTimes } from './logs.js';
 import { History, ModelWeights, OptimizerSlot, ShuffleStream } from './state.js';
 import { StepRunner, type StepSums } from './step.js';
+import { PeerStep } from './peer-step.js';
 
 export type { EpochLog, PhaseTimes } from './logs.js';
 export type { EvaluateResult } from './evaluate.js';
@@ -134,6 +135,8 @@ export class Trainer {
   private readonly model: ModelWeights;
   private readonly optimizer: OptimizerSlot;
   private readonly steps: StepRunner;
+  /** Steps reduced among the worker nodes (cluster.reduction: peers); a step it cannot take goes to `steps`. */
+  private readonly peers: PeerStep | undefined;
 
   constructor(
     readonly config: JobConfig,
@@ -157,6 +160,17 @@ export class Trainer {
       (iteration) => scalingFactor(config.fit.batchSize, config.compile.learningRateScaling, iteration),
     );
     this.steps = new StepRunner(this.spec, config.cluster, group, this.model, this.optimizer, log);
+    this.peers = config.cluster.reduction === 'peers' ? new PeerStep(this.spec, group, this.model, this.optimizer, log) : undefined;
+  }
+
+  /** Step `step` among the worker nodes where it can run there, else through the coordinator. */
+  private async takeStep(step: number, rows: Int32Array): Promise<StepSums> {
+    return (await this.peers?.run(step, rows)) ?? this.steps.run(step, rows);
+  }
+
+  /** Steps reduced among worker nodes so far. */
+  get peerSteps(): number {
+    return this.peers?.steps ?? 0;
   }
 
   get weights(): Float32Array {
@@ -165,7 +179,7 @@ export class Trainer {
 
   /** One step on the global batch `rows` (step.ts), its phase times and tensor counts added to the given ones. */
   async step(step: number, rows: Int32Array, phases: PhaseTimes, tensorCounts: number[]): Promise<StepSums> {
-    const sums = await this.steps.run(step, rows);
+    const sums = await this.takeStep(step, rows);
     addPhases(phases, sums.phases);
     tensorCounts.push(...sums.tensorCounts);
     return sums;
@@ -215,7 +229,7 @@ export class Trainer {
     const pieces = { weights: this.model, optimizer: this.optimizer, shuffle: new ShuffleStream(runRngs.shuffle(this.config.seed)), history, earlyStopping, reduceLrOnPlateau };
     // as Keras orders them: the rate is reduced at an epoch's end before early stopping looks
     const callbacks = new CallbackList([...(reduceLrOnPlateau ? [reduceLrOnPlateau] : []), ...(earlyStopping ? [earlyStopping] : []), ...(options.callbacks ?? [])]);
-    const loop = new FitLoop(this.config.fit, this.dataset, this.spec, this.steps, (range) => this.evaluate(range), pieces, fingerprint, callbacks, resume);
+    const loop = new FitLoop(this.config.fit, this.dataset, this.spec, { run: (step, rows) => this.takeStep(step, rows) }, (range) => this.evaluate(range), pieces, fingerprint, callbacks, resume);
     const outcome = await loop.run();
     return {
       weights: this.weights,

@@ -18,7 +18,8 @@ import { chunkRange, inRanges } from '../../shared/plan/shard-plan.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import type { PooledFrame } from '../../shared/protocol/frame-pool.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
-import { PROTOCOL_VERSION, type GradientPartMessage, type HelloMessage, type Message } from '../../shared/protocol/schemas.js';
+import { PROTOCOL_VERSION, type BlockMessage, type CommitMessage, type GradientPartMessage, type HelloMessage, type Message, type PeersMessage, type ReducedMessage, type RoundMessage, type RoundSumsMessage, type StepMessage } from '../../shared/protocol/schemas.js';
+import type { OptimizerConfig } from '../../shared/config/optimizer-config.js';
 import { decodeFrame, encodeMessage } from '../../shared/protocol/codec.js';
 import { nodeFrameLimits, type FrameLimits } from '../../shared/protocol/frame-limits.js';
 import { expectGradient } from '../../shared/protocol/context-checks.js';
@@ -44,6 +45,9 @@ export interface NodeContext {
   readonly chunkBytes: number;
   /** The encoded "weights" message of a version (throws unless it is the current one). */
   readonly weightsFrame: (version: number) => PooledFrame;
+  /** coordinator, or peers: nodes all-reduce among themselves and step `optimizer` themselves (PeerStep). */
+  readonly reduction?: 'coordinator' | 'peers';
+  readonly optimizer?: OptimizerConfig;
   /** Counts bytes on the wire (metrics). */
   readonly onBytes?: (direction: 'sent' | 'received', bytes: number) => void;
 }
@@ -67,6 +71,16 @@ export class RemoteNode implements Participant {
   /** Its compute processes (hello.devices). */
   readonly devices: number;
   private sentVersion = -1;
+  /** The version of the weights and optimizer state this node steps from itself (reduction peers; -1: none). */
+  private replicaVersion = -1;
+  /** The last membership epoch this node was told its peers of. */
+  private peerEpoch = -1;
+  /** The peer endpoint other nodes reach this one at (reduction peers), if it has one. */
+  readonly peerUrl: string | undefined;
+  /** The last round the coordinator gave up on before this node answered it: a late answer to it is no fault. */
+  private abandonedRound = -1;
+  /** Hears this node's reduced shards of the round under way (PeerStep); throwing drops the node. */
+  onReduced: ((message: ReducedMessage) => void) | undefined;
   private readonly pending = new Map<string, Pending>();
   private nextEvaluation = 0;
   private lastSeen = performance.now();
@@ -88,6 +102,7 @@ export class RemoteNode implements Participant {
     this.backend = printable(hello.backend, 32);
     this.adapter = hello.adapter === undefined ? undefined : printable(hello.adapter, 200);
     this.devices = hello.devices ?? 1;
+    this.peerUrl = hello.peerPort === undefined ? undefined : peerUrl(hello.peerHost ?? address.replace(/:\d+$/, ''), hello.peerPort);
     this.holds = (row) => inRanges(this.ranges, row);
     this.parts = new GradientAssembler(context.parameters);
     this.frameLimits = nodeFrameLimits(context.parameters);
@@ -120,6 +135,7 @@ export class RemoteNode implements Participant {
       gradientDtype,
       bucketBytes,
       pixelScale: dataset.pixels?.scale ?? 0,
+      ...(this.context.reduction === 'peers' ? { reduction: 'peers' as const, ...(this.context.optimizer ? { optimizer: this.context.optimizer } : {}) } : {}),
     });
   }
 
@@ -198,8 +214,9 @@ export class RemoteNode implements Participant {
     return p;
   }
 
-  async gradient(step: number, version: number, rows: Int32Array, groups?: Int32Array): Promise<GradientResult> {
-    const { dataset, parameters, spec } = this.context;
+  /** The "step" message of `rows`: the rows this node holds by index, the others inline. */
+  private stepMessage(step: number, version: number, rows: Int32Array, groups?: Int32Array): StepMessage {
+    const { dataset } = this.context;
     const { features, outputs } = dataset;
     const held: number[] = [];
     const inline: number[] = [];
@@ -219,24 +236,87 @@ export class RemoteNode implements Participant {
       y.set(dataset.y.subarray(row * outputs, (row + 1) * outputs), i * outputs);
     });
     const inlineFeatures = values instanceof Uint8Array ? { pixels: values, x: new Float32Array(0) } : { pixels: new Uint8Array(0), x: values };
+    return { type: 'step', step, version, groups: Int32Array.from([...heldGroups, ...inlineGroups]), inline: Int32Array.from(inline), rows: Int32Array.from(held), ...inlineFeatures, y };
+  }
+
+  async gradient(step: number, version: number, rows: Int32Array, groups?: Int32Array): Promise<GradientResult> {
+    const { parameters, spec } = this.context;
+    const message = this.stepMessage(step, version, rows, groups);
     const assembly = this.parts.begin(step);
     const answer = await this.request(
       `step ${step}`,
       () => {
         this.sendWeights(version);
-        this.send({ type: 'step', step, version, groups: Int32Array.from([...heldGroups, ...inlineGroups]), inline: Int32Array.from(inline), rows: Int32Array.from(held), ...inlineFeatures, y });
+        this.send(message);
       },
       this.context.deadlineMs?.(this.id, rows.length),
     );
-    let message;
+    let gradient;
     try {
-      message = expectGradient(answer, step, parameters, spec.metrics.length, assembly);
+      gradient = expectGradient(answer, step, parameters, spec.metrics.length, assembly);
     } catch (err) {
       const fault = faultOf(this.id, err, 'unexpected');
       throw this.drop(fault.reason === 'malformed' ? 'unexpected' : fault.reason, (err as Error).message);
     }
-    if (message.count !== rows.length) throw this.drop('shape', `computed ${message.count} samples for step ${step}, was given ${rows.length}`);
-    return { count: message.count, lossSum: message.lossSum, metricSums: message.metricSums, gradient: assembly.complete(message.gradient), numTensors: -1, computeMs: message.computeMs };
+    if (gradient.count !== rows.length) throw this.drop('shape', `computed ${gradient.count} samples for step ${step}, was given ${rows.length}`);
+    return { count: gradient.count, lossSum: gradient.lossSum, metricSums: gradient.metricSums, gradient: assembly.complete(gradient.gradient), numTensors: -1, computeMs: gradient.computeMs };
+  }
+
+  /** Whether this node steps from the coordinator's state of `version` already (reduction peers). */
+  holdsState(version: number): boolean {
+    return this.replicaVersion === version;
+  }
+
+  /** The coordinator's weights and optimizer state of `version` (an encoded "state" frame). */
+  sendState(version: number, frame: PooledFrame): void {
+    this.sendFrame(frame.bytes, frame.retain());
+    this.replicaVersion = version;
+    this.sentVersion = version;
+  }
+
+  /** The owner ranks of an epoch (sent once per epoch). */
+  sendPeers(message: PeersMessage): void {
+    if (this.peerEpoch === message.epoch) return;
+    this.send(message);
+    this.peerEpoch = message.epoch;
+  }
+
+  /**
+   * A step reduced among peers: its round, then its rows; answers with the sums of this node's
+   * block once the node holds the round's whole mean gradient (its reduced shard came first).
+   */
+  async roundGradient(step: number, version: number, rows: Int32Array, groups: Int32Array | undefined, round: RoundMessage): Promise<RoundSumsMessage> {
+    if (!this.holdsState(version)) throw new ParticipantFault(this.id, 'unexpected', `has no state of version ${version} to step from`);
+    const message = this.stepMessage(step, version, rows, groups);
+    const answer = await this.request(
+      `round ${step}`,
+      () => {
+        this.send(round);
+        this.send(message);
+      },
+      this.context.deadlineMs?.(this.id, rows.length),
+    );
+    if (answer.type !== 'round_sums' || answer.metricSums.length !== this.context.spec.metrics.length) throw this.drop('shape', `bad answer to round ${step}`);
+    if (answer.count !== rows.length) throw this.drop('shape', `computed ${answer.count} samples for step ${step}, was given ${rows.length}`);
+    return answer;
+  }
+
+  /** The coordinator gave up on round `step` (another participant failed it): its answer is no longer awaited, and no fault when it comes. */
+  abandonRound(step: number): void {
+    this.abandonedRound = Math.max(this.abandonedRound, step);
+    this.settle(`round ${step}`)?.reject(new RoundAbandoned(this.id, step));
+  }
+
+  /** A block of the coordinator's own lanes, for the shard this node owns. */
+  sendBlock(message: BlockMessage): void {
+    this.send(message);
+  }
+
+  /** The step is taken: the node steps its optimizer and holds the new version. */
+  commit(message: CommitMessage): void {
+    this.send(message);
+    this.replicaVersion = message.version;
+    this.sentVersion = message.version;
   }
 
   /** A gradient part of the step being computed: copied into place (the step's answer takes it from there). */
@@ -300,6 +380,12 @@ export class RemoteNode implements Participant {
         return this.answer(`step ${message.step}`, message);
       case 'evaluation':
         return this.answer(`evaluation ${message.id}`, message);
+      case 'round_sums':
+        if (message.step <= this.abandonedRound && !this.pending.has(`round ${message.step}`)) return;
+        return this.answer(`round ${message.step}`, message);
+      case 'reduced':
+        if (!this.onReduced) return void this.drop('unexpected', `sent the mean of shard ${message.shard} of step ${message.step}, which was not asked for`);
+        return this.onReduced(message);
       case 'error':
         this.drop('worker_error', `reported [${printable(message.code, 32)}] ${printable(message.message, 300)}`);
         return;
@@ -351,6 +437,19 @@ export class RemoteNode implements Participant {
     }
     if (notify) for (const listener of this.closeListeners) listener(reason, message);
   }
+}
+
+/** A round the coordinator gave up on because of another participant: not this node's fault. */
+export class RoundAbandoned extends ParticipantFault {
+  constructor(node: string, step: number) {
+    super(node, 'unexpected', `round ${step} was given up`);
+  }
+}
+
+/** ws://host:port of a peer endpoint (IPv6 addresses in brackets). */
+function peerUrl(host: string, port: number): string {
+  const bare = host.replace(/^\[(.*)\]$/, '$1');
+  return `ws://${bare.includes(':') ? `[${bare}]` : bare}:${port}`;
 }
 
 /** Rows first..first+count-1 of the data set as they travel: uint8 pixels for images, else float32 x (the other empty). */

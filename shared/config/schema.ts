@@ -173,7 +173,8 @@ const Adagrad = z.strictObject({
   initialAccumulatorValue: z.number().nonnegative().default(optimizerDefaults.adagrad.initialAccumulatorValue),
   epsilon: z.number().positive().default(optimizerDefaults.adagrad.epsilon),
 });
-const OptimizerObject = z.discriminatedUnion('name', [Adam, Sgd, Rmsprop, Adamw, Adagrad, adamLike('adamax'), adamLike('nadam')]).refine((o) => [o.clipnorm, o.clipvalue, o.globalClipnorm].filter((v) => v !== undefined).length <= 1, {
+/** An optimizer's settings in full (also how a job message carries them to nodes that step themselves). */
+export const OptimizerObject = z.discriminatedUnion('name', [Adam, Sgd, Rmsprop, Adamw, Adagrad, adamLike('adamax'), adamLike('nadam')]).refine((o) => [o.clipnorm, o.clipvalue, o.globalClipnorm].filter((v) => v !== undefined).length <= 1, {
   message: 'set one of clipnorm, clipvalue and globalClipnorm, as Keras allows one',
 });
 /** `optimizer: adam` or `optimizer: { name: adam, learningRate: 0.001 }`. */
@@ -272,6 +273,13 @@ const Cluster = z.strictObject({
    * norm; not equal to one process). coordinator/reduce/robust.ts.
    */
   aggregation: z.enum(['mean', 'trimmedMean', 'median']).default('mean'),
+  /**
+   * Where gradients are reduced: coordinator (every node sends its gradient to the coordinator,
+   * which sends weights back: n x S bytes a step on its link), or peers (worker nodes all-reduce
+   * among themselves and each steps the optimizer; the coordinator's link carries about S; nodes
+   * need a peer endpoint, `worker start --peer-listen`). coordinator/fit/peer-step.ts.
+   */
+  reduction: z.enum(['coordinator', 'peers']).default('coordinator'),
   trimFraction: z.number().min(0).lt(0.5).default(0.2),
   clipNorm: z.number().nonnegative().default(1),
   /**

@@ -55,7 +55,16 @@ const TYPED_FIELDS: Partial<Record<MessageType, Record<string, TypedKind>>> = {
   evaluate: { pixels: Uint8Array, y: Float32Array, x: Float32Array },
   gradient: {},
   gradient_part: {},
+  state: { values: Float32Array },
+  block: { values: Float32Array },
+  reduced: { values: Float32Array },
 };
+
+/**
+ * Gradient values that are not checked for NaN and infinity when decoded: a diverging step's are
+ * not finite, and the coordinator finds that in the step's mean and who caused it (step.ts).
+ */
+const UNCHECKED: Partial<Record<MessageType, string>> = { block: 'values', reduced: 'values' };
 
 /** The float32 field of the messages whose values travel as `dtype` (float32 or scaled float16). */
 const GRADIENT_FIELDS: Partial<Record<MessageType, 'gradient' | 'values'>> = { gradient: 'gradient', gradient_part: 'values' };
@@ -145,7 +154,7 @@ export function decodeMessage(frame: Uint8Array, limits: FrameLimits = ANY_FRAME
   if (fields) {
     for (const [name, Kind] of Object.entries(fields)) {
       const typed = fromBytes(message[name] as Uint8Array, Kind, `${type}.${name}`);
-      if (typed instanceof Float32Array) checkFinite(typed, `${type}.${name}`);
+      if (typed instanceof Float32Array && UNCHECKED[type as MessageType] !== name) checkFinite(typed, `${type}.${name}`);
       message[name] = typed;
     }
   }

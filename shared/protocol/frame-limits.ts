@@ -48,6 +48,14 @@ export const MESSAGE_LIMITS: Readonly<Record<MessageType, FrameLimit>> = {
   heartbeat: { bytes: 1 * KiB, elements: 8, depth: 1 },
   error: { bytes: 16 * KiB, elements: 16, depth: 1 },
   bye: { bytes: 4 * KiB, elements: 8, depth: 1 },
+  peers: { bytes: 2 * MiB, elements: 5 * 4096 + 16, depth: 3 },
+  round: { bytes: 1 * MiB, elements: 65536 + 16, depth: 2 },
+  state: { bytes: Infinity, elements: 64, depth: 3 },
+  peer_hello: { bytes: 16 * KiB, elements: 32, depth: 1 },
+  block: { bytes: Infinity, elements: 32, depth: 1 },
+  reduced: { bytes: Infinity, elements: 32, depth: 1 },
+  round_sums: { bytes: 4 * KiB, elements: 256, depth: 2 },
+  commit: { bytes: 1 * KiB, elements: 32, depth: 1 },
 };
 
 /**
@@ -102,15 +110,25 @@ export const HELLO_FRAME = new FrameLimits({ hello: MESSAGE_LIMITS.hello });
 
 /** What the coordinator takes from a worker node of a model of `parameters` parameters. */
 export function nodeFrameLimits(parameters: number): FrameLimits {
-  const { heartbeat, gradient_part, gradient, evaluation, error, bye } = MESSAGE_LIMITS;
+  const { heartbeat, gradient_part, gradient, evaluation, error, bye, reduced, round_sums } = MESSAGE_LIMITS;
   const bytes = modelBytes(parameters);
-  return new FrameLimits({ heartbeat, gradient_part: { ...gradient_part, bytes }, gradient: { ...gradient, bytes }, evaluation, error, bye });
+  return new FrameLimits({ heartbeat, gradient_part: { ...gradient_part, bytes }, gradient: { ...gradient, bytes }, evaluation, error, bye, reduced: { ...reduced, bytes }, round_sums });
+}
+
+/** What a node takes on its peer endpoint: a hello, then shards of a model of `parameters` parameters. */
+export function peerFrameLimits(parameters?: number): FrameLimits {
+  const { peer_hello, block, reduced, heartbeat } = MESSAGE_LIMITS;
+  if (parameters === undefined) return new FrameLimits({ peer_hello });
+  const bytes = modelBytes(parameters);
+  return new FrameLimits({ block: { ...block, bytes }, reduced: { ...reduced, bytes }, heartbeat });
 }
 
 /** What a worker takes from its coordinator; weights bounded by the job's model once it is known. */
 export function coordinatorFrameLimits(parameters?: number): FrameLimits {
-  const { welcome, job, shard, weights, step, evaluate, heartbeat, error, bye } = MESSAGE_LIMITS;
-  return new FrameLimits({ welcome, job, shard, weights: parameters === undefined ? weights : { ...weights, bytes: modelBytes(parameters) }, step, evaluate, heartbeat, error, bye });
+  const { welcome, job, shard, weights, step, evaluate, heartbeat, error, bye, peers, round, state, block, commit } = MESSAGE_LIMITS;
+  const model = (limit: FrameLimit, copies = 1): FrameLimit => (parameters === undefined ? limit : { ...limit, bytes: copies * modelBytes(parameters) });
+  // state: the weights and at most two slots (Adam's m and v)
+  return new FrameLimits({ welcome, job, shard, weights: model(weights), step, evaluate, heartbeat, error, bye, peers, round, state: model(state, 3), block: model(block), commit });
 }
 
 /** The big-endian unsigned integer of `size` bytes at `at`. */

@@ -4,11 +4,12 @@
  * Protocol versions and the conversation: shared/protocol/PROTOCOL.md.
  */
 import { z } from 'zod';
+import { OptimizerObject } from '../config/schema.js';
 import { GRADIENT_DTYPES } from '../math/float16.js';
 import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
 
 /** The version this code speaks; a hello of any other is refused (PROTOCOL.md lists them). */
-export const PROTOCOL_VERSION = 6;
+export const PROTOCOL_VERSION = 7;
 
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 const count = z.int().nonnegative();
@@ -69,6 +70,10 @@ export const ModelSpecSchema = z.strictObject({
  *   worker -> gradient_part ... (the gradient's end, as the backward pass finishes it), gradient
  *   coordinator -> evaluate (rows inline)   worker -> evaluation
  *   both -> heartbeat (liveness), error, bye
+ * With cluster.reduction peers, instead of weights and gradients:
+ *   coordinator -> state (weights and optimizer state, when the node's differ), peers (an epoch's
+ *   owner ranks), round + step; nodes -> block / reduced among themselves (peer connections open
+ *   with peer_hello), coordinator <-> block / reduced; node -> round_sums; coordinator -> commit
  */
 export const wire = {
   hello: z.strictObject({
@@ -81,6 +86,9 @@ export const wire = {
     adapter: z.string().max(400).optional(),
     /** Compute processes on the node (worker start --devices); one when absent. */
     devices: z.int().min(1).max(64).optional(),
+    /** The port of the node's peer endpoint (cluster.reduction: peers), and the host to reach it at if not the one it connected from. */
+    peerPort: z.int().min(1).max(65535).optional(),
+    peerHost: z.string().min(1).max(253).optional(),
   }),
   welcome: z.strictObject({ type: z.literal('welcome'), version: z.int(), workerId: z.string() }),
   job: z.strictObject({
@@ -99,6 +107,10 @@ export const wire = {
     bucketBytes: count,
     /** > 0: rows travel as uint8 `pixels` (x empty), features = pixel x pixelScale in float32; 0: as float32 x. */
     pixelScale: z.number().nonnegative(),
+    /** coordinator (or absent): gradients to the coordinator, weights back; peers: nodes all-reduce among themselves and step the optimizer themselves. */
+    reduction: z.enum(['coordinator', 'peers']).optional(),
+    /** The optimizer every node steps with (reduction peers). */
+    optimizer: OptimizerObject.optional(),
   }),
   shard: z.strictObject({
     type: z.literal('shard'),
@@ -142,6 +154,36 @@ export const wire = {
   evaluate: z.strictObject({ type: z.literal('evaluate'), id: count, version: count, pad, pixels: bytes, y: bytes, x: bytes }),
   evaluation: z.strictObject({ type: z.literal('evaluation'), id: count, count: z.int().positive(), lossSum: finite, metricSums: z.array(finite) }),
   heartbeat: z.strictObject({ type: z.literal('heartbeat'), sentAt: finite }),
+  // The peer reduction (cluster.reduction: peers; shared/peer/, PROTOCOL.md):
+  /** Coordinator -> node: the owner ranks of a membership epoch, in shard order, and which one the node is. */
+  peers: z.strictObject({
+    type: z.literal('peers'),
+    epoch: count,
+    rank: count,
+    ranks: z.array(z.strictObject({ id: z.string().max(64), url: z.string().max(300) })).min(1).max(4096),
+  }),
+  /** Coordinator -> node, before a step's `step`: the step is reduced among peers; who sends each block (-1: the coordinator). */
+  round: z.strictObject({ type: z.literal('round'), epoch: count, step: count, block: count, senders: z.array(z.int().min(-1).max(4095)).min(1).max(65536) }),
+  /** Coordinator -> node: weights and optimizer state of a version, for a node that steps the optimizer itself. */
+  state: z.strictObject({
+    type: z.literal('state'),
+    version: count,
+    optimizer: z.strictObject({ name: z.string().max(32), iterations: count, scalars: z.record(z.string().max(32), finite), learningRate: finite.optional() }),
+    /** `values` holds the weights, then these slots in this order, each one value per parameter. */
+    slots: z.array(z.string().max(32)).max(8),
+    pad,
+    values: bytes,
+  }),
+  /** Node -> node (the first frame on a peer connection). */
+  peer_hello: z.strictObject({ type: z.literal('peer_hello'), version: z.int(), token: z.string().max(4096), jobId: z.string().max(200), from: z.string().max(64) }),
+  /** A block's values over one shard, to the shard's owner (node -> node, coordinator -> node). */
+  block: z.strictObject({ type: z.literal('block'), epoch: count, step: count, block: count, count: z.int().positive(), shard: count, pad, values: bytes }),
+  /** A shard of the step's mean gradient, from its owner to every other rank and the coordinator. */
+  reduced: z.strictObject({ type: z.literal('reduced'), epoch: count, step: count, shard: count, pad, values: bytes }),
+  /** Node -> coordinator: its block's sums, once it holds the whole mean gradient. */
+  round_sums: z.strictObject({ type: z.literal('round_sums'), step: count, count: z.int().positive(), lossSum: finite, metricSums: z.array(finite), computeMs: finite }),
+  /** Coordinator -> node: the step is taken; step the optimizer with this rate; the weights' check value after it. */
+  commit: z.strictObject({ type: z.literal('commit'), step: count, version: count, learningRate: finite, check: z.int().nonnegative() }),
   error: z.strictObject({ type: z.literal('error'), code: z.string(), message: z.string() }),
   bye: z.strictObject({ type: z.literal('bye'), reason: z.string() }),
 } as const;
@@ -170,6 +212,14 @@ export type EvaluationMessage = Wire['evaluation'];
 export type HeartbeatMessage = Wire['heartbeat'];
 export type ErrorMessage = Wire['error'];
 export type ByeMessage = Wire['bye'];
+export type PeersMessage = Wire['peers'];
+export type RoundMessage = Wire['round'];
+export type StateMessage = Typed<Unpadded<Wire['state']>, 'values', Float32Array>;
+export type PeerHelloMessage = Wire['peer_hello'];
+export type BlockMessage = Typed<Unpadded<Wire['block']>, 'values', Float32Array>;
+export type ReducedMessage = Typed<Unpadded<Wire['reduced']>, 'values', Float32Array>;
+export type RoundSumsMessage = Wire['round_sums'];
+export type CommitMessage = Wire['commit'];
 
 export type Message =
   | HelloMessage
@@ -184,6 +234,14 @@ export type Message =
   | EvaluationMessage
   | HeartbeatMessage
   | ErrorMessage
-  | ByeMessage;
+  | ByeMessage
+  | PeersMessage
+  | RoundMessage
+  | StateMessage
+  | PeerHelloMessage
+  | BlockMessage
+  | ReducedMessage
+  | RoundSumsMessage
+  | CommitMessage;
 
 export type MessageType = Message['type'];

@@ -1,0 +1,112 @@
+/**
+ * cluster.reduction: peers with real worker processes on 127.0.0.1: the nodes all-reduce among
+ * themselves and step the optimizer themselves. The same job reduced through the coordinator
+ * gives the same bits (same membership, same split); the coordinator's link carries about one
+ * gradient a step instead of n; a node killed mid-run costs one step through the coordinator and
+ * the run ends with the weights of one process.
+ */
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../shared/backend.js';
+import { weightLayout } from '../shared/model/layout.js';
+import { modelSpec } from '../coordinator/fit/trainer.js';
+import type { Summary } from '../coordinator/job.js';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { prepareJobData } from '../coordinator/job.js';
+import { validateConfig } from '../shared/config/load.js';
+import { readCsv } from '../shared/data/csv.js';
+import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { referenceWeights } from './reference.js';
+
+const procs: Proc[] = [];
+const track = (p: Proc): Proc => (procs.push(p), p);
+
+afterEach(() => {
+  for (const p of procs.splice(0)) p.kill();
+});
+
+beforeAll(async () => {
+  await initBackend('cpu');
+});
+
+const WIDE = [{ units: 256, activation: 'relu' }, { units: 128, activation: 'relu' }, { units: 1, activation: 'sigmoid' }];
+
+function peersJob(reduction: 'peers' | 'coordinator', cluster: Record<string, unknown> = {}, rows = 800) {
+  const job = jobFolder(rows, {
+    seed: 5,
+    data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, testSize: 0.2, standardize: true },
+    model: { layers: WIDE },
+    compile: { optimizer: { name: 'adam', learningRate: 0.003 }, loss: 'binaryCrossentropy' },
+    fit: { epochs: 2, batchSize: 40 },
+    cluster: { backend: 'wasm', threads: 1, minWorkers: 3, balance: 'equal', reduction, heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 120, waitTimeout: 300, ...cluster },
+  });
+  const config = validateConfig(parseYaml(readFileSync(job.configFile, 'utf8')), job.configFile);
+  return { ...job, config, dataset: prepareJobData(config, readCsv(job.dataFile)).dataset };
+}
+
+/** Runs a job with workers started one after another (each joins before the next starts, so node order is the same in every run). */
+async function runWithNodes(job: ReturnType<typeof peersJob>, names: string[], workerArgs: (name: string) => string[] = () => []): Promise<{ summary: Summary; coordinator: Proc; workers: Proc[] }> {
+  const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+  const url = await coordinatorUrl(coordinator);
+  const workers: Proc[] = [];
+  for (const name of names) {
+    workers.push(track(startWorker(name, url, job.tokenFile, ['--metrics-listen', 'off', ...workerArgs(name)])));
+    await coordinator.waitFor(new RegExp(`\\(${name}, `), 120_000);
+  }
+  expect(await coordinator.exited, coordinator.output).toBe(0);
+  for (const w of workers) expect(await w.exited, w.output).toBe(0);
+  return { summary: readSummary(job.out), coordinator, workers };
+}
+
+describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_000 }, () => {
+  it('1 thread + 3 nodes: every step among peers, the bits of the same run through the coordinator, about S a step on its link instead of 3S', async () => {
+    const peers = peersJob('peers');
+    const star = peersJob('coordinator');
+    const a = await runWithNodes(peers, ['w1', 'w2', 'w3']);
+    const b = await runWithNodes(star, ['w1', 'w2', 'w3']);
+    expect(a.summary.steps).toBe(b.summary.steps);
+    expect(a.summary.peerSteps).toBe(a.summary.steps);
+    expect(b.summary.peerSteps).toBe(0);
+    expect(a.coordinator.output).not.toMatch(/reduced through the coordinator/);
+    const wa = readRunWeights(peers.out);
+    expect(Buffer.from(wa.buffer).equals(Buffer.from(readRunWeights(star.out).buffer))).toBe(true);
+
+    // traffic on the coordinator's node connections: gradients in, weights out
+    const spec = modelSpec(peers.config, peers.dataset);
+    const S = 4 * weightLayout(spec).size;
+    const steps = a.summary.steps;
+    // star: each node's gradient in and new weights out, every step
+    expect(b.summary.traffic.node.received / steps).toBeGreaterThan(2.9 * S);
+    expect(b.summary.traffic.node.sent / steps).toBeGreaterThan(2.9 * S);
+    // peers: the reduced gradient in (S), the thread's block out (S), and once per node the state (3S)
+    expect(a.summary.traffic.node.received / steps).toBeLessThan(1.15 * S);
+    const shards = 3 * peers.dataset.train.count * (peers.dataset.features + 1) * 4;
+    expect((a.summary.traffic.node.sent - shards - 3 * 3 * S) / steps).toBeLessThan(1.3 * S);
+    // every node did compute, and the data went to each once
+    for (const p of a.summary.participants.filter((q) => q.kind === 'node')) expect(p.samples).toBeGreaterThan(0);
+  });
+
+  it('a node killed mid-run: that step goes through the coordinator, the rest among the two left, the weights of one process', async () => {
+    const job = peersJob('peers', { threads: 0, minWorkers: 2, startWorkers: 3 }, 1200);
+    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+    const url = await coordinatorUrl(coordinator);
+    const victim = track(startWorker('victim', url, job.tokenFile, ['--metrics-listen', 'off', '--verbose']));
+    const others = ['w2', 'w3'].map((name) => track(startWorker(name, url, job.tokenFile, ['--metrics-listen', 'off'])));
+    await victim.waitFor(/^\[worker\] step 20 \(peers\):/m, 600_000);
+    victim.kill('SIGKILL');
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    for (const w of others) expect(await w.exited, w.output).toBe(0);
+    expect(coordinator.output).toMatch(/\(victim\) left at step \d+: disconnected/);
+    const summary = readSummary(job.out);
+    const steps = summary.steps;
+    expect(summary.samples).toBe(2 * job.dataset.train.count);
+    expect(summary.participants.reduce((a, p) => a + p.samples, 0)).toBe(2 * job.dataset.train.count);
+    // at most the step the victim died in went through the coordinator
+    expect(summary.peerSteps).toBeGreaterThanOrEqual(steps - 1);
+    expect(summary.peerSteps).toBeLessThan(steps + 1);
+    const expected = await referenceWeights(job.config, job.dataset);
+    expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+    // the survivors stepped from the coordinator's state: no weight check failed
+    for (const w of others) expect(w.output).not.toMatch(/differ from the coordinator's/);
+  });
+});

@@ -1,0 +1,197 @@
+/**
+ * A node's peer endpoint for cluster.reduction: peers: a WebSocket server other nodes send their
+ * blocks and reduced shards to, and one outgoing connection per peer this node sends to (opened on
+ * first use, kept across steps). Each connection carries one direction: a peer's frames arrive on
+ * the connection it opened.
+ *
+ * A connection opens with peer_hello (protocol version, the run's token, the job, the sender's
+ * node id) within helloTimeoutMs; anything else, a wrong token or another job is refused and
+ * closed. After it only `block`, `reduced` and `heartbeat` frames of the job's model size are
+ * taken (frame-limits.ts checks them before decoding); a frame that fails to decode, or that the
+ * receiver refuses (onFrame throws), closes that peer's connection. Nothing a peer sends throws
+ * out of here.
+ */
+import { WebSocketServer, WebSocket } from 'ws';
+import type { AddressInfo } from 'node:net';
+import { closeReason, printable } from '../shared/protocol/printable.js';
+import { decodeFrame, encodeMessage } from '../shared/protocol/codec.js';
+import { peerFrameLimits } from '../shared/protocol/frame-limits.js';
+import { PROTOCOL_VERSION, type BlockMessage, type Message, type ReducedMessage } from '../shared/protocol/schemas.js';
+import { tokenChecker } from '../shared/token.js';
+
+export interface PeerMeshOptions {
+  /** Port to listen on (0: any free one). */
+  readonly port: number;
+  /** Address to listen on (default: every interface). */
+  readonly host?: string;
+  readonly token: string;
+  readonly maxPayload: number;
+  /** How long a new connection has to say peer_hello. */
+  readonly helloTimeoutMs?: number;
+  /** Connections that have not said hello yet, at most. */
+  readonly maxPending?: number;
+  readonly log: (line: string) => void;
+}
+
+/** The job a mesh serves: frames of another job are refused. */
+export interface MeshJob {
+  readonly jobId: string;
+  /** This node's id (the coordinator's welcome). */
+  readonly self: string;
+  readonly parameters: number;
+}
+
+export type PeerFrame = BlockMessage | ReducedMessage;
+
+export interface PeerAddress {
+  readonly id: string;
+  readonly url: string;
+}
+
+interface Outgoing {
+  readonly url: string;
+  readonly socket: WebSocket;
+  readonly queue: Uint8Array[];
+}
+
+export class PeerMesh {
+  private job: MeshJob | undefined;
+  private readonly outgoing = new Map<string, Outgoing>();
+  private pending = 0;
+  private readonly checkToken: (candidate: string) => boolean;
+  /** Frames from authenticated peers; throwing refuses the frame and closes its connection. */
+  onFrame: (from: string, frame: PeerFrame) => void = () => undefined;
+  /** Bytes sent to and received from peers (metrics, benchmarks). */
+  readonly bytes = { sent: 0, received: 0 };
+
+  private constructor(
+    private readonly server: WebSocketServer,
+    private readonly options: PeerMeshOptions,
+  ) {
+    this.checkToken = tokenChecker(options.token);
+    server.on('connection', (socket, request) => this.accept(socket, `${request.socket.remoteAddress}:${request.socket.remotePort}`));
+  }
+
+  static listen(options: PeerMeshOptions): Promise<PeerMesh> {
+    return new Promise((resolve, reject) => {
+      const server = new WebSocketServer({ port: options.port, host: options.host ?? '0.0.0.0', maxPayload: options.maxPayload, perMessageDeflate: false });
+      server.once('error', reject);
+      server.once('listening', () => {
+        server.off('error', reject);
+        server.on('error', (err) => options.log(`peer endpoint: ${err.message}`));
+        resolve(new PeerMesh(server, options));
+      });
+    });
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Serve `job` from now on (connections of an earlier job are closed). */
+  join(job: MeshJob): void {
+    if (this.job && this.job.jobId !== job.jobId) this.closeConnections('the job ended');
+    this.job = job;
+  }
+
+  /** Sends `message` to peer `to`, opening a connection to it first if there is none. */
+  send(to: PeerAddress, message: Message): void {
+    const job = this.job;
+    if (!job) return;
+    let out = this.outgoing.get(to.id);
+    if (out && out.url !== to.url) {
+      out.socket.terminate();
+      out = undefined;
+    }
+    if (!out) out = this.dial(to, job);
+    const frame = encodeMessage(message);
+    this.bytes.sent += frame.byteLength;
+    if (out.socket.readyState === WebSocket.OPEN) out.socket.send(frame);
+    else if (out.socket.readyState === WebSocket.CONNECTING) out.queue.push(frame);
+  }
+
+  private dial(to: PeerAddress, job: MeshJob): Outgoing {
+    const socket = new WebSocket(to.url, { maxPayload: this.options.maxPayload, perMessageDeflate: false });
+    const out: Outgoing = { url: to.url, socket, queue: [] };
+    this.outgoing.set(to.id, out);
+    socket.on('open', () => {
+      socket.send(encodeMessage({ type: 'peer_hello', version: PROTOCOL_VERSION, token: this.options.token, jobId: job.jobId, from: job.self }));
+      for (const frame of out.queue.splice(0)) socket.send(frame);
+    });
+    const forget = (why: string): void => {
+      if (this.outgoing.get(to.id) === out) this.outgoing.delete(to.id);
+      out.queue.length = 0;
+      this.options.log(`peer ${printable(to.id, 64)} (${printable(to.url, 300)}): ${why}`);
+    };
+    socket.on('error', (err) => forget(printable(err.message, 300)));
+    socket.on('close', (code, reason) => forget(`connection closed (${code}${reason.length ? `: ${printable(reason.toString(), 200)}` : ''})`));
+    // answers on an outgoing connection are not part of the protocol
+    socket.on('message', () => socket.terminate());
+    return out;
+  }
+
+  private accept(socket: WebSocket, address: string): void {
+    const maxPending = this.options.maxPending ?? 64;
+    if (this.pending >= maxPending) {
+      socket.close(1013, 'too many peer connections waiting for hello');
+      return;
+    }
+    this.pending++;
+    let from: string | undefined;
+    let limits = peerFrameLimits();
+    const refuse = (why: string): void => {
+      this.options.log(`peer ${from ? printable(from, 64) : address}: refused: ${why}`);
+      socket.close(1008, closeReason(why));
+      setTimeout(() => socket.terminate(), 2000).unref();
+    };
+    const helloTimer = setTimeout(() => refuse('no peer_hello in time'), this.options.helloTimeoutMs ?? 5000);
+    const settleHello = (): void => {
+      clearTimeout(helloTimer);
+      this.pending--;
+    };
+    socket.on('close', () => {
+      if (from === undefined) settleHello();
+      from = from ?? '';
+    });
+    socket.on('error', () => socket.terminate());
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      this.bytes.received += data.byteLength;
+      let message: Message;
+      try {
+        message = decodeFrame(data, isBinary, limits);
+      } catch (err) {
+        return refuse(printable((err as Error).message, 300));
+      }
+      if (from === undefined) {
+        const job = this.job;
+        if (message.type !== 'peer_hello') return refuse(`sent "${message.type}" before peer_hello`);
+        if (message.version !== PROTOCOL_VERSION) return refuse(`protocol version ${message.version} (this node speaks ${PROTOCOL_VERSION})`);
+        if (!this.checkToken(message.token)) return refuse('bad token');
+        if (!job || message.jobId !== job.jobId) return refuse('not this node\'s job');
+        settleHello();
+        from = message.from;
+        limits = peerFrameLimits(job.parameters);
+        return;
+      }
+      if (message.type === 'heartbeat') return;
+      if (message.type !== 'block' && message.type !== 'reduced') return refuse(`sent an unexpected "${message.type}" message`);
+      try {
+        this.onFrame(from, message);
+      } catch (err) {
+        refuse(printable((err as Error).message, 300));
+      }
+    });
+  }
+
+  private closeConnections(why: string): void {
+    for (const out of this.outgoing.values()) out.socket.close(1000, why);
+    this.outgoing.clear();
+    for (const client of this.server.clients) client.close(1000, why);
+  }
+
+  close(): Promise<void> {
+    this.closeConnections('the node is closing');
+    for (const client of this.server.clients) client.terminate();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
