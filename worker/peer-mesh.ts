@@ -18,6 +18,7 @@ import { decodeFrame, encodeMessage } from '../shared/protocol/codec.js';
 import { peerFrameLimits } from '../shared/protocol/frame-limits.js';
 import { PROTOCOL_VERSION, type BlockMessage, type Message, type ReducedMessage } from '../shared/protocol/schemas.js';
 import { tokenChecker } from '../shared/token.js';
+import { Admission } from '../shared/admission.js';
 
 export interface PeerMeshOptions {
   /** Port to listen on (0: any free one). */
@@ -28,8 +29,8 @@ export interface PeerMeshOptions {
   readonly maxPayload: number;
   /** How long a new connection has to say peer_hello. */
   readonly helloTimeoutMs?: number;
-  /** Connections that have not said hello yet, at most. */
-  readonly maxPending?: number;
+  /** Connections that have not said hello yet, at most, in all and from one address (shared fairly: shared/admission.ts). */
+  readonly pending?: { readonly total: number; readonly perAddress: number };
   readonly log: (line: string) => void;
 }
 
@@ -57,7 +58,7 @@ interface Outgoing {
 export class PeerMesh {
   private job: MeshJob | undefined;
   private readonly outgoing = new Map<string, Outgoing>();
-  private pending = 0;
+  private readonly admission: Admission;
   private readonly checkToken: (candidate: string) => boolean;
   /** Frames from authenticated peers; throwing refuses the frame and closes its connection. */
   onFrame: (from: string, frame: PeerFrame) => void = () => undefined;
@@ -69,7 +70,8 @@ export class PeerMesh {
     private readonly options: PeerMeshOptions,
   ) {
     this.checkToken = tokenChecker(options.token);
-    server.on('connection', (socket, request) => this.accept(socket, `${request.socket.remoteAddress}:${request.socket.remotePort}`));
+    this.admission = new Admission(options.pending ?? { total: 64, perAddress: 16 });
+    server.on('connection', (socket, request) => this.accept(socket, request.socket.remoteAddress ?? '', request.socket.remotePort ?? 0));
   }
 
   static listen(options: PeerMeshOptions): Promise<PeerMesh> {
@@ -130,32 +132,32 @@ export class PeerMesh {
     return out;
   }
 
-  private accept(socket: WebSocket, address: string): void {
-    const maxPending = this.options.maxPending ?? 64;
-    if (this.pending >= maxPending) {
+  private accept(socket: WebSocket, address: string, port: number): void {
+    const release = this.admission.admit(address, () => socket.terminate());
+    if (!release) {
       socket.close(1013, 'too many peer connections waiting for hello');
       return;
     }
-    this.pending++;
     let from: string | undefined;
     let limits = peerFrameLimits();
+    let refused = false;
     const refuse = (why: string): void => {
-      this.options.log(`peer ${from ? printable(from, 64) : address}: refused: ${why}`);
+      if (refused) return;
+      refused = true;
+      this.options.log(`peer ${from ? printable(from, 64) : `${address}:${port}`}: refused: ${why}`);
       socket.close(1008, closeReason(why));
       setTimeout(() => socket.terminate(), 2000).unref();
     };
     const helloTimer = setTimeout(() => refuse('no peer_hello in time'), this.options.helloTimeoutMs ?? 5000);
     const settleHello = (): void => {
       clearTimeout(helloTimer);
-      this.pending--;
+      release();
     };
-    socket.on('close', () => {
-      if (from === undefined) settleHello();
-      from = from ?? '';
-    });
+    socket.on('close', settleHello);
     socket.on('error', () => socket.terminate());
     socket.on('message', (data: Buffer, isBinary: boolean) => {
       this.bytes.received += data.byteLength;
+      if (refused) return;
       let message: Message;
       try {
         message = decodeFrame(data, isBinary, limits);

@@ -1,0 +1,114 @@
+/**
+ * A node's peer endpoint (worker/peer-mesh.ts) over real sockets: an honest peer's frames arrive
+ * in order; connections without the token, of another job or protocol version, frames before the
+ * hello, frames of another type, malformed and oversize frames and frames the receiver refuses
+ * are each closed with a reason, and none of it stops the endpoint or keeps an honest peer out
+ * (idle connections from another address cannot fill the slots waiting for a hello).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { Packr } from 'msgpackr';
+import { PROTOCOL_VERSION, type Message } from '../shared/protocol/schemas.js';
+import { encodeMessage } from '../shared/protocol/codec.js';
+import { PeerMesh, type PeerFrame } from '../worker/peer-mesh.js';
+
+const TOKEN = 'peer-token-0123456789abcdef';
+const JOB = { jobId: 'job-1', self: 'node-9', parameters: 64 };
+const meshes: PeerMesh[] = [];
+const sockets: WebSocket[] = [];
+
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.terminate();
+  for (const m of meshes.splice(0)) await m.close();
+});
+
+async function endpoint(options: Partial<Parameters<typeof PeerMesh.listen>[0]> = {}): Promise<{ mesh: PeerMesh; url: string; frames: { from: string; frame: PeerFrame }[]; log: string[] }> {
+  const log: string[] = [];
+  const mesh = await PeerMesh.listen({ port: 0, host: '127.0.0.1', token: TOKEN, maxPayload: 1 << 20, log: (l) => log.push(l), ...options });
+  meshes.push(mesh);
+  mesh.join(JOB);
+  const frames: { from: string; frame: PeerFrame }[] = [];
+  mesh.onFrame = (from, frame) => {
+    if (frame.type === 'block' && frame.shard !== 0) throw new Error(`block for shard ${frame.shard}, which this node does not own`);
+    frames.push({ from, frame });
+  };
+  return { mesh, url: `ws://127.0.0.1:${mesh.port}`, frames, log };
+}
+
+/** Opens a connection (from `localAddress`), sends `frames`, and resolves with how it was closed. */
+function attempt(url: string, frames: (Message | Uint8Array | string)[], localAddress = '127.0.0.1'): Promise<{ code: number; reason: string }> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, { localAddress });
+    sockets.push(ws);
+    ws.on('open', () => {
+      for (const f of frames) ws.send(typeof f === 'string' || f instanceof Uint8Array ? f : encodeMessage(f));
+    });
+    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }));
+    ws.on('error', () => undefined);
+  });
+}
+
+const hello = (over: Partial<Extract<Message, { type: 'peer_hello' }>> = {}): Message => ({ type: 'peer_hello', version: PROTOCOL_VERSION, token: TOKEN, jobId: JOB.jobId, from: 'node-1', ...over });
+const block = (shard: number, step = 0): Message => ({ type: 'block', epoch: 0, step, block: 1, count: 4, shard, values: new Float32Array(32).fill(0.5) });
+
+describe('PeerMesh', { timeout: 60_000 }, () => {
+  it("an honest peer's frames arrive in order, with its id; sending opens one connection per peer", async () => {
+    const a = await endpoint();
+    const b = await endpoint();
+    b.mesh.join({ ...JOB, self: 'node-1' });
+    for (let step = 0; step < 5; step++) b.mesh.send({ id: 'node-9', url: a.url }, block(0, step));
+    await expect.poll(() => a.frames.length).toBe(5);
+    expect(a.frames.map((f) => [f.from, f.frame.step])).toEqual([0, 1, 2, 3, 4].map((s) => ['node-1', s]));
+    expect(a.frames[0]!.frame.values).toEqual(new Float32Array(32).fill(0.5));
+    expect(b.mesh.bytes.sent).toBeGreaterThan(5 * 128);
+  });
+
+  it('refuses each hostile connection with a reason, and keeps serving', async () => {
+    const { url, frames, log } = await endpoint();
+    expect(await attempt(url, [hello({ token: 'wrong-token-0123456789' })])).toEqual({ code: 1008, reason: 'bad token' });
+    expect((await attempt(url, [hello({ jobId: 'job-2' })])).reason).toBe("not this node's job");
+    expect((await attempt(url, [block(0)])).reason).toBe('sent "block" before peer_hello');
+    expect((await attempt(url, ['text'])).reason).toMatch(/text frame/);
+    expect((await attempt(url, [Uint8Array.of(0xc1, 0x00)])).reason).toMatch(/not a msgpack message/);
+    // a declared array of 2^32-1 elements: refused on its bytes, nothing allocated
+    expect((await attempt(url, [Uint8Array.of(0xdd, 0xff, 0xff, 0xff, 0xff)])).code).toBe(1008);
+    expect((await attempt(url, [new Packr({ useRecords: false }).pack({ ...hello(), version: PROTOCOL_VERSION + 1 })])).reason).toMatch(/protocol version/);
+    // after the hello: a frame of another type, one over the model's size, one the receiver refuses
+    expect((await attempt(url, [hello(), { type: 'bye', reason: 'x' }])).reason).toBe('sent an unexpected "bye" message');
+    expect((await attempt(url, [hello(), { ...block(0), values: new Float32Array(4096) } as Message])).reason).toMatch(/over its limit/);
+    expect((await attempt(url, [hello(), block(3)])).reason).toBe('block for shard 3, which this node does not own');
+    expect(frames).toHaveLength(0);
+    // still serving
+    const ok = new WebSocket(url);
+    sockets.push(ok);
+    ok.on('error', () => undefined);
+    await new Promise((r) => ok.on('open', r));
+    ok.send(encodeMessage(hello({ from: 'node-5' })));
+    ok.send(encodeMessage(block(0, 7)));
+    await expect.poll(() => frames.some((f) => f.from === 'node-5' && f.frame.step === 7)).toBe(true);
+    expect(log.filter((l) => l.includes('refused')).length).toBeGreaterThanOrEqual(10);
+  });
+
+  it('idle connections from one address fill only its share of the slots: an honest peer from another address says hello at once', async () => {
+    const { url, frames } = await endpoint({ pending: { total: 8, perAddress: 6 }, helloTimeoutMs: 60_000 });
+    const idle = Array.from({ length: 20 }, () => {
+      const ws = new WebSocket(url, { localAddress: '127.0.0.2' });
+      sockets.push(ws);
+      ws.on('error', () => undefined);
+      return new Promise<void>((r) => {
+        ws.on('open', () => r());
+        ws.on('close', () => r());
+      });
+    });
+    await Promise.all(idle);
+    const honest = new WebSocket(url, { localAddress: '127.0.0.1' });
+    sockets.push(honest);
+    honest.on('error', () => undefined);
+    await new Promise((r) => honest.on('open', r));
+    honest.send(encodeMessage(hello({ from: 'node-3' })));
+    honest.send(encodeMessage(block(0, 1)));
+    await expect.poll(() => frames.some((f) => f.from === 'node-3')).toBe(true);
+    const open = sockets.filter((s) => s.readyState === WebSocket.OPEN).length;
+    expect(open).toBeLessThanOrEqual(6 + 1);
+  });
+});
