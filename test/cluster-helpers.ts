@@ -135,6 +135,23 @@ export async function runWithOneNode(job: { configFile: string; tokenFile: strin
 }
 
 /**
+ * A job on worker node processes started one after another, each joining before the next starts
+ * (so node order, and with it the split, is the same in every run); checks that all exit 0.
+ */
+export async function runWithNodes(job: { configFile: string; tokenFile: string; out: string }, names: readonly string[], track: (p: Proc) => Proc, workerArgs: string[] = []): Promise<{ summary: Summary; coordinator: Proc; workers: Proc[] }> {
+  const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+  const url = await coordinatorUrl(coordinator);
+  const workers: Proc[] = [];
+  for (const name of names) {
+    workers.push(track(startWorker(name, url, job.tokenFile, ['--metrics-listen', 'off', ...workerArgs])));
+    await coordinator.waitFor(new RegExp(`\\(${name}, `), 120_000);
+  }
+  expect(await coordinator.exited, coordinator.output).toBe(0);
+  for (const w of workers) expect(await w.exited, w.output).toBe(0);
+  return { summary: readSummary(job.out), coordinator, workers };
+}
+
+/**
  * A job on one worker node with `--devices 2` (wasm unless `workerArgs` says otherwise), one of
  * whose device processes is killed with SIGKILL once the node has logged step `atStep`; checks
  * that the coordinator and the node exit 0 and that the node saw the loss. The node's output.

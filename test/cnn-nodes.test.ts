@@ -15,7 +15,7 @@ import { loadSavedModel } from '../coordinator/saved-model.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readCsv } from '../shared/data/csv.js';
-import { jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneDevice, runKillingOneOfTwoNodes, runWithOneNode, trackProcesses } from './cluster-helpers.js';
+import { jobFolder, maxAbsDiff, readRunWeights, readSummary, runKillingOneDevice, runKillingOneOfTwoNodes, runWithNodes, runWithOneNode, trackProcesses } from './cluster-helpers.js';
 import { ROOT, TRAINING_BACKENDS, type TrainingBackend } from './helpers.js';
 import { referenceWeights } from './reference.js';
 import { trainOnLanes } from './thread-runs.js';
@@ -109,6 +109,14 @@ describe.each(TRAINING_BACKENDS)('a CNN on MNIST digits over worker nodes (real 
       const saved = await loadSavedModel(run.out, 'cpu');
       expect(maxAbsDiff(saved.weights, onePlace)).toBeLessThan(1e-4);
       saved.engine.dispose();
+    });
+
+    it('1 thread + 2 nodes reduced among peers (cluster.reduction: peers): every step there, the weights of one process', async () => {
+      const run = job({ threads: 1, minWorkers: 2, reduction: 'peers' });
+      const { summary } = await runWithNodes(run, ['p1', 'p2'], track, nodeArgs);
+      expect(summary.steps).toBe(20);
+      expect(summary.peerSteps).toBe(20);
+      expect(maxAbsDiff(readRunWeights(run.out), onePlace)).toBeLessThan(1e-4);
     });
 
     it('2 worker processes, one killed with SIGKILL mid-run: the weights of one process', async () => {

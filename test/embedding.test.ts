@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { prepareJobData } from '../coordinator/job.js';
 import { readCsv } from '../shared/data/csv.js';
-import { jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithOneNode, trackProcesses } from './cluster-helpers.js';
+import { jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithNodes, runWithOneNode, trackProcesses } from './cluster-helpers.js';
 import { modelSpec } from '../coordinator/fit/trainer.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 import { checkAgainstData } from '../coordinator/validate.js';
@@ -102,11 +102,16 @@ describe.each(TRAINING_BACKENDS)('an embedding model over worker node processes 
     return { ...job, config, dataset: prepareJobData(config, readCsv(job.dataFile)).dataset };
   }
 
-  it('1 thread + 1 node, and 2 nodes of which one is killed with SIGKILL: the weights of one process', async () => {
+  it('1 thread + 1 node, 2 nodes reduced among peers, and 2 nodes of which one is killed with SIGKILL: the weights of one process', async () => {
     const pair = sentenceJob({ threads: 1, minWorkers: 1 });
     const expected = (await trainOnLanes(pair.config, pair.dataset, 'in-process')).weights;
     expect((await runWithOneNode(pair, track, ['--backend', backend])).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
     expect(maxAbsDiff(readRunWeights(pair.out), expected)).toBeLessThan(1e-4);
+
+    const peers = sentenceJob({ threads: 0, minWorkers: 2, balance: 'equal', reduction: 'peers' });
+    const { summary, coordinator } = await runWithNodes(peers, ['p1', 'p2'], track, ['--backend', backend]);
+    expect(summary.peerSteps, coordinator.output).toBe(summary.steps);
+    expect(maxAbsDiff(readRunWeights(peers.out), expected)).toBeLessThan(1e-4);
 
     const killed = sentenceJob({ threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
     await runKillingOneOfTwoNodes(killed, 3, track, ['--backend', backend]);

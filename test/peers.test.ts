@@ -9,14 +9,14 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/backend.js';
 import { weightLayout } from '../shared/model/layout.js';
 import { modelSpec } from '../coordinator/fit/trainer.js';
-import type { Summary } from '../coordinator/job.js';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { prepareJobData } from '../coordinator/job.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readCsv } from '../shared/data/csv.js';
-import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, runWithNodes, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
 import { referenceWeights } from './reference.js';
+import { trainOnLanes } from './thread-runs.js';
 
 const procs: Proc[] = [];
 const track = (p: Proc): Proc => (procs.push(p), p);
@@ -31,39 +31,25 @@ beforeAll(async () => {
 
 const WIDE = [{ units: 256, activation: 'relu' }, { units: 128, activation: 'relu' }, { units: 1, activation: 'sigmoid' }];
 
-function peersJob(reduction: 'peers' | 'coordinator', cluster: Record<string, unknown> = {}, rows = 800) {
+function peersJob(reduction: 'peers' | 'coordinator', cluster: Record<string, unknown> = {}, rows = 800, epochs = 2, optimizer: Record<string, unknown> = { name: 'adam', learningRate: 0.003 }, layers = WIDE) {
   const job = jobFolder(rows, {
     seed: 5,
     data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, testSize: 0.2, standardize: true },
-    model: { layers: WIDE },
-    compile: { optimizer: { name: 'adam', learningRate: 0.003 }, loss: 'binaryCrossentropy' },
-    fit: { epochs: 2, batchSize: 40 },
+    model: { layers },
+    compile: { optimizer, loss: 'binaryCrossentropy' },
+    fit: { epochs, batchSize: 40 },
     cluster: { backend: 'wasm', threads: 1, minWorkers: 3, balance: 'equal', reduction, heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 120, waitTimeout: 300, ...cluster },
   });
   const config = validateConfig(parseYaml(readFileSync(job.configFile, 'utf8')), job.configFile);
   return { ...job, config, dataset: prepareJobData(config, readCsv(job.dataFile)).dataset };
 }
 
-/** Runs a job with workers started one after another (each joins before the next starts, so node order is the same in every run). */
-async function runWithNodes(job: ReturnType<typeof peersJob>, names: string[], workerArgs: (name: string) => string[] = () => []): Promise<{ summary: Summary; coordinator: Proc; workers: Proc[] }> {
-  const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
-  const url = await coordinatorUrl(coordinator);
-  const workers: Proc[] = [];
-  for (const name of names) {
-    workers.push(track(startWorker(name, url, job.tokenFile, ['--metrics-listen', 'off', ...workerArgs(name)])));
-    await coordinator.waitFor(new RegExp(`\\(${name}, `), 120_000);
-  }
-  expect(await coordinator.exited, coordinator.output).toBe(0);
-  for (const w of workers) expect(await w.exited, w.output).toBe(0);
-  return { summary: readSummary(job.out), coordinator, workers };
-}
-
 describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_000 }, () => {
   it('1 thread + 3 nodes: every step among peers, the bits of the same run through the coordinator, about S a step on its link instead of 3S', async () => {
     const peers = peersJob('peers');
     const star = peersJob('coordinator');
-    const a = await runWithNodes(peers, ['w1', 'w2', 'w3']);
-    const b = await runWithNodes(star, ['w1', 'w2', 'w3']);
+    const a = await runWithNodes(peers, ['w1', 'w2', 'w3'], track);
+    const b = await runWithNodes(star, ['w1', 'w2', 'w3'], track);
     expect(a.summary.steps).toBe(b.summary.steps);
     expect(a.summary.peerSteps).toBe(a.summary.steps);
     expect(b.summary.peerSteps).toBe(0);
@@ -110,5 +96,28 @@ describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_0
     expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
     // the survivors stepped from the coordinator's state: no weight check failed
     for (const w of others) expect(w.output).not.toMatch(/differ from the coordinator's/);
+  });
+
+  it('a node joining mid-run gets the state, the next step is a new epoch among three, the weights of one process', async () => {
+    // Long enough that the late node joins well before the end on a loaded machine. Over hundreds
+    // of steps the rounding of another split (the join's step is the machine's) is enough to tip
+    // a ReLU or, with Adam, a tiny second moment, and runs part by far more than 1e-4, from one
+    // process as from a run through the coordinator (measured: 0.03 to 0.3); tanh units and SGD
+    // keep one process's path.
+    const smooth = [{ units: 64, activation: 'tanh' }, { units: 32, activation: 'tanh' }, { units: 1, activation: 'sigmoid' }];
+    const job = peersJob('peers', { threads: 0, minWorkers: 2 }, 1200, 20, { name: 'sgd', learningRate: 0.05, momentum: 0.9 }, smooth);
+    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+    const url = await coordinatorUrl(coordinator);
+    const first = ['w1', 'w2'].map((name) => track(startWorker(name, url, job.tokenFile, ['--metrics-listen', 'off', ...(name === 'w1' ? ['--verbose'] : [])])));
+    await first[0]!.waitFor(/^\[worker\] step 5 \(peers\):/m, 600_000);
+    const joiner = track(startWorker('late', url, job.tokenFile, ['--metrics-listen', 'off', '--verbose']));
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    for (const w of [...first, joiner]) expect(await w.exited, w.output).toBe(0);
+    const summary = readSummary(job.out);
+    expect(summary.peerSteps, coordinator.output).toBe(summary.steps);
+    expect(summary.participants.find((p) => p.name === 'late')!.samples).toBeGreaterThan(0);
+    expect(joiner.output).toMatch(/step \d+ \(peers\)/);
+    const expected = (await trainOnLanes(job.config, job.dataset, 'in-process')).weights;
+    expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
   });
 });

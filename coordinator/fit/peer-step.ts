@@ -159,7 +159,8 @@ export class PeerStep {
     this.weights.publish();
     for (const node of owners) node.commit({ type: 'commit', step, version: this.weights.version, learningRate, check });
     const t3 = performance.now();
-    for (const s of sums) this.group.succeeded(s.participant, step, s.count, s.seconds);
+    // a node's wall time holds the whole round, the same for every node: its compute time is what tells nodes apart
+    for (const s of sums) this.group.succeeded(s.participant, step, s.count, s.participant instanceof RemoteNode && s.computeMs > 0 ? s.computeMs / 1000 : s.seconds);
     this.steps++;
     return {
       lossSum: sums.reduce((a, s) => a + s.lossSum, 0),
