@@ -1,5 +1,5 @@
 /**
- * Today's star on a network: the coordinator on one host of a NetBed (network namespaces joined
+ * Both reductions on a network: the coordinator on one host of a NetBed (network namespaces joined
  * by shaped veth links, netbed.ts) and n worker nodes on n others, training a model whose
  * gradient is large and whose compute is small (a wide Dense layer at a small batch), so the
  * links, not the two cores, set the pace. For each n: the bytes each link carried per step (from
@@ -7,7 +7,9 @@
  * the bounds: the star's 2n·S/B (n gradients into the coordinator's link, then n copies of the
  * weights out of it, one after the other) against a ring's 2(n-1)/n·S/B per node (reduce-scatter
  * then all-gather, each node sending and receiving at once); S: the gradient's bytes, B: the
- * link rate. Needs root and iproute2.
+ * link rate. The same job with cluster.reduction: peers (nodes all-reduce among themselves) is
+ * measured beside it and held to the ring bound plus what a step costs on links too fast to matter.
+ * Needs root and iproute2.
  *
  *   sudo node dist/bench/scale-out.js [--nodes 2,4,8] [--rate 1gbit] [--units 2048] [--out FILE] [--plot BASE]
  *   node dist/bench/scale-out.js --from FILE [--plot BASE]      (simulate from saved measurements)
@@ -38,6 +40,8 @@ export interface StarOptions {
   readonly epochs: number;
   /** The bed's namespace prefix (netbed.ts). */
   readonly prefix?: string;
+  /** cluster.reduction (default coordinator: the star). */
+  readonly reduction?: 'coordinator' | 'peers';
 }
 
 export interface StarResult {
@@ -75,7 +79,7 @@ function writeJob(dir: string, o: StarOptions): { config: string; token: string 
       `model: { layers: [ { units: ${o.units}, activation: relu }, { units: 1, activation: sigmoid } ] }`,
       'compile: { optimizer: { name: adam, learningRate: 0.001 }, loss: binaryCrossentropy, metrics: [accuracy] }',
       `fit: { epochs: ${o.epochs}, batchSize: ${o.batch} }`,
-      `cluster: { threads: 0, listen: "10.213.0.1:7070", tokenFile: token, startWorkers: ${o.nodes}, minWorkers: ${o.nodes}, balance: equal }`,
+      `cluster: { threads: 0, listen: "10.213.0.1:7070", tokenFile: token, startWorkers: ${o.nodes}, minWorkers: ${o.nodes}, balance: equal, reduction: ${o.reduction ?? 'coordinator'} }`,
       'metrics: { listen: false }',
       'checkpoint: { epochEnd: false }',
       '',
@@ -170,7 +174,8 @@ export async function measureStar(o: StarOptions, log: (line: string) => void = 
       workerReceived: mean('received'),
       phases: meanPhases(events, first.step, last.step),
     };
-    log(`n=${o.nodes}: ${result.msPerStep.toFixed(1)} ms/step over ${steps} steps; coordinator ${(result.coordinatorSent / 1e6).toFixed(2)} MB sent, ${(result.coordinatorReceived / 1e6).toFixed(2)} MB received per step`);
+    if (o.reduction === 'peers' && /reduced through the coordinator|round among peers failed/.test(output)) log(`warning: steps went through the coordinator: ${output.slice(-400)}`);
+    log(`n=${o.nodes} ${o.reduction ?? 'coordinator'}: ${result.msPerStep.toFixed(1)} ms/step over ${steps} steps; coordinator ${(result.coordinatorSent / 1e6).toFixed(2)} MB sent, ${(result.coordinatorReceived / 1e6).toFixed(2)} MB received per step`);
     return result;
   } finally {
     for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
@@ -204,19 +209,23 @@ async function main(): Promise<void> {
   let rate = values.rate ?? '1gbit';
   let results: StarResult[] = [];
   let fast: StarResult[] = [];
+  let peers: StarResult[] = [];
+  let peersFast: StarResult[] = [];
   let date = new Date().toISOString();
   let units = Number(values.units ?? 2048);
   if (values.from) {
     // measured before (no root needed to simulate)
-    ({ rate, results, fast, date, units } = JSON.parse(readFileSync(values.from, 'utf8')) as { rate: string; results: StarResult[]; fast: StarResult[]; date: string; units: number });
+    ({ rate, results, fast, date, units, peers = [], peersFast = [] } = JSON.parse(readFileSync(values.from, 'utf8')) as { rate: string; results: StarResult[]; fast: StarResult[]; date: string; units: number; peers?: StarResult[]; peersFast?: StarResult[] });
   } else {
     const nodes = (values.nodes ?? '2,4,8').split(',').map(Number);
     for (const n of nodes) {
       const job = { nodes: n, features: 256, units, batch: 8 * n, rows: 64 * 8 * n, epochs: 3 };
       results.push(await measureStar({ ...job, rate }, (l) => console.error(`${rate}: ${l}`)));
       fast.push(await measureStar({ ...job, rate: FAST }, (l) => console.error(`${FAST}: ${l}`)));
+      peers.push(await measureStar({ ...job, rate, reduction: 'peers' }, (l) => console.error(`${rate}: ${l}`)));
+      peersFast.push(await measureStar({ ...job, rate: FAST, reduction: 'peers' }, (l) => console.error(`${FAST}: ${l}`)));
     }
-    if (values.out) writeFileSync(values.out, JSON.stringify({ date, machine: `${cpus().length} x ${cpus()[0]?.model.trim()}`, rate, units, results, fast }, null, 2) + '\n');
+    if (values.out) writeFileSync(values.out, JSON.stringify({ date, machine: `${cpus().length} x ${cpus()[0]?.model.trim()}`, rate, units, results, fast, peers, peersFast }, null, 2) + '\n');
   }
   const S = 4 * results[0]!.parameters;
   const B = rateBytes(rate);
@@ -231,6 +240,20 @@ async function main(): Promise<void> {
       return `| ${r.nodes} | ${r.msPerStep.toFixed(1)} | ${fast[i]!.msPerStep.toFixed(1)} | ${sim.toFixed(1)} (${(sim / r.msPerStep).toFixed(2)}x measured) | ${mb(r.coordinatorSent)} | ${mb(r.coordinatorReceived)} | ${mb(r.workerSent)} / ${mb(r.workerReceived)} | ${mb(r.nodes * S)} | ${((2 * r.nodes * S * 1000) / B).toFixed(1)} ms | ${(((2 * (r.nodes - 1)) / r.nodes) * ((S * 1000) / B)).toFixed(1)} ms |`;
     }),
   ];
+  if (peers.length > 0) {
+    lines.push(
+      '',
+      `The same job with cluster.reduction: peers (the nodes all-reduce among themselves and each steps the optimizer; the coordinator observes): "bound": the ring's 2(n-1)/n·S/B plus the same job's step on ${FAST} links (everything but the links).`,
+      '',
+      `| nodes | ms/step | on ${FAST} links | ring bound + that | measured / bound | star ms/step | speedup over the star | coordinator sent / received per step | per node sent / received |`,
+      '|---|---|---|---|---|---|---|---|---|',
+      ...peers.map((r, i) => {
+        const bound = ((2 * (r.nodes - 1)) / r.nodes) * ((S * 1000) / B) + peersFast[i]!.msPerStep;
+        const star = results.find((q) => q.nodes === r.nodes);
+        return `| ${r.nodes} | ${r.msPerStep.toFixed(1)} | ${peersFast[i]!.msPerStep.toFixed(1)} | ${bound.toFixed(1)} | ${(r.msPerStep / bound).toFixed(2)} | ${star ? star.msPerStep.toFixed(1) : '-'} | ${star ? `${(star.msPerStep / r.msPerStep).toFixed(1)}x` : '-'} | ${mb(r.coordinatorSent)} / ${mb(r.coordinatorReceived)} | ${mb(r.workerSent)} / ${mb(r.workerReceived)} |`;
+      }),
+    );
+  }
   // the issue's example at scale: both reductions simulated
   const bytes = Number(values['project-bytes'] ?? 100e6);
   const computeMs = Number(values['project-compute-ms'] ?? 200);

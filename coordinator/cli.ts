@@ -56,6 +56,7 @@ options:
   --min-workers N      worker nodes needed to start and go on (overrides cluster.minWorkers)
   --start-workers N    worker nodes to wait for before the first step (overrides cluster.startWorkers)
   --balance B          auto | proportional | equal (overrides cluster.balance)
+  --reduction R        coordinator | peers: worker nodes all-reduce among themselves (overrides cluster.reduction)
   --tls-cert FILE      serve wss:// with this certificate (PEM; needs --tls-key)
   --tls-key FILE       private key for --tls-cert
   --metrics-listen A   HOST:PORT for the run page (/), /metrics, /healthz, /readyz (overrides metrics.listen; "off": none)
@@ -140,7 +141,7 @@ options:
 };
 
 /** The start flags that take a value, and the config key each overrides (for error messages). */
-const START_VALUE_FLAGS = ['config', 'data', 'epochs', 'batch-size', 'threads', 'backend', 'seed', 'listen', 'token-file', 'min-workers', 'start-workers', 'balance', 'tls-cert', 'tls-key', 'metrics-listen', 'out', 'resume'];
+const START_VALUE_FLAGS = ['config', 'data', 'epochs', 'batch-size', 'threads', 'backend', 'seed', 'listen', 'token-file', 'min-workers', 'start-workers', 'balance', 'reduction', 'tls-cert', 'tls-key', 'metrics-listen', 'out', 'resume'];
 const FLAG_OF_KEY: Readonly<Record<string, string>> = {
   'data.path': '--data',
   'fit.epochs': '--epochs',
@@ -154,6 +155,7 @@ const FLAG_OF_KEY: Readonly<Record<string, string>> = {
   'cluster.minWorkers': '--min-workers',
   'cluster.startWorkers': '--start-workers',
   'cluster.balance': '--balance',
+  'cluster.reduction': '--reduction',
   'metrics.listen': '--metrics-listen',
   'cluster.tls.cert': '--tls-cert',
   'cluster.tls.key': '--tls-key',
@@ -189,6 +191,7 @@ async function start(argv: string[]): Promise<void> {
       'min-workers': { type: 'string' },
       'start-workers': { type: 'string' },
       balance: { type: 'string' },
+      reduction: { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'metrics-listen': { type: 'string' },
@@ -222,6 +225,7 @@ async function start(argv: string[]): Promise<void> {
     'cluster.minWorkers': integerFlag('min-workers', values['min-workers']),
     'cluster.startWorkers': integerFlag('start-workers', values['start-workers']),
     'cluster.balance': values.balance,
+    'cluster.reduction': values.reduction,
     'metrics.listen': values['metrics-listen'] === 'off' ? false : values['metrics-listen'],
     'output.overwrite': values.overwrite === true ? true : undefined,
   };

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { weightedAverage } from '../coordinator/reduce/reduce.js';
 import { Rng } from '../shared/math/rng.js';
-import { AllReduceRound, OBSERVER, type BlockFrame, type ReducedFrame, type RoundPlan } from '../shared/peer/all-reduce-round.js';
+import { AllReduceRound, OBSERVER, RoundMemory, type BlockFrame, type ReducedFrame, type RoundPlan } from '../shared/peer/all-reduce-round.js';
 
 function gradient(length: number, rng: Rng): Float32Array {
   return Float32Array.from({ length }, () => rng.normal() * 10 ** Math.floor(rng.next() * 6 - 3));
@@ -16,7 +16,7 @@ function gradient(length: number, rng: Rng): Float32Array {
 type Delivery = () => void;
 
 /** Ranks 0..ranks-1 and the observer on one bus; `deliver` runs the queued frames in an order of its choosing. */
-function bus(plan: RoundPlan) {
+function bus(plan: RoundPlan, memories?: Map<number, RoundMemory>) {
   const queue: Delivery[] = [];
   const rounds = new Map<number, AllReduceRound>();
   const copy = <T extends { values: Float32Array }>(f: T): T => ({ ...f, values: f.values.slice() });
@@ -32,22 +32,24 @@ function bus(plan: RoundPlan) {
           const f = copy(frame);
           for (const to of rounds.keys()) if (to !== self) queue.push(() => rounds.get(to)!.receiveReduced(self, f));
         },
-      }),
+      }, undefined, memories?.get(self)),
     );
   }
   return { rounds, queue };
 }
 
 describe('AllReduceRound', () => {
-  it('every rank and the coordinator end with the weighted mean bit for bit, in any delivery order', async () => {
+  it('every rank and the coordinator end with the weighted mean bit for bit, in any delivery order, in memory of their own or reused', async () => {
     const rng = new Rng(11);
     for (const [ranks, parameters] of [[1, 37], [2, 101], [3, 1000], [5, 257], [8, 9]] as const) {
+      // each rank's memory reused round after round, as nodes and the coordinator do
+      const memories = new Map([OBSERVER, ...Array.from({ length: ranks }, (_, r) => r)].map((r) => [r, new RoundMemory(parameters)]));
       for (let trial = 0; trial < 4; trial++) {
         // blocks in participant order: the coordinator's lanes first, then the nodes (some with two parts)
         const blockSenders = [OBSERVER, OBSERVER, ...Array.from({ length: ranks }, (_, r) => r), ...(ranks > 1 ? [1] : [])];
         const parts = blockSenders.map((_, b) => ({ count: 1 + ((b * 7) % 5), gradient: gradient(parameters, rng) }));
         const plan: RoundPlan = { epoch: 3, step: 17, parameters, ranks, blockSenders };
-        const { rounds, queue } = bus(plan);
+        const { rounds, queue } = bus(plan, trial % 2 === 0 ? memories : undefined);
         parts.forEach((p, b) => rounds.get(blockSenders[b]!)!.contribute(b, p.count, p.gradient));
         while (queue.length > 0) queue.splice(Math.floor(rng.next() * queue.length), 1)[0]!();
         const expected = weightedAverage(parts);

@@ -16,6 +16,7 @@ import { decodeFrame, encodeMessage } from '../shared/protocol/codec.js';
 import { coordinatorFrameLimits, type FrameLimits } from '../shared/protocol/frame-limits.js';
 import { FramePool } from '../shared/protocol/frame-pool.js';
 import { printable } from '../shared/protocol/printable.js';
+import { zeroMask } from '../shared/protocol/zero-mask.js';
 import { scalePixels } from '../shared/data/arrays.js';
 import { describeModel } from '../shared/model/layers.js';
 import { weightLayout } from '../shared/model/layout.js';
@@ -68,10 +69,6 @@ export interface NodeClientOptions {
  * gradient went out on it (only that resets the count of failed attempts).
  */
 type SessionEnd = { kind: 'finished'; reason: string } | { kind: 'lost'; reason: string; welcomed: boolean; progressed: boolean };
-
-function zeroMask(mask: Uint8Array): void {
-  mask.fill(0);
-}
 
 /**
  * Worker memory per model parameter, about: the weights as received and as the model holds them,
@@ -374,10 +371,7 @@ class Session {
     private readonly done: (end: SessionEnd | Error) => void,
   ) {
     const { url, token, name, backend, adapter, devices, ca, maxPayload } = options;
-    // Frames carry a zero masking key, which ws takes as "skip the XOR" on both sides. Masking
-    // (RFC 6455, 5.3) keeps scripts in a browser from steering what intermediaries cache; a
-    // worker is not a browser, and masking cost a byte-by-byte pass over every gradient here and
-    // again in the coordinator.
+    // zero masking keys: no XOR pass over every gradient on either side (zero-mask.ts)
     const socket = new WebSocket(url, { maxPayload, handshakeTimeout: 10_000, generateMask: zeroMask, ...(ca ? { ca } : {}) });
     this.socket = socket;
     socket.on('open', () =>

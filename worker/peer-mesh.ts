@@ -18,6 +18,7 @@ import { decodeFrame, encodeMessage } from '../shared/protocol/codec.js';
 import { peerFrameLimits } from '../shared/protocol/frame-limits.js';
 import { PROTOCOL_VERSION, type BlockMessage, type Message, type ReducedMessage } from '../shared/protocol/schemas.js';
 import { tokenChecker } from '../shared/token.js';
+import { zeroMask } from '../shared/protocol/zero-mask.js';
 import { Admission } from '../shared/admission.js';
 
 export interface PeerMeshOptions {
@@ -113,7 +114,8 @@ export class PeerMesh {
   }
 
   private dial(to: PeerAddress, job: MeshJob): Outgoing {
-    const socket = new WebSocket(to.url, { maxPayload: this.options.maxPayload, perMessageDeflate: false });
+    // zero masking keys: no XOR pass over every shard on either side (zero-mask.ts)
+    const socket = new WebSocket(to.url, { maxPayload: this.options.maxPayload, perMessageDeflate: false, generateMask: zeroMask });
     const out: Outgoing = { url: to.url, socket, queue: [] };
     this.outgoing.set(to.id, out);
     socket.on('open', () => {

@@ -14,7 +14,7 @@ import { weightLayout } from '../shared/model/layout.js';
 import { clipGradient, type VariableRange } from '../shared/optimize/clip.js';
 import { statisticRanges, stepWithStatistics, type StatisticRange } from '../shared/optimize/moving-statistics.js';
 import { OPTIMIZER_STATE, createOptimizer, type Optimizer, type OptimizerConfig, type OptimizerState } from '../shared/optimize/optimizers.js';
-import { AllReduceRound, OBSERVER } from '../shared/peer/all-reduce-round.js';
+import { AllReduceRound, OBSERVER, RoundMemory } from '../shared/peer/all-reduce-round.js';
 import { weightsCheck } from '../shared/peer/weights-check.js';
 import type { BlockMessage, CommitMessage, JobMessage, Message, PeersMessage, ReducedMessage, RoundMessage, StateMessage } from '../shared/protocol/schemas.js';
 import type { PeerAddress, PeerFrame } from './peer-mesh.js';
@@ -61,6 +61,7 @@ export class PeerReplica {
   /** The mean gradient of the last complete round, until its commit. */
   private complete: { step: number; mean: Float32Array } | undefined;
   private early: { from: string | typeof OBSERVER; frame: PeerFrame }[] = [];
+  private readonly memory: RoundMemory;
   private earlyValues = 0;
 
   constructor(
@@ -74,6 +75,7 @@ export class PeerReplica {
     const layout = weightLayout(job.spec);
     this.variables = layout.entries.filter((e) => e.trainable);
     this.statistics = statisticRanges(job.spec, layout);
+    this.memory = new RoundMemory(job.parameters);
   }
 
   /** The coordinator's weights and optimizer state of a version. */
@@ -129,6 +131,7 @@ export class PeerReplica {
         },
       },
       (r) => (r === OBSERVER ? 'the coordinator' : (ranks[r]?.id ?? `rank ${r}`)),
+      this.memory,
     );
     this.block = message.block;
     this.armed = true;

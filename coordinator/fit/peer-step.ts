@@ -24,7 +24,7 @@ import { weightLayout } from '../../shared/model/layout.js';
 import { sumsProblem } from '../../shared/model/sums.js';
 import { statisticRanges, stepWithStatistics, type StatisticRange } from '../../shared/optimize/moving-statistics.js';
 import { OPTIMIZER_STATE } from '../../shared/optimize/optimizers.js';
-import { AllReduceRound, OBSERVER } from '../../shared/peer/all-reduce-round.js';
+import { AllReduceRound, OBSERVER, RoundMemory } from '../../shared/peer/all-reduce-round.js';
 import { weightsCheck } from '../../shared/peer/weights-check.js';
 import { assignRows, assignUnits, runEnds, virtualBatches } from '../../shared/plan/split-plan.js';
 import { FramePool, type PooledFrame } from '../../shared/protocol/frame-pool.js';
@@ -50,6 +50,7 @@ export class PeerStep {
   private readonly statistics: StatisticRange[];
   private readonly virtualBatchSize: number | undefined;
   private readonly frames = new FramePool();
+  private readonly memory: RoundMemory;
   private state: { version: number; frame: PooledFrame } | undefined;
   /** Steps taken among peers. */
   steps = 0;
@@ -65,6 +66,7 @@ export class PeerStep {
   ) {
     this.statistics = statisticRanges(spec, weightLayout(spec));
     this.virtualBatchSize = virtualBatchSize(spec);
+    this.memory = new RoundMemory(weights.values.length);
   }
 
   /** Runs step `step` among peers; undefined when it cannot (fewer than two nodes with peer endpoints) or the round failed: the caller reduces it through the coordinator. */
@@ -106,7 +108,7 @@ export class PeerStep {
     const round = new AllReduceRound({ epoch, step, parameters: this.weights.values.length, ranks: owners.length, blockSenders: senders }, OBSERVER, {
       block: (to, frame) => owners[to]!.sendBlock({ type: 'block', ...frame }),
       reduced: () => undefined,
-    });
+    }, undefined, this.memory);
     const peers = { type: 'peers' as const, epoch, ranks: owners.map((n) => ({ id: n.id, url: n.peerUrl! })) };
     owners.forEach((node, rank) => {
       if (!node.holdsState(version)) node.sendState(version, this.stateFrame(version));

@@ -21,10 +21,13 @@ export class BlockSum {
   constructor(
     readonly length: number,
     readonly blocks: number,
+    /** Memory for the sum (at least `length` long; zeroed here), to reuse one step after another. */
+    memory?: Float64Array,
   ) {
     if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`length must be a non-negative integer, got ${length}`);
     if (!Number.isSafeInteger(blocks) || blocks < 1) throw new RangeError(`blocks must be a positive integer, got ${blocks}`);
-    this.sum = new Float64Array(length);
+    if (memory && memory.length < length) throw new RangeError(`memory for ${memory.length} values, the sum needs ${length}`);
+    this.sum = memory ? memory.subarray(0, length).fill(0) : new Float64Array(length);
   }
 
   /** Block `block`'s mean gradient over `count` rows (copied where it comes early). */

@@ -60,6 +60,26 @@ export interface RoundOutput {
   reduced(frame: ReducedFrame): void;
 }
 
+/**
+ * Memory a round works in, reused round after round (a round allocates megabytes otherwise, and
+ * the garbage collector's passes over them cost more than the arithmetic): the mean gradient
+ * and the owner's float64 sum. Only the round under way may use it.
+ */
+export class RoundMemory {
+  readonly mean: Float32Array;
+  private sums = new Float64Array(0);
+
+  constructor(parameters: number) {
+    this.mean = new Float32Array(parameters);
+  }
+
+  /** Float64 memory for a shard's sum of `length` values (grown when a shard is larger than any before). */
+  sum(length: number): Float64Array {
+    if (this.sums.length < length) this.sums = new Float64Array(length);
+    return this.sums;
+  }
+}
+
 /** Who sent what: a peer's name for errors. */
 export type PeerName = (rank: number) => string;
 
@@ -83,6 +103,8 @@ export class AllReduceRound {
     readonly self: number,
     private readonly output: RoundOutput,
     private readonly name: PeerName = defaultName,
+    /** Reused memory (RoundMemory of the plan's parameters); a round of its own without it. */
+    memory?: RoundMemory,
   ) {
     const { parameters, ranks, blockSenders } = plan;
     if (!Number.isInteger(ranks) || ranks < 1) throw new RangeError(`a round needs at least one owner rank, got ${ranks}`);
@@ -90,13 +112,14 @@ export class AllReduceRound {
     if (blockSenders.length < 1) throw new RangeError('a round needs at least one block');
     for (const s of blockSenders) if (s !== OBSERVER && !(Number.isInteger(s) && s >= 0 && s < ranks)) throw new RangeError(`block sender ${s} is not one of the round's ranks`);
     this.shards = parameterShards(parameters, ranks);
-    this.mean = new Float32Array(parameters);
+    if (memory && memory.mean.length !== parameters) throw new RangeError(`round memory for ${memory.mean.length} parameters, the plan has ${parameters}`);
+    this.mean = memory ? memory.mean : new Float32Array(parameters);
     this.done = new Promise((resolve) => (this.finish = resolve));
     this.placed = this.shards.map((s) => s.count === 0);
     this.missing = this.placed.filter((p) => !p).length;
     this.blocksSeen = this.shards.map(() => new Set<number>());
     const mine = self === OBSERVER ? undefined : this.shards[self]!;
-    this.own = mine && mine.count > 0 ? new BlockSum(mine.count, blockSenders.length) : undefined;
+    this.own = mine && mine.count > 0 ? new BlockSum(mine.count, blockSenders.length, memory?.sum(mine.count)) : undefined;
     if (this.missing === 0) this.finish(this.mean);
   }
 
