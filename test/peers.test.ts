@@ -14,7 +14,8 @@ import { parse as parseYaml } from 'yaml';
 import { prepareJobData } from '../coordinator/job.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readCsv } from '../shared/data/csv.js';
-import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, runWithNodes, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, runWithNodes, spawnNode, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { COORDINATOR_BIN } from './helpers.js';
 import { referenceWeights } from './reference.js';
 import { trainOnLanes } from './thread-runs.js';
 
@@ -31,8 +32,13 @@ beforeAll(async () => {
 
 const WIDE = [{ units: 256, activation: 'relu' }, { units: 128, activation: 'relu' }, { units: 1, activation: 'sigmoid' }];
 
-function peersJob(reduction: 'peers' | 'coordinator', cluster: Record<string, unknown> = {}, rows = 800, epochs = 2, optimizer: Record<string, unknown> = { name: 'adam', learningRate: 0.003 }, layers = WIDE) {
+/** Smooth units and SGD: runs with different splits stay within 1e-4 of one process over hundreds of steps (see the joining test). */
+const SMOOTH = [{ units: 64, activation: 'tanh' }, { units: 32, activation: 'tanh' }, { units: 1, activation: 'sigmoid' }];
+const SGD = { name: 'sgd', learningRate: 0.05, momentum: 0.9 };
+
+function peersJob(reduction: 'peers' | 'coordinator', cluster: Record<string, unknown> = {}, rows = 800, epochs = 2, optimizer: Record<string, unknown> = { name: 'adam', learningRate: 0.003 }, layers = WIDE, extra: Record<string, unknown> = {}) {
   const job = jobFolder(rows, {
+    ...extra,
     seed: 5,
     data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, testSize: 0.2, standardize: true },
     model: { layers },
@@ -104,8 +110,7 @@ describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_0
     // a ReLU or, with Adam, a tiny second moment, and runs part by far more than 1e-4, from one
     // process as from a run through the coordinator (measured: 0.03 to 0.3); tanh units and SGD
     // keep one process's path.
-    const smooth = [{ units: 64, activation: 'tanh' }, { units: 32, activation: 'tanh' }, { units: 1, activation: 'sigmoid' }];
-    const job = peersJob('peers', { threads: 0, minWorkers: 2 }, 1200, 20, { name: 'sgd', learningRate: 0.05, momentum: 0.9 }, smooth);
+    const job = peersJob('peers', { threads: 0, minWorkers: 2 }, 1200, 20, SGD, SMOOTH);
     const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
     const url = await coordinatorUrl(coordinator);
     const first = ['w1', 'w2'].map((name) => track(startWorker(name, url, job.tokenFile, ['--metrics-listen', 'off', ...(name === 'w1' ? ['--verbose'] : [])])));
@@ -117,6 +122,25 @@ describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_0
     expect(summary.peerSteps, coordinator.output).toBe(summary.steps);
     expect(summary.participants.find((p) => p.name === 'late')!.samples).toBeGreaterThan(0);
     expect(joiner.output).toMatch(/step \d+ \(peers\)/);
+    const expected = (await trainOnLanes(job.config, job.dataset, 'in-process')).weights;
+    expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+  });
+
+  it('the coordinator killed with SIGKILL mid-run and resumed: the nodes reconnect, get its state, and the run ends with the weights of one process', async () => {
+    const job = peersJob('peers', { threads: 0, minWorkers: 2 }, 1200, 6, SGD, SMOOTH, { checkpoint: { everySteps: 4, keep: 3 } });
+    const first = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+    const url = await coordinatorUrl(first);
+    const nodes = ['w1', 'w2'].map((name) => track(startWorker(name, url, job.tokenFile, ['--metrics-listen', 'off', '--retries', '30'])));
+    await first.waitFor(/^Epoch 1\//m, 300_000);
+    first.kill('SIGKILL');
+    expect(await first.exited).toBe(null);
+    // on the same address: the nodes reconnect there by themselves
+    const again = track(spawnNode('coordinator', COORDINATOR_BIN, ['start', '--resume', job.out, '--listen', new URL(url).host, '--token-file', job.tokenFile]));
+    expect(await again.exited, again.output).toBe(0);
+    for (const w of nodes) expect(await w.exited, w.output).toBe(0);
+    expect(again.output).toMatch(/resuming from .*step-\d+\.ckpt/);
+    const summary = readSummary(job.out);
+    expect(summary.peerSteps, again.output).toBeGreaterThan(0);
     const expected = (await trainOnLanes(job.config, job.dataset, 'in-process')).weights;
     expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
   });

@@ -27,7 +27,7 @@ import { createEngine } from '../compute/gradient.js';
 import type { WorkerMetrics } from './metrics.js';
 import { GradientSender } from './gradient-sender.js';
 import { PeerMesh } from './peer-mesh.js';
-import { PeerReplica } from './peer-replica.js';
+import { PeerReplica, type BlockSums } from './peer-replica.js';
 import { OBSERVER } from '../shared/peer/all-reduce-round.js';
 import { ShardStore } from './shard-store.js';
 
@@ -240,41 +240,39 @@ export class NodeClient {
 
   /** A step: the gradient of the rows it names with the current weights, sent in parts as it is computed (GradientSender). */
   private async step(message: StepMessage): Promise<void> {
-    const engine = this.need(this.engine, 'step');
-    if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
     const { gradientDtype, bucketBytes, parameters } = this.need(this.job, 'step');
     const sending = this.sender.begin(message.step, parameters, gradientDtype, bucketBytes);
-    // compute time counts what a thread's does: loading new weights, gathering rows, the
-    // gradient; not the sending of parts on the way
-    const started = performance.now();
-    this.loadWeights(engine);
-    const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, this.features(message, 'step'), message.y);
-    const result = await engine.gradient(xs, ys, count, sending.gradient, sending.onReady, stepRows(message, count));
-    const computeMs = performance.now() - started - sending.sendingMs;
-    this.stats.steps++;
-    this.stats.samples += count;
-    this.stats.computeSeconds += computeMs / 1000;
-    this.options.metrics?.step(count, computeMs / 1000);
-    sending.finish({ count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs });
-    if (this.options.verbose) this.options.log(`step ${message.step}: ${count} rows (${message.rows.length} held, ${count - message.rows.length} inline), ${computeMs.toFixed(1)} ms`);
+    // not the sending of parts on the way
+    const sums = await this.compute(message, sending.gradient, sending.onReady, () => sending.sendingMs);
+    sending.finish(sums);
+    if (this.options.verbose) this.options.log(`step ${message.step}: ${sums.count} rows (${message.rows.length} held, ${sums.count - message.rows.length} inline), ${sums.computeMs.toFixed(1)} ms`);
   }
 
   /** A step reduced among peers: this node's block goes into the round; the sums follow once the round's mean is whole (PeerReplica). */
   private async peerStep(message: StepMessage, replica: PeerReplica): Promise<void> {
+    const gradient = (this.scratch ??= new Float32Array(replica.parameters));
+    const sums = await this.compute(message, gradient);
+    replica.contribute(message.step, gradient, sums);
+    if (this.options.verbose) this.options.log(`step ${message.step} (peers): ${sums.count} rows, ${sums.computeMs.toFixed(1)} ms`);
+  }
+
+  /**
+   * The gradient of a step's rows into `out`, counted in the node's stats. Compute time counts
+   * what a thread's does: loading new weights, gathering rows, the gradient, less `notCompute`.
+   */
+  private async compute(message: StepMessage, out: Float32Array, onReady?: (start: number) => void, notCompute: () => number = () => 0): Promise<BlockSums> {
     const engine = this.need(this.engine, 'step');
     if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
     const started = performance.now();
     this.loadWeights(engine);
     const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, this.features(message, 'step'), message.y);
-    const gradient = (this.scratch ??= new Float32Array(replica.parameters));
-    const result = await engine.gradient(xs, ys, count, gradient, undefined, stepRows(message, count));
-    const computeMs = performance.now() - started;
+    const result = await engine.gradient(xs, ys, count, out, onReady, stepRows(message, count));
+    const computeMs = performance.now() - started - notCompute();
     this.stats.steps++;
     this.stats.samples += count;
     this.stats.computeSeconds += computeMs / 1000;
     this.options.metrics?.step(count, computeMs / 1000);
-    replica.contribute(message.step, gradient, { count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs });
-    if (this.options.verbose) this.options.log(`step ${message.step} (peers): ${count} rows, ${computeMs.toFixed(1)} ms`);
+    return { count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs };
   }
 
   /** A message's rows as float32 features: its x, or its uint8 pixels scaled (images; the job says which). */

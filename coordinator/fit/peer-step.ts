@@ -21,18 +21,17 @@
 import { performance } from 'node:perf_hooks';
 import { virtualBatchSize, type ModelSpec } from '../../shared/model/spec.js';
 import { weightLayout } from '../../shared/model/layout.js';
-import { sumsProblem } from '../../shared/model/sums.js';
 import { statisticRanges, stepWithStatistics, type StatisticRange } from '../../shared/optimize/moving-statistics.js';
 import { OPTIMIZER_STATE } from '../../shared/optimize/optimizers.js';
 import { AllReduceRound, OBSERVER, RoundMemory } from '../../shared/peer/all-reduce-round.js';
 import { weightsCheck } from '../../shared/peer/weights-check.js';
-import { assignRows, assignUnits, runEnds, virtualBatches } from '../../shared/plan/split-plan.js';
+import { virtualBatches } from '../../shared/plan/split-plan.js';
 import { FramePool, type PooledFrame } from '../../shared/protocol/frame-pool.js';
 import { firstNonFinite } from '../../shared/math/finite.js';
-import { ParticipantFault, faultOf, type Participant, type ParticipantGroup } from '../participants/participant.js';
+import { faultOf, type Participant, type ParticipantGroup } from '../participants/participant.js';
 import { RemoteNode, RoundAbandoned } from '../participants/remote-node.js';
 import type { ModelWeights, OptimizerSlot } from './state.js';
-import type { StepSums } from './step.js';
+import { splitBatch, sumsFault, type StepSums } from './step.js';
 
 interface Sums {
   readonly participant: Participant;
@@ -83,10 +82,7 @@ export class PeerStep {
     const started = performance.now();
     const groupOf = this.virtualBatchSize === undefined ? undefined : virtualBatches(rows, this.virtualBatchSize);
     const groupsOf = (partRows: Int32Array): Int32Array | undefined => (groupOf ? partRows.map((r) => groupOf.get(r)!) : undefined);
-    const holds = participants.map((p) => p.holds);
-    const parts = groupOf
-      ? assignUnits(rows, runEnds(groupsOf(rows)!), this.group.split(runEnds(groupsOf(rows)!).length, participants, this.virtualBatchSize), holds)
-      : assignRows(rows, this.group.split(rows.length, participants), holds);
+    const parts = splitBatch(rows, participants, this.group, groupOf && { groupOf, unitRows: this.virtualBatchSize! });
     const blocks = parts.filter((part) => part.rows.length > 0);
     const owners = blocks.map((b) => participants[b.participant]!).filter((p): p is RemoteNode => p instanceof RemoteNode);
     if (owners.length < 2) {
@@ -180,12 +176,12 @@ export class PeerStep {
     const begun = performance.now();
     if (participant instanceof RemoteNode) {
       const sums = await participant.roundGradient(step, version, rows, groups, { type: 'round', epoch, step, block, senders });
-      const fault = this.checkSums(participant, rows.length, sums);
+      const fault = sumsFault(this.spec, participant, rows.length, sums);
       if (fault) throw participant.drop(fault.reason, fault.message.replace(`${participant.id}: `, ''));
       return { participant, count: sums.count, lossSum: sums.lossSum, metricSums: sums.metricSums, seconds: (performance.now() - begun) / 1000, computeMs: sums.computeMs, numTensors: -1 };
     }
     const result = await participant.gradient(step, version, rows, groups);
-    const fault = this.checkSums(participant, rows.length, result);
+    const fault = sumsFault(this.spec, participant, rows.length, result);
     if (fault) throw fault;
     round.contribute(block, result.count, result.gradient);
     return { participant, count: result.count, lossSum: result.lossSum, metricSums: result.metricSums, seconds: (performance.now() - begun) / 1000, computeMs: result.computeMs ?? -1, numTensors: result.numTensors };
@@ -210,12 +206,5 @@ export class PeerStep {
       this.state = { version, frame: this.frames.encode({ type: 'state', version, optimizer, slots: [...slots], values }) };
     }
     return this.state.frame;
-  }
-
-  private checkSums(participant: Participant, rows: number, result: { count: number; lossSum: number; metricSums: readonly number[] }): ParticipantFault | undefined {
-    if (result.count !== rows) return new ParticipantFault(participant.id, 'shape', `computed ${result.count} samples, was given ${rows}`);
-    if (!Number.isFinite(result.lossSum)) return new ParticipantFault(participant.id, 'non_finite', `returned a non-finite loss sum (${result.lossSum})`);
-    const problem = sumsProblem(this.spec, result.count, result.lossSum, [...result.metricSums]);
-    return problem === undefined ? undefined : new ParticipantFault(participant.id, 'out_of_range', `returned sums that cannot be: ${problem}`);
   }
 }

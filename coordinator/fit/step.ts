@@ -22,7 +22,7 @@ import { weightLayout } from '../../shared/model/layout.js';
 import { sumsProblem } from '../../shared/model/sums.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import { ParticipantFault, faultOf, type Participant, type ParticipantGroup } from '../participants/participant.js';
-import { assignRows, assignUnits, runEnds, virtualBatches } from '../../shared/plan/split-plan.js';
+import { assignRows, assignUnits, runEnds, virtualBatches, type BatchPart } from '../../shared/plan/split-plan.js';
 import { statisticRanges, stepWithStatistics, type StatisticRange } from '../../shared/optimize/moving-statistics.js';
 import { GradientReducer, firstNonFinite, weightedAverage, type GradientContribution } from '../reduce/reduce.js';
 import { capCounts } from '../../shared/plan/balance.js';
@@ -149,13 +149,8 @@ export class StepRunner {
         const trusted = participants.filter(counted >= MAX_ATTEMPTS - LOCAL_ATTEMPTS ? (p) => p.kind === 'thread' : isProven);
         if (trusted.length > 0) participants = trusted;
       }
-      const holds = participants.map((p) => p.holds);
-      let parts;
-      if (groupOf) {
-        // whole virtual batches only: the units of the split are the runs of one group
-        const ends = runEnds(groupsOf(pending)!);
-        parts = assignUnits(pending, ends, this.capShares(step, this.group.split(ends.length, participants, this.virtualBatchSize)), holds);
-      } else parts = assignRows(pending, this.capShares(step, this.group.split(pending.length, participants)), holds);
+      // with batch norm, whole virtual batches only: the units of the split are the runs of one group
+      const parts = splitBatch(pending, participants, this.group, groupOf && { groupOf, unitRows: this.virtualBatchSize! }, (counts) => this.capShares(step, counts));
       const version = this.weights.version;
       const settled = await Promise.allSettled(
         parts.map(async (part) => {
@@ -171,7 +166,7 @@ export class StepRunner {
       settled.forEach((outcome, i) => {
         const part = parts[i]!;
         const participant = participants[part.participant]!;
-        const fault = outcome.status === 'rejected' ? faultOf(participant.id, outcome.reason) : this.checkSums(participant, part.rows, outcome.value.result);
+        const fault = outcome.status === 'rejected' ? faultOf(participant.id, outcome.reason) : sumsFault(this.spec, participant, part.rows.length, outcome.value.result);
         if (fault) {
           provenFailed ||= provenHere[i]!;
           return reject(participant, part.rows, fault);
@@ -237,14 +232,6 @@ export class StepRunner {
     return capCounts(counts, Math.ceil(total / minVotes));
   }
 
-  /** Why a part's sums cannot be right (count, finiteness, range), or undefined. */
-  private checkSums(participant: Participant, rows: Int32Array, result: GradientResult): ParticipantFault | undefined {
-    if (result.count !== rows.length) return new ParticipantFault(participant.id, 'shape', `computed ${result.count} samples, was given ${rows.length}`);
-    if (!Number.isFinite(result.lossSum)) return new ParticipantFault(participant.id, 'non_finite', `returned a non-finite loss sum (${result.lossSum})`);
-    const problem = sumsProblem(this.spec, result.count, result.lossSum, result.metricSums);
-    return problem === undefined ? undefined : new ParticipantFault(participant.id, 'out_of_range', `returned sums that cannot be: ${problem}`);
-  }
-
   /**
    * The step's gradient from the accepted parts: the weighted mean (cluster.aggregation: mean,
    * the default), or a robust combination (reduce/robust.ts), which also says when it had to
@@ -282,6 +269,25 @@ function votesOf(accepted: readonly Accepted[]): { participant: Participant; res
     participant,
     result: parts.length === 1 ? parts[0]! : { gradient: weightedAverage(parts), count: parts.reduce((a, p) => a + p.count, 0) },
   }));
+}
+
+/** Why a part's sums cannot be right (count, finiteness, range), or undefined. */
+export function sumsFault(spec: ModelSpec, participant: Participant, rows: number, result: { readonly count: number; readonly lossSum: number; readonly metricSums: readonly number[] }): ParticipantFault | undefined {
+  if (result.count !== rows) return new ParticipantFault(participant.id, 'shape', `computed ${result.count} samples, was given ${rows}`);
+  if (!Number.isFinite(result.lossSum)) return new ParticipantFault(participant.id, 'non_finite', `returned a non-finite loss sum (${result.lossSum})`);
+  const problem = sumsProblem(spec, result.count, result.lossSum, [...result.metricSums]);
+  return problem === undefined ? undefined : new ParticipantFault(participant.id, 'out_of_range', `returned sums that cannot be: ${problem}`);
+}
+
+/**
+ * A batch's rows (or, with batch norm, its whole virtual batches: `groupOf` each row's) split over
+ * `participants` by the group's counts, capped by `cap`, data-aware (split-plan.ts).
+ */
+export function splitBatch(rows: Int32Array, participants: readonly Participant[], group: ParticipantGroup, batchNorm: { readonly groupOf: Map<number, number>; readonly unitRows: number } | undefined, cap: (counts: number[]) => number[] = (c) => c): BatchPart[] {
+  const holds = participants.map((p) => p.holds);
+  if (!batchNorm) return assignRows(rows, cap(group.split(rows.length, participants)), holds);
+  const ends = runEnds(rows.map((r) => batchNorm.groupOf.get(r)!));
+  return assignUnits(rows, ends, cap(group.split(ends.length, participants, batchNorm.unitRows)), holds);
 }
 
 function concatRows(parts: readonly Int32Array[]): Int32Array {
