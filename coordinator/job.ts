@@ -25,6 +25,7 @@ import { ProgressLines } from './callbacks/progress-lines.js';
 import { StopOnRequest, stopOnSignals } from './callbacks/stop-on-signal.js';
 import { TrainValidationGap, gapOptions } from './callbacks/train-validation-gap.js';
 import { CHECKPOINT_DIR, loadLatestCheckpoint, type TrainingState } from './checkpoint.js';
+import { HistoryFile } from './callbacks/history-file.js';
 import { Trainer, modelSpec, resumeTarget, type EvaluateResult, type FitResult } from './fit/trainer.js';
 import { startCluster, startMetricsServer, workerCounts } from './job-cluster.js';
 import { dataConfig, providedData, readJobData } from './job-data.js';
@@ -248,6 +249,7 @@ async function train(open: OpenRun, prepared: PreparedData, plan: RunPlan, metri
         ...(options.callbacks ?? []),
         new StopOnRequest(() => signals?.requested() === true || options.stopRequested?.() === true),
         checkpoints,
+        new HistoryFile((history) => runDir.writeHistory(history), resumeFrom?.state.history),
         feed,
       ],
     });

@@ -11,6 +11,7 @@ import { Packr } from 'msgpackr';
 import { PROTOCOL_VERSION, type Message } from '../shared/protocol/schemas.js';
 import { encodeMessage } from '../shared/protocol/codec.js';
 import { PeerMesh, type PeerFrame } from '../worker/peer-mesh.js';
+import { Rng } from '../shared/math/rng.js';
 
 const TOKEN = 'peer-token-0123456789abcdef';
 const JOB = { jobId: 'job-1', self: 'node-9', parameters: 64 };
@@ -110,5 +111,40 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
     await expect.poll(() => frames.some((f) => f.from === 'node-3')).toBe(true);
     const open = sockets.filter((s) => s.readyState === WebSocket.OPEN).length;
     expect(open).toBeLessThanOrEqual(6 + 1);
+  });
+
+  it('fuzz: 600 hostile frames (random bytes, mutated and truncated frames, before and after a hello) while an honest peer sends: it gets through, the endpoint stays up', async () => {
+    const { url, frames, mesh } = await endpoint({ pending: { total: 64, perAddress: 16 } });
+    const rng = new Rng(17);
+    const valid = [encodeMessage(hello()), encodeMessage(block(0, 3)), encodeMessage({ type: 'reduced', epoch: 0, step: 3, shard: 1, values: new Float32Array(8) })];
+    const mutate = (frame: Uint8Array): Uint8Array => {
+      const out = Uint8Array.from(frame.subarray(0, 1 + Math.floor(rng.next() * frame.length)));
+      for (let k = 0; k < 1 + Math.floor(rng.next() * 4); k++) out[Math.floor(rng.next() * out.length)] = Math.floor(rng.next() * 256);
+      return out;
+    };
+    const hostile = (): Uint8Array => {
+      const kind = rng.next();
+      if (kind < 0.3) return Uint8Array.from({ length: Math.floor(rng.next() * 64) }, () => Math.floor(rng.next() * 256));
+      return mutate(valid[Math.floor(rng.next() * valid.length)]!);
+    };
+    const honest = new WebSocket(url, { localAddress: '127.0.0.3' });
+    sockets.push(honest);
+    honest.on('error', () => undefined);
+    await new Promise((r) => honest.on('open', r));
+    honest.send(encodeMessage(hello({ from: 'node-2' })));
+    const attacks: Promise<unknown>[] = [];
+    for (let c = 0; c < 60; c++) {
+      // half say a valid hello first, so their garbage reaches the checks after it
+      const batch = [...(c % 2 === 0 ? [valid[0]!] : []), ...Array.from({ length: 10 }, hostile)];
+      attacks.push(attempt(url, batch, c % 3 === 0 ? '127.0.0.2' : '127.0.0.1'));
+      honest.send(encodeMessage(block(0, 100 + c)));
+    }
+    await Promise.all(attacks);
+    await expect.poll(() => frames.filter((f) => f.from === 'node-2').length).toBe(60);
+    // whatever a hostile peer's frame happened to say, only frames the receiver accepted arrived, in order
+    expect(frames.filter((f) => f.from === 'node-2').map((f) => f.frame.step)).toEqual(Array.from({ length: 60 }, (_, c) => 100 + c));
+    expect(mesh.port).toBeGreaterThan(0);
+    const late = await attempt(url, [hello({ token: 'wrong-token-0123456789' })]);
+    expect(late.reason).toBe('bad token');
   });
 });

@@ -63,7 +63,7 @@ describe('resume from checkpoints', { timeout: 900_000 }, () => {
     expect(Math.max(...checkpointSteps(out))).toBe(result.summary.steps);
   });
 
-  it('kill -9 in the middle of epoch 2, then --resume: same final weights, every epoch once', async () => {
+  it('kill -9 in the middle of epoch 2 keeps the finished epochs in history.csv; --resume: same final weights, every epoch once', async () => {
     const out = join(job.dir, 'killed');
     const run = coordinator(['start', '--config', job.configFile, '--out', out]);
     await run.waitFor(/^Epoch 1\//);
@@ -73,6 +73,10 @@ describe('resume from checkpoints', { timeout: 900_000 }, () => {
     run.kill('SIGKILL');
     expect(await run.exited).toBe(null);
     expect(existsSync(join(out, 'summary.json')), 'the run was killed before it finished').toBe(false);
+    // as Keras's CSVLogger: the killed run kept the history of the epochs it finished
+    const kept = readFileSync(join(out, 'history.csv'), 'utf8').trim().split('\n').slice(1).map((line) => Number(line.split(',')[0]));
+    expect(kept.length).toBeGreaterThanOrEqual(1);
+    expect(kept).toEqual(kept.map((_, i) => i + 1));
 
     const resumed = coordinator(['start', '--resume', out]);
     expect(await resumed.exited, resumed.output).toBe(0);

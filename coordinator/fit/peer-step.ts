@@ -12,9 +12,10 @@
  * local lane), whatever the number of nodes; each node's about 2(n-1)/n x S each way.
  *
  * One recovery policy: a round that fails in any way (a node dropped, a sum that cannot be, a
- * frame refused, a mean that is not finite) is not committed, nobody steps, and `run` answers
- * undefined: the trainer runs the same step through the coordinator (step.ts, which recomputes
- * failed parts and finds the culprit of a non-finite gradient), and nodes whose optimizer state
+ * frame refused, a mean that is not finite, no answer within a node's deadline) is not committed,
+ * nobody steps, and `run` answers undefined: the trainer runs the same step through the coordinator (step.ts, which recomputes
+ * failed parts and finds the culprit of a non-finite gradient or of a silence: in a round a node
+ * that waits may be waiting on another, so a deadline there blames nobody), and nodes whose optimizer state
  * is stale get the coordinator's state before their next peer step. The result is the same bits
  * as a run with the same membership history: a block's mean is the same whoever reduces it.
  */
@@ -133,8 +134,12 @@ export class PeerStep {
     for (const node of owners) node.onReduced = (message) => void (message.step <= step || node.drop('unexpected', `sent the mean of shard ${message.shard} of step ${message.step}, which was not asked for`));
     const sums: Sums[] = [];
     let failure: string | undefined;
+    let abandoned: string | undefined;
     settled.forEach((outcome, i) => {
-      if (outcome.status === 'rejected' && outcome.reason instanceof RoundAbandoned) return;
+      if (outcome.status === 'rejected' && outcome.reason instanceof RoundAbandoned) {
+        abandoned ??= (outcome.reason as RoundAbandoned).message;
+        return;
+      }
       const participant = participants[blocks[i]!.participant]!;
       const fault = outcome.status === 'rejected' ? faultOf(participant.id, outcome.reason) : undefined;
       if (fault) {
@@ -142,6 +147,7 @@ export class PeerStep {
         failure ??= fault.message;
       } else if (outcome.status === 'fulfilled') sums.push(outcome.value);
     });
+    failure ??= abandoned;
     if (!failure && !round.complete) failure = 'shards of the mean gradient are missing';
     const mean = round.mean;
     if (!failure && firstNonFinite(mean) >= 0) failure = 'the mean gradient is not finite';

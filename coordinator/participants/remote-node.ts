@@ -190,10 +190,18 @@ export class RemoteNode implements Participant {
     }
   }
 
-  private request(key: string, send: () => void, timeoutMs = this.context.stepTimeoutMs): Promise<Message> {
+  /**
+   * Sends and awaits the answer `key`. Past `timeoutMs` the node is dropped, or, given
+   * `onTimeout`, the request is settled with that (a peer round's wait is not the node's fault
+   * alone: it may be waiting on another node).
+   */
+  private request(key: string, send: () => void, timeoutMs = this.context.stepTimeoutMs, onTimeout?: () => ParticipantFault): Promise<Message> {
     if (!this.open) return Promise.reject(new ParticipantFault(this.id, 'disconnected', `is gone (${this.closedReason})`));
     return new Promise<Message>((resolve, reject) => {
-      const timer = setTimeout(() => this.drop('timeout', `no answer to ${key} within ${timeoutMs} ms`), timeoutMs);
+      const timer = setTimeout(() => {
+        if (onTimeout) this.settle(key)?.reject(onTimeout());
+        else this.drop('timeout', `no answer to ${key} within ${timeoutMs} ms`);
+      }, timeoutMs);
       this.pending.set(key, { key, resolve, reject, timer });
       try {
         send();
@@ -239,18 +247,24 @@ export class RemoteNode implements Participant {
     return { type: 'step', step, version, groups: Int32Array.from([...heldGroups, ...inlineGroups]), inline: Int32Array.from(inline), rows: Int32Array.from(held), ...inlineFeatures, y };
   }
 
-  async gradient(step: number, version: number, rows: Int32Array, groups?: Int32Array): Promise<GradientResult> {
-    const { parameters, spec } = this.context;
+  /** Sends a step's rows (after what `first` sends) and awaits the answer `key`, within this node's deadline for that many rows. */
+  private stepRequest(key: string, step: number, version: number, rows: Int32Array, groups: Int32Array | undefined, first: () => void, onTimeout?: () => ParticipantFault): Promise<Message> {
     const message = this.stepMessage(step, version, rows, groups);
-    const assembly = this.parts.begin(step);
-    const answer = await this.request(
-      `step ${step}`,
+    return this.request(
+      key,
       () => {
-        this.sendWeights(version);
+        first();
         this.send(message);
       },
       this.context.deadlineMs?.(this.id, rows.length),
+      onTimeout,
     );
+  }
+
+  async gradient(step: number, version: number, rows: Int32Array, groups?: Int32Array): Promise<GradientResult> {
+    const { parameters, spec } = this.context;
+    const assembly = this.parts.begin(step);
+    const answer = await this.stepRequest(`step ${step}`, step, version, rows, groups, () => this.sendWeights(version));
     let gradient;
     try {
       gradient = expectGradient(answer, step, parameters, spec.metrics.length, assembly);
@@ -287,15 +301,12 @@ export class RemoteNode implements Participant {
    */
   async roundGradient(step: number, version: number, rows: Int32Array, groups: Int32Array | undefined, round: RoundMessage): Promise<RoundSumsMessage> {
     if (!this.holdsState(version)) throw new ParticipantFault(this.id, 'unexpected', `has no state of version ${version} to step from`);
-    const message = this.stepMessage(step, version, rows, groups);
-    const answer = await this.request(
-      `round ${step}`,
-      () => {
-        this.send(round);
-        this.send(message);
-      },
-      this.context.deadlineMs?.(this.id, rows.length),
-    );
+    // past the deadline the round is given up, not this node: the step then goes through the
+    // coordinator, where a node that does not answer is its own proof
+    const answer = await this.stepRequest(`round ${step}`, step, version, rows, groups, () => this.send(round), () => {
+      this.abandonedRound = Math.max(this.abandonedRound, step);
+      return new RoundAbandoned(this.id, step, 'no answer within the deadline');
+    });
     if (answer.type !== 'round_sums' || answer.metricSums.length !== this.context.spec.metrics.length) throw this.drop('shape', `bad answer to round ${step}`);
     if (answer.count !== rows.length) throw this.drop('shape', `computed ${answer.count} samples for step ${step}, was given ${rows.length}`);
     return answer;
@@ -441,8 +452,8 @@ export class RemoteNode implements Participant {
 
 /** A round the coordinator gave up on because of another participant: not this node's fault. */
 export class RoundAbandoned extends ParticipantFault {
-  constructor(node: string, step: number) {
-    super(node, 'unexpected', `round ${step} was given up`);
+  constructor(node: string, step: number, why = 'another participant failed it') {
+    super(node, 'unexpected', `round ${step} was given up: ${why}`);
   }
 }
 
