@@ -143,7 +143,8 @@ export class PeerReplica {
       try {
         this.receive(from, frame);
       } catch {
-        // a frame that breaks the new round's plan is dropped (its sender's connection is gone with it)
+        // a held frame that breaks the new round's plan is dropped here; if the round needed it, it
+        // fails and the step goes through the coordinator
       }
     }
   }
