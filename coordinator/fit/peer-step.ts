@@ -105,7 +105,7 @@ export class PeerStep {
     const round = new AllReduceRound({ epoch, step, parameters: this.weights.values.length, ranks: owners.length, blockSenders: senders }, OBSERVER, {
       block: (to, frame) => owners[to]!.sendBlock({ type: 'block', ...frame }),
       reduced: () => undefined,
-    }, undefined, this.memory);
+    }, (r) => (r === OBSERVER ? 'the coordinator' : owners[r]!.id), this.memory);
     const peers = { type: 'peers' as const, epoch, ranks: owners.map((n) => ({ id: n.id, url: n.peerUrl! })) };
     owners.forEach((node, rank) => {
       if (!node.holdsState(version)) node.sendState(version, this.stateFrame(version));

@@ -92,7 +92,8 @@ export class AllReduceRound {
   private readonly own: BlockSum | undefined;
   private readonly placed: boolean[];
   private missing: number;
-  private readonly blocksSeen: Set<number>[];
+  /** Blocks folded into this rank's shard (a second copy is refused naming its sender). */
+  private readonly blocksSeen = new Set<number>();
   private finish!: (mean: Float32Array) => void;
   /** Resolves with the whole mean gradient once every shard is in place. */
   readonly done: Promise<Float32Array>;
@@ -117,7 +118,6 @@ export class AllReduceRound {
     this.done = new Promise((resolve) => (this.finish = resolve));
     this.placed = this.shards.map((s) => s.count === 0);
     this.missing = this.placed.filter((p) => !p).length;
-    this.blocksSeen = this.shards.map(() => new Set<number>());
     const mine = self === OBSERVER ? undefined : this.shards[self]!;
     this.own = mine && mine.count > 0 ? new BlockSum(mine.count, blockSenders.length, memory?.sum(mine.count)) : undefined;
     if (this.missing === 0) this.finish(this.mean);
@@ -172,11 +172,10 @@ export class AllReduceRound {
   private fold(block: number, count: number, values: Float32Array, who = this.name(this.self)): void {
     const own = this.own;
     if (!own) throw new ProtocolError(`${who} sent block ${block} to ${this.name(this.self)}, whose shard is empty`, 'unexpected');
-    const seen = this.blocksSeen[this.self]!;
-    if (seen.has(block)) throw new ProtocolError(`${who} sent block ${block} of step ${this.plan.step} twice`, 'unexpected');
+    if (this.blocksSeen.has(block)) throw new ProtocolError(`${who} sent block ${block} of step ${this.plan.step} twice`, 'unexpected');
     if (!Number.isInteger(count) || count <= 0) throw new ProtocolError(`${who} sent block ${block} over ${count} rows`, 'shape');
     if (values.length !== own.length) throw new ProtocolError(`${who} sent ${values.length} values of block ${block}; shard ${this.self} has ${own.length}`, 'shape');
-    seen.add(block);
+    this.blocksSeen.add(block);
     own.add(block, count, values);
     if (!own.complete) return;
     const range = this.shards[this.self]!;
