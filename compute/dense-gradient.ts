@@ -19,7 +19,8 @@ import { foldsTransposes } from '../shared/backend.js';
 import { ModelError } from '../shared/errors.js';
 import { Transposer } from '../shared/wasm/transpose-kernel.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
-import { batchLoss, logitsLoss, losses, metrics } from '../shared/model/registries.js';
+import { MetricLayout } from '../shared/model/metric-sums.js';
+import { batchLoss, logitsLoss, losses } from '../shared/model/registries.js';
 import { isDenseStack, outputDim, outputLayer, type ActivationName, type DenseSpec, type ModelSpec } from '../shared/model/spec.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
 
@@ -65,11 +66,6 @@ function readInto(t: tf.Tensor, out: Float32Array, offset: number): void {
   out.set(heapView(t) ?? (t.dataSync() as Float32Array), offset);
 }
 
-/** The first value of each tensor, read asynchronously. */
-async function firstValues(ts: readonly tf.Tensor[]): Promise<number[]> {
-  return Promise.all(ts.map(async (t) => (await t.data())[0] as number));
-}
-
 interface DenseParams {
   readonly spec: DenseSpec;
   readonly alpha: number;
@@ -90,7 +86,7 @@ export class DenseGradientEngine implements BatchEngine {
   private readonly lossFn: (t: tf.Tensor, p: tf.Tensor) => tf.Tensor;
   /** The loss of the last pre-activation, where it is computed from the logits (registries.ts). */
   private readonly logitsLossFn: ((t: tf.Tensor, z: tf.Tensor) => tf.Tensor) | undefined;
-  private readonly metricFns: ((t: tf.Tensor, p: tf.Tensor) => tf.Tensor)[];
+  private readonly metricLayout: MetricLayout;
   /** The weights the tensors were made from, reused by every setWeights (no fresh megabytes per step). */
   private readonly staging: Float32Array;
 
@@ -105,7 +101,7 @@ export class DenseGradientEngine implements BatchEngine {
     this.outputDim = outputDim(spec);
     this.lossFn = losses[spec.loss].fn;
     this.logitsLossFn = logitsLoss(spec.loss, outputLayer(spec).activation);
-    this.metricFns = spec.metrics.map((name) => metrics[name].fn(this.outputDim));
+    this.metricLayout = new MetricLayout(spec.metrics, this.outputDim);
     let entry = 0;
     const dense: readonly DenseSpec[] = spec.layers;
     this.layers = dense.map((layer) => {
@@ -233,17 +229,17 @@ export class DenseGradientEngine implements BatchEngine {
         take(fold ? tf.matMul(as[i]! as tf.Tensor2D, dz as tf.Tensor2D, true, false) : tf.matMul(this.transpose(as[i]! as tf.Tensor2D), dz), layer.kernelOffset, layer.kernelOffset);
         if (i > 0) da = fold ? tf.matMul(dz as tf.Tensor2D, layer.kernel, false, true) : tf.matMul(dz, this.transposedKernel(layer));
       }
-      return { lossSum: tf.mul(value, count), metricSums: this.metricFns.map((fn) => tf.sum(fn(ys, out))) };
+      return { lossSum: tf.mul(value, count), metricSums: this.metricLayout.sums(ys, out) };
     });
     try {
       for (const { t, offset, ready } of later) {
         gradient.set((await t.data()) as Float32Array, offset);
         if (ready !== undefined) onReady?.(ready);
       }
-      const [loss, ...sums] = await firstValues([lossSum, ...metricSums]);
-      return { gradient, count, lossSum: loss!, metricSums: sums };
+      const [loss, sums] = await Promise.all([lossSum.data(), metricSums.data()]);
+      return { gradient, count, lossSum: loss[0]!, metricSums: Array.from(sums) };
     } finally {
-      tf.dispose([lossSum, ...metricSums, ...later.map((l) => l.t)]);
+      tf.dispose([lossSum, metricSums, ...later.map((l) => l.t)]);
     }
   }
 
@@ -254,11 +250,11 @@ export class DenseGradientEngine implements BatchEngine {
       const { zs, as } = this.forward(xs);
       const out = as[as.length - 1]!;
       const loss = this.logitsLossFn ? this.logitsLossFn(ys, zs[zs.length - 1]!) : this.lossFn(ys, out);
-      return [tf.sum(loss), ...this.metricFns.map((fn) => tf.sum(fn(ys, out)))];
+      return [tf.sum(loss), this.metricLayout.sums(ys, out)] as const;
     });
-    const values = await firstValues(sums);
-    tf.dispose(sums);
-    return { count, lossSum: values[0]!, metricSums: values.slice(1) };
+    const [loss, metricSums] = await Promise.all(sums.map((t) => t.data()));
+    tf.dispose([...sums]);
+    return { count, lossSum: loss![0]!, metricSums: Array.from(metricSums!) };
   }
 
   async predict(x: Float32Array, count: number): Promise<Float32Array> {

@@ -11,7 +11,8 @@ import { backendName } from '../shared/backend.js';
 import { ModelError } from '../shared/errors.js';
 import { assignFlatWeights, buildModel, modelVariables } from '../shared/model/build.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
-import { activations, batchLoss, logitsLoss, losses, metrics } from '../shared/model/registries.js';
+import { MetricLayout } from '../shared/model/metric-sums.js';
+import { activations, batchLoss, logitsLoss, losses } from '../shared/model/registries.js';
 import { RowContext, type BatchRows } from '../shared/model/row-layers.js';
 import { inputShape, isDenseStack, needsRowContext, outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { DenseGradientEngine } from './dense-gradient.js';
@@ -34,7 +35,7 @@ export class TapeGradientEngine implements BatchEngine {
   private readonly lossFn: (t: tf.Tensor, p: tf.Tensor) => tf.Tensor;
   /** From the model's raw output to the prediction: identity, or the last activation when the model outputs logits. */
   private readonly toPrediction: (out: tf.Tensor) => tf.Tensor;
-  private readonly metricFns: ((t: tf.Tensor, p: tf.Tensor) => tf.Tensor)[];
+  private readonly metricLayout: MetricLayout;
 
   constructor(readonly spec: ModelSpec) {
     // a tfjs-layers model of the user's: the loss of its outputs (its last activation is its own)
@@ -49,7 +50,7 @@ export class TapeGradientEngine implements BatchEngine {
     this.outputDim = outputDim(spec);
     this.lossFn = logits ?? losses[spec.loss].fn;
     this.toPrediction = logits ? activations[outputLayer(spec).activation].fn : (out) => out;
-    this.metricFns = spec.metrics.map((name) => metrics[name].fn(this.outputDim));
+    this.metricLayout = new MetricLayout(spec.metrics, this.outputDim);
   }
 
   setWeights(flat: Float32Array): void {
@@ -124,9 +125,9 @@ export class TapeGradientEngine implements BatchEngine {
   }
 
   private async sumMetrics(ys: tf.Tensor, preds: tf.Tensor): Promise<number[]> {
-    const sums = this.metricFns.map((fn) => tf.tidy(() => tf.sum(fn(ys, preds))));
-    const values = await Promise.all(sums.map(async (s) => (await s.data())[0] as number));
-    tf.dispose(sums);
+    const sums = tf.tidy(() => this.metricLayout.sums(ys, preds));
+    const values = Array.from(await sums.data());
+    sums.dispose();
     return values;
   }
 

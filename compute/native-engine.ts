@@ -17,7 +17,8 @@ import { MaxPoolArgmax } from '../shared/wasm/max-pool-kernel.js';
 import { onnxModel } from '../shared/native/onnx-model.js';
 import { layerFlops } from '../shared/model/layers.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
-import { batchLoss, logitsLoss, losses, metrics } from '../shared/model/registries.js';
+import { MetricLayout } from '../shared/model/metric-sums.js';
+import { batchLoss, logitsLoss, losses } from '../shared/model/registries.js';
 import { outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { ACTIVATION_MATH } from './dense-gradient.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
@@ -44,7 +45,7 @@ export class NativeEngine implements BatchEngine {
   private readonly weights: Float32Array;
   private readonly lossFn: (t: tf.Tensor, p: tf.Tensor) => tf.Tensor;
   private readonly logitsLossFn: ((t: tf.Tensor, z: tf.Tensor) => tf.Tensor) | undefined;
-  private readonly metricFns: ((t: tf.Tensor, p: tf.Tensor) => tf.Tensor)[];
+  private readonly metricLayout: MetricLayout;
   /** The largest product's floating-point operations per sample (the threshold's test). */
   private readonly flopsPerSample: number;
   private small: BatchEngine | undefined;
@@ -64,7 +65,7 @@ export class NativeEngine implements BatchEngine {
     this.weights = new Float32Array(this.layout.size);
     this.lossFn = losses[spec.loss].fn;
     this.logitsLossFn = logitsLoss(spec.loss, outputLayer(spec).activation);
-    this.metricFns = spec.metrics.map((name) => metrics[name].fn(this.outputDim));
+    this.metricLayout = new MetricLayout(spec.metrics, this.outputDim);
     this.flopsPerSample = Math.max(...layerFlops(spec));
   }
 
@@ -155,7 +156,7 @@ export class NativeEngine implements BatchEngine {
       return {
         dz: d.dataSync() as Float32Array,
         lossSum: (value.dataSync()[0] as number) * count,
-        metricSums: this.metricFns.map((fn) => tf.sum(fn(ys, ps)).dataSync()[0] as number),
+        metricSums: Array.from(this.metricLayout.sums(ys, ps).dataSync()),
       };
     });
     const inputs: Record<string, NativeValue> = { ...saved, dZ: [dz, [count, this.outputDim]] };
@@ -177,7 +178,7 @@ export class NativeEngine implements BatchEngine {
       const ys = tf.tensor2d(y, [count, this.outputDim]);
       const ps = tf.tensor2d(p, [count, this.outputDim]);
       const loss = this.logitsLossFn ? this.logitsLossFn(ys, tf.tensor2d(z, [count, this.outputDim])) : this.lossFn(ys, ps);
-      return { count, lossSum: tf.sum(loss).dataSync()[0] as number, metricSums: this.metricFns.map((fn) => tf.sum(fn(ys, ps)).dataSync()[0] as number) };
+      return { count, lossSum: tf.sum(loss).dataSync()[0] as number, metricSums: Array.from(this.metricLayout.sums(ys, ps).dataSync()) };
     });
   }
 

@@ -205,7 +205,7 @@ export interface ResumeTarget {
   readonly parameters: number;
   /** compile.optimizer's name. */
   readonly optimizer: OptimizerName;
-  /** The metrics the model reports (epochProgress.metricSums has one sum each). */
+  /** How many metric sums the model's metrics take (epochProgress.metricSums has that many). */
   readonly metrics: number;
   /** Batches (steps) in an epoch: the training rows over fit.batchSize. */
   readonly batches: number;
@@ -233,7 +233,7 @@ export function checkCheckpointFits(state: TrainingState, run: ResumeTarget, sou
   }
   if (state.optimizer.name !== run.optimizer) throw bad(`state.optimizer.name is ${state.optimizer.name}, the run's compile.optimizer is ${run.optimizer}`);
   const { epoch, batch, step, history, epochProgress, earlyStopping } = state;
-  if (epochProgress.metricSums.length !== run.metrics) throw bad(`state.epochProgress.metricSums has ${epochProgress.metricSums.length} values, the model has ${run.metrics} metric(s)`);
+  if (epochProgress.metricSums.length !== run.metrics) throw bad(`state.epochProgress.metricSums has ${epochProgress.metricSums.length} values, the model's metrics take ${run.metrics}`);
   if (epoch > run.epochs) throw bad(`state.epoch ${epoch} is past the run's ${run.epochs} epochs (fit.epochs)`);
   // batch === batches: a snapshot at the epoch's last batch, before its end (validation, history)
   if (batch > run.batches || (epoch === run.epochs && batch > 0)) throw bad(`state.batch ${batch} is not a batch of epoch ${epoch + 1} (an epoch has ${run.batches}, the run ${run.epochs} epochs)`);

@@ -44,6 +44,7 @@ export const METRIC_CATALOG: Readonly<Record<string, readonly [string, readonly 
   dptrain_rejected_connections_total: ['counter', ['reason']],
   dptrain_loss: ['gauge', ['split']],
   dptrain_accuracy: ['gauge', ['split']],
+  dptrain_metric: ['gauge', ['metric', 'split']],
   dptrain_samples_per_second: ['gauge', []],
   dptrain_backend_info: ['gauge', ['kind', 'backend']],
 };
@@ -70,6 +71,7 @@ export class TrainingMetrics {
   private readonly rejectedCounter = new Counter({ name: 'dptrain_rejected_connections_total', help: 'Connections refused before joining, by reason', labelNames: ['reason'], registers: [this.registry] });
   private readonly lossGauge = new Gauge({ name: 'dptrain_loss', help: 'Loss of the last epoch (split: train, val) or of the test evaluation', labelNames: ['split'], registers: [this.registry] });
   private readonly accuracyGauge = new Gauge({ name: 'dptrain_accuracy', help: 'Accuracy of the last epoch (split: train, val) or of the test evaluation', labelNames: ['split'], registers: [this.registry] });
+  private readonly metricGauge = new Gauge({ name: 'dptrain_metric', help: 'Each compiled metric (metric: auc, precision, ...) of the last epoch (split: train, val) or of the test evaluation', labelNames: ['metric', 'split'], registers: [this.registry] });
   private readonly throughput = new Gauge({ name: 'dptrain_samples_per_second', help: 'Samples per second over the last epoch (for consoles; use rate(dptrain_samples_total[1m]) in queries)', registers: [this.registry] });
   private readonly backendInfo = new Gauge({ name: 'dptrain_backend_info', help: 'TensorFlow.js backend in use, by participant kind (value 1)', labelNames: ['kind', 'backend'], registers: [this.registry] });
 
@@ -120,6 +122,11 @@ export class TrainingMetrics {
       if (loss !== undefined) this.lossGauge.set({ split }, loss);
       if (accuracy !== undefined) this.accuracyGauge.set({ split }, accuracy);
     }
+    for (const [key, value] of Object.entries(values)) {
+      const split = key.startsWith('val_') ? 'val' : 'train';
+      const metric = key.replace(/^val_/, '');
+      if (metric !== 'loss' && Number.isFinite(value)) this.metricGauge.set({ metric, split }, value);
+    }
     this.throughput.set(samplesPerSecond);
   }
 
@@ -127,6 +134,7 @@ export class TrainingMetrics {
     if (values['loss'] !== undefined && Number.isFinite(values['loss'])) this.lossGauge.set({ split: 'test' }, values['loss']);
     const accuracy = accuracyOf(values, '');
     if (accuracy !== undefined) this.accuracyGauge.set({ split: 'test' }, accuracy);
+    for (const [metric, value] of Object.entries(values)) if (metric !== 'loss' && Number.isFinite(value)) this.metricGauge.set({ metric, split: 'test' }, value);
   }
 
   bytes(kind: ParticipantKind, direction: 'sent' | 'received', n: number): void {

@@ -18,6 +18,7 @@ import type { BatchEngine } from '../compute/engine.js';
 import type { RunDir } from './run-dir.js';
 import { readModelInputs } from './model-inputs.js';
 import { storageError } from './storage.js';
+import { metricLayoutOf } from '../shared/model/metric-sums.js';
 
 export interface SavedModel {
   readonly dir: string;
@@ -136,7 +137,7 @@ export async function evaluateCsv(model: SavedModel, dataFile: string, options: 
   if (enc.rows === 0) throw new ModelError(`${dataFile}: no row could be transformed (${enc.rejected.length} rejected)`);
   const sums = await model.engine.evaluate(enc.x, enc.y, enc.rows);
   const values: Record<string, number> = { loss: sums.lossSum / enc.rows };
-  model.spec.metrics.forEach((name, k) => (values[name] = sums.metricSums[k]! / enc.rows));
+  Object.assign(values, metricLayoutOf(model.spec).values(sums.metricSums, enc.rows));
   return { rows: enc.rows, rejected: enc.rejected, values };
 }
 

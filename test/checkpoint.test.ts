@@ -185,7 +185,7 @@ describe("a checkpoint's contents, past its checksum", () => {
       [{ ...fitting(), epoch: 5, batch: 3 }, TARGET, /^f\.ckpt: state\.batch 3 is not a batch of epoch 6/],
       [{ ...fitting(), step: 1e9 }, TARGET, /^f\.ckpt: state\.step 1000000000 is not epoch 2 x 10 batches \+ batch 5 = 25/],
       [{ ...fitting(), history: [] }, TARGET, /^f\.ckpt: state\.history has 0 epoch\(s\), state\.epoch says 2 are done/],
-      [{ ...fitting(), epochProgress: { lossSum: 1, metricSums: [], seconds: 0 } }, TARGET, /^f\.ckpt: state\.epochProgress\.metricSums has 0 values, the model has 1 metric/],
+      [{ ...fitting(), epochProgress: { lossSum: 1, metricSums: [], seconds: 0 } }, TARGET, /^f\.ckpt: state\.epochProgress\.metricSums has 0 values, the model's metrics take 1/],
       [fitting(), { ...TARGET, optimizer: 'sgd' }, /^f\.ckpt: state\.optimizer\.name is adam, the run's compile\.optimizer is sgd/],
     ];
     for (const [s, target, message] of cases) {

@@ -17,6 +17,7 @@ import { decodeFrame, decodeMessage, encodeMessage } from '../shared/protocol/co
 import { ANY_FRAME, HELLO_FRAME, MESSAGE_LIMITS, coordinatorFrameLimits, modelBytes, nodeFrameLimits, type FrameLimits } from '../shared/protocol/frame-limits.js';
 import { PROTOCOL_VERSION, type Message } from '../shared/protocol/schemas.js';
 import { TOKEN, jobFolder } from './cluster-helpers.js';
+import { MAX_METRIC_SUMS } from '../shared/model/spec.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const MiB = 2 ** 20;
@@ -91,7 +92,9 @@ describe('frame limits, before decoding', () => {
     expect(faultOf(() => decodeMessage(frame, nodeFrameLimits(PARAMETERS))).message).toBe(`a "heartbeat" message of ${4 * MiB} bytes is over its limit of ${MESSAGE_LIMITS.heartbeat.bytes}`);
     // the type at the frame's end: refused by what any frame this side takes may have
     expect(faultOf(() => decodeMessage(hostileHeartbeat(4 * MiB, true), coordinatorFrameLimits())).message).toBe(`a frame holds more than its limit of ${MESSAGE_LIMITS.job.elements} msgpack values`);
-    expect(faultOf(() => decodeMessage(hostileHeartbeat(4 * MiB, true), nodeFrameLimits(PARAMETERS))).message).toBe(`a frame of ${4 * MiB} bytes is over its limit of 16384`);
+    // the node takes no small type larger than an evaluation request's answer room (32 KiB)
+    expect(faultOf(() => decodeMessage(hostileHeartbeat(4 * MiB, true), nodeFrameLimits(PARAMETERS))).message).toMatch(new RegExp(`^a frame of ${4 * MiB} bytes is over its limit of \\d+$`));
+    expect(Number(/(\d+)$/.exec(faultOf(() => decodeMessage(hostileHeartbeat(4 * MiB, true), nodeFrameLimits(PARAMETERS))).message)![1])).toBeLessThanOrEqual(32 * 1024);
     // under the loosest limit (a job's values), the type known only at the end still holds
     expect(faultOf(() => decodeMessage(hostileHeartbeat(200_000, true), coordinatorFrameLimits())).message).toBe(`a "heartbeat" message of 200000 bytes is over its limit of ${MESSAGE_LIMITS.heartbeat.bytes}`);
   });
@@ -142,7 +145,7 @@ describe('frame limits, before decoding', () => {
       ['heartbeat', { type: 'heartbeat', sentAt: 1, junk: 'x'.repeat(1024) }],
       ['error', { type: 'error', code: 'E_X', message: 'e'.repeat(17 * 1024) }],
       ['bye', { type: 'bye', reason: 'r'.repeat(5000) }],
-      ['evaluation', { type: 'evaluation', id: 0, count: 1, lossSum: 1, metricSums: new Array<number>(300).fill(0.5) }],
+      ['evaluation', { type: 'evaluation', id: 0, count: 1, lossSum: 1, metricSums: new Array<number>(MAX_METRIC_SUMS + 300).fill(0.5) }],
     ];
     for (const [type, fields] of over) {
       const frame = packr.pack(fields);
@@ -185,8 +188,8 @@ describe('frame limits, before decoding', () => {
     expect(decodeMessage(encodeMessage(gradient), coordinator)).toEqual(gradient);
     expect(decodeMessage(encodeMessage(part), coordinator)).toEqual(part);
     expect(encodeMessage(gradient).byteLength).toBeLessThanOrEqual(modelBytes(PARAMETERS));
-    // one value more than the model has is over: its frame is sized by the model
-    const tooLong = encodeMessage({ ...part, values: new Float32Array(PARAMETERS + 1025) } as Message);
+    // more values than the model's and the fields' room is over: its frame is sized by the model
+    const tooLong = encodeMessage({ ...part, values: new Float32Array(Math.ceil(modelBytes(PARAMETERS) / 4)) } as Message);
     expect(faultOf(() => decodeMessage(tooLong, coordinator))).toEqual({ fault: 'oversize', message: `a "gradient_part" message of ${tooLong.byteLength} bytes is over its limit of ${modelBytes(PARAMETERS)}` });
     const weights: Message = { type: 'weights', version: 1, weights: values };
     expect(decodeMessage(encodeMessage(weights), coordinatorFrameLimits(PARAMETERS))).toEqual(weights);

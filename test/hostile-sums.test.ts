@@ -24,7 +24,7 @@ describe('sumsProblem', () => {
     expect(sumsProblem(spec, 10, 1, [-1e6, 1])).toBe('accuracy sum -1000000 for 10 samples is outside [0, 10]');
     expect(sumsProblem(spec, 10, 1, [10.5, 1])).toMatch(/^accuracy sum 10\.5/);
     expect(sumsProblem(spec, 10, 1, [5, -2])).toMatch(/^meanSquaredError sum -2/);
-    expect(sumsProblem(spec, 10, 1, [5])).toBe('1 metric sums, the model has 2 metrics');
+    expect(sumsProblem(spec, 10, 1, [5])).toBe("1 metric sums, the model's metrics take 2");
     expect(sumsProblem({ ...spec, loss: 'cosineSimilarity' }, 10, -9.5, [5, 1])).toBeUndefined();
     expect(sumsProblem({ ...spec, loss: 'cosineSimilarity' }, 10, -11, [5, 1])).toMatch(/outside \[-10, 10\]/);
   });

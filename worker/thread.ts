@@ -10,6 +10,7 @@ import { backendReport, initBackend } from '../shared/backend.js';
 import { GradientPacketBuilder } from '../shared/protocol/gradient-packet.js';
 import type { InfoAnswer, ThreadInit, ThreadTask } from '../shared/protocol/thread-tasks.js';
 import { LocalLane } from '../compute/local-lane.js';
+import { metricLayoutOf } from '../shared/model/metric-sums.js';
 
 const init = workerData as ThreadInit;
 const backend = await initBackend(init.backend);
@@ -27,7 +28,7 @@ export default async function handle(task: ThreadTask): Promise<unknown> {
   switch (task.kind) {
     case 'gradient': {
       // the engine writes the gradient straight into the buffer that is transferred back
-      const packet = new GradientPacketBuilder(lane.parameters, init.spec.metrics.length);
+      const packet = new GradientPacketBuilder(lane.parameters, metricLayoutOf(init.spec).width);
       return Piscina.move(packet.seal(await lane.gradient(task.version, { step: task.step, rows: task.rows, ...(task.groups ? { groups: task.groups } : {}) }, packet.gradient)));
     }
     case 'evaluate':

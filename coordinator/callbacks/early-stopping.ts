@@ -9,7 +9,7 @@
  * piece of training state a checkpoint keeps of it.
  */
 import type { EarlyStoppingConfig } from '../../shared/config/schema.js';
-import { METRIC_HIGHER_IS_BETTER, type MetricName } from '../../shared/model/spec.js';
+import { higherIsBetter } from '../../shared/model/metric-sums.js';
 import type { EpochLog } from '../fit/logs.js';
 import type { Stateful } from '../fit/state.js';
 import type { Callback, FitLoopView, TrainEndLog } from './callback.js';
@@ -96,7 +96,7 @@ export class EarlyStoppingCallback implements Callback, Stateful<EarlyStoppingSt
   restored = false;
 
   constructor(config: EarlyStoppingConfig) {
-    this.rule = new EarlyStopping(config, METRIC_HIGHER_IS_BETTER[config.monitor.replace(/^val_/, '') as MetricName] ?? false);
+    this.rule = new EarlyStopping(config, higherIsBetter(config.monitor));
   }
 
   setLoop(loop: FitLoopView): void {

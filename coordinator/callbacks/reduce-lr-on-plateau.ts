@@ -6,7 +6,7 @@
  * optimizer's (a checkpoint keeps it), and its own counters are a piece of training state.
  */
 import type { ReduceLrOnPlateauConfig } from '../../shared/config/schema.js';
-import { METRIC_HIGHER_IS_BETTER, type MetricName } from '../../shared/model/spec.js';
+import { higherIsBetter } from '../../shared/model/metric-sums.js';
 import type { EpochLog } from '../fit/logs.js';
 import type { Stateful } from '../fit/state.js';
 import type { Callback, FitLoopView } from './callback.js';
@@ -29,7 +29,7 @@ export class ReduceLrOnPlateau implements Callback, Stateful<ReduceLrOnPlateauSt
     readonly config: ReduceLrOnPlateauConfig,
     private readonly log: (line: string) => void = () => {},
   ) {
-    const auto = METRIC_HIGHER_IS_BETTER[config.monitor.replace(/^val_/, '') as MetricName] ?? false;
+    const auto = higherIsBetter(config.monitor);
     this.higherIsBetter = config.mode === 'max' || (config.mode === 'auto' && auto);
     this.best = this.higherIsBetter ? -Infinity : Infinity;
   }

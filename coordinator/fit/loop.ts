@@ -18,6 +18,7 @@ import type { EvaluateResult } from './evaluate.js';
 import { addPhases, type EpochLog, type PhaseTimes } from './logs.js';
 import type { History, ModelWeights, OptimizerSlot, ShuffleStream } from './state.js';
 import type { StepRunner } from './step.js';
+import { metricLayoutOf } from '../../shared/model/metric-sums.js';
 
 /** The pieces of training state a checkpoint is made of. */
 export interface StatePieces {
@@ -91,7 +92,7 @@ export class FitLoop implements FitLoopView {
       batch: resume?.batch ?? 0,
       shuffle: resume?.shuffle ?? pieces.shuffle.save(),
       lossSum: progress?.lossSum ?? 0,
-      metricSums: progress ? [...progress.metricSums] : spec.metrics.map(() => 0),
+      metricSums: progress ? [...progress.metricSums] : new Array<number>(metricLayoutOf(spec).width).fill(0),
       carried: progress?.seconds ?? 0,
       started: undefined,
     };
@@ -213,7 +214,7 @@ export class FitLoop implements FitLoopView {
       addPhases(this.phases, sums.phases);
       this.tensorCounts.push(...sums.tensorCounts);
       const logs: Record<string, number> = { loss: p.lossSum / seen };
-      spec.metrics.forEach((name, k) => (logs[name] = p.metricSums[k]! / seen));
+      Object.assign(logs, metricLayoutOf(spec).values(p.metricSums, seen));
       await this.callbacks.onBatchEnd({ batch: b + 1, batches: batches.length, step: this.step, logs, phases: sums.phases });
       // A stop at the last batch takes effect at the epoch's end, after its validation.
       if (this.stopTraining === 'interrupted' && b + 1 < batches.length) return unfinished();
@@ -227,7 +228,7 @@ export class FitLoop implements FitLoopView {
     this.trainSeconds += (stepEnd - started) / 1000;
     this.samples += seen;
     const values: Record<string, number> = { loss: p.lossSum / seen };
-    spec.metrics.forEach((name, k) => (values[name] = p.metricSums[k]! / seen));
+    Object.assign(values, metricLayoutOf(spec).values(p.metricSums, seen));
     if (dataset.val.count > 0) {
       const val = await this.evaluate(dataset.val);
       for (const [name, v] of Object.entries(val)) values[`val_${name}`] = v;
@@ -242,7 +243,7 @@ export class FitLoop implements FitLoopView {
       values,
     };
     this.pieces.history.push(log);
-    Object.assign(p, { epoch: epoch + 1, batch: 0, shuffle: this.pieces.shuffle.save(), lossSum: 0, metricSums: spec.metrics.map(() => 0), carried: 0, started: undefined });
+    Object.assign(p, { epoch: epoch + 1, batch: 0, shuffle: this.pieces.shuffle.save(), lossSum: 0, metricSums: new Array<number>(metricLayoutOf(spec).width).fill(0), carried: 0, started: undefined });
     await this.callbacks.onEpochEnd(log);
     return { samples: 0, seconds: 0 };
   }

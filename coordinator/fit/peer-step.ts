@@ -33,6 +33,7 @@ import { faultOf, type Participant, type ParticipantGroup } from '../participant
 import { RemoteNode, RoundAbandoned } from '../participants/remote-node.js';
 import type { ModelWeights, OptimizerSlot } from './state.js';
 import { splitBatch, sumsFault, type StepSums } from './step.js';
+import { metricLayoutOf, totalSums } from '../../shared/model/metric-sums.js';
 
 interface Sums {
   readonly participant: Participant;
@@ -168,7 +169,7 @@ export class PeerStep {
     this.steps++;
     return {
       lossSum: sums.reduce((a, s) => a + s.lossSum, 0),
-      metricSums: this.spec.metrics.map((_, k) => sums.reduce((a, s) => a + s.metricSums[k]!, 0)),
+      metricSums: totalSums(metricLayoutOf(this.spec).width, sums),
       slowestCompute: sums.reduce((a, s) => Math.max(a, s.computeMs / 1000), 0),
       phases: { compute: (t1 - started) / 1000, reduce: 0, apply: (t2 - t1) / 1000, broadcast: (t3 - t2) / 1000 },
       tensorCounts: sums.filter((s) => s.numTensors >= 0).map((s) => s.numTensors),

@@ -29,6 +29,7 @@ import { capCounts } from '../../shared/plan/balance.js';
 import { clipScales, robustAggregate } from '../reduce/robust.js';
 import type { PhaseTimes } from './logs.js';
 import type { ModelWeights, OptimizerSlot } from './state.js';
+import { metricLayoutOf, totalSums } from '../../shared/model/metric-sums.js';
 
 /** Attempts per step (each one recomputes only the parts that failed) in which a proven participant failed, before the run stops. */
 export const MAX_ATTEMPTS = 8;
@@ -207,7 +208,7 @@ export class StepRunner {
     const t4 = performance.now();
     return {
       lossSum: results.reduce((a, r) => a + r.lossSum, 0),
-      metricSums: this.spec.metrics.map((_, k) => results.reduce((a, r) => a + r.metricSums[k]!, 0)),
+      metricSums: totalSums(metricLayoutOf(this.spec).width, results),
       slowestCompute: results.reduce((a, r) => Math.max(a, (r.computeMs ?? -1) / 1000), 0),
       phases: { compute: computeMs / 1000, reduce: (t2 - t1) / 1000, apply: (t3 - t2) / 1000, broadcast: (t4 - t3) / 1000 },
       tensorCounts,

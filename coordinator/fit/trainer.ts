@@ -26,6 +26,7 @@ import { addPhases, type EpochLog, type PhaseTimes } from './logs.js';
 import { History, ModelWeights, OptimizerSlot, ShuffleStream } from './state.js';
 import { StepRunner, type StepSums } from './step.js';
 import { PeerStep } from './peer-step.js';
+import { metricLayoutOf } from '../../shared/model/metric-sums.js';
 
 export type { EpochLog, PhaseTimes } from './logs.js';
 export type { EvaluateResult } from './evaluate.js';
@@ -124,7 +125,7 @@ export function resumeTarget(config: JobConfig, dataset: Dataset, spec: ModelSpe
   return {
     parameters: weightLayout(spec).size,
     optimizer: config.compile.optimizer.name,
-    metrics: spec.metrics.length,
+    metrics: metricLayoutOf(spec).width,
     batches: stepsPerEpoch(dataset.train.count, config.fit.batchSize),
     epochs: config.fit.epochs,
   };

@@ -26,6 +26,7 @@ import { expectGradient } from '../../shared/protocol/context-checks.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
 import { GradientAssembler } from './gradient-assembler.js';
 import { ParticipantFault, faultOf, type FailureReason, type Participant } from './participant.js';
+import { metricLayoutOf } from '../../shared/model/metric-sums.js';
 
 export interface NodeContext {
   readonly jobId: string;
@@ -267,7 +268,7 @@ export class RemoteNode implements Participant {
     const answer = await this.stepRequest(`step ${step}`, step, version, rows, groups, () => this.sendWeights(version));
     let gradient;
     try {
-      gradient = expectGradient(answer, step, parameters, spec.metrics.length, assembly);
+      gradient = expectGradient(answer, step, parameters, metricLayoutOf(spec).width, assembly);
     } catch (err) {
       const fault = faultOf(this.id, err, 'unexpected');
       throw this.drop(fault.reason === 'malformed' ? 'unexpected' : fault.reason, (err as Error).message);
@@ -307,7 +308,7 @@ export class RemoteNode implements Participant {
       this.abandonedRound = Math.max(this.abandonedRound, step);
       return new RoundAbandoned(this.id, step, 'no answer within the deadline');
     });
-    if (answer.type !== 'round_sums' || answer.metricSums.length !== this.context.spec.metrics.length) throw this.drop('shape', `bad answer to round ${step}`);
+    if (answer.type !== 'round_sums' || answer.metricSums.length !== metricLayoutOf(this.context.spec).width) throw this.drop('shape', `bad answer to round ${step}`);
     if (answer.count !== rows.length) throw this.drop('shape', `computed ${answer.count} samples for step ${step}, was given ${rows.length}`);
     return answer;
   }
@@ -357,7 +358,7 @@ export class RemoteNode implements Participant {
         y: dataset.y.subarray(range.start * outputs, (range.start + range.count) * outputs),
       });
     });
-    if (answer.type !== 'evaluation' || answer.count !== range.count || answer.metricSums.length !== spec.metrics.length) {
+    if (answer.type !== 'evaluation' || answer.count !== range.count || answer.metricSums.length !== metricLayoutOf(spec).width) {
       throw this.drop('shape', `bad answer to evaluation ${id}`);
     }
     return { count: answer.count, lossSum: answer.lossSum, metricSums: answer.metricSums, numTensors: -1 };

@@ -184,6 +184,8 @@ const Optimizer = z
 
 /** Losses of classifiers: their jobs report accuracy unless `metrics` says otherwise. */
 const CLASSIFICATION_LOSSES: ReadonlySet<string> = new Set(['binaryCrossentropy', 'categoricalCrossentropy']);
+/** Metrics that count outputs above thresholds as positive decisions against 0/1 labels. */
+const THRESHOLDED_METRICS: ReadonlySet<string> = new Set(['precision', 'recall', 'f1Score', 'auc', 'prAuc']);
 
 const Compile = z
   .strictObject({
@@ -193,6 +195,16 @@ const Compile = z
     learningRateSchedule: Schedule.optional(),
     /** Goyal et al. 2017: every rate times batchSize / referenceBatchSize, reached linearly over warmupSteps. */
     learningRateScaling: z.strictObject({ referenceBatchSize: z.int().positive(), warmupSteps: z.int().nonnegative().default(0) }).optional(),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    for (const [i, name] of (c.metrics ?? []).entries()) {
+      if (seen.has(name)) ctx.addIssue({ code: 'custom', path: ['metrics', i], message: `${name} is listed twice` });
+      seen.add(name);
+      if (THRESHOLDED_METRICS.has(name) && !CLASSIFICATION_LOSSES.has(c.loss)) {
+        ctx.addIssue({ code: 'custom', path: ['metrics', i], message: `${name} counts decisions against labels of 0 and 1, so it needs a classifier's loss (binaryCrossentropy or categoricalCrossentropy), not ${c.loss}` });
+      }
+    }
   })
   // accuracy for a classifier; a regression reports its loss only, as Keras does without metrics
   .transform((c) => ({ ...c, metrics: c.metrics ?? (CLASSIFICATION_LOSSES.has(c.loss) ? ['accuracy' as const] : []) }));

@@ -1,5 +1,6 @@
 /**
- * Registries, one object per family, as in tfjs-layers: activations, losses, metrics.
+ * Registries, one object per family, as in tfjs-layers: activations and losses (metrics, which
+ * keep sums, are in metric-sums.ts).
  * Adding one means adding an entry here and its name in spec.ts; the types keep both in step.
  * Losses and metrics are TensorFlow.js's own Keras implementations (tfjs-layers), returning one
  * value per sample; the engine takes their mean.
@@ -13,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import type { ActivationName, LossName, MetricName } from './spec.js';
+import type { ActivationName, LossName } from './spec.js';
 
 type PerSample = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor;
 
@@ -112,18 +113,3 @@ export function batchLoss(perSample: tf.Tensor, ys: tf.Tensor, classWeights: rea
       : tf.matMul(ys, tf.tensor2d(classWeights as number[], [classWeights.length, 1]));
   return tf.mean(tf.mul(tf.reshape(perSample, [rows]), tf.reshape(weights, [rows])));
 }
-
-export interface MetricEntry {
-  /** Per-sample metric; `outputUnits` lets 'accuracy' pick binary or categorical like Keras. */
-  readonly fn: (outputUnits: number) => PerSample;
-}
-
-export const metrics: Readonly<Record<MetricName, MetricEntry>> = {
-  accuracy: {
-    fn: (units) => (units === 1 ? (t, p) => tfl.metrics.binaryAccuracy(t, p) : (t, p) => tfl.metrics.categoricalAccuracy(t, p)),
-  },
-  binaryAccuracy: { fn: () => (t, p) => tfl.metrics.binaryAccuracy(t, p) },
-  categoricalAccuracy: { fn: () => (t, p) => tfl.metrics.categoricalAccuracy(t, p) },
-  meanSquaredError: { fn: () => (t, p) => tfl.metrics.meanSquaredError(t, p) },
-  meanAbsoluteError: { fn: () => (t, p) => tfl.metrics.meanAbsoluteError(t, p) },
-};

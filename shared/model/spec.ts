@@ -20,17 +20,24 @@ export type LossName = (typeof LOSSES)[number];
 export const ENGINES = ['dense', 'tape'] as const;
 export type EngineName = (typeof ENGINES)[number];
 
-export const METRICS = ['accuracy', 'binaryAccuracy', 'categoricalAccuracy', 'meanSquaredError', 'meanAbsoluteError'] as const;
+export const METRICS = [
+  'accuracy',
+  'binaryAccuracy',
+  'categoricalAccuracy',
+  'topKCategoricalAccuracy',
+  'meanSquaredError',
+  'rootMeanSquaredError',
+  'meanAbsoluteError',
+  'precision',
+  'recall',
+  'f1Score',
+  'auc',
+  'prAuc',
+] as const;
 export type MetricName = (typeof METRICS)[number];
 
-/** Whether larger is better, per metric (early stopping's mode 'auto'); losses are minimised. */
-export const METRIC_HIGHER_IS_BETTER: Readonly<Record<MetricName, boolean>> = {
-  accuracy: true,
-  binaryAccuracy: true,
-  categoricalAccuracy: true,
-  meanSquaredError: false,
-  meanAbsoluteError: false,
-};
+/** The most metric sums one model may report (metric-sums.ts; frames that carry them are sized for this). */
+export const MAX_METRIC_SUMS = 2048;
 
 /** Layer types a spec may hold (the config's `model.layers[].type`). */
 export const LAYER_TYPES = [

@@ -3,7 +3,8 @@
  * anything outside is a peer's lie or a broken engine, refused like a bad gradient. Values are
  * computed in float32, so no per-sample value exceeds FLT_MAX.
  */
-import type { LossName, MetricName, ModelSpec } from './spec.js';
+import { metricLayoutOf } from './metric-sums.js';
+import type { LossName, ModelSpec } from './spec.js';
 
 const FLT_MAX = 3.4028234663852886e38;
 /** Float32 sums may land a hair outside an exact bound. */
@@ -12,7 +13,6 @@ const SLACK = 1e-5;
 type Range = (count: number) => readonly [number, number];
 
 const nonNegative: Range = (n) => [0, n * FLT_MAX];
-const fraction: Range = (n) => [0, n];
 
 const LOSS_RANGE: Readonly<Record<LossName, Range>> = {
   binaryCrossentropy: nonNegative,
@@ -21,14 +21,6 @@ const LOSS_RANGE: Readonly<Record<LossName, Range>> = {
   meanAbsoluteError: nonNegative,
   // -sum(l2norm(yTrue) * l2norm(yPred)) per sample: within [-1, 1]
   cosineSimilarity: (n) => [-n, n],
-};
-
-const METRIC_RANGE: Readonly<Record<MetricName, Range>> = {
-  accuracy: fraction,
-  binaryAccuracy: fraction,
-  categoricalAccuracy: fraction,
-  meanSquaredError: nonNegative,
-  meanAbsoluteError: nonNegative,
 };
 
 function outside(value: number, [lo, hi]: readonly [number, number], count: number): boolean {
@@ -41,12 +33,12 @@ export function sumsProblem(spec: ModelSpec, count: number, lossSum: number, met
   if (!Number.isInteger(count) || count < 0) return `count ${count} is not a number of samples`;
   const lossRange = LOSS_RANGE[spec.loss](count);
   if (outside(lossSum, lossRange, count)) return `loss sum ${lossSum} for ${count} samples is outside [${lossRange[0]}, ${lossRange[1]}] (${spec.loss})`;
-  if (metricSums.length !== spec.metrics.length) return `${metricSums.length} metric sums, the model has ${spec.metrics.length} metrics`;
-  for (let k = 0; k < spec.metrics.length; k++) {
-    const name = spec.metrics[k]!;
-    const range = METRIC_RANGE[name](count);
+  const layout = metricLayoutOf(spec);
+  if (metricSums.length !== layout.width) return `${metricSums.length} metric sums, the model's metrics take ${layout.width}`;
+  for (let k = 0; k < metricSums.length; k++) {
+    const { name, most } = layout.bound(k, count);
     const value = metricSums[k]!;
-    if (outside(value, range, count)) return `${name} sum ${value} for ${count} samples is outside [${range[0]}, ${range[1]}]`;
+    if (outside(value, [0, most], count)) return `${name} sum ${value} for ${count} samples is outside [0, ${most}]`;
   }
   return undefined;
 }

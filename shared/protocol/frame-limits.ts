@@ -11,6 +11,7 @@
  * the protocol sends none, and msgpackr would decode them whatever the Packr's options.
  */
 import { ProtocolError } from '../errors.js';
+import { MAX_METRIC_SUMS } from '../model/spec.js';
 import type { MessageType } from './schemas.js';
 
 export interface FrameLimit {
@@ -24,6 +25,9 @@ export interface FrameLimit {
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+/** Room in a frame for the metric sums and the message's other fields. */
+const SUMS_ELEMENTS = MAX_METRIC_SUMS + 64;
+const SUMS_BYTES = 9 * MAX_METRIC_SUMS + 4 * KiB;
 
 /**
  * Each message type's limits wherever it comes from. Frames that carry rows, weights or gradients
@@ -41,10 +45,10 @@ export const MESSAGE_LIMITS: Readonly<Record<MessageType, FrameLimit>> = {
   weights: { bytes: Infinity, elements: 16, depth: 1 },
   step: { bytes: Infinity, elements: 32, depth: 1 },
   gradient_part: { bytes: Infinity, elements: 32, depth: 1 },
-  // metricSums: one number per metric
-  gradient: { bytes: Infinity, elements: 256, depth: 2 },
+  // metricSums: a model's metrics take at most MAX_METRIC_SUMS numbers (9 bytes each)
+  gradient: { bytes: Infinity, elements: SUMS_ELEMENTS, depth: 2 },
   evaluate: { bytes: Infinity, elements: 32, depth: 1 },
-  evaluation: { bytes: 4 * KiB, elements: 256, depth: 2 },
+  evaluation: { bytes: SUMS_BYTES, elements: SUMS_ELEMENTS, depth: 2 },
   heartbeat: { bytes: 1 * KiB, elements: 8, depth: 1 },
   error: { bytes: 16 * KiB, elements: 16, depth: 1 },
   bye: { bytes: 4 * KiB, elements: 8, depth: 1 },
@@ -54,7 +58,7 @@ export const MESSAGE_LIMITS: Readonly<Record<MessageType, FrameLimit>> = {
   peer_hello: { bytes: 16 * KiB, elements: 32, depth: 1 },
   block: { bytes: Infinity, elements: 32, depth: 1 },
   reduced: { bytes: Infinity, elements: 32, depth: 1 },
-  round_sums: { bytes: 4 * KiB, elements: 256, depth: 2 },
+  round_sums: { bytes: SUMS_BYTES, elements: SUMS_ELEMENTS, depth: 2 },
   commit: { bytes: 1 * KiB, elements: 32, depth: 1 },
 };
 
@@ -66,7 +70,7 @@ export const MESSAGE_LIMITS: Readonly<Record<MessageType, FrameLimit>> = {
 const OTHER: FrameLimit = { bytes: 16 * KiB, elements: 64, depth: 4 };
 
 /** Bytes of a weights or gradient frame beyond its float32 values: the fields and metric sums around them. */
-const MODEL_FRAME_HEAD = 4 * KiB;
+const MODEL_FRAME_HEAD = SUMS_BYTES;
 
 /** The most a frame carrying `parameters` float32 values (weights, a gradient or part of one) may take. */
 export function modelBytes(parameters: number): number {
