@@ -206,7 +206,7 @@ export class DenseGradientEngine implements BatchEngine {
         if (ready !== undefined) onReady?.(ready);
       } else later.push({ t: tf.keep(t), offset, ...(ready !== undefined ? { ready } : {}) });
     };
-    const { lossSum, metricSums } = tf.tidy(() => {
+    const { lossSum, outputs } = tf.tidy(() => {
       const xs = tf.tensor2d(x, [count, this.inputDim]);
       const ys = tf.tensor2d(y, [count, this.outputDim]);
       const { zs, as } = this.forward(xs);
@@ -229,17 +229,17 @@ export class DenseGradientEngine implements BatchEngine {
         take(fold ? tf.matMul(as[i]! as tf.Tensor2D, dz as tf.Tensor2D, true, false) : tf.matMul(this.transpose(as[i]! as tf.Tensor2D), dz), layer.kernelOffset, layer.kernelOffset);
         if (i > 0) da = fold ? tf.matMul(dz as tf.Tensor2D, layer.kernel, false, true) : tf.matMul(dz, this.transposedKernel(layer));
       }
-      return { lossSum: tf.mul(value, count), metricSums: this.metricLayout.sums(ys, out) };
+      return { lossSum: tf.mul(value, count), outputs: out };
     });
     try {
       for (const { t, offset, ready } of later) {
         gradient.set((await t.data()) as Float32Array, offset);
         if (ready !== undefined) onReady?.(ready);
       }
-      const [loss, sums] = await Promise.all([lossSum.data(), metricSums.data()]);
-      return { gradient, count, lossSum: loss[0]!, metricSums: Array.from(sums) };
+      const [loss, p] = await Promise.all([lossSum.data(), outputs.data()]);
+      return { gradient, count, lossSum: loss[0]!, metricSums: this.metricLayout.sums(y, p, count) };
     } finally {
-      tf.dispose([lossSum, metricSums, ...later.map((l) => l.t)]);
+      tf.dispose([lossSum, outputs, ...later.map((l) => l.t)]);
     }
   }
 
@@ -250,11 +250,11 @@ export class DenseGradientEngine implements BatchEngine {
       const { zs, as } = this.forward(xs);
       const out = as[as.length - 1]!;
       const loss = this.logitsLossFn ? this.logitsLossFn(ys, zs[zs.length - 1]!) : this.lossFn(ys, out);
-      return [tf.sum(loss), this.metricLayout.sums(ys, out)] as const;
+      return [tf.sum(loss), out] as const;
     });
-    const [loss, metricSums] = await Promise.all(sums.map((t) => t.data()));
+    const [loss, p] = await Promise.all(sums.map((t) => t.data()));
     tf.dispose([...sums]);
-    return { count, lossSum: loss![0]!, metricSums: Array.from(metricSums!) };
+    return { count, lossSum: loss![0]!, metricSums: this.metricLayout.sums(y, p!, count) };
   }
 
   async predict(x: Float32Array, count: number): Promise<Float32Array> {

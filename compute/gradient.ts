@@ -88,7 +88,7 @@ export class TapeGradientEngine implements BatchEngine {
     values.forEach((v, i) => gradient.set(v, this.layout.entries[i]!.offset));
     this.rowContext?.end();
     const lossSum = ((await value.data())[0] as number) * count;
-    const metricSums = await this.sumMetrics(ys, preds!);
+    const metricSums = await this.sumMetrics(y, preds!, count);
     tf.dispose([xs, ys, value, preds!, ...Object.values(grads)]);
     return { gradient, count, lossSum, metricSums };
   }
@@ -101,7 +101,7 @@ export class TapeGradientEngine implements BatchEngine {
     const preds = this.toPrediction(out);
     const loss = tf.sum(this.lossFn(ys, out));
     const lossSum = (await loss.data())[0] as number;
-    const metricSums = await this.sumMetrics(ys, preds);
+    const metricSums = await this.sumMetrics(y, preds, count);
     tf.dispose([xs, ys, out, preds, loss]);
     return { count, lossSum, metricSums };
   }
@@ -124,11 +124,8 @@ export class TapeGradientEngine implements BatchEngine {
     return weight === 'moving_mean' ? stats.mean : stats.variance;
   }
 
-  private async sumMetrics(ys: tf.Tensor, preds: tf.Tensor): Promise<number[]> {
-    const sums = tf.tidy(() => this.metricLayout.sums(ys, preds));
-    const values = Array.from(await sums.data());
-    sums.dispose();
-    return values;
+  private async sumMetrics(y: Float32Array, preds: tf.Tensor, count: number): Promise<number[]> {
+    return this.metricLayout.width === 0 ? [] : this.metricLayout.sums(y, await preds.data(), count);
   }
 
   dispose(): void {

@@ -139,7 +139,8 @@ export class NativeEngine implements BatchEngine {
     const { saved, z, p } = this.forward(s, x, count, true);
     const last = outputLayer(this.spec);
     // the loss's gradient at the last pre-activation, its value and the metrics, in tfjs
-    const { dz, lossSum, metricSums } = tf.tidy(() => {
+    const metricSums = this.metricLayout.sums(y, p, count);
+    const { dz, lossSum } = tf.tidy(() => {
       const ys = tf.tensor2d(y, [count, this.outputDim]);
       const zs = tf.tensor2d(z, [count, this.outputDim]);
       const ps = tf.tensor2d(p, [count, this.outputDim]);
@@ -156,7 +157,6 @@ export class NativeEngine implements BatchEngine {
       return {
         dz: d.dataSync() as Float32Array,
         lossSum: (value.dataSync()[0] as number) * count,
-        metricSums: Array.from(this.metricLayout.sums(ys, ps).dataSync()),
       };
     });
     const inputs: Record<string, NativeValue> = { ...saved, dZ: [dz, [count, this.outputDim]] };
@@ -178,7 +178,7 @@ export class NativeEngine implements BatchEngine {
       const ys = tf.tensor2d(y, [count, this.outputDim]);
       const ps = tf.tensor2d(p, [count, this.outputDim]);
       const loss = this.logitsLossFn ? this.logitsLossFn(ys, tf.tensor2d(z, [count, this.outputDim])) : this.lossFn(ys, ps);
-      return { count, lossSum: tf.sum(loss).dataSync()[0] as number, metricSums: Array.from(this.metricLayout.sums(ys, ps).dataSync()) };
+      return { count, lossSum: tf.sum(loss).dataSync()[0] as number, metricSums: this.metricLayout.sums(y, p, count) };
     });
   }
 

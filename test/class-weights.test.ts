@@ -102,18 +102,29 @@ describe('class weights in every engine', () => {
 
 describe('fit.classWeight', () => {
   const config = (out: string, threads: number, classWeight?: Record<string, number>): JobConfigInput => demoJob(out, 6, {
-    compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'binaryCrossentropy' },
-    fit: { epochs: 1, batchSize: 64, ...(classWeight ? { classWeight } : {}) },
+    compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'binaryCrossentropy', metrics: ['accuracy', 'auc', 'prAuc', 'precision', 'recall', 'f1Score'] },
+    fit: { epochs: 2, batchSize: 64, validationSplit: 0.2, ...(classWeight ? { classWeight } : {}) },
     cluster: { threads, backend: 'cpu', balance: 'equal' },
   });
 
-  it('two threads give one lane\'s weights, and the weights differ from a run without class weights', async () => {
+  it('two threads give one lane\'s weights and metrics (AUC, precision, recall), and the weights differ from a run without class weights', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dptrain-class-weight-'));
-    await train(config(join(dir, 'one'), 1, { '1': 3 }), { demo: true, log: () => {} });
-    await train(config(join(dir, 'two'), 2, { '1': 3 }), { demo: true, log: () => {} });
-    await train(config(join(dir, 'plain'), 1), { demo: true, log: () => {} });
+    const one = await train(config(join(dir, 'one'), 1, { '1': 3 }), { demo: true, log: () => {} });
+    const two = await train(config(join(dir, 'two'), 2, { '1': 3 }), { demo: true, log: () => {} });
+    const plain = await train(config(join(dir, 'plain'), 1), { demo: true, log: () => {} });
     expect(maxAbsDiff(readRunWeights(join(dir, 'one')), readRunWeights(join(dir, 'two')))).toBeLessThan(1e-5);
     expect(maxAbsDiff(readRunWeights(join(dir, 'one')), readRunWeights(join(dir, 'plain')))).toBeGreaterThan(1e-3);
+    // every epoch's metrics, train and validation, as one lane reports them (a thresholded count
+    // may flip where an output sits within float rounding of a threshold: a hair, not a point)
+    const keys = Object.keys(one.fit.history[1]!.values);
+    expect(keys).toEqual(expect.arrayContaining(['auc', 'val_auc', 'precision', 'val_recall', 'prAuc', 'f1Score']));
+    one.fit.history.forEach((epoch, e) => {
+      for (const key of keys) expect(Math.abs(two.fit.history[e]!.values[key]! - epoch.values[key]!), `${key} in epoch ${e + 1}`).toBeLessThan(2e-3);
+    });
+    // class weights trade precision for recall, as on imbalanced data they should
+    const last = (r: typeof one, key: string): number => r.fit.history.at(-1)!.values[key]!;
+    expect(last(one, 'val_recall')).toBeGreaterThan(last(plain, 'val_recall'));
+    expect(last(one, 'val_precision')).toBeLessThan(last(plain, 'val_precision'));
   }, 120_000);
 
   it('a class that does not exist, a regression loss or a negative weight is a ConfigError naming the key', () => {

@@ -4,6 +4,7 @@
  * and the config's refusals.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../index.js';
 import { initBackend } from '../shared/backend.js';
@@ -16,8 +17,9 @@ beforeAll(async () => {
   await initBackend('cpu');
 });
 
+/** The sums of a batch, its outputs as the float32 a model gives. */
 function sumsOf(layout: MetricLayout, y: number[], p: number[], units: number): number[] {
-  return tf.tidy(() => Array.from(layout.sums(tf.tensor2d(y, [y.length / units, units]), tf.tensor2d(p, [p.length / units, units])).dataSync()));
+  return layout.sums(Float32Array.from(y), Float32Array.from(p), y.length / units);
 }
 
 /** The exact ROC AUC (Mann-Whitney): the share of (positive, negative) pairs ranked right, ties half. */
@@ -71,7 +73,7 @@ describe('metric values', () => {
   it('PR AUC follows Keras interpolation between thresholds (float64 reference of its formula)', () => {
     const rng = new Rng(7);
     const n = 500;
-    const ys = Array.from({ length: n }, () => (rng.next() < 0.3 ? 1 : 0));
+    const ys: number[] = Array.from({ length: n }, () => (rng.next() < 0.3 ? 1 : 0));
     const ps = ys.map((v) => Math.min(1, Math.max(0, 0.35 * v + 0.65 * rng.next())));
     const layout = new MetricLayout(['prAuc'], 1);
     const got = layout.values(sumsOf(layout, ys, ps, 1), n)['prAuc']!;
@@ -113,6 +115,26 @@ describe('metric values', () => {
     const mse = (0.25 + 0 + 1 + 0.25) / 4;
     expect(v['meanSquaredError']).toBeCloseTo(mse, 6);
     expect(v['rootMeanSquaredError']).toBeCloseTo(Math.sqrt(mse), 6);
+  });
+
+  it("per-sample metrics are tfjs-layers' own, summed over the rows", () => {
+    const rng = new Rng(5);
+    for (const units of [1, 4]) {
+      const rows = 50;
+      const y = Array.from({ length: rows * units }, () => (units === 1 ? (rng.next() < 0.4 ? 1 : 0) : 0));
+      if (units > 1) for (let r = 0; r < rows; r++) y[r * units + Math.floor(rng.next() * units)] = 1;
+      const p = Array.from({ length: rows * units }, () => rng.next());
+      const names = ['accuracy', 'binaryAccuracy', 'categoricalAccuracy', 'meanSquaredError', 'meanAbsoluteError'] as const;
+      const layout = new MetricLayout(names, units);
+      const got = sumsOf(layout, y, p, units);
+      const want = tf.tidy(() => {
+        const t = tf.tensor2d(y, [rows, units]);
+        const q = tf.tensor2d(p, [rows, units]);
+        const fns = [units === 1 ? tfl.metrics.binaryAccuracy : tfl.metrics.categoricalAccuracy, tfl.metrics.binaryAccuracy, tfl.metrics.categoricalAccuracy, tfl.metrics.meanSquaredError, tfl.metrics.meanAbsoluteError];
+        return fns.map((fn) => tf.sum(fn(t, q)).dataSync()[0]!);
+      });
+      names.forEach((name, k) => expect(got[k], `${name}, ${units} unit(s)`).toBeCloseTo(want[k]!, 4));
+    }
   });
 
   it("mode 'auto' reads larger as better for accuracies, precision, recall, F1 and the AUCs", () => {

@@ -1,16 +1,17 @@
 /**
  * Metrics as sums that add across participants, as Keras's stateful metrics keep them: a
  * per-sample metric is one sum (its value the mean), precision, recall and F1 are confusion
- * counts at the 0.5 threshold, AUC the counts at Keras's 200 fixed thresholds. Every participant
- * returns the sums of its own rows; the coordinator adds them in float64 and turns the totals into
- * values once (MetricLayout.values), so N participants report what one process would.
+ * counts at the 0.5 threshold, AUC a histogram of the outputs over Keras's 200 fixed thresholds.
+ * Every participant returns the sums of its own rows; the coordinator adds them in float64 and
+ * turns the totals into values once (MetricLayout.values), so N participants report what one
+ * process would.
  *
- * Thresholded metrics read every output as one binary decision (Keras's AUC and Precision with
- * `multi_label=False`: a softmax output's units are flattened into one label each); their sums are
- * integers, exact in float32 up to 2^24 per participant and call.
+ * The sums are taken in float64 in plain JavaScript from the labels and the model's float32
+ * outputs, after the forward pass (a handful of tensor ops per metric would cost more than the
+ * step of a small model on wasm); each definition follows tfjs-layers' / Keras's and is tested
+ * against it. Thresholded metrics read every output as one binary decision (Keras's AUC and
+ * Precision with `multi_label=False`: a softmax output's units are flattened into one label each).
  */
-import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { ConfigError } from '../errors.js';
 import { MAX_METRIC_SUMS, outputDim, type MetricName, type ModelSpec } from './spec.js';
 
@@ -23,18 +24,26 @@ export const AUC_THRESHOLDS: readonly number[] = (() => {
   const inner = Array.from({ length: n - 2 }, (_, i) => (i + 1) / (n - 1));
   return [0 - epsilon, ...inner, 1 + epsilon];
 })();
+/** The thresholds as float32, as Keras compares them with float32 outputs. */
+const THRESHOLDS_F32 = Float32Array.from(AUC_THRESHOLDS);
+const BINS = AUC_THRESHOLDS.length + 1;
 
-
-type SumsFn = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor;
+/** One batch: `rows` rows of `units` labels and outputs, row-major. */
+export interface MetricBatch {
+  readonly y: ArrayLike<number>;
+  readonly p: ArrayLike<number>;
+  readonly rows: number;
+  readonly units: number;
+}
 
 export interface MetricKind {
   /** How many sums it takes. */
   readonly width: number;
-  /** The batch's sums, `width` values (a tensor of any shape, read flat); `units`: the model's outputs. */
-  readonly sums: (units: number) => SumsFn;
+  /** Adds the batch's sums into sums[at], ..., sums[at + width - 1]. */
+  readonly add: (batch: MetricBatch, sums: number[], at: number) => void;
   /** The metric from the totals over `count` rows. */
   readonly value: (sums: ArrayLike<number>, count: number) => number;
-  /** The largest a sum may be for `count` rows of `units` outputs (the smallest is 0 unless `signed`). */
+  /** The largest a sum may be for `count` rows of `units` outputs (the smallest is 0). */
   readonly most: (count: number, units: number) => number;
   /** Whether larger is better (early stopping's and ReduceLROnPlateau's mode 'auto'). */
   readonly higherIsBetter: boolean;
@@ -42,55 +51,127 @@ export interface MetricKind {
 
 const ratio = (a: number, b: number): number => (b === 0 ? 0 : a / b);
 
-/** A per-sample metric: its sum, and the mean as its value. */
-function perSample(fn: (units: number) => SumsFn, most: MetricKind['most'], higherIsBetter: boolean, value = (s: number, n: number): number => s / n): MetricKind {
-  return { width: 1, sums: (units) => (t, p) => tf.sum(fn(units)(t, p)), value: (s, n) => value(s[0]!, n), most, higherIsBetter };
+/** A per-sample metric: the sum of its value per row, and the mean as its value. */
+function perSample(row: (b: MetricBatch, r: number) => number, most: MetricKind['most'], higherIsBetter: boolean, value = (s: number, n: number): number => s / n): MetricKind {
+  return {
+    width: 1,
+    add: (b, sums, at) => {
+      let s = 0;
+      for (let r = 0; r < b.rows; r++) s += row(b, r);
+      sums[at]! += s;
+    },
+    value: (s, n) => value(s[0]!, n),
+    most,
+    higherIsBetter,
+  };
 }
 
 const fraction: MetricKind['most'] = (n) => n;
 const anyNonNegative: MetricKind['most'] = (n) => n * FLT_MAX;
 const decisions: MetricKind['most'] = (n, units) => n * units;
 
-/** [true positives, predicted positives, actual positives] at `threshold`, over every output. */
-function confusion(t: tf.Tensor, p: tf.Tensor, threshold: number): tf.Tensor {
-  const y = tf.reshape(t, [-1]);
-  const above = tf.cast(tf.greater(tf.reshape(p, [-1]), threshold), 'float32');
-  return tf.stack([tf.sum(tf.mul(y, above)), tf.sum(above), tf.sum(y)]);
+/** The first index of the largest value in row r (tf.argMax's choice among ties). */
+function argMax(v: ArrayLike<number>, r: number, units: number): number {
+  let best = 0;
+  for (let k = 1; k < units; k++) if (v[r * units + k]! > v[r * units + best]!) best = k;
+  return best;
 }
 
-/** A count metric at 0.5: sums [tp, predicted positives, actual positives]. */
+/** tfjs-layers' binaryAccuracy: the share of a row's outputs whose (output > 0.5) equals its label. */
+const binaryAccuracy = ({ y, p, units }: MetricBatch, r: number): number => {
+  let right = 0;
+  for (let k = r * units; k < (r + 1) * units; k++) right += y[k] === (p[k]! > 0.5 ? 1 : 0) ? 1 : 0;
+  return right / units;
+};
+/** tfjs-layers' categoricalAccuracy: whether the row's largest output is its label's. */
+const categoricalAccuracy = ({ y, p, units }: MetricBatch, r: number): number => (argMax(y, r, units) === argMax(p, r, units) ? 1 : 0);
+/** Keras's top_k_categorical_accuracy (k = 5): the label's output among the five largest, ties in (tf.math.in_top_k). */
+const inTopFive = ({ y, p, units }: MetricBatch, r: number): number => {
+  const truth = p[r * units + argMax(y, r, units)]!;
+  let above = 0;
+  for (let k = r * units; k < (r + 1) * units; k++) if (p[k]! > truth) above++;
+  return above < 5 ? 1 : 0;
+};
+/** The mean over a row's outputs of f(label - output). */
+const rowMean =
+  (f: (d: number) => number) =>
+  ({ y, p, units }: MetricBatch, r: number): number => {
+    let s = 0;
+    for (let k = r * units; k < (r + 1) * units; k++) s += f(y[k]! - p[k]!);
+    return s / units;
+  };
+const squaredError = rowMean((d) => d * d);
+const absoluteError = rowMean(Math.abs);
+
+/** A count metric at 0.5: sums [true positives, predicted positives, actual positives] over every output. */
 function counted(value: (tp: number, predicted: number, actual: number) => number): MetricKind {
   return {
     width: 3,
-    sums: () => (t, p) => confusion(t, p, 0.5),
+    add: ({ y, p, rows, units }, sums, at) => {
+      let tp = 0;
+      let predicted = 0;
+      let actual = 0;
+      for (let k = 0; k < rows * units; k++) {
+        const above = p[k]! > 0.5 ? 1 : 0;
+        tp += above * y[k]!;
+        predicted += above;
+        actual += y[k]!;
+      }
+      sums[at]! += tp;
+      sums[at + 1]! += predicted;
+      sums[at + 2]! += actual;
+    },
     value: (s) => value(s[0]!, s[1]!, s[2]!),
     most: decisions,
     higherIsBetter: true,
   };
 }
 
-/**
- * Sums for AUC: true positives at each threshold, predicted positives at each, then the positives
- * and the outputs in all (an output below the first threshold, possible without a sigmoid, is
- * still counted).
- */
-function thresholdCounts(t: tf.Tensor, p: tf.Tensor): tf.Tensor {
-  const y = tf.reshape(t, [1, -1]);
-  const above = tf.cast(tf.greater(tf.reshape(p, [-1, 1]), tf.tensor2d(AUC_THRESHOLDS as number[], [1, AUC_THRESHOLDS.length])), 'float32');
-  return tf.concat([tf.reshape(tf.matMul(y, above), [-1]), tf.sum(above, 0), tf.reshape(tf.sum(y), [1]), tf.tensor1d([y.size])]);
+/** How many thresholds an output is above (0 to 200): its bin in the AUC histogram. */
+function binOf(output: number): number {
+  let lo = 0;
+  let hi = THRESHOLDS_F32.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (output > THRESHOLDS_F32[mid]!) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
-/** Confusion counts at each AUC threshold from thresholdCounts's sums. */
+/**
+ * Sums for AUC: the outputs' histogram over the thresholds, labels first (bin b: outputs above
+ * exactly b thresholds), then all outputs. An output above threshold i is in a bin past i, so
+ * Keras's true and predicted positives at each threshold are sums over the bins.
+ */
+function addHistogram({ y, p, rows, units }: MetricBatch, sums: number[], at: number): void {
+  for (let k = 0; k < rows * units; k++) {
+    const bin = binOf(p[k]!);
+    sums[at + bin]! += y[k]!;
+    sums[at + BINS + bin]! += 1;
+  }
+}
+
+/** Confusion counts at each threshold from the histogram. */
 function countsAt(sums: ArrayLike<number>): { tp: number[]; fp: number[]; positives: number; negatives: number } {
   const n = AUC_THRESHOLDS.length;
-  const tp = Array.from({ length: n }, (_, i) => sums[i]!);
-  const fp = Array.from({ length: n }, (_, i) => sums[n + i]! - sums[i]!);
-  const positives = sums[2 * n]!;
-  return { tp, fp, positives, negatives: sums[2 * n + 1]! - positives };
+  const tp = new Array<number>(n);
+  const fp = new Array<number>(n);
+  let positives = 0;
+  let outputs = 0;
+  for (let b = BINS - 1; b >= 0; b--) {
+    positives += sums[b]!;
+    outputs += sums[BINS + b]!;
+    if (b > 0) {
+      tp[b - 1] = positives;
+      fp[b - 1] = outputs - positives;
+    }
+  }
+  return { tp, fp, positives, negatives: outputs - positives };
 }
 
-/** ROC AUC from the counts, by Keras's trapezoids (summation_method 'interpolation'). */
-export function rocAuc(sums: ArrayLike<number>): number {
+/** ROC AUC from the histogram, by Keras's trapezoids (summation_method 'interpolation'). */
+function rocAuc(sums: ArrayLike<number>): number {
   const { tp, fp, positives, negatives } = countsAt(sums);
   let auc = 0;
   for (let i = 0; i + 1 < tp.length; i++) {
@@ -100,8 +181,8 @@ export function rocAuc(sums: ArrayLike<number>): number {
   return auc;
 }
 
-/** PR AUC from the counts, by Keras's interpolation of precision between thresholds (Davis & Goadrich 2006). */
-export function prAuc(sums: ArrayLike<number>): number {
+/** PR AUC from the histogram, by Keras's interpolation of precision between thresholds (Davis & Goadrich 2006). */
+function prAuc(sums: ArrayLike<number>): number {
   const { tp, fp, positives } = countsAt(sums);
   let auc = 0;
   for (let i = 0; i + 1 < tp.length; i++) {
@@ -117,28 +198,17 @@ export function prAuc(sums: ArrayLike<number>): number {
 }
 
 function auc(value: (sums: ArrayLike<number>) => number): MetricKind {
-  return { width: 2 * AUC_THRESHOLDS.length + 2, sums: () => thresholdCounts, value, most: decisions, higherIsBetter: true };
-}
-
-/** Whether the true class is among the `k` highest outputs, per sample (Keras's top_k_categorical_accuracy). */
-function inTopK(k: number): SumsFn {
-  return (t, p) => {
-    const units = p.shape[p.shape.length - 1]!;
-    if (units <= k) return tf.onesLike(tf.sum(p, -1));
-    const kth = tf.slice(tf.topk(p, k).values, [0, k - 1], [-1, 1]);
-    const truth = tf.sum(tf.mul(t, p), -1, true);
-    return tf.reshape(tf.cast(tf.greaterEqual(truth, kth), 'float32'), [-1]);
-  };
+  return { width: 2 * BINS, add: addHistogram, value, most: decisions, higherIsBetter: true };
 }
 
 export const METRIC_KINDS: Readonly<Record<MetricName, MetricKind>> = {
-  accuracy: perSample((units) => (units === 1 ? (t, p) => tfl.metrics.binaryAccuracy(t, p) : (t, p) => tfl.metrics.categoricalAccuracy(t, p)), fraction, true),
-  binaryAccuracy: perSample(() => (t, p) => tfl.metrics.binaryAccuracy(t, p), fraction, true),
-  categoricalAccuracy: perSample(() => (t, p) => tfl.metrics.categoricalAccuracy(t, p), fraction, true),
-  topKCategoricalAccuracy: perSample(() => inTopK(5), fraction, true),
-  meanSquaredError: perSample(() => (t, p) => tfl.metrics.meanSquaredError(t, p), anyNonNegative, false),
-  rootMeanSquaredError: perSample(() => (t, p) => tfl.metrics.meanSquaredError(t, p), anyNonNegative, false, (s, n) => Math.sqrt(s / n)),
-  meanAbsoluteError: perSample(() => (t, p) => tfl.metrics.meanAbsoluteError(t, p), anyNonNegative, false),
+  accuracy: perSample((b, r) => (b.units === 1 ? binaryAccuracy(b, r) : categoricalAccuracy(b, r)), fraction, true),
+  binaryAccuracy: perSample(binaryAccuracy, fraction, true),
+  categoricalAccuracy: perSample(categoricalAccuracy, fraction, true),
+  topKCategoricalAccuracy: perSample(inTopFive, fraction, true),
+  meanSquaredError: perSample(squaredError, anyNonNegative, false),
+  rootMeanSquaredError: perSample(squaredError, anyNonNegative, false, (s, n) => Math.sqrt(s / n)),
+  meanAbsoluteError: perSample(absoluteError, anyNonNegative, false),
   precision: counted((tp, predicted) => ratio(tp, predicted)),
   recall: counted((tp, _predicted, actual) => ratio(tp, actual)),
   f1Score: counted((tp, predicted, actual) => ratio(2 * tp, predicted + actual)),
@@ -169,10 +239,12 @@ export class MetricLayout {
     this.width = at;
   }
 
-  /** The batch's sums, one flat tensor of `width` values (call inside a tidy). */
-  sums(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor1D {
-    if (this.width === 0) return tf.zeros([0]);
-    return tf.concat(this.names.map((name) => tf.reshape(METRIC_KINDS[name].sums(this.units)(yTrue, yPred), [-1]))) as tf.Tensor1D;
+  /** The sums of `rows` rows: labels `y` and the model's outputs `p`, row-major. */
+  sums(y: ArrayLike<number>, p: ArrayLike<number>, rows: number): number[] {
+    const sums = new Array<number>(this.width).fill(0);
+    const batch = { y, p, rows, units: this.units };
+    this.names.forEach((name, k) => METRIC_KINDS[name].add(batch, sums, this.offsets[k]!));
+    return sums;
   }
 
   /** Each metric's value from the totals over `count` rows. */
