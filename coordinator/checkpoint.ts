@@ -20,6 +20,7 @@ import { z } from 'zod';
 import { formatIssue } from '../shared/config/load.js';
 import { CheckpointError } from '../shared/errors.js';
 import { OPTIMIZER_STATE, type OptimizerName, type OptimizerState } from '../shared/optimize/optimizers.js';
+import type { ModelCheckpointState } from './callbacks/model-checkpoint.js';
 import type { ReduceLrOnPlateauState } from './callbacks/reduce-lr-on-plateau.js';
 import type { EarlyStoppingState } from './callbacks/early-stopping.js';
 import { fsOps, makeFolder, writeFileAtomic } from './storage.js';
@@ -51,6 +52,7 @@ export interface TrainingState {
   readonly stoppedEarly: boolean;
   readonly earlyStopping?: EarlyStoppingState | undefined;
   readonly reduceLrOnPlateau?: ReduceLrOnPlateauState | undefined;
+  readonly modelCheckpoint?: ModelCheckpointState | undefined;
   readonly optimizer: OptimizerState;
   readonly weights: Float32Array;
   /** Hash of the training data, model and training settings the state belongs to. */
@@ -88,6 +90,7 @@ const HeaderSchema = z.strictObject({
     earlyStopping: z.strictObject({ wait: count, best: anyNumber, bestEpoch: z.int().min(-1), stoppedEpoch: z.int().min(-1) }).optional(),
     optimizer: z.strictObject({ name: z.enum(OPTIMIZER_NAMES), iterations: count, scalars: z.record(z.string(), z.number()), learningRate: z.number().positive().optional() }),
     reduceLrOnPlateau: z.strictObject({ wait: count, cooldown: count, best: anyNumber }).optional(),
+    modelCheckpoint: z.strictObject({ best: anyNumber, savedEpoch: count }).optional(),
     fingerprint: z.string().min(1),
   }),
   arrays: z.array(z.strictObject({ name: z.string(), length: count })),

@@ -26,6 +26,7 @@ import { StopOnRequest, stopOnSignals } from './callbacks/stop-on-signal.js';
 import { TrainValidationGap, gapOptions } from './callbacks/train-validation-gap.js';
 import { CHECKPOINT_DIR, loadLatestCheckpoint, type TrainingState } from './checkpoint.js';
 import { HistoryFile } from './callbacks/history-file.js';
+import { folderFor } from './callbacks/model-checkpoint.js';
 import { Trainer, modelSpec, resumeTarget, type EvaluateResult, type FitResult } from './fit/trainer.js';
 import { startCluster, startMetricsServer, workerCounts } from './job-cluster.js';
 import { dataConfig, providedData, readJobData } from './job-data.js';
@@ -242,6 +243,7 @@ async function train(open: OpenRun, prepared: PreparedData, plan: RunPlan, metri
     state.training = true;
     const fit = await trainer.fit({
       ...(resumeFrom ? { resume: resumeFrom.state } : {}),
+      saveModel: (weights, folder) => exportModel(plan.spec, weights, prepared.preprocessor, runDir, folder),
       callbacks: [
         new MetricsUpdates(metrics),
         new ProgressLines(log, bar),
@@ -298,6 +300,9 @@ function summarize(open: OpenRun, prepared: PreparedData, plan: RunPlan, trained
     bestEpoch: fit.bestEpoch,
     stoppedEarly: fit.stoppedEarly,
     restoredBestWeights: fit.restoredBestWeights,
+    ...(fit.modelCheckpoint && open.config.fit.modelCheckpoint
+      ? { modelCheckpoint: { dir: folderFor(open.config.fit.modelCheckpoint.dir, fit.modelCheckpoint.epoch), epoch: fit.modelCheckpoint.epoch, monitor: open.config.fit.modelCheckpoint.monitor, value: fit.modelCheckpoint.value } }
+      : {}),
     trainRows: dataset.train.count,
     valRows: dataset.val.count,
     testRows: dataset.test.count,

@@ -39,7 +39,7 @@ export class RunDir {
         `output.dir ${full} holds another run (${marker}); give a new folder with --out, continue that run with --resume ${full}, or replace it with --overwrite (output.overwrite: true)`,
       );
     }
-    if (marker) for (const name of ['checkpoints', 'summary.json', 'model', 'history.json', 'history.csv', 'events.jsonl']) fsOps.rmSync(join(full, name), { recursive: true, force: true });
+    if (marker) for (const name of ['checkpoints', 'summary.json', 'model', 'best-model', 'history.json', 'history.csv', 'events.jsonl']) fsOps.rmSync(join(full, name), { recursive: true, force: true });
     return new RunDir(full);
   }
 

@@ -8,7 +8,7 @@
  * their line numbers (images: their files).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { columnIndex, csvCell, type Table } from '../shared/data/csv.js';
 import { featureCount, type Preprocessor, type RejectedRow } from '../shared/data/preprocess.js';
 import { ModelError } from '../shared/errors.js';
@@ -17,7 +17,7 @@ import type { ModelSpec } from '../shared/model/spec.js';
 import type { BatchEngine } from '../compute/engine.js';
 import type { RunDir } from './run-dir.js';
 import { readModelInputs } from './model-inputs.js';
-import { storageError } from './storage.js';
+import { fsOps, storageError } from './storage.js';
 import { metricLayoutOf } from '../shared/model/metric-sums.js';
 
 export interface SavedModel {
@@ -144,9 +144,11 @@ export async function evaluateCsv(model: SavedModel, dataFile: string, options: 
 /**
  * Saves the trained model in the TensorFlow.js layers format plus what `coordinator predict`
  * needs to take raw CSV rows: the fitted preprocessing and the model spec (tfjs is loaded only
- * here, on cpu).
+ * here, on cpu), into `folder` of the run. The files are written into a fresh folder beside it
+ * that then takes its place, so a crash mid-save leaves the previous model whole. Returns the
+ * folder's path.
  */
-export async function exportModel(spec: ModelSpec, weights: Float32Array, preprocessor: Preprocessor, runDir: RunDir): Promise<void> {
+export async function exportModel(spec: ModelSpec, weights: Float32Array, preprocessor: Preprocessor, runDir: RunDir, folder = 'model'): Promise<string> {
   const [{ initBackend }, { modelWithWeights }, { saveModel, SAVED_MODEL_FILES }] = await Promise.all([
     import('../shared/backend.js'),
     import('../shared/model/build.js'),
@@ -154,12 +156,20 @@ export async function exportModel(spec: ModelSpec, weights: Float32Array, prepro
   ]);
   await initBackend('cpu');
   const model = modelWithWeights(spec, weights);
+  const target = runDir.file(folder);
+  const fresh = `${folder}.partial`;
   try {
-    await saveModel(model, runDir.file('model'));
+    fsOps.rmSync(runDir.file(fresh), { recursive: true, force: true });
+    fsOps.mkdirSync(dirname(target), { recursive: true });
+    await saveModel(model, runDir.file(fresh));
+    runDir.writeJson(`${fresh}/${SAVED_MODEL_FILES.preprocessing}`, preprocessor);
+    runDir.writeJson(`${fresh}/${SAVED_MODEL_FILES.spec}`, spec);
+    fsOps.rmSync(target, { recursive: true, force: true });
+    fsOps.renameSync(runDir.file(fresh), target);
   } catch (err) {
-    throw storageError(err, 'save the model in', runDir.file('model'));
+    throw storageError(err, 'save the model in', target);
+  } finally {
+    model.dispose();
   }
-  model.dispose();
-  runDir.writeJson(`model/${SAVED_MODEL_FILES.preprocessing}`, preprocessor);
-  runDir.writeJson(`model/${SAVED_MODEL_FILES.spec}`, spec);
+  return target;
 }

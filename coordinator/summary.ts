@@ -9,6 +9,8 @@ export interface Summary {
   readonly bestEpoch: number;
   readonly stoppedEarly: boolean;
   readonly restoredBestWeights: boolean;
+  /** fit.modelCheckpoint's last save: the epoch (1-based) and the monitored value then; absent without that key or before a save. */
+  readonly modelCheckpoint?: { readonly dir: string; readonly epoch: number; readonly monitor: string; readonly value: number };
   readonly trainRows: number;
   readonly valRows: number;
   readonly testRows: number;

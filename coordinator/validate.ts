@@ -2,7 +2,7 @@
  * What a valid job is, beyond its schema (shared/config/schema.ts, which checks every field on
  * its own): `checkRunnable`, the settings that only together cannot run (lanes, worker nodes),
  * checked before anything is written; `checkAgainstData`, what needs the data's shape (the last
- * layer's units, the batch against the threads, early stopping's monitor).
+ * layer's units, the batch against the threads, the monitors of early stopping, ReduceLROnPlateau and ModelCheckpoint).
  */
 import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset } from '../shared/data/dataset.js';
@@ -133,10 +133,10 @@ function checkBatchAndMonitor(config: JobConfig, spec: ModelSpec, dataset: Pick<
       `fit.batchSize (${config.fit.batchSize}) is smaller than cluster.threads (${lanes}): every thread needs at least one sample per step; lower cluster.threads or raise the batch size`,
     );
   }
-  const es = config.fit.earlyStopping;
-  if (es) {
-    const base = ['loss', ...spec.metrics];
-    const names = dataset.val.count > 0 ? [...base, ...base.map((n) => `val_${n}`)] : base;
-    if (!names.includes(es.monitor)) throw new ConfigError(`fit.earlyStopping.monitor: "${es.monitor}" is not logged; available: ${names.join(', ')}`);
+  const base = ['loss', ...spec.metrics];
+  const names = dataset.val.count > 0 ? [...base, ...base.map((n) => `val_${n}`)] : base;
+  for (const key of ['earlyStopping', 'reduceLrOnPlateau', 'modelCheckpoint'] as const) {
+    const monitor = config.fit[key]?.monitor;
+    if (monitor !== undefined && !names.includes(monitor)) throw new ConfigError(`fit.${key}.monitor: "${monitor}" is not logged; available: ${names.join(', ')}`);
   }
 }

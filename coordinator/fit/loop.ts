@@ -11,6 +11,7 @@ import { WaitCancelledError } from '../../shared/errors.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import type { CallbackList, FitLoopView, StopKind } from '../callbacks/callback.js';
 import type { EarlyStoppingCallback } from '../callbacks/early-stopping.js';
+import type { ModelCheckpoint } from '../callbacks/model-checkpoint.js';
 import type { ReduceLrOnPlateau } from '../callbacks/reduce-lr-on-plateau.js';
 import type { TrainingState } from '../checkpoint.js';
 import { epochBatches, epochOrder, stepsPerEpoch } from '../../shared/plan/split-plan.js';
@@ -28,6 +29,7 @@ export interface StatePieces {
   readonly history: History<EpochLog>;
   readonly earlyStopping?: EarlyStoppingCallback | undefined;
   readonly reduceLrOnPlateau?: ReduceLrOnPlateau | undefined;
+  readonly modelCheckpoint?: ModelCheckpoint | undefined;
 }
 
 /** Where in the run the loop stands: the next batch to take and the sums of its epoch so far. */
@@ -101,6 +103,7 @@ export class FitLoop implements FitLoopView {
       pieces.optimizer.restore(resume.optimizer);
       if (resume.earlyStopping) pieces.earlyStopping?.restore(resume.earlyStopping);
       if (resume.reduceLrOnPlateau) pieces.reduceLrOnPlateau?.restore(resume.reduceLrOnPlateau);
+      if (resume.modelCheckpoint) pieces.modelCheckpoint?.restore(resume.modelCheckpoint);
       pieces.shuffle.restore(resume.shuffle);
       pieces.history.restore(resume.history);
     }
@@ -133,7 +136,7 @@ export class FitLoop implements FitLoopView {
 
   snapshot(): TrainingState {
     const p = this.position;
-    const { weights, optimizer, history, earlyStopping, reduceLrOnPlateau } = this.pieces;
+    const { weights, optimizer, history, earlyStopping, reduceLrOnPlateau, modelCheckpoint } = this.pieces;
     return {
       epoch: p.epoch,
       batch: p.batch,
@@ -148,6 +151,7 @@ export class FitLoop implements FitLoopView {
       stoppedEarly: this.stopTraining === 'finished',
       earlyStopping: earlyStopping?.save(),
       ...(reduceLrOnPlateau ? { reduceLrOnPlateau: reduceLrOnPlateau.save() } : {}),
+      ...(modelCheckpoint ? { modelCheckpoint: modelCheckpoint.save() } : {}),
       optimizer: optimizer.save(),
       weights: weights.save(),
       fingerprint: this.fingerprint,

@@ -16,6 +16,7 @@ import { stepsPerEpoch } from '../../shared/plan/split-plan.js';
 import type { LayerSpec, LossName, ModelSpec } from '../../shared/model/spec.js';
 import { CallbackList, type Callback } from '../callbacks/callback.js';
 import { EarlyStoppingCallback } from '../callbacks/early-stopping.js';
+import { ModelCheckpoint, type SaveModel } from '../callbacks/model-checkpoint.js';
 import { ReduceLrOnPlateau } from '../callbacks/reduce-lr-on-plateau.js';
 import { scalingFactor } from '../optimize/schedules.js';
 import { checkCheckpointFits, type ResumeTarget, type TrainingState } from '../checkpoint.js';
@@ -105,6 +106,8 @@ export interface FitResult {
   readonly bestEpoch: number;
   readonly stoppedEarly: boolean;
   readonly restoredBestWeights: boolean;
+  /** fit.modelCheckpoint's last save (1-based epoch) and its monitored value, if it saved. */
+  readonly modelCheckpoint?: { readonly epoch: number; readonly value: number };
   readonly trainSeconds: number;
   readonly phases: PhaseTimes;
   /** tf.memory().numTensors reported by participants after each step, in step order. */
@@ -118,6 +121,8 @@ export interface FitOptions {
   readonly resume?: TrainingState;
   /** Called in order, after early stopping (from the config). */
   readonly callbacks?: readonly Callback[];
+  /** Writes a model into a folder of the run (fit.modelCheckpoint); without it that key is refused. */
+  readonly saveModel?: SaveModel;
 }
 
 /** What a checkpoint must agree with to be resumed by a run of `config` on `dataset` with `spec`. */
@@ -226,10 +231,14 @@ export class Trainer {
     const plateau = this.config.fit.reduceLrOnPlateau;
     if (plateau && this.config.compile.learningRateSchedule) throw new ConfigError('fit.reduceLrOnPlateau: the learning rate follows compile.learningRateSchedule; use one of the two');
     const reduceLrOnPlateau = plateau ? new ReduceLrOnPlateau(plateau, this.log) : undefined;
+    const checkpointConfig = this.config.fit.modelCheckpoint;
+    if (checkpointConfig && !options.saveModel) throw new ConfigError('fit.modelCheckpoint: this fit has no run directory to save models in');
+    const modelCheckpoint = checkpointConfig ? new ModelCheckpoint(checkpointConfig, options.saveModel!, this.log) : undefined;
     const history = new History<EpochLog>();
-    const pieces = { weights: this.model, optimizer: this.optimizer, shuffle: new ShuffleStream(runRngs.shuffle(this.config.seed)), history, earlyStopping, reduceLrOnPlateau };
-    // as Keras orders them: the rate is reduced at an epoch's end before early stopping looks
-    const callbacks = new CallbackList([...(reduceLrOnPlateau ? [reduceLrOnPlateau] : []), ...(earlyStopping ? [earlyStopping] : []), ...(options.callbacks ?? [])]);
+    const pieces = { weights: this.model, optimizer: this.optimizer, shuffle: new ShuffleStream(runRngs.shuffle(this.config.seed)), history, earlyStopping, reduceLrOnPlateau, modelCheckpoint };
+    // as Keras orders them: the rate is reduced at an epoch's end before early stopping looks; the
+    // model is saved before the rolling checkpoint (given among options.callbacks) records that
+    const callbacks = new CallbackList([...(reduceLrOnPlateau ? [reduceLrOnPlateau] : []), ...(earlyStopping ? [earlyStopping] : []), ...(modelCheckpoint ? [modelCheckpoint] : []), ...(options.callbacks ?? [])]);
     const loop = new FitLoop(this.config.fit, this.dataset, this.spec, { run: (step, rows) => this.takeStep(step, rows) }, (range) => this.evaluate(range), pieces, fingerprint, callbacks, resume);
     const outcome = await loop.run();
     return {
@@ -240,6 +249,7 @@ export class Trainer {
       bestEpoch: earlyStopping && earlyStopping.bestEpoch > 0 ? earlyStopping.bestEpoch : bestByLoss(history.epochs),
       stoppedEarly: outcome.stoppedEarly,
       restoredBestWeights: earlyStopping?.restored ?? false,
+      ...(modelCheckpoint && modelCheckpoint.epoch > 0 ? { modelCheckpoint: { epoch: modelCheckpoint.epoch, value: history.epochs[modelCheckpoint.epoch - 1]?.values[modelCheckpoint.config.monitor] ?? NaN } } : {}),
       trainSeconds: outcome.trainSeconds,
       phases: outcome.phases,
       tensorCounts: outcome.tensorCounts,

@@ -232,6 +232,24 @@ const ReduceLrOnPlateau = z.strictObject({
 });
 export type ReduceLrOnPlateauConfig = z.infer<typeof ReduceLrOnPlateau>;
 
+/** Keras's ModelCheckpoint: the model saved at epochs' ends, by default only when `monitor` improved. */
+const ModelCheckpoint = z.strictObject({
+  monitor: z.string().default('val_loss'),
+  mode: z.enum(['auto', 'min', 'max']).default('auto'),
+  saveBestOnly: z.boolean().default(true),
+  /** Keras's initial_value_threshold: the first save needs a value better than this. */
+  initialValueThreshold: z.number().optional(),
+  /** Folder inside the run directory; `{epoch}` or `{epoch:03d}` gives each save its own. */
+  dir: z
+    .string()
+    .min(1)
+    .regex(/^[A-Za-z0-9_{}:.-]+(\/[A-Za-z0-9_{}:.-]+)*$/, 'a folder inside the run directory: letters, digits, _ . - / and {epoch}')
+    .refine((d) => !d.split('/').some((part) => part === '..' || part === '.'), 'a folder inside the run directory, without . or ..')
+    .refine((d) => !['model', 'checkpoints'].includes(d.split('/')[0]!), 'model and checkpoints are the run\'s own folders')
+    .default('best-model'),
+});
+export type ModelCheckpointConfig = z.infer<typeof ModelCheckpoint>;
+
 const Fit = z.strictObject({
   epochs: z.int().positive().default(1),
   batchSize: z.int().positive().default(32),
@@ -239,6 +257,7 @@ const Fit = z.strictObject({
   shuffle: z.boolean().default(true),
   earlyStopping: EarlyStopping.optional(),
   reduceLrOnPlateau: ReduceLrOnPlateau.optional(),
+  modelCheckpoint: ModelCheckpoint.optional(),
   /** Keras's class_weight: class index -> weight of its rows' loss in training (classes left out: 1). */
   classWeight: z.record(z.string().regex(/^\d+$/, 'a class index (0, 1, ...)'), z.number().nonnegative()).optional(),
 });
