@@ -19,8 +19,8 @@ import { foldsTransposes } from '../shared/backend.js';
 import { ModelError } from '../shared/errors.js';
 import { Transposer } from '../shared/wasm/transpose-kernel.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
-import { MetricLayout } from '../shared/model/metric-sums.js';
-import { batchLoss, logitsLoss, losses } from '../shared/model/registries.js';
+import { metricLayoutOf, type MetricLayout } from '../shared/model/metric-sums.js';
+import { batchLoss, resolveLoss } from '../shared/model/registries.js';
 import { isDenseStack, outputDim, outputLayer, type ActivationName, type DenseSpec, type ModelSpec } from '../shared/model/spec.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
 
@@ -99,9 +99,10 @@ export class DenseGradientEngine implements BatchEngine {
     this.layout = weightLayout(spec);
     this.inputDim = spec.inputDim;
     this.outputDim = outputDim(spec);
-    this.lossFn = losses[spec.loss].fn;
-    this.logitsLossFn = logitsLoss(spec.loss, outputLayer(spec).activation);
-    this.metricLayout = new MetricLayout(spec.metrics, this.outputDim);
+    const loss = resolveLoss(spec.loss, spec.lossOptions, outputLayer(spec).activation);
+    this.lossFn = loss.fn;
+    this.logitsLossFn = loss.logits;
+    this.metricLayout = metricLayoutOf(spec);
     let entry = 0;
     const dense: readonly DenseSpec[] = spec.layers;
     this.layers = dense.map((layer) => {

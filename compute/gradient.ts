@@ -11,8 +11,9 @@ import { backendName } from '../shared/backend.js';
 import { ModelError } from '../shared/errors.js';
 import { assignFlatWeights, buildModel, modelVariables } from '../shared/model/build.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
-import { MetricLayout } from '../shared/model/metric-sums.js';
-import { activations, batchLoss, logitsLoss, losses } from '../shared/model/registries.js';
+import { metricLayoutOf, type MetricLayout } from '../shared/model/metric-sums.js';
+import { MicroBatchEngine } from './micro-batches.js';
+import { activations, batchLoss, resolveLoss } from '../shared/model/registries.js';
 import { RowContext, type BatchRows } from '../shared/model/row-layers.js';
 import { inputShape, isDenseStack, needsRowContext, outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { DenseGradientEngine } from './dense-gradient.js';
@@ -39,7 +40,8 @@ export class TapeGradientEngine implements BatchEngine {
 
   constructor(readonly spec: ModelSpec) {
     // a tfjs-layers model of the user's: the loss of its outputs (its last activation is its own)
-    const logits = spec.keras ? undefined : logitsLoss(spec.loss, outputLayer(spec).activation);
+    const loss = resolveLoss(spec.loss, spec.lossOptions, spec.keras ? undefined : outputLayer(spec).activation);
+    const logits = loss.logits;
     this.rowContext = needsRowContext(spec) ? new RowContext() : undefined;
     this.model = buildModel(spec, { logitsOutput: logits !== undefined, rows: this.rowContext });
     this.layout = weightLayout(spec);
@@ -48,9 +50,9 @@ export class TapeGradientEngine implements BatchEngine {
     this.inputDim = spec.inputDim;
     this.sampleShape = inputShape(spec);
     this.outputDim = outputDim(spec);
-    this.lossFn = logits ?? losses[spec.loss].fn;
+    this.lossFn = logits ?? loss.fn;
     this.toPrediction = logits ? activations[outputLayer(spec).activation].fn : (out) => out;
-    this.metricLayout = new MetricLayout(spec.metrics, this.outputDim);
+    this.metricLayout = metricLayoutOf(spec);
   }
 
   setWeights(flat: Float32Array): void {
@@ -139,6 +141,11 @@ export class TapeGradientEngine implements BatchEngine {
  * the tape engine.
  */
 export function createEngine(spec: ModelSpec, name: EngineName = 'dense'): BatchEngine {
+  const engine = createWholeBatchEngine(spec, name);
+  return spec.microBatchSize ? new MicroBatchEngine(engine, spec.microBatchSize) : engine;
+}
+
+function createWholeBatchEngine(spec: ModelSpec, name: EngineName): BatchEngine {
   if (name === 'tape') return new TapeGradientEngine(spec);
   const stock = (): BatchEngine => (isDenseStack(spec) ? new DenseGradientEngine(spec) : new TapeGradientEngine(spec));
   return backendName() === 'native' && nativeEngineSupports(spec) ? new NativeEngine(spec, stock) : stock();

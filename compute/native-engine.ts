@@ -17,8 +17,8 @@ import { MaxPoolArgmax } from '../shared/wasm/max-pool-kernel.js';
 import { onnxModel } from '../shared/native/onnx-model.js';
 import { layerFlops } from '../shared/model/layers.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
-import { MetricLayout } from '../shared/model/metric-sums.js';
-import { batchLoss, logitsLoss, losses } from '../shared/model/registries.js';
+import { metricLayoutOf, type MetricLayout } from '../shared/model/metric-sums.js';
+import { batchLoss, resolveLoss } from '../shared/model/registries.js';
 import { outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { ACTIVATION_MATH } from './dense-gradient.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
@@ -63,9 +63,10 @@ export class NativeEngine implements BatchEngine {
     this.layout = weightLayout(spec);
     this.outputDim = outputDim(spec);
     this.weights = new Float32Array(this.layout.size);
-    this.lossFn = losses[spec.loss].fn;
-    this.logitsLossFn = logitsLoss(spec.loss, outputLayer(spec).activation);
-    this.metricLayout = new MetricLayout(spec.metrics, this.outputDim);
+    const loss = resolveLoss(spec.loss, spec.lossOptions, outputLayer(spec).activation);
+    this.lossFn = loss.fn;
+    this.logitsLossFn = loss.logits;
+    this.metricLayout = metricLayoutOf(spec);
     this.flopsPerSample = Math.max(...layerFlops(spec));
   }
 

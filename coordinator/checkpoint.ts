@@ -177,12 +177,18 @@ export function decodeCheckpoint(bytes: Buffer, source: string): TrainingState {
   };
 }
 
-/** The header's arrays and optimizer scalars are the ones its optimizer keeps, of one length, filling `dataBytes`. */
+/**
+ * The header's arrays and optimizer scalars are the ones its optimizer keeps, of one length, filling
+ * `dataBytes`. The slot of an option (amsgrad's vHat, centered's mg) may be there or not: the header
+ * does not say whether the option was on; the fingerprint (which covers compile.optimizer) and the
+ * optimizer's restore (which wants exactly its config's slots) hold the run to it.
+ */
 function checkArrays(header: Header, dataBytes: number, bad: (what: string) => CheckpointError): void {
   const { optimizer, earlyStopping } = header.state;
   const expected = OPTIMIZER_STATE[optimizer.name];
   const slots = expected.slots.map((name) => `optimizer.${name}`);
-  const allowed = ['weights', ...slots, ...(earlyStopping ? ['earlyStopping.bestWeights'] : [])];
+  const optionSlots = (expected.optionSlots ?? []).map((name) => `optimizer.${name}`);
+  const allowed = ['weights', ...slots, ...optionSlots, ...(earlyStopping ? ['earlyStopping.bestWeights'] : [])];
   const seen = new Set<string>();
   for (const { name } of header.arrays) {
     if (!allowed.includes(name)) throw bad(`arrays: "${name}" is not one of the arrays of a ${optimizer.name} checkpoint${earlyStopping ? '' : ' without state.earlyStopping'} (${allowed.join(', ')})`);

@@ -92,6 +92,9 @@ export function checkAgainstData(config: JobConfig, spec: ModelSpec, dataset: Pi
   if (output.units !== dataset.outputs) {
     throw new ConfigError(`model.layers[${last}].units is ${output.units}, but the label gives ${dataset.outputs} output(s)`);
   }
+  if (spec.lossOptions?.fromLogits && output.activation !== 'linear') {
+    throw new ConfigError(`compile.loss.fromLogits: the outputs are to be logits, but model.layers[${last}] applies ${output.activation}; give it activation: linear (the loss applies ${spec.loss === 'binaryCrossentropy' ? 'sigmoid' : 'softmax'} itself), or leave out fromLogits`);
+  }
   try {
     layerShapes(spec);
   } catch (err) {
@@ -107,6 +110,10 @@ export function checkAgainstData(config: JobConfig, spec: ModelSpec, dataset: Pi
     }
     if (!isDense(layer) && layer.type === 'batchNormalization' && layer.virtualBatchSize > config.fit.batchSize) {
       throw new ConfigError(`model.layers[${i}].virtualBatchSize (${layer.virtualBatchSize}) is larger than fit.batchSize (${config.fit.batchSize}): a virtual batch is part of one step's batch`);
+    }
+    const micro = config.cluster.microBatchSize;
+    if (!isDense(layer) && layer.type === 'batchNormalization' && micro !== undefined && layer.virtualBatchSize > micro) {
+      throw new ConfigError(`cluster.microBatchSize (${micro}) is smaller than model.layers[${i}].virtualBatchSize (${layer.virtualBatchSize}): a virtual batch is computed in one pass`);
     }
   });
   try {

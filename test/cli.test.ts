@@ -116,7 +116,7 @@ describe('coordinator start: bad input', () => {
     expectError(await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv')]), /f\.yaml: compile\.loss: .*"binaryCrossentropy"/);
   });
   it('unknown optimizer', async () => {
-    const config = writeConfig('g.yaml', goodConfig('', undefined, 'loss: binaryCrossentropy, optimizer: adadelta'));
+    const config = writeConfig('g.yaml', goodConfig('', undefined, 'loss: binaryCrossentropy, optimizer: adamm'));
     expectError(await coordinatorInProcess(['start', '--config', config, '--data', join(dir, 'good.csv')]), /g\.yaml: compile\.optimizer/);
   });
   it('unknown config key', async () => {

@@ -28,7 +28,7 @@ export async function referenceWeights(config: JobConfig, dataset: Dataset, init
   const model = buildModel(spec, { logitsOutput: fromLogits !== undefined });
   const layout = weightLayout(spec);
   assignFlatWeights(modelVariables(model, layout), layout, initial ?? initialWeights(layout, runRngs.weights(config.seed)));
-  model.compile({ optimizer: tf.train.adam(optimizer.learningRate, optimizer.beta1, optimizer.beta2, optimizer.epsilon), loss: fromLogits ?? config.compile.loss });
+  model.compile({ optimizer: tf.train.adam(optimizer.learningRate, optimizer.beta1, optimizer.beta2, optimizer.epsilon), loss: fromLogits ?? (config.compile.loss as string) });
   const rng = runRngs.shuffle(config.seed);
   const { features, outputs, train } = dataset;
   for (let epoch = 0; epoch < config.fit.epochs; epoch++) {

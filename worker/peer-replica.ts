@@ -13,7 +13,7 @@ import { ProtocolError, WorkerError } from '../shared/errors.js';
 import { weightLayout } from '../shared/model/layout.js';
 import { clipGradient, type VariableRange } from '../shared/optimize/clip.js';
 import { statisticRanges, stepWithStatistics, type StatisticRange } from '../shared/optimize/moving-statistics.js';
-import { OPTIMIZER_STATE, createOptimizer, type Optimizer, type OptimizerConfig, type OptimizerState } from '../shared/optimize/optimizers.js';
+import { createOptimizer, stateLayout, type Optimizer, type OptimizerConfig, type OptimizerState } from '../shared/optimize/optimizers.js';
 import { AllReduceRound, OBSERVER, RoundMemory } from '../shared/peer/all-reduce-round.js';
 import { weightsCheck } from '../shared/peer/weights-check.js';
 import type { BlockMessage, CommitMessage, JobMessage, Message, PeersMessage, ReducedMessage, RoundMessage, StateMessage } from '../shared/protocol/schemas.js';
@@ -81,7 +81,7 @@ export class PeerReplica {
   /** The coordinator's weights and optimizer state of a version. */
   state(message: StateMessage): void {
     const { optimizer, slots, values, version } = message;
-    const expected = OPTIMIZER_STATE[this.config.name];
+    const expected = stateLayout(this.config);
     if (optimizer.name !== this.config.name) throw new ProtocolError(`state of optimizer ${optimizer.name}, the job's is ${this.config.name}`, 'shape');
     if (slots.join() !== expected.slots.join()) throw new ProtocolError(`state slots ${slots.join()}, ${optimizer.name} has ${expected.slots.join()}`, 'shape');
     if (Object.keys(optimizer.scalars).sort().join() !== [...expected.scalars].sort().join()) throw new ProtocolError(`state scalars ${Object.keys(optimizer.scalars).join()}, ${optimizer.name} has ${expected.scalars.join()}`, 'shape');

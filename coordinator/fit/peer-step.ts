@@ -23,7 +23,6 @@ import { performance } from 'node:perf_hooks';
 import { virtualBatchSize, type ModelSpec } from '../../shared/model/spec.js';
 import { weightLayout } from '../../shared/model/layout.js';
 import { statisticRanges, stepWithStatistics, type StatisticRange } from '../../shared/optimize/moving-statistics.js';
-import { OPTIMIZER_STATE } from '../../shared/optimize/optimizers.js';
 import { AllReduceRound, OBSERVER, RoundMemory } from '../../shared/peer/all-reduce-round.js';
 import { weightsCheck } from '../../shared/peer/weights-check.js';
 import { virtualBatches } from '../../shared/plan/split-plan.js';
@@ -205,7 +204,7 @@ export class PeerStep {
       this.state?.frame.release();
       const saved = this.optimizer.save();
       const n = this.weights.values.length;
-      const slots = OPTIMIZER_STATE[saved.name].slots;
+      const slots = Object.keys(saved.slots);
       const values = new Float32Array(n * (1 + slots.length));
       values.set(this.weights.values);
       slots.forEach((name, i) => values.set(saved.slots[name]!, (i + 1) * n));

@@ -7,7 +7,7 @@
  * training state (state.ts) from a checkpoint.
  */
 import { createHash } from 'node:crypto';
-import type { JobConfig, LayerConfig } from '../../shared/config/schema.js';
+import { lossName, lossOptions, type JobConfig, type LayerConfig } from '../../shared/config/schema.js';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import { CheckpointError, ConfigError } from '../../shared/errors.js';
 import { Rng } from '../../shared/math/rng.js';
@@ -46,9 +46,11 @@ export function modelSpec(config: JobConfig, dataset: Pick<Dataset, 'features' |
     ...(dataset.sampleShape ? { inputShape: [...dataset.sampleShape] } : {}),
     layers: (config.model.layers ?? []).map((layer, i) => layerSpec(layer, i, config)),
     ...(config.model.keras ? { keras: { ...config.model.keras, seed: config.seed } } : {}),
-    loss: config.compile.loss,
+    loss: lossName(config.compile.loss),
+    ...(lossOptions(config.compile.loss) ? { lossOptions: lossOptions(config.compile.loss)! } : {}),
     metrics: config.compile.metrics,
-    ...(config.fit.classWeight ? { classWeights: classWeights(config.fit.classWeight, config.compile.loss, dataset.outputs) } : {}),
+    ...(config.cluster.microBatchSize ? { microBatchSize: config.cluster.microBatchSize } : {}),
+    ...(config.fit.classWeight ? { classWeights: classWeights(config.fit.classWeight, lossName(config.compile.loss), dataset.outputs) } : {}),
   };
 }
 
@@ -211,7 +213,9 @@ export class Trainer {
     hash.update(new Uint8Array(x.buffer, x.byteOffset + train.start * features * 4, train.count * features * 4));
     hash.update(new Uint8Array(y.buffer, y.byteOffset + train.start * outputs * 4, train.count * outputs * 4));
     const { fit, compile, seed } = this.config;
-    hash.update(JSON.stringify({ spec: this.spec, optimizer: compile.optimizer, batchSize: fit.batchSize, shuffle: fit.shuffle, seed, val: this.dataset.val.count }));
+    // the micro-batch size changes only rounding: a run may resume with another
+    const spec = { ...this.spec, microBatchSize: undefined };
+    hash.update(JSON.stringify({ spec, optimizer: compile.optimizer, batchSize: fit.batchSize, shuffle: fit.shuffle, seed, val: this.dataset.val.count }));
     return hash.digest('hex');
   }
 

@@ -20,6 +20,8 @@ export interface AdamConfig extends ClipSettings {
   readonly beta1: number;
   readonly beta2: number;
   readonly epsilon: number;
+  /** Keras's AMSGrad: divide by the largest second moment so far (one more slot); absent: false. */
+  readonly amsgrad?: boolean;
 }
 export interface SgdConfig extends ClipSettings {
   readonly name: 'sgd';
@@ -33,6 +35,8 @@ export interface RmspropConfig extends ClipSettings {
   readonly rho: number;
   readonly momentum: number;
   readonly epsilon: number;
+  /** Keras's centered RMSprop: divide by an estimate of the gradient's variance (one more slot); absent: false. */
+  readonly centered?: boolean;
 }
 /** Keras's AdamW: Adam with decoupled weight decay. */
 export interface AdamwConfig extends ClipSettings {
@@ -42,6 +46,8 @@ export interface AdamwConfig extends ClipSettings {
   readonly beta2: number;
   readonly epsilon: number;
   readonly weightDecay: number;
+  /** As Adam's. */
+  readonly amsgrad?: boolean;
 }
 export interface AdagradConfig extends ClipSettings {
   readonly name: 'adagrad';
@@ -64,7 +70,14 @@ export interface NadamConfig extends ClipSettings {
   readonly beta2: number;
   readonly epsilon: number;
 }
-export type OptimizerConfig = AdamConfig | SgdConfig | RmspropConfig | AdamwConfig | AdagradConfig | AdamaxConfig | NadamConfig;
+/** Keras's Adadelta: steps scaled by running averages of the squared gradients and squared updates. */
+export interface AdadeltaConfig extends ClipSettings {
+  readonly name: 'adadelta';
+  readonly learningRate: number;
+  readonly rho: number;
+  readonly epsilon: number;
+}
+export type OptimizerConfig = AdamConfig | SgdConfig | RmspropConfig | AdamwConfig | AdagradConfig | AdamaxConfig | NadamConfig | AdadeltaConfig;
 export type OptimizerName = OptimizerConfig['name'];
 
 /** Keras defaults for each optimizer's hyper-parameters. */
@@ -76,4 +89,5 @@ export const optimizerDefaults = {
   adagrad: { learningRate: 0.001, initialAccumulatorValue: 0.1, epsilon: 1e-7 },
   adamax: { learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
   nadam: { learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
+  adadelta: { learningRate: 0.001, rho: 0.95, epsilon: 1e-7 },
 } as const;

@@ -8,7 +8,7 @@ import { BACKENDS } from '../backend-choice.js';
 import { DEFAULT_MAX_CATEGORIES } from '../data/preprocess.js';
 import { GRADIENT_DTYPES } from '../math/float16.js';
 import { optimizerDefaults, type OptimizerConfig } from './optimizer-config.js';
-import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
+import { ACTIVATIONS, LOSSES, METRICS, PADDINGS, type LossName, type LossOptions } from '../model/spec.js';
 
 /**
  * The label: for CSV data its column (required) and type (default binary); for .npy targets the
@@ -149,7 +149,9 @@ const adamLike = <N extends 'adam' | 'adamw' | 'adamax' | 'nadam'>(name: N) =>
     beta2: z.number().min(0).lt(1).default(optimizerDefaults[name].beta2),
     epsilon: z.number().positive().default(optimizerDefaults[name].epsilon),
   });
-const Adam = adamLike('adam');
+/** Keras's amsgrad, for adam and adamw; absent: false (so configs without it keep their checkpoints' fingerprint). */
+const amsgrad = { amsgrad: z.boolean().optional() };
+const Adam = adamLike('adam').extend(amsgrad);
 const Sgd = z.strictObject({
   name: z.literal('sgd'),
   ...clip,
@@ -164,8 +166,10 @@ const Rmsprop = z.strictObject({
   rho: z.number().min(0).lt(1).default(optimizerDefaults.rmsprop.rho),
   momentum: z.number().min(0).lt(1).default(optimizerDefaults.rmsprop.momentum),
   epsilon: z.number().positive().default(optimizerDefaults.rmsprop.epsilon),
+  /** Keras's centered; absent: false, as amsgrad. */
+  centered: z.boolean().optional(),
 });
-const Adamw = adamLike('adamw').extend({ weightDecay: z.number().nonnegative().default(optimizerDefaults.adamw.weightDecay) });
+const Adamw = adamLike('adamw').extend({ weightDecay: z.number().nonnegative().default(optimizerDefaults.adamw.weightDecay), ...amsgrad });
 const Adagrad = z.strictObject({
   name: z.literal('adagrad'),
   ...clip,
@@ -173,13 +177,20 @@ const Adagrad = z.strictObject({
   initialAccumulatorValue: z.number().nonnegative().default(optimizerDefaults.adagrad.initialAccumulatorValue),
   epsilon: z.number().positive().default(optimizerDefaults.adagrad.epsilon),
 });
+const Adadelta = z.strictObject({
+  name: z.literal('adadelta'),
+  ...clip,
+  learningRate: z.number().positive().default(optimizerDefaults.adadelta.learningRate),
+  rho: z.number().min(0).lt(1).default(optimizerDefaults.adadelta.rho),
+  epsilon: z.number().positive().default(optimizerDefaults.adadelta.epsilon),
+});
 /** An optimizer's settings in full (also how a job message carries them to nodes that step themselves). */
-export const OptimizerObject = z.discriminatedUnion('name', [Adam, Sgd, Rmsprop, Adamw, Adagrad, adamLike('adamax'), adamLike('nadam')]).refine((o) => [o.clipnorm, o.clipvalue, o.globalClipnorm].filter((v) => v !== undefined).length <= 1, {
+export const OptimizerObject = z.discriminatedUnion('name', [Adam, Sgd, Rmsprop, Adamw, Adagrad, adamLike('adamax'), adamLike('nadam'), Adadelta]).refine((o) => [o.clipnorm, o.clipvalue, o.globalClipnorm].filter((v) => v !== undefined).length <= 1, {
   message: 'set one of clipnorm, clipvalue and globalClipnorm, as Keras allows one',
 });
 /** `optimizer: adam` or `optimizer: { name: adam, learningRate: 0.001 }`. */
 const Optimizer = z
-  .union([z.enum(['adam', 'sgd', 'rmsprop', 'adamw', 'adagrad', 'adamax', 'nadam']), OptimizerObject])
+  .union([z.enum(['adam', 'sgd', 'rmsprop', 'adamw', 'adagrad', 'adamax', 'nadam', 'adadelta']), OptimizerObject])
   .transform((v): OptimizerConfig => (typeof v === 'string' ? OptimizerObject.parse({ name: v }) : v));
 
 /** Losses of classifiers: their jobs report accuracy unless `metrics` says otherwise. */
@@ -187,10 +198,45 @@ const CLASSIFICATION_LOSSES: ReadonlySet<string> = new Set(['binaryCrossentropy'
 /** Metrics that count outputs above thresholds as positive decisions against 0/1 labels. */
 const THRESHOLDED_METRICS: ReadonlySet<string> = new Set(['precision', 'recall', 'f1Score', 'auc', 'prAuc']);
 
+/** `loss: huber` or Keras's arguments: `loss: { name: binaryCrossentropy, fromLogits: true, labelSmoothing: 0.1 }`. */
+const LossObject = z
+  .strictObject({
+    name: z.enum(LOSSES),
+    fromLogits: z.boolean().optional(),
+    labelSmoothing: z.number().min(0).max(1).optional(),
+    delta: z.number().positive().optional(),
+  })
+  .superRefine((l, ctx) => {
+    const crossEntropy = CLASSIFICATION_LOSSES.has(l.name);
+    for (const key of ['fromLogits', 'labelSmoothing'] as const) {
+      if (l[key] !== undefined && !crossEntropy) ctx.addIssue({ code: 'custom', path: [key], message: `${key} is an argument of binaryCrossentropy and categoricalCrossentropy, not ${l.name}` });
+    }
+    if (l.delta !== undefined && l.name !== 'huber') ctx.addIssue({ code: 'custom', path: ['delta'], message: `delta is huber's argument, not ${l.name}'s` });
+  });
+export type LossConfig = LossName | z.infer<typeof LossObject>;
+
+/** The loss's name, whichever form the config gives it in. */
+export function lossName(loss: LossConfig): LossName {
+  return typeof loss === 'string' ? loss : loss.name;
+}
+
+/** The loss's arguments that differ from Keras's defaults, for the model spec (undefined: none). */
+export function lossOptions(loss: LossConfig): LossOptions | undefined {
+  if (typeof loss === 'string') return undefined;
+  const options = {
+    ...(loss.fromLogits ? { fromLogits: true } : {}),
+    ...(loss.labelSmoothing ? { labelSmoothing: loss.labelSmoothing } : {}),
+    ...(loss.delta !== undefined && loss.delta !== 1 ? { delta: loss.delta } : {}),
+  };
+  return Object.keys(options).length > 0 ? options : undefined;
+}
+
 const Compile = z
   .strictObject({
     optimizer: Optimizer.default({ name: 'adam', ...optimizerDefaults.adam }),
-    loss: z.enum(LOSSES),
+    loss: z.union([z.enum(LOSSES), LossObject], {
+      error: () => `expected a loss, one of ${LOSSES.map((l) => `"${l}"`).join('|')}, or { name: <a loss>, fromLogits, labelSmoothing, delta }`,
+    }),
     metrics: z.array(z.enum(METRICS)).optional(),
     learningRateSchedule: Schedule.optional(),
     /** Goyal et al. 2017: every rate times batchSize / referenceBatchSize, reached linearly over warmupSteps. */
@@ -201,13 +247,13 @@ const Compile = z
     for (const [i, name] of (c.metrics ?? []).entries()) {
       if (seen.has(name)) ctx.addIssue({ code: 'custom', path: ['metrics', i], message: `${name} is listed twice` });
       seen.add(name);
-      if (THRESHOLDED_METRICS.has(name) && !CLASSIFICATION_LOSSES.has(c.loss)) {
-        ctx.addIssue({ code: 'custom', path: ['metrics', i], message: `${name} counts decisions against labels of 0 and 1, so it needs a classifier's loss (binaryCrossentropy or categoricalCrossentropy), not ${c.loss}` });
+      if (THRESHOLDED_METRICS.has(name) && !CLASSIFICATION_LOSSES.has(lossName(c.loss))) {
+        ctx.addIssue({ code: 'custom', path: ['metrics', i], message: `${name} counts decisions against labels of 0 and 1, so it needs a classifier's loss (binaryCrossentropy or categoricalCrossentropy), not ${lossName(c.loss)}` });
       }
     }
   })
   // accuracy for a classifier; a regression reports its loss only, as Keras does without metrics
-  .transform((c) => ({ ...c, metrics: c.metrics ?? (CLASSIFICATION_LOSSES.has(c.loss) ? ['accuracy' as const] : []) }));
+  .transform((c) => ({ ...c, metrics: c.metrics ?? (CLASSIFICATION_LOSSES.has(lossName(c.loss)) ? ['accuracy' as const] : []) }));
 
 const EarlyStopping = z.strictObject({
   monitor: z.string().default('val_loss'),
@@ -350,6 +396,12 @@ const Cluster = z.strictObject({
    * the computation. 0: one message per gradient.
    */
   gradientBucketBytes: z.int().nonnegative().default(256 * 1024),
+  /**
+   * Gradient accumulation: every participant computes its part of a batch in micro-batches of at
+   * most this many rows (one forward and backward pass each) and sums them, so a batch may
+   * exceed what a device holds. Unset: a part in one pass.
+   */
+  microBatchSize: z.int().positive().optional(),
 }).check((ctx) => {
   const { startWorkers, minWorkers } = ctx.value;
   if (startWorkers !== undefined && startWorkers < minWorkers) {

@@ -229,6 +229,8 @@ export class MetricLayout {
   constructor(
     readonly names: readonly MetricName[],
     private readonly units: number,
+    /** Where the outputs are logits (a loss with fromLogits): the activation that makes them probabilities for the metrics. */
+    private readonly outputActivation?: 'sigmoid' | 'softmax',
   ) {
     let at = 0;
     for (const name of names) {
@@ -242,7 +244,7 @@ export class MetricLayout {
   /** The sums of `rows` rows: labels `y` and the model's outputs `p`, row-major. */
   sums(y: ArrayLike<number>, p: ArrayLike<number>, rows: number): number[] {
     const sums = new Array<number>(this.width).fill(0);
-    const batch = { y, p, rows, units: this.units };
+    const batch = { y, p: this.outputActivation ? probabilities(p, rows, this.units, this.outputActivation) : p, rows, units: this.units };
     this.names.forEach((name, k) => METRIC_KINDS[name].add(batch, sums, this.offsets[k]!));
     return sums;
   }
@@ -264,6 +266,23 @@ export class MetricLayout {
     const name = this.names[k]!;
     return { name, most: METRIC_KINDS[name].most(count, this.units) };
   }
+}
+
+/** sigmoid of each output, or softmax of each row, in float64. */
+function probabilities(p: ArrayLike<number>, rows: number, units: number, activation: 'sigmoid' | 'softmax'): Float64Array {
+  const out = new Float64Array(rows * units);
+  if (activation === 'sigmoid') {
+    for (let k = 0; k < out.length; k++) out[k] = 1 / (1 + Math.exp(-p[k]!));
+    return out;
+  }
+  for (let r = 0; r < rows; r++) {
+    let max = -Infinity;
+    for (let k = r * units; k < (r + 1) * units; k++) max = Math.max(max, p[k]!);
+    let total = 0;
+    for (let k = r * units; k < (r + 1) * units; k++) total += out[k] = Math.exp(p[k]! - max);
+    for (let k = r * units; k < (r + 1) * units; k++) out[k]! /= total;
+  }
+  return out;
 }
 
 function sliceOf(sums: ArrayLike<number>, from: number, width: number): number[] {
@@ -293,6 +312,9 @@ const layouts = new WeakMap<ModelSpec, MetricLayout>();
 /** The spec's metric layout, made once per spec. */
 export function metricLayoutOf(spec: ModelSpec): MetricLayout {
   let layout = layouts.get(spec);
-  if (!layout) layouts.set(spec, (layout = new MetricLayout(spec.metrics, outputDim(spec))));
+  if (!layout) {
+    const logits = spec.lossOptions?.fromLogits ? (spec.loss === 'binaryCrossentropy' ? 'sigmoid' : 'softmax') : undefined;
+    layouts.set(spec, (layout = new MetricLayout(spec.metrics, outputDim(spec), logits)));
+  }
   return layout;
 }

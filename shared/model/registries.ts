@@ -14,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import type { ActivationName, LossName } from './spec.js';
+import type { ActivationName, LossName, LossOptions } from './spec.js';
 
 type PerSample = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor;
 
@@ -88,16 +88,52 @@ export const losses: Readonly<Record<LossName, LossEntry>> = {
   meanAbsoluteError: { fn: (t, p) => tfl.metrics.meanAbsoluteError(t, p) },
   // Keras' cosine_similarity loss: -sum(l2norm(yTrue) * l2norm(yPred)).
   cosineSimilarity: { fn: (t, p) => tfl.metrics.cosineProximity(t, p) },
+  huber: { fn: huber(1) },
 };
 
 /**
- * The loss of the last layer's pre-activation when the model's loss is computed from the logits
- * (see the opening comment), else undefined (the loss takes the output).
+ * Keras's huber loss, averaged over the last axis: 0.5 e^2 where |e| <= delta, else
+ * delta |e| - 0.5 delta^2 (e = prediction - label), written as 0.5 m^2 + delta (|e| - m) with
+ * m = min(|e|, delta): the same values, and a gradient tfjs can take (a where() on a comparison
+ * has none); at |e| = delta it is the quadratic side's, as Keras's.
  */
-export function logitsLoss(loss: LossName, lastActivation: ActivationName): PerSample | undefined {
-  const entry = losses[loss].fromLogits;
-  return entry && entry.activation === lastActivation ? entry.fn : undefined;
+function huber(delta: number): PerSample {
+  return (t, p) =>
+    tf.tidy(() => {
+      const abs = tf.abs(tf.sub(p, t));
+      const m = tf.minimum(abs, delta);
+      return tf.mean(tf.add(tf.mul(0.5, tf.square(m)), tf.mul(delta, tf.sub(abs, m))), -1);
+    });
 }
+
+/** Keras's label smoothing: labels towards 1/2 (binary) or 1/classes (categorical) by `share`. */
+function smoothed(loss: LossName, share: number, fn: PerSample): PerSample {
+  return (t, p) =>
+    tf.tidy(() => {
+      const toward = loss === 'binaryCrossentropy' ? 0.5 : 1 / t.shape[t.shape.length - 1]!;
+      return fn(tf.add(tf.mul(t, 1 - share), share * toward), p);
+    });
+}
+
+/** The loss a model's engines take, from its name, its arguments and the last layer's activation. */
+export interface ResolvedLoss {
+  /** Per-sample loss of the model's output. */
+  readonly fn: PerSample;
+  /** Per-sample loss of the last pre-activation, where the loss is computed from it (see the opening comment). */
+  readonly logits?: PerSample;
+}
+
+export function resolveLoss(loss: LossName, options: LossOptions | undefined, lastActivation: ActivationName | undefined): ResolvedLoss {
+  const entry = losses[loss];
+  const share = options?.labelSmoothing ?? 0;
+  const wrap = (fn: PerSample): PerSample => (share > 0 ? smoothed(loss, share, fn) : fn);
+  if (loss === 'huber') return { fn: huber(options?.delta ?? 1) };
+  // fromLogits: the output is the logits (a linear layer); the loss takes it as tf.keras does
+  if (options?.fromLogits && entry.fromLogits) return { fn: wrap(entry.fromLogits.fn) };
+  const logits = entry.fromLogits && lastActivation !== undefined && entry.fromLogits.activation === lastActivation ? wrap(entry.fromLogits.fn) : undefined;
+  return { fn: wrap(entry.fn), ...(logits ? { logits } : {}) };
+}
+
 
 /**
  * The batch's training loss: the mean over its rows of each row's loss times its class's weight

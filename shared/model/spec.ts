@@ -13,8 +13,19 @@ export const LOSSES = [
   'meanSquaredError',
   'meanAbsoluteError',
   'cosineSimilarity',
+  'huber',
 ] as const;
 export type LossName = (typeof LOSSES)[number];
+
+/** Keras's loss arguments (compile.loss as an object); absent keys take Keras's defaults. */
+export interface LossOptions {
+  /** The cross-entropies: the outputs are logits (a linear last layer); the loss applies sigmoid or softmax. */
+  readonly fromLogits?: boolean;
+  /** The cross-entropies: labels moved towards 1/2 (binary) or 1/classes (categorical) by this share. */
+  readonly labelSmoothing?: number;
+  /** huber: where the loss turns from quadratic to linear (Keras's default 1). */
+  readonly delta?: number;
+}
 
 /** The gradient engines (compute/): direct Dense backpropagation, or the stock tfjs-layers tape. */
 export const ENGINES = ['dense', 'tape'] as const;
@@ -179,8 +190,12 @@ export interface ModelSpec {
   readonly layers: readonly LayerSpec[];
   readonly keras?: KerasModelSpec;
   readonly loss: LossName;
+  /** The loss's arguments, where any differs from Keras's default. */
+  readonly lossOptions?: LossOptions;
   /** Metric names in the order their sums travel in gradient results. */
   readonly metrics: readonly MetricName[];
+  /** Rows per forward and backward pass (cluster.microBatchSize): larger parts are computed in micro-batches and summed. */
+  readonly microBatchSize?: number;
   /**
    * Each class's weight in the training loss (Keras's class_weight), by class index: [negative,
    * positive] for one sigmoid output, one per output for one-hot labels. Absent: all 1.

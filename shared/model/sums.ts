@@ -21,6 +21,7 @@ const LOSS_RANGE: Readonly<Record<LossName, Range>> = {
   meanAbsoluteError: nonNegative,
   // -sum(l2norm(yTrue) * l2norm(yPred)) per sample: within [-1, 1]
   cosineSimilarity: (n) => [-n, n],
+  huber: nonNegative,
 };
 
 function outside(value: number, [lo, hi]: readonly [number, number], count: number): boolean {

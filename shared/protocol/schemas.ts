@@ -9,7 +9,7 @@ import { GRADIENT_DTYPES } from '../math/float16.js';
 import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
 
 /** The version this code speaks; a hello of any other is refused (PROTOCOL.md lists them). */
-export const PROTOCOL_VERSION = 7;
+export const PROTOCOL_VERSION = 8;
 
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 const count = z.int().nonnegative();
@@ -58,7 +58,9 @@ export const ModelSpecSchema = z.strictObject({
     })
     .optional(),
   loss: z.enum(LOSSES),
+  lossOptions: z.strictObject({ fromLogits: z.boolean().optional(), labelSmoothing: z.number().min(0).max(1).optional(), delta: z.number().positive().optional() }).optional(),
   metrics: z.array(z.enum(METRICS)),
+  microBatchSize: z.int().positive().optional(),
   classWeights: z.array(z.number().nonnegative()).min(2).max(1_000_000).optional(),
 }).refine((spec) => spec.layers.length > 0 || spec.keras !== undefined, { message: 'a model spec has layers or a tfjs-layers model', path: ['layers'] });
 
