@@ -65,6 +65,7 @@ function isLayersModel(value: unknown): value is LayersModelLike {
 export { loadConfig, validateConfig };
 export { loadSavedModel, predictCsv, evaluateCsv } from './coordinator/saved-model.js';
 export { viewRun, type RunView, type ViewOptions } from './coordinator/live/view.js';
+export { LearningRateScheduler } from './coordinator/callbacks/learning-rate-scheduler.js';
 export {
   BackendError,
   CheckpointError,

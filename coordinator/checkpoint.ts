@@ -23,7 +23,7 @@ import { OPTIMIZER_STATE, type OptimizerName, type OptimizerState } from '../sha
 import type { ModelCheckpointState } from './callbacks/model-checkpoint.js';
 import type { ReduceLrOnPlateauState } from './callbacks/reduce-lr-on-plateau.js';
 import type { EarlyStoppingState } from './callbacks/early-stopping.js';
-import { fsOps, makeFolder, writeFileAtomic } from './storage.js';
+import { fsOps, makeFolder, writeFileAtomicAsync } from './storage.js';
 import type { EpochLog, PhaseTimes } from './fit/logs.js';
 
 export const CHECKPOINT_DIR = 'checkpoints';
@@ -275,10 +275,10 @@ function checkpointFiles(dir: string): { file: string; step: number }[] {
  * and any temp files an earlier process left. Nothing is deleted unless the new checkpoint is in
  * place, so a failed write (StorageError, naming the file) leaves the last good one.
  */
-export function writeCheckpoint(dir: string, state: TrainingState, keep: number): string {
+export async function writeCheckpoint(dir: string, state: TrainingState, keep: number): Promise<string> {
   makeFolder(dir);
   const target = join(dir, `step-${String(state.step).padStart(8, '0')}.ckpt`);
-  writeFileAtomic(target, encodeCheckpoint(state), (readBack) => {
+  await writeFileAtomicAsync(target, encodeCheckpoint(state), (readBack) => {
     decodeCheckpoint(readBack, `${target} (read back)`);
   });
   for (const old of checkpointFiles(dir).slice(keep)) fsOps.rmSync(old.file, { force: true });

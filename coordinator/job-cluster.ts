@@ -50,6 +50,7 @@ export async function startCluster(
   const cluster = new Cluster(local, {
     minWorkers: c.minWorkers,
     startWorkers: c.startWorkers,
+    ...(c.aggregation !== 'mean' ? { minVotes: { votes: c.minVotes, aggregation: c.aggregation } } : {}),
     waitTimeoutMs: c.waitTimeout * 1000,
     balance: c.balance,
     log,

@@ -3,12 +3,39 @@
  * its functions to play a full disk or a file system turned read-only), checks that every byte
  * was written, and fails with a StorageError that names the file and what the errno means.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { close, closeSync, fsync, fsyncSync, mkdirSync, open, openSync, readdirSync, readFileSync, renameSync, rmSync, write, writeSync } from 'node:fs';
+import { readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { StorageError } from '../shared/errors.js';
 
-/** The file system calls the coordinator's writes use (replaceable for fault injection). */
-export const fsOps = { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync };
+/** A callback-style fs call as a promise. */
+function settle<T>(call: (done: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => call((err, value) => (err ? reject(err) : resolve(value))));
+}
+
+/**
+ * The file system calls the coordinator's writes use (replaceable for fault injection): the
+ * synchronous ones, and the asynchronous ones the checkpoints are written with, so that the
+ * event loop that answers worker nodes' heartbeats is free while a large checkpoint is written,
+ * fsynced and read back.
+ */
+export const fsOps = {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+  openAsync: (path: string, flags: string): Promise<number> => settle((done) => open(path, flags, done)),
+  writeAsync: (fd: number, bytes: Uint8Array, offset: number, length: number): Promise<number> => settle((done) => write(fd, bytes, offset, length, null, done)),
+  fsyncAsync: (fd: number): Promise<void> => settle<void>((done) => fsync(fd, (err) => done(err, undefined))),
+  closeAsync: (fd: number): Promise<void> => settle<void>((done) => close(fd, (err) => done(err, undefined))),
+  readFileAsync: (path: string): Promise<Buffer> => readFile(path),
+  renameAsync: (from: string, to: string): Promise<void> => rename(from, to),
+};
 
 const ERRNO_MEANING: Readonly<Record<string, string>> = {
   ENOSPC: 'no space left on the device',
@@ -43,6 +70,16 @@ function writeAll(fd: number, bytes: Uint8Array, file: string): void {
   }
 }
 
+/** writeAll's asynchronous twin. */
+async function writeAllAsync(fd: number, bytes: Uint8Array, file: string): Promise<void> {
+  let at = 0;
+  while (at < bytes.byteLength) {
+    const n = await fsOps.writeAsync(fd, bytes, at, bytes.byteLength - at);
+    if (!(n > 0)) throw new StorageError(`cannot write ${file}: wrote ${at} of ${bytes.byteLength} bytes (short write: is the disk full?)`, 'ENOSPC');
+    at += n;
+  }
+}
+
 /** fsync of a folder, so a rename in it survives a crash. */
 export function syncFolder(dir: string): void {
   const fd = fsOps.openSync(dir, 'r');
@@ -70,6 +107,33 @@ export function writeFileAtomic(target: string, bytes: Uint8Array, verify?: (rea
     }
     if (verify) verify(fsOps.readFileSync(temp));
     fsOps.renameSync(temp, target);
+    syncFolder(dirname(target));
+  } catch (err) {
+    try {
+      fsOps.rmSync(temp, { force: true });
+    } catch {
+      // the temp file may not exist, or the file system may refuse even that
+    }
+    throw storageError(err, 'write', target);
+  }
+}
+
+/**
+ * writeFileAtomic without blocking the event loop: the same steps (temp file written in full and
+ * fsynced, read back and verified, renamed, folder fsynced), each awaited.
+ */
+export async function writeFileAtomicAsync(target: string, bytes: Uint8Array, verify?: (readBack: Buffer) => void): Promise<void> {
+  const temp = `${target}.tmp-${process.pid}`;
+  try {
+    const fd = await fsOps.openAsync(temp, 'w');
+    try {
+      await writeAllAsync(fd, bytes, temp);
+      await fsOps.fsyncAsync(fd);
+    } finally {
+      await fsOps.closeAsync(fd);
+    }
+    if (verify) verify(await fsOps.readFileAsync(temp));
+    await fsOps.renameAsync(temp, target);
     syncFolder(dirname(target));
   } catch (err) {
     try {

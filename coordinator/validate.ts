@@ -41,7 +41,6 @@ function checkReduction({ cluster: c }: JobConfig): void {
   if (c.aggregation !== 'mean') {
     throw new ConfigError(`cluster.reduction peers reduces by the plain mean, but cluster.aggregation is ${c.aggregation}: robust aggregation needs every gradient in one place; use reduction: coordinator with it`);
   }
-  if (c.tls) throw new ConfigError('cluster.reduction peers: the connections between nodes have no TLS yet, and cluster.tls is set; use reduction: coordinator, or leave out tls on a private network');
 }
 
 /**
@@ -64,6 +63,9 @@ function checkWorkerNodes({ cluster: c }: JobConfig): void {
   const [key, count] = c.minWorkers > 0 ? ['minWorkers', c.minWorkers] : ['startWorkers', c.startWorkers ?? 0];
   if (count > 0) {
     throw new ConfigError(`cluster.${key} is ${count} but cluster.listen is unset: no worker node can connect; set cluster.listen (--listen HOST:PORT) or drop ${key}`);
+  }
+  if (c.aggregation !== 'mean' && typeof c.threads === 'number' && c.threads < c.minVotes) {
+    throw new ConfigError(`cluster.aggregation ${c.aggregation} waits for cluster.minVotes (${c.minVotes}) participants a step, and ${c.threads} thread(s) without worker nodes never make them; lower cluster.minVotes, add threads, or set cluster.listen for nodes`);
   }
 }
 

@@ -58,9 +58,21 @@ describe('checkpoint files', () => {
     expect(() => decodeCheckpoint(bytes.subarray(0, bytes.length - 100), 'f.ckpt')).toThrow(/checksum mismatch/);
   });
 
-  it('keeps the newest K, writes atomically, and loads the newest that verifies (warning about skipped ones)', () => {
+  it('a write leaves the event loop free (heartbeats go on): a callback queued before it runs before it ends', async () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'dptrain-ckpt-')), 'checkpoints');
-    for (const step of [5, 10, 15, 20]) writeCheckpoint(dir, state(step), 3);
+    const n = 4 << 20;
+    const base = state(30);
+    const big: TrainingState = { ...base, weights: new Float32Array(n).fill(0.5), optimizer: { ...base.optimizer, slots: { m: new Float32Array(n), v: new Float32Array(n) } }, earlyStopping: { wait: 0, best: 1, bestEpoch: 0, stoppedEpoch: -1 } };
+    const order: string[] = [];
+    setImmediate(() => order.push('event loop'));
+    await writeCheckpoint(dir, big, 2).then(() => order.push('written'));
+    expect(order).toEqual(['event loop', 'written']);
+    expect(loadLatestCheckpoint(dir, () => {}).state.weights.length).toBe(4 << 20);
+  });
+
+  it('keeps the newest K, writes atomically, and loads the newest that verifies (warning about skipped ones)', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'dptrain-ckpt-')), 'checkpoints');
+    for (const step of [5, 10, 15, 20]) await writeCheckpoint(dir, state(step), 3);
     // only the final names: no temp file is left behind
     expect(readdirSync(dir).sort()).toEqual(['step-00000010.ckpt', 'step-00000015.ckpt', 'step-00000020.ckpt']);
 
@@ -200,9 +212,9 @@ describe("a checkpoint's contents, past its checksum", () => {
     }
   });
 
-  it('the loader skips an invalid one with a warning naming the field, as it skips a checksum mismatch', () => {
+  it('the loader skips an invalid one with a warning naming the field, as it skips a checksum mismatch', async () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'dptrain-ckpt-')), 'checkpoints');
-    writeCheckpoint(dir, fitting(), 5);
+    await writeCheckpoint(dir, fitting(), 5);
     // the writer's read-back refuses such states, so they are written as they would be forged
     writeFileSync(join(dir, 'step-00000030.ckpt'), encodeCheckpoint(without({ ...fitting(), step: 30 }, 'history')));
     writeFileSync(join(dir, 'step-00000027.ckpt'), encodeCheckpoint(withLength({ ...fitting(), batch: 7, step: 27 }, 10)));

@@ -101,6 +101,25 @@ describe('Cluster.ready: minWorkers and startWorkers', () => {
     c.addNode(fakeNode('node-1').node);
     await expect(c.ready()).rejects.toThrow('waited 0 s for worker nodes: 1 of 3 connected; start workers with `worker start --connect ...` or lower cluster.startWorkers');
   });
+
+  it('robust aggregation: a step waits for cluster.minVotes participants, and goes on once they are there', async () => {
+    const log: string[] = [];
+    const c = cluster({ minWorkers: 0, minVotes: { votes: 3, aggregation: 'median' } }, log);
+    const [a, b, d] = [fakeNode('node-1'), fakeNode('node-2'), fakeNode('node-3')];
+    c.addNode(a.node);
+    c.addNode(b.node);
+    const first = c.ready();
+    expect(await settles(first)).toBe(false);
+    expect(log).toContain('waiting for worker nodes: 2 of 3 connected (cluster.minVotes 3 for median: 2 participant(s)) (timeout 60 s)');
+    c.addNode(d.node);
+    expect((await first).map((p) => p.id)).toEqual(['node-1', 'node-2', 'node-3']);
+    // one leaves: the next step waits again rather than let two votes decide
+    a.close();
+    expect(await settles(c.ready())).toBe(false);
+    const timed = cluster({ minWorkers: 0, minVotes: { votes: 3, aggregation: 'median' }, waitTimeoutMs: 20 });
+    timed.addNode(fakeNode('node-4').node);
+    await expect(timed.ready()).rejects.toThrow(/waited 0 s for worker nodes: 1 of 3 connected; .* or lower cluster\.minVotes/);
+  });
 });
 
 describe('Cluster: nodes that join and leave by the thousand', () => {

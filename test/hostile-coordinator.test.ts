@@ -38,6 +38,26 @@ const job = (spec: JobMessage['spec'], parameters: number): JobMessage => ({
 
 /** One Dense layer of 30000 inputs and 30000 units: 900,030,000 parameters (3.6 GB of float32 weights alone) in a frame of a few hundred bytes. */
 const HUGE = job({ inputDim: 30_000, layers: [{ units: 30_000, activation: 'sigmoid', useBias: true }], loss: 'binaryCrossentropy', metrics: [] }, 30_000 * 30_000 + 30_000);
+/**
+ * A tfjs-layers model job that declares one weight of 4 values while its config holds a
+ * 30000x30000 Dense layer (3.6 GB once built).
+ */
+const DISGUISED = job(
+  {
+    inputDim: 30_000,
+    layers: [],
+    keras: {
+      className: 'Sequential',
+      config: { name: 's', layers: [{ className: 'Dense', config: { name: 'd', units: 30_000, useBias: false, batchInputShape: [null, 30_000], dtype: 'float32', kernelInitializer: { className: 'Zeros', config: {} } } }] },
+      inputShape: [30_000],
+      weights: [{ name: 'd/kernel', shape: [2, 2] }],
+      outputs: 30_000,
+    },
+    loss: 'meanSquaredError',
+    metrics: [],
+  },
+  4,
+);
 const SMALL = job({ inputDim: 3, layers: [{ units: 2, activation: 'sigmoid', useBias: true }], loss: 'binaryCrossentropy', metrics: [] }, 8);
 
 interface FakeCoordinator {
@@ -107,6 +127,24 @@ describe('a worker and a job too large for it', { timeout: 120_000 }, () => {
     await expect.poll(() => coordinator.received.find((m) => m.type === 'error')).toEqual({ type: 'error', code: 'E_WORKER', message });
     expect(coordinator.hellos).toHaveLength(1);
     expect(lines.join('\n')).not.toMatch(/retry/);
+  });
+
+  it("refuses a tfjs-layers job whose config would make other weights than it declares, before allocating them", async () => {
+    const coordinator = await fakeCoordinator((socket) => socket.send(encodeMessage(DISGUISED)));
+    const client = new NodeClient({ url: coordinator.url, token: TOKEN, name: 'w', backend: 'wasm', retries: 1, backoffMs: 50, maxPayload: 64 * MiB, log: () => undefined });
+    const rssBefore = process.memoryUsage().rss;
+    let rssPeak = rssBefore;
+    const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 5);
+    const refused = await client.run().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    clearInterval(sampler);
+    client.close();
+    rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
+    expect(String(refused)).toMatch(/the tfjs-layers model's config makes weights of shapes \[30000x30000\]; its spec declares \[2x2\]/);
+    expect((rssPeak - rssBefore) / MiB).toBeLessThan(100);
+    await expect.poll(() => coordinator.received.find((m) => m.type === 'error')).toBeDefined();
   });
 
   it('worker start: the same job ends the worker process (exit 1, the error, its peak RSS low); --max-parameters sets the limit', async () => {

@@ -9,7 +9,9 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/backend.js';
 import { weightLayout } from '../shared/model/layout.js';
 import { modelSpec } from '../coordinator/fit/trainer.js';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { prepareJobData } from '../coordinator/job.js';
 import { validateConfig } from '../shared/config/load.js';
@@ -52,8 +54,10 @@ function peersJob(reduction: 'peers' | 'coordinator', cluster: Record<string, un
 
 describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_000 }, () => {
   it('1 thread + 3 nodes: every step among peers, the bits of the same run through the coordinator, about S a step on its link instead of 3S', async () => {
-    const peers = peersJob('peers');
-    const star = peersJob('coordinator');
+    // Adam with amsgrad: the state nodes get carries three slots (m, v, vHat)
+    const adam = { name: 'adam', learningRate: 0.003, amsgrad: true };
+    const peers = peersJob('peers', {}, 800, 2, adam);
+    const star = peersJob('coordinator', {}, 800, 2, adam);
     const a = await runWithNodes(peers, ['w1', 'w2', 'w3'], track);
     const b = await runWithNodes(star, ['w1', 'w2', 'w3'], track);
     expect(a.summary.steps).toBe(b.summary.steps);
@@ -70,10 +74,10 @@ describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_0
     // star: each node's gradient in and new weights out, every step
     expect(b.summary.traffic.node.received / steps).toBeGreaterThan(2.9 * S);
     expect(b.summary.traffic.node.sent / steps).toBeGreaterThan(2.9 * S);
-    // peers: the reduced gradient in (S), the thread's block out (S), and once per node the state (3S)
+    // peers: the reduced gradient in (S), the thread's block out (S), and once per node the state (4S)
     expect(a.summary.traffic.node.received / steps).toBeLessThan(1.15 * S);
     const shards = 3 * peers.dataset.train.count * (peers.dataset.features + 1) * 4;
-    expect((a.summary.traffic.node.sent - shards - 3 * 3 * S) / steps).toBeLessThan(1.3 * S);
+    expect((a.summary.traffic.node.sent - shards - 3 * 4 * S) / steps).toBeLessThan(1.3 * S);
     // every node did compute, and the data went to each once
     for (const p of a.summary.participants.filter((q) => q.kind === 'node')) expect(p.samples).toBeGreaterThan(0);
   });
@@ -126,6 +130,28 @@ describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_0
     expect(joiner.output).toMatch(/step \d+ \(peers\)/);
     const expected = (await trainOnLanes(job.config, job.dataset, 'in-process')).weights;
     expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+  });
+
+  it('with cluster.tls: nodes with --peer-cert reduce among peers over wss://; a node without one sends its steps through the coordinator, named', async () => {
+    const run = async (names: string[], withPeerTls: (name: string) => boolean) => {
+      const job = peersJob('peers', { threads: 1, minWorkers: names.length }, 400, 1, SGD, SMOOTH);
+      const cert = join(job.dir, 'cert.pem');
+      const key = join(job.dir, 'key.pem');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+      const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out, '--tls-cert', cert, '--tls-key', key]));
+      const url = await coordinatorUrl(coordinator);
+      expect(url).toMatch(/^wss:\/\//);
+      const workers = names.map((name) => track(startWorker(name, url, job.tokenFile, ['--metrics-listen', 'off', '--ca', cert, ...(withPeerTls(name) ? ['--peer-cert', cert, '--peer-key', key] : [])])));
+      expect(await coordinator.exited, coordinator.output).toBe(0);
+      for (const w of workers) expect(await w.exited, w.output).toBe(0);
+      return { summary: readSummary(job.out), coordinator, workers };
+    };
+    const encrypted = await run(['w1', 'w2'], () => true);
+    expect(encrypted.summary.peerSteps).toBe(encrypted.summary.steps);
+    for (const w of encrypted.workers) expect(w.output).toMatch(/peer endpoint on port \d+ \(wss:\/\/\)/);
+    const mixed = await run(['w1', 'w2'], (name) => name === 'w1');
+    expect(mixed.summary.peerSteps).toBe(0);
+    expect(mixed.coordinator.output).toMatch(/reduced through the coordinator: node-\d has a peer endpoint without TLS, and this job's connections use it/);
   });
 
   it('the coordinator killed with SIGKILL mid-run and resumed: the nodes reconnect, get its state, and the run ends with the weights of one process', async () => {

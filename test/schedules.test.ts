@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scalingFactor, scheduledRate } from '../coordinator/optimize/schedules.js';
-import { train, type Callback, type FitLoopView, type JobConfigInput } from '../index.js';
+import { LearningRateScheduler, train, type Callback, type FitLoopView, type JobConfigInput } from '../index.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readRunWeights } from './cluster-helpers.js';
 import { demoJob } from './helpers.js';
@@ -94,4 +94,55 @@ describe('learning-rate schedules', () => {
     expect(three.summary.steps).toBe(3);
     expect(readRunWeights(join(dir, 'scheduled'))).toEqual(readRunWeights(join(dir, 'three')));
   });
+});
+
+describe('resuming in the middle of a schedule, and LearningRateScheduler', () => {
+  const job = (out: string): JobConfigInput =>
+    demoJob(out, 8, {
+      compile: {
+        optimizer: { name: 'adam', learningRate: 0.01, clipnorm: 1 },
+        loss: 'binaryCrossentropy',
+        learningRateSchedule: { name: 'cosineDecay', decaySteps: 60, warmupSteps: 15, warmupTarget: 0.02 },
+      },
+      fit: { epochs: 3, batchSize: 64 },
+      cluster: { threads: 2, backend: 'cpu', balance: 'equal', microBatchSize: 24 },
+    });
+  const stopAt = (step: number): Callback & { loop?: FitLoopView } => ({
+    setLoop(loop) {
+      this.loop = loop;
+    },
+    onBatchEnd(log) {
+      if (log.step === step) this.loop!.stop('interrupted');
+    },
+  });
+
+  it('a run stopped in the warmup\'s middle and resumed ends with the unbroken run\'s bits', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dptrain-schedule-resume-'));
+    const unbroken = await train(job(join(dir, 'unbroken')), { demo: true, log: () => {} });
+    const stopped = await train(job(join(dir, 'broken')), { demo: true, callbacks: [stopAt(9)], log: () => {} });
+    expect(stopped.fit.interrupted).toBe(true);
+    expect(stopped.summary.steps).toBe(9);
+    const resumed = await train(job(join(dir, 'broken')), { demo: true, resume: true, log: () => {} });
+    expect(resumed.summary.steps).toBe(unbroken.summary.steps);
+    expect(readRunWeights(join(dir, 'broken'))).toEqual(readRunWeights(join(dir, 'unbroken')));
+  }, 120_000);
+
+  it("LearningRateScheduler sets each epoch's rate from (epoch, rate), as Keras's; a resume keeps the rate it set", async () => {
+    const config = (out: string, learningRate: number, epochs: number): JobConfigInput =>
+      demoJob(out, 6, { compile: { optimizer: { name: 'sgd', learningRate }, loss: 'binaryCrossentropy' }, fit: { epochs, batchSize: 64 }, cluster: { threads: 1, backend: 'cpu' } });
+    const dir = mkdtempSync(join(tmpdir(), 'dptrain-lr-scheduler-'));
+    const seen: number[] = [];
+    const lines: string[] = [];
+    const halve = new LearningRateScheduler((epoch, rate) => (seen.push(rate), epoch === 0 ? rate : rate / 2), (l) => lines.push(l));
+    await train(config(join(dir, 'scheduled'), 0.4, 1), { demo: true, callbacks: [halve], log: () => {} });
+    expect(seen).toEqual([0.4]);
+    // epoch 0 at 0.4 equals a plain run at 0.4; the rates after are 0.2, 0.1
+    const two = new LearningRateScheduler((epoch) => [0.4, 0.2][epoch]!, (l) => lines.push(l));
+    await train(config(join(dir, 'two'), 0.4, 2), { demo: true, callbacks: [two], log: () => {} });
+    expect(lines).toEqual(['Epoch 2: LearningRateScheduler setting the learning rate to 0.2']);
+    const bad = new LearningRateScheduler(() => -1);
+    await expect(train(config(join(dir, 'bad'), 0.4, 1), { demo: true, callbacks: [bad], log: () => {} })).rejects.toThrow(/LearningRateScheduler: the schedule gave -1 for epoch 0/);
+    const withSchedule = { ...config(join(dir, 'both'), 0.4, 1), compile: { optimizer: { name: 'sgd' as const, learningRate: 0.4 }, loss: 'binaryCrossentropy' as const, learningRateSchedule: { name: 'exponentialDecay' as const, decaySteps: 10, decayRate: 0.9 } } };
+    await expect(train(withSchedule, { demo: true, callbacks: [new LearningRateScheduler((_e, r) => r / 2)], log: () => {} })).rejects.toThrow(/follows compile\.learningRateSchedule/);
+  }, 120_000);
 });

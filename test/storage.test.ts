@@ -39,29 +39,30 @@ const isCheckpointTemp = (path: unknown): boolean => typeof path === 'string' &&
 
 /** After `good` checkpoint files were opened, `fault` decides what each later one does. */
 function faultAfter(good: number, fault: 'short' | 'enospc' | 'erofs'): void {
+  // checkpoints are written with the asynchronous calls (the event loop stays free)
   let opened = 0;
-  const realOpen = fsOps.openSync;
-  const realWrite = fsOps.writeSync;
+  const realOpen = fsOps.openAsync;
+  const realWrite = fsOps.writeAsync;
   const failing = new Set<number>();
-  vi.spyOn(fsOps, 'openSync').mockImplementation(((path: string, flags: string) => {
+  vi.spyOn(fsOps, 'openAsync').mockImplementation(async (path: string, flags: string) => {
     if (!isCheckpointTemp(path)) return realOpen(path, flags);
     if (++opened <= good) return realOpen(path, flags);
     if (fault === 'erofs') throw errno('EROFS');
-    const fd = realOpen(path, flags);
+    const fd = await realOpen(path, flags);
     failing.add(fd);
     return fd;
-  }) as typeof fsOps.openSync);
-  const realClose = fsOps.closeSync;
-  vi.spyOn(fsOps, 'closeSync').mockImplementation((fd: number) => {
-    failing.delete(fd); // the descriptor's number is free for the next file
-    realClose(fd);
   });
-  vi.spyOn(fsOps, 'writeSync').mockImplementation(((fd: number, buffer: Uint8Array, offset: number, length: number) => {
+  const realClose = fsOps.closeAsync;
+  vi.spyOn(fsOps, 'closeAsync').mockImplementation(async (fd: number) => {
+    failing.delete(fd); // the descriptor's number is free for the next file
+    await realClose(fd);
+  });
+  vi.spyOn(fsOps, 'writeAsync').mockImplementation(async (fd: number, buffer: Uint8Array, offset: number, length: number) => {
     if (!failing.has(fd)) return realWrite(fd, buffer, offset, length);
     if (fault === 'enospc') throw errno('ENOSPC');
     // a full disk: part of the first write lands, then nothing more
     return offset === 0 ? realWrite(fd, buffer, 0, Math.min(length, 100)) : 0;
-  }) as typeof fsOps.writeSync);
+  });
 }
 
 async function runWith(fault: 'short' | 'enospc' | 'erofs'): Promise<{ summary: Summary; lines: string[]; dir: string }> {
@@ -128,15 +129,15 @@ describe('checkpoint files', () => {
     const target = join(dir, '..', 'run', CHECKPOINT_DIR);
     writeFileSync(join(target, 'step-00000001.ckpt.tmp-99999'), 'half a file');
     // a write whose bytes come back different is refused before it replaces anything
-    const realRead = fsOps.readFileSync;
-    vi.spyOn(fsOps, 'readFileSync').mockImplementationOnce(((path: string) => {
-      const bytes = realRead(path) as Buffer;
+    const realRead = fsOps.readFileAsync;
+    vi.spyOn(fsOps, 'readFileAsync').mockImplementationOnce(async (path: string) => {
+      const bytes = await realRead(path);
       bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 1;
       return bytes;
-    }) as typeof fsOps.readFileSync);
-    expect(() => writeCheckpoint(target, { ...state, step: state.step + 1 }, 3)).toThrow(/cannot write .*step-\d+\.ckpt: .*checksum mismatch/);
+    });
+    await expect(writeCheckpoint(target, { ...state, step: state.step + 1 }, 3)).rejects.toThrow(/cannot write .*step-\d+\.ckpt: .*checksum mismatch/);
     expect(readdirSync(target).some((f) => f.includes(`${state.step + 1}`))).toBe(false);
-    writeCheckpoint(target, { ...state, step: state.step + 2 }, 3);
+    await writeCheckpoint(target, { ...state, step: state.step + 2 }, 3);
     expect(readdirSync(target).filter((f) => f.includes('.tmp-'))).toEqual([]);
   }, 120_000);
 });

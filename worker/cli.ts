@@ -3,7 +3,7 @@
  *
  *   worker start --connect ws://HOST:PORT [--token-file F] [--backend B] [--devices N|LIST]
  *                [--name N] [--ca PEM] [--retries N] [--max-parameters N] [--verbose]
- *                [--peer-listen HOST:PORT|off] [--peer-host HOST]
+ *                [--peer-listen HOST:PORT|off] [--peer-host HOST] [--peer-cert PEM --peer-key PEM]
  *                                               join a coordinator and compute its steps
  *   worker backends [--backend B]                which TensorFlow.js backends load here
  *
@@ -35,7 +35,8 @@ commands:
                            (CUDA_VISIBLE_DEVICES for tensorflow, Dawn's adapters for webgpu, cores
                            on wasm); the node splits its part among them and sends one gradient
       --name NAME          name shown in the coordinator's logs (default: host name)
-      --ca FILE            PEM certificate to trust for wss:// (self-signed coordinators)
+      --ca FILE            PEM certificate to trust for wss:// (self-signed coordinators, and
+                           peers' --peer-cert)
       --retries N          failed connection attempts in a row before giving up (default 8;
                            the wait doubles each time, from 0.5 s to at most 30 s); a connection
                            counts as failed unless a step was computed on it
@@ -47,6 +48,10 @@ commands:
       --peer-host H        the host other nodes reach the peer endpoint at (default: the address
                            the coordinator sees this node connect from; set it behind NAT or in
                            Kubernetes, e.g. the pod IP)
+      --peer-cert FILE     PEM certificate of the peer endpoint: it serves wss://, and this node
+                           checks its peers' certificates against --ca (needed when the job uses
+                           cluster.tls; a node without one then reduces through the coordinator)
+      --peer-key FILE      PEM private key of --peer-cert
       --metrics-listen A   HOST:PORT for this node's /metrics (default 127.0.0.1:9465; "off": none)
       --metrics-linger S   after the job, keep /metrics up S seconds so Prometheus scrapes the
                            final counters (default 0; a short job can end between two scrapes)
@@ -123,7 +128,7 @@ export async function startMetrics(
 
 async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({
-    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-parameters', 'max-payload', 'metrics-listen', 'metrics-linger', 'peer-listen', 'peer-host']),
+    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-parameters', 'max-payload', 'metrics-listen', 'metrics-linger', 'peer-listen', 'peer-host', 'peer-cert', 'peer-key']),
     options: {
       connect: { type: 'string' },
       'token-file': { type: 'string' },
@@ -138,6 +143,8 @@ async function start(argv: string[]): Promise<void> {
       'metrics-linger': { type: 'string' },
       'peer-listen': { type: 'string' },
       'peer-host': { type: 'string' },
+      'peer-cert': { type: 'string' },
+      'peer-key': { type: 'string' },
       verbose: { type: 'boolean' },
     },
     strict: true,
@@ -152,7 +159,9 @@ async function start(argv: string[]): Promise<void> {
   }
   const linger = Number(values['metrics-linger'] ?? 0);
   if (!Number.isFinite(linger) || linger < 0) throw new UsageError(`--metrics-linger must be a non-negative number of seconds, got "${values['metrics-linger']}"`);
-  const peer = peerEndpoint(values['peer-listen'], values['peer-host']);
+  const endpoint = peerEndpoint(values['peer-listen'], values['peer-host']);
+  const peerTls = peerCertificate(values['peer-cert'], values['peer-key'], endpoint !== undefined);
+  const peer = endpoint && { ...endpoint, ...(peerTls ? { tls: peerTls } : {}) };
   const token = readToken(values['token-file']);
   const choice = checkBackend(values.backend) ?? 'auto';
   const devices = values.devices === undefined ? undefined : parseDevices(values.devices);
@@ -217,6 +226,21 @@ function peerEndpoint(listen: string | undefined, host: string | undefined): { p
   }
   if (host !== undefined && !/^[A-Za-z0-9.:[\]-]{1,253}$/.test(host)) throw new UsageError(`--peer-host must be a host name or address, got "${host}"`);
   return { port: address.port, listenHost: address.host, host };
+}
+
+/** `--peer-cert` and `--peer-key`: the peer endpoint's certificate and key, read (undefined: plain ws://). */
+function peerCertificate(certFile: string | undefined, keyFile: string | undefined, endpoint: boolean): { cert: Buffer; key: Buffer } | undefined {
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined || keyFile === undefined) throw new UsageError(`--peer-cert and --peer-key go together: ${certFile === undefined ? '--peer-key' : '--peer-cert'} was given alone`);
+  if (!endpoint) throw new UsageError('--peer-cert needs a peer endpoint: leave out --peer-listen off');
+  const read = (file: string, flag: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new UsageError(`${flag} ${file}: ${(err as Error).message}`);
+    }
+  };
+  return { cert: read(certFile, '--peer-cert'), key: read(keyFile, '--peer-key') };
 }
 
 /** `--devices`: a count N (devices 0..N-1) or a comma-separated list of device ids. */

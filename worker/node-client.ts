@@ -61,7 +61,7 @@ export interface NodeClientOptions {
    * the address the coordinator sees this node connect from). Absent: this node takes part in
    * such jobs through the coordinator only.
    */
-  readonly peer?: { readonly port: number; readonly listenHost?: string | undefined; readonly host?: string | undefined } | undefined;
+  readonly peer?: { readonly port: number; readonly listenHost?: string | undefined; readonly host?: string | undefined; readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined } | undefined;
 }
 
 /**
@@ -118,9 +118,17 @@ export class NodeClient {
   async run(): Promise<string> {
     const { peer } = this.options;
     if (peer) {
-      this.mesh = await PeerMesh.listen({ port: peer.port, host: peer.listenHost, token: this.options.token, maxPayload: this.options.maxPayload, log: this.options.log });
+      this.mesh = await PeerMesh.listen({
+        port: peer.port,
+        host: peer.listenHost,
+        token: this.options.token,
+        maxPayload: this.options.maxPayload,
+        log: this.options.log,
+        ...(peer.tls ? { tls: peer.tls } : {}),
+        ...(this.options.ca ? { ca: this.options.ca } : {}),
+      });
       this.mesh.onFrame = (from, frame) => this.replica?.receive(from, frame);
-      this.options.log(`peer endpoint on port ${this.mesh.port}`);
+      this.options.log(`peer endpoint on port ${this.mesh.port}${this.mesh.tls ? ' (wss://)' : ''}`);
     }
     try {
       return await this.sessions();
@@ -167,7 +175,7 @@ export class NodeClient {
 
   private session(): Promise<SessionEnd> {
     return new Promise((resolve, reject) => {
-      const peer = this.mesh ? { peerPort: this.mesh.port, ...(this.options.peer?.host ? { peerHost: this.options.peer.host } : {}) } : {};
+      const peer = this.mesh ? { peerPort: this.mesh.port, ...(this.options.peer?.host ? { peerHost: this.options.peer.host } : {}), ...(this.mesh.tls ? { peerTls: true as const } : {}) } : {};
       const session = new Session(this.options, peer, this.gradientFrames, (message, s) => this.dispatch(message, s), (end) => {
         if (this.connection === session) this.connection = undefined;
         if (end instanceof Error) reject(end);
@@ -362,7 +370,7 @@ class Session {
   constructor(
     private readonly options: NodeClientOptions,
     /** The peer endpoint's port and host for the hello (none without one). */
-    private readonly peer: { readonly peerPort?: number; readonly peerHost?: string },
+    private readonly peer: { readonly peerPort?: number; readonly peerHost?: string; readonly peerTls?: true },
     /** Gradient frames are encoded into this reused memory. */
     private readonly gradientFrames: FramePool,
     private readonly dispatch: (message: Message, session: Session) => void | Promise<void>,

@@ -10,9 +10,14 @@
  * taken (frame-limits.ts checks them before decoding); a frame that fails to decode, or that the
  * receiver refuses (onFrame throws), closes that peer's connection. Nothing a peer sends throws
  * out of here.
+ *
+ * With `tls` (worker start --peer-cert, --peer-key) the endpoint is wss:// and this node's own
+ * connections to peers check their certificates against `ca` (--ca), as gloo's TCP_TLS does: the
+ * token and every gradient then travel encrypted between nodes.
  */
-import { WebSocketServer, WebSocket } from 'ws';
+import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { WebSocketServer, WebSocket } from 'ws';
 import { closeReason, printable } from '../shared/protocol/printable.js';
 import { decodeFrame, encodeMessage } from '../shared/protocol/codec.js';
 import { peerFrameLimits } from '../shared/protocol/frame-limits.js';
@@ -33,6 +38,10 @@ export interface PeerMeshOptions {
   /** Connections that have not said hello yet, at most, in all and from one address (shared fairly: shared/admission.ts). */
   readonly pending?: { readonly total: number; readonly perAddress: number };
   readonly log: (line: string) => void;
+  /** The endpoint's certificate and key (PEM): it serves wss://. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+  /** Certificates to trust for peers' wss:// endpoints (default: the system's). */
+  readonly ca?: Buffer;
 }
 
 /** The job a mesh serves: frames of another job are refused. */
@@ -69,6 +78,7 @@ export class PeerMesh {
   private constructor(
     private readonly server: WebSocketServer,
     private readonly options: PeerMeshOptions,
+    private readonly https?: Server,
   ) {
     this.checkToken = tokenChecker(options.token);
     this.admission = new Admission(options.pending ?? { total: 64, perAddress: 16 });
@@ -77,7 +87,21 @@ export class PeerMesh {
 
   static listen(options: PeerMeshOptions): Promise<PeerMesh> {
     return new Promise((resolve, reject) => {
-      const server = new WebSocketServer({ port: options.port, host: options.host ?? '0.0.0.0', maxPayload: options.maxPayload, perMessageDeflate: false });
+      const host = options.host ?? '0.0.0.0';
+      if (options.tls) {
+        const https = createServer({ cert: options.tls.cert, key: options.tls.key });
+        const server = new WebSocketServer({ server: https, maxPayload: options.maxPayload, perMessageDeflate: false });
+        https.once('error', reject);
+        https.listen(options.port, host, () => {
+          https.off('error', reject);
+          https.on('error', (err) => options.log(`peer endpoint: ${err.message}`));
+          // a failed TLS handshake is one peer's problem, not the endpoint's
+          https.on('tlsClientError', () => undefined);
+          resolve(new PeerMesh(server, options, https));
+        });
+        return;
+      }
+      const server = new WebSocketServer({ port: options.port, host, maxPayload: options.maxPayload, perMessageDeflate: false });
       server.once('error', reject);
       server.once('listening', () => {
         server.off('error', reject);
@@ -88,7 +112,12 @@ export class PeerMesh {
   }
 
   get port(): number {
-    return (this.server.address() as AddressInfo).port;
+    return ((this.https ?? this.server).address() as AddressInfo).port;
+  }
+
+  /** Whether the endpoint serves wss://. */
+  get tls(): boolean {
+    return this.https !== undefined;
   }
 
   /** Serve `job` from now on (connections of an earlier job are closed). */
@@ -115,7 +144,7 @@ export class PeerMesh {
 
   private dial(to: PeerAddress, job: MeshJob): Outgoing {
     // zero masking keys: no XOR pass over every shard on either side (zero-mask.ts)
-    const socket = new WebSocket(to.url, { maxPayload: this.options.maxPayload, perMessageDeflate: false, generateMask: zeroMask });
+    const socket = new WebSocket(to.url, { maxPayload: this.options.maxPayload, perMessageDeflate: false, generateMask: zeroMask, ...(this.options.ca ? { ca: this.options.ca } : {}) });
     const out: Outgoing = { url: to.url, socket, queue: [] };
     this.outgoing.set(to.id, out);
     socket.on('open', () => {
@@ -196,6 +225,6 @@ export class PeerMesh {
   close(): Promise<void> {
     this.closeConnections('the node is closing');
     for (const client of this.server.clients) client.terminate();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return new Promise((resolve) => this.server.close(() => (this.https ? this.https.close(() => resolve()) : resolve())));
   }
 }

@@ -35,25 +35,26 @@ export class Checkpointer implements Callback {
     this.loop = loop;
   }
 
-  onBatchEnd({ step, batch, batches }: BatchEndLog): void {
+  async onBatchEnd({ step, batch, batches }: BatchEndLog): Promise<void> {
     const { everySteps } = this.options;
-    if (everySteps > 0 && step % everySteps === 0 && batch < batches) this.write();
+    if (everySteps > 0 && step % everySteps === 0 && batch < batches) await this.write();
   }
 
-  onEpochEnd(): void {
-    if (this.options.epochEnd) this.write();
+  async onEpochEnd(): Promise<void> {
+    if (this.options.epochEnd) await this.write();
   }
 
-  onTrainEnd({ interrupted }: TrainEndLog): void {
+  async onTrainEnd({ interrupted }: TrainEndLog): Promise<void> {
     const loop = this.loop!;
-    if (interrupted && loop.step > loop.startStep && this.attemptedStep !== loop.step) this.write();
+    if (interrupted && loop.step > loop.startStep && this.attemptedStep !== loop.step) await this.write();
   }
 
-  private write(): void {
+  /** The state is taken at once; its file is written, fsynced and read back with the event loop free (heartbeats go on). */
+  private async write(): Promise<void> {
     const state = this.loop!.snapshot();
     this.attemptedStep = state.step;
     try {
-      this.last = writeCheckpoint(this.options.dir, state, this.options.keep);
+      this.last = await writeCheckpoint(this.options.dir, state, this.options.keep);
       this.lastFailed = undefined;
     } catch (err) {
       if (!(err instanceof StorageError)) throw err;

@@ -63,6 +63,8 @@ export class PeerStep {
     private readonly weights: ModelWeights,
     private readonly optimizer: OptimizerSlot,
     private readonly log: (line: string) => void = () => undefined,
+    /** The job's own connections use TLS (cluster.tls): only nodes whose peer endpoints do (wss://) reduce among peers. */
+    private readonly tls = false,
   ) {
     this.statistics = statisticRanges(spec, weightLayout(spec));
     this.virtualBatchSize = virtualBatchSize(spec);
@@ -76,8 +78,17 @@ export class PeerStep {
     const waited = performance.now() - t0;
     const nodes = participants.filter((p): p is RemoteNode => p instanceof RemoteNode);
     const without = nodes.filter((n) => n.peerUrl === undefined);
-    if (nodes.length < 2 || without.length > 0) {
-      this.skip(step, nodes.length < 2 ? `${nodes.length} worker node(s): a reduction among peers needs two or more` : `${without.map((n) => n.id).join(', ')} ha${without.length === 1 ? 's' : 've'} no peer endpoint (worker start --peer-listen off?)`);
+    const plain = this.tls ? nodes.filter((n) => n.peerUrl?.startsWith('ws://')) : [];
+    if (nodes.length < 2 || without.length > 0 || plain.length > 0) {
+      const have = (list: readonly RemoteNode[]): string => `${list.map((n) => n.id).join(', ')} ha${list.length === 1 ? 's' : 've'}`;
+      this.skip(
+        step,
+        nodes.length < 2
+          ? `${nodes.length} worker node(s): a reduction among peers needs two or more`
+          : without.length > 0
+            ? `${have(without)} no peer endpoint (worker start --peer-listen off?)`
+            : `${have(plain)} a peer endpoint without TLS, and this job's connections use it (worker start --peer-cert, --peer-key)`,
+      );
       return undefined;
     }
     const started = performance.now();

@@ -168,7 +168,7 @@ export class Trainer {
       (iteration) => scalingFactor(config.fit.batchSize, config.compile.learningRateScaling, iteration),
     );
     this.steps = new StepRunner(this.spec, config.cluster, group, this.model, this.optimizer, log);
-    this.peers = config.cluster.reduction === 'peers' ? new PeerStep(this.spec, group, this.model, this.optimizer, log) : undefined;
+    this.peers = config.cluster.reduction === 'peers' ? new PeerStep(this.spec, group, this.model, this.optimizer, log, config.cluster.tls !== undefined) : undefined;
   }
 
   /** Step `step` among the worker nodes where it can run there, else through the coordinator. */

@@ -39,6 +39,11 @@ export interface ClusterOptions {
   readonly minWorkers: number;
   /** Worker nodes required before the first step (default: minWorkers). */
   readonly startWorkers?: number | undefined;
+  /**
+   * Participants (threads and nodes) a step needs (robust aggregation's cluster.minVotes: fewer
+   * votes cannot outvote a bad one, so the step waits for more, as for minWorkers). Default 1.
+   */
+  readonly minVotes?: { readonly votes: number; readonly aggregation: string } | undefined;
   readonly waitTimeoutMs: number;
   readonly balance: Balance;
   readonly log: (line: string) => void;
@@ -356,15 +361,18 @@ export class Cluster implements ParticipantGroup {
     const { minWorkers, startWorkers, waitTimeoutMs, log } = this.options;
     const starting = !this.started && startWorkers !== undefined && startWorkers > minWorkers;
     const need = starting ? startWorkers : minWorkers;
-    const enough = (): boolean => this.nodes.length >= need && this.participants.length > 0;
+    const votes = this.options.minVotes?.votes ?? 1;
+    const enough = (): boolean => this.nodes.length >= need && this.participants.length >= Math.max(votes, 1);
     this.started = true;
     if (!enough()) {
-      const want = Math.max(need, 1);
-      log(`waiting for worker nodes: ${this.nodes.length} of ${want} connected (timeout ${Math.round(waitTimeoutMs / 1000)} s)`);
+      // the nodes it takes to have `votes` participants besides the local lanes
+      const want = Math.max(need, 1, votes - (this.participants.length - this.nodes.length));
+      const why = votes > 1 && this.participants.length < votes ? ` (cluster.minVotes ${votes} for ${this.options.minVotes!.aggregation}: ${this.participants.length} participant(s))` : '';
+      log(`waiting for worker nodes: ${this.nodes.length} of ${want} connected${why} (timeout ${Math.round(waitTimeoutMs / 1000)} s)`);
       const deadline = performance.now() + waitTimeoutMs;
       this.waitingForNodes = true;
       try {
-        await this.waitUntil(enough, deadline, want, starting);
+        await this.waitUntil(enough, deadline, want, why ? 'minVotes' : starting ? 'startWorkers' : 'minWorkers');
       } finally {
         this.waitingForNodes = false;
       }
@@ -373,14 +381,14 @@ export class Cluster implements ParticipantGroup {
     return this.participants;
   }
 
-  private async waitUntil(enough: () => boolean, deadline: number, want: number, starting: boolean): Promise<void> {
+  private async waitUntil(enough: () => boolean, deadline: number, want: number, knob: string): Promise<void> {
     const { waitTimeoutMs } = this.options;
     while (!enough()) {
       if (this.cancelled) throw new WaitCancelledError(`stopped while waiting for worker nodes (${this.nodes.length} of ${want} connected)`);
       const left = deadline - performance.now();
       if (left <= 0) {
         throw new ClusterError(
-          `waited ${Math.round(waitTimeoutMs / 1000)} s for worker nodes: ${this.nodes.length} of ${want} connected; start workers with \`worker start --connect ...\` or lower cluster.${starting ? 'startWorkers' : 'minWorkers'}`,
+          `waited ${Math.round(waitTimeoutMs / 1000)} s for worker nodes: ${this.nodes.length} of ${want} connected; start workers with \`worker start --connect ...\` or lower cluster.${knob}`,
         );
       }
       await new Promise<void>((resolve) => {

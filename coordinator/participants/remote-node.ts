@@ -103,7 +103,7 @@ export class RemoteNode implements Participant {
     this.backend = printable(hello.backend, 32);
     this.adapter = hello.adapter === undefined ? undefined : printable(hello.adapter, 200);
     this.devices = hello.devices ?? 1;
-    this.peerUrl = hello.peerPort === undefined ? undefined : peerUrl(hello.peerHost ?? address.replace(/:\d+$/, ''), hello.peerPort);
+    this.peerUrl = hello.peerPort === undefined ? undefined : peerUrl(hello.peerHost ?? address.replace(/:\d+$/, ''), hello.peerPort, hello.peerTls === true);
     this.holds = (row) => inRanges(this.ranges, row);
     this.parts = new GradientAssembler(context.parameters);
     this.frameLimits = nodeFrameLimits(context.parameters);
@@ -459,9 +459,9 @@ export class RoundAbandoned extends ParticipantFault {
 }
 
 /** ws://host:port of a peer endpoint (IPv6 addresses in brackets). */
-function peerUrl(host: string, port: number): string {
+function peerUrl(host: string, port: number, tls: boolean): string {
   const bare = host.replace(/^\[(.*)\]$/, '$1');
-  return `ws://${bare.includes(':') ? `[${bare}]` : bare}:${port}`;
+  return `${tls ? 'wss' : 'ws'}://${bare.includes(':') ? `[${bare}]` : bare}:${port}`;
 }
 
 /** Rows first..first+count-1 of the data set as they travel: uint8 pixels for images, else float32 x (the other empty). */

@@ -6,6 +6,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { ConfigError, ModelError } from '../errors.js';
+import { kerasWeightShapes } from './keras-shapes.js';
 import { SeededDropout, withRowContext, type RowContext } from './row-layers.js';
 import type { KerasModelSpec } from './spec.js';
 
@@ -67,6 +68,10 @@ interface LayerConfig {
  * and row, the seed from `seed` and the layer's position), so the split cannot change them.
  */
 export function buildKerasModel(keras: KerasModelSpec, rows?: RowContext, seed = 0): tfl.LayersModel {
+  // the shapes its config would make, before anything is allocated: they must be the declared ones
+  const made = kerasWeightShapes(keras).map((shape) => shape.join('x')).join(', ');
+  const declared = keras.weights.map((w) => w.shape.join('x')).join(', ');
+  if (made !== declared) throw new ModelError(`the tfjs-layers model's config makes weights of shapes [${cut(made)}]; its spec declares [${cut(declared)}]`);
   let model: tfl.LayersModel;
   try {
     const cls = keras.className === 'Sequential' ? tfl.Sequential : tfl.LayersModel;
@@ -88,4 +93,9 @@ export function buildKerasModel(keras: KerasModelSpec, rows?: RowContext, seed =
   if (names !== keras.weights.map((w) => w.name).join(', ')) throw new ModelError(`the tfjs-layers model built from its config has weights ${names}; its spec lists ${keras.weights.map((w) => w.name).join(', ')}`);
   if (weights.some((w) => !w.trainable)) throw new ModelError('the tfjs-layers model has non-trainable weights; dptrain trains models whose weights are all trainable');
   return model;
+}
+
+/** A list cut to a readable length for an error. */
+function cut(list: string): string {
+  return list.length > 300 ? `${list.slice(0, 300)}...` : list;
 }

@@ -69,13 +69,21 @@ export const MESSAGE_LIMITS: Readonly<Record<MessageType, FrameLimit>> = {
  */
 const OTHER: FrameLimit = { bytes: 16 * KiB, elements: 64, depth: 4 };
 
-/** Bytes of a weights or gradient frame beyond its float32 values: the fields and metric sums around them. */
-const MODEL_FRAME_HEAD = SUMS_BYTES;
+/** Bytes of a frame of float32 values (weights, a gradient part, a peer's block) beyond them: its fields. */
+const MODEL_FRAME_HEAD = 4 * KiB;
 
-/** The most a frame carrying `parameters` float32 values (weights, a gradient or part of one) may take. */
+/** The most a frame carrying `parameters` float32 values (weights, a gradient part, a block) may take. */
 export function modelBytes(parameters: number): number {
   return 4 * parameters + MODEL_FRAME_HEAD;
 }
+
+/** The most a whole gradient of `parameters` values may take: its values, fields and metric sums. */
+function gradientBytes(parameters: number): number {
+  return modelBytes(parameters) + SUMS_BYTES;
+}
+
+/** The optimizer slots a state message may carry besides the weights (Adam with amsgrad: m, v, vHat; RMSprop centered: rms, momentum, mg). */
+const MAX_SLOTS = 3;
 
 /** The deepest nesting any limit may allow (the walk's stack is this deep). */
 const MAX_DEPTH = 64;
@@ -116,7 +124,7 @@ export const HELLO_FRAME = new FrameLimits({ hello: MESSAGE_LIMITS.hello });
 export function nodeFrameLimits(parameters: number): FrameLimits {
   const { heartbeat, gradient_part, gradient, evaluation, error, bye, reduced, round_sums } = MESSAGE_LIMITS;
   const bytes = modelBytes(parameters);
-  return new FrameLimits({ heartbeat, gradient_part: { ...gradient_part, bytes }, gradient: { ...gradient, bytes }, evaluation, error, bye, reduced: { ...reduced, bytes }, round_sums });
+  return new FrameLimits({ heartbeat, gradient_part: { ...gradient_part, bytes }, gradient: { ...gradient, bytes: gradientBytes(parameters) }, evaluation, error, bye, reduced: { ...reduced, bytes }, round_sums });
 }
 
 /** What a node takes on its peer endpoint: a hello, then shards of a model of `parameters` parameters. */
@@ -131,8 +139,8 @@ export function peerFrameLimits(parameters?: number): FrameLimits {
 export function coordinatorFrameLimits(parameters?: number): FrameLimits {
   const { welcome, job, shard, weights, step, evaluate, heartbeat, error, bye, peers, round, state, block, commit } = MESSAGE_LIMITS;
   const model = (limit: FrameLimit, copies = 1): FrameLimit => (parameters === undefined ? limit : { ...limit, bytes: copies * modelBytes(parameters) });
-  // state: the weights and at most two slots (Adam's m and v)
-  return new FrameLimits({ welcome, job, shard, weights: model(weights), step, evaluate, heartbeat, error, bye, peers, round, state: model(state, 3), block: model(block), commit });
+  // state: the weights and the optimizer's slots
+  return new FrameLimits({ welcome, job, shard, weights: model(weights), step, evaluate, heartbeat, error, bye, peers, round, state: model(state, 1 + MAX_SLOTS), block: model(block), commit });
 }
 
 /** The big-endian unsigned integer of `size` bytes at `at`. */

@@ -91,6 +91,8 @@ export const wire = {
     /** The port of the node's peer endpoint (cluster.reduction: peers), and the host to reach it at if not the one it connected from. */
     peerPort: z.int().min(1).max(65535).optional(),
     peerHost: z.string().min(1).max(253).optional(),
+    /** The peer endpoint serves wss:// (worker start --peer-cert). */
+    peerTls: z.literal(true).optional(),
   }),
   welcome: z.strictObject({ type: z.literal('welcome'), version: z.int(), workerId: z.string() }),
   job: z.strictObject({
