@@ -7,7 +7,7 @@
  * versions, date, tables, targets; its hand-written part below HAND_WRITTEN is kept as it is) and
  * bench/results.json (raw numbers).
  *
- *   node dist/bench/run.js [--quick] [--workload a|b|c|backends|native] [--merge bench/results.json] [--out DIR]
+ *   node dist/bench/run.js [--quick] [--workload a|b|c|backends|native|memory] [--merge bench/results.json] [--out DIR]
  *   node dist/bench/run.js --render bench/results.json   (rewrite BENCHMARKS.md from saved numbers)
  *
  * --quick: few steps per case (checks the harness; the numbers mean little).
@@ -17,7 +17,9 @@
  * A full run (no --workload) or --workload backends also runs bench/backend-speed.ts: one
  * gradient step of (b) and (c) per backend, webgpu included (bench/backend-speed.json); a full
  * run or --workload native runs bench/native.ts: the native backend against wasm and PyTorch
- * (bench/native.json).
+ * (bench/native.json). A full run or --workload memory runs bench/data-memory.ts: the coordinator's peak RSS
+ * per byte of in-memory data for .npy, CSV and image folders (bench/data-memory.json; its table
+ * is in BENCHMARKS.md's hand-written part).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -348,8 +350,13 @@ async function main(): Promise<void> {
     writeFileSync(join(values.out ?? ROOT, 'BENCHMARKS.md'), markdown(JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results));
     return;
   }
+  if (values.workload === 'memory') {
+    const r = spawnSync(process.execPath, [fileURLToPath(new URL('./data-memory.js', import.meta.url)), ...(quick ? ['--rows', '8000'] : [])], { stdio: 'inherit', cwd: ROOT });
+    if (r.status !== 0) throw new Error(`data-memory exited ${r.status}`);
+    return;
+  }
   const only = values.workload as WorkloadName | undefined;
-  if (only && !(only in WORKLOADS)) throw new Error(`--workload must be a, b, c, backends or native, got ${only}`);
+  if (only && !(only in WORKLOADS)) throw new Error(`--workload must be a, b, c, backends, native or memory, got ${only}`);
   const outDir = values.out ?? ROOT;
   const results: Results = {
     date: new Date().toISOString(),
@@ -402,6 +409,8 @@ async function main(): Promise<void> {
     spawnSync(process.execPath, [fileURLToPath(new URL('./backend-speed.js', import.meta.url))], { stdio: 'inherit', cwd: ROOT });
     console.error('native backend against wasm and PyTorch ...');
     spawnSync(process.execPath, [fileURLToPath(new URL('./native.js', import.meta.url))], { stdio: 'inherit', cwd: ROOT });
+    console.error('data in memory: peak RSS per byte of data ...');
+    spawnSync(process.execPath, [fileURLToPath(new URL('./data-memory.js', import.meta.url))], { stdio: 'inherit', cwd: ROOT });
   }
   if (plan(quick, only).some((g) => g.workload === 'c')) {
     console.error('(c) PyTorch on the same machine ...');

@@ -4,7 +4,7 @@
  * labels; decoded and resized as in training) or a .npy array (with a .npy of labels to
  * evaluate). Features are made exactly as training made them (values x scale in float32).
  */
-import { scalePixels } from '../shared/data/arrays.js';
+import { scaledFloats, scalePixels } from '../shared/data/arrays.js';
 import { readCsv, type Table } from '../shared/data/csv.js';
 import { readImagesFor } from '../shared/data/images.js';
 import { readNpy } from '../shared/data/npy.js';
@@ -46,7 +46,7 @@ export function readModelInputs(pre: Preprocessor, path: string, options: { requ
   const shape = x.shape.slice(1);
   if (shape.join(',') !== input.shape.join(',')) throw new DataError(`${path}: samples of shape [${shape.join(', ')}]; the model was trained on [${input.shape.join(', ')}]`);
   const rows = x.shape[0]!;
-  const xs = x.values instanceof Uint8Array ? scalePixels(x.values, input.scale) : Float32Array.from(x.values as ArrayLike<number>, (v) => v * input.scale);
+  const xs = x.values instanceof Uint8Array ? scalePixels(x.values, input.scale) : scaledFloats(x.values, input.scale);
   const y = new Float32Array(rows * outputs);
   if (options.requireLabel) {
     if (!options.labels) throw new DataError(`${path}: evaluating .npy samples needs their labels (--labels FILE.npy)`);

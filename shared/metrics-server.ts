@@ -58,6 +58,12 @@ export interface MetricsServerLimits {
   readonly keepAliveTimeoutMs: number;
   /** Requests on one connection (pipelined or not) before it is closed. */
   readonly requestsPerSocket: number;
+  /**
+   * A connection's whole life: past it, the response in flight is its last (Connection: close),
+   * and an idle connection is closed. Without it a client asking within the keep-alive would hold
+   * its slot for good, and 64 such clients every slot.
+   */
+  readonly connectionLifetimeMs: number;
   /** At most this many /metrics renders a second; more requests get the last render. */
   readonly rendersPerSecond: number;
 }
@@ -69,6 +75,7 @@ export const METRICS_SERVER_LIMITS: MetricsServerLimits = {
   requestTimeoutMs: 15_000,
   keepAliveTimeoutMs: 65_000,
   requestsPerSocket: 100,
+  connectionLifetimeMs: 300_000,
   rendersPerSecond: 5,
 };
 
@@ -112,6 +119,18 @@ function metricsRenderer(registry: Registry, perSecond: number): () => Promise<s
   };
 }
 
+/** What the server keeps of a connection it admitted. */
+interface Connection {
+  /** Requests answered or being answered. */
+  requests: number;
+  /** Responses begun and not yet finished (several when requests are pipelined). */
+  readonly inFlight: Set<ServerResponse>;
+  /** Its lifetime is over. */
+  expired: boolean;
+  /** Its last response is chosen: later requests are not answered. */
+  closing: boolean;
+}
+
 export async function serveMetrics(
   registry: Registry,
   host: string,
@@ -129,20 +148,29 @@ export async function serveMetrics(
   };
   // headersTimeout and requestTimeout are checked every connectionsCheckingInterval; they count
   // from a request's first byte, or from the connect for the first request
-  /** Requests seen on each connection. */
-  const requests = new WeakMap<Socket, number>();
+  const connections = new WeakMap<Socket, Connection>();
+  /** Makes `res` its connection's last response: Connection: close, and the connection ends after it. */
+  const last = (conn: Connection, res: ServerResponse, socket: Socket): void => {
+    conn.closing = true;
+    res.shouldKeepAlive = false;
+    res.setHeader('connection', 'close');
+    res.once('finish', () => socket.destroySoon());
+  };
   const server: Server = createServer({ headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) }, (req, res) => {
-    // The last request a connection may make is answered with Connection: close and the
-    // connection ends after it; requests pipelined behind it are left unanswered. (Node's own
-    // maxRequestsPerSocket answers each of them 503 and keeps the connection open.)
-    const n = (requests.get(req.socket) ?? 0) + 1;
-    requests.set(req.socket, n);
-    if (n > limits.requestsPerSocket) return;
-    if (n === limits.requestsPerSocket) {
-      res.shouldKeepAlive = false;
-      res.setHeader('connection', 'close');
-      res.once('finish', () => req.socket.destroySoon());
-    }
+    // The last request a connection may make (by count or by its lifetime) is answered with
+    // Connection: close and the connection ends after it; requests pipelined behind it are left
+    // unanswered. (Node's own maxRequestsPerSocket answers each of them 503 and keeps the
+    // connection open.)
+    const conn = connections.get(req.socket);
+    if (!conn || conn.closing) return;
+    conn.requests++;
+    if (conn.requests >= limits.requestsPerSocket || conn.expired) last(conn, res, req.socket);
+    conn.inFlight.add(res);
+    res.once('close', () => {
+      conn.inFlight.delete(res);
+      // answered while its lifetime ran out: it ends once nothing is in flight
+      if (conn.expired && conn.inFlight.size === 0) req.socket.destroySoon();
+    });
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405).end();
@@ -180,6 +208,22 @@ export async function serveMetrics(
       return;
     }
     socket.once('close', leave);
+    const conn: Connection = { requests: 0, inFlight: new Set(), expired: false, closing: false };
+    connections.set(socket, conn);
+    // Not counted as a refusal: every connection kept that long reaches it, a scraper's too (as
+    // the end after requestsPerSocket).
+    const lifetime = setTimeout(() => {
+      conn.expired = true;
+      if (conn.inFlight.size === 0) {
+        socket.destroy();
+        return;
+      }
+      // the first response not yet begun is the last; one already sending ends the connection when done
+      const next = [...conn.inFlight].find((res) => !res.headersSent);
+      if (next && !conn.closing) last(conn, next, socket);
+    }, limits.connectionLifetimeMs);
+    lifetime.unref();
+    socket.once('close', () => clearTimeout(lifetime));
   });
   // With a 'clientError' listener Node leaves the answer to it: a timeout is counted, the rest
   // (malformed requests) answered 400 as Node would.

@@ -1,11 +1,12 @@
 /**
  * Connection admission for strangers (no token): on the node port, floods of keep-alive HTTP,
  * header bytes trickled below any idle timeout, and addresses that fill every pre-hello slot must
- * not keep an honest worker out; on the metrics port, idle sockets are capped and cut, and a
- * pipelined /metrics flood costs a bounded number of renders. Attackers bind to other loopback
+ * not keep an honest worker out; on the metrics port, idle sockets are capped and cut, a
+ * pipelined /metrics flood costs a bounded number of renders, and no connection outlives its
+ * lifetime, however often it asks. Attackers bind to other loopback
  * addresses (Linux routes all of 127/8 to lo) to stand for other hosts.
  */
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
@@ -423,6 +424,68 @@ describe('the metrics port', () => {
     expect(renders() - before.renders).toBeLessThanOrEqual(10);
     expect(ok).toBeLessThanOrEqual(100);
     expect(bytes).toBeLessThan(4 * 2 ** 20);
+  });
+
+  it('a keep-alive client asking again and again is cut after the connection lifetime, each time after a whole response with Connection: close', async () => {
+    // a render takes 300 ms, so a request is nearly always in flight when the lifetime ends
+    const { registry } = countedRegistry();
+    const render = registry.metrics.bind(registry);
+    registry.metrics = async () => (await sleep(300), render());
+    const { port, rejected } = await startMetricsServer(registry, { limits: { connectionLifetimeMs: 1000 } });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    cleanups.push(() => agent.destroy());
+    /** When each connection the client used was opened and closed. */
+    const lives = new Map<Socket, { opened: number; closed?: number }>();
+    const answers: { status: number; connection: string | undefined }[] = [];
+    const t0 = performance.now();
+    while (performance.now() - t0 < 2600) {
+      answers.push(
+        await new Promise((resolve, reject) => {
+          const req = request({ host: '127.0.0.1', port, path: '/metrics', localAddress: '127.0.0.2', agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+          });
+          req.on('socket', (socket: Socket) => {
+            if (lives.has(socket)) return;
+            const life: { opened: number; closed?: number } = { opened: performance.now() };
+            lives.set(socket, life);
+            socket.once('close', () => (life.closed = performance.now()));
+          });
+          req.on('error', reject);
+          req.end();
+        }),
+      );
+    }
+    // meanwhile a scraper from another address
+    expect(await scrape(port, '127.0.0.1')).toBe(200);
+    const ms = [...lives.values()].filter((l) => l.closed !== undefined).map((l) => l.closed! - l.opened);
+    console.log(`keep-alive client: ${answers.length} answers over ${lives.size} connections, those closed lived ${ms.map((t) => t.toFixed(0)).join(', ')} ms (lifetime 1000 ms, 300 ms a render)`);
+    // every request answered in full, none cut in the middle
+    expect(answers.every((a) => a.status === 200)).toBe(true);
+    expect(lives.size).toBeGreaterThanOrEqual(2);
+    expect(ms.length).toBeGreaterThanOrEqual(1);
+    for (const t of ms) expect(t).toBeLessThan(1000 + 300 + 300);
+    // a connection's last answer says so
+    expect(answers.filter((a) => a.connection === 'close').length).toBeGreaterThanOrEqual(ms.length);
+    // the end of a connection's life is no refusal
+    expect(rejected).toEqual([]);
+  });
+
+  it('an idle kept-alive connection is closed when its lifetime ends, not at the keep-alive timeout', async () => {
+    const { registry } = countedRegistry();
+    const { port } = await startMetricsServer(registry, { limits: { connectionLifetimeMs: 1000 } });
+    const s = connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+    s.on('error', () => undefined);
+    cleanups.push(() => void s.destroy());
+    let text = '';
+    s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    const t0 = performance.now();
+    s.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    const cut = await Promise.race([closed(s).then(() => performance.now() - t0), sleep(3000).then(() => Infinity)]);
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(text).toMatch(/keep-alive/i); // answered as a kept connection: 65 s idle were allowed
+    expect(cut).toBeGreaterThan(800);
+    expect(cut).toBeLessThan(1800);
   });
 
   it('a scraper asking now and then gets a fresh render each time', async () => {

@@ -3,10 +3,11 @@
  * waves of silent joiners do not exhaust a step's attempts while a proven participant (a local
  * thread) is there; an unmeasured node gets a probe part with a deadline derived from the
  * measured participants, not stepTimeout; a node that is dropped again and again waits longer
- * and longer before it takes part again. Fakes only (participants, nodes, timers).
+ * and longer before it takes part again, and one dropped before computing anything cannot skip
+ * the wait by taking a new name. Fakes only (participants, nodes, timers).
  */
 import { describe, expect, it, vi } from 'vitest';
-import { Cluster, REJOIN_BACKOFF, rejoinDelayMs, rejoinKey } from '../coordinator/participants/cluster.js';
+import { Cluster, REJOIN_BACKOFF, rejoinDelayMs, rejoinHost, rejoinKey } from '../coordinator/participants/cluster.js';
 import type { NodeContext, RemoteNode } from '../coordinator/participants/remote-node.js';
 import { ParticipantFault, type Participant, type ParticipantGroup, type ParticipantStats } from '../coordinator/participants/participant.js';
 import { MAX_ATTEMPTS, StepRunner } from '../coordinator/fit/step.js';
@@ -156,7 +157,7 @@ describe('an unmeasured node', () => {
 });
 
 describe('a node dropped again and again', () => {
-  it('waits longer each time before it takes part again (per name and host; doubling, capped)', async () => {
+  it('waits longer each time before it takes part again (per name and host once it has computed parts; doubling, capped)', async () => {
     vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
     try {
       const log: string[] = [];
@@ -176,6 +177,8 @@ describe('a node dropped again and again', () => {
           vi.advanceTimersByTime(1);
         }
         expect(await ids()).toEqual(['thread-0', node.id]);
+        // it computes a part, then fails one
+        cluster.succeeded(node, n, 10, 0.01);
         cluster.failed(node, n, fault(node.id));
       }
       // another worker (another name) on the same host is not held back
@@ -191,6 +194,54 @@ describe('a node dropped again and again', () => {
     expect(rejoinDelayMs(30, REJOIN_BACKOFF)).toBe(REJOIN_BACKOFF.maxMs);
     expect(rejoinKey({ name: 'worker', address: '10.0.0.7:40000' })).toBe('worker@10.0.0.7');
     expect(rejoinKey({ name: 'worker', address: '::ffff:10.0.0.7:40001' })).toBe('worker@::ffff:10.0.0.7');
+  });
+
+  it('that never computed a part holds back its address, under any new name; another address, and a name that has computed parts, are not held back by it', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
+    try {
+      const log: string[] = [];
+      const cluster = new Cluster(lanes, { minWorkers: 0, waitTimeoutMs: 60_000, balance: 'equal', log: (l) => log.push(l), trainRows: 100 });
+      const ids = async (): Promise<string[]> => (await cluster.ready()).map((p) => p.id);
+      const fault = (id: string) => new ParticipantFault(id, 'timeout', 'no answer');
+      // an honest worker on the attacker's address has computed parts, and stays
+      const honestOne = fakeNode('node-0', 'honest', '10.0.0.7:39000');
+      cluster.addNode(honestOne);
+      await ids();
+      cluster.succeeded(honestOne, 0, 10, 0.01);
+      // a silent node, dropped at its first part, comes back under a new name each time
+      let n = 0;
+      for (const waitMs of [0, 1000, 2000, 4000]) {
+        const node = fakeNode(`node-${++n}`, `silent-${n}`, `10.0.0.7:${40000 + n}`);
+        cluster.addNode(node);
+        if (waitMs > 0) {
+          expect(log.at(-1)).toMatch(new RegExp(`joined; a node from its address was dropped before computing a part and takes part in ${waitMs / 1000}\\.0 s at the earliest$`));
+          expect(await ids()).toEqual(['thread-0', 'node-0']);
+          vi.advanceTimersByTime(waitMs - 1);
+          expect(await ids()).toEqual(['thread-0', 'node-0']);
+          vi.advanceTimersByTime(1);
+        }
+        expect(await ids()).toEqual(['thread-0', 'node-0', node.id]);
+        cluster.failed(node, n, fault(node.id));
+      }
+      // a new node from another address is not held back
+      const elsewhere = fakeNode('node-10', 'silent-10', '10.0.0.8:40000');
+      cluster.addNode(elsewhere);
+      expect(await ids()).toEqual(['thread-0', 'node-0', 'node-10']);
+      // the honest worker reconnects (after a drop of its own: 1 s for its name, not the address's 8 s)
+      cluster.failed(honestOne, 5, fault('node-0'));
+      const again = fakeNode('node-11', 'honest', '10.0.0.7:39001');
+      cluster.addNode(again);
+      expect(log.at(-1)).toMatch(/joined; it was dropped before and takes part in 1\.0 s at the earliest$/);
+      vi.advanceTimersByTime(1000);
+      expect(await ids()).toEqual(['thread-0', 'node-10', 'node-11']);
+      await cluster.close();
+    } finally {
+      vi.useRealTimers();
+    }
+    // the host: without the port, an IPv4-mapped address as IPv4, an IPv6 /64 as one
+    expect(rejoinHost({ address: '::ffff:10.0.0.7:40001' })).toBe('10.0.0.7');
+    expect(rejoinHost({ address: '2001:db8:0:1::5:40000' })).toBe(rejoinHost({ address: '2001:db8:0:1::6:40001' }));
+    expect(rejoinHost({ address: '2001:db8:0:1::5:40000' })).not.toBe(rejoinHost({ address: '2001:db8:0:2::5:40000' }));
   });
 
   it('a run waiting for minWorkers takes a held node as soon as its wait is over', async () => {

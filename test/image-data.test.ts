@@ -22,6 +22,8 @@ import { initBackend } from '../shared/backend.js';
 import { loadConfig } from '../shared/config/load.js';
 import { readImageFolder, readImagesFor, resizeBilinear } from '../shared/data/images.js';
 import { parseNpy } from '../shared/data/npy.js';
+import { stratifiedSplit } from '../shared/data/split.js';
+import { Rng } from '../shared/math/rng.js';
 import { DataError } from '../shared/errors.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
@@ -166,6 +168,25 @@ describe('.npy arrays', () => {
     expect(() => parseNpy(npy('<f4', [2, 2], new Float32Array(4), true), 'f.npy')).toThrow(/f\.npy: the array is in Fortran order/);
     expect(() => parseNpy(new TextEncoder().encode('a,b\n1,2\n'), 'oops.npy')).toThrow(/oops\.npy: not a \.npy file/);
     expect(() => parseNpy(npy('<c8', [1], new Float32Array(2)), 'c.npy')).toThrow(/c\.npy: dtype <c8 is not supported/);
+  });
+
+  it('aligned values are read in place (no copy of a large file); unaligned ones are copied, the same values', () => {
+    const bytes = npy('<f4', [2, 2], Float32Array.from([1.5, -2, 3, 4]));
+    const inPlace = parseNpy(bytes, 'x.npy');
+    expect(inPlace.values.buffer).toBe(bytes.buffer);
+    // the same file at an odd offset inside a larger buffer: its floats cannot be viewed there
+    const shifted = new Uint8Array(bytes.length + 1);
+    shifted.set(bytes, 1);
+    const copied = parseNpy(shifted.subarray(1), 'x.npy');
+    expect(copied.values.buffer).not.toBe(shifted.buffer);
+    expect(Array.from(copied.values)).toEqual([1.5, -2, 3, 4]);
+  });
+
+  it('a class of 300,000 rows splits (a spread of that many arguments would overflow the stack)', () => {
+    const { train, test } = stratifiedSplit(new Int32Array(300_000), 0.1, new Rng(1));
+    expect(train.length + test.length).toBe(300_000);
+    expect(test.length).toBe(30_000);
+    expect(new Set([...train, ...test]).size).toBe(300_000);
   });
 
   it('a shape with a fractional or negative dimension is E_DATA naming the file and the shape', () => {

@@ -18,10 +18,15 @@
  * A token holder is not trusted to answer (SECURITY.md): a node that fails is dropped, and one of
  * the same identity (`rejoinKey`: its name and host) that connects again is held back for a
  * time that doubles with each of that identity's drops (`rejoin`), so silent nodes that rejoin
- * cannot stall step after step; an unmeasured node gets a small probe part, with a deadline
- * derived from the measured participants (stragglers.ts), not the whole of stepTimeout.
+ * cannot stall step after step. The name is the node's own claim, so the drop of a node that
+ * never computed a part also holds back every node from its address (`rejoinHost`) that has not
+ * computed one under its name, and a new name does not escape the wait; nodes that have computed
+ * parts are held back by their own drops only, so one bad node behind a NAT address does not keep
+ * out the honest ones. An unmeasured node gets a small probe part, with a deadline derived from
+ * the measured participants (stragglers.ts), not the whole of stepTimeout.
  */
 import { performance } from 'node:perf_hooks';
+import { addressKey } from '../../shared/admission.js';
 import { ClusterError, WaitCancelledError } from '../../shared/errors.js';
 import { SpeedModel, balancedCounts, type TimeModel } from '../../shared/plan/balance.js';
 import { missingRanges, partitionRows } from '../../shared/plan/shard-plan.js';
@@ -69,17 +74,23 @@ export interface RejoinBackoff {
 }
 
 export const REJOIN_BACKOFF: RejoinBackoff = { baseMs: 1000, maxMs: 300_000 };
-/** Identities whose drops are remembered (the oldest are forgotten past this). */
+/** Identities (and hosts) whose drops are remembered, and identities known to have computed parts (the oldest are forgotten past this). */
 export const REJOIN_KEPT = 10_000;
 
 /**
  * A node's identity for the rejoin wait: its name and host (the port changes with every
- * connection). The name is the node's own claim, so a token holder can escape the wait by
- * changing it; the host alone would also hold back honest nodes that share a machine or a NAT.
+ * connection). The name is the node's own claim, so a token holder could escape this wait by
+ * changing it: nodes that never computed a part also wait for their host's (rejoinHost); the host
+ * alone would hold back honest nodes that share a machine or a NAT.
  */
 export function rejoinKey(node: Pick<RemoteNode, 'name' | 'address'>): string {
   const host = node.address.replace(/:\d+$/, '');
   return `${node.name}@${host}`;
+}
+
+/** A node's host for the rejoin wait of nodes that never computed a part: its address without the port, an IPv6 /64 as one (addressKey). */
+export function rejoinHost(node: Pick<RemoteNode, 'address'>): string {
+  return addressKey(node.address.replace(/:\d+$/, ''));
 }
 
 /** The wait after an identity's `drops`-th drop (0 for none). */
@@ -149,6 +160,24 @@ export class MinuteBudget<K extends string> {
   }
 }
 
+/** Drops per key (an identity or a host) and when it may take part again (Date.now() ms); REJOIN_KEPT keys at most, the least recently dropped forgotten first. */
+class DropLog {
+  private readonly drops = new Map<string, { count: number; until: number }>();
+
+  /** When `key` may take part again (0: now). */
+  until(key: string): number {
+    return this.drops.get(key)?.until ?? 0;
+  }
+
+  /** Counts a drop of `key`: it waits rejoinDelayMs(its drops) from now. */
+  add(key: string, backoff: RejoinBackoff): void {
+    const count = (this.drops.get(key)?.count ?? 0) + 1;
+    this.drops.delete(key); // re-inserted last: the map's order is the eviction order
+    this.drops.set(key, { count, until: Date.now() + rejoinDelayMs(count, backoff) });
+    if (this.drops.size > REJOIN_KEPT) this.drops.delete(this.drops.keys().next().value!);
+  }
+}
+
 /** Forgetting factor of the per-participant speed models (per observation). */
 const SPEED_DECAY = 0.9;
 /** Steps a participant may go without samples under proportional balance before it is re-measured. */
@@ -192,8 +221,12 @@ export class Cluster implements ParticipantGroup {
   private stepTimes: { step: number; times: Map<string, number>; checked: boolean } = { step: -1, times: new Map(), checked: true };
   private readonly membershipLines: MinuteBudget<'joined' | 'left'>;
   private readonly failureLines: MinuteBudget<FailureReason>;
-  /** Per node identity: drops so far and when it may take part again (Date.now() ms); REJOIN_KEPT at most. */
-  private readonly drops = new Map<string, { count: number; until: number }>();
+  /** Drops per node identity (rejoinKey). */
+  private readonly drops = new DropLog();
+  /** Drops per host (rejoinHost) of nodes that never computed a part under their identity. */
+  private readonly hostDrops = new DropLog();
+  /** Identities that have computed a part (REJOIN_KEPT at most, the least recent forgotten first): their host's drops do not hold them back. */
+  private readonly proven = new Set<string>();
   /** Nodes admitted once their identity's rejoin wait is over. */
   private held: { node: RemoteNode; until: number }[] = [];
 
@@ -259,7 +292,10 @@ export class Cluster implements ParticipantGroup {
     this.track(node, node.name, node.backend);
     this.options.metrics?.backend('node', node.backend);
     node.onClose((reason, message) => this.removeNode(node, `${reason}: ${message}`));
-    const until = this.drops.get(this.identity(node))?.until ?? 0;
+    const identity = this.identity(node);
+    const byName = this.drops.until(identity);
+    const byHost = this.proven.has(identity) ? 0 : this.hostDrops.until(rejoinHost(node));
+    const until = Math.max(byName, byHost);
     const waitMs = until - Date.now();
     if (waitMs > 0) {
       this.held.push({ node, until });
@@ -267,7 +303,8 @@ export class Cluster implements ParticipantGroup {
       setTimeout(() => this.wake?.(), waitMs).unref();
     } else this.joining.push(node);
     const on = [node.backend, ...(node.adapter ? [node.adapter] : []), ...(node.devices > 1 ? [`${node.devices} devices`] : [])].join(', ');
-    const held = waitMs > 0 ? `; it was dropped before and takes part in ${(waitMs / 1000).toFixed(1)} s at the earliest` : '';
+    const why = byName >= byHost ? 'it was dropped before' : 'a node from its address was dropped before computing a part';
+    const held = waitMs > 0 ? `; ${why} and takes part in ${(waitMs / 1000).toFixed(1)} s at the earliest` : '';
     if (this.membershipLines.admit('joined')) this.options.log(`${node.id} (${node.name}, ${on}, ${node.address}) joined${held}`);
     this.options.observer?.joined?.(node);
     this.wake?.();
@@ -281,13 +318,24 @@ export class Cluster implements ParticipantGroup {
     return (this.options.rejoinKey ?? rejoinKey)(node);
   }
 
-  /** Counts a drop of `node`'s identity: its next connection waits longer before it takes part. */
+  /**
+   * Counts a drop of `node`'s identity: its next connection waits longer before it takes part;
+   * if the identity never computed a part, so do new connections from its host (under any name
+   * not proven).
+   */
   private penalize(node: RemoteNode): void {
-    const key = this.identity(node);
-    const count = (this.drops.get(key)?.count ?? 0) + 1;
-    this.drops.delete(key); // re-inserted last: the map's order is the eviction order
-    this.drops.set(key, { count, until: Date.now() + rejoinDelayMs(count, this.options.rejoin ?? REJOIN_BACKOFF) });
-    if (this.drops.size > REJOIN_KEPT) this.drops.delete(this.drops.keys().next().value!);
+    const backoff = this.options.rejoin ?? REJOIN_BACKOFF;
+    const identity = this.identity(node);
+    this.drops.add(identity, backoff);
+    if (!this.proven.has(identity)) this.hostDrops.add(rejoinHost(node), backoff);
+  }
+
+  /** Remembers that `node`'s identity has computed a part. */
+  private prove(node: RemoteNode): void {
+    const identity = this.identity(node);
+    this.proven.delete(identity); // re-inserted last: the set's order is the eviction order
+    this.proven.add(identity);
+    if (this.proven.size > REJOIN_KEPT) this.proven.delete(this.proven.values().next().value!);
   }
 
   private removeNode(node: RemoteNode, why: string): void {
@@ -476,7 +524,11 @@ export class Cluster implements ParticipantGroup {
     if (stats) {
       stats.samples += count;
       stats.steps++;
-      if (stats.firstStep < 0) stats.firstStep = step;
+      if (stats.firstStep < 0) {
+        stats.firstStep = step;
+        const node = p.kind === 'node' ? this.nodes.find((n) => n === p) : undefined;
+        if (node) this.prove(node);
+      }
       stats.lastStep = step;
     } else {
       // a part that arrived as its node left, after its stats were folded

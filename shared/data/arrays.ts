@@ -4,18 +4,13 @@
  * numeric), then the same seeded stratified split and layout as CSV data (dataset.ts). uint8
  * inputs (every image; uint8 arrays) keep their bytes for the wire.
  */
+export { scalePixels } from './pixels.js';
 import { DataError } from '../errors.js';
 import { layoutData, type PreparedData, type SplitOptions } from './dataset.js';
 import type { ImageSet } from './images.js';
 import type { LabelTransform } from './label.js';
 import type { NpyArray } from './npy.js';
 import type { Encoded, Preprocessor } from './preprocess.js';
-
-/** Features from uint8 values: value x scale, rounded to float32 (what a node computes from the same bytes). */
-export function scalePixels(values: Uint8Array, scale: number, out = new Float32Array(values.length)): Float32Array {
-  for (let i = 0; i < values.length; i++) out[i] = values[i]! * scale;
-  return out;
-}
 
 function oneHot(labels: ArrayLike<number>, classes: number): Float32Array {
   const y = new Float32Array(labels.length * classes);
@@ -28,7 +23,8 @@ const indexLines = (n: number): number[] => Array.from({ length: n }, (_, i) => 
 export function prepareImages(set: ImageSet, source: string, scale: number, split: SplitOptions, seed: number): PreparedData {
   const features = set.height * set.width * set.channels;
   const rows = set.labels.length;
-  const enc: Encoded = { x: scalePixels(set.pixels, scale), y: oneHot(set.labels, set.classes.length), rows, features, outputs: set.classes.length, lines: indexLines(rows), rejected: [] };
+  // x stays empty: layoutData scales the pixels straight into the data set's shared memory
+  const enc: Encoded = { x: new Float32Array(0), y: oneHot(set.labels, set.classes.length), rows, features, outputs: set.classes.length, lines: indexLines(rows), rejected: [] };
   const preprocessor: Preprocessor = {
     version: 1,
     drop: [],
@@ -70,11 +66,21 @@ export function prepareArrays(x: NpyArray, y: NpyArray, sources: { x: string; y:
   const shape = x.shape.slice(1);
   const features = shape.reduce((a, n) => a * n, 1);
   const pixels = x.values instanceof Uint8Array ? x.values : undefined;
-  const xs = pixels ? scalePixels(pixels, options.scale) : Float32Array.from(x.values as ArrayLike<number>, (v) => v * options.scale);
+  // float32 at scale 1 is used as read; other numbers are converted in one pass; uint8 values are
+  // scaled by layoutData straight into the data set's shared memory
+  const xs = pixels ? new Float32Array(0) : x.values instanceof Float32Array && options.scale === 1 ? x.values : scaledFloats(x.values, options.scale);
   const bad = xs.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0) throw new DataError(`${sources.x}: sample ${Math.floor(bad / features)} has a non-finite value (${xs[bad]}) at feature ${bad % features}`);
   const { label, values, outputs } = arrayLabel(y, rows, options.label, sources.y);
   const enc: Encoded = { x: xs, y: values, rows, features, outputs, lines: indexLines(rows), rejected: [] };
   const preprocessor: Preprocessor = { version: 1, drop: [], columns: [], features: [], label, input: { kind: 'arrays', shape, scale: options.scale } };
   return layoutData(enc, preprocessor, split, seed, { source: sources.x, rowsRead: rows, warnings: [], pixels });
+}
+
+/** values x scale as float32, in one pass (Float32Array.from with a mapping function would first collect every value in a JS array). */
+
+export function scaledFloats(values: ArrayLike<number>, scale: number): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = values[i]! * scale;
+  return out;
 }

@@ -4,6 +4,7 @@
  * and lay the rows out as [train | validation | test] in SharedArrayBuffers, so threads read
  * them in place and nothing is copied per step.
  */
+import { scalePixels } from './pixels.js';
 import { DataError } from '../errors.js';
 import { Rng } from '../math/rng.js';
 import type { Table } from './csv.js';
@@ -110,12 +111,15 @@ export function layoutData(
   const x = sharedFloat32(order.length * enc.features);
   const y = sharedFloat32(order.length * enc.outputs);
   const pixels = from.pixels ? new Uint8Array(new SharedArrayBuffer(Math.max(1, order.length * enc.features)), 0, order.length * enc.features) : undefined;
-  order.forEach((src, dst) => {
-    x.set(enc.x.subarray(src * enc.features, (src + 1) * enc.features), dst * enc.features);
-    y.set(enc.y.subarray(src * enc.outputs, (src + 1) * enc.outputs), dst * enc.outputs);
-    pixels?.set(from.pixels!.subarray(src * enc.features, (src + 1) * enc.features), dst * enc.features);
-  });
   const scale = preprocessor.input?.scale;
+  order.forEach((src, dst) => {
+    const f = enc.features;
+    // uint8 samples: x from the pixels directly (enc.x is empty), no float copy in between
+    if (from.pixels) scalePixels(from.pixels.subarray(src * f, (src + 1) * f), scale ?? 1, x.subarray(dst * f, (dst + 1) * f));
+    else x.set(enc.x.subarray(src * f, (src + 1) * f), dst * f);
+    y.set(enc.y.subarray(src * enc.outputs, (src + 1) * enc.outputs), dst * enc.outputs);
+    pixels?.set(from.pixels!.subarray(src * f, (src + 1) * f), dst * f);
+  });
   return {
     dataset: {
       x,

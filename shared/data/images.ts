@@ -167,7 +167,7 @@ function imageFiles(dir: string): string[] {
   const out: string[] = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...imageFiles(path));
+    if (entry.isDirectory()) for (const file of imageFiles(path)) out.push(file);
     else if (entry.isFile() && isImageFile(entry.name)) out.push(path);
   }
   return sortStrings(out);
@@ -206,8 +206,11 @@ export function readImagesFor(
       labels = [];
       for (const d of subdirs) {
         const inClass = imageFiles(join(path, d));
-        files.push(...inClass);
-        labels.push(...inClass.map(() => classes.indexOf(d)));
+        // loops, not push(...): a folder of ~100k images would overflow the call stack
+        for (const file of inClass) {
+          files.push(file);
+          labels.push(classes.indexOf(d));
+        }
       }
     } else files = imageFiles(path);
   }

@@ -42,20 +42,31 @@ export function parseNpy(bytes: Uint8Array, source: string): NpyArray {
   const width = sizes[kind];
   if (width === undefined) throw new DataError(`${source}: dtype ${descr} is not supported (float32/64, int8-64, uint8-32, bool are)`);
   if (data.length < count * width) throw new DataError(`${source}: the header says ${count} values of ${width} bytes, the file has ${data.length} bytes of data`);
-  const aligned = new Uint8Array(data.subarray(0, count * width)).buffer; // a copy, aligned for any width
+  // np.save pads the header so the data starts on a 64-byte boundary: the values are read in
+  // place where the bytes are aligned for their width (no copy of a large file), else copied once
+  const inPlace = (data.byteOffset % Math.max(width, 1)) === 0;
+  const aligned = inPlace ? data.buffer : new Uint8Array(data.subarray(0, count * width)).buffer;
+  const at = inPlace ? data.byteOffset : 0;
   let values: NpyArray['values'];
   switch (kind) {
-    case 'f4': values = new Float32Array(aligned); break;
-    case 'f8': values = new Float64Array(aligned); break;
-    case 'i1': values = new Int8Array(aligned); break;
-    case 'i2': values = new Int16Array(aligned); break;
-    case 'i4': values = new Int32Array(aligned); break;
-    case 'i8': values = Float64Array.from(new BigInt64Array(aligned), (v) => Number(v)); break;
-    case 'u1': case 'b1': values = new Uint8Array(aligned); break;
-    case 'u2': values = new Uint16Array(aligned); break;
-    default: values = new Uint32Array(aligned);
+    case 'f4': values = new Float32Array(aligned, at, count); break;
+    case 'f8': values = new Float64Array(aligned, at, count); break;
+    case 'i1': values = new Int8Array(aligned, at, count); break;
+    case 'i2': values = new Int16Array(aligned, at, count); break;
+    case 'i4': values = new Int32Array(aligned, at, count); break;
+    case 'i8': values = bigIntsAsNumbers(new BigInt64Array(aligned, at, count)); break;
+    case 'u1': case 'b1': values = new Uint8Array(aligned, at, count); break;
+    case 'u2': values = new Uint16Array(aligned, at, count); break;
+    default: values = new Uint32Array(aligned, at, count);
   }
   return { dtype: kind, shape, values };
+}
+
+/** int64 values as float64 numbers (exact to 2^53), without an intermediate array. */
+function bigIntsAsNumbers(ints: BigInt64Array): Float64Array {
+  const out = new Float64Array(ints.length);
+  for (let i = 0; i < ints.length; i++) out[i] = Number(ints[i]!);
+  return out;
 }
 
 export function readNpy(path: string): NpyArray {

@@ -28,8 +28,8 @@ export function stratifiedSplit(classOf: ArrayLike<number>, testSize: number, rn
   for (const c of [...byClass.keys()].sort((a, b) => a - b)) {
     const rows = shuffleInPlace(byClass.get(c)!, rng);
     const nTest = Math.round(rows.length * testSize);
-    test.push(...rows.slice(0, nTest));
-    train.push(...rows.slice(nTest));
+    // a loop, not push(...rows): spreading a class of ~100k rows overflows the call stack
+    for (let k = 0; k < rows.length; k++) (k < nTest ? test : train).push(rows[k]!);
   }
   return { train: shuffleInPlace(Int32Array.from(train), rng), test: shuffleInPlace(Int32Array.from(test), rng) };
 }
