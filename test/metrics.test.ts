@@ -54,7 +54,21 @@ describe('metric catalog', () => {
   it('a worker exports exactly its catalogued metrics', async () => {
     const m = new WorkerMetrics('wasm');
     m.step(16, 0.004);
+    const peer = { sent: 0, received: 0 };
+    m.peerBytes(() => peer);
     expect(await exported(m.registry)).toEqual(sorted(WORKER_METRIC_CATALOG));
+  });
+
+  it("a worker's peer byte counters follow its peer endpoint's totals at each scrape", async () => {
+    const m = new WorkerMetrics('wasm');
+    const peer = { sent: 1000, received: 250 };
+    m.peerBytes(() => peer);
+    expect(await m.registry.metrics()).toContain('dptrain_worker_peer_bytes_total{direction="sent"} 1000');
+    peer.sent = 1600;
+    peer.received = 900;
+    const text = await m.registry.metrics();
+    expect(text).toContain('dptrain_worker_peer_bytes_total{direction="sent"} 1600');
+    expect(text).toContain('dptrain_worker_peer_bytes_total{direction="received"} 900');
   });
 
   it('the docs/metrics.md table lists every metric with its type and labels, and nothing else', () => {

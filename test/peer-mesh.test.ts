@@ -5,6 +5,11 @@
  * are each closed with a reason, and none of it stops the endpoint or keeps an honest peer out
  * (idle connections from another address cannot fill the slots waiting for a hello).
  */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Packr } from 'msgpackr';
@@ -88,6 +93,33 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
     ok.send(encodeMessage(block(0, 7)));
     await expect.poll(() => frames.some((f) => f.from === 'node-5' && f.frame.step === 7)).toBe(true);
     expect(log.filter((l) => l.includes('refused')).length).toBeGreaterThanOrEqual(10);
+  });
+
+  it('over TLS: a peer trusting the certificate is heard; a socket that never finishes its handshake is cut at the hello deadline', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dptrain-peer-tls-'));
+    const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const tls = { cert: readFileSync(cert), key: readFileSync(key) };
+    const a = await endpoint({ tls, helloTimeoutMs: 400 });
+    expect(a.mesh.tls).toBe(true);
+    const b = await endpoint({ ca: tls.cert });
+    b.mesh.join({ ...JOB, self: 'node-2' });
+    b.mesh.send({ id: 'node-9', url: `wss://127.0.0.1:${a.mesh.port}` }, block(0, 4));
+    await expect.poll(() => a.frames.map((f) => [f.from, f.frame.step])).toEqual([['node-2', 4]]);
+    // a raw TCP socket that sends nothing: closed by the handshake deadline, not held
+    const started = performance.now();
+    const closedAfter = await new Promise<number>((resolve) => {
+      const raw = connect(a.mesh.port, '127.0.0.1');
+      raw.on('error', () => undefined);
+      raw.on('close', () => resolve(performance.now() - started));
+    });
+    expect(closedAfter).toBeLessThan(3000);
+    // and a peer that does not trust the certificate cannot send
+    const c = await endpoint();
+    c.mesh.join({ ...JOB, self: 'node-3' });
+    c.mesh.send({ id: 'node-9', url: `wss://127.0.0.1:${a.mesh.port}` }, block(0, 5));
+    await expect.poll(() => c.log.some((l) => /self[- ]signed certificate/.test(l))).toBe(true);
+    expect(a.frames).toHaveLength(1);
   });
 
   it('idle connections from one address fill only its share of the slots: an honest peer from another address says hello at once', async () => {

@@ -16,6 +16,7 @@ export const WORKER_METRIC_CATALOG: Readonly<Record<string, readonly [string, re
   dptrain_worker_connected: ['gauge', []],
   dptrain_worker_reconnects_total: ['counter', []],
   dptrain_worker_backend_info: ['gauge', ['backend']],
+  dptrain_worker_peer_bytes_total: ['counter', ['direction']],
 };
 
 export class WorkerMetrics {
@@ -28,6 +29,24 @@ export class WorkerMetrics {
   private readonly connectedGauge = new Gauge({ name: 'dptrain_worker_connected', help: '1 while connected to a coordinator', registers: [this.registry] });
   private readonly reconnects = new Counter({ name: 'dptrain_worker_reconnects_total', help: 'Connections lost and retried', registers: [this.registry] });
   private readonly backendInfo = new Gauge({ name: 'dptrain_worker_backend_info', help: 'TensorFlow.js backend of this node (value 1)', labelNames: ['backend'], registers: [this.registry] });
+  /** The peer endpoint's byte counts, read when scraped (cluster.reduction: peers). */
+  private peerSource: (() => { readonly sent: number; readonly received: number }) | undefined;
+  private readonly peerCounted = { sent: 0, received: 0 };
+  private readonly peerBytesCounter = new Counter({
+    name: 'dptrain_worker_peer_bytes_total',
+    help: 'Bytes this node sent to and received from other nodes (blocks and reduced shards, cluster.reduction: peers)',
+    labelNames: ['direction'],
+    registers: [this.registry],
+    collect: () => {
+      const now = this.peerSource?.();
+      if (!now) return;
+      for (const direction of ['sent', 'received'] as const) {
+        const delta = now[direction] - this.peerCounted[direction];
+        if (delta > 0) this.peerBytesCounter.inc({ direction }, delta);
+        this.peerCounted[direction] = now[direction];
+      }
+    },
+  });
 
   constructor(backend: string) {
     defaultProcessMetrics(this.registry);
@@ -51,5 +70,11 @@ export class WorkerMetrics {
 
   reconnected(): void {
     this.reconnects.inc();
+  }
+
+  /** Counts the peer endpoint's bytes from `source` (its running totals) at each scrape. */
+  peerBytes(source: () => { readonly sent: number; readonly received: number }): void {
+    this.peerSource = source;
+    for (const direction of ['sent', 'received'] as const) this.peerBytesCounter.inc({ direction }, 0);
   }
 }

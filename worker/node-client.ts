@@ -128,6 +128,8 @@ export class NodeClient {
         ...(this.options.ca ? { ca: this.options.ca } : {}),
       });
       this.mesh.onFrame = (from, frame) => this.replica?.receive(from, frame);
+      const mesh = this.mesh;
+      this.options.metrics?.peerBytes(() => mesh.bytes);
       this.options.log(`peer endpoint on port ${this.mesh.port}${this.mesh.tls ? ' (wss://)' : ''}`);
     }
     try {

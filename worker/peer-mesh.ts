@@ -26,6 +26,9 @@ import { tokenChecker } from '../shared/token.js';
 import { zeroMask } from '../shared/protocol/zero-mask.js';
 import { Admission } from '../shared/admission.js';
 
+/** Sockets a TLS peer endpoint holds at once, handshakes included (each peer holds one). */
+const MAX_CONNECTIONS = 512;
+
 export interface PeerMeshOptions {
   /** Port to listen on (0: any free one). */
   readonly port: number;
@@ -89,7 +92,10 @@ export class PeerMesh {
     return new Promise((resolve, reject) => {
       const host = options.host ?? '0.0.0.0';
       if (options.tls) {
-        const https = createServer({ cert: options.tls.cert, key: options.tls.key });
+        // a stranger's unfinished TLS handshake holds a socket for the hello's deadline at most, and
+        // connections beyond MAX_CONNECTIONS (handshakes, then peers) are refused at accept
+        const https = createServer({ cert: options.tls.cert, key: options.tls.key, handshakeTimeout: options.helloTimeoutMs ?? 5000 });
+        https.maxConnections = MAX_CONNECTIONS;
         const server = new WebSocketServer({ server: https, maxPayload: options.maxPayload, perMessageDeflate: false });
         https.once('error', reject);
         https.listen(options.port, host, () => {
