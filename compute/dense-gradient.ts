@@ -21,6 +21,7 @@ import { Transposer } from '../shared/wasm/transpose-kernel.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { metricLayoutOf, type MetricLayout } from '../shared/model/metric-sums.js';
 import { batchLoss, resolveLoss } from '../shared/model/registries.js';
+import type { BatchRows } from '../shared/model/row-layers.js';
 import { isDenseStack, outputDim, outputLayer, type ActivationName, type DenseSpec, type ModelSpec } from '../shared/model/spec.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
 
@@ -194,7 +195,7 @@ export class DenseGradientEngine implements BatchEngine {
     return { zs, as };
   }
 
-  async gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void): Promise<BatchGradient> {
+  async gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void, rows?: BatchRows): Promise<BatchGradient> {
     const gradient = gradientOut(this.layout.size, out);
     // Where reads are synchronous each layer's gradients are read out inside the backward pass
     // (and announced with onReady while the rest is computed); elsewhere they are kept and read
@@ -216,8 +217,8 @@ export class DenseGradientEngine implements BatchEngine {
       // From the logits the loss's gradient is taken at the last pre-activation directly.
       const logits = this.logitsLossFn;
       const { value, grad } = logits
-        ? tf.valueAndGrad((z: tf.Tensor) => batchLoss(logits(ys, z), ys, this.spec.classWeights))(zs[last]!)
-        : tf.valueAndGrad((p: tf.Tensor) => batchLoss(this.lossFn(ys, p), ys, this.spec.classWeights))(out);
+        ? tf.valueAndGrad((z: tf.Tensor) => batchLoss(logits(ys, z), ys, this.spec.classWeights, rows?.weights))(zs[last]!)
+        : tf.valueAndGrad((p: tf.Tensor) => batchLoss(this.lossFn(ys, p), ys, this.spec.classWeights, rows?.weights))(out);
       let da: tf.Tensor = grad;
       // Last layer first: each layer's gradients are read out as soon as they exist, and the
       // values from its kernel's offset to the end are then final (its bias and the later layers).

@@ -79,7 +79,7 @@ export class TapeGradientEngine implements BatchEngine {
       // a tfjs-layers model's regularization penalties (kernelRegularizer, ...) join the loss, as
       // its own model.fit adds them; they are per batch, so every participant's mean carries them
       // once and the count-weighted average keeps them once
-      return this.model.calculateLosses().reduce((total, penalty) => tf.add(total, penalty), batchLoss(this.lossFn(ys, out), ys, this.spec.classWeights)) as tf.Scalar;
+      return this.model.calculateLosses().reduce((total, penalty) => tf.add(total, penalty), batchLoss(this.lossFn(ys, out), ys, this.spec.classWeights, rows?.weights)) as tf.Scalar;
     }, this.trainable);
     const parts = this.variables.map((v, i) => {
       const entry = this.layout.entries[i]!;

@@ -25,6 +25,8 @@ export interface LocalLaneData {
   readonly outputs: number;
   /** The current flat weights, written by the coordinator between steps. */
   readonly weights: Float32Array;
+  /** Each row's weight in the training loss (data.sampleWeight), or absent. */
+  readonly sampleWeights?: Float32Array;
 }
 
 export class LocalLane {
@@ -47,7 +49,9 @@ export class LocalLane {
       xs.set(x.subarray(r * features, (r + 1) * features), i * features);
       ys.set(y.subarray(r * outputs, (r + 1) * outputs), i * outputs);
     });
-    const result = await this.engine.gradient(xs, ys, rows.length, out, undefined, batch);
+    const { sampleWeights } = this.data;
+    const withWeights = sampleWeights ? { ...batch, weights: Float32Array.from(rows, (r) => sampleWeights[r]!) } : batch;
+    const result = await this.engine.gradient(xs, ys, rows.length, out, undefined, withWeights);
     return { ...result, numTensors: tf.memory().numTensors, computeMs: performance.now() - started };
   }
 

@@ -76,7 +76,14 @@ export class MicroBatchEngine implements BatchEngine {
     let lossSum = 0;
     let metricSums: number[] | undefined;
     for (const chunk of microBatches(count, this.size, rows?.groups)) {
-      const part = rows ? { step: rows.step, rows: Int32Array.from(chunk, (i) => rows.rows[i]!), ...(rows.groups ? { groups: Int32Array.from(chunk, (i) => rows.groups![i]!) } : {}) } : undefined;
+      const part = rows
+        ? {
+            step: rows.step,
+            rows: Int32Array.from(chunk, (i) => rows.rows[i]!),
+            ...(rows.groups ? { groups: Int32Array.from(chunk, (i) => rows.groups![i]!) } : {}),
+            ...(rows.weights ? { weights: Float32Array.from(chunk, (i) => rows.weights![i]!) } : {}),
+          }
+        : undefined;
       const r = await this.inner.gradient(gather(x, features, chunk), gather(y, outputs, chunk), chunk.length, undefined, undefined, part);
       for (let i = 0; i < sum.length; i++) sum[i]! += r.gradient[i]! * chunk.length;
       lossSum += r.lossSum;

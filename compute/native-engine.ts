@@ -19,6 +19,7 @@ import { layerFlops } from '../shared/model/layers.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { metricLayoutOf, type MetricLayout } from '../shared/model/metric-sums.js';
 import { batchLoss, resolveLoss } from '../shared/model/registries.js';
+import type { BatchRows } from '../shared/model/row-layers.js';
 import { outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { ACTIVATION_MATH } from './dense-gradient.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
@@ -133,8 +134,8 @@ export class NativeEngine implements BatchEngine {
     return { saved, z, p };
   }
 
-  async gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void): Promise<BatchGradient> {
-    if (!this.big(count)) return this.smallEngine().gradient(x, y, count, out, onReady);
+  async gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void, rows?: BatchRows): Promise<BatchGradient> {
+    if (!this.big(count)) return this.smallEngine().gradient(x, y, count, out, onReady, rows);
     const gradient = gradientOut(this.layout.size, out);
     const s = await this.ready();
     const { saved, z, p } = this.forward(s, x, count, true);
@@ -149,9 +150,9 @@ export class NativeEngine implements BatchEngine {
       let value: tf.Scalar;
       let d: tf.Tensor;
       if (logits) {
-        ({ value, grad: d } = tf.valueAndGrad((t: tf.Tensor) => batchLoss(logits(ys, t), ys, this.spec.classWeights))(zs));
+        ({ value, grad: d } = tf.valueAndGrad((t: tf.Tensor) => batchLoss(logits(ys, t), ys, this.spec.classWeights, rows?.weights))(zs));
       } else {
-        const { value: v, grad } = tf.valueAndGrad((t: tf.Tensor) => batchLoss(this.lossFn(ys, t), ys, this.spec.classWeights))(ps);
+        const { value: v, grad } = tf.valueAndGrad((t: tf.Tensor) => batchLoss(this.lossFn(ys, t), ys, this.spec.classWeights, rows?.weights))(ps);
         value = v;
         d = ACTIVATION_MATH[last.activation].backward(zs, ps, grad, last.alpha ?? 0.3);
       }

@@ -59,7 +59,7 @@ export function prepareJobData(config: JobConfig, table: Table): PreparedData {
   const { data } = config;
   if (!data.label?.column) throw new ConfigError(`data.label.column is required for CSV data (${table.source}): name the column to predict`);
   const label = { ...data.label, column: data.label.column, type: data.label.type ?? 'binary' };
-  return prepareData(table, { drop: data.drop, numeric: data.numeric, categorical: data.categorical, label, maxCategories: data.maxCategories, strayValues: data.strayValues }, splitOptions(config), config.seed);
+  return prepareData(table, { drop: data.drop, numeric: data.numeric, categorical: data.categorical, label, maxCategories: data.maxCategories, strayValues: data.strayValues, ...(data.sampleWeight ? { sampleWeight: data.sampleWeight } : {}) }, splitOptions(config), config.seed);
 }
 
 /** Keys of data that only CSV data reads. */
@@ -75,6 +75,7 @@ export function readJobData(config: JobConfig): PreparedData {
     return prepareJobData(config, readCsv(data.path));
   }
   for (const key of CSV_ONLY) if (data[key].length > 0) throw new ConfigError(`data.${key} applies to CSV columns; ${data.path} holds ${kind}`);
+  if (data.sampleWeight) throw new ConfigError(`data.sampleWeight (${data.sampleWeight}) names a CSV column; ${data.path} holds ${kind}`);
   if (kind === 'images') {
     if (data.labels) throw new ConfigError(`data.labels: an image folder's labels are its class folders; remove data.labels`);
     if (data.label?.type !== undefined && data.label.type !== 'categorical') throw new ConfigError(`data.label.type: image classes are categorical (one output per class folder), not ${data.label.type}`);

@@ -351,7 +351,7 @@ export class DeviceGroup {
       x: xs,
       y: ys,
       count: share.length,
-      ...(rows ? { step: rows.step, rows: Int32Array.from(share, (s) => rows.rows[s]!), ...(rows.groups ? { groups: Int32Array.from(share, (s) => rows.groups![s]!) } : {}) } : {}),
+      ...(rows ? { step: rows.step, rows: Int32Array.from(share, (s) => rows.rows[s]!), ...(rows.groups ? { groups: Int32Array.from(share, (s) => rows.groups![s]!) } : {}), ...(rows.weights ? { weights: Float32Array.from(share, (s) => rows.weights![s]!) } : {}) } : {}),
     });
     if (a.type !== 'gradient') throw new WorkerError(`device ${p.device} answered a gradient with "${a.type}"`);
     p.speed.observe(a.count, a.computeMs / 1000);

@@ -17,6 +17,8 @@ export type DeviceRequest =
       readonly step?: number;
       readonly rows?: Int32Array;
       readonly groups?: Int32Array;
+      /** The samples' weights in the loss (data.sampleWeight), or absent. */
+      readonly weights?: Float32Array;
     }
   | { readonly type: 'evaluate'; readonly id: number; readonly x: Float32Array; readonly y: Float32Array; readonly count: number };
 

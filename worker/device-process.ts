@@ -31,7 +31,7 @@ async function handle(request: DeviceRequest): Promise<void> {
     case 'gradient': {
       const started = performance.now();
       if (!engine) throw new Error('gradient before the job');
-      const rows = request.rows && request.step !== undefined ? { step: request.step, rows: request.rows, ...(request.groups ? { groups: request.groups } : {}) } : undefined;
+      const rows = request.rows && request.step !== undefined ? { step: request.step, rows: request.rows, ...(request.groups ? { groups: request.groups } : {}), ...(request.weights ? { weights: request.weights } : {}) } : undefined;
       const result = await engine.gradient(request.x, request.y, request.count, undefined, undefined, rows);
       send({ type: 'gradient', id: request.id, gradient: result.gradient, count: result.count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs: performance.now() - started });
       return;

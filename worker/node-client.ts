@@ -206,7 +206,7 @@ export class NodeClient {
       this.startJob(message);
       session.startHeartbeat(message.heartbeatMs, message.heartbeatTimeoutMs);
     },
-    shard: (message) => this.need(this.store, 'shard').add(message.firstRow, message.rows, this.features(message, 'shard'), message.y),
+    shard: (message) => this.need(this.store, 'shard').add(message.firstRow, message.rows, this.features(message, 'shard'), message.y, message.w),
     weights: (message) => {
       // loaded into the model by the next step or evaluation, as a thread does
       const { parameters } = this.need(this.job, 'weights');
@@ -275,8 +275,8 @@ export class NodeClient {
     if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
     const started = performance.now();
     this.loadWeights(engine);
-    const { xs, ys, count } = this.need(this.store, 'step').batch(message.rows, this.features(message, 'step'), message.y);
-    const result = await engine.gradient(xs, ys, count, out, onReady, stepRows(message, count));
+    const { xs, ys, ws, count } = this.need(this.store, 'step').batch(message.rows, this.features(message, 'step'), message.y, message.w);
+    const result = await engine.gradient(xs, ys, count, out, onReady, stepRows(message, count, ws));
     const computeMs = performance.now() - started - notCompute();
     this.stats.steps++;
     this.stats.samples += count;
@@ -463,7 +463,7 @@ class Session {
 }
 
 /** The training rows of a step's samples (held, then inline) and their virtual batches, checked against the count. */
-function stepRows(message: StepMessage, count: number): BatchRows {
+function stepRows(message: StepMessage, count: number, weights: Float32Array | undefined): BatchRows {
   if (message.rows.length + message.inline.length !== count) {
     throw new WorkerError(`step ${message.step}: ${message.inline.length} inline row ids for ${count - message.rows.length} inline rows`);
   }
@@ -473,5 +473,5 @@ function stepRows(message: StepMessage, count: number): BatchRows {
   const rows = new Int32Array(count);
   rows.set(message.rows);
   rows.set(message.inline, message.rows.length);
-  return message.groups.length > 0 ? { step: message.step, rows, groups: message.groups } : { step: message.step, rows };
+  return { step: message.step, rows, ...(message.groups.length > 0 ? { groups: message.groups } : {}), ...(weights ? { weights } : {}) };
 }

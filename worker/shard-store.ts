@@ -10,6 +10,8 @@ interface Chunk {
   readonly count: number;
   readonly x: Float32Array;
   readonly y: Float32Array;
+  /** The rows' sample weights, where the job has them. */
+  readonly w: Float32Array | undefined;
 }
 
 export class ShardStore {
@@ -26,13 +28,16 @@ export class ShardStore {
     return this.held;
   }
 
-  add(start: number, count: number, x: Float32Array, y: Float32Array): void {
+  add(start: number, count: number, x: Float32Array, y: Float32Array, w?: Float32Array): void {
     if (x.length !== count * this.features || y.length !== count * this.outputs) {
       throw new WorkerError(
         `shard chunk of ${count} rows from ${start} has ${x.length} feature values and ${y.length} targets, expected ${count * this.features} and ${count * this.outputs}`,
       );
     }
-    this.chunks.push({ start, count, x, y });
+    if (w !== undefined && w.length !== count) throw new WorkerError(`shard chunk of ${count} rows from ${start} has ${w.length} sample weights`);
+    if (this.chunks.length > 0 && (w === undefined) !== (this.chunks[0]!.w === undefined)) throw new WorkerError(`shard chunk of ${count} rows from ${start} ${w ? 'has' : 'lacks'} sample weights, unlike the chunks before it`);
+    if (w?.some((v) => !(v >= 0))) throw new WorkerError(`shard chunk of ${count} rows from ${start} has a negative sample weight`);
+    this.chunks.push({ start, count, x, y, w });
     this.chunks.sort((a, b) => a.start - b.start);
     this.held += count;
   }
@@ -50,24 +55,30 @@ export class ShardStore {
     throw new WorkerError(`row ${row} was named in a step but is not in this node's shard`);
   }
 
-  /** Features and targets of the held `rows`, followed by the inline rows `x`, `y`. */
-  batch(rows: Int32Array, x: Float32Array, y: Float32Array): { xs: Float32Array; ys: Float32Array; count: number } {
+  /** Features, targets (and sample weights) of the held `rows`, followed by the inline rows `x`, `y` (`w`). */
+  batch(rows: Int32Array, x: Float32Array, y: Float32Array, w?: Float32Array): { xs: Float32Array; ys: Float32Array; ws: Float32Array | undefined; count: number } {
     const { features, outputs } = this;
     if (x.length % features !== 0 || y.length !== (x.length / features) * outputs) {
       throw new WorkerError(`inline rows: ${x.length} feature values and ${y.length} targets do not make whole rows of ${features} + ${outputs}`);
     }
     const inline = x.length / features;
     const count = rows.length + inline;
+    const weighted = this.chunks.length > 0 ? this.chunks[0]!.w !== undefined : w !== undefined;
+    if (weighted && inline > 0 && w?.length !== inline) throw new WorkerError(`inline rows: ${w?.length ?? 0} sample weights for ${inline} rows`);
+    if (!weighted && w !== undefined && w.length > 0) throw new WorkerError('inline rows bring sample weights, and the held rows have none');
     const xs = new Float32Array(count * features);
     const ys = new Float32Array(count * outputs);
+    const ws = weighted ? new Float32Array(count) : undefined;
     rows.forEach((row, i) => {
       const c = this.find(row);
       const k = row - c.start;
       xs.set(c.x.subarray(k * features, (k + 1) * features), i * features);
       ys.set(c.y.subarray(k * outputs, (k + 1) * outputs), i * outputs);
+      if (ws) ws[i] = c.w![k]!;
     });
     xs.set(x, rows.length * features);
     ys.set(y, rows.length * outputs);
-    return { xs, ys, count };
+    if (ws && w) ws.set(w, rows.length);
+    return { xs, ys, ws, count };
   }
 }

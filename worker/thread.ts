@@ -22,6 +22,7 @@ const lane = new LocalLane({
   features: init.features,
   outputs: init.outputs,
   weights: new Float32Array(init.weights),
+  ...(init.sampleWeights ? { sampleWeights: new Float32Array(init.sampleWeights) } : {}),
 });
 
 export default async function handle(task: ThreadTask): Promise<unknown> {

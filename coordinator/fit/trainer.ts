@@ -212,6 +212,8 @@ export class Trainer {
     const hash = createHash('sha256');
     hash.update(new Uint8Array(x.buffer, x.byteOffset + train.start * features * 4, train.count * features * 4));
     hash.update(new Uint8Array(y.buffer, y.byteOffset + train.start * outputs * 4, train.count * outputs * 4));
+    const w = this.dataset.sampleWeights;
+    if (w) hash.update(new Uint8Array(w.buffer, w.byteOffset + train.start * 4, train.count * 4));
     const { fit, compile, seed } = this.config;
     // the micro-batch size changes only rounding: a run may resume with another
     const spec = { ...this.spec, microBatchSize: undefined };

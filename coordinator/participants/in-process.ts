@@ -43,7 +43,7 @@ export class InProcessLane implements LocalLanes {
     const report = backendReport();
     const { dataset } = options;
     const weights = new Float32Array(options.parameters);
-    const lane = new LocalLane({ spec: options.spec, engine: 'dense', x: dataset.x, y: dataset.y, features: dataset.features, outputs: dataset.outputs, weights });
+    const lane = new LocalLane({ spec: options.spec, engine: 'dense', x: dataset.x, y: dataset.y, features: dataset.features, outputs: dataset.outputs, weights, ...(dataset.sampleWeights ? { sampleWeights: dataset.sampleWeights } : {}) });
     const detail = [report.adapter, options.backend === 'auto' ? report.reason : undefined].filter(Boolean).join('; ');
     return new InProcessLane(lane, weights, backend, detail || undefined);
   }

@@ -152,7 +152,7 @@ export class RemoteNode implements Participant {
   sendRows(range: RowRange): void {
     const { dataset, chunkBytes } = this.context;
     const { features, outputs } = dataset;
-    const rowBytes = features * (dataset.pixels ? 1 : 4) + outputs * 4;
+    const rowBytes = features * (dataset.pixels ? 1 : 4) + outputs * 4 + (dataset.sampleWeights ? 4 : 0);
     const chunks = chunkRange(range, Math.max(1, Math.floor(chunkBytes / rowBytes)));
     chunks.forEach((c, i) => {
       const first = dataset.train.start + c.start;
@@ -163,6 +163,7 @@ export class RemoteNode implements Participant {
         chunk: i,
         chunks: chunks.length,
         ...rowFeatures(dataset, first, c.count),
+        ...(dataset.sampleWeights ? { w: dataset.sampleWeights.subarray(first, first + c.count) } : {}),
         y: dataset.y.subarray(first * outputs, (first + c.count) * outputs),
       });
     });
@@ -239,13 +240,16 @@ export class RemoteNode implements Participant {
     const source = dataset.pixels?.values ?? dataset.x;
     const values = dataset.pixels ? new Uint8Array(inline.length * features) : new Float32Array(inline.length * features);
     const y = new Float32Array(inline.length * outputs);
+    const { sampleWeights } = dataset;
+    const w = sampleWeights ? new Float32Array(inline.length) : undefined;
     inline.forEach((r, i) => {
       const row = dataset.train.start + r;
       values.set(source.subarray(row * features, (row + 1) * features), i * features);
       y.set(dataset.y.subarray(row * outputs, (row + 1) * outputs), i * outputs);
+      if (w) w[i] = sampleWeights![row]!;
     });
     const inlineFeatures = values instanceof Uint8Array ? { pixels: values, x: new Float32Array(0) } : { pixels: new Uint8Array(0), x: values };
-    return { type: 'step', step, version, groups: Int32Array.from([...heldGroups, ...inlineGroups]), inline: Int32Array.from(inline), rows: Int32Array.from(held), ...inlineFeatures, y };
+    return { type: 'step', step, version, groups: Int32Array.from([...heldGroups, ...inlineGroups]), inline: Int32Array.from(inline), rows: Int32Array.from(held), ...inlineFeatures, ...(w ? { w } : {}), y };
   }
 
   /** Sends a step's rows (after what `first` sends) and awaits the answer `key`, within this node's deadline for that many rows. */

@@ -62,6 +62,7 @@ export class ThreadPool implements LocalLanes {
       features: dataset.features,
       outputs: dataset.outputs,
       weights,
+      ...(dataset.sampleWeights ? { sampleWeights: dataset.sampleWeights.buffer as SharedArrayBuffer } : {}),
     };
     const pool = new Piscina({
       filename: threadEntry(),

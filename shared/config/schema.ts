@@ -46,6 +46,8 @@ const Data = z.strictObject({
    */
   strayValues: z.enum(['drop', 'error']).default('drop'),
   label: Label.optional(),
+  /** CSV: the column of each row's weight in the training loss (Keras's sample_weight); not a feature. */
+  sampleWeight: z.string().min(1).optional(),
   testSize: z.number().min(0).lt(1).default(0.2),
   stratify: z.boolean().default(true),
   standardize: z.boolean().default(false),

@@ -42,6 +42,8 @@ export interface Dataset {
   readonly pixels?: { readonly values: Uint8Array; readonly scale: number };
   /** A sample's shape where the data has one (images [h, w, c], .npy arrays); absent: [features]. */
   readonly sampleShape?: readonly number[];
+  /** Each row's weight in the training loss (data.sampleWeight, Keras's sample_weight), backed by a SharedArrayBuffer; absent: all 1. */
+  readonly sampleWeights?: Float32Array;
 }
 
 export interface PreparedData {
@@ -111,6 +113,7 @@ export function layoutData(
   const x = sharedFloat32(order.length * enc.features);
   const y = sharedFloat32(order.length * enc.outputs);
   const pixels = from.pixels ? new Uint8Array(new SharedArrayBuffer(Math.max(1, order.length * enc.features)), 0, order.length * enc.features) : undefined;
+  const sampleWeights = enc.w ? sharedFloat32(order.length) : undefined;
   const scale = preprocessor.input?.scale;
   order.forEach((src, dst) => {
     const f = enc.features;
@@ -119,6 +122,7 @@ export function layoutData(
     else x.set(enc.x.subarray(src * f, (src + 1) * f), dst * f);
     y.set(enc.y.subarray(src * enc.outputs, (src + 1) * enc.outputs), dst * enc.outputs);
     pixels?.set(from.pixels!.subarray(src * f, (src + 1) * f), dst * f);
+    if (sampleWeights) sampleWeights[dst] = enc.w![src]!;
   });
   return {
     dataset: {
@@ -131,6 +135,7 @@ export function layoutData(
       test: { start: train.length + val.length, count: test.length },
       ...(pixels && scale !== undefined ? { pixels: { values: pixels, scale } } : {}),
       ...(preprocessor.input && preprocessor.input.shape.length > 1 ? { sampleShape: preprocessor.input.shape } : {}),
+      ...(sampleWeights ? { sampleWeights } : {}),
     },
     preprocessor,
     rowsRead: from.rowsRead,

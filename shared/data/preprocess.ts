@@ -26,6 +26,8 @@ export interface PreprocessOptions {
    * with its line and value (default), or 'error': refuse the file.
    */
   readonly strayValues?: 'drop' | 'error';
+  /** The column of each row's weight in the training loss (data.sampleWeight): numbers >= 0, not a feature. */
+  readonly sampleWeight?: string;
 }
 
 /** More categories than this is an id or a free-text column, not a category (data.maxCategories). */
@@ -61,6 +63,8 @@ export interface Preprocessor {
   readonly scaler?: Scaler;
   /** Images or arrays instead of CSV columns (then `columns` and `features` are empty). */
   readonly input?: ArrayInput;
+  /** The column of the rows' sample weights in training (data.sampleWeight); not a feature, not needed to predict. */
+  readonly sampleWeight?: string;
 }
 
 /**
@@ -91,6 +95,8 @@ export interface Encoded {
   /** Source line of each encoded row. */
   readonly lines: number[];
   readonly rejected: RejectedRow[];
+  /** Each encoded row's sample weight, where the preprocessing has a weight column and the table holds it. */
+  readonly w?: Float32Array;
 }
 
 function isMissing(value: string | undefined): boolean {
@@ -114,7 +120,8 @@ export function fitPreprocessor(table: Table, options: PreprocessOptions, warn: 
   for (const c of options.numeric) columnIndex(table, c, 'data.numeric');
   for (const c of options.categorical) columnIndex(table, c, 'data.categorical');
   columnIndex(table, options.label.column, 'data.label.column');
-  const excluded = new Set([...options.drop, options.label.column]);
+  if (options.sampleWeight !== undefined) checkSampleWeights(table, options.sampleWeight, options.label.column);
+  const excluded = new Set([...options.drop, options.label.column, ...(options.sampleWeight !== undefined ? [options.sampleWeight] : [])]);
   const featureNames = table.header.filter((h) => !excluded.has(h));
   if (featureNames.length === 0) throw new DataError(`no feature columns left in ${table.source} after dropping ${[...excluded].join(', ')}`);
 
@@ -180,7 +187,20 @@ export function fitPreprocessor(table: Table, options: PreprocessOptions, warn: 
   const columns = [...numericCols, ...onehotCols];
   const features = columns.flatMap((c) => (c.kind === 'numeric' ? [c.name] : c.categories.map((cat) => `${c.name}_${cat}`)));
   const label = fitLabel(table, options.label, usable);
-  return { version: 1, drop: [...options.drop], columns, features, label };
+  return { version: 1, drop: [...options.drop], columns, features, label, ...(options.sampleWeight !== undefined ? { sampleWeight: options.sampleWeight } : {}) };
+}
+
+/** Every row's weight a number >= 0: anything else is an error naming the key, the line and the value (a weight is not guessed). */
+function checkSampleWeights(table: Table, column: string, labelColumn: string): void {
+  const ci = columnIndex(table, column, 'data.sampleWeight');
+  if (column === labelColumn) throw new DataError(`${table.source}: data.sampleWeight names the label column "${column}"`);
+  table.rows.forEach((row, r) => {
+    const v = row[ci];
+    const w = isMissing(v) ? Number.NaN : parseNumber(v!);
+    if (!(w >= 0) || !Number.isFinite(w)) {
+      throw new DataError(`${table.source}: data.sampleWeight: column "${column}" at line ${table.lines[r]} holds ${JSON.stringify(v ?? '')}; a sample weight is a number >= 0`);
+    }
+  });
 }
 
 function usableRows(
@@ -243,6 +263,9 @@ export function encode(table: Table, pre: Preprocessor, options: { requireLabel?
   const y = new Float32Array(table.rows.length * outputs);
   const lines: number[] = [];
   const rejected: RejectedRow[] = [];
+  // sample weights, for training: checked when the preprocessing was fitted on this table
+  const wi = pre.sampleWeight === undefined ? -1 : table.header.indexOf(pre.sampleWeight);
+  const w = wi >= 0 ? new Float32Array(table.rows.length) : undefined;
   let n = 0;
   rowLoop: for (let r = 0; r < table.rows.length; r++) {
     const row = table.rows[r]!;
@@ -305,10 +328,11 @@ export function encode(table: Table, pre: Preprocessor, options: { requireLabel?
         y[yo] = num;
       }
     }
+    if (w) w[n] = parseNumber(row[wi]!);
     lines.push(line);
     n++;
   }
   const xs = x.subarray(0, n * features);
   if (pre.scaler) applyScaler(xs, pre.scaler);
-  return { x: xs, y: y.subarray(0, n * outputs), rows: n, features, outputs, lines, rejected };
+  return { x: xs, y: y.subarray(0, n * outputs), rows: n, features, outputs, lines, rejected, ...(w ? { w: w.subarray(0, n) } : {}) };
 }

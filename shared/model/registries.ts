@@ -140,12 +140,14 @@ export function resolveLoss(loss: LossName, options: LossOptions | undefined, la
  * (Keras's class_weight: the sum of weighted losses over the rows, divided by the rows), so the
  * count-weighted average of participants' losses is the whole batch's. Without weights, the mean.
  */
-export function batchLoss(perSample: tf.Tensor, ys: tf.Tensor, classWeights: readonly number[] | undefined): tf.Scalar {
-  if (!classWeights) return tf.mean(perSample);
+export function batchLoss(perSample: tf.Tensor, ys: tf.Tensor, classWeights: readonly number[] | undefined, sampleWeights?: Float32Array): tf.Scalar {
   const rows = ys.shape[0]!;
+  // Keras's sample_weight: each row's loss times its weight, the sum over the rows divided by them
+  const weighted = sampleWeights ? tf.mul(tf.reshape(perSample, [rows]), tf.tensor1d(sampleWeights)) : perSample;
+  if (!classWeights) return tf.mean(weighted);
   const weights =
     ys.shape[1] === 1
       ? tf.add(tf.mul(ys, classWeights[1]! - classWeights[0]!), classWeights[0]!)
       : tf.matMul(ys, tf.tensor2d(classWeights as number[], [classWeights.length, 1]));
-  return tf.mean(tf.mul(tf.reshape(perSample, [rows]), tf.reshape(weights, [rows])));
+  return tf.mean(tf.mul(tf.reshape(weighted, [rows]), tf.reshape(weights, [rows])));
 }

@@ -22,6 +22,8 @@ export interface BatchRows {
   readonly rows: Int32Array;
   /** Virtual batch of each sample (any integer; equal for the rows of one group). */
   readonly groups?: Int32Array;
+  /** Keras's sample_weight of each sample (data.sampleWeight), in the batch's order; absent: all 1. */
+  readonly weights?: Float32Array;
 }
 
 /**

@@ -49,9 +49,9 @@ function fromBytes(raw: Uint8Array, Kind: TypedKind, field: string): TypedArray 
 
 /** Typed fields by message type, in wire order: the largest last. */
 const TYPED_FIELDS: Partial<Record<MessageType, Record<string, TypedKind>>> = {
-  shard: { pixels: Uint8Array, y: Float32Array, x: Float32Array },
+  shard: { pixels: Uint8Array, w: Float32Array, y: Float32Array, x: Float32Array },
   weights: { weights: Float32Array },
-  step: { groups: Int32Array, inline: Int32Array, rows: Int32Array, pixels: Uint8Array, y: Float32Array, x: Float32Array },
+  step: { groups: Int32Array, inline: Int32Array, rows: Int32Array, pixels: Uint8Array, w: Float32Array, y: Float32Array, x: Float32Array },
   evaluate: { pixels: Uint8Array, y: Float32Array, x: Float32Array },
   gradient: {},
   gradient_part: {},
@@ -105,7 +105,13 @@ export function encodeMessage(message: Message, memory: FrameMemory = newMemory)
       head['scaleExp'] = 0;
       typed.push([gradientField, asBytes(values)]);
     }
-  } else for (const name of Object.keys(fields)) typed.push([name, asBytes(head[name] as ArrayBufferView)]);
+  } else {
+    for (const name of Object.keys(fields)) {
+      if (head[name] !== undefined) typed.push([name, asBytes(head[name] as ArrayBufferView)]);
+      // an optional typed field left undefined is not sent (msgpackr would write an extension)
+      else delete head[name];
+    }
+  }
   for (const [name] of typed) delete head[name];
   const [lastName, last] = typed.at(-1)!;
   const lastHeader = binHeader(last.byteLength);
@@ -153,6 +159,8 @@ export function decodeMessage(frame: Uint8Array, limits: FrameLimits = ANY_FRAME
   const fields = TYPED_FIELDS[type as MessageType];
   if (fields) {
     for (const [name, Kind] of Object.entries(fields)) {
+      // an optional typed field (a shard's or step's sample weights) may be absent
+      if (message[name] === undefined) continue;
       const typed = fromBytes(message[name] as Uint8Array, Kind, `${type}.${name}`);
       if (typed instanceof Float32Array && UNCHECKED[type as MessageType] !== name) checkFinite(typed, `${type}.${name}`);
       message[name] = typed;

@@ -124,12 +124,14 @@ export const wire = {
     chunks: z.int().positive(),
     pad,
     pixels: bytes,
+    /** The rows' sample weights (data.sampleWeight), or absent. */
+    w: bytes.optional(),
     y: bytes,
     x: bytes,
   }),
   weights: z.strictObject({ type: z.literal('weights'), version: count, pad, weights: bytes }),
   /** rows: held rows; inline: the rows of x/y; groups: the virtual batch of each (held, then inline), or empty. */
-  step: z.strictObject({ type: z.literal('step'), step: count, version: count, pad, groups: bytes, inline: bytes, rows: bytes, pixels: bytes, y: bytes, x: bytes }),
+  step: z.strictObject({ type: z.literal('step'), step: count, version: count, pad, groups: bytes, inline: bytes, rows: bytes, pixels: bytes, w: bytes.optional(), y: bytes, x: bytes }),
   /** Values offset.. of a step's flat gradient, sent before the step's `gradient` message. */
   gradient_part: z.strictObject({
     type: z.literal('gradient_part'),
@@ -194,6 +196,8 @@ export const wire = {
 
 type Wire = { [K in keyof typeof wire]: z.output<(typeof wire)[K]> };
 type Typed<T, Fields extends keyof T, A> = Omit<T, Fields> & { [F in Fields]: A };
+/** An optional typed field (absent on the wire, absent in the message). */
+type MaybeTyped<T, Fields extends keyof T, A> = Omit<T, Fields> & { [F in Fields]?: A };
 
 export type HelloMessage = Wire['hello'];
 export type WelcomeMessage = Wire['welcome'];
@@ -201,13 +205,13 @@ export type JobMessage = Wire['job'];
 /** `pad` is the wire's business: messages in memory have none. */
 type Unpadded<T> = Omit<T, 'pad'>;
 /** x or pixels (uint8, when the job's pixelScale > 0) hold the features; the other is empty. */
-export type ShardMessage = Typed<Typed<Unpadded<Wire['shard']>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>;
+export type ShardMessage = MaybeTyped<Typed<Typed<Unpadded<Wire['shard']>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>, 'w', Float32Array>;
 export type WeightsMessage = Typed<Unpadded<Wire['weights']>, 'weights', Float32Array>;
 /**
  * rows: training rows the worker holds (global indices); x/y: further rows sent inline, whose
  * indices are `inline`; groups: each row's virtual batch (rows, then inline) for batch norm, or empty.
  */
-export type StepMessage = Typed<Typed<Typed<Unpadded<Wire['step']>, 'rows' | 'inline' | 'groups', Int32Array>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>;
+export type StepMessage = MaybeTyped<Typed<Typed<Typed<Unpadded<Wire['step']>, 'rows' | 'inline' | 'groups', Int32Array>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>, 'w', Float32Array>;
 /** In memory the gradient is always float32; `dtype` says how it travels (scaleExp is the wire's business). */
 export type GradientMessage = Typed<Omit<Wire['gradient'], 'scaleExp' | 'pad'>, 'gradient', Float32Array>;
 export type GradientPartMessage = Typed<Omit<Wire['gradient_part'], 'scaleExp' | 'pad'>, 'values', Float32Array>;

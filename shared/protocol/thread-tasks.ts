@@ -17,6 +17,8 @@ export interface ThreadInit {
   readonly outputs: number;
   /** The current flat weights, written by the coordinator between steps. */
   readonly weights: SharedArrayBuffer;
+  /** Each row's sample weight (data.sampleWeight), or absent. */
+  readonly sampleWeights?: SharedArrayBuffer;
 }
 
 /** Gradient of the mean loss over `rows` with the weights of `version`. Answer: a GradientPacket. */
