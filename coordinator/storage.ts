@@ -109,13 +109,18 @@ export function writeFileAtomic(target: string, bytes: Uint8Array, verify?: (rea
     fsOps.renameSync(temp, target);
     syncFolder(dirname(target));
   } catch (err) {
-    try {
-      fsOps.rmSync(temp, { force: true });
-    } catch {
-      // the temp file may not exist, or the file system may refuse even that
-    }
-    throw storageError(err, 'write', target);
+    throw failedWrite(err, temp, target);
   }
+}
+
+/** A write that failed: its temp file removed (where the file system lets it), the error naming the target. */
+function failedWrite(err: unknown, temp: string, target: string): StorageError {
+  try {
+    fsOps.rmSync(temp, { force: true });
+  } catch {
+    // the temp file may not exist, or the file system may refuse even that
+  }
+  return storageError(err, 'write', target);
 }
 
 /**
@@ -136,12 +141,7 @@ export async function writeFileAtomicAsync(target: string, bytes: Uint8Array, ve
     await fsOps.renameAsync(temp, target);
     syncFolder(dirname(target));
   } catch (err) {
-    try {
-      fsOps.rmSync(temp, { force: true });
-    } catch {
-      // the temp file may not exist, or the file system may refuse even that
-    }
-    throw storageError(err, 'write', target);
+    throw failedWrite(err, temp, target);
   }
 }
 

@@ -2,7 +2,7 @@
  * Helpers for tests that run a real coordinator and real worker processes on 127.0.0.1:
  * spawn, read their output line by line, wait for a line, kill.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,6 +87,14 @@ export class Proc {
 }
 
 /** `track`: registers a process a test starts; every one is killed after its test. Call at file or describe level. */
+/** A self-signed certificate and key for 127.0.0.1 in `dir` (openssl): what wss:// tests serve and trust. */
+export function selfSignedCertificate(dir: string): { cert: string; key: string } {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  return { cert, key };
+}
+
 export function trackProcesses(): (p: Proc) => Proc {
   const procs: Proc[] = [];
   afterEach(() => {

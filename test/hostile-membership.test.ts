@@ -156,14 +156,18 @@ describe('an unmeasured node', () => {
   });
 });
 
+/** A cluster of one thread whose nodes can be dropped: its log, the participants of the next step, and a timeout fault. */
+function droppingCluster(): { log: string[]; cluster: Cluster; ids: () => Promise<string[]>; fault: (id: string) => ParticipantFault } {
+  const log: string[] = [];
+  const cluster = new Cluster(lanes, { minWorkers: 0, waitTimeoutMs: 60_000, balance: 'equal', log: (l) => log.push(l), trainRows: 100 });
+  return { log, cluster, ids: async () => (await cluster.ready()).map((p) => p.id), fault: (id) => new ParticipantFault(id, 'timeout', 'no answer') };
+}
+
 describe('a node dropped again and again', () => {
   it('waits longer each time before it takes part again (per name and host once it has computed parts; doubling, capped)', async () => {
     vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
     try {
-      const log: string[] = [];
-      const cluster = new Cluster(lanes, { minWorkers: 0, waitTimeoutMs: 60_000, balance: 'equal', log: (l) => log.push(l), trainRows: 100 });
-      const ids = async (): Promise<string[]> => (await cluster.ready()).map((p) => p.id);
-      const fault = (id: string) => new ParticipantFault(id, 'timeout', 'no answer');
+      const { log, cluster, ids, fault } = droppingCluster();
       let n = 0;
       for (const waitMs of [0, 1000, 2000, 4000, 8000]) {
         // the same worker reconnects (a new port each time)
@@ -199,10 +203,7 @@ describe('a node dropped again and again', () => {
   it('that never computed a part holds back its address, under any new name; another address, and a name that has computed parts, are not held back by it', async () => {
     vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
     try {
-      const log: string[] = [];
-      const cluster = new Cluster(lanes, { minWorkers: 0, waitTimeoutMs: 60_000, balance: 'equal', log: (l) => log.push(l), trainRows: 100 });
-      const ids = async (): Promise<string[]> => (await cluster.ready()).map((p) => p.id);
-      const fault = (id: string) => new ParticipantFault(id, 'timeout', 'no answer');
+      const { log, cluster, ids, fault } = droppingCluster();
       // an honest worker on the attacker's address has computed parts, and stays
       const honestOne = fakeNode('node-0', 'honest', '10.0.0.7:39000');
       cluster.addNode(honestOne);

@@ -5,7 +5,6 @@
  * are each closed with a reason, and none of it stops the endpoint or keeps an honest peer out
  * (idle connections from another address cannot fill the slots waiting for a hello).
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,6 +16,7 @@ import { PROTOCOL_VERSION, type Message } from '../shared/protocol/schemas.js';
 import { encodeMessage } from '../shared/protocol/codec.js';
 import { PeerMesh, type PeerFrame } from '../worker/peer-mesh.js';
 import { Rng } from '../shared/math/rng.js';
+import { selfSignedCertificate } from './cluster-helpers.js';
 
 const TOKEN = 'peer-token-0123456789abcdef';
 const JOB = { jobId: 'job-1', self: 'node-9', parameters: 64 };
@@ -96,9 +96,7 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
   });
 
   it('over TLS: a peer trusting the certificate is heard; a socket that never finishes its handshake is cut at the hello deadline', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dptrain-peer-tls-'));
-    const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const { cert, key } = selfSignedCertificate(mkdtempSync(join(tmpdir(), 'dptrain-peer-tls-')));
     const tls = { cert: readFileSync(cert), key: readFileSync(key) };
     const a = await endpoint({ tls, helloTimeoutMs: 400 });
     expect(a.mesh.tls).toBe(true);

@@ -9,14 +9,12 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/backend.js';
 import { weightLayout } from '../shared/model/layout.js';
 import { modelSpec } from '../coordinator/fit/trainer.js';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { prepareJobData } from '../coordinator/job.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readCsv } from '../shared/data/csv.js';
-import { coordinatorUrl, jobFolder, maxAbsDiff, readRunWeights, readSummary, runWithNodes, spawnNode, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, selfSignedCertificate, maxAbsDiff, readRunWeights, readSummary, runWithNodes, spawnNode, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
 import { COORDINATOR_BIN } from './helpers.js';
 import { referenceWeights } from './reference.js';
 import { trainOnLanes } from './thread-runs.js';
@@ -135,9 +133,7 @@ describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_0
   it('with cluster.tls: nodes with --peer-cert reduce among peers over wss://; a node without one sends its steps through the coordinator, named', async () => {
     const run = async (names: string[], withPeerTls: (name: string) => boolean) => {
       const job = peersJob('peers', { threads: 1, minWorkers: names.length }, 400, 1, SGD, SMOOTH);
-      const cert = join(job.dir, 'cert.pem');
-      const key = join(job.dir, 'key.pem');
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+      const { cert, key } = selfSignedCertificate(job.dir);
       const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out, '--tls-cert', cert, '--tls-key', key]));
       const url = await coordinatorUrl(coordinator);
       expect(url).toMatch(/^wss:\/\//);

@@ -145,7 +145,9 @@ describe('median against a fast liar', { timeout: 600_000 }, () => {
     const uncapped = await run(true, { minVotes: 1 });
     console.log(`test accuracy: unattacked ${unattacked.accuracy.toFixed(4)}, attacked ${attacked.accuracy.toFixed(4)}, attacked with minVotes 1 ${uncapped.accuracy.toFixed(4)}`);
     console.log(`liar's share of the samples: ${(attacked.liarParts.reduce((a, n) => a + n, 0) / (attacked.liarParts.length * attacked.batch)).toFixed(3)} (cap 1/3), with minVotes 1: ${(uncapped.liarParts.reduce((a, n) => a + n, 0) / (uncapped.liarParts.length * attacked.batch)).toFixed(3)}`);
-    expect(Math.abs(attacked.accuracy - unattacked.accuracy)).toBeLessThanOrEqual(0.01);
+    // no worse than a point below the unattacked run (speed-balanced splits vary run to run, so the
+    // attacked run may also land above it)
+    expect(attacked.accuracy).toBeGreaterThanOrEqual(unattacked.accuracy - 0.01);
     expect(attacked.liarParts.length).toBeGreaterThan(0);
     for (const n of attacked.liarParts) expect(n).toBeLessThanOrEqual(Math.ceil(attacked.batch / 3));
     expect(unattacked.gapWarnings).toEqual([]);

@@ -5,7 +5,7 @@
  * the weights reach the checkpoint's fingerprint; bad weights are errors naming the key and line.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { BatchEngine } from '../compute/engine.js';
 import { DenseGradientEngine } from '../compute/dense-gradient.js';
@@ -21,13 +21,9 @@ import type { ModelSpec } from '../shared/model/spec.js';
 import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
 import type { Message, ShardMessage, StepMessage } from '../shared/protocol/schemas.js';
 import { ShardStore } from '../worker/shard-store.js';
-import { jobFolder, maxAbsDiff, readRunWeights, runWithOneNode, type Proc } from './cluster-helpers.js';
+import { jobFolder, maxAbsDiff, readRunWeights, runWithOneNode, trackProcesses } from './cluster-helpers.js';
 
-const procs: Proc[] = [];
-const track = (p: Proc): Proc => (procs.push(p), p);
-afterEach(() => {
-  for (const p of procs.splice(0)) p.kill();
-});
+const track = trackProcesses();
 
 beforeAll(async () => {
   await initBackend('cpu');

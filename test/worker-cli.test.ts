@@ -2,12 +2,12 @@
  * Worker nodes from the command line, with real processes: what a user sees when the backend,
  * token, certificate or coordinator is wrong or goes away, and TLS (wss://) end to end.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TOKEN, WORKER_BIN, coordinatorUrl, jobFolder, readSummary, spawnNode, startCoordinator, startWorker, trackProcesses } from './cluster-helpers.js';
+import { TOKEN, WORKER_BIN, coordinatorUrl, jobFolder, readSummary, selfSignedCertificate, spawnNode, startCoordinator, startWorker, trackProcesses } from './cluster-helpers.js';
 import { ROOT } from './helpers.js';
 
 const track = trackProcesses();
@@ -125,9 +125,7 @@ describe('coordinator with worker nodes', { timeout: 600_000 }, () => {
 
   it('serves wss:// with a certificate: a worker trusting it trains, one that does not is refused', async () => {
     const job = jobFolder(300, smallJob({ threads: 0, minWorkers: 1 }));
-    const cert = join(job.dir, 'cert.pem');
-    const key = join(job.dir, 'key.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const { cert, key } = selfSignedCertificate(job.dir);
     const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out, '--tls-cert', cert, '--tls-key', key]));
     const url = await coordinatorUrl(coordinator);
     expect(url).toMatch(/^wss:\/\//);
