@@ -12,6 +12,7 @@ import type { WeightLayout } from '../shared/model/layout.js';
 import type { BatchRows } from '../shared/model/row-layers.js';
 import { outputDim, type ModelSpec } from '../shared/model/spec.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
+import { PartSums } from './part-sums.js';
 
 /** Sample indices of a batch split into micro-batches of at most `size`, each virtual batch (group) whole. */
 export function microBatches(count: number, size: number, groups?: Int32Array): number[][] {
@@ -72,9 +73,7 @@ export class MicroBatchEngine implements BatchEngine {
     if (count <= this.size) return this.inner.gradient(x, y, count, out, onReady, rows);
     const { features, outputs } = this.widths;
     const gradient = gradientOut(this.layout.size, out);
-    const sum = new Float64Array(gradient.length);
-    let lossSum = 0;
-    let metricSums: number[] | undefined;
+    const total = new PartSums();
     for (const chunk of microBatches(count, this.size, rows?.groups)) {
       const part = rows
         ? {
@@ -84,27 +83,20 @@ export class MicroBatchEngine implements BatchEngine {
             ...(rows.weights ? { weights: Float32Array.from(chunk, (i) => rows.weights![i]!) } : {}),
           }
         : undefined;
-      const r = await this.inner.gradient(gather(x, features, chunk), gather(y, outputs, chunk), chunk.length, undefined, undefined, part);
-      for (let i = 0; i < sum.length; i++) sum[i]! += r.gradient[i]! * chunk.length;
-      lossSum += r.lossSum;
-      metricSums = addInto(metricSums, r.metricSums);
+      total.add(await this.inner.gradient(gather(x, features, chunk), gather(y, outputs, chunk), chunk.length, undefined, undefined, part));
     }
-    for (let i = 0; i < sum.length; i++) gradient[i] = sum[i]! / count;
-    return { gradient, count, lossSum, metricSums: metricSums ?? [] };
+    return { ...total.sums(), gradient: total.gradientInto(gradient) };
   }
 
   async evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums> {
     if (count <= this.size) return this.inner.evaluate(x, y, count);
     const { features, outputs } = this.widths;
-    let lossSum = 0;
-    let metricSums: number[] | undefined;
+    const total = new PartSums();
     for (let a = 0; a < count; a += this.size) {
       const n = Math.min(this.size, count - a);
-      const r = await this.inner.evaluate(x.subarray(a * features, (a + n) * features), y.subarray(a * outputs, (a + n) * outputs), n);
-      lossSum += r.lossSum;
-      metricSums = addInto(metricSums, r.metricSums);
+      total.add(await this.inner.evaluate(x.subarray(a * features, (a + n) * features), y.subarray(a * outputs, (a + n) * outputs), n));
     }
-    return { count, lossSum, metricSums: metricSums ?? [] };
+    return total.sums();
   }
 
   async predict(x: Float32Array, count: number): Promise<Float32Array> {
@@ -121,10 +113,4 @@ export class MicroBatchEngine implements BatchEngine {
   dispose(): void {
     this.inner.dispose();
   }
-}
-
-function addInto(total: number[] | undefined, sums: readonly number[]): number[] {
-  if (!total) return [...sums];
-  for (let i = 0; i < total.length; i++) total[i]! += sums[i]!;
-  return total;
 }

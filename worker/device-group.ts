@@ -20,6 +20,7 @@ import type { ModelSpec } from '../shared/model/spec.js';
 import { balancedCounts, SpeedModel, type TimeModel } from '../shared/plan/balance.js';
 import { splitCounts } from '../shared/plan/split-counts.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from '../compute/engine.js';
+import { PartSums } from '../compute/part-sums.js';
 import type { DeviceReply, DeviceRequest } from './device-messages.js';
 
 export interface DeviceGroupOptions {
@@ -391,19 +392,14 @@ function unitsOf(indices: Int32Array, groups: Int32Array | undefined): number[][
 
 /** Sums of parts: loss and metric sums add; gradients (means) average by count. */
 function combine(parts: readonly PartResult[], parameters: number, withGradient: boolean): PartResult {
-  const count = parts.reduce((n, p) => n + p.count, 0);
-  const metrics = parts[0]?.metricSums.length ?? 0;
-  const metricSums = Array.from({ length: metrics }, (_, k) => parts.reduce((s, p) => s + p.metricSums[k]!, 0));
-  const lossSum = parts.reduce((s, p) => s + p.lossSum, 0);
-  if (!withGradient) return { count, gradient: new Float32Array(0), lossSum, metricSums };
-  if (parts.length === 1) return parts[0]!;
-  const sum = new Float64Array(parameters);
+  const total = new PartSums();
   for (const p of parts) {
-    if (p.gradient.length !== parameters) throw new WorkerError(`a device sent ${p.gradient.length} gradient values, the job has ${parameters}`);
-    const w = p.count / count;
-    for (let i = 0; i < parameters; i++) sum[i]! += w * p.gradient[i]!;
+    if (withGradient && p.gradient.length !== parameters) throw new WorkerError(`a device sent ${p.gradient.length} gradient values, the job has ${parameters}`);
+    total.add(withGradient ? p : { count: p.count, lossSum: p.lossSum, metricSums: p.metricSums });
   }
-  return { count, gradient: Float32Array.from(sum), lossSum, metricSums };
+  if (!withGradient) return { ...total.sums(), gradient: new Float32Array(0) };
+  if (parts.length === 1) return parts[0]!;
+  return { ...total.sums(), gradient: total.gradientInto(new Float32Array(parameters)) };
 }
 
 /** The node's engine over its devices: the BatchEngine the node client talks to. */

@@ -11,7 +11,7 @@ import { sumsProblem } from '../../shared/model/sums.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
 import { ParticipantFault, faultOf, type Participant, type ParticipantGroup } from '../participants/participant.js';
 import { MAX_ATTEMPTS } from './step.js';
-import { addSums, metricLayoutOf } from '../../shared/model/metric-sums.js';
+import { metricLayoutOf, totalSums } from '../../shared/model/metric-sums.js';
 
 export interface EvaluateResult {
   readonly loss: number;
@@ -62,9 +62,7 @@ export async function evaluateRows(
   }
   const total = answers.reduce((a, r) => a + r.count, 0);
   const result: Record<string, number> = { loss: answers.reduce((a, r) => a + r.lossSum, 0) / total };
-  const metricSums = new Array<number>(metricLayoutOf(spec).width).fill(0);
-  for (const r of answers) addSums(metricSums, r.metricSums);
-  Object.assign(result, metricLayoutOf(spec).values(metricSums, total));
+  Object.assign(result, metricLayoutOf(spec).values(totalSums(metricLayoutOf(spec).width, answers), total));
   return result as EvaluateResult;
 }
 

@@ -19,7 +19,7 @@ import type { EvaluateResult } from './evaluate.js';
 import { addPhases, type EpochLog, type PhaseTimes } from './logs.js';
 import type { History, ModelWeights, OptimizerSlot, ShuffleStream } from './state.js';
 import type { StepRunner } from './step.js';
-import { metricLayoutOf } from '../../shared/model/metric-sums.js';
+import { addSums, metricLayoutOf } from '../../shared/model/metric-sums.js';
 
 /** The pieces of training state a checkpoint is made of. */
 export interface StatePieces {
@@ -213,7 +213,7 @@ export class FitLoop implements FitLoopView {
       p.started = started + waitedMs;
       p.batch = b + 1;
       p.lossSum += sums.lossSum;
-      sums.metricSums.forEach((m, k) => (p.metricSums[k]! += m));
+      addSums(p.metricSums, sums.metricSums);
       seen += batches[b]!.length;
       addPhases(this.phases, sums.phases);
       this.tensorCounts.push(...sums.tensorCounts);

@@ -9,6 +9,7 @@ import { DEFAULT_MAX_CATEGORIES } from '../data/preprocess.js';
 import { GRADIENT_DTYPES } from '../math/float16.js';
 import { optimizerDefaults, type OptimizerConfig } from './optimizer-config.js';
 import { ACTIVATIONS, LOSSES, METRICS, PADDINGS, type LossName, type LossOptions } from '../model/spec.js';
+import { METRIC_KINDS } from '../model/metric-sums.js';
 
 /**
  * The label: for CSV data its column (required) and type (default binary); for .npy targets the
@@ -197,8 +198,6 @@ const Optimizer = z
 
 /** Losses of classifiers: their jobs report accuracy unless `metrics` says otherwise. */
 const CLASSIFICATION_LOSSES: ReadonlySet<string> = new Set(['binaryCrossentropy', 'categoricalCrossentropy']);
-/** Metrics that count outputs above thresholds as positive decisions against 0/1 labels. */
-const THRESHOLDED_METRICS: ReadonlySet<string> = new Set(['precision', 'recall', 'f1Score', 'auc', 'prAuc']);
 
 /** `loss: huber` or Keras's arguments: `loss: { name: binaryCrossentropy, fromLogits: true, labelSmoothing: 0.1 }`. */
 const LossObject = z
@@ -249,7 +248,7 @@ const Compile = z
     for (const [i, name] of (c.metrics ?? []).entries()) {
       if (seen.has(name)) ctx.addIssue({ code: 'custom', path: ['metrics', i], message: `${name} is listed twice` });
       seen.add(name);
-      if (THRESHOLDED_METRICS.has(name) && !CLASSIFICATION_LOSSES.has(lossName(c.loss))) {
+      if (METRIC_KINDS[name].thresholded && !CLASSIFICATION_LOSSES.has(lossName(c.loss))) {
         ctx.addIssue({ code: 'custom', path: ['metrics', i], message: `${name} counts decisions against labels of 0 and 1, so it needs a classifier's loss (binaryCrossentropy or categoricalCrossentropy), not ${lossName(c.loss)}` });
       }
     }

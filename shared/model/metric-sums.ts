@@ -15,7 +15,8 @@
 import { ConfigError } from '../errors.js';
 import { MAX_METRIC_SUMS, outputDim, type MetricName, type ModelSpec } from './spec.js';
 
-const FLT_MAX = 3.4028234663852886e38;
+/** The largest float32: no per-sample value computed in float32 exceeds it. */
+export const FLT_MAX = 3.4028234663852886e38;
 
 /** Keras's AUC thresholds (num_thresholds=200): -1e-7, 1/199, ..., 198/199, 1 + 1e-7. */
 export const AUC_THRESHOLDS: readonly number[] = (() => {
@@ -47,6 +48,8 @@ export interface MetricKind {
   readonly most: (count: number, units: number) => number;
   /** Whether larger is better (early stopping's and ReduceLROnPlateau's mode 'auto'). */
   readonly higherIsBetter: boolean;
+  /** Counts outputs above thresholds as decisions against labels of 0 and 1 (needs a classifier's loss). */
+  readonly thresholded?: true;
 }
 
 const ratio = (a: number, b: number): number => (b === 0 ? 0 : a / b);
@@ -124,6 +127,7 @@ function counted(value: (tp: number, predicted: number, actual: number) => numbe
     value: (s) => value(s[0]!, s[1]!, s[2]!),
     most: decisions,
     higherIsBetter: true,
+    thresholded: true,
   };
 }
 
@@ -198,7 +202,7 @@ function prAuc(sums: ArrayLike<number>): number {
 }
 
 function auc(value: (sums: ArrayLike<number>) => number): MetricKind {
-  return { width: 2 * BINS, add: addHistogram, value, most: decisions, higherIsBetter: true };
+  return { width: 2 * BINS, add: addHistogram, value, most: decisions, higherIsBetter: true, thresholded: true };
 }
 
 export const METRIC_KINDS: Readonly<Record<MetricName, MetricKind>> = {

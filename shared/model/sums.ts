@@ -3,10 +3,9 @@
  * anything outside is a peer's lie or a broken engine, refused like a bad gradient. Values are
  * computed in float32, so no per-sample value exceeds FLT_MAX.
  */
-import { metricLayoutOf } from './metric-sums.js';
+import { FLT_MAX, metricLayoutOf } from './metric-sums.js';
 import type { LossName, ModelSpec } from './spec.js';
 
-const FLT_MAX = 3.4028234663852886e38;
 /** Float32 sums may land a hair outside an exact bound. */
 const SLACK = 1e-5;
 
