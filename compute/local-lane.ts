@@ -2,7 +2,7 @@
  * LocalLane: gradients and evaluations over a data set in shared memory, computed in the calling
  * thread. The Piscina thread entry (thread.ts) runs one per thread; the coordinator runs one in
  * its own thread for a single-lane job (coordinator/participants/in-process.ts), as `model.fit`
- * would. Rows are read in place; weights are reloaded from the shared array when the version
+ * would. Rows are read in place (or from the file of a data set on disk); weights are reloaded from the shared array when the version
  * changes.
  */
 import { performance } from 'node:perf_hooks';
@@ -13,15 +13,19 @@ import type { BatchRows } from '../shared/model/row-layers.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import type { BatchEngine, EngineName } from './engine.js';
 import { createEngine } from './gradient.js';
+import { PartSums } from './part-sums.js';
+import type { FeatureRows } from '../shared/data/feature-rows.js';
+
+/** Evaluation reads and computes at most this many bytes of features at once. */
+const EVALUATE_BYTES = 1 << 23;
 
 export interface LocalLaneData {
   readonly spec: ModelSpec;
   readonly engine: EngineName;
-  /** Features of every row, row-major. */
-  readonly x: Float32Array;
+  /** Features of every row (in memory or on disk). */
+  readonly x: FeatureRows;
   /** Targets of every row, row-major. */
   readonly y: Float32Array;
-  readonly features: number;
   readonly outputs: number;
   /** The current flat weights, written by the coordinator between steps. */
   readonly weights: Float32Array;
@@ -42,13 +46,10 @@ export class LocalLane {
     const started = performance.now();
     const { rows } = batch;
     this.useVersion(version);
-    const { features, outputs, x, y } = this.data;
-    const xs = new Float32Array(rows.length * features);
+    const { outputs, x, y } = this.data;
+    const xs = x.gather(rows);
     const ys = new Float32Array(rows.length * outputs);
-    rows.forEach((r, i) => {
-      xs.set(x.subarray(r * features, (r + 1) * features), i * features);
-      ys.set(y.subarray(r * outputs, (r + 1) * outputs), i * outputs);
-    });
+    rows.forEach((r, i) => ys.set(y.subarray(r * outputs, (r + 1) * outputs), i * outputs));
     const { sampleWeights } = this.data;
     const withWeights = sampleWeights ? { ...batch, weights: Float32Array.from(rows, (r) => sampleWeights[r]!) } : batch;
     const result = await this.engine.gradient(xs, ys, rows.length, out, undefined, withWeights);
@@ -58,10 +59,16 @@ export class LocalLane {
   /** Loss and metric sums over rows start..start+count-1 with the weights of `version`. */
   async evaluate(version: number, start: number, count: number): Promise<EvaluateAnswer> {
     this.useVersion(version);
-    const { features, outputs, x, y } = this.data;
-    const end = start + count;
-    const sums = await this.engine.evaluate(x.slice(start * features, end * features), y.slice(start * outputs, end * outputs), count);
-    return { ...sums, numTensors: tf.memory().numTensors };
+    const { outputs, x, y } = this.data;
+    // in parts of at most EVALUATE_BYTES of features, so a large test set (or one on disk) is never in memory whole
+    const part = Math.max(1, Math.floor(EVALUATE_BYTES / (4 * x.features)));
+    if (count <= part) return { ...(await this.engine.evaluate(x.range(start, count), y.slice(start * outputs, (start + count) * outputs), count)), numTensors: tf.memory().numTensors };
+    const total = new PartSums();
+    for (let a = start; a < start + count; a += part) {
+      const n = Math.min(part, start + count - a);
+      total.add(await this.engine.evaluate(x.range(a, n), y.slice(a * outputs, (a + n) * outputs), n));
+    }
+    return { ...total.sums(), numTensors: tf.memory().numTensors };
   }
 
   /** Parameters of the model (values in a gradient). */

@@ -6,10 +6,11 @@
 import type { JobConfig } from '../shared/config/schema.js';
 import { readCsv, recordsToCsv, type CellValue, type Table } from '../shared/data/csv.js';
 import { existsSync, statSync } from 'node:fs';
-import { prepareArrays, prepareImages } from '../shared/data/arrays.js';
+import { prepareArrays, prepareArraysOnDisk, prepareImages } from '../shared/data/arrays.js';
 import { prepareData, type PreparedData, type SplitOptions } from '../shared/data/dataset.js';
 import { readImageFolder } from '../shared/data/images.js';
-import { readNpy } from '../shared/data/npy.js';
+import { readNpy, readNpyHeader } from '../shared/data/npy.js';
+import { totalmem } from 'node:os';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { ConfigError } from '../shared/errors.js';
 import type { RunDir } from './run-dir.js';
@@ -70,6 +71,7 @@ export function readJobData(config: JobConfig): PreparedData {
   const { data } = config;
   if (!data.path) throw new ConfigError('no data: set data.path in the config, pass --data FILE, or use --demo');
   const kind = dataKind(data.path);
+  if (data.inMemory === false && kind !== 'arrays') throw new ConfigError(`data.inMemory: false applies to .npy samples; ${data.path} holds ${kind}, which are read into memory`);
   if (kind === 'csv') {
     if (data.labels) throw new ConfigError(`data.labels (${data.labels}) goes with a .npy data.path; ${data.path} is read as CSV`);
     return prepareJobData(config, readCsv(data.path));
@@ -83,6 +85,17 @@ export function readJobData(config: JobConfig): PreparedData {
     return prepareImages(set, data.path, data.rescale ?? 1 / 255, splitOptions(config), config.seed);
   }
   if (!data.labels) throw new ConfigError(`data.labels is required with a .npy data.path (${data.path}): the .npy file of targets, one per sample`);
-  return prepareArrays(readNpy(data.path), readNpy(data.labels), { x: data.path, y: data.labels }, { scale: data.rescale ?? 1, label: data.label?.type ?? 'auto' }, splitOptions(config), config.seed);
+  const header = readNpyHeader(data.path);
+  const options = { scale: data.rescale ?? 1, label: data.label?.type ?? 'auto' } as const;
+  if (keepOnDisk(data.inMemory, header.fileBytes)) return prepareArraysOnDisk(header, readNpy(data.labels), { x: data.path, y: data.labels }, options, splitOptions(config), config.seed);
+  return prepareArrays(readNpy(data.path), readNpy(data.labels), { x: data.path, y: data.labels }, options, splitOptions(config), config.seed);
 }
 
+
+/** Whether .npy samples stay on disk: as data.inMemory says, or (auto) when the file is over a quarter of the memory this process may use. */
+export function keepOnDisk(inMemory: boolean | 'auto', fileBytes: number): boolean {
+  if (inMemory !== 'auto') return !inMemory;
+  const limit = process.constrainedMemory?.() ?? 0;
+  const memory = limit > 0 ? Math.min(limit, totalmem()) : totalmem();
+  return fileBytes > memory / 4;
+}

@@ -186,8 +186,9 @@ function startLine(prepared: PreparedData, plan: RunPlan, local: LocalLanes | un
   const { spec, run, threadsReason } = plan;
   return (
     `dptrain: ${dataset.train.count} train / ${dataset.val.count} validation / ${dataset.test.count} test rows x ${dataset.features} features ` +
-    `(${prepared.rowsDropped} of ${prepared.rowsRead} rows dropped for missing values); ` +
-    `model ${describeModel(spec)} (${weightLayout(spec).size} parameters); ` +
+    `(${prepared.rowsDropped} of ${prepared.rowsRead} rows dropped for missing values)` +
+    (dataset.onDisk ? `, features read per batch from ${dataset.onDisk.path}` : '') +
+    `; model ${describeModel(spec)} (${weightLayout(spec).size} parameters); ` +
     (local instanceof InProcessLane
       ? `computing in the coordinator's thread on ${local.backend}${local.backendDetail ? ` (${local.backendDetail})` : ''}`
       : `${run.cluster.threads} thread(s)${local ? ` on ${local.backend}${local.backendDetail ? ` (${local.backendDetail})` : ''}` : ''}${threadsReason ? '' : ` (of ${availableParallelism()} cores)`}`) +

@@ -6,6 +6,7 @@
  */
 import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset } from '../shared/data/dataset.js';
+import { featureRows } from '../shared/data/feature-rows.js';
 import { BackendError, ConfigError } from '../shared/errors.js';
 import { layerShapes } from '../shared/model/layers.js';
 import { isDense, virtualBatchSize, type ModelSpec } from '../shared/model/spec.js';
@@ -70,13 +71,20 @@ function checkWorkerNodes({ cluster: c }: JobConfig): void {
 }
 
 /** Every feature of every row an integer in [0, inputDim): an embedding's token ids. */
-function checkTokenIds({ x, features }: Pick<Dataset, 'x' | 'features'>, inputDim: number): void {
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i]!;
-    if (!Number.isInteger(v) || v < 0 || v >= inputDim) {
-      throw new ConfigError(
-        `model.layers[0] (embedding) needs integer features in [0, ${inputDim}): row ${Math.floor(i / features)} (of the prepared data) has ${v} as feature ${i % features}; raise inputDim, or check data.standardize (false for token ids) and the columns`,
-      );
+function checkTokenIds(dataset: Pick<Dataset, 'x' | 'features' | 'onDisk' | 'test'>, inputDim: number): void {
+  const { features } = dataset;
+  const rows = featureRows(dataset);
+  const total = dataset.test.start + dataset.test.count;
+  const chunk = Math.max(1, Math.floor((1 << 22) / features));
+  for (let first = 0; first < total; first += chunk) {
+    const x = rows.range(first, Math.min(chunk, total - first));
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i]!;
+      if (!Number.isInteger(v) || v < 0 || v >= inputDim) {
+        throw new ConfigError(
+          `model.layers[0] (embedding) needs integer features in [0, ${inputDim}): row ${first + Math.floor(i / features)} (of the prepared data) has ${v} as feature ${i % features}; raise inputDim, or check data.standardize (false for token ids) and the columns`,
+        );
+      }
     }
   }
 }
@@ -86,7 +94,7 @@ function checkTokenIds({ x, features }: Pick<Dataset, 'x' | 'features'>, inputDi
  * count chosen; a number in the config is taken as it), and an early-stopping monitor that is
  * never logged.
  */
-export function checkAgainstData(config: JobConfig, spec: ModelSpec, dataset: Pick<Dataset, 'outputs' | 'val' | 'x' | 'features'>, threads?: number): void {
+export function checkAgainstData(config: JobConfig, spec: ModelSpec, dataset: Pick<Dataset, 'outputs' | 'val' | 'test' | 'x' | 'features' | 'onDisk'>, threads?: number): void {
   if (spec.keras) return checkKerasModel(config, spec, dataset, threads);
   const last = spec.layers.length - 1;
   const output = spec.layers[last]!;

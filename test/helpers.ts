@@ -56,3 +56,18 @@ export function demoJob(out: string, seed: number, over: Pick<JobConfigInput, 'c
     ...over,
   };
 }
+
+/** A .npy file's bytes (format 1.0), C order. */
+export function npy(descr: string, shape: number[], data: ArrayBufferView, fortran = false): Uint8Array {
+  return Buffer.concat([npyHeader(descr, shape, fortran), new Uint8Array(data.buffer, data.byteOffset, data.byteLength)]);
+}
+
+/** The header of a .npy file (format 1.0), padded so the values start on a 64-byte boundary, as np.save writes it. */
+export function npyHeader(descr: string, shape: number[], fortran = false): Uint8Array {
+  let header = `{'descr': '${descr}', 'fortran_order': ${fortran ? 'True' : 'False'}, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  header += ' '.repeat(64 - ((10 + header.length + 1) % 64)) + '\n';
+  const out = new Uint8Array(10 + header.length);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
+  out.set(new TextEncoder().encode(header), 10);
+  return out;
+}

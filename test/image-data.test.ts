@@ -26,7 +26,7 @@ import { stratifiedSplit } from '../shared/data/split.js';
 import { Rng } from '../shared/math/rng.js';
 import { DataError } from '../shared/errors.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
-import { ROOT } from './helpers.js';
+import { npy, ROOT } from './helpers.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 
 const require = createRequire(import.meta.url);
@@ -69,17 +69,6 @@ function declaredPng(width: number, height: number): Buffer {
   ihdr[9] = 6; // RGBA
   const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   return Buffer.concat([signature, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(1024))), chunk('IEND', Buffer.alloc(0))]);
-}
-
-/** A .npy file's bytes (format 1.0), C order. */
-function npy(descr: string, shape: number[], data: ArrayBufferView, fortran = false): Uint8Array {
-  let header = `{'descr': '${descr}', 'fortran_order': ${fortran ? 'True' : 'False'}, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  header += ' '.repeat(64 - ((10 + header.length + 1) % 64)) + '\n';
-  const out = new Uint8Array(10 + header.length + data.byteLength);
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
-  out.set(new TextEncoder().encode(header), 10);
-  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 10 + header.length);
-  return out;
 }
 
 beforeAll(async () => {

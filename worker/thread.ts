@@ -10,6 +10,7 @@ import { backendReport, initBackend } from '../shared/backend.js';
 import { GradientPacketBuilder } from '../shared/protocol/gradient-packet.js';
 import type { InfoAnswer, ThreadInit, ThreadTask } from '../shared/protocol/thread-tasks.js';
 import { LocalLane } from '../compute/local-lane.js';
+import { featureRows } from '../shared/data/feature-rows.js';
 import { metricLayoutOf } from '../shared/model/metric-sums.js';
 
 const init = workerData as ThreadInit;
@@ -17,9 +18,8 @@ const backend = await initBackend(init.backend);
 const lane = new LocalLane({
   spec: init.spec,
   engine: init.engine,
-  x: new Float32Array(init.x),
+  x: featureRows({ x: new Float32Array(init.x), features: init.features, onDisk: init.onDisk }),
   y: new Float32Array(init.y),
-  features: init.features,
   outputs: init.outputs,
   weights: new Float32Array(init.weights),
   ...(init.sampleWeights ? { sampleWeights: new Float32Array(init.sampleWeights) } : {}),

@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { lossName, lossOptions, type JobConfig, type LayerConfig } from '../../shared/config/schema.js';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
+import { featureRows } from '../../shared/data/feature-rows.js';
 import { CheckpointError, ConfigError } from '../../shared/errors.js';
 import { Rng } from '../../shared/math/rng.js';
 import { initialWeights, weightLayout } from '../../shared/model/layout.js';
@@ -208,9 +209,15 @@ export class Trainer {
    * model, the optimizer and the batch settings. A checkpoint of other data is refused.
    */
   fingerprint(): string {
-    const { x, y, features, outputs, train } = this.dataset;
+    const { y, outputs, train } = this.dataset;
     const hash = createHash('sha256');
-    hash.update(new Uint8Array(x.buffer, x.byteOffset + train.start * features * 4, train.count * features * 4));
+    // the training features as float32, in chunks (a data set on disk is never in memory whole)
+    const x = featureRows(this.dataset);
+    const chunk = Math.max(1, Math.floor((1 << 24) / (4 * x.features)));
+    for (let first = 0; first < train.count; first += chunk) {
+      const rows = x.range(train.start + first, Math.min(chunk, train.count - first));
+      hash.update(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
+    }
     hash.update(new Uint8Array(y.buffer, y.byteOffset + train.start * outputs * 4, train.count * outputs * 4));
     const w = this.dataset.sampleWeights;
     if (w) hash.update(new Uint8Array(w.buffer, w.byteOffset + train.start * 4, train.count * 4));

@@ -8,6 +8,7 @@
  */
 import type { BackendChoice } from '../../shared/backend-choice.js';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
+import { featureRows } from '../../shared/data/feature-rows.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
@@ -43,7 +44,7 @@ export class InProcessLane implements LocalLanes {
     const report = backendReport();
     const { dataset } = options;
     const weights = new Float32Array(options.parameters);
-    const lane = new LocalLane({ spec: options.spec, engine: 'dense', x: dataset.x, y: dataset.y, features: dataset.features, outputs: dataset.outputs, weights, ...(dataset.sampleWeights ? { sampleWeights: dataset.sampleWeights } : {}) });
+    const lane = new LocalLane({ spec: options.spec, engine: 'dense', x: featureRows(dataset), y: dataset.y, outputs: dataset.outputs, weights, ...(dataset.sampleWeights ? { sampleWeights: dataset.sampleWeights } : {}) });
     const detail = [report.adapter, options.backend === 'auto' ? report.reason : undefined].filter(Boolean).join('; ');
     return new InProcessLane(lane, weights, backend, detail || undefined);
   }

@@ -13,6 +13,7 @@ import { closeReason, printable } from '../../shared/protocol/printable.js';
 import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
+import { featureRows, type FeatureRows } from '../../shared/data/feature-rows.js';
 import type { GradientDtype } from '../../shared/math/float16.js';
 import { chunkRange, inRanges } from '../../shared/plan/shard-plan.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
@@ -63,6 +64,8 @@ interface Pending {
 export class RemoteNode implements Participant {
   readonly kind = 'node' as const;
   readonly holds: (row: number) => boolean;
+  /** The data set's features, read for the rows this node is sent. */
+  private readonly rows: FeatureRows;
   /** Training rows this node was sent (it keeps them all). */
   readonly ranges: RowRange[] = [];
   readonly name: string;
@@ -105,6 +108,7 @@ export class RemoteNode implements Participant {
     this.devices = hello.devices ?? 1;
     this.peerUrl = hello.peerPort === undefined ? undefined : peerUrl(hello.peerHost ?? address.replace(/:\d+$/, ''), hello.peerPort, hello.peerTls === true);
     this.holds = (row) => inRanges(this.ranges, row);
+    this.rows = featureRows(context.dataset);
     this.parts = new GradientAssembler(context.parameters);
     this.frameLimits = nodeFrameLimits(context.parameters);
     socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
@@ -162,7 +166,7 @@ export class RemoteNode implements Participant {
         rows: c.count,
         chunk: i,
         chunks: chunks.length,
-        ...rowFeatures(dataset, first, c.count),
+        ...rowFeatures(dataset, this.rows, first, c.count),
         ...(dataset.sampleWeights ? { w: dataset.sampleWeights.subarray(first, first + c.count) } : {}),
         y: dataset.y.subarray(first * outputs, (first + c.count) * outputs),
       });
@@ -237,14 +241,14 @@ export class RemoteNode implements Participant {
       (isHeld ? held : inline).push(r);
       if (groups) (isHeld ? heldGroups : inlineGroups).push(groups[i]!);
     });
-    const source = dataset.pixels?.values ?? dataset.x;
-    const values = dataset.pixels ? new Uint8Array(inline.length * features) : new Float32Array(inline.length * features);
+    const { pixels } = dataset;
+    const values = pixels ? new Uint8Array(inline.length * features) : this.rows.gather(inline.map((r) => dataset.train.start + r));
     const y = new Float32Array(inline.length * outputs);
     const { sampleWeights } = dataset;
     const w = sampleWeights ? new Float32Array(inline.length) : undefined;
     inline.forEach((r, i) => {
       const row = dataset.train.start + r;
-      values.set(source.subarray(row * features, (row + 1) * features), i * features);
+      if (pixels) values.set(pixels.values.subarray(row * features, (row + 1) * features), i * features);
       y.set(dataset.y.subarray(row * outputs, (row + 1) * outputs), i * outputs);
       if (w) w[i] = sampleWeights![row]!;
     });
@@ -358,7 +362,7 @@ export class RemoteNode implements Participant {
         type: 'evaluate',
         id,
         version,
-        ...rowFeatures(dataset, range.start, range.count),
+        ...rowFeatures(dataset, this.rows, range.start, range.count),
         y: dataset.y.subarray(range.start * outputs, (range.start + range.count) * outputs),
       });
     });
@@ -469,8 +473,8 @@ function peerUrl(host: string, port: number, tls: boolean): string {
 }
 
 /** Rows first..first+count-1 of the data set as they travel: uint8 pixels for images, else float32 x (the other empty). */
-function rowFeatures(dataset: Dataset, first: number, count: number): { pixels: Uint8Array; x: Float32Array } {
+function rowFeatures(dataset: Dataset, rows: FeatureRows, first: number, count: number): { pixels: Uint8Array; x: Float32Array } {
   const { features } = dataset;
   if (dataset.pixels) return { pixels: dataset.pixels.values.subarray(first * features, (first + count) * features), x: new Float32Array(0) };
-  return { pixels: new Uint8Array(0), x: dataset.x.subarray(first * features, (first + count) * features) };
+  return { pixels: new Uint8Array(0), x: rows.range(first, count) };
 }

@@ -63,6 +63,7 @@ export class ThreadPool implements LocalLanes {
       outputs: dataset.outputs,
       weights,
       ...(dataset.sampleWeights ? { sampleWeights: dataset.sampleWeights.buffer as SharedArrayBuffer } : {}),
+      ...(dataset.onDisk ? { onDisk: dataset.onDisk } : {}),
     };
     const pool = new Piscina({
       filename: threadEntry(),

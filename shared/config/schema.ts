@@ -36,6 +36,11 @@ const Data = z.strictObject({
   colorMode: z.enum(['grayscale', 'rgb']).default('rgb'),
   /** Images and .npy arrays: features = values x rescale (default 1/255 for images, 1 for arrays). */
   rescale: z.number().positive().optional(),
+  /**
+   * .npy samples: true reads them into memory; false leaves them in the file, read per batch (a
+   * data set larger than memory); auto keeps a file larger than a quarter of the memory on disk.
+   */
+  inMemory: z.union([z.boolean(), z.literal('auto')]).default('auto'),
   drop: z.array(z.string()).default([]),
   numeric: z.array(z.string()).default([]),
   categorical: z.array(z.string()).default([]),

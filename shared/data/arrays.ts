@@ -9,7 +9,8 @@ import { DataError } from '../errors.js';
 import { layoutData, type PreparedData, type SplitOptions } from './dataset.js';
 import type { ImageSet } from './images.js';
 import type { LabelTransform } from './label.js';
-import type { NpyArray } from './npy.js';
+import { npyValues, type NpyArray, type NpyHeader } from './npy.js';
+import { closeSync, openSync, readSync } from 'node:fs';
 import type { Encoded, Preprocessor } from './preprocess.js';
 
 function oneHot(labels: ArrayLike<number>, classes: number): Float32Array {
@@ -75,6 +76,49 @@ export function prepareArrays(x: NpyArray, y: NpyArray, sources: { x: string; y:
   const enc: Encoded = { x: xs, y: values, rows, features, outputs, lines: indexLines(rows), rejected: [] };
   const preprocessor: Preprocessor = { version: 1, drop: [], columns: [], features: [], label, input: { kind: 'arrays', shape, scale: options.scale } };
   return layoutData(enc, preprocessor, split, seed, { source: sources.x, rowsRead: rows, warnings: [], pixels });
+}
+
+/**
+ * .npy samples that stay on disk (data.inMemory false): the header and the labels are read, the
+ * samples once in chunks to refuse non-finite values, then read per batch (feature-rows.ts).
+ */
+export function prepareArraysOnDisk(x: NpyHeader, y: NpyArray, sources: { x: string; y: string }, options: { scale: number; label: ArrayLabel }, split: SplitOptions, seed: number): PreparedData {
+  if (x.shape.length < 2) throw new DataError(`${sources.x}: samples along the first axis, so at least 2 axes; the array has shape [${x.shape.join(', ')}]`);
+  const rows = x.shape[0]!;
+  const shape = x.shape.slice(1);
+  const features = shape.reduce((a, n) => a * n, 1);
+  if (x.dtype === 'f4' || x.dtype === 'f8') checkFiniteOnDisk(x, sources.x, features, options.scale);
+  const { label, values, outputs } = arrayLabel(y, rows, options.label, sources.y);
+  const enc: Encoded = { x: new Float32Array(0), y: values, rows, features, outputs, lines: indexLines(rows), rejected: [] };
+  const preprocessor: Preprocessor = { version: 1, drop: [], columns: [], features: [], label, input: { kind: 'arrays', shape, scale: options.scale } };
+  const onDisk = { path: sources.x, dtype: x.dtype, width: x.width, dataOffset: x.dataOffset, scale: options.scale };
+  return layoutData(enc, preprocessor, split, seed, { source: sources.x, rowsRead: rows, warnings: [], onDisk });
+}
+
+/** One pass over the file in 16 MB chunks: the first sample with a non-finite feature (value x scale in float32) is refused. */
+function checkFiniteOnDisk(x: NpyHeader, source: string, features: number, scale: number): void {
+  const count = x.shape.reduce((a, n) => a * n, 1);
+  const perChunk = Math.max(1, Math.floor((1 << 24) / x.width));
+  const buffer = new Uint8Array(Math.min(count, perChunk) * x.width);
+  const fd = openSync(source, 'r');
+  try {
+    for (let first = 0; first < count; first += perChunk) {
+      const n = Math.min(perChunk, count - first);
+      const bytes = n * x.width;
+      for (let got = 0; got < bytes; ) {
+        const read = readSync(fd, buffer, got, bytes - got, x.dataOffset + first * x.width + got);
+        if (read === 0) throw new DataError(`${source}: ended at value ${first + Math.floor(got / x.width)} of ${count} (truncated?)`);
+        got += read;
+      }
+      const values = npyValues(x.dtype, buffer.buffer, 0, n);
+      for (let i = 0; i < n; i++) {
+        const v = Math.fround(values[i]! * scale);
+        if (!Number.isFinite(v)) throw new DataError(`${source}: sample ${Math.floor((first + i) / features)} has a non-finite value (${v}) at feature ${(first + i) % features}`);
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** values x scale as float32, in one pass (Float32Array.from with a mapping function would first collect every value in a JS array). */

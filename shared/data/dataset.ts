@@ -8,6 +8,7 @@ import { scalePixels } from './pixels.js';
 import { DataError } from '../errors.js';
 import { Rng } from '../math/rng.js';
 import type { Table } from './csv.js';
+import type { NpyOnDisk } from './feature-rows.js';
 import { encode, fitPreprocessor, type Encoded, type PreprocessOptions, type Preprocessor } from './preprocess.js';
 import { applyScaler, fitScaler } from './scaler.js';
 import { stratifiedSplit, validationSplit } from './split.js';
@@ -44,6 +45,11 @@ export interface Dataset {
   readonly sampleShape?: readonly number[];
   /** Each row's weight in the training loss (data.sampleWeight, Keras's sample_weight), backed by a SharedArrayBuffer; absent: all 1. */
   readonly sampleWeights?: Float32Array;
+  /**
+   * The features stay in a .npy file, read per batch (data.inMemory); x is then empty. Read rows
+   * through featureRows(dataset), which serves both.
+   */
+  readonly onDisk?: NpyOnDisk;
 }
 
 export interface PreparedData {
@@ -93,7 +99,14 @@ export function layoutData(
   preprocessor: Preprocessor,
   split: SplitOptions,
   seed: number,
-  from: { readonly source: string; readonly rowsRead: number; readonly warnings: readonly string[]; readonly pixels?: Uint8Array | undefined },
+  from: {
+    readonly source: string;
+    readonly rowsRead: number;
+    readonly warnings: readonly string[];
+    readonly pixels?: Uint8Array | undefined;
+    /** The features are in this file, not in enc.x or pixels: only the row order is laid out. */
+    readonly onDisk?: Omit<NpyOnDisk, 'order'> | undefined;
+  },
 ): PreparedData {
   const warnings = [...from.warnings];
   const rng = new Rng(seed);
@@ -104,12 +117,18 @@ export function layoutData(
     throw new DataError(`${from.source}: no training rows left (${enc.rows} usable rows, testSize ${split.testSize}, validationSplit ${split.validationSplit})`);
   }
   if (split.standardize) {
+    if (from.onDisk) throw new DataError(`${from.source}: data.standardize needs the features in memory; with data.inMemory false, standardize the file beforehand (or set data.inMemory true)`);
     if (from.pixels) throw new DataError(`${from.source}: data.standardize does not apply to images (they are scaled by data.rescale)`);
     const scaler = fitScaler(enc.x, enc.features, trainAll);
     applyScaler(enc.x, scaler);
     preprocessor = { ...preprocessor, scaler };
   }
   const order = [...train, ...val, ...test];
+  if (from.onDisk) {
+    const fileOrder = new Int32Array(new SharedArrayBuffer(Math.max(1, order.length) * 4), 0, order.length);
+    fileOrder.set(order);
+    return layoutRows(enc, preprocessor, { train, val, test }, from, warnings, { ...from.onDisk, order: fileOrder });
+  }
   const x = sharedFloat32(order.length * enc.features);
   const y = sharedFloat32(order.length * enc.outputs);
   const pixels = from.pixels ? new Uint8Array(new SharedArrayBuffer(Math.max(1, order.length * enc.features)), 0, order.length * enc.features) : undefined;
@@ -136,6 +155,44 @@ export function layoutData(
       ...(pixels && scale !== undefined ? { pixels: { values: pixels, scale } } : {}),
       ...(preprocessor.input && preprocessor.input.shape.length > 1 ? { sampleShape: preprocessor.input.shape } : {}),
       ...(sampleWeights ? { sampleWeights } : {}),
+    },
+    preprocessor,
+    rowsRead: from.rowsRead,
+    rowsDropped: enc.rejected.length,
+    warnings,
+    lines: { train: Array.from(train, (r) => enc.lines[r]!), val: Array.from(val, (r) => enc.lines[r]!), test: Array.from(test, (r) => enc.lines[r]!) },
+  };
+}
+
+/** The data set of features on disk: labels and weights laid out in memory, the features' file rows in `onDisk.order`. */
+function layoutRows(
+  enc: Encoded,
+  preprocessor: Preprocessor,
+  splits: { readonly train: Int32Array; readonly val: Int32Array; readonly test: Int32Array },
+  from: { readonly rowsRead: number },
+  warnings: string[],
+  onDisk: NpyOnDisk,
+): PreparedData {
+  const { train, val, test } = splits;
+  const { order } = onDisk;
+  const y = sharedFloat32(order.length * enc.outputs);
+  const sampleWeights = enc.w ? sharedFloat32(order.length) : undefined;
+  order.forEach((src, dst) => {
+    y.set(enc.y.subarray(src * enc.outputs, (src + 1) * enc.outputs), dst * enc.outputs);
+    if (sampleWeights) sampleWeights[dst] = enc.w![src]!;
+  });
+  return {
+    dataset: {
+      x: new Float32Array(0),
+      y,
+      features: enc.features,
+      outputs: enc.outputs,
+      train: { start: 0, count: train.length },
+      val: { start: train.length, count: val.length },
+      test: { start: train.length + val.length, count: test.length },
+      ...(preprocessor.input && preprocessor.input.shape.length > 1 ? { sampleShape: preprocessor.input.shape } : {}),
+      ...(sampleWeights ? { sampleWeights } : {}),
+      onDisk,
     },
     preprocessor,
     rowsRead: from.rowsRead,

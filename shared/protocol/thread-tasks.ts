@@ -5,6 +5,7 @@
  */
 import type { BackendChoice } from '../backend-choice.js';
 import type { EngineName, ModelSpec } from '../model/spec.js';
+import type { NpyOnDisk } from '../data/feature-rows.js';
 
 export interface ThreadInit {
   readonly spec: ModelSpec;
@@ -19,6 +20,8 @@ export interface ThreadInit {
   readonly weights: SharedArrayBuffer;
   /** Each row's sample weight (data.sampleWeight), or absent. */
   readonly sampleWeights?: SharedArrayBuffer;
+  /** The features are in this .npy file (x is then empty); its row order in a SharedArrayBuffer. */
+  readonly onDisk?: NpyOnDisk;
 }
 
 /** Gradient of the mean loss over `rows` with the weights of `version`. Answer: a GradientPacket. */

@@ -1,0 +1,118 @@
+/**
+ * The features of a data set's rows, wherever they are: in shared memory (Dataset.x), or in a
+ * .npy file read row by row from disk (Dataset.onDisk, data.inMemory), so a data set larger than
+ * memory trains with only its labels, row order and each batch in memory. Both give the same
+ * float32 values for a row: value x scale, rounded once to float32.
+ */
+import { closeSync, openSync, readSync } from 'node:fs';
+import { DataError } from '../errors.js';
+import { npyValues } from './npy.js';
+
+/** Features of a .npy file on disk: data set row r is file row order[r]. Plain data: it travels to threads (order in a SharedArrayBuffer). */
+export interface NpyOnDisk {
+  readonly path: string;
+  /** The .npy dtype (f4, u1, ...) and its width in bytes. */
+  readonly dtype: string;
+  readonly width: number;
+  /** Byte offset of the first value. */
+  readonly dataOffset: number;
+  /** The file row of each data set row ([train | validation | test] order). */
+  readonly order: Int32Array;
+  /** features = value x scale. */
+  readonly scale: number;
+}
+
+export interface FeatureRows {
+  /** Features per row. */
+  readonly features: number;
+  /** The features of `rows`, row-major, in that order, as float32 (into `out` if given). */
+  gather(rows: ArrayLike<number>, out?: Float32Array): Float32Array;
+  /** The features of rows start..start+count-1. */
+  range(start: number, count: number): Float32Array;
+}
+
+/** What a FeatureRows is made from: the data set's x, or a file on disk. */
+export interface FeatureSource {
+  readonly x: Float32Array;
+  readonly features: number;
+  readonly onDisk?: NpyOnDisk | undefined;
+}
+
+export function featureRows(source: FeatureSource): FeatureRows {
+  return source.onDisk ? new NpyFileRows(source.onDisk, source.features) : new MemoryRows(source.x, source.features);
+}
+
+class MemoryRows implements FeatureRows {
+  constructor(private readonly x: Float32Array, readonly features: number) {}
+
+  gather(rows: ArrayLike<number>, out = new Float32Array(rows.length * this.features)): Float32Array {
+    const f = this.features;
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      out.set(this.x.subarray(r * f, (r + 1) * f), i * f);
+    }
+    return out;
+  }
+
+  range(start: number, count: number): Float32Array {
+    return this.x.slice(start * this.features, (start + count) * this.features);
+  }
+}
+
+/** Consecutive file rows are read in one call, up to this many bytes. */
+const MAX_READ_BYTES = 1 << 22;
+
+class NpyFileRows implements FeatureRows {
+  private readonly rowBytes: number;
+
+  constructor(private readonly file: NpyOnDisk, readonly features: number) {
+    this.rowBytes = features * file.width;
+  }
+
+  gather(rows: ArrayLike<number>, out = new Float32Array(rows.length * this.features)): Float32Array {
+    const fileRows = new Int32Array(rows.length);
+    for (let i = 0; i < rows.length; i++) fileRows[i] = this.file.order[rows[i]!]!;
+    this.read(fileRows, out);
+    return out;
+  }
+
+  range(start: number, count: number): Float32Array {
+    const out = new Float32Array(count * this.features);
+    this.read(this.file.order.subarray(start, start + count), out);
+    return out;
+  }
+
+  /** Reads file rows into out (row i at i x features); runs of consecutive file rows in one read. The file is opened per call, so nothing holds a descriptor between steps. */
+  private read(fileRows: Int32Array, out: Float32Array): void {
+    const { rowBytes, features } = this;
+    const { path, dtype, dataOffset, scale } = this.file;
+    const perRead = Math.max(1, Math.floor(MAX_READ_BYTES / rowBytes));
+    const buffer = new Uint8Array(Math.min(fileRows.length, perRead) * rowBytes);
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (err) {
+      throw new DataError(`${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+    try {
+      for (let i = 0; i < fileRows.length; ) {
+        let run = 1;
+        while (i + run < fileRows.length && run < perRead && fileRows[i + run] === fileRows[i]! + run) run++;
+        const bytes = run * rowBytes;
+        const position = dataOffset + fileRows[i]! * rowBytes;
+        let got = 0;
+        while (got < bytes) {
+          const n = readSync(fd, buffer, got, bytes - got, position + got);
+          if (n === 0) throw new DataError(`${path}: ended before row ${fileRows[i]! + Math.floor(got / rowBytes)} (the file shrank while training?)`);
+          got += n;
+        }
+        const values = npyValues(dtype, buffer.buffer, buffer.byteOffset, run * features);
+        const at = i * features;
+        for (let k = 0; k < run * features; k++) out[at + k] = values[k]! * scale;
+        i += run;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+}

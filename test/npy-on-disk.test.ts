@@ -1,0 +1,228 @@
+/**
+ * .npy samples left on disk (data.inMemory false): the same rows, split and training as the
+ * samples in memory, over threads and a worker node; clear errors for a damaged or vanished
+ * file; and a data set several times larger than the coordinator's peak memory trains with a
+ * peak that does not grow with the file.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { keepOnDisk, readJobData } from '../coordinator/job-data.js';
+import { Trainer, modelSpec } from '../coordinator/fit/trainer.js';
+import { initBackend } from '../shared/backend.js';
+import { loadConfig } from '../shared/config/load.js';
+import { featureRows } from '../shared/data/feature-rows.js';
+import { ConfigError, DataError } from '../shared/errors.js';
+import { coordinatorUrl, jobFolder, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { npy, npyHeader, ROOT } from './helpers.js';
+import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
+
+const procs: Proc[] = [];
+afterEach(() => {
+  for (const p of procs.splice(0)) p.kill();
+});
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+
+/** A folder with x.npy (n samples of `features` values of dtype `descr`, from a fixed LCG, class signal in the first values) and y.npy (class ids 0-2). */
+function arrays(n: number, features: number, descr: '<f4' | '|u1' | '<f8' | '<i2', extra: Record<string, unknown> = {}): { dir: string; configFile: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'dptrain-ondisk-'));
+  let seed = 12345;
+  const next = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const labels = Int32Array.from({ length: n }, (_, i) => (i * 7) % 3);
+  const values = Array.from({ length: n * features }, (_, i) => next() + ((i % features) < 3 && (i % features) === labels[Math.floor(i / features)] ? 1 : 0));
+  const data =
+    descr === '|u1' ? Uint8Array.from(values, (v) => Math.round(v * 100)) : descr === '<f8' ? Float64Array.from(values) : descr === '<i2' ? Int16Array.from(values, (v) => Math.round(v * 1000) - 700) : Float32Array.from(values);
+  writeFileSync(join(dir, 'x.npy'), npy(descr, [n, features], data));
+  writeFileSync(join(dir, 'y.npy'), npy('<i4', [n], labels));
+  const configFile = join(dir, 'job.yaml');
+  writeFileSync(
+    configFile,
+    stringify({
+      seed: 3,
+      data: { path: 'x.npy', labels: 'y.npy', inMemory: false, testSize: 0.2, ...extra },
+      model: { layers: [{ units: 8, activation: 'relu' }, { units: 3, activation: 'softmax' }] },
+      compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
+      fit: { epochs: 2, batchSize: 16, validationSplit: 0.1 },
+      cluster: { threads: 2, backend: 'wasm' },
+    }),
+  );
+  return { dir, configFile };
+}
+
+/** The config with data.inMemory set. */
+function inMemory(configFile: string, value: boolean): ReturnType<typeof loadConfig> {
+  const config = loadConfig(configFile);
+  return { ...config, data: { ...config.data, inMemory: value } };
+}
+
+describe('.npy samples on disk', () => {
+  it.each(['<f4', '|u1', '<f8', '<i2'] as const)('%s: the same split, labels and float32 features as in memory, read per row and per range', (descr) => {
+    const { configFile } = arrays(101, 6, descr, descr === '|u1' ? { rescale: 1 / 255 } : descr === '<i2' ? { rescale: 0.001 } : {});
+    const memory = readJobData(inMemory(configFile, true)).dataset;
+    const disk = readJobData(inMemory(configFile, false)).dataset;
+    expect(disk.onDisk).toBeDefined();
+    expect(memory.onDisk).toBeUndefined();
+    expect(disk.x.length).toBe(0);
+    expect([disk.train, disk.val, disk.test]).toEqual([memory.train, memory.val, memory.test]);
+    expect(disk.y).toEqual(memory.y);
+    const rows = [100, 0, 5, 6, 7, 42, 41, 99, 3];
+    const fromDisk = featureRows(disk);
+    expect(fromDisk.gather(rows)).toEqual(featureRows(memory).gather(rows));
+    expect(fromDisk.range(0, 101)).toEqual(memory.x);
+    expect(fromDisk.range(37, 20)).toEqual(memory.x.slice(37 * 6, 57 * 6));
+  });
+
+  it('2 threads reading from disk train the weights of 2 threads in memory, bit for bit, with the same checkpoint fingerprint', async () => {
+    const { configFile } = arrays(300, 10, '<f4');
+    const memory = readJobData(inMemory(configFile, true)).dataset;
+    const disk = readJobData(inMemory(configFile, false)).dataset;
+    const config = loadConfig(configFile);
+    const spec = modelSpec(config, memory);
+    const fingerprint = (dataset: typeof memory): string => new Trainer(config, dataset, { publish: () => {} } as never, spec).fingerprint();
+    expect(fingerprint(disk)).toBe(fingerprint(memory));
+    const [fromDisk, fromMemory, inProcess] = [await trainOnLanes(config, disk, 2), await trainOnLanes(config, memory, 2), await trainOnLanes(config, disk, 'in-process')];
+    expect(fromDisk.weights).toEqual(fromMemory.weights);
+    expect(fromDisk.history.map((e) => e.values)).toEqual(fromMemory.history.map((e) => e.values));
+    expect(maxAbsDiff(inProcess.weights, fromMemory.weights)).toBeLessThan(1e-5);
+  }, 120_000);
+
+  it('auto keeps a file over a quarter of memory on disk; CSV with inMemory false, standardize on disk, a short or non-finite file: errors naming the key or file', () => {
+    expect(keepOnDisk('auto', 1e6)).toBe(false);
+    expect(keepOnDisk('auto', 1e15)).toBe(true);
+    expect([keepOnDisk(false, 1), keepOnDisk(true, 1e15)]).toEqual([true, false]);
+    const { dir, configFile } = arrays(40, 4, '<f4');
+    const config = loadConfig(configFile);
+    writeFileSync(join(dir, 'rows.csv'), 'a,b\n1,0\n2,1\n');
+    expect(() => readJobData({ ...config, data: { ...config.data, path: join(dir, 'rows.csv'), labels: undefined } })).toThrow(ConfigError);
+    expect(() => readJobData({ ...config, data: { ...config.data, path: join(dir, 'rows.csv'), labels: undefined } })).toThrow(/data\.inMemory: false applies to \.npy samples; .*rows\.csv holds csv/);
+    expect(() => readJobData({ ...config, data: { ...config.data, standardize: true } })).toThrow(/x\.npy: data\.standardize needs the features in memory/);
+    const values = new Float32Array(40 * 4);
+    values[4 * 17 + 2] = Number.NaN;
+    writeFileSync(join(dir, 'x.npy'), npy('<f4', [40, 4], values));
+    expect(() => readJobData(config)).toThrow(/x\.npy: sample 17 has a non-finite value \(NaN\) at feature 2/);
+    writeFileSync(join(dir, 'x.npy'), npy('<f4', [40, 4], new Float32Array(40 * 4 - 3)));
+    expect(() => readJobData(config)).toThrow(/x\.npy: the header says 160 values of 4 bytes, the file has 628 bytes of data \(truncated\?\)/);
+  });
+
+  it('a file cut short or removed after the start: the read names the file', () => {
+    const { dir, configFile } = arrays(50, 4, '<f4');
+    const { dataset } = readJobData(loadConfig(configFile));
+    const rows = featureRows(dataset);
+    const last = dataset.onDisk!.order.indexOf(49);
+    truncateSync(join(dir, 'x.npy'), 128 + 10 * 16);
+    expect(() => rows.gather([last])).toThrow(DataError);
+    expect(() => rows.gather([last])).toThrow(/x\.npy: ended before row 49/);
+    rmSync(join(dir, 'x.npy'));
+    expect(() => rows.range(0, 2)).toThrow(/x\.npy: cannot be read \(ENOENT\)/);
+  });
+});
+
+describe('a worker node on a data set on disk', { timeout: 300_000 }, () => {
+  it('1 thread + 1 node: the coordinator reads the node\'s rows from the file; the weights of one process in memory', async () => {
+    const { dir } = arrays(400, 12, '|u1', { rescale: 0.01 });
+    const job = jobFolder(10, {});
+    writeFileSync(
+      job.configFile,
+      stringify({
+        seed: 4,
+        data: { path: join(dir, 'x.npy'), labels: join(dir, 'y.npy'), inMemory: false, rescale: 0.01 },
+        model: { layers: [{ units: 8, activation: 'relu' }, { units: 3, activation: 'softmax' }] },
+        compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
+        fit: { epochs: 2, batchSize: 32 },
+        cluster: { threads: 1, minWorkers: 1, backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300 },
+      }),
+    );
+    const config = loadConfig(job.configFile);
+    const memory = readJobData({ ...config, data: { ...config.data, inMemory: true } }).dataset;
+    const expected = (await trainOnLanes(config, memory, 'in-process')).weights;
+    const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
+    procs.push(coordinator);
+    const worker = startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile);
+    procs.push(worker);
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    expect(await worker.exited, worker.output).toBe(0);
+    expect(coordinator.output).toContain(`features read per batch from ${join(dir, 'x.npy')}`);
+    expect(readSummary(job.out).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
+    expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+  });
+});
+
+/** Writes x.npy of `rows` x 4096 float32 (about 16 KB a row) in chunks, never holding the file; y.npy of class ids 0-9. */
+function largeArrays(dir: string, rows: number): void {
+  const features = 4096;
+  const fd = openSync(join(dir, 'x.npy'), 'w');
+  writeSync(fd, npyHeader('<f4', [rows, features]));
+  const chunk = 256;
+  const block = new Float32Array(chunk * features);
+  for (let first = 0; first < rows; first += chunk) {
+    const n = Math.min(chunk, rows - first);
+    for (let r = 0; r < n; r++) {
+      const label = (first + r) % 10;
+      for (let j = 0; j < features; j++) block[r * features + j] = ((Math.imul(first + r, 2654435761) ^ Math.imul(j, 40503)) & 255) / 255 + (j % 10 === label ? 1 : 0);
+    }
+    writeSync(fd, block, 0, n * features * 4);
+  }
+  closeSync(fd);
+  writeFileSync(join(dir, 'y.npy'), npy('<i4', [rows], Int32Array.from({ length: rows }, (_, i) => i % 10)));
+}
+
+/** Trains on x.npy / y.npy in `dir` with the coordinator CLI (1 thread, on disk), sampling its peak resident memory (VmHWM) while it runs. */
+async function peakRss(dir: string): Promise<{ peakMb: number; output: string; summary: ReturnType<typeof readSummary> }> {
+  writeFileSync(
+    join(dir, 'job.yaml'),
+    stringify({
+      seed: 1,
+      data: { path: 'x.npy', labels: 'y.npy', inMemory: false, testSize: 0.1 },
+      model: { layers: [{ units: 16, activation: 'relu' }, { units: 10, activation: 'softmax' }] },
+      compile: { optimizer: { name: 'adam', learningRate: 0.003 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
+      fit: { epochs: 1, batchSize: 256 },
+      cluster: { threads: 1, backend: 'wasm' },
+    }),
+  );
+  const child = spawn(process.execPath, [join(ROOT, 'bin/coordinator.js'), 'start', '--config', join(dir, 'job.yaml'), '--out', join(dir, 'run'), '--metrics-listen', 'off'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  let peakKb = 0;
+  const sample = (): void => {
+    try {
+      const kb = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0);
+      peakKb = Math.max(peakKb, kb);
+    } catch {
+      // the process has exited
+    }
+  };
+  const timer = setInterval(sample, 100);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  clearInterval(timer);
+  expect(code, output).toBe(0);
+  return { peakMb: peakKb / 1024, output, summary: readSummary(join(dir, 'run')) };
+}
+
+describe('a data set larger than memory', { timeout: 600_000 }, () => {
+  it('1.5 GB of .npy on disk: the coordinator peaks at under a fifth of the file, and no higher than with a file 16x smaller', async () => {
+    const small = mkdtempSync(join(tmpdir(), 'dptrain-ondisk-small-'));
+    const large = mkdtempSync(join(tmpdir(), 'dptrain-ondisk-large-'));
+    try {
+      largeArrays(small, 6_000);
+      largeArrays(large, 96_000);
+      const fileMb = (96_000 * 4096 * 4) / 2 ** 20;
+      const a = await peakRss(small);
+      const b = await peakRss(large);
+      expect(b.output).toMatch(/86400 train \/ 0 validation \/ 9600 test rows x 4096 features/);
+      console.log(`peak RSS ${a.peakMb.toFixed(0)} MB (small file), ${b.peakMb.toFixed(0)} MB (${fileMb.toFixed(0)} MB file); test accuracy ${b.summary.test.accuracy}`);
+      expect(b.summary.test.accuracy).toBeGreaterThan(0.9);
+      expect(b.peakMb * 5, `peak ${b.peakMb.toFixed(0)} MB, file ${fileMb.toFixed(0)} MB`).toBeLessThan(fileMb);
+      expect(b.peakMb - a.peakMb, `peaks ${a.peakMb.toFixed(0)} and ${b.peakMb.toFixed(0)} MB`).toBeLessThan(48);
+    } finally {
+      rmSync(small, { recursive: true, force: true });
+      rmSync(large, { recursive: true, force: true });
+    }
+  });
+});
