@@ -123,9 +123,9 @@ describe('.npy samples on disk', () => {
   });
 });
 
-describe('a worker node on a data set on disk', { timeout: 300_000 }, () => {
-  it('1 thread + 1 node: the coordinator reads the node\'s rows from the file; the weights of one process in memory', async () => {
-    const { dir } = arrays(400, 12, '|u1', { rescale: 0.01 });
+describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
+  /** A job of 1 thread + 1 node on x.npy in `dir` (uint8, 64 features, 400 samples). */
+  function nodeJob(dir: string): ReturnType<typeof jobFolder> {
     const job = jobFolder(10, {});
     writeFileSync(
       job.configFile,
@@ -138,18 +138,59 @@ describe('a worker node on a data set on disk', { timeout: 300_000 }, () => {
         cluster: { threads: 1, minWorkers: 1, backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300 },
       }),
     );
-    const config = loadConfig(job.configFile);
-    const memory = readJobData({ ...config, data: { ...config.data, inMemory: true } }).dataset;
-    const expected = (await trainOnLanes(config, memory, 'in-process')).weights;
+    return job;
+  }
+
+  async function run(job: ReturnType<typeof jobFolder>, workerArgs: string[]): Promise<{ coordinator: Proc; worker: Proc }> {
     const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
     procs.push(coordinator);
-    const worker = startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile);
+    const worker = startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile, workerArgs);
     procs.push(worker);
     expect(await coordinator.exited, coordinator.output).toBe(0);
     expect(await worker.exited, worker.output).toBe(0);
-    expect(coordinator.output).toContain(`features read per batch from ${join(dir, 'x.npy')}`);
-    expect(readSummary(job.out).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
-    expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+    return { coordinator, worker };
+  }
+
+  it('1 thread + 1 node: sent the rows, or (--data-dir) reading them itself and sent row numbers: the weights of one process in memory', async () => {
+    const { dir } = arrays(400, 64, '|u1', { rescale: 0.01 });
+    const sent = nodeJob(dir);
+    const config = loadConfig(sent.configFile);
+    const memory = readJobData({ ...config, data: { ...config.data, inMemory: true } }).dataset;
+    const expected = (await trainOnLanes(config, memory, 'in-process')).weights;
+    const first = await run(sent, []);
+    expect(first.coordinator.output).toContain(`features read per batch from ${join(dir, 'x.npy')}`);
+    const reads = nodeJob(dir);
+    const second = await run(reads, ['--data-dir', dir]);
+    expect(second.worker.output).toContain(`reading this node's rows from ${join(dir, 'x.npy')} (400 rows)`);
+    for (const job of [sent, reads]) {
+      expect(readSummary(job.out).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
+      expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+    }
+    // the node holds every training row (one node): float32 features against one int32 file row each
+    const saved = readSummary(sent.out).traffic.node.sent - readSummary(reads.out).traffic.node.sent;
+    expect(saved).toBeGreaterThan(0.9 * memory.train.count * (64 * 4 - 4));
+  });
+
+  it('a node whose --data-dir lacks the file, or holds another, refuses the job naming it; another node trains in its place', async () => {
+    const { dir } = arrays(400, 64, '|u1', { rescale: 0.01 });
+    const other = arrays(300, 64, '|u1').dir;
+    const empty = mkdtempSync(join(tmpdir(), 'dptrain-ondisk-empty-'));
+    const job = nodeJob(dir);
+    const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
+    procs.push(coordinator);
+    const url = await coordinatorUrl(coordinator);
+    const missing = startWorker('missing', url, job.tokenFile, ['--data-dir', empty]);
+    const differs = startWorker('differs', url, job.tokenFile, ['--data-dir', other]);
+    procs.push(missing, differs);
+    expect(await missing.exited).not.toBe(0);
+    expect(missing.output).toContain(`--data-dir: ${join(empty, 'x.npy')}: cannot be read (ENOENT); the coordinator trains on x.npy`);
+    expect(await differs.exited).not.toBe(0);
+    expect(differs.output).toMatch(new RegExp(`--data-dir: ${join(other, 'x.npy')} is not the file the coordinator trains on: \\d+ bytes, the coordinator's has \\d+; 300 rows of 64 values, the coordinator's has 400 of 64`));
+    const good = startWorker('good', url, job.tokenFile, ['--data-dir', dir]);
+    procs.push(good);
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    expect(await good.exited, good.output).toBe(0);
+    expect(readSummary(job.out).participants.filter((p) => p.kind === 'node' && p.samples > 0).map((p) => p.name)).toEqual(['good']);
   });
 });
 

@@ -4,13 +4,14 @@
  *   worker start --connect ws://HOST:PORT [--token-file F] [--backend B] [--devices N|LIST]
  *                [--name N] [--ca PEM] [--retries N] [--max-parameters N] [--verbose]
  *                [--peer-listen HOST:PORT|off] [--peer-host HOST] [--peer-cert PEM --peer-key PEM]
+ *                [--data-dir DIR]
  *                                               join a coordinator and compute its steps
  *   worker backends [--backend B]                which TensorFlow.js backends load here
  *
  * The token comes from --token-file or the DPTRAIN_TOKEN environment variable, never from the
  * command line (it would show in `ps` and shell history).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { BACKENDS, type BackendChoice } from '../shared/backend-choice.js';
@@ -52,6 +53,9 @@ commands:
                            checks its peers' certificates against --ca (needed when the job uses
                            cluster.tls; a node without one then reduces through the coordinator)
       --peer-key FILE      PEM private key of --peer-cert
+      --data-dir DIR       a folder holding the job's data files (a shared volume): where the
+                           coordinator keeps .npy samples on disk (data.inMemory), this node reads
+                           its rows there itself (by the file's name) and is sent row numbers only
       --metrics-listen A   HOST:PORT for this node's /metrics (default 127.0.0.1:9465; "off": none)
       --metrics-linger S   after the job, keep /metrics up S seconds so Prometheus scrapes the
                            final counters (default 0; a short job can end between two scrapes)
@@ -128,7 +132,7 @@ export async function startMetrics(
 
 async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({
-    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-parameters', 'max-payload', 'metrics-listen', 'metrics-linger', 'peer-listen', 'peer-host', 'peer-cert', 'peer-key']),
+    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-parameters', 'max-payload', 'metrics-listen', 'metrics-linger', 'peer-listen', 'peer-host', 'peer-cert', 'peer-key', 'data-dir']),
     options: {
       connect: { type: 'string' },
       'token-file': { type: 'string' },
@@ -145,6 +149,7 @@ async function start(argv: string[]): Promise<void> {
       'peer-host': { type: 'string' },
       'peer-cert': { type: 'string' },
       'peer-key': { type: 'string' },
+      'data-dir': { type: 'string' },
       verbose: { type: 'boolean' },
     },
     strict: true,
@@ -162,6 +167,8 @@ async function start(argv: string[]): Promise<void> {
   const endpoint = peerEndpoint(values['peer-listen'], values['peer-host']);
   const peerTls = peerCertificate(values['peer-cert'], values['peer-key'], endpoint !== undefined);
   const peer = endpoint && { ...endpoint, ...(peerTls ? { tls: peerTls } : {}) };
+  const dataDir = values['data-dir'];
+  if (dataDir !== undefined && !(existsSync(dataDir) && statSync(dataDir).isDirectory())) throw new UsageError(`--data-dir ${dataDir}: not a folder`);
   const token = readToken(values['token-file']);
   const choice = checkBackend(values.backend) ?? 'auto';
   const devices = values.devices === undefined ? undefined : parseDevices(values.devices);
@@ -196,6 +203,7 @@ async function start(argv: string[]): Promise<void> {
     log,
     verbose: values.verbose === true,
     peer,
+    dataDir,
   });
   let reason: string;
   try {

@@ -30,6 +30,9 @@ import { PeerMesh } from './peer-mesh.js';
 import { PeerReplica, type BlockSums } from './peer-replica.js';
 import { OBSERVER } from '../shared/peer/all-reduce-round.js';
 import { ShardStore } from './shard-store.js';
+import { join } from 'node:path';
+import { readNpyHeader } from '../shared/data/npy.js';
+import type { NpyFile } from '../shared/data/feature-rows.js';
 
 export interface NodeClientOptions {
   /** ws://host:port or wss://host:port */
@@ -62,6 +65,8 @@ export interface NodeClientOptions {
    * such jobs through the coordinator only.
    */
   readonly peer?: { readonly port: number; readonly listenHost?: string | undefined; readonly host?: string | undefined; readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined } | undefined;
+  /** A folder holding the jobs' data files (worker start --data-dir): where the features stay on disk, this node reads its rows there itself. */
+  readonly dataDir?: string | undefined;
 }
 
 /**
@@ -206,7 +211,7 @@ export class NodeClient {
       this.startJob(message);
       session.startHeartbeat(message.heartbeatMs, message.heartbeatTimeoutMs);
     },
-    shard: (message) => this.need(this.store, 'shard').add(message.firstRow, message.rows, this.features(message, 'shard'), message.y, message.w),
+    shard: (message) => this.need(this.store, 'shard').add(message.firstRow, message.rows, message.fileRows ? message.x : this.features(message, 'shard'), message.y, message.w, message.fileRows),
     weights: (message) => {
       // loaded into the model by the next step or evaluation, as a thread does
       const { parameters } = this.need(this.job, 'weights');
@@ -296,6 +301,33 @@ export class NodeClient {
     return message.x;
   }
 
+  /**
+   * The job's data file in --data-dir, checked against what the coordinator says it holds; a
+   * file that is missing or differs refuses the job (it would on every reconnect), naming it.
+   */
+  private dataFile(job: JobMessage): NpyFile & { readonly rows: number } {
+    const expected = job.dataFile!;
+    const { dataDir } = this.options;
+    if (!dataDir) throw new ProtocolError('the job names a data file to read, and this node did not offer to read data (--data-dir)', 'unexpected');
+    const path = join(dataDir, expected.name);
+    let header;
+    try {
+      header = readNpyHeader(path);
+    } catch (err) {
+      throw new JobRefusedError(`--data-dir: ${(err as Error).message}; the coordinator trains on ${expected.name} (${expected.fileBytes} bytes): put that file in ${dataDir}`);
+    }
+    const features = header.shape.slice(1).reduce((a, n) => a * n, 1);
+    const differs = [
+      header.fileBytes !== expected.fileBytes && `${header.fileBytes} bytes, the coordinator's has ${expected.fileBytes}`,
+      header.dtype !== expected.dtype && `dtype ${header.dtype}, the coordinator's is ${expected.dtype}`,
+      (header.shape[0] !== expected.rows || features !== job.features) && `${header.shape[0]} rows of ${features} values, the coordinator's has ${expected.rows} of ${job.features}`,
+      header.dataOffset !== expected.dataOffset && `its values start at byte ${header.dataOffset}, the coordinator's at ${expected.dataOffset}`,
+    ].filter((d): d is string => typeof d === 'string');
+    if (differs.length > 0) throw new JobRefusedError(`--data-dir: ${path} is not the file the coordinator trains on: ${differs.join('; ')}`);
+    this.options.log(`reading this node's rows from ${path} (${expected.rows} rows)`);
+    return { path, dtype: header.dtype, width: header.width, dataOffset: header.dataOffset, scale: expected.scale, rows: expected.rows };
+  }
+
   private need<T>(value: T | undefined, what: string): T {
     if (value === undefined) throw new ProtocolError(`"${what}" message before the job`, 'unexpected');
     return value;
@@ -326,7 +358,7 @@ export class NodeClient {
     this.engine?.dispose();
     this.engine = undefined; // not the disposed one, should the build below throw
     this.engine = this.options.devices ? this.options.devices.engine(job.spec) : createEngine(job.spec, 'dense');
-    this.store = new ShardStore(job.features, job.outputs);
+    this.store = new ShardStore(job.features, job.outputs, job.dataFile && this.dataFile(job));
     this.job = job;
     this.version = -1;
     this.weights = undefined;
@@ -378,12 +410,12 @@ class Session {
     private readonly dispatch: (message: Message, session: Session) => void | Promise<void>,
     private readonly done: (end: SessionEnd | Error) => void,
   ) {
-    const { url, token, name, backend, adapter, devices, ca, maxPayload } = options;
+    const { url, token, name, backend, adapter, devices, ca, maxPayload, dataDir } = options;
     // zero masking keys: no XOR pass over every gradient on either side (zero-mask.ts)
     const socket = new WebSocket(url, { maxPayload, handshakeTimeout: 10_000, generateMask: zeroMask, ...(ca ? { ca } : {}) });
     this.socket = socket;
     socket.on('open', () =>
-      this.send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend, ...(adapter ? { adapter: adapter.slice(0, 400) } : {}), ...(devices && devices.count > 1 ? { devices: devices.count } : {}), ...this.peer }),
+      this.send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend, ...(adapter ? { adapter: adapter.slice(0, 400) } : {}), ...(devices && devices.count > 1 ? { devices: devices.count } : {}), ...this.peer, ...(dataDir ? { readsData: true as const } : {}) }),
     );
     socket.on('error', (err) => this.lost(err.message));
     socket.on('close', (code, reason) => this.lost(`closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`));

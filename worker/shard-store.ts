@@ -1,14 +1,19 @@
 /**
  * ShardStore: the training rows a worker node holds, as the coordinator sent them (chunks of
  * contiguous rows, indexed by their global row number). A step names held rows by index and
- * brings any other rows inline; `batch` puts both together for the gradient engine.
+ * brings any other rows inline; `batch` puts both together for the gradient engine. A node that
+ * reads the job's data file itself holds only its rows' file rows (and targets), and reads their
+ * features per batch.
  */
 import { WorkerError } from '../shared/errors.js';
+import { readNpyRows, type NpyFile } from '../shared/data/feature-rows.js';
 
 interface Chunk {
   readonly start: number;
   readonly count: number;
+  /** The rows' features, or (empty) their file rows in `fileRows`. */
   readonly x: Float32Array;
+  readonly fileRows: Int32Array | undefined;
   readonly y: Float32Array;
   /** The rows' sample weights, where the job has them. */
   readonly w: Float32Array | undefined;
@@ -21,6 +26,8 @@ export class ShardStore {
   constructor(
     readonly features: number,
     readonly outputs: number,
+    /** The job's data file, read here (job.dataFile), and its row count. */
+    private readonly file?: NpyFile & { readonly rows: number },
   ) {}
 
   /** Rows held (a row sent twice counts twice; the coordinator sends only missing rows). */
@@ -28,8 +35,10 @@ export class ShardStore {
     return this.held;
   }
 
-  add(start: number, count: number, x: Float32Array, y: Float32Array, w?: Float32Array): void {
-    if (x.length !== count * this.features || y.length !== count * this.outputs) {
+  add(start: number, count: number, x: Float32Array, y: Float32Array, w?: Float32Array, fileRows?: Int32Array): void {
+    if (fileRows) this.checkFileRows(start, count, x, fileRows);
+    else if (this.file) throw new WorkerError(`shard chunk of ${count} rows from ${start} brings features, and this node reads them from ${this.file.path}`);
+    if ((!fileRows && x.length !== count * this.features) || y.length !== count * this.outputs) {
       throw new WorkerError(
         `shard chunk of ${count} rows from ${start} has ${x.length} feature values and ${y.length} targets, expected ${count * this.features} and ${count * this.outputs}`,
       );
@@ -37,9 +46,17 @@ export class ShardStore {
     if (w !== undefined && w.length !== count) throw new WorkerError(`shard chunk of ${count} rows from ${start} has ${w.length} sample weights`);
     if (this.chunks.length > 0 && (w === undefined) !== (this.chunks[0]!.w === undefined)) throw new WorkerError(`shard chunk of ${count} rows from ${start} ${w ? 'has' : 'lacks'} sample weights, unlike the chunks before it`);
     if (w?.some((v) => !(v >= 0))) throw new WorkerError(`shard chunk of ${count} rows from ${start} has a negative sample weight`);
-    this.chunks.push({ start, count, x, y, w });
+    this.chunks.push({ start, count, x, fileRows, y, w });
     this.chunks.sort((a, b) => a.start - b.start);
     this.held += count;
+  }
+
+  private checkFileRows(start: number, count: number, x: Float32Array, fileRows: Int32Array): void {
+    const { file } = this;
+    if (!file) throw new WorkerError(`shard chunk of ${count} rows from ${start} names file rows, and the job has no data file for this node`);
+    if (fileRows.length !== count || x.length !== 0) throw new WorkerError(`shard chunk of ${count} rows from ${start} has ${fileRows.length} file rows and ${x.length} feature values`);
+    const bad = fileRows.findIndex((r) => r < 0 || r >= file.rows);
+    if (bad >= 0) throw new WorkerError(`shard chunk of ${count} rows from ${start} names file row ${fileRows[bad]}, and ${file.path} has ${file.rows}`);
   }
 
   private find(row: number): Chunk {
@@ -69,13 +86,17 @@ export class ShardStore {
     const xs = new Float32Array(count * features);
     const ys = new Float32Array(count * outputs);
     const ws = weighted ? new Float32Array(count) : undefined;
+    const fromFile: number[] = [];
     rows.forEach((row, i) => {
       const c = this.find(row);
       const k = row - c.start;
-      xs.set(c.x.subarray(k * features, (k + 1) * features), i * features);
+      if (c.fileRows) fromFile.push(c.fileRows[k]!);
+      else xs.set(c.x.subarray(k * features, (k + 1) * features), i * features);
       ys.set(c.y.subarray(k * outputs, (k + 1) * outputs), i * outputs);
       if (ws) ws[i] = c.w![k]!;
     });
+    // a node reading the file holds only file rows, so its held rows all come from there, in order
+    if (fromFile.length > 0) readNpyRows(this.file!, features, Int32Array.from(fromFile), xs);
     xs.set(x, rows.length * features);
     ys.set(y, rows.length * outputs);
     if (ws && w) ws.set(w, rows.length);

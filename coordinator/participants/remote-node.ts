@@ -13,13 +13,14 @@ import { closeReason, printable } from '../../shared/protocol/printable.js';
 import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
-import { featureRows, type FeatureRows } from '../../shared/data/feature-rows.js';
+import { featureRows, type FeatureRows, type NpyOnDisk } from '../../shared/data/feature-rows.js';
+import { basename } from 'node:path';
 import type { GradientDtype } from '../../shared/math/float16.js';
 import { chunkRange, inRanges } from '../../shared/plan/shard-plan.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import type { PooledFrame } from '../../shared/protocol/frame-pool.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
-import { PROTOCOL_VERSION, type BlockMessage, type CommitMessage, type GradientPartMessage, type HelloMessage, type Message, type PeersMessage, type ReducedMessage, type RoundMessage, type RoundSumsMessage, type StepMessage } from '../../shared/protocol/schemas.js';
+import { PROTOCOL_VERSION, type JobMessage, type BlockMessage, type CommitMessage, type GradientPartMessage, type HelloMessage, type Message, type PeersMessage, type ReducedMessage, type RoundMessage, type RoundSumsMessage, type StepMessage } from '../../shared/protocol/schemas.js';
 import type { OptimizerConfig } from '../../shared/config/optimizer-config.js';
 import { decodeFrame, encodeMessage } from '../../shared/protocol/codec.js';
 import { nodeFrameLimits, type FrameLimits } from '../../shared/protocol/frame-limits.js';
@@ -66,6 +67,8 @@ export class RemoteNode implements Participant {
   readonly holds: (row: number) => boolean;
   /** The data set's features, read for the rows this node is sent. */
   private readonly rows: FeatureRows;
+  /** The node reads the data file itself (hello.readsData, features on disk): its shards are file rows. */
+  readonly readsData: boolean;
   /** Training rows this node was sent (it keeps them all). */
   readonly ranges: RowRange[] = [];
   readonly name: string;
@@ -109,6 +112,7 @@ export class RemoteNode implements Participant {
     this.peerUrl = hello.peerPort === undefined ? undefined : peerUrl(hello.peerHost ?? address.replace(/:\d+$/, ''), hello.peerPort, hello.peerTls === true);
     this.holds = (row) => inRanges(this.ranges, row);
     this.rows = featureRows(context.dataset);
+    this.readsData = hello.readsData === true && context.dataset.onDisk !== undefined;
     this.parts = new GradientAssembler(context.parameters);
     this.frameLimits = nodeFrameLimits(context.parameters);
     socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
@@ -141,6 +145,7 @@ export class RemoteNode implements Participant {
       bucketBytes,
       pixelScale: dataset.pixels?.scale ?? 0,
       ...(this.context.reduction === 'peers' ? { reduction: 'peers' as const, ...(this.context.optimizer ? { optimizer: this.context.optimizer } : {}) } : {}),
+      ...(this.readsData ? { dataFile: dataFileOf(dataset.onDisk!) } : {}),
     });
   }
 
@@ -156,7 +161,7 @@ export class RemoteNode implements Participant {
   sendRows(range: RowRange): void {
     const { dataset, chunkBytes } = this.context;
     const { features, outputs } = dataset;
-    const rowBytes = features * (dataset.pixels ? 1 : 4) + outputs * 4 + (dataset.sampleWeights ? 4 : 0);
+    const rowBytes = (this.readsData ? 4 : features * (dataset.pixels ? 1 : 4)) + outputs * 4 + (dataset.sampleWeights ? 4 : 0);
     const chunks = chunkRange(range, Math.max(1, Math.floor(chunkBytes / rowBytes)));
     chunks.forEach((c, i) => {
       const first = dataset.train.start + c.start;
@@ -166,7 +171,7 @@ export class RemoteNode implements Participant {
         rows: c.count,
         chunk: i,
         chunks: chunks.length,
-        ...rowFeatures(dataset, this.rows, first, c.count),
+        ...(this.readsData ? { fileRows: dataset.onDisk!.order.subarray(first, first + c.count), pixels: new Uint8Array(0), x: new Float32Array(0) } : rowFeatures(dataset, this.rows, first, c.count)),
         ...(dataset.sampleWeights ? { w: dataset.sampleWeights.subarray(first, first + c.count) } : {}),
         y: dataset.y.subarray(first * outputs, (first + c.count) * outputs),
       });
@@ -464,6 +469,11 @@ export class RoundAbandoned extends ParticipantFault {
   constructor(node: string, step: number, why = 'another participant failed it') {
     super(node, 'unexpected', `round ${step} was given up: ${why}`);
   }
+}
+
+/** What a node reading the data itself must find: the file's name (in its --data-dir), layout and size. */
+function dataFileOf(file: NpyOnDisk): NonNullable<JobMessage['dataFile']> {
+  return { name: basename(file.path), dtype: file.dtype as NonNullable<JobMessage['dataFile']>['dtype'], dataOffset: file.dataOffset, fileBytes: file.fileBytes, rows: file.fileRows, scale: file.scale };
 }
 
 /** ws://host:port of a peer endpoint (IPv6 addresses in brackets). */

@@ -82,7 +82,7 @@ export function prepareArrays(x: NpyArray, y: NpyArray, sources: { x: string; y:
  * .npy samples that stay on disk (data.inMemory false): the header and the labels are read, the
  * samples once in chunks to refuse non-finite values, then read per batch (feature-rows.ts).
  */
-export function prepareArraysOnDisk(x: NpyHeader, y: NpyArray, sources: { x: string; y: string }, options: { scale: number; label: ArrayLabel }, split: SplitOptions, seed: number): PreparedData {
+export function prepareArraysOnDisk(x: NpyHeader & { readonly fileBytes: number }, y: NpyArray, sources: { x: string; y: string }, options: { scale: number; label: ArrayLabel }, split: SplitOptions, seed: number): PreparedData {
   if (x.shape.length < 2) throw new DataError(`${sources.x}: samples along the first axis, so at least 2 axes; the array has shape [${x.shape.join(', ')}]`);
   const rows = x.shape[0]!;
   const shape = x.shape.slice(1);
@@ -91,7 +91,7 @@ export function prepareArraysOnDisk(x: NpyHeader, y: NpyArray, sources: { x: str
   const { label, values, outputs } = arrayLabel(y, rows, options.label, sources.y);
   const enc: Encoded = { x: new Float32Array(0), y: values, rows, features, outputs, lines: indexLines(rows), rejected: [] };
   const preprocessor: Preprocessor = { version: 1, drop: [], columns: [], features: [], label, input: { kind: 'arrays', shape, scale: options.scale } };
-  const onDisk = { path: sources.x, dtype: x.dtype, width: x.width, dataOffset: x.dataOffset, scale: options.scale };
+  const onDisk = { path: sources.x, dtype: x.dtype, width: x.width, dataOffset: x.dataOffset, scale: options.scale, fileBytes: x.fileBytes, fileRows: rows };
   return layoutData(enc, preprocessor, split, seed, { source: sources.x, rowsRead: rows, warnings: [], onDisk });
 }
 

@@ -8,18 +8,25 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { DataError } from '../errors.js';
 import { npyValues } from './npy.js';
 
-/** Features of a .npy file on disk: data set row r is file row order[r]. Plain data: it travels to threads (order in a SharedArrayBuffer). */
-export interface NpyOnDisk {
+/** A .npy file's samples as the readers need them. */
+export interface NpyFile {
   readonly path: string;
   /** The .npy dtype (f4, u1, ...) and its width in bytes. */
   readonly dtype: string;
   readonly width: number;
   /** Byte offset of the first value. */
   readonly dataOffset: number;
-  /** The file row of each data set row ([train | validation | test] order). */
-  readonly order: Int32Array;
   /** features = value x scale. */
   readonly scale: number;
+}
+
+/** Features of a .npy file on disk: data set row r is file row order[r]. Plain data: it travels to threads (order in a SharedArrayBuffer). */
+export interface NpyOnDisk extends NpyFile {
+  /** The file row of each data set row ([train | validation | test] order). */
+  readonly order: Int32Array;
+  /** The file's size and rows when it was read (a node reading it checks its copy against them). */
+  readonly fileBytes: number;
+  readonly fileRows: number;
 }
 
 export interface FeatureRows {
@@ -63,56 +70,54 @@ class MemoryRows implements FeatureRows {
 const MAX_READ_BYTES = 1 << 22;
 
 class NpyFileRows implements FeatureRows {
-  private readonly rowBytes: number;
-
-  constructor(private readonly file: NpyOnDisk, readonly features: number) {
-    this.rowBytes = features * file.width;
-  }
+  constructor(private readonly file: NpyOnDisk, readonly features: number) {}
 
   gather(rows: ArrayLike<number>, out = new Float32Array(rows.length * this.features)): Float32Array {
     const fileRows = new Int32Array(rows.length);
     for (let i = 0; i < rows.length; i++) fileRows[i] = this.file.order[rows[i]!]!;
-    this.read(fileRows, out);
-    return out;
+    return readNpyRows(this.file, this.features, fileRows, out);
   }
 
   range(start: number, count: number): Float32Array {
-    const out = new Float32Array(count * this.features);
-    this.read(this.file.order.subarray(start, start + count), out);
-    return out;
+    return readNpyRows(this.file, this.features, this.file.order.subarray(start, start + count), new Float32Array(count * this.features));
   }
+}
 
-  /** Reads file rows into out (row i at i x features); runs of consecutive file rows in one read. The file is opened per call, so nothing holds a descriptor between steps. */
-  private read(fileRows: Int32Array, out: Float32Array): void {
-    const { rowBytes, features } = this;
-    const { path, dtype, dataOffset, scale } = this.file;
-    const perRead = Math.max(1, Math.floor(MAX_READ_BYTES / rowBytes));
-    const buffer = new Uint8Array(Math.min(fileRows.length, perRead) * rowBytes);
-    let fd: number;
-    try {
-      fd = openSync(path, 'r');
-    } catch (err) {
-      throw new DataError(`${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-    }
-    try {
-      for (let i = 0; i < fileRows.length; ) {
-        let run = 1;
-        while (i + run < fileRows.length && run < perRead && fileRows[i + run] === fileRows[i]! + run) run++;
-        const bytes = run * rowBytes;
-        const position = dataOffset + fileRows[i]! * rowBytes;
-        let got = 0;
-        while (got < bytes) {
-          const n = readSync(fd, buffer, got, bytes - got, position + got);
-          if (n === 0) throw new DataError(`${path}: ended before row ${fileRows[i]! + Math.floor(got / rowBytes)} (the file shrank while training?)`);
-          got += n;
-        }
-        const values = npyValues(dtype, buffer.buffer, buffer.byteOffset, run * features);
-        const at = i * features;
-        for (let k = 0; k < run * features; k++) out[at + k] = values[k]! * scale;
-        i += run;
-      }
-    } finally {
-      closeSync(fd);
-    }
+/**
+ * File rows of a .npy file into out (row i at i x features) as float32 value x scale; runs of
+ * consecutive file rows in one read. The file is opened per call, so nothing holds a descriptor
+ * between steps.
+ */
+export function readNpyRows(file: NpyFile, features: number, fileRows: Int32Array, out: Float32Array): Float32Array {
+  const { path, dtype, width, dataOffset, scale } = file;
+  const rowBytes = features * width;
+  const perRead = Math.max(1, Math.floor(MAX_READ_BYTES / rowBytes));
+  const buffer = new Uint8Array(Math.min(fileRows.length, perRead) * rowBytes);
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw new DataError(`${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
+  try {
+    for (let i = 0; i < fileRows.length; ) {
+      let run = 1;
+      while (i + run < fileRows.length && run < perRead && fileRows[i + run] === fileRows[i]! + run) run++;
+      const bytes = run * rowBytes;
+      const position = dataOffset + fileRows[i]! * rowBytes;
+      let got = 0;
+      while (got < bytes) {
+        const n = readSync(fd, buffer, got, bytes - got, position + got);
+        if (n === 0) throw new DataError(`${path}: ended before row ${fileRows[i]! + Math.floor(got / rowBytes)} (the file shrank while training?)`);
+        got += n;
+      }
+      const values = npyValues(dtype, buffer.buffer, buffer.byteOffset, run * features);
+      const at = i * features;
+      for (let k = 0; k < run * features; k++) out[at + k] = values[k]! * scale;
+      i += run;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
 }

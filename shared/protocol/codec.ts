@@ -49,7 +49,7 @@ function fromBytes(raw: Uint8Array, Kind: TypedKind, field: string): TypedArray 
 
 /** Typed fields by message type, in wire order: the largest last. */
 const TYPED_FIELDS: Partial<Record<MessageType, Record<string, TypedKind>>> = {
-  shard: { pixels: Uint8Array, w: Float32Array, y: Float32Array, x: Float32Array },
+  shard: { fileRows: Int32Array, pixels: Uint8Array, w: Float32Array, y: Float32Array, x: Float32Array },
   weights: { weights: Float32Array },
   step: { groups: Int32Array, inline: Int32Array, rows: Int32Array, pixels: Uint8Array, w: Float32Array, y: Float32Array, x: Float32Array },
   evaluate: { pixels: Uint8Array, y: Float32Array, x: Float32Array },

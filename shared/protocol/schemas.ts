@@ -9,7 +9,7 @@ import { GRADIENT_DTYPES } from '../math/float16.js';
 import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
 
 /** The version this code speaks; a hello of any other is refused (PROTOCOL.md lists them). */
-export const PROTOCOL_VERSION = 8;
+export const PROTOCOL_VERSION = 9;
 
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 const count = z.int().nonnegative();
@@ -93,6 +93,8 @@ export const wire = {
     peerHost: z.string().min(1).max(253).optional(),
     /** The peer endpoint serves wss:// (worker start --peer-cert). */
     peerTls: z.literal(true).optional(),
+    /** The node reads a job's data file itself, from its own folder (worker start --data-dir). */
+    readsData: z.literal(true).optional(),
   }),
   welcome: z.strictObject({ type: z.literal('welcome'), version: z.int(), workerId: z.string() }),
   job: z.strictObject({
@@ -115,6 +117,21 @@ export const wire = {
     reduction: z.enum(['coordinator', 'peers']).optional(),
     /** The optimizer every node steps with (reduction peers). */
     optimizer: OptimizerObject.optional(),
+    /**
+     * To a node that reads data itself (hello.readsData), where the features are on disk: the
+     * .npy file's name in the node's data folder and what it must hold; its shards then bring
+     * file rows (shard.fileRows), not features.
+     */
+    dataFile: z
+      .strictObject({
+        name: z.string().min(1).max(255).refine((n) => !/[/\\]/.test(n) && n !== '.' && n !== '..', 'a file name, not a path'),
+        dtype: z.enum(['f4', 'f8', 'i1', 'i2', 'i4', 'i8', 'u1', 'u2', 'u4', 'b1']),
+        dataOffset: count,
+        fileBytes: count,
+        rows: count,
+        scale: finite,
+      })
+      .optional(),
   }),
   shard: z.strictObject({
     type: z.literal('shard'),
@@ -124,6 +141,8 @@ export const wire = {
     chunks: z.int().positive(),
     pad,
     pixels: bytes,
+    /** The rows' rows in the job's data file, which the node reads itself (job.dataFile; x and pixels empty), or absent. */
+    fileRows: bytes.optional(),
     /** The rows' sample weights (data.sampleWeight), or absent. */
     w: bytes.optional(),
     y: bytes,
@@ -204,8 +223,8 @@ export type WelcomeMessage = Wire['welcome'];
 export type JobMessage = Wire['job'];
 /** `pad` is the wire's business: messages in memory have none. */
 type Unpadded<T> = Omit<T, 'pad'>;
-/** x or pixels (uint8, when the job's pixelScale > 0) hold the features; the other is empty. */
-export type ShardMessage = MaybeTyped<Typed<Typed<Unpadded<Wire['shard']>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>, 'w', Float32Array>;
+/** x or pixels (uint8, when the job's pixelScale > 0) hold the features; the other is empty; both are, where fileRows name them in the job's data file. */
+export type ShardMessage = MaybeTyped<MaybeTyped<Typed<Typed<Unpadded<Wire['shard']>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>, 'w', Float32Array>, 'fileRows', Int32Array>;
 export type WeightsMessage = Typed<Unpadded<Wire['weights']>, 'weights', Float32Array>;
 /**
  * rows: training rows the worker holds (global indices); x/y: further rows sent inline, whose
