@@ -1,8 +1,9 @@
 /**
- * What in-memory data costs the coordinator: peak RSS (VmHWM) of `coordinator start` for one
- * epoch of a small model on a `.npy` array, a CSV and a folder of PNG images, each at a small and
- * a large size; the cost of the data is the difference between the two runs' peaks, set against
- * the data's own size in memory (the float32 features and the labels the training reads).
+ * What data costs the coordinator: peak RSS (VmHWM) of `coordinator start` for one epoch of a
+ * small model on a `.npy` array (in memory, and left on disk: data.inMemory false), a CSV and a
+ * folder of PNG images, each at a small and a large size; the cost of the data is the difference
+ * between the two runs' peaks, set against the data's own size in memory (the float32 features
+ * and the labels the training reads). The epoch's samples/s is printed beside it.
  *
  *   npm run build && node dist/bench/data-memory.js [--rows N] [--out bench/data-memory.json]
  */
@@ -34,9 +35,10 @@ function npy(descr: string, shape: number[], values: ArrayBufferView): Buffer {
   return Buffer.concat([head, Buffer.from(header, 'latin1'), Buffer.from(values.buffer, values.byteOffset, values.byteLength)]);
 }
 
-const KINDS: readonly Kind[] = [
-  {
-    name: '.npy (float32, 784 features, 10 classes)',
+/** float32 .npy samples, read into memory or (data.inMemory false) read per batch from the file. */
+function npyKind(inMemory: boolean): Kind {
+  return {
+    name: `.npy (float32, 784 features, 10 classes)${inMemory ? '' : ', on disk'}`,
     make: (dir, rows) => {
       const rng = new Rng(1);
       const x = Float32Array.from({ length: rows * 784 }, () => rng.next());
@@ -44,9 +46,20 @@ const KINDS: readonly Kind[] = [
       const xb = npy('<f4', [rows, 784], x);
       writeFileSync(join(dir, 'x.npy'), xb);
       writeFileSync(join(dir, 'y.npy'), npy('<i8', [rows], y));
-      return { data: { path: join(dir, 'x.npy'), labels: join(dir, 'y.npy'), testSize: 0.1 }, dataBytes: rows * (784 + 10) * 4, fileBytes: xb.length, model: [{ units: 64, activation: 'relu' }, { units: 10, activation: 'softmax' }], loss: 'categoricalCrossentropy' };
+      return {
+        data: { path: join(dir, 'x.npy'), labels: join(dir, 'y.npy'), testSize: 0.1, inMemory },
+        dataBytes: rows * (784 + 10) * 4,
+        fileBytes: xb.length,
+        model: [{ units: 64, activation: 'relu' }, { units: 10, activation: 'softmax' }],
+        loss: 'categoricalCrossentropy',
+      };
     },
-  },
+  };
+}
+
+const KINDS: readonly Kind[] = [
+  npyKind(true),
+  npyKind(false),
   {
     name: 'CSV (Telco columns, 45 features)',
     make: (dir, rows) => {
@@ -118,7 +131,7 @@ async function main(): Promise<void> {
   const small = Math.max(200, Math.round(large / 40));
   const results = [];
   for (const kind of KINDS) {
-    const peaks: { rows: number; peakMiB: number; dataMiB: number; fileMiB: number }[] = [];
+    const peaks: { rows: number; peakMiB: number; dataMiB: number; fileMiB: number; samplesPerSecond: number }[] = [];
     for (const rows of [small, large]) {
       const dir = mkdtempSync(join(tmpdir(), 'dptrain-mem-'));
       const made = kind.make(dir, rows);
@@ -129,8 +142,9 @@ async function main(): Promise<void> {
       );
       const run = await peakRss(configFile, join(dir, 'run'));
       if (run.code !== 0) throw new Error(`${kind.name} at ${rows} rows: exit ${run.code}\n${run.output.slice(-2000)}`);
-      peaks.push({ rows, peakMiB: run.peakMiB, dataMiB: made.dataBytes / 2 ** 20, fileMiB: made.fileBytes / 2 ** 20 });
-      console.log(`${kind.name}, ${rows} rows: peak RSS ${run.peakMiB.toFixed(0)} MiB (data ${(made.dataBytes / 2 ** 20).toFixed(1)} MiB in memory, ${(made.fileBytes / 2 ** 20).toFixed(1)} MiB on disk)`);
+      const { samplesPerSecond } = JSON.parse(readFileSync(join(dir, 'run', 'summary.json'), 'utf8')) as { samplesPerSecond: number };
+      peaks.push({ rows, peakMiB: run.peakMiB, dataMiB: made.dataBytes / 2 ** 20, fileMiB: made.fileBytes / 2 ** 20, samplesPerSecond });
+      console.log(`${kind.name}, ${rows} rows: peak RSS ${run.peakMiB.toFixed(0)} MiB (data ${(made.dataBytes / 2 ** 20).toFixed(1)} MiB in memory, ${(made.fileBytes / 2 ** 20).toFixed(1)} MiB on disk), ${samplesPerSecond.toFixed(0)} samples/s`);
     }
     const [a, b] = peaks as [(typeof peaks)[number], (typeof peaks)[number]];
     const perData = (b.peakMiB - a.peakMiB) / (b.dataMiB - a.dataMiB);

@@ -10,13 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { keepOnDisk, readJobData } from '../coordinator/job-data.js';
 import { Trainer, modelSpec } from '../coordinator/fit/trainer.js';
 import { initBackend } from '../shared/backend.js';
 import { loadConfig } from '../shared/config/load.js';
 import { featureRows } from '../shared/data/feature-rows.js';
 import { ConfigError, DataError } from '../shared/errors.js';
-import { coordinatorUrl, jobFolder, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
 import { npy, npyHeader, ROOT } from './helpers.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 
@@ -125,7 +127,7 @@ describe('.npy samples on disk', () => {
 
 describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
   /** A job of 1 thread + 1 node on x.npy in `dir` (uint8, 64 features, 400 samples). */
-  function nodeJob(dir: string): ReturnType<typeof jobFolder> {
+  function nodeJob(dir: string, cluster: Record<string, unknown> = {}): ReturnType<typeof jobFolder> {
     const job = jobFolder(10, {});
     writeFileSync(
       job.configFile,
@@ -135,7 +137,7 @@ describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
         model: { layers: [{ units: 8, activation: 'relu' }, { units: 3, activation: 'softmax' }] },
         compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
         fit: { epochs: 2, batchSize: 32 },
-        cluster: { threads: 1, minWorkers: 1, backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300 },
+        cluster: { threads: 1, minWorkers: 1, backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300, ...cluster },
       }),
     );
     return job;
@@ -171,6 +173,45 @@ describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
     expect(saved).toBeGreaterThan(0.9 * memory.train.count * (64 * 4 - 4));
   });
 
+  it('2 nodes reading over HTTP (--data-url, byte ranges from a loopback server), one killed with SIGKILL mid-run: the weights of one process in memory', async () => {
+    const { dir } = arrays(400, 64, '|u1', { rescale: 0.01 });
+    const server = await rangeServer(dir);
+    try {
+      const job = nodeJob(dir, { threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
+      const config = loadConfig(job.configFile);
+      const expected = (await trainOnLanes(config, readJobData({ ...config, data: { ...config.data, inMemory: true } }).dataset, 'in-process')).weights;
+      await runKillingOneOfTwoNodes(job, 5, (p) => (procs.push(p), p), ['--data-url', `${server.url}/`]);
+      expect(server.ranges()).toBeGreaterThan(20);
+      expect(readSummary(job.out).steps).toBe(20);
+      expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('--data-url at a server that ignores ranges, or at nothing: the node refuses the job naming the URL', async () => {
+    const { dir } = arrays(100, 64, '|u1', { rescale: 0.01 });
+    const plain = await rangeServer(dir, false);
+    const job = nodeJob(dir);
+    const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
+    procs.push(coordinator);
+    const url = await coordinatorUrl(coordinator);
+    try {
+      const ignores = startWorker('ignores', url, job.tokenFile, ['--data-url', plain.url]);
+      procs.push(ignores);
+      expect(await ignores.exited).not.toBe(0);
+      expect(ignores.output).toContain(`--data-url: ${plain.url}/x.npy: the server ignored the byte range (HTTP 200)`);
+      const closed = await rangeServer(dir);
+      closed.close();
+      const nothing = startWorker('nothing', url, job.tokenFile, ['--data-url', `${closed.url}/data/`]);
+      procs.push(nothing);
+      expect(await nothing.exited).not.toBe(0);
+      expect(nothing.output).toContain(`--data-url: ${closed.url}/data/x.npy: cannot be read (ECONNREFUSED)`);
+    } finally {
+      plain.close();
+    }
+  });
+
   it('a node whose --data-dir lacks the file, or holds another, refuses the job naming it; another node trains in its place', async () => {
     const { dir } = arrays(400, 64, '|u1', { rescale: 0.01 });
     const other = arrays(300, 64, '|u1').dir;
@@ -193,6 +234,32 @@ describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
     expect(readSummary(job.out).participants.filter((p) => p.kind === 'node' && p.samples > 0).map((p) => p.name)).toEqual(['good']);
   });
 });
+
+/** A static file server on loopback answering single byte ranges (or, with ranges false, ignoring them), counting ranged requests. */
+async function rangeServer(dir: string, ranges = true): Promise<{ url: string; ranges: () => number; close: () => void }> {
+  let served = 0;
+  const server = createServer((req, res) => {
+    const path = join(dir, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(path);
+    } catch {
+      res.writeHead(404).end();
+      return;
+    }
+    const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+    if (!ranges || !range) {
+      res.writeHead(200, { 'content-length': bytes.length }).end(bytes);
+      return;
+    }
+    served++;
+    const first = Number(range[1]);
+    const last = Math.min(Number(range[2]), bytes.length - 1);
+    res.writeHead(206, { 'content-range': `bytes ${first}-${last}/${bytes.length}`, 'content-length': last - first + 1 }).end(bytes.subarray(first, last + 1));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, ranges: () => served, close: () => server.close() };
+}
 
 /** Writes x.npy of `rows` x 4096 float32 (about 16 KB a row) in chunks, never holding the file; y.npy of class ids 0-9. */
 function largeArrays(dir: string, rows: number): void {

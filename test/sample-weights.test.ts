@@ -96,7 +96,7 @@ function withWeights(csv: string, constant?: number): string {
 }
 
 describe('sample weights on the wire and in a node\'s shard', () => {
-  it('shard and step messages carry them (absent without them); a step\'s held rows take theirs, inline rows bring theirs', () => {
+  it('shard and step messages carry them (absent without them); a step\'s held rows take theirs, inline rows bring theirs', async () => {
     const shard: Message = { type: 'shard', firstRow: 10, rows: 2, chunk: 0, chunks: 1, pixels: new Uint8Array(0), w: Float32Array.from([0.5, 2]), y: Float32Array.from([1, 0]), x: Float32Array.from([1, 2, 3, 4]) };
     const back = decodeMessage(encodeMessage(shard)) as ShardMessage;
     expect(Array.from(back.w!)).toEqual([0.5, 2]);
@@ -105,10 +105,10 @@ describe('sample weights on the wire and in a node\'s shard', () => {
     store.add(back.firstRow, back.rows, back.x, back.y, back.w);
     const step: Message = { type: 'step', step: 1, version: 0, groups: new Int32Array(0), inline: Int32Array.from([40]), rows: Int32Array.from([11, 10]), pixels: new Uint8Array(0), w: Float32Array.from([3]), y: Float32Array.from([1]), x: Float32Array.from([9, 9]) };
     const got = decodeMessage(encodeMessage(step)) as StepMessage;
-    const { ws, count } = store.batch(got.rows, got.x, got.y, got.w);
+    const { ws, count } = await store.batch(got.rows, got.x, got.y, got.w);
     expect(count).toBe(3);
     expect(Array.from(ws!)).toEqual([2, 0.5, 3]);
-    expect(() => store.batch(got.rows, got.x, got.y, undefined)).toThrow(/0 sample weights for 1 rows/);
+    await expect(store.batch(got.rows, got.x, got.y, undefined)).rejects.toThrow(/0 sample weights for 1 rows/);
     expect(() => new ShardStore(2, 1).add(0, 1, Float32Array.from([1, 2]), Float32Array.from([1]), Float32Array.from([-1]))).toThrow(/negative sample weight/);
   });
 });

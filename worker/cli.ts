@@ -4,7 +4,7 @@
  *   worker start --connect ws://HOST:PORT [--token-file F] [--backend B] [--devices N|LIST]
  *                [--name N] [--ca PEM] [--retries N] [--max-parameters N] [--verbose]
  *                [--peer-listen HOST:PORT|off] [--peer-host HOST] [--peer-cert PEM --peer-key PEM]
- *                [--data-dir DIR]
+ *                [--data-dir DIR | --data-url URL]
  *                                               join a coordinator and compute its steps
  *   worker backends [--backend B]                which TensorFlow.js backends load here
  *
@@ -56,6 +56,8 @@ commands:
       --data-dir DIR       a folder holding the job's data files (a shared volume): where the
                            coordinator keeps .npy samples on disk (data.inMemory), this node reads
                            its rows there itself (by the file's name) and is sent row numbers only
+      --data-url URL       the same from an HTTP(S) server that answers byte-range requests
+                           (an object store, a static server): URL/<file name>
       --metrics-listen A   HOST:PORT for this node's /metrics (default 127.0.0.1:9465; "off": none)
       --metrics-linger S   after the job, keep /metrics up S seconds so Prometheus scrapes the
                            final counters (default 0; a short job can end between two scrapes)
@@ -130,9 +132,21 @@ export async function startMetrics(
   }
 }
 
+/** Where this node reads the jobs' data files itself: --data-dir (a folder) or --data-url (http/https), not both. */
+function dataSource(dir: string | undefined, url: string | undefined): { dir: string } | { url: string } | undefined {
+  if (dir !== undefined && url !== undefined) throw new UsageError('give --data-dir or --data-url, not both');
+  if (dir !== undefined) {
+    if (!(existsSync(dir) && statSync(dir).isDirectory())) throw new UsageError(`--data-dir ${dir}: not a folder`);
+    return { dir };
+  }
+  if (url === undefined) return undefined;
+  if (!/^https?:\/\/[^/]/.test(url) || !URL.canParse(url)) throw new UsageError(`--data-url must be an http:// or https:// URL, got "${url}"`);
+  return { url };
+}
+
 async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({
-    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-parameters', 'max-payload', 'metrics-listen', 'metrics-linger', 'peer-listen', 'peer-host', 'peer-cert', 'peer-key', 'data-dir']),
+    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-parameters', 'max-payload', 'metrics-listen', 'metrics-linger', 'peer-listen', 'peer-host', 'peer-cert', 'peer-key', 'data-dir', 'data-url']),
     options: {
       connect: { type: 'string' },
       'token-file': { type: 'string' },
@@ -150,6 +164,7 @@ async function start(argv: string[]): Promise<void> {
       'peer-cert': { type: 'string' },
       'peer-key': { type: 'string' },
       'data-dir': { type: 'string' },
+      'data-url': { type: 'string' },
       verbose: { type: 'boolean' },
     },
     strict: true,
@@ -167,8 +182,7 @@ async function start(argv: string[]): Promise<void> {
   const endpoint = peerEndpoint(values['peer-listen'], values['peer-host']);
   const peerTls = peerCertificate(values['peer-cert'], values['peer-key'], endpoint !== undefined);
   const peer = endpoint && { ...endpoint, ...(peerTls ? { tls: peerTls } : {}) };
-  const dataDir = values['data-dir'];
-  if (dataDir !== undefined && !(existsSync(dataDir) && statSync(dataDir).isDirectory())) throw new UsageError(`--data-dir ${dataDir}: not a folder`);
+  const data = dataSource(values['data-dir'], values['data-url']);
   const token = readToken(values['token-file']);
   const choice = checkBackend(values.backend) ?? 'auto';
   const devices = values.devices === undefined ? undefined : parseDevices(values.devices);
@@ -203,7 +217,7 @@ async function start(argv: string[]): Promise<void> {
     log,
     verbose: values.verbose === true,
     peer,
-    dataDir,
+    data,
   });
   let reason: string;
   try {

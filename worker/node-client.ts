@@ -29,10 +29,11 @@ import { GradientSender } from './gradient-sender.js';
 import { PeerMesh } from './peer-mesh.js';
 import { PeerReplica, type BlockSums } from './peer-replica.js';
 import { OBSERVER } from '../shared/peer/all-reduce-round.js';
-import { ShardStore } from './shard-store.js';
+import { ShardStore, type DataFileReader } from './shard-store.js';
 import { join } from 'node:path';
 import { readNpyHeader } from '../shared/data/npy.js';
-import type { NpyFile } from '../shared/data/feature-rows.js';
+import { readNpyRows } from '../shared/data/feature-rows.js';
+import { readNpyHeaderHttp, readNpyRowsHttp } from '../shared/data/npy-http.js';
 
 export interface NodeClientOptions {
   /** ws://host:port or wss://host:port */
@@ -65,8 +66,12 @@ export interface NodeClientOptions {
    * such jobs through the coordinator only.
    */
   readonly peer?: { readonly port: number; readonly listenHost?: string | undefined; readonly host?: string | undefined; readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined } | undefined;
-  /** A folder holding the jobs' data files (worker start --data-dir): where the features stay on disk, this node reads its rows there itself. */
-  readonly dataDir?: string | undefined;
+  /**
+   * Where this node finds the jobs' data files, to read its rows itself where the features stay
+   * on disk: a folder (worker start --data-dir, a shared volume) or a base URL (--data-url, a
+   * server answering byte-range requests). The file's name is the coordinator's.
+   */
+  readonly data?: { readonly dir: string } | { readonly url: string } | undefined;
 }
 
 /**
@@ -207,9 +212,10 @@ export class NodeClient {
       this.options.metrics?.connected(true);
       this.options.log(`connected to ${this.options.url} as ${message.workerId}`);
     },
-    job: (message, session) => {
-      this.startJob(message);
+    job: async (message, session) => {
       session.startHeartbeat(message.heartbeatMs, message.heartbeatTimeoutMs);
+      const file = message.dataFile && (await this.dataFile(message));
+      this.startJob(message, file);
     },
     shard: (message) => this.need(this.store, 'shard').add(message.firstRow, message.rows, message.fileRows ? message.x : this.features(message, 'shard'), message.y, message.w, message.fileRows),
     weights: (message) => {
@@ -280,7 +286,7 @@ export class NodeClient {
     if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
     const started = performance.now();
     this.loadWeights(engine);
-    const { xs, ys, ws, count } = this.need(this.store, 'step').batch(message.rows, this.features(message, 'step'), message.y, message.w);
+    const { xs, ys, ws, count } = await this.need(this.store, 'step').batch(message.rows, this.features(message, 'step'), message.y, message.w);
     const result = await engine.gradient(xs, ys, count, out, onReady, stepRows(message, count, ws));
     const computeMs = performance.now() - started - notCompute();
     this.stats.steps++;
@@ -302,19 +308,20 @@ export class NodeClient {
   }
 
   /**
-   * The job's data file in --data-dir, checked against what the coordinator says it holds; a
-   * file that is missing or differs refuses the job (it would on every reconnect), naming it.
+   * The job's data file in --data-dir or at --data-url, checked against what the coordinator
+   * says it holds; a file that is missing or differs refuses the job (it would on every
+   * reconnect), naming it.
    */
-  private dataFile(job: JobMessage): NpyFile & { readonly rows: number } {
+  private async dataFile(job: JobMessage): Promise<DataFileReader> {
     const expected = job.dataFile!;
-    const { dataDir } = this.options;
-    if (!dataDir) throw new ProtocolError('the job names a data file to read, and this node did not offer to read data (--data-dir)', 'unexpected');
-    const path = join(dataDir, expected.name);
+    const { data } = this.options;
+    if (!data) throw new ProtocolError('the job names a data file to read, and this node did not offer to read data (--data-dir, --data-url)', 'unexpected');
+    const [flag, path] = 'dir' in data ? ['--data-dir', join(data.dir, expected.name)] : ['--data-url', new URL(encodeURIComponent(expected.name), data.url.endsWith('/') ? data.url : `${data.url}/`).href];
     let header;
     try {
-      header = readNpyHeader(path);
+      header = 'dir' in data ? readNpyHeader(path) : await readNpyHeaderHttp(path);
     } catch (err) {
-      throw new JobRefusedError(`--data-dir: ${(err as Error).message}; the coordinator trains on ${expected.name} (${expected.fileBytes} bytes): put that file in ${dataDir}`);
+      throw new JobRefusedError(`${flag}: ${(err as Error).message}; the coordinator trains on ${expected.name} (${expected.fileBytes} bytes): put that file there`);
     }
     const features = header.shape.slice(1).reduce((a, n) => a * n, 1);
     const differs = [
@@ -323,9 +330,11 @@ export class NodeClient {
       (header.shape[0] !== expected.rows || features !== job.features) && `${header.shape[0]} rows of ${features} values, the coordinator's has ${expected.rows} of ${job.features}`,
       header.dataOffset !== expected.dataOffset && `its values start at byte ${header.dataOffset}, the coordinator's at ${expected.dataOffset}`,
     ].filter((d): d is string => typeof d === 'string');
-    if (differs.length > 0) throw new JobRefusedError(`--data-dir: ${path} is not the file the coordinator trains on: ${differs.join('; ')}`);
+    if (differs.length > 0) throw new JobRefusedError(`${flag}: ${path} is not the file the coordinator trains on: ${differs.join('; ')}`);
     this.options.log(`reading this node's rows from ${path} (${expected.rows} rows)`);
-    return { path, dtype: header.dtype, width: header.width, dataOffset: header.dataOffset, scale: expected.scale, rows: expected.rows };
+    const file = { path, dtype: header.dtype, width: header.width, dataOffset: header.dataOffset, scale: expected.scale };
+    const read = 'dir' in data ? (rows: Int32Array, out: Float32Array) => readNpyRows(file, job.features, rows, out) : (rows: Int32Array, out: Float32Array) => readNpyRowsHttp(file, job.features, rows, out);
+    return { path, rows: expected.rows, read };
   }
 
   private need<T>(value: T | undefined, what: string): T {
@@ -345,7 +354,7 @@ export class NodeClient {
    * nothing built) and held to this worker's limit and to the job's own count before the model is
    * built, so that a coordinator cannot make this worker allocate what it likes.
    */
-  private startJob(job: JobMessage): void {
+  private startJob(job: JobMessage, file: DataFileReader | undefined): void {
     const parameters = weightLayout(job.spec).size;
     const limit = this.options.maxParameters ?? defaultMaxParameters();
     if (parameters > limit) {
@@ -358,7 +367,7 @@ export class NodeClient {
     this.engine?.dispose();
     this.engine = undefined; // not the disposed one, should the build below throw
     this.engine = this.options.devices ? this.options.devices.engine(job.spec) : createEngine(job.spec, 'dense');
-    this.store = new ShardStore(job.features, job.outputs, job.dataFile && this.dataFile(job));
+    this.store = new ShardStore(job.features, job.outputs, file);
     this.job = job;
     this.version = -1;
     this.weights = undefined;
@@ -410,12 +419,12 @@ class Session {
     private readonly dispatch: (message: Message, session: Session) => void | Promise<void>,
     private readonly done: (end: SessionEnd | Error) => void,
   ) {
-    const { url, token, name, backend, adapter, devices, ca, maxPayload, dataDir } = options;
+    const { url, token, name, backend, adapter, devices, ca, maxPayload, data } = options;
     // zero masking keys: no XOR pass over every gradient on either side (zero-mask.ts)
     const socket = new WebSocket(url, { maxPayload, handshakeTimeout: 10_000, generateMask: zeroMask, ...(ca ? { ca } : {}) });
     this.socket = socket;
     socket.on('open', () =>
-      this.send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend, ...(adapter ? { adapter: adapter.slice(0, 400) } : {}), ...(devices && devices.count > 1 ? { devices: devices.count } : {}), ...this.peer, ...(dataDir ? { readsData: true as const } : {}) }),
+      this.send({ type: 'hello', version: PROTOCOL_VERSION, token, name, backend, ...(adapter ? { adapter: adapter.slice(0, 400) } : {}), ...(devices && devices.count > 1 ? { devices: devices.count } : {}), ...this.peer, ...(data ? { readsData: true as const } : {}) }),
     );
     socket.on('error', (err) => this.lost(err.message));
     socket.on('close', (code, reason) => this.lost(`closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`));

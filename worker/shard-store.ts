@@ -6,7 +6,13 @@
  * features per batch.
  */
 import { WorkerError } from '../shared/errors.js';
-import { readNpyRows, type NpyFile } from '../shared/data/feature-rows.js';
+
+/** Reads file rows of the job's data file (from --data-dir or --data-url) as float32 features into out. */
+export interface DataFileReader {
+  readonly path: string;
+  readonly rows: number;
+  read(fileRows: Int32Array, out: Float32Array): Promise<unknown> | unknown;
+}
 
 interface Chunk {
   readonly start: number;
@@ -26,8 +32,8 @@ export class ShardStore {
   constructor(
     readonly features: number,
     readonly outputs: number,
-    /** The job's data file, read here (job.dataFile), and its row count. */
-    private readonly file?: NpyFile & { readonly rows: number },
+    /** The job's data file, read here (job.dataFile): where it is, its row count, and its reader. */
+    private readonly file?: DataFileReader,
   ) {}
 
   /** Rows held (a row sent twice counts twice; the coordinator sends only missing rows). */
@@ -73,7 +79,7 @@ export class ShardStore {
   }
 
   /** Features, targets (and sample weights) of the held `rows`, followed by the inline rows `x`, `y` (`w`). */
-  batch(rows: Int32Array, x: Float32Array, y: Float32Array, w?: Float32Array): { xs: Float32Array; ys: Float32Array; ws: Float32Array | undefined; count: number } {
+  async batch(rows: Int32Array, x: Float32Array, y: Float32Array, w?: Float32Array): Promise<{ xs: Float32Array; ys: Float32Array; ws: Float32Array | undefined; count: number }> {
     const { features, outputs } = this;
     if (x.length % features !== 0 || y.length !== (x.length / features) * outputs) {
       throw new WorkerError(`inline rows: ${x.length} feature values and ${y.length} targets do not make whole rows of ${features} + ${outputs}`);
@@ -96,7 +102,7 @@ export class ShardStore {
       if (ws) ws[i] = c.w![k]!;
     });
     // a node reading the file holds only file rows, so its held rows all come from there, in order
-    if (fromFile.length > 0) readNpyRows(this.file!, features, Int32Array.from(fromFile), xs);
+    if (fromFile.length > 0) await this.file!.read(Int32Array.from(fromFile), xs);
     xs.set(x, rows.length * features);
     ys.set(y, rows.length * outputs);
     if (ws && w) ws.set(w, rows.length);

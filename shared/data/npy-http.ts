@@ -1,0 +1,71 @@
+/**
+ * A .npy file served over HTTP(S), read with byte-range requests (object stores and static
+ * servers answer them): its header from the first bytes, then the rows a batch needs, runs of
+ * consecutive rows in one request, a few requests at a time. A server that ignores ranges, a
+ * short answer or an unreachable URL is an error naming the URL.
+ */
+import { DataError } from '../errors.js';
+import { npyValues, parseNpyHeader, type NpyHeader } from './npy.js';
+import type { NpyFile } from './feature-rows.js';
+
+/** Requests in flight at once for one batch. */
+const PARALLEL = 8;
+/** One request asks for at most this many bytes. */
+const MAX_RANGE_BYTES = 1 << 22;
+const TIMEOUT_MS = 60_000;
+
+/** Bytes first..last (inclusive) of `url`, and the file's size from Content-Range. */
+async function fetchRange(url: string, first: number, last: number): Promise<{ bytes: Uint8Array; size: number }> {
+  let response: Response;
+  try {
+    response = await fetch(url, { headers: { Range: `bytes=${first}-${last}` }, signal: AbortSignal.timeout(TIMEOUT_MS) });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new DataError(`${url}: cannot be read (${cause?.code ?? cause?.message ?? (err as Error).message})`);
+  }
+  if (response.status !== 206) {
+    await response.body?.cancel();
+    throw new DataError(response.ok ? `${url}: the server ignored the byte range (HTTP ${response.status}); serve the file from a server that answers Range requests` : `${url}: HTTP ${response.status} ${response.statusText}`);
+  }
+  const size = Number(/\/(\d+)$/.exec(response.headers.get('content-range') ?? '')?.[1] ?? Number.NaN);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  return { bytes, size };
+}
+
+/** The header of the .npy file at `url` and the file's size, from its first 64 KiB. */
+export async function readNpyHeaderHttp(url: string): Promise<NpyHeader & { readonly fileBytes: number }> {
+  const { bytes, size } = await fetchRange(url, 0, (1 << 16) - 1);
+  if (!Number.isFinite(size)) throw new DataError(`${url}: the answer has no Content-Range with the file's size`);
+  const header = parseNpyHeader(bytes, url);
+  const count = header.shape.reduce((a, n) => a * n, 1);
+  if (size - header.dataOffset < count * header.width) throw new DataError(`${url}: the header says ${count} values of ${header.width} bytes, the file has ${size - header.dataOffset} bytes of data (truncated?)`);
+  return { ...header, fileBytes: size };
+}
+
+/** File rows of the .npy file at `file.path` (a URL) into out, as readNpyRows does from disk. */
+export async function readNpyRowsHttp(file: NpyFile, features: number, fileRows: Int32Array, out: Float32Array): Promise<Float32Array> {
+  const rowBytes = features * file.width;
+  const perRun = Math.max(1, Math.floor(MAX_RANGE_BYTES / rowBytes));
+  const runs: { at: number; first: number; count: number }[] = [];
+  for (let i = 0; i < fileRows.length; ) {
+    let run = 1;
+    while (i + run < fileRows.length && run < perRun && fileRows[i + run] === fileRows[i]! + run) run++;
+    runs.push({ at: i, first: fileRows[i]!, count: run });
+    i += run;
+  }
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < runs.length) {
+      const { at, first, count } = runs[next++]!;
+      const start = file.dataOffset + first * rowBytes;
+      const { bytes } = await fetchRange(file.path, start, start + count * rowBytes - 1);
+      if (bytes.length !== count * rowBytes) throw new DataError(`${file.path}: asked for rows ${first}-${first + count - 1} (${count * rowBytes} bytes), got ${bytes.length} bytes`);
+      // a fresh response body is aligned; copy where it is not (for the dtype's width)
+      const aligned = bytes.byteOffset % file.width === 0 ? bytes : bytes.slice();
+      const values = npyValues(file.dtype, aligned.buffer, aligned.byteOffset, count * features);
+      for (let k = 0; k < count * features; k++) out[at * features + k] = values[k]! * file.scale;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL, runs.length) }, worker));
+  return out;
+}
