@@ -213,9 +213,11 @@ export class Trainer {
     const hash = createHash('sha256');
     // the training features as float32, in chunks (a data set on disk is never in memory whole)
     const x = featureRows(this.dataset);
-    const chunk = Math.max(1, Math.floor((1 << 24) / (4 * x.features)));
+    const chunk = Math.max(1, Math.floor((1 << 23) / (4 * x.features)));
+    const buffer = new Float32Array(Math.min(chunk, train.count) * x.features);
     for (let first = 0; first < train.count; first += chunk) {
-      const rows = x.range(train.start + first, Math.min(chunk, train.count - first));
+      const n = Math.min(chunk, train.count - first);
+      const rows = x.range(train.start + first, n, buffer.subarray(0, n * x.features));
       hash.update(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
     }
     hash.update(new Uint8Array(y.buffer, y.byteOffset + train.start * outputs * 4, train.count * outputs * 4));

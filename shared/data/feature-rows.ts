@@ -34,8 +34,8 @@ export interface FeatureRows {
   readonly features: number;
   /** The features of `rows`, row-major, in that order, as float32 (into `out` if given). */
   gather(rows: ArrayLike<number>, out?: Float32Array): Float32Array;
-  /** The features of rows start..start+count-1. */
-  range(start: number, count: number): Float32Array;
+  /** The features of rows start..start+count-1 (into `out` if given). */
+  range(start: number, count: number, out?: Float32Array): Float32Array;
 }
 
 /** What a FeatureRows is made from: the data set's x, or a file on disk. */
@@ -61,8 +61,11 @@ class MemoryRows implements FeatureRows {
     return out;
   }
 
-  range(start: number, count: number): Float32Array {
-    return this.x.slice(start * this.features, (start + count) * this.features);
+  range(start: number, count: number, out?: Float32Array): Float32Array {
+    const values = this.x.subarray(start * this.features, (start + count) * this.features);
+    if (!out) return values.slice();
+    out.set(values);
+    return out;
   }
 }
 
@@ -78,8 +81,8 @@ class NpyFileRows implements FeatureRows {
     return readNpyRows(this.file, this.features, fileRows, out);
   }
 
-  range(start: number, count: number): Float32Array {
-    return readNpyRows(this.file, this.features, this.file.order.subarray(start, start + count), new Float32Array(count * this.features));
+  range(start: number, count: number, out = new Float32Array(count * this.features)): Float32Array {
+    return readNpyRows(this.file, this.features, this.file.order.subarray(start, start + count), out);
   }
 }
 
