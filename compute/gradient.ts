@@ -12,6 +12,7 @@ import { ModelError } from '../shared/errors.js';
 import { assignFlatWeights, buildModel, modelVariables } from '../shared/model/build.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { metricLayoutOf, type MetricLayout } from '../shared/model/metric-sums.js';
+import { AugmentEngine } from './augment-engine.js';
 import { MicroBatchEngine } from './micro-batches.js';
 import { activations, batchLoss, resolveLoss } from '../shared/model/registries.js';
 import { RowContext, type BatchRows } from '../shared/model/row-layers.js';
@@ -141,8 +142,9 @@ export class TapeGradientEngine implements BatchEngine {
  * the tape engine.
  */
 export function createEngine(spec: ModelSpec, name: EngineName = 'dense'): BatchEngine {
-  const engine = createWholeBatchEngine(spec, name);
-  return spec.microBatchSize ? new MicroBatchEngine(engine, spec.microBatchSize) : engine;
+  const whole = createWholeBatchEngine(spec, name);
+  const engine = spec.microBatchSize ? new MicroBatchEngine(whole, spec.microBatchSize) : whole;
+  return spec.augment ? new AugmentEngine(engine, spec.augment) : engine;
 }
 
 function createWholeBatchEngine(spec: ModelSpec, name: EngineName): BatchEngine {

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { lossName, lossOptions, type JobConfig, type LayerConfig } from '../../shared/config/schema.js';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import { featureRows } from '../../shared/data/feature-rows.js';
+import { AUGMENT_TYPES, type AugmentLayerSpec, type AugmentSpec } from '../../shared/model/augment.js';
 import { CheckpointError, ConfigError } from '../../shared/errors.js';
 import { Rng } from '../../shared/math/rng.js';
 import { initialWeights, weightLayout } from '../../shared/model/layout.js';
@@ -45,7 +46,7 @@ export function modelSpec(config: JobConfig, dataset: Pick<Dataset, 'features' |
   return {
     inputDim: dataset.features,
     ...(dataset.sampleShape ? { inputShape: [...dataset.sampleShape] } : {}),
-    layers: (config.model.layers ?? []).map((layer, i) => layerSpec(layer, i, config)),
+    ...modelLayers(config, dataset.sampleShape ?? [dataset.features]),
     ...(config.model.keras ? { keras: { ...config.model.keras, seed: config.seed } } : {}),
     loss: lossName(config.compile.loss),
     ...(lossOptions(config.compile.loss) ? { lossOptions: lossOptions(config.compile.loss)! } : {}),
@@ -70,10 +71,57 @@ function classWeights(given: Readonly<Record<string, number>>, loss: LossName, o
   return weights;
 }
 
+type AugmentConfig = Extract<LayerConfig, { type: (typeof AUGMENT_TYPES)[number] }>;
+const isAugmentation = (layer: LayerConfig): layer is AugmentConfig => (AUGMENT_TYPES as readonly string[]).includes(layer.type);
+
+/**
+ * model.layers as the spec's stack and its augmentation: the random preprocessing layers come
+ * out of the stack; they must precede every layer but reshape (which does not move a value), and
+ * see images [height, width, channels]. Seeds default from the job's seed and the position.
+ */
+function modelLayers(config: JobConfig, sampleShape: readonly number[]): { layers: LayerSpec[]; augment?: AugmentSpec } {
+  const all = config.model.layers ?? [];
+  const layers: LayerSpec[] = [];
+  const augment: AugmentLayerSpec[] = [];
+  let shape = sampleShape;
+  let first: number | undefined; // the first layer that is neither a reshape nor augmentation
+  all.forEach((layer, i) => {
+    if (!isAugmentation(layer)) {
+      if (layer.type === 'reshape' && first === undefined) shape = layer.targetShape;
+      else first ??= i;
+      layers.push(layerSpec(layer, i, config));
+      return;
+    }
+    if (first !== undefined) throw new ConfigError(`model.layers[${i}] (${layer.type}): augmentation comes before the model's layers (after a reshape at most); move it before model.layers[${first}] (${all[first]!.type})`);
+    if (shape.length !== 3) throw new ConfigError(`model.layers[${i}] (${layer.type}): augments images [height, width, channels], and the samples are [${shape.join(', ')}] here; add a reshape layer before it (targetShape [h, w, c])`);
+    augment.push(augmentSpec(layer, (Math.imul(config.seed, 0x9e3779b1) + i) | 0));
+  });
+  return augment.length > 0 ? { layers, augment: { shape: [shape[0]!, shape[1]!, shape[2]!], layers: augment } } : { layers };
+}
+
+const range = (f: number | readonly [number, number]): [number, number] => (typeof f === 'number' ? [-f, f] : [f[0], f[1]]);
+
+function augmentSpec(layer: AugmentConfig, defaultSeed: number): AugmentLayerSpec {
+  const seed = layer.seed ?? defaultSeed;
+  switch (layer.type) {
+    case 'randomFlip':
+      return { type: 'randomFlip', mode: layer.mode, seed };
+    case 'randomTranslation':
+      return { type: 'randomTranslation', height: range(layer.heightFactor), width: range(layer.widthFactor), fillMode: layer.fillMode, fillValue: layer.fillValue, seed };
+    case 'randomRotation':
+      return { type: 'randomRotation', factor: range(layer.factor), fillMode: layer.fillMode, fillValue: layer.fillValue, seed };
+    case 'randomZoom':
+      return { type: 'randomZoom', height: range(layer.heightFactor), ...(layer.widthFactor !== undefined ? { width: range(layer.widthFactor) } : {}), fillMode: layer.fillMode, fillValue: layer.fillValue, seed };
+    case 'randomContrast':
+      // Keras: a single factor is both the lower and the upper bound of [1 - lower, 1 + upper]
+      return { type: 'randomContrast', factor: typeof layer.factor === 'number' ? [layer.factor, layer.factor] : [layer.factor[0], layer.factor[1]], valueRange: [layer.valueRange[0], layer.valueRange[1]], seed };
+  }
+}
+
 const pair = (v: number | readonly [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
 
 /** A config layer as the spec holds it: sizes as pairs; a dense layer without `type` (as specs always had it). */
-function layerSpec(layer: LayerConfig, index: number, config: Pick<JobConfig, 'seed' | 'fit'>): LayerSpec {
+function layerSpec(layer: Exclude<LayerConfig, AugmentConfig>, index: number, config: Pick<JobConfig, 'seed' | 'fit'>): LayerSpec {
   const alpha = 'alpha' in layer && layer.alpha !== undefined ? { alpha: layer.alpha } : {};
   switch (layer.type) {
     case 'dense':

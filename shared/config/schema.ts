@@ -10,6 +10,7 @@ import { GRADIENT_DTYPES } from '../math/float16.js';
 import { optimizerDefaults, type OptimizerConfig } from './optimizer-config.js';
 import { ACTIVATIONS, LOSSES, METRICS, PADDINGS, type LossName, type LossOptions } from '../model/spec.js';
 import { METRIC_KINDS } from '../model/metric-sums.js';
+import { FILL_MODES, FLIP_MODES } from '../model/augment.js';
 
 /**
  * The label: for CSV data its column (required) and type (default binary); for .npy targets the
@@ -102,6 +103,21 @@ const BatchNormalizationLayer = z.strictObject({
   virtualBatchSize: z.int().positive().optional(),
 });
 
+/** A factor f (the range [-f, f]) or a range [lower, upper], as Keras's augmentation layers take them. */
+const Factor = z.union([z.number().nonnegative(), z.tuple([z.number(), z.number()])]).refine((f) => typeof f === 'number' || f[0] <= f[1], 'a range [lower, upper] with lower <= upper');
+const fill = { fillMode: z.enum(FILL_MODES).default('reflect'), fillValue: z.number().default(0), seed: z.int().optional() };
+/** Keras's random preprocessing layers: training images only, before every layer but reshape. */
+const RandomFlipLayer = z.strictObject({ type: z.literal('randomFlip'), mode: z.enum(FLIP_MODES).default('horizontal_and_vertical'), seed: z.int().optional() });
+const RandomTranslationLayer = z.strictObject({ type: z.literal('randomTranslation'), heightFactor: Factor, widthFactor: Factor, ...fill });
+const RandomRotationLayer = z.strictObject({ type: z.literal('randomRotation'), factor: Factor, ...fill });
+const RandomZoomLayer = z.strictObject({ type: z.literal('randomZoom'), heightFactor: Factor, widthFactor: Factor.optional(), ...fill });
+const RandomContrastLayer = z.strictObject({
+  type: z.literal('randomContrast'),
+  factor: z.union([z.number().min(0).max(1), z.tuple([z.number().min(0).max(1), z.number().min(0)])]),
+  valueRange: z.tuple([z.number(), z.number()]).default([0, 1]),
+  seed: z.int().optional(),
+});
+
 /** A layer of model.layers; without `type`, a dense layer. */
 const Layer = z.preprocess(
   (value) => (value !== null && typeof value === 'object' && !Array.isArray(value) && !('type' in value) ? { type: 'dense', ...value } : value),
@@ -117,6 +133,11 @@ const Layer = z.preprocess(
     DropoutLayer,
     BatchNormalizationLayer,
     ActivationLayer,
+    RandomFlipLayer,
+    RandomTranslationLayer,
+    RandomRotationLayer,
+    RandomZoomLayer,
+    RandomContrastLayer,
   ]),
 );
 export type LayerConfig = z.output<typeof Layer>;

@@ -156,7 +156,8 @@ export function describeModel(spec: ModelSpec): string {
     const layers = (spec.keras.config['layers'] as { className?: string }[] | undefined) ?? [];
     return `${spec.keras.inputShape.join('x')} -> tfjs-layers ${spec.keras.className === 'Model' ? 'functional model' : 'Sequential'} (${layers.map((l) => l.className ?? '?').join(', ')}) -> ${spec.keras.outputs}`;
   }
-  if (spec.layers.every(isDense)) return [spec.inputDim, ...spec.layers.map((l) => (l as { units: number }).units)].join('-');
+  const augment = spec.augment ? `${spec.augment.layers.map((l) => l.type).join(', ')} (training) -> ` : '';
+  if (spec.layers.every(isDense) && !augment) return [spec.inputDim, ...spec.layers.map((l) => (l as { units: number }).units)].join('-');
   const parts = spec.layers.map((layer) => {
     if (isDense(layer)) return `dense ${layer.units}`;
     if (layer.type === 'conv2d') return `conv ${layer.filters}x${layer.kernelSize.join('x')}`;
@@ -169,5 +170,5 @@ export function describeModel(spec: ModelSpec): string {
     if (layer.type === 'globalAveragePooling2d') return 'global-avg-pool';
     return `${layer.type === 'maxPooling2d' ? 'max' : 'avg'}-pool ${layer.poolSize.join('x')}`;
   });
-  return [inputShape(spec).join('x'), ...parts].join(' -> ');
+  return `${augment}${[inputShape(spec).join('x'), ...parts].join(' -> ')}`;
 }

@@ -4,6 +4,8 @@
  * and nodes) and is all they need to build the same model. Pure: no TensorFlow.js here, so the
  * config schema and protocol can import it cheaply. Shapes and weights per layer: layers.ts.
  */
+import type { AugmentSpec } from './augment.js';
+
 export const ACTIVATIONS = ['sigmoid', 'relu', 'leakyRelu', 'tanh', 'swish', 'softmax', 'linear'] as const;
 export type ActivationName = (typeof ACTIVATIONS)[number];
 
@@ -201,6 +203,12 @@ export interface ModelSpec {
    * positive] for one sigmoid output, one per output for one-hot labels. Absent: all 1.
    */
   readonly classWeights?: readonly number[];
+  /**
+   * Random augmentation of training images before the first layer (model.layers' randomFlip,
+   * randomTranslation, randomRotation, randomZoom, randomContrast, taken out of `layers`): off at
+   * evaluation and prediction, and not in saved models (identity there, as in Keras).
+   */
+  readonly augment?: AugmentSpec;
 }
 
 /** The last layer, which must be Dense (its units are the outputs). */

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { OptimizerObject } from '../config/schema.js';
 import { GRADIENT_DTYPES } from '../math/float16.js';
 import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
+import { FILL_MODES, FLIP_MODES } from '../model/augment.js';
 
 /** The version this code speaks; a hello of any other is refused (PROTOCOL.md lists them). */
 export const PROTOCOL_VERSION = 9;
@@ -42,6 +43,24 @@ const LayerSpecSchema = z.union([
   z.strictObject({ type: z.literal('batchNormalization'), momentum: z.number().min(0).lt(1), epsilon: z.number().positive(), virtualBatchSize: size }),
 ]);
 
+const range = z.tuple([finite, finite]);
+const fillMode = { fillMode: z.enum(FILL_MODES), fillValue: finite, seed: z.int() };
+const AugmentSchema = z.strictObject({
+  shape: z.tuple([size, size, size]),
+  layers: z
+    .array(
+      z.discriminatedUnion('type', [
+        z.strictObject({ type: z.literal('randomFlip'), mode: z.enum(FLIP_MODES), seed: z.int() }),
+        z.strictObject({ type: z.literal('randomTranslation'), height: range, width: range, ...fillMode }),
+        z.strictObject({ type: z.literal('randomRotation'), factor: range, ...fillMode }),
+        z.strictObject({ type: z.literal('randomZoom'), height: range, width: range.optional(), ...fillMode }),
+        z.strictObject({ type: z.literal('randomContrast'), factor: range, valueRange: range, seed: z.int() }),
+      ]),
+    )
+    .min(1)
+    .max(32),
+});
+
 export const ModelSpecSchema = z.strictObject({
   inputDim: z.int().positive(),
   inputShape: z.array(size).min(1).max(8).optional(),
@@ -62,6 +81,7 @@ export const ModelSpecSchema = z.strictObject({
   metrics: z.array(z.enum(METRICS)),
   microBatchSize: z.int().positive().optional(),
   classWeights: z.array(z.number().nonnegative()).min(2).max(1_000_000).optional(),
+  augment: AugmentSchema.optional(),
 }).refine((spec) => spec.layers.length > 0 || spec.keras !== undefined, { message: 'a model spec has layers or a tfjs-layers model', path: ['layers'] });
 
 /**
