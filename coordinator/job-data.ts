@@ -9,6 +9,8 @@ import { existsSync, statSync } from 'node:fs';
 import { prepareArrays, prepareArraysOnDisk, prepareImages } from '../shared/data/arrays.js';
 import { prepareData, type PreparedData, type SplitOptions } from '../shared/data/dataset.js';
 import { readImageFolder } from '../shared/data/images.js';
+import { prepareShards } from '../shared/data/shard-data.js';
+import { isShardPath, shardPaths } from '../shared/data/shards.js';
 import { readNpy, readNpyHeader } from '../shared/data/npy.js';
 import { totalmem } from 'node:os';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
@@ -38,11 +40,12 @@ export function dataConfig(config: JobConfig, provided: ReturnType<typeof provid
   return { ...config, data: { ...config.data, path } };
 }
 
-export type DataKind = 'csv' | 'images' | 'arrays';
+export type DataKind = 'csv' | 'images' | 'arrays' | 'shards';
 
-/** What data.path holds: a folder is an image data set, a .npy file arrays, anything else CSV. */
+/** What data.path holds: a folder is an image data set, a .npy file arrays, .tar files (or a pattern of them) image shards, anything else CSV. */
 export function dataKind(path: string): DataKind {
   if (path.toLowerCase().endsWith('.npy')) return 'arrays';
+  if (isShardPath(path)) return 'shards';
   return existsSync(path) && statSync(path).isDirectory() ? 'images' : 'csv';
 }
 
@@ -71,13 +74,20 @@ export function readJobData(config: JobConfig): PreparedData {
   const { data } = config;
   if (!data.path) throw new ConfigError('no data: set data.path in the config, pass --data FILE, or use --demo');
   const kind = dataKind(data.path);
-  if (data.inMemory === false && kind !== 'arrays') throw new ConfigError(`data.inMemory: false applies to .npy samples; ${data.path} holds ${kind}, which are read into memory`);
+  if (data.inMemory === false && kind !== 'arrays' && kind !== 'shards') throw new ConfigError(`data.inMemory: false applies to .npy samples and tar shards; ${data.path} holds ${kind}, which are read into memory`);
   if (kind === 'csv') {
     if (data.labels) throw new ConfigError(`data.labels (${data.labels}) goes with a .npy data.path; ${data.path} is read as CSV`);
     return prepareJobData(config, readCsv(data.path));
   }
   for (const key of CSV_ONLY) if (data[key].length > 0) throw new ConfigError(`data.${key} applies to CSV columns; ${data.path} holds ${kind}`);
   if (data.sampleWeight) throw new ConfigError(`data.sampleWeight (${data.sampleWeight}) names a CSV column; ${data.path} holds ${kind}`);
+  if (kind === 'shards') {
+    if (data.labels) throw new ConfigError(`data.labels: the classes of tar shards are their samples' .cls members; remove data.labels`);
+    if (data.label?.type !== undefined && data.label.type !== 'categorical') throw new ConfigError(`data.label.type: the classes of tar shards are categorical, not ${data.label.type}`);
+    const paths = shardPaths(data.path);
+    const bytes = paths.reduce((sum, p) => sum + (existsSync(p) ? statSync(p).size : 0), 0);
+    return prepareShards(paths, { imageSize: data.imageSize, colorMode: data.colorMode, scale: data.rescale ?? 1 / 255, inMemory: !keepOnDisk(data.inMemory, bytes) }, splitOptions(config), config.seed);
+  }
   if (kind === 'images') {
     if (data.labels) throw new ConfigError(`data.labels: an image folder's labels are its class folders; remove data.labels`);
     if (data.label?.type !== undefined && data.label.type !== 'categorical') throw new ConfigError(`data.label.type: image classes are categorical (one output per class folder), not ${data.label.type}`);
@@ -92,7 +102,7 @@ export function readJobData(config: JobConfig): PreparedData {
 }
 
 
-/** Whether .npy samples stay on disk: as data.inMemory says, or (auto) when the file is over a quarter of the memory this process may use. */
+/** Whether samples stay on disk (.npy, tar shards): as data.inMemory says, or (auto) when the files are over a quarter of the memory this process may use. */
 export function keepOnDisk(inMemory: boolean | 'auto', fileBytes: number): boolean {
   if (inMemory !== 'auto') return !inMemory;
   const limit = process.constrainedMemory?.() ?? 0;

@@ -187,7 +187,7 @@ function startLine(prepared: PreparedData, plan: RunPlan, local: LocalLanes | un
   return (
     `dptrain: ${dataset.train.count} train / ${dataset.val.count} validation / ${dataset.test.count} test rows x ${dataset.features} features ` +
     `(${prepared.rowsDropped} of ${prepared.rowsRead} rows dropped for missing values)` +
-    (dataset.onDisk ? `, features read per batch from ${dataset.onDisk.path}` : '') +
+    (dataset.onDisk ? `, features read per batch from ${dataset.onDisk.kind === 'npy' ? dataset.onDisk.path : `${dataset.onDisk.shards.length} tar shard(s)`}` : '') +
     `; model ${describeModel(spec)} (${weightLayout(spec).size} parameters); ` +
     (local instanceof InProcessLane
       ? `computing in the coordinator's thread on ${local.backend}${local.backendDetail ? ` (${local.backendDetail})` : ''}`

@@ -102,7 +102,7 @@ describe('.npy samples on disk', () => {
     const config = loadConfig(configFile);
     writeFileSync(join(dir, 'rows.csv'), 'a,b\n1,0\n2,1\n');
     expect(() => readJobData({ ...config, data: { ...config.data, path: join(dir, 'rows.csv'), labels: undefined } })).toThrow(ConfigError);
-    expect(() => readJobData({ ...config, data: { ...config.data, path: join(dir, 'rows.csv'), labels: undefined } })).toThrow(/data\.inMemory: false applies to \.npy samples; .*rows\.csv holds csv/);
+    expect(() => readJobData({ ...config, data: { ...config.data, path: join(dir, 'rows.csv'), labels: undefined } })).toThrow(/data\.inMemory: false applies to \.npy samples and tar shards; .*rows\.csv holds csv/);
     expect(() => readJobData({ ...config, data: { ...config.data, standardize: true } })).toThrow(/x\.npy: data\.standardize needs the features in memory/);
     const values = new Float32Array(40 * 4);
     values[4 * 17 + 2] = Number.NaN;
@@ -155,13 +155,14 @@ describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
 
   it('1 thread + 1 node: sent the rows, or (--data-dir) reading them itself and sent row numbers: the weights of one process in memory', async () => {
     const { dir } = arrays(400, 64, '|u1', { rescale: 0.01 });
-    const sent = nodeJob(dir);
+    // equal balance: the node takes part in every step of both runs, so weights cost both the same
+    const sent = nodeJob(dir, { balance: 'equal' });
     const config = loadConfig(sent.configFile);
     const memory = readJobData({ ...config, data: { ...config.data, inMemory: true } }).dataset;
     const expected = (await trainOnLanes(config, memory, 'in-process')).weights;
     const first = await run(sent, []);
     expect(first.coordinator.output).toContain(`features read per batch from ${join(dir, 'x.npy')}`);
-    const reads = nodeJob(dir);
+    const reads = nodeJob(dir, { balance: 'equal' });
     const second = await run(reads, ['--data-dir', dir]);
     expect(second.worker.output).toContain(`reading this node's rows from ${join(dir, 'x.npy')} (400 rows)`);
     for (const job of [sent, reads]) {

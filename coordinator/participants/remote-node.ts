@@ -112,7 +112,7 @@ export class RemoteNode implements Participant {
     this.peerUrl = hello.peerPort === undefined ? undefined : peerUrl(hello.peerHost ?? address.replace(/:\d+$/, ''), hello.peerPort, hello.peerTls === true);
     this.holds = (row) => inRanges(this.ranges, row);
     this.rows = featureRows(context.dataset);
-    this.readsData = hello.readsData === true && context.dataset.onDisk !== undefined;
+    this.readsData = hello.readsData === true && context.dataset.onDisk?.kind === 'npy';
     this.parts = new GradientAssembler(context.parameters);
     this.frameLimits = nodeFrameLimits(context.parameters);
     socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
@@ -145,7 +145,7 @@ export class RemoteNode implements Participant {
       bucketBytes,
       pixelScale: dataset.pixels?.scale ?? 0,
       ...(this.context.reduction === 'peers' ? { reduction: 'peers' as const, ...(this.context.optimizer ? { optimizer: this.context.optimizer } : {}) } : {}),
-      ...(this.readsData ? { dataFile: dataFileOf(dataset.onDisk!) } : {}),
+      ...(this.readsData ? { dataFile: dataFileOf(dataset.onDisk as NpyOnDisk) } : {}),
     });
   }
 

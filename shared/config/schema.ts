@@ -25,8 +25,9 @@ const Label = z.strictObject({
 
 const Data = z.strictObject({
   /**
-   * A CSV file, a folder with one sub-folder of PNG/JPEG images per class, or a .npy array of
-   * samples (with `labels`); relative paths are resolved against the config file's folder.
+   * A CSV file, a folder with one sub-folder of PNG/JPEG images per class, a .npy array of
+   * samples (with `labels`), or tar shards of images (WebDataset's key.png + key.cls; a .tar, a
+   * pattern with * or a {000..009} range); relative paths are resolved against the config file's folder.
    */
   path: z.string().min(1).optional(),
   /** The .npy targets of a .npy `path` (one per sample: class ids, one-hot rows or numbers). */
@@ -38,8 +39,9 @@ const Data = z.strictObject({
   /** Images and .npy arrays: features = values x rescale (default 1/255 for images, 1 for arrays). */
   rescale: z.number().positive().optional(),
   /**
-   * .npy samples: true reads them into memory; false leaves them in the file, read per batch (a
-   * data set larger than memory); auto keeps a file larger than a quarter of the memory on disk.
+   * .npy samples and tar shards: true reads them into memory; false leaves them in the files,
+   * read per batch (a data set larger than memory); auto keeps files larger than a quarter of the
+   * memory on disk.
    */
   inMemory: z.union([z.boolean(), z.literal('auto')]).default('auto'),
   drop: z.array(z.string()).default([]),

@@ -91,7 +91,7 @@ export function prepareArraysOnDisk(x: NpyHeader & { readonly fileBytes: number 
   const { label, values, outputs } = arrayLabel(y, rows, options.label, sources.y);
   const enc: Encoded = { x: new Float32Array(0), y: values, rows, features, outputs, lines: indexLines(rows), rejected: [] };
   const preprocessor: Preprocessor = { version: 1, drop: [], columns: [], features: [], label, input: { kind: 'arrays', shape, scale: options.scale } };
-  const onDisk = { path: sources.x, dtype: x.dtype, width: x.width, dataOffset: x.dataOffset, scale: options.scale, fileBytes: x.fileBytes, fileRows: rows };
+  const onDisk = { kind: 'npy' as const, path: sources.x, dtype: x.dtype, width: x.width, dataOffset: x.dataOffset, scale: options.scale, fileBytes: x.fileBytes, fileRows: rows };
   return layoutData(enc, preprocessor, split, seed, { source: sources.x, rowsRead: rows, warnings: [], onDisk });
 }
 

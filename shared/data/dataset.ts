@@ -8,10 +8,13 @@ import { scalePixels } from './pixels.js';
 import { DataError } from '../errors.js';
 import { Rng } from '../math/rng.js';
 import type { Table } from './csv.js';
-import type { NpyOnDisk } from './feature-rows.js';
+import type { OnDisk } from './feature-rows.js';
 import { encode, fitPreprocessor, type Encoded, type PreprocessOptions, type Preprocessor } from './preprocess.js';
 import { applyScaler, fitScaler } from './scaler.js';
 import { stratifiedSplit, validationSplit } from './split.js';
+
+/** An OnDisk before its row order is laid out. */
+type WithoutOrder<T> = T extends unknown ? Omit<T, 'order'> : never;
 
 export interface SplitOptions {
   readonly testSize: number;
@@ -46,10 +49,10 @@ export interface Dataset {
   /** Each row's weight in the training loss (data.sampleWeight, Keras's sample_weight), backed by a SharedArrayBuffer; absent: all 1. */
   readonly sampleWeights?: Float32Array;
   /**
-   * The features stay in a .npy file, read per batch (data.inMemory); x is then empty. Read rows
-   * through featureRows(dataset), which serves both.
+   * The features stay in a .npy file or tar shards, read per batch (data.inMemory); x is then
+   * empty. Read rows through featureRows(dataset), which serves both.
    */
-  readonly onDisk?: NpyOnDisk;
+  readonly onDisk?: OnDisk;
 }
 
 export interface PreparedData {
@@ -105,7 +108,7 @@ export function layoutData(
     readonly warnings: readonly string[];
     readonly pixels?: Uint8Array | undefined;
     /** The features are in this file, not in enc.x or pixels: only the row order is laid out. */
-    readonly onDisk?: Omit<NpyOnDisk, 'order'> | undefined;
+    readonly onDisk?: WithoutOrder<OnDisk> | undefined;
   },
 ): PreparedData {
   const warnings = [...from.warnings];
@@ -171,7 +174,7 @@ function layoutRows(
   splits: { readonly train: Int32Array; readonly val: Int32Array; readonly test: Int32Array },
   from: { readonly rowsRead: number },
   warnings: string[],
-  onDisk: NpyOnDisk,
+  onDisk: OnDisk,
 ): PreparedData {
   const { train, val, test } = splits;
   const { order } = onDisk;

@@ -1,12 +1,14 @@
 /**
- * The features of a data set's rows, wherever they are: in shared memory (Dataset.x), or in a
- * .npy file read row by row from disk (Dataset.onDisk, data.inMemory), so a data set larger than
- * memory trains with only its labels, row order and each batch in memory. Both give the same
+ * The features of a data set's rows, wherever they are: in shared memory (Dataset.x), in a .npy
+ * file read row by row, or as images in tar shards decoded per batch (Dataset.onDisk,
+ * data.inMemory), so a data set larger than memory trains with only its labels, row order and
+ * each batch in memory. Both give the same
  * float32 values for a row: value x scale, rounded once to float32.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { DataError } from '../errors.js';
 import { npyValues } from './npy.js';
+import { readTarRows, type TarOnDisk } from './tar-rows.js';
 
 /** A .npy file's samples as the readers need them. */
 export interface NpyFile {
@@ -22,12 +24,16 @@ export interface NpyFile {
 
 /** Features of a .npy file on disk: data set row r is file row order[r]. Plain data: it travels to threads (order in a SharedArrayBuffer). */
 export interface NpyOnDisk extends NpyFile {
+  readonly kind: 'npy';
   /** The file row of each data set row ([train | validation | test] order). */
   readonly order: Int32Array;
   /** The file's size and rows when it was read (a node reading it checks its copy against them). */
   readonly fileBytes: number;
   readonly fileRows: number;
 }
+
+/** Features that stay on disk: a .npy file's rows, or images in tar shards. */
+export type OnDisk = NpyOnDisk | TarOnDisk;
 
 export interface FeatureRows {
   /** Features per row. */
@@ -42,11 +48,24 @@ export interface FeatureRows {
 export interface FeatureSource {
   readonly x: Float32Array;
   readonly features: number;
-  readonly onDisk?: NpyOnDisk | undefined;
+  readonly onDisk?: OnDisk | undefined;
 }
 
 export function featureRows(source: FeatureSource): FeatureRows {
+  if (source.onDisk?.kind === 'tar') return new TarRows(source.onDisk, source.features);
   return source.onDisk ? new NpyFileRows(source.onDisk, source.features) : new MemoryRows(source.x, source.features);
+}
+
+class TarRows implements FeatureRows {
+  constructor(private readonly file: TarOnDisk, readonly features: number) {}
+
+  gather(rows: ArrayLike<number>, out = new Float32Array(rows.length * this.features)): Float32Array {
+    return readTarRows(this.file, Array.from(rows, (r) => this.file.order[r]!), out);
+  }
+
+  range(start: number, count: number, out = new Float32Array(count * this.features)): Float32Array {
+    return readTarRows(this.file, this.file.order.subarray(start, start + count), out);
+  }
 }
 
 class MemoryRows implements FeatureRows {

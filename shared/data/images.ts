@@ -149,7 +149,12 @@ export function resizeBilinear(src: Float32Array, h: number, w: number, c: numbe
 
 /** One image file as uint8 [height, width, channels] at the given size (resized when it differs). */
 export function readImage(file: string, channels: number, size: readonly [number, number] | undefined): { pixels: Uint8Array; height: number; width: number } {
-  const img = decodeImage(readFileSync(file));
+  return imagePixels(readFileSync(file), channels, size);
+}
+
+/** An image's bytes (PNG, JPEG) as uint8 [height, width, channels] at the given size (resized when it differs). */
+export function imagePixels(bytes: Uint8Array, channels: number, size: readonly [number, number] | undefined): { pixels: Uint8Array; height: number; width: number } {
+  const img = decodeImage(bytes);
   const [height, width] = size ?? [img.height, img.width];
   const values = toChannels(img, channels);
   const pixels = new Uint8Array(height * width * channels);

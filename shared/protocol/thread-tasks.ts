@@ -5,7 +5,7 @@
  */
 import type { BackendChoice } from '../backend-choice.js';
 import type { EngineName, ModelSpec } from '../model/spec.js';
-import type { NpyOnDisk } from '../data/feature-rows.js';
+import type { OnDisk } from '../data/feature-rows.js';
 
 export interface ThreadInit {
   readonly spec: ModelSpec;
@@ -20,8 +20,8 @@ export interface ThreadInit {
   readonly weights: SharedArrayBuffer;
   /** Each row's sample weight (data.sampleWeight), or absent. */
   readonly sampleWeights?: SharedArrayBuffer;
-  /** The features are in this .npy file (x is then empty); its row order in a SharedArrayBuffer. */
-  readonly onDisk?: NpyOnDisk;
+  /** The features are on disk (a .npy file, tar shards; x is then empty); its arrays in SharedArrayBuffers. */
+  readonly onDisk?: OnDisk;
 }
 
 /** Gradient of the mean loss over `rows` with the weights of `version`. Answer: a GradientPacket. */

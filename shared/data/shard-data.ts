@@ -1,0 +1,82 @@
+/**
+ * Tar shards of images as prepared data: the index read (shards.ts), the classes from the
+ * samples' .cls values (sorted, one-hot), the image shape from the first image (or
+ * data.imageSize), then either every image decoded into memory (as an image folder's) or the
+ * images left in the shards and read per batch (tar-rows.ts).
+ */
+import { DataError } from '../errors.js';
+import { layoutData, type PreparedData, type SplitOptions } from './dataset.js';
+import { imagePixels, type ColorMode } from './images.js';
+import { prepareImages } from './arrays.js';
+import { indexShards, type ShardIndex } from './shards.js';
+import { readMember } from './tar.js';
+import { tarImage, type TarOnDisk } from './tar-rows.js';
+import type { Encoded, Preprocessor } from './preprocess.js';
+
+export interface ShardOptions {
+  readonly imageSize?: readonly [number, number] | undefined;
+  readonly colorMode: ColorMode;
+  readonly scale: number;
+  /** Decode every image into memory (true) or read them per batch from the shards (false). */
+  readonly inMemory: boolean;
+}
+
+/** The classes (sorted distinct .cls values) and each sample's class index. */
+function classesOf(index: ShardIndex): { classes: string[]; labels: Int32Array } {
+  const values = [...new Set(index.labels)].sort((a, b) => a - b);
+  if (values.length < 2) throw new DataError(`${index.shards[0]}: ${values.length} distinct class(es) in the .cls members; need at least 2`);
+  const position = new Map(values.map((v, k) => [v, k]));
+  return { classes: values.map(String), labels: Int32Array.from(index.labels, (v) => position.get(v)!) };
+}
+
+export function prepareShards(paths: readonly string[], options: ShardOptions, split: SplitOptions, seed: number): PreparedData {
+  const index = indexShards(paths);
+  const { classes, labels } = classesOf(index);
+  const channels = options.colorMode === 'grayscale' ? 1 : 3;
+  const source = paths.length === 1 ? paths[0]! : `${paths[0]} (+${paths.length - 1} shards)`;
+  const first = imagePixels(readMember(index.shards[index.shard[0]!]!, index.offset[0]!, index.size[0]!), channels, options.imageSize);
+  const shape: [number, number, number] = [first.height, first.width, channels];
+  const file: Omit<TarOnDisk, 'order'> = { kind: 'tar', shards: index.shards, shard: shared(index.shard), offset: sharedFloat64(index.offset), size: shared(index.size), shape, resize: options.imageSize !== undefined, scale: options.scale };
+  if (options.inMemory) {
+    const features = shape[0] * shape[1] * shape[2];
+    const pixels = new Uint8Array(labels.length * features);
+    const kept: number[] = [];
+    const skipped: string[] = [];
+    for (let s = 0; s < labels.length; s++) {
+      try {
+        pixels.set(tarImage({ ...file, order: new Int32Array(0) }, s), kept.length * features);
+        kept.push(s);
+      } catch (err) {
+        skipped.push((err as Error).message);
+      }
+    }
+    const warnings = [...index.warnings, ...(skipped.length > 0 ? [`${skipped.length} image(s) skipped: ${skipped.slice(0, 3).join('; ')}${skipped.length > 3 ? '; ...' : ''}`] : [])];
+    const set = { pixels: pixels.subarray(0, kept.length * features), labels: Int32Array.from(kept, (s) => labels[s]!), classes, files: kept.map(String), height: shape[0], width: shape[1], channels, warnings };
+    return prepareImages(set, source, options.scale, split, seed);
+  }
+  const outputs = classes.length;
+  const y = new Float32Array(labels.length * outputs);
+  labels.forEach((k, i) => (y[i * outputs + k] = 1));
+  const enc: Encoded = { x: new Float32Array(0), y, rows: labels.length, features: shape[0] * shape[1] * shape[2], outputs, lines: Array.from({ length: labels.length }, (_, i) => i + 1), rejected: [] };
+  const preprocessor: Preprocessor = {
+    version: 1,
+    drop: [],
+    columns: [],
+    features: [],
+    label: { column: '.cls', type: 'categorical', classes },
+    input: { kind: 'images', shape, colorMode: options.colorMode, scale: options.scale },
+  };
+  return layoutData(enc, preprocessor, split, seed, { source, rowsRead: labels.length, warnings: index.warnings, onDisk: file });
+}
+
+function shared(values: Int32Array): Int32Array {
+  const out = new Int32Array(new SharedArrayBuffer(Math.max(1, values.length) * 4), 0, values.length);
+  out.set(values);
+  return out;
+}
+
+function sharedFloat64(values: Float64Array): Float64Array {
+  const out = new Float64Array(new SharedArrayBuffer(Math.max(1, values.length) * 8), 0, values.length);
+  out.set(values);
+  return out;
+}

@@ -1,0 +1,103 @@
+/**
+ * Image samples in tar shards, WebDataset's layout: the members of one sample share a key (the
+ * name up to its first dot) and sit next to each other, `key.png` (or .jpg/.jpeg) with
+ * `key.cls` (the class as an integer). The index holds, per sample, its shard, where its image
+ * is and its class; the images stay in the shards and are read and decoded per batch.
+ */
+import { readdirSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { DataError } from '../errors.js';
+import { readMember, readTarMembers } from './tar.js';
+
+export interface ShardIndex {
+  readonly shards: readonly string[];
+  /** Per sample: its shard (index into shards), its image's byte offset and size. */
+  readonly shard: Int32Array;
+  readonly offset: Float64Array;
+  readonly size: Int32Array;
+  /** Per sample: its .cls value. */
+  readonly labels: Int32Array;
+  /** Each sample's shard and key, for messages. */
+  readonly keys: readonly string[];
+  readonly warnings: readonly string[];
+}
+
+const IMAGE = /\.(png|jpe?g)$/i;
+const LABEL = /\.(cls|class)$/i;
+
+/**
+ * The shard files a data.path names: one .tar file; a pattern with `*` in its file name (sorted);
+ * or WebDataset's brace range, `train-{000..009}.tar` (zero-padded as written).
+ */
+export function shardPaths(pattern: string): string[] {
+  const brace = /\{(\d+)\.\.(\d+)\}/.exec(pattern);
+  if (brace) {
+    const [whole, from, to] = brace as unknown as [string, string, string];
+    const width = from.length;
+    const paths: string[] = [];
+    for (let i = Number(from); i <= Number(to); i++) paths.push(pattern.replace(whole, String(i).padStart(width, '0')));
+    return paths;
+  }
+  const name = basename(pattern);
+  if (!name.includes('*')) return [pattern];
+  const dir = dirname(pattern);
+  const re = new RegExp(`^${name.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    throw new DataError(`${pattern}: the folder ${dir} cannot be read`);
+  }
+  const paths = entries.filter((e) => re.test(e)).sort().map((e) => join(dir, e));
+  if (paths.length === 0) throw new DataError(`${pattern}: no file matches`);
+  return paths;
+}
+
+/** Whether data.path names tar shards (a .tar file, a pattern or a brace range of them). */
+export function isShardPath(path: string): boolean {
+  return /\.tar$/i.test(path);
+}
+
+/** The samples of the shards `paths`, in shard order then archive order. */
+export function indexShards(paths: readonly string[]): ShardIndex {
+  const shard: number[] = [];
+  const offset: number[] = [];
+  const size: number[] = [];
+  const labels: number[] = [];
+  const keys: string[] = [];
+  const unlabelled: string[] = [];
+  paths.forEach((path, s) => {
+    const samples = new Map<string, { image?: { offset: number; size: number }; label?: number }>();
+    for (const member of readTarMembers(path)) {
+      const file = basename(member.name);
+      const dot = file.indexOf('.');
+      if (dot <= 0) continue;
+      const key = `${dirname(member.name)}/${file.slice(0, dot)}`;
+      const ext = file.slice(dot);
+      const sample = samples.get(key) ?? {};
+      samples.set(key, sample);
+      if (IMAGE.test(ext)) sample.image = { offset: member.offset, size: member.size };
+      else if (LABEL.test(ext)) {
+        const value = Buffer.from(readMember(path, member.offset, Math.min(member.size, 64))).toString('utf8').trim();
+        if (!/^\d+$/.test(value)) throw new DataError(`${path}: member ${member.name} holds "${value.slice(0, 20)}", not a class number`);
+        sample.label = Number(value);
+      }
+    }
+    for (const [key, sample] of samples) {
+      const name = `${path}: ${key.replace(/^\.\//, '')}`;
+      if (!sample.image) continue;
+      if (sample.label === undefined) {
+        unlabelled.push(name);
+        continue;
+      }
+      shard.push(s);
+      offset.push(sample.image.offset);
+      size.push(sample.image.size);
+      labels.push(sample.label);
+      keys.push(name);
+    }
+  });
+  const warnings = unlabelled.length > 0 ? [`${unlabelled.length} sample(s) with an image and no .cls left out: ${unlabelled.slice(0, 3).join('; ')}${unlabelled.length > 3 ? '; ...' : ''}`] : [];
+  if (keys.length === 0) throw new DataError(`${paths[0]}${paths.length > 1 ? ` (and ${paths.length - 1} more)` : ''}: no sample with an image (.png, .jpg) and a class (.cls)`);
+  return { shards: [...paths], shard: Int32Array.from(shard), offset: Float64Array.from(offset), size: Int32Array.from(size), labels: Int32Array.from(labels), keys, warnings };
+}

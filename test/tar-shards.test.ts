@@ -1,0 +1,159 @@
+/**
+ * Tar shards of images in WebDataset's layout (key.png + key.cls): the index from headers only,
+ * shard patterns, training streamed from the shards equal to the same images in memory (threads
+ * and a worker node), and clear errors for a missing shard, a truncated tar, a corrupt image.
+ */
+import { createRequire } from 'node:module';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { PNG } from 'pngjs';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { readJobData } from '../coordinator/job-data.js';
+import { initBackend } from '../shared/backend.js';
+import { loadConfig } from '../shared/config/load.js';
+import { DataError } from '../shared/errors.js';
+import { featureRows } from '../shared/data/feature-rows.js';
+import { indexShards, shardPaths } from '../shared/data/shards.js';
+import { readTarMembers, writeTar } from '../shared/data/tar.js';
+import { coordinatorUrl, jobFolder, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
+
+const require = createRequire(import.meta.url);
+const procs: Proc[] = [];
+afterEach(() => {
+  for (const p of procs.splice(0)) p.kill();
+});
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+
+function png(pixels: Uint8Array): Uint8Array {
+  const image = new PNG({ width: 28, height: 28, colorType: 0 });
+  for (let p = 0; p < 784; p++) image.data.set([pixels[p]!, pixels[p]!, pixels[p]!, 255], p * 4);
+  return PNG.sync.write(image, { colorType: 0 });
+}
+
+/** `n` real MNIST digits as `shards` tar shards (train-000.tar, ...) of key.png + key.cls; the folder. */
+function mnistShards(n: number, shards: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dptrain-shards-'));
+  const digits = Array.from({ length: 10 }, (_, d) => require(`mnist/src/digits/${d}.json`).data as number[]);
+  const perShard = Math.ceil(n / shards);
+  for (let s = 0; s < shards; s++) {
+    const files = [];
+    for (let i = s * perShard; i < Math.min(n, (s + 1) * perShard); i++) {
+      const d = i % 10;
+      const k = Math.floor(i / 10);
+      const key = `sample${String(i).padStart(6, '0')}`;
+      files.push({ name: `${key}.png`, bytes: png(Uint8Array.from(digits[d]!.slice(k * 784, (k + 1) * 784), (v) => Math.round(v * 255))) });
+      files.push({ name: `${key}.cls`, bytes: Buffer.from(String(d)) });
+    }
+    writeFileSync(join(dir, `train-${String(s).padStart(3, '0')}.tar`), writeTar(files));
+  }
+  return dir;
+}
+
+function shardJob(path: string, inMemory: boolean, cluster: Record<string, unknown> = {}): ReturnType<typeof jobFolder> {
+  const job = jobFolder(10, {});
+  writeFileSync(
+    job.configFile,
+    stringify({
+      seed: 8,
+      data: { path, colorMode: 'grayscale', inMemory, testSize: 0.2 },
+      model: { layers: [{ type: 'conv2d', filters: 4, kernelSize: 3, activation: 'relu' }, { type: 'maxPooling2d', poolSize: 2 }, { type: 'flatten' }, { units: 10, activation: 'softmax' }] },
+      compile: { optimizer: { name: 'adam', learningRate: 0.003 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
+      fit: { epochs: 2, batchSize: 32 },
+      cluster: { threads: 2, backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300, ...cluster },
+    }),
+  );
+  return job;
+}
+
+describe('tar shards', () => {
+  it('reads members from headers (long names too); patterns and brace ranges name the shards', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dptrain-tar-'));
+    const long = `${'d'.repeat(120)}/k.cls`;
+    writeFileSync(join(dir, 'a-000.tar'), writeTar([{ name: 'x.png', bytes: new Uint8Array(700) }, { name: 'x.cls', bytes: Buffer.from('3') }]));
+    writeFileSync(join(dir, 'a-001.tar'), writeTar([{ name: 'y.png', bytes: new Uint8Array(5) }]));
+    expect(readTarMembers(join(dir, 'a-000.tar'))).toEqual([
+      { name: 'x.png', offset: 512, size: 700 },
+      { name: 'x.cls', offset: 512 + 1024 + 512, size: 1 },
+    ]);
+    expect(shardPaths(join(dir, 'a-*.tar'))).toEqual([join(dir, 'a-000.tar'), join(dir, 'a-001.tar')]);
+    expect(shardPaths(join(dir, 'a-{000..001}.tar'))).toEqual([join(dir, 'a-000.tar'), join(dir, 'a-001.tar')]);
+    expect(() => shardPaths(join(dir, 'b-*.tar'))).toThrow(/b-\*\.tar: no file matches/);
+    // GNU tar's long names: a ././@LongLink member (its header and one block of name) before the file's header
+    expect(readTarMembers(gnuTar(dir, long))).toEqual([{ name: long, offset: 3 * 512, size: 1 }]);
+  });
+
+  it('indexes samples without decoding; unlabelled images are counted in a warning; a truncated or damaged shard names the file', () => {
+    const dir = mnistShards(30, 2);
+    const extra = writeTar([{ name: 'lonely.png', bytes: new Uint8Array(10) }]);
+    writeFileSync(join(dir, 'train-002.tar'), extra);
+    const index = indexShards(shardPaths(join(dir, 'train-*.tar')));
+    expect(index.labels.length).toBe(30);
+    expect(Array.from(index.labels.subarray(0, 12))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
+    expect(index.warnings).toEqual([`1 sample(s) with an image and no .cls left out: ${join(dir, 'train-002.tar')}: lonely`]);
+    const cut = join(dir, 'train-001.tar');
+    const last = readTarMembers(cut).filter((m) => m.name.endsWith('.png')).at(-1)!;
+    truncateSync(cut, last.offset + 10);
+    expect(() => indexShards([cut])).toThrow(DataError);
+    expect(() => indexShards([cut])).toThrow(`train-001.tar: member ${last.name} (${last.size} bytes at byte ${last.offset}) is cut short: the file ends at byte ${last.offset + 10} (a truncated tar)`);
+    truncateSync(cut, last.offset - 100);
+    expect(() => indexShards([cut])).toThrow(`train-001.tar: ends inside a tar header at byte ${last.offset - 512} (a truncated tar)`);
+    writeFileSync(cut, Buffer.from('not a tar file at all'.repeat(40)));
+    expect(() => indexShards([cut])).toThrow(/train-001\.tar: the tar header at byte 0 is damaged \(checksum\)/);
+    expect(() => indexShards([join(dir, 'train-009.tar')])).toThrow(/train-009\.tar: cannot be read \(ENOENT\)/);
+  });
+
+  it('streamed from the shards: the rows, split and training of the same images in memory; a corrupt image names shard and member', async () => {
+    const dir = mnistShards(300, 3);
+    const pattern = join(dir, 'train-{000..002}.tar');
+    const streamed = loadConfig(shardJob(pattern, false).configFile);
+    const inMemory = loadConfig(shardJob(pattern, true).configFile);
+    const disk = readJobData(streamed).dataset;
+    const memory = readJobData(inMemory).dataset;
+    expect(disk.onDisk?.kind).toBe('tar');
+    expect([disk.train, disk.test, disk.sampleShape]).toEqual([memory.train, memory.test, memory.sampleShape]);
+    expect(disk.y).toEqual(memory.y);
+    expect(featureRows(disk).range(0, 300)).toEqual(memory.x);
+    const [a, b] = [await trainOnLanes(streamed, disk, 2), await trainOnLanes(inMemory, memory, 2)];
+    expect(a.weights).toEqual(b.weights);
+    const bytes = readFileSync(join(dir, 'train-001.tar'));
+    bytes.fill(7, 512 + 60, 512 + 120); // inside the first PNG's compressed data
+    writeFileSync(join(dir, 'train-001.tar'), bytes);
+    const rows = featureRows(readJobData(streamed).dataset);
+    const all = Array.from({ length: 300 }, (_, i) => i);
+    expect(() => rows.gather(all)).toThrow(/train-001\.tar: member sample000100\.png: a PNG file that does not decode/);
+  }, 120_000);
+
+  it('1 thread + 1 worker node on streamed shards: the weights of one process', async () => {
+    const dir = mnistShards(300, 3);
+    const job = shardJob(join(dir, 'train-*.tar'), false, { threads: 1, minWorkers: 1 });
+    const config = loadConfig(job.configFile);
+    const expected = (await trainOnLanes(config, readJobData(config).dataset, 'in-process')).weights;
+    const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
+    procs.push(coordinator);
+    const worker = startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile);
+    procs.push(worker);
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    expect(await worker.exited, worker.output).toBe(0);
+    expect(coordinator.output).toContain('features read per batch from');
+    expect(readSummary(job.out).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
+    expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+  }, 300_000);
+});
+
+/** A tar with a member named `name` (over 100 bytes) written by GNU tar (Debian's tar is GNU's). */
+function gnuTar(dir: string, name: string): string {
+  const src = mkdtempSync(join(tmpdir(), 'dptrain-gnutar-'));
+  mkdirSync(dirname(join(src, name)), { recursive: true });
+  writeFileSync(join(src, name), '5');
+  const out = join(dir, 'gnu.tar');
+  const made = spawnSync('tar', ['--format=gnu', '-cf', out, '-C', src, name], { encoding: 'utf8' });
+  expect(made.status, made.stderr).toBe(0);
+  return out;
+}
