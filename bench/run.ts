@@ -7,7 +7,7 @@
  * versions, date, tables, targets; its hand-written part below HAND_WRITTEN is kept as it is) and
  * bench/results.json (raw numbers).
  *
- *   node dist/bench/run.js [--quick] [--workload a|b|c|backends|native|memory] [--merge bench/results.json] [--out DIR]
+ *   node dist/bench/run.js [--quick] [--workload a|b|c|backends|native|memory|shards] [--merge bench/results.json] [--out DIR]
  *   node dist/bench/run.js --render bench/results.json   (rewrite BENCHMARKS.md from saved numbers)
  *
  * --quick: few steps per case (checks the harness; the numbers mean little).
@@ -19,7 +19,8 @@
  * run or --workload native runs bench/native.ts: the native backend against wasm and PyTorch
  * (bench/native.json). A full run or --workload memory runs bench/data-memory.ts: the coordinator's peak RSS
  * per byte of in-memory data for .npy, CSV and image folders (bench/data-memory.json; its table
- * is in BENCHMARKS.md's hand-written part).
+ * is in BENCHMARKS.md's hand-written part). A full run or --workload shards runs
+ * bench/shards-throughput.ts: MNIST in tar shards streamed against in memory (bench/shards.json).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -355,8 +356,13 @@ async function main(): Promise<void> {
     if (r.status !== 0) throw new Error(`data-memory exited ${r.status}`);
     return;
   }
+  if (values.workload === 'shards') {
+    const r = spawnSync(process.execPath, [fileURLToPath(new URL('./shards-throughput.js', import.meta.url)), ...(quick ? ['--passes', '1'] : [])], { stdio: 'inherit', cwd: ROOT });
+    if (r.status !== 0) throw new Error(`shards-throughput exited ${r.status}`);
+    return;
+  }
   const only = values.workload as WorkloadName | undefined;
-  if (only && !(only in WORKLOADS)) throw new Error(`--workload must be a, b, c, backends, native or memory, got ${only}`);
+  if (only && !(only in WORKLOADS)) throw new Error(`--workload must be a, b, c, backends, native, memory or shards, got ${only}`);
   const outDir = values.out ?? ROOT;
   const results: Results = {
     date: new Date().toISOString(),
@@ -411,6 +417,8 @@ async function main(): Promise<void> {
     spawnSync(process.execPath, [fileURLToPath(new URL('./native.js', import.meta.url))], { stdio: 'inherit', cwd: ROOT });
     console.error('data in memory: peak RSS per byte of data ...');
     spawnSync(process.execPath, [fileURLToPath(new URL('./data-memory.js', import.meta.url))], { stdio: 'inherit', cwd: ROOT });
+    console.error('tar shards streamed against the same images in memory ...');
+    spawnSync(process.execPath, [fileURLToPath(new URL('./shards-throughput.js', import.meta.url))], { stdio: 'inherit', cwd: ROOT });
   }
   if (plan(quick, only).some((g) => g.workload === 'c')) {
     console.error('(c) PyTorch on the same machine ...');

@@ -10,6 +10,10 @@
  * With --images DIR instead, the same digits as a class-folder tree (DIR/0/00000.png, ...;
  * 8-bit grayscale PNG, pixel = round(value x 255); --jpeg writes every seventh one as a JPEG),
  * which `coordinator start --data DIR` reads as Keras's image_dataset_from_directory would.
+ *
+ * With --shards DIR, the same PNGs as tar shards in WebDataset's layout (DIR/mnist-000.tar, ...,
+ * each sample KEY.png + KEY.cls; --per-shard N samples a shard, default 1000), which
+ * `--data 'DIR/mnist-*.tar'` reads. Needs `npm run build` (the tar writer is dptrain's own).
  */
 import { createRequire } from 'node:module';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -22,8 +26,9 @@ const arg = (name, fallback) => {
 };
 const out = arg('out');
 const images = arg('images');
-if (!out && !images) {
-  console.error('usage: node scripts/mnist-csv.mjs --out FILE [--rows N]  |  --images DIR [--rows N] [--jpeg]');
+const shards = arg('shards');
+if (!out && !images && !shards) {
+  console.error('usage: node scripts/mnist-csv.mjs --out FILE [--rows N]  |  --images DIR [--rows N] [--jpeg]  |  --shards DIR [--rows N] [--per-shard N]');
   process.exit(2);
 }
 let digits;
@@ -42,8 +47,26 @@ for (let k = 0; rows.length < limit && k < Math.max(...counts); k++) {
     if (k < counts[d]) rows.push({ digit: d, pixels: digits[d].slice(k * PIXELS, (k + 1) * PIXELS) });
   }
 }
-if (images) {
+/** A digit's 8-bit grayscale PNG. */
+function digitPng(bytes) {
   const { PNG } = require('pngjs');
+  const png = new PNG({ width: 28, height: 28, colorType: 0, inputColorType: 0, bitDepth: 8, inputHasAlpha: false });
+  png.data = Buffer.from(bytes);
+  return PNG.sync.write(png, { colorType: 0, inputColorType: 0, inputHasAlpha: false });
+}
+if (shards) {
+  const { writeTar } = await import('../dist/shared/data/tar.js');
+  const perShard = Number(arg('per-shard', '1000'));
+  mkdirSync(shards, { recursive: true });
+  for (let s = 0; s * perShard < rows.length; s++) {
+    const files = rows.slice(s * perShard, (s + 1) * perShard).flatMap(({ digit, pixels }, j) => {
+      const key = String(s * perShard + j).padStart(6, '0');
+      return [{ name: `${key}.png`, bytes: digitPng(Uint8Array.from(pixels, (v) => Math.round(v * 255))) }, { name: `${key}.cls`, bytes: Buffer.from(String(digit)) }];
+    });
+    writeFileSync(join(shards, `mnist-${String(s).padStart(3, '0')}.tar`), writeTar(files));
+  }
+  console.log(`wrote ${rows.length} digits to ${shards}/mnist-*.tar`);
+} else if (images) {
   const jpeg = require('jpeg-js');
   const withJpeg = process.argv.includes('--jpeg');
   rows.forEach(({ digit, pixels }, i) => {
@@ -55,9 +78,7 @@ if (images) {
       bytes.forEach((v, j) => rgba.set([v, v, v, 255], 4 * j));
       writeFileSync(join(dir, `${String(i).padStart(5, '0')}.jpg`), jpeg.encode({ data: rgba, width: 28, height: 28 }, 95).data);
     } else {
-      const png = new PNG({ width: 28, height: 28, colorType: 0, inputColorType: 0, bitDepth: 8, inputHasAlpha: false });
-      png.data = Buffer.from(bytes);
-      writeFileSync(join(dir, `${String(i).padStart(5, '0')}.png`), PNG.sync.write(png, { colorType: 0, inputColorType: 0, inputHasAlpha: false }));
+      writeFileSync(join(dir, `${String(i).padStart(5, '0')}.png`), digitPng(bytes));
     }
   });
   console.log(`wrote ${rows.length} digits to ${images}/<digit>/`);
