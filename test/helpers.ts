@@ -1,5 +1,8 @@
 /** Shared test helpers: where the Telco file is, and small data sets made in memory. */
 import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JobConfigInput } from '../index.js';
 
@@ -70,4 +73,30 @@ export function npyHeader(descr: string, shape: number[], fortran = false): Uint
   out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
   out.set(new TextEncoder().encode(header), 10);
   return out;
+}
+
+/** A static file server on loopback answering single byte ranges (or, with ranges false, ignoring them), counting ranged requests. */
+export async function rangeServer(dir: string, ranges = true): Promise<{ url: string; ranges: () => number; close: () => void }> {
+  let served = 0;
+  const server = createServer((req, res) => {
+    const path = join(dir, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(path);
+    } catch {
+      res.writeHead(404).end();
+      return;
+    }
+    const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+    if (!ranges || !range) {
+      res.writeHead(200, { 'content-length': bytes.length }).end(bytes);
+      return;
+    }
+    served++;
+    const first = Number(range[1]);
+    const last = Math.min(Number(range[2]), bytes.length - 1);
+    res.writeHead(206, { 'content-range': `bytes ${first}-${last}/${bytes.length}`, 'content-length': last - first + 1 }).end(bytes.subarray(first, last + 1));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, ranges: () => served, close: () => server.close() };
 }

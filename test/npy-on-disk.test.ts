@@ -10,8 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { keepOnDisk, readJobData } from '../coordinator/job-data.js';
 import { Trainer, modelSpec } from '../coordinator/fit/trainer.js';
 import { initBackend } from '../shared/backend.js';
@@ -19,7 +17,7 @@ import { loadConfig } from '../shared/config/load.js';
 import { featureRows } from '../shared/data/feature-rows.js';
 import { ConfigError, DataError } from '../shared/errors.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
-import { npy, npyHeader, ROOT } from './helpers.js';
+import { npy, npyHeader, rangeServer, ROOT } from './helpers.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 
 const procs: Proc[] = [];
@@ -235,32 +233,6 @@ describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
     expect(readSummary(job.out).participants.filter((p) => p.kind === 'node' && p.samples > 0).map((p) => p.name)).toEqual(['good']);
   });
 });
-
-/** A static file server on loopback answering single byte ranges (or, with ranges false, ignoring them), counting ranged requests. */
-async function rangeServer(dir: string, ranges = true): Promise<{ url: string; ranges: () => number; close: () => void }> {
-  let served = 0;
-  const server = createServer((req, res) => {
-    const path = join(dir, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(path);
-    } catch {
-      res.writeHead(404).end();
-      return;
-    }
-    const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
-    if (!ranges || !range) {
-      res.writeHead(200, { 'content-length': bytes.length }).end(bytes);
-      return;
-    }
-    served++;
-    const first = Number(range[1]);
-    const last = Math.min(Number(range[2]), bytes.length - 1);
-    res.writeHead(206, { 'content-range': `bytes ${first}-${last}/${bytes.length}`, 'content-length': last - first + 1 }).end(bytes.subarray(first, last + 1));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, ranges: () => served, close: () => server.close() };
-}
 
 /** Writes x.npy of `rows` x 4096 float32 (about 16 KB a row) in chunks, never holding the file; y.npy of class ids 0-9. */
 function largeArrays(dir: string, rows: number): void {

@@ -18,7 +18,8 @@ import { DataError } from '../shared/errors.js';
 import { featureRows } from '../shared/data/feature-rows.js';
 import { indexShards, shardPaths } from '../shared/data/shards.js';
 import { readTarMembers, writeTar } from '../shared/data/tar.js';
-import { coordinatorUrl, jobFolder, readRunWeights, readSummary, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { rangeServer } from './helpers.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 
 const require = createRequire(import.meta.url);
@@ -56,14 +57,14 @@ function mnistShards(n: number, shards: number): string {
   return dir;
 }
 
-function shardJob(path: string, inMemory: boolean, cluster: Record<string, unknown> = {}): ReturnType<typeof jobFolder> {
+function shardJob(path: string, inMemory: boolean, cluster: Record<string, unknown> = {}, augment: unknown[] = []): ReturnType<typeof jobFolder> {
   const job = jobFolder(10, {});
   writeFileSync(
     job.configFile,
     stringify({
       seed: 8,
       data: { path, colorMode: 'grayscale', inMemory, testSize: 0.2 },
-      model: { layers: [{ type: 'conv2d', filters: 4, kernelSize: 3, activation: 'relu' }, { type: 'maxPooling2d', poolSize: 2 }, { type: 'flatten' }, { units: 10, activation: 'softmax' }] },
+      model: { layers: [...augment, { type: 'conv2d', filters: 4, kernelSize: 3, activation: 'relu' }, { type: 'maxPooling2d', poolSize: 2 }, { type: 'flatten' }, { units: 10, activation: 'softmax' }] },
       compile: { optimizer: { name: 'adam', learningRate: 0.003 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
       fit: { epochs: 2, batchSize: 32 },
       cluster: { threads: 2, backend: 'wasm', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300, ...cluster },
@@ -130,20 +131,51 @@ describe('tar shards', () => {
     expect(() => rows.gather(all)).toThrow(/train-001\.tar: member sample000100\.png: a PNG file that does not decode/);
   }, 120_000);
 
-  it('1 thread + 1 worker node on streamed shards: the weights of one process', async () => {
+  it('1 thread + 1 worker node on streamed shards, sent the decoded rows or (--data-dir) reading the shards itself: the weights of one process', async () => {
     const dir = mnistShards(300, 3);
-    const job = shardJob(join(dir, 'train-*.tar'), false, { threads: 1, minWorkers: 1 });
-    const config = loadConfig(job.configFile);
-    const expected = (await trainOnLanes(config, readJobData(config).dataset, 'in-process')).weights;
-    const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
-    procs.push(coordinator);
-    const worker = startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile);
-    procs.push(worker);
-    expect(await coordinator.exited, coordinator.output).toBe(0);
-    expect(await worker.exited, worker.output).toBe(0);
-    expect(coordinator.output).toContain('features read per batch from');
-    expect(readSummary(job.out).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
-    expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+    const expectedOf = async (job: ReturnType<typeof jobFolder>) => {
+      const config = loadConfig(job.configFile);
+      return (await trainOnLanes(config, readJobData(config).dataset, 'in-process')).weights;
+    };
+    for (const args of [[], ['--data-dir', dir]]) {
+      const job = shardJob(join(dir, 'train-*.tar'), false, { threads: 1, minWorkers: 1 });
+      const expected = await expectedOf(job);
+      const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
+      procs.push(coordinator);
+      const worker = startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile, args);
+      procs.push(worker);
+      expect(await coordinator.exited, coordinator.output).toBe(0);
+      expect(await worker.exited, worker.output).toBe(0);
+      expect(coordinator.output).toContain('features read per batch from 3 tar shard(s)');
+      if (args.length > 0) expect(worker.output).toContain(`reading this node's images from 3 tar shard(s) at ${join(dir, 'train-000.tar')}, ...`);
+      expect(readSummary(job.out).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
+      expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+    }
+  }, 300_000);
+
+  it('2 nodes reading the shards over HTTP (byte ranges), one killed with SIGKILL mid-run, augmentation on: the weights of one process; a node missing a shard refuses the job', async () => {
+    const dir = mnistShards(300, 3);
+    const server = await rangeServer(dir);
+    try {
+      const job = shardJob(join(dir, 'train-*.tar'), false, { threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' }, [{ type: 'randomRotation', factor: 0.05 }, { type: 'randomZoom', heightFactor: 0.1 }]);
+      const config = loadConfig(job.configFile);
+      const expected = (await trainOnLanes(config, readJobData(config).dataset, 'in-process')).weights;
+      await runKillingOneOfTwoNodes(job, 3, (p) => (procs.push(p), p), ['--data-url', server.url]);
+      expect(server.ranges()).toBeGreaterThan(240);
+      expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+      const other = mkdtempSync(join(tmpdir(), 'dptrain-shards-missing-'));
+      writeFileSync(join(other, 'train-000.tar'), readFileSync(join(dir, 'train-000.tar')));
+      const again = shardJob(join(dir, 'train-*.tar'), false, { threads: 1, minWorkers: 0, startWorkers: 1 });
+      const coordinator = startCoordinator(again.configFile, ['--token-file', again.tokenFile, '--out', again.out]);
+      procs.push(coordinator);
+      const missing = startWorker('missing', await coordinatorUrl(coordinator), again.tokenFile, ['--data-dir', other]);
+      procs.push(missing);
+      expect(await missing.exited).not.toBe(0);
+      expect(missing.output).toContain(`--data-dir: ${join(other, 'train-001.tar')}: cannot be read (ENOENT); the coordinator trains on train-001.tar`);
+      expect(await coordinator.exited, coordinator.output).toBe(0);
+    } finally {
+      server.close();
+    }
   }, 300_000);
 });
 

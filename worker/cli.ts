@@ -54,8 +54,9 @@ commands:
                            cluster.tls; a node without one then reduces through the coordinator)
       --peer-key FILE      PEM private key of --peer-cert
       --data-dir DIR       a folder holding the job's data files (a shared volume): where the
-                           coordinator keeps .npy samples on disk (data.inMemory), this node reads
-                           its rows there itself (by the file's name) and is sent row numbers only
+                           coordinator keeps .npy samples or tar shards on disk (data.inMemory),
+                           this node reads its rows there itself (by the files' names) and is
+                           sent row numbers only
       --data-url URL       the same from an HTTP(S) server that answers byte-range requests
                            (an object store, a static server): URL/<file name>
       --metrics-listen A   HOST:PORT for this node's /metrics (default 127.0.0.1:9465; "off": none)

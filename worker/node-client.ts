@@ -29,11 +29,8 @@ import { GradientSender } from './gradient-sender.js';
 import { PeerMesh } from './peer-mesh.js';
 import { PeerReplica, type BlockSums } from './peer-replica.js';
 import { OBSERVER } from '../shared/peer/all-reduce-round.js';
-import { ShardStore, type DataFileReader } from './shard-store.js';
-import { join } from 'node:path';
-import { readNpyHeader } from '../shared/data/npy.js';
-import { readNpyRows } from '../shared/data/feature-rows.js';
-import { readNpyHeaderHttp, readNpyRowsHttp } from '../shared/data/npy-http.js';
+import { ShardStore } from './shard-store.js';
+import { openDataFile, type DataFileReader, type DataSource } from './data-files.js';
 
 export interface NodeClientOptions {
   /** ws://host:port or wss://host:port */
@@ -71,7 +68,7 @@ export interface NodeClientOptions {
    * on disk: a folder (worker start --data-dir, a shared volume) or a base URL (--data-url, a
    * server answering byte-range requests). The file's name is the coordinator's.
    */
-  readonly data?: { readonly dir: string } | { readonly url: string } | undefined;
+  readonly data?: DataSource | undefined;
 }
 
 /**
@@ -217,7 +214,10 @@ export class NodeClient {
       const file = message.dataFile && (await this.dataFile(message));
       this.startJob(message, file);
     },
-    shard: (message) => this.need(this.store, 'shard').add(message.firstRow, message.rows, message.fileRows ? message.x : this.features(message, 'shard'), message.y, message.w, message.fileRows),
+    shard: (message) => {
+      const refs = message.fileRows ? Float64Array.from(message.fileRows) : message.members;
+      this.need(this.store, 'shard').add(message.firstRow, message.rows, refs ? message.x : this.features(message, 'shard'), message.y, message.w, refs);
+    },
     weights: (message) => {
       // loaded into the model by the next step or evaluation, as a thread does
       const { parameters } = this.need(this.job, 'weights');
@@ -307,34 +307,11 @@ export class NodeClient {
     return message.x;
   }
 
-  /**
-   * The job's data file in --data-dir or at --data-url, checked against what the coordinator
-   * says it holds; a file that is missing or differs refuses the job (it would on every
-   * reconnect), naming it.
-   */
-  private async dataFile(job: JobMessage): Promise<DataFileReader> {
-    const expected = job.dataFile!;
+  /** The reader of the job's data files in --data-dir or at --data-url. */
+  private dataFile(job: JobMessage): Promise<DataFileReader> {
     const { data } = this.options;
-    if (!data) throw new ProtocolError('the job names a data file to read, and this node did not offer to read data (--data-dir, --data-url)', 'unexpected');
-    const [flag, path] = 'dir' in data ? ['--data-dir', join(data.dir, expected.name)] : ['--data-url', new URL(encodeURIComponent(expected.name), data.url.endsWith('/') ? data.url : `${data.url}/`).href];
-    let header;
-    try {
-      header = 'dir' in data ? readNpyHeader(path) : await readNpyHeaderHttp(path);
-    } catch (err) {
-      throw new JobRefusedError(`${flag}: ${(err as Error).message}; the coordinator trains on ${expected.name} (${expected.fileBytes} bytes): put that file there`);
-    }
-    const features = header.shape.slice(1).reduce((a, n) => a * n, 1);
-    const differs = [
-      header.fileBytes !== expected.fileBytes && `${header.fileBytes} bytes, the coordinator's has ${expected.fileBytes}`,
-      header.dtype !== expected.dtype && `dtype ${header.dtype}, the coordinator's is ${expected.dtype}`,
-      (header.shape[0] !== expected.rows || features !== job.features) && `${header.shape[0]} rows of ${features} values, the coordinator's has ${expected.rows} of ${job.features}`,
-      header.dataOffset !== expected.dataOffset && `its values start at byte ${header.dataOffset}, the coordinator's at ${expected.dataOffset}`,
-    ].filter((d): d is string => typeof d === 'string');
-    if (differs.length > 0) throw new JobRefusedError(`${flag}: ${path} is not the file the coordinator trains on: ${differs.join('; ')}`);
-    this.options.log(`reading this node's rows from ${path} (${expected.rows} rows)`);
-    const file = { path, dtype: header.dtype, width: header.width, dataOffset: header.dataOffset, scale: expected.scale };
-    const read = 'dir' in data ? (rows: Int32Array, out: Float32Array) => readNpyRows(file, job.features, rows, out) : (rows: Int32Array, out: Float32Array) => readNpyRowsHttp(file, job.features, rows, out);
-    return { path, rows: expected.rows, read };
+    if (!data) throw new ProtocolError('the job names data files to read, and this node did not offer to read data (--data-dir, --data-url)', 'unexpected');
+    return openDataFile(job, data, this.options.log);
   }
 
   private need<T>(value: T | undefined, what: string): T {

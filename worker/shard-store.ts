@@ -2,24 +2,18 @@
  * ShardStore: the training rows a worker node holds, as the coordinator sent them (chunks of
  * contiguous rows, indexed by their global row number). A step names held rows by index and
  * brings any other rows inline; `batch` puts both together for the gradient engine. A node that
- * reads the job's data file itself holds only its rows' file rows (and targets), and reads their
- * features per batch.
+ * reads the job's data itself holds only where its rows are in the files (and their targets),
+ * and reads their features per batch (data-files.ts).
  */
 import { WorkerError } from '../shared/errors.js';
-
-/** Reads file rows of the job's data file (from --data-dir or --data-url) as float32 features into out. */
-export interface DataFileReader {
-  readonly path: string;
-  readonly rows: number;
-  read(fileRows: Int32Array, out: Float32Array): Promise<unknown> | unknown;
-}
+import type { DataFileReader } from './data-files.js';
 
 interface Chunk {
   readonly start: number;
   readonly count: number;
-  /** The rows' features, or (empty) their file rows in `fileRows`. */
+  /** The rows' features, or (empty) where they are in the job's files, `refWidth` numbers a row in `refs`. */
   readonly x: Float32Array;
-  readonly fileRows: Int32Array | undefined;
+  readonly refs: Float64Array | undefined;
   readonly y: Float32Array;
   /** The rows' sample weights, where the job has them. */
   readonly w: Float32Array | undefined;
@@ -32,7 +26,7 @@ export class ShardStore {
   constructor(
     readonly features: number,
     readonly outputs: number,
-    /** The job's data file, read here (job.dataFile): where it is, its row count, and its reader. */
+    /** The job's data files, read here (job.dataFile). */
     private readonly file?: DataFileReader,
   ) {}
 
@@ -41,10 +35,10 @@ export class ShardStore {
     return this.held;
   }
 
-  add(start: number, count: number, x: Float32Array, y: Float32Array, w?: Float32Array, fileRows?: Int32Array): void {
-    if (fileRows) this.checkFileRows(start, count, x, fileRows);
+  add(start: number, count: number, x: Float32Array, y: Float32Array, w?: Float32Array, refs?: Float64Array): void {
+    if (refs) this.checkRefs(start, count, x, refs);
     else if (this.file) throw new WorkerError(`shard chunk of ${count} rows from ${start} brings features, and this node reads them from ${this.file.path}`);
-    if ((!fileRows && x.length !== count * this.features) || y.length !== count * this.outputs) {
+    if ((!refs && x.length !== count * this.features) || y.length !== count * this.outputs) {
       throw new WorkerError(
         `shard chunk of ${count} rows from ${start} has ${x.length} feature values and ${y.length} targets, expected ${count * this.features} and ${count * this.outputs}`,
       );
@@ -52,17 +46,17 @@ export class ShardStore {
     if (w !== undefined && w.length !== count) throw new WorkerError(`shard chunk of ${count} rows from ${start} has ${w.length} sample weights`);
     if (this.chunks.length > 0 && (w === undefined) !== (this.chunks[0]!.w === undefined)) throw new WorkerError(`shard chunk of ${count} rows from ${start} ${w ? 'has' : 'lacks'} sample weights, unlike the chunks before it`);
     if (w?.some((v) => !(v >= 0))) throw new WorkerError(`shard chunk of ${count} rows from ${start} has a negative sample weight`);
-    this.chunks.push({ start, count, x, fileRows, y, w });
+    this.chunks.push({ start, count, x, refs, y, w });
     this.chunks.sort((a, b) => a.start - b.start);
     this.held += count;
   }
 
-  private checkFileRows(start: number, count: number, x: Float32Array, fileRows: Int32Array): void {
+  private checkRefs(start: number, count: number, x: Float32Array, refs: Float64Array): void {
     const { file } = this;
-    if (!file) throw new WorkerError(`shard chunk of ${count} rows from ${start} names file rows, and the job has no data file for this node`);
-    if (fileRows.length !== count || x.length !== 0) throw new WorkerError(`shard chunk of ${count} rows from ${start} has ${fileRows.length} file rows and ${x.length} feature values`);
-    const bad = fileRows.findIndex((r) => r < 0 || r >= file.rows);
-    if (bad >= 0) throw new WorkerError(`shard chunk of ${count} rows from ${start} names file row ${fileRows[bad]}, and ${file.path} has ${file.rows}`);
+    if (!file) throw new WorkerError(`shard chunk of ${count} rows from ${start} names rows in files, and the job has no data file for this node`);
+    if (refs.length !== count * file.refWidth || x.length !== 0) throw new WorkerError(`shard chunk of ${count} rows from ${start} has ${refs.length} file references and ${x.length} feature values`);
+    const bad = file.check(refs);
+    if (bad) throw new WorkerError(`shard chunk of ${count} rows from ${start} names ${bad}`);
   }
 
   private find(row: number): Chunk {
@@ -93,16 +87,17 @@ export class ShardStore {
     const ys = new Float32Array(count * outputs);
     const ws = weighted ? new Float32Array(count) : undefined;
     const fromFile: number[] = [];
+    const width = this.file?.refWidth ?? 1;
     rows.forEach((row, i) => {
       const c = this.find(row);
       const k = row - c.start;
-      if (c.fileRows) fromFile.push(c.fileRows[k]!);
+      if (c.refs) for (let j = 0; j < width; j++) fromFile.push(c.refs[k * width + j]!);
       else xs.set(c.x.subarray(k * features, (k + 1) * features), i * features);
       ys.set(c.y.subarray(k * outputs, (k + 1) * outputs), i * outputs);
       if (ws) ws[i] = c.w![k]!;
     });
     // a node reading the file holds only file rows, so its held rows all come from there, in order
-    if (fromFile.length > 0) await this.file!.read(Int32Array.from(fromFile), xs);
+    if (fromFile.length > 0) await this.file!.read(Float64Array.from(fromFile), xs);
     xs.set(x, rows.length * features);
     ys.set(y, rows.length * outputs);
     if (ws && w) ws.set(w, rows.length);

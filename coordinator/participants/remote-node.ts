@@ -13,7 +13,8 @@ import { closeReason, printable } from '../../shared/protocol/printable.js';
 import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
-import { featureRows, type FeatureRows, type NpyOnDisk } from '../../shared/data/feature-rows.js';
+import { featureRows, type FeatureRows, type OnDisk } from '../../shared/data/feature-rows.js';
+import { statSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { GradientDtype } from '../../shared/math/float16.js';
 import { chunkRange, inRanges } from '../../shared/plan/shard-plan.js';
@@ -112,7 +113,7 @@ export class RemoteNode implements Participant {
     this.peerUrl = hello.peerPort === undefined ? undefined : peerUrl(hello.peerHost ?? address.replace(/:\d+$/, ''), hello.peerPort, hello.peerTls === true);
     this.holds = (row) => inRanges(this.ranges, row);
     this.rows = featureRows(context.dataset);
-    this.readsData = hello.readsData === true && context.dataset.onDisk?.kind === 'npy';
+    this.readsData = hello.readsData === true && context.dataset.onDisk !== undefined;
     this.parts = new GradientAssembler(context.parameters);
     this.frameLimits = nodeFrameLimits(context.parameters);
     socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
@@ -145,7 +146,7 @@ export class RemoteNode implements Participant {
       bucketBytes,
       pixelScale: dataset.pixels?.scale ?? 0,
       ...(this.context.reduction === 'peers' ? { reduction: 'peers' as const, ...(this.context.optimizer ? { optimizer: this.context.optimizer } : {}) } : {}),
-      ...(this.readsData ? { dataFile: dataFileOf(dataset.onDisk as NpyOnDisk) } : {}),
+      ...(this.readsData ? { dataFile: dataFileOf(dataset.onDisk!) } : {}),
     });
   }
 
@@ -161,7 +162,7 @@ export class RemoteNode implements Participant {
   sendRows(range: RowRange): void {
     const { dataset, chunkBytes } = this.context;
     const { features, outputs } = dataset;
-    const rowBytes = (this.readsData ? 4 : features * (dataset.pixels ? 1 : 4)) + outputs * 4 + (dataset.sampleWeights ? 4 : 0);
+    const rowBytes = (this.readsData ? 24 : features * (dataset.pixels ? 1 : 4)) + outputs * 4 + (dataset.sampleWeights ? 4 : 0);
     const chunks = chunkRange(range, Math.max(1, Math.floor(chunkBytes / rowBytes)));
     chunks.forEach((c, i) => {
       const first = dataset.train.start + c.start;
@@ -171,7 +172,7 @@ export class RemoteNode implements Participant {
         rows: c.count,
         chunk: i,
         chunks: chunks.length,
-        ...(this.readsData ? { fileRows: dataset.onDisk!.order.subarray(first, first + c.count), pixels: new Uint8Array(0), x: new Float32Array(0) } : rowFeatures(dataset, this.rows, first, c.count)),
+        ...(this.readsData ? { ...fileRefs(dataset.onDisk!, first, c.count), pixels: new Uint8Array(0), x: new Float32Array(0) } : rowFeatures(dataset, this.rows, first, c.count)),
         ...(dataset.sampleWeights ? { w: dataset.sampleWeights.subarray(first, first + c.count) } : {}),
         y: dataset.y.subarray(first * outputs, (first + c.count) * outputs),
       });
@@ -471,9 +472,23 @@ export class RoundAbandoned extends ParticipantFault {
   }
 }
 
-/** What a node reading the data itself must find: the file's name (in its --data-dir), layout and size. */
-function dataFileOf(file: NpyOnDisk): NonNullable<JobMessage['dataFile']> {
-  return { name: basename(file.path), dtype: file.dtype as NonNullable<JobMessage['dataFile']>['dtype'], dataOffset: file.dataOffset, fileBytes: file.fileBytes, rows: file.fileRows, scale: file.scale };
+type DataFile = NonNullable<JobMessage['dataFile']>;
+
+/** What a node reading the data itself must find: the files' names (in its --data-dir), layout and sizes. */
+function dataFileOf(file: OnDisk): DataFile {
+  if (file.kind === 'tar') {
+    return { kind: 'tar', names: file.shards.map((s) => basename(s)), fileBytes: file.shards.map((s) => statSync(s).size), shape: [...file.shape], resize: file.resize, scale: file.scale };
+  }
+  return { kind: 'npy', name: basename(file.path), dtype: file.dtype as Extract<DataFile, { kind: 'npy' }>['dtype'], dataOffset: file.dataOffset, fileBytes: file.fileBytes, rows: file.fileRows, scale: file.scale };
+}
+
+/** Where data set rows first..first+count-1 are in the files: .npy file rows, or each image's shard, offset and size. */
+function fileRefs(file: OnDisk, first: number, count: number): { fileRows: Int32Array } | { members: Float64Array } {
+  const samples = file.order.subarray(first, first + count);
+  if (file.kind === 'npy') return { fileRows: samples };
+  const members = new Float64Array(3 * count);
+  samples.forEach((s, i) => members.set([file.shard[s]!, file.offset[s]!, file.size[s]!], 3 * i));
+  return { members };
 }
 
 /** ws://host:port of a peer endpoint (IPv6 addresses in brackets). */

@@ -15,7 +15,7 @@ const MAX_RANGE_BYTES = 1 << 22;
 const TIMEOUT_MS = 60_000;
 
 /** Bytes first..last (inclusive) of `url`, and the file's size from Content-Range. */
-async function fetchRange(url: string, first: number, last: number): Promise<{ bytes: Uint8Array; size: number }> {
+export async function fetchRange(url: string, first: number, last: number): Promise<{ bytes: Uint8Array; size: number }> {
   let response: Response;
   try {
     response = await fetch(url, { headers: { Range: `bytes=${first}-${last}` }, signal: AbortSignal.timeout(TIMEOUT_MS) });

@@ -29,7 +29,7 @@ function asBytes(view: ArrayBufferView): Uint8Array {
   return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
 }
 
-type TypedArray = Float32Array | Int32Array | Uint16Array | Uint8Array;
+type TypedArray = Float64Array | Float32Array | Int32Array | Uint16Array | Uint8Array;
 type TypedKind = { new (n: number): TypedArray; new (buffer: ArrayBuffer, offset: number, length: number): TypedArray; BYTES_PER_ELEMENT: number };
 
 /**
@@ -49,7 +49,7 @@ function fromBytes(raw: Uint8Array, Kind: TypedKind, field: string): TypedArray 
 
 /** Typed fields by message type, in wire order: the largest last. */
 const TYPED_FIELDS: Partial<Record<MessageType, Record<string, TypedKind>>> = {
-  shard: { fileRows: Int32Array, pixels: Uint8Array, w: Float32Array, y: Float32Array, x: Float32Array },
+  shard: { members: Float64Array, fileRows: Int32Array, pixels: Uint8Array, w: Float32Array, y: Float32Array, x: Float32Array },
   weights: { weights: Float32Array },
   step: { groups: Int32Array, inline: Int32Array, rows: Int32Array, pixels: Uint8Array, w: Float32Array, y: Float32Array, x: Float32Array },
   evaluate: { pixels: Uint8Array, y: Float32Array, x: Float32Array },

@@ -21,6 +21,8 @@ const pad = z.string().max(7).optional();
 /** The model spec as it travels in a job message (checked before the worker builds anything). */
 const size = z.int().positive().max(1 << 20);
 const sizePair = z.tuple([size, size]);
+/** A file's name in a node's data folder: no path. */
+const fileName = z.string().min(1).max(255).refine((n) => !/[/\\]/.test(n) && n !== '.' && n !== '..', 'a file name, not a path');
 const LayerSpecSchema = z.union([
   z.strictObject({ type: z.literal('dense').optional(), units: size, activation: z.enum(ACTIVATIONS), useBias: z.boolean(), alpha: z.number().nonnegative().optional() }),
   z.strictObject({
@@ -139,18 +141,30 @@ export const wire = {
     optimizer: OptimizerObject.optional(),
     /**
      * To a node that reads data itself (hello.readsData), where the features are on disk: the
-     * .npy file's name in the node's data folder and what it must hold; its shards then bring
-     * file rows (shard.fileRows), not features.
+     * .npy file's name in the node's data folder and what it must hold, its shards then bringing
+     * file rows (shard.fileRows); or the tar shards' names and sizes and the images' shape, its
+     * shards then bringing each row's shard, offset and size (shard.members). Not features.
      */
     dataFile: z
-      .strictObject({
-        name: z.string().min(1).max(255).refine((n) => !/[/\\]/.test(n) && n !== '.' && n !== '..', 'a file name, not a path'),
-        dtype: z.enum(['f4', 'f8', 'i1', 'i2', 'i4', 'i8', 'u1', 'u2', 'u4', 'b1']),
-        dataOffset: count,
-        fileBytes: count,
-        rows: count,
-        scale: finite,
-      })
+      .discriminatedUnion('kind', [
+        z.strictObject({
+          kind: z.literal('npy'),
+          name: fileName,
+          dtype: z.enum(['f4', 'f8', 'i1', 'i2', 'i4', 'i8', 'u1', 'u2', 'u4', 'b1']),
+          dataOffset: count,
+          fileBytes: count,
+          rows: count,
+          scale: finite,
+        }),
+        z.strictObject({
+          kind: z.literal('tar'),
+          names: z.array(fileName).min(1).max(1_000_000),
+          fileBytes: z.array(count).max(1_000_000),
+          shape: z.tuple([size, size, z.int().min(1).max(4)]),
+          resize: z.boolean(),
+          scale: finite,
+        }),
+      ])
       .optional(),
   }),
   shard: z.strictObject({
@@ -161,8 +175,10 @@ export const wire = {
     chunks: z.int().positive(),
     pad,
     pixels: bytes,
-    /** The rows' rows in the job's data file, which the node reads itself (job.dataFile; x and pixels empty), or absent. */
+    /** The rows' rows in the job's .npy file, which the node reads itself (job.dataFile; x and pixels empty), or absent. */
     fileRows: bytes.optional(),
+    /** The rows' images in the job's tar shards, three numbers a row: shard, byte offset, size (job.dataFile; x and pixels empty), or absent. */
+    members: bytes.optional(),
     /** The rows' sample weights (data.sampleWeight), or absent. */
     w: bytes.optional(),
     y: bytes,
@@ -244,7 +260,7 @@ export type JobMessage = Wire['job'];
 /** `pad` is the wire's business: messages in memory have none. */
 type Unpadded<T> = Omit<T, 'pad'>;
 /** x or pixels (uint8, when the job's pixelScale > 0) hold the features; the other is empty; both are, where fileRows name them in the job's data file. */
-export type ShardMessage = MaybeTyped<MaybeTyped<Typed<Typed<Unpadded<Wire['shard']>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>, 'w', Float32Array>, 'fileRows', Int32Array>;
+export type ShardMessage = MaybeTyped<MaybeTyped<MaybeTyped<Typed<Typed<Unpadded<Wire['shard']>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>, 'w', Float32Array>, 'fileRows', Int32Array>, 'members', Float64Array>;
 export type WeightsMessage = Typed<Unpadded<Wire['weights']>, 'weights', Float32Array>;
 /**
  * rows: training rows the worker holds (global indices); x/y: further rows sent inline, whose

@@ -1,0 +1,138 @@
+/**
+ * A worker node's own reading of the job's data (worker start --data-dir, --data-url): the files
+ * the coordinator names (job.dataFile) found in the node's folder or under its URL and checked
+ * against what the coordinator says they hold, then a reader of the rows a shard chunk names: a
+ * .npy file's rows, or images in tar shards by (shard, offset, size). A file that is missing or
+ * differs refuses the job, naming it (it would on every reconnect).
+ */
+import { join } from 'node:path';
+import { statSync } from 'node:fs';
+import { DataError, JobRefusedError, WorkerError } from '../shared/errors.js';
+import { readNpyRows } from '../shared/data/feature-rows.js';
+import { imagePixels } from '../shared/data/images.js';
+import { readNpyHeader } from '../shared/data/npy.js';
+import { fetchRange, readNpyHeaderHttp, readNpyRowsHttp } from '../shared/data/npy-http.js';
+import { readMember } from '../shared/data/tar.js';
+import type { JobMessage } from '../shared/protocol/schemas.js';
+
+type DataFile = NonNullable<JobMessage['dataFile']>;
+export type DataSource = { readonly dir: string } | { readonly url: string };
+
+/** Reads the rows a shard chunk names (refWidth numbers a row: a .npy file row; a tar member's shard, offset, size) as float32 features into out. */
+export interface DataFileReader {
+  readonly path: string;
+  readonly refWidth: 1 | 3;
+  /** Why `refs` cannot be read (out of the files' bounds), or undefined. */
+  check(refs: Float64Array): string | undefined;
+  read(refs: Float64Array, out: Float32Array): Promise<unknown>;
+}
+
+function locate(data: DataSource, name: string): { flag: string; path: string } {
+  if ('dir' in data) return { flag: '--data-dir', path: join(data.dir, name) };
+  return { flag: '--data-url', path: new URL(encodeURIComponent(name), data.url.endsWith('/') ? data.url : `${data.url}/`).href };
+}
+
+export async function openDataFile(job: JobMessage, data: DataSource, log: (line: string) => void): Promise<DataFileReader> {
+  const expected = job.dataFile!;
+  return expected.kind === 'npy' ? openNpy(job, expected, data, log) : openShards(job, expected, data, log);
+}
+
+async function openNpy(job: JobMessage, expected: Extract<DataFile, { kind: 'npy' }>, data: DataSource, log: (line: string) => void): Promise<DataFileReader> {
+  const { flag, path } = locate(data, expected.name);
+  let header;
+  try {
+    header = 'dir' in data ? readNpyHeader(path) : await readNpyHeaderHttp(path);
+  } catch (err) {
+    throw new JobRefusedError(`${flag}: ${(err as Error).message}; the coordinator trains on ${expected.name} (${expected.fileBytes} bytes): put that file there`);
+  }
+  const features = header.shape.slice(1).reduce((a, n) => a * n, 1);
+  const differs = [
+    header.fileBytes !== expected.fileBytes && `${header.fileBytes} bytes, the coordinator's has ${expected.fileBytes}`,
+    header.dtype !== expected.dtype && `dtype ${header.dtype}, the coordinator's is ${expected.dtype}`,
+    (header.shape[0] !== expected.rows || features !== job.features) && `${header.shape[0]} rows of ${features} values, the coordinator's has ${expected.rows} of ${job.features}`,
+    header.dataOffset !== expected.dataOffset && `its values start at byte ${header.dataOffset}, the coordinator's at ${expected.dataOffset}`,
+  ].filter((d): d is string => typeof d === 'string');
+  if (differs.length > 0) throw new JobRefusedError(`${flag}: ${path} is not the file the coordinator trains on: ${differs.join('; ')}`);
+  log(`reading this node's rows from ${path} (${expected.rows} rows)`);
+  const file = { path, dtype: header.dtype, width: header.width, dataOffset: header.dataOffset, scale: expected.scale };
+  return {
+    path,
+    refWidth: 1,
+    check: (refs) => {
+      const bad = refs.findIndex((r) => !(Number.isInteger(r) && r >= 0 && r < expected.rows));
+      return bad < 0 ? undefined : `file row ${refs[bad]}, and ${path} has ${expected.rows}`;
+    },
+    read: async (refs, out) => {
+      const rows = Int32Array.from(refs);
+      return 'dir' in data ? readNpyRows(file, job.features, rows, out) : readNpyRowsHttp(file, job.features, rows, out);
+    },
+  };
+}
+
+/** A shard's size: from the file system, or from a one-byte range request's Content-Range. */
+async function shardBytes(data: DataSource, path: string): Promise<number> {
+  if ('dir' in data) {
+    try {
+      return statSync(path).size;
+    } catch (err) {
+      throw new DataError(`${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
+  return (await fetchRange(path, 0, 0)).size;
+}
+
+async function openShards(job: JobMessage, expected: Extract<DataFile, { kind: 'tar' }>, data: DataSource, log: (line: string) => void): Promise<DataFileReader> {
+  const [height, width, channels] = expected.shape;
+  if (height * width * channels !== job.features) throw new WorkerError(`the job's images are ${height}x${width}x${channels}, and it has ${job.features} features`);
+  if (expected.fileBytes.length !== expected.names.length) throw new WorkerError(`the job names ${expected.names.length} shards and ${expected.fileBytes.length} sizes`);
+  const paths = expected.names.map((name) => locate(data, name));
+  const flag = paths[0]!.flag;
+  for (const [i, { path }] of paths.entries()) {
+    let size;
+    try {
+      size = await shardBytes(data, path);
+    } catch (err) {
+      throw new JobRefusedError(`${flag}: ${(err as Error).message}; the coordinator trains on ${expected.names[i]} (${expected.fileBytes[i]} bytes): put that shard there`);
+    }
+    if (size !== expected.fileBytes[i]) throw new JobRefusedError(`${flag}: ${path} is not the shard the coordinator trains on: ${size} bytes, the coordinator's has ${expected.fileBytes[i]}`);
+  }
+  log(`reading this node's images from ${paths.length} tar shard(s) at ${paths[0]!.path}${paths.length > 1 ? ', ...' : ''}`);
+  const image = async (shard: number, offset: number, size: number): Promise<Uint8Array> => {
+    const { path } = paths[shard]!;
+    const bytes = 'dir' in data ? readMember(path, offset, size) : (await fetchRange(path, offset, offset + size - 1)).bytes;
+    let decoded;
+    try {
+      decoded = imagePixels(bytes, channels, expected.resize ? [height, width] : undefined);
+    } catch (err) {
+      throw new DataError(`${path}: the member at byte ${offset}: ${(err as Error).message}`);
+    }
+    if (decoded.height !== height || decoded.width !== width) throw new DataError(`${path}: the member at byte ${offset} is ${decoded.height}x${decoded.width}, the data set's images are ${height}x${width}`);
+    return decoded.pixels;
+  };
+  return {
+    path: paths[0]!.path,
+    refWidth: 3,
+    check: (refs) => {
+      for (let i = 0; i < refs.length; i += 3) {
+        const [shard, offset, size] = [refs[i]!, refs[i + 1]!, refs[i + 2]!];
+        const ok = Number.isInteger(shard) && shard >= 0 && shard < paths.length && Number.isInteger(offset) && offset >= 0 && Number.isInteger(size) && size > 0 && offset + size <= expected.fileBytes[shard]!;
+        if (!ok) return `image (${shard}, ${offset}, ${size}) outside the job's ${paths.length} shard(s)`;
+      }
+      return undefined;
+    },
+    read: async (refs, out) => {
+      const features = height * width * channels;
+      const rows = refs.length / 3;
+      // a few requests in flight at once over HTTP; on disk the reads are synchronous anyway
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < rows) {
+          const i = next++;
+          const pixels = await image(refs[3 * i]!, refs[3 * i + 1]!, refs[3 * i + 2]!);
+          for (let k = 0; k < features; k++) out[i * features + k] = pixels[k]! * expected.scale;
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(8, rows) }, worker));
+    },
+  };
+}
