@@ -8,11 +8,11 @@
  * change; a virtual batch larger than the micro-batch is refused.
  */
 import { ModelError } from '../shared/errors.js';
-import type { WeightLayout } from '../shared/model/layout.js';
 import type { BatchRows } from '../shared/model/row-layers.js';
-import { outputDim, type ModelSpec } from '../shared/model/spec.js';
+import { outputDim } from '../shared/model/spec.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
 import { PartSums } from './part-sums.js';
+import { EngineWrapper } from './engine-wrapper.js';
 
 /** Sample indices of a batch split into micro-batches of at most `size`, each virtual batch (group) whole. */
 export function microBatches(count: number, size: number, groups?: Int32Array): number[][] {
@@ -47,29 +47,19 @@ function gather(values: Float32Array, width: number, indices: readonly number[])
   return out;
 }
 
-export class MicroBatchEngine implements BatchEngine {
+export class MicroBatchEngine extends EngineWrapper {
   constructor(
-    private readonly inner: BatchEngine,
+    inner: BatchEngine,
     private readonly size: number,
-  ) {}
-
-  get spec(): ModelSpec {
-    return this.inner.spec;
-  }
-
-  get layout(): WeightLayout {
-    return this.inner.layout;
-  }
-
-  setWeights(flat: Float32Array): void {
-    this.inner.setWeights(flat);
+  ) {
+    super(inner);
   }
 
   private get widths(): { readonly features: number; readonly outputs: number } {
     return { features: this.inner.spec.inputDim, outputs: outputDim(this.inner.spec) };
   }
 
-  async gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void, rows?: BatchRows): Promise<BatchGradient> {
+  override async gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void, rows?: BatchRows): Promise<BatchGradient> {
     if (count <= this.size) return this.inner.gradient(x, y, count, out, onReady, rows);
     const { features, outputs } = this.widths;
     const gradient = gradientOut(this.layout.size, out);
@@ -88,7 +78,7 @@ export class MicroBatchEngine implements BatchEngine {
     return { ...total.sums(), gradient: total.gradientInto(gradient) };
   }
 
-  async evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums> {
+  override async evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums> {
     if (count <= this.size) return this.inner.evaluate(x, y, count);
     const { features, outputs } = this.widths;
     const total = new PartSums();
@@ -99,7 +89,7 @@ export class MicroBatchEngine implements BatchEngine {
     return total.sums();
   }
 
-  async predict(x: Float32Array, count: number): Promise<Float32Array> {
+  override async predict(x: Float32Array, count: number): Promise<Float32Array> {
     if (count <= this.size) return this.inner.predict(x, count);
     const { features, outputs } = this.widths;
     const all = new Float32Array(count * outputs);
@@ -108,9 +98,5 @@ export class MicroBatchEngine implements BatchEngine {
       all.set(await this.inner.predict(x.subarray(a * features, (a + n) * features), n), a * outputs);
     }
     return all;
-  }
-
-  dispose(): void {
-    this.inner.dispose();
   }
 }

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { createEngine } from '../compute/gradient.js';
 import { modelSpec } from '../coordinator/fit/trainer.js';
@@ -18,15 +18,12 @@ import { initBackend } from '../shared/backend.js';
 import { loadConfig } from '../shared/config/load.js';
 import { ConfigError } from '../shared/errors.js';
 import { augmentBatch, type AugmentLayerSpec, type AugmentSpec } from '../shared/model/augment.js';
-import { jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, type Proc } from './cluster-helpers.js';
+import { jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, trackProcesses } from './cluster-helpers.js';
 import { npy } from './helpers.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 
 const require = createRequire(import.meta.url);
-const procs: Proc[] = [];
-afterEach(() => {
-  for (const p of procs.splice(0)) p.kill();
-});
+const track = trackProcesses();
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -201,7 +198,7 @@ describe('augmentation in a job', { timeout: 600_000 }, () => {
     const job = augmentedJob(dir, [...AUGMENTATION, ...CNN], { threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
     const config = loadConfig(job.configFile);
     const expected = (await trainOnLanes(config, readJobData(config).dataset, 'in-process')).weights;
-    await runKillingOneOfTwoNodes(job, 5, (p) => (procs.push(p), p), ['--data-dir', dir]);
+    await runKillingOneOfTwoNodes(job, 5, track, ['--data-dir', dir]);
     expect(readSummary(job.out).steps).toBe(20);
     expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
   });

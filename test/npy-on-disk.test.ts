@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { keepOnDisk, readJobData } from '../coordinator/job-data.js';
 import { Trainer, modelSpec } from '../coordinator/fit/trainer.js';
@@ -16,14 +16,11 @@ import { initBackend } from '../shared/backend.js';
 import { loadConfig } from '../shared/config/load.js';
 import { featureRows } from '../shared/data/feature-rows.js';
 import { ConfigError, DataError } from '../shared/errors.js';
-import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithNodes, startCoordinator, startWorker, trackProcesses, type Proc } from './cluster-helpers.js';
 import { npy, npyHeader, rangeServer, ROOT } from './helpers.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 
-const procs: Proc[] = [];
-afterEach(() => {
-  for (const p of procs.splice(0)) p.kill();
-});
+const track = trackProcesses();
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -142,13 +139,8 @@ describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
   }
 
   async function run(job: ReturnType<typeof jobFolder>, workerArgs: string[]): Promise<{ coordinator: Proc; worker: Proc }> {
-    const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
-    procs.push(coordinator);
-    const worker = startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile, workerArgs);
-    procs.push(worker);
-    expect(await coordinator.exited, coordinator.output).toBe(0);
-    expect(await worker.exited, worker.output).toBe(0);
-    return { coordinator, worker };
+    const { coordinator, workers } = await runWithNodes(job, ['w1'], track, workerArgs);
+    return { coordinator, worker: workers[0]! };
   }
 
   it('1 thread + 1 node: sent the rows, or (--data-dir) reading them itself and sent row numbers: the weights of one process in memory', async () => {
@@ -179,7 +171,7 @@ describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
       const job = nodeJob(dir, { threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' });
       const config = loadConfig(job.configFile);
       const expected = (await trainOnLanes(config, readJobData({ ...config, data: { ...config.data, inMemory: true } }).dataset, 'in-process')).weights;
-      await runKillingOneOfTwoNodes(job, 5, (p) => (procs.push(p), p), ['--data-url', `${server.url}/`]);
+      await runKillingOneOfTwoNodes(job, 5, track, ['--data-url', `${server.url}/`]);
       expect(server.ranges()).toBeGreaterThan(20);
       expect(readSummary(job.out).steps).toBe(20);
       expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
@@ -193,17 +185,17 @@ describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
     const plain = await rangeServer(dir, false);
     const job = nodeJob(dir);
     const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
-    procs.push(coordinator);
+    track(coordinator);
     const url = await coordinatorUrl(coordinator);
     try {
       const ignores = startWorker('ignores', url, job.tokenFile, ['--data-url', plain.url]);
-      procs.push(ignores);
+      track(ignores);
       expect(await ignores.exited).not.toBe(0);
       expect(ignores.output).toContain(`--data-url: ${plain.url}/x.npy: the server ignored the byte range (HTTP 200)`);
       const closed = await rangeServer(dir);
       closed.close();
       const nothing = startWorker('nothing', url, job.tokenFile, ['--data-url', `${closed.url}/data/`]);
-      procs.push(nothing);
+      track(nothing);
       expect(await nothing.exited).not.toBe(0);
       expect(nothing.output).toContain(`--data-url: ${closed.url}/data/x.npy: cannot be read (ECONNREFUSED)`);
     } finally {
@@ -217,17 +209,18 @@ describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
     const empty = mkdtempSync(join(tmpdir(), 'dptrain-ondisk-empty-'));
     const job = nodeJob(dir);
     const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
-    procs.push(coordinator);
+    track(coordinator);
     const url = await coordinatorUrl(coordinator);
     const missing = startWorker('missing', url, job.tokenFile, ['--data-dir', empty]);
     const differs = startWorker('differs', url, job.tokenFile, ['--data-dir', other]);
-    procs.push(missing, differs);
+    track(missing);
+    track(differs);
     expect(await missing.exited).not.toBe(0);
     expect(missing.output).toContain(`--data-dir: ${join(empty, 'x.npy')}: cannot be read (ENOENT); the coordinator trains on x.npy`);
     expect(await differs.exited).not.toBe(0);
     expect(differs.output).toMatch(new RegExp(`--data-dir: ${join(other, 'x.npy')} is not the file the coordinator trains on: \\d+ bytes, the coordinator's has \\d+; 300 rows of 64 values, the coordinator's has 400 of 64`));
     const good = startWorker('good', url, job.tokenFile, ['--data-dir', dir]);
-    procs.push(good);
+    track(good);
     expect(await coordinator.exited, coordinator.output).toBe(0);
     expect(await good.exited, good.output).toBe(0);
     expect(readSummary(job.out).participants.filter((p) => p.kind === 'node' && p.samples > 0).map((p) => p.name)).toEqual(['good']);

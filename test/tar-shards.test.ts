@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PNG } from 'pngjs';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { readJobData } from '../coordinator/job-data.js';
 import { initBackend } from '../shared/backend.js';
@@ -18,15 +18,12 @@ import { DataError } from '../shared/errors.js';
 import { featureRows } from '../shared/data/feature-rows.js';
 import { indexShards, shardPaths } from '../shared/data/shards.js';
 import { readTarMembers, writeTar } from '../shared/data/tar.js';
-import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, startCoordinator, startWorker, type Proc } from './cluster-helpers.js';
+import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithNodes, startCoordinator, startWorker, trackProcesses } from './cluster-helpers.js';
 import { rangeServer } from './helpers.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 
 const require = createRequire(import.meta.url);
-const procs: Proc[] = [];
-afterEach(() => {
-  for (const p of procs.splice(0)) p.kill();
-});
+const track = trackProcesses();
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -140,12 +137,8 @@ describe('tar shards', () => {
     for (const args of [[], ['--data-dir', dir]]) {
       const job = shardJob(join(dir, 'train-*.tar'), false, { threads: 1, minWorkers: 1 });
       const expected = await expectedOf(job);
-      const coordinator = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
-      procs.push(coordinator);
-      const worker = startWorker('w1', await coordinatorUrl(coordinator), job.tokenFile, args);
-      procs.push(worker);
-      expect(await coordinator.exited, coordinator.output).toBe(0);
-      expect(await worker.exited, worker.output).toBe(0);
+      const { coordinator, workers } = await runWithNodes(job, ['w1'], track, args);
+      const worker = workers[0]!;
       expect(coordinator.output).toContain('features read per batch from 3 tar shard(s)');
       if (args.length > 0) expect(worker.output).toContain(`reading this node's images from 3 tar shard(s) at ${join(dir, 'train-000.tar')}, ...`);
       expect(readSummary(job.out).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
@@ -160,16 +153,16 @@ describe('tar shards', () => {
       const job = shardJob(join(dir, 'train-*.tar'), false, { threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' }, [{ type: 'randomRotation', factor: 0.05 }, { type: 'randomZoom', heightFactor: 0.1 }]);
       const config = loadConfig(job.configFile);
       const expected = (await trainOnLanes(config, readJobData(config).dataset, 'in-process')).weights;
-      await runKillingOneOfTwoNodes(job, 3, (p) => (procs.push(p), p), ['--data-url', server.url]);
+      await runKillingOneOfTwoNodes(job, 3, track, ['--data-url', server.url]);
       expect(server.ranges()).toBeGreaterThan(240);
       expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
       const other = mkdtempSync(join(tmpdir(), 'dptrain-shards-missing-'));
       writeFileSync(join(other, 'train-000.tar'), readFileSync(join(dir, 'train-000.tar')));
       const again = shardJob(join(dir, 'train-*.tar'), false, { threads: 1, minWorkers: 0, startWorkers: 1 });
       const coordinator = startCoordinator(again.configFile, ['--token-file', again.tokenFile, '--out', again.out]);
-      procs.push(coordinator);
+      track(coordinator);
       const missing = startWorker('missing', await coordinatorUrl(coordinator), again.tokenFile, ['--data-dir', other]);
-      procs.push(missing);
+      track(missing);
       expect(await missing.exited).not.toBe(0);
       expect(missing.output).toContain(`--data-dir: ${join(other, 'train-001.tar')}: cannot be read (ENOENT); the coordinator trains on train-001.tar`);
       expect(await coordinator.exited, coordinator.output).toBe(0);

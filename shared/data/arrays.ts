@@ -10,7 +10,7 @@ import { layoutData, type PreparedData, type SplitOptions } from './dataset.js';
 import type { ImageSet } from './images.js';
 import type { LabelTransform } from './label.js';
 import { npyValues, type NpyArray, type NpyHeader } from './npy.js';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { readSpan, withFile } from './file-reads.js';
 import type { Encoded, Preprocessor } from './preprocess.js';
 
 function oneHot(labels: ArrayLike<number>, classes: number): Float32Array {
@@ -100,25 +100,18 @@ function checkFiniteOnDisk(x: NpyHeader, source: string, features: number, scale
   const count = x.shape.reduce((a, n) => a * n, 1);
   const perChunk = Math.max(1, Math.floor((1 << 24) / x.width));
   const buffer = new Uint8Array(Math.min(count, perChunk) * x.width);
-  const fd = openSync(source, 'r');
-  try {
+  withFile(source, (fd) => {
     for (let first = 0; first < count; first += perChunk) {
       const n = Math.min(perChunk, count - first);
-      const bytes = n * x.width;
-      for (let got = 0; got < bytes; ) {
-        const read = readSync(fd, buffer, got, bytes - got, x.dataOffset + first * x.width + got);
-        if (read === 0) throw new DataError(`${source}: ended at value ${first + Math.floor(got / x.width)} of ${count} (truncated?)`);
-        got += read;
-      }
+      const got = readSpan(fd, buffer.subarray(0, n * x.width), x.dataOffset + first * x.width);
+      if (got < n * x.width) throw new DataError(`${source}: ended at value ${first + Math.floor(got / x.width)} of ${count} (truncated?)`);
       const values = npyValues(x.dtype, buffer.buffer, 0, n);
       for (let i = 0; i < n; i++) {
         const v = Math.fround(values[i]! * scale);
         if (!Number.isFinite(v)) throw new DataError(`${source}: sample ${Math.floor((first + i) / features)} has a non-finite value (${v}) at feature ${(first + i) % features}`);
       }
     }
-  } finally {
-    closeSync(fd);
-  }
+  });
 }
 
 /** values x scale as float32, in one pass (Float32Array.from with a mapping function would first collect every value in a JS array). */

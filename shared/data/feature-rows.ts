@@ -5,8 +5,8 @@
  * each batch in memory. Both give the same
  * float32 values for a row: value x scale, rounded once to float32.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
 import { DataError } from '../errors.js';
+import { readSpan, withFile } from './file-reads.js';
 import { npyValues } from './npy.js';
 import { readTarRows, type TarOnDisk } from './tar-rows.js';
 
@@ -115,31 +115,17 @@ export function readNpyRows(file: NpyFile, features: number, fileRows: Int32Arra
   const rowBytes = features * width;
   const perRead = Math.max(1, Math.floor(MAX_READ_BYTES / rowBytes));
   const buffer = new Uint8Array(Math.min(fileRows.length, perRead) * rowBytes);
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new DataError(`${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-  try {
+  return withFile(path, (fd) => {
     for (let i = 0; i < fileRows.length; ) {
       let run = 1;
       while (i + run < fileRows.length && run < perRead && fileRows[i + run] === fileRows[i]! + run) run++;
-      const bytes = run * rowBytes;
-      const position = dataOffset + fileRows[i]! * rowBytes;
-      let got = 0;
-      while (got < bytes) {
-        const n = readSync(fd, buffer, got, bytes - got, position + got);
-        if (n === 0) throw new DataError(`${path}: ended before row ${fileRows[i]! + Math.floor(got / rowBytes)} (the file shrank while training?)`);
-        got += n;
-      }
+      const got = readSpan(fd, buffer.subarray(0, run * rowBytes), dataOffset + fileRows[i]! * rowBytes);
+      if (got < run * rowBytes) throw new DataError(`${path}: ended before row ${fileRows[i]! + Math.floor(got / rowBytes)} (the file shrank while training?)`);
       const values = npyValues(dtype, buffer.buffer, buffer.byteOffset, run * features);
       const at = i * features;
       for (let k = 0; k < run * features; k++) out[at + k] = values[k]! * scale;
       i += run;
     }
-  } finally {
-    closeSync(fd);
-  }
-  return out;
+    return out;
+  });
 }

@@ -3,7 +3,8 @@
  * a typed array. Little-endian float32, float64, int8/16/32/64, uint8/16/32 and bool; C order
  * only (a Fortran-order array is refused, naming the file).
  */
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { fstatSync, readFileSync } from 'node:fs';
+import { readSpan, withFile } from './file-reads.js';
 import { DataError } from '../errors.js';
 
 export interface NpyArray {
@@ -102,22 +103,14 @@ export function readNpy(path: string): NpyArray {
 
 /** The header of a .npy file and its size, reading only the header; a file shorter than its header's shape is refused. */
 export function readNpyHeader(path: string): NpyHeader & { readonly fileBytes: number } {
-  let fd;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new DataError(`${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-  try {
+  return withFile(path, (fd) => {
     const fileBytes = fstatSync(fd).size;
     const head = new Uint8Array(Math.min(fileBytes, 1 << 16));
-    readSync(fd, head, 0, head.length, 0);
+    readSpan(fd, head, 0);
     const header = parseNpyHeader(head, path);
     const count = header.shape.reduce((a, n) => a * n, 1);
     const have = fileBytes - header.dataOffset;
     if (have < count * header.width) throw new DataError(`${path}: the header says ${count} values of ${header.width} bytes, the file has ${have} bytes of data (truncated?)`);
     return { ...header, fileBytes };
-  } finally {
-    closeSync(fd);
-  }
+  });
 }

@@ -3,8 +3,9 @@
  * their 512-byte headers only: each regular file's name, and where its bytes are. A data set in
  * tar shards is indexed this way without reading a sample; members are then read in place.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { fstatSync } from 'node:fs';
 import { DataError } from '../errors.js';
+import { readSpan, withFile } from './file-reads.js';
 
 export interface TarMember {
   readonly name: string;
@@ -39,32 +40,16 @@ function checksumOk(header: Uint8Array): boolean {
   return sum === octal(header, 148, 8);
 }
 
-function readAt(fd: number, bytes: Uint8Array, position: number): number {
-  let got = 0;
-  while (got < bytes.length) {
-    const n = readSync(fd, bytes, got, bytes.length - got, position + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return got;
-}
-
 /** Every regular file in the tar at `path`, in archive order. A damaged or cut-short archive is refused, naming the file and where. */
 export function readTarMembers(path: string): TarMember[] {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new DataError(`${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-  try {
+  return withFile(path, (fd) => {
     const fileBytes = fstatSync(fd).size;
     const members: TarMember[] = [];
     const header = new Uint8Array(BLOCK);
     let position = 0;
     let longName: string | undefined;
     while (position + BLOCK <= fileBytes) {
-      readAt(fd, header, position);
+      readSpan(fd, header, position);
       if (header.every((b) => b === 0)) return members; // the end-of-archive blocks
       if (!checksumOk(header)) throw new DataError(`${path}: the tar header at byte ${position} is damaged (checksum); not a tar file, or a corrupt one`);
       const size = octal(header, 124, 12);
@@ -75,7 +60,7 @@ export function readTarMembers(path: string): TarMember[] {
       longName = undefined;
       if (type === 'L' || type === 'x') {
         const body = new Uint8Array(size);
-        readAt(fd, body, offset);
+        readSpan(fd, body, offset);
         const value = Buffer.from(body).toString('utf8');
         longName = type === 'L' ? value.replace(/\0+$/, '') : /(?:^|\n)\d+ path=([^\n]*)\n/.exec(value)?.[1];
       } else if (type === '0' || type === '\0' || type === '7') {
@@ -85,26 +70,16 @@ export function readTarMembers(path: string): TarMember[] {
     }
     if (position < fileBytes || members.length === 0) throw new DataError(`${path}: ends inside a tar header at byte ${position} (a truncated tar)`);
     return members;
-  } finally {
-    closeSync(fd);
-  }
+  });
 }
 
 /** Bytes offset..offset+size-1 of `path`. */
 export function readMember(path: string, offset: number, size: number): Uint8Array {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new DataError(`${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-  try {
+  return withFile(path, (fd) => {
     const bytes = new Uint8Array(size);
-    if (readAt(fd, bytes, offset) !== size) throw new DataError(`${path}: ended inside a member at byte ${offset} (the file shrank while training?)`);
+    if (readSpan(fd, bytes, offset) !== size) throw new DataError(`${path}: ended inside a member at byte ${offset} (the file shrank while training?)`);
     return bytes;
-  } finally {
-    closeSync(fd);
-  }
+  });
 }
 
 /** A tar archive of `files` (name and bytes), ustar with 512-byte blocks, as the tests and benchmarks write shards. */
