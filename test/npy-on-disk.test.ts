@@ -10,6 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fetchRange } from '../shared/data/npy-http.js';
 import { keepOnDisk, readJobData } from '../coordinator/job-data.js';
 import { Trainer, modelSpec } from '../coordinator/fit/trainer.js';
 import { initBackend } from '../shared/backend.js';
@@ -200,6 +203,17 @@ describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
       expect(nothing.output).toContain(`--data-url: ${closed.url}/data/x.npy: cannot be read (ECONNREFUSED)`);
     } finally {
       plain.close();
+    }
+  });
+
+  it('a server that answers a range with more bytes than asked: refused, not buffered', async () => {
+    const server = createServer((_req, res) => res.writeHead(206, { 'content-range': 'bytes 0-9/1000000' }).end(Buffer.alloc(1_000_000)));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/x.npy`;
+    try {
+      await expect(fetchRange(url, 0, 9)).rejects.toThrow(`${url}: the server sent more than the 10 bytes asked for`);
+    } finally {
+      server.close();
     }
   });
 

@@ -14,7 +14,10 @@ const PARALLEL = 8;
 const MAX_RANGE_BYTES = 1 << 22;
 const TIMEOUT_MS = 60_000;
 
-/** Bytes first..last (inclusive) of `url`, and the file's size from Content-Range. */
+/**
+ * Bytes first..last (inclusive) of `url`, and the file's size from Content-Range. The body is
+ * read up to the length asked for: a server that sends more is refused, not buffered.
+ */
 export async function fetchRange(url: string, first: number, last: number): Promise<{ bytes: Uint8Array; size: number }> {
   let response: Response;
   try {
@@ -28,8 +31,25 @@ export async function fetchRange(url: string, first: number, last: number): Prom
     throw new DataError(response.ok ? `${url}: the server ignored the byte range (HTTP ${response.status}); serve the file from a server that answers Range requests` : `${url}: HTTP ${response.status} ${response.statusText}`);
   }
   const size = Number(/\/(\d+)$/.exec(response.headers.get('content-range') ?? '')?.[1] ?? Number.NaN);
-  const bytes = new Uint8Array(await response.arrayBuffer());
-  return { bytes, size };
+  return { bytes: await readBody(response, last - first + 1, url), size };
+}
+
+/** A response's body of at most `limit` bytes. */
+async function readBody(response: Response, limit: number, url: string): Promise<Uint8Array> {
+  const bytes = new Uint8Array(limit);
+  let got = 0;
+  if (!response.body) return bytes.subarray(0, 0);
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return bytes.subarray(0, got);
+    if (got + value.length > limit) {
+      await reader.cancel();
+      throw new DataError(`${url}: the server sent more than the ${limit} bytes asked for`);
+    }
+    bytes.set(value, got);
+    got += value.length;
+  }
 }
 
 /** The header of the .npy file at `url` and the file's size, from its first 64 KiB. */
