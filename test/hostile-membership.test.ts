@@ -245,6 +245,30 @@ describe('a node dropped again and again', () => {
     expect(rejoinHost({ address: '2001:db8:0:1::5:40000' })).not.toBe(rejoinHost({ address: '2001:db8:0:2::5:40000' }));
   });
 
+  it('that closes its connection during its part (before its deadline) waits as a dropped one does', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
+    try {
+      const { log, cluster, ids } = droppingCluster();
+      const node = fakeNode('node-1', 'leaver', '10.0.0.7:40001');
+      let close: ((reason: string, message: string) => void) | undefined;
+      (node as unknown as { onClose: (l: typeof close) => void }).onClose = (listener) => (close = listener);
+      cluster.addNode(node);
+      expect(await ids()).toEqual(['thread-0', 'node-1']);
+      // the connection closes first (the node leaves the run), then its part fails
+      close!('disconnected', 'connection closed (1006)');
+      cluster.failed(node, 3, new ParticipantFault('node-1', 'disconnected', 'connection closed (1006)'));
+      const again = fakeNode('node-2', 'leaver', '10.0.0.7:40002');
+      cluster.addNode(again);
+      expect(log.at(-1)).toMatch(/joined; it was dropped before and takes part in 1\.0 s at the earliest$/);
+      expect(await ids()).toEqual(['thread-0']);
+      vi.advanceTimersByTime(1000);
+      expect(await ids()).toEqual(['thread-0', 'node-2']);
+      await cluster.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('a run waiting for minWorkers takes a held node as soon as its wait is over', async () => {
     vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
     try {

@@ -571,13 +571,16 @@ export class Cluster implements ParticipantGroup {
     this.stragglers?.forget(p.id);
     if (this.failureLines.admit(fault.reason)) this.options.log(`${step >= 0 ? `step ${step}` : 'evaluation'}: ${fault.message} (${fault.reason}); ${outcome}`);
     this.options.observer?.failed?.(p.id, step, fault, outcome);
-    const node = this.nodes.find((n) => n === p) ?? this.joining.find((n) => n === p);
-    if (node) {
-      this.penalize(node);
+    this.speeds.delete(p.id);
+    if (p.kind !== 'node') return;
+    const node = p as RemoteNode;
+    // a node that closed its connection is already gone from the run, and is held back all the
+    // same: leaving just before a deadline must not skip the rejoin wait
+    this.penalize(node);
+    if (this.nodes.includes(node) || this.joining.includes(node)) {
       node.drop(fault.reason, fault.message);
       this.removeNode(node, `${fault.reason}: ${fault.message}`);
     }
-    this.speeds.delete(p.id);
   }
 
   async close(reason = 'job finished'): Promise<void> {
