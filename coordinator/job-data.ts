@@ -6,11 +6,12 @@
 import type { JobConfig } from '../shared/config/schema.js';
 import { readCsv, recordsToCsv, type CellValue, type Table } from '../shared/data/csv.js';
 import { existsSync, statSync } from 'node:fs';
-import { prepareArrays, prepareArraysOnDisk, prepareImages } from '../shared/data/arrays.js';
+import { concatNpy, prepareArrays, prepareArraysOnDisk, prepareImages } from '../shared/data/arrays.js';
 import { prepareData, type PreparedData, type SplitOptions } from '../shared/data/dataset.js';
 import { readImageFolder } from '../shared/data/images.js';
 import { prepareShards } from '../shared/data/shard-data.js';
-import { isShardPath, shardPaths } from '../shared/data/shards.js';
+import { isShardPath } from '../shared/data/shards.js';
+import { expandPaths } from '../shared/data/paths.js';
 import { readNpy, readNpyHeader } from '../shared/data/npy.js';
 import { totalmem } from 'node:os';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
@@ -84,7 +85,7 @@ export function readJobData(config: JobConfig): PreparedData {
   if (kind === 'shards') {
     if (data.labels) throw new ConfigError(`data.labels: the classes of tar shards are their samples' .cls members; remove data.labels`);
     if (data.label?.type !== undefined && data.label.type !== 'categorical') throw new ConfigError(`data.label.type: the classes of tar shards are categorical, not ${data.label.type}`);
-    const paths = shardPaths(data.path);
+    const paths = expandPaths(data.path);
     const bytes = paths.reduce((sum, p) => sum + (existsSync(p) ? statSync(p).size : 0), 0);
     return prepareShards(paths, { imageSize: data.imageSize, colorMode: data.colorMode, scale: data.rescale ?? 1 / 255, inMemory: !keepOnDisk(data.inMemory, bytes) }, splitOptions(config), config.seed);
   }
@@ -95,10 +96,16 @@ export function readJobData(config: JobConfig): PreparedData {
     return prepareImages(set, data.path, data.rescale ?? 1 / 255, splitOptions(config), config.seed);
   }
   if (!data.labels) throw new ConfigError(`data.labels is required with a .npy data.path (${data.path}): the .npy file of targets, one per sample`);
-  const header = readNpyHeader(data.path);
+  // one .npy file, or several (a pattern or a brace range) read as one array in order
+  const xPaths = expandPaths(data.path);
+  const yPaths = expandPaths(data.labels);
+  if (xPaths.length !== yPaths.length) throw new ConfigError(`data.path names ${xPaths.length} .npy file(s) (${data.path}) and data.labels ${yPaths.length} (${data.labels}): one file of labels per file of samples`);
+  const headers = xPaths.map((path) => ({ path, header: readNpyHeader(path) }));
+  const y = concatNpy(yPaths.map((path) => ({ path, array: readNpy(path) })));
   const options = { scale: data.rescale ?? 1, label: data.label?.type ?? 'auto' } as const;
-  if (keepOnDisk(data.inMemory, header.fileBytes)) return prepareArraysOnDisk(header, readNpy(data.labels), { x: data.path, y: data.labels }, options, splitOptions(config), config.seed);
-  return prepareArrays(readNpy(data.path), readNpy(data.labels), { x: data.path, y: data.labels }, options, splitOptions(config), config.seed);
+  const sources = { x: data.path, y: data.labels };
+  if (keepOnDisk(data.inMemory, headers.reduce((a, h) => a + h.header.fileBytes, 0))) return prepareArraysOnDisk(headers, y, sources, options, splitOptions(config), config.seed);
+  return prepareArrays(concatNpy(xPaths.map((path) => ({ path, array: readNpy(path) }))), y, sources, options, splitOptions(config), config.seed);
 }
 
 

@@ -30,6 +30,7 @@ import { folderFor } from './callbacks/model-checkpoint.js';
 import { Trainer, modelSpec, resumeTarget, type EvaluateResult, type FitResult } from './fit/trainer.js';
 import { startCluster, startMetricsServer, workerCounts } from './job-cluster.js';
 import { dataConfig, providedData, readJobData } from './job-data.js';
+import type { OnDisk } from '../shared/data/feature-rows.js';
 import { TrainingMetrics } from './metrics.js';
 import { InProcessLane } from './participants/in-process.js';
 import type { LocalLanes } from './participants/participant.js';
@@ -180,6 +181,12 @@ function writeRunInputs(runDir: RunDir, config: JobConfig, prepared: PreparedDat
   runDir.writeJson('split.json', prepared.lines);
 }
 
+/** The files a data set on disk is read from, for the start line. */
+function onDiskName(onDisk: OnDisk): string {
+  if (onDisk.kind === 'tar') return `${onDisk.shards.length} tar shard(s)`;
+  return onDisk.parts.length === 1 ? onDisk.parts[0]!.path : `${onDisk.parts.length} .npy files`;
+}
+
 /** The start-up line: rows, model, where it computes. */
 function startLine(prepared: PreparedData, plan: RunPlan, local: LocalLanes | undefined, withNodes: boolean): string {
   const { dataset } = prepared;
@@ -187,7 +194,7 @@ function startLine(prepared: PreparedData, plan: RunPlan, local: LocalLanes | un
   return (
     `dptrain: ${dataset.train.count} train / ${dataset.val.count} validation / ${dataset.test.count} test rows x ${dataset.features} features ` +
     `(${prepared.rowsDropped} of ${prepared.rowsRead} rows dropped for missing values)` +
-    (dataset.onDisk ? `, features read per batch from ${dataset.onDisk.kind === 'npy' ? dataset.onDisk.path : `${dataset.onDisk.shards.length} tar shard(s)`}` : '') +
+    (dataset.onDisk ? `, features read per batch from ${onDiskName(dataset.onDisk)}` : '') +
     `; model ${describeModel(spec)} (${weightLayout(spec).size} parameters); ` +
     (local instanceof InProcessLane
       ? `computing in the coordinator's thread on ${local.backend}${local.backendDetail ? ` (${local.backendDetail})` : ''}`

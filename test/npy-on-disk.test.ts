@@ -18,6 +18,7 @@ import { Trainer, modelSpec } from '../coordinator/fit/trainer.js';
 import { initBackend } from '../shared/backend.js';
 import { loadConfig } from '../shared/config/load.js';
 import { featureRows } from '../shared/data/feature-rows.js';
+import { readNpy } from '../shared/data/npy.js';
 import { ConfigError, DataError } from '../shared/errors.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithNodes, startCoordinator, startWorker, trackProcesses, type Proc } from './cluster-helpers.js';
 import { npy, npyHeader, rangeServer, ROOT } from './helpers.js';
@@ -92,6 +93,30 @@ describe('.npy samples on disk', () => {
     expect(maxAbsDiff(inProcess.weights, fromMemory.weights)).toBeLessThan(1e-5);
   }, 120_000);
 
+  it('several files (a pattern or a brace range) are one array in order, in memory and on disk; mismatched files are refused naming them', () => {
+    const { dir, configFile } = arrays(90, 5, '<f4');
+    const whole = readJobData(inMemory(configFile, true)).dataset;
+    // the same samples and labels in 3 parts of 40, 30 and 20 rows
+    const x = readNpy(join(dir, 'x.npy'));
+    const y = readNpy(join(dir, 'y.npy'));
+    [[0, 40], [40, 70], [70, 90]].forEach(([from, to], i) => {
+      writeFileSync(join(dir, `x-${i}.npy`), npy('<f4', [to! - from!, 5], (x.values as Float32Array).slice(from! * 5, to! * 5)));
+      writeFileSync(join(dir, `y-${i}.npy`), npy('<i4', [to! - from!], (y.values as Int32Array).slice(from, to)));
+    });
+    const config = loadConfig(configFile);
+    const parts = (memory: boolean, path = 'x-*.npy', labels = 'y-{0..2}.npy') => readJobData({ ...config, data: { ...config.data, path: join(dir, path), labels: join(dir, labels), inMemory: memory } }).dataset;
+    for (const memory of [true, false]) {
+      const dataset = parts(memory);
+      expect(dataset.y).toEqual(whole.y);
+      expect(featureRows(dataset).range(0, 90)).toEqual(whole.x);
+      expect(featureRows(dataset).gather([89, 0, 39, 40, 69, 70, 41])).toEqual(featureRows(whole).gather([89, 0, 39, 40, 69, 70, 41]));
+    }
+    expect(parts(false).onDisk).toMatchObject({ kind: 'npy', parts: [{ rows: 40 }, { rows: 30 }, { rows: 20 }] });
+    expect(() => parts(false, 'x-*.npy', 'y-{0..1}.npy')).toThrow(/data\.path names 3 \.npy file\(s\) .* and data\.labels 2/);
+    writeFileSync(join(dir, 'x-1.npy'), npy('<f4', [30, 6], new Float32Array(180)));
+    for (const memory of [true, false]) expect(() => parts(memory)).toThrow(/x-1\.npy: .*\[30, 6\].*x-0\.npy has .*: the files of one data set share a dtype and a sample shape/);
+  });
+
   it('auto keeps a file over a quarter of memory on disk; CSV with inMemory false, standardize on disk, a short or non-finite file: errors naming the key or file', () => {
     expect(keepOnDisk('auto', 1e6)).toBe(false);
     expect(keepOnDisk('auto', 1e15)).toBe(true);
@@ -125,13 +150,13 @@ describe('.npy samples on disk', () => {
 
 describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
   /** A job of 1 thread + 1 node on x.npy in `dir` (uint8, 64 features, 400 samples). */
-  function nodeJob(dir: string, cluster: Record<string, unknown> = {}): ReturnType<typeof jobFolder> {
+  function nodeJob(dir: string, cluster: Record<string, unknown> = {}, files = { x: 'x.npy', y: 'y.npy' }): ReturnType<typeof jobFolder> {
     const job = jobFolder(10, {});
     writeFileSync(
       job.configFile,
       stringify({
         seed: 4,
-        data: { path: join(dir, 'x.npy'), labels: join(dir, 'y.npy'), inMemory: false, rescale: 0.01 },
+        data: { path: join(dir, files.x), labels: join(dir, files.y), inMemory: false, rescale: 0.01 },
         model: { layers: [{ units: 8, activation: 'relu' }, { units: 3, activation: 'softmax' }] },
         compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
         fit: { epochs: 2, batchSize: 32 },
@@ -165,6 +190,23 @@ describe('worker nodes on a data set on disk', { timeout: 300_000 }, () => {
     // the node holds every training row (one node): float32 features against one int32 file row each
     const saved = readSummary(sent.out).traffic.node.sent - readSummary(reads.out).traffic.node.sent;
     expect(saved).toBeGreaterThan(0.9 * memory.train.count * (64 * 4 - 4));
+  });
+
+  it('a node reading a data set of 3 .npy files from --data-dir: the weights of one process in memory', async () => {
+    const { dir } = arrays(400, 64, '|u1', { rescale: 0.01 });
+    const x = readNpy(join(dir, 'x.npy'));
+    const y = readNpy(join(dir, 'y.npy'));
+    [[0, 150], [150, 300], [300, 400]].forEach(([from, to], i) => {
+      writeFileSync(join(dir, `x-${i}.npy`), npy('|u1', [to! - from!, 64], (x.values as Uint8Array).slice(from! * 64, to! * 64)));
+      writeFileSync(join(dir, `y-${i}.npy`), npy('<i4', [to! - from!], (y.values as Int32Array).slice(from, to)));
+    });
+    const job = nodeJob(dir, { balance: 'equal' }, { x: 'x-*.npy', y: 'y-*.npy' });
+    const config = loadConfig(job.configFile);
+    const expected = (await trainOnLanes(config, readJobData({ ...config, data: { ...config.data, inMemory: true } }).dataset, 'in-process')).weights;
+    const { coordinator, worker } = await run(job, ['--data-dir', dir]);
+    expect(coordinator.output).toContain('features read per batch from 3 .npy files');
+    expect(worker.output).toContain(`reading this node's rows from ${join(dir, 'x-0.npy')} and 2 more file(s) (400 rows)`);
+    expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
   });
 
   it('2 nodes reading over HTTP (--data-url, byte ranges from a loopback server), one killed with SIGKILL mid-run: the weights of one process in memory', async () => {

@@ -16,7 +16,8 @@ import { initBackend } from '../shared/backend.js';
 import { loadConfig } from '../shared/config/load.js';
 import { DataError } from '../shared/errors.js';
 import { featureRows } from '../shared/data/feature-rows.js';
-import { indexShards, shardPaths } from '../shared/data/shards.js';
+import { indexShards } from '../shared/data/shards.js';
+import { expandPaths } from '../shared/data/paths.js';
 import { readTarMembers, writeTar } from '../shared/data/tar.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithNodes, startCoordinator, startWorker, trackProcesses } from './cluster-helpers.js';
 import { rangeServer } from './helpers.js';
@@ -80,9 +81,9 @@ describe('tar shards', () => {
       { name: 'x.png', offset: 512, size: 700 },
       { name: 'x.cls', offset: 512 + 1024 + 512, size: 1 },
     ]);
-    expect(shardPaths(join(dir, 'a-*.tar'))).toEqual([join(dir, 'a-000.tar'), join(dir, 'a-001.tar')]);
-    expect(shardPaths(join(dir, 'a-{000..001}.tar'))).toEqual([join(dir, 'a-000.tar'), join(dir, 'a-001.tar')]);
-    expect(() => shardPaths(join(dir, 'b-*.tar'))).toThrow(/b-\*\.tar: no file matches/);
+    expect(expandPaths(join(dir, 'a-*.tar'))).toEqual([join(dir, 'a-000.tar'), join(dir, 'a-001.tar')]);
+    expect(expandPaths(join(dir, 'a-{000..001}.tar'))).toEqual([join(dir, 'a-000.tar'), join(dir, 'a-001.tar')]);
+    expect(() => expandPaths(join(dir, 'b-*.tar'))).toThrow(/b-\*\.tar: no file matches/);
     // GNU tar's long names: a ././@LongLink member (its header and one block of name) before the file's header
     expect(readTarMembers(gnuTar(dir, long))).toEqual([{ name: long, offset: 3 * 512, size: 1 }]);
   });
@@ -91,7 +92,7 @@ describe('tar shards', () => {
     const dir = mnistShards(30, 2);
     const extra = writeTar([{ name: 'lonely.png', bytes: new Uint8Array(10) }]);
     writeFileSync(join(dir, 'train-002.tar'), extra);
-    const index = indexShards(shardPaths(join(dir, 'train-*.tar')));
+    const index = indexShards(expandPaths(join(dir, 'train-*.tar')));
     expect(index.labels.length).toBe(30);
     expect(Array.from(index.labels.subarray(0, 12))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
     expect(index.warnings).toEqual([`1 sample(s) with an image and no .cls left out: ${join(dir, 'train-002.tar')}: lonely`]);

@@ -10,7 +10,7 @@ import { statSync } from 'node:fs';
 import { DataError, JobRefusedError, WorkerError } from '../shared/errors.js';
 import { readNpyRows } from '../shared/data/feature-rows.js';
 import { imagePixels } from '../shared/data/images.js';
-import { readNpyHeader } from '../shared/data/npy.js';
+import { NPY_WIDTHS, readNpyHeader } from '../shared/data/npy.js';
 import { fetchRange, readNpyHeaderHttp, readNpyRowsHttp } from '../shared/data/npy-http.js';
 import { readMember } from '../shared/data/tar.js';
 import type { JobMessage } from '../shared/protocol/schemas.js';
@@ -38,34 +38,36 @@ export async function openDataFile(job: JobMessage, data: DataSource, log: (line
 }
 
 async function openNpy(job: JobMessage, expected: Extract<DataFile, { kind: 'npy' }>, data: DataSource, log: (line: string) => void): Promise<DataFileReader> {
-  const { flag, path } = locate(data, expected.name);
-  let header;
-  try {
-    header = 'dir' in data ? readNpyHeader(path) : await readNpyHeaderHttp(path);
-  } catch (err) {
-    throw new JobRefusedError(`${flag}: ${(err as Error).message}; the coordinator trains on ${expected.name} (${expected.fileBytes} bytes): put that file there`);
+  const parts = [];
+  for (const part of expected.parts) {
+    const { flag, path } = locate(data, part.name);
+    let header;
+    try {
+      header = 'dir' in data ? readNpyHeader(path) : await readNpyHeaderHttp(path);
+    } catch (err) {
+      throw new JobRefusedError(`${flag}: ${(err as Error).message}; the coordinator trains on ${part.name} (${part.bytes} bytes): put that file there`);
+    }
+    const features = header.shape.slice(1).reduce((a, n) => a * n, 1);
+    const differs = [
+      header.fileBytes !== part.bytes && `${header.fileBytes} bytes, the coordinator's has ${part.bytes}`,
+      header.dtype !== expected.dtype && `dtype ${header.dtype}, the coordinator's is ${expected.dtype}`,
+      (header.shape[0] !== part.rows || features !== job.features) && `${header.shape[0]} rows of ${features} values, the coordinator's has ${part.rows} of ${job.features}`,
+      header.dataOffset !== part.dataOffset && `its values start at byte ${header.dataOffset}, the coordinator's at ${part.dataOffset}`,
+    ].filter((d): d is string => typeof d === 'string');
+    if (differs.length > 0) throw new JobRefusedError(`${flag}: ${path} is not the file the coordinator trains on: ${differs.join('; ')}`);
+    parts.push({ path, dataOffset: part.dataOffset, bytes: part.bytes, rows: part.rows });
   }
-  const features = header.shape.slice(1).reduce((a, n) => a * n, 1);
-  const differs = [
-    header.fileBytes !== expected.fileBytes && `${header.fileBytes} bytes, the coordinator's has ${expected.fileBytes}`,
-    header.dtype !== expected.dtype && `dtype ${header.dtype}, the coordinator's is ${expected.dtype}`,
-    (header.shape[0] !== expected.rows || features !== job.features) && `${header.shape[0]} rows of ${features} values, the coordinator's has ${expected.rows} of ${job.features}`,
-    header.dataOffset !== expected.dataOffset && `its values start at byte ${header.dataOffset}, the coordinator's at ${expected.dataOffset}`,
-  ].filter((d): d is string => typeof d === 'string');
-  if (differs.length > 0) throw new JobRefusedError(`${flag}: ${path} is not the file the coordinator trains on: ${differs.join('; ')}`);
-  log(`reading this node's rows from ${path} (${expected.rows} rows)`);
-  const file = { path, dtype: header.dtype, width: header.width, dataOffset: header.dataOffset, scale: expected.scale };
+  const files = { dtype: expected.dtype, width: NPY_WIDTHS[expected.dtype]!, scale: expected.scale, parts };
+  const rows = parts.reduce((a, p) => a + p.rows, 0);
+  log(`reading this node's rows from ${parts[0]!.path}${parts.length > 1 ? ` and ${parts.length - 1} more file(s)` : ''} (${rows} rows)`);
   return {
-    path,
+    path: parts[0]!.path,
     refWidth: 1,
     check: (refs) => {
-      const bad = refs.findIndex((r) => !(Number.isInteger(r) && r >= 0 && r < expected.rows));
-      return bad < 0 ? undefined : `file row ${refs[bad]}, and ${path} has ${expected.rows}`;
+      const bad = refs.findIndex((r) => !(Number.isInteger(r) && r >= 0 && r < rows));
+      return bad < 0 ? undefined : `row ${refs[bad]}, and the job's .npy files have ${rows}`;
     },
-    read: async (refs, out) => {
-      const rows = Int32Array.from(refs);
-      return 'dir' in data ? readNpyRows(file, job.features, rows, out) : readNpyRowsHttp(file, job.features, rows, out);
-    },
+    read: async (refs, out) => ('dir' in data ? readNpyRows(files, job.features, refs, out) : readNpyRowsHttp(files, job.features, refs, out)),
   };
 }
 

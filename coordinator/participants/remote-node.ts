@@ -479,7 +479,8 @@ function dataFileOf(file: OnDisk): DataFile {
   if (file.kind === 'tar') {
     return { kind: 'tar', names: file.shards.map((s) => basename(s)), fileBytes: file.shards.map((s) => statSync(s).size), shape: [...file.shape], resize: file.resize, scale: file.scale };
   }
-  return { kind: 'npy', name: basename(file.path), dtype: file.dtype as Extract<DataFile, { kind: 'npy' }>['dtype'], dataOffset: file.dataOffset, fileBytes: file.fileBytes, rows: file.fileRows, scale: file.scale };
+  const parts = file.parts.map((p) => ({ name: basename(p.path), dataOffset: p.dataOffset, bytes: p.bytes, rows: p.rows }));
+  return { kind: 'npy', dtype: file.dtype as Extract<DataFile, { kind: 'npy' }>['dtype'], scale: file.scale, parts };
 }
 
 /** Where data set rows first..first+count-1 are in the files: .npy file rows, or each image's shard, offset and size. */

@@ -78,21 +78,60 @@ export function prepareArrays(x: NpyArray, y: NpyArray, sources: { x: string; y:
   return layoutData(enc, preprocessor, split, seed, { source: sources.x, rowsRead: rows, warnings: [], pixels });
 }
 
+/** A .npy file of samples: its path and header. */
+export interface NpyFileHeader {
+  readonly path: string;
+  readonly header: NpyHeader & { readonly fileBytes: number };
+}
+
 /**
- * .npy samples that stay on disk (data.inMemory false): the header and the labels are read, the
- * samples once in chunks to refuse non-finite values, then read per batch (feature-rows.ts).
+ * .npy samples that stay on disk (data.inMemory false), in one file or several of one dtype and
+ * sample shape: the headers and the labels are read, the samples once in chunks to refuse
+ * non-finite values, then read per batch (feature-rows.ts).
  */
-export function prepareArraysOnDisk(x: NpyHeader & { readonly fileBytes: number }, y: NpyArray, sources: { x: string; y: string }, options: { scale: number; label: ArrayLabel }, split: SplitOptions, seed: number): PreparedData {
-  if (x.shape.length < 2) throw new DataError(`${sources.x}: samples along the first axis, so at least 2 axes; the array has shape [${x.shape.join(', ')}]`);
-  const rows = x.shape[0]!;
-  const shape = x.shape.slice(1);
+export function prepareArraysOnDisk(files: readonly NpyFileHeader[], y: NpyArray, sources: { x: string; y: string }, options: { scale: number; label: ArrayLabel }, split: SplitOptions, seed: number): PreparedData {
+  const [first] = files;
+  const shapeOf = (h: NpyHeader): number[] => {
+    if (h.shape.length < 2) throw new DataError(`${first!.path}: samples along the first axis, so at least 2 axes; the array has shape [${h.shape.join(', ')}]`);
+    return h.shape.slice(1);
+  };
+  const shape = shapeOf(first!.header);
+  for (const f of files.slice(1)) {
+    const other = f.header.shape.length < 2 ? f.header.shape : f.header.shape.slice(1);
+    if (f.header.dtype !== first!.header.dtype || other.join() !== shape.join()) {
+      throw new DataError(`${f.path}: ${f.header.dtype} [${f.header.shape.join(', ')}], and ${first!.path} has ${first!.header.dtype} [${first!.header.shape.join(', ')}]: the files of one data set share a dtype and a sample shape`);
+    }
+  }
   const features = shape.reduce((a, n) => a * n, 1);
-  if (x.dtype === 'f4' || x.dtype === 'f8') checkFiniteOnDisk(x, sources.x, features, options.scale);
+  const parts = files.map(({ path, header }) => ({ path, dataOffset: header.dataOffset, bytes: header.fileBytes, rows: header.shape[0]! }));
+  const rows = parts.reduce((a, p) => a + p.rows, 0);
+  if (first!.header.dtype === 'f4' || first!.header.dtype === 'f8') for (const f of files) checkFiniteOnDisk(f.header, f.path, features, options.scale);
   const { label, values, outputs } = arrayLabel(y, rows, options.label, sources.y);
   const enc: Encoded = { x: new Float32Array(0), y: values, rows, features, outputs, lines: indexLines(rows), rejected: [] };
   const preprocessor: Preprocessor = { version: 1, drop: [], columns: [], features: [], label, input: { kind: 'arrays', shape, scale: options.scale } };
-  const onDisk = { kind: 'npy' as const, path: sources.x, dtype: x.dtype, width: x.width, dataOffset: x.dataOffset, scale: options.scale, fileBytes: x.fileBytes, fileRows: rows };
+  const onDisk = { kind: 'npy' as const, dtype: first!.header.dtype, width: first!.header.width, scale: options.scale, parts };
   return layoutData(enc, preprocessor, split, seed, { source: sources.x, rowsRead: rows, warnings: [], onDisk });
+}
+
+/** .npy arrays (the parts of one data set, or its labels) as one: their values in order; one dtype and trailing shape. */
+export function concatNpy(arrays: readonly { readonly path: string; readonly array: NpyArray }[]): NpyArray {
+  const [first] = arrays;
+  if (arrays.length === 1) return first!.array;
+  const tail = first!.array.shape.slice(1);
+  for (const { path, array } of arrays.slice(1)) {
+    if (array.dtype !== first!.array.dtype || array.shape.slice(1).join() !== tail.join()) {
+      throw new DataError(`${path}: ${array.dtype} [${array.shape.join(', ')}], and ${first!.path} has ${first!.array.dtype} [${first!.array.shape.join(', ')}]: the files of one data set share a dtype and a sample shape`);
+    }
+  }
+  const total = arrays.reduce((a, { array }) => a + array.values.length, 0);
+  const Kind = first!.array.values.constructor as new (n: number) => NpyArray['values'];
+  const values = new Kind(total);
+  let at = 0;
+  for (const { array } of arrays) {
+    values.set(array.values as never, at);
+    at += array.values.length;
+  }
+  return { dtype: first!.array.dtype, shape: [arrays.reduce((a, { array }) => a + array.shape[0]!, 0), ...tail], values };
 }
 
 /** One pass over the file in 16 MB chunks: the first sample with a non-finite feature (value x scale in float32) is refused. */

@@ -6,30 +6,15 @@
  * float32 values for a row: value x scale, rounded once to float32.
  */
 import { DataError } from '../errors.js';
-import { readSpan, withFile } from './file-reads.js';
-import { npyValues } from './npy.js';
+import { readSpan, withFiles } from './file-reads.js';
+import { npyRuns, scaleRun, type NpyFiles } from './npy-parts.js';
 import { readTarRows, type TarOnDisk } from './tar-rows.js';
 
-/** A .npy file's samples as the readers need them. */
-export interface NpyFile {
-  readonly path: string;
-  /** The .npy dtype (f4, u1, ...) and its width in bytes. */
-  readonly dtype: string;
-  readonly width: number;
-  /** Byte offset of the first value. */
-  readonly dataOffset: number;
-  /** features = value x scale. */
-  readonly scale: number;
-}
-
-/** Features of a .npy file on disk: data set row r is file row order[r]. Plain data: it travels to threads (order in a SharedArrayBuffer). */
-export interface NpyOnDisk extends NpyFile {
+/** Features of .npy files on disk: data set row r is row order[r] over the parts in order. Plain data: it travels to threads (order in a SharedArrayBuffer). */
+export interface NpyOnDisk extends NpyFiles {
   readonly kind: 'npy';
   /** The file row of each data set row ([train | validation | test] order). */
   readonly order: Int32Array;
-  /** The file's size and rows when it was read (a node reading it checks its copy against them). */
-  readonly fileBytes: number;
-  readonly fileRows: number;
 }
 
 /** Features that stay on disk: a .npy file's rows, or images in tar shards. */
@@ -106,25 +91,21 @@ class NpyFileRows implements FeatureRows {
 }
 
 /**
- * File rows of a .npy file into out (row i at i x features) as float32 value x scale; runs of
- * consecutive file rows in one read. The file is opened per call, so nothing holds a descriptor
- * between steps.
+ * Rows of .npy files (global over the parts) into out (row i at i x features) as float32 value
+ * x scale; runs of consecutive rows in one read. The files are opened per call, so nothing holds
+ * a descriptor between steps.
  */
-export function readNpyRows(file: NpyFile, features: number, fileRows: Int32Array, out: Float32Array): Float32Array {
-  const { path, dtype, width, dataOffset, scale } = file;
-  const rowBytes = features * width;
-  const perRead = Math.max(1, Math.floor(MAX_READ_BYTES / rowBytes));
-  const buffer = new Uint8Array(Math.min(fileRows.length, perRead) * rowBytes);
-  return withFile(path, (fd) => {
-    for (let i = 0; i < fileRows.length; ) {
-      let run = 1;
-      while (i + run < fileRows.length && run < perRead && fileRows[i + run] === fileRows[i]! + run) run++;
-      const got = readSpan(fd, buffer.subarray(0, run * rowBytes), dataOffset + fileRows[i]! * rowBytes);
-      if (got < run * rowBytes) throw new DataError(`${path}: ended before row ${fileRows[i]! + Math.floor(got / rowBytes)} (the file shrank while training?)`);
-      const values = npyValues(dtype, buffer.buffer, buffer.byteOffset, run * features);
-      const at = i * features;
-      for (let k = 0; k < run * features; k++) out[at + k] = values[k]! * scale;
-      i += run;
+export function readNpyRows(files: NpyFiles, features: number, rows: ArrayLike<number>, out: Float32Array): Float32Array {
+  const rowBytes = features * files.width;
+  const runs = npyRuns(files, features, rows, MAX_READ_BYTES);
+  const buffer = new Uint8Array(Math.min(rows.length, Math.max(1, Math.floor(MAX_READ_BYTES / rowBytes))) * rowBytes);
+  return withFiles(files.parts.map((p) => p.path), (fdOf) => {
+    for (const run of runs) {
+      const part = files.parts[run.part]!;
+      const bytes = buffer.subarray(0, run.count * rowBytes);
+      const got = readSpan(fdOf(run.part), bytes, part.dataOffset + run.first * rowBytes);
+      if (got < bytes.length) throw new DataError(`${part.path}: ended before row ${run.first + Math.floor(got / rowBytes)} (the file shrank while training?)`);
+      scaleRun(files, features, run, bytes, out);
     }
     return out;
   });

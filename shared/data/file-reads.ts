@@ -6,18 +6,39 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { DataError } from '../errors.js';
 
-/** Runs `use` on `path` opened for reading, and closes it. */
-export function withFile<T>(path: string, use: (fd: number) => T): T {
-  let fd: number;
+/** `path` opened for reading; an error names the file. */
+function openData(path: string): number {
   try {
-    fd = openSync(path, 'r');
+    return openSync(path, 'r');
   } catch (err) {
     throw new DataError(`${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
+}
+
+/** Runs `use` on `path` opened for reading, and closes it. */
+export function withFile<T>(path: string, use: (fd: number) => T): T {
+  const fd = openData(path);
   try {
     return use(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Runs `use` with a descriptor for each of `paths` opened on first use (fdOf), and closes those opened. */
+export function withFiles<T>(paths: readonly string[], use: (fdOf: (i: number) => number) => T): T {
+  const fds = new Map<number, number>();
+  try {
+    return use((i) => {
+      let fd = fds.get(i);
+      if (fd === undefined) {
+        fd = openData(paths[i]!);
+        fds.set(i, fd);
+      }
+      return fd;
+    });
+  } finally {
+    for (const fd of fds.values()) closeSync(fd);
   }
 }
 

@@ -5,8 +5,8 @@
  * short answer or an unreachable URL is an error naming the URL.
  */
 import { DataError } from '../errors.js';
-import { npyValues, parseNpyHeader, type NpyHeader } from './npy.js';
-import type { NpyFile } from './feature-rows.js';
+import { parseNpyHeader, type NpyHeader } from './npy.js';
+import { npyRuns, scaleRun, type NpyFiles } from './npy-parts.js';
 
 /** Requests in flight at once for one batch. */
 const PARALLEL = 8;
@@ -62,28 +62,19 @@ export async function readNpyHeaderHttp(url: string): Promise<NpyHeader & { read
   return { ...header, fileBytes: size };
 }
 
-/** File rows of the .npy file at `file.path` (a URL) into out, as readNpyRows does from disk. */
-export async function readNpyRowsHttp(file: NpyFile, features: number, fileRows: Int32Array, out: Float32Array): Promise<Float32Array> {
-  const rowBytes = features * file.width;
-  const perRun = Math.max(1, Math.floor(MAX_RANGE_BYTES / rowBytes));
-  const runs: { at: number; first: number; count: number }[] = [];
-  for (let i = 0; i < fileRows.length; ) {
-    let run = 1;
-    while (i + run < fileRows.length && run < perRun && fileRows[i + run] === fileRows[i]! + run) run++;
-    runs.push({ at: i, first: fileRows[i]!, count: run });
-    i += run;
-  }
+/** Rows of .npy files at URLs (files.parts' paths) into out, as readNpyRows does from disk; a few ranges in flight at once. */
+export async function readNpyRowsHttp(files: NpyFiles, features: number, rows: ArrayLike<number>, out: Float32Array): Promise<Float32Array> {
+  const rowBytes = features * files.width;
+  const runs = npyRuns(files, features, rows, MAX_RANGE_BYTES);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < runs.length) {
-      const { at, first, count } = runs[next++]!;
-      const start = file.dataOffset + first * rowBytes;
-      const { bytes } = await fetchRange(file.path, start, start + count * rowBytes - 1);
-      if (bytes.length !== count * rowBytes) throw new DataError(`${file.path}: asked for rows ${first}-${first + count - 1} (${count * rowBytes} bytes), got ${bytes.length} bytes`);
-      // a fresh response body is aligned; copy where it is not (for the dtype's width)
-      const aligned = bytes.byteOffset % file.width === 0 ? bytes : bytes.slice();
-      const values = npyValues(file.dtype, aligned.buffer, aligned.byteOffset, count * features);
-      for (let k = 0; k < count * features; k++) out[at * features + k] = values[k]! * file.scale;
+      const run = runs[next++]!;
+      const part = files.parts[run.part]!;
+      const start = part.dataOffset + run.first * rowBytes;
+      const { bytes } = await fetchRange(part.path, start, start + run.count * rowBytes - 1);
+      if (bytes.length !== run.count * rowBytes) throw new DataError(`${part.path}: asked for rows ${run.first}-${run.first + run.count - 1} (${run.count * rowBytes} bytes), got ${bytes.length} bytes`);
+      scaleRun(files, features, run, bytes, out);
     }
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL, runs.length) }, worker));

@@ -53,7 +53,8 @@ export function parseNpyHeader(bytes: Uint8Array, source: string): NpyHeader {
   return { dtype, shape: dims.map(Number), width, dataOffset: headerStart + headerLength };
 }
 
-const NPY_WIDTHS: Readonly<Record<string, number>> = { f4: 4, f8: 8, i1: 1, i2: 2, i4: 4, i8: 8, u1: 1, u2: 2, u4: 4, b1: 1 };
+/** Bytes per value of each dtype. */
+export const NPY_WIDTHS: Readonly<Record<string, number>> = { f4: 4, f8: 8, i1: 1, i2: 2, i4: 4, i8: 8, u1: 1, u2: 2, u4: 4, b1: 1 };
 
 /** `count` values of `dtype` starting at `at` in `buffer` (aligned for the dtype's width) as a typed array; int64 as float64 numbers. */
 export function npyValues(dtype: string, buffer: ArrayBufferLike, at: number, count: number): NpyArray['values'] {

@@ -4,8 +4,7 @@
  * `key.cls` (the class as an integer). The index holds, per sample, its shard, where its image
  * is and its class; the images stay in the shards and are read and decoded per batch.
  */
-import { readdirSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { DataError } from '../errors.js';
 import { readMember, readTarMembers } from './tar.js';
 
@@ -24,34 +23,6 @@ export interface ShardIndex {
 
 const IMAGE = /\.(png|jpe?g)$/i;
 const LABEL = /\.(cls|class)$/i;
-
-/**
- * The shard files a data.path names: one .tar file; a pattern with `*` in its file name (sorted);
- * or WebDataset's brace range, `train-{000..009}.tar` (zero-padded as written).
- */
-export function shardPaths(pattern: string): string[] {
-  const brace = /\{(\d+)\.\.(\d+)\}/.exec(pattern);
-  if (brace) {
-    const [whole, from, to] = brace as unknown as [string, string, string];
-    const width = from.length;
-    const paths: string[] = [];
-    for (let i = Number(from); i <= Number(to); i++) paths.push(pattern.replace(whole, String(i).padStart(width, '0')));
-    return paths;
-  }
-  const name = basename(pattern);
-  if (!name.includes('*')) return [pattern];
-  const dir = dirname(pattern);
-  const re = new RegExp(`^${name.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
-  let entries: string[];
-  try {
-    entries = readdirSync(dir);
-  } catch {
-    throw new DataError(`${pattern}: the folder ${dir} cannot be read`);
-  }
-  const paths = entries.filter((e) => re.test(e)).sort().map((e) => join(dir, e));
-  if (paths.length === 0) throw new DataError(`${pattern}: no file matches`);
-  return paths;
-}
 
 /** Whether data.path names tar shards (a .tar file, a pattern or a brace range of them). */
 export function isShardPath(path: string): boolean {

@@ -149,12 +149,10 @@ export const wire = {
       .discriminatedUnion('kind', [
         z.strictObject({
           kind: z.literal('npy'),
-          name: fileName,
           dtype: z.enum(['f4', 'f8', 'i1', 'i2', 'i4', 'i8', 'u1', 'u2', 'u4', 'b1']),
-          dataOffset: count,
-          fileBytes: count,
-          rows: count,
           scale: finite,
+          /** The files in order (rows are numbered across them): name, where the values start, size, rows. */
+          parts: z.array(z.strictObject({ name: fileName, dataOffset: count, bytes: count, rows: count })).min(1).max(1_000_000),
         }),
         z.strictObject({
           kind: z.literal('tar'),
