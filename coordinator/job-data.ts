@@ -8,14 +8,14 @@ import { readCsv, recordsToCsv, type CellValue, type Table } from '../shared/dat
 import { existsSync, statSync } from 'node:fs';
 import { concatNpy, prepareArrays, prepareArraysOnDisk, prepareImages } from '../shared/data/arrays.js';
 import { prepareData, type PreparedData, type SplitOptions } from '../shared/data/dataset.js';
-import { readImageFolder } from '../shared/data/images.js';
+import { readImageFolder, type ImageSet } from '../shared/data/images.js';
 import { prepareShards } from '../shared/data/shard-data.js';
 import { isShardPath } from '../shared/data/shards.js';
 import { expandPaths } from '../shared/data/paths.js';
 import { readNpy, readNpyHeader } from '../shared/data/npy.js';
 import { totalmem } from 'node:os';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
-import { ConfigError } from '../shared/errors.js';
+import { ConfigError, DataError } from '../shared/errors.js';
 import type { RunDir } from './run-dir.js';
 
 /** Where a job's data comes from besides data.path. */
@@ -60,11 +60,24 @@ function splitOptions(config: JobConfig): SplitOptions {
   return { testSize: data.testSize, stratify: data.stratify, standardize: data.standardize, validationSplit: fit.validationSplit };
 }
 
-export function prepareJobData(config: JobConfig, table: Table): PreparedData {
+/** `validation`: the validation set's own table (data.validation). */
+export function prepareJobData(config: JobConfig, table: Table, validation?: Table): PreparedData {
   const { data } = config;
   if (!data.label?.column) throw new ConfigError(`data.label.column is required for CSV data (${table.source}): name the column to predict`);
   const label = { ...data.label, column: data.label.column, type: data.label.type ?? 'binary' };
-  return prepareData(table, { drop: data.drop, numeric: data.numeric, categorical: data.categorical, label, maxCategories: data.maxCategories, strayValues: data.strayValues, ...(data.sampleWeight ? { sampleWeight: data.sampleWeight } : {}) }, splitOptions(config), config.seed);
+  return prepareData(table, { drop: data.drop, numeric: data.numeric, categorical: data.categorical, label, maxCategories: data.maxCategories, strayValues: data.strayValues, ...(data.sampleWeight ? { sampleWeight: data.sampleWeight } : {}) }, splitOptions(config), config.seed, validation);
+}
+
+/** data.validation, checked against data.path's kind and fit.validationSplit; undefined without one. */
+function validationOf(config: JobConfig, kind: DataKind): { readonly path: string; readonly labels?: string | undefined } | undefined {
+  const { validation } = config.data;
+  if (!validation) return undefined;
+  if (config.fit.validationSplit > 0) throw new ConfigError(`fit.validationSplit (${config.fit.validationSplit}) and data.validation (${validation.path}) both make a validation set; keep one`);
+  const own = dataKind(validation.path);
+  if (own !== kind) throw new ConfigError(`data.validation.path (${validation.path}) holds ${own}, and data.path holds ${kind}: the validation set is data of the same kind`);
+  if (kind === 'arrays' && !validation.labels) throw new ConfigError(`data.validation.labels is required with .npy data (${validation.path}): the .npy file of the validation targets`);
+  if (kind !== 'arrays' && validation.labels) throw new ConfigError(`data.validation.labels goes with .npy data; ${validation.path} holds ${kind}`);
+  return validation;
 }
 
 /** Keys of data that only CSV data reads. */
@@ -76,9 +89,10 @@ export function readJobData(config: JobConfig): PreparedData {
   if (!data.path) throw new ConfigError('no data: set data.path in the config, pass --data FILE, or use --demo');
   const kind = dataKind(data.path);
   if (data.inMemory === false && kind !== 'arrays' && kind !== 'shards') throw new ConfigError(`data.inMemory: false applies to .npy samples and tar shards; ${data.path} holds ${kind}, which are read into memory`);
+  const validation = validationOf(config, kind);
   if (kind === 'csv') {
     if (data.labels) throw new ConfigError(`data.labels (${data.labels}) goes with a .npy data.path; ${data.path} is read as CSV`);
-    return prepareJobData(config, readCsv(data.path));
+    return prepareJobData(config, readCsv(data.path), validation && readCsv(validation.path));
   }
   for (const key of CSV_ONLY) if (data[key].length > 0) throw new ConfigError(`data.${key} applies to CSV columns; ${data.path} holds ${kind}`);
   if (data.sampleWeight) throw new ConfigError(`data.sampleWeight (${data.sampleWeight}) names a CSV column; ${data.path} holds ${kind}`);
@@ -86,26 +100,33 @@ export function readJobData(config: JobConfig): PreparedData {
     if (data.labels) throw new ConfigError(`data.labels: the classes of tar shards are their samples' .cls members; remove data.labels`);
     if (data.label?.type !== undefined && data.label.type !== 'categorical') throw new ConfigError(`data.label.type: the classes of tar shards are categorical, not ${data.label.type}`);
     const paths = expandPaths(data.path);
-    const bytes = paths.reduce((sum, p) => sum + (existsSync(p) ? statSync(p).size : 0), 0);
-    return prepareShards(paths, { imageSize: data.imageSize, colorMode: data.colorMode, scale: data.rescale ?? 1 / 255, inMemory: !keepOnDisk(data.inMemory, bytes) }, splitOptions(config), config.seed);
+    const validationShards = validation ? expandPaths(validation.path) : [];
+    const bytes = [...paths, ...validationShards].reduce((sum, p) => sum + (existsSync(p) ? statSync(p).size : 0), 0);
+    return prepareShards([...paths, ...validationShards], { imageSize: data.imageSize, colorMode: data.colorMode, scale: data.rescale ?? 1 / 255, inMemory: !keepOnDisk(data.inMemory, bytes), validationShards: validationShards.length }, splitOptions(config), config.seed);
   }
   if (kind === 'images') {
     if (data.labels) throw new ConfigError(`data.labels: an image folder's labels are its class folders; remove data.labels`);
     if (data.label?.type !== undefined && data.label.type !== 'categorical') throw new ConfigError(`data.label.type: image classes are categorical (one output per class folder), not ${data.label.type}`);
     const set = readImageFolder(data.path, { imageSize: data.imageSize, colorMode: data.colorMode });
-    return prepareImages(set, data.path, data.rescale ?? 1 / 255, splitOptions(config), config.seed);
+    if (!validation) return prepareImages(set, data.path, data.rescale ?? 1 / 255, splitOptions(config), config.seed);
+    const both = withValidationImages(set, readImageFolder(validation.path, { imageSize: data.imageSize, colorMode: data.colorMode }), validation.path);
+    return prepareImages(both, data.path, data.rescale ?? 1 / 255, { ...splitOptions(config), validationFrom: set.labels.length }, config.seed);
   }
   if (!data.labels) throw new ConfigError(`data.labels is required with a .npy data.path (${data.path}): the .npy file of targets, one per sample`);
   // one .npy file, or several (a pattern or a brace range) read as one array in order
-  const xPaths = expandPaths(data.path);
-  const yPaths = expandPaths(data.labels);
-  if (xPaths.length !== yPaths.length) throw new ConfigError(`data.path names ${xPaths.length} .npy file(s) (${data.path}) and data.labels ${yPaths.length} (${data.labels}): one file of labels per file of samples`);
+  const main = { x: expandPaths(data.path), y: expandPaths(data.labels) };
+  if (main.x.length !== main.y.length) throw new ConfigError(`data.path names ${main.x.length} .npy file(s) (${data.path}) and data.labels ${main.y.length} (${data.labels}): one file of labels per file of samples`);
+  const extra = validation ? { x: expandPaths(validation.path), y: expandPaths(validation.labels!) } : { x: [], y: [] };
+  if (extra.x.length !== extra.y.length) throw new ConfigError(`data.validation.path names ${extra.x.length} .npy file(s) (${validation!.path}) and data.validation.labels ${extra.y.length}: one file of labels per file of samples`);
+  const xPaths = [...main.x, ...extra.x];
+  const yPaths = [...main.y, ...extra.y];
   const headers = xPaths.map((path) => ({ path, header: readNpyHeader(path) }));
   const y = concatNpy(yPaths.map((path) => ({ path, array: readNpy(path) })));
   const options = { scale: data.rescale ?? 1, label: data.label?.type ?? 'auto' } as const;
   const sources = { x: data.path, y: data.labels };
-  if (keepOnDisk(data.inMemory, headers.reduce((a, h) => a + h.header.fileBytes, 0))) return prepareArraysOnDisk(headers, y, sources, options, splitOptions(config), config.seed);
-  return prepareArrays(concatNpy(xPaths.map((path) => ({ path, array: readNpy(path) }))), y, sources, options, splitOptions(config), config.seed);
+  const split = { ...splitOptions(config), ...(validation ? { validationFrom: headers.slice(0, main.x.length).reduce((a, h) => a + h.header.shape[0]!, 0) } : {}) };
+  if (keepOnDisk(data.inMemory, headers.reduce((a, h) => a + h.header.fileBytes, 0))) return prepareArraysOnDisk(headers, y, sources, options, split, config.seed);
+  return prepareArrays(concatNpy(xPaths.map((path) => ({ path, array: readNpy(path) }))), y, sources, options, split, config.seed);
 }
 
 
@@ -115,4 +136,19 @@ export function keepOnDisk(inMemory: boolean | 'auto', fileBytes: number): boole
   const limit = process.constrainedMemory?.() ?? 0;
   const memory = limit > 0 ? Math.min(limit, totalmem()) : totalmem();
   return fileBytes > memory / 4;
+}
+
+/** An image folder and its validation folder as one set, the validation images last, their classes mapped by name onto the training folder's. */
+function withValidationImages(set: ImageSet, validation: ImageSet, path: string): ImageSet {
+  const index = new Map(set.classes.map((c, k) => [c, k]));
+  const unknown = validation.classes.filter((c) => !index.has(c));
+  if (unknown.length > 0) throw new DataError(`${path}: class folder(s) ${unknown.slice(0, 5).join(', ')} are not classes of data.path (${set.classes.join(', ')})`);
+  if (validation.height !== set.height || validation.width !== set.width || validation.channels !== set.channels) {
+    throw new DataError(`${path}: images of ${validation.height}x${validation.width}x${validation.channels}, and data.path's are ${set.height}x${set.width}x${set.channels}: set data.imageSize to resize both`);
+  }
+  const pixels = new Uint8Array(set.pixels.length + validation.pixels.length);
+  pixels.set(set.pixels);
+  pixels.set(validation.pixels, set.pixels.length);
+  const labels = Int32Array.from([...set.labels, ...Array.from(validation.labels, (k) => index.get(validation.classes[k]!)!)]);
+  return { ...set, pixels, labels, files: [...set.files, ...validation.files], warnings: [...set.warnings, ...validation.warnings] };
 }

@@ -95,11 +95,13 @@ export function loadConfig(file: string, overrides: Overrides = {}, names: Overr
   const { cluster } = config;
   const dataPath = near(config.data.path, 'data.path');
   const labelsPath = near(config.data.labels, 'data.labels');
+  const { validation } = config.data;
+  const validationPaths = validation && { path: near(validation.path, 'data.validation.path')!, ...(validation.labels ? { labels: near(validation.labels, 'data.validation.labels')! } : {}) };
   const tokenFile = near(cluster.tokenFile, 'cluster.tokenFile');
   const tls = cluster.tls && { cert: near(cluster.tls.cert, 'cluster.tls.cert')!, key: near(cluster.tls.key, 'cluster.tls.key')! };
   return {
     ...config,
-    data: { ...config.data, ...(dataPath ? { path: dataPath } : {}), ...(labelsPath ? { labels: labelsPath } : {}) },
+    data: { ...config.data, ...(dataPath ? { path: dataPath } : {}), ...(labelsPath ? { labels: labelsPath } : {}), ...(validationPaths ? { validation: validationPaths } : {}) },
     cluster: { ...cluster, ...(tokenFile ? { tokenFile } : {}), ...(tls ? { tls } : {}) },
   };
 }
@@ -115,7 +117,12 @@ export function withAbsolutePaths(config: JobConfig, base = process.cwd()): JobC
   const tls = cluster.tls && { cert: abs(cluster.tls.cert)!, key: abs(cluster.tls.key)! };
   return {
     ...config,
-    data: { ...data, ...(data.path ? { path: abs(data.path) } : {}), ...(data.labels ? { labels: abs(data.labels) } : {}) },
+    data: {
+      ...data,
+      ...(data.path ? { path: abs(data.path) } : {}),
+      ...(data.labels ? { labels: abs(data.labels) } : {}),
+      ...(data.validation ? { validation: { path: abs(data.validation.path)!, ...(data.validation.labels ? { labels: abs(data.validation.labels)! } : {}) } } : {}),
+    },
     cluster: { ...cluster, ...(cluster.tokenFile ? { tokenFile: abs(cluster.tokenFile) } : {}), ...(tls ? { tls } : {}) },
     output: { ...output, ...(output.dir ? { dir: abs(output.dir) } : {}) },
   };

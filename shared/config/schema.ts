@@ -32,6 +32,12 @@ const Data = z.strictObject({
   path: z.string().min(1).optional(),
   /** The .npy targets of a .npy `path` (one per sample: class ids, one-hot rows or numbers). */
   labels: z.string().min(1).optional(),
+  /**
+   * A validation set of its own (Keras's validation_data): data of the same kind as `path`
+   * (with `labels` for .npy), encoded with the preprocessing fitted on `path`; instead of
+   * fit.validationSplit.
+   */
+  validation: z.strictObject({ path: z.string().min(1), labels: z.string().min(1).optional() }).optional(),
   /** Images: [height, width] every image is resized to (bilinear); without it, all must have one size. */
   imageSize: z.tuple([z.int().positive(), z.int().positive()]).optional(),
   /** Images: grayscale (1 channel) or rgb (3), as Keras's color_mode. */

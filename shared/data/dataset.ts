@@ -21,6 +21,8 @@ export interface SplitOptions {
   readonly stratify: boolean;
   readonly standardize: boolean;
   readonly validationSplit: number;
+  /** Rows from this one on are the validation set as given (data.validation), outside the train/test split. */
+  readonly validationFrom?: number | undefined;
 }
 
 /** A contiguous range of rows in the dataset matrix. */
@@ -85,11 +87,36 @@ function classesOf(y: Float32Array, outputs: number, rows: number, stratify: boo
   return classes;
 }
 
-export function prepareData(table: Table, pre: PreprocessOptions, split: SplitOptions, seed: number): PreparedData {
+/** `validation`: a table of its own for the validation set (data.validation), encoded with the preprocessing fitted on `table`. */
+export function prepareData(table: Table, pre: PreprocessOptions, split: SplitOptions, seed: number, validation?: Table): PreparedData {
   const warnings: string[] = [];
   const preprocessor = fitPreprocessor(table, pre, (message) => warnings.push(message));
   const enc = encode(table, preprocessor);
-  return layoutData(enc, preprocessor, split, seed, { source: table.source, rowsRead: table.rows.length, warnings });
+  if (!validation) return layoutData(enc, preprocessor, split, seed, { source: table.source, rowsRead: table.rows.length, warnings });
+  const val = encode(validation, preprocessor);
+  if (val.rows === 0) throw new DataError(`${validation.source}: no validation rows left (${validation.rows.length} read, ${val.rejected.length} dropped)`);
+  const both = concatEncoded(enc, val);
+  return layoutData(both, preprocessor, { ...split, validationFrom: enc.rows }, seed, { source: table.source, rowsRead: table.rows.length + validation.rows.length, warnings });
+}
+
+/** Encoded rows of two sources, one after the other. */
+function concatEncoded(a: Encoded, b: Encoded): Encoded {
+  const join = (p: Float32Array, q: Float32Array): Float32Array => {
+    const out = new Float32Array(p.length + q.length);
+    out.set(p);
+    out.set(q, p.length);
+    return out;
+  };
+  return {
+    x: join(a.x, b.x),
+    y: join(a.y, b.y),
+    rows: a.rows + b.rows,
+    features: a.features,
+    outputs: a.outputs,
+    lines: [...a.lines, ...b.lines],
+    rejected: [...a.rejected, ...b.rejected],
+    ...(a.w && b.w ? { w: join(a.w, b.w) } : {}),
+  };
 }
 
 /**
@@ -113,9 +140,11 @@ export function layoutData(
 ): PreparedData {
   const warnings = [...from.warnings];
   const rng = new Rng(seed);
-  const classes = classesOf(enc.y, enc.outputs, enc.rows, split.stratify, preprocessor.label.type === 'numeric');
+  const splitRows = split.validationFrom ?? enc.rows;
+  const classes = classesOf(enc.y, enc.outputs, splitRows, split.stratify, preprocessor.label.type === 'numeric');
   const { train: trainAll, test } = stratifiedSplit(classes, split.testSize, rng);
-  const { train, test: val } = validationSplit(trainAll, split.validationSplit);
+  const { train, test: val } =
+    split.validationFrom === undefined ? validationSplit(trainAll, split.validationSplit) : { train: trainAll, test: Int32Array.from({ length: enc.rows - splitRows }, (_, i) => splitRows + i) };
   if (train.length === 0) {
     throw new DataError(`${from.source}: no training rows left (${enc.rows} usable rows, testSize ${split.testSize}, validationSplit ${split.validationSplit})`);
   }

@@ -19,6 +19,8 @@ export interface ShardOptions {
   readonly scale: number;
   /** Decode every image into memory (true) or read them per batch from the shards (false). */
   readonly inMemory: boolean;
+  /** The last this many shards hold the validation set (data.validation). */
+  readonly validationShards?: number;
 }
 
 /** The classes (sorted distinct .cls values) and each sample's class index. */
@@ -31,6 +33,11 @@ function classesOf(index: ShardIndex): { classes: string[]; labels: Int32Array }
 
 export function prepareShards(paths: readonly string[], options: ShardOptions, split: SplitOptions, seed: number): PreparedData {
   const index = indexShards(paths);
+  // samples are in shard order: the validation shards' come last
+  const mainShards = paths.length - (options.validationShards ?? 0);
+  const isMain = (s: number): boolean => index.shard[s]! < mainShards;
+  const validationFrom = options.validationShards ? index.shard.findIndex((shard) => shard >= mainShards) : undefined;
+  if (validationFrom === -1) throw new DataError(`${paths[mainShards]}: no validation samples in the data.validation shards`);
   const { classes, labels } = classesOf(index);
   const channels = options.colorMode === 'grayscale' ? 1 : 3;
   const source = paths.length === 1 ? paths[0]! : `${paths[0]} (+${paths.length - 1} shards)`;
@@ -52,7 +59,7 @@ export function prepareShards(paths: readonly string[], options: ShardOptions, s
     }
     const warnings = [...index.warnings, ...(skipped.length > 0 ? [`${skipped.length} image(s) skipped: ${skipped.slice(0, 3).join('; ')}${skipped.length > 3 ? '; ...' : ''}`] : [])];
     const set = { pixels: pixels.subarray(0, kept.length * features), labels: Int32Array.from(kept, (s) => labels[s]!), classes, files: kept.map(String), height: shape[0], width: shape[1], channels, warnings };
-    return prepareImages(set, source, options.scale, split, seed);
+    return prepareImages(set, source, options.scale, { ...split, ...(validationFrom !== undefined ? { validationFrom: kept.filter(isMain).length } : {}) }, seed);
   }
   const outputs = classes.length;
   const y = new Float32Array(labels.length * outputs);
@@ -66,7 +73,7 @@ export function prepareShards(paths: readonly string[], options: ShardOptions, s
     label: { column: '.cls', type: 'categorical', classes },
     input: { kind: 'images', shape, colorMode: options.colorMode, scale: options.scale },
   };
-  return layoutData(enc, preprocessor, split, seed, { source, rowsRead: labels.length, warnings: index.warnings, onDisk: file });
+  return layoutData(enc, preprocessor, { ...split, ...(validationFrom !== undefined ? { validationFrom } : {}) }, seed, { source, rowsRead: labels.length, warnings: index.warnings, onDisk: file });
 }
 
 function shared(values: Int32Array): Int32Array {
