@@ -6,7 +6,8 @@
  */
 import { DataError } from '../errors.js';
 import { imagePixels } from './images.js';
-import { readMember } from './tar.js';
+import { readMember, readMemberAt } from './tar.js';
+import { withFiles } from './file-reads.js';
 
 /** Images in tar shards: data set row r is sample order[r]. Plain data: it travels to threads (the arrays in SharedArrayBuffers). */
 export interface TarOnDisk {
@@ -36,14 +37,14 @@ function memberName(path: string, offset: number): string {
   }
 }
 
-/** Sample `s`'s image as uint8 [h, w, c]. */
-export function tarImage(file: TarOnDisk, s: number): Uint8Array {
+/** Sample `s`'s image as uint8 [h, w, c]; `read` reads its bytes (by default, opening its shard for this one read). */
+export function tarImage(file: TarOnDisk, s: number, read: (shard: number, offset: number, size: number) => Uint8Array = (shard, offset, size) => readMember(file.shards[shard]!, offset, size)): Uint8Array {
   const path = file.shards[file.shard[s]!]!;
   const offset = file.offset[s]!;
   const [height, width, channels] = file.shape;
   let image;
   try {
-    image = imagePixels(readMember(path, offset, file.size[s]!), channels, file.resize ? [height, width] : undefined);
+    image = imagePixels(read(file.shard[s]!, offset, file.size[s]!), channels, file.resize ? [height, width] : undefined);
   } catch (err) {
     if (err instanceof DataError) throw err;
     throw new DataError(`${path}: member ${memberName(path, offset)}: ${(err as Error).message}`);
@@ -54,13 +55,16 @@ export function tarImage(file: TarOnDisk, s: number): Uint8Array {
   return image.pixels;
 }
 
-/** The features of samples `samples` into out, row i at i x features. */
+/** The features of samples `samples` into out, row i at i x features; each shard opened once for the batch. */
 export function readTarRows(file: TarOnDisk, samples: ArrayLike<number>, out: Float32Array): Float32Array {
   const features = file.shape[0] * file.shape[1] * file.shape[2];
-  for (let i = 0; i < samples.length; i++) {
-    const pixels = tarImage(file, samples[i]!);
-    const at = i * features;
-    for (let k = 0; k < features; k++) out[at + k] = pixels[k]! * file.scale;
-  }
-  return out;
+  return withFiles(file.shards, (fdOf) => {
+    const read = (shard: number, offset: number, size: number): Uint8Array => readMemberAt(fdOf(shard), file.shards[shard]!, offset, size);
+    for (let i = 0; i < samples.length; i++) {
+      const pixels = tarImage(file, samples[i]!, read);
+      const at = i * features;
+      for (let k = 0; k < features; k++) out[at + k] = pixels[k]! * file.scale;
+    }
+    return out;
+  });
 }

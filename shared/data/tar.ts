@@ -75,11 +75,14 @@ export function readTarMembers(path: string): TarMember[] {
 
 /** Bytes offset..offset+size-1 of `path`. */
 export function readMember(path: string, offset: number, size: number): Uint8Array {
-  return withFile(path, (fd) => {
-    const bytes = new Uint8Array(size);
-    if (readSpan(fd, bytes, offset) !== size) throw new DataError(`${path}: ended inside a member at byte ${offset} (the file shrank while training?)`);
-    return bytes;
-  });
+  return withFile(path, (fd) => readMemberAt(fd, path, offset, size));
+}
+
+/** Bytes offset..offset+size-1 of `path`, open as `fd`. */
+export function readMemberAt(fd: number, path: string, offset: number, size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  if (readSpan(fd, bytes, offset) !== size) throw new DataError(`${path}: ended inside a member at byte ${offset} (the file shrank while training?)`);
+  return bytes;
 }
 
 /** A tar archive of `files` (name and bytes), ustar with 512-byte blocks, as the tests and benchmarks write shards. */
