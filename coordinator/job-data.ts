@@ -96,37 +96,49 @@ export function readJobData(config: JobConfig): PreparedData {
   }
   for (const key of CSV_ONLY) if (data[key].length > 0) throw new ConfigError(`data.${key} applies to CSV columns; ${data.path} holds ${kind}`);
   if (data.sampleWeight) throw new ConfigError(`data.sampleWeight (${data.sampleWeight}) names a CSV column; ${data.path} holds ${kind}`);
-  if (kind === 'shards') {
-    if (data.labels) throw new ConfigError(`data.labels: the classes of tar shards are their samples' .cls members; remove data.labels`);
-    if (data.label?.type !== undefined && data.label.type !== 'categorical') throw new ConfigError(`data.label.type: the classes of tar shards are categorical, not ${data.label.type}`);
-    const paths = expandPaths(data.path);
-    const validationShards = validation ? expandPaths(validation.path) : [];
-    const bytes = [...paths, ...validationShards].reduce((sum, p) => sum + (existsSync(p) ? statSync(p).size : 0), 0);
-    return prepareShards([...paths, ...validationShards], { imageSize: data.imageSize, colorMode: data.colorMode, scale: data.rescale ?? 1 / 255, inMemory: !keepOnDisk(data.inMemory, bytes), validationShards: validationShards.length }, splitOptions(config), config.seed);
-  }
-  if (kind === 'images') {
-    if (data.labels) throw new ConfigError(`data.labels: an image folder's labels are its class folders; remove data.labels`);
-    if (data.label?.type !== undefined && data.label.type !== 'categorical') throw new ConfigError(`data.label.type: image classes are categorical (one output per class folder), not ${data.label.type}`);
-    const set = readImageFolder(data.path, { imageSize: data.imageSize, colorMode: data.colorMode });
-    if (!validation) return prepareImages(set, data.path, data.rescale ?? 1 / 255, splitOptions(config), config.seed);
-    const both = withValidationImages(set, readImageFolder(validation.path, { imageSize: data.imageSize, colorMode: data.colorMode }), validation.path);
-    return prepareImages(both, data.path, data.rescale ?? 1 / 255, { ...splitOptions(config), validationFrom: set.labels.length }, config.seed);
-  }
-  if (!data.labels) throw new ConfigError(`data.labels is required with a .npy data.path (${data.path}): the .npy file of targets, one per sample`);
-  // one .npy file, or several (a pattern or a brace range) read as one array in order
-  const main = { x: expandPaths(data.path), y: expandPaths(data.labels) };
-  if (main.x.length !== main.y.length) throw new ConfigError(`data.path names ${main.x.length} .npy file(s) (${data.path}) and data.labels ${main.y.length} (${data.labels}): one file of labels per file of samples`);
+  if (kind === 'arrays') return readArrayData(config, data.path, validation);
+  if (data.labels) throw new ConfigError(`data.labels: the classes of ${kind === 'shards' ? "tar shards are their samples' .cls members" : "an image folder are its class folders"}; remove data.labels`);
+  if (data.label?.type !== undefined && data.label.type !== 'categorical') throw new ConfigError(`data.label.type: the classes of ${kind === 'shards' ? 'tar shards' : 'image folders'} are categorical, not ${data.label.type}`);
+  return kind === 'shards' ? readShardData(config, data.path, validation) : readImageData(config, data.path, validation);
+}
+
+type Validation = ReturnType<typeof validationOf>;
+
+/** Tar shards of images (and the validation set's shards, last). */
+function readShardData(config: JobConfig, path: string, validation: Validation): PreparedData {
+  const { data } = config;
+  const paths = expandPaths(path);
+  const validationShards = validation ? expandPaths(validation.path) : [];
+  const bytes = [...paths, ...validationShards].reduce((sum, p) => sum + (existsSync(p) ? statSync(p).size : 0), 0);
+  const options = { imageSize: data.imageSize, colorMode: data.colorMode, scale: data.rescale ?? 1 / 255, inMemory: !keepOnDisk(data.inMemory, bytes), validationShards: validationShards.length };
+  return prepareShards([...paths, ...validationShards], options, splitOptions(config), config.seed);
+}
+
+/** An image folder (and the validation set's folder, its images last). */
+function readImageData(config: JobConfig, path: string, validation: Validation): PreparedData {
+  const { data } = config;
+  const set = readImageFolder(path, { imageSize: data.imageSize, colorMode: data.colorMode });
+  if (!validation) return prepareImages(set, path, data.rescale ?? 1 / 255, splitOptions(config), config.seed);
+  const both = withValidationImages(set, readImageFolder(validation.path, { imageSize: data.imageSize, colorMode: data.colorMode }), validation.path);
+  return prepareImages(both, path, data.rescale ?? 1 / 255, { ...splitOptions(config), validationFrom: set.labels.length }, config.seed);
+}
+
+/** .npy samples and labels: one file each, or several (a pattern or a brace range) read as one array in order; the validation set's files last. */
+function readArrayData(config: JobConfig, path: string, validation: Validation): PreparedData {
+  const { data } = config;
+  if (!data.labels) throw new ConfigError(`data.labels is required with a .npy data.path (${path}): the .npy file of targets, one per sample`);
+  const main = { x: expandPaths(path), y: expandPaths(data.labels) };
+  if (main.x.length !== main.y.length) throw new ConfigError(`data.path names ${main.x.length} .npy file(s) (${path}) and data.labels ${main.y.length} (${data.labels}): one file of labels per file of samples`);
   const extra = validation ? { x: expandPaths(validation.path), y: expandPaths(validation.labels!) } : { x: [], y: [] };
   if (extra.x.length !== extra.y.length) throw new ConfigError(`data.validation.path names ${extra.x.length} .npy file(s) (${validation!.path}) and data.validation.labels ${extra.y.length}: one file of labels per file of samples`);
   const xPaths = [...main.x, ...extra.x];
-  const yPaths = [...main.y, ...extra.y];
-  const headers = xPaths.map((path) => ({ path, header: readNpyHeader(path) }));
-  const y = concatNpy(yPaths.map((path) => ({ path, array: readNpy(path) })));
+  const headers = xPaths.map((p) => ({ path: p, header: readNpyHeader(p) }));
+  const y = concatNpy([...main.y, ...extra.y].map((p) => ({ path: p, array: readNpy(p) })));
   const options = { scale: data.rescale ?? 1, label: data.label?.type ?? 'auto' } as const;
-  const sources = { x: data.path, y: data.labels };
+  const sources = { x: path, y: data.labels };
   const split = { ...splitOptions(config), ...(validation ? { validationFrom: headers.slice(0, main.x.length).reduce((a, h) => a + h.header.shape[0]!, 0) } : {}) };
   if (keepOnDisk(data.inMemory, headers.reduce((a, h) => a + h.header.fileBytes, 0))) return prepareArraysOnDisk(headers, y, sources, options, split, config.seed);
-  return prepareArrays(concatNpy(xPaths.map((path) => ({ path, array: readNpy(path) }))), y, sources, options, split, config.seed);
+  return prepareArrays(concatNpy(xPaths.map((p) => ({ path: p, array: readNpy(p) }))), y, sources, options, split, config.seed);
 }
 
 
