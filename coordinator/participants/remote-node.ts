@@ -14,7 +14,6 @@ import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import { featureRows, type FeatureRows, type OnDisk } from '../../shared/data/feature-rows.js';
-import { statSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { GradientDtype } from '../../shared/math/float16.js';
 import { chunkRange, inRanges } from '../../shared/plan/shard-plan.js';
@@ -477,7 +476,7 @@ type DataFile = NonNullable<JobMessage['dataFile']>;
 /** What a node reading the data itself must find: the files' names (in its --data-dir), layout and sizes. */
 function dataFileOf(file: OnDisk): DataFile {
   if (file.kind === 'tar') {
-    return { kind: 'tar', names: file.shards.map((s) => basename(s)), fileBytes: file.shards.map((s) => statSync(s).size), shape: [...file.shape], resize: file.resize, scale: file.scale };
+    return { kind: 'tar', names: file.shards.map((s) => basename(s)), fileBytes: [...file.shardBytes], shape: [...file.shape], resize: file.resize, scale: file.scale };
   }
   const parts = file.parts.map((p) => ({ name: basename(p.path), dataOffset: p.dataOffset, bytes: p.bytes, rows: p.rows }));
   return { kind: 'npy', dtype: file.dtype as Extract<DataFile, { kind: 'npy' }>['dtype'], scale: file.scale, parts };

@@ -9,7 +9,8 @@ import { layoutData, type PreparedData, type SplitOptions } from './dataset.js';
 import { imagePixels, type ColorMode } from './images.js';
 import { prepareImages } from './arrays.js';
 import { indexShards, type ShardIndex } from './shards.js';
-import { readMember } from './tar.js';
+import { readMember, readMemberAt } from './tar.js';
+import { withFiles } from './file-reads.js';
 import { tarImage, type TarOnDisk } from './tar-rows.js';
 import type { Encoded, Preprocessor } from './preprocess.js';
 
@@ -43,20 +44,24 @@ export function prepareShards(paths: readonly string[], options: ShardOptions, s
   const source = paths.length === 1 ? paths[0]! : `${paths[0]} (+${paths.length - 1} shards)`;
   const first = imagePixels(readMember(index.shards[index.shard[0]!]!, index.offset[0]!, index.size[0]!), channels, options.imageSize);
   const shape: [number, number, number] = [first.height, first.width, channels];
-  const file: Omit<TarOnDisk, 'order'> = { kind: 'tar', shards: index.shards, shard: shared(index.shard), offset: sharedFloat64(index.offset), size: shared(index.size), shape, resize: options.imageSize !== undefined, scale: options.scale };
+  const file: Omit<TarOnDisk, 'order'> = { kind: 'tar', shards: index.shards, shardBytes: index.shardBytes, shard: shared(index.shard), offset: sharedFloat64(index.offset), size: shared(index.size), shape, resize: options.imageSize !== undefined, scale: options.scale };
   if (options.inMemory) {
     const features = shape[0] * shape[1] * shape[2];
     const pixels = new Uint8Array(labels.length * features);
     const kept: number[] = [];
     const skipped: string[] = [];
-    for (let s = 0; s < labels.length; s++) {
-      try {
-        pixels.set(tarImage({ ...file, order: new Int32Array(0) }, s), kept.length * features);
-        kept.push(s);
-      } catch (err) {
-        skipped.push((err as Error).message);
+    const onDisk = { ...file, order: new Int32Array(0) };
+    withFiles(index.shards, (fdOf) => {
+      const read = (shard: number, offset: number, size: number): Uint8Array => readMemberAt(fdOf(shard), index.shards[shard]!, offset, size);
+      for (let s = 0; s < labels.length; s++) {
+        try {
+          pixels.set(tarImage(onDisk, s, read), kept.length * features);
+          kept.push(s);
+        } catch (err) {
+          skipped.push((err as Error).message);
+        }
       }
-    }
+    });
     const warnings = [...index.warnings, ...(skipped.length > 0 ? [`${skipped.length} image(s) skipped: ${skipped.slice(0, 3).join('; ')}${skipped.length > 3 ? '; ...' : ''}`] : [])];
     const set = { pixels: pixels.subarray(0, kept.length * features), labels: Int32Array.from(kept, (s) => labels[s]!), classes, files: kept.map(String), height: shape[0], width: shape[1], channels, warnings };
     return prepareImages(set, source, options.scale, { ...split, ...(validationFrom !== undefined ? { validationFrom: kept.filter(isMain).length } : {}) }, seed);

@@ -4,12 +4,15 @@
  * `key.cls` (the class as an integer). The index holds, per sample, its shard, where its image
  * is and its class; the images stay in the shards and are read and decoded per batch.
  */
+import { statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { DataError } from '../errors.js';
 import { readMember, readTarMembers } from './tar.js';
 
 export interface ShardIndex {
   readonly shards: readonly string[];
+  /** Each shard's size in bytes when indexed. */
+  readonly shardBytes: readonly number[];
   /** Per sample: its shard (index into shards), its image's byte offset and size. */
   readonly shard: Int32Array;
   readonly offset: Float64Array;
@@ -37,9 +40,12 @@ export function indexShards(paths: readonly string[]): ShardIndex {
   const labels: number[] = [];
   const keys: string[] = [];
   const unlabelled: string[] = [];
+  const shardBytes: number[] = [];
   paths.forEach((path, s) => {
     const samples = new Map<string, { image?: { offset: number; size: number }; label?: number }>();
-    for (const member of readTarMembers(path)) {
+    const members = readTarMembers(path);
+    shardBytes.push(statSync(path).size);
+    for (const member of members) {
       const file = basename(member.name);
       const dot = file.indexOf('.');
       if (dot <= 0) continue;
@@ -70,5 +76,5 @@ export function indexShards(paths: readonly string[]): ShardIndex {
   });
   const warnings = unlabelled.length > 0 ? [`${unlabelled.length} sample(s) with an image and no .cls left out: ${unlabelled.slice(0, 3).join('; ')}${unlabelled.length > 3 ? '; ...' : ''}`] : [];
   if (keys.length === 0) throw new DataError(`${paths[0]}${paths.length > 1 ? ` (and ${paths.length - 1} more)` : ''}: no sample with an image (.png, .jpg) and a class (.cls)`);
-  return { shards: [...paths], shard: Int32Array.from(shard), offset: Float64Array.from(offset), size: Int32Array.from(size), labels: Int32Array.from(labels), keys, warnings };
+  return { shards: [...paths], shardBytes, shard: Int32Array.from(shard), offset: Float64Array.from(offset), size: Int32Array.from(size), labels: Int32Array.from(labels), keys, warnings };
 }

@@ -13,6 +13,8 @@ import { withFiles } from './file-reads.js';
 export interface TarOnDisk {
   readonly kind: 'tar';
   readonly shards: readonly string[];
+  /** Each shard's size in bytes when indexed (a node reading the shards checks its copies against them). */
+  readonly shardBytes: readonly number[];
   /** Per sample: its shard, its image's byte offset and size. */
   readonly shard: Int32Array;
   readonly offset: Float64Array;
