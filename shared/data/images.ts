@@ -13,6 +13,7 @@ import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { DataError } from '../errors.js';
 import { sortStrings } from './label.js';
+import { decodePng } from './png.js';
 
 export type ColorMode = 'grayscale' | 'rgb';
 
@@ -75,6 +76,15 @@ function checkPngSize(bytes: Uint8Array): void {
   }
 }
 
+/** png.ts's decode of the common PNG formats, its errors worded as pngjs's are here; undefined for the others. */
+function decodeOwnPng(bytes: Uint8Array): Decoded | undefined {
+  try {
+    return decodePng(bytes);
+  } catch (err) {
+    throw new Error(`a PNG file that does not decode (${bytes.length} bytes: ${(err as Error).message})`);
+  }
+}
+
 /**
  * Decodes a PNG or JPEG file (by its bytes, not its name). Throws with a reason in our words (the
  * decoders' own messages are internal): training skips such a file, evaluate and predict list it.
@@ -83,6 +93,8 @@ function checkPngSize(bytes: Uint8Array): void {
 export function decodeImage(bytes: Uint8Array): Decoded {
   if (bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47) {
     checkPngSize(bytes);
+    const fast = decodeOwnPng(bytes);
+    if (fast) return fast;
     let png;
     try {
       png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
@@ -121,6 +133,19 @@ function toChannels(img: Decoded, channels: number): Float32Array {
   return out;
 }
 
+/** toChannels rounded to uint8 into `out`, without the float copy (the luma rounded to float32 first, as toChannels stores it). */
+function sameSize(img: Decoded, channels: number, out: Uint8Array): void {
+  const { rgba } = img;
+  const n = img.width * img.height;
+  if (channels === 1) for (let i = 0; i < n; i++) out[i] = Math.round(Math.fround(0.2989 * rgba[4 * i]! + 0.587 * rgba[4 * i + 1]! + 0.114 * rgba[4 * i + 2]!));
+  else
+    for (let i = 0; i < n; i++) {
+      out[3 * i] = rgba[4 * i]!;
+      out[3 * i + 1] = rgba[4 * i + 1]!;
+      out[3 * i + 2] = rgba[4 * i + 2]!;
+    }
+}
+
 /**
  * Bilinear resize of [h, w, c] values to [outH, outW, c] with half-pixel centres (TensorFlow's
  * resize_bilinear with half_pixel_centers, what tf.image.resize does), rounded to uint8.
@@ -156,10 +181,9 @@ export function readImage(file: string, channels: number, size: readonly [number
 export function imagePixels(bytes: Uint8Array, channels: number, size: readonly [number, number] | undefined): { pixels: Uint8Array; height: number; width: number } {
   const img = decodeImage(bytes);
   const [height, width] = size ?? [img.height, img.width];
-  const values = toChannels(img, channels);
   const pixels = new Uint8Array(height * width * channels);
-  if (height === img.height && width === img.width) for (let i = 0; i < values.length; i++) pixels[i] = Math.round(values[i]!);
-  else resizeBilinear(values, img.height, img.width, channels, height, width, pixels);
+  if (height === img.height && width === img.width) sameSize(img, channels, pixels);
+  else resizeBilinear(toChannels(img, channels), img.height, img.width, channels, height, width, pixels);
   return { pixels, height, width };
 }
 
