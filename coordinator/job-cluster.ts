@@ -17,6 +17,7 @@ import type { LocalLanes } from './participants/participant.js';
 import { RemoteNode } from './participants/remote-node.js';
 import type { RunConfig } from './participants/thread-count.js';
 import { ThreadPool } from './participants/threads.js';
+import { ReadAhead } from './participants/read-ahead.js';
 import { NodeServer, parseListen } from './server.js';
 import { computesInProcess } from './validate.js';
 
@@ -45,8 +46,10 @@ export async function startCluster(
   const parameters = weightLayout(spec).size;
   const token = c.listen ? readToken(c.tokenFile) : undefined;
   let local: LocalLanes | undefined;
-  if (computesInProcess(config)) local = await InProcessLane.start({ backend: c.backend, spec, dataset, parameters, onFallback: log });
-  else if (c.threads > 0) local = await ThreadPool.start({ threads: c.threads, backend: c.backend, spec, dataset, parameters, onBytes: (direction, n) => metrics.bytes('thread', direction, n) });
+  const inProcess = computesInProcess(config);
+  const readAhead = inProcess || c.threads > 0 ? ReadAhead.start(dataset, config.data.readAhead, config.fit.batchSize, log) : undefined;
+  if (inProcess) local = await InProcessLane.start({ backend: c.backend, spec, dataset, parameters, onFallback: log, readAhead });
+  else if (c.threads > 0) local = await ThreadPool.start({ threads: c.threads, backend: c.backend, spec, dataset, parameters, onBytes: (direction, n) => metrics.bytes('thread', direction, n), readAhead });
   const cluster = new Cluster(local, {
     minWorkers: c.minWorkers,
     startWorkers: c.startWorkers,

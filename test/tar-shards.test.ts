@@ -121,6 +121,15 @@ describe('tar shards', () => {
     expect(featureRows(disk).range(0, 300)).toEqual(memory.x);
     const [a, b] = [await trainOnLanes(streamed, disk, 2), await trainOnLanes(inMemory, memory, 2)];
     expect(a.weights).toEqual(b.weights);
+    // the batches were read ahead by the reader thread (data.readAhead 2): 8 steps of 2 epochs
+    expect(a.readAheadFills).toBeGreaterThan(8);
+    expect(b.readAheadFills).toBe(0);
+    const unread = { ...streamed, data: { ...streamed.data, readAhead: 0 } };
+    const c = await trainOnLanes(unread, disk, 'in-process');
+    expect(c.readAheadFills).toBe(0);
+    const d = await trainOnLanes(streamed, disk, 'in-process');
+    expect(d.readAheadFills).toBeGreaterThan(8);
+    expect(d.weights).toEqual(c.weights);
     const bytes = readFileSync(join(dir, 'train-001.tar'));
     bytes.fill(7, 512 + 60, 512 + 120); // inside the first PNG's compressed data
     writeFileSync(join(dir, 'train-001.tar'), bytes);

@@ -1,6 +1,6 @@
 /**
  * Our trainer over Piscina threads, or (`in-process`) in this thread as the one lane, on a data
- * set in memory, on the config's backend: what the equivalence tests compare with one plain
+ * set in memory or on disk (read ahead as data.readAhead says), on the config's backend: what the equivalence tests compare with one plain
  * TensorFlow.js process.
  */
 import { expect } from 'vitest';
@@ -8,19 +8,21 @@ import { Trainer, modelSpec, type FitOptions, type FitResult } from '../coordina
 import { Cluster } from '../coordinator/participants/cluster.js';
 import { InProcessLane } from '../coordinator/participants/in-process.js';
 import { ThreadPool } from '../coordinator/participants/threads.js';
+import { ReadAhead } from '../coordinator/participants/read-ahead.js';
 import type { JobConfig } from '../shared/config/schema.js';
 import type { Dataset } from '../shared/data/dataset.js';
 import { weightLayout } from '../shared/model/layout.js';
 
-export async function trainOnLanes(config: JobConfig, dataset: Dataset, threads: number | 'in-process', options: FitOptions = {}): Promise<FitResult> {
+export async function trainOnLanes(config: JobConfig, dataset: Dataset, threads: number | 'in-process', options: FitOptions = {}): Promise<FitResult & { readAheadFills: number }> {
   const spec = modelSpec(config, dataset);
   const parameters = weightLayout(spec).size;
   const backend = config.cluster.backend;
-  const pool = threads === 'in-process' ? await InProcessLane.start({ backend, spec, dataset, parameters }) : await ThreadPool.start({ threads, backend, spec, dataset, parameters });
+  const readAhead = ReadAhead.start(dataset, config.data.readAhead, config.fit.batchSize, () => {});
+  const pool = threads === 'in-process' ? await InProcessLane.start({ backend, spec, dataset, parameters, readAhead }) : await ThreadPool.start({ threads, backend, spec, dataset, parameters, readAhead });
   try {
     const cluster = new Cluster(pool, { minWorkers: 0, waitTimeoutMs: 1000, balance: 'equal', log: () => {}, trainRows: dataset.train.count });
     const fit = await new Trainer(config, dataset, cluster, spec).fit(options);
-    return { ...fit, weights: fit.weights.slice() };
+    return { ...fit, weights: fit.weights.slice(), readAheadFills: readAhead?.fills ?? 0 };
   } finally {
     await pool.close();
   }

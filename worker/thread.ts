@@ -11,14 +11,16 @@ import { GradientPacketBuilder } from '../shared/protocol/gradient-packet.js';
 import type { InfoAnswer, ThreadInit, ThreadTask } from '../shared/protocol/thread-tasks.js';
 import { LocalLane } from '../compute/local-lane.js';
 import { featureRows } from '../shared/data/feature-rows.js';
+import { ReadAheadRing, RingRows } from '../shared/data/read-ahead-ring.js';
 import { metricLayoutOf } from '../shared/model/metric-sums.js';
 
 const init = workerData as ThreadInit;
 const backend = await initBackend(init.backend);
+const disk = featureRows({ x: new Float32Array(init.x), features: init.features, onDisk: init.onDisk });
 const lane = new LocalLane({
   spec: init.spec,
   engine: init.engine,
-  x: featureRows({ x: new Float32Array(init.x), features: init.features, onDisk: init.onDisk }),
+  x: init.readAhead ? new RingRows(new ReadAheadRing(init.readAhead), disk) : disk,
   y: new Float32Array(init.y),
   outputs: init.outputs,
   weights: new Float32Array(init.weights),

@@ -19,6 +19,7 @@ import type { EvaluateResult } from './evaluate.js';
 import { addPhases, type EpochLog, type PhaseTimes } from './logs.js';
 import type { History, ModelWeights, OptimizerSlot, ShuffleStream } from './state.js';
 import type { StepRunner } from './step.js';
+import type { ParticipantGroup } from '../participants/participant.js';
 import { addSums, metricLayoutOf } from '../../shared/model/metric-sums.js';
 
 /** The pieces of training state a checkpoint is made of. */
@@ -74,7 +75,7 @@ export class FitLoop implements FitLoopView {
     private readonly fit: JobConfig['fit'],
     private readonly dataset: Dataset,
     private readonly spec: ModelSpec,
-    private readonly runner: Pick<StepRunner, 'run'>,
+    private readonly runner: Pick<StepRunner, 'run'> & Pick<ParticipantGroup, 'prefetch'>,
     private readonly evaluate: (range: Dataset['val']) => Promise<EvaluateResult>,
     private readonly pieces: StatePieces,
     private readonly fingerprint: string,
@@ -200,6 +201,7 @@ export class FitLoop implements FitLoopView {
     let batchesDone = batches.length;
     for (let b = skip; b < batches.length; b++) {
       let sums;
+      this.runner.prefetch?.(this.step, batches, b);
       try {
         sums = await this.runner.run(this.step, batches[b]!);
       } catch (err) {

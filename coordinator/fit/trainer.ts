@@ -302,7 +302,7 @@ export class Trainer {
     // as Keras orders them: the rate is reduced at an epoch's end before early stopping looks; the
     // model is saved before the rolling checkpoint (given among options.callbacks) records that
     const callbacks = new CallbackList([...(reduceLrOnPlateau ? [reduceLrOnPlateau] : []), ...(earlyStopping ? [earlyStopping] : []), ...(modelCheckpoint ? [modelCheckpoint] : []), ...(options.callbacks ?? [])]);
-    const loop = new FitLoop(this.config.fit, this.dataset, this.spec, { run: (step, rows) => this.takeStep(step, rows) }, (range) => this.evaluate(range), pieces, fingerprint, callbacks, resume);
+    const loop = new FitLoop(this.config.fit, this.dataset, this.spec, { run: (step, rows) => this.takeStep(step, rows), prefetch: (step, batches, index) => this.group.prefetch?.(step, batches, index) }, (range) => this.evaluate(range), pieces, fingerprint, callbacks, resume);
     const outcome = await loop.run();
     return {
       weights: this.weights,

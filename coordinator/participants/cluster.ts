@@ -583,6 +583,10 @@ export class Cluster implements ParticipantGroup {
     }
   }
 
+  prefetch(step: number, batches: readonly Int32Array[], index: number): void {
+    this.local?.prefetch?.(step, batches, index);
+  }
+
   async close(reason = 'job finished'): Promise<void> {
     for (const node of [...this.nodes, ...this.joining, ...this.held.map((h) => h.node)]) node.bye(reason);
     this.nodes = [];

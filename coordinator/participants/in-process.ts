@@ -9,11 +9,13 @@
 import type { BackendChoice } from '../../shared/backend-choice.js';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import { featureRows } from '../../shared/data/feature-rows.js';
+import { ReadAheadRing, RingRows } from '../../shared/data/read-ahead-ring.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
 import type { GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
 import type { LocalLane } from '../../compute/local-lane.js';
 import { ParticipantFault, type LocalLanes, type Participant } from './participant.js';
+import type { ReadAhead } from './read-ahead.js';
 
 export interface InProcessOptions {
   readonly backend: BackendChoice;
@@ -22,6 +24,8 @@ export interface InProcessOptions {
   readonly parameters: number;
   /** Hears why `auto` did not get wasm. */
   readonly onFallback?: (message: string) => void;
+  /** Batches read ahead for a data set on disk (the lane closes it). */
+  readonly readAhead?: ReadAhead | undefined;
 }
 
 export class InProcessLane implements LocalLanes {
@@ -33,6 +37,7 @@ export class InProcessLane implements LocalLanes {
     private readonly weights: Float32Array,
     readonly backend: string,
     readonly backendDetail: string | undefined,
+    private readonly readAhead: ReadAhead | undefined,
   ) {
     this.participants = [this.participant('main')];
   }
@@ -44,9 +49,11 @@ export class InProcessLane implements LocalLanes {
     const report = backendReport();
     const { dataset } = options;
     const weights = new Float32Array(options.parameters);
-    const lane = new LocalLane({ spec: options.spec, engine: 'dense', x: featureRows(dataset), y: dataset.y, outputs: dataset.outputs, weights, ...(dataset.sampleWeights ? { sampleWeights: dataset.sampleWeights } : {}) });
+    const disk = featureRows(dataset);
+    const x = options.readAhead ? new RingRows(new ReadAheadRing(options.readAhead.init), disk) : disk;
+    const lane = new LocalLane({ spec: options.spec, engine: 'dense', x, y: dataset.y, outputs: dataset.outputs, weights, ...(dataset.sampleWeights ? { sampleWeights: dataset.sampleWeights } : {}) });
     const detail = [report.adapter, options.backend === 'auto' ? report.reason : undefined].filter(Boolean).join('; ');
-    return new InProcessLane(lane, weights, backend, detail || undefined);
+    return new InProcessLane(lane, weights, backend, detail || undefined, options.readAhead);
   }
 
   publish(weights: Float32Array): void {
@@ -73,7 +80,12 @@ export class InProcessLane implements LocalLanes {
     };
   }
 
+  prefetch(step: number, batches: readonly Int32Array[], index: number): void {
+    this.readAhead?.prefetch(step, batches, index);
+  }
+
   async close(): Promise<void> {
     this.lane.dispose();
+    await this.readAhead?.close();
   }
 }

@@ -109,6 +109,8 @@ export interface ParticipantGroup {
   /** A participant failed at `step` (-1: evaluation); nodes are dropped, threads are retried. */
   failed(participant: Participant, step: number, fault: ParticipantFault): void;
   readonly stats: ReadonlyMap<string, ParticipantStats>;
+  /** Step `step` is about to compute batches[index] (batches[index + i]: step + i): the local lanes' read-ahead may start on the coming ones. */
+  prefetch?(step: number, batches: readonly Int32Array[], index: number): void;
   close(reason?: string): Promise<void>;
 }
 
@@ -124,5 +126,7 @@ export interface LocalLanes {
   readonly backendDetail?: string | undefined;
   /** Makes `weights` current; only called between steps. */
   publish(weights: Float32Array): void;
+  /** As ParticipantGroup.prefetch, where the lanes read a data set on disk ahead. */
+  prefetch?(step: number, batches: readonly Int32Array[], index: number): void;
   close(): Promise<void>;
 }

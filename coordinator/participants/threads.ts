@@ -13,6 +13,7 @@ import type { ModelSpec } from '../../shared/model/spec.js';
 import { unpackGradient, type GradientResult } from '../../shared/protocol/gradient-packet.js';
 import type { EvaluateAnswer, InfoAnswer, ThreadInit, ThreadTask } from '../../shared/protocol/thread-tasks.js';
 import { ParticipantFault, type LocalLanes, type Participant } from './participant.js';
+import type { ReadAhead } from './read-ahead.js';
 
 /** The compiled thread entry (threads run JavaScript, also when the caller runs from source). */
 function threadEntry(): string {
@@ -31,6 +32,8 @@ export interface ThreadPoolOptions {
   readonly parameters: number;
   /** Counts bytes passed to and from threads (row indices out, gradient packets back). */
   readonly onBytes?: (direction: 'sent' | 'received', bytes: number) => void;
+  /** Batches read ahead for a data set on disk (the pool closes it). */
+  readonly readAhead?: ReadAhead | undefined;
 }
 
 export class ThreadPool implements LocalLanes {
@@ -45,6 +48,7 @@ export class ThreadPool implements LocalLanes {
     readonly backend: string,
     readonly backendDetail: string | undefined,
     private readonly onBytes?: (direction: 'sent' | 'received', bytes: number) => void,
+    private readonly readAhead?: ReadAhead,
   ) {
     this.weights = new Float32Array(weights);
     this.participants = Array.from({ length: threads }, (_, i) => this.participant(`thread-${i}`));
@@ -64,6 +68,7 @@ export class ThreadPool implements LocalLanes {
       weights,
       ...(dataset.sampleWeights ? { sampleWeights: dataset.sampleWeights.buffer as SharedArrayBuffer } : {}),
       ...(dataset.onDisk ? { onDisk: dataset.onDisk } : {}),
+      ...(options.readAhead ? { readAhead: options.readAhead.init } : {}),
     };
     const pool = new Piscina({
       filename: threadEntry(),
@@ -78,9 +83,10 @@ export class ThreadPool implements LocalLanes {
       info = (await pool.run({ kind: 'info' } satisfies ThreadTask)) as InfoAnswer;
     } catch (err) {
       await pool.destroy();
+      await options.readAhead?.close();
       throw new WorkerError(`worker threads failed to start: ${(err as Error).message}`, { cause: err });
     }
-    return new ThreadPool(pool, weights, options.parameters, options.threads, info.backend, info.adapter, options.onBytes);
+    return new ThreadPool(pool, weights, options.parameters, options.threads, info.backend, info.adapter, options.onBytes, options.readAhead);
   }
 
   publish(weights: Float32Array): void {
@@ -115,7 +121,12 @@ export class ThreadPool implements LocalLanes {
     };
   }
 
+  prefetch(step: number, batches: readonly Int32Array[], index: number): void {
+    this.readAhead?.prefetch(step, batches, index);
+  }
+
   async close(): Promise<void> {
     await this.pool.destroy();
+    await this.readAhead?.close();
   }
 }

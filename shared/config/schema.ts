@@ -50,6 +50,11 @@ const Data = z.strictObject({
    * memory on disk.
    */
   inMemory: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+  /**
+   * Data left on disk: batches a reader thread reads and decodes ahead of the step computing
+   * (0: the lanes read their own rows). Costs this many global batches of float32 features.
+   */
+  readAhead: z.int().min(0).max(64).default(2),
   drop: z.array(z.string()).default([]),
   numeric: z.array(z.string()).default([]),
   categorical: z.array(z.string()).default([]),

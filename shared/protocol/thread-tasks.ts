@@ -6,6 +6,7 @@
 import type { BackendChoice } from '../backend-choice.js';
 import type { EngineName, ModelSpec } from '../model/spec.js';
 import type { OnDisk } from '../data/feature-rows.js';
+import type { RingInit } from '../data/read-ahead-ring.js';
 
 export interface ThreadInit {
   readonly spec: ModelSpec;
@@ -22,6 +23,8 @@ export interface ThreadInit {
   readonly sampleWeights?: SharedArrayBuffer;
   /** The features are on disk (a .npy file, tar shards; x is then empty); its arrays in SharedArrayBuffers. */
   readonly onDisk?: OnDisk;
+  /** The read-ahead ring to take rows from before the disk (a data set on disk, data.readAhead). */
+  readonly readAhead?: RingInit;
 }
 
 /** Gradient of the mean loss over `rows` with the weights of `version`. Answer: a GradientPacket. */
