@@ -1,11 +1,12 @@
 /**
  * Streaming from tar shards against the same images in memory: the 10,000 MNIST digits as PNGs
  * in 10 tar shards (scripts/mnist-csv.mjs --shards), the CNN of examples/mnist-cnn-images.yaml on
- * 2 threads for one epoch, with data.inMemory true and false in alternating runs (each its own
- * `coordinator start`); the training throughput of each run from its summary (samples/s of the
- * epoch, start-up and indexing not included), and the peak RSS.
+ * 2 threads for one epoch: in memory, streamed with the default read-ahead and streamed without
+ * (data.readAhead 0), in rotating order (each run its own `coordinator start`); the training
+ * throughput of each run from its summary (samples/s of the epoch, start-up and indexing not
+ * included), and the peak RSS.
  *
- *   npm run build && node dist/bench/shards-throughput.js [--passes 3] [--out bench/shards.json]
+ *   npm run build && node dist/bench/shards-throughput.js [--passes 5] [--out bench/shards.json]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -45,30 +46,36 @@ function run(configFile: string, out: string): Promise<{ samplesPerSecond: numbe
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { passes: { type: 'string', default: '3' }, out: { type: 'string', default: 'bench/shards.json' } } });
+  const { values } = parseArgs({ options: { passes: { type: 'string', default: '5' }, out: { type: 'string', default: 'bench/shards.json' } } });
   const dir = mkdtempSync(join(tmpdir(), 'dptrain-shards-bench-'));
   const made = spawnSync(process.execPath, [join(ROOT, 'scripts', 'mnist-csv.mjs'), '--shards', join(dir, 'shards')], { encoding: 'utf8' });
   if (made.status !== 0) throw new Error(made.stderr);
   const example = parse(readFileSync(join(ROOT, 'examples', 'mnist-cnn-images.yaml'), 'utf8')) as Record<string, Record<string, unknown>>;
-  const configs = ([true, false] as const).map((inMemory) => {
-    const file = join(dir, `${inMemory ? 'memory' : 'streamed'}.json`);
-    const config = { ...example, data: { ...example['data'], path: join(dir, 'shards', 'mnist-*.tar'), inMemory }, fit: { ...example['fit'], epochs: 1 }, cluster: { ...example['cluster'], threads: 2 } };
+  const kinds = { memory: { inMemory: true }, streamed: { inMemory: false }, unread: { inMemory: false, readAhead: 0 } } as const;
+  type Kind = keyof typeof kinds;
+  const label: Record<Kind, string> = { memory: 'in memory', streamed: 'streamed, read ahead', unread: 'streamed, no read-ahead' };
+  const configs = (Object.keys(kinds) as Kind[]).map((kind) => {
+    const file = join(dir, `${kind}.json`);
+    const config = { ...example, data: { ...example['data'], path: join(dir, 'shards', 'mnist-*.tar'), ...kinds[kind] }, fit: { ...example['fit'], epochs: 1 }, cluster: { ...example['cluster'], threads: 2 } };
     writeFileSync(file, JSON.stringify(config));
-    return { inMemory, file };
+    return { kind, file };
   });
-  const results: Record<'memory' | 'streamed', { samplesPerSecond: number; wallSeconds: number; peakMiB: number }[]> = { memory: [], streamed: [] };
+  const results: Record<Kind, { samplesPerSecond: number; wallSeconds: number; peakMiB: number }[]> = { memory: [], streamed: [], unread: [] };
   for (let pass = 0; pass < Number(values.passes); pass++) {
-    // alternate which goes first, so a drift in the machine's speed does not favour one
-    const order = pass % 2 === 0 ? configs : [...configs].reverse();
-    for (const { inMemory, file } of order) {
-      const r = await run(file, join(dir, `run-${inMemory}`));
-      results[inMemory ? 'memory' : 'streamed'].push(r);
-      console.log(`pass ${pass + 1}, ${inMemory ? 'in memory' : 'streamed from the shards'}: ${r.samplesPerSecond.toFixed(0)} samples/s, ${r.wallSeconds.toFixed(1)} s wall, peak RSS ${r.peakMiB.toFixed(0)} MiB`);
+    // rotate which goes first, so a drift in the machine's speed does not favour one
+    const order = [...configs.slice(pass % configs.length), ...configs.slice(0, pass % configs.length)];
+    for (const { kind, file } of order) {
+      const r = await run(file, join(dir, `run-${kind}`));
+      results[kind].push(r);
+      console.log(`pass ${pass + 1}, ${label[kind]}: ${r.samplesPerSecond.toFixed(0)} samples/s, ${r.wallSeconds.toFixed(1)} s wall, peak RSS ${r.peakMiB.toFixed(0)} MiB`);
     }
   }
-  const ratios = results.streamed.map((s, i) => s.samplesPerSecond / results.memory[i]!.samplesPerSecond);
-  console.log(`streamed / in memory, samples/s: median ${median(ratios).toFixed(3)} (passes: ${ratios.map((r) => r.toFixed(3)).join(', ')})`);
-  const report = { date: new Date().toISOString(), machine: `${cpus().length} x ${cpus()[0]?.model.trim() ?? '?'}`, node: process.version, results, ratios, medianRatio: median(ratios) };
+  const ratioOf = (kind: Kind): number[] => results[kind].map((s, i) => s.samplesPerSecond / results.memory[i]!.samplesPerSecond);
+  const ratios = { streamed: ratioOf('streamed'), unread: ratioOf('unread') };
+  for (const kind of ['streamed', 'unread'] as const) {
+    console.log(`${label[kind]} / in memory, samples/s: median ${median(ratios[kind]).toFixed(3)} (passes: ${ratios[kind].map((r) => r.toFixed(3)).join(', ')})`);
+  }
+  const report = { date: new Date().toISOString(), machine: `${cpus().length} x ${cpus()[0]?.model.trim() ?? '?'}`, node: process.version, results, ratios, medianRatio: { streamed: median(ratios.streamed), unread: median(ratios.unread) } };
   writeFileSync(values.out, `${JSON.stringify(report, null, 2)}\n`);
 }
 
