@@ -6,7 +6,7 @@
  * (early stopping from the config first, then the caller's). Resuming restores each piece of
  * training state (state.ts) from a checkpoint.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { lossName, lossOptions, type JobConfig, type LayerConfig } from '../../shared/config/schema.js';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import { featureRows } from '../../shared/data/feature-rows.js';
@@ -259,15 +259,8 @@ export class Trainer {
   fingerprint(): string {
     const { y, outputs, train } = this.dataset;
     const hash = createHash('sha256');
-    // the training features as float32, in chunks (a data set on disk is never in memory whole)
-    const x = featureRows(this.dataset);
-    const chunk = Math.max(1, Math.floor((1 << 23) / (4 * x.features)));
-    const buffer = new Float32Array(Math.min(chunk, train.count) * x.features);
-    for (let first = 0; first < train.count; first += chunk) {
-      const n = Math.min(chunk, train.count - first);
-      const rows = x.range(train.start + first, n, buffer.subarray(0, n * x.features));
-      hash.update(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
-    }
+    if (this.dataset.identity) hash.update(this.dataset.identity);
+    else hashFeatures(hash, this.dataset);
     hash.update(new Uint8Array(y.buffer, y.byteOffset + train.start * outputs * 4, train.count * outputs * 4));
     const w = this.dataset.sampleWeights;
     if (w) hash.update(new Uint8Array(w.buffer, w.byteOffset + train.start * 4, train.count * 4));
@@ -318,6 +311,19 @@ export class Trainer {
       tensorCounts: outcome.tensorCounts,
       interrupted: outcome.interrupted,
     };
+  }
+}
+
+/** The training features as float32, in chunks (a data set on disk is never in memory whole). */
+function hashFeatures(hash: Hash, dataset: Dataset): void {
+  const { train } = dataset;
+  const x = featureRows(dataset);
+  const chunk = Math.max(1, Math.floor((1 << 23) / (4 * x.features)));
+  const buffer = new Float32Array(Math.min(chunk, train.count) * x.features);
+  for (let first = 0; first < train.count; first += chunk) {
+    const n = Math.min(chunk, train.count - first);
+    const rows = x.range(train.start + first, n, buffer.subarray(0, n * x.features));
+    hash.update(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
   }
 }
 

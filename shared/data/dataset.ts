@@ -55,6 +55,13 @@ export interface Dataset {
    * empty. Read rows through featureRows(dataset), which serves both.
    */
   readonly onDisk?: OnDisk;
+  /**
+   * Where reading every training feature to fingerprint them would cost a pass over a data set
+   * that may be far larger than memory (tar shards), what stands for them in the checkpoint's
+   * fingerprint instead: a hash of where each training sample is (its shard's name and size, its
+   * member's offset and size), the same in memory and on disk.
+   */
+  readonly identity?: string;
 }
 
 export interface PreparedData {

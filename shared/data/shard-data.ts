@@ -4,6 +4,8 @@
  * data.imageSize), then either every image decoded into memory (as an image folder's) or the
  * images left in the shards and read per batch (tar-rows.ts).
  */
+import { createHash } from 'node:crypto';
+import { basename } from 'node:path';
 import { DataError } from '../errors.js';
 import { layoutData, type PreparedData, type SplitOptions } from './dataset.js';
 import { imagePixels, type ColorMode } from './images.js';
@@ -64,7 +66,9 @@ export function prepareShards(paths: readonly string[], options: ShardOptions, s
     });
     const warnings = [...index.warnings, ...(skipped.length > 0 ? [`${skipped.length} image(s) skipped: ${skipped.slice(0, 3).join('; ')}${skipped.length > 3 ? '; ...' : ''}`] : [])];
     const set = { pixels: pixels.subarray(0, kept.length * features), labels: Int32Array.from(kept, (s) => labels[s]!), classes, files: kept.map(String), height: shape[0], width: shape[1], channels, warnings };
-    return prepareImages(set, source, options.scale, { ...split, ...(validationFrom !== undefined ? { validationFrom: kept.filter(isMain).length } : {}) }, seed);
+    const prepared = prepareImages(set, source, options.scale, { ...split, ...(validationFrom !== undefined ? { validationFrom: kept.filter(isMain).length } : {}) }, seed);
+    // a data set row's line is its kept image's number, from 1
+    return withIdentity(prepared, index, (line) => kept[line - 1]!);
   }
   const outputs = classes.length;
   const y = new Float32Array(labels.length * outputs);
@@ -78,7 +82,27 @@ export function prepareShards(paths: readonly string[], options: ShardOptions, s
     label: { column: '.cls', type: 'categorical', classes },
     input: { kind: 'images', shape, colorMode: options.colorMode, scale: options.scale },
   };
-  return layoutData(enc, preprocessor, { ...split, ...(validationFrom !== undefined ? { validationFrom } : {}) }, seed, { source, rowsRead: labels.length, warnings: index.warnings, onDisk: file });
+  const prepared = layoutData(enc, preprocessor, { ...split, ...(validationFrom !== undefined ? { validationFrom } : {}) }, seed, { source, rowsRead: labels.length, warnings: index.warnings, onDisk: file });
+  // a data set row's line is its sample's number, from 1
+  return withIdentity(prepared, index, (line) => line - 1);
+}
+
+/**
+ * The data set with its identity (Dataset.identity): the shards' names and sizes, and the shard,
+ * offset and size of each training row's sample in row order, hashed; `sampleOf` maps a row's
+ * line to its sample.
+ */
+function withIdentity(prepared: PreparedData, index: ShardIndex, sampleOf: (line: number) => number): PreparedData {
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify({ shards: index.shards.map((path) => basename(path)), bytes: index.shardBytes }));
+  const lines = prepared.lines.train;
+  const where = new Float64Array(3 * lines.length);
+  lines.forEach((line, r) => {
+    const s = sampleOf(line);
+    where.set([index.shard[s]!, index.offset[s]!, index.size[s]!], 3 * r);
+  });
+  hash.update(new Uint8Array(where.buffer));
+  return { ...prepared, dataset: { ...prepared.dataset, identity: hash.digest('hex') } };
 }
 
 function shared(values: Int32Array): Int32Array {
