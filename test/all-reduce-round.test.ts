@@ -61,6 +61,32 @@ describe('AllReduceRound', () => {
     }
   });
 
+  it('shards sent as the backward pass finishes them (contributeReady) give the same bits, each frame once', async () => {
+    const rng = new Rng(5);
+    const ranks = 4;
+    const parameters = 403;
+    const blockSenders = [OBSERVER, 0, 1, 2, 3];
+    const parts = blockSenders.map((_, b) => ({ count: 2 + b, gradient: gradient(parameters, rng) }));
+    const plan: RoundPlan = { epoch: 1, step: 9, parameters, ranks, blockSenders };
+    const { rounds, queue } = bus(plan);
+    let early = 0;
+    parts.forEach((p, b) => {
+      const round = rounds.get(blockSenders[b]!)!;
+      // the last values first, as a backward pass finishes them; frames may be delivered in between
+      for (const ready of [380, 300, 250, 101, 0]) {
+        const before = queue.length;
+        round.contributeReady(b, p.count, p.gradient, ready);
+        early += queue.length - before;
+        if (rng.next() < 0.5) queue.splice(0, 1)[0]?.();
+      }
+      round.contribute(b, p.count, p.gradient);
+    });
+    // every shard but the sender's own went out early: 5 blocks, 3 other owners each (4 for the observer)
+    expect(early).toBe(4 + 4 * 3);
+    while (queue.length > 0) queue.splice(Math.floor(rng.next() * queue.length), 1)[0]!();
+    for (const round of rounds.values()) expect(await round.done).toEqual(weightedAverage(parts));
+  });
+
   it('more owners than 4-value groups: empty shards take no frames and the round completes', async () => {
     const plan: RoundPlan = { epoch: 0, step: 0, parameters: 5, ranks: 4, blockSenders: [0, 1, 2, 3] };
     const { rounds, queue } = bus(plan);

@@ -272,7 +272,16 @@ export class NodeClient {
   /** A step reduced among peers: this node's block goes into the round; the sums follow once the round's mean is whole (PeerReplica). */
   private async peerStep(message: StepMessage, replica: PeerReplica): Promise<void> {
     const gradient = (this.scratch ??= new Float32Array(replica.parameters));
-    const sums = await this.compute(message, gradient);
+    // the shards the backward pass has finished go to their owners while it computes the rest
+    const { features } = this.need(this.job, 'step');
+    const count = message.rows.length + (message.x.length > 0 ? message.x.length : message.pixels.length) / features;
+    let sendingMs = 0;
+    const onReady = (start: number): void => {
+      const began = performance.now();
+      replica.partReady(message.step, count, gradient, start);
+      sendingMs += performance.now() - began;
+    };
+    const sums = await this.compute(message, gradient, onReady, () => sendingMs);
     replica.contribute(message.step, gradient, sums);
     if (this.options.verbose) this.options.log(`step ${message.step} (peers): ${sums.count} rows, ${sums.computeMs.toFixed(1)} ms`);
   }

@@ -154,6 +154,13 @@ export class PeerReplica {
     return this.armed && this.round?.plan.step === step;
   }
 
+  /** Values [ready, parameters) of this node's block of `step` (over `count` rows) are final: the shards in them go to their owners now. */
+  partReady(step: number, count: number, gradient: Float32Array, ready: number): void {
+    const round = this.round;
+    if (!this.armed || round?.plan.step !== step || this.optimizer === undefined || this.version < 0) return;
+    round.contributeReady(this.block, count, gradient, ready);
+  }
+
   /** This node's block of the round, computed; the sums go to the coordinator once the mean is whole. */
   contribute(step: number, gradient: Float32Array, sums: BlockSums): void {
     const round = this.round;

@@ -94,6 +94,8 @@ export class AllReduceRound {
   private missing: number;
   /** Blocks folded into this rank's shard (a second copy is refused naming its sender). */
   private readonly blocksSeen = new Set<number>();
+  /** Shards of this rank's own block already sent (contributeReady), by block. */
+  private readonly sentEarly = new Map<number, Set<number>>();
   private finish!: (mean: Float32Array) => void;
   /** Resolves with the whole mean gradient once every shard is in place. */
   readonly done: Promise<Float32Array>;
@@ -127,17 +129,44 @@ export class AllReduceRound {
     return this.missing === 0;
   }
 
-  /** This rank's own block: its mean gradient over `count` rows, all parameters. */
+  /** This rank's own block: its mean gradient over `count` rows, all parameters (its shards not sent yet by contributeReady). */
   contribute(block: number, count: number, gradient: Float32Array): void {
-    const { epoch, step, blockSenders, parameters } = this.plan;
-    if (blockSenders[block] !== this.self) throw new RangeError(`block ${block} is not this rank's to send`);
-    if (gradient.length !== parameters) throw new RangeError(`a block has ${parameters} values, got ${gradient.length}`);
+    this.checkOwnBlock(block, gradient);
+    const sent = this.sentEarly.get(block);
     this.shards.forEach((range, shard) => {
-      if (range.count === 0) return;
+      if (range.count === 0 || sent?.has(shard)) return;
       const values = gradient.subarray(range.start, range.start + range.count);
       if (shard === this.self) this.fold(block, count, values);
-      else this.output.block(shard, { epoch, step, block, count, shard, values });
+      else this.send(block, count, shard, values);
     });
+  }
+
+  /**
+   * Part of this rank's own block is final while the backward pass goes on: values [ready,
+   * parameters). The other owners' shards that lie wholly in it go out now (the last layers'
+   * gradients come first, as DDP's buckets), so sending overlaps the rest of the computation;
+   * `contribute` then sends the rest and folds this rank's own shard. The frames are the ones
+   * `contribute` alone would send, so the sums are the same bits.
+   */
+  contributeReady(block: number, count: number, gradient: Float32Array, ready: number): void {
+    this.checkOwnBlock(block, gradient);
+    let sent = this.sentEarly.get(block);
+    if (!sent) this.sentEarly.set(block, (sent = new Set()));
+    this.shards.forEach((range, shard) => {
+      if (range.count === 0 || shard === this.self || sent.has(shard) || range.start < ready) return;
+      sent.add(shard);
+      this.send(block, count, shard, gradient.subarray(range.start, range.start + range.count));
+    });
+  }
+
+  private checkOwnBlock(block: number, gradient: Float32Array): void {
+    if (this.plan.blockSenders[block] !== this.self) throw new RangeError(`block ${block} is not this rank's to send`);
+    if (gradient.length !== this.plan.parameters) throw new RangeError(`a block has ${this.plan.parameters} values, got ${gradient.length}`);
+  }
+
+  private send(block: number, count: number, shard: number, values: Float32Array): void {
+    const { epoch, step } = this.plan;
+    this.output.block(shard, { epoch, step, block, count, shard, values });
   }
 
   /** A block's shard from rank `from`. */
