@@ -56,7 +56,8 @@ options:
   --min-workers N      worker nodes needed to start and go on (overrides cluster.minWorkers)
   --start-workers N    worker nodes to wait for before the first step (overrides cluster.startWorkers)
   --balance B          auto | proportional | equal (overrides cluster.balance)
-  --reduction R        coordinator | peers: worker nodes all-reduce among themselves (overrides cluster.reduction)
+  --reduction R        coordinator | peers | auto (overrides cluster.reduction): peers: worker nodes
+                       all-reduce among themselves; auto (default): where nodes x gradient bytes >= 16 MiB
   --tls-cert FILE      serve wss:// with this certificate (PEM; needs --tls-key)
   --tls-key FILE       private key for --tls-cert
   --metrics-listen A   HOST:PORT for the run page (/), /metrics, /healthz, /readyz (overrides metrics.listen; "off": none)

@@ -18,6 +18,7 @@ import { RemoteNode } from './participants/remote-node.js';
 import type { RunConfig } from './participants/thread-count.js';
 import { ThreadPool } from './participants/threads.js';
 import { ReadAhead } from './participants/read-ahead.js';
+import { reductionPolicy } from './fit/reduction-policy.js';
 import { NodeServer, parseListen } from './server.js';
 import { computesInProcess } from './validate.js';
 
@@ -76,7 +77,8 @@ export async function startCluster(
     stepTimeoutMs: Math.round(c.stepTimeout * 1000),
     chunkBytes: Math.min(c.chunkBytes, c.maxMessageBytes - 4096),
     onBytes: (direction, n) => metrics.bytes('node', direction, n),
-    reduction: c.reduction,
+    // nodes prepare their side of a round wherever a step may go among peers
+    reduction: reductionPolicy(c) ? 'peers' : 'coordinator',
     optimizer: config.compile.optimizer,
   });
   try {

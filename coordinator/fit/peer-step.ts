@@ -33,6 +33,7 @@ import { RemoteNode, RoundAbandoned } from '../participants/remote-node.js';
 import type { ModelWeights, OptimizerSlot } from './state.js';
 import { splitBatch, sumsFault, type StepSums } from './step.js';
 import { metricLayoutOf, totalSums } from '../../shared/model/metric-sums.js';
+import { alwaysPeers, type ReductionPolicy } from './reduction-policy.js';
 
 interface Sums {
   readonly participant: Participant;
@@ -56,6 +57,9 @@ export class PeerStep {
   steps = 0;
   /** Why the last step was not reduced among peers (logged when it changes). */
   private lastReason = '';
+  /** Rounds failed one after the other, and the step of the last (for the policy's back-off). */
+  private failuresInARow = 0;
+  private lastFailure = -1;
 
   constructor(
     private readonly spec: ModelSpec,
@@ -65,6 +69,8 @@ export class PeerStep {
     private readonly log: (line: string) => void = () => undefined,
     /** The job's own connections use TLS (cluster.tls): only nodes whose peer endpoints do (wss://) reduce among peers. */
     private readonly tls = false,
+    /** Whether a step that can run among peers does (cluster.reduction). */
+    private readonly policy: ReductionPolicy = alwaysPeers,
   ) {
     this.statistics = statisticRanges(spec, weightLayout(spec));
     this.virtualBatchSize = virtualBatchSize(spec);
@@ -89,6 +95,11 @@ export class PeerStep {
             ? `${have(without)} no peer endpoint (worker start --peer-listen off?)`
             : `${have(plain)} a peer endpoint without TLS, and this job's connections use it (worker start --peer-cert, --peer-key)`,
       );
+      return undefined;
+    }
+    const choice = this.policy({ step, nodes: nodes.length, gradientBytes: 4 * this.weights.values.length, failuresInARow: this.failuresInARow, lastFailure: this.lastFailure });
+    if (!choice.peers) {
+      this.skip(step, choice.reason);
       return undefined;
     }
     const started = performance.now();
@@ -164,8 +175,11 @@ export class PeerStep {
     if (!failure && firstNonFinite(mean) >= 0) failure = 'the mean gradient is not finite';
     if (failure) {
       this.log(`step ${step}: the round among peers failed (${failure}); this step is reduced through the coordinator`);
+      this.failuresInARow++;
+      this.lastFailure = step;
       return undefined;
     }
+    this.failuresInARow = 0;
     const t1 = performance.now();
     const learningRate = this.optimizer.learningRate;
     stepWithStatistics(this.weights.values, mean, this.statistics, (w, g) => this.optimizer.apply(w, g));

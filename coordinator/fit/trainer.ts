@@ -29,6 +29,7 @@ import { addPhases, type EpochLog, type PhaseTimes } from './logs.js';
 import { History, ModelWeights, OptimizerSlot, ShuffleStream } from './state.js';
 import { StepRunner, type StepSums } from './step.js';
 import { PeerStep } from './peer-step.js';
+import { reductionPolicy } from './reduction-policy.js';
 import { metricLayoutOf } from '../../shared/model/metric-sums.js';
 
 export type { EpochLog, PhaseTimes } from './logs.js';
@@ -217,7 +218,8 @@ export class Trainer {
       (iteration) => scalingFactor(config.fit.batchSize, config.compile.learningRateScaling, iteration),
     );
     this.steps = new StepRunner(this.spec, config.cluster, group, this.model, this.optimizer, log);
-    this.peers = config.cluster.reduction === 'peers' ? new PeerStep(this.spec, group, this.model, this.optimizer, log, config.cluster.tls !== undefined) : undefined;
+    const policy = reductionPolicy(config.cluster);
+    this.peers = policy ? new PeerStep(this.spec, group, this.model, this.optimizer, log, config.cluster.tls !== undefined, policy) : undefined;
   }
 
   /** Step `step` among the worker nodes where it can run there, else through the coordinator. */

@@ -396,7 +396,7 @@ const Cluster = z.strictObject({
    * among themselves and each steps the optimizer; the coordinator's link carries about S; nodes
    * need a peer endpoint, `worker start --peer-listen`). coordinator/fit/peer-step.ts.
    */
-  reduction: z.enum(['coordinator', 'peers']).default('coordinator'),
+  reduction: z.enum(['coordinator', 'peers', 'auto']).default('auto'),
   trimFraction: z.number().min(0).lt(0.5).default(0.2),
   clipNorm: z.number().nonnegative().default(1),
   /**
