@@ -55,6 +55,8 @@ export class PeerStep {
   private state: { version: number; frame: PooledFrame } | undefined;
   /** Steps taken among peers. */
   steps = 0;
+  /** Seconds the last `run` waited for worker nodes before it answered undefined (0 when it reduced the step). */
+  waitedBeforeStar = 0;
   /** Why the last step was not reduced among peers (logged when it changes). */
   private lastReason = '';
   /** Rounds failed one after the other, and the step of the last (for the policy's back-off). */
@@ -82,6 +84,7 @@ export class PeerStep {
     const t0 = performance.now();
     const participants = await this.group.ready();
     const waited = performance.now() - t0;
+    this.waitedBeforeStar = waited / 1000;
     const nodes = participants.filter((p): p is RemoteNode => p instanceof RemoteNode);
     const without = nodes.filter((n) => n.peerUrl === undefined);
     const plain = this.tls ? nodes.filter((n) => n.peerUrl?.startsWith('ws://')) : [];
@@ -180,6 +183,7 @@ export class PeerStep {
       return undefined;
     }
     this.failuresInARow = 0;
+    this.waitedBeforeStar = 0;
     const t1 = performance.now();
     const learningRate = this.optimizer.learningRate;
     stepWithStatistics(this.weights.values, mean, this.statistics, (w, g) => this.optimizer.apply(w, g));

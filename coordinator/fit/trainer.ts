@@ -224,7 +224,11 @@ export class Trainer {
 
   /** Step `step` among the worker nodes where it can run there, else through the coordinator. */
   private async takeStep(step: number, rows: Int32Array): Promise<StepSums> {
-    return (await this.peers?.run(step, rows)) ?? this.steps.run(step, rows);
+    const peers = this.peers;
+    if (!peers) return this.steps.run(step, rows);
+    const sums = (await peers.run(step, rows)) ?? (await this.steps.run(step, rows));
+    // a step that did not go among peers had them wait for the nodes first: not training time either
+    return { ...sums, waited: sums.waited + peers.waitedBeforeStar };
   }
 
   /** Steps reduced among worker nodes so far. */

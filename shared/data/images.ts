@@ -81,7 +81,8 @@ function decodeOwnPng(bytes: Uint8Array): Decoded | undefined {
   try {
     return decodePng(bytes);
   } catch (err) {
-    throw new Error(`a PNG file that does not decode (${bytes.length} bytes: ${(err as Error).message})`);
+    const reason = (err as Error).message;
+    throw new Error(`a PNG file that does not decode (${bytes.length} bytes: ${reason.startsWith('cut short') ? 'cut short or corrupt' : reason})`);
   }
 }
 

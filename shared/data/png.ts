@@ -58,11 +58,11 @@ export function decodePng(bytes: Uint8Array): RgbaImage | undefined {
   let at = 8;
   let ended = false;
   while (!ended) {
-    if (at + 12 > bytes.length) fail(`cut short: no IEND chunk (${bytes.length} bytes)`);
+    if (at + 12 > bytes.length) fail('cut short: no IEND chunk');
     const length = view.getUint32(at);
     const kind = view.getUint32(at + 4);
     const data = at + 8;
-    if (length > bytes.length - data - 4) fail(`cut short inside a chunk at byte ${at} (${bytes.length} bytes)`);
+    if (length > bytes.length - data - 4) fail(`cut short inside the chunk at byte ${at}`);
     if (crc32(bytes, at + 4, data + length) !== view.getUint32(data + length)) fail(`a chunk at byte ${at} fails its CRC check (corrupt)`);
     if (at === 8 && kind !== IHDR) fail('no IHDR chunk first');
     if (kind === IHDR) {
