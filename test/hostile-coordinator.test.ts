@@ -14,6 +14,7 @@ import { JobRefusedError } from '../shared/errors.js';
 import { decodeMessage, encodeMessage } from '../shared/protocol/codec.js';
 import { PROTOCOL_VERSION, type JobMessage, type Message } from '../shared/protocol/schemas.js';
 import { NodeClient, defaultMaxParameters } from '../worker/node-client.js';
+import { weightLayout } from '../shared/model/layout.js';
 import { TOKEN, WORKER_BIN, spawnNode, trackProcesses } from './cluster-helpers.js';
 import { peakRssMiB } from './helpers.js';
 
@@ -58,6 +59,8 @@ const DISGUISED = job(
   },
   4,
 );
+/** A 3x3 convolution of 8 filters over a 4096x4096 image, pooled: under 500 parameters, about 1.1 GB of activations a row. */
+const WIDE = job({ inputDim: 4096 * 4096, inputShape: [4096, 4096, 1], layers: [{ type: 'conv2d', filters: 8, kernelSize: [3, 3], strides: [1, 1], padding: 'valid', activation: 'relu', useBias: true }, { type: 'maxPooling2d', poolSize: [512, 512], strides: [512, 512], padding: 'valid' }, { type: 'flatten' }, { units: 1, activation: 'sigmoid', useBias: true }], loss: 'binaryCrossentropy', metrics: [] }, 0);
 const SMALL = job({ inputDim: 3, layers: [{ units: 2, activation: 'sigmoid', useBias: true }], loss: 'binaryCrossentropy', metrics: [] }, 8);
 
 interface FakeCoordinator {
@@ -127,6 +130,30 @@ describe('a worker and a job too large for it', { timeout: 120_000 }, () => {
     await expect.poll(() => coordinator.received.find((m) => m.type === 'error')).toEqual({ type: 'error', code: 'E_WORKER', message });
     expect(coordinator.hellos).toHaveLength(1);
     expect(lines.join('\n')).not.toMatch(/retry/);
+  });
+
+  it('refuses a job of few parameters whose one row holds more activations than it gives a step; a step of too many rows fails, said to the coordinator', async () => {
+    const wide = { ...WIDE, parameters: weightLayout(WIDE.spec).size };
+    expect(wide.parameters).toBeLessThan(500);
+    const lines: string[] = [];
+    const coordinator = await fakeCoordinator((socket) => socket.send(encodeMessage(wide)));
+    const client = new NodeClient({ url: coordinator.url, token: TOKEN, name: 'w', backend: 'wasm', retries: 3, backoffMs: 50, maxPayload: 64 * MiB, maxStepBytes: 1024 * MiB, log: (line) => lines.push(line) });
+    const refused = await client.run().then(() => undefined, (err: unknown) => err);
+    client.close();
+    expect(refused).toBeInstanceOf(JobRefusedError);
+    expect((refused as Error).message).toMatch(new RegExp(`^the coordinator at ${coordinator.url} sent a job whose model holds about 1\\.1 GiB of activations for one row \\(.*\\), more than the 1\\.0 GiB this worker gives a step \\(--max-step-memory, in MiB\\)$`));
+
+    // 100 inline rows of the small model (3 inputs, 2 outputs: 10 values, 40 bytes a row) against a 2 KiB budget
+    const rows = 100;
+    const step = { type: 'step', step: 0, version: 0, groups: new Int32Array(0), inline: Int32Array.from({ length: rows }, (_, i) => i), rows: new Int32Array(0), pixels: new Uint8Array(0), y: new Float32Array(rows * 2), x: new Float32Array(rows * 3) };
+    const small = await fakeCoordinator((socket) => {
+      socket.send(encodeMessage({ ...SMALL, outputs: 2, spec: { ...SMALL.spec, layers: [{ units: 2, activation: 'softmax', useBias: true }], loss: 'categoricalCrossentropy' }, parameters: 8 }));
+      socket.send(encodeMessage(step as never));
+    });
+    const other = new NodeClient({ url: small.url, token: TOKEN, name: 'w', backend: 'wasm', retries: 0, backoffMs: 50, maxPayload: 64 * MiB, maxStepBytes: 2048, log: (line) => lines.push(line) });
+    await other.run().catch(() => undefined);
+    other.close();
+    await expect.poll(() => small.received.find((m) => m.type === 'error')).toEqual({ type: 'error', code: 'E_WORKER', message: 'step 0: 100 rows at once need about 3.9 KiB of activations, more than the 2.0 KiB this worker gives a step (--max-step-memory, in MiB)' });
   });
 
   it("refuses a tfjs-layers job whose config would make other weights than it declares, before allocating them", async () => {

@@ -2,7 +2,7 @@
  * `worker` command line.
  *
  *   worker start --connect ws://HOST:PORT [--token-file F] [--backend B] [--devices N|LIST]
- *                [--name N] [--ca PEM] [--retries N] [--max-parameters N] [--verbose]
+ *                [--name N] [--ca PEM] [--retries N] [--max-parameters N] [--max-step-memory MIB] [--verbose]
  *                [--peer-listen HOST:PORT|off] [--peer-host HOST] [--peer-cert PEM --peer-key PEM]
  *                [--data-dir DIR | --data-url URL]
  *                                               join a coordinator and compute its steps
@@ -43,6 +43,10 @@ commands:
                            counts as failed unless a step was computed on it
       --max-parameters N   refuse a job whose model has more parameters (default: 100000000, or
                            fewer where memory is short: total memory / 32 bytes)
+      --max-step-memory M  MiB of activations a step may need at once (rows x the model's
+                           values a row, input and outputs and their gradients, x 4 bytes):
+                           a job with a row over it is refused, a step over it fails (default:
+                           half the memory)
       --peer-listen A      HOST:PORT of this node's peer endpoint, where other nodes send their
                            shares of each step in jobs with cluster.reduction: peers (default
                            0.0.0.0:0, any free port; "off": take part through the coordinator)
@@ -147,7 +151,7 @@ function dataSource(dir: string | undefined, url: string | undefined): { dir: st
 
 async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({
-    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-parameters', 'max-payload', 'metrics-listen', 'metrics-linger', 'peer-listen', 'peer-host', 'peer-cert', 'peer-key', 'data-dir', 'data-url']),
+    args: joinNegativeValues(argv, ['connect', 'token-file', 'backend', 'devices', 'name', 'ca', 'retries', 'max-parameters', 'max-step-memory', 'max-payload', 'metrics-listen', 'metrics-linger', 'peer-listen', 'peer-host', 'peer-cert', 'peer-key', 'data-dir', 'data-url']),
     options: {
       connect: { type: 'string' },
       'token-file': { type: 'string' },
@@ -157,6 +161,7 @@ async function start(argv: string[]): Promise<void> {
       ca: { type: 'string' },
       retries: { type: 'string' },
       'max-parameters': { type: 'string' },
+      'max-step-memory': { type: 'string' },
       'max-payload': { type: 'string' },
       'metrics-listen': { type: 'string' },
       'metrics-linger': { type: 'string' },
@@ -177,6 +182,10 @@ async function start(argv: string[]): Promise<void> {
   const maxParameters = values['max-parameters'] === undefined ? undefined : Number(values['max-parameters']);
   if (maxParameters !== undefined && !(Number.isSafeInteger(maxParameters) && maxParameters > 0)) {
     throw new UsageError(`--max-parameters must be a positive integer, got "${values['max-parameters']}"`);
+  }
+  const maxStepMiB = values['max-step-memory'] === undefined ? undefined : Number(values['max-step-memory']);
+  if (maxStepMiB !== undefined && !(Number.isSafeInteger(maxStepMiB) && maxStepMiB > 0)) {
+    throw new UsageError(`--max-step-memory must be a positive number of MiB, got "${values['max-step-memory']}"`);
   }
   const linger = Number(values['metrics-linger'] ?? 0);
   if (!Number.isFinite(linger) || linger < 0) throw new UsageError(`--metrics-linger must be a non-negative number of seconds, got "${values['metrics-linger']}"`);
@@ -214,6 +223,7 @@ async function start(argv: string[]): Promise<void> {
     retries,
     backoffMs: 500,
     ...(maxParameters !== undefined ? { maxParameters } : {}),
+    ...(maxStepMiB !== undefined ? { maxStepBytes: maxStepMiB * 2 ** 20 } : {}),
     maxPayload: Number(values['max-payload'] ?? 256 * 2 ** 20),
     log,
     verbose: values.verbose === true,

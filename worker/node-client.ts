@@ -18,7 +18,7 @@ import { FramePool } from '../shared/protocol/frame-pool.js';
 import { printable } from '../shared/protocol/printable.js';
 import { zeroMask } from '../shared/protocol/zero-mask.js';
 import { scalePixels } from '../shared/data/arrays.js';
-import { describeModel } from '../shared/model/layers.js';
+import { activationValuesPerRow, describeModel } from '../shared/model/layers.js';
 import { weightLayout } from '../shared/model/layout.js';
 import type { BatchRows } from '../shared/model/row-layers.js';
 import type { ModelSpec } from '../shared/model/spec.js';
@@ -52,6 +52,8 @@ export interface NodeClientOptions {
   readonly maxPayload: number;
   /** The largest model (in parameters) this worker takes from a coordinator; default defaultMaxParameters(). */
   readonly maxParameters?: number;
+  /** Bytes of activations a step may need at once (rows x the model's values a row x 4); default defaultMaxStepBytes(). */
+  readonly maxStepBytes?: number;
   readonly log: (line: string) => void;
   /** Log every step (for debugging and tests). */
   readonly verbose?: boolean;
@@ -88,6 +90,13 @@ export function defaultMaxParameters(memoryBytes = totalmem()): number {
   return Math.min(100_000_000, Math.floor(memoryBytes / BYTES_PER_PARAMETER));
 }
 
+/** The default --max-step-memory: half of this machine's memory. */
+export function defaultMaxStepBytes(memoryBytes = totalmem()): number {
+  return Math.floor(memoryBytes / 2);
+}
+
+const size = (bytes: number): string => (bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`);
+
 /** Codes the coordinator sends when it will never accept this worker as it is. */
 const FINAL_CODES = new Set(['E_AUTH', 'E_VERSION']);
 
@@ -104,6 +113,8 @@ export class NodeClient {
   private store: ShardStore | undefined;
   private job: JobMessage | undefined;
   private version = -1;
+  /** Activation bytes a row of the job's model holds in a step (0: not known, a tfjs-layers model). */
+  private rowBytes = 0;
   /** Gradient frames are encoded into reused memory (one pool for every session). */
   private readonly gradientFrames = new FramePool();
   /** Weights of `version` not yet loaded into the engine. */
@@ -292,6 +303,7 @@ export class NodeClient {
    */
   private async compute(message: StepMessage, out: Float32Array, onReady?: (start: number) => void, notCompute: () => number = () => 0): Promise<BlockSums> {
     const engine = this.need(this.engine, 'step');
+    this.checkStepMemory(message);
     if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
     const started = performance.now();
     this.loadWeights(engine);
@@ -303,6 +315,17 @@ export class NodeClient {
     this.stats.computeSeconds += computeMs / 1000;
     this.options.metrics?.step(count, computeMs / 1000);
     return { count, lossSum: result.lossSum, metricSums: result.metricSums, computeMs };
+  }
+
+  /** Refuses a step whose rows at once (a micro-batch where the job has them) would need more activation memory than this worker gives a step. */
+  private checkStepMemory(message: StepMessage): void {
+    const job = this.need(this.job, 'step');
+    const count = message.rows.length + (message.x.length > 0 ? message.x.length : message.pixels.length) / job.features;
+    const atOnce = Math.min(count, job.spec.microBatchSize ?? count);
+    const budget = this.options.maxStepBytes ?? defaultMaxStepBytes();
+    if (atOnce * this.rowBytes > budget) {
+      throw new WorkerError(`step ${message.step}: ${atOnce} rows at once need about ${size(atOnce * this.rowBytes)} of activations, more than the ${size(budget)} this worker gives a step (--max-step-memory, in MiB)`);
+    }
   }
 
   /** A message's rows as float32 features: its x, or its uint8 pixels scaled (images; the job says which). */
@@ -350,6 +373,16 @@ export class NodeClient {
       );
     }
     if (parameters !== job.parameters) throw new WorkerError(`job says ${job.parameters} parameters, its model spec has ${parameters}`);
+    // a model of few parameters can still hold gigabytes a row (a convolution over a huge image)
+    const perRow = activationValuesPerRow(job.spec);
+    const budget = this.options.maxStepBytes ?? defaultMaxStepBytes();
+    if (perRow !== undefined && 4 * perRow > budget) {
+      throw new JobRefusedError(
+        `the coordinator at ${this.options.url} sent a job whose model holds about ${size(4 * perRow)} of activations for one row (${printable(describeModel(job.spec), 100)}), ` +
+          `more than the ${size(budget)} this worker gives a step (--max-step-memory, in MiB)`,
+      );
+    }
+    this.rowBytes = perRow === undefined ? 0 : 4 * perRow;
     this.engine?.dispose();
     this.engine = undefined; // not the disposed one, should the build below throw
     this.engine = this.options.devices ? this.options.devices.engine(job.spec) : createEngine(job.spec, 'dense');

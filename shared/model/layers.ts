@@ -137,6 +137,17 @@ export function layerShapes(spec: ModelSpec): { readonly input: Shape; readonly 
   });
 }
 
+/**
+ * Float32 values one row of a batch holds during a forward and backward pass, roughly: its input
+ * and every layer's output, and a gradient of each. Undefined for a tfjs-layers model (its layers'
+ * shapes are known only once built). What a batch of n rows costs is about 4 x n x this bytes.
+ */
+export function activationValuesPerRow(spec: ModelSpec): number | undefined {
+  if (spec.keras) return undefined;
+  const size = (shape: Shape): number => shape.reduce((a, n) => a * n, 1);
+  return 2 * layerShapes(spec).reduce((a, layer) => a + size(layer.output), size(inputShape(spec)));
+}
+
 /** Forward floating-point operations per sample. */
 export function forwardFlops(spec: ModelSpec): number {
   // a tfjs-layers model: 2 per weight, as if every weight were used once per sample (a lower bound)
