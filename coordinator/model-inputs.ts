@@ -1,12 +1,15 @@
 /**
  * What `predict` and `evaluate` read for a saved model, in the form it was trained on: CSV rows
  * (through the fitted preprocessing), images (a file, a folder, or a class-folder tree for
- * labels; decoded and resized as in training) or a .npy array (with a .npy of labels to
+ * labels; or tar shards, labelled by their .cls; decoded and resized as in training) or a .npy array (with a .npy of labels to
  * evaluate). Features are made exactly as training made them (values x scale in float32).
  */
 import { scaledFloats, scalePixels } from '../shared/data/arrays.js';
 import { readCsv, type Table } from '../shared/data/csv.js';
 import { readImagesFor } from '../shared/data/images.js';
+import { expandPaths } from '../shared/data/paths.js';
+import { readShardsFor } from '../shared/data/shard-data.js';
+import { isShardPath } from '../shared/data/shards.js';
 import { readNpy } from '../shared/data/npy.js';
 import { encode, featureCount, type Encoded, type Preprocessor } from '../shared/data/preprocess.js';
 import { labelOutputs } from '../shared/data/label.js';
@@ -33,7 +36,9 @@ export function readModelInputs(pre: Preprocessor, path: string, options: { requ
   const outputs = labelOutputs(pre.label);
   if (input.kind === 'images') {
     const classes = pre.label.type === 'categorical' ? pre.label.classes : [];
-    const { pixels, labels, files, skipped } = readImagesFor(path, input.shape, classes, options.requireLabel);
+    const { pixels, labels, files, skipped } = isShardPath(path)
+      ? readShardsFor(expandPaths(path), input.shape, classes, options.requireLabel)
+      : readImagesFor(path, input.shape, classes, options.requireLabel);
     const rows = files.length;
     const y = new Float32Array(rows * outputs);
     labels?.forEach((label, i) => (y[i * outputs + label] = 1));

@@ -13,6 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { readJobData } from '../coordinator/job-data.js';
 import { Trainer, modelSpec } from '../coordinator/fit/trainer.js';
+import { evaluateCsv, loadSavedModel, predictCsv } from '../coordinator/saved-model.js';
 import { initBackend } from '../shared/backend.js';
 import { loadConfig } from '../shared/config/load.js';
 import { DataError } from '../shared/errors.js';
@@ -142,6 +143,45 @@ describe('tar shards', () => {
     expect(fingerprint(streamed, readJobData(streamed).dataset)).toBe(fingerprint(inMemory, memory));
     expect(fingerprint(streamed, disk)).not.toBe(fingerprint(streamed, { ...disk, identity: `${disk.identity}x` }));
   }, 120_000);
+
+  it('coordinator evaluate and predict on held-out shards: the numbers of the same images as a class-folder tree; an undecodable image and an unknown class named', async () => {
+    const dir = mnistShards(200, 2);
+    const job = shardJob(join(dir, 'train-*.tar'), false, { threads: 1 });
+    const trained = startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]);
+    track(trained);
+    expect(await trained.exited, trained.output).toBe(0);
+    const model = await loadSavedModel(join(job.out, 'model'), 'wasm');
+    // held out: 40 more digits as a shard, and the same PNGs as a class-folder tree
+    const held = mnistShards(240, 6);
+    const shard = join(held, 'train-005.tar');
+    const tree = mkdtempSync(join(tmpdir(), 'dptrain-held-'));
+    const members = readTarMembers(shard);
+    const bytes = readFileSync(shard);
+    for (const m of members.filter((m) => m.name.endsWith('.png'))) {
+      const cls = bytes.subarray(members.find((c) => c.name === m.name.replace('.png', '.cls'))!.offset).subarray(0, 1).toString();
+      mkdirSync(join(tree, cls), { recursive: true });
+      writeFileSync(join(tree, cls, m.name), bytes.subarray(m.offset, m.offset + m.size));
+    }
+    const fromShards = await evaluateCsv(model, shard);
+    const fromTree = await evaluateCsv(model, tree);
+    expect(fromShards.rows).toBe(40);
+    expect(fromShards.values).toEqual(fromTree.values);
+    const out = join(held, 'predictions.csv');
+    const predicted = await predictCsv(model, shard, out);
+    expect(predicted.rows).toBe(40);
+    const lines = readFileSync(out, 'utf8').trim().split('\n');
+    expect(lines[0]).toBe('line,file,probability_0,probability_1,probability_2,probability_3,probability_4,probability_5,probability_6,probability_7,probability_8,probability_9,predicted,error');
+    expect(lines[1]).toMatch(new RegExp(`^1,${shard.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: sample000200,`));
+    // an image that does not decode is listed with the reason; a class the model does not know is refused
+    const broken = Buffer.from(bytes);
+    broken.fill(7, members[0]!.offset + 60, members[0]!.offset + 120);
+    writeFileSync(shard, broken);
+    const listed = await evaluateCsv(model, shard);
+    expect(listed.rows).toBe(39);
+    expect(listed.rejected[0]!.reason).toMatch(/^.*train-005\.tar: sample000200: member sample000200\.png: a PNG file that does not decode/);
+    writeFileSync(join(held, 'other.tar'), writeTar([{ name: 'x.png', bytes: bytes.subarray(members[2]!.offset, members[2]!.offset + members[2]!.size) }, { name: 'x.cls', bytes: Buffer.from('42') }]));
+    await expect(evaluateCsv(model, join(held, 'other.tar'))).rejects.toThrow(/other\.tar: x: class 42 \(its \.cls\) is not one of the model's classes \(0, 1, 2, 3, 4, 5, 6, 7, 8, 9\)/);
+  }, 300_000);
 
   it('1 thread + 1 worker node on streamed shards, sent the decoded rows or (--data-dir) reading the shards itself: the weights of one process', async () => {
     const dir = mnistShards(300, 3);

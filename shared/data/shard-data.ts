@@ -88,6 +88,40 @@ export function prepareShards(paths: readonly string[], options: ShardOptions, s
 }
 
 /**
+ * The samples of tar shards for a trained model (`coordinator evaluate` and `predict`): every
+ * image decoded and resized to `shape` as in training, its class from its .cls (the model's
+ * `classes` are the .cls values it was trained on; another value is refused, naming the member).
+ * `requireLabel: false` keeps images without a .cls. Images that do not decode are skipped with
+ * the reason; each sample is named "shard: key".
+ */
+export function readShardsFor(paths: readonly string[], shape: readonly [number, number, number], classes: readonly string[], requireLabel: boolean): { pixels: Uint8Array; labels: Int32Array | undefined; files: string[]; skipped: { file: string; reason: string }[] } {
+  const index = indexShards(paths, { unlabelled: requireLabel ? 'leave out' : 'keep' });
+  const [height, width, channels] = shape;
+  const features = height * width * channels;
+  const file: TarOnDisk = { kind: 'tar', shards: index.shards, shardBytes: index.shardBytes, shard: index.shard, offset: index.offset, size: index.size, order: new Int32Array(0), shape: [height, width, channels], resize: true, scale: 1 };
+  const pixels = new Uint8Array(index.keys.length * features);
+  const files: string[] = [];
+  const labels: number[] = [];
+  const skipped: { file: string; reason: string }[] = [];
+  withFiles(index.shards, (fdOf) => {
+    const read = (shard: number, offset: number, size: number): Uint8Array => readMemberAt(fdOf(shard), index.shards[shard]!, offset, size);
+    for (let s = 0; s < index.keys.length; s++) {
+      const k = index.labels[s]! < 0 ? -1 : classes.indexOf(String(index.labels[s]));
+      if (requireLabel && k < 0) throw new DataError(`${index.keys[s]}: class ${index.labels[s]} (its .cls) is not one of the model's classes (${classes.join(', ')})`);
+      try {
+        pixels.set(tarImage(file, s, read), files.length * features);
+      } catch (err) {
+        skipped.push({ file: index.keys[s]!, reason: (err as Error).message.replace(`${index.shards[index.shard[s]!]}: `, '') });
+        continue;
+      }
+      files.push(index.keys[s]!);
+      labels.push(k);
+    }
+  });
+  return { pixels: pixels.subarray(0, files.length * features), labels: requireLabel ? Int32Array.from(labels) : undefined, files, skipped };
+}
+
+/**
  * The data set with its identity (Dataset.identity): the shards' names and sizes, and the shard,
  * offset and size of each training row's sample in row order, hashed; `sampleOf` maps a row's
  * line to its sample.

@@ -32,8 +32,12 @@ export function isShardPath(path: string): boolean {
   return /\.tar$/i.test(path);
 }
 
-/** The samples of the shards `paths`, in shard order then archive order. */
-export function indexShards(paths: readonly string[]): ShardIndex {
+/**
+ * The samples of the shards `paths`, in shard order then archive order. An image without a .cls
+ * is left out and counted in a warning, or (`unlabelled: 'keep'`, for predictions) kept with the
+ * label -1.
+ */
+export function indexShards(paths: readonly string[], { unlabelled: policy = 'leave out' }: { unlabelled?: 'leave out' | 'keep' } = {}): ShardIndex {
   const shard: number[] = [];
   const offset: number[] = [];
   const size: number[] = [];
@@ -63,18 +67,18 @@ export function indexShards(paths: readonly string[]): ShardIndex {
     for (const [key, sample] of samples) {
       const name = `${path}: ${key.replace(/^\.\//, '')}`;
       if (!sample.image) continue;
-      if (sample.label === undefined) {
+      if (sample.label === undefined && policy === 'leave out') {
         unlabelled.push(name);
         continue;
       }
       shard.push(s);
       offset.push(sample.image.offset);
       size.push(sample.image.size);
-      labels.push(sample.label);
+      labels.push(sample.label ?? -1);
       keys.push(name);
     }
   });
   const warnings = unlabelled.length > 0 ? [`${unlabelled.length} sample(s) with an image and no .cls left out: ${unlabelled.slice(0, 3).join('; ')}${unlabelled.length > 3 ? '; ...' : ''}`] : [];
-  if (keys.length === 0) throw new DataError(`${paths[0]}${paths.length > 1 ? ` (and ${paths.length - 1} more)` : ''}: no sample with an image (.png, .jpg) and a class (.cls)`);
+  if (keys.length === 0) throw new DataError(`${paths[0]}${paths.length > 1 ? ` (and ${paths.length - 1} more)` : ''}: no sample with an image (.png, .jpg)${policy === 'keep' ? '' : ' and a class (.cls)'}`);
   return { shards: [...paths], shardBytes, shard: Int32Array.from(shard), offset: Float64Array.from(offset), size: Int32Array.from(size), labels: Int32Array.from(labels), keys, warnings };
 }
