@@ -4,7 +4,7 @@
  * warnings it raised.
  */
 import type { JobConfig } from '../shared/config/schema.js';
-import { readCsv, recordsToCsv, type CellValue, type Table } from '../shared/data/csv.js';
+import { readCsvPath, recordsToCsv, type CellValue, type Table } from '../shared/data/csv.js';
 import { existsSync, statSync } from 'node:fs';
 import { concatNpy, prepareArrays, prepareArraysOnDisk, prepareImages } from '../shared/data/arrays.js';
 import { prepareData, type PreparedData, type SplitOptions } from '../shared/data/dataset.js';
@@ -52,7 +52,7 @@ export function dataKind(path: string): DataKind {
 
 export function loadTable(config: JobConfig): Table {
   if (!config.data.path) throw new ConfigError('no data: set data.path in the config, pass --data FILE, or use --demo');
-  return readCsv(config.data.path);
+  return readCsvPath(config.data.path);
 }
 
 function splitOptions(config: JobConfig): SplitOptions {
@@ -92,7 +92,7 @@ export function readJobData(config: JobConfig): PreparedData {
   const validation = validationOf(config, kind);
   if (kind === 'csv') {
     if (data.labels) throw new ConfigError(`data.labels (${data.labels}) goes with a .npy data.path; ${data.path} is read as CSV`);
-    return prepareJobData(config, readCsv(data.path), validation && readCsv(validation.path));
+    return prepareJobData(config, readCsvPath(data.path), validation && readCsvPath(validation.path));
   }
   for (const key of CSV_ONLY) if (data[key].length > 0) throw new ConfigError(`data.${key} applies to CSV columns; ${data.path} holds ${kind}`);
   if (data.sampleWeight) throw new ConfigError(`data.sampleWeight (${data.sampleWeight}) names a CSV column; ${data.path} holds ${kind}`);

@@ -5,7 +5,7 @@
  * evaluate). Features are made exactly as training made them (values x scale in float32).
  */
 import { scaledFloats, scalePixels } from '../shared/data/arrays.js';
-import { readCsv, type Table } from '../shared/data/csv.js';
+import { readCsvPath, type Table } from '../shared/data/csv.js';
 import { readImagesFor } from '../shared/data/images.js';
 import { expandPaths } from '../shared/data/paths.js';
 import { readShardsFor } from '../shared/data/shard-data.js';
@@ -29,7 +29,7 @@ export interface ModelInputs {
 export function readModelInputs(pre: Preprocessor, path: string, options: { requireLabel: boolean; labels?: string | undefined }): ModelInputs {
   const input = pre.input;
   if (!input) {
-    const table = readCsv(path);
+    const table = readCsvPath(path);
     return { enc: encode(table, pre, { requireLabel: options.requireLabel }), table };
   }
   const features = featureCount(pre);

@@ -1,18 +1,32 @@
 /**
  * Reads a CSV file into a table of strings with csv-parse (RFC 4180: quotes, embedded commas
- * and newlines). Keeps each record's line number so errors can point at it.
+ * and newlines). Keeps each record's line number so errors can point at it. Several files (a
+ * pattern or brace range, as for shards) are read as one table: the same columns in each (in
+ * any order), rows in file order, a row's line counted through the files in order.
  */
 import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { DataError } from '../errors.js';
+import { expandPaths } from './paths.js';
 
 export interface Table {
   /** Where the table came from (a path, or a name like "demo data"), for messages. */
   readonly source: string;
   readonly header: readonly string[];
   readonly rows: readonly (readonly string[])[];
-  /** 1-based line number in the source of each row. */
+  /** 1-based line number in the source of each row (several files: counted through them in order, headers included). */
   readonly lines: readonly number[];
+  /** Where the table is several files: each file, and how many lines come before its first (linePlace). */
+  readonly parts?: readonly { readonly path: string; readonly lineOffset: number }[];
+}
+
+/** Where line `line` of a table is, for messages: "line 12", or "part-002.csv line 12" where the table is several files. */
+export function linePlace(table: Pick<Table, 'parts'>, line: number): string {
+  const parts = table.parts;
+  if (!parts) return `line ${line}`;
+  let part = parts[0]!;
+  for (const p of parts) if (p.lineOffset < line) part = p;
+  return `${part.path} line ${line - part.lineOffset}`;
 }
 
 export function parseCsv(text: string, source: string): Table {
@@ -59,7 +73,57 @@ export function parseCsv(text: string, source: string): Table {
 const INTERNED_MAX = 1 << 16;
 const INTERNED_LENGTH = 64;
 
+/** The CSV data of `path`: one file, or (a `*` pattern or a brace range) several read as one table. */
+export function readCsvPath(path: string): Table {
+  const paths = expandPaths(path);
+  return paths.length === 1 && paths[0] === path ? readCsv(path) : readCsvFiles(paths, path);
+}
+
+/**
+ * Several CSV files as one table. Each must have the first file's columns (in any order: its
+ * cells are put in the first file's order); another set is an error naming the file and the
+ * columns that differ.
+ */
+export function readCsvFiles(paths: readonly string[], source: string): Table {
+  const rows: (readonly string[])[] = [];
+  const lines: number[] = [];
+  const parts: { path: string; lineOffset: number }[] = [];
+  let header: readonly string[] | undefined;
+  let lineOffset = 0;
+  for (const path of paths) {
+    const { text, table } = readOne(path);
+    parts.push({ path, lineOffset });
+    header ??= table.header;
+    const order = header.map((name) => table.header.indexOf(name));
+    const missing = header.filter((_, k) => order[k]! < 0);
+    const extra = table.header.filter((name) => !header!.includes(name));
+    if (missing.length > 0 || extra.length > 0) {
+      const list = (names: string[]): string => names.map((n) => `"${n}"`).join(', ');
+      throw new DataError(`${path}: its columns differ from ${paths[0]}'s (${[missing.length > 0 ? `without ${list(missing)}` : '', extra.length > 0 ? `with ${list(extra)} besides` : ''].filter(Boolean).join('; ')}): every file of ${source} needs the same columns`);
+    }
+    const same = order.every((i, k) => i === k);
+    for (let r = 0; r < table.rows.length; r++) {
+      const row = table.rows[r]!;
+      rows.push(same ? row : order.map((i) => row[i]!));
+      lines.push(table.lines[r]! + lineOffset);
+    }
+    lineOffset += lineCount(text);
+  }
+  return { source: `${source} (${paths.length} files)`, header: header!, rows, lines, parts };
+}
+
+/** Lines in a file's text (a last line without a newline counts). */
+function lineCount(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return text.length > 0 && !text.endsWith('\n') ? n + 1 : n;
+}
+
 export function readCsv(path: string): Table {
+  return readOne(path).table;
+}
+
+function readOne(path: string): { text: string; table: Table } {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -68,7 +132,7 @@ export function readCsv(path: string): Table {
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (err as Error).message;
     throw new DataError(`cannot read data file ${path}: ${why}`);
   }
-  return parseCsv(text, path);
+  return { text, table: parseCsv(text, path) };
 }
 
 /** A value of a row given as an object: null, undefined and NaN are missing (a blank cell). */

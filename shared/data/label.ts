@@ -1,6 +1,6 @@
 /** The label column: what it may say (data.label) and the mapping fitted on the data. */
 import { DataError } from '../errors.js';
-import { columnIndex, type Table } from './csv.js';
+import { columnIndex, linePlace, type Table } from './csv.js';
 
 export interface LabelOptions {
   readonly column: string;
@@ -51,7 +51,7 @@ export function fitLabel(table: Table, options: LabelOptions, rowsUsed: number[]
     const v = table.rows[r]![li]!;
     if (v !== positive && v !== negative) {
       throw new DataError(
-        `label column "${options.column}" has unexpected value ${JSON.stringify(v)} on line ${table.lines[r]} of ${table.source} (expected "${positive}" or "${negative}")`,
+        `label column "${options.column}" has unexpected value ${JSON.stringify(v)} on ${linePlace(table, table.lines[r]!)} of ${table.source} (expected "${positive}" or "${negative}")`,
       );
     }
   }

@@ -8,7 +8,7 @@
  * sorted, named `<column>_<category>`.
  */
 import { DataError } from '../errors.js';
-import { columnIndex, type Table } from './csv.js';
+import { columnIndex, linePlace, type Table } from './csv.js';
 import { fitLabel, labelOutputs, sortStrings, type LabelOptions, type LabelTransform } from './label.js';
 import { applyScaler, type Scaler } from './scaler.js';
 
@@ -39,13 +39,15 @@ const DROP_WARNING = 0.05;
 
 /** Up to three source lines with the column's value on each, for messages. */
 function someValues(table: Table, rows: readonly number[], ci: number): string {
-  const shown = rows.slice(0, 3).map((r) => `line ${table.lines[r]}: ${JSON.stringify(table.rows[r]![ci])}`);
+  const shown = rows.slice(0, 3).map((r) => `${linePlace(table, table.lines[r]!)}: ${JSON.stringify(table.rows[r]![ci])}`);
   return `${shown.join(', ')}${rows.length > 3 ? `, and ${rows.length - 3} more` : ''}`;
 }
 
 /** Up to three source lines, for messages. */
 function someLines(table: Table, rows: readonly number[]): string {
-  return `line${rows.length > 1 ? 's' : ''} ${rows.slice(0, 3).map((r) => table.lines[r]).join(', ')}${rows.length > 3 ? ', ...' : ''}`;
+  const more = rows.length > 3 ? ', ...' : '';
+  if (table.parts) return `${rows.slice(0, 3).map((r) => linePlace(table, table.lines[r]!)).join(', ')}${more}`;
+  return `line${rows.length > 1 ? 's' : ''} ${rows.slice(0, 3).map((r) => table.lines[r]).join(', ')}${more}`;
 }
 
 export type FeatureColumn =
@@ -198,7 +200,7 @@ function checkSampleWeights(table: Table, column: string, labelColumn: string): 
     const v = row[ci];
     const w = isMissing(v) ? Number.NaN : parseNumber(v!);
     if (!(w >= 0) || !Number.isFinite(w)) {
-      throw new DataError(`${table.source}: data.sampleWeight: column "${column}" at line ${table.lines[r]} holds ${JSON.stringify(v ?? '')}; a sample weight is a number >= 0`);
+      throw new DataError(`${table.source}: data.sampleWeight: column "${column}" at ${linePlace(table, table.lines[r]!)} holds ${JSON.stringify(v ?? '')}; a sample weight is a number >= 0`);
     }
   });
 }
