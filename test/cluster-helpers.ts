@@ -181,7 +181,7 @@ export async function runKillingOneDevice(job: { configFile: string; tokenFile: 
  * SIGKILL once it has logged step `atStep`; checks that the coordinator and the survivor exit 0
  * and that the victim's loss was seen. `track` registers each process (to be killed after the test).
  */
-export async function runKillingOneOfTwoNodes(job: { configFile: string; tokenFile: string; out: string }, atStep: number, track: (p: Proc) => Proc, workerArgs: string[] = []): Promise<Proc> {
+export async function runKillingOneOfTwoNodes(job: { configFile: string; tokenFile: string; out: string }, atStep: number, track: (p: Proc) => Proc, workerArgs: string[] = []): Promise<{ coordinator: Proc; survivor: Proc }> {
   const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
   const url = await coordinatorUrl(coordinator);
   const victim = track(startWorker('victim', url, job.tokenFile, ['--verbose', ...workerArgs]));
@@ -191,7 +191,7 @@ export async function runKillingOneOfTwoNodes(job: { configFile: string; tokenFi
   expect(await coordinator.exited, coordinator.output).toBe(0);
   expect(await survivor.exited, survivor.output).toBe(0);
   expect(coordinator.output).toMatch(/\(victim\) left at step \d+: disconnected/);
-  return coordinator;
+  return { coordinator, survivor };
 }
 
 export function readSummary(out: string): Summary {

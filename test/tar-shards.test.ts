@@ -208,8 +208,12 @@ describe('tar shards', () => {
       const job = shardJob(join(dir, 'train-*.tar'), false, { threads: 0, minWorkers: 1, startWorkers: 2, balance: 'equal' }, [{ type: 'randomRotation', factor: 0.05 }, { type: 'randomZoom', heightFactor: 0.1 }]);
       const config = loadConfig(job.configFile);
       const expected = (await trainOnLanes(config, readJobData(config).dataset, 'in-process')).weights;
-      await runKillingOneOfTwoNodes(job, 3, track, ['--data-url', server.url]);
+      const { survivor } = await runKillingOneOfTwoNodes(job, 3, track, ['--data-url', server.url]);
       expect(server.ranges()).toBeGreaterThan(240);
+      // the coordinator named each step's likely rows with the step before: most were read a step ahead
+      const [, ahead, inStep] = /rows read: (\d+) a step ahead, (\d+) in their step/.exec(survivor.output) ?? [];
+      console.log(`surviving node over HTTP: ${ahead} rows read a step ahead, ${inStep} in their step`);
+      expect(Number(ahead), survivor.output).toBeGreaterThan(Number(inStep));
       expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
       const other = mkdtempSync(join(tmpdir(), 'dptrain-shards-missing-'));
       writeFileSync(join(other, 'train-000.tar'), readFileSync(join(dir, 'train-000.tar')));

@@ -242,7 +242,9 @@ async function start(argv: string[]): Promise<void> {
     compute.close();
     await metricsServer?.close();
   }
-  log(`done: ${reason} (${client.stats.steps} steps, ${client.stats.samples} samples, ${client.stats.computeSeconds.toFixed(2)} s computing)`);
+  const { rowsReadAhead, rowsReadInStep } = client.stats;
+  const reads = rowsReadAhead + rowsReadInStep > 0 ? `, rows read: ${rowsReadAhead} a step ahead, ${rowsReadInStep} in their step` : '';
+  log(`done: ${reason} (${client.stats.steps} steps, ${client.stats.samples} samples, ${client.stats.computeSeconds.toFixed(2)} s computing${reads})`);
 }
 
 /** `--peer-listen` and `--peer-host`: where the peer endpoint listens and is reached (undefined: off). */

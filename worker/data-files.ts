@@ -22,6 +22,8 @@ export type DataSource = { readonly dir: string } | { readonly url: string };
 export interface DataFileReader {
   readonly path: string;
   readonly refWidth: 1 | 3;
+  /** Reads wait on the network (--data-url): worth starting a step ahead, while the node computes. */
+  readonly remote: boolean;
   /** Why `refs` cannot be read (out of the files' bounds), or undefined. */
   check(refs: Float64Array): string | undefined;
   read(refs: Float64Array, out: Float32Array): Promise<unknown>;
@@ -63,6 +65,7 @@ async function openNpy(job: JobMessage, expected: Extract<DataFile, { kind: 'npy
   return {
     path: parts[0]!.path,
     refWidth: 1,
+    remote: !('dir' in data),
     check: (refs) => {
       const bad = refs.findIndex((r) => !(Number.isInteger(r) && r >= 0 && r < rows));
       return bad < 0 ? undefined : `row ${refs[bad]}, and the job's .npy files have ${rows}`;
@@ -114,6 +117,7 @@ async function openShards(job: JobMessage, expected: Extract<DataFile, { kind: '
   return {
     path: paths[0]!.path,
     refWidth: 3,
+    remote: !('dir' in data),
     check: (refs) => {
       for (let i = 0; i < refs.length; i += 3) {
         const [shard, offset, size] = [refs[i]!, refs[i + 1]!, refs[i + 2]!];

@@ -105,10 +105,13 @@ export interface NodeStats {
   samples: number;
   computeSeconds: number;
   reconnects: number;
+  /** Rows this node read itself (--data-dir, --data-url) a step ahead, and within their step. */
+  rowsReadAhead: number;
+  rowsReadInStep: number;
 }
 
 export class NodeClient {
-  readonly stats: NodeStats = { steps: 0, samples: 0, computeSeconds: 0, reconnects: 0 };
+  readonly stats: NodeStats = { steps: 0, samples: 0, computeSeconds: 0, reconnects: 0, rowsReadAhead: 0, rowsReadInStep: 0 };
   private engine: BatchEngine | undefined;
   private store: ShardStore | undefined;
   private job: JobMessage | undefined;
@@ -307,7 +310,13 @@ export class NodeClient {
     if (message.version !== this.version) throw new WorkerError(`step ${message.step} wants weights version ${message.version}, this node has ${this.version}`);
     const started = performance.now();
     this.loadWeights(engine);
-    const { xs, ys, ws, count } = await this.need(this.store, 'step').batch(message.rows, this.features(message, 'step'), message.y, message.w);
+    const store = this.need(this.store, 'step');
+    const before = { ...store.reads };
+    const { xs, ys, ws, count } = await store.batch(message.rows, this.features(message, 'step'), message.y, message.w, message.step);
+    this.stats.rowsReadAhead += store.reads.ahead - before.ahead;
+    this.stats.rowsReadInStep += store.reads.inStep - before.inStep;
+    // the next step's rows, where they come over the network, are read while this one computes
+    if (message.next) store.prefetch(message.step + 1, message.next);
     const result = await engine.gradient(xs, ys, count, out, onReady, stepRows(message, count, ws));
     const computeMs = performance.now() - started - notCompute();
     this.stats.steps++;

@@ -19,9 +19,21 @@ interface Chunk {
   readonly w: Float32Array | undefined;
 }
 
+/** Rows of a coming step read ahead (step.next): their features once `done` resolves true. */
+interface ReadAhead {
+  readonly step: number;
+  readonly at: Map<number, number>;
+  readonly values: Float32Array;
+  readonly done: Promise<boolean>;
+}
+
 export class ShardStore {
   private readonly chunks: Chunk[] = [];
   private held = 0;
+  /** The next step's rows being read (one step ahead at most). */
+  private ahead: ReadAhead | undefined;
+  /** Held rows whose features came from a read ahead, and from a read in the step. */
+  readonly reads = { ahead: 0, inStep: 0 };
 
   constructor(
     readonly features: number,
@@ -59,6 +71,15 @@ export class ShardStore {
     if (bad) throw new WorkerError(`shard chunk of ${count} rows from ${start} names ${bad}`);
   }
 
+  /** The chunk holding `row`, or undefined. */
+  private findHeld(row: number): Chunk | undefined {
+    try {
+      return this.find(row);
+    } catch {
+      return undefined;
+    }
+  }
+
   private find(row: number): Chunk {
     let lo = 0;
     let hi = this.chunks.length - 1;
@@ -72,8 +93,32 @@ export class ShardStore {
     throw new WorkerError(`row ${row} was named in a step but is not in this node's shard`);
   }
 
-  /** Features, targets (and sample weights) of the held `rows`, followed by the inline rows `x`, `y` (`w`). */
-  async batch(rows: Int32Array, x: Float32Array, y: Float32Array, w?: Float32Array): Promise<{ xs: Float32Array; ys: Float32Array; ws: Float32Array | undefined; count: number }> {
+  /**
+   * Starts reading the features of held `rows`, which step `step` will likely name (step.next),
+   * where they come from the network: the reads overlap the computing of the step before it.
+   * Rows this node does not hold are left out; a read that fails is left to the step, which reads
+   * again and reports the error.
+   */
+  prefetch(step: number, rows: Int32Array): void {
+    const file = this.file;
+    if (!file?.remote || this.ahead?.step === step) return;
+    const width = file.refWidth;
+    const refs: number[] = [];
+    const at = new Map<number, number>();
+    for (const row of rows) {
+      const c = this.findHeld(row);
+      if (!c?.refs || at.has(row)) continue;
+      const k = row - c.start;
+      at.set(row, at.size);
+      for (let j = 0; j < width; j++) refs.push(c.refs[k * width + j]!);
+    }
+    if (at.size === 0) return;
+    const values = new Float32Array(at.size * this.features);
+    this.ahead = { step, at, values, done: file.read(Float64Array.from(refs), values).then(() => true, () => false) };
+  }
+
+  /** Features, targets (and sample weights) of the held `rows`, followed by the inline rows `x`, `y` (`w`); `step`: the step they are for (rows read ahead for it are used). */
+  async batch(rows: Int32Array, x: Float32Array, y: Float32Array, w?: Float32Array, step?: number): Promise<{ xs: Float32Array; ys: Float32Array; ws: Float32Array | undefined; count: number }> {
     const { features, outputs } = this;
     if (x.length % features !== 0 || y.length !== (x.length / features) * outputs) {
       throw new WorkerError(`inline rows: ${x.length} feature values and ${y.length} targets do not make whole rows of ${features} + ${outputs}`);
@@ -87,17 +132,33 @@ export class ShardStore {
     const ys = new Float32Array(count * outputs);
     const ws = weighted ? new Float32Array(count) : undefined;
     const fromFile: number[] = [];
+    /** Where each row read from the file goes (its position in the batch). */
+    const fileAt: number[] = [];
     const width = this.file?.refWidth ?? 1;
+    const ahead = this.ahead?.step === step && (await this.ahead!.done) ? this.ahead : undefined;
+    if (this.ahead && step !== undefined && this.ahead.step <= step) this.ahead = undefined;
     rows.forEach((row, i) => {
       const c = this.find(row);
       const k = row - c.start;
-      if (c.refs) for (let j = 0; j < width; j++) fromFile.push(c.refs[k * width + j]!);
-      else xs.set(c.x.subarray(k * features, (k + 1) * features), i * features);
+      const early = ahead?.at.get(row);
+      if (early !== undefined) {
+        xs.set(ahead!.values.subarray(early * features, (early + 1) * features), i * features);
+        this.reads.ahead++;
+      } else if (c.refs) {
+        for (let j = 0; j < width; j++) fromFile.push(c.refs[k * width + j]!);
+        fileAt.push(i);
+        this.reads.inStep++;
+      } else xs.set(c.x.subarray(k * features, (k + 1) * features), i * features);
       ys.set(c.y.subarray(k * outputs, (k + 1) * outputs), i * outputs);
       if (ws) ws[i] = c.w![k]!;
     });
-    // a node reading the file holds only file rows, so its held rows all come from there, in order
-    if (fromFile.length > 0) await this.file!.read(Float64Array.from(fromFile), xs);
+    if (fromFile.length > 0) {
+      // in order into the batch where every held row is read now; else through a buffer
+      const direct = fileAt.length === rows.length;
+      const read = direct ? xs : new Float32Array(fileAt.length * features);
+      await this.file!.read(Float64Array.from(fromFile), read);
+      if (!direct) fileAt.forEach((i, j) => xs.set(read.subarray(j * features, (j + 1) * features), i * features));
+    }
     xs.set(x, rows.length * features);
     ys.set(y, rows.length * outputs);
     if (ws && w) ws.set(w, rows.length);

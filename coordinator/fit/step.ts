@@ -104,6 +104,21 @@ export class StepRunner {
    * replaces a pass over every part; only when it fails are the parts searched for the culprits,
    * which are then treated like any failed part.
    */
+  /**
+   * Tells the participants that read their rows ahead which of `rows` they will likely compute at
+   * `step`: the batch split as the group stands now (a guess: who takes part, and their speeds,
+   * may change before then; a wrong guess costs only reads).
+   */
+  hint(step: number, rows: Int32Array): void {
+    const participants = this.group.participants;
+    if (!participants?.some((p) => p.hintRows)) return;
+    const groupOf = this.virtualBatchSize === undefined ? undefined : virtualBatches(rows, this.virtualBatchSize);
+    const peek = { split: (total: number, ps: readonly Participant[], unitRows?: number) => this.group.split(total, ps, unitRows, true) };
+    for (const part of splitBatch(rows, participants, peek, groupOf && { groupOf, unitRows: this.virtualBatchSize! })) {
+      if (part.rows.length > 0) participants[part.participant]!.hintRows?.(step, part.rows);
+    }
+  }
+
   async run(step: number, rows: Int32Array): Promise<StepSums> {
     const t0 = performance.now();
     let accepted: Accepted[] = [];
@@ -284,7 +299,7 @@ export function sumsFault(spec: ModelSpec, participant: Participant, rows: numbe
  * A batch's rows (or, with batch norm, its whole virtual batches: `groupOf` each row's) split over
  * `participants` by the group's counts, capped by `cap`, data-aware (split-plan.ts).
  */
-export function splitBatch(rows: Int32Array, participants: readonly Participant[], group: ParticipantGroup, batchNorm: { readonly groupOf: Map<number, number>; readonly unitRows: number } | undefined, cap: (counts: number[]) => number[] = (c) => c): BatchPart[] {
+export function splitBatch(rows: Int32Array, participants: readonly Participant[], group: Pick<ParticipantGroup, 'split'>, batchNorm: { readonly groupOf: Map<number, number>; readonly unitRows: number } | undefined, cap: (counts: number[]) => number[] = (c) => c): BatchPart[] {
   const holds = participants.map((p) => p.holds);
   if (!batchNorm) return assignRows(rows, cap(group.split(rows.length, participants)), holds);
   const ends = runEnds(rows.map((r) => batchNorm.groupOf.get(r)!));

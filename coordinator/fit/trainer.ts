@@ -222,6 +222,13 @@ export class Trainer {
     this.peers = policy ? new PeerStep(this.spec, group, this.model, this.optimizer, log, config.cluster.tls !== undefined, policy) : undefined;
   }
 
+  /** Before step `step` (batches[index]): the local read-ahead starts on the coming batches, and nodes that read their own rows are told the next step's. */
+  private prefetch(step: number, batches: readonly Int32Array[], index: number): void {
+    this.group.prefetch?.(step, batches, index);
+    const next = batches[index + 1];
+    if (next) this.steps.hint(step + 1, next);
+  }
+
   /** Step `step` among the worker nodes where it can run there, else through the coordinator. */
   private async takeStep(step: number, rows: Int32Array): Promise<StepSums> {
     const peers = this.peers;
@@ -301,7 +308,7 @@ export class Trainer {
     // as Keras orders them: the rate is reduced at an epoch's end before early stopping looks; the
     // model is saved before the rolling checkpoint (given among options.callbacks) records that
     const callbacks = new CallbackList([...(reduceLrOnPlateau ? [reduceLrOnPlateau] : []), ...(earlyStopping ? [earlyStopping] : []), ...(modelCheckpoint ? [modelCheckpoint] : []), ...(options.callbacks ?? [])]);
-    const loop = new FitLoop(this.config.fit, this.dataset, this.spec, { run: (step, rows) => this.takeStep(step, rows), prefetch: (step, batches, index) => this.group.prefetch?.(step, batches, index) }, (range) => this.evaluate(range), pieces, fingerprint, callbacks, resume);
+    const loop = new FitLoop(this.config.fit, this.dataset, this.spec, { run: (step, rows) => this.takeStep(step, rows), prefetch: (step, batches, index) => this.prefetch(step, batches, index) }, (range) => this.evaluate(range), pieces, fingerprint, callbacks, resume);
     const outcome = await loop.run();
     return {
       weights: this.weights,

@@ -479,7 +479,7 @@ export class Cluster implements ParticipantGroup {
     this.version = version;
   }
 
-  split(total: number, participants: readonly Participant[], unitRows = 1): number[] {
+  split(total: number, participants: readonly Participant[], unitRows = 1, peek = false): number[] {
     const equal = participants.map(() => 1);
     if (this.options.balance === 'equal') return splitCounts(total, equal);
     // Threads of one pool run the same code on the same cores: equal parts keep a run bit-reproducible.
@@ -503,13 +503,13 @@ export class Cluster implements ParticipantGroup {
     counts.forEach((c, i) => {
       const id = participants[i]!.id;
       const idle = c > 0 ? 0 : (this.idleSteps.get(id) ?? 0) + 1;
-      this.idleSteps.set(id, idle);
+      if (!peek) this.idleSteps.set(id, idle);
       if (idle >= PROBE_EVERY) {
         const donor = counts.indexOf(Math.max(...counts));
         if (counts[donor]! > 1) {
           counts[donor]!--;
           counts[i] = 1;
-          this.idleSteps.set(id, 0);
+          if (!peek) this.idleSteps.set(id, 0);
         }
       }
     });

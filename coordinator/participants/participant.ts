@@ -60,6 +60,8 @@ export interface Participant {
   gradient(step: number, version: number, rows: Int32Array, groups?: Int32Array): Promise<GradientResult>;
   /** Loss and metric sums over a range of the data set with the weights of `version`; rejects as `gradient` does. */
   evaluate(version: number, range: RowRange): Promise<EvaluateAnswer>;
+  /** The rows it will likely compute at `step` (a guess, for a participant that reads its rows ahead). */
+  hintRows?(step: number, rows: Int32Array): void;
 }
 
 /** Per-participant accounting, kept for the run summary (and metrics). */
@@ -102,13 +104,16 @@ export interface ParticipantGroup {
   /**
    * How many of `total` samples each participant gets (equal, or balanced by measured speed);
    * `unitRows`: the samples are units of that many rows (batch norm's virtual batches).
+   * `peek`: a guess at a coming step's split, which changes nothing (no idle step counted).
    */
-  split(total: number, participants: readonly Participant[], unitRows?: number): number[];
+  split(total: number, participants: readonly Participant[], unitRows?: number, peek?: boolean): number[];
   /** A participant's result for `step` was used: `count` samples in `seconds`. */
   succeeded(participant: Participant, step: number, count: number, seconds: number): void;
   /** A participant failed at `step` (-1: evaluation); nodes are dropped, threads are retried. */
   failed(participant: Participant, step: number, fault: ParticipantFault): void;
   readonly stats: ReadonlyMap<string, ParticipantStats>;
+  /** The participants as they stand, without waiting for any (where the group knows them). */
+  readonly participants?: readonly Participant[];
   /** Step `step` is about to compute batches[index] (batches[index + i]: step + i): the local lanes' read-ahead may start on the coming ones. */
   prefetch?(step: number, batches: readonly Int32Array[], index: number): void;
   close(reason?: string): Promise<void>;

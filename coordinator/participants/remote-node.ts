@@ -233,6 +233,14 @@ export class RemoteNode implements Participant {
     return p;
   }
 
+  /** The rows this node will likely compute at a coming step (a node that reads the data itself reads them ahead). */
+  private hint: { readonly step: number; readonly rows: Int32Array } | undefined;
+
+  /** The rows this node will likely compute at `step`: sent with the step before it, where this node reads its rows itself. */
+  hintRows(step: number, rows: Int32Array): void {
+    if (this.readsData) this.hint = { step, rows };
+  }
+
   /** The "step" message of `rows`: the rows this node holds by index, the others inline. */
   private stepMessage(step: number, version: number, rows: Int32Array, groups?: Int32Array): StepMessage {
     const { dataset } = this.context;
@@ -258,7 +266,8 @@ export class RemoteNode implements Participant {
       if (w) w[i] = sampleWeights![row]!;
     });
     const inlineFeatures = values instanceof Uint8Array ? { pixels: values, x: new Float32Array(0) } : { pixels: new Uint8Array(0), x: values };
-    return { type: 'step', step, version, groups: Int32Array.from([...heldGroups, ...inlineGroups]), inline: Int32Array.from(inline), rows: Int32Array.from(held), ...inlineFeatures, ...(w ? { w } : {}), y };
+    const next = this.hint?.step === step + 1 ? this.hint.rows.filter((r) => this.holds(r)) : undefined;
+    return { type: 'step', step, version, groups: Int32Array.from([...heldGroups, ...inlineGroups]), inline: Int32Array.from(inline), rows: Int32Array.from(held), ...(next && next.length > 0 ? { next } : {}), ...inlineFeatures, ...(w ? { w } : {}), y };
   }
 
   /** Sends a step's rows (after what `first` sends) and awaits the answer `key`, within this node's deadline for that many rows. */

@@ -10,7 +10,7 @@ import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
 import { FILL_MODES, FLIP_MODES } from '../model/augment.js';
 
 /** The version this code speaks; a hello of any other is refused (PROTOCOL.md lists them). */
-export const PROTOCOL_VERSION = 9;
+export const PROTOCOL_VERSION = 10;
 
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 const count = z.int().nonnegative();
@@ -183,8 +183,12 @@ export const wire = {
     x: bytes,
   }),
   weights: z.strictObject({ type: z.literal('weights'), version: count, pad, weights: bytes }),
-  /** rows: held rows; inline: the rows of x/y; groups: the virtual batch of each (held, then inline), or empty. */
-  step: z.strictObject({ type: z.literal('step'), step: count, version: count, pad, groups: bytes, inline: bytes, rows: bytes, pixels: bytes, w: bytes.optional(), y: bytes, x: bytes }),
+  /**
+   * rows: held rows; inline: the rows of x/y; groups: the virtual batch of each (held, then
+   * inline), or empty; next: held rows the node will likely compute at the next step, for a node
+   * that reads the data itself to read them ahead (absent: no guess).
+   */
+  step: z.strictObject({ type: z.literal('step'), step: count, version: count, pad, groups: bytes, inline: bytes, rows: bytes, next: bytes.optional(), pixels: bytes, w: bytes.optional(), y: bytes, x: bytes }),
   /** Values offset.. of a step's flat gradient, sent before the step's `gradient` message. */
   gradient_part: z.strictObject({
     type: z.literal('gradient_part'),
@@ -264,7 +268,7 @@ export type WeightsMessage = Typed<Unpadded<Wire['weights']>, 'weights', Float32
  * rows: training rows the worker holds (global indices); x/y: further rows sent inline, whose
  * indices are `inline`; groups: each row's virtual batch (rows, then inline) for batch norm, or empty.
  */
-export type StepMessage = MaybeTyped<Typed<Typed<Typed<Unpadded<Wire['step']>, 'rows' | 'inline' | 'groups', Int32Array>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>, 'w', Float32Array>;
+export type StepMessage = MaybeTyped<MaybeTyped<Typed<Typed<Typed<Unpadded<Wire['step']>, 'rows' | 'inline' | 'groups', Int32Array>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>, 'w', Float32Array>, 'next', Int32Array>;
 /** In memory the gradient is always float32; `dtype` says how it travels (scaleExp is the wire's business). */
 export type GradientMessage = Typed<Omit<Wire['gradient'], 'scaleExp' | 'pad'>, 'gradient', Float32Array>;
 export type GradientPartMessage = Typed<Omit<Wire['gradient_part'], 'scaleExp' | 'pad'>, 'values', Float32Array>;
