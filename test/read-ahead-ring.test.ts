@@ -37,6 +37,10 @@ describe('ReadAheadRing', () => {
     expect(Array.from(got)).toEqual(Array.from(source.gather([7, 2, 9, 5])));
     expect(rows.served).toEqual({ ring: 3, disk: 1 });
     expect(source.reads.slice(0, 1)).toEqual([9]);
+    // the reader gone: every slot emptied, the rows come from disk
+    ring.clear();
+    expect(Array.from(rows.gather([7]))).toEqual([7, 7.5, -7]);
+    expect(rows.served).toEqual({ ring: 3, disk: 2 });
   });
 
   it('a refilled slot no longer serves its old rows; fills for past steps are skipped; a failed fill leaves the slot empty', () => {

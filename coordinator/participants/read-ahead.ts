@@ -34,6 +34,7 @@ export class ReadAhead {
     reader.on('error', (err) => {
       // the lanes read the disk themselves from now on
       this.failed = true;
+      ring.clear();
       log(`warning: the read-ahead thread stopped (${err.message}); batches are read by the lanes`);
     });
   }

@@ -113,6 +113,7 @@ export class RemoteNode implements Participant {
     this.holds = (row) => inRanges(this.ranges, row);
     this.rows = featureRows(context.dataset);
     this.readsData = hello.readsData === true && context.dataset.onDisk !== undefined;
+    if (this.readsData) this.hintRows = (step, rows) => (this.hint = { step, rows });
     this.parts = new GradientAssembler(context.parameters);
     this.frameLimits = nodeFrameLimits(context.parameters);
     socket.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
@@ -236,10 +237,8 @@ export class RemoteNode implements Participant {
   /** The rows this node will likely compute at a coming step (a node that reads the data itself reads them ahead). */
   private hint: { readonly step: number; readonly rows: Int32Array } | undefined;
 
-  /** The rows this node will likely compute at `step`: sent with the step before it, where this node reads its rows itself. */
-  hintRows(step: number, rows: Int32Array): void {
-    if (this.readsData) this.hint = { step, rows };
-  }
+  /** The rows this node will likely compute at `step`, sent with the step before it; only where this node reads its rows itself. */
+  readonly hintRows?: (step: number, rows: Int32Array) => void;
 
   /** The "step" message of `rows`: the rows this node holds by index, the others inline. */
   private stepMessage(step: number, version: number, rows: Int32Array, groups?: Int32Array): StepMessage {

@@ -65,6 +65,14 @@ export class ReadAheadRing {
     return this.init.buffer.byteLength;
   }
 
+  /** Every slot EMPTY, and lanes waiting on one woken (the reader is gone: a slot it was filling never will be). */
+  clear(): void {
+    for (let k = 0; k < this.init.slots; k++) {
+      Atomics.store(this.header, k * WORDS, EMPTY);
+      Atomics.notify(this.header, k * WORDS);
+    }
+  }
+
   /** Slots filled so far. */
   get fills(): number {
     return Atomics.load(this.header, filled(this.init.slots));
