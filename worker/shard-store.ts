@@ -135,8 +135,12 @@ export class ShardStore {
     /** Where each row read from the file goes (its position in the batch). */
     const fileAt: number[] = [];
     const width = this.file?.refWidth ?? 1;
-    const ahead = this.ahead?.step === step && (await this.ahead!.done) ? this.ahead : undefined;
-    if (this.ahead && step !== undefined && this.ahead.step <= step) this.ahead = undefined;
+    const pending = step === undefined ? undefined : this.ahead;
+    let ahead: ReadAhead | undefined;
+    if (pending && pending.step <= step!) {
+      this.ahead = undefined;
+      if (pending.step === step && (await pending.done)) ahead = pending;
+    }
     rows.forEach((row, i) => {
       const c = this.find(row);
       const k = row - c.start;
