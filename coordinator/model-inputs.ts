@@ -13,6 +13,7 @@ import { isShardPath } from '../shared/data/shards.js';
 import { readNpy } from '../shared/data/npy.js';
 import { encode, featureCount, type Encoded, type Preprocessor } from '../shared/data/preprocess.js';
 import { labelOutputs } from '../shared/data/label.js';
+import { applyScaler } from '../shared/data/scaler.js';
 import { DataError } from '../shared/errors.js';
 
 export interface ModelInputs {
@@ -52,6 +53,8 @@ export function readModelInputs(pre: Preprocessor, path: string, options: { requ
   if (shape.join(',') !== input.shape.join(',')) throw new DataError(`${path}: samples of shape [${shape.join(', ')}]; the model was trained on [${input.shape.join(', ')}]`);
   const rows = x.shape[0]!;
   const xs = x.values instanceof Uint8Array ? scalePixels(x.values, input.scale) : scaledFloats(x.values, input.scale);
+  // standardized as training standardized them (data.standardize)
+  if (pre.scaler) applyScaler(xs, pre.scaler);
   const y = new Float32Array(rows * outputs);
   if (options.requireLabel) {
     if (!options.labels) throw new DataError(`${path}: evaluating .npy samples needs their labels (--labels FILE.npy)`);

@@ -18,6 +18,7 @@ import { Trainer, modelSpec } from '../coordinator/fit/trainer.js';
 import { initBackend } from '../shared/backend.js';
 import { loadConfig } from '../shared/config/load.js';
 import { featureRows } from '../shared/data/feature-rows.js';
+import { readModelInputs } from '../coordinator/model-inputs.js';
 import { readNpy } from '../shared/data/npy.js';
 import { ConfigError, DataError } from '../shared/errors.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithNodes, startCoordinator, startWorker, trackProcesses, type Proc } from './cluster-helpers.js';
@@ -117,7 +118,21 @@ describe('.npy samples on disk', () => {
     for (const memory of [true, false]) expect(() => parts(memory)).toThrow(/x-1\.npy: .*\[30, 6\].*x-0\.npy has .*: the files of one data set share a dtype and a sample shape/);
   });
 
-  it('auto keeps a file over a quarter of memory on disk; CSV with inMemory false, standardize on disk, a short or non-finite file: errors naming the key or file', () => {
+  it('data.standardize on disk: the statistics and features of the same file in memory, bit for bit; predict and evaluate standardize a .npy as training did', () => {
+    const { dir, configFile } = arrays(203, 5, '<f8', { standardize: true });
+    const disk = readJobData(inMemory(configFile, false));
+    const memory = readJobData(inMemory(configFile, true));
+    expect(disk.dataset.onDisk).toBeDefined();
+    expect(disk.preprocessor.scaler).toEqual(memory.preprocessor.scaler);
+    expect(disk.preprocessor.scaler!.std.some((s) => s !== 1)).toBe(true);
+    expect(featureRows(disk.dataset).range(0, 203)).toEqual(memory.dataset.x);
+    expect(featureRows(disk.dataset).gather([202, 7, 100])).toEqual(featureRows(memory.dataset).gather([202, 7, 100]));
+    // what predict reads: file row lines[r] - 1 is data set row r, standardized alike
+    const inputs = readModelInputs(memory.preprocessor, join(dir, 'x.npy'), { requireLabel: false });
+    memory.lines.train.slice(0, 20).forEach((line, r) => expect(inputs.enc.x.subarray((line - 1) * 5, line * 5)).toEqual(memory.dataset.x.subarray(r * 5, (r + 1) * 5)));
+  });
+
+  it('auto keeps a file over a quarter of memory on disk; CSV with inMemory false, images standardized, a short or non-finite file: errors naming the key or file', () => {
     expect(keepOnDisk('auto', 1e6)).toBe(false);
     expect(keepOnDisk('auto', 1e15)).toBe(true);
     expect([keepOnDisk(false, 1), keepOnDisk(true, 1e15)]).toEqual([true, false]);
@@ -126,7 +141,8 @@ describe('.npy samples on disk', () => {
     writeFileSync(join(dir, 'rows.csv'), 'a,b\n1,0\n2,1\n');
     expect(() => readJobData({ ...config, data: { ...config.data, path: join(dir, 'rows.csv'), labels: undefined } })).toThrow(ConfigError);
     expect(() => readJobData({ ...config, data: { ...config.data, path: join(dir, 'rows.csv'), labels: undefined } })).toThrow(/data\.inMemory: false applies to \.npy samples and tar shards; .*rows\.csv holds csv/);
-    expect(() => readJobData({ ...config, data: { ...config.data, standardize: true } })).toThrow(/x\.npy: data\.standardize needs the features in memory/);
+    const bytes = arrays(40, 4, '|u1');
+    expect(() => readJobData({ ...loadConfig(bytes.configFile), data: { ...loadConfig(bytes.configFile).data, standardize: true, rescale: 1 / 255 } })).toThrow(/x\.npy: data\.standardize does not apply to images/);
     const values = new Float32Array(40 * 4);
     values[4 * 17 + 2] = Number.NaN;
     writeFileSync(join(dir, 'x.npy'), npy('<f4', [40, 4], values));

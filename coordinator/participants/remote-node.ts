@@ -112,7 +112,9 @@ export class RemoteNode implements Participant {
     this.peerUrl = hello.peerPort === undefined ? undefined : peerUrl(hello.peerHost ?? address.replace(/:\d+$/, ''), hello.peerPort, hello.peerTls === true);
     this.holds = (row) => inRanges(this.ranges, row);
     this.rows = featureRows(context.dataset);
-    this.readsData = hello.readsData === true && context.dataset.onDisk !== undefined;
+    // standardized features are sent as rows: a node reading the file would need the statistics too
+    const onDisk = context.dataset.onDisk;
+    this.readsData = hello.readsData === true && onDisk !== undefined && !(onDisk.kind === 'npy' && onDisk.standardize);
     if (this.readsData) this.hintRows = (step, rows) => (this.hint = { step, rows });
     this.parts = new GradientAssembler(context.parameters);
     this.frameLimits = nodeFrameLimits(context.parameters);

@@ -8,9 +8,10 @@ import { scalePixels } from './pixels.js';
 import { DataError } from '../errors.js';
 import { Rng } from '../math/rng.js';
 import type { Table } from './csv.js';
-import type { OnDisk } from './feature-rows.js';
+import { readNpyRows, type OnDisk } from './feature-rows.js';
+import type { NpyFiles } from './npy-parts.js';
 import { encode, fitPreprocessor, type Encoded, type PreprocessOptions, type Preprocessor } from './preprocess.js';
-import { applyScaler, fitScaler } from './scaler.js';
+import { applyScaler, fitScaler, fitScalerInPasses, type Scaler } from './scaler.js';
 import { stratifiedSplit, validationSplit } from './split.js';
 
 /** An OnDisk before its row order is laid out. */
@@ -155,18 +156,22 @@ export function layoutData(
   if (train.length === 0) {
     throw new DataError(`${from.source}: no training rows left (${enc.rows} usable rows, testSize ${split.testSize}, validationSplit ${split.validationSplit})`);
   }
+  let onDisk = from.onDisk;
   if (split.standardize) {
-    if (from.onDisk) throw new DataError(`${from.source}: data.standardize needs the features in memory; with data.inMemory false, standardize the file beforehand (or set data.inMemory true)`);
-    if (from.pixels) throw new DataError(`${from.source}: data.standardize does not apply to images (they are scaled by data.rescale)`);
-    const scaler = fitScaler(enc.x, enc.features, trainAll);
-    applyScaler(enc.x, scaler);
+    // uint8 samples are pixels, in memory (from.pixels) or on disk
+    if (from.pixels || onDisk?.kind === 'tar' || (onDisk?.kind === 'npy' && onDisk.dtype === 'u1')) throw new DataError(`${from.source}: data.standardize does not apply to images (they are scaled by data.rescale)`);
+    // on disk: the statistics from two passes over the training rows in the file, in the order
+    // fitScaler takes them in memory, so the same bits
+    const scaler = onDisk ? fitScalerOnDisk(onDisk, enc.features, trainAll) : fitScaler(enc.x, enc.features, trainAll);
+    if (onDisk) onDisk = { ...onDisk, standardize: scaler };
+    else applyScaler(enc.x, scaler);
     preprocessor = { ...preprocessor, scaler };
   }
   const order = [...train, ...val, ...test];
-  if (from.onDisk) {
+  if (onDisk) {
     const fileOrder = new Int32Array(new SharedArrayBuffer(Math.max(1, order.length) * 4), 0, order.length);
     fileOrder.set(order);
-    return layoutRows(enc, preprocessor, { train, val, test }, from, warnings, { ...from.onDisk, order: fileOrder });
+    return layoutRows(enc, preprocessor, { train, val, test }, from, warnings, { ...onDisk, order: fileOrder });
   }
   const x = sharedFloat32(order.length * enc.features);
   const y = sharedFloat32(order.length * enc.outputs);
@@ -201,6 +206,19 @@ export function layoutData(
     warnings,
     lines: { train: Array.from(train, (r) => enc.lines[r]!), val: Array.from(val, (r) => enc.lines[r]!), test: Array.from(test, (r) => enc.lines[r]!) },
   };
+}
+
+/** fitScaler over the training rows of .npy files on disk, read 8 MB at a time. */
+function fitScalerOnDisk(files: NpyFiles, features: number, rows: Int32Array): Scaler {
+  const chunk = Math.max(1, Math.floor((1 << 23) / (4 * features)));
+  const buffer = new Float32Array(Math.min(chunk, rows.length) * features);
+  const pass = (each: (values: Float32Array) => void): void => {
+    for (let first = 0; first < rows.length; first += chunk) {
+      const part = rows.subarray(first, Math.min(rows.length, first + chunk));
+      each(readNpyRows(files, features, part, buffer.subarray(0, part.length * features)));
+    }
+  };
+  return fitScalerInPasses(features, rows.length, pass);
 }
 
 /** The data set of features on disk: labels and weights laid out in memory, the features' file rows in `onDisk.order`. */

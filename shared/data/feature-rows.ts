@@ -8,6 +8,7 @@
 import { DataError } from '../errors.js';
 import { readSpan, withFiles } from './file-reads.js';
 import { npyRuns, scaleRun, type NpyFiles } from './npy-parts.js';
+import { applyScaler } from './scaler.js';
 import { readTarRows, type TarOnDisk } from './tar-rows.js';
 
 /** Features of .npy files on disk: data set row r is row order[r] over the parts in order. Plain data: it travels to threads (order in a SharedArrayBuffer). */
@@ -107,6 +108,7 @@ export function readNpyRows(files: NpyFiles, features: number, rows: ArrayLike<n
       if (got < bytes.length) throw new DataError(`${part.path}: ended before row ${run.first + Math.floor(got / rowBytes)} (the file shrank while training?)`);
       scaleRun(files, features, run, bytes, out);
     }
+    if (files.standardize) applyScaler(out.subarray(0, rows.length * features), files.standardize);
     return out;
   });
 }

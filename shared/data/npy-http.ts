@@ -7,6 +7,7 @@
 import { DataError } from '../errors.js';
 import { parseNpyHeader, type NpyHeader } from './npy.js';
 import { npyRuns, scaleRun, type NpyFiles } from './npy-parts.js';
+import { applyScaler } from './scaler.js';
 
 /** Requests in flight at once for one batch. */
 const PARALLEL = 8;
@@ -78,5 +79,6 @@ export async function readNpyRowsHttp(files: NpyFiles, features: number, rows: A
     }
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL, runs.length) }, worker));
+  if (files.standardize) applyScaler(out.subarray(0, rows.length * features), files.standardize);
   return out;
 }

@@ -3,6 +3,7 @@
  * sample shape, rows in file order): which part holds a row, and a batch's rows as runs of
  * consecutive rows within one part, each read in one go (from disk or in one HTTP range).
  */
+import type { Scaler } from './scaler.js';
 import { npyValues } from './npy.js';
 
 export interface NpyPart {
@@ -18,8 +19,10 @@ export interface NpyFiles {
   /** The .npy dtype (f4, u1, ...) and its width in bytes. */
   readonly dtype: string;
   readonly width: number;
-  /** features = value x scale. */
+  /** features = value x scale, */
   readonly scale: number;
+  /** then standardized with the training rows' statistics (data.standardize; absent: not). */
+  readonly standardize?: Scaler | undefined;
   readonly parts: readonly NpyPart[];
 }
 

@@ -7,20 +7,43 @@ export interface Scaler {
 
 /** Mean and population std (ddof 0, like scikit-learn's StandardScaler) of the given rows. */
 export function fitScaler(x: Float32Array, features: number, rows: Int32Array): Scaler {
+  const chunk = Math.max(1, Math.floor((1 << 23) / (4 * features)));
+  const buffer = new Float32Array(Math.min(chunk, rows.length) * features);
+  return fitScalerInPasses(features, rows.length, (each) => {
+    for (let first = 0; first < rows.length; first += chunk) {
+      const n = Math.min(chunk, rows.length - first);
+      for (let i = 0; i < n; i++) {
+        const r = rows[first + i]!;
+        buffer.set(x.subarray(r * features, (r + 1) * features), i * features);
+      }
+      each(buffer.subarray(0, n * features));
+    }
+  });
+}
+
+/**
+ * fitScaler over rows that `pass` hands over in order, whole rows at a time, as often as asked
+ * (twice: the mean, then the squared deviations), so rows on disk give the bits of rows in memory.
+ */
+export function fitScalerInPasses(features: number, count: number, pass: (each: (values: Float32Array) => void) => void): Scaler {
   const mean = new Float64Array(features);
   const sq = new Float64Array(features);
-  for (const r of rows) {
-    for (let j = 0; j < features; j++) mean[j]! += x[r * features + j]!;
-  }
-  for (let j = 0; j < features; j++) mean[j]! /= rows.length;
-  for (const r of rows) {
-    for (let j = 0; j < features; j++) {
-      const d = x[r * features + j]! - mean[j]!;
-      sq[j]! += d * d;
+  pass((values) => {
+    for (let i = 0; i < values.length; i += features) {
+      for (let j = 0; j < features; j++) mean[j]! += values[i + j]!;
     }
-  }
+  });
+  for (let j = 0; j < features; j++) mean[j]! /= count;
+  pass((values) => {
+    for (let i = 0; i < values.length; i += features) {
+      for (let j = 0; j < features; j++) {
+        const d = values[i + j]! - mean[j]!;
+        sq[j]! += d * d;
+      }
+    }
+  });
   const std = Array.from(sq, (s) => {
-    const sd = Math.sqrt(s / rows.length);
+    const sd = Math.sqrt(s / count);
     return sd > 0 ? sd : 1;
   });
   return { mean: Array.from(mean), std };
