@@ -36,7 +36,7 @@ const WIDE = [{ units: 256, activation: 'relu' }, { units: 128, activation: 'rel
 const SMOOTH = [{ units: 64, activation: 'tanh' }, { units: 32, activation: 'tanh' }, { units: 1, activation: 'sigmoid' }];
 const SGD = { name: 'sgd', learningRate: 0.05, momentum: 0.9 };
 
-function peersJob(reduction: 'peers' | 'coordinator', cluster: Record<string, unknown> = {}, rows = 800, epochs = 2, optimizer: Record<string, unknown> = { name: 'adam', learningRate: 0.003 }, layers = WIDE, extra: Record<string, unknown> = {}) {
+function peersJob(reduction: 'peers' | 'coordinator' | 'auto', cluster: Record<string, unknown> = {}, rows = 800, epochs = 2, optimizer: Record<string, unknown> = { name: 'adam', learningRate: 0.003 }, layers = WIDE, extra: Record<string, unknown> = {}) {
   const job = jobFolder(rows, {
     ...extra,
     seed: 5,
@@ -78,6 +78,19 @@ describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_0
     expect((a.summary.traffic.node.sent - shards - 3 * 4 * S) / steps).toBeLessThan(1.3 * S);
     // every node did compute, and the data went to each once
     for (const p of a.summary.participants.filter((q) => q.kind === 'node')) expect(p.samples).toBeGreaterThan(0);
+  });
+
+  it('reduction auto (the default): among peers from nodes x S = 16 MiB on (2 nodes x 8.4 MiB), through the coordinator below, saying why', async () => {
+    // 45-2048-1024-1: 2.19M parameters, S = 8.4 MiB
+    const big = peersJob('auto', { minWorkers: 2, threads: 0 }, 240, 1, { name: 'adam', learningRate: 0.001 }, [{ units: 2048, activation: 'relu' }, { units: 1024, activation: 'relu' }, { units: 1, activation: 'sigmoid' }]);
+    const a = await runWithNodes(big, ['w1', 'w2'], track);
+    expect(a.summary.steps).toBeGreaterThan(0);
+    expect(a.summary.peerSteps).toBe(a.summary.steps);
+    expect(a.coordinator.output).not.toMatch(/reduction auto/);
+    const small = peersJob('auto', { minWorkers: 2, threads: 0 }, 240, 1);
+    const b = await runWithNodes(small, ['w1', 'w2'], track);
+    expect(b.summary.peerSteps).toBe(0);
+    expect(b.coordinator.output).toMatch(/step 0: reduced through the coordinator: reduction auto: 2 nodes x 0\.\d+ MiB of gradient = 0\.\d+ MiB a step on the coordinator's link, under the 16\.0 MiB from which nodes reduce among themselves/);
   });
 
   it('a node frozen mid-round, then killed: that step goes through the coordinator, the rest among the two left, the weights of one process', async () => {
