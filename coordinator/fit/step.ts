@@ -95,16 +95,6 @@ export class StepRunner {
   }
 
   /**
-   * Runs step `step` on the global batch `rows`. The part of any participant that fails is
-   * recomputed by the others, so the combined gradient is always over the whole batch, and the
-   * optimizer steps once.
-   *
-   * Gradients are checked for NaN and infinity through their mean: the weighted average is
-   * non-finite at an index exactly when some part is (reduce.ts), so one pass over the mean
-   * replaces a pass over every part; only when it fails are the parts searched for the culprits,
-   * which are then treated like any failed part.
-   */
-  /**
    * Tells the participants that read their rows ahead which of `rows` they will likely compute at
    * `step`: the batch split as the group stands now (a guess: who takes part, and their speeds,
    * may change before then; a wrong guess costs only reads).
@@ -119,6 +109,16 @@ export class StepRunner {
     }
   }
 
+  /**
+   * Runs step `step` on the global batch `rows`. The part of any participant that fails is
+   * recomputed by the others, so the combined gradient is always over the whole batch, and the
+   * optimizer steps once.
+   *
+   * Gradients are checked for NaN and infinity through their mean: the weighted average is
+   * non-finite at an index exactly when some part is (reduce.ts), so one pass over the mean
+   * replaces a pass over every part; only when it fails are the parts searched for the culprits,
+   * which are then treated like any failed part.
+   */
   async run(step: number, rows: Int32Array): Promise<StepSums> {
     const t0 = performance.now();
     let accepted: Accepted[] = [];
