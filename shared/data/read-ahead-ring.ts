@@ -120,9 +120,11 @@ export class ReadAheadRing {
   /** The slot state, generation and row positions of slot `k`, or undefined when it is empty. */
   slot(k: number): { state: number; generation: number; positions: Map<number, number> } | undefined {
     const at = k * WORDS;
+    // the generation before the state: a refill empties the slot before it bumps the generation,
+    // so a slot seen not EMPTY after its generation holds that generation's rows in full
+    const generation = Atomics.load(this.header, at + 1);
     const state = Atomics.load(this.header, at);
     if (state === EMPTY) return undefined;
-    const generation = Atomics.load(this.header, at + 1);
     let map = this.maps[k];
     if (map?.generation !== generation) {
       const count = Atomics.load(this.header, at + 2);
