@@ -50,11 +50,6 @@ export function dataKind(path: string): DataKind {
   return existsSync(path) && statSync(path).isDirectory() ? 'images' : 'csv';
 }
 
-export function loadTable(config: JobConfig): Table {
-  if (!config.data.path) throw new ConfigError('no data: set data.path in the config, pass --data FILE, or use --demo');
-  return readCsvPath(config.data.path);
-}
-
 function splitOptions(config: JobConfig): SplitOptions {
   const { data, fit } = config;
   return { testSize: data.testSize, stratify: data.stratify, standardize: data.standardize, validationSplit: fit.validationSplit };
