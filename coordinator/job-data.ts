@@ -87,7 +87,9 @@ export function readJobData(config: JobConfig): PreparedData {
   const validation = validationOf(config, kind);
   if (kind === 'csv') {
     if (data.labels) throw new ConfigError(`data.labels (${data.labels}) goes with a .npy data.path; ${data.path} is read as CSV`);
-    return prepareJobData(config, readCsvPath(data.path), validation && readCsvPath(validation.path));
+    // dropped columns' values are not kept (an id column would cost a string a row)
+    const skip = { skip: data.drop.filter((name) => name !== data.label?.column && name !== data.sampleWeight) };
+    return prepareJobData(config, readCsvPath(data.path, skip), validation && readCsvPath(validation.path, skip));
   }
   for (const key of CSV_ONLY) if (data[key].length > 0) throw new ConfigError(`data.${key} applies to CSV columns; ${data.path} holds ${kind}`);
   if (data.sampleWeight) throw new ConfigError(`data.sampleWeight (${data.sampleWeight}) names a CSV column; ${data.path} holds ${kind}`);

@@ -94,9 +94,12 @@ export async function predictCsv(model: SavedModel, dataFile: string, outFile?: 
     const pre = model.preprocessor;
     const k = enc.outputs;
     const copied = table ? copiedColumns(table, pre, options.keep) : [];
-    const rowOfLine = new Map(table?.lines.map((line, r) => [line, r]));
-    const leading = (line: number): string[] =>
-      files ? [csvCell(files[line - 1] ?? '')] : copied.map((ci) => csvCell(table!.rows[rowOfLine.get(line)!]?.[ci] ?? ''));
+    const rowOfLine = new Map(table ? Array.from(table.lines, (line, r) => [line, r]) : []);
+    const leading = (line: number): string[] => {
+      if (files) return [csvCell(files[line - 1] ?? '')];
+      const r = rowOfLine.get(line);
+      return copied.map((ci) => csvCell(r === undefined ? '' : table!.cell(r, ci)));
+    };
     const cells = new Map<number, string>();
     enc.lines.forEach((line, r) => {
       const values = Array.from(outputs.subarray(r * k, (r + 1) * k));

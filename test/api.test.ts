@@ -55,7 +55,7 @@ describe('dptrain as a library', () => {
 
     // The same data as objects in memory (rows) trains to the same bits.
     const table = parseCsv(readFileSync(data, 'utf8'), data);
-    const rows = table.rows.map((cells) => Object.fromEntries(table.header.map((name, k) => [name, cells[k]])));
+    const rows = Array.from({ length: table.rowCount }, (_, r) => Object.fromEntries(table.header.map((name, k) => [name, table.cell(r, k)])));
     const fromRows = join(out, '..', 'from-rows');
     const again = await train({ ...config(fromRows), fit: { epochs: 2, batchSize: 32, validationSplit: 0.1 } }, { rows, log: () => {} });
     expect(again.summary.test).toEqual(result.summary.test);

@@ -1,8 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseCsv, readCsv, recordsToCsv } from '../shared/data/csv.js';
-import { prepareData } from '../shared/data/dataset.js';
+import { parseCsv, readCsv, recordsToCsv, tableRow } from '../shared/data/csv.js';
+import { permuteRows, prepareData } from '../shared/data/dataset.js';
 import { encode, fitPreprocessor } from '../shared/data/preprocess.js';
 import { telcoDemoCsv, TELCO_COLUMNS } from '../shared/data/synthetic.js';
+import { Rng } from '../shared/math/rng.js';
 import { HAVE_TELCO, TELCO_CSV, TELCO_PREPROCESS } from './helpers.js';
 
 /** The 45 columns pandas.get_dummies gives for the Telco features (numeric first, then dummies). */
@@ -39,7 +40,7 @@ describe.skipIf(!HAVE_TELCO)('Telco Customer Churn file', () => {
   it('gives 7032 rows x 45 features with the column names of pandas.get_dummies', () => {
     const pre = fitPreprocessor(table, TELCO_PREPROCESS);
     const enc = encode(table, pre);
-    expect(table.rows.length).toBe(7043);
+    expect(table.rowCount).toBe(7043);
     expect(enc.rows).toBe(7032);
     expect(enc.features).toBe(45);
     expect(pre.features).toEqual(PANDAS_COLUMNS);
@@ -137,6 +138,50 @@ describe('bad data', () => {
   });
 });
 
+describe('laying the rows out in place', () => {
+  it('permuteRows moves row order[i] to row i for any permutation', () => {
+    const rng = new Rng(5);
+    for (const rows of [1, 2, 7, 100]) {
+      const features = 3;
+      const x = Float32Array.from({ length: rows * features }, (_, i) => i);
+      const order = Int32Array.from({ length: rows }, (_, i) => i);
+      for (let i = rows - 1; i > 0; i--) {
+        const j = rng.int(i + 1);
+        [order[i], order[j]] = [order[j]!, order[i]!];
+      }
+      const want = Float32Array.from({ length: rows * features }, (_, i) => order[Math.floor(i / features)]! * features + (i % features));
+      permuteRows(x, features, order);
+      expect(x).toEqual(want);
+    }
+  });
+
+  it("every CSV row of the data set is its line's encoded row, standardized with the training rows' statistics", () => {
+    const table = parseCsv(telcoDemoCsv(3000, 9), 'demo');
+    const options = { testSize: 0.2, stratify: true, validationSplit: 0.1 };
+    const plain = prepareData(table, TELCO_PREPROCESS, { ...options, standardize: false }, 3);
+    const scaled = prepareData(table, TELCO_PREPROCESS, { ...options, standardize: true }, 3);
+    const enc = encode(table, fitPreprocessor(table, TELCO_PREPROCESS));
+    const rowOfLine = new Map(enc.lines.map((line, r) => [line, r]));
+    const { features } = enc;
+    const lines = [...plain.lines.train, ...plain.lines.val, ...plain.lines.test];
+    expect(lines.length).toBe(enc.rows);
+    lines.forEach((line, i) => {
+      const r = rowOfLine.get(line)!;
+      expect(plain.dataset.x.subarray(i * features, (i + 1) * features)).toEqual(enc.x.subarray(r * features, (r + 1) * features));
+      expect(plain.dataset.y[i]).toBe(enc.y[r]);
+    });
+    // the scaler's statistics are those of the training and validation rows (the split before validation is cut)
+    const { mean, std } = scaled.preprocessor.scaler!;
+    const trainRows = plain.dataset.train.count + plain.dataset.val.count;
+    for (const j of [0, 1, 2]) {
+      let sum = 0;
+      for (let i = 0; i < trainRows; i++) sum += plain.dataset.x[i * features + j]!;
+      expect(mean[j]).toBeCloseTo(sum / trainRows, 4);
+      expect(scaled.dataset.x[j]).toBeCloseTo((plain.dataset.x[j]! - mean[j]!) / std[j]!, 4);
+    }
+  });
+});
+
 describe('demo data', () => {
   it('has the Telco schema, is seeded, and about a quarter churn', () => {
     const text = telcoDemoCsv(2000, 7);
@@ -164,7 +209,7 @@ describe('rows given as objects', () => {
     );
     const table = parseCsv(csv, 'rows');
     expect(table.header).toEqual(['id', 'text', 'n', 'flag', 'extra']);
-    expect(table.rows).toEqual([
+    expect(Array.from({ length: table.rowCount }, (_, r) => tableRow(table, r))).toEqual([
       ['a', 'plain', '1.5', 'true', ''],
       ['b', 'with, comma and "quotes"\nand a newline', '', '', 'x'],
       ['c', '', '', 'false', ''],

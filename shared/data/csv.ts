@@ -1,23 +1,34 @@
 /**
- * Reads a CSV file into a table of strings with csv-parse (RFC 4180: quotes, embedded commas
- * and newlines). Keeps each record's line number so errors can point at it. Several files (a
- * pattern or brace range, as for shards) are read as one table: the same columns in each (in
- * any order), rows in file order, a row's line counted through the files in order.
+ * CSV data as a table kept by column: each column's distinct values once, and per row a code
+ * into them (1, 2 or 4 bytes as the column needs), so a table costs about a byte a cell for
+ * categories and labels instead of a string pointer and a string per cell. Files are parsed as
+ * they are read (CsvParser, 64 KB at a time), never held whole. Several files (a pattern or brace
+ * range, as for shards) are read as one table: the same columns in each (in any order), rows in
+ * file order, a row's line counted through the files in order.
  */
-import { readFileSync } from 'node:fs';
-import { parse } from 'csv-parse/sync';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { DataError } from '../errors.js';
+import { CsvParser } from './csv-parser.js';
 import { expandPaths } from './paths.js';
 
 export interface Table {
   /** Where the table came from (a path, or a name like "demo data"), for messages. */
   readonly source: string;
   readonly header: readonly string[];
-  readonly rows: readonly (readonly string[])[];
+  /** Data rows (the header is not one). */
+  readonly rowCount: number;
+  /** The cell of row `r` in column `c` (header order). */
+  cell(r: number, c: number): string;
   /** 1-based line number in the source of each row (several files: counted through them in order, headers included). */
-  readonly lines: readonly number[];
+  readonly lines: ArrayLike<number>;
   /** Where the table is several files: each file, and how many lines come before its first (linePlace). */
   readonly parts?: readonly { readonly path: string; readonly lineOffset: number }[];
+}
+
+export interface ReadCsvOptions {
+  /** Columns whose values are not kept (data.drop in training): their cells read as ''. */
+  readonly skip?: readonly string[];
 }
 
 /** Where line `line` of a table is, for messages: "line 12", or "part-002.csv line 12" where the table is several files. */
@@ -29,54 +40,197 @@ export function linePlace(table: Pick<Table, 'parts'>, line: number): string {
   return `${part.path} line ${line - part.lineOffset}`;
 }
 
-export function parseCsv(text: string, source: string): Table {
-  // Each record's cells, and its line number. Repeated cell values (categories, labels) share one
-  // string, and no per-record info object is kept: the table costs a few bytes of pointers per cell
-  // instead of a string and an object per cell and row (bench/data-memory.ts).
-  const rows: string[][] = [];
-  const lines: number[] = [];
-  const shared = new Map<string, string>();
-  const intern = (cell: string): string => {
-    const known = shared.get(cell);
-    if (known !== undefined) return known;
-    if (shared.size < INTERNED_MAX && cell.length <= INTERNED_LENGTH) shared.set(cell, cell);
-    return cell;
-  };
-  try {
-    parse(text, {
-      bom: true,
-      skip_empty_lines: true,
-      relax_column_count: false,
-      on_record: (record: string[], context: { lines: number }) => {
-        for (let i = 0; i < record.length; i++) record[i] = intern(record[i]!);
-        rows.push(record);
-        lines.push(context.lines);
-        return null;
-      },
-    });
-  } catch (err) {
-    throw new DataError(`${source}: cannot parse CSV: ${(err as Error).message}`);
-  }
-  const head = rows.shift();
-  lines.shift();
-  if (!head) throw new DataError(`${source}: the file is empty (no header row)`);
-  const header = head.map((h) => h.trim());
-  const seen = new Set<string>();
-  for (const name of header) {
-    if (seen.has(name)) throw new DataError(`${source}: column "${name}" appears twice in the header`);
-    seen.add(name);
-  }
-  return { source, header, rows, lines };
+/** Row `r` of a table as its cells, in header order. */
+export function tableRow(table: Table, r: number): string[] {
+  return table.header.map((_, c) => table.cell(r, c));
 }
 
-/** Cell values shared across rows: at most this many distinct ones, each at most this long. */
-const INTERNED_MAX = 1 << 16;
-const INTERNED_LENGTH = 64;
+/** A column with more distinct values than this that are (nearly all) numbers keeps numbers, not a dictionary. */
+const NUMBERS_AFTER = 4096;
+/** `decimals` of a row whose text is not the number written with that many decimals: the text is in `others`. */
+const AS_TEXT = 255;
+
+/**
+ * One column: its distinct values once and each row's code into them (categories, labels); or,
+ * for a column of many distinct numbers (charges, measurements), each row's number and the
+ * decimals it was written with, which give back its text exactly (any other text, such as "1e3"
+ * or " 7", is kept as it is).
+ */
+class Column {
+  private values: string[] = [];
+  private index: Map<string, number> | undefined = new Map();
+  private codes: Codes;
+  private numbers: Float64Array | undefined;
+  private decimals: Uint8Array | undefined;
+  private others: Map<number, string> | undefined;
+
+  constructor(capacity: number) {
+    this.codes = new Uint8Array(capacity);
+  }
+
+  add(r: number, cell: string): void {
+    if (this.numbers) {
+      this.addNumber(r, cell);
+      return;
+    }
+    let code = this.index!.get(cell);
+    if (code === undefined) {
+      code = this.values.length;
+      const kept = own(cell);
+      this.values.push(kept);
+      this.index!.set(kept, code);
+      if (code === 256 || code === 65536) this.codes = resized(this.codes, this.codes.length, code === 256 ? 2 : 4);
+    }
+    if (r >= this.codes.length) this.codes = resized(this.codes, 2 * this.codes.length, this.codes.BYTES_PER_ELEMENT as 1 | 2 | 4);
+    this.codes[r] = code;
+    if (code === NUMBERS_AFTER && this.values.filter((v) => asNumber(v) !== undefined).length >= 0.9 * this.values.length) this.toNumbers(r + 1);
+  }
+
+  cell(r: number): string {
+    if (!this.numbers) return this.values[this.codes[r]!]!;
+    const d = this.decimals![r]!;
+    return d === AS_TEXT ? this.others!.get(r)! : this.numbers[r]!.toFixed(d);
+  }
+
+  /** Done adding: the lookup map goes, the arrays are cut to `rows`. */
+  seal(rows: number): void {
+    this.index = undefined;
+    if (this.codes.length > rows) this.codes = this.codes.slice(0, rows);
+    if (this.numbers && this.numbers.length > rows) {
+      this.numbers = this.numbers.slice(0, rows);
+      this.decimals = this.decimals!.slice(0, rows);
+    }
+  }
+
+  private toNumbers(rows: number): void {
+    this.numbers = new Float64Array(this.codes.length);
+    this.decimals = new Uint8Array(this.codes.length);
+    this.others = new Map();
+    const values = this.values;
+    const codes = this.codes;
+    this.values = [];
+    this.index = undefined;
+    this.codes = new Uint8Array(0);
+    for (let r = 0; r < rows; r++) this.addNumber(r, values[codes[r]!]!);
+  }
+
+  private addNumber(r: number, cell: string): void {
+    if (r >= this.numbers!.length) {
+      const numbers = new Float64Array(2 * this.numbers!.length);
+      numbers.set(this.numbers!);
+      this.numbers = numbers;
+      const decimals = new Uint8Array(numbers.length);
+      decimals.set(this.decimals!);
+      this.decimals = decimals;
+    }
+    const number = asNumber(cell);
+    if (number === undefined) {
+      this.decimals![r] = AS_TEXT;
+      this.others!.set(r, own(cell));
+    } else {
+      this.numbers![r] = number.value;
+      this.decimals![r] = number.decimals;
+    }
+  }
+}
+
+/** `text` as a number and the decimals that write it back exactly (`value.toFixed(decimals) === text`), if any. */
+function asNumber(text: string): { value: number; decimals: number } | undefined {
+  const value = Number(text);
+  const dot = text.indexOf('.');
+  const decimals = dot < 0 ? 0 : text.length - dot - 1;
+  if (text.length === 0 || decimals > 20 || Number.isNaN(value) || Math.abs(value) >= 1e21) return undefined;
+  return value.toFixed(decimals) === text ? { value, decimals } : undefined;
+}
+
+/** A copy of its own of a cell: a slice of the chunk it was read from would keep the whole chunk. */
+function own(cell: string): string {
+  return cell.length > 12 ? Buffer.from(cell, 'utf8').toString('utf8') : cell;
+}
+
+type Codes = Uint8Array | Uint16Array | Uint32Array;
+
+/** `codes` in an array of `length` codes of `bytes` bytes each. */
+function resized(codes: Codes, length: number, bytes: 1 | 2 | 4): Codes {
+  const out = bytes === 1 ? new Uint8Array(length) : bytes === 2 ? new Uint16Array(length) : new Uint32Array(length);
+  out.set(codes);
+  return out;
+}
+
+/** Collects records into columns, then makes the Table. */
+class TableBuilder {
+  header: string[] | undefined;
+  private columns: (Column | undefined)[] = [];
+  private lines: Int32Array;
+  rows = 0;
+
+  /** `capacity`: the rows expected (the line ends in the text: more rows than that only cost a regrowth). */
+  constructor(
+    private readonly source: string,
+    private readonly skip: readonly string[] = [],
+    private readonly capacity = 1024,
+  ) {
+    this.lines = new Int32Array(Math.max(1, capacity));
+  }
+
+  /** The header (first record): duplicate names refused. */
+  setHeader(record: readonly string[]): void {
+    const header = record.map((h) => h.trim());
+    const seen = new Set<string>();
+    for (const name of header) {
+      if (seen.has(name)) throw new DataError(`${this.source}: column "${name}" appears twice in the header`);
+      seen.add(name);
+    }
+    this.header = header;
+    this.columns = header.map((name) => (this.skip.includes(name) ? undefined : new Column(Math.max(1, this.capacity))));
+  }
+
+  add(record: readonly string[], line: number): void {
+    const r = this.rows++;
+    for (let c = 0; c < record.length; c++) this.columns[c]?.add(r, record[c]!);
+    if (r >= this.lines.length) {
+      const lines = new Int32Array(2 * this.lines.length);
+      lines.set(this.lines);
+      this.lines = lines;
+    }
+    this.lines[r] = line;
+  }
+
+  build(parts?: Table['parts']): Table {
+    if (!this.header) throw new DataError(`${this.source}: the file is empty (no header row)`);
+    for (const column of this.columns) column?.seal(this.rows);
+    const columns = this.columns;
+    return {
+      source: this.source,
+      header: this.header,
+      rowCount: this.rows,
+      cell: (r, c) => columns[c]?.cell(r) ?? '',
+      lines: this.lines.slice(0, this.rows),
+      ...(parts ? { parts } : {}),
+    };
+  }
+}
+
+export function parseCsv(text: string, source: string, options: ReadCsvOptions = {}): Table {
+  let lineEnds = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lineEnds++;
+  const builder = new TableBuilder(source, options.skip, lineEnds + 1);
+  const parser = new CsvParser(source, (record, line) => (builder.header ? builder.add(record, line) : builder.setHeader(record)));
+  parser.write(text);
+  parser.end();
+  return builder.build();
+}
 
 /** The CSV data of `path`: one file, or (a `*` pattern or a brace range) several read as one table. */
-export function readCsvPath(path: string): Table {
+export function readCsvPath(path: string, options: ReadCsvOptions = {}): Table {
   const paths = expandPaths(path);
-  return paths.length === 1 && paths[0] === path ? readCsv(path) : readCsvFiles(paths, path);
+  return paths.length === 1 && paths[0] === path ? readCsv(path, options) : readCsvFiles(paths, path, options);
+}
+
+export function readCsv(path: string, options: ReadCsvOptions = {}): Table {
+  const builder = new TableBuilder(path, options.skip, lineEnds(path) + 1);
+  streamCsv(path, (record, line) => (builder.header ? builder.add(record, line) : builder.setHeader(record)));
+  return builder.build();
 }
 
 /**
@@ -84,55 +238,89 @@ export function readCsvPath(path: string): Table {
  * cells are put in the first file's order); another set is an error naming the file and the
  * columns that differ.
  */
-export function readCsvFiles(paths: readonly string[], source: string): Table {
-  const rows: (readonly string[])[] = [];
-  const lines: number[] = [];
+export function readCsvFiles(paths: readonly string[], source: string, options: ReadCsvOptions = {}): Table {
+  const builder = new TableBuilder(`${source} (${paths.length} files)`, options.skip, paths.reduce((n, path) => n + lineEnds(path) + 1, 0));
   const parts: { path: string; lineOffset: number }[] = [];
-  let header: readonly string[] | undefined;
   let lineOffset = 0;
   for (const path of paths) {
-    const { text, table } = readOne(path);
     parts.push({ path, lineOffset });
-    header ??= table.header;
-    const order = header.map((name) => table.header.indexOf(name));
-    const missing = header.filter((_, k) => order[k]! < 0);
-    const extra = table.header.filter((name) => !header!.includes(name));
-    if (missing.length > 0 || extra.length > 0) {
-      const list = (names: string[]): string => names.map((n) => `"${n}"`).join(', ');
-      throw new DataError(`${path}: its columns differ from ${paths[0]}'s (${[missing.length > 0 ? `without ${list(missing)}` : '', extra.length > 0 ? `with ${list(extra)} besides` : ''].filter(Boolean).join('; ')}): every file of ${source} needs the same columns`);
-    }
-    const same = order.every((i, k) => i === k);
-    for (let r = 0; r < table.rows.length; r++) {
-      const row = table.rows[r]!;
-      rows.push(same ? row : order.map((i) => row[i]!));
-      lines.push(table.lines[r]! + lineOffset);
-    }
-    lineOffset += lineCount(text);
+    let order: number[] | undefined;
+    const offset = lineOffset;
+    lineOffset += streamCsv(path, (record, line) => {
+      if (order) {
+        builder.add(order.length === 0 ? record : order.map((i) => record[i]!), line + offset);
+        return;
+      }
+      const own = record.map((h) => h.trim());
+      if (!builder.header) {
+        builder.setHeader(record);
+        order = [];
+        return;
+      }
+      const header = builder.header;
+      const missing = header.filter((name) => !own.includes(name));
+      const extra = own.filter((name) => !header.includes(name));
+      if (missing.length > 0 || extra.length > 0) {
+        const list = (names: string[]): string => names.map((n) => `"${n}"`).join(', ');
+        throw new DataError(`${path}: its columns differ from ${paths[0]}'s (${[missing.length > 0 ? `without ${list(missing)}` : '', extra.length > 0 ? `with ${list(extra)} besides` : ''].filter(Boolean).join('; ')}): every file of ${source} needs the same columns`);
+      }
+      const indexes = header.map((name) => own.indexOf(name));
+      order = indexes.every((i, k) => i === k) ? [] : indexes;
+    });
   }
-  return { source: `${source} (${paths.length} files)`, header: header!, rows, lines, parts };
+  return builder.build(parts);
 }
 
-/** Lines in a file's text (a last line without a newline counts). */
-function lineCount(text: string): number {
+/** The \n bytes in the file at `path` (one pass over it, 64 KB at a time): an upper bound of its records, to size the columns once. */
+function lineEnds(path: string): number {
   let n = 0;
-  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
-  return text.length > 0 && !text.endsWith('\n') ? n + 1 : n;
+  readChunks(path, (chunk) => {
+    for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) n++;
+  });
+  return n;
 }
 
-export function readCsv(path: string): Table {
-  return readOne(path).table;
+/** Parses the file at `path` as it reads it; returns its line count. */
+function streamCsv(path: string, onRecord: (record: string[], line: number) => void): number {
+  const parser = new CsvParser(path, onRecord);
+  const decoder = new StringDecoder('utf8');
+  readChunks(path, (chunk) => parser.write(decoder.write(chunk)));
+  parser.write(decoder.end());
+  parser.end();
+  return parser.linesRead;
 }
 
-function readOne(path: string): { text: string; table: Table } {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
+/**
+ * The file at `path`, 64 KB at a time: its text is then a young-generation string that dies
+ * young (a chunk past V8's large-object size would sit in the old generation until a full
+ * collection). Errors name the file.
+ */
+function readChunks(path: string, each: (chunk: Buffer) => void): void {
+  const why = (err: unknown): string => {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (err as Error).message;
-    throw new DataError(`cannot read data file ${path}: ${why}`);
+    return code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (err as Error).message;
+  };
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw new DataError(`cannot read data file ${path}: ${why(err)}`);
   }
-  return { text, table: parseCsv(text, path) };
+  try {
+    const buffer = Buffer.alloc(1 << 16);
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(fd, buffer, 0, buffer.length, null);
+      } catch (err) {
+        throw new DataError(`cannot read data file ${path}: ${why(err)}`);
+      }
+      if (n === 0) return;
+      each(buffer.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** A value of a row given as an object: null, undefined and NaN are missing (a blank cell). */

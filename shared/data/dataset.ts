@@ -100,17 +100,17 @@ export function prepareData(table: Table, pre: PreprocessOptions, split: SplitOp
   const warnings: string[] = [];
   const preprocessor = fitPreprocessor(table, pre, (message) => warnings.push(message));
   const enc = encode(table, preprocessor);
-  if (!validation) return layoutData(enc, preprocessor, split, seed, { source: table.source, rowsRead: table.rows.length, warnings });
+  if (!validation) return layoutData(enc, preprocessor, split, seed, { source: table.source, rowsRead: table.rowCount, warnings });
   const val = encode(validation, preprocessor);
-  if (val.rows === 0) throw new DataError(`${validation.source}: no validation rows left (${validation.rows.length} read, ${val.rejected.length} dropped)`);
+  if (val.rows === 0) throw new DataError(`${validation.source}: no validation rows left (${validation.rowCount} read, ${val.rejected.length} dropped)`);
   const both = concatEncoded(enc, val);
-  return layoutData(both, preprocessor, { ...split, validationFrom: enc.rows }, seed, { source: table.source, rowsRead: table.rows.length + validation.rows.length, warnings });
+  return layoutData(both, preprocessor, { ...split, validationFrom: enc.rows }, seed, { source: table.source, rowsRead: table.rowCount + validation.rowCount, warnings });
 }
 
 /** Encoded rows of two sources, one after the other. */
 function concatEncoded(a: Encoded, b: Encoded): Encoded {
   const join = (p: Float32Array, q: Float32Array): Float32Array => {
-    const out = new Float32Array(p.length + q.length);
+    const out = p.buffer instanceof SharedArrayBuffer ? sharedFloat32(p.length + q.length) : new Float32Array(p.length + q.length);
     out.set(p);
     out.set(q, p.length);
     return out;
@@ -157,23 +157,31 @@ export function layoutData(
     throw new DataError(`${from.source}: no training rows left (${enc.rows} usable rows, testSize ${split.testSize}, validationSplit ${split.validationSplit})`);
   }
   let onDisk = from.onDisk;
+  const order = new Int32Array(train.length + val.length + test.length);
+  order.set(train);
+  order.set(val, train.length);
+  order.set(test, train.length + val.length);
+  // Encoded rows in shared memory (CSV) are moved into the data set's order where they are, and
+  // that memory becomes the data set's: no second copy of the features. The training rows (train
+  // then validation, in trainAll's order) are then the first rows.
+  const inPlace = !onDisk && !from.pixels && enc.x.buffer instanceof SharedArrayBuffer && order.length === enc.rows;
+  if (inPlace) permuteRows(enc.x, enc.features, order);
   if (split.standardize) {
     // uint8 samples are pixels, in memory (from.pixels) or on disk
     if (from.pixels || onDisk?.kind === 'tar' || (onDisk?.kind === 'npy' && onDisk.dtype === 'u1')) throw new DataError(`${from.source}: data.standardize does not apply to images (they are scaled by data.rescale)`);
     // on disk: the statistics from two passes over the training rows in the file, in the order
     // fitScaler takes them in memory, so the same bits
-    const scaler = onDisk ? fitScalerOnDisk(onDisk, enc.features, trainAll) : fitScaler(enc.x, enc.features, trainAll);
+    const scaler = onDisk ? fitScalerOnDisk(onDisk, enc.features, trainAll) : fitScaler(enc.x, enc.features, inPlace ? Int32Array.from(trainAll, (_, i) => i) : trainAll);
     if (onDisk) onDisk = { ...onDisk, standardize: scaler };
     else applyScaler(enc.x, scaler);
     preprocessor = { ...preprocessor, scaler };
   }
-  const order = [...train, ...val, ...test];
   if (onDisk) {
     const fileOrder = new Int32Array(new SharedArrayBuffer(Math.max(1, order.length) * 4), 0, order.length);
     fileOrder.set(order);
     return layoutRows(enc, preprocessor, { train, val, test }, from, warnings, { ...onDisk, order: fileOrder });
   }
-  const x = sharedFloat32(order.length * enc.features);
+  const x = inPlace ? enc.x : sharedFloat32(order.length * enc.features);
   const y = sharedFloat32(order.length * enc.outputs);
   const pixels = from.pixels ? new Uint8Array(new SharedArrayBuffer(Math.max(1, order.length * enc.features)), 0, order.length * enc.features) : undefined;
   const sampleWeights = enc.w ? sharedFloat32(order.length) : undefined;
@@ -182,7 +190,7 @@ export function layoutData(
     const f = enc.features;
     // uint8 samples: x from the pixels directly (enc.x is empty), no float copy in between
     if (from.pixels) scalePixels(from.pixels.subarray(src * f, (src + 1) * f), scale ?? 1, x.subarray(dst * f, (dst + 1) * f));
-    else x.set(enc.x.subarray(src * f, (src + 1) * f), dst * f);
+    else if (!inPlace) x.set(enc.x.subarray(src * f, (src + 1) * f), dst * f);
     y.set(enc.y.subarray(src * enc.outputs, (src + 1) * enc.outputs), dst * enc.outputs);
     pixels?.set(from.pixels!.subarray(src * f, (src + 1) * f), dst * f);
     if (sampleWeights) sampleWeights[dst] = enc.w![src]!;
@@ -206,6 +214,27 @@ export function layoutData(
     warnings,
     lines: { train: Array.from(train, (r) => enc.lines[r]!), val: Array.from(val, (r) => enc.lines[r]!), test: Array.from(test, (r) => enc.lines[r]!) },
   };
+}
+
+/** Row `dst` of `x` becomes the row `order[dst]` was, for a permutation `order`, in place (one row of scratch). */
+export function permuteRows(x: Float32Array, features: number, order: ArrayLike<number>): void {
+  const f = features;
+  const done = new Uint8Array(order.length);
+  const held = new Float32Array(f);
+  for (let start = 0; start < order.length; start++) {
+    if (done[start]) continue;
+    held.set(x.subarray(start * f, (start + 1) * f));
+    for (let dst = start; ; ) {
+      done[dst] = 1;
+      const src = order[dst]!;
+      if (src === start) {
+        x.set(held, dst * f);
+        break;
+      }
+      x.copyWithin(dst * f, src * f, (src + 1) * f);
+      dst = src;
+    }
+  }
 }
 
 /** fitScaler over the training rows of .npy files on disk, read 8 MB at a time. */

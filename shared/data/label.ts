@@ -28,7 +28,7 @@ export function labelOutputs(label: LabelTransform): number {
 export function fitLabel(table: Table, options: LabelOptions, rowsUsed: number[]): LabelTransform {
   const li = columnIndex(table, options.column, 'data.label.column');
   const values = new Set<string>();
-  for (const r of rowsUsed) values.add(table.rows[r]![li]!);
+  for (const r of rowsUsed) values.add(table.cell(r, li));
   if (options.type === 'numeric') return { column: options.column, type: 'numeric' };
   if (options.type === 'categorical') {
     if (values.size < 2) throw new DataError(`label column "${options.column}" has ${values.size} class(es) in ${table.source}; need at least 2`);
@@ -48,7 +48,7 @@ export function fitLabel(table: Table, options: LabelOptions, rowsUsed: number[]
     negative = others[0]!;
   }
   for (const r of rowsUsed) {
-    const v = table.rows[r]![li]!;
+    const v = table.cell(r, li);
     if (v !== positive && v !== negative) {
       throw new DataError(
         `label column "${options.column}" has unexpected value ${JSON.stringify(v)} on ${linePlace(table, table.lines[r]!)} of ${table.source} (expected "${positive}" or "${negative}")`,

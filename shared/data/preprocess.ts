@@ -37,17 +37,27 @@ const MOSTLY_NUMBERS = 0.9;
 /** Dropping more than this share of the rows for one column's missing values is worth a warning. */
 const DROP_WARNING = 0.05;
 
+/** How many rows something holds for, and the first three of them: all a message shows. */
+interface RowSample {
+  length: number;
+  readonly first: number[];
+}
+
+function noteRow(sample: RowSample, r: number): void {
+  if (sample.length++ < 3) sample.first.push(r);
+}
+
 /** Up to three source lines with the column's value on each, for messages. */
-function someValues(table: Table, rows: readonly number[], ci: number): string {
-  const shown = rows.slice(0, 3).map((r) => `${linePlace(table, table.lines[r]!)}: ${JSON.stringify(table.rows[r]![ci])}`);
+function someValues(table: Table, rows: RowSample, ci: number): string {
+  const shown = rows.first.map((r) => `${linePlace(table, table.lines[r]!)}: ${JSON.stringify(table.cell(r, ci))}`);
   return `${shown.join(', ')}${rows.length > 3 ? `, and ${rows.length - 3} more` : ''}`;
 }
 
 /** Up to three source lines, for messages. */
-function someLines(table: Table, rows: readonly number[]): string {
+function someLines(table: Table, rows: RowSample): string {
   const more = rows.length > 3 ? ', ...' : '';
-  if (table.parts) return `${rows.slice(0, 3).map((r) => linePlace(table, table.lines[r]!)).join(', ')}${more}`;
-  return `line${rows.length > 1 ? 's' : ''} ${rows.slice(0, 3).map((r) => table.lines[r]).join(', ')}${more}`;
+  if (table.parts) return `${rows.first.map((r) => linePlace(table, table.lines[r]!)).join(', ')}${more}`;
+  return `line${rows.length > 1 ? 's' : ''} ${rows.first.map((r) => table.lines[r]).join(', ')}${more}`;
 }
 
 export type FeatureColumn =
@@ -131,20 +141,21 @@ export function fitPreprocessor(table: Table, options: PreprocessOptions, warn: 
   // parses. A column of mostly numbers stays numeric: its stray values lose their rows, reported,
   // rather than turning the column into one-hot text and changing the feature count.
   const kinds = new Map<string, 'numeric' | 'text'>();
-  const notNumbersIn = new Map<string, { filled: number; rows: number[] }>();
-  const strays: { name: string; ci: number; filled: number; rows: number[] }[] = [];
+  const notNumbersIn = new Map<string, { filled: number; rows: RowSample }>();
+  const strays: { name: string; ci: number; filled: number; rows: RowSample }[] = [];
   for (const name of featureNames) {
     const ci = table.header.indexOf(name);
     if (options.numeric.includes(name)) kinds.set(name, 'numeric');
     else if (options.categorical.includes(name)) kinds.set(name, 'text');
     else {
       let filled = 0;
-      const notNumbers: number[] = [];
-      table.rows.forEach((row, r) => {
-        if (isMissing(row[ci])) return;
+      const notNumbers: RowSample = { length: 0, first: [] };
+      for (let r = 0; r < table.rowCount; r++) {
+        const v = table.cell(r, ci);
+        if (isMissing(v)) continue;
         filled++;
-        if (Number.isNaN(parseNumber(row[ci]!))) notNumbers.push(r);
-      });
+        if (Number.isNaN(parseNumber(v))) noteRow(notNumbers, r);
+      }
       const mostlyNumbers = notNumbers.length > 0 && filled - notNumbers.length >= MOSTLY_NUMBERS * filled;
       kinds.set(name, notNumbers.length === 0 || mostlyNumbers ? 'numeric' : 'text');
       notNumbersIn.set(name, { filled, rows: notNumbers });
@@ -162,7 +173,7 @@ export function fitPreprocessor(table: Table, options: PreprocessOptions, warn: 
   const reported = new Set(strays.map((c) => c.name));
   const usable = usableRows(table, featureNames, kinds, options.label.column, options.label.type === 'numeric', (name, message) => reported.has(name) || warn(message));
   if (usable.length === 0) {
-    throw new DataError(`no rows left in ${table.source} after dropping rows with missing values (${table.rows.length} rows read)`);
+    throw new DataError(`no rows left in ${table.source} after dropping rows with missing values (${table.rowCount} rows read)`);
   }
 
   const numericCols: FeatureColumn[] = [];
@@ -173,7 +184,7 @@ export function fitPreprocessor(table: Table, options: PreprocessOptions, warn: 
     } else {
       const ci = table.header.indexOf(name);
       const cats = new Set<string>();
-      for (const r of usable) cats.add(table.rows[r]![ci]!);
+      for (const r of usable) cats.add(table.cell(r, ci));
       const limit = options.maxCategories ?? DEFAULT_MAX_CATEGORIES;
       if (cats.size > limit) {
         const notNumbers = notNumbersIn.get(name);
@@ -196,13 +207,13 @@ export function fitPreprocessor(table: Table, options: PreprocessOptions, warn: 
 function checkSampleWeights(table: Table, column: string, labelColumn: string): void {
   const ci = columnIndex(table, column, 'data.sampleWeight');
   if (column === labelColumn) throw new DataError(`${table.source}: data.sampleWeight names the label column "${column}"`);
-  table.rows.forEach((row, r) => {
-    const v = row[ci];
-    const w = isMissing(v) ? Number.NaN : parseNumber(v!);
+  for (let r = 0; r < table.rowCount; r++) {
+    const v = table.cell(r, ci);
+    const w = isMissing(v) ? Number.NaN : parseNumber(v);
     if (!(w >= 0) || !Number.isFinite(w)) {
-      throw new DataError(`${table.source}: data.sampleWeight: column "${column}" at ${linePlace(table, table.lines[r]!)} holds ${JSON.stringify(v ?? '')}; a sample weight is a number >= 0`);
+      throw new DataError(`${table.source}: data.sampleWeight: column "${column}" at ${linePlace(table, table.lines[r]!)} holds ${JSON.stringify(v)}; a sample weight is a number >= 0`);
     }
-  });
+  }
 }
 
 function usableRows(
@@ -213,27 +224,28 @@ function usableRows(
   numericLabel: boolean,
   warn: (column: string, message: string) => void,
 ): number[] {
-  const checks = featureNames.map((name) => ({ name, ci: table.header.indexOf(name), numeric: kinds.get(name) === 'numeric', dropped: [] as number[] }));
+  const checks = featureNames.map((name) => ({ name, ci: table.header.indexOf(name), numeric: kinds.get(name) === 'numeric', dropped: { length: 0, first: [] } as RowSample }));
   const li = table.header.indexOf(labelColumn);
-  const labelDropped: number[] = [];
+  const labelDropped: RowSample = { length: 0, first: [] };
   const out: number[] = [];
-  table.rows.forEach((row, r) => {
+  for (let r = 0; r < table.rowCount; r++) {
     let usable = true;
-    if (isMissing(row[li]) || (numericLabel && Number.isNaN(parseNumber(row[li]!)))) {
-      labelDropped.push(r);
+    const label = table.cell(r, li);
+    if (isMissing(label) || (numericLabel && Number.isNaN(parseNumber(label)))) {
+      noteRow(labelDropped, r);
       usable = false;
     }
     for (const check of checks) {
-      const v = row[check.ci];
-      if (isMissing(v) || (check.numeric && Number.isNaN(parseNumber(v!)))) {
-        check.dropped.push(r);
+      const v = table.cell(r, check.ci);
+      if (isMissing(v) || (check.numeric && Number.isNaN(parseNumber(v)))) {
+        noteRow(check.dropped, r);
         usable = false;
       }
     }
     if (usable) out.push(r);
-  });
+  }
   // Per column: a share of dropped rows worth knowing about (a few blanks are expected).
-  const n = table.rows.length;
+  const n = table.rowCount;
   for (const { name, dropped } of [...checks, { name: labelColumn, dropped: labelDropped }]) {
     if (dropped.length > DROP_WARNING * n) {
       warn(
@@ -261,35 +273,36 @@ export function encode(table: Table, pre: Preprocessor, options: { requireLabel?
   const categoryIndex = pre.columns.map((c) => (c.kind === 'onehot' ? new Map(c.categories.map((cat, k) => [cat, k])) : undefined));
   const classIndex = pre.label.type === 'categorical' ? new Map(pre.label.classes.map((c, k) => [c, k])) : undefined;
 
-  const x = new Float32Array(table.rows.length * features);
-  const y = new Float32Array(table.rows.length * outputs);
+  // x in shared memory: the training set is laid out in place, and threads read it there
+  const rows = table.rowCount;
+  const x = new Float32Array(new SharedArrayBuffer(Math.max(1, rows * features) * Float32Array.BYTES_PER_ELEMENT), 0, rows * features);
+  const y = new Float32Array(rows * outputs);
   const lines: number[] = [];
   const rejected: RejectedRow[] = [];
   // sample weights, for training: checked when the preprocessing was fitted on this table
   const wi = pre.sampleWeight === undefined ? -1 : table.header.indexOf(pre.sampleWeight);
-  const w = wi >= 0 ? new Float32Array(table.rows.length) : undefined;
+  const w = wi >= 0 ? new Float32Array(rows) : undefined;
   let n = 0;
-  rowLoop: for (let r = 0; r < table.rows.length; r++) {
-    const row = table.rows[r]!;
+  rowLoop: for (let r = 0; r < rows; r++) {
     const line = table.lines[r]!;
     const xo = n * features;
     let f = 0;
     for (let k = 0; k < cols.length; k++) {
       const { col, ci } = cols[k]!;
-      const v = row[ci];
+      const v = table.cell(r, ci);
       if (isMissing(v)) {
         rejected.push({ line, reason: `missing value in column "${col.name}"` });
         continue rowLoop;
       }
       if (col.kind === 'numeric') {
-        const num = parseNumber(v!);
+        const num = parseNumber(v);
         if (Number.isNaN(num)) {
           rejected.push({ line, reason: `column "${col.name}" is not a number: ${JSON.stringify(v)}` });
           continue rowLoop;
         }
         x[xo + f++] = num;
       } else {
-        const idx = categoryIndex[k]!.get(v!);
+        const idx = categoryIndex[k]!.get(v);
         if (idx === undefined) {
           rejected.push({ line, reason: `column "${col.name}" has unknown category ${JSON.stringify(v)}` });
           continue rowLoop;
@@ -300,7 +313,7 @@ export function encode(table: Table, pre: Preprocessor, options: { requireLabel?
       }
     }
     if (li >= 0) {
-      const v = row[li];
+      const v = table.cell(r, li);
       const yo = n * outputs;
       if (isMissing(v)) {
         if (requireLabel) {
@@ -314,7 +327,7 @@ export function encode(table: Table, pre: Preprocessor, options: { requireLabel?
         }
         y[yo] = v === pre.label.positive ? 1 : 0;
       } else if (pre.label.type === 'categorical') {
-        const idx = classIndex!.get(v!);
+        const idx = classIndex!.get(v);
         if (idx === undefined) {
           rejected.push({ line, reason: `label ${JSON.stringify(v)} is not one of the trained classes` });
           continue;
@@ -322,7 +335,7 @@ export function encode(table: Table, pre: Preprocessor, options: { requireLabel?
         y.fill(0, yo, yo + outputs);
         y[yo + idx] = 1;
       } else {
-        const num = parseNumber(v!);
+        const num = parseNumber(v);
         if (Number.isNaN(num)) {
           rejected.push({ line, reason: `label is not a number: ${JSON.stringify(v)}` });
           continue;
@@ -330,7 +343,7 @@ export function encode(table: Table, pre: Preprocessor, options: { requireLabel?
         y[yo] = num;
       }
     }
-    if (w) w[n] = parseNumber(row[wi]!);
+    if (w) w[n] = parseNumber(table.cell(r, wi));
     lines.push(line);
     n++;
   }
