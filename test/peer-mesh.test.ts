@@ -3,7 +3,8 @@
  * in order; connections without the token, of another job or protocol version, frames before the
  * hello, frames of another type, malformed and oversize frames and frames the receiver refuses
  * are each closed with a reason, and none of it stops the endpoint or keeps an honest peer out
- * (idle connections from another address cannot fill the slots waiting for a hello).
+ * (idle connections from another address cannot fill the slots waiting for a hello), and a token
+ * holder cannot claim another node's id.
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -17,6 +18,7 @@ import { encodeMessage } from '../shared/protocol/codec.js';
 import { PeerMesh, type PeerFrame } from '../worker/peer-mesh.js';
 import { Rng } from '../shared/math/rng.js';
 import { selfSignedCertificate } from './cluster-helpers.js';
+import { peerProof } from '../shared/peer/peer-proof.js';
 
 const TOKEN = 'peer-token-0123456789abcdef';
 const JOB = { jobId: 'job-1', self: 'node-9', parameters: 64 };
@@ -54,7 +56,8 @@ function attempt(url: string, frames: (Message | Uint8Array | string)[], localAd
   });
 }
 
-const hello = (over: Partial<Extract<Message, { type: 'peer_hello' }>> = {}): Message => ({ type: 'peer_hello', version: PROTOCOL_VERSION, token: TOKEN, jobId: JOB.jobId, from: 'node-1', ...over });
+/** A peer_hello to the node of peer key `key`, with the proof the coordinator would give `from` (default node-1). */
+const hello = (key: string, over: Partial<Extract<Message, { type: 'peer_hello' }>> = {}): Message => ({ type: 'peer_hello', version: PROTOCOL_VERSION, token: TOKEN, jobId: JOB.jobId, from: over.from ?? 'node-1', proof: peerProof(key, JOB.jobId, over.from ?? 'node-1'), ...over });
 const block = (shard: number, step = 0): Message => ({ type: 'block', epoch: 0, step, block: 1, count: 4, shard, values: new Float32Array(32).fill(0.5) });
 
 describe('PeerMesh', { timeout: 60_000 }, () => {
@@ -62,7 +65,7 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
     const a = await endpoint();
     const b = await endpoint();
     b.mesh.join({ ...JOB, self: 'node-1' });
-    for (let step = 0; step < 5; step++) b.mesh.send({ id: 'node-9', url: a.url }, block(0, step));
+    for (let step = 0; step < 5; step++) b.mesh.send({ id: 'node-9', url: a.url, proof: peerProof(a.mesh.key, JOB.jobId, 'node-1') }, block(0, step));
     await expect.poll(() => a.frames.length).toBe(5);
     expect(a.frames.map((f) => [f.from, f.frame.step])).toEqual([0, 1, 2, 3, 4].map((s) => ['node-1', s]));
     expect(a.frames[0]!.frame.values).toEqual(new Float32Array(32).fill(0.5));
@@ -70,26 +73,30 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
   });
 
   it('refuses each hostile connection with a reason, and keeps serving', async () => {
-    const { url, frames, log } = await endpoint();
-    expect(await attempt(url, [hello({ token: 'wrong-token-0123456789' })])).toEqual({ code: 1008, reason: 'bad token' });
-    expect((await attempt(url, [hello({ jobId: 'job-2' })])).reason).toBe("not this node's job");
+    const { url, frames, log, mesh } = await endpoint();
+    expect(await attempt(url, [hello(mesh.key, { token: 'wrong-token-0123456789' })])).toEqual({ code: 1008, reason: 'bad token' });
+    expect((await attempt(url, [hello(mesh.key, { jobId: 'job-2' })])).reason).toBe("not this node's job");
+    // a token holder claiming another node's id: without that node's proof, or with its own proof
+    expect((await attempt(url, [hello(mesh.key, { from: 'node-2', proof: '00'.repeat(32) })])).reason).toBe('cannot prove it is node-2');
+    expect((await attempt(url, [hello(mesh.key, { from: 'node-2', proof: peerProof(mesh.key, JOB.jobId, 'node-7') })])).reason).toBe('cannot prove it is node-2');
+    expect((await attempt(url, [hello(mesh.key, { from: 'node-2', proof: peerProof('ab'.repeat(32), JOB.jobId, 'node-2') })])).reason).toBe('cannot prove it is node-2');
     expect((await attempt(url, [block(0)])).reason).toBe('sent "block" before peer_hello');
     expect((await attempt(url, ['text'])).reason).toMatch(/text frame/);
     expect((await attempt(url, [Uint8Array.of(0xc1, 0x00)])).reason).toMatch(/not a msgpack message/);
     // a declared array of 2^32-1 elements: refused on its bytes, nothing allocated
     expect((await attempt(url, [Uint8Array.of(0xdd, 0xff, 0xff, 0xff, 0xff)])).code).toBe(1008);
-    expect((await attempt(url, [new Packr({ useRecords: false }).pack({ ...hello(), version: PROTOCOL_VERSION + 1 })])).reason).toMatch(/protocol version/);
+    expect((await attempt(url, [new Packr({ useRecords: false }).pack({ ...hello(mesh.key), version: PROTOCOL_VERSION + 1 })])).reason).toMatch(/protocol version/);
     // after the hello: a frame of another type, one over the model's size, one the receiver refuses
-    expect((await attempt(url, [hello(), { type: 'bye', reason: 'x' }])).reason).toBe('sent an unexpected "bye" message');
-    expect((await attempt(url, [hello(), { ...block(0), values: new Float32Array(4096) } as Message])).reason).toMatch(/over its limit/);
-    expect((await attempt(url, [hello(), block(3)])).reason).toBe('block for shard 3, which this node does not own');
+    expect((await attempt(url, [hello(mesh.key), { type: 'bye', reason: 'x' }])).reason).toBe('sent an unexpected "bye" message');
+    expect((await attempt(url, [hello(mesh.key), { ...block(0), values: new Float32Array(4096) } as Message])).reason).toMatch(/over its limit/);
+    expect((await attempt(url, [hello(mesh.key), block(3)])).reason).toBe('block for shard 3, which this node does not own');
     expect(frames).toHaveLength(0);
     // still serving
     const ok = new WebSocket(url);
     sockets.push(ok);
     ok.on('error', () => undefined);
     await new Promise((r) => ok.on('open', r));
-    ok.send(encodeMessage(hello({ from: 'node-5' })));
+    ok.send(encodeMessage(hello(mesh.key, { from: 'node-5' })));
     ok.send(encodeMessage(block(0, 7)));
     await expect.poll(() => frames.some((f) => f.from === 'node-5' && f.frame.step === 7)).toBe(true);
     expect(log.filter((l) => l.includes('refused')).length).toBeGreaterThanOrEqual(10);
@@ -102,7 +109,7 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
     expect(a.mesh.tls).toBe(true);
     const b = await endpoint({ ca: tls.cert });
     b.mesh.join({ ...JOB, self: 'node-2' });
-    b.mesh.send({ id: 'node-9', url: `wss://127.0.0.1:${a.mesh.port}` }, block(0, 4));
+    b.mesh.send({ id: 'node-9', url: `wss://127.0.0.1:${a.mesh.port}`, proof: peerProof(a.mesh.key, JOB.jobId, 'node-2') }, block(0, 4));
     await expect.poll(() => a.frames.map((f) => [f.from, f.frame.step])).toEqual([['node-2', 4]]);
     // a raw TCP socket that sends nothing: closed by the handshake deadline, not held
     const started = performance.now();
@@ -115,13 +122,13 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
     // and a peer that does not trust the certificate cannot send
     const c = await endpoint();
     c.mesh.join({ ...JOB, self: 'node-3' });
-    c.mesh.send({ id: 'node-9', url: `wss://127.0.0.1:${a.mesh.port}` }, block(0, 5));
+    c.mesh.send({ id: 'node-9', url: `wss://127.0.0.1:${a.mesh.port}`, proof: peerProof(a.mesh.key, JOB.jobId, 'node-3') }, block(0, 5));
     await expect.poll(() => c.log.some((l) => /self[- ]signed certificate/.test(l))).toBe(true);
     expect(a.frames).toHaveLength(1);
   });
 
   it('idle connections from one address fill only its share of the slots: an honest peer from another address says hello at once', async () => {
-    const { url, frames } = await endpoint({ pending: { total: 8, perAddress: 6 }, helloTimeoutMs: 60_000 });
+    const { url, frames, mesh } = await endpoint({ pending: { total: 8, perAddress: 6 }, helloTimeoutMs: 60_000 });
     const idle = Array.from({ length: 20 }, () => {
       const ws = new WebSocket(url, { localAddress: '127.0.0.2' });
       sockets.push(ws);
@@ -136,7 +143,7 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
     sockets.push(honest);
     honest.on('error', () => undefined);
     await new Promise((r) => honest.on('open', r));
-    honest.send(encodeMessage(hello({ from: 'node-3' })));
+    honest.send(encodeMessage(hello(mesh.key, { from: 'node-3' })));
     honest.send(encodeMessage(block(0, 1)));
     await expect.poll(() => frames.some((f) => f.from === 'node-3')).toBe(true);
     const open = sockets.filter((s) => s.readyState === WebSocket.OPEN).length;
@@ -146,7 +153,7 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
   it('fuzz: 600 hostile frames (random bytes, mutated and truncated frames, before and after a hello) while an honest peer sends: it gets through, the endpoint stays up', async () => {
     const { url, frames, mesh } = await endpoint({ pending: { total: 64, perAddress: 16 } });
     const rng = new Rng(17);
-    const valid = [encodeMessage(hello()), encodeMessage(block(0, 3)), encodeMessage({ type: 'reduced', epoch: 0, step: 3, shard: 1, values: new Float32Array(8) })];
+    const valid = [encodeMessage(hello(mesh.key)), encodeMessage(block(0, 3)), encodeMessage({ type: 'reduced', epoch: 0, step: 3, shard: 1, values: new Float32Array(8) })];
     const mutate = (frame: Uint8Array): Uint8Array => {
       const out = Uint8Array.from(frame.subarray(0, 1 + Math.floor(rng.next() * frame.length)));
       for (let k = 0; k < 1 + Math.floor(rng.next() * 4); k++) out[Math.floor(rng.next() * out.length)] = Math.floor(rng.next() * 256);
@@ -161,7 +168,7 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
     sockets.push(honest);
     honest.on('error', () => undefined);
     await new Promise((r) => honest.on('open', r));
-    honest.send(encodeMessage(hello({ from: 'node-2' })));
+    honest.send(encodeMessage(hello(mesh.key, { from: 'node-2' })));
     const attacks: Promise<unknown>[] = [];
     for (let c = 0; c < 60; c++) {
       // half say a valid hello first, so their garbage reaches the checks after it
@@ -174,7 +181,7 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
     // whatever a hostile peer's frame happened to say, only frames the receiver accepted arrived, in order
     expect(frames.filter((f) => f.from === 'node-2').map((f) => f.frame.step)).toEqual(Array.from({ length: 60 }, (_, c) => 100 + c));
     expect(mesh.port).toBeGreaterThan(0);
-    const late = await attempt(url, [hello({ token: 'wrong-token-0123456789' })]);
+    const late = await attempt(url, [hello(mesh.key, { token: 'wrong-token-0123456789' })]);
     expect(late.reason).toBe('bad token');
   });
 });

@@ -198,7 +198,7 @@ export class NodeClient {
 
   private session(): Promise<SessionEnd> {
     return new Promise((resolve, reject) => {
-      const peer = this.mesh ? { peerPort: this.mesh.port, ...(this.options.peer?.host ? { peerHost: this.options.peer.host } : {}), ...(this.mesh.tls ? { peerTls: true as const } : {}) } : {};
+      const peer = this.mesh ? { peerPort: this.mesh.port, peerKey: this.mesh.key, ...(this.options.peer?.host ? { peerHost: this.options.peer.host } : {}), ...(this.mesh.tls ? { peerTls: true as const } : {}) } : {};
       const session = new Session(this.options, peer, this.gradientFrames, (message, s) => this.dispatch(message, s), (end) => {
         if (this.connection === session) this.connection = undefined;
         if (end instanceof Error) reject(end);

@@ -5,8 +5,8 @@
  * the connection it opened.
  *
  * A connection opens with peer_hello (protocol version, the run's token, the job, the sender's
- * node id) within helloTimeoutMs; anything else, a wrong token or another job is refused and
- * closed. After it only `block`, `reduced` and `heartbeat` frames of the job's model size are
+ * node id and its proof of that id, shared/peer/peer-proof.ts) within helloTimeoutMs; anything
+ * else, a wrong token, another job or an id not proven is refused and closed. After it only `block`, `reduced` and `heartbeat` frames of the job's model size are
  * taken (frame-limits.ts checks them before decoding); a frame that fails to decode, or that the
  * receiver refuses (onFrame throws), closes that peer's connection. Nothing a peer sends throws
  * out of here.
@@ -25,6 +25,7 @@ import { PROTOCOL_VERSION, type BlockMessage, type Message, type ReducedMessage 
 import { tokenChecker } from '../shared/token.js';
 import { zeroMask } from '../shared/protocol/zero-mask.js';
 import { Admission } from '../shared/admission.js';
+import { newPeerKey, provesPeer } from '../shared/peer/peer-proof.js';
 
 /** Sockets a TLS peer endpoint holds at once, handshakes included (each peer holds one). */
 const MAX_CONNECTIONS = 512;
@@ -60,6 +61,8 @@ export type PeerFrame = BlockMessage | ReducedMessage;
 export interface PeerAddress {
   readonly id: string;
   readonly url: string;
+  /** What this node shows that peer to prove its own id (from the coordinator's peers message). */
+  readonly proof: string;
 }
 
 interface Outgoing {
@@ -77,6 +80,8 @@ export class PeerMesh {
   onFrame: (from: string, frame: PeerFrame) => void = () => undefined;
   /** Bytes sent to and received from peers (metrics, benchmarks). */
   readonly bytes = { sent: 0, received: 0 };
+  /** This node's peer key: told to the coordinator only, which makes from it the proofs peers show here. */
+  readonly key = newPeerKey();
 
   private constructor(
     private readonly server: WebSocketServer,
@@ -154,7 +159,7 @@ export class PeerMesh {
     const out: Outgoing = { url: to.url, socket, queue: [] };
     this.outgoing.set(to.id, out);
     socket.on('open', () => {
-      socket.send(encodeMessage({ type: 'peer_hello', version: PROTOCOL_VERSION, token: this.options.token, jobId: job.jobId, from: job.self }));
+      socket.send(encodeMessage({ type: 'peer_hello', version: PROTOCOL_VERSION, token: this.options.token, jobId: job.jobId, from: job.self, proof: to.proof }));
       for (const frame of out.queue.splice(0)) socket.send(frame);
     });
     const forget = (why: string): void => {
@@ -207,6 +212,7 @@ export class PeerMesh {
         if (message.version !== PROTOCOL_VERSION) return refuse(`protocol version ${message.version} (this node speaks ${PROTOCOL_VERSION})`);
         if (!this.checkToken(message.token)) return refuse('bad token');
         if (!job || message.jobId !== job.jobId) return refuse('not this node\'s job');
+        if (!provesPeer(this.key, job.jobId, message.from, message.proof)) return refuse(`cannot prove it is ${printable(message.from, 64)}`);
         settleHello();
         from = message.from;
         limits = peerFrameLimits(job.parameters);

@@ -131,10 +131,9 @@ export class PeerStep {
       block: (to, frame) => owners[to]!.sendBlock({ type: 'block', ...frame }),
       reduced: () => undefined,
     }, (r) => (r === OBSERVER ? 'the coordinator' : owners[r]!.id), this.memory);
-    const peers = { type: 'peers' as const, epoch, ranks: owners.map((n) => ({ id: n.id, url: n.peerUrl! })) };
     owners.forEach((node, rank) => {
       if (!node.holdsState(version)) node.sendState(version, this.stateFrame(version));
-      node.sendPeers({ ...peers, rank });
+      node.sendPeers(epoch, () => ({ type: 'peers', epoch, rank, ranks: owners.map((n) => ({ id: n.id, url: n.peerUrl!, proof: n.proofFor(node.id) })) }));
       node.onReduced = (message) => {
         if (message.step < step) return; // a round already past
         try {

@@ -29,6 +29,7 @@ import type { EvaluateAnswer } from '../../shared/protocol/thread-tasks.js';
 import { GradientAssembler } from './gradient-assembler.js';
 import { ParticipantFault, faultOf, type FailureReason, type Participant } from './participant.js';
 import { metricLayoutOf } from '../../shared/model/metric-sums.js';
+import { peerProof } from '../../shared/peer/peer-proof.js';
 
 export interface NodeContext {
   readonly jobId: string;
@@ -82,8 +83,9 @@ export class RemoteNode implements Participant {
   private replicaVersion = -1;
   /** The last membership epoch this node was told its peers of. */
   private peerEpoch = -1;
-  /** The peer endpoint other nodes reach this one at (reduction peers), if it has one. */
+  /** The peer endpoint other nodes reach this one at (reduction peers), if it has one (and a key to prove peers by). */
   readonly peerUrl: string | undefined;
+  private readonly peerKey: string | undefined;
   /** The last round the coordinator gave up on before this node answered it: a late answer to it is no fault. */
   private abandonedRound = -1;
   /** Hears this node's reduced shards of the round under way (PeerStep); throwing drops the node. */
@@ -109,7 +111,8 @@ export class RemoteNode implements Participant {
     this.backend = printable(hello.backend, 32);
     this.adapter = hello.adapter === undefined ? undefined : printable(hello.adapter, 200);
     this.devices = hello.devices ?? 1;
-    this.peerUrl = hello.peerPort === undefined ? undefined : peerUrl(hello.peerHost ?? address.replace(/:\d+$/, ''), hello.peerPort, hello.peerTls === true);
+    this.peerKey = hello.peerKey;
+    this.peerUrl = hello.peerPort === undefined || hello.peerKey === undefined ? undefined : peerUrl(hello.peerHost ?? address.replace(/:\d+$/, ''), hello.peerPort, hello.peerTls === true);
     this.holds = (row) => inRanges(this.ranges, row);
     this.rows = featureRows(context.dataset);
     // standardized features are sent as rows: a node reading the file would need the statistics too
@@ -312,11 +315,17 @@ export class RemoteNode implements Participant {
     this.sentVersion = version;
   }
 
-  /** The owner ranks of an epoch (sent once per epoch). */
-  sendPeers(message: PeersMessage): void {
-    if (this.peerEpoch === message.epoch) return;
-    this.send(message);
-    this.peerEpoch = message.epoch;
+  /** The proof node `from` shows this node's peer endpoint (its peer_hello). */
+  proofFor(from: string): string {
+    if (this.peerKey === undefined) throw new Error(`${this.id} has no peer key`);
+    return peerProof(this.peerKey, this.context.jobId, from);
+  }
+
+  /** The owner ranks of membership epoch `epoch`, made by `message` and sent once per epoch. */
+  sendPeers(epoch: number, message: () => PeersMessage): void {
+    if (this.peerEpoch === epoch) return;
+    this.send(message());
+    this.peerEpoch = epoch;
   }
 
   /**

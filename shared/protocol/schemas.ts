@@ -10,7 +10,7 @@ import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
 import { FILL_MODES, FLIP_MODES } from '../model/augment.js';
 
 /** The version this code speaks; a hello of any other is refused (PROTOCOL.md lists them). */
-export const PROTOCOL_VERSION = 10;
+export const PROTOCOL_VERSION = 11;
 
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 const count = z.int().nonnegative();
@@ -115,6 +115,8 @@ export const wire = {
     peerHost: z.string().min(1).max(253).optional(),
     /** The peer endpoint serves wss:// (worker start --peer-cert). */
     peerTls: z.literal(true).optional(),
+    /** The node's peer key (hex): the coordinator makes from it the proofs other nodes show this one (shared/peer/peer-proof.ts). */
+    peerKey: z.string().regex(/^[0-9a-f]{64}$/).optional(),
     /** The node reads a job's data file itself, from its own folder (worker start --data-dir). */
     readsData: z.literal(true).optional(),
   }),
@@ -223,7 +225,8 @@ export const wire = {
     type: z.literal('peers'),
     epoch: count,
     rank: count,
-    ranks: z.array(z.strictObject({ id: z.string().max(64), url: z.string().max(300) })).min(1).max(4096),
+    /** Each rank's id and endpoint, and the proof this node shows it in its peer_hello. */
+    ranks: z.array(z.strictObject({ id: z.string().max(64), url: z.string().max(300), proof: z.string().max(128) })).min(1).max(4096),
   }),
   /** Coordinator -> node, before a step's `step`: the step is reduced among peers; who sends each block (-1: the coordinator). */
   round: z.strictObject({ type: z.literal('round'), epoch: count, step: count, block: count, senders: z.array(z.int().min(-1).max(4095)).min(1).max(65536) }),
@@ -238,7 +241,7 @@ export const wire = {
     values: bytes,
   }),
   /** Node -> node (the first frame on a peer connection). */
-  peer_hello: z.strictObject({ type: z.literal('peer_hello'), version: z.int(), token: z.string().max(4096), jobId: z.string().max(200), from: z.string().max(64) }),
+  peer_hello: z.strictObject({ type: z.literal('peer_hello'), version: z.int(), token: z.string().max(4096), jobId: z.string().max(200), from: z.string().max(64), proof: z.string().max(128) }),
   /** A block's values over one shard, to the shard's owner (node -> node, coordinator -> node). */
   block: z.strictObject({ type: z.literal('block'), epoch: count, step: count, block: count, count: z.int().positive(), shard: count, pad, values: bytes }),
   /** A shard of the step's mean gradient, from its owner to every other rank and the coordinator. */
