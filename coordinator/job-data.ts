@@ -4,10 +4,11 @@
  * warnings it raised.
  */
 import type { JobConfig } from '../shared/config/schema.js';
-import { readCsvPath, recordsToCsv, type CellValue, type Table } from '../shared/data/csv.js';
+import { csvFileRows, readCsvPath, recordsToCsv, type CellValue, type Table } from '../shared/data/csv.js';
+import type { PreprocessOptions } from '../shared/data/preprocess.js';
 import { existsSync, statSync } from 'node:fs';
 import { concatNpy, prepareArrays, prepareArraysOnDisk, prepareImages } from '../shared/data/arrays.js';
-import { prepareData, type PreparedData, type SplitOptions } from '../shared/data/dataset.js';
+import { prepareCsvOnDisk, prepareData, type PreparedData, type SplitOptions } from '../shared/data/dataset.js';
 import { readImageFolder, type ImageSet } from '../shared/data/images.js';
 import { prepareShards } from '../shared/data/shard-data.js';
 import { isShardPath } from '../shared/data/shards.js';
@@ -57,10 +58,15 @@ function splitOptions(config: JobConfig): SplitOptions {
 
 /** `validation`: the validation set's own table (data.validation). */
 export function prepareJobData(config: JobConfig, table: Table, validation?: Table): PreparedData {
+  return prepareData(table, preprocessOptions(config, table.source), splitOptions(config), config.seed, validation);
+}
+
+/** The CSV preprocessing the job's data keys ask for. */
+function preprocessOptions(config: JobConfig, source: string): PreprocessOptions {
   const { data } = config;
-  if (!data.label?.column) throw new ConfigError(`data.label.column is required for CSV data (${table.source}): name the column to predict`);
+  if (!data.label?.column) throw new ConfigError(`data.label.column is required for CSV data (${source}): name the column to predict`);
   const label = { ...data.label, column: data.label.column, type: data.label.type ?? 'binary' };
-  return prepareData(table, { drop: data.drop, numeric: data.numeric, categorical: data.categorical, label, maxCategories: data.maxCategories, strayValues: data.strayValues, ...(data.sampleWeight ? { sampleWeight: data.sampleWeight } : {}) }, splitOptions(config), config.seed, validation);
+  return { drop: data.drop, numeric: data.numeric, categorical: data.categorical, label, maxCategories: data.maxCategories, strayValues: data.strayValues, ...(data.sampleWeight ? { sampleWeight: data.sampleWeight } : {}) };
 }
 
 /** data.validation, checked against data.path's kind and fit.validationSplit; undefined without one. */
@@ -83,10 +89,14 @@ export function readJobData(config: JobConfig): PreparedData {
   const { data } = config;
   if (!data.path) throw new ConfigError('no data: set data.path in the config, pass --data FILE, or use --demo');
   const kind = dataKind(data.path);
-  if (data.inMemory === false && kind !== 'arrays' && kind !== 'shards') throw new ConfigError(`data.inMemory: false applies to .npy samples and tar shards; ${data.path} holds ${kind}, which are read into memory`);
+  if (data.inMemory === false && kind === 'images') throw new ConfigError(`data.inMemory: false applies to CSV, .npy samples and tar shards; ${data.path} is an image folder, which is read into memory (tar shards of it are not)`);
   const validation = validationOf(config, kind);
   if (kind === 'csv') {
     if (data.labels) throw new ConfigError(`data.labels (${data.labels}) goes with a .npy data.path; ${data.path} is read as CSV`);
+    const paths = [...expandPaths(data.path), ...(validation ? expandPaths(validation.path) : [])];
+    if (keepOnDisk(data.inMemory, paths.reduce((sum, p) => sum + (existsSync(p) ? statSync(p).size : 0), 0))) {
+      return prepareCsvOnDisk(csvFileRows(data.path), preprocessOptions(config, data.path), splitOptions(config), config.seed, validation && csvFileRows(validation.path));
+    }
     // dropped columns' values are not kept (an id column would cost a string a row)
     const skip = { skip: data.drop.filter((name) => name !== data.label?.column && name !== data.sampleWeight) };
     return prepareJobData(config, readCsvPath(data.path, skip), validation && readCsvPath(validation.path, skip));

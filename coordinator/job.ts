@@ -184,6 +184,7 @@ function writeRunInputs(runDir: RunDir, config: JobConfig, prepared: PreparedDat
 /** The files a data set on disk is read from, for the start line. */
 function onDiskName(onDisk: OnDisk): string {
   if (onDisk.kind === 'tar') return `${onDisk.shards.length} tar shard(s)`;
+  if (onDisk.kind === 'csv') return onDisk.files.length === 1 ? onDisk.files[0]!.path : `${onDisk.files.length} CSV files`;
   return onDisk.parts.length === 1 ? onDisk.parts[0]!.path : `${onDisk.parts.length} .npy files`;
 }
 

@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import { featureRows, type FeatureRows, type OnDisk } from '../../shared/data/feature-rows.js';
+import type { CsvOnDisk } from '../../shared/data/csv-rows.js';
 import { basename } from 'node:path';
 import type { GradientDtype } from '../../shared/math/float16.js';
 import { chunkRange, inRanges } from '../../shared/plan/shard-plan.js';
@@ -70,6 +71,8 @@ export class RemoteNode implements Participant {
   private readonly rows: FeatureRows;
   /** The node reads the data file itself (hello.readsData, features on disk): its shards are file rows. */
   readonly readsData: boolean;
+  /** The files it reads them from, where it does. */
+  private readonly readsFrom: Exclude<OnDisk, CsvOnDisk> | undefined;
   /** Training rows this node was sent (it keeps them all). */
   readonly ranges: RowRange[] = [];
   readonly name: string;
@@ -115,9 +118,11 @@ export class RemoteNode implements Participant {
     this.peerUrl = hello.peerPort === undefined || hello.peerKey === undefined ? undefined : peerUrl(hello.peerHost ?? address.replace(/:\d+$/, ''), hello.peerPort, hello.peerTls === true);
     this.holds = (row) => inRanges(this.ranges, row);
     this.rows = featureRows(context.dataset);
-    // standardized features are sent as rows: a node reading the file would need the statistics too
+    // standardized features and CSV rows are sent encoded: a node reading the file would need the
+    // statistics or the preprocessing too
     const onDisk = context.dataset.onDisk;
-    this.readsData = hello.readsData === true && onDisk !== undefined && !(onDisk.kind === 'npy' && onDisk.standardize);
+    this.readsFrom = hello.readsData === true && onDisk !== undefined && onDisk.kind !== 'csv' && !(onDisk.kind === 'npy' && onDisk.standardize) ? onDisk : undefined;
+    this.readsData = this.readsFrom !== undefined;
     if (this.readsData) this.hintRows = (step, rows) => (this.hint = { step, rows });
     this.parts = new GradientAssembler(context.parameters);
     this.frameLimits = nodeFrameLimits(context.parameters);
@@ -151,7 +156,7 @@ export class RemoteNode implements Participant {
       bucketBytes,
       pixelScale: dataset.pixels?.scale ?? 0,
       ...(this.context.reduction === 'peers' ? { reduction: 'peers' as const, ...(this.context.optimizer ? { optimizer: this.context.optimizer } : {}) } : {}),
-      ...(this.readsData ? { dataFile: dataFileOf(dataset.onDisk!) } : {}),
+      ...(this.readsFrom ? { dataFile: dataFileOf(this.readsFrom) } : {}),
     });
   }
 
@@ -177,7 +182,7 @@ export class RemoteNode implements Participant {
         rows: c.count,
         chunk: i,
         chunks: chunks.length,
-        ...(this.readsData ? { ...fileRefs(dataset.onDisk!, first, c.count), pixels: new Uint8Array(0), x: new Float32Array(0) } : rowFeatures(dataset, this.rows, first, c.count)),
+        ...(this.readsFrom ? { ...fileRefs(this.readsFrom, first, c.count), pixels: new Uint8Array(0), x: new Float32Array(0) } : rowFeatures(dataset, this.rows, first, c.count)),
         ...(dataset.sampleWeights ? { w: dataset.sampleWeights.subarray(first, first + c.count) } : {}),
         y: dataset.y.subarray(first * outputs, (first + c.count) * outputs),
       });
@@ -493,7 +498,7 @@ export class RoundAbandoned extends ParticipantFault {
 type DataFile = NonNullable<JobMessage['dataFile']>;
 
 /** What a node reading the data itself must find: the files' names (in its --data-dir), layout and sizes. */
-function dataFileOf(file: OnDisk): DataFile {
+function dataFileOf(file: Exclude<OnDisk, CsvOnDisk>): DataFile {
   if (file.kind === 'tar') {
     return { kind: 'tar', names: file.shards.map((s) => basename(s)), fileBytes: [...file.shardBytes], shape: [...file.shape], resize: file.resize, scale: file.scale };
   }
@@ -502,7 +507,7 @@ function dataFileOf(file: OnDisk): DataFile {
 }
 
 /** Where data set rows first..first+count-1 are in the files: .npy file rows, or each image's shard, offset and size. */
-function fileRefs(file: OnDisk, first: number, count: number): { fileRows: Int32Array } | { members: Float64Array } {
+function fileRefs(file: Exclude<OnDisk, CsvOnDisk>, first: number, count: number): { fileRows: Int32Array } | { members: Float64Array } {
   const samples = file.order.subarray(first, first + count);
   if (file.kind === 'npy') return { fileRows: samples };
   const members = new Float64Array(3 * count);

@@ -3,7 +3,9 @@
  * never held whole: quoted fields (with doubled quotes, commas and line breaks inside), \n, \r\n
  * or \r line ends, a UTF-8 byte order mark, empty lines skipped, every record the header's
  * length. Each record reaches `onRecord` with the line it ends on (1-based), as csv-parse's
- * `info.lines` counts them. Errors name the source and the line.
+ * `info.lines` counts them, and where it is in the text (from the end of the record before it to
+ * its line end: parsed alone, that span gives the record again). Errors name the source and the
+ * line.
  */
 import { DataError } from '../errors.js';
 
@@ -13,6 +15,21 @@ const LF = 10;
 const CR = 13;
 
 type State = 'field' | 'unquoted' | 'quoted' | 'quote-in-quoted';
+
+export interface CsvParserOptions {
+  /**
+   * The text is a file's bytes read as latin1, one character a byte, so records' spans are byte
+   * offsets; fields are decoded from UTF-8. (CSV's commas, quotes and line ends are ASCII, and no
+   * byte of a UTF-8 multi-byte character is.)
+   */
+  readonly bytes?: boolean;
+}
+
+/** A record, the line it ends on, and its span [start, end) in the text. */
+export type OnRecord = (record: string[], line: number, start: number, end: number) => void;
+
+/** UTF-8's byte order mark read as latin1. */
+const BYTES_BOM = '\xEF\xBB\xBF';
 
 export class CsvParser {
   private state: State = 'field';
@@ -27,17 +44,25 @@ export class CsvParser {
   private started = false;
   private columns = -1;
   private atLineStart = true;
+  /** Characters of the text before the chunk being read. */
+  private consumed = 0;
+  /** Where the record being read starts (after the line end of the one before). */
+  private recordStart = 0;
+  private readonly bytes: boolean;
 
   constructor(
     private readonly source: string,
-    private readonly onRecord: (record: string[], line: number) => void,
-  ) {}
+    private readonly onRecord: OnRecord,
+    options: CsvParserOptions = {},
+  ) {
+    this.bytes = options.bytes === true;
+  }
 
   write(text: string): void {
     let i = 0;
     if (!this.started && text.length > 0) {
       this.started = true;
-      if (text.charCodeAt(0) === 0xfeff) i = 1;
+      if (this.bytes ? text.startsWith(BYTES_BOM) : text.charCodeAt(0) === 0xfeff) i = this.recordStart = this.bytes ? 3 : 1;
     }
     const n = text.length;
     let start = i;
@@ -76,7 +101,7 @@ export class CsvParser {
           const d = text.charCodeAt(k);
           if (d === QUOTE) throw this.error(`a quote inside the unquoted field ${this.record.length + 1} (${JSON.stringify(this.pending + text.slice(start, k + 1))}); quote the whole field and double the quotes inside it`);
           this.endField(text.slice(start, k));
-          if (d !== COMMA) this.endRecord(d);
+          if (d !== COMMA) this.endRecord(d, k);
           i = start = k + 1;
           continue;
         }
@@ -105,7 +130,7 @@ export class CsvParser {
             start = ++i;
           } else if (c === LF || c === CR) {
             this.endField('');
-            this.endRecord(c);
+            this.endRecord(c, i);
             start = ++i;
           } else {
             throw this.error(`the quoted field ${this.record.length + 1} (${JSON.stringify(this.pending.slice(0, 40))}) is followed by ${JSON.stringify(text[i])}, not a comma or a line end`);
@@ -117,6 +142,7 @@ export class CsvParser {
       const last = text.charCodeAt(n - 1);
       this.atLineStart = last === LF || last === CR;
     }
+    this.consumed += n;
   }
 
   /** Lines read so far (a last line without a line end counts). */
@@ -129,22 +155,25 @@ export class CsvParser {
     if (this.state === 'quoted') throw this.error('a quoted field is not closed before the end of the file');
     if (this.state === 'field' && this.record.length === 0) return;
     this.endField('');
-    this.emit();
+    this.emit(this.consumed);
   }
 
   private endField(tail: string): void {
-    this.record.push(this.pending + tail);
+    const value = this.pending + tail;
+    this.record.push(this.bytes && /[\x80-\xff]/.test(value) ? Buffer.from(value, 'latin1').toString('utf8') : value);
     this.pending = '';
     this.state = 'field';
   }
 
-  private endRecord(c: number): void {
-    this.emit();
+  /** The record ends at character `at` of this chunk (its line end, `c`). */
+  private endRecord(c: number, at: number): void {
+    this.emit(this.consumed + at);
+    this.recordStart = this.consumed + at + 1;
     this.line++;
     if (c === CR) this.afterCr = true;
   }
 
-  private emit(): void {
+  private emit(end: number): void {
     const record = this.record;
     this.record = [];
     const empty = record.length === 1 && record[0] === '' && !this.wasQuoted;
@@ -152,7 +181,7 @@ export class CsvParser {
     if (empty) return;
     if (this.columns < 0) this.columns = record.length;
     else if (record.length !== this.columns) throw this.error(`${record.length} fields where the header has ${this.columns}`);
-    this.onRecord(record, this.line);
+    this.onRecord(record, this.line, this.recordStart, end);
   }
 
   private error(why: string): DataError {

@@ -9,21 +9,27 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { DataError } from '../errors.js';
-import { CsvParser } from './csv-parser.js';
+import { CsvParser, type OnRecord } from './csv-parser.js';
 import { expandPaths } from './paths.js';
 
-export interface Table {
-  /** Where the table came from (a path, or a name like "demo data"), for messages. */
+/** Rows read in order, as often as asked: a table in memory, or a CSV file read as it streams. */
+export interface RowSource {
+  /** Where the rows come from (a path, or a name like "demo data"), for messages. */
   readonly source: string;
   readonly header: readonly string[];
+  /** Where the rows are several files: each file, and how many lines come before its first (linePlace). */
+  readonly parts?: readonly { readonly path: string; readonly lineOffset: number }[];
+  /** Calls `each` with every row in order: its cell in column c (header order), and its line. */
+  forEachRow(each: (cell: (c: number) => string, line: number) => void): void;
+}
+
+export interface Table extends RowSource {
   /** Data rows (the header is not one). */
   readonly rowCount: number;
   /** The cell of row `r` in column `c` (header order). */
   cell(r: number, c: number): string;
   /** 1-based line number in the source of each row (several files: counted through them in order, headers included). */
   readonly lines: ArrayLike<number>;
-  /** Where the table is several files: each file, and how many lines come before its first (linePlace). */
-  readonly parts?: readonly { readonly path: string; readonly lineOffset: number }[];
 }
 
 export interface ReadCsvOptions {
@@ -173,14 +179,7 @@ class TableBuilder {
     this.lines = new Int32Array(Math.max(1, capacity));
   }
 
-  /** The header (first record): duplicate names refused. */
-  setHeader(record: readonly string[]): void {
-    const header = record.map((h) => h.trim());
-    const seen = new Set<string>();
-    for (const name of header) {
-      if (seen.has(name)) throw new DataError(`${this.source}: column "${name}" appears twice in the header`);
-      seen.add(name);
-    }
+  setHeader(header: string[]): void {
     this.header = header;
     this.columns = header.map((name) => (this.skip.includes(name) ? undefined : new Column(Math.max(1, this.capacity))));
   }
@@ -200,12 +199,20 @@ class TableBuilder {
     if (!this.header) throw new DataError(`${this.source}: the file is empty (no header row)`);
     for (const column of this.columns) column?.seal(this.rows);
     const columns = this.columns;
+    const rowCount = this.rows;
+    const lines = this.lines.slice(0, rowCount);
+    const cell = (r: number, c: number): string => columns[c]?.cell(r) ?? '';
     return {
       source: this.source,
       header: this.header,
-      rowCount: this.rows,
-      cell: (r, c) => columns[c]?.cell(r) ?? '',
-      lines: this.lines.slice(0, this.rows),
+      rowCount,
+      cell,
+      lines,
+      forEachRow: (each) => {
+        let r = 0;
+        const rowCell = (c: number): string => cell(r, c);
+        for (; r < rowCount; r++) each(rowCell, lines[r]!);
+      },
       ...(parts ? { parts } : {}),
     };
   }
@@ -215,10 +222,21 @@ export function parseCsv(text: string, source: string, options: ReadCsvOptions =
   let lineEnds = 0;
   for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lineEnds++;
   const builder = new TableBuilder(source, options.skip, lineEnds + 1);
-  const parser = new CsvParser(source, (record, line) => (builder.header ? builder.add(record, line) : builder.setHeader(record)));
+  const parser = new CsvParser(source, (record, line) => (builder.header ? builder.add(record, line) : builder.setHeader(checkedHeader(record, source))));
   parser.write(text);
   parser.end();
   return builder.build();
+}
+
+/** A header's names, trimmed; a name given twice is an error naming `source`. */
+function checkedHeader(record: readonly string[], source: string): string[] {
+  const header = record.map((h) => h.trim());
+  const seen = new Set<string>();
+  for (const name of header) {
+    if (seen.has(name)) throw new DataError(`${source}: column "${name}" appears twice in the header`);
+    seen.add(name);
+  }
+  return header;
 }
 
 /** The CSV data of `path`: one file, or (a `*` pattern or a brace range) several read as one table. */
@@ -229,7 +247,7 @@ export function readCsvPath(path: string, options: ReadCsvOptions = {}): Table {
 
 export function readCsv(path: string, options: ReadCsvOptions = {}): Table {
   const builder = new TableBuilder(path, options.skip, lineEnds(path) + 1);
-  streamCsv(path, (record, line) => (builder.header ? builder.add(record, line) : builder.setHeader(record)));
+  streamCsvFiles([path], path, (header) => builder.setHeader(header), (record, line) => builder.add(record, line));
   return builder.build();
 }
 
@@ -240,36 +258,124 @@ export function readCsv(path: string, options: ReadCsvOptions = {}): Table {
  */
 export function readCsvFiles(paths: readonly string[], source: string, options: ReadCsvOptions = {}): Table {
   const builder = new TableBuilder(`${source} (${paths.length} files)`, options.skip, paths.reduce((n, path) => n + lineEnds(path) + 1, 0));
-  const parts: { path: string; lineOffset: number }[] = [];
-  let lineOffset = 0;
-  for (const path of paths) {
-    parts.push({ path, lineOffset });
-    let order: number[] | undefined;
-    const offset = lineOffset;
-    lineOffset += streamCsv(path, (record, line) => {
-      if (order) {
-        builder.add(order.length === 0 ? record : order.map((i) => record[i]!), line + offset);
-        return;
-      }
-      const own = record.map((h) => h.trim());
-      if (!builder.header) {
-        builder.setHeader(record);
-        order = [];
-        return;
-      }
-      const header = builder.header;
-      const missing = header.filter((name) => !own.includes(name));
-      const extra = own.filter((name) => !header.includes(name));
-      if (missing.length > 0 || extra.length > 0) {
-        const list = (names: string[]): string => names.map((n) => `"${n}"`).join(', ');
-        throw new DataError(`${path}: its columns differ from ${paths[0]}'s (${[missing.length > 0 ? `without ${list(missing)}` : '', extra.length > 0 ? `with ${list(extra)} besides` : ''].filter(Boolean).join('; ')}): every file of ${source} needs the same columns`);
-      }
-      const indexes = header.map((name) => own.indexOf(name));
-      order = indexes.every((i, k) => i === k) ? [] : indexes;
-    });
-  }
-  return builder.build(parts);
+  const parts = streamCsvFiles(paths, source, (header) => builder.setHeader(header), (record, line) => builder.add(record, line));
+  return builder.build(parts.map(({ path, lineOffset }) => ({ path, lineOffset })));
 }
+
+/** A file of a CSV data set: the lines before its first (through the files), and its column of each header column where its order differs. */
+export interface CsvPart {
+  readonly path: string;
+  readonly lineOffset: number;
+  readonly columns?: readonly number[];
+}
+
+/**
+ * Every record of the files `paths` in order, its cells in the first file's column order, with
+ * its line (counted through the files), its file and its span [start, end) in that file (bytes,
+ * with `bytes`; else characters). Checks the header and each file's columns against the first's.
+ * `parts` gets each file as its reading starts (messages name the file of a line before the end).
+ */
+function streamCsvFiles(
+  paths: readonly string[],
+  source: string,
+  onHeader: (header: string[]) => void,
+  onRecord: (record: string[], line: number, part: number, start: number, end: number) => void,
+  bytes = false,
+  parts: CsvPart[] = [],
+): CsvPart[] {
+  let header: string[] | undefined;
+  let lineOffset = 0;
+  paths.forEach((path, part) => {
+    const offset = lineOffset;
+    const entry: { path: string; lineOffset: number; columns?: number[] } = { path, lineOffset: offset };
+    parts.push(entry);
+    let order: number[] | undefined;
+    lineOffset += streamCsv(
+      path,
+      (record, line, start, end) => {
+        if (order) {
+          onRecord(order.length === 0 ? record : order.map((i) => record[i]!), line + offset, part, start, end);
+          return;
+        }
+        if (!header) {
+          header = checkedHeader(record, path);
+          onHeader(header);
+          order = [];
+          return;
+        }
+        const own = record.map((h) => h.trim());
+        const first = header;
+        const missing = first.filter((name) => !own.includes(name));
+        const extra = own.filter((name) => !first.includes(name));
+        if (missing.length > 0 || extra.length > 0) {
+          const list = (names: string[]): string => names.map((n) => `"${n}"`).join(', ');
+          throw new DataError(`${path}: its columns differ from ${paths[0]}'s (${[missing.length > 0 ? `without ${list(missing)}` : '', extra.length > 0 ? `with ${list(extra)} besides` : ''].filter(Boolean).join('; ')}): every file of ${source} needs the same columns`);
+        }
+        const indexes = first.map((name) => own.indexOf(name));
+        order = indexes.every((i, k) => i === k) ? [] : indexes;
+        if (order.length > 0) entry.columns = indexes;
+      },
+      bytes,
+    );
+  });
+  if (!header) throw new DataError(`${paths.length > 1 ? `${source} (${paths.length} files)` : source}: the file is empty (no header row)`);
+  return parts;
+}
+
+/** CSV rows read from their files at every pass, never held (data.inMemory: false). */
+export interface CsvFileRows extends RowSource {
+  readonly files: readonly CsvPart[];
+  /** Records the last whole pass read (undefined before one). */
+  readonly records: number | undefined;
+  /** Every record with its file (an index into `files`) and its bytes' span [start, end) there. */
+  forEachRecord(each: (cell: (c: number) => string, line: number, part: number, start: number, end: number) => void): void;
+}
+
+/** The CSV data of `path` (one file, a pattern or a brace range) as rows read from the files at each pass. */
+export function csvFileRows(path: string): CsvFileRows {
+  const paths = expandPaths(path);
+  const several = !(paths.length === 1 && paths[0] === path);
+  const source = several ? `${path} (${paths.length} files)` : path;
+  // the header, from the first file's first record; the files' layout (their lines and column
+  // orders) from each pass over all of them
+  let header: string[] = [];
+  try {
+    streamCsvFiles(paths.slice(0, 1), path, (h) => (header = h), () => {
+      throw STOP;
+    }, true);
+  } catch (err) {
+    if (err !== STOP) throw err;
+  }
+  const files: CsvPart[] = [];
+  let records: number | undefined;
+  const forEachRecord: CsvFileRows['forEachRecord'] = (each) => {
+    let record: string[] = [];
+    let count = 0;
+    const cell = (c: number): string => record[c]!;
+    files.length = 0;
+    streamCsvFiles(paths, path, () => undefined, (r, line, part, start, end) => {
+      record = r;
+      count++;
+      each(cell, line, part, start, end);
+    }, true, files);
+    records = count;
+  };
+  return {
+    source,
+    header,
+    files,
+    get records(): number | undefined {
+      return records;
+    },
+    // filled as each pass reaches each file (the same array)
+    ...(several ? { parts: files } : {}),
+    forEachRecord,
+    forEachRow: (each) => forEachRecord((cell, line) => each(cell, line)),
+  };
+}
+
+/** Thrown to end a read early (see csvFileRows). */
+const STOP = new Error('stop');
 
 /** The \n bytes in the file at `path` (one pass over it, 64 KB at a time): an upper bound of its records, to size the columns once. */
 function lineEnds(path: string): number {
@@ -280,10 +386,10 @@ function lineEnds(path: string): number {
   return n;
 }
 
-/** Parses the file at `path` as it reads it; returns its line count. */
-function streamCsv(path: string, onRecord: (record: string[], line: number) => void): number {
-  const parser = new CsvParser(path, onRecord);
-  const decoder = new StringDecoder('utf8');
+/** Parses the file at `path` as it reads it (`bytes`: as latin1, spans in bytes; see CsvParser); returns its line count. */
+function streamCsv(path: string, onRecord: OnRecord, bytes = false): number {
+  const parser = new CsvParser(path, onRecord, { bytes });
+  const decoder = new StringDecoder(bytes ? 'latin1' : 'utf8');
   readChunks(path, (chunk) => parser.write(decoder.write(chunk)));
   parser.write(decoder.end());
   parser.end();
@@ -358,7 +464,7 @@ export function recordsToCsv(records: readonly Readonly<Record<string, CellValue
 }
 
 /** Index of `name` in the header, or a DataError naming the column, the setting and the file. */
-export function columnIndex(table: Table, name: string, setting: string): number {
+export function columnIndex(table: Pick<RowSource, 'header' | 'source'>, name: string, setting: string): number {
   const i = table.header.indexOf(name);
   if (i < 0) {
     throw new DataError(`unknown column "${name}" in ${setting}; ${table.source} has columns: ${table.header.join(', ')}`);

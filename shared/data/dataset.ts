@@ -1,5 +1,5 @@
 /**
- * From a table to the training set the participants share: fit the preprocessing, encode, split
+ * From a table (or CSV rows left in their files) to the training set the participants share: fit the preprocessing, encode, split
  * train/test (stratified, seeded), cut validation off train, standardise with train statistics,
  * and lay the rows out as [train | validation | test] in SharedArrayBuffers, so threads read
  * them in place and nothing is copied per step.
@@ -8,8 +8,9 @@ import { scalePixels } from './pixels.js';
 import { DataError } from '../errors.js';
 import { Rng } from '../math/rng.js';
 import type { Table } from './csv.js';
-import { readNpyRows, type OnDisk } from './feature-rows.js';
-import type { NpyFiles } from './npy-parts.js';
+import { readNpyRows, type NpyOnDisk, type OnDisk } from './feature-rows.js';
+import type { CsvFileRows } from './csv.js';
+import { encodeOnDisk, joinCsvOnDisk, readCsvRows, type CsvOnDisk } from './csv-rows.js';
 import { encode, fitPreprocessor, type Encoded, type PreprocessOptions, type Preprocessor } from './preprocess.js';
 import { applyScaler, fitScaler, fitScalerInPasses, type Scaler } from './scaler.js';
 import { stratifiedSplit, validationSplit } from './split.js';
@@ -107,6 +108,22 @@ export function prepareData(table: Table, pre: PreprocessOptions, split: SplitOp
   return layoutData(both, preprocessor, { ...split, validationFrom: enc.rows }, seed, { source: table.source, rowsRead: table.rowCount + validation.rowCount, warnings });
 }
 
+/**
+ * CSV rows left in their files (data.inMemory false): the preprocessing fitted in two passes over
+ * them, a third finds the rows that encode, their labels and where they are; features are read
+ * per batch (csv-rows.ts). The same data set, bit for bit, as prepareData makes from the table.
+ */
+export function prepareCsvOnDisk(rows: CsvFileRows, pre: PreprocessOptions, split: SplitOptions, seed: number, validation?: CsvFileRows): PreparedData {
+  const warnings: string[] = [];
+  const preprocessor = fitPreprocessor(rows, pre, (message) => warnings.push(message));
+  const main = encodeOnDisk(rows, preprocessor);
+  if (!validation) return layoutData(main.enc, preprocessor, split, seed, { source: rows.source, rowsRead: main.read, warnings, onDisk: main.onDisk });
+  const val = encodeOnDisk(validation, preprocessor);
+  if (val.enc.rows === 0) throw new DataError(`${validation.source}: no validation rows left (${val.read} read, ${val.enc.rejected.length} dropped)`);
+  const both = concatEncoded(main.enc, val.enc);
+  return layoutData(both, preprocessor, { ...split, validationFrom: main.enc.rows }, seed, { source: rows.source, rowsRead: main.read + val.read, warnings, onDisk: joinCsvOnDisk(main.onDisk, val.onDisk) });
+}
+
 /** Encoded rows of two sources, one after the other. */
 function concatEncoded(a: Encoded, b: Encoded): Encoded {
   const join = (p: Float32Array, q: Float32Array): Float32Array => {
@@ -161,21 +178,21 @@ export function layoutData(
   order.set(train);
   order.set(val, train.length);
   order.set(test, train.length + val.length);
-  // Encoded rows in shared memory (CSV) are moved into the data set's order where they are, and
-  // that memory becomes the data set's: no second copy of the features. The training rows (train
-  // then validation, in trainAll's order) are then the first rows.
-  const inPlace = !onDisk && !from.pixels && enc.x.buffer instanceof SharedArrayBuffer && order.length === enc.rows;
-  if (inPlace) permuteRows(enc.x, enc.features, order);
   if (split.standardize) {
     // uint8 samples are pixels, in memory (from.pixels) or on disk
     if (from.pixels || onDisk?.kind === 'tar' || (onDisk?.kind === 'npy' && onDisk.dtype === 'u1')) throw new DataError(`${from.source}: data.standardize does not apply to images (they are scaled by data.rescale)`);
-    // on disk: the statistics from two passes over the training rows in the file, in the order
-    // fitScaler takes them in memory, so the same bits
-    const scaler = onDisk ? fitScalerOnDisk(onDisk, enc.features, trainAll) : fitScaler(enc.x, enc.features, inPlace ? Int32Array.from(trainAll, (_, i) => i) : trainAll);
+    // The statistics of the training rows taken in file order: the same sums, so the same bits,
+    // in memory and on disk, where that order reads the file front to back.
+    const fitRows = Int32Array.from(trainAll).sort();
+    const scaler = onDisk ? fitScalerOnDisk(onDisk as WithoutOrder<NpyOnDisk | CsvOnDisk>, enc.features, fitRows) : fitScaler(enc.x, enc.features, fitRows);
     if (onDisk) onDisk = { ...onDisk, standardize: scaler };
     else applyScaler(enc.x, scaler);
     preprocessor = { ...preprocessor, scaler };
   }
+  // Encoded rows in shared memory (CSV) are moved into the data set's order where they are, and
+  // that memory becomes the data set's: no second copy of the features.
+  const inPlace = !onDisk && !from.pixels && enc.x.buffer instanceof SharedArrayBuffer && order.length === enc.rows;
+  if (inPlace) permuteRows(enc.x, enc.features, order);
   if (onDisk) {
     const fileOrder = new Int32Array(new SharedArrayBuffer(Math.max(1, order.length) * 4), 0, order.length);
     fileOrder.set(order);
@@ -237,14 +254,15 @@ export function permuteRows(x: Float32Array, features: number, order: ArrayLike<
   }
 }
 
-/** fitScaler over the training rows of .npy files on disk, read 8 MB at a time. */
-function fitScalerOnDisk(files: NpyFiles, features: number, rows: Int32Array): Scaler {
+/** fitScaler over the training rows of .npy or CSV files on disk, read 8 MB of features at a time. */
+function fitScalerOnDisk(files: WithoutOrder<NpyOnDisk | CsvOnDisk>, features: number, rows: Int32Array): Scaler {
   const chunk = Math.max(1, Math.floor((1 << 23) / (4 * features)));
   const buffer = new Float32Array(Math.min(chunk, rows.length) * features);
   const pass = (each: (values: Float32Array) => void): void => {
     for (let first = 0; first < rows.length; first += chunk) {
       const part = rows.subarray(first, Math.min(rows.length, first + chunk));
-      each(readNpyRows(files, features, part, buffer.subarray(0, part.length * features)));
+      const out = buffer.subarray(0, part.length * features);
+      each(files.kind === 'csv' ? readCsvRows(files, features, part, out) : readNpyRows(files, features, part, out));
     }
   };
   return fitScalerInPasses(features, rows.length, pass);

@@ -1,6 +1,7 @@
 /**
  * The features of a data set's rows, wherever they are: in shared memory (Dataset.x), in a .npy
- * file read row by row, or as images in tar shards decoded per batch (Dataset.onDisk,
+ * file read row by row, as CSV rows parsed and encoded per batch, or as images in tar shards
+ * decoded per batch (Dataset.onDisk,
  * data.inMemory), so a data set larger than memory trains with only its labels, row order and
  * each batch in memory. Both give the same
  * float32 values for a row: value x scale, rounded once to float32.
@@ -10,6 +11,7 @@ import { readSpan, withFiles } from './file-reads.js';
 import { npyRuns, scaleRun, type NpyFiles } from './npy-parts.js';
 import { applyScaler } from './scaler.js';
 import { readTarRows, type TarOnDisk } from './tar-rows.js';
+import { readCsvRows, type CsvOnDisk } from './csv-rows.js';
 
 /** Features of .npy files on disk: data set row r is row order[r] over the parts in order. Plain data: it travels to threads (order in a SharedArrayBuffer). */
 export interface NpyOnDisk extends NpyFiles {
@@ -18,8 +20,8 @@ export interface NpyOnDisk extends NpyFiles {
   readonly order: Int32Array;
 }
 
-/** Features that stay on disk: a .npy file's rows, or images in tar shards. */
-export type OnDisk = NpyOnDisk | TarOnDisk;
+/** Features that stay on disk: a .npy file's rows, images in tar shards, or CSV rows encoded as they are read. */
+export type OnDisk = NpyOnDisk | TarOnDisk | CsvOnDisk;
 
 export interface FeatureRows {
   /** Features per row. */
@@ -38,8 +40,27 @@ export interface FeatureSource {
 }
 
 export function featureRows(source: FeatureSource): FeatureRows {
-  if (source.onDisk?.kind === 'tar') return new TarRows(source.onDisk, source.features);
-  return source.onDisk ? new NpyFileRows(source.onDisk, source.features) : new MemoryRows(source.x, source.features);
+  const { onDisk, features } = source;
+  if (onDisk?.kind === 'tar') return new TarRows(onDisk, features);
+  if (onDisk?.kind === 'csv') return new OrderedRows(onDisk.order, features, (rows, out) => readCsvRows(onDisk, features, rows, out));
+  return onDisk ? new NpyFileRows(onDisk, features) : new MemoryRows(source.x, features);
+}
+
+/** Rows read by file row (`read`), data set row r being file row order[r]. */
+class OrderedRows implements FeatureRows {
+  constructor(
+    private readonly order: Int32Array,
+    readonly features: number,
+    private readonly read: (fileRows: ArrayLike<number>, out: Float32Array) => Float32Array,
+  ) {}
+
+  gather(rows: ArrayLike<number>, out = new Float32Array(rows.length * this.features)): Float32Array {
+    return this.read(Int32Array.from(rows as ArrayLike<number>, (r) => this.order[r]!), out);
+  }
+
+  range(start: number, count: number, out = new Float32Array(count * this.features)): Float32Array {
+    return this.read(this.order.subarray(start, start + count), out);
+  }
 }
 
 class TarRows implements FeatureRows {

@@ -1,6 +1,6 @@
 /** The label column: what it may say (data.label) and the mapping fitted on the data. */
 import { DataError } from '../errors.js';
-import { columnIndex, linePlace, type Table } from './csv.js';
+import { linePlace, type RowSource } from './csv.js';
 
 export interface LabelOptions {
   readonly column: string;
@@ -24,14 +24,15 @@ export function labelOutputs(label: LabelTransform): number {
   return label.type === 'categorical' ? label.classes.length : 1;
 }
 
-/** The label's mapping, fitted on the rows used: binary (positive / negative), categorical (sorted classes) or numeric. */
-export function fitLabel(table: Table, options: LabelOptions, rowsUsed: number[]): LabelTransform {
-  const li = columnIndex(table, options.column, 'data.label.column');
-  const values = new Set<string>();
-  for (const r of rowsUsed) values.add(table.cell(r, li));
+/**
+ * The label's mapping from the values of the rows used: binary (positive / negative), categorical
+ * (sorted classes) or numeric. `other`: the first used row whose label is neither of a binary
+ * label's values, where both are given (data.label.negative).
+ */
+export function fitLabel(rows: Pick<RowSource, 'source' | 'parts'>, options: LabelOptions, values: ReadonlySet<string>, other?: { readonly line: number; readonly value: string }): LabelTransform {
   if (options.type === 'numeric') return { column: options.column, type: 'numeric' };
   if (options.type === 'categorical') {
-    if (values.size < 2) throw new DataError(`label column "${options.column}" has ${values.size} class(es) in ${table.source}; need at least 2`);
+    if (values.size < 2) throw new DataError(`label column "${options.column}" has ${values.size} class(es) in ${rows.source}; need at least 2`);
     return { column: options.column, type: 'categorical', classes: sortStrings(values) };
   }
   if (options.positive === undefined) throw new DataError('data.label.positive is required for a binary label');
@@ -41,20 +42,17 @@ export function fitLabel(table: Table, options: LabelOptions, rowsUsed: number[]
     const others = [...values].filter((v) => v !== positive);
     if (others.length !== 1) {
       throw new DataError(
-        `label column "${options.column}" in ${table.source} has values ${sortStrings(values).map((v) => JSON.stringify(v)).join(', ')}; ` +
+        `label column "${options.column}" in ${rows.source} has values ${sortStrings(values).map((v) => JSON.stringify(v)).join(', ')}; ` +
           `a binary label needs exactly "${positive}" and one other value (set data.label.negative)`,
       );
     }
     negative = others[0]!;
   }
-  for (const r of rowsUsed) {
-    const v = table.cell(r, li);
-    if (v !== positive && v !== negative) {
-      throw new DataError(
-        `label column "${options.column}" has unexpected value ${JSON.stringify(v)} on ${linePlace(table, table.lines[r]!)} of ${table.source} (expected "${positive}" or "${negative}")`,
-      );
-    }
+  if (other) {
+    throw new DataError(
+      `label column "${options.column}" has unexpected value ${JSON.stringify(other.value)} on ${linePlace(rows, other.line)} of ${rows.source} (expected "${positive}" or "${negative}")`,
+    );
   }
-  if (!values.has(positive)) throw new DataError(`label column "${options.column}" in ${table.source} never has the positive value "${positive}"`);
+  if (!values.has(positive)) throw new DataError(`label column "${options.column}" in ${rows.source} never has the positive value "${positive}"`);
   return { column: options.column, type: 'binary', positive, negative };
 }

@@ -8,7 +8,7 @@
  * sorted, named `<column>_<category>`.
  */
 import { DataError } from '../errors.js';
-import { columnIndex, linePlace, type Table } from './csv.js';
+import { columnIndex, linePlace, type RowSource, type Table } from './csv.js';
 import { fitLabel, labelOutputs, sortStrings, type LabelOptions, type LabelTransform } from './label.js';
 import { applyScaler, type Scaler } from './scaler.js';
 
@@ -37,27 +37,31 @@ const MOSTLY_NUMBERS = 0.9;
 /** Dropping more than this share of the rows for one column's missing values is worth a warning. */
 const DROP_WARNING = 0.05;
 
-/** How many rows something holds for, and the first three of them: all a message shows. */
+/** How many rows something holds for, and the first three of them (line, value): all a message shows. */
 interface RowSample {
   length: number;
-  readonly first: number[];
+  readonly first: { readonly line: number; readonly value: string }[];
 }
 
-function noteRow(sample: RowSample, r: number): void {
-  if (sample.length++ < 3) sample.first.push(r);
+function rowSample(): RowSample {
+  return { length: 0, first: [] };
+}
+
+function noteRow(sample: RowSample, line: number, value = ''): void {
+  if (sample.length++ < 3) sample.first.push({ line, value });
 }
 
 /** Up to three source lines with the column's value on each, for messages. */
-function someValues(table: Table, rows: RowSample, ci: number): string {
-  const shown = rows.first.map((r) => `${linePlace(table, table.lines[r]!)}: ${JSON.stringify(table.cell(r, ci))}`);
-  return `${shown.join(', ')}${rows.length > 3 ? `, and ${rows.length - 3} more` : ''}`;
+function someValues(rows: RowSource, sample: RowSample): string {
+  const shown = sample.first.map((f) => `${linePlace(rows, f.line)}: ${JSON.stringify(f.value)}`);
+  return `${shown.join(', ')}${sample.length > 3 ? `, and ${sample.length - 3} more` : ''}`;
 }
 
 /** Up to three source lines, for messages. */
-function someLines(table: Table, rows: RowSample): string {
-  const more = rows.length > 3 ? ', ...' : '';
-  if (table.parts) return `${rows.first.map((r) => linePlace(table, table.lines[r]!)).join(', ')}${more}`;
-  return `line${rows.length > 1 ? 's' : ''} ${rows.first.map((r) => table.lines[r]).join(', ')}${more}`;
+function someLines(rows: RowSource, sample: RowSample): string {
+  const more = sample.length > 3 ? ', ...' : '';
+  if (rows.parts) return `${sample.first.map((f) => linePlace(rows, f.line)).join(', ')}${more}`;
+  return `line${sample.length > 1 ? 's' : ''} ${sample.first.map((f) => f.line).join(', ')}${more}`;
 }
 
 export type FeatureColumn =
@@ -123,139 +127,211 @@ function parseNumber(value: string): number {
 }
 
 
-/**
- * Fits the transform on `table`: which columns are numeric, the categories of the others, and the
- * label mapping. Rows with a missing value are left out of the fit (and of `encode`).
- */
-export function fitPreprocessor(table: Table, options: PreprocessOptions, warn: (message: string) => void = () => {}): Preprocessor {
-  for (const c of options.drop) columnIndex(table, c, 'data.drop');
-  for (const c of options.numeric) columnIndex(table, c, 'data.numeric');
-  for (const c of options.categorical) columnIndex(table, c, 'data.categorical');
-  columnIndex(table, options.label.column, 'data.label.column');
-  if (options.sampleWeight !== undefined) checkSampleWeights(table, options.sampleWeight, options.label.column);
-  const excluded = new Set([...options.drop, options.label.column, ...(options.sampleWeight !== undefined ? [options.sampleWeight] : [])]);
-  const featureNames = table.header.filter((h) => !excluded.has(h));
-  if (featureNames.length === 0) throw new DataError(`no feature columns left in ${table.source} after dropping ${[...excluded].join(', ')}`);
+/** Distinct values of a column kept while fitting, at most: past it the column is no category (data.maxCategories is far below). */
+const DISTINCT_KEPT = 1 << 16;
 
-  // Which columns are numbers: listed in `numeric` (coerced), or (nearly) every non-blank value
-  // parses. A column of mostly numbers stays numeric: its stray values lose their rows, reported,
-  // rather than turning the column into one-hot text and changing the feature count.
-  const kinds = new Map<string, 'numeric' | 'text'>();
-  const notNumbersIn = new Map<string, { filled: number; rows: RowSample }>();
-  const strays: { name: string; ci: number; filled: number; rows: RowSample }[] = [];
-  for (const name of featureNames) {
-    const ci = table.header.indexOf(name);
-    if (options.numeric.includes(name)) kinds.set(name, 'numeric');
-    else if (options.categorical.includes(name)) kinds.set(name, 'text');
-    else {
-      let filled = 0;
-      const notNumbers: RowSample = { length: 0, first: [] };
-      for (let r = 0; r < table.rowCount; r++) {
-        const v = table.cell(r, ci);
-        if (isMissing(v)) continue;
-        filled++;
-        if (Number.isNaN(parseNumber(v))) noteRow(notNumbers, r);
+/**
+ * Fits the transform on the rows of `rows` (a table in memory, or a CSV file read as it
+ * streams) in two passes: which columns are numeric, then, over the rows with every value, the
+ * categories of the others and the label mapping. Rows with a missing value are left out of the
+ * fit (and of `encode`).
+ */
+export function fitPreprocessor(rows: RowSource, options: PreprocessOptions, warn: (message: string) => void = () => {}): Preprocessor {
+  for (const c of options.drop) columnIndex(rows, c, 'data.drop');
+  for (const c of options.numeric) columnIndex(rows, c, 'data.numeric');
+  for (const c of options.categorical) columnIndex(rows, c, 'data.categorical');
+  const li = columnIndex(rows, options.label.column, 'data.label.column');
+  const wi = options.sampleWeight === undefined ? -1 : columnIndex(rows, options.sampleWeight, 'data.sampleWeight');
+  if (options.sampleWeight === options.label.column) throw new DataError(`${rows.source}: data.sampleWeight names the label column "${options.label.column}"`);
+  const excluded = new Set([...options.drop, options.label.column, ...(options.sampleWeight !== undefined ? [options.sampleWeight] : [])]);
+  const featureNames = rows.header.filter((h) => !excluded.has(h));
+  if (featureNames.length === 0) throw new DataError(`no feature columns left in ${rows.source} after dropping ${[...excluded].join(', ')}`);
+
+  // Pass 1: every sample weight a number >= 0 (a weight is not guessed), and which columns are
+  // numbers: listed in `numeric` (coerced), or (nearly) every non-blank value parses. A column of
+  // mostly numbers stays numeric: its stray values lose their rows, reported, rather than turning
+  // the column into one-hot text and changing the feature count.
+  const open = featureNames.filter((name) => !options.numeric.includes(name) && !options.categorical.includes(name)).map((name) => ({ name, ci: rows.header.indexOf(name), filled: 0, notNumbers: rowSample() }));
+  rows.forEachRow((cell, line) => {
+    if (wi >= 0) {
+      const v = cell(wi);
+      const w = isMissing(v) ? Number.NaN : parseNumber(v);
+      if (!(w >= 0) || !Number.isFinite(w)) {
+        throw new DataError(`${rows.source}: data.sampleWeight: column "${options.sampleWeight}" at ${linePlace(rows, line)} holds ${JSON.stringify(v)}; a sample weight is a number >= 0`);
       }
-      const mostlyNumbers = notNumbers.length > 0 && filled - notNumbers.length >= MOSTLY_NUMBERS * filled;
-      kinds.set(name, notNumbers.length === 0 || mostlyNumbers ? 'numeric' : 'text');
-      notNumbersIn.set(name, { filled, rows: notNumbers });
-      if (mostlyNumbers) strays.push({ name, ci, filled, rows: notNumbers });
     }
+    for (const column of open) {
+      const v = cell(column.ci);
+      if (isMissing(v)) continue;
+      column.filled++;
+      if (Number.isNaN(parseNumber(v))) noteRow(column.notNumbers, line, v);
+    }
+  });
+  const kinds = new Map<string, 'numeric' | 'text'>();
+  for (const name of featureNames) if (options.numeric.includes(name) || options.categorical.includes(name)) kinds.set(name, options.numeric.includes(name) ? 'numeric' : 'text');
+  const strays: typeof open = [];
+  for (const column of open) {
+    const { filled, notNumbers } = column;
+    const mostlyNumbers = notNumbers.length > 0 && filled - notNumbers.length >= MOSTLY_NUMBERS * filled;
+    kinds.set(column.name, notNumbers.length === 0 || mostlyNumbers ? 'numeric' : 'text');
+    if (mostlyNumbers) strays.push(column);
   }
-  for (const { name, ci, filled, rows } of strays) {
-    const what = `${table.source}: column "${name}" holds numbers in ${filled - rows.length} of ${filled} rows but not in ${rows.length} (${someValues(table, rows, ci)})`;
+  for (const { name, filled, notNumbers } of strays) {
+    const what = `${rows.source}: column "${name}" holds numbers in ${filled - notNumbers.length} of ${filled} rows but not in ${notNumbers.length} (${someValues(rows, notNumbers)})`;
     if (options.strayValues === 'error') {
       throw new DataError(`${what}; fix those rows, set data.strayValues: drop to train without them, or list the column in data.categorical to encode it as text`);
     }
-    warn(`${what}: ${rows.length === 1 ? 'that row is' : 'those rows are'} dropped (data.strayValues: error refuses such a file; data.categorical: [${name}] encodes the column as text)`);
+    warn(`${what}: ${notNumbers.length === 1 ? 'that row is' : 'those rows are'} dropped (data.strayValues: error refuses such a file; data.categorical: [${name}] encodes the column as text)`);
   }
 
+  // Pass 2: the rows with every value (a number where the column is numeric); over them, each
+  // text column's categories and the label's values.
+  const numericLabel = options.label.type === 'numeric';
+  const checks = featureNames.map((name) => ({ name, ci: rows.header.indexOf(name), numeric: kinds.get(name) === 'numeric', dropped: rowSample() }));
+  const labelDropped = rowSample();
+  const texts = featureNames.filter((name) => kinds.get(name) === 'text').map((name) => ({ name, ci: rows.header.indexOf(name), categories: new Set<string>() }));
+  const labels = new Set<string>();
+  const binary = options.label.type === 'binary' && options.label.negative !== undefined ? { positive: options.label.positive, negative: options.label.negative } : undefined;
+  let other: { line: number; value: string } | undefined;
+  let read = 0;
+  let usable = 0;
+  rows.forEachRow((cell, line) => {
+    read++;
+    let ok = true;
+    const label = cell(li);
+    if (isMissing(label) || (numericLabel && Number.isNaN(parseNumber(label)))) {
+      noteRow(labelDropped, line);
+      ok = false;
+    }
+    for (const check of checks) {
+      const v = cell(check.ci);
+      if (isMissing(v) || (check.numeric && Number.isNaN(parseNumber(v)))) {
+        noteRow(check.dropped, line);
+        ok = false;
+      }
+    }
+    if (!ok) return;
+    usable++;
+    for (const text of texts) if (text.categories.size <= DISTINCT_KEPT) text.categories.add(cell(text.ci));
+    if (!numericLabel && labels.size <= DISTINCT_KEPT) labels.add(label);
+    if (binary && other === undefined && label !== binary.positive && label !== binary.negative) other = { line, value: label };
+  });
+  // Per column: a share of dropped rows worth knowing about (a few blanks are expected).
   const reported = new Set(strays.map((c) => c.name));
-  const usable = usableRows(table, featureNames, kinds, options.label.column, options.label.type === 'numeric', (name, message) => reported.has(name) || warn(message));
-  if (usable.length === 0) {
-    throw new DataError(`no rows left in ${table.source} after dropping rows with missing values (${table.rowCount} rows read)`);
+  for (const { name, dropped } of [...checks, { name: options.label.column, dropped: labelDropped }]) {
+    if (dropped.length > DROP_WARNING * read && !reported.has(name)) {
+      warn(
+        `${rows.source}: ${dropped.length} of ${read} rows (${((100 * dropped.length) / read).toFixed(0)}%) are dropped for a missing or non-numeric value in column "${name}" ` +
+          `(${someLines(rows, dropped)}); fix the file, or drop the column (data.drop)`,
+      );
+    }
+  }
+  if (usable === 0) {
+    throw new DataError(`no rows left in ${rows.source} after dropping rows with missing values (${read} rows read)`);
   }
 
   const numericCols: FeatureColumn[] = [];
   const onehotCols: FeatureColumn[] = [];
+  const notNumbersIn = new Map(open.map((c) => [c.name, c]));
   for (const name of featureNames) {
     if (kinds.get(name) === 'numeric') {
       numericCols.push({ name, kind: 'numeric' });
-    } else {
-      const ci = table.header.indexOf(name);
-      const cats = new Set<string>();
-      for (const r of usable) cats.add(table.cell(r, ci));
-      const limit = options.maxCategories ?? DEFAULT_MAX_CATEGORIES;
-      if (cats.size > limit) {
-        const notNumbers = notNumbersIn.get(name);
-        const numbers = notNumbers && notNumbers.rows.length < notNumbers.filled ? ` ${notNumbers.filled - notNumbers.rows.length} of its ${notNumbers.filled} values are numbers; not: ${someValues(table, notNumbers.rows, ci)}.` : '';
-        throw new DataError(
-          `${table.source}: column "${name}" has ${cats.size} distinct values; one-hot encoding it would add ${cats.size} features ` +
-            `(data.maxCategories is ${limit}).${numbers} An id or free-text column: add it to data.drop; numbers: add it to data.numeric; real categories: raise data.maxCategories`,
-        );
-      }
-      onehotCols.push({ name, kind: 'onehot', categories: sortStrings(cats) });
+      continue;
     }
+    const cats = texts.find((t) => t.name === name)!.categories;
+    const limit = options.maxCategories ?? DEFAULT_MAX_CATEGORIES;
+    if (cats.size > limit) {
+      const counted = notNumbersIn.get(name);
+      const numbers = counted && counted.notNumbers.length < counted.filled ? ` ${counted.filled - counted.notNumbers.length} of its ${counted.filled} values are numbers; not: ${someValues(rows, counted.notNumbers)}.` : '';
+      const distinct = cats.size > DISTINCT_KEPT ? `more than ${DISTINCT_KEPT}` : String(cats.size);
+      throw new DataError(
+        `${rows.source}: column "${name}" has ${distinct} distinct values; one-hot encoding it would add ${distinct} features ` +
+          `(data.maxCategories is ${limit}).${numbers} An id or free-text column: add it to data.drop; numbers: add it to data.numeric; real categories: raise data.maxCategories`,
+      );
+    }
+    onehotCols.push({ name, kind: 'onehot', categories: sortStrings(cats) });
   }
   const columns = [...numericCols, ...onehotCols];
   const features = columns.flatMap((c) => (c.kind === 'numeric' ? [c.name] : c.categories.map((cat) => `${c.name}_${cat}`)));
-  const label = fitLabel(table, options.label, usable);
+  const label = fitLabel(rows, options.label, labels, other);
   return { version: 1, drop: [...options.drop], columns, features, label, ...(options.sampleWeight !== undefined ? { sampleWeight: options.sampleWeight } : {}) };
 }
 
-/** Every row's weight a number >= 0: anything else is an error naming the key, the line and the value (a weight is not guessed). */
-function checkSampleWeights(table: Table, column: string, labelColumn: string): void {
-  const ci = columnIndex(table, column, 'data.sampleWeight');
-  if (column === labelColumn) throw new DataError(`${table.source}: data.sampleWeight names the label column "${column}"`);
-  for (let r = 0; r < table.rowCount; r++) {
-    const v = table.cell(r, ci);
-    const w = isMissing(v) ? Number.NaN : parseNumber(v);
-    if (!(w >= 0) || !Number.isFinite(w)) {
-      throw new DataError(`${table.source}: data.sampleWeight: column "${column}" at ${linePlace(table, table.lines[r]!)} holds ${JSON.stringify(v)}; a sample weight is a number >= 0`);
-    }
-  }
-}
+/**
+ * One row's encoding under a fitted transform: its features (numbers as they are, one-hot blocks),
+ * label and weight, or why the row cannot be encoded. For a table in memory (encode) and for rows
+ * read from a CSV file per batch (csv-rows.ts).
+ */
+export class RowEncoder {
+  readonly features: number;
+  readonly outputs: number;
+  private readonly cols: { readonly col: FeatureColumn; readonly ci: number; readonly index?: ReadonlyMap<string, number> }[];
+  /** The label's column (-1: absent, allowed with requireLabel false). */
+  readonly labelColumn: number;
+  private readonly classIndex: ReadonlyMap<string, number> | undefined;
+  /** The sample weights' column (-1: none). */
+  readonly weightColumn: number;
 
-function usableRows(
-  table: Table,
-  featureNames: readonly string[],
-  kinds: Map<string, 'numeric' | 'text'>,
-  labelColumn: string,
-  numericLabel: boolean,
-  warn: (column: string, message: string) => void,
-): number[] {
-  const checks = featureNames.map((name) => ({ name, ci: table.header.indexOf(name), numeric: kinds.get(name) === 'numeric', dropped: { length: 0, first: [] } as RowSample }));
-  const li = table.header.indexOf(labelColumn);
-  const labelDropped: RowSample = { length: 0, first: [] };
-  const out: number[] = [];
-  for (let r = 0; r < table.rowCount; r++) {
-    let usable = true;
-    const label = table.cell(r, li);
-    if (isMissing(label) || (numericLabel && Number.isNaN(parseNumber(label)))) {
-      noteRow(labelDropped, r);
-      usable = false;
-    }
-    for (const check of checks) {
-      const v = table.cell(r, check.ci);
-      if (isMissing(v) || (check.numeric && Number.isNaN(parseNumber(v)))) {
-        noteRow(check.dropped, r);
-        usable = false;
+  constructor(
+    rows: Pick<RowSource, 'header' | 'source'>,
+    private readonly pre: Pick<Preprocessor, 'columns' | 'features' | 'label' | 'sampleWeight'>,
+    private readonly requireLabel = true,
+  ) {
+    this.cols = pre.columns.map((col) => ({ col, ci: columnIndex(rows, col.name, 'the saved preprocessing'), ...(col.kind === 'onehot' ? { index: new Map(col.categories.map((cat, k) => [cat, k])) } : {}) }));
+    this.labelColumn = requireLabel ? columnIndex(rows, pre.label.column, 'data.label.column') : rows.header.indexOf(pre.label.column);
+    this.features = pre.features.length;
+    this.outputs = labelOutputs(pre.label);
+    this.classIndex = pre.label.type === 'categorical' ? new Map(pre.label.classes.map((c, k) => [c, k])) : undefined;
+    this.weightColumn = pre.sampleWeight === undefined ? -1 : rows.header.indexOf(pre.sampleWeight);
+  }
+
+  /** The row's features into x from xo; why not, if it cannot be encoded. */
+  encodeFeatures(cell: (c: number) => string, x: Float32Array, xo: number): string | undefined {
+    let f = xo;
+    for (const { col, ci, index } of this.cols) {
+      const v = cell(ci);
+      if (isMissing(v)) return `missing value in column "${col.name}"`;
+      if (col.kind === 'numeric') {
+        const num = parseNumber(v);
+        if (Number.isNaN(num)) return `column "${col.name}" is not a number: ${JSON.stringify(v)}`;
+        x[f++] = num;
+      } else {
+        const k = index!.get(v);
+        if (k === undefined) return `column "${col.name}" has unknown category ${JSON.stringify(v)}`;
+        x.fill(0, f, f + col.categories.length);
+        x[f + k] = 1;
+        f += col.categories.length;
       }
     }
-    if (usable) out.push(r);
+    return undefined;
   }
-  // Per column: a share of dropped rows worth knowing about (a few blanks are expected).
-  const n = table.rowCount;
-  for (const { name, dropped } of [...checks, { name: labelColumn, dropped: labelDropped }]) {
-    if (dropped.length > DROP_WARNING * n) {
-      warn(
-        name,
-        `${table.source}: ${dropped.length} of ${n} rows (${((100 * dropped.length) / n).toFixed(0)}%) are dropped for a missing or non-numeric value in column "${name}" ` +
-          `(${someLines(table, dropped)}); fix the file, or drop the column (data.drop)`,
-      );
+
+  /** The row's label into y from yo; why not, if it has none that fits (a missing label is fine with requireLabel false). */
+  encodeLabel(cell: (c: number) => string, y: Float32Array, yo: number): string | undefined {
+    if (this.labelColumn < 0) return undefined;
+    const label = this.pre.label;
+    const v = cell(this.labelColumn);
+    if (isMissing(v)) return this.requireLabel ? `missing label in column "${label.column}"` : undefined;
+    if (label.type === 'binary') {
+      if (v !== label.positive && v !== label.negative) return `label ${JSON.stringify(v)} is neither "${label.positive}" nor "${label.negative}"`;
+      y[yo] = v === label.positive ? 1 : 0;
+    } else if (label.type === 'categorical') {
+      const k = this.classIndex!.get(v);
+      if (k === undefined) return `label ${JSON.stringify(v)} is not one of the trained classes`;
+      y.fill(0, yo, yo + this.outputs);
+      y[yo + k] = 1;
+    } else {
+      const num = parseNumber(v);
+      if (Number.isNaN(num)) return `label is not a number: ${JSON.stringify(v)}`;
+      y[yo] = num;
     }
+    return undefined;
   }
-  return out;
+
+  /** The row's sample weight (checked when the preprocessing was fitted). */
+  weight(cell: (c: number) => string): number {
+    return parseNumber(cell(this.weightColumn));
+  }
 }
 
 /**
@@ -265,85 +341,26 @@ function usableRows(
  */
 export function encode(table: Table, pre: Preprocessor, options: { requireLabel?: boolean } = {}): Encoded {
   if (pre.input) throw new DataError(`${table.source}: this model takes ${pre.input.kind === 'images' ? 'images (give a folder of PNG/JPEG files)' : '.npy arrays'}, not CSV rows`);
-  const requireLabel = options.requireLabel ?? true;
-  const cols = pre.columns.map((c) => ({ col: c, ci: columnIndex(table, c.name, 'the saved preprocessing') }));
-  const li = requireLabel ? columnIndex(table, pre.label.column, 'data.label.column') : table.header.indexOf(pre.label.column);
-  const features = pre.features.length;
-  const outputs = labelOutputs(pre.label);
-  const categoryIndex = pre.columns.map((c) => (c.kind === 'onehot' ? new Map(c.categories.map((cat, k) => [cat, k])) : undefined));
-  const classIndex = pre.label.type === 'categorical' ? new Map(pre.label.classes.map((c, k) => [c, k])) : undefined;
-
+  const encoder = new RowEncoder(table, pre, options.requireLabel ?? true);
+  const { features, outputs } = encoder;
   // x in shared memory: the training set is laid out in place, and threads read it there
   const rows = table.rowCount;
   const x = new Float32Array(new SharedArrayBuffer(Math.max(1, rows * features) * Float32Array.BYTES_PER_ELEMENT), 0, rows * features);
   const y = new Float32Array(rows * outputs);
   const lines: number[] = [];
   const rejected: RejectedRow[] = [];
-  // sample weights, for training: checked when the preprocessing was fitted on this table
-  const wi = pre.sampleWeight === undefined ? -1 : table.header.indexOf(pre.sampleWeight);
-  const w = wi >= 0 ? new Float32Array(rows) : undefined;
+  const w = encoder.weightColumn >= 0 ? new Float32Array(rows) : undefined;
   let n = 0;
-  rowLoop: for (let r = 0; r < rows; r++) {
+  let r = 0;
+  const cell = (c: number): string => table.cell(r, c);
+  for (; r < rows; r++) {
     const line = table.lines[r]!;
-    const xo = n * features;
-    let f = 0;
-    for (let k = 0; k < cols.length; k++) {
-      const { col, ci } = cols[k]!;
-      const v = table.cell(r, ci);
-      if (isMissing(v)) {
-        rejected.push({ line, reason: `missing value in column "${col.name}"` });
-        continue rowLoop;
-      }
-      if (col.kind === 'numeric') {
-        const num = parseNumber(v);
-        if (Number.isNaN(num)) {
-          rejected.push({ line, reason: `column "${col.name}" is not a number: ${JSON.stringify(v)}` });
-          continue rowLoop;
-        }
-        x[xo + f++] = num;
-      } else {
-        const idx = categoryIndex[k]!.get(v);
-        if (idx === undefined) {
-          rejected.push({ line, reason: `column "${col.name}" has unknown category ${JSON.stringify(v)}` });
-          continue rowLoop;
-        }
-        x.fill(0, xo + f, xo + f + col.categories.length);
-        x[xo + f + idx] = 1;
-        f += col.categories.length;
-      }
+    const reason = encoder.encodeFeatures(cell, x, n * features) ?? encoder.encodeLabel(cell, y, n * outputs);
+    if (reason !== undefined) {
+      rejected.push({ line, reason });
+      continue;
     }
-    if (li >= 0) {
-      const v = table.cell(r, li);
-      const yo = n * outputs;
-      if (isMissing(v)) {
-        if (requireLabel) {
-          rejected.push({ line, reason: `missing label in column "${pre.label.column}"` });
-          continue;
-        }
-      } else if (pre.label.type === 'binary') {
-        if (v !== pre.label.positive && v !== pre.label.negative) {
-          rejected.push({ line, reason: `label ${JSON.stringify(v)} is neither "${pre.label.positive}" nor "${pre.label.negative}"` });
-          continue;
-        }
-        y[yo] = v === pre.label.positive ? 1 : 0;
-      } else if (pre.label.type === 'categorical') {
-        const idx = classIndex!.get(v);
-        if (idx === undefined) {
-          rejected.push({ line, reason: `label ${JSON.stringify(v)} is not one of the trained classes` });
-          continue;
-        }
-        y.fill(0, yo, yo + outputs);
-        y[yo + idx] = 1;
-      } else {
-        const num = parseNumber(v);
-        if (Number.isNaN(num)) {
-          rejected.push({ line, reason: `label is not a number: ${JSON.stringify(v)}` });
-          continue;
-        }
-        y[yo] = num;
-      }
-    }
-    if (w) w[n] = parseNumber(table.cell(r, wi));
+    if (w) w[n] = encoder.weight(cell);
     lines.push(line);
     n++;
   }
