@@ -1,6 +1,6 @@
 /**
  * What data costs the coordinator: peak RSS (VmHWM) of `coordinator start` for one epoch of a
- * small model on a `.npy` array (in memory, and left on disk: data.inMemory false), a CSV and a
+ * small model on a `.npy` array and a CSV (each in memory, and left on disk: data.inMemory false) and a
  * folder of PNG images, each at a small and a large size; the cost of the data is the difference
  * between the two runs' peaks, set against the data's own size in memory (the float32 features
  * and the labels the training reads). The small run trains for as many epochs as make the large
@@ -61,24 +61,30 @@ function npyKind(inMemory: boolean): Kind {
   };
 }
 
-const KINDS: readonly Kind[] = [
-  npyKind(true),
-  npyKind(false),
-  {
-    name: 'CSV (Telco columns, 45 features)',
+/** Telco-schema CSV, read into memory or (data.inMemory false) left on disk and encoded per batch. */
+function csvKind(inMemory: boolean): Kind {
+  return {
+    name: `CSV (Telco columns, 45 features)${inMemory ? '' : ', on disk'}`,
     rowsScale: 10,
     make: (dir, rows) => {
       const csv = telcoDemoCsv(rows, 3);
       writeFileSync(join(dir, 'data.csv'), csv);
       return {
-        data: { path: join(dir, 'data.csv'), drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true, testSize: 0.1 },
+        data: { path: join(dir, 'data.csv'), drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true, testSize: 0.1, inMemory },
         dataBytes: rows * (45 + 1) * 4,
         fileBytes: Buffer.byteLength(csv),
         model: [{ units: 16, activation: 'relu' }, { units: 1, activation: 'sigmoid' }],
         loss: 'binaryCrossentropy',
       };
     },
-  },
+  };
+}
+
+const KINDS: readonly Kind[] = [
+  npyKind(true),
+  npyKind(false),
+  csvKind(true),
+  csvKind(false),
   {
     name: 'image folder (28x28 grayscale PNG, 10 classes)',
     make: (dir, rows) => {

@@ -1,11 +1,11 @@
 /**
  * CSV rows left in their files (data.inMemory false): the same preprocessing, split, labels and
  * float32 features as the table in memory, read per row and per range; 2 threads train the same
- * weights bit for bit; several files, a validation file and a file that changed are handled; and
- * the coordinator's peak memory does not grow with the file.
+ * weights bit for bit, and a worker node is sent them encoded; several files, a validation file
+ * and a file that changed are handled; the coordinator holds an index of the rows, not their
+ * features (its peak RSS is measured in bench/data-memory.ts).
  */
-import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -17,8 +17,10 @@ import { loadConfig } from '../shared/config/load.js';
 import { featureRows } from '../shared/data/feature-rows.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { DataError } from '../shared/errors.js';
-import { ROOT } from './helpers.js';
-import { trainOnLanes } from './thread-runs.js';
+import { jobFolder, readRunWeights, readSummary, runWithNodes, trackProcesses } from './cluster-helpers.js';
+import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
+
+const track = trackProcesses();
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -126,6 +128,29 @@ describe('CSV rows on disk', () => {
     expect(disk.dataset.y).toEqual(memory.dataset.y);
   });
 
+  it('1 thread + 1 worker node, sent its rows encoded from the file: the weights of one process on the table', async () => {
+    const { dir } = job(300);
+    const node = jobFolder(10, {});
+    writeFileSync(
+      node.configFile,
+      stringify({
+        seed: 4,
+        data: { path: join(dir, 'data.csv'), drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true, inMemory: false },
+        model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+        compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'binaryCrossentropy', metrics: ['accuracy'] },
+        fit: { epochs: 2, batchSize: 32 },
+        cluster: { threads: 1, minWorkers: 1, backend: 'wasm', balance: 'equal', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300 },
+      }),
+    );
+    const config = loadConfig(node.configFile);
+    const memory = readJobData({ ...config, data: { ...config.data, inMemory: true } }).dataset;
+    const expected = (await trainOnLanes(config, memory, 'in-process')).weights;
+    const { coordinator } = await runWithNodes(node, ['w1'], track);
+    expect(coordinator.output).toContain(`features read per batch from ${join(dir, 'data.csv')}`);
+    expect(readSummary(node.out).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
+    expect(maxAbsDiff(readRunWeights(node.out), expected)).toBeLessThan(1e-4);
+  }, 300_000);
+
   it('a file changed after it was read: the row that no longer encodes is an error naming the file', () => {
     const { dir, configFile } = job(200);
     const disk = readJobData(inMemory(configFile, false)).dataset;
@@ -135,56 +160,20 @@ describe('CSV rows on disk', () => {
   });
 });
 
-/** Trains on data.csv in `dir` with the coordinator CLI (1 thread, CSV on disk) for `epochs`, sampling its peak resident memory (VmHWM). */
-async function peakRss(dir: string, epochs: number): Promise<number> {
-  writeFileSync(
-    join(dir, 'job.yaml'),
-    stringify({
-      seed: 1,
-      data: { path: 'data.csv', drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true, testSize: 0.1, inMemory: false },
-      model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
-      compile: { loss: 'binaryCrossentropy' },
-      fit: { epochs, batchSize: 256 },
-      cluster: { threads: 1, backend: 'wasm' },
-    }),
-  );
-  const child = spawn(process.execPath, [join(ROOT, 'bin/coordinator.js'), 'start', '--config', join(dir, 'job.yaml'), '--out', join(dir, 'run'), '--metrics-listen', 'off'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  let peakKb = 0;
-  const timer = setInterval(() => {
-    try {
-      peakKb = Math.max(peakKb, Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0));
-    } catch {
-      // the process has exited
-    }
-  }, 100);
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  clearInterval(timer);
-  expect(code, output).toBe(0);
-  expect(output).toMatch(/features read per batch from/);
-  return peakKb / 1024;
-}
-
-describe('a CSV file far larger than the coordinator holds', { timeout: 600_000 }, () => {
-  it('80 MB of CSV on disk: the coordinator grows by under half the file (its index of rows: labels, spans, the split), where the rows in memory would be 2.5x the file', async () => {
-    const small = mkdtempSync(join(tmpdir(), 'dptrain-csv-small-'));
-    const large = mkdtempSync(join(tmpdir(), 'dptrain-csv-large-'));
-    try {
-      const block = telcoDemoCsv(75_000, 3);
-      writeFileSync(join(small, 'data.csv'), block);
-      const body = block.slice(block.indexOf('\n') + 1);
-      writeFileSync(join(large, 'data.csv'), block);
-      for (let i = 1; i < 8; i++) appendFileSync(join(large, 'data.csv'), body);
-      const fileMb = (8 - 1) * Buffer.byteLength(body) / 2 ** 20;
-      const a = await peakRss(small, 8);
-      const b = await peakRss(large, 1);
-      console.log(`CSV on disk: peak RSS ${a.toFixed(0)} MB (${(fileMb / 7).toFixed(0)} MB file, 8 epochs), ${b.toFixed(0)} MB (${((fileMb * 8) / 7).toFixed(0)} MB file, 1 epoch)`);
-      expect(b - a, `peaks ${a.toFixed(0)} and ${b.toFixed(0)} MB for ${fileMb.toFixed(0)} MB more file`).toBeLessThan(fileMb / 2);
-    } finally {
-      rmSync(small, { recursive: true, force: true });
-      rmSync(large, { recursive: true, force: true });
-    }
+describe('what the coordinator holds of CSV rows on disk', () => {
+  it('no features: per row its label, its place in the split and its file and byte span, under 48 bytes a row', () => {
+    const { configFile } = job(3000);
+    const { dataset, lines } = readJobData(inMemory(configFile, false));
+    const onDisk = dataset.onDisk!;
+    expect(onDisk.kind).toBe('csv');
+    if (onDisk.kind !== 'csv') return;
+    const rows = dataset.train.count + dataset.val.count + dataset.test.count;
+    expect(dataset.x.length).toBe(0);
+    const held = dataset.y.byteLength + onDisk.order.byteLength + onDisk.part.byteLength + onDisk.start.byteLength + onDisk.end.byteLength + 8 * (lines.train.length + lines.val.length + lines.test.length);
+    expect(held / rows).toBeLessThan(48);
+    // in memory the same rows are 46 float32 features each, 4x what is held on disk's behalf
+    const memory = readJobData(inMemory(configFile, true)).dataset;
+    expect(memory.x.byteLength / rows).toBe(46 * 4);
+    expect(held / rows).toBeLessThan(memory.x.byteLength / rows / 4);
   });
 });

@@ -132,15 +132,15 @@ describe('.npy samples on disk', () => {
     memory.lines.train.slice(0, 20).forEach((line, r) => expect(inputs.enc.x.subarray((line - 1) * 5, line * 5)).toEqual(memory.dataset.x.subarray(r * 5, (r + 1) * 5)));
   });
 
-  it('auto keeps a file over a quarter of memory on disk; CSV with inMemory false, images standardized, a short or non-finite file: errors naming the key or file', () => {
+  it('auto keeps a file over a quarter of memory on disk; an image folder with inMemory false, images standardized, a short or non-finite file: errors naming the key or file', () => {
     expect(keepOnDisk('auto', 1e6)).toBe(false);
     expect(keepOnDisk('auto', 1e15)).toBe(true);
     expect([keepOnDisk(false, 1), keepOnDisk(true, 1e15)]).toEqual([true, false]);
     const { dir, configFile } = arrays(40, 4, '<f4');
     const config = loadConfig(configFile);
-    writeFileSync(join(dir, 'rows.csv'), 'a,b\n1,0\n2,1\n');
-    expect(() => readJobData({ ...config, data: { ...config.data, path: join(dir, 'rows.csv'), labels: undefined } })).toThrow(ConfigError);
-    expect(() => readJobData({ ...config, data: { ...config.data, path: join(dir, 'rows.csv'), labels: undefined } })).toThrow(/data\.inMemory: false applies to \.npy samples and tar shards; .*rows\.csv holds csv/);
+    // an image folder is read into memory (its tar shards need not be)
+    expect(() => readJobData({ ...config, data: { ...config.data, path: dir, labels: undefined } })).toThrow(ConfigError);
+    expect(() => readJobData({ ...config, data: { ...config.data, path: dir, labels: undefined } })).toThrow(/data\.inMemory: false applies to CSV, \.npy samples and tar shards; .* is an image folder/);
     const bytes = arrays(40, 4, '|u1');
     expect(() => readJobData({ ...loadConfig(bytes.configFile), data: { ...loadConfig(bytes.configFile).data, standardize: true, rescale: 1 / 255 } })).toThrow(/x\.npy: data\.standardize does not apply to images/);
     const values = new Float32Array(40 * 4);

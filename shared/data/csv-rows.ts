@@ -147,9 +147,15 @@ export function joinCsvOnDisk(a: Omit<CsvOnDisk, 'order'>, b: Omit<CsvOnDisk, 'o
 /** Encoders of the files read by threads, made once per data set. */
 const encoders = new WeakMap<object, RowEncoder>();
 
-/** Rows whose spans lie this close in a file are read in one call, up to READ_BYTES. */
+/**
+ * Rows whose spans lie this close in a file are read in one call, up to READ_BYTES: 64 KB of
+ * text is a string that dies young (past V8's large-object size it would sit in the old
+ * generation until a full collection).
+ */
 const GAP_BYTES = 4096;
-const READ_BYTES = 1 << 20;
+const READ_BYTES = 1 << 16;
+/** The bytes of one read, reused call after call (one per thread). */
+let readBuffer = Buffer.alloc(READ_BYTES);
 
 /**
  * The features of encoded rows `rows` (indexes into the spans) into `out`, row i at i x
@@ -165,7 +171,6 @@ export function readCsvRows(file: Omit<CsvOnDisk, 'order'>, features: number, ro
   }
   const { part, start, end } = file;
   const byPlace = Int32Array.from({ length: rows.length }, (_, i) => i).sort((i, j) => part[rows[i]!]! - part[rows[j]!]! || start[rows[i]!]! - start[rows[j]!]!);
-  let buffer = Buffer.alloc(READ_BYTES);
   withFiles(
     file.files.map((p) => p.path),
     (fdOf) => {
@@ -181,10 +186,10 @@ export function readCsvRows(file: Omit<CsvOnDisk, 'order'>, features: number, ro
           to = Math.max(to, end[r]!);
         }
         const { path, columns } = file.files[p]!;
-        if (to - from > buffer.length) buffer = Buffer.alloc(to - from);
-        const got = readSpan(fdOf(p), buffer.subarray(0, to - from), from);
+        if (to - from > readBuffer.length) readBuffer = Buffer.alloc(to - from);
+        const got = readSpan(fdOf(p), readBuffer.subarray(0, to - from), from);
         if (got < to - from) throw new DataError(`${path}: ended before byte ${to} (the file shrank while training?)`);
-        const text = buffer.toString('latin1', 0, to - from);
+        const text = readBuffer.toString('latin1', 0, to - from);
         for (; k < next; k++) {
           const i = byPlace[k]!;
           const r = rows[i]!;
