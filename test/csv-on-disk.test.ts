@@ -17,6 +17,7 @@ import { loadConfig } from '../shared/config/load.js';
 import { featureRows } from '../shared/data/feature-rows.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { DataError } from '../shared/errors.js';
+import { configInMemory, writeJobYaml } from './helpers.js';
 import { jobFolder, readRunWeights, readSummary, runWithNodes, trackProcesses } from './cluster-helpers.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 
@@ -43,31 +44,22 @@ function awkwardCsv(rows: number, seed: number): string {
 function job(rows: number, extra: Record<string, unknown> = {}): { dir: string; configFile: string } {
   const dir = mkdtempSync(join(tmpdir(), 'dptrain-csv-ondisk-'));
   writeFileSync(join(dir, 'data.csv'), awkwardCsv(rows, 5));
-  const configFile = join(dir, 'job.yaml');
-  writeFileSync(
-    configFile,
-    stringify({
-      seed: 4,
-      data: { path: 'data.csv', drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true, testSize: 0.2, inMemory: false, ...extra },
-      model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
-      compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'binaryCrossentropy', metrics: ['accuracy'] },
-      fit: { epochs: 2, batchSize: 32, validationSplit: 0.1 },
-      cluster: { threads: 2, backend: 'wasm' },
-    }),
-  );
+  const configFile = writeJobYaml(dir, {
+    seed: 4,
+    data: { path: 'data.csv', drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true, testSize: 0.2, inMemory: false, ...extra },
+    model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
+    compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'binaryCrossentropy', metrics: ['accuracy'] },
+    fit: { epochs: 2, batchSize: 32, validationSplit: 0.1 },
+    cluster: { threads: 2, backend: 'wasm' },
+  });
   return { dir, configFile };
-}
-
-function inMemory(configFile: string, value: boolean): ReturnType<typeof loadConfig> {
-  const config = loadConfig(configFile);
-  return { ...config, data: { ...config.data, inMemory: value } };
 }
 
 describe('CSV rows on disk', () => {
   it('the same preprocessing, split, labels, lines and float32 features as the table in memory, read per row and per range', () => {
     const { configFile } = job(400);
-    const memory = readJobData(inMemory(configFile, true));
-    const disk = readJobData(inMemory(configFile, false));
+    const memory = readJobData(configInMemory(configFile, true));
+    const disk = readJobData(configInMemory(configFile, false));
     expect(disk.dataset.onDisk?.kind).toBe('csv');
     expect(memory.dataset.onDisk).toBeUndefined();
     expect(disk.dataset.x.length).toBe(0);
@@ -86,8 +78,8 @@ describe('CSV rows on disk', () => {
 
   it('2 threads reading the file train the weights of 2 threads on the table, bit for bit, with the same checkpoint fingerprint', async () => {
     const { configFile } = job(600);
-    const memory = readJobData(inMemory(configFile, true)).dataset;
-    const disk = readJobData(inMemory(configFile, false)).dataset;
+    const memory = readJobData(configInMemory(configFile, true)).dataset;
+    const disk = readJobData(configInMemory(configFile, false)).dataset;
     const config = loadConfig(configFile);
     const spec = modelSpec(config, memory);
     const fingerprint = (dataset: typeof memory): string => new Trainer(config, dataset, { publish: () => {} } as never, spec).fingerprint();
@@ -153,7 +145,7 @@ describe('CSV rows on disk', () => {
 
   it('a file changed after it was read: the row that no longer encodes is an error naming the file', () => {
     const { dir, configFile } = job(200);
-    const disk = readJobData(inMemory(configFile, false)).dataset;
+    const disk = readJobData(configInMemory(configFile, false)).dataset;
     writeFileSync(join(dir, 'data.csv'), readFileSync(join(dir, 'data.csv'), 'utf8').replace(/Yes|No/g, 'Maybe'));
     expect(() => featureRows(disk).range(0, 50)).toThrow(DataError);
     expect(() => featureRows(disk).range(0, 50)).toThrow(/data\.csv: the row at bytes \d+-\d+ no longer encodes .*the file changed while training/);
@@ -163,7 +155,7 @@ describe('CSV rows on disk', () => {
 describe('what the coordinator holds of CSV rows on disk', () => {
   it('no features: per row its label, its place in the split and its file and byte span, under 48 bytes a row', () => {
     const { configFile } = job(3000);
-    const { dataset, lines } = readJobData(inMemory(configFile, false));
+    const { dataset, lines } = readJobData(configInMemory(configFile, false));
     const onDisk = dataset.onDisk!;
     expect(onDisk.kind).toBe('csv');
     if (onDisk.kind !== 'csv') return;
@@ -172,7 +164,7 @@ describe('what the coordinator holds of CSV rows on disk', () => {
     const held = dataset.y.byteLength + onDisk.order.byteLength + onDisk.part.byteLength + onDisk.start.byteLength + onDisk.end.byteLength + 8 * (lines.train.length + lines.val.length + lines.test.length);
     expect(held / rows).toBeLessThan(48);
     // in memory the same rows are 46 float32 features each, 4x what is held on disk's behalf
-    const memory = readJobData(inMemory(configFile, true)).dataset;
+    const memory = readJobData(configInMemory(configFile, true)).dataset;
     expect(memory.x.byteLength / rows).toBe(46 * 4);
     expect(held / rows).toBeLessThan(memory.x.byteLength / rows / 4);
   });

@@ -1,10 +1,12 @@
 /** Shared test helpers: where the Telco file is, and small data sets made in memory. */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JobConfigInput } from '../index.js';
+import { loadConfig } from '../shared/config/load.js';
+import { stringify } from 'yaml';
 
 export const TELCO_CSV = process.env['DPTRAIN_TELCO_CSV'] ?? fileURLToPath(new URL('../../shared/data/telco-customer-churn.csv', import.meta.url));
 /**
@@ -99,4 +101,17 @@ export async function rangeServer(dir: string, ranges = true): Promise<{ url: st
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, ranges: () => served, close: () => server.close() };
+}
+
+/** The job config of `configFile` with data.inMemory set to `value`. */
+export function configInMemory(configFile: string, value: boolean): ReturnType<typeof loadConfig> {
+  const config = loadConfig(configFile);
+  return { ...config, data: { ...config.data, inMemory: value } };
+}
+
+/** Writes `job` as `dir`/job.yaml; its path. */
+export function writeJobYaml(dir: string, job: Record<string, unknown>): string {
+  const configFile = join(dir, 'job.yaml');
+  writeFileSync(configFile, stringify(job));
+  return configFile;
 }

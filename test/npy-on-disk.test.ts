@@ -22,7 +22,7 @@ import { readModelInputs } from '../coordinator/model-inputs.js';
 import { readNpy } from '../shared/data/npy.js';
 import { ConfigError, DataError } from '../shared/errors.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithNodes, startCoordinator, startWorker, trackProcesses, type Proc } from './cluster-helpers.js';
-import { npy, npyHeader, rangeServer, ROOT } from './helpers.js';
+import { configInMemory, npy, npyHeader, rangeServer, ROOT, writeJobYaml } from './helpers.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 
 const track = trackProcesses();
@@ -42,32 +42,22 @@ function arrays(n: number, features: number, descr: '<f4' | '|u1' | '<f8' | '<i2
     descr === '|u1' ? Uint8Array.from(values, (v) => Math.round(v * 100)) : descr === '<f8' ? Float64Array.from(values) : descr === '<i2' ? Int16Array.from(values, (v) => Math.round(v * 1000) - 700) : Float32Array.from(values);
   writeFileSync(join(dir, 'x.npy'), npy(descr, [n, features], data));
   writeFileSync(join(dir, 'y.npy'), npy('<i4', [n], labels));
-  const configFile = join(dir, 'job.yaml');
-  writeFileSync(
-    configFile,
-    stringify({
-      seed: 3,
-      data: { path: 'x.npy', labels: 'y.npy', inMemory: false, testSize: 0.2, ...extra },
-      model: { layers: [{ units: 8, activation: 'relu' }, { units: 3, activation: 'softmax' }] },
-      compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
-      fit: { epochs: 2, batchSize: 16, validationSplit: 0.1 },
-      cluster: { threads: 2, backend: 'wasm' },
-    }),
-  );
+  const configFile = writeJobYaml(dir, {
+    seed: 3,
+    data: { path: 'x.npy', labels: 'y.npy', inMemory: false, testSize: 0.2, ...extra },
+    model: { layers: [{ units: 8, activation: 'relu' }, { units: 3, activation: 'softmax' }] },
+    compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'categoricalCrossentropy', metrics: ['accuracy'] },
+    fit: { epochs: 2, batchSize: 16, validationSplit: 0.1 },
+    cluster: { threads: 2, backend: 'wasm' },
+  });
   return { dir, configFile };
-}
-
-/** The config with data.inMemory set. */
-function inMemory(configFile: string, value: boolean): ReturnType<typeof loadConfig> {
-  const config = loadConfig(configFile);
-  return { ...config, data: { ...config.data, inMemory: value } };
 }
 
 describe('.npy samples on disk', () => {
   it.each(['<f4', '|u1', '<f8', '<i2'] as const)('%s: the same split, labels and float32 features as in memory, read per row and per range', (descr) => {
     const { configFile } = arrays(101, 6, descr, descr === '|u1' ? { rescale: 1 / 255 } : descr === '<i2' ? { rescale: 0.001 } : {});
-    const memory = readJobData(inMemory(configFile, true)).dataset;
-    const disk = readJobData(inMemory(configFile, false)).dataset;
+    const memory = readJobData(configInMemory(configFile, true)).dataset;
+    const disk = readJobData(configInMemory(configFile, false)).dataset;
     expect(disk.onDisk).toBeDefined();
     expect(memory.onDisk).toBeUndefined();
     expect(disk.x.length).toBe(0);
@@ -82,8 +72,8 @@ describe('.npy samples on disk', () => {
 
   it('2 threads reading from disk train the weights of 2 threads in memory, bit for bit, with the same checkpoint fingerprint', async () => {
     const { configFile } = arrays(300, 10, '<f4');
-    const memory = readJobData(inMemory(configFile, true)).dataset;
-    const disk = readJobData(inMemory(configFile, false)).dataset;
+    const memory = readJobData(configInMemory(configFile, true)).dataset;
+    const disk = readJobData(configInMemory(configFile, false)).dataset;
     const config = loadConfig(configFile);
     const spec = modelSpec(config, memory);
     const fingerprint = (dataset: typeof memory): string => new Trainer(config, dataset, { publish: () => {} } as never, spec).fingerprint();
@@ -96,7 +86,7 @@ describe('.npy samples on disk', () => {
 
   it('several files (a pattern or a brace range) are one array in order, in memory and on disk; mismatched files are refused naming them', () => {
     const { dir, configFile } = arrays(90, 5, '<f4');
-    const whole = readJobData(inMemory(configFile, true)).dataset;
+    const whole = readJobData(configInMemory(configFile, true)).dataset;
     // the same samples and labels in 3 parts of 40, 30 and 20 rows
     const x = readNpy(join(dir, 'x.npy'));
     const y = readNpy(join(dir, 'y.npy'));
@@ -120,8 +110,8 @@ describe('.npy samples on disk', () => {
 
   it('data.standardize on disk: the statistics and features of the same file in memory, bit for bit; predict and evaluate standardize a .npy as training did', () => {
     const { dir, configFile } = arrays(203, 5, '<f8', { standardize: true });
-    const disk = readJobData(inMemory(configFile, false));
-    const memory = readJobData(inMemory(configFile, true));
+    const disk = readJobData(configInMemory(configFile, false));
+    const memory = readJobData(configInMemory(configFile, true));
     expect(disk.dataset.onDisk).toBeDefined();
     expect(disk.preprocessor.scaler).toEqual(memory.preprocessor.scaler);
     expect(disk.preprocessor.scaler!.std.some((s) => s !== 1)).toBe(true);
