@@ -15,9 +15,7 @@ import type { BatchEngine, EngineName } from './engine.js';
 import { createEngine } from './gradient.js';
 import { PartSums } from './part-sums.js';
 import type { FeatureRows } from '../shared/data/feature-rows.js';
-
-/** Evaluation reads and computes at most this many bytes of features at once. */
-const EVALUATE_BYTES = 1 << 23;
+import { chunkRows, rowChunks } from '../shared/data/row-chunks.js';
 
 export interface LocalLaneData {
   readonly spec: ModelSpec;
@@ -60,13 +58,12 @@ export class LocalLane {
   async evaluate(version: number, start: number, count: number): Promise<EvaluateAnswer> {
     this.useVersion(version);
     const { outputs, x, y } = this.data;
-    // in parts of at most EVALUATE_BYTES of features, so a large test set (or one on disk) is never in memory whole
-    const part = Math.max(1, Math.floor(EVALUATE_BYTES / (4 * x.features)));
-    if (count <= part) return { ...(await this.engine.evaluate(x.range(start, count), y.slice(start * outputs, (start + count) * outputs), count)), numTensors: tf.memory().numTensors };
+    // a chunk of rows at a time, so a large test set (or one on disk) is never in memory whole
+    if (count <= chunkRows(x.features)) return { ...(await this.engine.evaluate(x.range(start, count), y.slice(start * outputs, (start + count) * outputs), count)), numTensors: tf.memory().numTensors };
     const total = new PartSums();
-    for (let a = start; a < start + count; a += part) {
-      const n = Math.min(part, start + count - a);
-      total.add(await this.engine.evaluate(x.range(a, n), y.slice(a * outputs, (a + n) * outputs), n));
+    for (const chunk of rowChunks(count, x.features)) {
+      const a = start + chunk.first;
+      total.add(await this.engine.evaluate(x.range(a, chunk.count), y.slice(a * outputs, (a + chunk.count) * outputs), chunk.count));
     }
     return { ...total.sums(), numTensors: tf.memory().numTensors };
   }

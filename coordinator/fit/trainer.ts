@@ -31,6 +31,7 @@ import { StepRunner, type StepSums } from './step.js';
 import { PeerStep } from './peer-step.js';
 import { reductionPolicy } from './reduction-policy.js';
 import { metricLayoutOf } from '../../shared/model/metric-sums.js';
+import { chunkRows, rowChunks } from '../../shared/data/row-chunks.js';
 
 export type { EpochLog, PhaseTimes } from './logs.js';
 export type { EvaluateResult } from './evaluate.js';
@@ -331,11 +332,9 @@ export class Trainer {
 function hashFeatures(hash: Hash, dataset: Dataset): void {
   const { train } = dataset;
   const x = featureRows(dataset);
-  const chunk = Math.max(1, Math.floor((1 << 23) / (4 * x.features)));
-  const buffer = new Float32Array(Math.min(chunk, train.count) * x.features);
-  for (let first = 0; first < train.count; first += chunk) {
-    const n = Math.min(chunk, train.count - first);
-    const rows = x.range(train.start + first, n, buffer.subarray(0, n * x.features));
+  const buffer = new Float32Array(Math.min(chunkRows(x.features), train.count) * x.features);
+  for (const { first, count } of rowChunks(train.count, x.features)) {
+    const rows = x.range(train.start + first, count, buffer.subarray(0, count * x.features));
     hash.update(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
   }
 }

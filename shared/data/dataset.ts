@@ -12,7 +12,7 @@ import { readNpyRows, type NpyOnDisk, type OnDisk } from './feature-rows.js';
 import type { CsvFileRows } from './csv.js';
 import { encodeOnDisk, joinCsvOnDisk, readCsvRows, type CsvOnDisk } from './csv-rows.js';
 import { encode, fitPreprocessor, type Encoded, type PreprocessOptions, type Preprocessor } from './preprocess.js';
-import { applyScaler, fitScaler, fitScalerInPasses, type Scaler } from './scaler.js';
+import { applyScaler, fitScaler, fitScalerOver, type Scaler } from './scaler.js';
 import { stratifiedSplit, validationSplit } from './split.js';
 
 /** An OnDisk before its row order is laid out. */
@@ -254,18 +254,9 @@ export function permuteRows(x: Float32Array, features: number, order: ArrayLike<
   }
 }
 
-/** fitScaler over the training rows of .npy or CSV files on disk, read 8 MB of features at a time. */
+/** fitScaler over the training rows of .npy or CSV files on disk. */
 function fitScalerOnDisk(files: WithoutOrder<NpyOnDisk | CsvOnDisk>, features: number, rows: Int32Array): Scaler {
-  const chunk = Math.max(1, Math.floor((1 << 23) / (4 * features)));
-  const buffer = new Float32Array(Math.min(chunk, rows.length) * features);
-  const pass = (each: (values: Float32Array) => void): void => {
-    for (let first = 0; first < rows.length; first += chunk) {
-      const part = rows.subarray(first, Math.min(rows.length, first + chunk));
-      const out = buffer.subarray(0, part.length * features);
-      each(files.kind === 'csv' ? readCsvRows(files, features, part, out) : readNpyRows(files, features, part, out));
-    }
-  };
-  return fitScalerInPasses(features, rows.length, pass);
+  return fitScalerOver(features, rows, (part, out) => (files.kind === 'csv' ? readCsvRows(files, features, part, out) : readNpyRows(files, features, part, out)));
 }
 
 /** The data set of features on disk: labels and weights laid out in memory, the features' file rows in `onDisk.order`. */

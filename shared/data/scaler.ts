@@ -1,4 +1,5 @@
 /** Standardisation as scikit-learn's StandardScaler: fitted on the training rows, applied to every row. */
+import { chunkRows, rowChunks } from './row-chunks.js';
 
 export interface Scaler {
   readonly mean: readonly number[];
@@ -7,17 +8,17 @@ export interface Scaler {
 
 /** Mean and population std (ddof 0, like scikit-learn's StandardScaler) of the given rows. */
 export function fitScaler(x: Float32Array, features: number, rows: Int32Array): Scaler {
-  const chunk = Math.max(1, Math.floor((1 << 23) / (4 * features)));
-  const buffer = new Float32Array(Math.min(chunk, rows.length) * features);
+  return fitScalerOver(features, rows, (part, out) => {
+    part.forEach((r, i) => out.set(x.subarray(r * features, (r + 1) * features), i * features));
+    return out;
+  });
+}
+
+/** fitScaler over `rows` as `read` gives their features (into the buffer it is handed), a chunk of rows at a time. */
+export function fitScalerOver(features: number, rows: Int32Array, read: (part: Int32Array, out: Float32Array) => Float32Array): Scaler {
+  const buffer = new Float32Array(Math.min(chunkRows(features), rows.length) * features);
   return fitScalerInPasses(features, rows.length, (each) => {
-    for (let first = 0; first < rows.length; first += chunk) {
-      const n = Math.min(chunk, rows.length - first);
-      for (let i = 0; i < n; i++) {
-        const r = rows[first + i]!;
-        buffer.set(x.subarray(r * features, (r + 1) * features), i * features);
-      }
-      each(buffer.subarray(0, n * features));
-    }
+    for (const { first, count } of rowChunks(rows.length, features)) each(read(rows.subarray(first, first + count), buffer.subarray(0, count * features)));
   });
 }
 
@@ -25,7 +26,7 @@ export function fitScaler(x: Float32Array, features: number, rows: Int32Array): 
  * fitScaler over rows that `pass` hands over in order, whole rows at a time, as often as asked
  * (twice: the mean, then the squared deviations), so rows on disk give the bits of rows in memory.
  */
-export function fitScalerInPasses(features: number, count: number, pass: (each: (values: Float32Array) => void) => void): Scaler {
+function fitScalerInPasses(features: number, count: number, pass: (each: (values: Float32Array) => void) => void): Scaler {
   const mean = new Float64Array(features);
   const sq = new Float64Array(features);
   pass((values) => {
