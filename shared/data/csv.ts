@@ -9,7 +9,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { DataError } from '../errors.js';
-import { CsvParser, type OnRecord } from './csv-parser.js';
+import { CsvParser } from './csv-parser.js';
 import { expandPaths } from './paths.js';
 
 /** Rows read in order, as often as asked: a table in memory, or a CSV file read as it streams. */
@@ -269,12 +269,72 @@ export interface CsvPart {
   readonly columns?: readonly number[];
 }
 
+/** What reading CSV files gives: the header, then each record in the first file's column order. */
+type CsvItem = { readonly kind: 'header'; readonly header: string[] } | { readonly kind: 'record'; readonly record: string[]; readonly line: number; readonly part: number; readonly start: number; readonly end: number };
+
 /**
- * Every record of the files `paths` in order, its cells in the first file's column order, with
- * its line (counted through the files), its file and its span [start, end) in that file (bytes,
- * with `bytes`; else characters). Checks the header and each file's columns against the first's.
- * `parts` gets each file as its reading starts (messages name the file of a line before the end).
+ * The files `paths` read as they are asked for: the header (the first file's), then every record
+ * in order, its cells in the first file's column order, with its line (counted through the
+ * files), its file and its span [start, end) in that file (bytes, with `bytes`; else
+ * characters). Checks the header and each file's columns against the first's. `parts` gets each
+ * file as its reading starts (messages name the file of a line before the end). Stopping early
+ * (return()) closes the file being read.
  */
+function* csvItems(paths: readonly string[], source: string, bytes = false, parts: CsvPart[] = []): Generator<CsvItem> {
+  let header: string[] | undefined;
+  let lineOffset = 0;
+  for (let part = 0; part < paths.length; part++) {
+    const path = paths[part]!;
+    const offset = lineOffset;
+    const entry: { path: string; lineOffset: number; columns?: number[] } = { path, lineOffset: offset };
+    parts.push(entry);
+    let order: number[] | undefined;
+    const queue: CsvItem[] = [];
+    const parser = new CsvParser(
+      path,
+      (record, line, start, end) => {
+        if (order) {
+          queue.push({ kind: 'record', record: order.length === 0 ? record : order.map((i) => record[i]!), line: line + offset, part, start, end });
+          return;
+        }
+        if (!header) {
+          header = checkedHeader(record, path);
+          queue.push({ kind: 'header', header });
+          order = [];
+          return;
+        }
+        order = columnOrder(header, record, path, paths[0]!, source);
+        if (order.length > 0) entry.columns = order;
+      },
+      { bytes },
+    );
+    const decoder = new StringDecoder(bytes ? 'latin1' : 'utf8');
+    for (const chunk of fileChunks(path)) {
+      parser.write(decoder.write(chunk));
+      yield* queue.splice(0);
+    }
+    parser.write(decoder.end());
+    parser.end();
+    yield* queue.splice(0);
+    lineOffset += parser.linesRead;
+  }
+  if (!header) throw new DataError(`${paths.length > 1 ? `${source} (${paths.length} files)` : source}: the file is empty (no header row)`);
+}
+
+/** Where a file's columns (`record`, its header) are for each of `header`'s ([] where the same order); other columns are an error naming the file. */
+function columnOrder(header: readonly string[], record: readonly string[], path: string, first: string, source: string): number[] {
+  const own = record.map((h) => h.trim());
+  const missing = header.filter((name) => !own.includes(name));
+  const extra = own.filter((name) => !header.includes(name));
+  if (missing.length > 0 || extra.length > 0) {
+    const list = (names: string[]): string => names.map((n) => `"${n}"`).join(', ');
+    throw new DataError(`${path}: its columns differ from ${first}'s (${[missing.length > 0 ? `without ${list(missing)}` : '', extra.length > 0 ? `with ${list(extra)} besides` : ''].filter(Boolean).join('; ')}): every file of ${source} needs the same columns`);
+  }
+  const indexes = header.map((name) => own.indexOf(name));
+  return indexes.every((i, k) => i === k) ? [] : indexes;
+}
+
+/** csvItems with a callback for the header and one for each record; the files read. */
 function streamCsvFiles(
   paths: readonly string[],
   source: string,
@@ -283,43 +343,45 @@ function streamCsvFiles(
   bytes = false,
   parts: CsvPart[] = [],
 ): CsvPart[] {
-  let header: string[] | undefined;
-  let lineOffset = 0;
-  paths.forEach((path, part) => {
-    const offset = lineOffset;
-    const entry: { path: string; lineOffset: number; columns?: number[] } = { path, lineOffset: offset };
-    parts.push(entry);
-    let order: number[] | undefined;
-    lineOffset += streamCsv(
-      path,
-      (record, line, start, end) => {
-        if (order) {
-          onRecord(order.length === 0 ? record : order.map((i) => record[i]!), line + offset, part, start, end);
-          return;
-        }
-        if (!header) {
-          header = checkedHeader(record, path);
-          onHeader(header);
-          order = [];
-          return;
-        }
-        const own = record.map((h) => h.trim());
-        const first = header;
-        const missing = first.filter((name) => !own.includes(name));
-        const extra = own.filter((name) => !first.includes(name));
-        if (missing.length > 0 || extra.length > 0) {
-          const list = (names: string[]): string => names.map((n) => `"${n}"`).join(', ');
-          throw new DataError(`${path}: its columns differ from ${paths[0]}'s (${[missing.length > 0 ? `without ${list(missing)}` : '', extra.length > 0 ? `with ${list(extra)} besides` : ''].filter(Boolean).join('; ')}): every file of ${source} needs the same columns`);
-        }
-        const indexes = first.map((name) => own.indexOf(name));
-        order = indexes.every((i, k) => i === k) ? [] : indexes;
-        if (order.length > 0) entry.columns = indexes;
-      },
-      bytes,
-    );
-  });
-  if (!header) throw new DataError(`${paths.length > 1 ? `${source} (${paths.length} files)` : source}: the file is empty (no header row)`);
+  for (const item of csvItems(paths, source, bytes, parts)) {
+    if (item.kind === 'header') onHeader(item.header);
+    else onRecord(item.record, item.line, item.part, item.start, item.end);
+  }
   return parts;
+}
+
+/** A batch of CSV records and the line of each. */
+export interface CsvBatch {
+  readonly records: string[][];
+  readonly lines: number[];
+}
+
+/**
+ * The CSV data of `path` (one file, a pattern or a brace range) read a batch of `size` records at
+ * a time, as they are asked for: for predictions and evaluation on a file of any size.
+ */
+export function csvBatches(path: string, size: number): Pick<RowSource, 'source' | 'header' | 'parts'> & { readonly batches: Generator<CsvBatch> } {
+  const paths = expandPaths(path);
+  const several = !(paths.length === 1 && paths[0] === path);
+  const source = several ? `${path} (${paths.length} files)` : path;
+  const parts: CsvPart[] = [];
+  const items = csvItems(paths, path, false, parts);
+  const first = items.next();
+  const header = first.done ? [] : (first.value as Extract<CsvItem, { kind: 'header' }>).header;
+  function* batches(): Generator<CsvBatch> {
+    let batch: CsvBatch = { records: [], lines: [] };
+    for (const item of items) {
+      if (item.kind !== 'record') continue;
+      batch.records.push(item.record);
+      batch.lines.push(item.line);
+      if (batch.records.length === size) {
+        yield batch;
+        batch = { records: [], lines: [] };
+      }
+    }
+    if (batch.records.length > 0) yield batch;
+  }
+  return { source, header, ...(several ? { parts } : {}), batches: batches() };
 }
 
 /** CSV rows read from their files at every pass, never held (data.inMemory: false). */
@@ -338,14 +400,10 @@ export function csvFileRows(path: string): CsvFileRows {
   const source = several ? `${path} (${paths.length} files)` : path;
   // the header, from the first file's first record; the files' layout (their lines and column
   // orders) from each pass over all of them
-  let header: string[] = [];
-  try {
-    streamCsvFiles(paths.slice(0, 1), path, (h) => (header = h), () => {
-      throw STOP;
-    }, true);
-  } catch (err) {
-    if (err !== STOP) throw err;
-  }
+  const items = csvItems(paths.slice(0, 1), path, true);
+  const first = items.next();
+  items.return(undefined);
+  const header = first.done ? [] : (first.value as Extract<CsvItem, { kind: 'header' }>).header;
   const files: CsvPart[] = [];
   let records: number | undefined;
   const forEachRecord: CsvFileRows['forEachRecord'] = (each) => {
@@ -374,34 +432,20 @@ export function csvFileRows(path: string): CsvFileRows {
   };
 }
 
-/** Thrown to end a read early (see csvFileRows). */
-const STOP = new Error('stop');
-
-/** The \n bytes in the file at `path` (one pass over it, 64 KB at a time): an upper bound of its records, to size the columns once. */
+/** The \n bytes in the file at `path` (one pass over it): an upper bound of its records, to size the columns once. */
 function lineEnds(path: string): number {
   let n = 0;
-  readChunks(path, (chunk) => {
-    for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) n++;
-  });
+  for (const chunk of fileChunks(path)) for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) n++;
   return n;
 }
 
-/** Parses the file at `path` as it reads it (`bytes`: as latin1, spans in bytes; see CsvParser); returns its line count. */
-function streamCsv(path: string, onRecord: OnRecord, bytes = false): number {
-  const parser = new CsvParser(path, onRecord, { bytes });
-  const decoder = new StringDecoder(bytes ? 'latin1' : 'utf8');
-  readChunks(path, (chunk) => parser.write(decoder.write(chunk)));
-  parser.write(decoder.end());
-  parser.end();
-  return parser.linesRead;
-}
-
 /**
- * The file at `path`, 64 KB at a time: its text is then a young-generation string that dies
- * young (a chunk past V8's large-object size would sit in the old generation until a full
- * collection). Errors name the file.
+ * The file at `path`, 64 KB at a time (one buffer, reused: each chunk is gone when the next is
+ * asked for): its text is then a young-generation string that dies young (a chunk past V8's
+ * large-object size would sit in the old generation until a full collection). Errors name the
+ * file; stopping early closes it.
  */
-function readChunks(path: string, each: (chunk: Buffer) => void): void {
+function* fileChunks(path: string): Generator<Buffer> {
   const why = (err: unknown): string => {
     const code = (err as NodeJS.ErrnoException).code;
     return code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (err as Error).message;
@@ -422,7 +466,7 @@ function readChunks(path: string, each: (chunk: Buffer) => void): void {
         throw new DataError(`cannot read data file ${path}: ${why(err)}`);
       }
       if (n === 0) return;
-      each(buffer.subarray(0, n));
+      yield buffer.subarray(0, n);
     }
   } finally {
     closeSync(fd);
