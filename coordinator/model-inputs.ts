@@ -1,17 +1,17 @@
 /**
- * What `predict` and `evaluate` read for a saved model, in the form it was trained on: CSV rows
- * (through the fitted preprocessing), images (a file, a folder, or a class-folder tree for
- * labels; or tar shards, labelled by their .cls; decoded and resized as in training) or a .npy array (with a .npy of labels to
- * evaluate). Features are made exactly as training made them (values x scale in float32).
+ * What `predict` and `evaluate` read for a saved model trained on images or arrays, in the form
+ * it was trained on: images (a file, a folder, or a class-folder tree for labels; or tar shards,
+ * labelled by their .cls; decoded and resized as in training) or a .npy array (with a .npy of
+ * labels to evaluate). Features are made exactly as training made them (values x scale in
+ * float32). CSV rows are read a chunk at a time where they are used (saved-model.ts).
  */
 import { scaledFloats, scalePixels } from '../shared/data/arrays.js';
-import { readCsvPath, type Table } from '../shared/data/csv.js';
 import { readImagesFor } from '../shared/data/images.js';
 import { expandPaths } from '../shared/data/paths.js';
 import { readShardsFor } from '../shared/data/shard-data.js';
 import { isShardPath } from '../shared/data/shards.js';
 import { readNpy } from '../shared/data/npy.js';
-import { encode, featureCount, type Encoded, type Preprocessor } from '../shared/data/preprocess.js';
+import { featureCount, type Encoded, type Preprocessor } from '../shared/data/preprocess.js';
 import { labelOutputs } from '../shared/data/label.js';
 import { applyScaler } from '../shared/data/scaler.js';
 import { DataError } from '../shared/errors.js';
@@ -23,16 +23,11 @@ export interface ModelInputs {
    * images: each file is a line; files that do not decode are rejected lines.
    */
   readonly files?: readonly string[];
-  /** The CSV as read, where the inputs are CSV rows (for columns copied into predictions). */
-  readonly table?: Table;
 }
 
 export function readModelInputs(pre: Preprocessor, path: string, options: { requireLabel: boolean; labels?: string | undefined }): ModelInputs {
   const input = pre.input;
-  if (!input) {
-    const table = readCsvPath(path);
-    return { enc: encode(table, pre, { requireLabel: options.requireLabel }), table };
-  }
+  if (!input) throw new DataError(`${path}: a model trained on CSV rows reads them a chunk at a time (predictCsv, evaluateCsv)`);
   const features = featureCount(pre);
   const outputs = labelOutputs(pre.label);
   if (input.kind === 'images') {

@@ -7,14 +7,18 @@
  * (missing value, unknown category, bad label) and images that do not decode are reported with
  * their line numbers (images: their files).
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { columnIndex, csvCell, type Table } from '../shared/data/csv.js';
-import { featureCount, type Preprocessor, type RejectedRow } from '../shared/data/preprocess.js';
+import { columnIndex, csvBatches, csvCell, type RowSource } from '../shared/data/csv.js';
+import { featureCount, RowEncoder, type Preprocessor, type RejectedRow } from '../shared/data/preprocess.js';
+import { labelOutputs } from '../shared/data/label.js';
+import { chunkRows } from '../shared/data/row-chunks.js';
+import { applyScaler } from '../shared/data/scaler.js';
+import { PartSums } from '../compute/part-sums.js';
 import { ModelError } from '../shared/errors.js';
 import type { BackendChoice } from '../shared/backend-choice.js';
 import type { ModelSpec } from '../shared/model/spec.js';
-import type { BatchEngine } from '../compute/engine.js';
+import type { BatchEngine, BatchSums } from '../compute/engine.js';
 import type { RunDir } from './run-dir.js';
 import { readModelInputs } from './model-inputs.js';
 import { fsOps, storageError } from './storage.js';
@@ -88,40 +92,131 @@ export interface PredictResult {
  * has, so predictions join back to their rows; `file` for images) and the outputs.
  */
 export async function predictCsv(model: SavedModel, dataFile: string, outFile?: string, options: { keep?: readonly string[] } = {}): Promise<PredictResult> {
-  const { enc, files, table } = readModelInputs(model.preprocessor, dataFile, { requireLabel: false });
+  if (!model.preprocessor.input) return predictRows(model, dataFile, outFile, options.keep);
+  const { enc, files } = readModelInputs(model.preprocessor, dataFile, { requireLabel: false });
   const outputs = await model.engine.predict(enc.x, enc.rows);
   if (outFile !== undefined) {
     const pre = model.preprocessor;
-    const k = enc.outputs;
-    const copied = table ? copiedColumns(table, pre, options.keep) : [];
-    const rowOfLine = new Map(table ? Array.from(table.lines, (line, r) => [line, r]) : []);
-    const leading = (line: number): string[] => {
-      if (files) return [csvCell(files[line - 1] ?? '')];
-      const r = rowOfLine.get(line);
-      return copied.map((ci) => csvCell(r === undefined ? '' : table!.cell(r, ci)));
-    };
     const cells = new Map<number, string>();
-    enc.lines.forEach((line, r) => {
-      const values = Array.from(outputs.subarray(r * k, (r + 1) * k));
-      let predicted: string;
-      if (pre.label.type === 'binary') predicted = values[0]! > 0.5 ? pre.label.positive : pre.label.negative;
-      else if (pre.label.type === 'categorical') predicted = pre.label.classes[values.indexOf(Math.max(...values))]!;
-      else predicted = String(values[0]);
-      const probabilities = pre.label.type === 'numeric' ? [] : values.map(String);
-      cells.set(line, [...leading(line), ...probabilities, csvCell(predicted), ''].join(','));
-    });
-    for (const r of enc.rejected) cells.set(r.line, [...leading(r.line), ...outputColumns(pre).map(() => ''), csvCell(r.reason)].join(','));
-    const header = ['line', ...(files ? ['file'] : copied.map((ci) => csvCell(table!.header[ci]!))), ...outputColumns(pre), 'error'].join(',');
+    enc.lines.forEach((line, r) => cells.set(line, [csvCell(files![line - 1] ?? ''), ...predictionCells(pre, outputs.subarray(r * enc.outputs, (r + 1) * enc.outputs)), ''].join(',')));
+    for (const r of enc.rejected) cells.set(r.line, [csvCell(files![r.line - 1] ?? ''), ...outputColumns(pre).map(() => ''), csvCell(r.reason)].join(','));
+    const header = ['line', 'file', ...outputColumns(pre), 'error'].join(',');
     const body = [...cells].sort((a, b) => a[0] - b[0]).map(([line, rest]) => `${line},${rest}`);
     writeFileSync(outFile, `${[header, ...body].join('\n')}\n`);
   }
   return { rows: enc.rows, rejected: enc.rejected, outputs, lines: enc.lines };
 }
 
+/** A prediction's output cells: each output (not for a numeric label), then the predicted value. */
+function predictionCells(pre: Preprocessor, output: Float32Array): string[] {
+  const values = Array.from(output);
+  let predicted: string;
+  if (pre.label.type === 'binary') predicted = values[0]! > 0.5 ? pre.label.positive : pre.label.negative;
+  else if (pre.label.type === 'categorical') predicted = pre.label.classes[values.indexOf(Math.max(...values))]!;
+  else predicted = String(values[0]);
+  return [...(pre.label.type === 'numeric' ? [] : values.map(String)), csvCell(predicted)];
+}
+
+/** A chunk of CSV rows encoded: the rows that encode, and every record in file order with its line, cells and rejection. */
+interface CsvChunk {
+  readonly x: Float32Array;
+  readonly y: Float32Array;
+  readonly rows: number;
+  readonly records: readonly { readonly line: number; readonly cells: readonly string[]; readonly rejected?: string }[];
+}
+
+/**
+ * CSV rows of `dataFile` a chunk at a time (8 MB of features), as they are asked for: each chunk
+ * encoded as training encoded its rows (`label`: the label too, a row without one rejected) and
+ * standardized. A file of any size is read in bounded memory.
+ */
+function csvChunks(pre: Preprocessor, dataFile: string, label: boolean): Pick<RowSource, 'source' | 'header'> & { readonly chunks: Generator<CsvChunk> } {
+  const features = featureCount(pre);
+  const size = chunkRows(features);
+  const { source, header, batches } = csvBatches(dataFile, size);
+  const encoder = new RowEncoder({ source, header }, pre, label);
+  const x = new Float32Array(size * features);
+  const y = new Float32Array(size * encoder.outputs);
+  function* chunks(): Generator<CsvChunk> {
+    for (const batch of batches) {
+      let rows = 0;
+      const records = batch.records.map((cells, i) => {
+        const cell = (c: number): string => cells[c]!;
+        const rejected = encoder.encodeFeatures(cell, x, rows * features) ?? encoder.encodeLabel(cell, y, rows * encoder.outputs);
+        if (rejected === undefined) rows++;
+        return { line: batch.lines[i]!, cells, ...(rejected !== undefined ? { rejected } : {}) };
+      });
+      if (pre.scaler) applyScaler(x.subarray(0, rows * features), pre.scaler);
+      yield { x: x.subarray(0, rows * features), y: y.subarray(0, rows * encoder.outputs), rows, records };
+    }
+  }
+  return { source, header, chunks: chunks() };
+}
+
+/** predictCsv of CSV rows, a chunk at a time, the prediction file written as it goes (in line order). */
+async function predictRows(model: SavedModel, dataFile: string, outFile: string | undefined, keep: readonly string[] | undefined): Promise<PredictResult> {
+  const pre = model.preprocessor;
+  const k = labelOutputs(pre.label);
+  const reader = csvChunks(pre, dataFile, false);
+  const copied = copiedColumns(reader, pre, keep);
+  let outputs = new Float32Array(1024 * k);
+  let rows = 0;
+  const lines: number[] = [];
+  const rejected: RejectedRow[] = [];
+  const out = outFile === undefined ? undefined : openOutput(outFile);
+  try {
+    out?.write(`${['line', ...copied.map((ci) => csvCell(reader.header[ci]!)), ...outputColumns(pre), 'error'].join(',')}\n`);
+    for (const chunk of reader.chunks) {
+      const predicted = chunk.rows > 0 ? await model.engine.predict(chunk.x, chunk.rows) : new Float32Array(0);
+      if ((rows + chunk.rows) * k > outputs.length) {
+        const grown = new Float32Array(Math.max(2 * outputs.length, (rows + chunk.rows) * k));
+        grown.set(outputs);
+        outputs = grown;
+      }
+      outputs.set(predicted, rows * k);
+      let r = 0;
+      const text = chunk.records.map((record) => {
+        const leading = copied.map((ci) => csvCell(record.cells[ci] ?? ''));
+        if (record.rejected !== undefined) {
+          rejected.push({ line: record.line, reason: record.rejected });
+          return [record.line, ...leading, ...outputColumns(pre).map(() => ''), csvCell(record.rejected)].join(',');
+        }
+        lines.push(record.line);
+        return [record.line, ...leading, ...predictionCells(pre, predicted.subarray(r * k, ++r * k)), ''].join(',');
+      });
+      rows += chunk.rows;
+      if (text.length > 0) out?.write(`${text.join('\n')}\n`);
+    }
+  } finally {
+    out?.close();
+  }
+  return { rows, rejected, outputs: outputs.slice(0, rows * k), lines };
+}
+
+/** A file written as it goes (synchronous writes; errors name the file). */
+function openOutput(path: string): { write(text: string): void; close(): void } {
+  let fd: number;
+  try {
+    fd = openSync(path, 'w');
+  } catch (err) {
+    throw storageError(err, 'write', path);
+  }
+  return {
+    write: (text) => {
+      try {
+        writeSync(fd, text);
+      } catch (err) {
+        throw storageError(err, 'write', path);
+      }
+    },
+    close: () => closeSync(fd),
+  };
+}
+
 /** Indexes of the columns a prediction file copies: `keep` (each must exist), else the dropped columns the file has. */
-function copiedColumns(table: Table, pre: Preprocessor, keep: readonly string[] | undefined): number[] {
-  if (keep) return keep.map((name) => columnIndex(table, name, '--keep'));
-  return pre.drop.map((name) => table.header.indexOf(name)).filter((ci) => ci >= 0);
+function copiedColumns(rows: Pick<RowSource, 'source' | 'header'>, pre: Preprocessor, keep: readonly string[] | undefined): number[] {
+  if (keep) return keep.map((name) => columnIndex(rows, name, '--keep'));
+  return pre.drop.map((name) => rows.header.indexOf(name)).filter((ci) => ci >= 0);
 }
 
 export interface EvaluateCsvResult {
@@ -136,12 +231,26 @@ export interface EvaluateCsvResult {
  * .npy array with `labels`), as training computes them.
  */
 export async function evaluateCsv(model: SavedModel, dataFile: string, options: { labels?: string } = {}): Promise<EvaluateCsvResult> {
-  const { enc } = readModelInputs(model.preprocessor, dataFile, { requireLabel: true, labels: options.labels });
-  if (enc.rows === 0) throw new ModelError(`${dataFile}: no row could be transformed (${enc.rejected.length} rejected)`);
-  const sums = await model.engine.evaluate(enc.x, enc.y, enc.rows);
-  const values: Record<string, number> = { loss: sums.lossSum / enc.rows };
-  Object.assign(values, metricLayoutOf(model.spec).values(sums.metricSums, enc.rows));
-  return { rows: enc.rows, rejected: enc.rejected, values };
+  let sums: BatchSums;
+  let rejected: RejectedRow[];
+  if (model.preprocessor.input) {
+    const { enc } = readModelInputs(model.preprocessor, dataFile, { requireLabel: true, labels: options.labels });
+    rejected = enc.rejected;
+    sums = enc.rows > 0 ? await model.engine.evaluate(enc.x, enc.y, enc.rows) : { count: 0, lossSum: 0, metricSums: [] };
+  } else {
+    // CSV rows a chunk at a time: a file of any size
+    const total = new PartSums();
+    rejected = [];
+    for (const chunk of csvChunks(model.preprocessor, dataFile, true).chunks) {
+      for (const record of chunk.records) if (record.rejected !== undefined) rejected.push({ line: record.line, reason: record.rejected });
+      if (chunk.rows > 0) total.add(await model.engine.evaluate(chunk.x, chunk.y, chunk.rows));
+    }
+    sums = total.sums();
+  }
+  if (sums.count === 0) throw new ModelError(`${dataFile}: no row could be transformed (${rejected.length} rejected)`);
+  const values: Record<string, number> = { loss: sums.lossSum / sums.count };
+  Object.assign(values, metricLayoutOf(model.spec).values(sums.metricSums, sums.count));
+  return { rows: sums.count, rejected, values };
 }
 
 /**

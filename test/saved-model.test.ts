@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { runJob, type JobResult } from '../coordinator/job.js';
+import { evaluateCsv, loadSavedModel, predictCsv } from '../coordinator/saved-model.js';
 import { validateConfig } from '../shared/config/load.js';
 import { readCsv } from '../shared/data/csv.js';
 import { encode, type Preprocessor } from '../shared/data/preprocess.js';
@@ -106,6 +107,28 @@ describe.skipIf(!HAVE_TELCO)('saved model: predict and evaluate on the Telco fil
     expect(result.rows).toBe(run.summary.testRows);
     expect(Math.abs(result.loss - run.summary.test.loss)).toBeLessThan(1e-6);
     expect(Math.abs(result.accuracy - run.summary.test['accuracy']!)).toBeLessThan(1e-9);
+  });
+
+  it('a file larger than a chunk of rows (8 copies of the file, 56,344 rows) is predicted and evaluated a chunk at a time: each copy as the file alone', async () => {
+    const model = await loadSavedModel(join(out, 'model'), 'cpu');
+    const lines = raw().filter((l) => l.trim() !== '');
+    const big = join(dir, 'telco-x8.csv');
+    writeFileSync(big, `${[lines[0], ...Array.from({ length: 8 }, () => lines.slice(1)).flat()].join('\n')}\n`);
+    const one = await predictCsv(model, TELCO_CSV);
+    const eight = await predictCsv(model, big, join(dir, 'predictions-x8.csv'));
+    expect(eight.rows).toBe(8 * one.rows);
+    expect(eight.rejected).toHaveLength(8 * one.rejected.length);
+    for (let copy = 0; copy < 8; copy++) {
+      const part = eight.outputs.subarray(copy * one.rows, (copy + 1) * one.rows);
+      expect(Math.max(...Array.from(part, (v, i) => Math.abs(v - one.outputs[i]!)))).toBeLessThan(1e-6);
+    }
+    const written = readFileSync(join(dir, 'predictions-x8.csv'), 'utf8').trim().split('\n');
+    expect(written).toHaveLength(1 + 8 * 7043);
+    expect(written.slice(1).map((l) => Number(l.split(',')[0]))).toEqual(Array.from({ length: 8 * 7043 }, (_, i) => i + 2));
+    const [a, b] = [await evaluateCsv(model, TELCO_CSV), await evaluateCsv(model, big)];
+    expect(b.rows).toBe(8 * a.rows);
+    expect(Math.abs(b.values['loss']! - a.values['loss']!)).toBeLessThan(1e-6);
+    expect(b.values['accuracy']).toBeCloseTo(a.values['accuracy']!, 9);
   });
 
   it('says what is wrong with a directory that is not a model', () => {
