@@ -9,7 +9,6 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { readJobData } from '../coordinator/job-data.js';
 import { Trainer, modelSpec } from '../coordinator/fit/trainer.js';
 import { initBackend } from '../shared/backend.js';
@@ -17,7 +16,7 @@ import { loadConfig } from '../shared/config/load.js';
 import { featureRows } from '../shared/data/feature-rows.js';
 import { telcoDemoCsv } from '../shared/data/synthetic.js';
 import { DataError } from '../shared/errors.js';
-import { configInMemory, writeJobYaml } from './helpers.js';
+import { configInMemory, rangeServer, writeJobYaml } from './helpers.js';
 import { jobFolder, readRunWeights, readSummary, runWithNodes, trackProcesses } from './cluster-helpers.js';
 import { maxAbsDiff, trainOnLanes } from './thread-runs.js';
 
@@ -120,27 +119,43 @@ describe('CSV rows on disk', () => {
     expect(disk.dataset.y).toEqual(memory.dataset.y);
   });
 
-  it('1 thread + 1 worker node, sent its rows encoded from the file: the weights of one process on the table', async () => {
+  it('1 thread + 1 worker node, sent the rows encoded, reading them from --data-dir, or over HTTP (--data-url): the weights of one process on the table', async () => {
     const { dir } = job(300);
-    const node = jobFolder(10, {});
-    writeFileSync(
-      node.configFile,
-      stringify({
+    const nodeJob = (): ReturnType<typeof jobFolder> => {
+      const folder = jobFolder(10, {});
+      writeJobYaml(folder.dir, {
         seed: 4,
         data: { path: join(dir, 'data.csv'), drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, standardize: true, inMemory: false },
         model: { layers: [{ units: 8, activation: 'relu' }, { units: 1, activation: 'sigmoid' }] },
         compile: { optimizer: { name: 'adam', learningRate: 0.01 }, loss: 'binaryCrossentropy', metrics: ['accuracy'] },
         fit: { epochs: 2, batchSize: 32 },
         cluster: { threads: 1, minWorkers: 1, backend: 'wasm', balance: 'equal', heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 180, waitTimeout: 300 },
-      }),
-    );
-    const config = loadConfig(node.configFile);
-    const memory = readJobData({ ...config, data: { ...config.data, inMemory: true } }).dataset;
-    const expected = (await trainOnLanes(config, memory, 'in-process')).weights;
-    const { coordinator } = await runWithNodes(node, ['w1'], track);
-    expect(coordinator.output).toContain(`features read per batch from ${join(dir, 'data.csv')}`);
-    expect(readSummary(node.out).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
-    expect(maxAbsDiff(readRunWeights(node.out), expected)).toBeLessThan(1e-4);
+      });
+      return folder;
+    };
+    const sent = nodeJob();
+    const config = loadConfig(sent.configFile);
+    const expected = (await trainOnLanes(config, readJobData(configInMemory(sent.configFile, true)).dataset, 'in-process')).weights;
+    const first = await runWithNodes(sent, ['w1'], track);
+    expect(first.coordinator.output).toContain(`features read per batch from ${join(dir, 'data.csv')}`);
+    const reads = nodeJob();
+    const second = await runWithNodes(reads, ['w1'], track, ['--data-dir', dir]);
+    expect(second.workers[0]!.output).toContain(`reading this node's rows from ${join(dir, 'data.csv')}`);
+    const server = await rangeServer(dir);
+    const fetches = nodeJob();
+    try {
+      const third = await runWithNodes(fetches, ['w1'], track, ['--data-url', `${server.url}/`]);
+      expect(third.workers[0]!.output).toContain(`reading this node's rows from ${server.url}/data.csv`);
+      expect(server.ranges()).toBeGreaterThan(5);
+    } finally {
+      server.close();
+    }
+    for (const run of [sent, reads, fetches]) {
+      expect(readSummary(run.out).participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
+      expect(maxAbsDiff(readRunWeights(run.out), expected)).toBeLessThan(1e-4);
+    }
+    // a node reading the file is sent three numbers a row instead of 46 float32 features
+    expect(readSummary(sent.out).traffic.node.sent - readSummary(reads.out).traffic.node.sent).toBeGreaterThan(0);
   }, 300_000);
 
   it('a file changed after it was read: the row that no longer encodes is an error naming the file', () => {

@@ -2,7 +2,8 @@
  * A worker node's own reading of the job's data (worker start --data-dir, --data-url): the files
  * the coordinator names (job.dataFile) found in the node's folder or under its URL and checked
  * against what the coordinator says they hold, then a reader of the rows a shard chunk names: a
- * .npy file's rows, or images in tar shards by (shard, offset, size). A file that is missing or
+ * .npy file's rows, images in tar shards by (shard, offset, size), or CSV records by (file,
+ * offset, size), parsed and encoded as the coordinator encodes them. A file that is missing or
  * differs refuses the job, naming it (it would on every reconnect).
  */
 import { join } from 'node:path';
@@ -13,6 +14,8 @@ import { imagePixels } from '../shared/data/images.js';
 import { NPY_WIDTHS, readNpyHeader } from '../shared/data/npy.js';
 import { fetchRange, readNpyHeaderHttp, readNpyRowsHttp } from '../shared/data/npy-http.js';
 import { readMember } from '../shared/data/tar.js';
+import { csvReads, encodeRead, type CsvSource } from '../shared/data/csv-rows.js';
+import { applyScaler } from '../shared/data/scaler.js';
 import type { JobMessage } from '../shared/protocol/schemas.js';
 
 type DataFile = NonNullable<JobMessage['dataFile']>;
@@ -36,6 +39,7 @@ function locate(data: DataSource, name: string): { flag: string; path: string } 
 
 export async function openDataFile(job: JobMessage, data: DataSource, log: (line: string) => void): Promise<DataFileReader> {
   const expected = job.dataFile!;
+  if (expected.kind === 'csv') return openCsv(job, expected, data, log);
   return expected.kind === 'npy' ? openNpy(job, expected, data, log) : openShards(job, expected, data, log);
 }
 
@@ -84,6 +88,60 @@ async function shardBytes(data: DataSource, path: string): Promise<number> {
     }
   }
   return (await fetchRange(path, 0, 0)).size;
+}
+
+/** The job's CSV files (CSV left on disk): each row named by (file, byte offset, size), parsed and encoded with the job's encoding. */
+async function openCsv(job: JobMessage, expected: Extract<DataFile, { kind: 'csv' }>, data: DataSource, log: (line: string) => void): Promise<DataFileReader> {
+  const located = expected.files.map((f) => locate(data, f.name));
+  const flag = located[0]!.flag;
+  for (const [i, { path }] of located.entries()) {
+    let size;
+    try {
+      size = await shardBytes(data, path);
+    } catch (err) {
+      throw new JobRefusedError(`${flag}: ${(err as Error).message}; the coordinator trains on ${expected.files[i]!.name} (${expected.files[i]!.bytes} bytes): put that file there`);
+    }
+    if (size !== expected.files[i]!.bytes) throw new JobRefusedError(`${flag}: ${path} is not the file the coordinator trains on: ${size} bytes, the coordinator's has ${expected.files[i]!.bytes}`);
+  }
+  const features = expected.columns.flatMap((c) => (c.kind === 'numeric' ? [c.name] : c.categories.map((cat) => `${c.name}_${cat}`)));
+  if (features.length !== job.features) throw new WorkerError(`the job's CSV encoding makes ${features.length} features, and it has ${job.features}`);
+  // what reads the rows: the encoding of the features (no label is read here)
+  const source: CsvSource = {
+    files: expected.files.map((f, i) => ({ path: located[i]!.path, lineOffset: 0, ...(f.columns ? { columns: f.columns } : {}) })),
+    header: expected.header,
+    encoding: { columns: expected.columns, features, label: { column: '', type: 'numeric' } },
+    ...(expected.standardize ? { standardize: expected.standardize } : {}),
+  };
+  log(`reading this node's rows from ${located[0]!.path}${located.length > 1 ? ` and ${located.length - 1} more file(s)` : ''}`);
+  return {
+    path: located[0]!.path,
+    refWidth: 3,
+    remote: !('dir' in data),
+    check: (refs) => {
+      for (let i = 0; i < refs.length; i += 3) {
+        const [file, offset, size] = [refs[i]!, refs[i + 1]!, refs[i + 2]!];
+        const ok = Number.isInteger(file) && file >= 0 && file < located.length && Number.isInteger(offset) && offset >= 0 && Number.isInteger(size) && size > 0 && offset + size <= expected.files[file]!.bytes;
+        if (!ok) return `row (${file}, ${offset}, ${size}) outside the job's ${located.length} CSV file(s)`;
+      }
+      return undefined;
+    },
+    read: async (refs, out) => {
+      const rows = refs.length / 3;
+      const spans = { part: new Int32Array(rows), start: new Float64Array(rows), end: new Float64Array(rows) };
+      for (let i = 0; i < rows; i++) {
+        spans.part[i] = refs[3 * i]!;
+        spans.start[i] = refs[3 * i + 1]!;
+        spans.end[i] = refs[3 * i + 1]! + refs[3 * i + 2]!;
+      }
+      const order = Int32Array.from({ length: rows }, (_, i) => i);
+      for (const read of csvReads(spans, order)) {
+        const { path } = source.files[read.part]!;
+        const bytes = 'dir' in data ? readMember(path, read.from, read.to - read.from) : (await fetchRange(path, read.from, read.to - 1)).bytes;
+        encodeRead(source, spans, order, read, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1'), job.features, out);
+      }
+      if (source.standardize) applyScaler(out.subarray(0, rows * job.features), source.standardize);
+    },
+  };
 }
 
 async function openShards(job: JobMessage, expected: Extract<DataFile, { kind: 'tar' }>, data: DataSource, log: (line: string) => void): Promise<DataFileReader> {

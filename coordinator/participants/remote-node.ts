@@ -14,7 +14,6 @@ import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { Dataset, RowRange } from '../../shared/data/dataset.js';
 import { featureRows, type FeatureRows, type OnDisk } from '../../shared/data/feature-rows.js';
-import type { CsvOnDisk } from '../../shared/data/csv-rows.js';
 import { basename } from 'node:path';
 import type { GradientDtype } from '../../shared/math/float16.js';
 import { chunkRange, inRanges } from '../../shared/plan/shard-plan.js';
@@ -72,7 +71,7 @@ export class RemoteNode implements Participant {
   /** The node reads the data file itself (hello.readsData, features on disk): its shards are file rows. */
   readonly readsData: boolean;
   /** The files it reads them from, where it does. */
-  private readonly readsFrom: Exclude<OnDisk, CsvOnDisk> | undefined;
+  private readonly readsFrom: OnDisk | undefined;
   /** Training rows this node was sent (it keeps them all). */
   readonly ranges: RowRange[] = [];
   readonly name: string;
@@ -118,10 +117,10 @@ export class RemoteNode implements Participant {
     this.peerUrl = hello.peerPort === undefined || hello.peerKey === undefined ? undefined : peerUrl(hello.peerHost ?? address.replace(/:\d+$/, ''), hello.peerPort, hello.peerTls === true);
     this.holds = (row) => inRanges(this.ranges, row);
     this.rows = featureRows(context.dataset);
-    // standardized features and CSV rows are sent encoded: a node reading the file would need the
-    // statistics or the preprocessing too
+    // standardized .npy features are sent as rows: a node reading the file would need the
+    // statistics too (CSV rows travel with their encoding and statistics: job.dataFile)
     const onDisk = context.dataset.onDisk;
-    this.readsFrom = hello.readsData === true && onDisk !== undefined && onDisk.kind !== 'csv' && !(onDisk.kind === 'npy' && onDisk.standardize) ? onDisk : undefined;
+    this.readsFrom = hello.readsData === true && onDisk !== undefined && !(onDisk.kind === 'npy' && onDisk.standardize) ? onDisk : undefined;
     this.readsData = this.readsFrom !== undefined;
     if (this.readsData) this.hintRows = (step, rows) => (this.hint = { step, rows });
     this.parts = new GradientAssembler(context.parameters);
@@ -498,7 +497,11 @@ export class RoundAbandoned extends ParticipantFault {
 type DataFile = NonNullable<JobMessage['dataFile']>;
 
 /** What a node reading the data itself must find: the files' names (in its --data-dir), layout and sizes. */
-function dataFileOf(file: Exclude<OnDisk, CsvOnDisk>): DataFile {
+function dataFileOf(file: OnDisk): DataFile {
+  if (file.kind === 'csv') {
+    const files = file.files.map((f) => ({ name: basename(f.path), bytes: f.bytes ?? 0, ...(f.columns ? { columns: [...f.columns] } : {}) }));
+    return { kind: 'csv', files, header: [...file.header], columns: file.encoding.columns.map((c) => (c.kind === 'onehot' ? { ...c, categories: [...c.categories] } : { ...c })), ...(file.standardize ? { standardize: { mean: [...file.standardize.mean], std: [...file.standardize.std] } } : {}) };
+  }
   if (file.kind === 'tar') {
     return { kind: 'tar', names: file.shards.map((s) => basename(s)), fileBytes: [...file.shardBytes], shape: [...file.shape], resize: file.resize, scale: file.scale };
   }
@@ -507,11 +510,12 @@ function dataFileOf(file: Exclude<OnDisk, CsvOnDisk>): DataFile {
 }
 
 /** Where data set rows first..first+count-1 are in the files: .npy file rows, or each image's shard, offset and size. */
-function fileRefs(file: Exclude<OnDisk, CsvOnDisk>, first: number, count: number): { fileRows: Int32Array } | { members: Float64Array } {
+function fileRefs(file: OnDisk, first: number, count: number): { fileRows: Int32Array } | { members: Float64Array } {
   const samples = file.order.subarray(first, first + count);
   if (file.kind === 'npy') return { fileRows: samples };
   const members = new Float64Array(3 * count);
-  samples.forEach((s, i) => members.set([file.shard[s]!, file.offset[s]!, file.size[s]!], 3 * i));
+  if (file.kind === 'csv') samples.forEach((s, i) => members.set([file.part[s]!, file.start[s]!, file.end[s]! - file.start[s]!], 3 * i));
+  else samples.forEach((s, i) => members.set([file.shard[s]!, file.offset[s]!, file.size[s]!], 3 * i));
   return { members };
 }
 

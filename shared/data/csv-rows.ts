@@ -123,8 +123,7 @@ export function joinCsvOnDisk(a: Omit<CsvOnDisk, 'order'>, b: Omit<CsvOnDisk, 'o
   const files = [
     ...a.files,
     ...b.files.map((file) => ({
-      path: file.path,
-      lineOffset: file.lineOffset,
+      ...file,
       columns: a.header.map((name) => {
         const c = b.header.indexOf(name);
         return c < 0 ? -1 : (file.columns?.[c] ?? c);
@@ -145,7 +144,7 @@ export function joinCsvOnDisk(a: Omit<CsvOnDisk, 'order'>, b: Omit<CsvOnDisk, 'o
 }
 
 /** Encoders of the files read by threads, made once per data set. */
-const encoders = new WeakMap<object, RowEncoder>();
+const encoders = new WeakMap<CsvSource, RowEncoder>();
 
 /**
  * Rows whose spans lie this close in a file are read in one call, up to READ_BYTES: 64 KB of
@@ -157,46 +156,83 @@ const READ_BYTES = 1 << 16;
 /** The bytes of one read, reused call after call (one per thread). */
 let readBuffer = Buffer.alloc(READ_BYTES);
 
+/** What reads rows of CSV files on disk: the files, their header, the encoding and the statistics. */
+export type CsvSource = Pick<CsvOnDisk, 'files' | 'header' | 'encoding' | 'standardize'>;
+
+/** Each row's file and byte span [start, end). */
+export type CsvSpans = Pick<CsvOnDisk, 'part' | 'start' | 'end'>;
+
+/** One read: bytes [from, to) of file `part`, holding the rows `rows` (indexes into the rows asked for). */
+export interface CsvRead {
+  readonly part: number;
+  readonly from: number;
+  readonly to: number;
+  readonly rows: readonly number[];
+}
+
+/** The reads that fetch `rows` (indexes into `spans`): rows near each other in one file in one read, up to READ_BYTES. */
+export function csvReads(spans: CsvSpans, rows: ArrayLike<number>): CsvRead[] {
+  const { part, start, end } = spans;
+  const byPlace = Int32Array.from({ length: rows.length }, (_, i) => i).sort((i, j) => part[rows[i]!]! - part[rows[j]!]! || start[rows[i]!]! - start[rows[j]!]!);
+  const reads: CsvRead[] = [];
+  for (let k = 0; k < byPlace.length; ) {
+    const first = rows[byPlace[k]!]!;
+    const p = part[first]!;
+    const from = start[first]!;
+    let to = end[first]!;
+    const held = [byPlace[k++]!];
+    for (; k < byPlace.length; k++) {
+      const r = rows[byPlace[k]!]!;
+      if (part[r] !== p || start[r]! - to > GAP_BYTES || end[r]! - from > READ_BYTES) break;
+      to = Math.max(to, end[r]!);
+      held.push(byPlace[k]!);
+    }
+    reads.push({ part: p, from, to, rows: held });
+  }
+  return reads;
+}
+
+/** The encoder of a source, made once (threads and nodes read with one source object throughout). */
+function encoderOf(source: CsvSource): RowEncoder {
+  let encoder = encoders.get(source);
+  if (!encoder) {
+    encoder = new RowEncoder({ header: source.header, source: source.files[0]?.path ?? 'CSV' }, source.encoding, false);
+    encoders.set(source, encoder);
+  }
+  return encoder;
+}
+
+/**
+ * Encodes the rows of `read` from its bytes (`text`, latin1) into `out`, row i (an index into the
+ * rows asked for, `rows`) at i x features. A row that no longer encodes (the file changed after it
+ * was indexed) is an error naming the file.
+ */
+export function encodeRead(source: CsvSource, spans: CsvSpans, rows: ArrayLike<number>, read: CsvRead, text: string, features: number, out: Float32Array): void {
+  const { path, columns } = source.files[read.part]!;
+  const encoder = encoderOf(source);
+  for (const i of read.rows) {
+    const r = rows[i]!;
+    const cells = oneRecord(path, text.slice(spans.start[r]! - read.from, spans.end[r]! - read.from));
+    const reason = cells === undefined || cells.length !== source.header.length ? 'not one record of the file' : encoder.encodeFeatures(columns ? (c) => cells[columns[c]!] ?? '' : (c) => cells[c]!, out, i * features);
+    if (reason !== undefined) throw new DataError(`${path}: the row at bytes ${spans.start[r]}-${spans.end[r]} no longer encodes (${reason}): the file changed while training?`);
+  }
+}
+
 /**
  * The features of encoded rows `rows` (indexes into the spans) into `out`, row i at i x
  * features: the rows' bytes read from their files (rows near each other in one read, so rows
  * asked for in file order read the file front to back), parsed and encoded, then standardized.
- * A row that no longer encodes (the file changed after it was indexed) is an error naming the file.
  */
 export function readCsvRows(file: Omit<CsvOnDisk, 'order'>, features: number, rows: ArrayLike<number>, out: Float32Array): Float32Array {
-  let encoder = encoders.get(file);
-  if (!encoder) {
-    encoder = new RowEncoder({ header: file.header, source: file.files[0]?.path ?? 'CSV' }, file.encoding, false);
-    encoders.set(file, encoder);
-  }
-  const { part, start, end } = file;
-  const byPlace = Int32Array.from({ length: rows.length }, (_, i) => i).sort((i, j) => part[rows[i]!]! - part[rows[j]!]! || start[rows[i]!]! - start[rows[j]!]!);
   withFiles(
     file.files.map((p) => p.path),
     (fdOf) => {
-      for (let k = 0; k < byPlace.length; ) {
-        const first = rows[byPlace[k]!]!;
-        const p = part[first]!;
-        const from = start[first]!;
-        let to = end[first]!;
-        let next = k + 1;
-        for (; next < byPlace.length; next++) {
-          const r = rows[byPlace[next]!]!;
-          if (part[r] !== p || start[r]! - to > GAP_BYTES || end[r]! - from > READ_BYTES) break;
-          to = Math.max(to, end[r]!);
-        }
-        const { path, columns } = file.files[p]!;
-        if (to - from > readBuffer.length) readBuffer = Buffer.alloc(to - from);
-        const got = readSpan(fdOf(p), readBuffer.subarray(0, to - from), from);
-        if (got < to - from) throw new DataError(`${path}: ended before byte ${to} (the file shrank while training?)`);
-        const text = readBuffer.toString('latin1', 0, to - from);
-        for (; k < next; k++) {
-          const i = byPlace[k]!;
-          const r = rows[i]!;
-          const cells = oneRecord(path, text.slice(start[r]! - from, end[r]! - from));
-          const reason = cells === undefined || cells.length !== file.header.length ? 'not one record of the file' : encoder!.encodeFeatures(columns ? (c) => cells[columns[c]!] ?? '' : (c) => cells[c]!, out, i * features);
-          if (reason !== undefined) throw new DataError(`${path}: the row at bytes ${start[r]}-${end[r]} no longer encodes (${reason}): the file changed while training?`);
-        }
+      for (const read of csvReads(file, rows)) {
+        const length = read.to - read.from;
+        if (length > readBuffer.length) readBuffer = Buffer.alloc(length);
+        const got = readSpan(fdOf(read.part), readBuffer.subarray(0, length), read.from);
+        if (got < length) throw new DataError(`${file.files[read.part]!.path}: ended before byte ${read.to} (the file shrank while training?)`);
+        encodeRead(file, file, rows, read, readBuffer.toString('latin1', 0, length), features, out);
       }
     },
   );

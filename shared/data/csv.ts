@@ -262,10 +262,11 @@ export function readCsvFiles(paths: readonly string[], source: string, options: 
   return builder.build(parts.map(({ path, lineOffset }) => ({ path, lineOffset })));
 }
 
-/** A file of a CSV data set: the lines before its first (through the files), and its column of each header column where its order differs. */
+/** A file of a CSV data set: the lines before its first (through the files), its size once read, and its column of each header column where its order differs. */
 export interface CsvPart {
   readonly path: string;
   readonly lineOffset: number;
+  readonly bytes?: number;
   readonly columns?: readonly number[];
 }
 
@@ -286,7 +287,7 @@ function* csvItems(paths: readonly string[], source: string, bytes = false, part
   for (let part = 0; part < paths.length; part++) {
     const path = paths[part]!;
     const offset = lineOffset;
-    const entry: { path: string; lineOffset: number; columns?: number[] } = { path, lineOffset: offset };
+    const entry: { path: string; lineOffset: number; bytes?: number; columns?: number[] } = { path, lineOffset: offset };
     parts.push(entry);
     let order: number[] | undefined;
     const queue: CsvItem[] = [];
@@ -309,12 +310,15 @@ function* csvItems(paths: readonly string[], source: string, bytes = false, part
       { bytes },
     );
     const decoder = new StringDecoder(bytes ? 'latin1' : 'utf8');
+    let read = 0;
     for (const chunk of fileChunks(path)) {
+      read += chunk.length;
       parser.write(decoder.write(chunk));
       yield* queue.splice(0);
     }
     parser.write(decoder.end());
     parser.end();
+    entry.bytes = read;
     yield* queue.splice(0);
     lineOffset += parser.linesRead;
   }

@@ -164,6 +164,19 @@ export const wire = {
           resize: z.boolean(),
           scale: finite,
         }),
+        z.strictObject({
+          kind: z.literal('csv'),
+          /** The files in order, each with its size and, where its columns are in another order, its column of each header column. */
+          files: z.array(z.strictObject({ name: fileName, bytes: count, columns: z.array(z.int().min(-1).max(65535)).max(65536).optional() })).min(1).max(100_000),
+          header: z.array(z.string().max(1024)).min(1).max(65536),
+          /** The fitted encoding of a row's features (preprocessing.json's columns). */
+          columns: z
+            .array(z.discriminatedUnion('kind', [z.strictObject({ name: z.string().max(1024), kind: z.literal('numeric') }), z.strictObject({ name: z.string().max(1024), kind: z.literal('onehot'), categories: z.array(z.string().max(4096)).max(65536) })]))
+            .min(1)
+            .max(65536),
+          /** data.standardize's statistics, one mean and std a feature. */
+          standardize: z.strictObject({ mean: z.array(finite).max(1 << 20), std: z.array(finite).max(1 << 20) }).optional(),
+        }),
       ])
       .optional(),
   }),
@@ -177,7 +190,7 @@ export const wire = {
     pixels: bytes,
     /** The rows' rows in the job's .npy file, which the node reads itself (job.dataFile; x and pixels empty), or absent. */
     fileRows: bytes.optional(),
-    /** The rows' images in the job's tar shards, three numbers a row: shard, byte offset, size (job.dataFile; x and pixels empty), or absent. */
+    /** The rows' images in the job's tar shards, or their records in its CSV files, three numbers a row: file, byte offset, size (job.dataFile; x and pixels empty), or absent. */
     members: bytes.optional(),
     /** The rows' sample weights (data.sampleWeight), or absent. */
     w: bytes.optional(),
