@@ -8,7 +8,8 @@
 import { scaledFloats, scalePixels } from '../shared/data/arrays.js';
 import { readImagesFor } from '../shared/data/images.js';
 import { expandPaths } from '../shared/data/paths.js';
-import { readShardsFor } from '../shared/data/shard-data.js';
+import { shardChunks } from '../shared/data/shard-data.js';
+import { chunkRows } from '../shared/data/row-chunks.js';
 import { isShardPath } from '../shared/data/shards.js';
 import { readNpy } from '../shared/data/npy.js';
 import { featureCount, type Encoded, type Preprocessor } from '../shared/data/preprocess.js';
@@ -25,6 +26,41 @@ export interface ModelInputs {
   readonly files?: readonly string[];
 }
 
+/** A chunk of a model's inputs: features, labels, rows and (images) each row's file. */
+export interface InputChunk {
+  readonly x: Float32Array;
+  readonly y: Float32Array;
+  readonly rows: number;
+  readonly files?: readonly string[];
+}
+
+/**
+ * The inputs of `path` for a model trained on images or arrays, as chunks: tar shards 8 MB of
+ * features at a time as they are asked for (a set of any size), an image folder or a .npy array
+ * in one. `skipped()`, once the chunks are read: the images that do not decode, each with its
+ * file and the reason (which names it).
+ */
+export function modelInputChunks(pre: Preprocessor, path: string, options: { requireLabel: boolean; labels?: string | undefined }): { chunks: Iterable<InputChunk>; skipped: () => { file: string; reason: string }[]; images: boolean } {
+  const input = pre.input;
+  if (input?.kind === 'images' && isShardPath(path)) {
+    const classes = pre.label.type === 'categorical' ? pre.label.classes : [];
+    const outputs = labelOutputs(pre.label);
+    const { chunks, skipped } = shardChunks(expandPaths(path), input.shape, classes, options.requireLabel, chunkRows(featureCount(pre)));
+    function* inputs(): Generator<InputChunk> {
+      for (const chunk of chunks) {
+        const rows = chunk.files.length;
+        const y = new Float32Array(rows * outputs);
+        chunk.labels?.forEach((label, i) => (y[i * outputs + label] = 1));
+        yield { x: scalePixels(chunk.pixels, input!.scale), y, rows, files: chunk.files };
+      }
+    }
+    return { chunks: inputs(), skipped: () => skipped.map((s) => ({ file: s.file, reason: `${s.file}: ${s.reason}` })), images: true };
+  }
+  const { enc, files } = readModelInputs(pre, path, options);
+  const decoded = files?.slice(0, enc.rows);
+  return { chunks: [{ x: enc.x, y: enc.y, rows: enc.rows, ...(decoded ? { files: decoded } : {}) }], skipped: () => enc.rejected.map((r) => ({ file: files?.[r.line - 1] ?? '', reason: r.reason })), images: files !== undefined };
+}
+
 export function readModelInputs(pre: Preprocessor, path: string, options: { requireLabel: boolean; labels?: string | undefined }): ModelInputs {
   const input = pre.input;
   if (!input) throw new DataError(`${path}: a model trained on CSV rows reads them a chunk at a time (predictCsv, evaluateCsv)`);
@@ -32,9 +68,7 @@ export function readModelInputs(pre: Preprocessor, path: string, options: { requ
   const outputs = labelOutputs(pre.label);
   if (input.kind === 'images') {
     const classes = pre.label.type === 'categorical' ? pre.label.classes : [];
-    const { pixels, labels, files, skipped } = isShardPath(path)
-      ? readShardsFor(expandPaths(path), input.shape, classes, options.requireLabel)
-      : readImagesFor(path, input.shape, classes, options.requireLabel);
+    const { pixels, labels, files, skipped } = readImagesFor(path, input.shape, classes, options.requireLabel);
     const rows = files.length;
     const y = new Float32Array(rows * outputs);
     labels?.forEach((label, i) => (y[i * outputs + label] = 1));

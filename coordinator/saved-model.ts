@@ -7,7 +7,7 @@
  * (missing value, unknown category, bad label) and images that do not decode are reported with
  * their line numbers (images: their files).
  */
-import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { columnIndex, csvBatches, csvCell, type RowSource } from '../shared/data/csv.js';
 import { featureCount, RowEncoder, type Preprocessor, type RejectedRow } from '../shared/data/preprocess.js';
@@ -20,7 +20,7 @@ import type { BackendChoice } from '../shared/backend-choice.js';
 import type { ModelSpec } from '../shared/model/spec.js';
 import type { BatchEngine, BatchSums } from '../compute/engine.js';
 import type { RunDir } from './run-dir.js';
-import { readModelInputs } from './model-inputs.js';
+import { modelInputChunks } from './model-inputs.js';
 import { fsOps, storageError } from './storage.js';
 import { metricLayoutOf } from '../shared/model/metric-sums.js';
 
@@ -93,18 +93,57 @@ export interface PredictResult {
  */
 export async function predictCsv(model: SavedModel, dataFile: string, outFile?: string, options: { keep?: readonly string[] } = {}): Promise<PredictResult> {
   if (!model.preprocessor.input) return predictRows(model, dataFile, outFile, options.keep);
-  const { enc, files } = readModelInputs(model.preprocessor, dataFile, { requireLabel: false });
-  const outputs = await model.engine.predict(enc.x, enc.rows);
-  if (outFile !== undefined) {
-    const pre = model.preprocessor;
-    const cells = new Map<number, string>();
-    enc.lines.forEach((line, r) => cells.set(line, [csvCell(files![line - 1] ?? ''), ...predictionCells(pre, outputs.subarray(r * enc.outputs, (r + 1) * enc.outputs)), ''].join(',')));
-    for (const r of enc.rejected) cells.set(r.line, [csvCell(files![r.line - 1] ?? ''), ...outputColumns(pre).map(() => ''), csvCell(r.reason)].join(','));
-    const header = ['line', 'file', ...outputColumns(pre), 'error'].join(',');
-    const body = [...cells].sort((a, b) => a[0] - b[0]).map(([line, rest]) => `${line},${rest}`);
-    writeFileSync(outFile, `${[header, ...body].join('\n')}\n`);
+  const pre = model.preprocessor;
+  const k = labelOutputs(pre.label);
+  const inputs = modelInputChunks(pre, dataFile, { requireLabel: false });
+  // images: the file of each line; .npy samples: the line alone
+  const leading = (file: string): string[] => (inputs.images ? [csvCell(file)] : []);
+  const out = outFile === undefined ? undefined : openOutput(outFile);
+  const outputs = new GrowingOutputs(k);
+  const lines: number[] = [];
+  try {
+    out?.write(`${['line', ...(inputs.images ? ['file'] : []), ...outputColumns(pre), 'error'].join(',')}\n`);
+    for (const chunk of inputs.chunks) {
+      const predicted = await model.engine.predict(chunk.x, chunk.rows);
+      outputs.add(predicted);
+      const text: string[] = [];
+      for (let r = 0; r < chunk.rows; r++) {
+        lines.push(lines.length + 1);
+        text.push([lines.length, ...leading(chunk.files?.[r] ?? ''), ...predictionCells(pre, predicted.subarray(r * k, (r + 1) * k)), ''].join(','));
+      }
+      if (text.length > 0) out?.write(`${text.join('\n')}\n`);
+    }
+    // the files that do not decode after the decoded ones: each is a line of the listing
+    const rejected = inputs.skipped().map((s, i) => ({ line: lines.length + i + 1, reason: s.reason, file: s.file }));
+    if (rejected.length > 0) out?.write(`${rejected.map((r) => [r.line, ...leading(r.file), ...outputColumns(pre).map(() => ''), csvCell(r.reason)].join(',')).join('\n')}\n`);
+    return { rows: lines.length, rejected: rejected.map(({ line, reason }) => ({ line, reason })), outputs: outputs.values(), lines };
+  } finally {
+    out?.close();
   }
-  return { rows: enc.rows, rejected: enc.rejected, outputs, lines: enc.lines };
+}
+
+/** Model outputs collected chunk after chunk. */
+class GrowingOutputs {
+  private all: Float32Array;
+  private length = 0;
+
+  constructor(width: number) {
+    this.all = new Float32Array(1024 * width);
+  }
+
+  add(values: Float32Array): void {
+    if (this.length + values.length > this.all.length) {
+      const grown = new Float32Array(Math.max(2 * this.all.length, this.length + values.length));
+      grown.set(this.all.subarray(0, this.length));
+      this.all = grown;
+    }
+    this.all.set(values, this.length);
+    this.length += values.length;
+  }
+
+  values(): Float32Array {
+    return this.all.slice(0, this.length);
+  }
 }
 
 /** A prediction's output cells: each output (not for a numeric label), then the predicted value. */
@@ -159,7 +198,7 @@ async function predictRows(model: SavedModel, dataFile: string, outFile: string 
   const k = labelOutputs(pre.label);
   const reader = csvChunks(pre, dataFile, false);
   const copied = copiedColumns(reader, pre, keep);
-  let outputs = new Float32Array(1024 * k);
+  const outputs = new GrowingOutputs(k);
   let rows = 0;
   const lines: number[] = [];
   const rejected: RejectedRow[] = [];
@@ -168,12 +207,7 @@ async function predictRows(model: SavedModel, dataFile: string, outFile: string 
     out?.write(`${['line', ...copied.map((ci) => csvCell(reader.header[ci]!)), ...outputColumns(pre), 'error'].join(',')}\n`);
     for (const chunk of reader.chunks) {
       const predicted = chunk.rows > 0 ? await model.engine.predict(chunk.x, chunk.rows) : new Float32Array(0);
-      if ((rows + chunk.rows) * k > outputs.length) {
-        const grown = new Float32Array(Math.max(2 * outputs.length, (rows + chunk.rows) * k));
-        grown.set(outputs);
-        outputs = grown;
-      }
-      outputs.set(predicted, rows * k);
+      outputs.add(predicted);
       let r = 0;
       const text = chunk.records.map((record) => {
         const leading = copied.map((ci) => csvCell(record.cells[ci] ?? ''));
@@ -190,7 +224,7 @@ async function predictRows(model: SavedModel, dataFile: string, outFile: string 
   } finally {
     out?.close();
   }
-  return { rows, rejected, outputs: outputs.slice(0, rows * k), lines };
+  return { rows, rejected, outputs: outputs.values(), lines };
 }
 
 /** A file written as it goes (synchronous writes; errors name the file). */
@@ -234,9 +268,12 @@ export async function evaluateCsv(model: SavedModel, dataFile: string, options: 
   let sums: BatchSums;
   let rejected: RejectedRow[];
   if (model.preprocessor.input) {
-    const { enc } = readModelInputs(model.preprocessor, dataFile, { requireLabel: true, labels: options.labels });
-    rejected = enc.rejected;
-    sums = enc.rows > 0 ? await model.engine.evaluate(enc.x, enc.y, enc.rows) : { count: 0, lossSum: 0, metricSums: [] };
+    // images and arrays: tar shards a chunk at a time
+    const inputs = modelInputChunks(model.preprocessor, dataFile, { requireLabel: true, labels: options.labels });
+    const total = new PartSums();
+    for (const chunk of inputs.chunks) if (chunk.rows > 0) total.add(await model.engine.evaluate(chunk.x, chunk.y, chunk.rows));
+    sums = total.sums();
+    rejected = inputs.skipped().map((s, i) => ({ line: sums.count + i + 1, reason: s.reason }));
   } else {
     // CSV rows a chunk at a time: a file of any size
     const total = new PartSums();

@@ -19,6 +19,8 @@ import { initBackend } from '../shared/backend.js';
 import { loadConfig } from '../shared/config/load.js';
 import { featureRows } from '../shared/data/feature-rows.js';
 import { readModelInputs } from '../coordinator/model-inputs.js';
+import { runJob } from '../coordinator/job.js';
+import { loadSavedModel, predictCsv } from '../coordinator/saved-model.js';
 import { readNpy } from '../shared/data/npy.js';
 import { ConfigError, DataError } from '../shared/errors.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithNodes, startCoordinator, startWorker, trackProcesses, type Proc } from './cluster-helpers.js';
@@ -140,6 +142,21 @@ describe('.npy samples on disk', () => {
     writeFileSync(join(dir, 'x.npy'), npy('<f4', [40, 4], new Float32Array(40 * 4 - 3)));
     expect(() => readJobData(config)).toThrow(/x\.npy: the header says 160 values of 4 bytes, the file has 628 bytes of data \(truncated\?\)/);
   });
+
+  it('a saved model predicts a .npy file: a line and the outputs per sample, no file column', async () => {
+    const { dir, configFile } = arrays(60, 4, '<f4');
+    const config = loadConfig(configFile);
+    await runJob({ ...config, fit: { ...config.fit, epochs: 1 }, cluster: { ...config.cluster, threads: 1 }, output: { ...config.output, dir: join(dir, 'run') } }, { handleSignals: false, log: () => undefined });
+    const model = await loadSavedModel(join(dir, 'run', 'model'), 'cpu');
+    const out = join(dir, 'predictions.csv');
+    const predicted = await predictCsv(model, join(dir, 'x.npy'), out);
+    expect(predicted.rows).toBe(60);
+    const lines = readFileSync(out, 'utf8').trim().split('\n');
+    expect(lines[0]).toBe('line,probability_0,probability_1,probability_2,predicted,error');
+    expect(lines).toHaveLength(61);
+    expect(lines[60]!.split(',')).toHaveLength(6);
+    expect(lines[60]!.startsWith('60,')).toBe(true);
+  }, 120_000);
 
   it('a file cut short or removed after the start: the read names the file', () => {
     const { dir, configFile } = arrays(50, 4, '<f4');

@@ -19,6 +19,7 @@ import { loadConfig } from '../shared/config/load.js';
 import { DataError } from '../shared/errors.js';
 import { featureRows } from '../shared/data/feature-rows.js';
 import { indexShards } from '../shared/data/shards.js';
+import { readShardsFor, shardChunks } from '../shared/data/shard-data.js';
 import { expandPaths } from '../shared/data/paths.js';
 import { readTarMembers, writeTar } from '../shared/data/tar.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithNodes, startCoordinator, startWorker, trackProcesses } from './cluster-helpers.js';
@@ -182,6 +183,25 @@ describe('tar shards', () => {
     writeFileSync(join(held, 'other.tar'), writeTar([{ name: 'x.png', bytes: bytes.subarray(members[2]!.offset, members[2]!.offset + members[2]!.size) }, { name: 'x.cls', bytes: Buffer.from('42') }]));
     await expect(evaluateCsv(model, join(held, 'other.tar'))).rejects.toThrow(/other\.tar: x: class 42 \(its \.cls\) is not one of the model's classes \(0, 1, 2, 3, 4, 5, 6, 7, 8, 9\)/);
   }, 300_000);
+
+  it('a saved model reads shards a chunk at a time: chunks of 7 give the pixels, classes and names of all at once, an undecodable image skipped once', () => {
+    const dir = mnistShards(40, 2);
+    const paths = expandPaths(join(dir, 'train-*.tar'));
+    const first = readTarMembers(paths[0]!)[0]!;
+    const bytes = readFileSync(paths[0]!);
+    bytes.fill(7, first.offset + 60, first.offset + 120);
+    writeFileSync(paths[0]!, bytes);
+    const classes = Array.from({ length: 10 }, (_, k) => String(k));
+    const whole = readShardsFor(paths, [28, 28, 1], classes, true);
+    const { chunks, skipped } = shardChunks(paths, [28, 28, 1], classes, true, 7);
+    const parts = [...chunks];
+    expect(parts.map((c) => c.files.length)).toEqual([6, 7, 7, 7, 7, 5]);
+    expect(parts.flatMap((c) => c.files)).toEqual(whole.files);
+    expect(parts.flatMap((c) => Array.from(c.labels!))).toEqual(Array.from(whole.labels!));
+    expect(Buffer.concat(parts.map((c) => c.pixels))).toEqual(Buffer.from(whole.pixels));
+    expect(skipped).toEqual(whole.skipped);
+    expect(skipped).toHaveLength(1);
+  });
 
   it('1 thread + 1 worker node on streamed shards, sent the decoded rows or (--data-dir) reading the shards itself: the weights of one process', async () => {
     const dir = mnistShards(300, 3);

@@ -87,38 +87,61 @@ export function prepareShards(paths: readonly string[], options: ShardOptions, s
   return withIdentity(prepared, index, (line) => line - 1);
 }
 
+/** Samples of tar shards decoded for a saved model: pixels, class indexes (requireLabel), names ("shard: key"). */
+export interface ShardChunk {
+  readonly pixels: Uint8Array;
+  readonly labels: Int32Array | undefined;
+  readonly files: string[];
+}
+
 /**
- * The samples of tar shards for a trained model (`coordinator evaluate` and `predict`): every
- * image decoded and resized to `shape` as in training, its class from its .cls (the model's
- * `classes` are the .cls values it was trained on; another value is refused, naming the member).
- * `requireLabel: false` keeps images without a .cls. Images that do not decode are skipped with
- * the reason; each sample is named "shard: key".
+ * The samples of the shards `paths` for a saved model (evaluate, predict), `size` decoded at a
+ * time as they are asked for (all at once without `size`): each image decoded and resized to
+ * `shape` as in training, its class from its .cls (the model's `classes` are the .cls values it
+ * was trained on; another value is refused, naming the member). `requireLabel: false` keeps
+ * images without a .cls. Images that do not decode go to `skipped` with the reason as they are met.
  */
-export function readShardsFor(paths: readonly string[], shape: readonly [number, number, number], classes: readonly string[], requireLabel: boolean): { pixels: Uint8Array; labels: Int32Array | undefined; files: string[]; skipped: { file: string; reason: string }[] } {
+export function shardChunks(paths: readonly string[], shape: readonly [number, number, number], classes: readonly string[], requireLabel: boolean, size?: number): { chunks: Generator<ShardChunk>; skipped: { file: string; reason: string }[] } {
   const index = indexShards(paths, { unlabelled: requireLabel ? 'leave out' : 'keep' });
   const [height, width, channels] = shape;
   const features = height * width * channels;
   const file: TarOnDisk = { kind: 'tar', shards: index.shards, shardBytes: index.shardBytes, shard: index.shard, offset: index.offset, size: index.size, order: new Int32Array(0), shape: [height, width, channels], resize: true, scale: 1 };
-  const pixels = new Uint8Array(index.keys.length * features);
-  const files: string[] = [];
-  const labels: number[] = [];
   const skipped: { file: string; reason: string }[] = [];
-  withFiles(index.shards, (fdOf) => {
-    const read = (shard: number, offset: number, size: number): Uint8Array => readMemberAt(fdOf(shard), index.shards[shard]!, offset, size);
-    for (let s = 0; s < index.keys.length; s++) {
-      const k = index.labels[s]! < 0 ? -1 : classes.indexOf(String(index.labels[s]));
-      if (requireLabel && k < 0) throw new DataError(`${index.keys[s]}: class ${index.labels[s]} (its .cls) is not one of the model's classes (${classes.join(', ')})`);
-      try {
-        pixels.set(tarImage(file, s, read), files.length * features);
-      } catch (err) {
-        skipped.push({ file: index.keys[s]!, reason: (err as Error).message.replace(`${index.shards[index.shard[s]!]}: `, '') });
-        continue;
-      }
-      files.push(index.keys[s]!);
-      labels.push(k);
+  const total = index.keys.length;
+  const chunk = Math.max(1, size ?? total);
+  function* chunks(): Generator<ShardChunk> {
+    for (let s = 0; s < total; ) {
+      const pixels = new Uint8Array(Math.min(chunk, total - s) * features);
+      const files: string[] = [];
+      const labels: number[] = [];
+      s = withFiles(index.shards, (fdOf) => {
+        const read = (shard: number, offset: number, bytes: number): Uint8Array => readMemberAt(fdOf(shard), index.shards[shard]!, offset, bytes);
+        let t = s;
+        for (; t < total && t - s < chunk; t++) {
+          const k = index.labels[t]! < 0 ? -1 : classes.indexOf(String(index.labels[t]));
+          if (requireLabel && k < 0) throw new DataError(`${index.keys[t]}: class ${index.labels[t]} (its .cls) is not one of the model's classes (${classes.join(', ')})`);
+          try {
+            pixels.set(tarImage(file, t, read), files.length * features);
+          } catch (err) {
+            skipped.push({ file: index.keys[t]!, reason: (err as Error).message.replace(`${index.shards[index.shard[t]!]}: `, '') });
+            continue;
+          }
+          files.push(index.keys[t]!);
+          labels.push(k);
+        }
+        return t;
+      });
+      if (files.length > 0) yield { pixels: pixels.subarray(0, files.length * features), labels: requireLabel ? Int32Array.from(labels) : undefined, files };
     }
-  });
-  return { pixels: pixels.subarray(0, files.length * features), labels: requireLabel ? Int32Array.from(labels) : undefined, files, skipped };
+  }
+  return { chunks: chunks(), skipped };
+}
+
+/** shardChunks all at once: every sample's pixels, labels and name, and the images skipped. */
+export function readShardsFor(paths: readonly string[], shape: readonly [number, number, number], classes: readonly string[], requireLabel: boolean): ShardChunk & { skipped: { file: string; reason: string }[] } {
+  const { chunks, skipped } = shardChunks(paths, shape, classes, requireLabel);
+  const all = chunks.next();
+  return { ...(all.done ? { pixels: new Uint8Array(0), labels: requireLabel ? new Int32Array(0) : undefined, files: [] } : all.value), skipped };
 }
 
 /**
