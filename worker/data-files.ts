@@ -78,8 +78,8 @@ async function openNpy(job: JobMessage, expected: Extract<DataFile, { kind: 'npy
   };
 }
 
-/** A shard's size: from the file system, or from a one-byte range request's Content-Range. */
-async function shardBytes(data: DataSource, path: string): Promise<number> {
+/** A file's size: from the file system, or from a one-byte range request's Content-Range. */
+async function sizeOf(data: DataSource, path: string): Promise<number> {
   if ('dir' in data) {
     try {
       return statSync(path).size;
@@ -90,19 +90,35 @@ async function shardBytes(data: DataSource, path: string): Promise<number> {
   return (await fetchRange(path, 0, 0)).size;
 }
 
-/** The job's CSV files (CSV left on disk): each row named by (file, byte offset, size), parsed and encoded with the job's encoding. */
-async function openCsv(job: JobMessage, expected: Extract<DataFile, { kind: 'csv' }>, data: DataSource, log: (line: string) => void): Promise<DataFileReader> {
-  const located = expected.files.map((f) => locate(data, f.name));
-  const flag = located[0]!.flag;
-  for (const [i, { path }] of located.entries()) {
+/** The files `names` where `data` says, each of the size the coordinator's has (`bytes`); one that is missing or differs refuses the job, naming it. */
+async function locateSized(data: DataSource, names: readonly string[], bytes: readonly number[], noun: string): Promise<{ flag: string; path: string }[]> {
+  const located = names.map((name) => locate(data, name));
+  for (const [i, { flag, path }] of located.entries()) {
     let size;
     try {
-      size = await shardBytes(data, path);
+      size = await sizeOf(data, path);
     } catch (err) {
-      throw new JobRefusedError(`${flag}: ${(err as Error).message}; the coordinator trains on ${expected.files[i]!.name} (${expected.files[i]!.bytes} bytes): put that file there`);
+      throw new JobRefusedError(`${flag}: ${(err as Error).message}; the coordinator trains on ${names[i]} (${bytes[i]} bytes): put that ${noun} there`);
     }
-    if (size !== expected.files[i]!.bytes) throw new JobRefusedError(`${flag}: ${path} is not the file the coordinator trains on: ${size} bytes, the coordinator's has ${expected.files[i]!.bytes}`);
+    if (size !== bytes[i]) throw new JobRefusedError(`${flag}: ${path} is not the ${noun} the coordinator trains on: ${size} bytes, the coordinator's has ${bytes[i]}`);
   }
+  return located;
+}
+
+/** Why (file, offset, size) triples `refs` are not inside files of `fileBytes` bytes, naming the first as a `what`, or undefined. */
+function spanRefsCheck(refs: Float64Array, fileBytes: readonly number[], what: string, files: string): string | undefined {
+  for (let i = 0; i < refs.length; i += 3) {
+    const [file, offset, size] = [refs[i]!, refs[i + 1]!, refs[i + 2]!];
+    const ok = Number.isInteger(file) && file >= 0 && file < fileBytes.length && Number.isInteger(offset) && offset >= 0 && Number.isInteger(size) && size > 0 && offset + size <= fileBytes[file]!;
+    if (!ok) return `${what} (${file}, ${offset}, ${size}) outside the job's ${fileBytes.length} ${files}`;
+  }
+  return undefined;
+}
+
+/** The job's CSV files (CSV left on disk): each row named by (file, byte offset, size), parsed and encoded with the job's encoding. */
+async function openCsv(job: JobMessage, expected: Extract<DataFile, { kind: 'csv' }>, data: DataSource, log: (line: string) => void): Promise<DataFileReader> {
+  const fileBytes = expected.files.map((f) => f.bytes);
+  const located = await locateSized(data, expected.files.map((f) => f.name), fileBytes, 'file');
   const features = expected.columns.flatMap((c) => (c.kind === 'numeric' ? [c.name] : c.categories.map((cat) => `${c.name}_${cat}`)));
   if (features.length !== job.features) throw new WorkerError(`the job's CSV encoding makes ${features.length} features, and it has ${job.features}`);
   // what reads the rows: the encoding of the features (no label is read here)
@@ -117,14 +133,7 @@ async function openCsv(job: JobMessage, expected: Extract<DataFile, { kind: 'csv
     path: located[0]!.path,
     refWidth: 3,
     remote: !('dir' in data),
-    check: (refs) => {
-      for (let i = 0; i < refs.length; i += 3) {
-        const [file, offset, size] = [refs[i]!, refs[i + 1]!, refs[i + 2]!];
-        const ok = Number.isInteger(file) && file >= 0 && file < located.length && Number.isInteger(offset) && offset >= 0 && Number.isInteger(size) && size > 0 && offset + size <= expected.files[file]!.bytes;
-        if (!ok) return `row (${file}, ${offset}, ${size}) outside the job's ${located.length} CSV file(s)`;
-      }
-      return undefined;
-    },
+    check: (refs) => spanRefsCheck(refs, fileBytes, 'row', 'CSV file(s)'),
     read: async (refs, out) => {
       const rows = refs.length / 3;
       const spans = { part: new Int32Array(rows), start: new Float64Array(rows), end: new Float64Array(rows) };
@@ -148,17 +157,7 @@ async function openShards(job: JobMessage, expected: Extract<DataFile, { kind: '
   const [height, width, channels] = expected.shape;
   if (height * width * channels !== job.features) throw new WorkerError(`the job's images are ${height}x${width}x${channels}, and it has ${job.features} features`);
   if (expected.fileBytes.length !== expected.names.length) throw new WorkerError(`the job names ${expected.names.length} shards and ${expected.fileBytes.length} sizes`);
-  const paths = expected.names.map((name) => locate(data, name));
-  const flag = paths[0]!.flag;
-  for (const [i, { path }] of paths.entries()) {
-    let size;
-    try {
-      size = await shardBytes(data, path);
-    } catch (err) {
-      throw new JobRefusedError(`${flag}: ${(err as Error).message}; the coordinator trains on ${expected.names[i]} (${expected.fileBytes[i]} bytes): put that shard there`);
-    }
-    if (size !== expected.fileBytes[i]) throw new JobRefusedError(`${flag}: ${path} is not the shard the coordinator trains on: ${size} bytes, the coordinator's has ${expected.fileBytes[i]}`);
-  }
+  const paths = await locateSized(data, expected.names, expected.fileBytes, 'shard');
   log(`reading this node's images from ${paths.length} tar shard(s) at ${paths[0]!.path}${paths.length > 1 ? ', ...' : ''}`);
   const image = async (shard: number, offset: number, size: number): Promise<Uint8Array> => {
     const { path } = paths[shard]!;
@@ -176,14 +175,7 @@ async function openShards(job: JobMessage, expected: Extract<DataFile, { kind: '
     path: paths[0]!.path,
     refWidth: 3,
     remote: !('dir' in data),
-    check: (refs) => {
-      for (let i = 0; i < refs.length; i += 3) {
-        const [shard, offset, size] = [refs[i]!, refs[i + 1]!, refs[i + 2]!];
-        const ok = Number.isInteger(shard) && shard >= 0 && shard < paths.length && Number.isInteger(offset) && offset >= 0 && Number.isInteger(size) && size > 0 && offset + size <= expected.fileBytes[shard]!;
-        if (!ok) return `image (${shard}, ${offset}, ${size}) outside the job's ${paths.length} shard(s)`;
-      }
-      return undefined;
-    },
+    check: (refs) => spanRefsCheck(refs, expected.fileBytes, 'image', 'shard(s)'),
     read: async (refs, out) => {
       const features = height * width * channels;
       const rows = refs.length / 3;

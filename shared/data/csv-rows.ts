@@ -60,6 +60,15 @@ export function encodeOnDisk(rows: CsvFileRows, pre: Preprocessor): { enc: Encod
   };
 }
 
+/** Spans of `n` rows in SharedArrayBuffers (they travel to threads). */
+function sharedSpans(n: number): { part: Int32Array; start: Float64Array; end: Float64Array } {
+  return {
+    part: new Int32Array(new SharedArrayBuffer(Math.max(1, n) * 4), 0, n),
+    start: new Float64Array(new SharedArrayBuffer(Math.max(1, n) * 8), 0, n),
+    end: new Float64Array(new SharedArrayBuffer(Math.max(1, n) * 8), 0, n),
+  };
+}
+
 /**
  * The rows that encode, as they are found: label, weight, and file and span (those in shared
  * memory), growing only past the capacity they are made with.
@@ -79,9 +88,10 @@ class RowIndex {
   ) {
     this.y = new Float32Array(capacity * outputs);
     this.w = new Float32Array(weights ? capacity : 0);
-    this.part = new Int32Array(new SharedArrayBuffer(capacity * 4));
-    this.start = new Float64Array(new SharedArrayBuffer(capacity * 8));
-    this.end = new Float64Array(new SharedArrayBuffer(capacity * 8));
+    const spans = sharedSpans(capacity);
+    this.part = spans.part;
+    this.start = spans.start;
+    this.end = spans.end;
   }
 
   /** Where the next row's label goes (a view of its slot). */
@@ -105,11 +115,12 @@ class RowIndex {
       into.set(values);
       return into;
     };
+    const spans = sharedSpans(capacity);
     this.y = copy(this.y, new Float32Array(capacity * this.outputs));
     this.w = copy(this.w, new Float32Array(this.weights ? capacity : 0));
-    this.part = copy(this.part, new Int32Array(new SharedArrayBuffer(capacity * 4)));
-    this.start = copy(this.start, new Float64Array(new SharedArrayBuffer(capacity * 8)));
-    this.end = copy(this.end, new Float64Array(new SharedArrayBuffer(capacity * 8)));
+    this.part = copy(this.part, spans.part);
+    this.start = copy(this.start, spans.start);
+    this.end = copy(this.end, spans.end);
     this.capacity = capacity;
   }
 }
@@ -130,10 +141,7 @@ export function joinCsvOnDisk(a: Omit<CsvOnDisk, 'order'>, b: Omit<CsvOnDisk, 'o
       }),
     })),
   ];
-  const n = a.part.length + b.part.length;
-  const part = new Int32Array(new SharedArrayBuffer(Math.max(1, n) * 4), 0, n);
-  const start = new Float64Array(new SharedArrayBuffer(Math.max(1, n) * 8), 0, n);
-  const end = new Float64Array(new SharedArrayBuffer(Math.max(1, n) * 8), 0, n);
+  const { part, start, end } = sharedSpans(a.part.length + b.part.length);
   part.set(a.part);
   part.set(b.part.map((p) => p + a.files.length), a.part.length);
   start.set(a.start);
