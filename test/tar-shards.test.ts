@@ -19,7 +19,7 @@ import { loadConfig } from '../shared/config/load.js';
 import { DataError } from '../shared/errors.js';
 import { featureRows } from '../shared/data/feature-rows.js';
 import { indexShards } from '../shared/data/shards.js';
-import { readShardsFor, shardChunks } from '../shared/data/shard-data.js';
+import { shardChunks } from '../shared/data/shard-data.js';
 import { expandPaths } from '../shared/data/paths.js';
 import { readTarMembers, writeTar } from '../shared/data/tar.js';
 import { coordinatorUrl, jobFolder, readRunWeights, readSummary, runKillingOneOfTwoNodes, runWithNodes, startCoordinator, startWorker, trackProcesses } from './cluster-helpers.js';
@@ -192,7 +192,8 @@ describe('tar shards', () => {
     bytes.fill(7, first.offset + 60, first.offset + 120);
     writeFileSync(paths[0]!, bytes);
     const classes = Array.from({ length: 10 }, (_, k) => String(k));
-    const whole = readShardsFor(paths, [28, 28, 1], classes, true);
+    const all = shardChunks(paths, [28, 28, 1], classes, true);
+    const whole = { ...[...all.chunks][0]!, skipped: all.skipped };
     const { chunks, skipped } = shardChunks(paths, [28, 28, 1], classes, true, 7);
     const parts = [...chunks];
     expect(parts.map((c) => c.files.length)).toEqual([6, 7, 7, 7, 7, 5]);

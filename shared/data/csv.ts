@@ -239,10 +239,15 @@ function checkedHeader(record: readonly string[], source: string): string[] {
   return header;
 }
 
+/** Whether `path` names several files (a pattern or a brace range, even one that matches one file), given what it expands to. */
+function severalFiles(path: string, paths: readonly string[]): boolean {
+  return !(paths.length === 1 && paths[0] === path);
+}
+
 /** The CSV data of `path`: one file, or (a `*` pattern or a brace range) several read as one table. */
 export function readCsvPath(path: string, options: ReadCsvOptions = {}): Table {
   const paths = expandPaths(path);
-  return paths.length === 1 && paths[0] === path ? readCsv(path, options) : readCsvFiles(paths, path, options);
+  return severalFiles(path, paths) ? readCsvFiles(paths, path, options) : readCsv(path, options);
 }
 
 export function readCsv(path: string, options: ReadCsvOptions = {}): Table {
@@ -366,7 +371,7 @@ export interface CsvBatch {
  */
 export function csvBatches(path: string, size: number): Pick<RowSource, 'source' | 'header' | 'parts'> & { readonly batches: Generator<CsvBatch> } {
   const paths = expandPaths(path);
-  const several = !(paths.length === 1 && paths[0] === path);
+  const several = severalFiles(path, paths);
   const source = several ? `${path} (${paths.length} files)` : path;
   const parts: CsvPart[] = [];
   const items = csvItems(paths, path, false, parts);
@@ -400,7 +405,7 @@ export interface CsvFileRows extends RowSource {
 /** The CSV data of `path` (one file, a pattern or a brace range) as rows read from the files at each pass. */
 export function csvFileRows(path: string): CsvFileRows {
   const paths = expandPaths(path);
-  const several = !(paths.length === 1 && paths[0] === path);
+  const several = severalFiles(path, paths);
   const source = several ? `${path} (${paths.length} files)` : path;
   // the header, from the first file's first record; the files' layout (their lines and column
   // orders) from each pass over all of them

@@ -137,13 +137,6 @@ export function shardChunks(paths: readonly string[], shape: readonly [number, n
   return { chunks: chunks(), skipped };
 }
 
-/** shardChunks all at once: every sample's pixels, labels and name, and the images skipped. */
-export function readShardsFor(paths: readonly string[], shape: readonly [number, number, number], classes: readonly string[], requireLabel: boolean): ShardChunk & { skipped: { file: string; reason: string }[] } {
-  const { chunks, skipped } = shardChunks(paths, shape, classes, requireLabel);
-  const all = chunks.next();
-  return { ...(all.done ? { pixels: new Uint8Array(0), labels: requireLabel ? new Int32Array(0) : undefined, files: [] } : all.value), skipped };
-}
-
 /**
  * The data set with its identity (Dataset.identity): the shards' names and sizes, and the shard,
  * offset and size of each training row's sample in row order, hashed; `sampleOf` maps a row's
