@@ -129,8 +129,8 @@ export async function coordinatorUrl(coordinator: Proc): Promise<string> {
 }
 
 /** A worker node process on wasm, unless `args` names another backend (the last --backend counts). */
-export function startWorker(name: string, url: string, tokenFile: string, args: string[] = []): Proc {
-  return spawnNode(name, WORKER_BIN, ['start', '--connect', url, '--token-file', tokenFile, '--name', name, '--backend', 'wasm', ...args]);
+export function startWorker(name: string, url: string, tokenFile: string, args: string[] = [], env: Record<string, string> = {}): Proc {
+  return spawnNode(name, WORKER_BIN, ['start', '--connect', url, '--token-file', tokenFile, '--name', name, '--backend', 'wasm', ...args], env);
 }
 
 /** A job with one worker node process (`w1`): both exit 0; the run's summary. */

@@ -121,6 +121,56 @@ describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_0
     for (const w of others) expect(w.output).not.toMatch(/differ from the coordinator's/);
   });
 
+  /**
+   * Three nodes, one of which fails at an exact point of step 5's round (worker/fault-point.ts).
+   * The round is not committed, nobody steps, step 5 goes through the coordinator without the
+   * victim, and the run ends with the weights of one process.
+   */
+  async function failAtStep5(point: string, epochs = 2, cluster: Record<string, unknown> = {}) {
+    const job = peersJob('peers', { threads: 0, minWorkers: 2, startWorkers: 3, ...cluster }, 800, epochs, SGD, SMOOTH);
+    const coordinator = track(startCoordinator(job.configFile, ['--token-file', job.tokenFile, '--out', job.out]));
+    const url = await coordinatorUrl(coordinator);
+    const victim = track(startWorker('victim', url, job.tokenFile, ['--metrics-listen', 'off'], { DPTRAIN_FAULT_POINT: point }));
+    const others = ['w2', 'w3'].map((name) => track(startWorker(name, url, job.tokenFile, ['--metrics-listen', 'off'])));
+    expect(await coordinator.exited, coordinator.output).toBe(0);
+    for (const w of others) expect(await w.exited, w.output).toBe(0);
+    expect(coordinator.output).toMatch(/step 5: the round among peers failed/);
+    expect(coordinator.output).not.toMatch(/\((w2|w3)\) left/);
+    const summary = readSummary(job.out);
+    expect(summary.samples).toBe(epochs * job.dataset.train.count);
+    const expected = (await trainOnLanes(job.config, job.dataset, 'in-process')).weights;
+    expect(maxAbsDiff(readRunWeights(job.out), expected)).toBeLessThan(1e-4);
+    // the survivors stepped on the coordinator's weights after step 5: no weight check failed
+    for (const w of others) expect(w.output).not.toMatch(/differ from the coordinator's/);
+    return { summary, coordinator, victim, others };
+  }
+
+  it('a node that owns a shard killed once it holds a block of another: step 5 through the coordinator, the weights of one process', async () => {
+    const { summary, victim } = await failAtStep5('kill-after-block@5');
+    expect(await victim.exited).toBe(null); // SIGKILL
+    expect(summary.peerSteps).toBe(summary.steps - 1);
+  });
+
+  it('a node killed during the all-gather, its shard sent to one peer only: nobody steps twice, the weights of one process', async () => {
+    const { summary, victim } = await failAtStep5('kill-mid-gather@5');
+    expect(await victim.exited).toBe(null);
+    expect(summary.peerSteps).toBe(summary.steps - 1);
+  });
+
+  it('a straggler dropped at step 5 whose frames then arrive: refused as late, it rejoins later, the weights of one process', async () => {
+    // the victim's block of step 5 comes 3 s late: past its 1 s deadline in the round and in the
+    // step through the coordinator after it; the others are rounds further on by then
+    const { coordinator, victim, others } = await failAtStep5('stall-block@5:3000', 80, { stepDeadline: { factor: 20, floorSeconds: 1 } });
+    expect(coordinator.output).toMatch(/\(victim\) left at step \d+: timeout: no answer to step 5/);
+    expect(others.map((w) => w.output).join('\n')).toMatch(/a (block|reduced) frame of epoch \d+ step 5 from node-\d+ came after its round: dropped/);
+    // it took part again, among peers, before the end
+    expect(await victim.exited, victim.output).toBe(0);
+    expect(coordinator.output.match(/\(victim, [^)]*\) joined/g), coordinator.output).toHaveLength(2);
+    // rejoined under a new id, it reconnects to its peers as that id: no round fails for frames
+    // that claim the old one
+    expect(coordinator.output.match(/the round among peers failed/g), coordinator.output).toHaveLength(1);
+  });
+
   it('a node joining mid-run gets the state, the next step is a new epoch among three, the weights of one process', async () => {
     // Long enough that the late node joins well before the end on a loaded machine. Over hundreds
     // of steps the rounding of another split (the join's step is the machine's) is enough to tip

@@ -27,7 +27,8 @@ import { createEngine } from '../compute/gradient.js';
 import type { WorkerMetrics } from './metrics.js';
 import { GradientSender } from './gradient-sender.js';
 import { PeerMesh } from './peer-mesh.js';
-import { PeerReplica, type BlockSums } from './peer-replica.js';
+import { PeerReplica, type BlockSums, type ReplicaLinks } from './peer-replica.js';
+import { faultPointFromEnv, killSelf } from './fault-point.js';
 import { OBSERVER } from '../shared/peer/all-reduce-round.js';
 import { ShardStore } from './shard-store.js';
 import { openDataFile, type DataFileReader, type DataSource } from './data-files.js';
@@ -132,6 +133,8 @@ export class NodeClient {
   private workerId = '';
   /** A peer step's gradient is computed into this (its shards are copied out as they go). */
   private scratch: Float32Array | undefined;
+  /** A failure test's fault point (fault-point.ts); undefined in real runs. */
+  private readonly fault = faultPointFromEnv();
 
   constructor(private readonly options: NodeClientOptions) {}
 
@@ -148,7 +151,10 @@ export class NodeClient {
         ...(peer.tls ? { tls: peer.tls } : {}),
         ...(this.options.ca ? { ca: this.options.ca } : {}),
       });
-      this.mesh.onFrame = (from, frame) => this.replica?.receive(from, frame);
+      this.mesh.onFrame = (from, frame) => {
+        this.replica?.receive(from, frame);
+        if (this.fault?.kind === 'kill-after-block' && frame.type === 'block' && frame.step === this.fault.step) killSelf();
+      };
       const mesh = this.mesh;
       this.options.metrics?.peerBytes(() => mesh.bytes);
       this.options.log(`peer endpoint on port ${this.mesh.port}${this.mesh.tls ? ' (wss://)' : ''}`);
@@ -296,6 +302,7 @@ export class NodeClient {
       sendingMs += performance.now() - began;
     };
     const sums = await this.compute(message, gradient, onReady, () => sendingMs);
+    if (this.fault?.kind === 'stall-block' && this.fault.step === message.step) await new Promise((resolve) => setTimeout(resolve, this.fault!.ms));
     replica.contribute(message.step, gradient, sums);
     if (this.options.verbose) this.options.log(`step ${message.step} (peers): ${sums.count} rows, ${sums.computeMs.toFixed(1)} ms`);
   }
@@ -404,11 +411,32 @@ export class NodeClient {
     if (job.reduction === 'peers' && this.mesh) {
       const mesh = this.mesh;
       mesh.join({ jobId: job.jobId, self: this.workerId, parameters });
-      this.replica = new PeerReplica(job, { toPeer: (to, message) => mesh.send(to, message), toCoordinator: (message) => this.connection?.send(message) });
+      // a replica replaced (the node rejoined) sends nothing more: its frames would claim the old id
+      const replica: PeerReplica = new PeerReplica(job, this.replicaLinks(mesh, () => this.replica === replica), this.options.log);
+      this.replica = replica;
     }
     this.options.log(
       `job ${job.jobId}: model ${describeModel(job.spec)} (${job.parameters} parameters), ${job.trainRows} training rows, backend ${this.options.devices ? `${this.options.backend} on ${this.options.devices.count} devices` : tf.getBackend()}`,
     );
+  }
+
+  /** Where a replica's frames go while it is the node's: the peer endpoint and the coordinator (silenced mid-gather by a kill-mid-gather fault point). */
+  private replicaLinks(mesh: PeerMesh, live: () => boolean): ReplicaLinks {
+    const links: ReplicaLinks = { toPeer: (to, message) => void (live() && mesh.send(to, message)), toCoordinator: (message) => void (live() && this.connection?.send(message)) };
+    const fault = this.fault;
+    if (fault?.kind !== 'kill-mid-gather') return links;
+    let silenced = false;
+    return {
+      toPeer: (to, message) => {
+        if (silenced) return;
+        links.toPeer(to, message);
+        if (message.type === 'reduced' && message.step === fault.step) {
+          silenced = true;
+          killSelf(300);
+        }
+      },
+      toCoordinator: (message) => void (silenced || links.toCoordinator(message)),
+    };
   }
 
   close(): void {
@@ -425,6 +453,9 @@ type Handlers = { readonly [K in Message['type']]?: (message: Extract<Message, {
  * it had run synchronously. Heartbeats both ways once the job is known. `done` hears how it
  * ended, or the error when the coordinator refuses this worker for good.
  */
+/** How long a session's end waits for the message being handled (a step's compute) before the node reconnects anyway. */
+const DRAIN_MS = 60_000;
+
 class Session {
   welcomed = false;
   /** A step's gradient went out on this connection. */
@@ -464,13 +495,24 @@ class Session {
     this.finish({ kind: 'lost', reason, welcomed: this.welcomed, progressed: this.progressed });
   }
 
+  /**
+   * Ends the session. The message being handled finishes first (at most DRAIN_MS; the ones queued
+   * behind it are skipped), so a node never runs two sessions' handlers at once: a step still
+   * computing when the coordinator dropped the node ends, and its frames go out, before the node
+   * reconnects under a new id.
+   */
   finish(end: SessionEnd | Error): void {
     if (this.settled) return;
     this.settled = true;
     clearInterval(this.heartbeat);
     this.options.metrics?.connected(false);
     if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) this.socket.terminate();
-    this.done(end);
+    let timer: NodeJS.Timeout | undefined;
+    const drained = new Promise<void>((resolve) => (timer = setTimeout(resolve, DRAIN_MS)));
+    void Promise.race([this.handled, drained]).then(() => {
+      clearTimeout(timer);
+      this.done(end);
+    });
   }
 
   send(message: Message): void {

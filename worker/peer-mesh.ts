@@ -131,9 +131,13 @@ export class PeerMesh {
     return this.https !== undefined;
   }
 
-  /** Serve `job` from now on (connections of an earlier job are closed). */
+  /**
+   * Serve `job` from now on: connections of an earlier job are closed; so are this node's own
+   * connections to its peers when it rejoined the job under a new id (they introduced it by the old one).
+   */
   join(job: MeshJob): void {
     if (this.job && this.job.jobId !== job.jobId) this.closeConnections('the job ended');
+    else if (this.job && this.job.self !== job.self) this.closeOutgoing(`this node is ${job.self} now`);
     this.job = job;
   }
 
@@ -229,9 +233,13 @@ export class PeerMesh {
   }
 
   private closeConnections(why: string): void {
+    this.closeOutgoing(why);
+    for (const client of this.server.clients) client.close(1000, why);
+  }
+
+  private closeOutgoing(why: string): void {
     for (const out of this.outgoing.values()) out.socket.close(1000, why);
     this.outgoing.clear();
-    for (const client of this.server.clients) client.close(1000, why);
   }
 
   close(): Promise<void> {

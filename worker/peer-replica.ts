@@ -14,7 +14,7 @@ import { weightLayout } from '../shared/model/layout.js';
 import { clipGradient, type VariableRange } from '../shared/optimize/clip.js';
 import { statisticRanges, stepWithStatistics, type StatisticRange } from '../shared/optimize/moving-statistics.js';
 import { createOptimizer, stateLayout, type Optimizer, type OptimizerConfig, type OptimizerState } from '../shared/optimize/optimizers.js';
-import { AllReduceRound, OBSERVER, RoundMemory } from '../shared/peer/all-reduce-round.js';
+import { AllReduceRound, OBSERVER, RoundMemory, type RoundPlan } from '../shared/peer/all-reduce-round.js';
 import { weightsCheck } from '../shared/peer/weights-check.js';
 import type { BlockMessage, CommitMessage, JobMessage, Message, PeersMessage, ReducedMessage, RoundMessage, StateMessage } from '../shared/protocol/schemas.js';
 import type { PeerAddress, PeerFrame } from './peer-mesh.js';
@@ -63,10 +63,14 @@ export class PeerReplica {
   private early: { from: string | typeof OBSERVER; frame: PeerFrame }[] = [];
   private readonly memory: RoundMemory;
   private earlyValues = 0;
+  /** Frames of rounds already past that arrived (a straggler's or a lost node's), and the round the last one was logged in. */
+  lateFrames = 0;
+  private lateLogged: RoundPlan | undefined;
 
   constructor(
     job: JobMessage,
     private readonly links: ReplicaLinks,
+    private readonly log: (line: string) => void = () => undefined,
   ) {
     if (!job.optimizer) throw new ProtocolError('a job reduced among peers names no optimizer', 'malformed');
     this.config = job.optimizer;
@@ -182,11 +186,19 @@ export class PeerReplica {
     const current = round?.plan;
     const ahead = !current || frame.epoch > current.epoch || (frame.epoch === current.epoch && frame.step > current.step);
     if (ahead) return this.hold(from, frame);
-    if (frame.epoch !== current.epoch || frame.step !== current.step) return; // a round already past
+    if (frame.epoch !== current.epoch || frame.step !== current.step) return this.late(from, frame, current);
     const rank = from === OBSERVER ? OBSERVER : epoch!.ranks.findIndex((p) => p.id === from);
     if (from !== OBSERVER && rank < 0) throw new ProtocolError(`${from} is not a peer of epoch ${frame.epoch}`, 'unexpected');
     if (frame.type === 'block') round!.receiveBlock(rank, frame as BlockMessage);
     else round!.receiveReduced(rank, frame as ReducedMessage);
+  }
+
+  /** A frame of a round already past: dropped unread, said once a round. */
+  private late(from: string | typeof OBSERVER, frame: PeerFrame, current: RoundPlan): void {
+    this.lateFrames++;
+    if (this.lateLogged === current) return;
+    this.lateLogged = current;
+    this.log(`a ${frame.type} frame of epoch ${frame.epoch} step ${frame.step} from ${from === OBSERVER ? 'the coordinator' : from} came after its round: dropped`);
   }
 
   private hold(from: string | typeof OBSERVER, frame: PeerFrame): void {
