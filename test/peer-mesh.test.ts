@@ -102,6 +102,30 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
     expect(log.filter((l) => l.includes('refused')).length).toBeGreaterThanOrEqual(10);
   });
 
+  it('one connection per proven peer: a token holder opening 20 as itself holds one socket, the newest', async () => {
+    const { url, frames, mesh } = await endpoint();
+    const open = async (): Promise<{ ws: WebSocket; closed: Promise<string> }> => {
+      const ws = new WebSocket(url);
+      sockets.push(ws);
+      ws.on('error', () => undefined);
+      const closed = new Promise<string>((resolve) => ws.on('close', (_code, reason) => resolve(reason.toString())));
+      await new Promise((r) => ws.on('open', r));
+      ws.send(encodeMessage(hello(mesh.key, { from: 'node-3' })));
+      return { ws, closed };
+    };
+    const all: { ws: WebSocket; closed: Promise<string> }[] = [];
+    for (let i = 0; i < 20; i++) {
+      all.push(await open());
+      // the hello is taken before the next connection says its own
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const { closed } of all.slice(0, -1)) expect(await closed).toBe('replaced by a newer connection from the same peer');
+    const newest = all.at(-1)!.ws;
+    expect(newest.readyState).toBe(WebSocket.OPEN);
+    newest.send(encodeMessage(block(0, 3)));
+    await expect.poll(() => frames.map((f) => [f.from, f.frame.step])).toEqual([['node-3', 3]]);
+  });
+
   it('over TLS: a peer trusting the certificate is heard; a socket that never finishes its handshake is cut at the hello deadline', async () => {
     const { cert, key } = selfSignedCertificate(mkdtempSync(join(tmpdir(), 'dptrain-peer-tls-')));
     const tls = { cert: readFileSync(cert), key: readFileSync(key) };

@@ -74,6 +74,8 @@ interface Outgoing {
 export class PeerMesh {
   private job: MeshJob | undefined;
   private readonly outgoing = new Map<string, Outgoing>();
+  /** The connection each proven peer sends on: one per id, so a token holder cannot fill the endpoint's sockets with its own. */
+  private readonly incoming = new Map<string, WebSocket>();
   private readonly admission: Admission;
   private readonly checkToken: (candidate: string) => boolean;
   /** Frames from authenticated peers; throwing refuses the frame and closes its connection. */
@@ -220,6 +222,12 @@ export class PeerMesh {
         settleHello();
         from = message.from;
         limits = peerFrameLimits(job.parameters);
+        // a newer connection from the same peer (it reconnected, or opens many) replaces the older
+        const older = this.incoming.get(from);
+        if (older) older.close(1000, 'replaced by a newer connection from the same peer');
+        this.incoming.set(from, socket);
+        const id = from;
+        socket.on('close', () => void (this.incoming.get(id) === socket && this.incoming.delete(id)));
         return;
       }
       if (message.type === 'heartbeat') return;
