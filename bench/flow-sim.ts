@@ -72,7 +72,8 @@ export function simulate(tasks: readonly Task[], net: Network): Float64Array {
   const start = (i: number): void => {
     const t = tasks[i]!;
     if (t.kind === 'compute') push(now + t.ms, i);
-    else if (t.src === t.dst || t.bytes <= 0) push(now, i);
+    else if (t.src === t.dst) push(now, i);
+    else if (t.bytes <= 0) push(now + net.latencyMs, i);
     else active.push({ task: i, left: t.bytes, rate: 0 });
   };
   const complete = (i: number): void => {

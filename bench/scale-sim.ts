@@ -8,8 +8,16 @@
  *   round a ring as the backward pass finishes it (n-1 rounds of S/(kn) bytes to the next node),
  *   each owner applies the optimizer to its shard, and the shards are all-gathered round the ring
  *   (n-1 rounds of S/n) before the next step computes.
- * Host 0 is the coordinator (star) or nothing (peers: the coordinator only sends control frames,
- * left out); compute, reduce and apply times come from measurements (scale-out.ts).
+ * - peers as built (cluster.reduction: peers, coordinator/fit/peer-step.ts): each node sends each
+ *   owner its block's shard directly, as soon as the backward pass has finished that shard (the
+ *   last layers' first); each owner folds its shard and, once its own block's frames are out,
+ *   sends its mean to every other node and to the coordinator; every node steps the whole
+ *   optimizer itself (replicated, not 1/n) as soon as its mean is whole, while the coordinator
+ *   steps its own and then sends the commit and the next step, which a node computes once both
+ *   are done.
+ * Host 0 is the coordinator (star, peers as built) or nothing (the ring: the coordinator only
+ * sends control frames, left out); compute, reduce and apply times come from measurements
+ * (scale-out.ts).
  */
 import { simulate, type Network, type Task } from './flow-sim.js';
 
@@ -91,6 +99,59 @@ export function peerSteps(nodes: number, c: StepCosts, steps: number): { tasks: 
     }
     ready = gathered;
     ends.push(add({ kind: 'compute', host: 1, ms: 0, deps: gathered.flat() }));
+  }
+  return { tasks, ends };
+}
+
+/** Peers as built, hosts 1..nodes and the coordinator (0): the tasks of `steps` steps and each step's last task. */
+export function builtPeerSteps(nodes: number, c: StepCosts, steps: number): { tasks: Task[]; ends: number[] } {
+  const tasks: Task[] = [];
+  const add = (t: Task): number => tasks.push(t) - 1;
+  const host = (i: number): number => 1 + i;
+  const k = c.buckets;
+  const shard = c.bytes / nodes;
+  // the backward pass finishes the parameters from the end: after chunk b, [(k-1-b)/k, 1) of them;
+  // shard j ([j/n, (j+1)/n)) can go once that range holds it whole
+  const readyAfter = (j: number): number => Math.max(0, Math.ceil(k - 1 - (j * k) / nodes));
+  const ends: number[] = [];
+  let ready: number[][] = Array.from({ length: nodes }, () => []);
+  for (let s = 0; s < steps; s++) {
+    const chunks: number[][] = Array.from({ length: nodes }, (_, i) => {
+      const list: number[] = [];
+      let deps = ready[i]!;
+      for (let b = 0; b < k; b++) {
+        const t = add({ kind: 'compute', host: host(i), ms: c.computeMs / k, deps });
+        list.push(t);
+        deps = [t];
+      }
+      return list;
+    });
+    // reduce-scatter: every block's shard j straight to its owner j
+    const blocksIn: number[][] = Array.from({ length: nodes }, () => []);
+    const blocksOut: number[][] = Array.from({ length: nodes }, () => []);
+    for (let i = 0; i < nodes; i++) {
+      for (let j = 0; j < nodes; j++) {
+        if (j === i) continue;
+        const flow = add({ kind: 'flow', src: host(i), dst: host(j), bytes: shard, deps: [chunks[i]![readyAfter(j)]!] });
+        blocksIn[j]!.push(flow);
+        blocksOut[i]!.push(flow);
+      }
+    }
+    // an owner's fold is ready when its shard's blocks are in; its mean goes once its own block is out
+    const folded = Array.from({ length: nodes }, (_, j) => add({ kind: 'compute', host: host(j), ms: c.reduceMs / nodes, deps: [...blocksIn[j]!, chunks[j]![k - 1]!, ...blocksOut[j]!] }));
+    // all-gather: each owner's shard of the mean to every other node and to the coordinator
+    const meanIn: number[][] = Array.from({ length: nodes }, (_, i) => [folded[i]!]);
+    const toCoordinator: number[] = [];
+    for (let j = 0; j < nodes; j++) {
+      for (let i = 0; i < nodes; i++) if (i !== j) meanIn[i]!.push(add({ kind: 'flow', src: host(j), dst: host(i), bytes: shard, deps: [folded[j]!] }));
+      toCoordinator.push(add({ kind: 'flow', src: host(j), dst: 0, bytes: shard, deps: [folded[j]!] }));
+    }
+    // each node steps its whole optimizer on the whole mean; the coordinator steps its own, then
+    // commits and sends the next step (control frames)
+    const applied = Array.from({ length: nodes }, (_, i) => add({ kind: 'compute', host: host(i), ms: c.applyMs, deps: meanIn[i]! }));
+    const stepped = add({ kind: 'compute', host: 0, ms: c.applyMs, deps: toCoordinator });
+    ready = applied.map((a, i) => [a, add({ kind: 'flow', src: 0, dst: host(i), bytes: 0, deps: [stepped] })]);
+    ends.push(add({ kind: 'compute', host: 0, ms: 0, deps: [...applied, stepped] }));
   }
   return { tasks, ends };
 }

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { simulate, type Task } from '../bench/flow-sim.js';
-import { peerSteps, starSteps, stepMs } from '../bench/scale-sim.js';
+import { builtPeerSteps, peerSteps, starSteps, stepMs } from '../bench/scale-sim.js';
 
 const net = { hosts: 4, bytesPerMs: 10, latencyMs: 1 };
 
@@ -71,6 +71,42 @@ describe('the reductions as task graphs', () => {
       expect(ring).toBeCloseTo(((2 * (n - 1)) / n) * (8000 / 10) + 2 * (n - 1) * 0.5, 6);
     });
   }
+
+  for (const n of [2, 3, 8]) {
+    it(`${n} nodes, free compute: peers as built take (n-1)/n·S/B to scatter, then S/B to gather (n shards of S/n out of each owner, the coordinator's one of them), plus three latencies (the commit's too)`, () => {
+      const built = stepMs(builtPeerSteps(n, free, 4), { hosts: n + 1, bytesPerMs: 10, latencyMs: 0.5 });
+      expect(built).toBeCloseTo(((n - 1) / n) * (8000 / 10) + 8000 / 10 + 3 * 0.5, 6);
+    });
+  }
+
+  it('peers as built: compute, the scatter, the gather, then every node steps the whole optimizer while the coordinator steps and commits', () => {
+    const costs = { computeMs: 200, reduceMs: 20, applyMs: 30, bytes: 3000, buckets: 1 };
+    const n = 3;
+    // 200 compute; blocks: 2 shards of 1000 bytes out of each uplink (200 ms); folds 20 / 3; means:
+    // 3 x 1000 out of each owner's uplink (300 ms); the coordinator's step (30) and the commit's
+    // latency (1) beside each node's step (30); each flow's latency 1
+    expect(stepMs(builtPeerSteps(n, costs, 4), { hosts: n + 1, bytesPerMs: 10, latencyMs: 1 })).toBeCloseTo(200 + (200 + 1) + 20 / 3 + (300 + 1) + 30 + 1, 6);
+  });
+
+  it('peers as built: an owner sends its mean only once its own block is out, so the blocks others wait for keep its whole uplink', () => {
+    // 2 nodes, 2 chunks: node 1's block of shard 1 (the last half of the parameters) is final after
+    // its first chunk and goes during its second; node 2's block of shard 0 goes after its second
+    // chunk (200), alone on node 2's uplink though node 2's own shard is whole by then: 300
+    const tasks = builtPeerSteps(2, { computeMs: 200, reduceMs: 0, applyMs: 0, bytes: 2000, buckets: 2 }, 1).tasks;
+    const finish = simulate(tasks, { hosts: 3, bytesPerMs: 10, latencyMs: 0 });
+    const flow = (src: number, dst: number): number => finish[tasks.findIndex((t) => t.kind === 'flow' && t.src === src && t.dst === dst)]!;
+    expect(flow(1, 2)).toBeCloseTo(200, 6);
+    expect(flow(2, 1)).toBeCloseTo(300, 6);
+  });
+
+  it('peers as built: a shard whose gradient is final goes while the backward pass computes the rest', () => {
+    // the second shard (the last half of the parameters) is final after 2 of 4 chunks (200 ms):
+    // node 0's block of it (100 ms) reaches node 1 while both still compute
+    const tasks = builtPeerSteps(2, { computeMs: 400, reduceMs: 0, applyMs: 0, bytes: 2000, buckets: 4 }, 1).tasks;
+    const finish = simulate(tasks, { hosts: 3, bytesPerMs: 10, latencyMs: 0 });
+    const shard1From0 = tasks.findIndex((t) => t.kind === 'flow' && t.src === 1 && t.dst === 2);
+    expect(finish[shard1From0]).toBeCloseTo(200 + 100, 6);
+  });
 
   it('buckets overlap the backward pass with sending: the star waits only for the last bucket', () => {
     const costs = { computeMs: 400, reduceMs: 0, applyMs: 0, bytes: 4000, buckets: 4 };

@@ -422,7 +422,11 @@ export class NodeClient {
 
   /** Where a replica's frames go while it is the node's: the peer endpoint and the coordinator (silenced mid-gather by a kill-mid-gather fault point). */
   private replicaLinks(mesh: PeerMesh, live: () => boolean): ReplicaLinks {
-    const links: ReplicaLinks = { toPeer: (to, message) => void (live() && mesh.send(to, message)), toCoordinator: (message) => void (live() && this.connection?.send(message)) };
+    const links: ReplicaLinks = {
+      toPeer: (to, message) => void (live() && mesh.send(to, message)),
+      whenSent: (send) => mesh.whenSent(send),
+      toCoordinator: (message) => void (live() && this.connection?.send(message)),
+    };
     const fault = this.fault;
     if (fault?.kind !== 'kill-mid-gather') return links;
     let silenced = false;
@@ -435,6 +439,7 @@ export class NodeClient {
           killSelf(300);
         }
       },
+      whenSent: links.whenSent,
       toCoordinator: (message) => void (silenced || links.toCoordinator(message)),
     };
   }

@@ -69,6 +69,8 @@ interface Outgoing {
   readonly url: string;
   readonly socket: WebSocket;
   readonly queue: Uint8Array[];
+  /** Frames given to it (queued or written) whose write has not finished. */
+  unsent: number;
 }
 
 export class PeerMesh {
@@ -80,6 +82,9 @@ export class PeerMesh {
   private readonly checkToken: (candidate: string) => boolean;
   /** Frames from authenticated peers; throwing refuses the frame and closes its connection. */
   onFrame: (from: string, frame: PeerFrame) => void = () => undefined;
+  /** Frames given to outgoing connections whose write has not finished, and what waits for none to be left. */
+  private unsent = 0;
+  private whenNoneUnsent: (() => void)[] = [];
   /** Bytes sent to and received from peers (metrics, benchmarks). */
   readonly bytes = { sent: 0, received: 0 };
   /** This node's peer key: told to the coordinator only, which makes from it the proofs peers show here. */
@@ -155,22 +160,48 @@ export class PeerMesh {
     if (!out) out = this.dial(to, job);
     const frame = encodeMessage(message);
     this.bytes.sent += frame.byteLength;
-    if (out.socket.readyState === WebSocket.OPEN) out.socket.send(frame);
-    else if (out.socket.readyState === WebSocket.CONNECTING) out.queue.push(frame);
+    const sending = out;
+    if (sending.socket.readyState === WebSocket.OPEN) {
+      this.counted(sending);
+      sending.socket.send(frame, () => this.written(sending, 1));
+    } else if (sending.socket.readyState === WebSocket.CONNECTING) {
+      this.counted(sending);
+      sending.queue.push(frame);
+    }
+  }
+
+  /** Runs `send` once every frame given to an outgoing connection so far has been written to its socket (or the connection is gone). */
+  whenSent(send: () => void): void {
+    if (this.unsent === 0) send();
+    else this.whenNoneUnsent.push(send);
+  }
+
+  private counted(out: Outgoing): void {
+    out.unsent++;
+    this.unsent++;
+  }
+
+  /** `count` of `out`'s frames were written, or will never be (its connection is gone). */
+  private written(out: Outgoing, count: number): void {
+    const n = Math.min(count, out.unsent);
+    out.unsent -= n;
+    this.unsent -= n;
+    if (this.unsent === 0 && n > 0) for (const send of this.whenNoneUnsent.splice(0)) send();
   }
 
   private dial(to: PeerAddress, job: MeshJob): Outgoing {
     // zero masking keys: no XOR pass over every shard on either side (zero-mask.ts)
     const socket = new WebSocket(to.url, { maxPayload: this.options.maxPayload, perMessageDeflate: false, generateMask: zeroMask, ...(this.options.ca ? { ca: this.options.ca } : {}) });
-    const out: Outgoing = { url: to.url, socket, queue: [] };
+    const out: Outgoing = { url: to.url, socket, queue: [], unsent: 0 };
     this.outgoing.set(to.id, out);
     socket.on('open', () => {
       socket.send(encodeMessage({ type: 'peer_hello', version: PROTOCOL_VERSION, token: this.options.token, jobId: job.jobId, from: job.self, proof: to.proof }));
-      for (const frame of out.queue.splice(0)) socket.send(frame);
+      for (const frame of out.queue.splice(0)) socket.send(frame, () => this.written(out, 1));
     });
     const forget = (why: string): void => {
       if (this.outgoing.get(to.id) === out) this.outgoing.delete(to.id);
       out.queue.length = 0;
+      this.written(out, out.unsent);
       this.options.log(`peer ${printable(to.id, 64)} (${printable(to.url, 300)}): ${why}`);
     };
     socket.on('error', (err) => forget(printable(err.message, 300)));

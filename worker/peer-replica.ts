@@ -1,10 +1,10 @@
 /**
  * A node's side of cluster.reduction: peers. The node holds the weights and the optimizer's state
  * as the coordinator does (from a `state` message), computes its block of each step, takes part
- * in the step's all-reduce round (shared/peer/all-reduce-round.ts) over its peer connections, and
- * on the coordinator's `commit` steps the optimizer itself on the round's mean gradient, in the
- * coordinator's order of operations (clip, rate, rule; batch norm's statistics kept out), then
- * checks its weights against the coordinator's check value.
+ * in the step's all-reduce round (shared/peer/all-reduce-round.ts) over its peer connections,
+ * steps the optimizer itself on the round's mean gradient as soon as it is whole, in the
+ * coordinator's order of operations (clip, rate, rule; batch norm's statistics kept out), and on
+ * the coordinator's `commit` checks its weights against the coordinator's check value.
  *
  * Frames may arrive before the round they belong to (a faster peer already got its step): they
  * wait, bounded, until the round starts; frames of rounds already past are dropped unread.
@@ -26,6 +26,8 @@ const EARLY_VALUES = 4;
 export interface ReplicaLinks {
   /** To a peer's endpoint. */
   toPeer(to: PeerAddress, message: Message): void;
+  /** Runs `send` once the frames sent to peers so far have left (written to their sockets). */
+  whenSent(send: () => void): void;
   /** To the coordinator. */
   toCoordinator(message: Message): void;
 }
@@ -58,8 +60,10 @@ export class PeerReplica {
   private block = -1;
   /** The round's step message has not come yet (a step of the same number after it is one the coordinator reduces itself). */
   private armed = false;
-  /** The mean gradient of the last complete round, until its commit. */
-  private complete: { step: number; mean: Float32Array } | undefined;
+  /** The step whose round's mean this node has stepped on, until its commit. */
+  private stepped = -1;
+  /** The learning rate the round under way applies. */
+  private learningRate = 0;
   private early: { from: string | typeof OBSERVER; frame: PeerFrame }[] = [];
   private readonly memory: RoundMemory;
   private earlyValues = 0;
@@ -101,14 +105,14 @@ export class PeerReplica {
     };
     this.optimizer = createOptimizer(this.config, n, from);
     this.version = version;
-    this.complete = undefined;
+    this.stepped = -1;
   }
 
   /** Weights the coordinator sent outright (a step it reduced itself): the optimizer state is stale until the next `state`. */
   invalidate(): void {
     this.optimizer = undefined;
     this.version = -1;
-    this.complete = undefined;
+    this.stepped = -1;
   }
 
   peers(message: PeersMessage): void {
@@ -127,19 +131,23 @@ export class PeerReplica {
       rank,
       {
         block: (to, frame) => this.links.toPeer(ranks[to]!, { type: 'block', ...frame }),
-        reduced: (frame) => {
-          ranks.forEach((peer, r) => {
-            if (r !== rank) this.links.toPeer(peer, { type: 'reduced', ...frame });
-          });
-          this.links.toCoordinator({ type: 'reduced', ...frame });
-        },
+        // this node's shard of the mean goes once its block's frames are out: the others still
+        // wait for those, and would share this node's uplink with the mean otherwise
+        reduced: (frame) =>
+          this.links.whenSent(() => {
+            ranks.forEach((peer, r) => {
+              if (r !== rank) this.links.toPeer(peer, { type: 'reduced', ...frame });
+            });
+            this.links.toCoordinator({ type: 'reduced', ...frame });
+          }),
       },
       (r) => (r === OBSERVER ? 'the coordinator' : (ranks[r]?.id ?? `rank ${r}`)),
       this.memory,
     );
     this.block = message.block;
+    this.learningRate = message.learningRate;
     this.armed = true;
-    this.complete = undefined;
+    this.stepped = -1;
     const waiting = this.early;
     this.early = [];
     this.earlyValues = 0;
@@ -173,10 +181,26 @@ export class PeerReplica {
     this.armed = false;
     round.contribute(this.block, sums.count, gradient);
     void round.done.then((mean) => {
-      if (this.round !== round) return;
-      this.complete = { step, mean };
+      // the coordinator may have given the round up and sent other weights meanwhile
+      if (this.round !== round || this.optimizer === undefined) return;
+      this.step(step, mean);
       this.links.toCoordinator({ type: 'round_sums', step, ...sums });
     });
+  }
+
+  /**
+   * The round's mean is whole: the optimizer steps on it now, in the coordinator's order of
+   * operations, while the coordinator steps its own; the commit confirms it. A round the
+   * coordinator does not commit is followed by its weights and state (RemoteNode.forgetWeights).
+   */
+  private step(step: number, mean: Float32Array): void {
+    const optimizer = this.optimizer!;
+    stepWithStatistics(this.weights, mean, this.statistics, (w, g) => {
+      clipGradient(g, this.variables, this.config);
+      optimizer.learningRate = this.learningRate;
+      optimizer.apply(w, g);
+    });
+    this.stepped = step;
   }
 
   /** A block or reduced shard from a peer (`from`: its node id) or from the coordinator (OBSERVER). Throws on a frame that breaks the round's plan. */
@@ -209,18 +233,15 @@ export class PeerReplica {
     this.earlyValues += frame.values.length;
   }
 
-  /** The coordinator took the step: the optimizer steps on the round's mean, and the weights must match the coordinator's. */
+  /** The coordinator took the step this node stepped on: its weights are that version, and must match the coordinator's. */
   commit(message: CommitMessage): void {
-    const complete = this.complete;
-    const optimizer = this.optimizer;
-    if (!complete || complete.step !== message.step || !optimizer) throw new WorkerError(`commit of step ${message.step}, but this node holds no complete round of it: it needs the coordinator's state again`);
-    stepWithStatistics(this.weights, complete.mean, this.statistics, (w, g) => {
-      clipGradient(g, this.variables, this.config);
-      optimizer.learningRate = message.learningRate;
-      optimizer.apply(w, g);
-    });
+    if (this.stepped !== message.step || this.optimizer === undefined) throw new WorkerError(`commit of step ${message.step}, but this node holds no complete round of it: it needs the coordinator's state again`);
+    if (message.learningRate !== this.learningRate) {
+      this.invalidate();
+      throw new WorkerError(`commit of step ${message.step} at learning rate ${message.learningRate}, its round said ${this.learningRate}: this node needs the coordinator's state again`);
+    }
     // the round stays: frames of it that come late are known as past and dropped
-    this.complete = undefined;
+    this.stepped = -1;
     this.version = message.version;
     const check = weightsCheck(this.weights);
     if (check !== message.check) {

@@ -5,15 +5,17 @@
  * star). Worker nodes are the owner ranks of the parameter shards; they send each block's shard
  * to its owner, owners reduce their shard (block order, float64) and send its mean to every other
  * node and to the coordinator, which takes part as the observer (its own lanes' blocks go to the
- * owners). Every node then holds the whole mean gradient; on the coordinator's commit it steps
- * its optimizer exactly as the coordinator does, and checks its weights against the coordinator's.
+ * owners). Every node then holds the whole mean gradient and steps its optimizer on it at once,
+ * exactly as the coordinator does (the round message carries the step's learning rate), while
+ * the coordinator steps its own; the coordinator's commit then confirms the step, and each node
+ * checks its weights against the commit's check value.
  *
  * The coordinator's link carries the reduced gradient in (S) and its own lanes' blocks out (S per
  * local lane), whatever the number of nodes; each node's about 2(n-1)/n x S each way.
  *
  * One recovery policy: a round that fails in any way (a node dropped, a sum that cannot be, a
  * frame refused, a mean that is not finite, no answer within a node's deadline) is not committed,
- * nobody steps, and `run` answers undefined: the trainer runs the same step through the coordinator (step.ts, which recomputes
+ * nobody's step counts (the nodes that stepped on a whole mean are sent the weights again), and `run` answers undefined: the trainer runs the same step through the coordinator (step.ts, which recomputes
  * failed parts and finds the culprit of a non-finite gradient or of a silence: in a round a node
  * that waits may be waiting on another, so a deadline there blames nobody), and nodes whose optimizer state
  * is stale get the coordinator's state before their next peer step. The result is the same bits
@@ -177,6 +179,7 @@ export class PeerStep {
     if (!failure && firstNonFinite(mean) >= 0) failure = 'the mean gradient is not finite';
     if (failure) {
       this.log(`step ${step}: the round among peers failed (${failure}); this step is reduced through the coordinator`);
+      for (const node of owners) node.forgetWeights();
       this.failuresInARow++;
       this.lastFailure = step;
       return undefined;
@@ -209,7 +212,7 @@ export class PeerStep {
     const { step, version, epoch, senders, round } = r;
     const begun = performance.now();
     if (participant instanceof RemoteNode) {
-      const sums = await participant.roundGradient(step, version, rows, groups, { type: 'round', epoch, step, block, senders });
+      const sums = await participant.roundGradient(step, version, rows, groups, { type: 'round', epoch, step, block, senders, learningRate: this.optimizer.learningRate });
       const fault = sumsFault(this.spec, participant, rows.length, sums);
       if (fault) throw participant.drop(fault.reason, fault.message.replace(`${participant.id}: `, ''));
       return { participant, count: sums.count, lossSum: sums.lossSum, metricSums: sums.metricSums, seconds: (performance.now() - begun) / 1000, computeMs: sums.computeMs, numTensors: -1 };

@@ -355,6 +355,16 @@ export class RemoteNode implements Participant {
     this.settle(`round ${step}`)?.reject(new RoundAbandoned(this.id, step));
   }
 
+  /**
+   * A round of this node's was not committed: it may have stepped its weights and optimizer on
+   * the round's mean already (a node steps as soon as its mean is whole), so it is sent the
+   * weights before its next step and the state before its next round.
+   */
+  forgetWeights(): void {
+    this.sentVersion = -1;
+    this.replicaVersion = -1;
+  }
+
   /** A block of the coordinator's own lanes, for the shard this node owns. */
   sendBlock(message: BlockMessage): void {
     this.send(message);

@@ -10,7 +10,7 @@ import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
 import { FILL_MODES, FLIP_MODES } from '../model/augment.js';
 
 /** The version this code speaks; a hello of any other is refused (PROTOCOL.md lists them). */
-export const PROTOCOL_VERSION = 11;
+export const PROTOCOL_VERSION = 12;
 
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 const count = z.int().nonnegative();
@@ -241,8 +241,8 @@ export const wire = {
     /** Each rank's id and endpoint, and the proof this node shows it in its peer_hello. */
     ranks: z.array(z.strictObject({ id: z.string().max(64), url: z.string().max(300), proof: z.string().max(128) })).min(1).max(4096),
   }),
-  /** Coordinator -> node, before a step's `step`: the step is reduced among peers; who sends each block (-1: the coordinator). */
-  round: z.strictObject({ type: z.literal('round'), epoch: count, step: count, block: count, senders: z.array(z.int().min(-1).max(4095)).min(1).max(65536) }),
+  /** Coordinator -> node, before a step's `step`: the step is reduced among peers; who sends each block (-1: the coordinator); the rate the step applies. */
+  round: z.strictObject({ type: z.literal('round'), epoch: count, step: count, block: count, senders: z.array(z.int().min(-1).max(4095)).min(1).max(65536), learningRate: finite }),
   /** Coordinator -> node: weights and optimizer state of a version, for a node that steps the optimizer itself. */
   state: z.strictObject({
     type: z.literal('state'),
