@@ -20,7 +20,7 @@ import { ModelError } from '../shared/errors.js';
 import { Transposer } from '../shared/wasm/transpose-kernel.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { metricLayoutOf, type MetricLayout } from '../shared/model/metric-sums.js';
-import { batchLoss, resolveLoss } from '../shared/model/registries.js';
+import { batchLoss, evaluationLossSum, resolveLoss } from '../shared/model/registries.js';
 import type { BatchRows } from '../shared/model/row-layers.js';
 import { isDenseStack, outputDim, outputLayer, type ActivationName, type DenseSpec, type ModelSpec } from '../shared/model/spec.js';
 import { gradientOut, type BatchEngine, type BatchGradient, type BatchSums } from './engine.js';
@@ -245,14 +245,14 @@ export class DenseGradientEngine implements BatchEngine {
     }
   }
 
-  async evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums> {
+  async evaluate(x: Float32Array, y: Float32Array, count: number, weights?: Float32Array): Promise<BatchSums> {
     const sums = tf.tidy(() => {
       const xs = tf.tensor2d(x, [count, this.inputDim]);
       const ys = tf.tensor2d(y, [count, this.outputDim]);
       const { zs, as } = this.forward(xs);
       const out = as[as.length - 1]!;
       const loss = this.logitsLossFn ? this.logitsLossFn(ys, zs[zs.length - 1]!) : this.lossFn(ys, out);
-      return [tf.sum(loss), out] as const;
+      return [evaluationLossSum(loss, weights), out] as const;
     });
     const [loss, p] = await Promise.all(sums.map((t) => t.data()));
     tf.dispose([...sums]);

@@ -26,8 +26,8 @@ export class EngineWrapper implements BatchEngine {
     return this.inner.gradient(x, y, count, out, onReady, rows);
   }
 
-  evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums> {
-    return this.inner.evaluate(x, y, count);
+  evaluate(x: Float32Array, y: Float32Array, count: number, weights?: Float32Array): Promise<BatchSums> {
+    return this.inner.evaluate(x, y, count, weights);
   }
 
   predict(x: Float32Array, count: number): Promise<Float32Array> {

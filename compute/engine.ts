@@ -34,7 +34,8 @@ export interface BatchEngine {
    * wasm and cpu the work is done synchronously and the promise is already settled.
    */
   gradient(x: Float32Array, y: Float32Array, count: number, out?: Float32Array, onReady?: (start: number) => void, rows?: BatchRows): Promise<BatchGradient>;
-  evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums>;
+  /** Loss and metric sums; `weights`: each row's weight in the loss sum (data.sampleWeight, Keras's sample_weight in validation), metrics unweighted (Keras's `metrics`). */
+  evaluate(x: Float32Array, y: Float32Array, count: number, weights?: Float32Array): Promise<BatchSums>;
   predict(x: Float32Array, count: number): Promise<Float32Array>;
   dispose(): void;
 }

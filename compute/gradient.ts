@@ -14,7 +14,7 @@ import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { metricLayoutOf, type MetricLayout } from '../shared/model/metric-sums.js';
 import { AugmentEngine } from './augment-engine.js';
 import { MicroBatchEngine } from './micro-batches.js';
-import { activations, batchLoss, resolveLoss } from '../shared/model/registries.js';
+import { activations, batchLoss, evaluationLossSum, resolveLoss } from '../shared/model/registries.js';
 import { RowContext, type BatchRows } from '../shared/model/row-layers.js';
 import { inputShape, isDenseStack, needsRowContext, outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { DenseGradientEngine } from './dense-gradient.js';
@@ -97,12 +97,12 @@ export class TapeGradientEngine implements BatchEngine {
   }
 
   /** Loss and metric sums without a gradient (validation, test). */
-  async evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums> {
+  async evaluate(x: Float32Array, y: Float32Array, count: number, weights?: Float32Array): Promise<BatchSums> {
     const xs = tf.tensor(x, [count, ...this.sampleShape]);
     const ys = tf.tensor2d(y, [count, this.outputDim]);
     const out = this.model.apply(xs) as tf.Tensor;
     const preds = this.toPrediction(out);
-    const loss = tf.sum(this.lossFn(ys, out));
+    const loss = tf.tidy(() => evaluationLossSum(this.lossFn(ys, out), weights));
     const lossSum = (await loss.data())[0] as number;
     const metricSums = await this.sumMetrics(y, preds, count);
     tf.dispose([xs, ys, out, preds, loss]);

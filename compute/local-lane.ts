@@ -54,16 +54,17 @@ export class LocalLane {
     return { ...result, numTensors: tf.memory().numTensors, computeMs: performance.now() - started };
   }
 
-  /** Loss and metric sums over rows start..start+count-1 with the weights of `version`. */
+  /** Loss and metric sums over rows start..start+count-1 with the weights of `version` (the loss weighted by data.sampleWeight where the data has it). */
   async evaluate(version: number, start: number, count: number): Promise<EvaluateAnswer> {
     this.useVersion(version);
-    const { outputs, x, y } = this.data;
+    const { outputs, x, y, sampleWeights } = this.data;
+    const weights = (a: number, n: number): Float32Array | undefined => sampleWeights?.subarray(a, a + n);
     // a chunk of rows at a time, so a large test set (or one on disk) is never in memory whole
-    if (count <= chunkRows(x.features)) return { ...(await this.engine.evaluate(x.range(start, count), y.slice(start * outputs, (start + count) * outputs), count)), numTensors: tf.memory().numTensors };
+    if (count <= chunkRows(x.features)) return { ...(await this.engine.evaluate(x.range(start, count), y.slice(start * outputs, (start + count) * outputs), count, weights(start, count))), numTensors: tf.memory().numTensors };
     const total = new PartSums();
     for (const chunk of rowChunks(count, x.features)) {
       const a = start + chunk.first;
-      total.add(await this.engine.evaluate(x.range(a, chunk.count), y.slice(a * outputs, (a + chunk.count) * outputs), chunk.count));
+      total.add(await this.engine.evaluate(x.range(a, chunk.count), y.slice(a * outputs, (a + chunk.count) * outputs), chunk.count, weights(a, chunk.count)));
     }
     return { ...total.sums(), numTensors: tf.memory().numTensors };
   }

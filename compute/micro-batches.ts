@@ -78,13 +78,13 @@ export class MicroBatchEngine extends EngineWrapper {
     return { ...total.sums(), gradient: total.gradientInto(gradient) };
   }
 
-  override async evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums> {
-    if (count <= this.size) return this.inner.evaluate(x, y, count);
+  override async evaluate(x: Float32Array, y: Float32Array, count: number, weights?: Float32Array): Promise<BatchSums> {
+    if (count <= this.size) return this.inner.evaluate(x, y, count, weights);
     const { features, outputs } = this.widths;
     const total = new PartSums();
     for (let a = 0; a < count; a += this.size) {
       const n = Math.min(this.size, count - a);
-      total.add(await this.inner.evaluate(x.subarray(a * features, (a + n) * features), y.subarray(a * outputs, (a + n) * outputs), n));
+      total.add(await this.inner.evaluate(x.subarray(a * features, (a + n) * features), y.subarray(a * outputs, (a + n) * outputs), n, weights?.subarray(a, a + n)));
     }
     return total.sums();
   }

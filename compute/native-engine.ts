@@ -18,7 +18,7 @@ import { onnxModel } from '../shared/native/onnx-model.js';
 import { layerFlops } from '../shared/model/layers.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
 import { metricLayoutOf, type MetricLayout } from '../shared/model/metric-sums.js';
-import { batchLoss, resolveLoss } from '../shared/model/registries.js';
+import { batchLoss, evaluationLossSum, resolveLoss } from '../shared/model/registries.js';
 import type { BatchRows } from '../shared/model/row-layers.js';
 import { outputDim, outputLayer, type ModelSpec } from '../shared/model/spec.js';
 import { ACTIVATION_MATH } from './dense-gradient.js';
@@ -173,14 +173,14 @@ export class NativeEngine implements BatchEngine {
     return { gradient, count, lossSum, metricSums };
   }
 
-  async evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums> {
-    if (!this.big(count)) return this.smallEngine().evaluate(x, y, count);
+  async evaluate(x: Float32Array, y: Float32Array, count: number, weights?: Float32Array): Promise<BatchSums> {
+    if (!this.big(count)) return this.smallEngine().evaluate(x, y, count, weights);
     const { z, p } = this.forward(await this.ready(), x, count, false);
     return tf.tidy(() => {
       const ys = tf.tensor2d(y, [count, this.outputDim]);
       const ps = tf.tensor2d(p, [count, this.outputDim]);
       const loss = this.logitsLossFn ? this.logitsLossFn(ys, tf.tensor2d(z, [count, this.outputDim])) : this.lossFn(ys, ps);
-      return { count, lossSum: tf.sum(loss).dataSync()[0] as number, metricSums: this.metricLayout.sums(y, p, count) };
+      return { count, lossSum: evaluationLossSum(loss, weights).dataSync()[0] as number, metricSums: this.metricLayout.sums(y, p, count) };
     });
   }
 

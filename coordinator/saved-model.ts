@@ -160,6 +160,8 @@ function predictionCells(pre: Preprocessor, output: Float32Array): string[] {
 interface CsvChunk {
   readonly x: Float32Array;
   readonly y: Float32Array;
+  /** Each row's sample weight, where the model was trained with data.sampleWeight and the file has that column. */
+  readonly w: Float32Array | undefined;
   readonly rows: number;
   readonly records: readonly { readonly line: number; readonly cells: readonly string[]; readonly rejected?: string }[];
 }
@@ -176,17 +178,26 @@ function csvChunks(pre: Preprocessor, dataFile: string, label: boolean): Pick<Ro
   const encoder = new RowEncoder({ source, header }, pre, label);
   const x = new Float32Array(size * features);
   const y = new Float32Array(size * encoder.outputs);
+  const w = label && encoder.weightColumn >= 0 ? new Float32Array(size) : undefined;
+  /** The row's sample weight into w, or why it has none that can be. */
+  const weigh = (cell: (c: number) => string, row: number): string | undefined => {
+    if (!w) return undefined;
+    const weight = encoder.weight(cell);
+    if (!(weight >= 0 && Number.isFinite(weight))) return `sample weight in column "${pre.sampleWeight}" is not a number >= 0: ${JSON.stringify(cell(encoder.weightColumn))}`;
+    w[row] = weight;
+    return undefined;
+  };
   function* chunks(): Generator<CsvChunk> {
     for (const batch of batches) {
       let rows = 0;
       const records = batch.records.map((cells, i) => {
         const cell = (c: number): string => cells[c]!;
-        const rejected = encoder.encodeFeatures(cell, x, rows * features) ?? encoder.encodeLabel(cell, y, rows * encoder.outputs);
+        const rejected = encoder.encodeFeatures(cell, x, rows * features) ?? encoder.encodeLabel(cell, y, rows * encoder.outputs) ?? weigh(cell, rows);
         if (rejected === undefined) rows++;
         return { line: batch.lines[i]!, cells, ...(rejected !== undefined ? { rejected } : {}) };
       });
       if (pre.scaler) applyScaler(x.subarray(0, rows * features), pre.scaler);
-      yield { x: x.subarray(0, rows * features), y: y.subarray(0, rows * encoder.outputs), rows, records };
+      yield { x: x.subarray(0, rows * features), y: y.subarray(0, rows * encoder.outputs), w: w?.subarray(0, rows), rows, records };
     }
   }
   return { source, header, chunks: chunks() };
@@ -280,7 +291,7 @@ export async function evaluateCsv(model: SavedModel, dataFile: string, options: 
     rejected = [];
     for (const chunk of csvChunks(model.preprocessor, dataFile, true).chunks) {
       for (const record of chunk.records) if (record.rejected !== undefined) rejected.push({ line: record.line, reason: record.rejected });
-      if (chunk.rows > 0) total.add(await model.engine.evaluate(chunk.x, chunk.y, chunk.rows));
+      if (chunk.rows > 0) total.add(await model.engine.evaluate(chunk.x, chunk.y, chunk.rows, chunk.w));
     }
     sums = total.sums();
   }

@@ -10,7 +10,8 @@ import { parse as parseYaml } from 'yaml';
 import type { BatchEngine } from '../compute/engine.js';
 import { DenseGradientEngine } from '../compute/dense-gradient.js';
 import { TapeGradientEngine } from '../compute/gradient.js';
-import { train, type JobConfigInput } from '../index.js';
+import { evaluateCsv, loadSavedModel, train, type JobConfigInput } from '../index.js';
+import { MicroBatchEngine } from '../compute/micro-batches.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
 import { parseCsv } from '../shared/data/csv.js';
@@ -85,7 +86,35 @@ describe('sample weights in the engines', () => {
         expect(worst / scale).toBeLessThan(1e-5);
       });
     }
+
+    it(`${name}: an evaluation's loss sum is the weighted sum of the rows' own losses; metrics stay unweighted`, async () => {
+      const s: ModelSpec = { ...spec, classWeights: [0.7, 2] };
+      const engine = make(s);
+      engine.setWeights(initialWeights(weightLayout(s), new Rng(2)));
+      const weighted = await engine.evaluate(x, y, n, weights);
+      const plain = await engine.evaluate(x, y, n);
+      let want = 0;
+      for (let r = 0; r < n; r++) want += weights[r]! * (await engine.evaluate(x.subarray(r * 5, (r + 1) * 5), y.subarray(r, r + 1), 1)).lossSum;
+      engine.dispose();
+      // class weights are training's only, as in Keras
+      expect(Math.abs(weighted.lossSum - want) / want).toBeLessThan(1e-5);
+      expect(weighted.metricSums).toEqual(plain.metricSums);
+      expect(weighted.count).toBe(n);
+    });
   }
+
+  it('micro-batches: an evaluation in micro-batches takes each one its own weights', async () => {
+    const w = initialWeights(weightLayout(spec), new Rng(2));
+    const whole = new DenseGradientEngine(spec);
+    whole.setWeights(w);
+    const parts = new MicroBatchEngine(new DenseGradientEngine(spec), 5);
+    parts.setWeights(w);
+    const a = await whole.evaluate(x, y, n, weights);
+    const b = await parts.evaluate(x, y, n, weights);
+    expect(Math.abs(a.lossSum - b.lossSum) / a.lossSum).toBeLessThan(1e-6);
+    whole.dispose();
+    parts.dispose();
+  });
 });
 
 /** The demo-schema CSV with a weight column: 1 + (tenure mod 3), or all `constant`. */
@@ -141,6 +170,36 @@ describe('data.sampleWeight through train()', { timeout: 300_000 }, () => {
     expect(pre.features).not.toContain('w');
     expect(pre.sampleWeight).toBe('w');
     expect(plain.summary.features).toBe(pre.features.length);
+  });
+
+  it('validation and test losses are weighted as in Keras: weights of 2 double them (Adam barely notices the scale), on a thread and on a node; coordinator evaluate weighs its rows too', async () => {
+    const job = jobFolder(600, {});
+    const csv = readFileSync(job.dataFile, 'utf8');
+    const ones = `${job.dir}/ones.csv`;
+    const twos = `${job.dir}/twos.csv`;
+    writeFileSync(ones, withWeights(csv, 1));
+    writeFileSync(twos, withWeights(csv, 2));
+    const split = (c: JobConfigInput): JobConfigInput => ({ ...c, data: { ...c.data, testSize: 0.2 }, fit: { ...c.fit, validationSplit: 0.2 } }) as JobConfigInput;
+    const one = await train(split(config(ones, `${job.dir}/ones`, { threads: 1 }, 'w')), { log: () => {} });
+    const two = await train(split(config(twos, `${job.dir}/twos`, { threads: 1 }, 'w')), { log: () => {} });
+    const valLoss = (r: typeof one): number => r.fit.history.at(-1)!.values.val_loss!;
+    expect(valLoss(two) / valLoss(one)).toBeCloseTo(2, 3);
+    expect(two.summary.test!.loss / one.summary.test!.loss).toBeCloseTo(2, 3);
+    expect(two.summary.test!.accuracy).toBe(one.summary.test!.accuracy);
+    // evaluated by a worker node (cluster.evaluateOn all, no thread): the same figures as a thread's
+    writeFileSync(job.configFile, JSON.stringify(split(config(twos, job.out, { threads: 0, minWorkers: 1, evaluateOn: 'all', backend: 'cpu' }, 'w'))));
+    const onNode = await runWithOneNode(job, track, ['--backend', 'cpu']);
+    expect(onNode.test!.loss / two.summary.test!.loss).toBeCloseTo(1, 5);
+    // a saved model trained with data.sampleWeight weighs a file's rows by that column, where the file has it
+    const model = await loadSavedModel(`${job.dir}/twos/model`, 'cpu');
+    const weighted = await evaluateCsv(model, twos);
+    const plain = await evaluateCsv(model, job.dataFile);
+    expect(weighted.values.loss).toBe(2 * plain.values.loss!);
+    expect(weighted.values.accuracy).toBe(plain.values.accuracy);
+    const bad = `${job.dir}/bad.csv`;
+    writeFileSync(bad, withWeights(csv, 2).replace(/,2\n/, ',-1\n'));
+    const refused = await evaluateCsv(model, bad);
+    expect(refused.rejected).toEqual([{ line: 2, reason: 'sample weight in column "w" is not a number >= 0: "-1"' }, ...weighted.rejected]);
   });
 
   it('1 thread and a worker node (held and inline rows) give the model of one lane', async () => {

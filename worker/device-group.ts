@@ -173,6 +173,8 @@ interface Batch {
   readonly y: Float32Array;
   readonly features: number;
   readonly outputs: number;
+  /** Each sample's weight in an evaluation's loss (data.sampleWeight), or absent. */
+  readonly weights?: Float32Array;
 }
 
 /** The result of a part of a step: sums over its samples and its gradient (a mean). */
@@ -251,9 +253,9 @@ export class DeviceGroup {
     return this.computePart(all, { x, y, features: count > 0 ? x.length / count : 0, outputs: count > 0 ? y.length / count : 0 }, parameters, rows, 'gradient');
   }
 
-  async evaluate(x: Float32Array, y: Float32Array, count: number, parameters: number): Promise<BatchSums> {
+  async evaluate(x: Float32Array, y: Float32Array, count: number, parameters: number, weights?: Float32Array): Promise<BatchSums> {
     const all = Int32Array.from({ length: count }, (_, i) => i);
-    const r = await this.computePart(all, { x, y, features: count > 0 ? x.length / count : 0, outputs: count > 0 ? y.length / count : 0 }, parameters, undefined, 'evaluate');
+    const r = await this.computePart(all, { x, y, features: count > 0 ? x.length / count : 0, outputs: count > 0 ? y.length / count : 0, ...(weights ? { weights } : {}) }, parameters, undefined, 'evaluate');
     return { count: r.count, lossSum: r.lossSum, metricSums: r.metricSums };
   }
 
@@ -342,7 +344,8 @@ export class DeviceGroup {
     });
     const id = p.newId();
     if (kind === 'evaluate') {
-      const a = await p.request({ type: 'evaluate', id, x: xs, y: ys, count: share.length });
+      const { weights } = batch;
+      const a = await p.request({ type: 'evaluate', id, x: xs, y: ys, count: share.length, ...(weights ? { weights: Float32Array.from(share, (s) => weights[s]!) } : {}) });
       if (a.type !== 'evaluate') throw new WorkerError(`device ${p.device} answered an evaluation with "${a.type}"`);
       return { count: a.count, gradient: new Float32Array(0), lossSum: a.lossSum, metricSums: a.metricSums };
     }
@@ -424,8 +427,8 @@ class DeviceGroupEngine implements BatchEngine {
     return { gradient, count: r.count, lossSum: r.lossSum, metricSums: r.metricSums };
   }
 
-  evaluate(x: Float32Array, y: Float32Array, count: number): Promise<BatchSums> {
-    return this.group.evaluate(x, y, count, this.layout.size);
+  evaluate(x: Float32Array, y: Float32Array, count: number, weights?: Float32Array): Promise<BatchSums> {
+    return this.group.evaluate(x, y, count, this.layout.size, weights);
   }
 
   predict(): Promise<Float32Array> {

@@ -20,7 +20,7 @@ export type DeviceRequest =
       /** The samples' weights in the loss (data.sampleWeight), or absent. */
       readonly weights?: Float32Array;
     }
-  | { readonly type: 'evaluate'; readonly id: number; readonly x: Float32Array; readonly y: Float32Array; readonly count: number };
+  | { readonly type: 'evaluate'; readonly id: number; readonly x: Float32Array; readonly y: Float32Array; readonly count: number; readonly weights?: Float32Array };
 
 /** Device -> node. */
 export type DeviceReply =

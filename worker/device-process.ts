@@ -38,7 +38,7 @@ async function handle(request: DeviceRequest): Promise<void> {
     }
     case 'evaluate': {
       if (!engine) throw new Error('evaluation before the job');
-      const sums = await engine.evaluate(request.x, request.y, request.count);
+      const sums = await engine.evaluate(request.x, request.y, request.count, request.weights);
       send({ type: 'evaluate', id: request.id, count: sums.count, lossSum: sums.lossSum, metricSums: sums.metricSums });
       return;
     }

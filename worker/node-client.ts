@@ -267,8 +267,9 @@ export class NodeClient {
       if (message.version !== this.version) throw new WorkerError(`evaluation wants weights version ${message.version}, this node has ${this.version}`);
       const x = this.features(message, 'evaluate');
       const count = x.length / this.need(this.job, 'evaluate').features;
+      if (message.w && message.w.length !== count) throw new ProtocolError(`evaluate ${message.id}: ${message.w.length} weights for ${count} rows`, 'shape');
       this.loadWeights(engine);
-      const sums = await engine.evaluate(x, message.y, count);
+      const sums = await engine.evaluate(x, message.y, count, message.w);
       session.send({ type: 'evaluation', id: message.id, count: sums.count, lossSum: sums.lossSum, metricSums: sums.metricSums });
     },
     heartbeat: () => undefined,

@@ -401,6 +401,7 @@ export class RemoteNode implements Participant {
         id,
         version,
         ...rowFeatures(dataset, this.rows, range.start, range.count),
+        ...(dataset.sampleWeights ? { w: dataset.sampleWeights.subarray(range.start, range.start + range.count) } : {}),
         y: dataset.y.subarray(range.start * outputs, (range.start + range.count) * outputs),
       });
     });

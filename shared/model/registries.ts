@@ -140,6 +140,12 @@ export function resolveLoss(loss: LossName, options: LossOptions | undefined, la
  * (Keras's class_weight: the sum of weighted losses over the rows, divided by the rows), so the
  * count-weighted average of participants' losses is the whole batch's. Without weights, the mean.
  */
+/** An evaluation's loss sum: each row's loss, times its weight where given (data.sampleWeight; class weights are training's only, as in Keras). */
+export function evaluationLossSum(perSample: tf.Tensor, sampleWeights?: Float32Array): tf.Scalar {
+  if (!sampleWeights) return tf.sum(perSample);
+  return tf.sum(tf.mul(tf.reshape(perSample, [sampleWeights.length]), tf.tensor1d(sampleWeights)));
+}
+
 export function batchLoss(perSample: tf.Tensor, ys: tf.Tensor, classWeights: readonly number[] | undefined, sampleWeights?: Float32Array): tf.Scalar {
   const rows = ys.shape[0]!;
   // Keras's sample_weight: each row's loss times its weight, the sum over the rows divided by them

@@ -52,7 +52,7 @@ const TYPED_FIELDS: Partial<Record<MessageType, Record<string, TypedKind>>> = {
   shard: { members: Float64Array, fileRows: Int32Array, pixels: Uint8Array, w: Float32Array, y: Float32Array, x: Float32Array },
   weights: { weights: Float32Array },
   step: { groups: Int32Array, inline: Int32Array, rows: Int32Array, next: Int32Array, pixels: Uint8Array, w: Float32Array, y: Float32Array, x: Float32Array },
-  evaluate: { pixels: Uint8Array, y: Float32Array, x: Float32Array },
+  evaluate: { pixels: Uint8Array, w: Float32Array, y: Float32Array, x: Float32Array },
   gradient: {},
   gradient_part: {},
   state: { values: Float32Array },

@@ -229,7 +229,8 @@ export const wire = {
     pad,
     gradient: bytes,
   }),
-  evaluate: z.strictObject({ type: z.literal('evaluate'), id: count, version: count, pad, pixels: bytes, y: bytes, x: bytes }),
+  /** `w`: each row's weight in the loss (data.sampleWeight), or absent. */
+  evaluate: z.strictObject({ type: z.literal('evaluate'), id: count, version: count, pad, pixels: bytes, w: bytes.optional(), y: bytes, x: bytes }),
   evaluation: z.strictObject({ type: z.literal('evaluation'), id: count, count: z.int().positive(), lossSum: finite, metricSums: z.array(finite) }),
   heartbeat: z.strictObject({ type: z.literal('heartbeat'), sentAt: finite }),
   // The peer reduction (cluster.reduction: peers; shared/peer/, PROTOCOL.md):
@@ -288,7 +289,7 @@ export type StepMessage = MaybeTyped<MaybeTyped<Typed<Typed<Typed<Unpadded<Wire[
 /** In memory the gradient is always float32; `dtype` says how it travels (scaleExp is the wire's business). */
 export type GradientMessage = Typed<Omit<Wire['gradient'], 'scaleExp' | 'pad'>, 'gradient', Float32Array>;
 export type GradientPartMessage = Typed<Omit<Wire['gradient_part'], 'scaleExp' | 'pad'>, 'values', Float32Array>;
-export type EvaluateMessage = Typed<Typed<Unpadded<Wire['evaluate']>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>;
+export type EvaluateMessage = MaybeTyped<Typed<Typed<Unpadded<Wire['evaluate']>, 'x' | 'y', Float32Array>, 'pixels', Uint8Array>, 'w', Float32Array>;
 export type EvaluationMessage = Wire['evaluation'];
 export type HeartbeatMessage = Wire['heartbeat'];
 export type ErrorMessage = Wire['error'];
