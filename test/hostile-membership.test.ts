@@ -269,6 +269,30 @@ describe('a node dropped again and again', () => {
     }
   });
 
+  it('a held node is taken when its wait is over by the clock, where a timer of its length ends a little early', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
+    try {
+      const cluster = new Cluster(undefined, { minWorkers: 1, waitTimeoutMs: 60_000, balance: 'equal', log: () => {}, trainRows: 100 });
+      const first = fakeNode('node-1');
+      cluster.addNode(first);
+      await cluster.ready();
+      cluster.failed(first, 0, new ParticipantFault('node-1', 'timeout', 'no answer'));
+      cluster.addNode(fakeNode('node-2'));
+      let got: string[] | undefined;
+      const next = cluster.ready().then((ps) => (got = ps.map((p) => p.id)));
+      // Date.now 5 ms behind the timers (Node's timers run on the loop's time, cached per iteration)
+      vi.setSystemTime(Date.now() - 5);
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(got).toBeUndefined();
+      await vi.advanceTimersByTimeAsync(10);
+      await next;
+      expect(got).toEqual(['node-2']);
+      await cluster.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('a run waiting for minWorkers takes a held node as soon as its wait is over', async () => {
     vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
     try {

@@ -297,11 +297,9 @@ export class Cluster implements ParticipantGroup {
     const byHost = this.proven.has(identity) ? 0 : this.hostDrops.until(rejoinHost(node));
     const until = Math.max(byName, byHost);
     const waitMs = until - Date.now();
-    if (waitMs > 0) {
-      this.held.push({ node, until });
-      // wakes a wait for nodes when this one may take part
-      setTimeout(() => this.wake?.(), waitMs).unref();
-    } else this.joining.push(node);
+    // a wait for nodes wakes when a held one may take part (waitUntil)
+    if (waitMs > 0) this.held.push({ node, until });
+    else this.joining.push(node);
     const on = [node.backend, ...(node.adapter ? [node.adapter] : []), ...(node.devices > 1 ? [`${node.devices} devices`] : [])].join(', ');
     const why = byName >= byHost ? 'it was dropped before' : 'a node from its address was dropped before computing a part';
     const held = waitMs > 0 ? `; ${why} and takes part in ${(waitMs / 1000).toFixed(1)} s at the earliest` : '';
@@ -439,8 +437,13 @@ export class Cluster implements ParticipantGroup {
           `waited ${Math.round(waitTimeoutMs / 1000)} s for worker nodes: ${this.nodes.length} of ${want} connected; start workers with \`worker start --connect ...\` or lower cluster.${knob}`,
         );
       }
+      // until the deadline, or until the first held node's rejoin wait is over by the clock that
+      // set it (a timer of that length can end a few ms early by Date.now, the loop's time being
+      // cached per iteration; it then sleeps again for what is left)
+      const due = this.held.reduce((first, h) => Math.min(first, h.until), Infinity);
+      const sleep = Math.min(left, Math.max(1, due - Date.now()));
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
+        const timer = setTimeout(resolve, sleep);
         this.wake = () => {
           clearTimeout(timer);
           resolve();
