@@ -207,10 +207,12 @@ export class Cluster implements ParticipantGroup {
   private encodedWeights: { version: number; frame: PooledFrame } | undefined;
   private step = 0;
   private wake: (() => void) | undefined;
-  /** A step has been handed out: from now on minWorkers are enough. */
-  private started = false;
-  /** ready() is waiting for worker nodes. */
-  private waitingForNodes = false;
+  /**
+   * Where the run's membership stands: no step has asked for participants yet (startWorkers
+   * applies), ready() is waiting for worker nodes, or steps have their participants (minWorkers
+   * applies).
+   */
+  private phase: 'starting' | 'waiting' | 'training' = 'starting';
   /** cancelWait() was called: a wait for nodes ends with WaitCancelledError. */
   private cancelled = false;
   private nextNode = 1;
@@ -387,12 +389,12 @@ export class Cluster implements ParticipantGroup {
 
   /** Whether the run is waiting for worker nodes (before a step can run). */
   get waiting(): boolean {
-    return this.waitingForNodes;
+    return this.phase === 'waiting';
   }
 
   /** Whether a step has had its participants (training has started). */
   get trainingStarted(): boolean {
-    return this.started && !this.waitingForNodes;
+    return this.phase === 'training';
   }
 
   /** Ends a wait for worker nodes, now or when one begins, with WaitCancelledError (a stop was asked for). */
@@ -405,22 +407,22 @@ export class Cluster implements ParticipantGroup {
     this.dropStragglers();
     this.admit();
     const { minWorkers, startWorkers, waitTimeoutMs, log } = this.options;
-    const starting = !this.started && startWorkers !== undefined && startWorkers > minWorkers;
+    const starting = this.phase === 'starting' && startWorkers !== undefined && startWorkers > minWorkers;
     const need = starting ? startWorkers : minWorkers;
     const votes = this.options.minVotes?.votes ?? 1;
     const enough = (): boolean => this.nodes.length >= need && this.participants.length >= Math.max(votes, 1);
-    this.started = true;
+    this.phase = 'training';
     if (!enough()) {
       // the nodes it takes to have `votes` participants besides the local lanes
       const want = Math.max(need, 1, votes - (this.participants.length - this.nodes.length));
       const why = votes > 1 && this.participants.length < votes ? ` (cluster.minVotes ${votes} for ${this.options.minVotes!.aggregation}: ${this.participants.length} participant(s))` : '';
       log(`waiting for worker nodes: ${this.nodes.length} of ${want} connected${why} (timeout ${Math.round(waitTimeoutMs / 1000)} s)`);
       const deadline = performance.now() + waitTimeoutMs;
-      this.waitingForNodes = true;
+      this.phase = 'waiting';
       try {
         await this.waitUntil(enough, deadline, want, why ? 'minVotes' : starting ? 'startWorkers' : 'minWorkers');
       } finally {
-        this.waitingForNodes = false;
+        this.phase = 'training';
       }
       log(`${this.nodes.length} worker node(s) connected; training`);
     }
