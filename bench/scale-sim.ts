@@ -57,6 +57,20 @@ export function starSteps(nodes: number, c: StepCosts, steps: number): { tasks: 
   return { tasks, ends };
 }
 
+/** Each node's computation of its part in `c.buckets` chunks, one after the other, the first after `ready[i]`: the chunks' tasks by node. */
+function computeChunks(nodes: number, c: StepCosts, ready: readonly (readonly number[])[], host: (i: number) => number, add: (t: Task) => number): number[][] {
+  return Array.from({ length: nodes }, (_, i) => {
+    const list: number[] = [];
+    let deps = ready[i]!;
+    for (let b = 0; b < c.buckets; b++) {
+      const t = add({ kind: 'compute', host: host(i), ms: c.computeMs / c.buckets, deps });
+      list.push(t);
+      deps = [t];
+    }
+    return list;
+  });
+}
+
 /** Peers over a ring of hosts 1..nodes: the tasks of `steps` steps and each step's last task. */
 export function peerSteps(nodes: number, c: StepCosts, steps: number): { tasks: Task[]; ends: number[] } {
   const tasks: Task[] = [];
@@ -67,16 +81,7 @@ export function peerSteps(nodes: number, c: StepCosts, steps: number): { tasks: 
   let ready: number[][] = Array.from({ length: nodes }, () => []);
   for (let s = 0; s < steps; s++) {
     // each node's computation in bucket chunks
-    const chunks: number[][] = Array.from({ length: nodes }, (_, i) => {
-      const list: number[] = [];
-      let deps = ready[i]!;
-      for (let k = 0; k < c.buckets; k++) {
-        const t = add({ kind: 'compute', host: host(i), ms: c.computeMs / c.buckets, deps });
-        list.push(t);
-        deps = [t];
-      }
-      return list;
-    });
+    const chunks = computeChunks(nodes, c, ready, host, add);
     // reduce-scatter each bucket round the ring: in round r node i sends part (i - r) to i + 1
     const part = c.bytes / c.buckets / nodes;
     const reduced: number[][] = Array.from({ length: nodes }, () => []);
@@ -116,16 +121,7 @@ export function builtPeerSteps(nodes: number, c: StepCosts, steps: number): { ta
   const ends: number[] = [];
   let ready: number[][] = Array.from({ length: nodes }, () => []);
   for (let s = 0; s < steps; s++) {
-    const chunks: number[][] = Array.from({ length: nodes }, (_, i) => {
-      const list: number[] = [];
-      let deps = ready[i]!;
-      for (let b = 0; b < k; b++) {
-        const t = add({ kind: 'compute', host: host(i), ms: c.computeMs / k, deps });
-        list.push(t);
-        deps = [t];
-      }
-      return list;
-    });
+    const chunks = computeChunks(nodes, c, ready, host, add);
     // reduce-scatter: every block's shard j straight to its owner j
     const blocksIn: number[][] = Array.from({ length: nodes }, () => []);
     const blocksOut: number[][] = Array.from({ length: nodes }, () => []);
