@@ -452,6 +452,9 @@ export class NodeClient {
 
 type Handlers = { readonly [K in Message['type']]?: (message: Extract<Message, { type: K }>, session: Session) => void | Promise<void> };
 
+/** How long a session's end waits for the message being handled (a step's compute) before the node reconnects anyway. */
+const DRAIN_MS = 60_000;
+
 /**
  * One connection to the coordinator: hello, then every frame decoded (decodeFrame) and given to
  * its type's handler (`dispatch`), one after another: a handler that computes (a step on a GPU
@@ -459,9 +462,6 @@ type Handlers = { readonly [K in Message['type']]?: (message: Extract<Message, {
  * it had run synchronously. Heartbeats both ways once the job is known. `done` hears how it
  * ended, or the error when the coordinator refuses this worker for good.
  */
-/** How long a session's end waits for the message being handled (a step's compute) before the node reconnects anyway. */
-const DRAIN_MS = 60_000;
-
 class Session {
   welcomed = false;
   /** A step's gradient went out on this connection. */

@@ -67,8 +67,7 @@ export class PeerReplica {
   private early: { from: string | typeof OBSERVER; frame: PeerFrame }[] = [];
   private readonly memory: RoundMemory;
   private earlyValues = 0;
-  /** Frames of rounds already past that arrived (a straggler's or a lost node's), and the round the last one was logged in. */
-  lateFrames = 0;
+  /** The round in which a frame of a round already past (a straggler's, a lost node's) was last logged. */
   private lateLogged: RoundPlan | undefined;
 
   constructor(
@@ -219,7 +218,6 @@ export class PeerReplica {
 
   /** A frame of a round already past: dropped unread, said once a round. */
   private late(from: string | typeof OBSERVER, frame: PeerFrame, current: RoundPlan): void {
-    this.lateFrames++;
     if (this.lateLogged === current) return;
     this.lateLogged = current;
     this.log(`a ${frame.type} frame of epoch ${frame.epoch} step ${frame.step} from ${from === OBSERVER ? 'the coordinator' : from} came after its round: dropped`);
