@@ -72,25 +72,25 @@ describe('PeerMesh', { timeout: 60_000 }, () => {
     expect(b.mesh.bytes.sent).toBeGreaterThan(5 * 128);
   });
 
-  it('whenSent waits for the frames given so far to be written, also to a peer still connecting, and for none to a peer that is gone', async () => {
+  it('whenSent waits for the frames given so far to the peers named to be written, also to a peer still connecting, and for none to a peer that is gone; only the latest waits', async () => {
     const a = await endpoint();
     const b = await endpoint();
     b.mesh.join({ ...JOB, self: 'node-1' });
     const order: string[] = [];
-    b.mesh.whenSent(() => order.push('nothing unsent'));
     const to = { id: 'node-9', url: a.url, proof: peerProof(a.mesh.key, JOB.jobId, 'node-1') };
+    b.mesh.whenSent([to], () => order.push('nothing unsent'));
     for (let step = 0; step < 3; step++) b.mesh.send(to, { ...block(0, step), values: new Float32Array(32).fill(step) } as Message);
-    b.mesh.whenSent(() => order.push(`sent, ${a.frames.length} arrived`));
+    b.mesh.whenSent([to], () => order.push('replaced'));
+    b.mesh.whenSent([to], () => order.push('sent'));
     expect(order).toEqual(['nothing unsent']);
-    await expect.poll(() => order.length).toBe(2);
+    await expect.poll(() => order).toEqual(['nothing unsent', 'sent']);
     await expect.poll(() => a.frames.length).toBe(3);
     // a peer nobody listens at: its frames are never written, and what waits runs when it is given up
     const closed = await endpoint();
-    const deadUrl = closed.url;
+    const dead = { id: 'node-8', url: closed.url, proof: 'x' };
     await closed.mesh.close();
-    b.mesh.send({ id: 'node-8', url: deadUrl, proof: 'x' }, block(0, 9));
-    const ran = new Promise<void>((resolve) => b.mesh.whenSent(resolve));
-    await ran;
+    b.mesh.send(dead, block(0, 9));
+    await new Promise<void>((resolve) => b.mesh.whenSent([dead, to], resolve));
   });
 
   it('refuses each hostile connection with a reason, and keeps serving', async () => {

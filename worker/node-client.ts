@@ -425,7 +425,7 @@ export class NodeClient {
   private replicaLinks(mesh: PeerMesh, live: () => boolean): ReplicaLinks {
     const links: ReplicaLinks = {
       toPeer: (to, message) => void (live() && mesh.send(to, message)),
-      whenSent: (send) => mesh.whenSent(send),
+      whenSent: (to, send) => mesh.whenSent(to, send),
       toCoordinator: (message) => void (live() && this.connection?.send(message)),
     };
     const fault = this.fault;

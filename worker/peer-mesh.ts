@@ -82,9 +82,8 @@ export class PeerMesh {
   private readonly checkToken: (candidate: string) => boolean;
   /** Frames from authenticated peers; throwing refuses the frame and closes its connection. */
   onFrame: (from: string, frame: PeerFrame) => void = () => undefined;
-  /** Frames given to outgoing connections whose write has not finished, and what waits for none to be left. */
-  private unsent = 0;
-  private whenNoneUnsent: (() => void)[] = [];
+  /** What waits for the frames given to some peers' connections to be written (the latest round's only). */
+  private waiter: { readonly ids: readonly string[]; readonly send: () => void } | undefined;
   /** Bytes sent to and received from peers (metrics, benchmarks). */
   readonly bytes = { sent: 0, received: 0 };
   /** This node's peer key: told to the coordinator only, which makes from it the proofs peers show here. */
@@ -170,23 +169,36 @@ export class PeerMesh {
     }
   }
 
-  /** Runs `send` once every frame given to an outgoing connection so far has been written to its socket (or the connection is gone). */
-  whenSent(send: () => void): void {
-    if (this.unsent === 0) send();
-    else this.whenNoneUnsent.push(send);
+  /**
+   * Runs `send` once every frame given so far to the connections to `to` has been written to its
+   * socket (or the connection is gone). Only the latest call waits: an earlier one still waiting
+   * is dropped (its round is past). A peer left out of `to` (one no longer in the round) that
+   * stops reading holds nothing up.
+   */
+  whenSent(to: readonly PeerAddress[], send: () => void): void {
+    const ids = to.map((p) => p.id);
+    this.waiter = undefined;
+    if (this.allWritten(ids)) send();
+    else this.waiter = { ids, send };
+  }
+
+  private allWritten(ids: readonly string[]): boolean {
+    return ids.every((id) => (this.outgoing.get(id)?.unsent ?? 0) === 0);
   }
 
   private counted(out: Outgoing): void {
     out.unsent++;
-    this.unsent++;
   }
 
   /** `count` of `out`'s frames were written, or will never be (its connection is gone). */
   private written(out: Outgoing, count: number): void {
     const n = Math.min(count, out.unsent);
     out.unsent -= n;
-    this.unsent -= n;
-    if (this.unsent === 0 && n > 0) for (const send of this.whenNoneUnsent.splice(0)) send();
+    const waiter = this.waiter;
+    if (n > 0 && waiter && this.allWritten(waiter.ids)) {
+      this.waiter = undefined;
+      waiter.send();
+    }
   }
 
   private dial(to: PeerAddress, job: MeshJob): Outgoing {

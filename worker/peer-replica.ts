@@ -26,8 +26,8 @@ const EARLY_VALUES = 4;
 export interface ReplicaLinks {
   /** To a peer's endpoint. */
   toPeer(to: PeerAddress, message: Message): void;
-  /** Runs `send` once the frames sent to peers so far have left (written to their sockets). */
-  whenSent(send: () => void): void;
+  /** Runs `send` once the frames sent so far to peers `to` have left (written to their sockets). */
+  whenSent(to: readonly PeerAddress[], send: () => void): void;
   /** To the coordinator. */
   toCoordinator(message: Message): void;
 }
@@ -133,7 +133,7 @@ export class PeerReplica {
         // this node's shard of the mean goes once its block's frames are out: the others still
         // wait for those, and would share this node's uplink with the mean otherwise
         reduced: (frame) =>
-          this.links.whenSent(() => {
+          this.links.whenSent(ranks.filter((_, r) => r !== rank), () => {
             ranks.forEach((peer, r) => {
               if (r !== rank) this.links.toPeer(peer, { type: 'reduced', ...frame });
             });
