@@ -42,7 +42,7 @@ function peersJob(reduction: 'peers' | 'coordinator' | 'auto', cluster: Record<s
     seed: 5,
     data: { drop: ['customerID'], numeric: ['TotalCharges'], label: { column: 'Churn', positive: 'Yes' }, testSize: 0.2, standardize: true },
     model: { layers },
-    compile: { optimizer, loss: 'binaryCrossentropy' },
+    compile: { optimizer, loss: 'binaryCrossentropy', ...(extra.compile as Record<string, unknown> | undefined) },
     fit: { epochs, batchSize: 40 },
     cluster: { backend: 'wasm', threads: 1, minWorkers: 3, balance: 'equal', reduction, heartbeatInterval: 0.5, heartbeatTimeout: 60, stepTimeout: 120, waitTimeout: 300, ...cluster },
   });
@@ -52,10 +52,12 @@ function peersJob(reduction: 'peers' | 'coordinator' | 'auto', cluster: Record<s
 
 describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_000 }, () => {
   it('1 thread + 3 nodes: every step among peers, the bits of the same run through the coordinator, about S a step on its link instead of 3S', async () => {
-    // Adam with amsgrad: the state nodes get carries three slots (m, v, vHat)
-    const adam = { name: 'adam', learningRate: 0.003, amsgrad: true };
-    const peers = peersJob('peers', {}, 800, 2, adam);
-    const star = peersJob('coordinator', {}, 800, 2, adam);
+    // Adam with amsgrad: the state nodes get carries three slots (m, v, vHat); a warmup and
+    // cosine schedule and a global clip: each node steps on the rate its round names, clipped
+    const adam = { name: 'adam', learningRate: 0.001, amsgrad: true, globalClipnorm: 0.05 };
+    const compile = { compile: { learningRateSchedule: { name: 'cosineDecay', decaySteps: 20, warmupTarget: 0.004, warmupSteps: 8 } } };
+    const peers = peersJob('peers', {}, 800, 2, adam, WIDE, compile);
+    const star = peersJob('coordinator', {}, 800, 2, adam, WIDE, compile);
     const a = await runWithNodes(peers, ['w1', 'w2', 'w3'], track);
     const b = await runWithNodes(star, ['w1', 'w2', 'w3'], track);
     expect(a.summary.steps).toBe(b.summary.steps);
@@ -64,6 +66,8 @@ describe('reduction among peers (real processes on 127.0.0.1)', { timeout: 900_0
     expect(a.coordinator.output).not.toMatch(/reduced through the coordinator/);
     const wa = readRunWeights(peers.out);
     expect(Buffer.from(wa.buffer).equals(Buffer.from(readRunWeights(star.out).buffer))).toBe(true);
+    // every node's own steps gave the coordinator's weights, bit for bit (the commit's check)
+    for (const w of a.workers) expect(w.output).not.toMatch(/differ from the coordinator's|needs the coordinator's state again/);
 
     // traffic on the coordinator's node connections: gradients in, weights out
     const spec = modelSpec(peers.config, peers.dataset);
