@@ -15,7 +15,7 @@ import type { BatchEngine, EngineName } from './engine.js';
 import { createEngine } from './gradient.js';
 import { PartSums } from './part-sums.js';
 import type { FeatureRows } from '../shared/data/feature-rows.js';
-import { chunkRows, rowChunks } from '../shared/data/row-chunks.js';
+import { rowChunks } from '../shared/data/row-chunks.js';
 
 export interface LocalLaneData {
   readonly spec: ModelSpec;
@@ -60,7 +60,6 @@ export class LocalLane {
     const { outputs, x, y, sampleWeights } = this.data;
     const weights = (a: number, n: number): Float32Array | undefined => sampleWeights?.subarray(a, a + n);
     // a chunk of rows at a time, so a large test set (or one on disk) is never in memory whole
-    if (count <= chunkRows(x.features)) return { ...(await this.engine.evaluate(x.range(start, count), y.slice(start * outputs, (start + count) * outputs), count, weights(start, count))), numTensors: tf.memory().numTensors };
     const total = new PartSums();
     for (const chunk of rowChunks(count, x.features)) {
       const a = start + chunk.first;

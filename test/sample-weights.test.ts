@@ -117,6 +117,17 @@ describe('sample weights in the engines', () => {
   });
 });
 
+/** Beside the job's demo CSV, `${name}.csv` with a weight column for each entry: all `constant`, or (undefined) 1 + (tenure mod 3); their paths by name. */
+function weightedCsvs<K extends string>(job: { dir: string; dataFile: string }, files: Record<K, number | undefined>): Record<K, string> {
+  const csv = readFileSync(job.dataFile, 'utf8');
+  const paths = {} as Record<K, string>;
+  for (const name of Object.keys(files) as K[]) {
+    paths[name] = `${job.dir}/${name}.csv`;
+    writeFileSync(paths[name], withWeights(csv, files[name]));
+  }
+  return paths;
+}
+
 /** The demo-schema CSV with a weight column: 1 + (tenure mod 3), or all `constant`. */
 function withWeights(csv: string, constant?: number): string {
   const [head, ...rows] = csv.trim().split('\n');
@@ -156,11 +167,7 @@ describe('data.sampleWeight through train()', { timeout: 300_000 }, () => {
 
   it('weights of 1 give the bits of no weights; other weights train another model; the column is not a feature', async () => {
     const job = jobFolder(600, {});
-    const csv = readFileSync(job.dataFile, 'utf8');
-    const ones = `${job.dir}/ones.csv`;
-    const varied = `${job.dir}/varied.csv`;
-    writeFileSync(ones, withWeights(csv, 1));
-    writeFileSync(varied, withWeights(csv));
+    const { ones, varied } = weightedCsvs(job, { ones: 1, varied: undefined });
     const plain = await train(config(job.dataFile, `${job.dir}/plain`, { threads: 1 }), { log: () => {} });
     await train(config(ones, `${job.dir}/ones`, { threads: 1 }, 'w'), { log: () => {} });
     await train(config(varied, `${job.dir}/varied`, { threads: 1 }, 'w'), { log: () => {} });
@@ -174,11 +181,7 @@ describe('data.sampleWeight through train()', { timeout: 300_000 }, () => {
 
   it('validation and test losses are weighted as in Keras: weights of 2 double them (Adam barely notices the scale), on a thread and on a node; coordinator evaluate weighs its rows too', async () => {
     const job = jobFolder(600, {});
-    const csv = readFileSync(job.dataFile, 'utf8');
-    const ones = `${job.dir}/ones.csv`;
-    const twos = `${job.dir}/twos.csv`;
-    writeFileSync(ones, withWeights(csv, 1));
-    writeFileSync(twos, withWeights(csv, 2));
+    const { ones, twos } = weightedCsvs(job, { ones: 1, twos: 2 });
     const split = (c: JobConfigInput): JobConfigInput => ({ ...c, data: { ...c.data, testSize: 0.2 }, fit: { ...c.fit, validationSplit: 0.2 } }) as JobConfigInput;
     const one = await train(split(config(ones, `${job.dir}/ones`, { threads: 1 }, 'w')), { log: () => {} });
     const two = await train(split(config(twos, `${job.dir}/twos`, { threads: 1 }, 'w')), { log: () => {} });
@@ -197,7 +200,7 @@ describe('data.sampleWeight through train()', { timeout: 300_000 }, () => {
     expect(weighted.values.loss).toBe(2 * plain.values.loss!);
     expect(weighted.values.accuracy).toBe(plain.values.accuracy);
     const bad = `${job.dir}/bad.csv`;
-    writeFileSync(bad, withWeights(csv, 2).replace(/,2\n/, ',-1\n'));
+    writeFileSync(bad, readFileSync(twos, 'utf8').replace(/,2\n/, ',-1\n'));
     const refused = await evaluateCsv(model, bad);
     expect(refused.rejected).toEqual([{ line: 2, reason: 'sample weight in column "w" is not a number >= 0: "-1"' }, ...weighted.rejected]);
   });
