@@ -239,7 +239,7 @@ export class DenseGradientEngine implements BatchEngine {
         if (ready !== undefined) onReady?.(ready);
       }
       const [loss, p] = await Promise.all([lossSum.data(), outputs.data()]);
-      return { gradient, count, lossSum: loss[0]!, metricSums: this.metricLayout.sums(y, p, count) };
+      return { gradient, count, lossSum: loss[0]!, metricSums: this.metricLayout.sums(y, p, count, { sample: rows?.weights, training: true }) };
     } finally {
       tf.dispose([lossSum, outputs, ...later.map((l) => l.t)]);
     }
@@ -256,7 +256,7 @@ export class DenseGradientEngine implements BatchEngine {
     });
     const [loss, p] = await Promise.all(sums.map((t) => t.data()));
     tf.dispose([...sums]);
-    return { count, lossSum: loss![0]!, metricSums: this.metricLayout.sums(y, p!, count) };
+    return { count, lossSum: loss![0]!, metricSums: this.metricLayout.sums(y, p!, count, { sample: weights, training: false }) };
   }
 
   async predict(x: Float32Array, count: number): Promise<Float32Array> {

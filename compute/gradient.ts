@@ -11,7 +11,7 @@ import { backendName } from '../shared/backend.js';
 import { ModelError } from '../shared/errors.js';
 import { assignFlatWeights, buildModel, modelVariables } from '../shared/model/build.js';
 import { weightLayout, type WeightLayout } from '../shared/model/layout.js';
-import { metricLayoutOf, type MetricLayout } from '../shared/model/metric-sums.js';
+import { metricLayoutOf, type MetricLayout, type RowWeights } from '../shared/model/metric-sums.js';
 import { AugmentEngine } from './augment-engine.js';
 import { MicroBatchEngine } from './micro-batches.js';
 import { activations, batchLoss, evaluationLossSum, resolveLoss } from '../shared/model/registries.js';
@@ -91,7 +91,7 @@ export class TapeGradientEngine implements BatchEngine {
     values.forEach((v, i) => gradient.set(v, this.layout.entries[i]!.offset));
     this.rowContext?.end();
     const lossSum = ((await value.data())[0] as number) * count;
-    const metricSums = await this.sumMetrics(y, preds!, count);
+    const metricSums = await this.sumMetrics(y, preds!, count, { sample: rows?.weights, training: true });
     tf.dispose([xs, ys, value, preds!, ...Object.values(grads)]);
     return { gradient, count, lossSum, metricSums };
   }
@@ -104,7 +104,7 @@ export class TapeGradientEngine implements BatchEngine {
     const preds = this.toPrediction(out);
     const loss = tf.tidy(() => evaluationLossSum(this.lossFn(ys, out), weights));
     const lossSum = (await loss.data())[0] as number;
-    const metricSums = await this.sumMetrics(y, preds, count);
+    const metricSums = await this.sumMetrics(y, preds, count, { sample: weights, training: false });
     tf.dispose([xs, ys, out, preds, loss]);
     return { count, lossSum, metricSums };
   }
@@ -127,8 +127,8 @@ export class TapeGradientEngine implements BatchEngine {
     return weight === 'moving_mean' ? stats.mean : stats.variance;
   }
 
-  private async sumMetrics(y: Float32Array, preds: tf.Tensor, count: number): Promise<number[]> {
-    return this.metricLayout.width === 0 ? [] : this.metricLayout.sums(y, await preds.data(), count);
+  private async sumMetrics(y: Float32Array, preds: tf.Tensor, count: number, weights: RowWeights): Promise<number[]> {
+    return this.metricLayout.width === 0 ? [] : this.metricLayout.sums(y, await preds.data(), count, weights);
   }
 
   dispose(): void {

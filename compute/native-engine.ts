@@ -141,7 +141,7 @@ export class NativeEngine implements BatchEngine {
     const { saved, z, p } = this.forward(s, x, count, true);
     const last = outputLayer(this.spec);
     // the loss's gradient at the last pre-activation, its value and the metrics, in tfjs
-    const metricSums = this.metricLayout.sums(y, p, count);
+    const metricSums = this.metricLayout.sums(y, p, count, { sample: rows?.weights, training: true });
     const { dz, lossSum } = tf.tidy(() => {
       const ys = tf.tensor2d(y, [count, this.outputDim]);
       const zs = tf.tensor2d(z, [count, this.outputDim]);
@@ -180,7 +180,7 @@ export class NativeEngine implements BatchEngine {
       const ys = tf.tensor2d(y, [count, this.outputDim]);
       const ps = tf.tensor2d(p, [count, this.outputDim]);
       const loss = this.logitsLossFn ? this.logitsLossFn(ys, tf.tensor2d(z, [count, this.outputDim])) : this.lossFn(ys, ps);
-      return { count, lossSum: evaluationLossSum(loss, weights).dataSync()[0] as number, metricSums: this.metricLayout.sums(y, p, count) };
+      return { count, lossSum: evaluationLossSum(loss, weights).dataSync()[0] as number, metricSums: this.metricLayout.sums(y, p, count, { sample: weights, training: false }) };
     });
   }
 

@@ -10,6 +10,7 @@ import { featureRows } from '../shared/data/feature-rows.js';
 import { BackendError, ConfigError } from '../shared/errors.js';
 import { layerShapes } from '../shared/model/layers.js';
 import { isDense, virtualBatchSize, type ModelSpec } from '../shared/model/spec.js';
+import { metricKeys } from '../shared/model/metric-sums.js';
 import { threadsWithoutModel, withThreads, type RunConfig } from './participants/thread-count.js';
 
 /**
@@ -150,7 +151,7 @@ function checkBatchAndMonitor(config: JobConfig, spec: ModelSpec, dataset: Pick<
       `fit.batchSize (${config.fit.batchSize}) is smaller than cluster.threads (${lanes}): every thread needs at least one sample per step; lower cluster.threads or raise the batch size`,
     );
   }
-  const base = ['loss', ...spec.metrics];
+  const base = ['loss', ...metricKeys(spec.metrics, spec.weightedMetrics)];
   const names = dataset.val.count > 0 ? [...base, ...base.map((n) => `val_${n}`)] : base;
   for (const key of ['earlyStopping', 'reduceLrOnPlateau', 'modelCheckpoint'] as const) {
     const monitor = config.fit[key]?.monitor;

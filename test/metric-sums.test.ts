@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../index.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
-import { AUC_THRESHOLDS, higherIsBetter, MetricLayout } from '../shared/model/metric-sums.js';
+import { AUC_THRESHOLDS, higherIsBetter, metricKeys, MetricLayout, type RowWeights } from '../shared/model/metric-sums.js';
 import { METRICS, type MetricName } from '../shared/model/spec.js';
 import { Rng } from '../shared/math/rng.js';
 
@@ -18,8 +18,8 @@ beforeAll(async () => {
 });
 
 /** The sums of a batch, its outputs as the float32 a model gives. */
-function sumsOf(layout: MetricLayout, y: number[], p: number[], units: number): number[] {
-  return layout.sums(Float32Array.from(y), Float32Array.from(p), y.length / units);
+function sumsOf(layout: MetricLayout, y: number[], p: number[], units: number, weights: RowWeights = { training: false }): number[] {
+  return layout.sums(Float32Array.from(y), Float32Array.from(p), y.length / units, weights);
 }
 
 /** The exact ROC AUC (Mann-Whitney): the share of (positive, negative) pairs ranked right, ties half. */
@@ -142,6 +142,7 @@ describe('metric values', () => {
     for (const name of METRICS) {
       expect(higherIsBetter(name), name).toBe(higher.includes(name));
       expect(higherIsBetter(`val_${name}`), name).toBe(higher.includes(name));
+      expect(higherIsBetter(`val_weighted_${name}`), name).toBe(higher.includes(name));
     }
     expect(higherIsBetter('loss')).toBe(false);
   });
@@ -184,6 +185,99 @@ describe('sums add across participants', () => {
   });
 });
 
+/** Rows of a 3-class softmax classifier: one-hot labels and outputs that sum to 1. */
+function classifierRows(rng: Rng, n: number, units: number): { y: number[]; p: number[] } {
+  const y: number[] = [];
+  const p: number[] = [];
+  for (let r = 0; r < n; r++) {
+    const hot = Math.floor(rng.next() * units);
+    const raw = Array.from({ length: units }, (_, k) => rng.next() + (k === hot ? 0.4 : 0.01));
+    const total = raw.reduce((a, v) => a + v, 0);
+    for (let k = 0; k < units; k++) {
+      y.push(k === hot ? 1 : 0);
+      p.push(raw[k]! / total);
+    }
+  }
+  return { y, p };
+}
+
+describe('weighted metrics (Keras weighted_metrics)', () => {
+  const names = METRICS.filter((m) => m !== 'binaryAccuracy');
+
+  it('a row of integer weight w counts as w copies of it: every metric equals the unweighted one on the copies', () => {
+    const rng = new Rng(11);
+    const units = 3;
+    const n = 80;
+    const { y, p } = classifierRows(rng, n, units);
+    const w = Array.from({ length: n }, () => Math.floor(rng.next() * 4)); // 0 to 3; a 0 drops the row
+    const copies = { y: [] as number[], p: [] as number[] };
+    for (let r = 0; r < n; r++) {
+      for (let c = 0; c < w[r]!; c++) {
+        copies.y.push(...y.slice(r * units, (r + 1) * units));
+        copies.p.push(...p.slice(r * units, (r + 1) * units));
+      }
+    }
+    const weighted = new MetricLayout([], units, undefined, names);
+    const plain = new MetricLayout(names, units);
+    const got = weighted.values(sumsOf(weighted, y, p, units, { sample: Float32Array.from(w), training: false }), n);
+    const want = plain.values(sumsOf(plain, copies.y, copies.p, units), copies.y.length / units);
+    for (const name of names) expect(got[name], name).toBeCloseTo(want[name]!, 12);
+    // the counts and AUC histograms are sums of small integers: exact
+    for (const name of ['precision', 'recall', 'f1Score', 'auc', 'prAuc'] as const) expect(got[name], name).toBe(want[name]);
+  });
+
+  it('a weighted mean is sum(w x value) / sum(w), in float64 (Keras Mean with sample_weight)', () => {
+    const layout = new MetricLayout(['accuracy', 'meanSquaredError'], 1, undefined, ['accuracy', 'rootMeanSquaredError']);
+    expect(layout.keys).toEqual(['accuracy', 'meanSquaredError', 'weighted_accuracy', 'rootMeanSquaredError']);
+    const y = [1, 0, 1, 0];
+    const p = [0.9, 0.6, 0.3, 0.2]; // right, wrong, wrong, right
+    const w = Float32Array.from([0.5, 2, 0.25, 1.5]);
+    const v = layout.values(sumsOf(layout, y, p, 1, { sample: w, training: false }), 4);
+    expect(v['accuracy']).toBe(0.5);
+    expect(v['weighted_accuracy']).toBeCloseTo((0.5 + 1.5) / (0.5 + 2 + 0.25 + 1.5), 15);
+    const se = [0.01, 0.36, 0.49, 0.04];
+    expect(v['rootMeanSquaredError']).toBeCloseTo(Math.sqrt(se.reduce((a, e, i) => a + w[i]! * e, 0) / 4.25), 7);
+    // weights that sum to 0: 0, as Keras's divide_no_nan
+    expect(layout.values(sumsOf(layout, y, p, 1, { sample: new Float32Array(4), training: false }), 4)['weighted_accuracy']).toBe(0);
+  });
+
+  it('class weights join the sample weights on training rows only (Keras applies class_weight to fit\'s data)', () => {
+    const y = [1, 0, 1, 0];
+    const p = [0.9, 0.6, 0.3, 0.2]; // right, wrong, wrong, right
+    const binary = new MetricLayout([], 1, undefined, ['accuracy'], [1, 3]);
+    const sample = Float32Array.from([1, 1, 2, 1]);
+    // training: weights 3, 1, 6, 1 (class 1 counts 3x); right rows 0 and 3
+    expect(binary.values(sumsOf(binary, y, p, 1, { sample, training: true }), 4)['accuracy']).toBeCloseTo(4 / 11, 15);
+    // evaluation: the sample weights alone
+    expect(binary.values(sumsOf(binary, y, p, 1, { sample, training: false }), 4)['accuracy']).toBeCloseTo(2 / 5, 15);
+    // one-hot labels: the weight of the row's class
+    const categorical = new MetricLayout([], 2, undefined, ['accuracy'], [1, 3]);
+    const hot = [0, 1, 1, 0, 0, 1, 1, 0];
+    const out = [0.1, 0.9, 0.4, 0.6, 0.7, 0.3, 0.8, 0.2];
+    expect(categorical.values(sumsOf(categorical, hot, out, 2, { training: true }), 4)['accuracy']).toBeCloseTo(4 / 8, 15);
+  });
+
+  it('weighted sums add across any split of the rows', () => {
+    const rng = new Rng(13);
+    const units = 3;
+    const n = 60;
+    const { y, p } = classifierRows(rng, n, units);
+    const w = Float32Array.from({ length: n }, () => rng.next() * 3);
+    const layout = new MetricLayout(['accuracy'], units, undefined, names, [0.5, 1, 2]);
+    const whole = layout.values(sumsOf(layout, y, p, units, { sample: w, training: true }), n);
+    const cut = 23;
+    const a = sumsOf(layout, y.slice(0, cut * units), p.slice(0, cut * units), units, { sample: w.subarray(0, cut), training: true });
+    const b = sumsOf(layout, y.slice(cut * units), p.slice(cut * units), units, { sample: w.subarray(cut), training: true });
+    const parts = layout.values(a.map((v, i) => v + b[i]!), n);
+    for (const key of layout.keys) expect(parts[key], key).toBeCloseTo(whole[key]!, 12);
+  });
+
+  it('names: weighted_<name> only where the plain metric is also listed', () => {
+    expect(metricKeys(['accuracy', 'auc'], ['auc', 'precision'])).toEqual(['accuracy', 'auc', 'weighted_auc', 'precision']);
+    expect(metricKeys([], ['auc'])).toEqual(['auc']);
+  });
+});
+
 describe('config', () => {
   const base = {
     data: { path: 'x.csv', label: { column: 'y' } },
@@ -194,6 +288,13 @@ describe('config', () => {
   it('a thresholded metric on a regression loss is a ConfigError naming compile.metrics', () => {
     expect(() => validateConfig(base, 'job.yaml')).toThrow(/compile\.metrics.*auc.*classifier's loss/s);
     expect(() => validateConfig(base, 'job.yaml')).toThrow(ConfigError);
+  });
+
+  it('compile.weightedMetrics is checked as compile.metrics is, and defaults to none', () => {
+    expect(() => validateConfig({ ...base, compile: { loss: 'meanSquaredError', weightedMetrics: ['auc'] } }, 'job.yaml')).toThrow(/compile\.weightedMetrics.*auc.*classifier's loss/s);
+    expect(() => validateConfig({ ...base, compile: { loss: 'binaryCrossentropy', weightedMetrics: ['auc', 'auc'] } }, 'job.yaml')).toThrow(/weightedMetrics.*auc is listed twice/s);
+    expect(() => validateConfig({ ...base, compile: { loss: 'binaryCrossentropy', weightedMetrics: ['kappa'] } }, 'job.yaml')).toThrow(/compile\.weightedMetrics/);
+    expect(validateConfig({ ...base, compile: { loss: 'meanSquaredError' } }, 'job.yaml').compile.weightedMetrics).toEqual([]);
   });
 
   it('a metric listed twice is refused; rootMeanSquaredError on a regression is fine', () => {

@@ -103,6 +103,32 @@ describe('sample weights in the engines', () => {
     });
   }
 
+  for (const [name, make] of [
+    ['dense', (s: ModelSpec) => new DenseGradientEngine(s)],
+    ['tape', (s: ModelSpec) => new TapeGradientEngine(s)],
+    ['micro-batches', (s: ModelSpec) => new MicroBatchEngine(new DenseGradientEngine(s), 5)],
+  ] as const) {
+    it(`${name}: weighted metrics weigh each row by its sample weight, times its class weight in training only`, async () => {
+      const s: ModelSpec = { ...spec, classWeights: [0.7, 2], weightedMetrics: ['accuracy'] };
+      const engine = make(s);
+      engine.setWeights(initialWeights(weightLayout(s), new Rng(2)));
+      // each row's own accuracy (0 or 1), from the same engine one row at a time
+      const right: number[] = [];
+      for (let r = 0; r < n; r++) right.push((await engine.evaluate(x.subarray(r * 5, (r + 1) * 5), y.subarray(r, r + 1), 1)).metricSums[0]!);
+      const mean = (w: (r: number) => number): [number, number] => [right.reduce((a, v, r) => a + w(r) * v, 0), right.reduce((a, _v, r) => a + w(r), 0)];
+      const trained = await engine.gradient(x, y, n, undefined, undefined, rows);
+      const evaluated = await engine.evaluate(x, y, n, weights);
+      engine.dispose();
+      const plain = right.reduce((a, v) => a + v, 0);
+      // [accuracy sum, weighted: sum of w x accuracy, sum of w] (micro-batches add in another order)
+      const close = (got: readonly number[], want: number[]): void => want.forEach((v, i) => expect(got[i]).toBeCloseTo(v, 12));
+      close(trained.metricSums, [plain, ...mean((r) => weights[r]! * [0.7, 2][y[r]!]!)]);
+      close(evaluated.metricSums, [plain, ...mean((r) => weights[r]!)]);
+      expect(trained.metricSums[1]).not.toBeCloseTo(evaluated.metricSums[1]!, 3);
+      expect(plain).toBeGreaterThan(0);
+    });
+  }
+
   it('micro-batches: an evaluation in micro-batches takes each one its own weights', async () => {
     const w = initialWeights(weightLayout(spec), new Rng(2));
     const whole = new DenseGradientEngine(spec);
@@ -209,12 +235,22 @@ describe('data.sampleWeight through train()', { timeout: 300_000 }, () => {
     const job = jobFolder(600, {});
     writeFileSync(job.dataFile, withWeights(readFileSync(job.dataFile, 'utf8')));
     const cluster = { threads: 1, minWorkers: 1, balance: 'equal', backend: 'wasm' };
-    writeFileSync(job.configFile, JSON.stringify(config(job.dataFile, job.out, cluster, 'w')));
+    const weighted = (c: JobConfigInput): JobConfigInput => ({ ...c, compile: { ...c.compile, metrics: ['accuracy', 'auc'], weightedMetrics: ['accuracy', 'auc'] }, fit: { ...c.fit, classWeight: { 0: 1, 1: 2 } } }) as JobConfigInput;
+    writeFileSync(job.configFile, JSON.stringify(weighted(config(job.dataFile, job.out, cluster, 'w'))));
     const summary = await runWithOneNode(job, track);
     expect(summary.participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
     const one = `${job.dir}/one`;
-    await train(config(job.dataFile, one, { threads: 1, backend: 'wasm' }, 'w'), { log: () => {} });
+    const lane = await train(weighted(config(job.dataFile, one, { threads: 1, backend: 'wasm' }, 'w')), { log: () => {} });
     expect(maxAbsDiff(readRunWeights(job.out), readRunWeights(one))).toBeLessThan(1e-5);
+    // weighted metrics (sample weights, and class weights on the training rows) sum across the node and the thread as one lane's
+    const last = lane.fit.history.at(-1)!.values;
+    const lines = readFileSync(`${job.out}/history.csv`, 'utf8').trim().split('\n');
+    const columns = lines[0]!.split(',');
+    const nodeLast = lines.at(-1)!.split(',');
+    for (const key of ['accuracy', 'weighted_accuracy', 'weighted_auc']) expect(Number(nodeLast[columns.indexOf(key)]), key).toBeCloseTo(last[key]!, 5);
+    expect(Math.abs(last['weighted_accuracy']! - last['accuracy']!)).toBeGreaterThan(1e-3);
+    expect(summary.test!['weighted_auc']).toBeCloseTo(lane.summary.test!['weighted_auc']!, 5);
+    expect(summary.test!['weighted_auc']).not.toBe(summary.test!['auc']);
     // the same job as YAML reads the key the same way
     expect(validateConfig(parseYaml(JSON.stringify(config(job.dataFile, job.out, cluster, 'w'))), 'job.yaml').data.sampleWeight).toBe('w');
   });

@@ -53,6 +53,7 @@ export function modelSpec(config: JobConfig, dataset: Pick<Dataset, 'features' |
     loss: lossName(config.compile.loss),
     ...(lossOptions(config.compile.loss) ? { lossOptions: lossOptions(config.compile.loss)! } : {}),
     metrics: config.compile.metrics,
+    ...(config.compile.weightedMetrics.length > 0 ? { weightedMetrics: config.compile.weightedMetrics } : {}),
     ...(config.cluster.microBatchSize ? { microBatchSize: config.cluster.microBatchSize } : {}),
     ...(config.fit.classWeight ? { classWeights: classWeights(config.fit.classWeight, lossName(config.compile.loss), dataset.outputs) } : {}),
   };

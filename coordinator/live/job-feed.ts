@@ -8,6 +8,7 @@ import type { Dataset } from '../../shared/data/dataset.js';
 import { describeModel } from '../../shared/model/layers.js';
 import { weightLayout } from '../../shared/model/layout.js';
 import type { ModelSpec } from '../../shared/model/spec.js';
+import { metricKeys } from '../../shared/model/metric-sums.js';
 import type { RunDir } from '../run-dir.js';
 import type { Summary } from '../summary.js';
 import { liveRoutes, type LiveRoutes } from './live-server.js';
@@ -40,7 +41,7 @@ export function openRunFeed({ runDir, config, dataset, spec, resumedFrom, log }:
       valRows: dataset.val.count,
       testRows: dataset.test.count,
       features: dataset.features,
-      metrics: spec.metrics,
+      metrics: metricKeys(spec.metrics, spec.weightedMetrics),
       startStep: resumedFrom?.step ?? 0,
       // the checkpoint's name: the page needs no more, and the run directory may move
       ...(resumedFrom ? { resumedFrom: basename(resumedFrom.file) } : {}),

@@ -278,17 +278,21 @@ const Compile = z
       error: () => `expected a loss, one of ${LOSSES.map((l) => `"${l}"`).join('|')}, or { name: <a loss>, fromLogits, labelSmoothing, delta }`,
     }),
     metrics: z.array(z.enum(METRICS)).optional(),
+    /** Keras's weighted_metrics: weighted by data.sampleWeight and, in training, fit.classWeight. */
+    weightedMetrics: z.array(z.enum(METRICS)).default([]),
     learningRateSchedule: Schedule.optional(),
     /** Goyal et al. 2017: every rate times batchSize / referenceBatchSize, reached linearly over warmupSteps. */
     learningRateScaling: z.strictObject({ referenceBatchSize: z.int().positive(), warmupSteps: z.int().nonnegative().default(0) }).optional(),
   })
   .superRefine((c, ctx) => {
-    const seen = new Set<string>();
-    for (const [i, name] of (c.metrics ?? []).entries()) {
-      if (seen.has(name)) ctx.addIssue({ code: 'custom', path: ['metrics', i], message: `${name} is listed twice` });
-      seen.add(name);
-      if (METRIC_KINDS[name].thresholded && !CLASSIFICATION_LOSSES.has(lossName(c.loss))) {
-        ctx.addIssue({ code: 'custom', path: ['metrics', i], message: `${name} counts decisions against labels of 0 and 1, so it needs a classifier's loss (binaryCrossentropy or categoricalCrossentropy), not ${lossName(c.loss)}` });
+    for (const key of ['metrics', 'weightedMetrics'] as const) {
+      const seen = new Set<string>();
+      for (const [i, name] of (c[key] ?? []).entries()) {
+        if (seen.has(name)) ctx.addIssue({ code: 'custom', path: [key, i], message: `${name} is listed twice` });
+        seen.add(name);
+        if (METRIC_KINDS[name].thresholded && !CLASSIFICATION_LOSSES.has(lossName(c.loss))) {
+          ctx.addIssue({ code: 'custom', path: [key, i], message: `${name} counts decisions against labels of 0 and 1, so it needs a classifier's loss (binaryCrossentropy or categoricalCrossentropy), not ${lossName(c.loss)}` });
+        }
       }
     }
   })

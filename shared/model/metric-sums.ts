@@ -11,6 +11,10 @@
  * step of a small model on wasm); each definition follows tfjs-layers' / Keras's and is tested
  * against it. Thresholded metrics read every output as one binary decision (Keras's AUC and
  * Precision with `multi_label=False`: a softmax output's units are flattened into one label each).
+ *
+ * Weighted metrics (Keras's `weighted_metrics`) take each row's weight into every sum: a
+ * per-sample metric keeps the sum of weight x value and the sum of the weights (its value their
+ * ratio, Keras's weighted Mean), a count metric and AUC's histogram count weights instead of ones.
  */
 import { ConfigError } from '../errors.js';
 import { MAX_METRIC_SUMS, outputDim, type MetricName, type ModelSpec } from './spec.js';
@@ -35,6 +39,8 @@ export interface MetricBatch {
   readonly p: ArrayLike<number>;
   readonly rows: number;
   readonly units: number;
+  /** Each row's weight, for a weighted metric; absent: every row counts once. */
+  readonly w?: ArrayLike<number> | undefined;
 }
 
 export interface MetricKind {
@@ -50,12 +56,16 @@ export interface MetricKind {
   readonly higherIsBetter: boolean;
   /** Counts outputs above thresholds as decisions against labels of 0 and 1 (needs a classifier's loss). */
   readonly thresholded?: true;
+  /** A per-sample metric's value for row r (its sum is over rows). */
+  readonly row?: (b: MetricBatch, r: number) => number;
+  /** A per-sample metric's value from the sum of its rows' values and their number (or weight). */
+  readonly mean?: (sum: number, count: number) => number;
 }
 
 const ratio = (a: number, b: number): number => (b === 0 ? 0 : a / b);
 
 /** A per-sample metric: the sum of its value per row, and the mean as its value. */
-function perSample(row: (b: MetricBatch, r: number) => number, most: MetricKind['most'], higherIsBetter: boolean, value = (s: number, n: number): number => s / n): MetricKind {
+function perSample(row: (b: MetricBatch, r: number) => number, most: MetricKind['most'], higherIsBetter: boolean, mean = (s: number, n: number): number => s / n): MetricKind {
   return {
     width: 1,
     add: (b, sums, at) => {
@@ -63,11 +73,16 @@ function perSample(row: (b: MetricBatch, r: number) => number, most: MetricKind[
       for (let r = 0; r < b.rows; r++) s += row(b, r);
       sums[at]! += s;
     },
-    value: (s, n) => value(s[0]!, n),
+    value: (s, n) => mean(s[0]!, n),
     most,
     higherIsBetter,
+    row,
+    mean,
   };
 }
+
+/** The row's weight in a batch (1 where the batch has none). */
+const weightOf = (b: MetricBatch, r: number): number => (b.w ? b.w[r]! : 1);
 
 const fraction: MetricKind['most'] = (n) => n;
 const anyNonNegative: MetricKind['most'] = (n) => n * FLT_MAX;
@@ -110,15 +125,19 @@ const absoluteError = rowMean(Math.abs);
 function counted(value: (tp: number, predicted: number, actual: number) => number): MetricKind {
   return {
     width: 3,
-    add: ({ y, p, rows, units }, sums, at) => {
+    add: (b, sums, at) => {
+      const { y, p, rows, units } = b;
       let tp = 0;
       let predicted = 0;
       let actual = 0;
-      for (let k = 0; k < rows * units; k++) {
-        const above = p[k]! > 0.5 ? 1 : 0;
-        tp += above * y[k]!;
-        predicted += above;
-        actual += y[k]!;
+      for (let r = 0; r < rows; r++) {
+        const w = weightOf(b, r);
+        for (let k = r * units; k < (r + 1) * units; k++) {
+          const above = p[k]! > 0.5 ? w : 0;
+          tp += above * y[k]!;
+          predicted += above;
+          actual += w * y[k]!;
+        }
       }
       sums[at]! += tp;
       sums[at + 1]! += predicted;
@@ -148,11 +167,15 @@ function binOf(output: number): number {
  * exactly b thresholds), then all outputs. An output above threshold i is in a bin past i, so
  * Keras's true and predicted positives at each threshold are sums over the bins.
  */
-function addHistogram({ y, p, rows, units }: MetricBatch, sums: number[], at: number): void {
-  for (let k = 0; k < rows * units; k++) {
-    const bin = binOf(p[k]!);
-    sums[at + bin]! += y[k]!;
-    sums[at + BINS + bin]! += 1;
+function addHistogram(b: MetricBatch, sums: number[], at: number): void {
+  const { y, p, rows, units } = b;
+  for (let r = 0; r < rows; r++) {
+    const w = weightOf(b, r);
+    for (let k = r * units; k < (r + 1) * units; k++) {
+      const bin = binOf(p[k]!);
+      sums[at + bin]! += w * y[k]!;
+      sums[at + BINS + bin]! += w;
+    }
   }
 }
 
@@ -220,55 +243,138 @@ export const METRIC_KINDS: Readonly<Record<MetricName, MetricKind>> = {
   prAuc: auc(prAuc),
 };
 
+/** Any finite sum of non-negative weights times values: what a weighted sum may be. */
+const weightedMost: MetricKind['most'] = (n, units) => n * units * FLT_MAX;
+
+/**
+ * The weighted form of a metric (Keras's `weighted_metrics`): a per-sample metric sums weight x
+ * value and the weights, its value their ratio (0 where the weights sum to 0, Keras's
+ * divide_no_nan); a count metric and AUC count each row's weight.
+ */
+function weightedKind(kind: MetricKind): MetricKind {
+  const { row, mean } = kind;
+  if (!row || !mean) return { ...kind, most: weightedMost };
+  return {
+    width: 2,
+    add: (b, sums, at) => {
+      let s = 0;
+      let total = 0;
+      for (let r = 0; r < b.rows; r++) {
+        const w = weightOf(b, r);
+        s += w * row(b, r);
+        total += w;
+      }
+      sums[at]! += s;
+      sums[at + 1]! += total;
+    },
+    value: (s) => (s[1] === 0 ? 0 : mean(s[0]!, s[1]!)),
+    most: weightedMost,
+    higherIsBetter: kind.higherIsBetter,
+  };
+}
+
+const WEIGHTED_KINDS = Object.fromEntries(Object.entries(METRIC_KINDS).map(([name, kind]) => [name, weightedKind(kind)])) as Readonly<Record<MetricName, MetricKind>>;
+
+/** Where a batch's rows' weights come from: their sample weights, and whether they are training rows (class weights apply). */
+export interface RowWeights {
+  readonly sample?: ArrayLike<number> | undefined;
+  readonly training: boolean;
+}
+
+/** A metric as a layout holds it: the name it is reported under, how it sums, whether weighted. */
+interface LayoutEntry {
+  readonly key: string;
+  readonly name: MetricName;
+  readonly kind: MetricKind;
+  readonly weighted: boolean;
+  /** Offset of its first sum. */
+  readonly offset: number;
+}
+
+/**
+ * The names metrics are reported under (history, summary, Prometheus): each metric's name, then
+ * each weighted metric's, `weighted_<name>` where the plain one is also there (Keras 3's rule).
+ */
+export function metricKeys(metrics: readonly MetricName[], weightedMetrics: readonly MetricName[] = []): string[] {
+  return [...metrics, ...weightedMetrics.map((name) => (metrics.includes(name) ? `weighted_${name}` : name))];
+}
+
 /**
  * Where each of a model's metrics keeps its sums in the flat array that travels with every
  * gradient and evaluation, and how the totals become values.
  */
 export class MetricLayout {
-  /** Offset of each metric's first sum. */
-  private readonly offsets: number[] = [];
+  private readonly entries: LayoutEntry[] = [];
   /** How many sums in all. */
   readonly width: number;
+  /** The names the values are reported under, in order. */
+  readonly keys: readonly string[];
 
   constructor(
     readonly names: readonly MetricName[],
     private readonly units: number,
     /** Where the outputs are logits (a loss with fromLogits): the activation that makes them probabilities for the metrics. */
     private readonly outputActivation?: 'sigmoid' | 'softmax',
+    /** Metrics weighted by each row's weight (Keras's weighted_metrics). */
+    readonly weightedNames: readonly MetricName[] = [],
+    /** Each class's weight, by class index (training rows' weights include it, as Keras's class_weight). */
+    private readonly classWeights?: readonly number[],
   ) {
+    this.keys = metricKeys(names, weightedNames);
+    const all = [...names.map((name) => ({ name, weighted: false })), ...weightedNames.map((name) => ({ name, weighted: true }))];
     let at = 0;
-    for (const name of names) {
-      this.offsets.push(at);
-      at += METRIC_KINDS[name].width;
-    }
-    if (at > MAX_METRIC_SUMS) throw new ConfigError(`compile.metrics: ${names.join(', ')} take ${at} sums, at most ${MAX_METRIC_SUMS} may travel`);
+    all.forEach(({ name, weighted }, i) => {
+      const kind = (weighted ? WEIGHTED_KINDS : METRIC_KINDS)[name];
+      this.entries.push({ key: this.keys[i]!, name, kind, weighted, offset: at });
+      at += kind.width;
+    });
+    if (at > MAX_METRIC_SUMS) throw new ConfigError(`compile.metrics: ${this.keys.join(', ')} take ${at} sums, at most ${MAX_METRIC_SUMS} may travel`);
     this.width = at;
   }
 
-  /** The sums of `rows` rows: labels `y` and the model's outputs `p`, row-major. */
-  sums(y: ArrayLike<number>, p: ArrayLike<number>, rows: number): number[] {
+  /**
+   * The sums of `rows` rows: labels `y` and the model's outputs `p`, row-major. Weighted metrics
+   * weigh each row by its sample weight (1 where absent) times, in training, its class's weight.
+   */
+  sums(y: ArrayLike<number>, p: ArrayLike<number>, rows: number, weights: RowWeights): number[] {
     const sums = new Array<number>(this.width).fill(0);
-    const batch = { y, p: this.outputActivation ? probabilities(p, rows, this.units, this.outputActivation) : p, rows, units: this.units };
-    this.names.forEach((name, k) => METRIC_KINDS[name].add(batch, sums, this.offsets[k]!));
+    const batch: MetricBatch = { y, p: this.outputActivation ? probabilities(p, rows, this.units, this.outputActivation) : p, rows, units: this.units };
+    const weighted = this.weightedNames.length > 0 ? { ...batch, w: this.rowWeights(y, rows, weights) } : batch;
+    for (const e of this.entries) e.kind.add(e.weighted ? weighted : batch, sums, e.offset);
     return sums;
   }
 
-  /** Each metric's value from the totals over `count` rows. */
+  /** Each row's weight: its sample weight times, in training, its class's weight (float64). */
+  private rowWeights(y: ArrayLike<number>, rows: number, weights: RowWeights | undefined): Float64Array {
+    const w = new Float64Array(rows).fill(1);
+    if (weights?.sample) for (let r = 0; r < rows; r++) w[r] = weights.sample[r]!;
+    const classes = weights?.training ? this.classWeights : undefined;
+    if (!classes) return w;
+    for (let r = 0; r < rows; r++) {
+      if (this.units === 1) {
+        w[r]! *= classes[0]! + y[r]! * (classes[1]! - classes[0]!);
+        continue;
+      }
+      let c = 0;
+      for (let k = 0; k < this.units; k++) c += y[r * this.units + k]! * classes[k]!;
+      w[r]! *= c;
+    }
+    return w;
+  }
+
+  /** Each metric's value from the totals over `count` rows, by its reported name. */
   values(sums: ArrayLike<number>, count: number): Record<string, number> {
     const out: Record<string, number> = {};
-    this.names.forEach((name, k) => {
-      const kind = METRIC_KINDS[name];
-      out[name] = kind.value(sliceOf(sums, this.offsets[k]!, kind.width), count);
-    });
+    for (const e of this.entries) out[e.key] = e.kind.value(sliceOf(sums, e.offset, e.kind.width), count);
     return out;
   }
 
   /** The metric a sum belongs to, and the most it may be for `count` rows. */
-  bound(index: number, count: number): { readonly name: MetricName; readonly most: number } {
-    let k = this.offsets.length - 1;
-    while (k > 0 && this.offsets[k]! > index) k--;
-    const name = this.names[k]!;
-    return { name, most: METRIC_KINDS[name].most(count, this.units) };
+  bound(index: number, count: number): { readonly name: string; readonly most: number } {
+    let k = this.entries.length - 1;
+    while (k > 0 && this.entries[k]!.offset > index) k--;
+    const e = this.entries[k]!;
+    return { name: e.key, most: e.kind.most(count, this.units) };
   }
 }
 
@@ -298,9 +404,9 @@ export function addSums(a: number[], b: readonly number[]): void {
   for (let i = 0; i < a.length; i++) a[i]! += b[i]!;
 }
 
-/** Whether larger is better for a monitored quantity ('val_auc', 'loss'), as Keras's mode 'auto' reads it. */
+/** Whether larger is better for a monitored quantity ('val_auc', 'weighted_auc', 'loss'), as Keras's mode 'auto' reads it. */
 export function higherIsBetter(monitor: string): boolean {
-  const name = monitor.replace(/^val_/, '');
+  const name = monitor.replace(/^val_/, '').replace(/^weighted_/, '');
   return Object.hasOwn(METRIC_KINDS, name) ? METRIC_KINDS[name as MetricName].higherIsBetter : false;
 }
 
@@ -318,7 +424,7 @@ export function metricLayoutOf(spec: ModelSpec): MetricLayout {
   let layout = layouts.get(spec);
   if (!layout) {
     const logits = spec.lossOptions?.fromLogits ? (spec.loss === 'binaryCrossentropy' ? 'sigmoid' : 'softmax') : undefined;
-    layouts.set(spec, (layout = new MetricLayout(spec.metrics, outputDim(spec), logits)));
+    layouts.set(spec, (layout = new MetricLayout(spec.metrics, outputDim(spec), logits, spec.weightedMetrics, spec.classWeights)));
   }
   return layout;
 }

@@ -196,6 +196,8 @@ export interface ModelSpec {
   readonly lossOptions?: LossOptions;
   /** Metric names in the order their sums travel in gradient results. */
   readonly metrics: readonly MetricName[];
+  /** Metrics weighted by each row's sample and class weight (Keras's weighted_metrics); their sums travel after `metrics`'. */
+  readonly weightedMetrics?: readonly MetricName[];
   /** Rows per forward and backward pass (cluster.microBatchSize): larger parts are computed in micro-batches and summed. */
   readonly microBatchSize?: number;
   /**

@@ -10,7 +10,7 @@ import { ACTIVATIONS, LOSSES, METRICS, PADDINGS } from '../model/spec.js';
 import { FILL_MODES, FLIP_MODES } from '../model/augment.js';
 
 /** The version this code speaks; a hello of any other is refused (PROTOCOL.md lists them). */
-export const PROTOCOL_VERSION = 12;
+export const PROTOCOL_VERSION = 13;
 
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 const count = z.int().nonnegative();
@@ -81,6 +81,7 @@ export const ModelSpecSchema = z.strictObject({
   loss: z.enum(LOSSES),
   lossOptions: z.strictObject({ fromLogits: z.boolean().optional(), labelSmoothing: z.number().min(0).max(1).optional(), delta: z.number().positive().optional() }).optional(),
   metrics: z.array(z.enum(METRICS)),
+  weightedMetrics: z.array(z.enum(METRICS)).optional(),
   microBatchSize: z.int().positive().optional(),
   classWeights: z.array(z.number().nonnegative()).min(2).max(1_000_000).optional(),
   augment: AugmentSchema.optional(),
