@@ -84,7 +84,7 @@ describe('ModelCheckpoint', () => {
     await expect(train(demoJob(out, 1, { compile: { loss: 'binaryCrossentropy' }, fit: { epochs: 1, modelCheckpoint: { monitor: 'val_auc' } } }), { demo: true, log: () => {} })).rejects.toThrow(ConfigError);
     await expect(train(demoJob(out, 1, { compile: { loss: 'binaryCrossentropy' }, fit: { epochs: 1, modelCheckpoint: { monitor: 'val_auc' } } }), { demo: true, log: () => {} })).rejects.toThrow(/fit\.modelCheckpoint\.monitor: "val_auc" is not logged; available: loss, accuracy$/);
     // weighted metrics are logged under their names, weighted_<name> beside the plain one
-    const weighted = { compile: { loss: 'binaryCrossentropy', metrics: ['auc'], weightedMetrics: ['auc', 'recall'] }, fit: { epochs: 1, modelCheckpoint: { monitor: 'weighted_precision' } } };
+    const weighted = { compile: { loss: 'binaryCrossentropy' as const, metrics: ['auc' as const], weightedMetrics: ['auc' as const, 'recall' as const] }, fit: { epochs: 1, modelCheckpoint: { monitor: 'weighted_precision' } } };
     await expect(train(demoJob(out, 1, weighted), { demo: true, log: () => {} })).rejects.toThrow(/"weighted_precision" is not logged; available: loss, auc, weighted_auc, recall$/);
   });
 });
