@@ -156,6 +156,22 @@ describe('a worker and a job too large for it', { timeout: 120_000 }, () => {
     await expect.poll(() => small.received.find((m) => m.type === 'error')).toEqual({ type: 'error', code: 'E_WORKER', message: 'step 0: 100 rows at once need about 3.9 KiB of activations, more than the 2.0 KiB this worker gives a step (--max-step-memory, in MiB)' });
   });
 
+  it('refuses a job whose metrics take more sums than a frame carries (plain and weighted together), naming the coordinator', async () => {
+    const many = job({ ...SMALL.spec, metrics: ['auc', 'prAuc', 'auc'], weightedMetrics: ['auc', 'prAuc', 'auc'] }, 8);
+    const coordinator = await fakeCoordinator((socket) => socket.send(encodeMessage(many)));
+    const client = new NodeClient({ url: coordinator.url, token: TOKEN, name: 'w', backend: 'wasm', retries: 1, backoffMs: 50, maxPayload: 64 * MiB, log: () => undefined });
+    const refused = await client.run().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    client.close();
+    expect(refused).toBeInstanceOf(JobRefusedError);
+    expect((refused as Error).message).toBe(`the coordinator at ${coordinator.url} sent a job whose metrics (auc, prAuc, auc, weighted_auc, weighted_prAuc, weighted_auc) take 2412 sums, more than the 2048 a gradient carries`);
+    // said to the coordinator once, not retried: it would send the same job again
+    await expect.poll(() => coordinator.received.find((m) => m.type === 'error')).toEqual({ type: 'error', code: 'E_WORKER', message: (refused as Error).message });
+    expect(coordinator.hellos).toHaveLength(1);
+  });
+
   it("refuses a tfjs-layers job whose config would make other weights than it declares, before allocating them", async () => {
     const coordinator = await fakeCoordinator((socket) => socket.send(encodeMessage(DISGUISED)));
     const client = new NodeClient({ url: coordinator.url, token: TOKEN, name: 'w', backend: 'wasm', retries: 1, backoffMs: 50, maxPayload: 64 * MiB, log: () => undefined });

@@ -21,7 +21,8 @@ import { scalePixels } from '../shared/data/arrays.js';
 import { activationValuesPerRow, describeModel } from '../shared/model/layers.js';
 import { weightLayout } from '../shared/model/layout.js';
 import type { BatchRows } from '../shared/model/row-layers.js';
-import type { ModelSpec } from '../shared/model/spec.js';
+import { MAX_METRIC_SUMS, type ModelSpec } from '../shared/model/spec.js';
+import { metricKeys, metricSumsWidth } from '../shared/model/metric-sums.js';
 import type { BatchEngine } from '../compute/engine.js';
 import { createEngine } from '../compute/gradient.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -390,6 +391,12 @@ export class NodeClient {
       );
     }
     if (parameters !== job.parameters) throw new WorkerError(`job says ${job.parameters} parameters, its model spec has ${parameters}`);
+    const sums = metricSumsWidth(job.spec.metrics, job.spec.weightedMetrics);
+    if (sums > MAX_METRIC_SUMS) {
+      throw new JobRefusedError(
+        `the coordinator at ${this.options.url} sent a job whose metrics (${printable(metricKeys(job.spec.metrics, job.spec.weightedMetrics).join(', '), 200)}) take ${sums} sums, more than the ${MAX_METRIC_SUMS} a gradient carries`,
+      );
+    }
     // a model of few parameters can still hold gigabytes a row (a convolution over a huge image)
     const perRow = activationValuesPerRow(job.spec);
     const budget = this.options.maxStepBytes ?? defaultMaxStepBytes();

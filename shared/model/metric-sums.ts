@@ -281,6 +281,11 @@ export interface RowWeights {
   readonly training: boolean;
 }
 
+/** How many sums a model's metrics take, plain and weighted: what travels with every gradient. */
+export function metricSumsWidth(metrics: readonly MetricName[], weightedMetrics: readonly MetricName[] = []): number {
+  return metrics.reduce((a, name) => a + METRIC_KINDS[name].width, 0) + weightedMetrics.reduce((a, name) => a + WEIGHTED_KINDS[name].width, 0);
+}
+
 /** A metric as a layout holds it: the name it is reported under, how it sums, whether weighted. */
 interface LayoutEntry {
   readonly key: string;
@@ -328,7 +333,7 @@ export class MetricLayout {
       this.entries.push({ key: this.keys[i]!, name, kind, weighted, offset: at });
       at += kind.width;
     });
-    if (at > MAX_METRIC_SUMS) throw new ConfigError(`compile.metrics: ${this.keys.join(', ')} take ${at} sums, at most ${MAX_METRIC_SUMS} may travel`);
+    if (at > MAX_METRIC_SUMS) throw new ConfigError(`compile.metrics${weightedNames.length > 0 ? ' and compile.weightedMetrics' : ''}: ${this.keys.join(', ')} take ${at} sums, at most ${MAX_METRIC_SUMS} may travel`);
     this.width = at;
   }
 
