@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../index.js';
 import { initBackend } from '../shared/backend.js';
 import { validateConfig } from '../shared/config/load.js';
-import { AUC_THRESHOLDS, higherIsBetter, metricKeys, MetricLayout, type RowWeights } from '../shared/model/metric-sums.js';
+import { AUC_THRESHOLDS, aucThresholds, higherIsBetter, metricKeys, MetricLayout, type RowWeights } from '../shared/model/metric-sums.js';
 import { METRICS, type MetricName } from '../shared/model/spec.js';
 import { Rng } from '../shared/math/rng.js';
 
@@ -105,6 +105,41 @@ describe('metric values', () => {
     ];
     const v = layout.values(sumsOf(layout, [...row(6), ...row(4), ...row(6)], p.flat(), 7), 3);
     expect(v['topKCategoricalAccuracy']).toBeCloseTo(2 / 3, 12);
+  });
+
+  it("arguments as Keras's: top-k's k, AUC's numThresholds, the threshold of binary accuracy, precision, recall and F1", () => {
+    const row = (hot: number): number[] => Array.from({ length: 7 }, (_, k) => (k === hot ? 1 : 0));
+    const p7 = [0.3, 0.2, 0.15, 0.1, 0.1, 0.1, 0.05];
+    const top3 = new MetricLayout([{ name: 'topKCategoricalAccuracy', k: 3 }], 7);
+    // class 2 is third (in), class 4 ties the fourth (out), class 1 second (in)
+    expect(top3.values(sumsOf(top3, [...row(2), ...row(4), ...row(1)], [...p7, ...p7, ...p7], 7), 3)['topKCategoricalAccuracy']).toBeCloseTo(2 / 3, 12);
+    const low = new MetricLayout([{ name: 'precision', threshold: 0.3 }, { name: 'recall', threshold: 0.3 }, { name: 'f1Score', threshold: 0.3 }, { name: 'binaryAccuracy', threshold: 0.3 }], 1);
+    const v = low.values(sumsOf(low, y, p, 1), y.length);
+    // above 0.3 (0.3 itself is not, in float32 as in Keras): 0.9 (1), 0.8 (0), 0.7 (1), 0.4 (1), 0.45 (0), 0.55 (1), 0.6 (0): tp 4, fp 3; positives 4; right 4 + 3 negatives below
+    expect(v['precision']).toBe(4 / 7);
+    expect(v['recall']).toBe(1);
+    expect(v['f1Score']).toBeCloseTo(8 / 11, 15);
+    expect(v['binaryAccuracy']).toBeCloseTo(7 / 10, 15);
+  });
+
+  it('ROC AUC over numThresholds 50: Keras\'s trapezoids over its thresholds (float64 reference)', () => {
+    const rng = new Rng(17);
+    const n = 400;
+    const ys: number[] = Array.from({ length: n }, () => (rng.next() < 0.35 ? 1 : 0));
+    const ps = ys.map((v) => Math.min(1, Math.max(0, 0.3 * v + 0.7 * rng.next())));
+    const layout = new MetricLayout([{ name: 'auc', numThresholds: 50 }], 1);
+    expect(layout.width).toBe(2 * 51);
+    const got = layout.values(sumsOf(layout, ys, ps, 1), n)['auc']!;
+    const thresholds = aucThresholds(50);
+    const at = (t: number, label: number): number => ys.reduce((a, v, i) => a + (v === label && Math.fround(ps[i]!) > Math.fround(t) ? 1 : 0), 0);
+    const tpr = thresholds.map((t) => at(t, 1) / ys.filter((v) => v === 1).length);
+    const fpr = thresholds.map((t) => at(t, 0) / ys.filter((v) => v === 0).length);
+    let want = 0;
+    for (let i = 0; i + 1 < thresholds.length; i++) want += ((fpr[i]! - fpr[i + 1]!) * (tpr[i]! + tpr[i + 1]!)) / 2;
+    expect(got).toBeCloseTo(want, 12);
+    // coarser thresholds than the default's: another value on the same outputs
+    const fine = new MetricLayout(['auc'], 1);
+    expect(fine.values(sumsOf(fine, ys, ps, 1), n)['auc']).not.toBe(got);
   });
 
   it('RMSE is the root of the mean squared error over every output', () => {
@@ -295,6 +330,19 @@ describe('config', () => {
     expect(() => validateConfig({ ...base, compile: { loss: 'binaryCrossentropy', weightedMetrics: ['auc', 'auc'] } }, 'job.yaml')).toThrow(/weightedMetrics.*auc is listed twice/s);
     expect(() => validateConfig({ ...base, compile: { loss: 'binaryCrossentropy', weightedMetrics: ['kappa'] } }, 'job.yaml')).toThrow(/compile\.weightedMetrics/);
     expect(validateConfig({ ...base, compile: { loss: 'meanSquaredError' } }, 'job.yaml').compile.weightedMetrics).toEqual([]);
+  });
+
+  it('metric arguments: each metric takes its own, in range, and is named by them when wrong', () => {
+    const compile = (metrics: unknown[]) => ({ ...base, compile: { loss: 'categoricalCrossentropy', metrics } });
+    expect(() => validateConfig(compile([{ name: 'auc', k: 3 }]), 'job.yaml')).toThrow(/compile\.metrics\[0\]\.k: auc takes numThresholds, not k/);
+    expect(() => validateConfig(compile([{ name: 'categoricalAccuracy', threshold: 0.3 }]), 'job.yaml')).toThrow(/categoricalAccuracy takes no arguments, not threshold/);
+    expect(() => validateConfig(compile([{ name: 'auc', numThresholds: 2 }]), 'job.yaml')).toThrow(/compile\.metrics/);
+    expect(() => validateConfig(compile([{ name: 'precision', threshold: 1.5 }]), 'job.yaml')).toThrow(/compile\.metrics/);
+    expect(() => validateConfig(compile([{ name: 'topKCategoricalAccuracy', k: 0 }]), 'job.yaml')).toThrow(/compile\.metrics/);
+    expect(() => validateConfig(compile(['auc', { name: 'auc', numThresholds: 50 }]), 'job.yaml')).toThrow(/auc is listed twice/);
+    const ok = validateConfig(compile([{ name: 'topKCategoricalAccuracy', k: 3 }, { name: 'auc', numThresholds: 500 }]), 'job.yaml');
+    expect(ok.compile.metrics).toEqual([{ name: 'topKCategoricalAccuracy', k: 3 }, { name: 'auc', numThresholds: 500 }]);
+    expect(metricKeys(ok.compile.metrics, [{ name: 'auc', numThresholds: 100 }])).toEqual(['topKCategoricalAccuracy', 'auc', 'weighted_auc']);
   });
 
   it('a metric listed twice is refused; rootMeanSquaredError on a regression is fine', () => {

@@ -235,14 +235,14 @@ describe('data.sampleWeight through train()', { timeout: 300_000 }, () => {
     const job = jobFolder(600, {});
     writeFileSync(job.dataFile, withWeights(readFileSync(job.dataFile, 'utf8')));
     const cluster = { threads: 1, minWorkers: 1, balance: 'equal', backend: 'wasm' };
-    const weighted = (c: JobConfigInput): JobConfigInput => ({ ...c, compile: { ...c.compile, metrics: ['accuracy', 'auc'], weightedMetrics: ['accuracy', 'auc'] }, fit: { ...c.fit, classWeight: { 0: 1, 1: 2 } } }) as JobConfigInput;
+    const weighted = (c: JobConfigInput): JobConfigInput => ({ ...c, compile: { ...c.compile, metrics: ['accuracy', 'auc'], weightedMetrics: ['accuracy', { name: 'auc', numThresholds: 100 }] }, fit: { ...c.fit, classWeight: { 0: 1, 1: 2 } } }) as JobConfigInput;
     writeFileSync(job.configFile, JSON.stringify(weighted(config(job.dataFile, job.out, cluster, 'w'))));
     const summary = await runWithOneNode(job, track);
     expect(summary.participants.find((p) => p.kind === 'node')!.samples).toBeGreaterThan(0);
     const one = `${job.dir}/one`;
     const lane = await train(weighted(config(job.dataFile, one, { threads: 1, backend: 'wasm' }, 'w')), { log: () => {} });
     expect(maxAbsDiff(readRunWeights(job.out), readRunWeights(one))).toBeLessThan(1e-5);
-    // weighted metrics (sample weights, and class weights on the training rows) sum across the node and the thread as one lane's
+    // weighted metrics (sample weights, and class weights on the training rows; an AUC of 100 thresholds) sum across the node and the thread as one lane's
     const last = lane.fit.history.at(-1)!.values;
     const lines = readFileSync(`${job.out}/history.csv`, 'utf8').trim().split('\n');
     const columns = lines[0]!.split(',');

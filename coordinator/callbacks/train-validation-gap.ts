@@ -7,7 +7,7 @@
  * so does plain overfitting, which the warning names as the other cause.
  */
 import type { Dataset } from '../../shared/data/dataset.js';
-import type { ModelSpec } from '../../shared/model/spec.js';
+import { metricName, type ModelSpec } from '../../shared/model/spec.js';
 import type { EpochLog } from '../fit/logs.js';
 import type { Callback } from './callback.js';
 
@@ -61,7 +61,7 @@ const ACCURACIES = ['accuracy', 'binaryAccuracy', 'categoricalAccuracy'] as cons
  * class; several: the largest output is the class).
  */
 export function gapOptions(spec: Pick<ModelSpec, 'metrics'>, dataset: Pick<Dataset, 'y' | 'outputs' | 'val'>): GapOptions {
-  const metric = spec.metrics.find((m) => (ACCURACIES as readonly string[]).includes(m));
+  const metric = spec.metrics.map(metricName).find((m) => (ACCURACIES as readonly string[]).includes(m));
   const { y, outputs, val } = dataset;
   if (metric === undefined || val.count === 0) return GAP_DEFAULTS;
   const counts = new Array<number>(Math.max(2, outputs)).fill(0);

@@ -8,8 +8,8 @@ import { BACKENDS } from '../backend-choice.js';
 import { DEFAULT_MAX_CATEGORIES } from '../data/preprocess.js';
 import { GRADIENT_DTYPES } from '../math/float16.js';
 import { optimizerDefaults, type OptimizerConfig } from './optimizer-config.js';
-import { ACTIVATIONS, LOSSES, METRICS, PADDINGS, type LossName, type LossOptions } from '../model/spec.js';
-import { METRIC_KINDS } from '../model/metric-sums.js';
+import { ACTIVATIONS, LOSSES, METRICS, PADDINGS, metricName, type LossName, type LossOptions, type MetricObject } from '../model/spec.js';
+import { METRIC_ARGUMENTS, METRIC_KINDS } from '../model/metric-sums.js';
 import { FILL_MODES, FLIP_MODES } from '../model/augment.js';
 
 /**
@@ -271,15 +271,29 @@ export function lossOptions(loss: LossConfig): LossOptions | undefined {
   return Object.keys(options).length > 0 ? options : undefined;
 }
 
+/** A metric: its name, or an object with its name and Keras's arguments (METRIC_ARGUMENTS says which it takes). */
+const Metric = z.union(
+  [
+    z.enum(METRICS),
+    z.strictObject({
+      name: z.enum(METRICS),
+      k: z.int().positive().optional(),
+      numThresholds: z.int().min(3).max(1000).optional(),
+      threshold: z.number().min(0).max(1).optional(),
+    }),
+  ],
+  { error: () => `expected a metric, one of ${METRICS.map((m) => `"${m}"`).join('|')}, or { name: <a metric>, k | numThresholds | threshold }` },
+);
+
 const Compile = z
   .strictObject({
     optimizer: Optimizer.default({ name: 'adam', ...optimizerDefaults.adam }),
     loss: z.union([z.enum(LOSSES), LossObject], {
       error: () => `expected a loss, one of ${LOSSES.map((l) => `"${l}"`).join('|')}, or { name: <a loss>, fromLogits, labelSmoothing, delta }`,
     }),
-    metrics: z.array(z.enum(METRICS)).optional(),
+    metrics: z.array(Metric).optional(),
     /** Keras's weighted_metrics: weighted by data.sampleWeight and, in training, fit.classWeight. */
-    weightedMetrics: z.array(z.enum(METRICS)).default([]),
+    weightedMetrics: z.array(Metric).default([]),
     learningRateSchedule: Schedule.optional(),
     /** Goyal et al. 2017: every rate times batchSize / referenceBatchSize, reached linearly over warmupSteps. */
     learningRateScaling: z.strictObject({ referenceBatchSize: z.int().positive(), warmupSteps: z.int().nonnegative().default(0) }).optional(),
@@ -287,9 +301,16 @@ const Compile = z
   .superRefine((c, ctx) => {
     for (const key of ['metrics', 'weightedMetrics'] as const) {
       const seen = new Set<string>();
-      for (const [i, name] of (c[key] ?? []).entries()) {
+      for (const [i, metric] of (c[key] ?? []).entries()) {
+        const name = metricName(metric);
         if (seen.has(name)) ctx.addIssue({ code: 'custom', path: [key, i], message: `${name} is listed twice` });
         seen.add(name);
+        for (const arg of typeof metric === 'string' ? [] : (Object.keys(metric) as (keyof MetricObject)[])) {
+          if (arg !== 'name' && !METRIC_ARGUMENTS[name].includes(arg)) {
+            const takes = METRIC_ARGUMENTS[name];
+            ctx.addIssue({ code: 'custom', path: [key, i, arg], message: `${name} takes ${takes.length > 0 ? takes.join(', ') : 'no arguments'}, not ${arg}` });
+          }
+        }
         if (METRIC_KINDS[name].thresholded && !CLASSIFICATION_LOSSES.has(lossName(c.loss))) {
           ctx.addIssue({ code: 'custom', path: [key, i], message: `${name} counts decisions against labels of 0 and 1, so it needs a classifier's loss (binaryCrossentropy or categoricalCrossentropy), not ${lossName(c.loss)}` });
         }

@@ -17,21 +17,19 @@
  * ratio, Keras's weighted Mean), a count metric and AUC's histogram count weights instead of ones.
  */
 import { ConfigError } from '../errors.js';
-import { MAX_METRIC_SUMS, outputDim, type MetricName, type ModelSpec } from './spec.js';
+import { MAX_METRIC_SUMS, METRICS, metricName, outputDim, type MetricConfig, type MetricName, type ModelSpec } from './spec.js';
 
 /** The largest float32: no per-sample value computed in float32 exceeds it. */
 export const FLT_MAX = 3.4028234663852886e38;
 
-/** Keras's AUC thresholds (num_thresholds=200): -1e-7, 1/199, ..., 198/199, 1 + 1e-7. */
-export const AUC_THRESHOLDS: readonly number[] = (() => {
-  const n = 200;
+/** Keras's AUC thresholds for num_thresholds n: -1e-7, 1/(n-1), ..., (n-2)/(n-1), 1 + 1e-7. */
+export function aucThresholds(n: number): number[] {
   const epsilon = 1e-7;
   const inner = Array.from({ length: n - 2 }, (_, i) => (i + 1) / (n - 1));
   return [0 - epsilon, ...inner, 1 + epsilon];
-})();
-/** The thresholds as float32, as Keras compares them with float32 outputs. */
-const THRESHOLDS_F32 = Float32Array.from(AUC_THRESHOLDS);
-const BINS = AUC_THRESHOLDS.length + 1;
+}
+/** Keras's default thresholds (num_thresholds=200). */
+export const AUC_THRESHOLDS: readonly number[] = aucThresholds(200);
 
 /** One batch: `rows` rows of `units` labels and outputs, row-major. */
 export interface MetricBatch {
@@ -95,21 +93,26 @@ function argMax(v: ArrayLike<number>, r: number, units: number): number {
   return best;
 }
 
-/** tfjs-layers' binaryAccuracy: the share of a row's outputs whose (output > 0.5) equals its label. */
-const binaryAccuracy = ({ y, p, units }: MetricBatch, r: number): number => {
-  let right = 0;
-  for (let k = r * units; k < (r + 1) * units; k++) right += y[k] === (p[k]! > 0.5 ? 1 : 0) ? 1 : 0;
-  return right / units;
+/** tfjs-layers' binaryAccuracy: the share of a row's outputs whose (output > threshold) equals its label (the threshold as float32, as Keras casts it to the outputs' type). */
+const binaryAccuracy = (threshold: number) => {
+  const t = Math.fround(threshold);
+  return ({ y, p, units }: MetricBatch, r: number): number => {
+    let right = 0;
+    for (let k = r * units; k < (r + 1) * units; k++) right += y[k] === (p[k]! > t ? 1 : 0) ? 1 : 0;
+    return right / units;
+  };
 };
 /** tfjs-layers' categoricalAccuracy: whether the row's largest output is its label's. */
 const categoricalAccuracy = ({ y, p, units }: MetricBatch, r: number): number => (argMax(y, r, units) === argMax(p, r, units) ? 1 : 0);
-/** Keras's top_k_categorical_accuracy (k = 5): the label's output among the five largest, ties in (tf.math.in_top_k). */
-const inTopFive = ({ y, p, units }: MetricBatch, r: number): number => {
-  const truth = p[r * units + argMax(y, r, units)]!;
-  let above = 0;
-  for (let k = r * units; k < (r + 1) * units; k++) if (p[k]! > truth) above++;
-  return above < 5 ? 1 : 0;
-};
+/** Keras's top_k_categorical_accuracy: the label's output among the k largest, ties in (tf.math.in_top_k). */
+const inTop =
+  (top: number) =>
+  ({ y, p, units }: MetricBatch, r: number): number => {
+    const truth = p[r * units + argMax(y, r, units)]!;
+    let above = 0;
+    for (let k = r * units; k < (r + 1) * units; k++) if (p[k]! > truth) above++;
+    return above < top ? 1 : 0;
+  };
 /** The mean over a row's outputs of f(label - output). */
 const rowMean =
   (f: (d: number) => number) =>
@@ -121,8 +124,9 @@ const rowMean =
 const squaredError = rowMean((d) => d * d);
 const absoluteError = rowMean(Math.abs);
 
-/** A count metric at 0.5: sums [true positives, predicted positives, actual positives] over every output. */
-function counted(value: (tp: number, predicted: number, actual: number) => number): MetricKind {
+/** A count metric at `threshold` (as float32): sums [true positives, predicted positives, actual positives] over every output. */
+function counted(value: (tp: number, predicted: number, actual: number) => number, threshold: number): MetricKind {
+  const t = Math.fround(threshold);
   return {
     width: 3,
     add: (b, sums, at) => {
@@ -133,7 +137,7 @@ function counted(value: (tp: number, predicted: number, actual: number) => numbe
       for (let r = 0; r < rows; r++) {
         const w = weightOf(b, r);
         for (let k = r * units; k < (r + 1) * units; k++) {
-          const above = p[k]! > 0.5 ? w : 0;
+          const above = p[k]! > t ? w : 0;
           tp += above * y[k]!;
           predicted += above;
           actual += w * y[k]!;
@@ -150,38 +154,41 @@ function counted(value: (tp: number, predicted: number, actual: number) => numbe
   };
 }
 
-/** How many thresholds an output is above (0 to 200): its bin in the AUC histogram. */
-function binOf(output: number): number {
+/** How many of the (float32, ascending) thresholds an output is above: its bin in the AUC histogram. */
+function binOf(output: number, thresholds: Float32Array): number {
   let lo = 0;
-  let hi = THRESHOLDS_F32.length;
+  let hi = thresholds.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (output > THRESHOLDS_F32[mid]!) lo = mid + 1;
+    if (output > thresholds[mid]!) lo = mid + 1;
     else hi = mid;
   }
   return lo;
 }
 
 /**
- * Sums for AUC: the outputs' histogram over the thresholds, labels first (bin b: outputs above
- * exactly b thresholds), then all outputs. An output above threshold i is in a bin past i, so
- * Keras's true and predicted positives at each threshold are sums over the bins.
+ * Sums for AUC over `thresholds` (float32): the outputs' histogram, labels first (bin b: outputs
+ * above exactly b thresholds), then all outputs. An output above threshold i is in a bin past i,
+ * so Keras's true and predicted positives at each threshold are sums over the bins.
  */
-function addHistogram(b: MetricBatch, sums: number[], at: number): void {
-  const { y, p, rows, units } = b;
-  for (let r = 0; r < rows; r++) {
-    const w = weightOf(b, r);
-    for (let k = r * units; k < (r + 1) * units; k++) {
-      const bin = binOf(p[k]!);
-      sums[at + bin]! += w * y[k]!;
-      sums[at + BINS + bin]! += w;
+function addHistogram(thresholds: Float32Array): MetricKind['add'] {
+  const bins = thresholds.length + 1;
+  return (b, sums, at) => {
+    const { y, p, rows, units } = b;
+    for (let r = 0; r < rows; r++) {
+      const w = weightOf(b, r);
+      for (let k = r * units; k < (r + 1) * units; k++) {
+        const bin = binOf(p[k]!, thresholds);
+        sums[at + bin]! += w * y[k]!;
+        sums[at + bins + bin]! += w;
+      }
     }
-  }
+  };
 }
 
-/** Confusion counts at each threshold from the histogram. */
-function countsAt(sums: ArrayLike<number>): { tp: number[]; fp: number[]; positives: number; negatives: number } {
-  const n = AUC_THRESHOLDS.length;
+/** Confusion counts at each of `n` thresholds from the histogram. */
+function countsAt(sums: ArrayLike<number>, n: number): { tp: number[]; fp: number[]; positives: number; negatives: number } {
+  const BINS = n + 1;
   const tp = new Array<number>(n);
   const fp = new Array<number>(n);
   let positives = 0;
@@ -197,9 +204,9 @@ function countsAt(sums: ArrayLike<number>): { tp: number[]; fp: number[]; positi
   return { tp, fp, positives, negatives: outputs - positives };
 }
 
-/** ROC AUC from the histogram, by Keras's trapezoids (summation_method 'interpolation'). */
-function rocAuc(sums: ArrayLike<number>): number {
-  const { tp, fp, positives, negatives } = countsAt(sums);
+/** ROC AUC from the histogram of `n` thresholds, by Keras's trapezoids (summation_method 'interpolation'). */
+function rocAuc(sums: ArrayLike<number>, n: number): number {
+  const { tp, fp, positives, negatives } = countsAt(sums, n);
   let auc = 0;
   for (let i = 0; i + 1 < tp.length; i++) {
     const width = ratio(fp[i]!, negatives) - ratio(fp[i + 1]!, negatives);
@@ -209,8 +216,8 @@ function rocAuc(sums: ArrayLike<number>): number {
 }
 
 /** PR AUC from the histogram, by Keras's interpolation of precision between thresholds (Davis & Goadrich 2006). */
-function prAuc(sums: ArrayLike<number>): number {
-  const { tp, fp, positives } = countsAt(sums);
+function prAuc(sums: ArrayLike<number>, n: number): number {
+  const { tp, fp, positives } = countsAt(sums, n);
   let auc = 0;
   for (let i = 0; i + 1 < tp.length; i++) {
     const dtp = tp[i]! - tp[i + 1]!;
@@ -224,24 +231,64 @@ function prAuc(sums: ArrayLike<number>): number {
   return auc;
 }
 
-function auc(value: (sums: ArrayLike<number>) => number): MetricKind {
-  return { width: 2 * BINS, add: addHistogram, value, most: decisions, higherIsBetter: true, thresholded: true };
+function auc(value: (sums: ArrayLike<number>, n: number) => number, n: number): MetricKind {
+  return { width: 2 * (n + 1), add: addHistogram(Float32Array.from(aucThresholds(n))), value: (sums) => value(sums, n), most: decisions, higherIsBetter: true, thresholded: true };
 }
 
-export const METRIC_KINDS: Readonly<Record<MetricName, MetricKind>> = {
-  accuracy: perSample((b, r) => (b.units === 1 ? binaryAccuracy(b, r) : categoricalAccuracy(b, r)), fraction, true),
-  binaryAccuracy: perSample(binaryAccuracy, fraction, true),
-  categoricalAccuracy: perSample(categoricalAccuracy, fraction, true),
-  topKCategoricalAccuracy: perSample(inTopFive, fraction, true),
-  meanSquaredError: perSample(squaredError, anyNonNegative, false),
-  rootMeanSquaredError: perSample(squaredError, anyNonNegative, false, (s, n) => Math.sqrt(s / n)),
-  meanAbsoluteError: perSample(absoluteError, anyNonNegative, false),
-  precision: counted((tp, predicted) => ratio(tp, predicted)),
-  recall: counted((tp, _predicted, actual) => ratio(tp, actual)),
-  f1Score: counted((tp, predicted, actual) => ratio(2 * tp, predicted + actual)),
-  auc: auc(rocAuc),
-  prAuc: auc(prAuc),
+/** Keras's defaults of the metrics' arguments. */
+export const METRIC_DEFAULTS = { k: 5, numThresholds: 200, threshold: 0.5 } as const;
+
+/** Which arguments each metric takes (the others are refused in the config). */
+export const METRIC_ARGUMENTS: Readonly<Record<MetricName, readonly (keyof typeof METRIC_DEFAULTS)[]>> = {
+  accuracy: ['threshold'],
+  binaryAccuracy: ['threshold'],
+  categoricalAccuracy: [],
+  topKCategoricalAccuracy: ['k'],
+  meanSquaredError: [],
+  rootMeanSquaredError: [],
+  meanAbsoluteError: [],
+  precision: ['threshold'],
+  recall: ['threshold'],
+  f1Score: ['threshold'],
+  auc: ['numThresholds'],
+  prAuc: ['numThresholds'],
 };
+
+/** The metric's sums and value for its arguments (Keras's defaults where absent). */
+function makeKind(metric: MetricConfig): MetricKind {
+  const { k, numThresholds, threshold } = { ...METRIC_DEFAULTS, ...(typeof metric === 'string' ? {} : metric) };
+  switch (metricName(metric)) {
+    case 'accuracy': {
+      const binary = binaryAccuracy(threshold);
+      return perSample((b, r) => (b.units === 1 ? binary(b, r) : categoricalAccuracy(b, r)), fraction, true);
+    }
+    case 'binaryAccuracy':
+      return perSample(binaryAccuracy(threshold), fraction, true);
+    case 'categoricalAccuracy':
+      return perSample(categoricalAccuracy, fraction, true);
+    case 'topKCategoricalAccuracy':
+      return perSample(inTop(k), fraction, true);
+    case 'meanSquaredError':
+      return perSample(squaredError, anyNonNegative, false);
+    case 'rootMeanSquaredError':
+      return perSample(squaredError, anyNonNegative, false, (s, n) => Math.sqrt(s / n));
+    case 'meanAbsoluteError':
+      return perSample(absoluteError, anyNonNegative, false);
+    case 'precision':
+      return counted((tp, predicted) => ratio(tp, predicted), threshold);
+    case 'recall':
+      return counted((tp, _predicted, actual) => ratio(tp, actual), threshold);
+    case 'f1Score':
+      return counted((tp, predicted, actual) => ratio(2 * tp, predicted + actual), threshold);
+    case 'auc':
+      return auc(rocAuc, numThresholds);
+    case 'prAuc':
+      return auc(prAuc, numThresholds);
+  }
+}
+
+/** Each metric with Keras's default arguments. */
+export const METRIC_KINDS = Object.fromEntries(METRICS.map((name) => [name, makeKind(name)])) as Readonly<Record<MetricName, MetricKind>>;
 
 /** Any finite sum of non-negative weights times values: what a weighted sum may be. */
 const weightedMost: MetricKind['most'] = (n, units) => n * units * FLT_MAX;
@@ -273,7 +320,11 @@ function weightedKind(kind: MetricKind): MetricKind {
   };
 }
 
-const WEIGHTED_KINDS = Object.fromEntries(Object.entries(METRIC_KINDS).map(([name, kind]) => [name, weightedKind(kind)])) as Readonly<Record<MetricName, MetricKind>>;
+/** A metric's kind, plain or weighted, for its arguments. */
+function kindOf(metric: MetricConfig, weighted: boolean): MetricKind {
+  const kind = typeof metric === 'string' ? METRIC_KINDS[metric] : makeKind(metric);
+  return weighted ? weightedKind(kind) : kind;
+}
 
 /** Where a batch's rows' weights come from: their sample weights, and whether they are training rows (class weights apply). */
 export interface RowWeights {
@@ -282,14 +333,13 @@ export interface RowWeights {
 }
 
 /** How many sums a model's metrics take, plain and weighted: what travels with every gradient. */
-export function metricSumsWidth(metrics: readonly MetricName[], weightedMetrics: readonly MetricName[] = []): number {
-  return metrics.reduce((a, name) => a + METRIC_KINDS[name].width, 0) + weightedMetrics.reduce((a, name) => a + WEIGHTED_KINDS[name].width, 0);
+export function metricSumsWidth(metrics: readonly MetricConfig[], weightedMetrics: readonly MetricConfig[] = []): number {
+  return metrics.reduce((a, m) => a + kindOf(m, false).width, 0) + weightedMetrics.reduce((a, m) => a + kindOf(m, true).width, 0);
 }
 
 /** A metric as a layout holds it: the name it is reported under, how it sums, whether weighted. */
 interface LayoutEntry {
   readonly key: string;
-  readonly name: MetricName;
   readonly kind: MetricKind;
   readonly weighted: boolean;
   /** Offset of its first sum. */
@@ -300,8 +350,9 @@ interface LayoutEntry {
  * The names metrics are reported under (history, summary, Prometheus): each metric's name, then
  * each weighted metric's, `weighted_<name>` where the plain one is also there (Keras 3's rule).
  */
-export function metricKeys(metrics: readonly MetricName[], weightedMetrics: readonly MetricName[] = []): string[] {
-  return [...metrics, ...weightedMetrics.map((name) => (metrics.includes(name) ? `weighted_${name}` : name))];
+export function metricKeys(metrics: readonly MetricConfig[], weightedMetrics: readonly MetricConfig[] = []): string[] {
+  const plain = metrics.map(metricName);
+  return [...plain, ...weightedMetrics.map(metricName).map((name) => (plain.includes(name) ? `weighted_${name}` : name))];
 }
 
 /**
@@ -316,21 +367,21 @@ export class MetricLayout {
   readonly keys: readonly string[];
 
   constructor(
-    readonly names: readonly MetricName[],
+    readonly names: readonly MetricConfig[],
     private readonly units: number,
     /** Where the outputs are logits (a loss with fromLogits): the activation that makes them probabilities for the metrics. */
     private readonly outputActivation?: 'sigmoid' | 'softmax',
     /** Metrics weighted by each row's weight (Keras's weighted_metrics). */
-    readonly weightedNames: readonly MetricName[] = [],
+    readonly weightedNames: readonly MetricConfig[] = [],
     /** Each class's weight, by class index (training rows' weights include it, as Keras's class_weight). */
     private readonly classWeights?: readonly number[],
   ) {
     this.keys = metricKeys(names, weightedNames);
-    const all = [...names.map((name) => ({ name, weighted: false })), ...weightedNames.map((name) => ({ name, weighted: true }))];
+    const all = [...names.map((metric) => ({ metric, weighted: false })), ...weightedNames.map((metric) => ({ metric, weighted: true }))];
     let at = 0;
-    all.forEach(({ name, weighted }, i) => {
-      const kind = (weighted ? WEIGHTED_KINDS : METRIC_KINDS)[name];
-      this.entries.push({ key: this.keys[i]!, name, kind, weighted, offset: at });
+    all.forEach(({ metric, weighted }, i) => {
+      const kind = kindOf(metric, weighted);
+      this.entries.push({ key: this.keys[i]!, kind, weighted, offset: at });
       at += kind.width;
     });
     if (at > MAX_METRIC_SUMS) throw new ConfigError(`compile.metrics${weightedNames.length > 0 ? ' and compile.weightedMetrics' : ''}: ${this.keys.join(', ')} take ${at} sums, at most ${MAX_METRIC_SUMS} may travel`);

@@ -49,6 +49,25 @@ export const METRICS = [
 ] as const;
 export type MetricName = (typeof METRICS)[number];
 
+/**
+ * A metric with Keras's arguments where they differ from the defaults: `k` of
+ * topKCategoricalAccuracy (5), `numThresholds` of auc and prAuc (200), `threshold` above which an
+ * output counts as positive for binaryAccuracy, precision, recall and f1Score (0.5).
+ */
+export interface MetricObject {
+  readonly name: MetricName;
+  readonly k?: number;
+  readonly numThresholds?: number;
+  readonly threshold?: number;
+}
+/** A metric by name (Keras's defaults) or with its arguments. */
+export type MetricConfig = MetricName | MetricObject;
+
+/** The metric's name, whichever form it takes. */
+export function metricName(metric: MetricConfig): MetricName {
+  return typeof metric === 'string' ? metric : metric.name;
+}
+
 /** The most metric sums one model may report (metric-sums.ts; frames that carry them are sized for this). */
 export const MAX_METRIC_SUMS = 2048;
 
@@ -195,9 +214,9 @@ export interface ModelSpec {
   /** The loss's arguments, where any differs from Keras's default. */
   readonly lossOptions?: LossOptions;
   /** Metric names in the order their sums travel in gradient results. */
-  readonly metrics: readonly MetricName[];
+  readonly metrics: readonly MetricConfig[];
   /** Metrics weighted by each row's sample and class weight (Keras's weighted_metrics); their sums travel after `metrics`'. */
-  readonly weightedMetrics?: readonly MetricName[];
+  readonly weightedMetrics?: readonly MetricConfig[];
   /** Rows per forward and backward pass (cluster.microBatchSize): larger parts are computed in micro-batches and summed. */
   readonly microBatchSize?: number;
   /**

@@ -63,6 +63,12 @@ const AugmentSchema = z.strictObject({
     .max(32),
 });
 
+/** A metric by name or with its arguments (the worker checks how many sums they take before building). */
+const MetricSchema = z.union([
+  z.enum(METRICS),
+  z.strictObject({ name: z.enum(METRICS), k: z.int().positive().max(1_000_000).optional(), numThresholds: z.int().min(3).max(1000).optional(), threshold: z.number().min(0).max(1).optional() }),
+]);
+
 export const ModelSpecSchema = z.strictObject({
   inputDim: z.int().positive(),
   inputShape: z.array(size).min(1).max(8).optional(),
@@ -80,8 +86,8 @@ export const ModelSpecSchema = z.strictObject({
     .optional(),
   loss: z.enum(LOSSES),
   lossOptions: z.strictObject({ fromLogits: z.boolean().optional(), labelSmoothing: z.number().min(0).max(1).optional(), delta: z.number().positive().optional() }).optional(),
-  metrics: z.array(z.enum(METRICS)),
-  weightedMetrics: z.array(z.enum(METRICS)).optional(),
+  metrics: z.array(MetricSchema).max(64),
+  weightedMetrics: z.array(MetricSchema).max(64).optional(),
   microBatchSize: z.int().positive().optional(),
   classWeights: z.array(z.number().nonnegative()).min(2).max(1_000_000).optional(),
   augment: AugmentSchema.optional(),
