@@ -188,14 +188,14 @@ function addHistogram(thresholds: Float32Array): MetricKind['add'] {
 
 /** Confusion counts at each of `n` thresholds from the histogram. */
 function countsAt(sums: ArrayLike<number>, n: number): { tp: number[]; fp: number[]; positives: number; negatives: number } {
-  const BINS = n + 1;
+  const bins = n + 1;
   const tp = new Array<number>(n);
   const fp = new Array<number>(n);
   let positives = 0;
   let outputs = 0;
-  for (let b = BINS - 1; b >= 0; b--) {
+  for (let b = bins - 1; b >= 0; b--) {
     positives += sums[b]!;
-    outputs += sums[BINS + b]!;
+    outputs += sums[bins + b]!;
     if (b > 0) {
       tp[b - 1] = positives;
       fp[b - 1] = outputs - positives;
@@ -236,7 +236,7 @@ function auc(value: (sums: ArrayLike<number>, n: number) => number, n: number): 
 }
 
 /** Keras's defaults of the metrics' arguments. */
-export const METRIC_DEFAULTS = { k: 5, numThresholds: 200, threshold: 0.5 } as const;
+const METRIC_DEFAULTS = { k: 5, numThresholds: 200, threshold: 0.5 } as const;
 
 /** Which arguments each metric takes (the others are refused in the config). */
 export const METRIC_ARGUMENTS: Readonly<Record<MetricName, readonly (keyof typeof METRIC_DEFAULTS)[]>> = {
@@ -367,12 +367,12 @@ export class MetricLayout {
   readonly keys: readonly string[];
 
   constructor(
-    readonly names: readonly MetricConfig[],
+    names: readonly MetricConfig[],
     private readonly units: number,
     /** Where the outputs are logits (a loss with fromLogits): the activation that makes them probabilities for the metrics. */
     private readonly outputActivation?: 'sigmoid' | 'softmax',
     /** Metrics weighted by each row's weight (Keras's weighted_metrics). */
-    readonly weightedNames: readonly MetricConfig[] = [],
+    private readonly weightedNames: readonly MetricConfig[] = [],
     /** Each class's weight, by class index (training rows' weights include it, as Keras's class_weight). */
     private readonly classWeights?: readonly number[],
   ) {
@@ -401,10 +401,9 @@ export class MetricLayout {
   }
 
   /** Each row's weight: its sample weight times, in training, its class's weight (float64). */
-  private rowWeights(y: ArrayLike<number>, rows: number, weights: RowWeights | undefined): Float64Array {
-    const w = new Float64Array(rows).fill(1);
-    if (weights?.sample) for (let r = 0; r < rows; r++) w[r] = weights.sample[r]!;
-    const classes = weights?.training ? this.classWeights : undefined;
+  private rowWeights(y: ArrayLike<number>, rows: number, weights: RowWeights): Float64Array {
+    const w = weights.sample ? Float64Array.from({ length: rows }, (_, r) => weights.sample![r]!) : new Float64Array(rows).fill(1);
+    const classes = weights.training ? this.classWeights : undefined;
     if (!classes) return w;
     for (let r = 0; r < rows; r++) {
       if (this.units === 1) {
