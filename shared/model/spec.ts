@@ -213,7 +213,7 @@ export interface ModelSpec {
   readonly loss: LossName;
   /** The loss's arguments, where any differs from Keras's default. */
   readonly lossOptions?: LossOptions;
-  /** Metric names in the order their sums travel in gradient results. */
+  /** Metrics (a name, or a name with its arguments) in the order their sums travel in gradient results. */
   readonly metrics: readonly MetricConfig[];
   /** Metrics weighted by each row's sample and class weight (Keras's weighted_metrics); their sums travel after `metrics`'. */
   readonly weightedMetrics?: readonly MetricConfig[];
